@@ -1,0 +1,1 @@
+"""The HTTP face of the ledger (arrives with the HTTP API issue)."""

@@ -1,0 +1,240 @@
+"""The event catalogue: every step the ledger records, who may record it, and from where.
+
+This one table is the journey's rules and the permissions both. The aggregates enforce it before they create any
+event (`Journey.trigger_event`, `Trip.trigger_event`); the README and the API docs render it with `render_markdown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hajj_ledger.errors import IllegalStepError, LedgerError, PermissionDeniedError, TripFullError
+from hajj_ledger.vocabulary import Direction, Role, Stage, Stamp, TripStatus
+
+PRE_ARRIVAL = frozenset(
+    {
+        Stage.REGISTERED,
+        Stage.CONTRACTED,
+        Stage.VISA_REQUESTED,
+        Stage.VISA_ISSUED,
+        Stage.VISA_REJECTED,
+        Stage.VISA_REVOKED,
+    }
+)
+AT_ARRIVAL_PORT = frozenset(
+    {Stage.ARRIVED, Stage.ENTRY_CLEARED, Stage.CUSTOMS_CLEARED, Stage.RECEIVED}
+)
+ON_BUS = frozenset({Stage.BUS_ASSIGNED, Stage.BOARDED})
+SETTLED = frozenset({Stage.TRANSFERRED, Stage.HOUSED, Stage.CHECKED_OUT, Stage.AT_SITE})
+IN_KINGDOM = AT_ARRIVAL_PORT | ON_BUS | SETTLED | {Stage.EXIT_CLEARED}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A rule beyond the stage, about the aggregate and the new event's fields."""
+
+    text: str
+    holds: Callable[[Any, Mapping[str, Any]], bool]
+    refusal: Callable[[Any], LedgerError] | None = None  # None: an IllegalStepError naming the stage
+
+
+def _stamp(fields: Mapping[str, Any]) -> Stamp:
+    stamp = fields["stamp"]
+    assert isinstance(stamp, Stamp)
+    return stamp
+
+
+PRESENT = Condition(
+    "not in hospital and not missing", lambda j, f: j.hospital is None and not j.missing
+)
+NOT_IN_HOSPITAL = Condition("not in hospital", lambda j, f: j.hospital is None)
+IN_HOSPITAL = Condition("in hospital", lambda j, f: j.hospital is not None)
+NOT_MISSING = Condition("not reported missing", lambda j, f: not j.missing)
+MISSING = Condition("reported missing", lambda j, f: j.missing)
+VISA_VALID = Condition(
+    "visa valid when it happened",
+    lambda j, f: j.visa_valid_until is not None and _stamp(f).occurred_at <= j.visa_valid_until,
+)
+FLIGHT_FITS = Condition(
+    "arrival flights before arrival, departure flights once in the Kingdom",
+    lambda j, f: (f["direction"] == Direction.ARRIVAL) == (j.stage in PRE_ARRIVAL),
+)
+ON_ASSIGNED_TRIP = Condition("the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id)
+SEAT_FREE = Condition(
+    "a free seat",
+    lambda t, f: len(t.seats) < t.capacity,
+    refusal=lambda t: TripFullError(f"trip {t.id} is full: {len(t.seats)} of {t.capacity} seats taken"),
+)
+SEAT_HELD = Condition("the journey to hold a seat", lambda t, f: f["journey_id"] in t.seats)
+NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
+
+
+@dataclass(frozen=True)
+class Step:
+    event: str
+    roles: frozenset[Role]
+    from_: frozenset[Any]  # stages (journeys) or statuses (trips); empty for the first event
+    to: Any = None  # the stage or status after it; None leaves it as it was
+    conditions: tuple[Condition, ...] = ()
+    note: str = ""
+
+
+def _step(
+    event: str,
+    roles: Iterable[Role],
+    from_: Iterable[Any],
+    to: Any = None,
+    *conditions: Condition,
+    note: str = "",
+) -> Step:
+    return Step(event, frozenset(roles), frozenset(from_), to, conditions, note)
+
+
+M, C, NQ = Role.MISSION, Role.COMPANY, Role.NAQABA
+
+JOURNEY_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("Registered", [M], [], Stage.REGISTERED),
+        _step("PackageContracted", [M], [Stage.REGISTERED], Stage.CONTRACTED),
+        _step(
+            "VisaRequested",
+            [M],
+            [Stage.CONTRACTED, Stage.VISA_REJECTED, Stage.VISA_REVOKED],
+            Stage.VISA_REQUESTED,
+        ),
+        _step("VisaIssued", [Role.MOFA], [Stage.VISA_REQUESTED], Stage.VISA_ISSUED),
+        _step("VisaRejected", [Role.MOFA], [Stage.VISA_REQUESTED], Stage.VISA_REJECTED),
+        _step("VisaRevoked", [Role.MOFA], [Stage.VISA_ISSUED], Stage.VISA_REVOKED),
+        _step("FlightBooked", [M], PRE_ARRIVAL | SETTLED, None, FLIGHT_FITS),
+        _step(
+            "ArrivedAtPort",
+            [Role.GACA, Role.JAWAZAT],
+            [Stage.VISA_ISSUED],
+            Stage.ARRIVED,
+            VISA_VALID,
+        ),
+        _step("EntryCleared", [Role.JAWAZAT], [Stage.ARRIVED], Stage.ENTRY_CLEARED),
+        _step("CustomsCleared", [Role.CUSTOMS], [Stage.ENTRY_CLEARED], Stage.CUSTOMS_CLEARED),
+        _step("ReceivedAtPort", [Role.WUKALA], [Stage.CUSTOMS_CLEARED], Stage.RECEIVED),
+        _step(
+            "BusAssigned",
+            [NQ],
+            {Stage.RECEIVED} | SETTLED,
+            Stage.BUS_ASSIGNED,
+            note="and a seat is reserved on the trip",
+        ),
+        _step(
+            "BusAssignmentCancelled",
+            [NQ],
+            [Stage.BUS_ASSIGNED],
+            None,
+            ON_ASSIGNED_TRIP,
+            note="back to the stage before the bus; the seat is released",
+        ),
+        _step("Boarded", [NQ], [Stage.BUS_ASSIGNED], Stage.BOARDED, ON_ASSIGNED_TRIP, PRESENT),
+        _step("TransferCompleted", [NQ], [Stage.BOARDED], Stage.TRANSFERRED, ON_ASSIGNED_TRIP),
+        _step(
+            "HousingCheckedIn",
+            [C],
+            [Stage.TRANSFERRED, Stage.CHECKED_OUT, Stage.AT_SITE],
+            Stage.HOUSED,
+            PRESENT,
+        ),
+        _step("HousingCheckedOut", [C], [Stage.HOUSED], Stage.CHECKED_OUT),
+        _step("MovedToSite", [C], SETTLED, Stage.AT_SITE, PRESENT),
+        _step("HospitalAdmitted", [Role.MOH], IN_KINGDOM, None, NOT_IN_HOSPITAL),
+        _step("HospitalDischarged", [Role.MOH], IN_KINGDOM, None, IN_HOSPITAL),
+        _step("ReportedMissing", [C], IN_KINGDOM, None, NOT_MISSING),
+        _step("Found", [C], IN_KINGDOM, None, MISSING),
+        _step("DeathRecorded", [Role.MOH], IN_KINGDOM, Stage.DECEASED, note="ends the journey"),
+        _step("Cancelled", [M], PRE_ARRIVAL, Stage.CANCELLED, note="ends the journey"),
+        _step("ExitCleared", [Role.JAWAZAT], SETTLED, Stage.EXIT_CLEARED, PRESENT),
+        _step(
+            "Departed",
+            [Role.GACA, Role.JAWAZAT],
+            [Stage.EXIT_CLEARED],
+            Stage.DEPARTED,
+            PRESENT,
+            note="ends the journey",
+        ),
+    )
+}
+
+TRIP_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("TripScheduled", [NQ], [], TripStatus.SCHEDULED),
+        _step("SeatReserved", [NQ], [TripStatus.SCHEDULED], None, SEAT_FREE),
+        _step(
+            "SeatReleased", [NQ], [TripStatus.SCHEDULED, TripStatus.DEPARTED], None, SEAT_HELD
+        ),
+        _step("TripDeparted", [NQ], [TripStatus.SCHEDULED], TripStatus.DEPARTED),
+        _step("TripArrived", [NQ], [TripStatus.DEPARTED], TripStatus.ARRIVED),
+        _step("TripCancelled", [NQ], [TripStatus.SCHEDULED], TripStatus.CANCELLED, NO_SEAT_HELD),
+    )
+}
+
+STEPS: dict[str, Step] = {**JOURNEY_STEPS, **TRIP_STEPS}
+
+# Roles that act only on their own journeys: the journey attribute naming the owner, and the refusal.
+SCOPE: dict[Role, tuple[str, str]] = {
+    Role.MISSION: ("mission_id", "the journey was registered by another mission"),
+    Role.COMPANY: ("company_id", "the journey is not contracted to this company"),
+}
+
+
+def may_record(role: Role, event: str) -> bool:
+    return role in STEPS[event].roles
+
+
+def allowed_from(steps: Mapping[str, Step], stage: Any) -> list[str]:
+    return [name for name, step in steps.items() if stage in step.from_]
+
+
+def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Mapping[str, Any]) -> None:
+    """Refuse `event` on `aggregate` unless the role, the stage and every condition allow it."""
+    step = steps[event]
+    stamp = _stamp(fields)
+    if stamp.role not in step.roles:
+        raise PermissionDeniedError(stamp.role, event)
+    if stamp.role in SCOPE and aggregate is not None:
+        owner, refusal = SCOPE[stamp.role]
+        if getattr(aggregate, owner) != stamp.agency_id:
+            raise PermissionDeniedError(stamp.role, event, refusal)
+    if aggregate is None:
+        assert not step.from_, f"{event} needs an existing aggregate"
+        return
+    if aggregate.stage not in step.from_:
+        raise IllegalStepError(event, aggregate.stage, allowed_from(steps, aggregate.stage))
+    for condition in step.conditions:
+        if not condition.holds(aggregate, fields):
+            if condition.refusal is not None:
+                raise condition.refusal(aggregate)
+            raise IllegalStepError(
+                event,
+                aggregate.stage,
+                allowed_from(steps, aggregate.stage),
+                reason=f"refused: needs {condition.text}",
+            )
+
+
+def _cell(values: Iterable[Any]) -> str:
+    return ", ".join(sorted(str(v) for v in values)) or "(new)"
+
+
+def render_markdown(steps: Mapping[str, Step] = JOURNEY_STEPS) -> str:
+    """The table as people read it (README, API docs)."""
+    lines = [
+        "| event | recorded by | allowed from | leads to | also needs |",
+        "|---|---|---|---|---|",
+    ]
+    for step in steps.values():
+        needs = "; ".join([c.text for c in step.conditions] + ([step.note] if step.note else []))
+        lines.append(
+            f"| {step.event} | {_cell(step.roles)} | {_cell(step.from_)} | "
+            f"{step.to or 'unchanged'} | {needs} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,288 @@
+"""The application service: records the agencies' commands and reads journeys back.
+
+Every write goes through `record_batch`: load what the commands touch, run each command against the aggregates
+(a refused command changes nothing), then save everything with the commands' receipts in one transaction. A
+version conflict with a concurrent writer retries the whole batch from fresh state, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+
+from hajj_ledger import store
+from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, check_step
+from hajj_ledger.commands import (
+    AssignBus,
+    CancelBusAssignment,
+    Command,
+    JourneyCommand,
+    Register,
+    ScheduleTrip,
+    TripCommand,
+)
+from hajj_ledger.errors import (
+    ConflictError,
+    DuplicateRegistrationError,
+    IdempotencyKeyReusedError,
+    LedgerError,
+    NotFoundError,
+    ValidationError,
+)
+from hajj_ledger.journey import Journey
+from hajj_ledger.store import LedgerRecorder, Receipt
+from hajj_ledger.trip import Trip
+from hajj_ledger.vocabulary import Actor, Role, Stamp
+
+TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
+A = TypeVar("A", Journey, Trip)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An accepted command: what it recorded, on which journey or trip, and where in the ledger."""
+
+    command_id: UUID
+    event: str
+    aggregate_id: UUID
+    position: int
+    repeated: bool = False  # the command id had been recorded before; nothing new was stored
+
+
+Result = Outcome | LedgerError
+
+
+class StampAsDict(Transcoding):
+    type = Stamp
+    name = "stamp"
+
+    def encode(self, obj: Stamp) -> dict[str, Any]:
+        return {
+            "agency_id": obj.agency_id,
+            "role": obj.role.value,
+            "occurred_at": obj.occurred_at,
+            "command_id": obj.command_id,
+            "correlation_id": obj.correlation_id,
+        }
+
+    def decode(self, data: dict[str, Any]) -> Stamp:
+        return Stamp(
+            data["agency_id"],
+            Role(data["role"]),
+            data["occurred_at"],
+            data["command_id"],
+            data["correlation_id"],
+        )
+
+
+class JourneyLedger(Application[UUID]):
+    name = "JourneyLedger"
+    MAX_ATTEMPTS = 8
+    FUTURE_TOLERANCE = timedelta(minutes=5)
+
+    def __init__(self, database_url: str | None = None) -> None:
+        super().__init__(env=store.store_env(database_url or store.database_url()))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(StampAsDict())
+
+    @property
+    def store(self) -> LedgerRecorder:
+        return cast(LedgerRecorder, self.recorder)
+
+    # Reading.
+
+    def journey(self, journey_id: UUID) -> Journey:
+        return self._get(journey_id, Journey)
+
+    def trip(self, trip_id: UUID) -> Trip:
+        return self._get(trip_id, Trip)
+
+    def history(self, journey_id: UUID) -> list[Journey.Event]:
+        """Every event of a journey, oldest first."""
+        events = [cast(Journey.Event, e) for e in self.events.get(journey_id)]
+        if not events or not isinstance(events[0], Journey.Registered):
+            raise NotFoundError(f"journey {journey_id} not found")
+        return events
+
+    def head(self) -> int:
+        """The position of the newest event in the ledger (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            aggregate = None
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
+        return aggregate
+
+    # Recording.
+
+    def record(self, command: Command, actor: Actor) -> Outcome:
+        """Record one command; raises the LedgerError that refused it."""
+        [result] = self.record_batch([(command, actor)])
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+
+    def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
+        """Record many commands in one transaction; one result each, a refusal sinking only its own."""
+        for attempt in range(self.MAX_ATTEMPTS):
+            try:
+                return self._record_once(commands)
+            except IntegrityError:
+                # A concurrent writer changed an aggregate we loaded, or recorded the same command id.
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        conflict = ConflictError(
+            f"gave up after {self.MAX_ATTEMPTS} attempts: concurrent writers kept changing "
+            "the same journeys or trips; nothing was recorded, retry the command"
+        )
+        return [conflict for _ in commands]
+
+    def _record_once(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
+        receipts = self.store.select_receipts([c.command_id for c, _ in commands])
+        unit = _Unit(self)
+        results: list[Result | Receipt] = []
+        new: dict[UUID, Receipt] = {}
+        for command, actor in commands:
+            known = receipts.get(command.command_id) or new.get(command.command_id)
+            if known is not None:
+                results.append(self._repeat(known, command))
+                continue
+            try:
+                touched = self._decide(command, self._stamp(command, actor), unit)
+            except LedgerError as refusal:
+                results.append(refusal)
+                continue
+            receipt = Receipt(
+                command.command_id,
+                command.fingerprint(),
+                command.event,
+                touched[0].id,
+                tuple((a.id, a.version) for a in touched),
+            )
+            new[command.command_id] = receipt
+            results.append(receipt)
+        positions: dict[tuple[UUID, int], int] = {}
+        if new:
+            recordings = self.save(*unit.aggregates.values(), receipts=list(new.values()))
+            positions = {
+                (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+                for r in recordings
+            }
+        return [self._outcome(r, positions) for r in results]
+
+    def _repeat(self, known: Receipt, command: Command) -> Result:
+        if known.fingerprint != command.fingerprint():
+            return IdempotencyKeyReusedError(
+                f"command_id {command.command_id} was already used for a different command"
+            )
+        return known
+
+    def _outcome(self, result: Result | Receipt, positions: dict[tuple[UUID, int], int]) -> Result:
+        if not isinstance(result, Receipt):
+            return result
+        if all(e in positions for e in result.events):
+            position, repeated = max(positions[e] for e in result.events), False
+        else:
+            position, repeated = max(self.store.select_positions(result.events)), True
+        return Outcome(result.command_id, result.event, result.aggregate_id, position, repeated)
+
+    def _stamp(self, command: Command, actor: Actor) -> Stamp:
+        occurred_at = command.occurred_at.astimezone(UTC)
+        ahead = occurred_at - datetime.now(UTC)
+        if ahead > self.FUTURE_TOLERANCE:
+            raise ValidationError(
+                "occurred_at",
+                f"is {ahead} ahead of the ledger's clock; at most "
+                f"{self.FUTURE_TOLERANCE} in the future is accepted",
+            )
+        return Stamp(
+            actor.agency_id, actor.role, occurred_at, command.command_id, command.correlation_id
+        )
+
+    def _decide(self, command: Command, stamp: Stamp, unit: _Unit) -> list[Aggregate]:
+        """Run one command on the unit's aggregates; returns those it changed, its subject first.
+
+        Commands that change two aggregates check both before changing either, so a refusal changes nothing.
+        """
+        match command:
+            case Register():
+                return [self._register(command, stamp, unit)]
+            case ScheduleTrip():
+                return [self._schedule_trip(command, stamp, unit)]
+            case AssignBus():
+                journey, trip = unit.get(command.journey_id, Journey), unit.get(command.trip_id, Trip)
+                check_step(JOURNEY_STEPS, "BusAssigned", journey, {"stamp": stamp})
+                trip.reserve_seat(stamp, journey.id)
+                journey.assign_bus(stamp, trip.id, trip.destination)
+                return [journey, trip]
+            case CancelBusAssignment():
+                journey, trip = unit.get(command.journey_id, Journey), unit.get(command.trip_id, Trip)
+                fields = {"stamp": stamp, **command.arguments()}
+                check_step(JOURNEY_STEPS, "BusAssignmentCancelled", journey, fields)
+                check_step(TRIP_STEPS, "SeatReleased", trip, {"stamp": stamp, "journey_id": journey.id})
+                journey.cancel_bus_assignment(stamp, **command.arguments())
+                trip.release_seat(stamp, journey.id)
+                return [journey, trip]
+            case JourneyCommand():
+                journey = unit.get(command.journey_id, Journey)
+                getattr(journey, command.method)(stamp, **command.arguments())
+                return [journey]
+            case TripCommand():
+                trip = unit.get(command.trip_id, Trip)
+                getattr(trip, command.method)(stamp, **command.arguments())
+                return [trip]
+        raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+    def _register(self, command: Register, stamp: Stamp, unit: _Unit) -> Journey:
+        journey_id = Journey.create_id(command.season, command.pilgrim_id)
+        if unit.exists(journey_id):
+            raise DuplicateRegistrationError(
+                f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: "
+                f"{journey_id}"
+            )
+        return unit.add(Journey.register(stamp, **command.arguments()))
+
+    def _schedule_trip(self, command: ScheduleTrip, stamp: Stamp, unit: _Unit) -> Trip:
+        arguments = command.arguments()
+        trip_id = command.trip_id or uuid5(TRIP_NAMESPACE, command.command_id.hex)
+        if unit.exists(trip_id):
+            raise ConflictError(f"trip {trip_id} is already scheduled")
+        arguments["trip_id"] = trip_id
+        return unit.add(Trip.schedule(stamp, **arguments))
+
+
+class _Unit:
+    """The aggregates one batch works on, each loaded once."""
+
+    def __init__(self, ledger: JourneyLedger) -> None:
+        self.ledger = ledger
+        self.aggregates: dict[UUID, Aggregate] = {}
+
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        aggregate = self.aggregates.get(aggregate_id)
+        if aggregate is None:
+            aggregate = self.aggregates[aggregate_id] = self.ledger._get(aggregate_id, kind)
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self.aggregates or aggregate_id in self.ledger.repository
+
+    def add(self, aggregate: A) -> A:
+        self.aggregates[aggregate.id] = aggregate
+        return aggregate

@@ -1,0 +1,217 @@
+"""Where the events live: eventsourcing's own SQLite or PostgreSQL recorder, chosen by one URL.
+
+The recorders are the library's, extended by one table: `command_receipts`, written in the same transaction as
+the events a command produced, so that a command id is remembered exactly when its events are stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import get_topic
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
+DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What an accepted command produced: its fingerprint and the events it stored."""
+
+    command_id: UUID
+    fingerprint: str
+    event: str
+    aggregate_id: UUID
+    events: tuple[tuple[UUID, int], ...]  # (originator id, version) of each stored event
+
+    def outcome_json(self) -> str:
+        return json.dumps(
+            {
+                "event": self.event,
+                "aggregate_id": self.aggregate_id.hex,
+                "events": [[i.hex, v] for i, v in self.events],
+            }
+        )
+
+    @classmethod
+    def from_row(cls, command_id: str, fingerprint: str, outcome: str) -> Receipt:
+        data = json.loads(outcome)
+        return cls(
+            UUID(command_id),
+            fingerprint,
+            data["event"],
+            UUID(data["aggregate_id"]),
+            tuple((UUID(i), v) for i, v in data["events"]),
+        )
+
+
+class LedgerRecorder:
+    """What the ledger needs of a store beyond the library's recorder interface."""
+
+    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
+        raise NotImplementedError
+
+    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+        raise NotImplementedError
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS command_receipts ("
+            "command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, outcome TEXT NOT NULL)",
+        ]
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        *,
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        c.executemany(
+            "INSERT INTO command_receipts VALUES (?, ?, ?)",
+            [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
+        )
+        return ids
+
+    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
+        if not command_ids:
+            return {}
+        marks = ",".join("?" * len(command_ids))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT * FROM command_receipts WHERE command_id IN ({marks})",
+                [i.hex for i in command_ids],
+            )
+            rows = c.fetchall()
+        return {UUID(r["command_id"]): Receipt.from_row(*r) for r in rows}
+
+    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+        with self.datastore.transaction(commit=False) as c:
+            positions = []
+            for originator_id, version in events:
+                c.execute(
+                    f"SELECT rowid FROM {self.events_table_name} "
+                    "WHERE originator_id = ? AND originator_version = ?",
+                    (originator_id.hex, version),
+                )
+                positions.append(int(c.fetchone()[0]))
+            return positions
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.receipts_table = Identifier(datastore.schema, "command_receipts")
+        self.events_table = Identifier(datastore.schema, events_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (command_id uuid PRIMARY KEY, "
+                "fingerprint text NOT NULL, outcome jsonb NOT NULL)"
+            ).format(self.receipts_table)
+        )
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        receipts: Sequence[Receipt] = (),
+        **kwargs: Any,
+    ) -> None:
+        # Runs inside the library's insert transaction, before the events themselves.
+        if receipts:
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.receipts_table),
+                [(r.command_id, r.fingerprint, r.outcome_json()) for r in receipts],
+            )
+
+    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
+        if not command_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT command_id::text, fingerprint, outcome::text FROM {} "
+                    "WHERE command_id = ANY(%s)"
+                ).format(self.receipts_table),
+                (list(command_ids),),
+            )
+            rows = curs.fetchall()
+        return {
+            UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"])
+            for r in rows
+        }
+
+    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+        positions = []
+        with self.datastore.transaction(commit=False) as curs:
+            for originator_id, version in events:
+                curs.execute(
+                    SQL(
+                        "SELECT notification_id FROM {} "
+                        "WHERE originator_id = %s AND originator_version = %s"
+                    ).format(self.events_table),
+                    (originator_id, version),
+                )
+                row = curs.fetchone()
+                assert row is not None
+                positions.append(int(row["notification_id"]))
+        return positions
+
+
+def database_url() -> str:
+    return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValueError(f"{DATABASE_URL_VARIABLE}: expected sqlite:///PATH, got {url!r}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteLedgerRecorder),
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        query = parse_qs(parts.query)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
+            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", ["60"])[0],
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresLedgerRecorder),
+        }
+    raise ValueError(
+        f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "
+        "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
+

@@ -1,0 +1,121 @@
+"""The Trip aggregate: one bus trip with a fixed number of seats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from hajj_ledger.catalogue import TRIP_STEPS, check_step
+from hajj_ledger.vocabulary import Stamp, TripStatus
+
+
+class Trip(Aggregate):
+    """Seats are reserved by journey id; `trigger_event` refuses what the catalogue does not allow."""
+
+    class Event(Aggregate.Event):
+        stamp: Stamp
+
+        @property
+        def recorded_at(self) -> datetime:
+            return self.timestamp
+
+        def apply(self, aggregate: Any) -> None:
+            to = TRIP_STEPS[type(self).__name__].to
+            if to is not None:
+                aggregate.status = to
+
+    class TripScheduled(Event, Aggregate.Created):
+        trip_id: UUID  # the originator id too: chosen by the caller, so a retry cannot make a second trip
+        operator: str
+        bus_plate: str
+        origin: str
+        destination: str
+        departs_at: datetime
+        capacity: int
+
+    class SeatReserved(Event):
+        journey_id: UUID
+
+    class SeatReleased(Event):
+        journey_id: UUID
+
+    class TripDeparted(Event):
+        pass
+
+    class TripArrived(Event):
+        pass
+
+    class TripCancelled(Event):
+        reason: str
+
+    @classmethod
+    def schedule(
+        cls,
+        stamp: Stamp,
+        trip_id: UUID,
+        operator: str,
+        bus_plate: str,
+        origin: str,
+        destination: str,
+        departs_at: datetime,
+        capacity: int,
+    ) -> Trip:
+        check_step(TRIP_STEPS, "TripScheduled", None, {"stamp": stamp})
+        return cls(stamp, trip_id, operator, bus_plate, origin, destination, departs_at, capacity)
+
+    @staticmethod
+    def create_id(trip_id: UUID) -> UUID:
+        return trip_id
+
+    @event(TripScheduled)
+    def __init__(
+        self,
+        stamp: Stamp,
+        trip_id: UUID,
+        operator: str,
+        bus_plate: str,
+        origin: str,
+        destination: str,
+        departs_at: datetime,
+        capacity: int,
+    ) -> None:
+        self.operator = operator
+        self.bus_plate = bus_plate
+        self.origin = origin
+        self.destination = destination
+        self.departs_at = departs_at
+        self.capacity = capacity
+        self.status = TripStatus.SCHEDULED
+        self.seats: set[UUID] = set()
+
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        check_step(TRIP_STEPS, event_class.__name__, self, kwargs)
+        super().trigger_event(event_class, **kwargs)
+
+    @property
+    def stage(self) -> TripStatus:
+        """The catalogue reads every aggregate's position as `stage`."""
+        return self.status
+
+    @event(SeatReserved)
+    def reserve_seat(self, stamp: Stamp, journey_id: UUID) -> None:
+        self.seats.add(journey_id)
+
+    @event(SeatReleased)
+    def release_seat(self, stamp: Stamp, journey_id: UUID) -> None:
+        self.seats.discard(journey_id)
+
+    @event(TripDeparted)
+    def depart(self, stamp: Stamp) -> None:
+        pass
+
+    @event(TripArrived)
+    def arrive(self, stamp: Stamp) -> None:
+        pass
+
+    @event(TripCancelled)
+    def cancel(self, stamp: Stamp, reason: str) -> None:
+        pass

@@ -1,0 +1,170 @@
+"""The ledger's vocabulary: roles, stages, ports, sites and modes, and who recorded a fact when.
+
+Every enumeration the domain uses lives here, so that the catalogue, the commands, the read models and the
+HTTP API all spell a port or a role the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+
+class Role(StrEnum):
+    """The agencies of `domain.md`; an agency acts in exactly one role."""
+
+    MISSION = "mission"
+    COMPANY = "company"
+    MOFA = "mofa"
+    GACA = "gaca"
+    JAWAZAT = "jawazat"
+    CUSTOMS = "customs"
+    WUKALA = "wukala"
+    NAQABA = "naqaba"
+    MOH = "moh"
+    MINISTRY = "ministry"
+    AUDITOR = "auditor"
+    ANALYST = "analyst"
+
+
+class Mode(StrEnum):
+    """How a pilgrim crosses the border."""
+
+    AIR = "air"
+    LAND = "land"
+    SEA = "sea"
+
+
+class Port(StrEnum):
+    """Ports of entry and exit used by pilgrims."""
+
+    JED_HAJJ_TERMINAL = "JED-HAJJ"
+    JED_NORTH_TERMINAL = "JED-NORTH"
+    MED_AIRPORT = "MED"
+    TAIF_AIRPORT = "TIF"
+    YANBU_AIRPORT = "YNB"
+    JEDDAH_SEA_PORT = "JED-SEA"
+    AL_HADITHA = "HADITHA"
+    AL_BATHA = "BATHA"
+    AL_RAQI = "RAQI"
+    JADIDAT_ARAR = "ARAR"
+    AL_WADIAH = "WADIAH"
+    KING_FAHD_CAUSEWAY = "CAUSEWAY"
+
+    @property
+    def mode(self) -> Mode:
+        return PORT_MODES[self]
+
+
+PORT_MODES: dict[Port, Mode] = {
+    Port.JED_HAJJ_TERMINAL: Mode.AIR,
+    Port.JED_NORTH_TERMINAL: Mode.AIR,
+    Port.MED_AIRPORT: Mode.AIR,
+    Port.TAIF_AIRPORT: Mode.AIR,
+    Port.YANBU_AIRPORT: Mode.AIR,
+    Port.JEDDAH_SEA_PORT: Mode.SEA,
+    Port.AL_HADITHA: Mode.LAND,
+    Port.AL_BATHA: Mode.LAND,
+    Port.AL_RAQI: Mode.LAND,
+    Port.JADIDAT_ARAR: Mode.LAND,
+    Port.AL_WADIAH: Mode.LAND,
+    Port.KING_FAHD_CAUSEWAY: Mode.LAND,
+}
+
+
+class Site(StrEnum):
+    """Cities and holy sites a pilgrim stays at or passes through."""
+
+    MAKKAH = "makkah"
+    MADINAH = "madinah"
+    JEDDAH = "jeddah"
+    MINA = "mina"
+    ARAFAT = "arafat"
+    MUZDALIFAH = "muzdalifah"
+
+
+# Where a bus goes from or to: a city or holy site, or a port.
+Place = Site | Port
+
+
+def parse_place(value: str) -> Place:
+    """A site or a port from its code; ValueError names both lists when it is neither."""
+    for kind in (Site, Port):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    known = ", ".join([*Site, *Port])
+    raise ValueError(f"{value!r} is neither a site nor a port (known: {known})")
+
+
+class Direction(StrEnum):
+    ARRIVAL = "arrival"
+    DEPARTURE = "departure"
+
+
+class CancellationReason(StrEnum):
+    NO_SHOW = "no_show"
+    WITHDRAWN = "withdrawn"
+    VISA_REFUSED = "visa_refused"
+    QUOTA = "quota"
+    OTHER = "other"
+
+
+class Stage(StrEnum):
+    """Where a journey stands; hospital and missing are states beside the stage, not stages."""
+
+    REGISTERED = "registered"
+    CONTRACTED = "contracted"
+    VISA_REQUESTED = "visa_requested"
+    VISA_ISSUED = "visa_issued"
+    VISA_REJECTED = "visa_rejected"
+    VISA_REVOKED = "visa_revoked"
+    ARRIVED = "arrived"
+    ENTRY_CLEARED = "entry_cleared"
+    CUSTOMS_CLEARED = "customs_cleared"
+    RECEIVED = "received"
+    BUS_ASSIGNED = "bus_assigned"
+    BOARDED = "boarded"
+    TRANSFERRED = "transferred"
+    HOUSED = "housed"
+    CHECKED_OUT = "checked_out"
+    AT_SITE = "at_site"
+    EXIT_CLEARED = "exit_cleared"
+    DEPARTED = "departed"
+    CANCELLED = "cancelled"
+    DECEASED = "deceased"
+
+
+ENDED = frozenset({Stage.DEPARTED, Stage.CANCELLED, Stage.DECEASED})
+
+
+class TripStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    DEPARTED = "departed"
+    ARRIVED = "arrived"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The agency asking for a step to be recorded."""
+
+    agency_id: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who recorded an event, when it happened by their account, and which command carried it.
+
+    When the ledger recorded it is the event's own `timestamp` (`recorded_at`).
+    """
+
+    agency_id: str
+    role: Role
+    occurred_at: datetime
+    command_id: UUID
+    correlation_id: UUID | None = None
