@@ -222,7 +222,9 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
 
 
 def _cell(values: Iterable[Any]) -> str:
-    return ", ".join(sorted(str(v) for v in values)) or "(new)"
+    """Enumeration members in their declared order (the journey's order, for stages)."""
+    ordered = sorted(values, key=lambda v: list(type(v)).index(v))
+    return ", ".join(str(v) for v in ordered) or "(new)"
 
 
 def render_markdown(steps: Mapping[str, Step] = JOURNEY_STEPS) -> str:

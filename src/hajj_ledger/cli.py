@@ -1,0 +1,174 @@
+"""The `hajj-ledger` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+from hajj_ledger.commands import parse_command_json
+from hajj_ledger.demo import run_demo
+from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
+from hajj_ledger.vocabulary import Actor, Role
+
+DEFAULT_SEASON = 1446
+# What every event carries; `history` shows these in their own columns, the rest as details.
+_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "stamp", "originator_topic"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LedgerError as error:
+        print(json.dumps(_error_json(error), ensure_ascii=False), file=sys.stderr)
+        return 1
+    except ValueError as error:  # configuration, e.g. an unsupported database URL
+        print(f"hajj-ledger: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hajj-ledger",
+        description="An event-sourced ledger of Hajj pilgrims' journeys. "
+        f"The store is {DATABASE_URL_VARIABLE} (default {DEFAULT_DATABASE_URL}).",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    record = commands.add_parser(
+        "record",
+        help="record one command, given as JSON (argument or stdin); prints the outcome and position",
+    )
+    record.add_argument("json", nargs="?", help="the command; read from stdin when omitted")
+    record.add_argument("--role", required=True, choices=[r.value for r in Role])
+    record.add_argument("--agency", required=True, help="the recording agency's id")
+    record.set_defaults(run=_record)
+
+    history = commands.add_parser(
+        "history", help="every event of a journey, with both clocks and who recorded it"
+    )
+    history.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
+    history.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    history.add_argument("--json", action="store_true", help="one JSON object per event")
+    history.set_defaults(run=_history)
+
+    rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
+    rules.set_defaults(run=_rules)
+
+    demo = commands.add_parser(
+        "demo", help="record a few demonstration journeys (idempotent) and print one's history"
+    )
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _record(args: argparse.Namespace) -> int:
+    text = args.json if args.json is not None else sys.stdin.read()
+    command = parse_command_json(text)
+    outcome = JourneyLedger().record(command, Actor(args.agency, Role(args.role)))
+    print(json.dumps(outcome_json(outcome)))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    try:
+        events = ledger.history(args.id)
+    except NotFoundError:
+        try:
+            events = ledger.history(Journey.create_id(args.season, args.id))
+        except NotFoundError:
+            raise NotFoundError(
+                f"{args.id} is neither a journey nor a pilgrim with a journey in season {args.season}"
+            ) from None
+    _print_history(events, as_json=args.json)
+    return 0
+
+
+def _print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
+    for event in events:
+        row = event_json(event)
+        if as_json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            details = " ".join(f"{k}={v}" for k, v in row["details"].items())
+            print(
+                f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
+                f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"
+            )
+
+
+def _rules(args: argparse.Namespace) -> int:
+    print("Journey steps\n\n" + render_markdown(JOURNEY_STEPS))
+    print("Trip steps\n\n" + render_markdown(TRIP_STEPS))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    journey_id = run_demo(ledger)
+    journey = ledger.journey(journey_id)
+    print(f"\nHistory of pilgrim {journey.pilgrim_id} (journey {journey_id}):\n")
+    _print_history(ledger.history(journey_id), as_json=False)
+    print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
+    return 0
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "command_id": str(outcome.command_id),
+        "event": outcome.event,
+        "aggregate_id": str(outcome.aggregate_id),
+        "position": outcome.position,
+        "repeated": outcome.repeated,
+    }
+
+
+def event_json(event: Journey.Event) -> dict[str, Any]:
+    stamp = event.stamp
+    details = {
+        f.name: _plain(getattr(event, f.name))
+        for f in dataclasses.fields(event)
+        if f.name not in _ENVELOPE_FIELDS
+    }
+    return {
+        "version": event.originator_version,
+        "event": type(event).__name__,
+        "journey_id": str(event.originator_id),
+        "occurred_at": stamp.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "agency_id": stamp.agency_id,
+        "role": str(stamp.role),
+        "command_id": str(stamp.command_id),
+        "correlation_id": str(stamp.correlation_id) if stamp.correlation_id else None,
+        "details": details,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value if not isinstance(value, str) else str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _error_json(error: LedgerError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error.kind, "detail": error.message}
+    if isinstance(error, ValidationError):
+        body["fields"] = [{"field": f, "reason": r} for f, r in error.problems]
+    return body
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Three demonstration journeys of season 1446, recorded through the ledger's real commands.
+
+Command ids and times are fixed, so running the demo again records nothing new: the ledger answers each
+command with its first outcome, which is what idempotency promises.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from hajj_ledger.commands import parse_command
+from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.vocabulary import Actor, Role
+
+SEASON = 1446
+_NS = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/demo")
+
+MISSION_IDN = Actor("mission-IDN-0001", Role.MISSION)
+MISSION_JOR = Actor("mission-JOR-0001", Role.MISSION)
+MISSION_PAK = Actor("mission-PAK-0001", Role.MISSION)
+COMPANY = Actor("company-makkah-0042", Role.COMPANY)
+MOFA = Actor("mofa", Role.MOFA)
+GACA = Actor("gaca-jed", Role.GACA)
+JAWAZAT = Actor("jawazat", Role.JAWAZAT)
+CUSTOMS = Actor("customs", Role.CUSTOMS)
+WUKALA = Actor("wukala-jed", Role.WUKALA)
+NAQABA = Actor("naqaba", Role.NAQABA)
+MOH = Actor("moh", Role.MOH)
+
+
+def _at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+class _Script:
+    def __init__(self, ledger: JourneyLedger, name: str) -> None:
+        self.ledger = ledger
+        self.name = name
+        self.count = 0
+        self.outcomes: list[Outcome] = []
+
+    def __call__(self, actor: Actor, event: str, at: str, **fields: Any) -> Outcome:
+        self.count += 1
+        data = {
+            "event": event,
+            "command_id": str(uuid5(_NS, f"{self.name}:{self.count}")),
+            "occurred_at": _at(at).isoformat(),
+            **{k: str(v) if isinstance(v, UUID | datetime) else v for k, v in fields.items()},
+        }
+        outcome = self.ledger.record(parse_command(data), actor)
+        self.outcomes.append(outcome)
+        return outcome
+
+
+def _full_journey(ledger: JourneyLedger) -> UUID:
+    """Indonesia by air to Jeddah, Makkah, the holy sites, and home."""
+    step = _Script(ledger, "idn")
+    pilgrim = uuid5(_NS, "pilgrim:idn")
+    j = step(MISSION_IDN, "Registered", "2025-01-10T08:00", pilgrim_id=pilgrim, season=SEASON,
+             country="IDN").aggregate_id
+    step(MISSION_IDN, "PackageContracted", "2025-01-12T09:00", journey_id=j,
+         company_id=COMPANY.agency_id, package_id="PKG-IDN-2025-A")
+    step(MISSION_IDN, "VisaRequested", "2025-03-01T07:00", journey_id=j)
+    step(MOFA, "VisaIssued", "2025-03-10T10:00", journey_id=j,
+         valid_until=_at("2025-07-10T00:00"))
+    step(MISSION_IDN, "FlightBooked", "2025-03-12T10:00", journey_id=j, direction="arrival",
+         flight="GA8101", port="JED-HAJJ", scheduled_at=_at("2025-05-20T03:10"))
+    step(GACA, "ArrivedAtPort", "2025-05-20T03:10", journey_id=j, port="JED-HAJJ", mode="air",
+         flight="GA8101")
+    step(JAWAZAT, "EntryCleared", "2025-05-20T03:40", journey_id=j, port="JED-HAJJ")
+    step(CUSTOMS, "CustomsCleared", "2025-05-20T03:55", journey_id=j, port="JED-HAJJ")
+    step(WUKALA, "ReceivedAtPort", "2025-05-20T04:20", journey_id=j, port="JED-HAJJ")
+    to_makkah = step(NAQABA, "TripScheduled", "2025-05-19T18:00", operator="SAPTCO",
+                     bus_plate="KSA-4821", origin="JED-HAJJ", destination="makkah",
+                     departs_at=_at("2025-05-20T05:00"), capacity=49).aggregate_id
+    step(NAQABA, "BusAssigned", "2025-05-20T04:30", journey_id=j, trip_id=to_makkah)
+    step(NAQABA, "Boarded", "2025-05-20T04:55", journey_id=j, trip_id=to_makkah)
+    step(NAQABA, "TransferCompleted", "2025-05-20T06:30", journey_id=j, trip_id=to_makkah)
+    step(COMPANY, "HousingCheckedIn", "2025-05-20T07:00", journey_id=j, site="makkah",
+         building="MK-AZIZIYAH-112")
+    for site, day in [("mina", "2025-06-04T06:00"), ("arafat", "2025-06-05T05:00"),
+                      ("muzdalifah", "2025-06-05T16:30"), ("mina", "2025-06-06T05:00")]:
+        step(COMPANY, "MovedToSite", day, journey_id=j, site=site)
+    step(COMPANY, "HousingCheckedIn", "2025-06-08T15:00", journey_id=j, site="makkah",
+         building="MK-AZIZIYAH-112")
+    step(MISSION_IDN, "FlightBooked", "2025-06-10T10:00", journey_id=j, direction="departure",
+         flight="GA8202", port="JED-HAJJ", scheduled_at=_at("2025-06-20T12:00"))
+    step(COMPANY, "HousingCheckedOut", "2025-06-20T06:00", journey_id=j, site="makkah",
+         building="MK-AZIZIYAH-112")
+    to_airport = step(NAQABA, "TripScheduled", "2025-06-19T18:00", operator="SAPTCO",
+                      bus_plate="KSA-7310", origin="makkah", destination="JED-HAJJ",
+                      departs_at=_at("2025-06-20T07:00"), capacity=49).aggregate_id
+    step(NAQABA, "BusAssigned", "2025-06-20T06:10", journey_id=j, trip_id=to_airport)
+    step(NAQABA, "Boarded", "2025-06-20T06:50", journey_id=j, trip_id=to_airport)
+    step(NAQABA, "TransferCompleted", "2025-06-20T08:10", journey_id=j, trip_id=to_airport)
+    step(JAWAZAT, "ExitCleared", "2025-06-20T09:30", journey_id=j, port="JED-HAJJ")
+    step(GACA, "Departed", "2025-06-20T12:05", journey_id=j, port="JED-HAJJ", flight="GA8202")
+    return pilgrim
+
+
+def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
+    """Jordan by land through al-Haditha; a night in hospital at Arafat."""
+    step = _Script(ledger, "jor")
+    j = step(MISSION_JOR, "Registered", "2025-02-01T08:00", pilgrim_id=uuid5(_NS, "pilgrim:jor"),
+             season=SEASON, country="JOR").aggregate_id
+    step(MISSION_JOR, "PackageContracted", "2025-02-02T08:00", journey_id=j,
+         company_id=COMPANY.agency_id, package_id="PKG-JOR-7")
+    step(MISSION_JOR, "VisaRequested", "2025-03-05T08:00", journey_id=j)
+    step(MOFA, "VisaIssued", "2025-03-15T08:00", journey_id=j,
+         valid_until=_at("2025-07-15T00:00"))
+    step(JAWAZAT, "ArrivedAtPort", "2025-05-28T14:00", journey_id=j, port="HADITHA", mode="land")
+    step(JAWAZAT, "EntryCleared", "2025-05-28T14:30", journey_id=j, port="HADITHA")
+    step(MOH, "HospitalAdmitted", "2025-05-28T20:00", journey_id=j, facility="HADITHA-CLINIC")
+    step(MOH, "HospitalDischarged", "2025-05-29T09:00", journey_id=j, facility="HADITHA-CLINIC")
+    step(CUSTOMS, "CustomsCleared", "2025-05-29T10:00", journey_id=j, port="HADITHA")
+
+
+def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
+    step = _Script(ledger, "pak")
+    j = step(MISSION_PAK, "Registered", "2025-01-20T08:00", pilgrim_id=uuid5(_NS, "pilgrim:pak"),
+             season=SEASON, country="PAK").aggregate_id
+    step(MISSION_PAK, "PackageContracted", "2025-01-21T08:00", journey_id=j,
+         company_id=COMPANY.agency_id, package_id="PKG-PAK-3")
+    step(MISSION_PAK, "VisaRequested", "2025-03-02T08:00", journey_id=j)
+    step(MOFA, "VisaRejected", "2025-03-09T08:00", journey_id=j, reason="documents_incomplete")
+    step(MISSION_PAK, "Cancelled", "2025-03-20T08:00", journey_id=j, reason="visa_refused")
+
+
+def run_demo(ledger: JourneyLedger) -> UUID:
+    """Record the demonstration journeys; returns the journey id of the complete one."""
+    before = ledger.head()
+    pilgrim = _full_journey(ledger)
+    _land_journey_with_hospital(ledger)
+    _rejected_and_cancelled(ledger)
+    after = ledger.head()
+    if after == before:
+        print(f"The demonstration journeys were already recorded (ledger head: position {after}).")
+    else:
+        print(
+            f"Recorded {after - before} events of three demonstration journeys "
+            f"(positions {before + 1}-{after})."
+        )
+    return Journey.create_id(SEASON, pilgrim)

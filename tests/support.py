@@ -1,0 +1,136 @@
+"""Journeys built step by step for the tests, straight on the aggregates (no store)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from hajj_ledger.catalogue import PRE_ARRIVAL
+from hajj_ledger.commands import Command, parse_command
+from hajj_ledger.journey import Journey
+from hajj_ledger.trip import Trip
+from hajj_ledger.vocabulary import (
+    Actor,
+    CancellationReason,
+    Direction,
+    Mode,
+    Port,
+    Role,
+    Site,
+    Stage,
+    Stamp,
+)
+
+T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+MISSION_ID = "mission-IDN-1"
+COMPANY_ID = "company-1"
+TRIP_ID = UUID("00000000-0000-4000-8000-0000000000aa")
+AGENCY = {Role.MISSION: MISSION_ID, Role.COMPANY: COMPANY_ID}
+
+
+def stamp(role: Role, agency_id: str | None = None, at: datetime = T0) -> Stamp:
+    return Stamp(agency_id or AGENCY.get(role, f"{role}-1"), role, at, uuid4())
+
+
+def actor(role: Role, agency_id: str | None = None) -> Actor:
+    return Actor(agency_id or AGENCY.get(role, f"{role}-1"), role)
+
+
+def register(pilgrim_id: UUID | None = None) -> Journey:
+    return Journey.register(stamp(Role.MISSION), pilgrim_id or uuid4(), 1446, "IDN", False)
+
+
+def _flight_direction(journey: Journey) -> Direction:
+    return Direction.ARRIVAL if journey.stage in PRE_ARRIVAL else Direction.DEPARTURE
+
+
+JED = Port.JED_HAJJ_TERMINAL
+
+# For each journey step: the role that records it, and a call recording it with valid values.
+STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
+    "PackageContracted": (Role.MISSION, lambda j, s: j.contract_package(s, COMPANY_ID, "PKG-1")),
+    "VisaRequested": (Role.MISSION, lambda j, s: j.request_visa(s)),
+    "VisaIssued": (Role.MOFA, lambda j, s: j.issue_visa(s, T0 + timedelta(days=90))),
+    "VisaRejected": (Role.MOFA, lambda j, s: j.reject_visa(s, "documents_incomplete")),
+    "VisaRevoked": (Role.MOFA, lambda j, s: j.revoke_visa(s, "security")),
+    "FlightBooked": (
+        Role.MISSION,
+        lambda j, s: j.book_flight(s, _flight_direction(j), "GA901", JED, T0),
+    ),
+    "ArrivedAtPort": (Role.GACA, lambda j, s: j.arrive_at_port(s, JED, Mode.AIR, "GA901")),
+    "EntryCleared": (Role.JAWAZAT, lambda j, s: j.clear_entry(s, JED)),
+    "CustomsCleared": (Role.CUSTOMS, lambda j, s: j.clear_customs(s, JED)),
+    "ReceivedAtPort": (Role.WUKALA, lambda j, s: j.receive_at_port(s, JED)),
+    "BusAssigned": (Role.NAQABA, lambda j, s: j.assign_bus(s, TRIP_ID, Site.MAKKAH)),
+    "BusAssignmentCancelled": (
+        Role.NAQABA,
+        lambda j, s: j.cancel_bus_assignment(s, TRIP_ID, "bus_broken_down"),
+    ),
+    "Boarded": (Role.NAQABA, lambda j, s: j.board(s, TRIP_ID)),
+    "TransferCompleted": (Role.NAQABA, lambda j, s: j.complete_transfer(s, TRIP_ID)),
+    "HousingCheckedIn": (Role.COMPANY, lambda j, s: j.check_in_housing(s, Site.MAKKAH, "B-1")),
+    "HousingCheckedOut": (Role.COMPANY, lambda j, s: j.check_out_housing(s, Site.MAKKAH, "B-1")),
+    "MovedToSite": (Role.COMPANY, lambda j, s: j.move_to_site(s, Site.MINA)),
+    "HospitalAdmitted": (Role.MOH, lambda j, s: j.admit_to_hospital(s, "MINA-HOSPITAL")),
+    "HospitalDischarged": (Role.MOH, lambda j, s: j.discharge_from_hospital(s, "MINA-HOSPITAL")),
+    "ReportedMissing": (Role.COMPANY, lambda j, s: j.report_missing(s)),
+    "Found": (Role.COMPANY, lambda j, s: j.record_found(s, Site.MINA)),
+    "DeathRecorded": (Role.MOH, lambda j, s: j.record_death(s, "MINA-HOSPITAL")),
+    "Cancelled": (Role.MISSION, lambda j, s: j.cancel(s, CancellationReason.WITHDRAWN)),
+    "ExitCleared": (Role.JAWAZAT, lambda j, s: j.clear_exit(s, JED)),
+    "Departed": (Role.GACA, lambda j, s: j.depart(s, JED, "GA902")),
+}
+
+
+def record(journey: Journey, event: str, role: Role | None = None, agency_id: str | None = None) -> None:
+    default_role, call = STEP[event]
+    call(journey, stamp(role or default_role, agency_id))
+
+
+# How to reach each stage from a new journey: the main road, and the side roads.
+PATH_TO: dict[Stage, list[str]] = {
+    Stage.REGISTERED: [],
+    Stage.CONTRACTED: ["PackageContracted"],
+    Stage.VISA_REQUESTED: ["PackageContracted", "VisaRequested"],
+    Stage.VISA_ISSUED: ["PackageContracted", "VisaRequested", "VisaIssued"],
+    Stage.VISA_REJECTED: ["PackageContracted", "VisaRequested", "VisaRejected"],
+    Stage.VISA_REVOKED: ["PackageContracted", "VisaRequested", "VisaIssued", "VisaRevoked"],
+}
+_ARRIVAL = ["PackageContracted", "VisaRequested", "VisaIssued", "ArrivedAtPort"]
+PATH_TO[Stage.ARRIVED] = _ARRIVAL
+PATH_TO[Stage.ENTRY_CLEARED] = [*_ARRIVAL, "EntryCleared"]
+PATH_TO[Stage.CUSTOMS_CLEARED] = [*PATH_TO[Stage.ENTRY_CLEARED], "CustomsCleared"]
+PATH_TO[Stage.RECEIVED] = [*PATH_TO[Stage.CUSTOMS_CLEARED], "ReceivedAtPort"]
+PATH_TO[Stage.BUS_ASSIGNED] = [*PATH_TO[Stage.RECEIVED], "BusAssigned"]
+PATH_TO[Stage.BOARDED] = [*PATH_TO[Stage.BUS_ASSIGNED], "Boarded"]
+PATH_TO[Stage.TRANSFERRED] = [*PATH_TO[Stage.BOARDED], "TransferCompleted"]
+PATH_TO[Stage.HOUSED] = [*PATH_TO[Stage.TRANSFERRED], "HousingCheckedIn"]
+PATH_TO[Stage.CHECKED_OUT] = [*PATH_TO[Stage.HOUSED], "HousingCheckedOut"]
+PATH_TO[Stage.AT_SITE] = [*PATH_TO[Stage.CHECKED_OUT], "MovedToSite"]
+PATH_TO[Stage.EXIT_CLEARED] = [*PATH_TO[Stage.AT_SITE], "ExitCleared"]
+PATH_TO[Stage.DEPARTED] = [*PATH_TO[Stage.EXIT_CLEARED], "Departed"]
+PATH_TO[Stage.CANCELLED] = ["PackageContracted", "Cancelled"]
+PATH_TO[Stage.DECEASED] = [*_ARRIVAL, "DeathRecorded"]
+
+
+def journey_at(stage: Stage) -> Journey:
+    journey = register()
+    for event in PATH_TO[stage]:
+        record(journey, event)
+    assert journey.stage == stage
+    return journey
+
+
+def trip(capacity: int = 49) -> Trip:
+    return Trip.schedule(
+        stamp(Role.NAQABA), uuid4(), "SAPTCO", "KSA-1", JED, Site.MAKKAH, T0, capacity
+    )
+
+
+def command(event: str, **fields: Any) -> Command:
+    """A parsed command with a fresh id and a past occurred_at, unless given."""
+    data: dict[str, Any] = {"event": event, "command_id": str(uuid4()), "occurred_at": T0.isoformat()}
+    data.update({k: str(v) if isinstance(v, UUID | datetime) else v for k, v in fields.items()})
+    return parse_command(data)

@@ -1,0 +1,76 @@
+"""Bad input is refused with the field and the reason, before anything is loaded or stored."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from hajj_ledger.commands import IssueVisa, parse_command, parse_command_json
+from hajj_ledger.errors import ValidationError
+from tests.support import T0
+
+BASE = {"command_id": str(uuid4()), "occurred_at": T0.isoformat(), "journey_id": str(uuid4())}
+
+
+def _refused(data: dict[str, Any]) -> ValidationError:
+    with pytest.raises(ValidationError) as refused:
+        parse_command(data)
+    return refused.value
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        ({"event": "Teleported"}, "event", "does not match any of the expected tags"),
+        ({**BASE, "event": "ClearedEntry"}, "event", "expected tags"),
+        ({**BASE, "event": "EntryCleared", "port": "JFK"}, "port", "Input should be"),
+        ({**BASE, "event": "EntryCleared", "port": "JED-HAJJ", "note": "x"}, "note", "Extra"),
+        ({**BASE, "event": "VisaRequested", "journey_id": "42"}, "journey_id", "valid UUID"),
+        ({**BASE, "event": "VisaRequested", "occurred_at": "2025-05-01T08:00"}, "occurred_at",
+         "timezone"),
+        ({**BASE, "event": "ArrivedAtPort", "port": "HADITHA", "mode": "air", "flight": "SV1"},
+         "mode", "reached by land"),
+        ({**BASE, "event": "ArrivedAtPort", "port": "JED-HAJJ", "mode": "air"}, "flight",
+         "required"),
+        ({**BASE, "event": "FlightBooked", "direction": "arrival", "flight": "sv 1",
+          "port": "JED-HAJJ", "scheduled_at": T0.isoformat()}, "flight", "pattern"),
+        ({**BASE, "event": "VisaRejected", "reason": "He is called Muhammad"}, "reason",
+         "pattern"),
+        ({"event": "TripScheduled", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
+          "operator": "SAPTCO", "bus_plate": "K-1", "origin": "JED-HAJJ",
+          "destination": "makkah", "departs_at": T0.isoformat(), "capacity": 0}, "capacity",
+         "greater than 0"),
+        ({"event": "TripScheduled", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
+          "operator": "SAPTCO", "bus_plate": "K-1", "origin": "JED-HAJJ",
+          "destination": "mekka", "departs_at": T0.isoformat(), "capacity": 49}, "destination",
+         "neither a site nor a port"),
+        ({"event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
+          "pilgrim_id": str(uuid4()), "season": 1446, "country": "Indonesia"}, "country",
+         "pattern"),
+    ],
+)
+def test_a_bad_value_is_named_with_its_reason(data: dict[str, Any], field: str, reason: str) -> None:
+    error = _refused(data)
+    assert error.field == field
+    assert reason in error.reason
+
+
+def test_every_bad_field_is_reported() -> None:
+    error = _refused({**BASE, "event": "VisaIssued", "journey_id": "x", "valid_until": "soon"})
+    assert {f for f, _ in error.problems} == {"journey_id", "valid_until"}
+
+
+def test_json_that_is_not_json_is_refused() -> None:
+    with pytest.raises(ValidationError, match="Invalid JSON"):
+        parse_command_json("{not json")
+
+
+def test_times_become_utc_and_arguments_leave_out_the_envelope() -> None:
+    command = parse_command(
+        {**BASE, "event": "VisaIssued", "valid_until": "2025-07-10T03:00:00+03:00"}
+    )
+    assert isinstance(command, IssueVisa)
+    assert command.arguments() == {"valid_until": T0.replace(month=7, day=10, hour=0)}
+    assert command.arguments()["valid_until"].utcoffset().total_seconds() == 0

@@ -1,0 +1,135 @@
+"""Every journey step from every stage: allowed exactly where the catalogue says, refused elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from hajj_ledger.catalogue import JOURNEY_STEPS, render_markdown
+from hajj_ledger.journey import Journey
+from hajj_ledger.errors import IllegalStepError, PermissionDeniedError
+from hajj_ledger.vocabulary import ENDED, Mode, Role, Stage
+from tests.support import JED, STEP, T0, journey_at, record, stamp
+
+STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
+
+
+def _meet_conditions(journey_stage: Stage, event: str) -> Journey:
+    journey = journey_at(journey_stage)
+    # Discharge needs an admission first, being found needs a report first; both only in the Kingdom.
+    before = {"HospitalDischarged": "HospitalAdmitted", "Found": "ReportedMissing"}.get(event)
+    if before and journey_stage in JOURNEY_STEPS[before].from_:
+        record(journey, before)
+    return journey
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("event", STEPS_AFTER_REGISTRATION)
+def test_step_is_allowed_exactly_from_the_catalogued_stages(event: str, stage: Stage) -> None:
+    journey = _meet_conditions(stage, event)
+    version = journey.version
+    if stage in JOURNEY_STEPS[event].from_:
+        record(journey, event)
+        expected = JOURNEY_STEPS[event].to
+        assert journey.stage == (expected or journey.stage)
+    elif STEP[event][0] == Role.COMPANY and journey.company_id is None:
+        # Before a package is contracted no company may act on the journey at all.
+        with pytest.raises(PermissionDeniedError, match="not contracted to this company"):
+            record(journey, event)
+    else:
+        with pytest.raises(IllegalStepError) as refused:
+            record(journey, event)
+        assert refused.value.stage == stage
+        assert event not in refused.value.allowed
+    assert journey.version in (version, version + 1)
+    assert (journey.version == version + 1) == (stage in JOURNEY_STEPS[event].from_)
+
+
+def test_every_stage_is_reachable_and_every_non_final_stage_has_a_way_on() -> None:
+    targets = {step.to for step in JOURNEY_STEPS.values()} - {None}
+    assert targets == set(Stage)
+    for stage in set(Stage) - ENDED:
+        assert any(stage in step.from_ for step in JOURNEY_STEPS.values()), stage
+
+
+@pytest.mark.parametrize("stage", sorted(ENDED))
+def test_nothing_is_recorded_after_the_end(stage: Stage) -> None:
+    journey = journey_at(stage)
+    for event in STEPS_AFTER_REGISTRATION:
+        with pytest.raises(IllegalStepError, match="allowed steps: none"):
+            record(journey, event)
+
+
+def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
+    journey = journey_at(Stage.ARRIVED)
+    with pytest.raises(IllegalStepError) as refused:
+        record(journey, "BusAssigned")
+    assert refused.value.stage == "arrived"
+    assert refused.value.allowed == sorted(
+        ["EntryCleared", "HospitalAdmitted", "HospitalDischarged", "ReportedMissing", "Found",
+         "DeathRecorded"]
+    )
+    assert "current stage 'arrived'" in str(refused.value)
+
+
+def test_a_second_departure_is_refused() -> None:
+    journey = journey_at(Stage.DEPARTED)
+    with pytest.raises(IllegalStepError, match="current stage 'departed'"):
+        record(journey, "Departed")
+
+
+def test_hospital_and_missing_are_states_beside_the_stage() -> None:
+    journey = journey_at(Stage.HOUSED)
+    record(journey, "HospitalAdmitted")
+    assert (journey.stage, journey.hospital) == (Stage.HOUSED, "MINA-HOSPITAL")
+    with pytest.raises(IllegalStepError, match="not in hospital"):
+        record(journey, "HospitalAdmitted")
+    with pytest.raises(IllegalStepError, match="needs not in hospital and not missing"):
+        record(journey, "MovedToSite")
+    record(journey, "HospitalDischarged")
+    record(journey, "ReportedMissing")
+    assert journey.missing and journey.stage == Stage.HOUSED
+    with pytest.raises(IllegalStepError, match="needs not in hospital and not missing"):
+        record(journey, "MovedToSite")
+    record(journey, "Found")
+    record(journey, "MovedToSite")
+    assert (journey.stage, journey.place, journey.missing) == (Stage.AT_SITE, "mina", False)
+
+
+def test_cancelling_a_bus_assignment_returns_to_the_stage_before_it() -> None:
+    for stage in (Stage.RECEIVED, Stage.HOUSED):
+        journey = journey_at(stage)
+        record(journey, "BusAssigned")
+        record(journey, "BusAssignmentCancelled")
+        assert journey.stage == stage and journey.trip_id is None
+
+
+def test_boarding_another_trip_than_the_assigned_one_is_refused() -> None:
+    from uuid import uuid4
+
+    journey = journey_at(Stage.BUS_ASSIGNED)
+    with pytest.raises(IllegalStepError, match="the trip it was assigned to"):
+        journey.board(stamp(Role.NAQABA), uuid4())
+
+
+def test_arrival_after_the_visa_expired_is_refused() -> None:
+    from datetime import timedelta
+
+    journey = journey_at(Stage.VISA_ISSUED)
+    late = stamp(Role.GACA, at=T0 + timedelta(days=91))
+    with pytest.raises(IllegalStepError, match="visa valid when it happened"):
+        journey.arrive_at_port(late, JED, Mode.AIR, "GA901")
+
+
+def test_an_arrival_flight_cannot_be_booked_once_arrived() -> None:
+    from hajj_ledger.vocabulary import Direction
+
+    journey = journey_at(Stage.HOUSED)
+    with pytest.raises(IllegalStepError, match="arrival flights before arrival"):
+        journey.book_flight(stamp(Role.MISSION), Direction.ARRIVAL, "GA1", JED, T0)
+
+
+def test_the_table_renders_every_step() -> None:
+    table = render_markdown()
+    for event, (role, _) in STEP.items():
+        assert f"| {event} | " in table
+        assert role in JOURNEY_STEPS[event].roles
