@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 from hajj_ledger.catalogue import PRE_ARRIVAL
 from hajj_ledger.commands import Command, parse_command
 from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.trip import Trip
 from hajj_ledger.vocabulary import (
     Actor,
@@ -129,8 +130,64 @@ def trip(capacity: int = 49) -> Trip:
     )
 
 
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, UUID) else value
+
+
 def command(event: str, **fields: Any) -> Command:
     """A parsed command with a fresh id and a past occurred_at, unless given."""
     data: dict[str, Any] = {"event": event, "command_id": str(uuid4()), "occurred_at": T0.isoformat()}
-    data.update({k: str(v) if isinstance(v, UUID | datetime) else v for k, v in fields.items()})
+    data.update({k: _json(v) for k, v in fields.items()})
     return parse_command(data)
+
+
+def arrive_and_clear(ledger: JourneyLedger, count: int) -> list[UUID]:
+    """`count` journeys registered and taken through the ledger up to `received` at the port."""
+    journeys = [
+        Journey.create_id(1446, pilgrim)
+        for pilgrim in _registered(ledger, [uuid4() for _ in range(count)])
+    ]
+    steps: list[tuple[Role, str, dict[str, Any]]] = [
+        (Role.MISSION, "PackageContracted", {"company_id": COMPANY_ID, "package_id": "PKG-1"}),
+        (Role.MISSION, "VisaRequested", {}),
+        (Role.MOFA, "VisaIssued", {"valid_until": T0 + timedelta(days=90)}),
+        (Role.GACA, "ArrivedAtPort", {"port": JED, "mode": Mode.AIR, "flight": "GA901"}),
+        (Role.JAWAZAT, "EntryCleared", {"port": JED}),
+        (Role.CUSTOMS, "CustomsCleared", {"port": JED}),
+        (Role.WUKALA, "ReceivedAtPort", {"port": JED}),
+    ]
+    for role, event, fields in steps:
+        results = ledger.record_batch(
+            [(command(event, journey_id=j, **fields), actor(role)) for j in journeys]
+        )
+        assert all(isinstance(r, Outcome) for r in results), results
+    return journeys
+
+
+def _registered(ledger: JourneyLedger, pilgrims: list[UUID]) -> list[UUID]:
+    results = ledger.record_batch(
+        [
+            (command("Registered", pilgrim_id=p, season=1446, country="IDN"), actor(Role.MISSION))
+            for p in pilgrims
+        ]
+    )
+    assert all(isinstance(r, Outcome) for r in results), results
+    return pilgrims
+
+
+def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:
+    outcome = ledger.record(
+        command(
+            "TripScheduled",
+            operator="SAPTCO",
+            bus_plate="KSA-1",
+            origin="JED-HAJJ",
+            destination="makkah",
+            departs_at=T0,
+            capacity=capacity,
+        ),
+        actor(Role.NAQABA),
+    )
+    return outcome.aggregate_id

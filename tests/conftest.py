@@ -1,0 +1,74 @@
+"""Store fixtures: every store test runs on SQLite and on PostgreSQL, each test in a fresh database.
+
+The PostgreSQL tests run whenever a server answers at HAJJ_LEDGER_TEST_POSTGRES_URL (default: the local one).
+Under CI=true they always run: an unreachable server fails them rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from hajj_ledger.ledger import JourneyLedger
+
+POSTGRES_URL = os.environ.get(
+    "HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _postgres_answers() -> bool:
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+POSTGRES_AVAILABLE = IN_CI or _postgres_answers()
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(
+                not POSTGRES_AVAILABLE, reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)"
+            ),
+        ],
+    ),
+]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"hajj_ledger_test_{uuid4().hex[:16]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(POSTGRES_URL)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.sqlite3"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def ledger(store_url: str) -> Iterator[JourneyLedger]:
+    app = JourneyLedger(store_url)
+    yield app
+    app.close()

@@ -1,0 +1,271 @@
+"""The ledger on a real store (SQLite and PostgreSQL): recording, refusing, retrying, reading back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from hajj_ledger.demo import run_demo
+from hajj_ledger.errors import (
+    ConflictError,
+    DuplicateRegistrationError,
+    IdempotencyKeyReusedError,
+    IllegalStepError,
+    LedgerError,
+    NotFoundError,
+    PermissionDeniedError,
+    TripFullError,
+    ValidationError,
+)
+from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.vocabulary import Mode, Role, Stage
+from tests.support import actor, arrive_and_clear, command, schedule_trip
+
+
+def test_whole_journeys_are_recorded_and_read_back(ledger: JourneyLedger) -> None:
+    journey_id = run_demo(ledger)
+    journey = ledger.journey(journey_id)
+    assert journey.stage == Stage.DEPARTED
+    history = ledger.history(journey_id)
+    assert [type(e).__name__ for e in history][:3] == [
+        "Registered",
+        "PackageContracted",
+        "VisaRequested",
+    ]
+    assert len(history) == journey.version == 25
+    for event in history:
+        assert event.stamp.occurred_at.tzinfo is not None
+        assert event.recorded_at.utcoffset() == timedelta(0)
+        assert event.stamp.occurred_at <= event.recorded_at
+    # Running the demonstration again records nothing: every command repeats its first outcome.
+    head = ledger.head()
+    run_demo(ledger)
+    assert ledger.head() == head
+
+
+def test_replaying_a_journey_reproduces_its_state(ledger: JourneyLedger) -> None:
+    journey_id = run_demo(ledger)
+    loaded = ledger.journey(journey_id)
+    replayed = None
+    for event in ledger.history(journey_id):
+        replayed = event.mutate(replayed)
+    assert replayed is not None and vars(replayed) == vars(loaded)
+
+
+def _refusal(ledger: JourneyLedger, role: Role, event: str, **fields: Any) -> LedgerError:
+    head = ledger.head()
+    with pytest.raises(LedgerError) as refused:
+        ledger.record(command(event, **fields), actor(role))
+    assert ledger.head() == head, "a refused command stored something"
+    return refused.value
+
+
+def test_refusals_name_the_problem_and_store_nothing(ledger: JourneyLedger) -> None:
+    [journey] = arrive_and_clear(ledger, 1)
+    trip = schedule_trip(ledger, capacity=1)
+
+    unknown = _refusal(ledger, Role.JAWAZAT, "EntryCleared", journey_id=uuid4(), port="JED-HAJJ")
+    assert isinstance(unknown, NotFoundError) and "not found" in str(unknown)
+
+    wrong_role = _refusal(ledger, Role.WUKALA, "BusAssigned", journey_id=journey, trip_id=trip)
+    assert isinstance(wrong_role, PermissionDeniedError)
+    assert "role 'wukala' may not record BusAssigned" in str(wrong_role)
+
+    illegal = _refusal(ledger, Role.GACA, "Departed", journey_id=journey, port="JED-HAJJ")
+    assert isinstance(illegal, IllegalStepError) and illegal.stage == "received"
+    assert "BusAssigned" in illegal.allowed
+
+    future = datetime.now(UTC) + timedelta(hours=2)
+    early = _refusal(
+        ledger, Role.NAQABA, "BusAssigned", journey_id=journey, trip_id=trip, occurred_at=future
+    )
+    assert isinstance(early, ValidationError) and early.field == "occurred_at"
+
+    missing_trip = _refusal(ledger, Role.NAQABA, "BusAssigned", journey_id=journey, trip_id=uuid4())
+    assert isinstance(missing_trip, NotFoundError) and "trip" in str(missing_trip)
+    assert ledger.journey(journey).stage == Stage.RECEIVED
+
+
+def test_assigning_a_bus_changes_journey_and_trip_together(ledger: JourneyLedger) -> None:
+    first, second = arrive_and_clear(ledger, 2)
+    trip_id = schedule_trip(ledger, capacity=1)
+    head = ledger.head()
+    outcome = ledger.record(command("BusAssigned", journey_id=first, trip_id=trip_id), actor(Role.NAQABA))
+    assert outcome.position == head + 2 == ledger.head()
+    assert ledger.trip(trip_id).seats == {first}
+    assert ledger.journey(first).trip_id == trip_id
+
+    full = _refusal(ledger, Role.NAQABA, "BusAssigned", journey_id=second, trip_id=trip_id)
+    assert isinstance(full, TripFullError)
+    assert ledger.journey(second).stage == Stage.RECEIVED
+
+    # A pilgrim holds a seat on at most one open trip.
+    other = schedule_trip(ledger)
+    again = _refusal(ledger, Role.NAQABA, "BusAssigned", journey_id=first, trip_id=other)
+    assert isinstance(again, IllegalStepError) and again.stage == "bus_assigned"
+
+    ledger.record(
+        command("BusAssignmentCancelled", journey_id=first, trip_id=trip_id, reason="missed_bus"),
+        actor(Role.NAQABA),
+    )
+    assert ledger.trip(trip_id).seats == set()
+    assert ledger.journey(first).stage == Stage.RECEIVED
+    ledger.record(command("BusAssigned", journey_id=second, trip_id=trip_id), actor(Role.NAQABA))
+    assert ledger.trip(trip_id).seats == {second}
+
+
+def test_a_repeated_command_returns_its_first_outcome_even_after_a_restart(store_url: str) -> None:
+    [journey] = arrive_and_clear(first := JourneyLedger(store_url), 1)
+    step = command("EntryCleared", journey_id=journey, port="JED-HAJJ")
+    try:
+        trip = schedule_trip(first)
+        assign = command("BusAssigned", journey_id=journey, trip_id=trip)
+        outcome = first.record(assign, actor(Role.NAQABA))
+        assert not outcome.repeated
+        assert first.record(assign, actor(Role.NAQABA)) == Outcome(
+            outcome.command_id, outcome.event, outcome.aggregate_id, outcome.position, repeated=True
+        )
+    finally:
+        first.close()
+
+    restarted = JourneyLedger(store_url)
+    try:
+        head = restarted.head()
+        again = restarted.record(assign, actor(Role.NAQABA))
+        assert (again.position, again.repeated) == (outcome.position, True)
+        assert restarted.head() == head
+        reused = assign.model_copy(update={"trip_id": uuid4()})
+        with pytest.raises(IdempotencyKeyReusedError, match="already used for a different command"):
+            restarted.record(reused, actor(Role.NAQABA))
+        # A refused command was never recorded, so its id stays free.
+        with pytest.raises(IllegalStepError):
+            restarted.record(step, actor(Role.JAWAZAT))
+        assert restarted.head() == head
+    finally:
+        restarted.close()
+
+
+def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
+    ledger: JourneyLedger,
+) -> None:
+    pilgrim = uuid4()
+    register = command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY")
+    journey = Journey.create_id(1446, pilgrim)
+    batch = [
+        (register, actor(Role.MISSION)),
+        (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),  # not contracted yet
+        (
+            command("PackageContracted", journey_id=journey, company_id="c-9", package_id="P-9"),
+            actor(Role.MISSION),
+        ),
+        (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),
+        (register, actor(Role.MISSION)),  # the same command twice in one batch
+        (command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY"), actor(Role.MISSION)),
+        (command("VisaIssued", journey_id=uuid4(), valid_until=datetime.now(UTC)), actor(Role.MOFA)),
+    ]
+    head = ledger.head()
+    results = ledger.record_batch(batch)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == [
+        "Outcome",
+        "IllegalStepError",
+        "Outcome",
+        "Outcome",
+        "Outcome",
+        "DuplicateRegistrationError",
+        "NotFoundError",
+    ]
+    positions = [r.position for r in results if isinstance(r, Outcome)]
+    assert positions == [head + 1, head + 2, head + 3, head + 1]
+    assert ledger.head() == head + 3
+    assert ledger.journey(journey).stage == Stage.VISA_REQUESTED
+    assert isinstance(results[5], DuplicateRegistrationError)
+
+
+def test_a_concurrent_write_is_retried_on_fresh_state(
+    ledger: JourneyLedger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [journey] = arrive_and_clear(ledger, 1)
+    other = JourneyLedger(store_url)
+    original_save = ledger.save
+    interruptions = []
+
+    def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
+        if len(interruptions) < 1:
+            interruptions.append(
+                other.record(
+                    command("HospitalAdmitted", journey_id=journey, facility="JED-CLINIC"),
+                    actor(Role.MOH),
+                )
+            )
+        return original_save(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "save", save_after_someone_else)
+    try:
+        trip = schedule_trip(ledger)
+        outcome = ledger.record(
+            command("BusAssigned", journey_id=journey, trip_id=trip), actor(Role.NAQABA)
+        )
+        assert outcome.position > interruptions[0].position
+        names = [type(e).__name__ for e in ledger.history(journey)]
+        assert names[-2:] == ["HospitalAdmitted", "BusAssigned"]
+    finally:
+        other.close()
+
+
+def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
+    ledger: JourneyLedger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [journey] = arrive_and_clear(ledger, 1)
+    other = JourneyLedger(store_url)
+    original_save = ledger.save
+    facilities = iter(["A-1", "A-2"] * 10)
+
+    def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
+        event = "HospitalAdmitted" if other.journey(journey).hospital is None else "HospitalDischarged"
+        other.record(
+            command(event, journey_id=journey, facility=next(facilities)), actor(Role.MOH)
+        )
+        return original_save(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "save", save_after_someone_else)
+    try:
+        with pytest.raises(ConflictError, match="concurrent writers"):
+            ledger.record(command("ReportedMissing", journey_id=journey), actor(Role.COMPANY))
+        names = {type(e).__name__ for e in ledger.history(journey)}
+        assert "ReportedMissing" not in names and not ledger.journey(journey).missing
+    finally:
+        other.close()
+
+
+def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedger) -> None:
+    pilgrim = uuid4()
+    ledger.record(
+        command("Registered", pilgrim_id=pilgrim, season=1446, country="JOR"), actor(Role.MISSION)
+    )
+    journey = ledger.journey(Journey.create_id(1446, pilgrim))
+    arrived = Journey.ArrivedAtPort(  # built only to be stored in its old shape
+        originator_id=journey.id,
+        originator_version=journey.version + 1,
+        timestamp=datetime.now(UTC),
+        stamp=ledger.history(journey.id)[0].stamp,
+        port="HADITHA",
+        mode=Mode.LAND,
+        flight=None,
+    )
+    stored = ledger.mapper.to_stored_event(arrived)
+    state = json.loads(stored.state)
+    assert state.pop("class_version") == 2
+    del state["mode"]  # what version 1 wrote
+    ledger.recorder.insert_events(
+        [StoredEvent(stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode())]
+    )
+    read = ledger.history(journey.id)[-1]
+    assert isinstance(read, Journey.ArrivedAtPort)
+    assert (read.port, read.mode, read.flight) == ("HADITHA", "land", None)
