@@ -17,9 +17,7 @@ import pytest
 
 from hajj_ledger.ledger import JourneyLedger
 
-POSTGRES_URL = os.environ.get(
-    "HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -40,7 +38,8 @@ STORES = [
         marks=[
             pytest.mark.postgres,
             pytest.mark.skipif(
-                not POSTGRES_AVAILABLE, reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)"
+                not POSTGRES_AVAILABLE,
+                reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)",
             ),
         ],
     ),

@@ -125,9 +125,7 @@ def journey_at(stage: Stage) -> Journey:
 
 
 def trip(capacity: int = 49) -> Trip:
-    return Trip.schedule(
-        stamp(Role.NAQABA), uuid4(), "SAPTCO", "KSA-1", JED, Site.MAKKAH, T0, capacity
-    )
+    return Trip.schedule(stamp(Role.NAQABA), uuid4(), "SAPTCO", "KSA-1", JED, Site.MAKKAH, T0, capacity)
 
 
 def _json(value: Any) -> Any:
@@ -138,17 +136,18 @@ def _json(value: Any) -> Any:
 
 def command(event: str, **fields: Any) -> Command:
     """A parsed command with a fresh id and a past occurred_at, unless given."""
-    data: dict[str, Any] = {"event": event, "command_id": str(uuid4()), "occurred_at": T0.isoformat()}
+    data: dict[str, Any] = {
+        "event": event,
+        "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(),
+    }
     data.update({k: _json(v) for k, v in fields.items()})
     return parse_command(data)
 
 
 def arrive_and_clear(ledger: JourneyLedger, count: int) -> list[UUID]:
     """`count` journeys registered and taken through the ledger up to `received` at the port."""
-    journeys = [
-        Journey.create_id(1446, pilgrim)
-        for pilgrim in _registered(ledger, [uuid4() for _ in range(count)])
-    ]
+    journeys = [Journey.create_id(1446, pilgrim) for pilgrim in _registered(ledger, [uuid4() for _ in range(count)])]
     steps: list[tuple[Role, str, dict[str, Any]]] = [
         (Role.MISSION, "PackageContracted", {"company_id": COMPANY_ID, "package_id": "PKG-1"}),
         (Role.MISSION, "VisaRequested", {}),
@@ -159,19 +158,14 @@ def arrive_and_clear(ledger: JourneyLedger, count: int) -> list[UUID]:
         (Role.WUKALA, "ReceivedAtPort", {"port": JED}),
     ]
     for role, event, fields in steps:
-        results = ledger.record_batch(
-            [(command(event, journey_id=j, **fields), actor(role)) for j in journeys]
-        )
+        results = ledger.record_batch([(command(event, journey_id=j, **fields), actor(role)) for j in journeys])
         assert all(isinstance(r, Outcome) for r in results), results
     return journeys
 
 
 def _registered(ledger: JourneyLedger, pilgrims: list[UUID]) -> list[UUID]:
     results = ledger.record_batch(
-        [
-            (command("Registered", pilgrim_id=p, season=1446, country="IDN"), actor(Role.MISSION))
-            for p in pilgrims
-        ]
+        [(command("Registered", pilgrim_id=p, season=1446, country="IDN"), actor(Role.MISSION)) for p in pilgrims]
     )
     assert all(isinstance(r, Outcome) for r in results), results
     return pilgrims

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from hajj_ledger.errors import IllegalStepError, LedgerError, PermissionDeniedError, TripFullError
@@ -23,9 +24,7 @@ PRE_ARRIVAL = frozenset(
         Stage.VISA_REVOKED,
     }
 )
-AT_ARRIVAL_PORT = frozenset(
-    {Stage.ARRIVED, Stage.ENTRY_CLEARED, Stage.CUSTOMS_CLEARED, Stage.RECEIVED}
-)
+AT_ARRIVAL_PORT = frozenset({Stage.ARRIVED, Stage.ENTRY_CLEARED, Stage.CUSTOMS_CLEARED, Stage.RECEIVED})
 ON_BUS = frozenset({Stage.BUS_ASSIGNED, Stage.BOARDED})
 SETTLED = frozenset({Stage.TRANSFERRED, Stage.HOUSED, Stage.CHECKED_OUT, Stage.AT_SITE})
 IN_KINGDOM = AT_ARRIVAL_PORT | ON_BUS | SETTLED | {Stage.EXIT_CLEARED}
@@ -46,9 +45,7 @@ def _stamp(fields: Mapping[str, Any]) -> Stamp:
     return stamp
 
 
-PRESENT = Condition(
-    "not in hospital and not missing", lambda j, f: j.hospital is None and not j.missing
-)
+PRESENT = Condition("not in hospital and not missing", lambda j, f: j.hospital is None and not j.missing)
 NOT_IN_HOSPITAL = Condition("not in hospital", lambda j, f: j.hospital is None)
 IN_HOSPITAL = Condition("in hospital", lambda j, f: j.hospital is not None)
 NOT_MISSING = Condition("not reported missing", lambda j, f: not j.missing)
@@ -168,9 +165,7 @@ TRIP_STEPS: dict[str, Step] = {
     for s in (
         _step("TripScheduled", [NQ], [], TripStatus.SCHEDULED),
         _step("SeatReserved", [NQ], [TripStatus.SCHEDULED], None, SEAT_FREE),
-        _step(
-            "SeatReleased", [NQ], [TripStatus.SCHEDULED, TripStatus.DEPARTED], None, SEAT_HELD
-        ),
+        _step("SeatReleased", [NQ], [TripStatus.SCHEDULED, TripStatus.DEPARTED], None, SEAT_HELD),
         _step("TripDeparted", [NQ], [TripStatus.SCHEDULED], TripStatus.DEPARTED),
         _step("TripArrived", [NQ], [TripStatus.DEPARTED], TripStatus.ARRIVED),
         _step("TripCancelled", [NQ], [TripStatus.SCHEDULED], TripStatus.CANCELLED, NO_SEAT_HELD),
@@ -221,9 +216,13 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
             )
 
 
-def _cell(values: Iterable[Any]) -> str:
+def _declared_order(member: StrEnum) -> int:
+    return list(type(member)).index(member)
+
+
+def _cell(values: Iterable[StrEnum]) -> str:
     """Enumeration members in their declared order (the journey's order, for stages)."""
-    ordered = sorted(values, key=lambda v: list(type(v)).index(v))
+    ordered = sorted(values, key=_declared_order)
     return ", ".join(str(v) for v in ordered) or "(new)"
 
 
@@ -236,7 +235,6 @@ def render_markdown(steps: Mapping[str, Step] = JOURNEY_STEPS) -> str:
     for step in steps.values():
         needs = "; ".join([c.text for c in step.conditions] + ([step.note] if step.note else []))
         lines.append(
-            f"| {step.event} | {_cell(step.roles)} | {_cell(step.from_)} | "
-            f"{step.to or 'unchanged'} | {needs} |"
+            f"| {step.event} | {_cell(step.roles)} | {_cell(step.from_)} | {step.to or 'unchanged'} | {needs} |"
         )
     return "\n".join(lines) + "\n"

@@ -54,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--agency", required=True, help="the recording agency's id")
     record.set_defaults(run=_record)
 
-    history = commands.add_parser(
-        "history", help="every event of a journey, with both clocks and who recorded it"
-    )
+    history = commands.add_parser("history", help="every event of a journey, with both clocks and who recorded it")
     history.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     history.add_argument("--season", type=int, default=DEFAULT_SEASON)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -65,9 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
 
-    demo = commands.add_parser(
-        "demo", help="record a few demonstration journeys (idempotent) and print one's history"
-    )
+    demo = commands.add_parser("demo", help="record a few demonstration journeys (idempotent) and print one's history")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -137,9 +133,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 def event_json(event: Journey.Event) -> dict[str, Any]:
     stamp = event.stamp
     details = {
-        f.name: _plain(getattr(event, f.name))
-        for f in dataclasses.fields(event)
-        if f.name not in _ENVELOPE_FIELDS
+        f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event) if f.name not in _ENVELOPE_FIELDS
     }
     return {
         "version": event.originator_version,

@@ -59,40 +59,112 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
     """Indonesia by air to Jeddah, Makkah, the holy sites, and home."""
     step = _Script(ledger, "idn")
     pilgrim = uuid5(_NS, "pilgrim:idn")
-    j = step(MISSION_IDN, "Registered", "2025-01-10T08:00", pilgrim_id=pilgrim, season=SEASON,
-             country="IDN").aggregate_id
-    step(MISSION_IDN, "PackageContracted", "2025-01-12T09:00", journey_id=j,
-         company_id=COMPANY.agency_id, package_id="PKG-IDN-2025-A")
+    j = step(
+        MISSION_IDN,
+        "Registered",
+        "2025-01-10T08:00",
+        pilgrim_id=pilgrim,
+        season=SEASON,
+        country="IDN",
+    ).aggregate_id
+    step(
+        MISSION_IDN,
+        "PackageContracted",
+        "2025-01-12T09:00",
+        journey_id=j,
+        company_id=COMPANY.agency_id,
+        package_id="PKG-IDN-2025-A",
+    )
     step(MISSION_IDN, "VisaRequested", "2025-03-01T07:00", journey_id=j)
-    step(MOFA, "VisaIssued", "2025-03-10T10:00", journey_id=j,
-         valid_until=_at("2025-07-10T00:00"))
-    step(MISSION_IDN, "FlightBooked", "2025-03-12T10:00", journey_id=j, direction="arrival",
-         flight="GA8101", port="JED-HAJJ", scheduled_at=_at("2025-05-20T03:10"))
-    step(GACA, "ArrivedAtPort", "2025-05-20T03:10", journey_id=j, port="JED-HAJJ", mode="air",
-         flight="GA8101")
+    step(MOFA, "VisaIssued", "2025-03-10T10:00", journey_id=j, valid_until=_at("2025-07-10T00:00"))
+    step(
+        MISSION_IDN,
+        "FlightBooked",
+        "2025-03-12T10:00",
+        journey_id=j,
+        direction="arrival",
+        flight="GA8101",
+        port="JED-HAJJ",
+        scheduled_at=_at("2025-05-20T03:10"),
+    )
+    step(
+        GACA,
+        "ArrivedAtPort",
+        "2025-05-20T03:10",
+        journey_id=j,
+        port="JED-HAJJ",
+        mode="air",
+        flight="GA8101",
+    )
     step(JAWAZAT, "EntryCleared", "2025-05-20T03:40", journey_id=j, port="JED-HAJJ")
     step(CUSTOMS, "CustomsCleared", "2025-05-20T03:55", journey_id=j, port="JED-HAJJ")
     step(WUKALA, "ReceivedAtPort", "2025-05-20T04:20", journey_id=j, port="JED-HAJJ")
-    to_makkah = step(NAQABA, "TripScheduled", "2025-05-19T18:00", operator="SAPTCO",
-                     bus_plate="KSA-4821", origin="JED-HAJJ", destination="makkah",
-                     departs_at=_at("2025-05-20T05:00"), capacity=49).aggregate_id
+    to_makkah = step(
+        NAQABA,
+        "TripScheduled",
+        "2025-05-19T18:00",
+        operator="SAPTCO",
+        bus_plate="KSA-4821",
+        origin="JED-HAJJ",
+        destination="makkah",
+        departs_at=_at("2025-05-20T05:00"),
+        capacity=49,
+    ).aggregate_id
     step(NAQABA, "BusAssigned", "2025-05-20T04:30", journey_id=j, trip_id=to_makkah)
     step(NAQABA, "Boarded", "2025-05-20T04:55", journey_id=j, trip_id=to_makkah)
     step(NAQABA, "TransferCompleted", "2025-05-20T06:30", journey_id=j, trip_id=to_makkah)
-    step(COMPANY, "HousingCheckedIn", "2025-05-20T07:00", journey_id=j, site="makkah",
-         building="MK-AZIZIYAH-112")
-    for site, day in [("mina", "2025-06-04T06:00"), ("arafat", "2025-06-05T05:00"),
-                      ("muzdalifah", "2025-06-05T16:30"), ("mina", "2025-06-06T05:00")]:
+    step(
+        COMPANY,
+        "HousingCheckedIn",
+        "2025-05-20T07:00",
+        journey_id=j,
+        site="makkah",
+        building="MK-AZIZIYAH-112",
+    )
+    for site, day in [
+        ("mina", "2025-06-04T06:00"),
+        ("arafat", "2025-06-05T05:00"),
+        ("muzdalifah", "2025-06-05T16:30"),
+        ("mina", "2025-06-06T05:00"),
+    ]:
         step(COMPANY, "MovedToSite", day, journey_id=j, site=site)
-    step(COMPANY, "HousingCheckedIn", "2025-06-08T15:00", journey_id=j, site="makkah",
-         building="MK-AZIZIYAH-112")
-    step(MISSION_IDN, "FlightBooked", "2025-06-10T10:00", journey_id=j, direction="departure",
-         flight="GA8202", port="JED-HAJJ", scheduled_at=_at("2025-06-20T12:00"))
-    step(COMPANY, "HousingCheckedOut", "2025-06-20T06:00", journey_id=j, site="makkah",
-         building="MK-AZIZIYAH-112")
-    to_airport = step(NAQABA, "TripScheduled", "2025-06-19T18:00", operator="SAPTCO",
-                      bus_plate="KSA-7310", origin="makkah", destination="JED-HAJJ",
-                      departs_at=_at("2025-06-20T07:00"), capacity=49).aggregate_id
+    step(
+        COMPANY,
+        "HousingCheckedIn",
+        "2025-06-08T15:00",
+        journey_id=j,
+        site="makkah",
+        building="MK-AZIZIYAH-112",
+    )
+    step(
+        MISSION_IDN,
+        "FlightBooked",
+        "2025-06-10T10:00",
+        journey_id=j,
+        direction="departure",
+        flight="GA8202",
+        port="JED-HAJJ",
+        scheduled_at=_at("2025-06-20T12:00"),
+    )
+    step(
+        COMPANY,
+        "HousingCheckedOut",
+        "2025-06-20T06:00",
+        journey_id=j,
+        site="makkah",
+        building="MK-AZIZIYAH-112",
+    )
+    to_airport = step(
+        NAQABA,
+        "TripScheduled",
+        "2025-06-19T18:00",
+        operator="SAPTCO",
+        bus_plate="KSA-7310",
+        origin="makkah",
+        destination="JED-HAJJ",
+        departs_at=_at("2025-06-20T07:00"),
+        capacity=49,
+    ).aggregate_id
     step(NAQABA, "BusAssigned", "2025-06-20T06:10", journey_id=j, trip_id=to_airport)
     step(NAQABA, "Boarded", "2025-06-20T06:50", journey_id=j, trip_id=to_airport)
     step(NAQABA, "TransferCompleted", "2025-06-20T08:10", journey_id=j, trip_id=to_airport)
@@ -104,13 +176,24 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
 def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
     """Jordan by land through al-Haditha; a night in hospital at Arafat."""
     step = _Script(ledger, "jor")
-    j = step(MISSION_JOR, "Registered", "2025-02-01T08:00", pilgrim_id=uuid5(_NS, "pilgrim:jor"),
-             season=SEASON, country="JOR").aggregate_id
-    step(MISSION_JOR, "PackageContracted", "2025-02-02T08:00", journey_id=j,
-         company_id=COMPANY.agency_id, package_id="PKG-JOR-7")
+    j = step(
+        MISSION_JOR,
+        "Registered",
+        "2025-02-01T08:00",
+        pilgrim_id=uuid5(_NS, "pilgrim:jor"),
+        season=SEASON,
+        country="JOR",
+    ).aggregate_id
+    step(
+        MISSION_JOR,
+        "PackageContracted",
+        "2025-02-02T08:00",
+        journey_id=j,
+        company_id=COMPANY.agency_id,
+        package_id="PKG-JOR-7",
+    )
     step(MISSION_JOR, "VisaRequested", "2025-03-05T08:00", journey_id=j)
-    step(MOFA, "VisaIssued", "2025-03-15T08:00", journey_id=j,
-         valid_until=_at("2025-07-15T00:00"))
+    step(MOFA, "VisaIssued", "2025-03-15T08:00", journey_id=j, valid_until=_at("2025-07-15T00:00"))
     step(JAWAZAT, "ArrivedAtPort", "2025-05-28T14:00", journey_id=j, port="HADITHA", mode="land")
     step(JAWAZAT, "EntryCleared", "2025-05-28T14:30", journey_id=j, port="HADITHA")
     step(MOH, "HospitalAdmitted", "2025-05-28T20:00", journey_id=j, facility="HADITHA-CLINIC")
@@ -120,10 +203,22 @@ def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
 
 def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
     step = _Script(ledger, "pak")
-    j = step(MISSION_PAK, "Registered", "2025-01-20T08:00", pilgrim_id=uuid5(_NS, "pilgrim:pak"),
-             season=SEASON, country="PAK").aggregate_id
-    step(MISSION_PAK, "PackageContracted", "2025-01-21T08:00", journey_id=j,
-         company_id=COMPANY.agency_id, package_id="PKG-PAK-3")
+    j = step(
+        MISSION_PAK,
+        "Registered",
+        "2025-01-20T08:00",
+        pilgrim_id=uuid5(_NS, "pilgrim:pak"),
+        season=SEASON,
+        country="PAK",
+    ).aggregate_id
+    step(
+        MISSION_PAK,
+        "PackageContracted",
+        "2025-01-21T08:00",
+        journey_id=j,
+        company_id=COMPANY.agency_id,
+        package_id="PKG-PAK-3",
+    )
     step(MISSION_PAK, "VisaRequested", "2025-03-02T08:00", journey_id=j)
     step(MOFA, "VisaRejected", "2025-03-09T08:00", journey_id=j, reason="documents_incomplete")
     step(MISSION_PAK, "Cancelled", "2025-03-20T08:00", journey_id=j, reason="visa_refused")
@@ -139,8 +234,5 @@ def run_demo(ledger: JourneyLedger) -> UUID:
     if after == before:
         print(f"The demonstration journeys were already recorded (ledger head: position {after}).")
     else:
-        print(
-            f"Recorded {after - before} events of three demonstration journeys "
-            f"(positions {before + 1}-{after})."
-        )
+        print(f"Recorded {after - before} events of three demonstration journeys (positions {before + 1}-{after}).")
     return Journey.create_id(SEASON, pilgrim)

@@ -20,9 +20,7 @@ class ValidationError(LedgerError):
 
     kind = "invalid"
 
-    def __init__(
-        self, field: str, reason: str, problems: list[tuple[str, str]] | None = None
-    ) -> None:
+    def __init__(self, field: str, reason: str, problems: list[tuple[str, str]] | None = None) -> None:
         self.problems = problems or [(field, reason)]
         super().__init__("; ".join(f"{f}: {r}" for f, r in self.problems))
         self.field = field

@@ -145,16 +145,12 @@ class Journey(Aggregate):
         return uuid5(JOURNEY_NAMESPACE, f"{season}:{pilgrim_id}")
 
     @classmethod
-    def register(
-        cls, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool
-    ) -> Journey:
+    def register(cls, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool) -> Journey:
         check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp})
         return cls(stamp, pilgrim_id, season, country, pre_cleared)
 
     @event(Registered)
-    def __init__(
-        self, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool
-    ) -> None:
+    def __init__(self, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool) -> None:
         self.pilgrim_id = pilgrim_id
         self.season = season
         self.country = country
@@ -203,9 +199,7 @@ class Journey(Aggregate):
         self.visa_valid_until = None
 
     @event(FlightBooked)
-    def book_flight(
-        self, stamp: Stamp, direction: Direction, flight: str, port: Port, scheduled_at: datetime
-    ) -> None:
+    def book_flight(self, stamp: Stamp, direction: Direction, flight: str, port: Port, scheduled_at: datetime) -> None:
         self.flights[direction] = flight
 
     @event(ArrivedAtPort)

@@ -120,6 +120,7 @@ class JourneyLedger(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        aggregate: object
         try:
             aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -179,12 +180,11 @@ class JourneyLedger(Application[UUID]):
         if new:
             recordings = self.save(*unit.aggregates.values(), receipts=list(new.values()))
             positions = {
-                (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
-                for r in recordings
+                (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings
             }
         return [self._outcome(r, positions) for r in results]
 
-    def _repeat(self, known: Receipt, command: Command) -> Result:
+    def _repeat(self, known: Receipt, command: Command) -> Result | Receipt:
         if known.fingerprint != command.fingerprint():
             return IdempotencyKeyReusedError(
                 f"command_id {command.command_id} was already used for a different command"
@@ -206,12 +206,9 @@ class JourneyLedger(Application[UUID]):
         if ahead > self.FUTURE_TOLERANCE:
             raise ValidationError(
                 "occurred_at",
-                f"is {ahead} ahead of the ledger's clock; at most "
-                f"{self.FUTURE_TOLERANCE} in the future is accepted",
+                f"is {ahead} ahead of the ledger's clock; at most {self.FUTURE_TOLERANCE} in the future is accepted",
             )
-        return Stamp(
-            actor.agency_id, actor.role, occurred_at, command.command_id, command.correlation_id
-        )
+        return Stamp(actor.agency_id, actor.role, occurred_at, command.command_id, command.correlation_id)
 
     def _decide(self, command: Command, stamp: Stamp, unit: _Unit) -> list[Aggregate]:
         """Run one command on the unit's aggregates; returns those it changed, its subject first.
@@ -224,13 +221,19 @@ class JourneyLedger(Application[UUID]):
             case ScheduleTrip():
                 return [self._schedule_trip(command, stamp, unit)]
             case AssignBus():
-                journey, trip = unit.get(command.journey_id, Journey), unit.get(command.trip_id, Trip)
+                journey, trip = (
+                    unit.get(command.journey_id, Journey),
+                    unit.get(command.trip_id, Trip),
+                )
                 check_step(JOURNEY_STEPS, "BusAssigned", journey, {"stamp": stamp})
                 trip.reserve_seat(stamp, journey.id)
                 journey.assign_bus(stamp, trip.id, trip.destination)
                 return [journey, trip]
             case CancelBusAssignment():
-                journey, trip = unit.get(command.journey_id, Journey), unit.get(command.trip_id, Trip)
+                journey, trip = (
+                    unit.get(command.journey_id, Journey),
+                    unit.get(command.trip_id, Trip),
+                )
                 fields = {"stamp": stamp, **command.arguments()}
                 check_step(JOURNEY_STEPS, "BusAssignmentCancelled", journey, fields)
                 check_step(TRIP_STEPS, "SeatReleased", trip, {"stamp": stamp, "journey_id": journey.id})
@@ -251,8 +254,7 @@ class JourneyLedger(Application[UUID]):
         journey_id = Journey.create_id(command.season, command.pilgrim_id)
         if unit.exists(journey_id):
             raise DuplicateRegistrationError(
-                f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: "
-                f"{journey_id}"
+                f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: {journey_id}"
             )
         return unit.add(Journey.register(stamp, **command.arguments()))
 

@@ -108,8 +108,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             positions = []
             for originator_id, version in events:
                 c.execute(
-                    f"SELECT rowid FROM {self.events_table_name} "
-                    "WHERE originator_id = ? AND originator_version = ?",
+                    f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ? AND originator_version = ?",
                     (originator_id.hex, version),
                 )
                 positions.append(int(c.fetchone()[0]))
@@ -148,27 +147,22 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             return {}
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL(
-                    "SELECT command_id::text, fingerprint, outcome::text FROM {} "
-                    "WHERE command_id = ANY(%s)"
-                ).format(self.receipts_table),
+                SQL("SELECT command_id::text, fingerprint, outcome::text FROM {} WHERE command_id = ANY(%s)").format(
+                    self.receipts_table
+                ),
                 (list(command_ids),),
             )
             rows = curs.fetchall()
-        return {
-            UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"])
-            for r in rows
-        }
+        return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
 
     def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
         positions = []
         with self.datastore.transaction(commit=False) as curs:
             for originator_id, version in events:
                 curs.execute(
-                    SQL(
-                        "SELECT notification_id FROM {} "
-                        "WHERE originator_id = %s AND originator_version = %s"
-                    ).format(self.events_table),
+                    SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+                        self.events_table
+                    ),
                     (originator_id, version),
                 )
                 row = curs.fetchone()
@@ -214,4 +208,3 @@ def store_env(url: str) -> dict[str, str]:
         f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "
         "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )
-

@@ -22,9 +22,7 @@ def test_32_threads_race_for_the_last_5_seats(ledger: JourneyLedger) -> None:
     def take_a_seat(journey_id: object) -> Outcome | LedgerError:
         start.wait()
         try:
-            return ledger.record(
-                command("BusAssigned", journey_id=journey_id, trip_id=trip_id), actor(Role.NAQABA)
-            )
+            return ledger.record(command("BusAssigned", journey_id=journey_id, trip_id=trip_id), actor(Role.NAQABA))
         except LedgerError as refusal:
             return refusal
 

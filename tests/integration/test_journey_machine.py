@@ -51,7 +51,10 @@ FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         }
     ),
     "ArrivedAtPort": st.sampled_from(
-        [{"port": "JED-HAJJ", "mode": "air", "flight": "SV101"}, {"port": "HADITHA", "mode": "land"}]
+        [
+            {"port": "JED-HAJJ", "mode": "air", "flight": "SV101"},
+            {"port": "HADITHA", "mode": "land"},
+        ]
     ),
     "EntryCleared": st.just({"port": "JED-HAJJ"}),
     "CustomsCleared": st.just({"port": "JED-HAJJ"}),
@@ -110,22 +113,27 @@ class JourneyMachine(RuleBasedStateMachine):
     @initialize(target=journeys, data=st.data())
     def start(self, data: st.DataObject) -> MultipleResults[UUID]:
         """Two journeys and a trip to begin with, so that the steps have something to work on."""
-        self.schedule_trip(2, data)
-        return multiple(self.register(data), self.register(data))
+        self._schedule(2, data)
+        return multiple(self._register(data, Role.MISSION), self._register(data, Role.MISSION))
 
     @precondition(lambda self: len(self.known_journeys) < 5)
     @rule(target=journeys, data=st.data())
     def register(self, data: st.DataObject) -> UUID:
+        return self._register(data, data.draw(_mostly(Role.MISSION)))
+
+    @precondition(lambda self: len(self.capacity) < 3)
+    @rule(capacity=st.integers(1, 3), data=st.data())
+    def schedule_trip(self, capacity: int, data: st.DataObject) -> None:
+        self._schedule(capacity, data)
+
+    def _register(self, data: st.DataObject, role: Role) -> UUID:
         pilgrim = uuid4()
-        role = data.draw(_mostly(Role.MISSION)) if self.known_journeys else Role.MISSION
         self._record("Registered", role, data, pilgrim_id=pilgrim, season=1446, country="IDN")
         journey_id = Journey.create_id(1446, pilgrim)
         self.known_journeys.append(journey_id)
         return journey_id
 
-    @precondition(lambda self: len(self.capacity) < 3)
-    @rule(capacity=st.integers(1, 3), data=st.data())
-    def schedule_trip(self, capacity: int, data: st.DataObject) -> None:
+    def _schedule(self, capacity: int, data: st.DataObject) -> None:
         trip_id = uuid4()
         outcome = self._record(
             "TripScheduled", Role.NAQABA, data, trip_id=trip_id, operator="SAPTCO", bus_plate="K-1",
@@ -179,7 +187,12 @@ class JourneyMachine(RuleBasedStateMachine):
             role = sorted(JOURNEY_STEPS[event].roles)[0]
             agency = {Role.MISSION: current.mission_id, Role.COMPANY: current.company_id}
             self.ledger.record_batch(
-                [(command(event, journey_id=journey, **fields), Actor(agency.get(role) or f"{role}-1", role))]
+                [
+                    (
+                        command(event, journey_id=journey, **fields),
+                        Actor(agency.get(role) or f"{role}-1", role),
+                    )
+                ]
             )
 
     @invariant()

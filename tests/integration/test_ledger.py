@@ -82,9 +82,7 @@ def test_refusals_name_the_problem_and_store_nothing(ledger: JourneyLedger) -> N
     assert "BusAssigned" in illegal.allowed
 
     future = datetime.now(UTC) + timedelta(hours=2)
-    early = _refusal(
-        ledger, Role.NAQABA, "BusAssigned", journey_id=journey, trip_id=trip, occurred_at=future
-    )
+    early = _refusal(ledger, Role.NAQABA, "BusAssigned", journey_id=journey, trip_id=trip, occurred_at=future)
     assert isinstance(early, ValidationError) and early.field == "occurred_at"
 
     missing_trip = _refusal(ledger, Role.NAQABA, "BusAssigned", journey_id=journey, trip_id=uuid4())
@@ -166,8 +164,14 @@ def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
         ),
         (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),
         (register, actor(Role.MISSION)),  # the same command twice in one batch
-        (command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY"), actor(Role.MISSION)),
-        (command("VisaIssued", journey_id=uuid4(), valid_until=datetime.now(UTC)), actor(Role.MOFA)),
+        (
+            command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY"),
+            actor(Role.MISSION),
+        ),
+        (
+            command("VisaIssued", journey_id=uuid4(), valid_until=datetime.now(UTC)),
+            actor(Role.MOFA),
+        ),
     ]
     head = ledger.head()
     results = ledger.record_batch(batch)
@@ -194,7 +198,7 @@ def test_a_concurrent_write_is_retried_on_fresh_state(
     [journey] = arrive_and_clear(ledger, 1)
     other = JourneyLedger(store_url)
     original_save = ledger.save
-    interruptions = []
+    interruptions: list[Outcome] = []
 
     def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
         if len(interruptions) < 1:
@@ -209,9 +213,7 @@ def test_a_concurrent_write_is_retried_on_fresh_state(
     monkeypatch.setattr(ledger, "save", save_after_someone_else)
     try:
         trip = schedule_trip(ledger)
-        outcome = ledger.record(
-            command("BusAssigned", journey_id=journey, trip_id=trip), actor(Role.NAQABA)
-        )
+        outcome = ledger.record(command("BusAssigned", journey_id=journey, trip_id=trip), actor(Role.NAQABA))
         assert outcome.position > interruptions[0].position
         names = [type(e).__name__ for e in ledger.history(journey)]
         assert names[-2:] == ["HospitalAdmitted", "BusAssigned"]
@@ -229,9 +231,7 @@ def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
 
     def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
         event = "HospitalAdmitted" if other.journey(journey).hospital is None else "HospitalDischarged"
-        other.record(
-            command(event, journey_id=journey, facility=next(facilities)), actor(Role.MOH)
-        )
+        other.record(command(event, journey_id=journey, facility=next(facilities)), actor(Role.MOH))
         return original_save(*args, **kwargs)
 
     monkeypatch.setattr(ledger, "save", save_after_someone_else)
@@ -246,25 +246,31 @@ def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
 
 def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedger) -> None:
     pilgrim = uuid4()
-    ledger.record(
-        command("Registered", pilgrim_id=pilgrim, season=1446, country="JOR"), actor(Role.MISSION)
-    )
+    ledger.record(command("Registered", pilgrim_id=pilgrim, season=1446, country="JOR"), actor(Role.MISSION))
     journey = ledger.journey(Journey.create_id(1446, pilgrim))
-    arrived = Journey.ArrivedAtPort(  # built only to be stored in its old shape
-        originator_id=journey.id,
-        originator_version=journey.version + 1,
-        timestamp=datetime.now(UTC),
-        stamp=ledger.history(journey.id)[0].stamp,
-        port="HADITHA",
-        mode=Mode.LAND,
-        flight=None,
-    )
+    fields: dict[str, Any] = {
+        "originator_id": journey.id,
+        "originator_version": journey.version + 1,
+        "timestamp": datetime.now(UTC),
+        "stamp": ledger.history(journey.id)[0].stamp,
+        "port": "HADITHA",
+        "mode": Mode.LAND,
+        "flight": None,
+    }
+    arrived = Journey.ArrivedAtPort(**fields)  # built only to be stored in its old shape
     stored = ledger.mapper.to_stored_event(arrived)
     state = json.loads(stored.state)
     assert state.pop("class_version") == 2
     del state["mode"]  # what version 1 wrote
     ledger.recorder.insert_events(
-        [StoredEvent(stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode())]
+        [
+            StoredEvent(
+                stored.originator_id,
+                stored.originator_version,
+                stored.topic,
+                json.dumps(state).encode(),
+            )
+        ]
     )
     read = ledger.history(journey.id)[-1]
     assert isinstance(read, Journey.ArrivedAtPort)

@@ -28,27 +28,76 @@ def _refused(data: dict[str, Any]) -> ValidationError:
         ({**BASE, "event": "EntryCleared", "port": "JFK"}, "port", "Input should be"),
         ({**BASE, "event": "EntryCleared", "port": "JED-HAJJ", "note": "x"}, "note", "Extra"),
         ({**BASE, "event": "VisaRequested", "journey_id": "42"}, "journey_id", "valid UUID"),
-        ({**BASE, "event": "VisaRequested", "occurred_at": "2025-05-01T08:00"}, "occurred_at",
-         "timezone"),
-        ({**BASE, "event": "ArrivedAtPort", "port": "HADITHA", "mode": "air", "flight": "SV1"},
-         "mode", "reached by land"),
-        ({**BASE, "event": "ArrivedAtPort", "port": "JED-HAJJ", "mode": "air"}, "flight",
-         "required"),
-        ({**BASE, "event": "FlightBooked", "direction": "arrival", "flight": "sv 1",
-          "port": "JED-HAJJ", "scheduled_at": T0.isoformat()}, "flight", "pattern"),
-        ({**BASE, "event": "VisaRejected", "reason": "He is called Muhammad"}, "reason",
-         "pattern"),
-        ({"event": "TripScheduled", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-          "operator": "SAPTCO", "bus_plate": "K-1", "origin": "JED-HAJJ",
-          "destination": "makkah", "departs_at": T0.isoformat(), "capacity": 0}, "capacity",
-         "greater than 0"),
-        ({"event": "TripScheduled", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-          "operator": "SAPTCO", "bus_plate": "K-1", "origin": "JED-HAJJ",
-          "destination": "mekka", "departs_at": T0.isoformat(), "capacity": 49}, "destination",
-         "neither a site nor a port"),
-        ({"event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-          "pilgrim_id": str(uuid4()), "season": 1446, "country": "Indonesia"}, "country",
-         "pattern"),
+        (
+            {**BASE, "event": "VisaRequested", "occurred_at": "2025-05-01T08:00"},
+            "occurred_at",
+            "timezone",
+        ),
+        (
+            {**BASE, "event": "ArrivedAtPort", "port": "HADITHA", "mode": "air", "flight": "SV1"},
+            "mode",
+            "reached by land",
+        ),
+        (
+            {**BASE, "event": "ArrivedAtPort", "port": "JED-HAJJ", "mode": "air"},
+            "flight",
+            "required",
+        ),
+        (
+            {
+                **BASE,
+                "event": "FlightBooked",
+                "direction": "arrival",
+                "flight": "sv 1",
+                "port": "JED-HAJJ",
+                "scheduled_at": T0.isoformat(),
+            },
+            "flight",
+            "pattern",
+        ),
+        ({**BASE, "event": "VisaRejected", "reason": "He is called Muhammad"}, "reason", "pattern"),
+        (
+            {
+                "event": "TripScheduled",
+                "command_id": str(uuid4()),
+                "occurred_at": T0.isoformat(),
+                "operator": "SAPTCO",
+                "bus_plate": "K-1",
+                "origin": "JED-HAJJ",
+                "destination": "makkah",
+                "departs_at": T0.isoformat(),
+                "capacity": 0,
+            },
+            "capacity",
+            "greater than 0",
+        ),
+        (
+            {
+                "event": "TripScheduled",
+                "command_id": str(uuid4()),
+                "occurred_at": T0.isoformat(),
+                "operator": "SAPTCO",
+                "bus_plate": "K-1",
+                "origin": "JED-HAJJ",
+                "destination": "mekka",
+                "departs_at": T0.isoformat(),
+                "capacity": 49,
+            },
+            "destination",
+            "neither a site nor a port",
+        ),
+        (
+            {
+                "event": "Registered",
+                "command_id": str(uuid4()),
+                "occurred_at": T0.isoformat(),
+                "pilgrim_id": str(uuid4()),
+                "season": 1446,
+                "country": "Indonesia",
+            },
+            "country",
+            "pattern",
+        ),
     ],
 )
 def test_a_bad_value_is_named_with_its_reason(data: dict[str, Any], field: str, reason: str) -> None:
@@ -68,9 +117,7 @@ def test_json_that_is_not_json_is_refused() -> None:
 
 
 def test_times_become_utc_and_arguments_leave_out_the_envelope() -> None:
-    command = parse_command(
-        {**BASE, "event": "VisaIssued", "valid_until": "2025-07-10T03:00:00+03:00"}
-    )
+    command = parse_command({**BASE, "event": "VisaIssued", "valid_until": "2025-07-10T03:00:00+03:00"})
     assert isinstance(command, IssueVisa)
     assert command.arguments() == {"valid_until": T0.replace(month=7, day=10, hour=0)}
     assert command.arguments()["valid_until"].utcoffset().total_seconds() == 0

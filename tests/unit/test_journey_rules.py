@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, render_markdown
-from hajj_ledger.journey import Journey
 from hajj_ledger.errors import IllegalStepError, PermissionDeniedError
+from hajj_ledger.journey import Journey
 from hajj_ledger.vocabulary import ENDED, Mode, Role, Stage
 from tests.support import JED, STEP, T0, journey_at, record, stamp
 
@@ -65,8 +65,14 @@ def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
         record(journey, "BusAssigned")
     assert refused.value.stage == "arrived"
     assert refused.value.allowed == sorted(
-        ["EntryCleared", "HospitalAdmitted", "HospitalDischarged", "ReportedMissing", "Found",
-         "DeathRecorded"]
+        [
+            "EntryCleared",
+            "HospitalAdmitted",
+            "HospitalDischarged",
+            "ReportedMissing",
+            "Found",
+            "DeathRecorded",
+        ]
     )
     assert "current stage 'arrived'" in str(refused.value)
 

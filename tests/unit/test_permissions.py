@@ -12,9 +12,7 @@ from tests.support import STEP, journey_at, record, register, stamp, trip
 
 # A stage from which each journey step is allowed, so only the role decides.
 WHERE = {
-    event: next(stage for stage in Stage if stage in step.from_)
-    for event, step in JOURNEY_STEPS.items()
-    if step.from_
+    event: next(stage for stage in Stage if stage in step.from_) for event, step in JOURNEY_STEPS.items() if step.from_
 }
 WHERE["HospitalDischarged"] = WHERE["Found"] = Stage.HOUSED
 

@@ -1,0 +1,120 @@
+"""The `hajj-ledger` command, run as a user runs it, against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+from tests.support import T0
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+README = Path(__file__).parents[2] / "README.md"
+
+
+def run(store_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}
+    return subprocess.run([str(EXECUTABLE), *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/l.db", "--help")
+    assert result.returncode == 0
+    for command in ("record", "history", "rules", "demo"):
+        assert command in result.stdout
+
+
+def test_record_then_history(store_url: str) -> None:
+    pilgrim = uuid4()
+    registration = {
+        "event": "Registered",
+        "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(),
+        "pilgrim_id": str(pilgrim),
+        "season": 1446,
+        "country": "NGA",
+    }
+    first = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", json.dumps(registration))
+    assert first.returncode == 0, first.stderr
+    outcome = json.loads(first.stdout)
+    assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 1, False)
+
+    contract = {
+        "event": "PackageContracted",
+        "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(),
+        "journey_id": outcome["aggregate_id"],
+        "company_id": "company-7",
+        "package_id": "PKG-7",
+    }
+    second = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", stdin=json.dumps(contract))
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["position"] == 2
+
+    again = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", json.dumps(registration))
+    assert json.loads(again.stdout) == {**outcome, "repeated": True}
+
+    history = run(store_url, "history", str(pilgrim), "--season", "1446", "--json")
+    assert history.returncode == 0, history.stderr
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["event"] for r in rows] == ["Registered", "PackageContracted"]
+    assert rows[1]["agency_id"] == "m-NGA" and rows[1]["role"] == "mission"
+    assert rows[1]["occurred_at"] == T0.isoformat()
+    assert rows[1]["recorded_at"] > rows[1]["occurred_at"]
+    assert rows[1]["details"] == {"company_id": "company-7", "package_id": "PKG-7"}
+
+    by_journey = run(store_url, "history", outcome["aggregate_id"])
+    assert by_journey.returncode == 0 and "PackageContracted" in by_journey.stdout
+
+
+def test_refusals_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/l.db"
+    bad = run(url, "record", "--role", "jawazat", "--agency", "j", '{"event": "EntryCleared"}')
+    assert bad.returncode == 1
+    error = json.loads(bad.stderr)
+    assert error["error"] == "invalid"
+    assert {f["field"] for f in error["fields"]} == {
+        "command_id",
+        "occurred_at",
+        "journey_id",
+        "port",
+    }
+
+    unknown = {
+        "event": "EntryCleared",
+        "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(),
+        "journey_id": str(uuid4()),
+        "port": "JED-HAJJ",
+    }
+    missing = run(url, "record", "--role", "jawazat", "--agency", "j", json.dumps(unknown))
+    assert missing.returncode == 1 and json.loads(missing.stderr)["error"] == "not_found"
+
+    nobody = run(url, "history", str(uuid4()))
+    assert nobody.returncode == 1 and "neither a journey nor a pilgrim" in nobody.stderr
+
+
+def test_an_unsupported_store_is_named(tmp_path: Path) -> None:
+    result = run("mysql://root@localhost/x", "history", str(uuid4()))
+    assert result.returncode == 2
+    assert "HAJJ_LEDGER_DATABASE_URL" in result.stderr and "mysql" in result.stderr
+
+
+def test_demo_records_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/l.db"
+    first = run(url, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "Recorded 43 events" in first.stdout and "Departed" in first.stdout
+    second = run(url, "demo")
+    assert "already recorded" in second.stdout
+
+
+@pytest.mark.parametrize("steps", [JOURNEY_STEPS, TRIP_STEPS], ids=["journey", "trip"])
+def test_the_readme_shows_the_catalogue_as_it_is(steps: dict[str, object]) -> None:
+    assert render_markdown(steps) in README.read_text()  # type: ignore[arg-type]
