@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
+
+from eventsourcing.domain import Aggregate
 
 from hajj_ledger.errors import IllegalStepError, LedgerError, PermissionDeniedError, TripFullError
 from hajj_ledger.vocabulary import Direction, Role, Stage, Stamp, TripStatus
@@ -179,6 +182,23 @@ SCOPE: dict[Role, tuple[str, str]] = {
     Role.MISSION: ("mission_id", "the journey was registered by another mission"),
     Role.COMPANY: ("company_id", "the journey is not contracted to this company"),
 }
+
+
+class RecordedEvent(Aggregate.Event):
+    """What every event of the ledger carries, and the stage change its catalogue row gives it."""
+
+    stamp: Stamp
+    steps: ClassVar[Mapping[str, Step]]
+
+    @property
+    def recorded_at(self) -> datetime:
+        """When the ledger recorded it: the library's own timestamp, set by the ledger's clock."""
+        return self.timestamp
+
+    def apply(self, aggregate: Any) -> None:
+        to = self.steps[type(self).__name__].to
+        if to is not None:
+            aggregate.stage = to
 
 
 def may_record(role: Role, event: str) -> bool:

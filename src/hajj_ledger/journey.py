@@ -8,7 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, check_step
+from hajj_ledger.catalogue import JOURNEY_STEPS, RecordedEvent, check_step
 from hajj_ledger.vocabulary import (
     PORT_MODES,
     CancellationReason,
@@ -26,18 +26,11 @@ JOURNEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/journey")
 class Journey(Aggregate):
     """Command methods record one step each; `trigger_event` refuses any step the catalogue does not allow."""
 
-    class Event(Aggregate.Event):
-        stamp: Stamp
-
-        @property
-        def recorded_at(self) -> datetime:
-            return self.timestamp
+    class Event(RecordedEvent):
+        steps = JOURNEY_STEPS
 
         def apply(self, aggregate: Any) -> None:
-            # The stage change is the catalogue's, the same for every event.
-            to = JOURNEY_STEPS[type(self).__name__].to
-            if to is not None:
-                aggregate.stage = to
+            super().apply(aggregate)
             aggregate.last_occurred_at = self.stamp.occurred_at
 
     class Registered(Event, Aggregate.Created):

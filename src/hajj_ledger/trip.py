@@ -8,24 +8,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.catalogue import TRIP_STEPS, check_step
+from hajj_ledger.catalogue import TRIP_STEPS, RecordedEvent, check_step
 from hajj_ledger.vocabulary import Stamp, TripStatus
 
 
 class Trip(Aggregate):
     """Seats are reserved by journey id; `trigger_event` refuses what the catalogue does not allow."""
 
-    class Event(Aggregate.Event):
-        stamp: Stamp
-
-        @property
-        def recorded_at(self) -> datetime:
-            return self.timestamp
-
-        def apply(self, aggregate: Any) -> None:
-            to = TRIP_STEPS[type(self).__name__].to
-            if to is not None:
-                aggregate.status = to
+    class Event(RecordedEvent):
+        steps = TRIP_STEPS
 
     class TripScheduled(Event, Aggregate.Created):
         trip_id: UUID  # the originator id too: chosen by the caller, so a retry cannot make a second trip
@@ -88,7 +79,7 @@ class Trip(Aggregate):
         self.destination = destination
         self.departs_at = departs_at
         self.capacity = capacity
-        self.status = TripStatus.SCHEDULED
+        self.stage = TripStatus.SCHEDULED
         self.seats: set[UUID] = set()
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
@@ -96,9 +87,9 @@ class Trip(Aggregate):
         super().trigger_event(event_class, **kwargs)
 
     @property
-    def stage(self) -> TripStatus:
-        """The catalogue reads every aggregate's position as `stage`."""
-        return self.status
+    def status(self) -> TripStatus:
+        """A trip's stage, by the name people use for it."""
+        return self.stage
 
     @event(SeatReserved)
     def reserve_seat(self, stamp: Stamp, journey_id: UUID) -> None:
