@@ -16,6 +16,7 @@ from hajj_ledger.demo import run_demo
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.simulation import progress_bar, simulate
 from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 from hajj_ledger.vocabulary import Actor, Role
 
@@ -62,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
 
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
+
+    simulate = commands.add_parser(
+        "simulate", help="record a whole simulated season through the ledger's real commands"
+    )
+    simulate.add_argument("--pilgrims", type=int, required=True)
+    simulate.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="record a few demonstration journeys (idempotent) and print one's history")
     demo.set_defaults(run=_demo)
@@ -110,6 +119,16 @@ def _rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    if args.pilgrims < 1:
+        raise ValidationError("pilgrims", "must be at least 1")
+    ledger = JourneyLedger()
+    bar = progress_bar(sys.stderr, args.pilgrims)
+    summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
+    print("\n".join(summary.lines()))
+    return 0 if not summary.refused else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     ledger = JourneyLedger()
     journey_id = run_demo(ledger)
@@ -126,6 +145,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "event": outcome.event,
         "aggregate_id": str(outcome.aggregate_id),
         "position": outcome.position,
+        "events": list(outcome.events),
         "repeated": outcome.repeated,
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from uuid import UUID
 
 import pydantic
@@ -325,6 +325,9 @@ Command = Annotated[
 ]
 
 _COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
+COMMANDS: dict[str, type[CommandBase]] = {
+    model.model_fields["event"].default: model for model in get_args(get_args(Command)[0])
+}
 
 
 def parse_command(data: Any) -> Command:

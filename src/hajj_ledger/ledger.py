@@ -55,6 +55,7 @@ class Outcome:
     event: str
     aggregate_id: UUID
     position: int
+    events: tuple[str, ...]  # the events it recorded, e.g. ("BusAssigned", "SeatReserved")
     repeated: bool = False  # the command id had been recorded before; nothing new was stored
 
 
@@ -172,7 +173,7 @@ class JourneyLedger(Application[UUID]):
                 command.fingerprint(),
                 command.event,
                 touched[0].id,
-                tuple((a.id, a.version) for a in touched),
+                tuple((a.id, a.version, type(a.pending_events[-1]).__name__) for a in touched),
             )
             new[command.command_id] = receipt
             results.append(receipt)
@@ -194,11 +195,13 @@ class JourneyLedger(Application[UUID]):
     def _outcome(self, result: Result | Receipt, positions: dict[tuple[UUID, int], int]) -> Result:
         if not isinstance(result, Receipt):
             return result
-        if all(e in positions for e in result.events):
-            position, repeated = max(positions[e] for e in result.events), False
+        keys = [(i, v) for i, v, _ in result.events]
+        if all(k in positions for k in keys):
+            position, repeated = max(positions[k] for k in keys), False
         else:
             position, repeated = max(self.store.select_positions(result.events)), True
-        return Outcome(result.command_id, result.event, result.aggregate_id, position, repeated)
+        names = tuple(name for _, _, name in result.events)
+        return Outcome(result.command_id, result.event, result.aggregate_id, position, names, repeated)
 
     def _stamp(self, command: Command, actor: Actor) -> Stamp:
         occurred_at = command.occurred_at.astimezone(UTC)

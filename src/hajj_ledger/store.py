@@ -35,14 +35,14 @@ class Receipt:
     fingerprint: str
     event: str
     aggregate_id: UUID
-    events: tuple[tuple[UUID, int], ...]  # (originator id, version) of each stored event
+    events: tuple[tuple[UUID, int, str], ...]  # (originator id, version, event name) of each stored event
 
     def outcome_json(self) -> str:
         return json.dumps(
             {
                 "event": self.event,
                 "aggregate_id": self.aggregate_id.hex,
-                "events": [[i.hex, v] for i, v in self.events],
+                "events": [[i.hex, v, name] for i, v, name in self.events],
             }
         )
 
@@ -54,7 +54,7 @@ class Receipt:
             fingerprint,
             data["event"],
             UUID(data["aggregate_id"]),
-            tuple((UUID(i), v) for i, v in data["events"]),
+            tuple((UUID(i), v, name) for i, v, name in data["events"]),
         )
 
 
@@ -64,7 +64,7 @@ class LedgerRecorder:
     def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
         raise NotImplementedError
 
-    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         raise NotImplementedError
 
 
@@ -103,10 +103,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             rows = c.fetchall()
         return {UUID(r["command_id"]): Receipt.from_row(*r) for r in rows}
 
-    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         with self.datastore.transaction(commit=False) as c:
             positions = []
-            for originator_id, version in events:
+            for originator_id, version, _ in events:
                 c.execute(
                     f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ? AND originator_version = ?",
                     (originator_id.hex, version),
@@ -155,10 +155,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             rows = curs.fetchall()
         return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
 
-    def select_positions(self, events: Iterable[tuple[UUID, int]]) -> list[int]:
+    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         positions = []
         with self.datastore.transaction(commit=False) as curs:
-            for originator_id, version in events:
+            for originator_id, version, _ in events:
                 curs.execute(
                     SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
                         self.events_table
