@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from uuid import UUID
 
 from hajj_ledger import calibration as cal
-from hajj_ledger.commands import COMMANDS
+from hajj_ledger.commands import COMMANDS, Command
 from hajj_ledger.errors import LedgerError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
@@ -48,8 +48,9 @@ class Planned:
     fields: dict[str, Any] = field(compare=False)
     command_id: UUID = field(compare=False)
 
-    def command(self) -> Any:
-        return COMMANDS[self.event](event=self.event, command_id=self.command_id, occurred_at=self.at, **self.fields)
+    def command(self) -> Command:
+        model = COMMANDS[self.event](command_id=self.command_id, occurred_at=self.at, **self.fields)
+        return cast(Command, model)
 
 
 @dataclass(frozen=True)
@@ -207,28 +208,67 @@ class MissionPlanner:
     def before_arrival(self, p: Pilgrim) -> bool:
         """Registration to visa; False when the journey ends before travel."""
         m, rng = self.mission, self.rng
-        at = self.add(p, self.day(-rng.uniform(120, 150)), self.actor, "Registered",
-                      pilgrim_id=p.id, season=self.season, country=m.country,
-                      pre_cleared=m.country in ("IDN", "PAK", "MYS", "BGD", "TUR") and rng.random() < 0.3)  # fmt: skip
-        at = self.add(p, at + timedelta(days=rng.uniform(1, 5)), self.actor, "PackageContracted",
-                      journey_id=p.journey_id, company_id=self.company.agency_id, package_id=f"PKG-{m.number:05d}")  # fmt: skip
+        at = self.add(
+            p,
+            self.day(-rng.uniform(120, 150)),
+            self.actor,
+            "Registered",
+            pilgrim_id=p.id,
+            season=self.season,
+            country=m.country,
+            pre_cleared=m.country in ("IDN", "PAK", "MYS", "BGD", "TUR") and rng.random() < 0.3,
+        )
+        at = self.add(
+            p,
+            at + timedelta(days=rng.uniform(1, 5)),
+            self.actor,
+            "PackageContracted",
+            journey_id=p.journey_id,
+            company_id=self.company.agency_id,
+            package_id=f"PKG-{m.number:05d}",
+        )
         at = self.add(p, self.day(-rng.uniform(60, 90)), self.actor, "VisaRequested", journey_id=p.journey_id)
         if rng.random() < cal.VISA_REJECTED:
-            at = self.add(p, at + timedelta(days=rng.uniform(2, 10)), MOFA, "VisaRejected",
-                          journey_id=p.journey_id, reason="requirements_not_met")  # fmt: skip
+            at = self.add(
+                p,
+                at + timedelta(days=rng.uniform(2, 10)),
+                MOFA,
+                "VisaRejected",
+                journey_id=p.journey_id,
+                reason="requirements_not_met",
+            )
             if rng.random() >= cal.REAPPLIED_AFTER_REJECTION:
                 if rng.random() < 0.8:
-                    self.add(p, at + timedelta(days=rng.uniform(3, 10)), self.actor, "Cancelled",
-                             journey_id=p.journey_id, reason="visa_refused")  # fmt: skip
+                    self.add(
+                        p,
+                        at + timedelta(days=rng.uniform(3, 10)),
+                        self.actor,
+                        "Cancelled",
+                        journey_id=p.journey_id,
+                        reason="visa_refused",
+                    )
                 return False
-            at = self.add(p, at + timedelta(days=rng.uniform(1, 5)), self.actor, "VisaRequested",
-                          journey_id=p.journey_id)  # fmt: skip
-        at = self.add(p, at + timedelta(days=rng.uniform(2, 10)), MOFA, "VisaIssued", journey_id=p.journey_id,
-                      valid_until=self.arafat + timedelta(days=45))  # fmt: skip
+            at = self.add(
+                p, at + timedelta(days=rng.uniform(1, 5)), self.actor, "VisaRequested", journey_id=p.journey_id
+            )
+        at = self.add(
+            p,
+            at + timedelta(days=rng.uniform(2, 10)),
+            MOFA,
+            "VisaIssued",
+            journey_id=p.journey_id,
+            valid_until=self.arafat + timedelta(days=45),
+        )
         if rng.random() < cal.CANCELLED_BEFORE_ARRIVAL:
             reason = rng.choice(["withdrawn", "no_show"])
-            self.add(p, at + timedelta(days=rng.uniform(1, 20)), self.actor, "Cancelled",
-                     journey_id=p.journey_id, reason=reason)  # fmt: skip
+            self.add(
+                p,
+                at + timedelta(days=rng.uniform(1, 20)),
+                self.actor,
+                "Cancelled",
+                journey_id=p.journey_id,
+                reason=reason,
+            )
             return False
         return True
 
@@ -243,21 +283,62 @@ class MissionPlanner:
             by = Actor(f"gaca-{port}", Role.GACA) if flight else Actor(f"jawazat-{port}", Role.JAWAZAT)
             for p in flight_group:
                 if flight:
-                    self.add(p, p.steps[-1].at + timedelta(days=rng.uniform(1, 10)), self.actor, "FlightBooked",
-                             journey_id=p.journey_id, direction="arrival", flight=flight, port=port,
-                             scheduled_at=landed)  # fmt: skip
-                at = self.add(p, landed + self.minutes(0, 40), by, "ArrivedAtPort",
-                              journey_id=p.journey_id, port=port, mode=port.mode, flight=flight)  # fmt: skip
-                at = self.add(p, at + self.minutes(10, 60), Actor(f"jawazat-{port}", Role.JAWAZAT),
-                              "EntryCleared", journey_id=p.journey_id, port=port)  # fmt: skip
-                at = self.add(p, at + self.minutes(5, 25), Actor(f"customs-{port}", Role.CUSTOMS),
-                              "CustomsCleared", journey_id=p.journey_id, port=port)  # fmt: skip
-                self.add(p, at + self.minutes(5, 30), Actor(f"wukala-{port}", Role.WUKALA), "ReceivedAtPort",
-                         journey_id=p.journey_id, port=port)  # fmt: skip
+                    self.add(
+                        p,
+                        p.steps[-1].at + timedelta(days=rng.uniform(1, 10)),
+                        self.actor,
+                        "FlightBooked",
+                        journey_id=p.journey_id,
+                        direction="arrival",
+                        flight=flight,
+                        port=port,
+                        scheduled_at=landed,
+                    )
+                at = self.add(
+                    p,
+                    landed + self.minutes(0, 40),
+                    by,
+                    "ArrivedAtPort",
+                    journey_id=p.journey_id,
+                    port=port,
+                    mode=port.mode,
+                    flight=flight,
+                )
+                at = self.add(
+                    p,
+                    at + self.minutes(10, 60),
+                    Actor(f"jawazat-{port}", Role.JAWAZAT),
+                    "EntryCleared",
+                    journey_id=p.journey_id,
+                    port=port,
+                )
+                at = self.add(
+                    p,
+                    at + self.minutes(5, 25),
+                    Actor(f"customs-{port}", Role.CUSTOMS),
+                    "CustomsCleared",
+                    journey_id=p.journey_id,
+                    port=port,
+                )
+                self.add(
+                    p,
+                    at + self.minutes(5, 30),
+                    Actor(f"wukala-{port}", Role.WUKALA),
+                    "ReceivedAtPort",
+                    journey_id=p.journey_id,
+                    port=port,
+                )
             self.bus(flight_group, port, city, after=max(p.steps[-1].at for p in flight_group))
             for p in flight_group:
-                self.add(p, p.steps[-1].at + self.minutes(20, 60), self.company, "HousingCheckedIn",
-                         journey_id=p.journey_id, site=city, building=self.building[city])  # fmt: skip
+                self.add(
+                    p,
+                    p.steps[-1].at + self.minutes(20, 60),
+                    self.company,
+                    "HousingCheckedIn",
+                    journey_id=p.journey_id,
+                    site=city,
+                    building=self.building[city],
+                )
 
     def bus(self, group: list[Pilgrim], origin: Port | Site, destination: Port | Site, after: datetime) -> None:
         """Buses of ~49 seats for a group that travels together, leaving once all are ready."""
@@ -268,34 +349,79 @@ class MissionPlanner:
             trip_id = self.uuid()
             departs = after + self.minutes(20, 40)
             self.trips.append(
-                Planned(departs - timedelta(hours=12), next(self.seq), NAQABA, "TripScheduled",
-                        {"trip_id": trip_id, "operator": "SAPTCO", "bus_plate": f"KSA-{self.rng.randint(1000, 9999)}",
-                         "origin": str(origin), "destination": str(destination), "departs_at": departs,
-                         "capacity": seats}, self.uuid())
-            )  # fmt: skip
+                Planned(
+                    departs - timedelta(hours=12),
+                    next(self.seq),
+                    NAQABA,
+                    "TripScheduled",
+                    {
+                        "trip_id": trip_id,
+                        "operator": "SAPTCO",
+                        "bus_plate": f"KSA-{self.rng.randint(1000, 9999)}",
+                        "origin": str(origin),
+                        "destination": str(destination),
+                        "departs_at": departs,
+                        "capacity": seats,
+                    },
+                    self.uuid(),
+                )
+            )
             for p in riders:
-                self.add(p, max(p.steps[-1].at, after) + self.minutes(1, 10), NAQABA, "BusAssigned",
-                         journey_id=p.journey_id, trip_id=trip_id)  # fmt: skip
+                self.add(
+                    p,
+                    max(p.steps[-1].at, after) + self.minutes(1, 10),
+                    NAQABA,
+                    "BusAssigned",
+                    journey_id=p.journey_id,
+                    trip_id=trip_id,
+                )
                 self.add(p, departs - self.minutes(0, 10), NAQABA, "Boarded", journey_id=p.journey_id, trip_id=trip_id)
-                self.add(p, departs + timedelta(hours=hours) + self.minutes(0, 30), NAQABA, "TransferCompleted",
-                         journey_id=p.journey_id, trip_id=trip_id)  # fmt: skip
+                self.add(
+                    p,
+                    departs + timedelta(hours=hours) + self.minutes(0, 30),
+                    NAQABA,
+                    "TransferCompleted",
+                    journey_id=p.journey_id,
+                    trip_id=trip_id,
+                )
 
     def transfer(self, group: list[Pilgrim], origin: Site, destination: Site, leave: datetime) -> None:
         for p in group:
-            self.add(p, leave - self.minutes(30, 90), self.company, "HousingCheckedOut",
-                     journey_id=p.journey_id, site=origin, building=self.building[origin])  # fmt: skip
+            self.add(
+                p,
+                leave - self.minutes(30, 90),
+                self.company,
+                "HousingCheckedOut",
+                journey_id=p.journey_id,
+                site=origin,
+                building=self.building[origin],
+            )
         self.bus(group, origin, destination, after=leave - timedelta(minutes=20))
         for p in group:
-            self.add(p, p.steps[-1].at + self.minutes(20, 60), self.company, "HousingCheckedIn",
-                     journey_id=p.journey_id, site=destination, building=self.building[destination])  # fmt: skip
+            self.add(
+                p,
+                p.steps[-1].at + self.minutes(20, 60),
+                self.company,
+                "HousingCheckedIn",
+                journey_id=p.journey_id,
+                site=destination,
+                building=self.building[destination],
+            )
 
     def hajj(self, group: list[Pilgrim], back: int) -> None:
         """Mina on the 8th, Arafat on the 9th, the Nafra to Muzdalifah after sunset, Mina again, then Makkah."""
         for p in group:
             for site, day, low, high in _HOLY_SITE_DAYS:
                 self.add(p, self.day(day, low, high), self.company, "MovedToSite", journey_id=p.journey_id, site=site)
-            self.add(p, self.day(back, 8, 14), self.company, "HousingCheckedIn", journey_id=p.journey_id,
-                     site=Site.MAKKAH, building=self.building[Site.MAKKAH])  # fmt: skip
+            self.add(
+                p,
+                self.day(back, 8, 14),
+                self.company,
+                "HousingCheckedIn",
+                journey_id=p.journey_id,
+                site=Site.MAKKAH,
+                building=self.building[Site.MAKKAH],
+            )
 
     def depart(self, group: list[Pilgrim], port: Port, day: float, *, madinah_first: bool) -> None:
         rng = self.rng
@@ -315,20 +441,48 @@ class MissionPlanner:
             flight = f"{self.mission.country[:2]}{rng.randint(1000, 9999)}" if port.mode is Mode.AIR else None
             for p in flight_group:
                 if flight:  # booked once the pilgrim is settled in the Kingdom, as the catalogue asks
-                    self.add(p, p.steps[-1].at + self.minutes(60, 600), self.actor, "FlightBooked",
-                             journey_id=p.journey_id, direction="departure", flight=flight, port=port,
-                             scheduled_at=takeoff)  # fmt: skip
+                    self.add(
+                        p,
+                        p.steps[-1].at + self.minutes(60, 600),
+                        self.actor,
+                        "FlightBooked",
+                        journey_id=p.journey_id,
+                        direction="departure",
+                        flight=flight,
+                        port=port,
+                        scheduled_at=takeoff,
+                    )
             leave = takeoff - timedelta(hours=6 if flight else 14)
             for p in flight_group:
-                self.add(p, leave - self.minutes(30, 60), self.company, "HousingCheckedOut",
-                         journey_id=p.journey_id, site=city, building=self.building[city])  # fmt: skip
+                self.add(
+                    p,
+                    leave - self.minutes(30, 60),
+                    self.company,
+                    "HousingCheckedOut",
+                    journey_id=p.journey_id,
+                    site=city,
+                    building=self.building[city],
+                )
             self.bus(flight_group, city, port, after=leave)
             by = Actor(f"gaca-{port}", Role.GACA) if flight else Actor(f"jawazat-{port}", Role.JAWAZAT)
             for p in flight_group:
-                at = self.add(p, max(p.steps[-1].at, takeoff - timedelta(hours=3)) + self.minutes(0, 60),
-                              Actor(f"jawazat-{port}", Role.JAWAZAT), "ExitCleared", journey_id=p.journey_id, port=port)  # fmt: skip
-                self.add(p, max(at, takeoff) + self.minutes(0, 20), by, "Departed", journey_id=p.journey_id,
-                         port=port, flight=flight)  # fmt: skip
+                at = self.add(
+                    p,
+                    max(p.steps[-1].at, takeoff - timedelta(hours=3)) + self.minutes(0, 60),
+                    Actor(f"jawazat-{port}", Role.JAWAZAT),
+                    "ExitCleared",
+                    journey_id=p.journey_id,
+                    port=port,
+                )
+                self.add(
+                    p,
+                    max(at, takeoff) + self.minutes(0, 20),
+                    by,
+                    "Departed",
+                    journey_id=p.journey_id,
+                    port=port,
+                    flight=flight,
+                )
 
     def exceptions(self, p: Pilgrim) -> None:
         """Hospital stays, a few hours missing at Arafat, deaths and overstays, fitted between the steps."""
@@ -337,11 +491,23 @@ class MissionPlanner:
             arafat = next(i for i, s in enumerate(p.steps) if s.fields.get("site") == Site.ARAFAT)
             lost = p.steps[arafat].at + self.minutes(60, 240)
             found = lost + self.minutes(60, 180)
-            self._insert(p, arafat + 1, [
-                Planned(lost, next(self.seq), self.company, "ReportedMissing", {"journey_id": p.journey_id}, self.uuid()),
-                Planned(found, next(self.seq), self.company, "Found", {"journey_id": p.journey_id, "site": Site.ARAFAT},
-                        self.uuid()),
-            ])  # fmt: skip
+            self._insert(
+                p,
+                arafat + 1,
+                [
+                    Planned(
+                        lost, next(self.seq), self.company, "ReportedMissing", {"journey_id": p.journey_id}, self.uuid()
+                    ),
+                    Planned(
+                        found,
+                        next(self.seq),
+                        self.company,
+                        "Found",
+                        {"journey_id": p.journey_id, "site": Site.ARAFAT},
+                        self.uuid(),
+                    ),
+                ],
+            )
         if rng.random() < cal.HOSPITAL_ADMITTED:
             gap = self._quiet_gap(p, days=2)
             if gap is not None:
@@ -349,21 +515,44 @@ class MissionPlanner:
                 admitted = start + (end - start) * rng.uniform(0.1, 0.4)
                 discharged = admitted + (end - admitted) * rng.uniform(0.3, 0.8)
                 facility = f"HOSPITAL-{rng.randint(1, 25):02d}"
-                self._insert(p, index, [
-                    Planned(admitted, next(self.seq), MOH, "HospitalAdmitted",
-                            {"journey_id": p.journey_id, "facility": facility}, self.uuid()),
-                    Planned(discharged, next(self.seq), MOH, "HospitalDischarged",
-                            {"journey_id": p.journey_id, "facility": facility}, self.uuid()),
-                ])  # fmt: skip
+                self._insert(
+                    p,
+                    index,
+                    [
+                        Planned(
+                            admitted,
+                            next(self.seq),
+                            MOH,
+                            "HospitalAdmitted",
+                            {"journey_id": p.journey_id, "facility": facility},
+                            self.uuid(),
+                        ),
+                        Planned(
+                            discharged,
+                            next(self.seq),
+                            MOH,
+                            "HospitalDischarged",
+                            {"journey_id": p.journey_id, "facility": facility},
+                            self.uuid(),
+                        ),
+                    ],
+                )
         if rng.random() < cal.DIED:
             gap = self._quiet_gap(p, days=0.5)
             if gap is not None:
                 index, start, end = gap
                 died = start + (end - start) * rng.uniform(0.1, 0.9)
                 del p.steps[index:]
-                p.steps.append(Planned(died, next(self.seq), MOH, "DeathRecorded",
-                                       {"journey_id": p.journey_id, "facility": f"HOSPITAL-{rng.randint(1, 25):02d}"},
-                                       self.uuid()))  # fmt: skip
+                p.steps.append(
+                    Planned(
+                        died,
+                        next(self.seq),
+                        MOH,
+                        "DeathRecorded",
+                        {"journey_id": p.journey_id, "facility": f"HOSPITAL-{rng.randint(1, 25):02d}"},
+                        self.uuid(),
+                    )
+                )
                 return
         if rng.random() < cal.OVERSTAYED:
             # Never leaves: everything from the last check-out on is dropped; the visa runs out.
