@@ -3,15 +3,26 @@
 Every write goes through `record_batch`: load what the commands touch, run each command against the aggregates
 (a refused command changes nothing), then save everything with the commands' receipts in one transaction. A
 version conflict with a concurrent writer retries the whole batch from fresh state, a bounded number of times.
+
+Two things make writing fast without making it less safe:
+- a write cache of recently saved aggregates, so a batch need not replay what this process just wrote. A cached
+  aggregate may be stale if another process wrote since; then the save fails on the store's version key, or a
+  command is refused, and the batch runs again "carefully": everything loaded fresh, nothing taken on trust;
+- group commit: `record` from many threads at once queues the commands and one writer records them together,
+  each caller still told its own outcome.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from queue import Empty, SimpleQueue
 from typing import Any, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -89,9 +100,23 @@ class JourneyLedger(Application[UUID]):
     name = "JourneyLedger"
     MAX_ATTEMPTS = 8
     FUTURE_TOLERANCE = timedelta(minutes=5)
+    CACHE_SIZE = 20_000  # aggregates; enough for the journeys one simulated chunk or one busy port touches
+    GROUP_COMMIT_MAX = 1000  # commands from concurrent callers recorded in one transaction
 
     def __init__(self, database_url: str | None = None) -> None:
         super().__init__(env=store.store_env(database_url or store.database_url()))
+        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
+        self._queue: SimpleQueue[_Queued | None] = SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_started = threading.Lock()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -133,29 +158,92 @@ class JourneyLedger(Application[UUID]):
     # Recording.
 
     def record(self, command: Command, actor: Actor) -> Outcome:
-        """Record one command; raises the LedgerError that refused it."""
-        [result] = self.record_batch([(command, actor)])
+        """Record one command; raises the LedgerError that refused it.
+
+        Concurrent callers share transactions (group commit): each waits for the batch its command went into.
+        """
+        waiting: Future[Result] = Future()
+        self._start_writer()
+        self._queue.put(_Queued(command, actor, waiting))
+        result = waiting.result()
         if isinstance(result, LedgerError):
             raise result
         return result
 
+    def _start_writer(self) -> None:
+        with self._writer_started:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
+                self._writer.start()
+
+    def _write_queued(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            stop = False
+            while len(batch) < self.GROUP_COMMIT_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                results = self.record_batch([(q.command, q.actor) for q in batch])
+            except BaseException as error:  # the store is away, say: every caller hears of it
+                for q in batch:
+                    q.result.set_exception(error)
+            else:
+                for q, result in zip(batch, results, strict=True):
+                    q.result.set_result(result)
+            if stop:
+                return
+
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
-        for attempt in range(self.MAX_ATTEMPTS):
-            try:
-                return self._record_once(commands)
-            except IntegrityError:
-                # A concurrent writer changed an aggregate we loaded, or recorded the same command id.
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        with self._writing:
+            for attempt in range(self.MAX_ATTEMPTS):
+                try:
+                    return self._record_once(commands, careful=attempt > 0)
+                except (IntegrityError, _TrustedStaleStateError):
+                    # A concurrent writer changed an aggregate we used, or recorded the same command id.
+                    if attempt:
+                        time.sleep(random.uniform(0, 0.002 * 2**attempt))
         conflict = ConflictError(
             f"gave up after {self.MAX_ATTEMPTS} attempts: concurrent writers kept changing "
             "the same journeys or trips; nothing was recorded, retry the command"
         )
         return [conflict for _ in commands]
 
-    def _record_once(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
+    def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
         receipts = self.store.select_receipts([c.command_id for c, _ in commands])
-        unit = _Unit(self)
+        unit = _Unit(self, careful=careful)
+        try:
+            results = self._decide_all(commands, receipts, unit)
+            new = {r.command_id: r for r in results if isinstance(r, Receipt) and r.command_id not in receipts}
+            recordings = self.save(*unit.aggregates.values(), receipts=list(new.values())) if new else []
+        except BaseException:
+            # The batch's aggregates were changed in place and their pending events are gone: forget them.
+            for aggregate_id in unit.aggregates:
+                self._cache.pop(aggregate_id, None)
+            raise
+        self._remember(unit.aggregates.values())
+        positions = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings
+        }
+        return [self._outcome(r, positions) for r in results]
+
+    def _remember(self, aggregates: Iterable[Aggregate]) -> None:
+        for aggregate in aggregates:
+            self._cache[aggregate.id] = aggregate
+            self._cache.move_to_end(aggregate.id)
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _decide_all(
+        self, commands: Sequence[tuple[Command, Actor]], receipts: dict[UUID, Receipt], unit: _Unit
+    ) -> list[Result | Receipt]:
         results: list[Result | Receipt] = []
         new: dict[UUID, Receipt] = {}
         for command, actor in commands:
@@ -166,6 +254,8 @@ class JourneyLedger(Application[UUID]):
             try:
                 touched = self._decide(command, self._stamp(command, actor), unit)
             except LedgerError as refusal:
+                if unit.trusted_cache:
+                    raise _TrustedStaleStateError from refusal  # refused on what may be stale: ask the store
                 results.append(refusal)
                 continue
             receipt = Receipt(
@@ -177,13 +267,7 @@ class JourneyLedger(Application[UUID]):
             )
             new[command.command_id] = receipt
             results.append(receipt)
-        positions: dict[tuple[UUID, int], int] = {}
-        if new:
-            recordings = self.save(*unit.aggregates.values(), receipts=list(new.values()))
-            positions = {
-                (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings
-            }
-        return [self._outcome(r, positions) for r in results]
+        return results
 
     def _repeat(self, known: Receipt, command: Command) -> Result | Receipt:
         if known.fingerprint != command.fingerprint():
@@ -270,23 +354,49 @@ class JourneyLedger(Application[UUID]):
         return unit.add(Trip.schedule(stamp, **arguments))
 
 
-class _Unit:
-    """The aggregates one batch works on, each loaded once."""
+class _TrustedStaleStateError(Exception):
+    """A command was refused on state taken from the write cache, which another process may have moved on."""
 
-    def __init__(self, ledger: JourneyLedger) -> None:
+
+@dataclass(frozen=True)
+class _Queued:
+    command: Command
+    actor: Actor
+    result: Future[Result]
+
+
+class _Unit:
+    """The aggregates one batch works on, each loaded once.
+
+    Unless careful, it takes aggregates from the ledger's write cache and believes an aggregate absent from the
+    cache is absent from the store; the store's keys catch it when that was wrong.
+    """
+
+    def __init__(self, ledger: JourneyLedger, *, careful: bool) -> None:
         self.ledger = ledger
+        self.careful = careful
         self.aggregates: dict[UUID, Aggregate] = {}
+        self.trusted_cache = False
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate = self.aggregates.get(aggregate_id)
         if aggregate is None:
-            aggregate = self.aggregates[aggregate_id] = self.ledger._get(aggregate_id, kind)
+            cached = None if self.careful else self.ledger._cache.get(aggregate_id)
+            if cached is not None:
+                self.trusted_cache = True
+            aggregate = cached or self.ledger._get(aggregate_id, kind)
+            self.aggregates[aggregate_id] = aggregate
         if not isinstance(aggregate, kind):
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
         return aggregate
 
     def exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self.aggregates or aggregate_id in self.ledger.repository
+        if aggregate_id in self.aggregates or aggregate_id in self.ledger._cache:
+            return True
+        if not self.careful:
+            self.trusted_cache = True
+            return False
+        return aggregate_id in self.ledger.repository
 
     def add(self, aggregate: A) -> A:
         self.aggregates[aggregate.id] = aggregate
