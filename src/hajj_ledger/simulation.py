@@ -626,10 +626,14 @@ def chunks(pilgrims: int, seed: int, season: int) -> Iterator[tuple[int, list[Pl
         chunk += MissionPlanner(mission, seed, season, sequence).plan()
         count += mission.size
         if count >= CHUNK:
-            yield count, sorted(chunk)
+            yield count, sorted(chunk, key=_when)
             chunk, count = [], 0
     if chunk:
-        yield count, sorted(chunk)
+        yield count, sorted(chunk, key=_when)
+
+
+def _when(step: Planned) -> tuple[datetime, int]:
+    return step.at, step.seq
 
 
 def check_season(season: int) -> None:
