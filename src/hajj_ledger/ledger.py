@@ -203,7 +203,9 @@ class JourneyLedger(Application[UUID]):
         return [conflict for _ in commands]
 
     def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
-        receipts = self.store.select_receipts([c.command_id for c, _ in commands])
+        # Trusting: no receipts looked up; a repeated command then either collides with its receipt's key at
+        # save, or is refused, and both send the batch round again, carefully.
+        receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
         unit = _Unit(self, careful=careful)
         try:
             results = self._decide_all(commands, receipts, unit)
@@ -240,8 +242,8 @@ class JourneyLedger(Application[UUID]):
             try:
                 touched = self._decide(command, self._stamp(command, actor), unit)
             except LedgerError as refusal:
-                if unit.trusted_cache:
-                    raise _TrustedStaleStateError from refusal  # refused on what may be stale: ask the store
+                if not unit.careful:
+                    raise _TrustedStaleStateError from refusal  # refused on trust: ask the store
                 results.append(refusal)
                 continue
             receipt = Receipt(
@@ -341,7 +343,7 @@ class JourneyLedger(Application[UUID]):
 
 
 class _TrustedStaleStateError(Exception):
-    """A command was refused on state taken from the write cache, which another process may have moved on."""
+    """A command was refused while trusting the write cache and skipping receipts: the refusal may be wrong."""
 
 
 @dataclass(frozen=True)
@@ -355,21 +357,19 @@ class _Unit:
     """The aggregates one batch works on, each loaded once.
 
     Unless careful, it takes aggregates from the ledger's write cache and believes an aggregate absent from the
-    cache is absent from the store; the store's keys catch it when that was wrong.
+    cache is absent from the store; the store's keys catch it when that was wrong, and a refusal is only believed
+    once the batch has been run carefully.
     """
 
     def __init__(self, ledger: JourneyLedger, *, careful: bool) -> None:
         self.ledger = ledger
         self.careful = careful
         self.aggregates: dict[UUID, Aggregate] = {}
-        self.trusted_cache = False
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate = self.aggregates.get(aggregate_id)
         if aggregate is None:
             cached = None if self.careful else self.ledger._cache.get(aggregate_id)
-            if cached is not None:
-                self.trusted_cache = True
             aggregate = cached or self.ledger._get(aggregate_id, kind)
             self.aggregates[aggregate_id] = aggregate
         if not isinstance(aggregate, kind):
@@ -380,7 +380,6 @@ class _Unit:
         if aggregate_id in self.aggregates or aggregate_id in self.ledger._cache:
             return True
         if not self.careful:
-            self.trusted_cache = True
             return False
         return aggregate_id in self.ledger.repository
 
