@@ -1,0 +1,458 @@
+"""`make bench`: the ledger's figures against baselines measured in the same run; writes BENCHMARKS.md.
+
+Every measurement runs in a fresh process on a fresh database (PostgreSQL: a new database; SQLite: a new file),
+so each has its own peak memory and nothing warm carries over. Figures are medians of several runs with their
+min-max, because these machines are noisy; ratios compare figures measured in the same run.
+
+    python bench/run.py                 # the full suite (about a quarter of an hour)
+    python bench/run.py --smoke --out D # tiny sizes, one run each: checks the suite still works
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("HAJJ_LEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SEASON, SEED = 1446, 11
+
+
+@dataclass(frozen=True)
+class Sizes:
+    pilgrims: int  # batched ingest and its baselines
+    single: int  # commands for the single-command figures
+    scale: int  # pilgrims in the scale run
+    raw_single: int  # rows for the one-row-per-transaction baseline
+    runs: int
+
+
+FULL = Sizes(pilgrims=3000, single=3000, scale=100_000, raw_single=3000, runs=3)
+SMOKE = Sizes(pilgrims=60, single=150, scale=120, raw_single=100, runs=1)
+
+
+# What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
+
+
+def _ledger(url: str) -> Any:
+    from hajj_ledger.ledger import JourneyLedger
+
+    return JourneyLedger(url)
+
+
+def _season(pilgrims: int) -> Iterator[list[tuple[Any, Any]]]:
+    """The simulator's commands in the ledger's batches, built before the clock starts on each batch."""
+    from hajj_ledger.simulation import BATCH, chunks
+
+    for _, planned in chunks(pilgrims, SEED, SEASON):
+        for start in range(0, len(planned), BATCH):
+            yield [(step.command(), step.actor) for step in planned[start : start + BATCH]]
+
+
+def measure_ingest(url: str, pilgrims: int) -> dict[str, Any]:
+    """Batched ingest through the application: record_batch on the simulator's commands."""
+    from hajj_ledger.ledger import Outcome
+
+    ledger = _ledger(url)
+    events = refused = 0
+    seconds = 0.0
+    for batch in _season(pilgrims):
+        started = time.perf_counter()
+        results = ledger.record_batch(batch)
+        seconds += time.perf_counter() - started
+        events += sum(len(r.events) for r in results if isinstance(r, Outcome))
+        refused += sum(not isinstance(r, Outcome) for r in results)
+    sizes = _state_sizes(ledger)
+    ledger.close()
+    return {"rate": events / seconds, "events": events, "seconds": seconds, "refused": refused, **sizes}
+
+
+def _state_sizes(ledger: Any) -> dict[str, Any]:
+    rows = ledger.recorder.select_notifications(start=1, limit=5000)
+    return {
+        "state_bytes": statistics.mean(len(r.state) for r in rows),
+        "topic_bytes": statistics.mean(len(r.topic) for r in rows),
+    }
+
+
+def measure_raw(url: str, rows: int, batch: int, state_bytes: int) -> dict[str, Any]:
+    """Plain INSERTs of rows shaped like stored events into a plain table: the store's physical limit."""
+    state = os.urandom(state_bytes)
+    topic = "hajj_ledger.journey:Journey.MovedToSite"
+    data = [(uuid4(), 1, topic, state) for _ in range(rows)]
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE raw (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+            "PRIMARY KEY (originator_id, originator_version))"
+        )
+        started = time.perf_counter()
+        for start in range(0, rows, batch):
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO raw VALUES (?, ?, ?, ?)", [(i.hex, v, t, s) for i, v, t, s in data[start : start + batch]]
+            )
+            db.execute("COMMIT")
+        seconds = time.perf_counter() - started
+    else:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(
+                "CREATE TABLE raw (originator_id uuid, originator_version bigint, topic text, state bytea, "
+                "notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+            )
+            started = time.perf_counter()
+            with db.cursor() as cursor:
+                for start in range(0, rows, batch):
+                    with db.transaction():
+                        cursor.executemany(
+                            "INSERT INTO raw (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)",
+                            data[start : start + batch],
+                        )
+            seconds = time.perf_counter() - started
+    return {"rate": rows / seconds, "rows": rows, "batch": batch, "seconds": seconds}
+
+
+def measure_library_default(url: str, source_url: str) -> dict[str, Any]:
+    """eventsourcing's default configuration saving the same events, in batches as large as ours."""
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import JSONTranscoder, Transcoding
+
+    from hajj_ledger.simulation import BATCH
+    from hajj_ledger.vocabulary import Role, Stamp
+
+    class StampAsDict(Transcoding):  # the one registration the default needs for our events
+        type = Stamp
+        name = "stamp"
+
+        def encode(self, obj: Stamp) -> dict[str, Any]:
+            return {k: getattr(obj, k) for k in ("agency_id", "role", "occurred_at", "command_id", "correlation_id")}
+
+        def decode(self, data: dict[str, Any]) -> Stamp:
+            return Stamp(**{**data, "role": Role(data["role"])})
+
+    class DefaultApplication(Application[Any]):
+        def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+            super().register_transcodings(transcoder)
+            transcoder.register(StampAsDict())
+
+    source = _ledger(source_url)
+    head = source.head()
+    events = []
+    start = 1
+    while start <= head:
+        for notification in source.recorder.select_notifications(start=start, limit=10_000):
+            events.append(source.mapper.to_domain_event(notification))
+            start = notification.id + 1
+    source.close()
+
+    if url.startswith("sqlite"):
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": url.removeprefix("sqlite:///")}
+    else:
+        parts = urlsplit(url)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/"),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": parts.username or "postgres",
+            "POSTGRES_PASSWORD": "",
+        }
+    app = DefaultApplication(env=env)
+    started = time.perf_counter()
+    for begin in range(0, len(events), BATCH):
+        app.save(*events[begin : begin + BATCH])
+    seconds = time.perf_counter() - started
+    app.close()
+    return {"rate": len(events) / seconds, "events": len(events), "seconds": seconds}
+
+
+def _single_commands(count: int) -> list[tuple[Any, Any]]:
+    """Commands that each touch one journey (registration to reception at the port), in time order."""
+    single = {
+        "Registered", "PackageContracted", "VisaRequested", "VisaIssued", "VisaRejected", "Cancelled",
+        "FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort",
+    }  # fmt: skip
+    commands: list[tuple[Any, Any]] = []
+    pilgrims = max(20, count // 10)
+    for batch in _season(pilgrims):
+        commands += [(c, a) for c, a in batch if c.event in single]
+    commands.sort(key=lambda item: item[0].occurred_at)
+    return commands[:count]
+
+
+def _journey_of(command: Any) -> Any:
+    from hajj_ledger.journey import Journey
+
+    return getattr(command, "journey_id", None) or Journey.create_id(command.season, command.pilgrim_id)
+
+
+def measure_single(url: str, count: int, clients: int) -> dict[str, Any]:
+    """One command per call to `record`, from `clients` threads at once; each thread keeps its journeys in order."""
+    commands = _single_commands(count)
+    queues: list[list[tuple[Any, Any]]] = [[] for _ in range(clients)]
+    for command, actor in commands:
+        queues[hash(_journey_of(command)) % clients].append((command, actor))
+    ledger = _ledger(url)
+    refused = 0
+    lock = threading.Lock()
+
+    def client(queue: list[tuple[Any, Any]]) -> None:
+        nonlocal refused
+        from hajj_ledger.errors import LedgerError
+
+        for command, actor in queue:
+            try:
+                ledger.record(command, actor)
+            except LedgerError:
+                with lock:
+                    refused += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, queues))
+    seconds = time.perf_counter() - started
+    ledger.close()
+    return {"rate": len(commands) / seconds, "commands": len(commands), "refused": refused, "seconds": seconds}
+
+
+def measure_scale(url: str, pilgrims: int) -> dict[str, Any]:
+    """A whole season end to end (planning included), with peak memory read as it goes."""
+    from hajj_ledger.simulation import Summary, simulate
+
+    ledger = _ledger(url)
+    rss: list[tuple[int, float]] = []
+
+    def progress(done: int, summary: Summary) -> None:
+        rss.append((done, _rss_mb()))
+
+    summary = simulate(ledger, pilgrims, SEASON, SEED, progress=progress)
+    ledger.close()
+    fifth = next((mb for done, mb in rss if done >= pilgrims / 5), rss[0][1])
+    return {
+        "rate": summary.events / summary.seconds,
+        "events": summary.events,
+        "seconds": summary.seconds,
+        "refused": summary.refused,
+        "rss_at_fifth_mb": fifth,
+        "rss_growth": _rss_mb() / fifth,
+        "extrapolated_1_8m_hours": summary.seconds * 1_800_000 / pilgrims / 3600,
+    }
+
+
+MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": measure_ingest,
+    "raw": measure_raw,
+    "library_default": measure_library_default,
+    "single": measure_single,
+    "scale": measure_scale,
+}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(argv: list[str]) -> None:
+    name, kwargs = argv[0], json.loads(argv[1])
+    result = MEASURES[name](**kwargs)
+    result["rss_mb"] = _rss_mb()
+    print(json.dumps(result))
+
+
+# The parent: fresh stores, repeated runs, the table.
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[str]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="hajj-bench-") as directory:
+            yield f"sqlite:///{directory}/ledger.sqlite3"
+        return
+    name = f"hajj_bench_{uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_child(name: str, **kwargs: Any) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", name, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def repeat(runs: int, kind: str, name: str, **kwargs: Any) -> list[dict[str, Any]]:
+    results = []
+    for _ in range(runs):
+        with fresh_store(kind) as url:
+            results.append(run_child(name, url=url, **kwargs))
+    return results
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [r["rate"] for r in results]
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "runs": len(rates),
+        "rss_mb": max(r["rss_mb"] for r in results),
+        "details": results,
+    }
+
+
+def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for kind in stores:
+        say = lambda text: print(f"[{kind}] {text}", file=sys.stderr, flush=True)  # noqa: E731
+        say(f"batched ingest, {sizes.pilgrims:,} pilgrims x {sizes.runs}")
+        ingest = repeat(sizes.runs, kind, "ingest", pilgrims=sizes.pilgrims)
+        row_bytes = int(ingest[0]["state_bytes"])
+        say("raw INSERT baselines")
+        raw_batched = repeat(sizes.runs, kind, "raw", rows=100 * 1000 if sizes is FULL else 2000, batch=1000,
+                             state_bytes=row_bytes)  # fmt: skip
+        raw_single = repeat(sizes.runs, kind, "raw", rows=sizes.raw_single, batch=1, state_bytes=row_bytes)
+        say("eventsourcing's default configuration")
+        with fresh_store(kind) as source:
+            run_child("ingest", url=source, pilgrims=sizes.pilgrims)
+            library = repeat(sizes.runs, kind, "library_default", source_url=source)
+        say("single commands, 1 and 64 clients")
+        single_1 = repeat(sizes.runs, kind, "single", count=sizes.single, clients=1)
+        single_64 = repeat(sizes.runs, kind, "single", count=sizes.single * 2, clients=64)
+        say(f"scale run, {sizes.scale:,} pilgrims")
+        scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
+        figures[kind] = {
+            "ingest": summarise(ingest),
+            "raw_batched": summarise(raw_batched),
+            "raw_single": summarise(raw_single),
+            "library_default": summarise(library),
+            "single_1": summarise(single_1),
+            "single_64": summarise(single_64),
+            "scale": summarise(scale),
+        }
+    return figures
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def table(figures: dict[str, Any], sizes: Sizes) -> str:
+    rows = [
+        "| store | figure | measured (median) | min-max | runs | baseline, same run | ratio | target | met | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(kind: str, label: str, key: str, base: tuple[str, str] | None, target: str, met: str) -> None:
+        f = figures[kind][key]
+        if base:
+            b = figures[kind][base[0]]
+            baseline, ratio = f"{_fmt(b['median'])} ({base[1]})", f"{f['median'] / b['median']:.2f}x"
+        else:
+            baseline, ratio = "", ""
+        rows.append(
+            f"| {kind} | {label} | {_fmt(f['median'])} | {_fmt(f['min'])}-{_fmt(f['max'])} | {f['runs']} | "
+            f"{baseline} | {ratio} | {target} | {met} | {f['rss_mb']:.0f} MB |"
+        )
+
+    for kind in figures:
+        f = figures[kind]
+        pg = kind == "postgres"
+        half_raw = f["ingest"]["median"] >= 0.5 * f["raw_batched"]["median"]
+        twice_lib = f["ingest"]["median"] >= 2 * f["library_default"]["median"]
+        row(kind, "batched ingest, events/s (application, simulator's commands)", "ingest",
+            ("raw_batched", "raw INSERT, 1,000 rows per transaction"),
+            "≥ 0.5x raw" if pg else "", ("yes" if half_raw else "**no**") if pg else "")  # fmt: skip
+        row(kind, "batched ingest, events/s", "ingest", ("library_default", "eventsourcing default config"),
+            "≥ 2x default" if pg else "", ("yes" if twice_lib else "**no**") if pg else "")  # fmt: skip
+        row(kind, "raw INSERT, rows/s, one per transaction", "raw_single", None, "", "")
+        row(kind, "raw INSERT, rows/s, 1,000 per transaction", "raw_batched", None, "", "")
+        row(kind, "eventsourcing default config, events/s", "library_default", None, "", "")
+        row(kind, "single commands, 1 client, commands/s", "single_1", None, "", "")
+        met64 = f["single_64"]["median"] >= 5000
+        row(kind, "single commands, 64 concurrent clients, commands/s", "single_64",
+            ("single_1", "1 client"), "≥ 5,000/s" if pg else "", ("yes" if met64 else "**no**") if pg else "")  # fmt: skip
+        scale = f["scale"]["details"][0]
+        flat = scale["rss_growth"] <= 1.25
+        row(kind, f"scale run, {sizes.scale:,} pilgrims end to end, events/s", "scale", None,
+            "memory flat", f"{'yes' if flat else '**no**'} (x{scale['rss_growth']:.2f} from 1/5 to end)")  # fmt: skip
+    notes = []
+    for kind in figures:
+        scale = figures[kind]["scale"]["details"][0]
+        notes.append(
+            f"- {kind}: the scale run recorded {scale['events']:,} events in {scale['seconds']:,.0f} s; "
+            f"a 1.8 M-pilgrim season at that rate takes about {scale['extrapolated_1_8m_hours']:.1f} h. "
+            f"Peak memory {figures[kind]['scale']['rss_mb']:.0f} MB, "
+            f"{scale['rss_at_fifth_mb']:.0f} MB a fifth of the way in."
+        )
+    return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
+    parser.add_argument("--out", type=Path, default=ROOT, help="where BENCHMARKS.md and bench/results.json go")
+    parser.add_argument("--stores", default="postgres,sqlite")
+    args = parser.parse_args()
+    sizes = SMOKE if args.smoke else FULL
+    started = time.perf_counter()
+    figures = suite(sizes, args.stores.split(","))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = {"when": when, "machine": machine, "sizes": sizes.__dict__, "figures": figures}
+    (args.out / "bench").mkdir(parents=True, exist_ok=True)
+    (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = (
+        "# Benchmarks\n\n"
+        f"Measured by `make bench` on {when} ({machine}; PostgreSQL and SQLite on the same machine), "
+        f"{(time.perf_counter() - started) / 60:.0f} minutes in all. Each figure is the median of its runs, each run a "
+        "fresh process on a fresh database; baselines are measured in the same run. Raw data: "
+        "`bench/results.json`.\n\n"
+        + table(figures, sizes)
+        + "\n"
+        + (ROOT / "bench" / "NOTES.md").read_text()
+    )
+    (args.out / "BENCHMARKS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
