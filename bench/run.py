@@ -198,7 +198,7 @@ def _single_commands(count: int) -> list[tuple[Any, Any]]:
     commands: list[tuple[Any, Any]] = []
     pilgrims = max(20, count // 10)
     for batch in _season(pilgrims):
-        commands += [(c, a) for c, a in batch if c.event in single]
+        commands += [(c, a) for c, a in batch if c.event in single and getattr(c, "direction", "arrival") == "arrival"]
     commands.sort(key=lambda item: item[0].occurred_at)
     return commands[:count]
 
