@@ -445,10 +445,7 @@ def main() -> None:
         f"Measured by `make bench` on {when} ({machine}; PostgreSQL and SQLite on the same machine), "
         f"{(time.perf_counter() - started) / 60:.0f} minutes in all. Each figure is the median of its runs, each run a "
         "fresh process on a fresh database; baselines are measured in the same run. Raw data: "
-        "`bench/results.json`.\n\n"
-        + table(figures, sizes)
-        + "\n"
-        + (ROOT / "bench" / "NOTES.md").read_text()
+        "`bench/results.json`.\n\n" + table(figures, sizes) + "\n" + (ROOT / "bench" / "NOTES.md").read_text()
     )
     (args.out / "BENCHMARKS.md").write_text(text)
     print(text)
