@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install clean
+.PHONY: run test lint bench install clean
 
 install: $(STAMP)
 
@@ -28,3 +28,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The benchmark suite: writes BENCHMARKS.md and bench/results.json (about a quarter of an hour).
+bench: install
+	$(BIN)/python bench/run.py

@@ -12,13 +12,12 @@ from uuid import UUID
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 from hajj_ledger.commands import parse_command_json
-from hajj_ledger.demo import run_demo
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.simulation import progress_bar, simulate
 from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
-from hajj_ledger.vocabulary import Actor, Role
+from hajj_ledger.vocabulary import Actor, Role, Stage
 
 DEFAULT_SEASON = 1446
 # What every event carries; `history` shows these in their own columns, the rest as details.
@@ -72,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate)
 
-    demo = commands.add_parser("demo", help="record a few demonstration journeys (idempotent) and print one's history")
+    demo = commands.add_parser(
+        "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
+    )
+    demo.add_argument("--pilgrims", type=int, default=3000)
+    demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(run=_demo)
     return parser
 
@@ -131,12 +135,33 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     ledger = JourneyLedger()
-    journey_id = run_demo(ledger)
-    journey = ledger.journey(journey_id)
-    print(f"\nHistory of pilgrim {journey.pilgrim_id} (journey {journey_id}):\n")
-    _print_history(ledger.history(journey_id), as_json=False)
-    print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
+    if ledger.head() == 0:
+        print(
+            f"The store is empty: simulating season {args.season} with {args.pilgrims:,} pilgrims (seed {args.seed})."
+        )
+        summary = simulate(
+            ledger, args.pilgrims, args.season, args.seed, progress=progress_bar(sys.stderr, args.pilgrims)
+        )
+        print("\n".join(summary.lines()))
+    else:
+        print(f"The store already holds {ledger.head():,} events; nothing simulated.")
+    journey = _a_whole_journey(ledger)
+    if journey is not None:
+        print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
+        _print_history(ledger.history(journey.id), as_json=False)
+        print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
+    print("     hajj-ledger rules")
     return 0
+
+
+def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:
+    """The first journey in the log that ran from registration to departure."""
+    for row in ledger.recorder.select_notifications(start=1, limit=2000):
+        if row.topic.endswith("Journey.Registered"):
+            journey = ledger.journey(row.originator_id)  # type: ignore[arg-type]
+            if journey.stage == Stage.DEPARTED:
+                return journey
+    return None
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def run(store_url: str, *args: str, stdin: str | None = None) -> subprocess.Comp
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = run(f"sqlite:///{tmp_path}/l.db", "--help")
     assert result.returncode == 0
-    for command in ("record", "history", "rules", "demo"):
+    for command in ("record", "history", "rules", "simulate", "demo"):
         assert command in result.stdout
 
 
@@ -106,13 +106,24 @@ def test_an_unsupported_store_is_named(tmp_path: Path) -> None:
     assert "HAJJ_LEDGER_DATABASE_URL" in result.stderr and "mysql" in result.stderr
 
 
-def test_demo_records_once(tmp_path: Path) -> None:
+def test_demo_simulates_a_season_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/l.db"
-    first = run(url, "demo")
+    first = run(url, "demo", "--pilgrims", "150")
     assert first.returncode == 0, first.stderr
-    assert "Recorded 43 events" in first.stdout and "Departed" in first.stdout
-    second = run(url, "demo")
-    assert "already recorded" in second.stdout
+    assert "simulating season 1446 with 150 pilgrims" in first.stdout
+    assert "(0 refused)" in first.stdout
+    assert "Departed" in first.stdout and "Try: hajj-ledger history" in first.stdout
+    second = run(url, "demo", "--pilgrims", "150")
+    assert "already holds" in second.stdout and "nothing simulated" in second.stdout
+
+
+def test_simulate_prints_a_summary(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/l.db", "simulate", "--pilgrims", "120", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    assert "pilgrims  120" in result.stdout and "events per type:" in result.stdout
+    assert "MovedToSite" in result.stdout
+    future = run(f"sqlite:///{tmp_path}/l.db", "simulate", "--pilgrims", "10", "--season", "1460")
+    assert future.returncode == 1 and "has not ended" in future.stderr
 
 
 @pytest.mark.parametrize("steps", [JOURNEY_STEPS, TRIP_STEPS], ids=["journey", "trip"])

@@ -11,7 +11,6 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger.demo import run_demo
 from hajj_ledger.errors import (
     ConflictError,
     DuplicateRegistrationError,
@@ -26,6 +25,7 @@ from hajj_ledger.errors import (
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Mode, Role, Stage
+from tests.example_journeys import run_demo
 from tests.support import actor, arrive_and_clear, command, schedule_trip
 
 

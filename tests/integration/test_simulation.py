@@ -1,0 +1,192 @@
+"""The simulated season, checked against its calibration rather than eyeballed."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pytest
+
+from hajj_ledger import calibration as cal
+from hajj_ledger.catalogue import JOURNEY_STEPS
+from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.simulation import MissionPlanner, Summary, chunks, missions, simulate
+from hajj_ledger.trip import Trip
+from hajj_ledger.vocabulary import ENDED, Mode, Stage
+
+PILGRIMS = 3000
+SEED = 5
+SEASON = 1446
+
+
+def events(ledger: JourneyLedger) -> Iterator[Any]:
+    start = 1
+    while rows := ledger.recorder.select_notifications(start=start, limit=5000):
+        for row in rows:
+            yield ledger.mapper.to_domain_event(row)
+        start = rows[-1].id + 1
+
+
+@pytest.fixture(scope="module")
+def season(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JourneyLedger, Summary]]:
+    ledger = JourneyLedger(f"sqlite:///{tmp_path_factory.mktemp('season')}/ledger.sqlite3")
+    summary = simulate(ledger, PILGRIMS, SEASON, SEED)
+    yield ledger, summary
+    ledger.close()
+
+
+@pytest.fixture(scope="module")
+def journeys(season: tuple[JourneyLedger, Summary]) -> dict[UUID, list[Any]]:
+    by_journey: dict[UUID, list[Any]] = defaultdict(list)
+    for event in events(season[0]):
+        if isinstance(event, Journey.Event):
+            by_journey[event.originator_id].append(event)
+    return by_journey
+
+
+def test_every_command_is_accepted_and_counted(season: tuple[JourneyLedger, Summary]) -> None:
+    ledger, summary = season
+    assert summary.refused == 0, summary.refusals
+    assert summary.pilgrims == PILGRIMS
+    assert summary.events == ledger.head() == sum(summary.events_by_type.values())
+    assert 28 <= summary.events / PILGRIMS <= 34  # about thirty events a journey, as domain.md says
+
+
+def _share(counts: Counter[Any], key: Any) -> float:
+    return counts[key] / sum(counts.values())
+
+
+def test_regions_and_modes_match_the_calibration(journeys: dict[UUID, list[Any]]) -> None:
+    assert len(journeys) == PILGRIMS
+    regions = Counter(cal.REGION_OF[history[0].country] for history in journeys.values())
+    for region, share in cal.REGION_SHARE.items():
+        assert _share(regions, region) == pytest.approx(share, abs=0.005), region
+    countries = Counter(history[0].country for history in journeys.values())
+    assert [c for c, _ in countries.most_common(4)] == ["IDN", "PAK", "IND", "BGD"]
+    modes: Counter[Mode] = Counter(
+        e.mode for history in journeys.values() for e in history if isinstance(e, Journey.ArrivedAtPort)
+    )
+    assert _share(modes, Mode.AIR) == pytest.approx(cal.MODE_SHARE[Mode.AIR], abs=0.01)
+    assert _share(modes, Mode.LAND) == pytest.approx(cal.MODE_SHARE[Mode.LAND], abs=0.01)
+    assert _share(modes, Mode.SEA) == pytest.approx(cal.MODE_SHARE[Mode.SEA], abs=0.003)
+
+
+def test_gender_matches_the_calibration() -> None:
+    """Gender is personal data and never reaches an event; the simulator's own plan carries it."""
+    sequence = iter(range(10**9))
+    males = total = 0
+    for mission in missions(PILGRIMS, SEED, SEASON):
+        planner = MissionPlanner(mission, SEED, SEASON, sequence)
+        planner.plan()
+        males += sum(p.male for p in planner.pilgrims)
+        total += len(planner.pilgrims)
+    assert total == PILGRIMS
+    assert males / total == pytest.approx(cal.MALE_SHARE, abs=0.025)
+
+
+def test_missions_flights_and_the_calendar(journeys: dict[UUID, list[Any]]) -> None:
+    arafat = cal.arafat_day(SEASON)
+    missions_: Counter[str] = Counter(history[0].stamp.agency_id for history in journeys.values())
+    assert max(missions_.values()) <= cal.MISSION_SIZE[1]
+    flights: Counter[tuple[str, Any]] = Counter()
+    for history in journeys.values():
+        for event in history:
+            if isinstance(event, Journey.FlightBooked):
+                flights[(event.flight, event.scheduled_at)] += 1
+            if isinstance(event, Journey.ArrivedAtPort):
+                assert arafat - timedelta(days=37) <= event.stamp.occurred_at <= arafat - timedelta(days=2)
+            if isinstance(event, Journey.MovedToSite) and event.site == "muzdalifah":
+                # The Nafra: everyone moves within a few hours after sunset on the day of Arafat.
+                assert arafat + timedelta(hours=15) <= event.stamp.occurred_at <= arafat + timedelta(hours=20)
+            if isinstance(event, Journey.Departed):
+                assert event.stamp.occurred_at <= arafat + timedelta(days=5 + cal.DEPARTURE_WINDOW_DAYS)
+    assert max(flights.values()) <= cal.FLIGHT_SEATS[1]
+
+
+def test_every_journey_ends_as_a_journey_can(journeys: dict[UUID, list[Any]]) -> None:
+    endings: Counter[str] = Counter()
+    for history in journeys.values():
+        stage = Stage.REGISTERED
+        for event in history:
+            stage = JOURNEY_STEPS[type(event).__name__].to or stage
+        if stage in ENDED or stage == Stage.VISA_REJECTED:
+            endings[stage] += 1
+        else:  # still in the Kingdom after the season: an overstay
+            assert history[-1].stamp.occurred_at < cal.arafat_day(SEASON) + timedelta(days=10)
+            endings["overstay"] += 1
+    assert endings[Stage.DEPARTED] / PILGRIMS > 0.95
+    assert 0 < endings[Stage.CANCELLED] / PILGRIMS < 0.03
+    assert endings["overstay"] / PILGRIMS < 0.005
+    assert endings[Stage.DECEASED] / PILGRIMS < 0.005
+
+
+def test_exceptions_happen_at_realistic_rates(season: tuple[JourneyLedger, Summary]) -> None:
+    kinds = season[1].events_by_type
+    assert kinds["VisaRejected"] / PILGRIMS == pytest.approx(cal.VISA_REJECTED, abs=0.01)
+    assert kinds["HospitalAdmitted"] / PILGRIMS == pytest.approx(cal.HOSPITAL_ADMITTED, abs=0.01)
+    assert kinds["HospitalAdmitted"] == kinds["HospitalDischarged"]
+    assert kinds["ReportedMissing"] == kinds["Found"] > 0
+
+
+def test_no_trip_is_ever_over_capacity(season: tuple[JourneyLedger, Summary]) -> None:
+    ledger = season[0]
+    trips = {e.originator_id for e in events(ledger) if isinstance(e, Trip.TripScheduled)}
+    assert len(trips) > PILGRIMS / 50
+    for trip_id in trips:
+        trip = ledger.trip(trip_id)
+        assert trip.capacity <= cal.BUS_SEATS[1]
+        assert len(trip.seats) <= trip.capacity
+
+
+def _fingerprint(ledger: JourneyLedger) -> list[tuple[Any, ...]]:
+    rows = []
+    for row in ledger.recorder.select_notifications(start=1, limit=10**6):
+        state = orjson.loads(row.state)
+        del state["timestamp"]  # when this run recorded it: the only thing allowed to differ
+        rows.append((row.id, row.originator_id, row.originator_version, row.topic, state))
+    return rows
+
+
+def test_the_same_seed_gives_the_same_ledger(tmp_path: Path) -> None:
+    first, second, other = (JourneyLedger(f"sqlite:///{tmp_path}/{n}.sqlite3") for n in "abc")
+    try:
+        simulate(first, 400, SEASON, seed=9)
+        simulate(second, 400, SEASON, seed=9)
+        simulate(other, 400, SEASON, seed=10)
+        assert _fingerprint(first) == _fingerprint(second)
+        assert _fingerprint(first) != _fingerprint(other)
+        # Recording the same season again stores nothing: every command repeats its first outcome.
+        head = first.head()
+        again = simulate(first, 400, SEASON, seed=9)
+        assert first.head() == head and again.refused == 0
+    finally:
+        for ledger in (first, second, other):
+            ledger.close()
+
+
+def test_a_season_records_on_either_store(ledger: JourneyLedger) -> None:
+    summary = simulate(ledger, 250, SEASON, seed=3)
+    assert summary.refused == 0, summary.refusals
+    assert summary.events == ledger.head()
+
+
+def test_chunks_hold_whole_missions_in_time_order() -> None:
+    for _, planned in chunks(700, SEED, SEASON):
+        assert planned == sorted(planned, key=lambda p: (p.at, p.seq))
+
+
+def test_a_season_that_has_not_ended_is_refused(tmp_path: Path) -> None:
+    from hajj_ledger.errors import ValidationError
+
+    ledger = JourneyLedger(f"sqlite:///{tmp_path}/l.sqlite3")
+    try:
+        with pytest.raises(ValidationError, match="has not ended"):
+            simulate(ledger, 10, 1460, seed=1)
+    finally:
+        ledger.close()
