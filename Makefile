@@ -24,6 +24,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf .typecheck && mkdir -p .typecheck/hajj_ledger
+	ln -s $(CURDIR)/src/hajj_ledger/* .typecheck/hajj_ledger/
+	ln -s $(CURDIR)/projections .typecheck/hajj_ledger/projections
+	ln -s $(CURDIR)/api .typecheck/hajj_ledger/api
+	ln -s $(CURDIR)/migrations .typecheck/hajj_ledger/migrations
 	$(BIN)/mypy
 
 clean:

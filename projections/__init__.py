@@ -1,1 +1,36 @@
-"""The read side: one projection per agency view (arrives with the read-models issue)."""
+"""The read side: each agency's views, kept current from the ledger's log by `hajj-ledger project`.
+
+PROJECTIONS is the one list of them; the runner, the migrations, `status` and `rebuild` all read it.
+"""
+
+from __future__ import annotations
+
+from hajj_ledger.projections.awaiting_transport import AwaitingTransport
+from hajj_ledger.projections.framework import Projection
+from hajj_ledger.projections.health_cases import HealthCases
+from hajj_ledger.projections.journey_status import JourneyStatus
+from hajj_ledger.projections.missing_persons import MissingPersons
+from hajj_ledger.projections.overstay_watch import OverstayWatch
+from hajj_ledger.projections.port_arrivals import PortArrivals
+from hajj_ledger.projections.season_funnel import SeasonFunnel
+from hajj_ledger.projections.site_headcount import SiteHeadcount
+from hajj_ledger.projections.trip_manifest import TripManifest
+
+PROJECTIONS: tuple[Projection, ...] = (
+    JourneyStatus(),
+    PortArrivals(),
+    AwaitingTransport(),
+    TripManifest(),
+    SiteHeadcount(),
+    HealthCases(),
+    MissingPersons(),
+    OverstayWatch(),
+    SeasonFunnel(),
+)
+
+
+def projection(name: str) -> Projection:
+    for found in PROJECTIONS:
+        if found.name == name:
+            return found
+    raise KeyError(f"no projection {name!r}; known: {', '.join(p.name for p in PROJECTIONS)}")

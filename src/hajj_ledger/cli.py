@@ -71,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate)
 
+    migrate = commands.add_parser("migrate", help="create or upgrade the read models' tables (Alembic)")
+    migrate.set_defaults(run=_migrate)
+
+    project = commands.add_parser("project", help="keep the read models current from the log")
+    project.add_argument("--once", action="store_true", help="catch up to the head, then stop")
+    project.add_argument("--only", action="append", metavar="NAME", help="this projection only (repeatable)")
+    project.set_defaults(run=_project)
+
+    status = commands.add_parser("status", help="per projection: position, head of the log, lag")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_status)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild a read model from position 0 beside the serving one")
+    rebuild.add_argument("name")
+    rebuild.set_defaults(run=_rebuild)
+
     demo = commands.add_parser(
         "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
     )
@@ -131,6 +147,75 @@ def _simulate(args: argparse.Namespace) -> int:
     summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
     print("\n".join(summary.lines()))
     return 0 if not summary.refused else 1
+
+
+def _projections(names: Sequence[str] | None = None) -> list[Any]:
+    from hajj_ledger.projections import PROJECTIONS, projection
+
+    try:
+        return [projection(n) for n in names] if names else list(PROJECTIONS)
+    except KeyError as error:
+        raise ValidationError("name", str(error.args[0])) from None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from hajj_ledger.migrations import upgrade
+    from hajj_ledger.projections.schema import engine_for
+
+    JourneyLedger().close()  # the event store's own tables first: eventsourcing creates them
+    engine = engine_for()
+    upgrade(engine)
+    engine.dispose()
+    print("The read models are at the latest migration.")
+    return 0
+
+
+def _project(args: argparse.Namespace) -> int:
+    import logging
+
+    from hajj_ledger.projections.runner import Runner
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    runner = Runner(_projections(args.only))
+    try:
+        runner.run(once=args.once)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from hajj_ledger.projections.runner import Runner
+
+    runner = Runner(_projections())
+    try:
+        found = runner.status()
+    finally:
+        runner.close()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(s) for s in found]))
+        return 0
+    print(f"{'projection':<20}{'gen':>4}{'position':>12}{'head':>12}{'lag':>10}{'lag (s)':>10}")
+    for s in found:
+        print(
+            f"{s.projection:<20}{s.generation:>4}{s.position:>12,}{s.head:>12,}{s.lag_events:>10,}{s.lag_seconds:>10.1f}"
+        )
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from hajj_ledger.projections.runner import Runner
+
+    [projection] = _projections([args.name])
+    runner = Runner([projection])
+    try:
+        runner.rebuild(projection)
+    finally:
+        runner.close()
+    print(f"{projection.name} rebuilt and swapped in.")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -127,7 +127,7 @@ def test_a_repeated_command_returns_its_first_outcome_even_after_a_restart(store
         assign = command("BusAssigned", journey_id=journey, trip_id=trip)
         outcome = first.record(assign, actor(Role.NAQABA))
         assert not outcome.repeated
-        assert outcome.events == ("BusAssigned", "SeatReserved")
+        assert outcome.events == ("SeatReserved", "BusAssigned")
         assert first.record(assign, actor(Role.NAQABA)) == dataclasses.replace(outcome, repeated=True)
     finally:
         first.close()
@@ -275,3 +275,32 @@ def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedg
     read = ledger.history(journey.id)[-1]
     assert isinstance(read, Journey.ArrivedAtPort)
     assert (read.port, read.mode, read.flight) == ("HADITHA", "land", None)
+
+
+def test_the_log_keeps_the_order_of_commands_across_aggregates(ledger: JourneyLedger) -> None:
+    """A batch touching a journey first and its trip later still logs each cause before its effect."""
+    [journey] = arrive_and_clear(ledger, 1)
+    trip_id = uuid4()
+    head = ledger.head()
+    results = ledger.record_batch(
+        [
+            (command("HospitalAdmitted", journey_id=journey, facility="JED-CLINIC"), actor(Role.MOH)),
+            (
+                command(
+                    "TripScheduled",
+                    trip_id=trip_id,
+                    operator="SAPTCO",
+                    bus_plate="K-9",
+                    origin="JED-HAJJ",
+                    destination="makkah",
+                    departs_at=datetime.now(UTC),
+                    capacity=10,
+                ),
+                actor(Role.NAQABA),
+            ),  # fmt: skip
+            (command("BusAssigned", journey_id=journey, trip_id=trip_id), actor(Role.NAQABA)),
+        ]
+    )
+    assert all(isinstance(r, Outcome) for r in results), results
+    logged = [row.topic.rsplit(".", 1)[-1] for row in ledger.recorder.select_notifications(start=head + 1, limit=10)]
+    assert logged == ["HospitalAdmitted", "TripScheduled", "SeatReserved", "BusAssigned"]

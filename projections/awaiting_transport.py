@@ -1,0 +1,62 @@
+"""`awaiting_transport`: pilgrims received at a port and not yet on a bus, and since when (the car syndicate)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+awaiting_transport = Model(
+    "awaiting_transport",
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("port", sa.String(16), nullable=False),
+        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("trip_id", sa.Uuid),
+    ],
+    key=("journey_id",),
+    indexes=(("port", "since"),),
+)
+GONE = {"Boarded", "DeathRecorded"}
+
+
+class AwaitingTransport(Projection):
+    name = "awaiting_transport"
+    version = 1
+    models = (awaiting_transport,)
+    events = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
+
+    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
+        return [(awaiting_transport, (event.originator_id,))]
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "ReceivedAtPort":
+            rows.put(awaiting_transport, key, {"journey_id": event.originator_id, "port": str(event.port),
+                                               "since": event.stamp.occurred_at, "trip_id": None})  # fmt: skip
+            return
+        waiting = rows.get(awaiting_transport, key)
+        if waiting is None:
+            return
+        if name in GONE:
+            rows.delete(awaiting_transport, key)
+        else:
+            rows.put(awaiting_transport, key, {**waiting, "trip_id": event.trip_id if name == "BusAssigned" else None})
+
+
+def awaiting(
+    connection: Connection, *, port: str | None = None, since_before: datetime | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The longest waiting first."""
+    view = awaiting_transport.view()
+    query = sa.select(view).order_by(view.c.since, view.c.journey_id).limit(limit)
+    if port is not None:
+        query = query.where(view.c.port == port)
+    if since_before is not None:
+        query = query.where(view.c.since < since_before)
+    return [dict(r) for r in connection.execute(query).mappings()]

@@ -1,0 +1,194 @@
+"""How a projection is written, and how a batch of events is applied to it in one transaction.
+
+A projection says which rows each event touches (`keys`) and what it does to them (`apply`). The framework loads
+those rows for a whole batch in one query per table, lets the projection change them in memory, and writes back
+only what changed, with the projection's new position, in the same transaction. The position is advanced by a
+compare-and-set first thing in that transaction, so a second runner of the same projection finds it moved and
+backs off: the database, not the runners, decides who applies a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.schema import physical, positions
+
+Key = tuple[Any, ...]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Model:
+    """One read-model table: its columns, its key and the indexes its query functions need."""
+
+    name: str
+    columns: Callable[[], list[sa.Column[Any]]]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def table(self, generation: str, metadata: sa.MetaData | None = None) -> sa.Table:
+        name = physical(self.name, generation)
+        table = sa.Table(name, metadata or sa.MetaData(), *self.columns(), sa.PrimaryKeyConstraint(*self.key))
+        for columns in self.indexes:
+            sa.Index(f"ix_{name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
+        return table
+
+    def view(self) -> sa.Table:
+        """The served view, for queries."""
+        return sa.Table(self.name, sa.MetaData(), *self.columns())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns()]
+
+
+class Rows:
+    """The rows a batch works on: loaded once, changed in memory, written back once."""
+
+    def __init__(self, loaded: dict[str, dict[Key, Row]]) -> None:
+        self.rows = loaded
+        self.changed: dict[str, set[Key]] = {name: set() for name in loaded}
+        self.deleted: dict[str, set[Key]] = {name: set() for name in loaded}
+        self.increments: dict[str, dict[Key, dict[str, int]]] = {name: {} for name in loaded}
+
+    def get(self, model: Model, key: Key) -> Row | None:
+        return self.rows[model.name].get(key)
+
+    def put(self, model: Model, key: Key, row: Row) -> None:
+        self.rows[model.name][key] = row
+        self.changed[model.name].add(key)
+        self.deleted[model.name].discard(key)
+
+    def add(self, model: Model, key: Key, **deltas: int) -> None:
+        """Add to counters without reading them: written as `count = count + delta`, whatever is stored."""
+        counts = self.increments[model.name].setdefault(key, {})
+        for column, delta in deltas.items():
+            counts[column] = counts.get(column, 0) + delta
+
+    def delete(self, model: Model, key: Key) -> None:
+        if self.rows[model.name].pop(key, None) is not None or key in self.changed[model.name]:
+            self.deleted[model.name].add(key)
+        self.changed[model.name].discard(key)
+
+
+class Projection:
+    """A read model kept current from the log. Subclasses name their events and models."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]  # bump when `apply` changes meaning: the runner rebuilds the view
+    models: ClassVar[tuple[Model, ...]]
+    events: ClassVar[frozenset[str]]  # event class names it reads; others are not even decoded
+
+    def keys(self, event: Any) -> Iterable[tuple[Model, Key]]:
+        raise NotImplementedError
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        raise NotImplementedError
+
+
+class PositionMovedError(Exception):
+    """Another runner applied this batch first; nothing of ours was committed."""
+
+
+def advance(connection: Connection, projection: Projection, generation: str, old: int, new: int) -> None:
+    """Move the position from `old` to `new`, or fail if it is no longer `old`. Holds the row until commit."""
+    moved = connection.execute(
+        sa.update(positions)
+        .where(
+            positions.c.projection == projection.name,
+            positions.c.generation == generation,
+            positions.c.position == old,
+        )
+        .values(position=new, updated_at=datetime.now(UTC))
+    )
+    if moved.rowcount != 1:
+        raise PositionMovedError(f"{projection.name}: position is no longer {old}")
+
+
+def apply_batch(
+    connection: Connection,
+    projection: Projection,
+    generation: str,
+    events: Sequence[tuple[int, Any]],
+) -> None:
+    """Apply (position, event) pairs to the projection's rows; the caller commits."""
+    tables = {m.name: m.table(generation) for m in projection.models}
+    wanted: dict[str, set[Key]] = {m.name: set() for m in projection.models}
+    for _, event in events:
+        for model, key in projection.keys(event):
+            wanted[model.name].add(key)
+    loaded = {
+        name: _load(connection, tables[name], _model(projection, name).key, keys) for name, keys in wanted.items()
+    }
+    rows = Rows(loaded)
+    for position, event in events:
+        projection.apply(event, position, rows)
+    for model in projection.models:
+        table = tables[model.name]
+        _delete(connection, table, model.key, rows.deleted[model.name])
+        changed = [rows.rows[model.name][k] for k in rows.changed[model.name]]
+        if changed:
+            _upsert(connection, table, model, changed)
+        if rows.increments[model.name]:
+            _increment(connection, table, model, rows.increments[model.name])
+
+
+def _model(projection: Projection, name: str) -> Model:
+    return next(m for m in projection.models if m.name == name)
+
+
+def _key_columns(table: sa.Table, key: tuple[str, ...]) -> Any:
+    return table.c[key[0]] if len(key) == 1 else sa.tuple_(*(table.c[k] for k in key))
+
+
+def _key_values(keys: Iterable[Key], width: int) -> list[Any]:
+    return [k[0] for k in keys] if width == 1 else list(keys)
+
+
+def _load(connection: Connection, table: sa.Table, key: tuple[str, ...], keys: set[Key]) -> dict[Key, Row]:
+    found: dict[Key, Row] = {}
+    ordered = list(keys)
+    for start in range(0, len(ordered), 500):
+        chunk = _key_values(ordered[start : start + 500], len(key))
+        for row in connection.execute(sa.select(table).where(_key_columns(table, key).in_(chunk))).mappings():
+            found[tuple(row[k] for k in key)] = dict(row)
+    return found
+
+
+def _delete(connection: Connection, table: sa.Table, key: tuple[str, ...], keys: set[Key]) -> None:
+    ordered = list(keys)
+    for start in range(0, len(ordered), 500):
+        chunk = _key_values(ordered[start : start + 500], len(key))
+        connection.execute(sa.delete(table).where(_key_columns(table, key).in_(chunk)))
+
+
+def _upsert(connection: Connection, table: sa.Table, model: Model, rows: list[Row]) -> None:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    others = [c for c in model.column_names if c not in model.key]
+    statement = statement.on_conflict_do_update(
+        index_elements=list(model.key), set_={c: statement.excluded[c] for c in others}
+    ) if others else statement.on_conflict_do_nothing(index_elements=list(model.key))  # fmt: skip
+    columns = model.column_names
+    connection.execute(statement, [{c: row.get(c) for c in columns} for row in rows])
+
+
+def _increment(connection: Connection, table: sa.Table, model: Model, increments: dict[Key, dict[str, int]]) -> None:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    counters = [c for c in model.column_names if c not in model.key]
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(model.key), set_={c: table.c[c] + statement.excluded[c] for c in counters}
+    )
+    values = [
+        {**dict(zip(model.key, key, strict=True)), **{c: deltas.get(c, 0) for c in counters}}
+        for key, deltas in increments.items()
+    ]
+    connection.execute(statement, values)

@@ -1,0 +1,58 @@
+"""`health_cases`: admissions, discharges and deaths per facility and nationality (the Ministry of Health)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+COUNTS = ("admitted", "discharged", "deaths")
+health_cases = Model(
+    "health_cases",
+    lambda: [
+        sa.Column("facility", sa.String(64)),
+        sa.Column("country", sa.String(3)),
+        *(sa.Column(c, sa.Integer, nullable=False) for c in COUNTS),
+    ],
+    key=("facility", "country"),
+    indexes=(("country",),),
+)
+nationality = Model(
+    "health_cases_journeys",
+    lambda: [sa.Column("journey_id", sa.Uuid), sa.Column("country", sa.String(3), nullable=False)],
+    key=("journey_id",),
+)
+COUNTED = {"HospitalAdmitted": "admitted", "HospitalDischarged": "discharged", "DeathRecorded": "deaths"}
+
+
+class HealthCases(Projection):
+    name = "health_cases"
+    version = 1
+    models = (health_cases, nationality)
+    events = frozenset({"Registered", *COUNTED})
+
+    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
+        return [(nationality, (event.originator_id,))]
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "Registered":
+            rows.put(nationality, key, {"journey_id": key[0], "country": event.country})
+            return
+        pilgrim = rows.get(nationality, key)
+        country = pilgrim["country"] if pilgrim else "???"
+        rows.add(health_cases, (event.facility or "unknown", country), **{COUNTED[name]: 1})
+
+
+def cases(connection: Connection, *, country: str | None = None, facility: str | None = None) -> list[dict[str, Any]]:
+    view = health_cases.view()
+    query = sa.select(view).order_by(view.c.facility, view.c.country)
+    if country is not None:
+        query = query.where(view.c.country == country)
+    if facility is not None:
+        query = query.where(view.c.facility == facility)
+    return [dict(r) for r in connection.execute(query).mappings()]

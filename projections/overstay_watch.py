@@ -1,0 +1,69 @@
+"""`overstay_watch`: pilgrims in the Kingdom (entry cleared, no exit cleared, alive) with their visa's end;
+`overstays(at=T)` lists those whose visa had expired by T (Passports). Nobody records an overstay: it is found."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+overstay_watch = Model(
+    "overstay_watch",
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("mission_id", sa.String(64), nullable=False),
+        sa.Column("country", sa.String(3), nullable=False),
+        sa.Column("visa_valid_until", sa.DateTime(timezone=True)),
+        sa.Column("entered_at", sa.DateTime(timezone=True)),
+        sa.Column("in_kingdom", sa.Boolean, nullable=False),
+    ],
+    key=("journey_id",),
+    indexes=(("in_kingdom", "visa_valid_until"),),
+)
+GONE = {"ExitCleared", "Departed", "DeathRecorded", "Cancelled"}
+
+
+class OverstayWatch(Projection):
+    name = "overstay_watch"
+    version = 1
+    models = (overstay_watch,)
+    events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
+
+    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
+        return [(overstay_watch, (event.originator_id,))]
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "Registered":
+            rows.put(overstay_watch, key, {"journey_id": key[0], "mission_id": event.stamp.agency_id,
+                                           "country": event.country, "visa_valid_until": None, "entered_at": None,
+                                           "in_kingdom": False})  # fmt: skip
+            return
+        found = rows.get(overstay_watch, key)
+        if found is None:
+            return
+        if name in GONE:
+            rows.delete(overstay_watch, key)
+        elif name == "EntryCleared":
+            rows.put(overstay_watch, key, {**found, "in_kingdom": True, "entered_at": event.stamp.occurred_at})
+        else:
+            rows.put(overstay_watch, key, {**found, "visa_valid_until": getattr(event, "valid_until", None)})
+
+
+def overstays(connection: Connection, *, at: datetime, mission_id: str | None = None) -> list[dict[str, Any]]:
+    """Pilgrims still in the Kingdom whose visa had run out by `at`, longest overdue first."""
+    view = overstay_watch.view()
+    naive = at.astimezone(UTC).replace(tzinfo=None) if connection.dialect.name == "sqlite" else at
+    query = (
+        sa.select(view)
+        .where(view.c.in_kingdom, view.c.visa_valid_until < naive)
+        .order_by(view.c.visa_valid_until, view.c.journey_id)
+    )
+    if mission_id is not None:
+        query = query.where(view.c.mission_id == mission_id)
+    return [dict(r) for r in connection.execute(query).mappings()]

@@ -1,0 +1,79 @@
+"""`port_arrivals`: per port, flight and day, how many were booked, arrived, cleared and received (Passports,
+GACA, the agents office). Land and sea arrivals have no flight: their flight is ''."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+COUNTS = ("booked", "arrived", "entry_cleared", "customs_cleared", "received")
+COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "CustomsCleared": "customs_cleared",
+           "ReceivedAtPort": "received"}  # fmt: skip
+
+port_arrivals = Model(
+    "port_arrivals",
+    lambda: [
+        sa.Column("port", sa.String(16)),
+        sa.Column("flight", sa.String(8)),
+        sa.Column("day", sa.Date),
+        *(sa.Column(c, sa.Integer, nullable=False) for c in COUNTS),
+    ],
+    key=("port", "flight", "day"),
+    indexes=(("day", "port"),),
+)
+# Which arrival a journey belongs to, so that its clearances count against the right flight and day.
+arrivals_by_journey = Model(
+    "port_arrivals_journeys",
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("port", sa.String(16), nullable=False),
+        sa.Column("flight", sa.String(8), nullable=False),
+        sa.Column("day", sa.Date, nullable=False),
+    ],
+    key=("journey_id",),
+)
+
+
+class PortArrivals(Projection):
+    name = "port_arrivals"
+    version = 1
+    models = (port_arrivals, arrivals_by_journey)
+    events = frozenset({"FlightBooked", *COUNTED})
+
+    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
+        journey = (arrivals_by_journey, (event.originator_id,))
+        return [] if type(event).__name__ == "FlightBooked" else [journey]
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        name = type(event).__name__
+        if name == "FlightBooked":
+            if event.direction == "arrival":
+                self._count(rows, (str(event.port), event.flight, event.scheduled_at.date()), "booked")
+            return
+        if name == "ArrivedAtPort":
+            key = (str(event.port), event.flight or "", event.stamp.occurred_at.date())
+            rows.put(arrivals_by_journey, (event.originator_id,),
+                     {"journey_id": event.originator_id, "port": key[0], "flight": key[1], "day": key[2]})  # fmt: skip
+        else:
+            arrival = rows.get(arrivals_by_journey, (event.originator_id,))
+            if arrival is None:
+                return
+            key = (arrival["port"], arrival["flight"], arrival["day"])
+        self._count(rows, key, COUNTED[name])
+
+    @staticmethod
+    def _count(rows: Rows, key: tuple[Any, ...], column: str) -> None:
+        rows.add(port_arrivals, key, **{column: 1})
+
+
+def arrivals(connection: Connection, *, day: date, port: str | None = None) -> list[dict[str, Any]]:
+    view = port_arrivals.view()
+    query = sa.select(view).where(view.c.day == day).order_by(view.c.port, view.c.flight)
+    if port is not None:
+        query = query.where(view.c.port == port)
+    return [dict(r) for r in connection.execute(query).mappings()]

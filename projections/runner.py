@@ -1,0 +1,219 @@
+"""The projection runner: follows the log and keeps every read model current; rebuilds; reports status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from eventsourcing.persistence import PersistenceError
+from sqlalchemy.engine import Connection, Engine
+
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections.framework import PositionMovedError, Projection, advance, apply_batch
+from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions, replace_view
+
+BATCH = 1000
+POLL_SECONDS = 0.05
+log = logging.getLogger("hajj_ledger.projections")
+
+
+@dataclass(frozen=True)
+class Status:
+    projection: str
+    generation: str
+    position: int
+    code_version: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+class NotInstalledError(Exception):
+    pass
+
+
+def install(connection: Connection, projections: Sequence[Projection]) -> None:
+    """Create generation `a` of each projection's tables, its views and its position: what a migration does."""
+    now = datetime.now(UTC)
+    for projection in projections:
+        for model in projection.models:
+            model.table("a").create(connection)
+            replace_view(connection, model.name, "a", model.column_names)
+        connection.execute(
+            sa.insert(positions).values(
+                projection=projection.name, generation="a", position=0, code_version=projection.version,
+                serving=True, updated_at=now,
+            )
+        )  # fmt: skip
+
+
+def uninstall(connection: Connection, projections: Sequence[Projection]) -> None:
+    for projection in projections:
+        for model in projection.models:
+            connection.execute(sa.text(f'DROP VIEW IF EXISTS "{model.name}"'))
+            for generation in GENERATIONS:
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, generation)}"'))
+        connection.execute(sa.delete(positions).where(positions.c.projection == projection.name))
+
+
+class Runner:
+    def __init__(self, projections: Sequence[Projection], database_url: str | None = None) -> None:
+        self.projections = list(projections)
+        self.ledger = JourneyLedger(database_url)  # reads the log and decodes events
+        self.engine: Engine = engine_for(database_url)
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.engine.dispose()
+
+    # Positions.
+
+    def _position(
+        self, projection: Projection, generation: str | None = None, connection: Connection | None = None
+    ) -> tuple[str, int, int]:
+        """(generation, position, code version) of the serving generation, or of the one asked for."""
+        query = sa.select(positions.c.generation, positions.c.position, positions.c.code_version).where(
+            positions.c.projection == projection.name
+        )
+        query = query.where(positions.c.generation == generation) if generation else query.where(positions.c.serving)
+        if connection is not None:
+            row = connection.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        if row is None:
+            raise NotInstalledError(f"projection {projection.name!r} is not installed: run `hajj-ledger migrate`")
+        return row[0], row[1], row[2]
+
+    # Applying.
+
+    def _read(self, projection: Projection, after: int, limit: int) -> tuple[int, list[tuple[int, Any]]]:
+        """The next batch of the log after `after`: its last position, and the events this projection reads."""
+        rows = self.ledger.recorder.select_notifications(start=after + 1, limit=limit)
+        if not rows:
+            return after, []
+        decode = self.ledger.mapper.to_domain_event
+        events = [(n.id, decode(n)) for n in rows if n.topic.rsplit(".", 1)[-1] in projection.events]
+        return rows[-1].id, events
+
+    def step(
+        self,
+        projection: Projection,
+        generation: str | None = None,
+        connection: Connection | None = None,
+        limit: int = BATCH,
+    ) -> int:
+        """Apply the next batch; returns how far the position moved (0: caught up)."""
+        generation, position, _ = self._position(projection, generation, connection)
+        last, events = self._read(projection, position, limit)
+        if last == position:
+            return 0
+        if connection is not None:
+            advance(connection, projection, generation, position, last)
+            apply_batch(connection, projection, generation, events)
+        else:
+            with self.engine.begin() as own:
+                advance(own, projection, generation, position, last)
+                apply_batch(own, projection, generation, events)
+        return last - position
+
+    def catch_up(self, projection: Projection, generation: str | None = None) -> int:
+        moved = 0
+        while step := self._retrying(lambda: self.step(projection, generation)):
+            moved += step
+        return moved
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> None:
+        """Catch every projection up; unless `once`, keep following the log until `stop` is set."""
+        for projection in self.projections:
+            if self._retrying(lambda p=projection: self._position(p)[2]) != projection.version:
+                log.info("%s: code version changed, rebuilding", projection.name)
+                self.rebuild(projection)
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            moved = sum(self._retrying(lambda p=projection: self.step(p)) for projection in self.projections)
+            if moved:
+                continue
+            if once:
+                return
+            stop.wait(POLL_SECONDS)
+
+    def _retrying(self, action: Any) -> Any:
+        """Run `action`, riding out the database going away and another runner getting there first."""
+        delay = 0.05
+        while True:
+            try:
+                return action()
+            except PositionMovedError:
+                return 0  # another runner applied that batch: carry on from where it left the position
+            except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DBAPIError, PersistenceError) as error:
+                log.warning("store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # Rebuilding.
+
+    def rebuild(self, projection: Projection) -> None:
+        """Build the other generation from position 0 beside the serving one, then swap the views atomically."""
+        serving, _, _ = self._position(projection)
+        fresh = next(g for g in GENERATIONS if g != serving)
+        self.prepare(projection, fresh)
+        self.catch_up(projection, fresh)
+        with self.engine.begin() as connection:
+            while self.step(projection, fresh, connection):  # the last events, inside the swap
+                pass
+            for model in projection.models:
+                replace_view(connection, model.name, fresh, model.column_names)
+            connection.execute(
+                sa.update(positions)
+                .where(positions.c.projection == projection.name)
+                .values(serving=positions.c.generation == fresh)
+            )
+        with self.engine.begin() as connection:
+            for model in projection.models:
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, serving)}"'))
+            connection.execute(
+                sa.delete(positions).where(positions.c.projection == projection.name, positions.c.generation == serving)
+            )
+
+    def prepare(self, projection: Projection, generation: str) -> None:
+        """Empty tables for a generation that is not serving, at position 0."""
+        with self.engine.begin() as connection:
+            for model in projection.models:
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, generation)}"'))
+                model.table(generation).create(connection)
+            connection.execute(
+                sa.delete(positions).where(
+                    positions.c.projection == projection.name, positions.c.generation == generation
+                )
+            )
+            connection.execute(
+                sa.insert(positions).values(
+                    projection=projection.name, generation=generation, position=0,
+                    code_version=projection.version, serving=False, updated_at=datetime.now(UTC),
+                )
+            )  # fmt: skip
+
+    # Status.
+
+    def status(self) -> list[Status]:
+        head = self.ledger.head()
+        found = []
+        for projection in self.projections:
+            generation, position, code_version = self._position(projection)
+            behind = self.ledger.recorder.select_notifications(start=position + 1, limit=1)
+            lag_seconds = 0.0
+            if behind:
+                event: Any = self.ledger.mapper.to_domain_event(behind[0])
+                recorded: datetime = event.timestamp
+                lag_seconds = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
+            found.append(
+                Status(projection.name, generation, position, code_version, head, head - position, lag_seconds)
+            )
+        return found

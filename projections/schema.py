@@ -1,0 +1,60 @@
+"""Where the read models live, and how a view is served while its replacement is built beside it.
+
+Every projection has two physical generations of its tables, `<table>__a` and `<table>__b`, and readers query a
+view named `<table>` over the serving one. A rebuild fills the other generation from position 0 while the serving
+one stays current, then swaps the views in one transaction: readers see the old view or the new, never a half
+built one. `projection_positions` holds, per projection and generation, how far in the log it has applied events
+and with which version of the projection's code.
+"""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+GENERATIONS = ("a", "b")
+
+positions = sa.Table(
+    "projection_positions",
+    metadata,
+    sa.Column("projection", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.String(1), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("code_version", sa.Integer, nullable=False),
+    sa.Column("serving", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def physical(name: str, generation: str) -> str:
+    return f"{name}__{generation}"
+
+
+def engine_for(database_url: str | None = None) -> Engine:
+    """The SQLAlchemy engine for the ledger's own store (`HAJJ_LEDGER_DATABASE_URL`)."""
+    from hajj_ledger.store import database_url as configured
+
+    url = database_url or configured()
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    if url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        return engine
+    raise ValueError(f"unsupported store {url!r}")
+
+
+def replace_view(connection: Connection, name: str, generation: str, columns: list[str]) -> None:
+    """Point the view `name` at one generation; part of the caller's transaction."""
+    connection.execute(sa.text(f'DROP VIEW IF EXISTS "{name}"'))
+    select = ", ".join(f'"{c}"' for c in columns)
+    connection.execute(sa.text(f'CREATE VIEW "{name}" AS SELECT {select} FROM "{physical(name, generation)}"'))

@@ -1,0 +1,74 @@
+"""`site_headcount`: per company and site (and building, where housed), how many of its pilgrims are there now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+site_headcount = Model(
+    "site_headcount",
+    lambda: [
+        sa.Column("company_id", sa.String(64)),
+        sa.Column("site", sa.String(16)),
+        sa.Column("building", sa.String(64)),
+        sa.Column("present", sa.Integer, nullable=False),
+    ],
+    key=("company_id", "site", "building"),
+)
+# Where each pilgrim is counted now ('' building: at a site, not housed).
+whereabouts = Model(
+    "site_headcount_journeys",
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("company_id", sa.String(64), nullable=False),
+        sa.Column("site", sa.String(16)),
+        sa.Column("building", sa.String(64)),
+    ],
+    key=("journey_id",),
+)
+LEAVES = {"HousingCheckedOut", "Boarded", "ReportedMissing", "DeathRecorded", "ExitCleared"}
+ARRIVES = {"HousingCheckedIn", "MovedToSite", "Found"}
+
+
+class SiteHeadcount(Projection):
+    name = "site_headcount"
+    version = 1
+    models = (site_headcount, whereabouts)
+    events = frozenset({"PackageContracted", *LEAVES, *ARRIVES})
+
+    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
+        return [(whereabouts, (event.originator_id,))]
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "PackageContracted":
+            rows.put(whereabouts, key, {"journey_id": key[0], "company_id": event.company_id, "site": None,
+                                        "building": None})  # fmt: skip
+            return
+        found = rows.get(whereabouts, key)
+        if found is None:
+            return
+        here = dict(found)
+        if here["site"] is not None:
+            self._count(rows, (here["company_id"], here["site"], here["building"]), -1)
+            here.update(site=None, building=None)
+        if name in ARRIVES:
+            here.update(site=str(event.site), building=getattr(event, "building", ""))
+            self._count(rows, (here["company_id"], here["site"], here["building"]), 1)
+        rows.put(whereabouts, key, here)
+
+    def _count(self, rows: Rows, key: tuple[Any, ...], change: int) -> None:
+        rows.add(site_headcount, key, present=change)
+
+
+def headcount(connection: Connection, *, company_id: str, site: str | None = None) -> list[dict[str, Any]]:
+    view = site_headcount.view()
+    query = sa.select(view).where(view.c.company_id == company_id, view.c.present > 0)
+    if site is not None:
+        query = query.where(view.c.site == site)
+    return [dict(r) for r in connection.execute(query.order_by(view.c.site, view.c.building)).mappings()]
