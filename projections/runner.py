@@ -65,7 +65,7 @@ def uninstall(connection: Connection, projections: Sequence[Projection]) -> None
 class Runner:
     def __init__(self, projections: Sequence[Projection], database_url: str | None = None) -> None:
         self.projections = list(projections)
-        self.ledger = JourneyLedger(database_url)  # reads the log and decodes events
+        self.ledger = JourneyLedger(database_url, create_tables=False)  # reads the log and decodes events
         self.engine: Engine = engine_for(database_url)
 
     def close(self) -> None:

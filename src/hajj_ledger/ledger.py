@@ -83,8 +83,10 @@ class JourneyLedger(Application[UUID]):
     CACHE_SIZE = 20_000  # aggregates; enough for the journeys one simulated chunk or one busy port touches
     GROUP_COMMIT_MAX = 1000  # commands from concurrent callers recorded in one transaction
 
-    def __init__(self, database_url: str | None = None) -> None:
-        super().__init__(env=store.store_env(database_url or store.database_url()))
+    def __init__(self, database_url: str | None = None, *, create_tables: bool = True) -> None:
+        env = store.store_env(database_url or store.database_url())
+        env["CREATE_TABLE"] = "y" if create_tables else "n"  # readers leave the schema to `hajj-ledger migrate`
+        super().__init__(env=env)
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
         self._queue: SimpleQueue[_Queued | None] = SimpleQueue()

@@ -297,7 +297,7 @@ def test_the_log_keeps_the_order_of_commands_across_aggregates(ledger: JourneyLe
                     capacity=10,
                 ),
                 actor(Role.NAQABA),
-            ),  # fmt: skip
+            ),
             (command("BusAssigned", journey_id=journey, trip_id=trip_id), actor(Role.NAQABA)),
         ]
     )

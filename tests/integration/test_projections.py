@@ -1,0 +1,306 @@
+"""Read models that never skip, never double count, and rebuild without downtime, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hajj_ledger import calibration as cal
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.migrations import current, head, upgrade
+from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.awaiting_transport import awaiting
+from hajj_ledger.projections.framework import Projection
+from hajj_ledger.projections.health_cases import cases
+from hajj_ledger.projections.journey_status import journey, journeys
+from hajj_ledger.projections.overstay_watch import overstays
+from hajj_ledger.projections.port_arrivals import arrivals
+from hajj_ledger.projections.runner import Runner
+from hajj_ledger.projections.schema import engine_for, physical
+from hajj_ledger.projections.season_funnel import funnel
+from hajj_ledger.projections.site_headcount import headcount
+from hajj_ledger.projections.trip_manifest import trips
+from hajj_ledger.simulation import simulate
+from tests.conftest import POSTGRES_AVAILABLE
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+
+
+def _season_runner(url: str) -> Runner:
+    ledger = JourneyLedger(url)
+    simulate(ledger, 150, 1446, seed=21)
+    ledger.close()
+    engine = engine_for(url)
+    upgrade(engine)
+    engine.dispose()
+    return Runner(PROJECTIONS, url)
+
+
+@pytest.fixture
+def runner(store_url: str) -> Iterator[Runner]:
+    found = _season_runner(store_url)
+    yield found
+    found.close()
+
+
+needs_postgres = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL (set CI=true to require it)"),
+]
+
+
+@pytest.fixture
+def pg_runner(postgres_url: str) -> Iterator[Runner]:
+    found = _season_runner(postgres_url)
+    yield found
+    found.close()
+
+
+def table_rows(runner: Runner, projection: Projection, generation: str) -> dict[str, list[tuple[Any, ...]]]:
+    with runner.engine.connect() as connection:
+        return {
+            model.name: sorted(
+                (tuple(str(v) for v in row) for row in connection.execute(sa.select(model.table(generation)))),
+            )
+            for model in projection.models
+        }
+
+
+def clean_rebuild(runner: Runner, projection: Projection) -> dict[str, list[tuple[Any, ...]]]:
+    """The tables as one catch-up from position 0 makes them, in the generation that is not serving."""
+    serving = runner._position(projection)[0]
+    other = "b" if serving == "a" else "a"
+    runner.prepare(projection, other)
+    runner.catch_up(projection, other)
+    return table_rows(runner, projection, other)
+
+
+def test_migrations_reach_head_and_every_projection_catches_up(runner: Runner) -> None:
+    assert current(runner.engine) == head() == "0001"
+    runner.run(once=True)
+    for status in runner.status():
+        assert status.position == status.head == runner.ledger.head()
+        assert status.lag_events == 0 and status.lag_seconds == 0.0
+
+
+def test_the_views_agree_with_the_log(runner: Runner) -> None:
+    runner.run(once=True)
+    log = Counter(row.topic.rsplit(".", 1)[-1] for row in runner.ledger.recorder.select_notifications(1, 10**6))
+    with runner.engine.connect() as connection:
+        everyone = journeys(connection, limit=10_000)
+        assert len(everyone) == log["Registered"] == 150
+        first = everyone[0]
+        assert journey(connection, first["journey_id"]) == first
+        page = journeys(connection, limit=40)
+        assert journeys(connection, after=page[-1]["journey_id"], limit=10_000) == everyone[40:]
+        ended = Counter(j["stage"] for j in everyone)
+        assert ended["departed"] == log["Departed"]
+        mission = first["mission_id"]
+        assert {j["mission_id"] for j in journeys(connection, mission_id=mission, limit=10_000)} == {mission}
+
+        all_trips = trips(connection, limit=10_000)
+        assert len(all_trips) == log["TripScheduled"]
+        assert sum(t["boarded"] for t in all_trips) == log["Boarded"]
+        assert sum(t["assigned"] for t in all_trips) == log["SeatReserved"] - log["SeatReleased"]
+        assert all(t["assigned"] <= t["capacity"] for t in all_trips)
+
+        arrived = connection.execute(sa.text("SELECT sum(arrived), sum(received) FROM port_arrivals")).one()
+        assert tuple(arrived) == (log["ArrivedAtPort"], log["ReceivedAtPort"])
+        busiest = max(
+            (e for e in runner.ledger.recorder.select_notifications(1, 10**6) if e.topic.endswith("ArrivedAtPort")),
+            key=lambda e: e.id,
+        )
+        landed = runner.ledger.mapper.to_domain_event(busiest)
+        that_day = arrivals(connection, day=landed.stamp.occurred_at.date(), port=str(landed.port))  # type: ignore[attr-defined]
+        assert sum(r["arrived"] for r in that_day) >= 1
+
+        assert awaiting(connection) == []  # by the season's end everyone has boarded
+        reached = funnel(connection)
+        assert reached["registered"] == log["Registered"] and reached["departed"] == log["Departed"]
+        asia = funnel(connection, region="asia")
+        assert 0 < asia["registered"] < reached["registered"]
+
+        health = cases(connection)
+        assert sum(c["admitted"] for c in health) == log["HospitalAdmitted"]
+        assert sum(c["deaths"] for c in health) == log["DeathRecorded"]
+
+        companies = {j["company_id"] for j in everyone if j["company_id"]}
+        present = sum(r["present"] for c in companies for r in headcount(connection, company_id=c))
+        assert present == sum(1 for j in everyone if j["stage"] in ("housed", "at_site") and not j["deceased"])
+
+        visa_end = cal.arafat_day(1446) + timedelta(days=45)
+        staying = overstays(connection, at=visa_end + timedelta(days=1))
+        assert len(staying) == sum(1 for j in everyone if j["stage"] in ("housed", "at_site", "checked_out"))
+        assert overstays(connection, at=visa_end - timedelta(days=1)) == []
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(splits=st.lists(st.integers(1, 900), min_size=1, max_size=8), data=st.data())
+def test_any_batch_split_gives_the_same_tables_as_one_rebuild(
+    runner: Runner, splits: list[int], data: st.DataObject
+) -> None:
+    chosen = data.draw(st.sampled_from(PROJECTIONS))
+    runner.prepare(chosen, "b")  # generation b: applied in the drawn batch sizes
+    step = 0
+    while runner.step(chosen, "b", limit=splits[step % len(splits)]):
+        step += 1
+    split = table_rows(runner, chosen, "b")
+    runner.catch_up(chosen)  # generation a (serving): in the runner's own batches
+    assert split == table_rows(runner, chosen, "a")
+
+
+def test_a_rebuild_swaps_atomically_while_readers_read(runner: Runner) -> None:
+    runner.run(once=True)
+    status = projection("journey_status")
+    expected = table_rows(runner, status, "a")["journey_status"]
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            with runner.engine.connect() as connection:
+                seen.append(len(journeys(connection, limit=10_000)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        runner.rebuild(status)
+    finally:
+        stop.set()
+        reader.join()
+    assert set(seen) == {150}, "a reader saw a half-built view"
+    assert runner._position(status)[0] == "b"
+    assert table_rows(runner, status, "b")["journey_status"] == expected
+    with runner.engine.connect() as connection:
+        tables = sa.inspect(connection).get_table_names()
+    assert physical("journey_status", "a") not in tables
+
+
+def test_a_changed_projection_version_is_rebuilt_by_the_runner(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner.run(once=True)
+    trips_projection = projection("trip_manifest")
+    monkeypatch.setattr(type(trips_projection), "version", 2)
+    runner.run(once=True)
+    generation, _, version = runner._position(trips_projection)
+    assert (generation, version) == ("b", 2)
+
+
+def test_a_runner_killed_mid_batch_resumes_to_the_same_tables(store_url: str, tmp_path: Path) -> None:
+    ledger = JourneyLedger(store_url)
+    simulate(ledger, 800, 1446, seed=22)
+    ledger.close()
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}
+    subprocess.run([str(EXECUTABLE), "migrate"], env=env, check=True, capture_output=True)
+    kills = 0
+    for delay in (0.6, 0.9, 1.2):
+        process = subprocess.Popen([str(EXECUTABLE), "project", "--once"], env=env, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    assert kills, "the runner finished before it could be killed; the season is too small"
+    subprocess.run([str(EXECUTABLE), "project", "--once"], env=env, check=True, capture_output=True)
+    runner = Runner(PROJECTIONS, store_url)
+    try:
+        for chosen in PROJECTIONS:
+            assert runner._position(chosen)[1] == runner.ledger.head()
+            assert table_rows(runner, chosen, "a") == clean_rebuild(runner, chosen), chosen.name
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgres", marks=needs_postgres)])
+def test_two_runners_at_once_end_as_one(pg_runner: Runner, postgres_url: str, store: str) -> None:
+    runner = pg_runner
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
+    processes = [
+        subprocess.Popen([str(EXECUTABLE), "project", "--once"], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    for chosen in PROJECTIONS:
+        assert table_rows(runner, chosen, "a") == clean_rebuild(runner, chosen), chosen.name
+
+
+def test_following_live_while_writers_commit_skips_nothing(runner: Runner, store_url: str) -> None:
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
+    follower.start()
+    writers = [JourneyLedger(store_url) for _ in range(2)]
+    try:
+        threads = [
+            threading.Thread(target=simulate, args=(writer, 120, 1446), kwargs={"seed": 30 + n})
+            for n, writer in enumerate(writers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        _wait_until_caught_up(runner)
+    finally:
+        stop.set()
+        follower.join()
+        for writer in writers:
+            writer.close()
+    for chosen in PROJECTIONS:
+        assert table_rows(runner, chosen, "a") == clean_rebuild(runner, chosen), chosen.name
+
+
+def _wait_until_caught_up(runner: Runner, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(s.lag_events == 0 for s in runner.status()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not caught up after {seconds}s: {runner.status()}")
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgres", marks=needs_postgres)])
+def test_a_postgres_restart_while_following_live(pg_runner: Runner, postgres_url: str, store: str) -> None:
+    runner = pg_runner
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
+    follower.start()
+    try:
+        _wait_until_caught_up(runner)
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120
+        )
+        writer = JourneyLedger(postgres_url)
+        try:
+            simulate(writer, 100, 1446, seed=40)
+        finally:
+            writer.close()
+        _wait_until_caught_up(runner, seconds=120)
+        assert follower.is_alive(), "the runner gave up when the database went away"
+    finally:
+        stop.set()
+        follower.join()
+    for chosen in PROJECTIONS:
+        assert table_rows(runner, chosen, "a") == clean_rebuild(runner, chosen), chosen.name
+
+
+def test_status_reports_lag_in_events_and_seconds(runner: Runner) -> None:
+    behind = runner.status()
+    assert all(s.lag_events == runner.ledger.head() for s in behind)
+    assert all(s.lag_seconds > 0 for s in behind)
+    runner.step(PROJECTIONS[0], limit=10)
+    assert runner.status()[0].lag_events < behind[0].lag_events
