@@ -37,7 +37,10 @@ journey_status = Model(
         sa.Column("position", sa.BigInteger, nullable=False),
     ],
     key=("journey_id",),
-    indexes=(("mission_id", "journey_id"), ("company_id", "journey_id"), ("stage",)),
+    # Mission and company scope every agency's listing; stage is filtered within a scope, not indexed, so that
+    # the row's many updates stay in place (fillfactor).
+    indexes=(("mission_id", "journey_id"), ("company_id", "journey_id")),
+    fillfactor=70,
 )
 
 

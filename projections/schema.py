@@ -45,9 +45,16 @@ def engine_for(database_url: str | None = None) -> Engine:
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
+        # Python's sqlite3 commits before DDL on its own; a view swap must be one transaction, so SQLAlchemy
+        # is left to begin every transaction itself (SQLAlchemy's documented recipe).
         @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.isolation_level = None
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     raise ValueError(f"unsupported store {url!r}")

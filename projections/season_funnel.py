@@ -57,9 +57,9 @@ class SeasonFunnel(Projection):
             if found is None:
                 return
             journey = dict(found)
-        if name == "ArrivedAtPort":
-            journey["port"] = str(event.port)
-        rows.put(origin, key, journey)
+        if name in ("Registered", "ArrivedAtPort"):
+            journey["port"] = str(event.port) if name == "ArrivedAtPort" else ""
+            rows.put(origin, key, journey)
         country = journey["country"]
         stage = str(JOURNEY_STEPS[name].to)
         day = event.stamp.occurred_at.date()
