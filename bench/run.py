@@ -262,7 +262,106 @@ def measure_scale(url: str, pilgrims: int) -> dict[str, Any]:
     }
 
 
+def _migrated_season(url: str, pilgrims: int) -> None:
+    from hajj_ledger.migrations import upgrade
+    from hajj_ledger.projections.schema import engine_for
+
+    ledger = _ledger(url)
+    simulate_season(ledger, pilgrims)
+    ledger.close()
+    engine = engine_for(url)
+    upgrade(engine)
+    engine.dispose()
+
+
+def simulate_season(ledger: Any, pilgrims: int) -> None:
+    from hajj_ledger.simulation import simulate
+
+    simulate(ledger, pilgrims, SEASON, SEED)
+
+
+def measure_catchup(url: str, pilgrims: int) -> dict[str, Any]:
+    """Each projection from position 0 to the head of a simulated season's log, one after another."""
+    from hajj_ledger.projections import PROJECTIONS
+    from hajj_ledger.projections.runner import Runner
+
+    _migrated_season(url, pilgrims)
+    runner = Runner(PROJECTIONS, url)
+    head = runner.ledger.head()
+    rates: dict[str, float] = {}
+    rss_fifth = 0.0
+    for projection in PROJECTIONS:
+        started = time.perf_counter()
+        while runner.step(projection):
+            if not rss_fifth and runner._position(projection)[1] >= head / 5:
+                rss_fifth = _rss_mb()
+        rates[projection.name] = head / (time.perf_counter() - started)
+    runner.close()
+    slowest = min(rates, key=rates.__getitem__)
+    return {"rate": rates[slowest], "slowest": slowest, "rates": rates, "events": head,
+            "rss_at_fifth_mb": rss_fifth, "rss_growth": _rss_mb() / rss_fifth}  # fmt: skip
+
+
+def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, Any]:
+    """How long after it is recorded an event is in every read model, while the ledger takes a steady load."""
+    from datetime import UTC, datetime
+
+    from hajj_ledger.projections import PROJECTIONS
+    from hajj_ledger.projections.runner import Runner
+
+    _migrated_season(url, 20)
+    runner = Runner(PROJECTIONS, url)
+    runner.run(once=True)
+    lags: list[float] = []
+    read = runner._read
+
+    def timed_read(projection: Any, after: int, limit: int) -> Any:
+        last, events = read(projection, after, limit)
+        pending.extend(e for _, e in events)
+        return last, events
+
+    pending: list[Any] = []
+    step = runner.step
+
+    def timed_step(*args: Any, **kwargs: Any) -> int:
+        pending.clear()
+        moved = step(*args, **kwargs)
+        now = datetime.now(UTC)
+        lags.extend((now - e.timestamp).total_seconds() for e in pending)
+        return moved
+
+    runner._read = timed_read  # type: ignore[method-assign]
+    runner.step = timed_step  # type: ignore[method-assign]
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
+    follower.start()
+    writer = _ledger(url)
+    batches = [b for b in _season(max(100, int(seconds * events_per_second / 28)))]
+    commands = [c for batch in batches for c in batch]
+    tick = 0.05
+    per_tick = max(1, int(events_per_second * tick / 1.08))  # ~1.08 events per command
+    started = time.perf_counter()
+    sent = recorded = 0
+    while time.perf_counter() - started < seconds and sent < len(commands):
+        results = writer.record_batch(commands[sent : sent + per_tick])
+        recorded += sum(len(getattr(r, "events", ())) for r in results)
+        sent += per_tick
+        time.sleep(max(0.0, started + (sent / per_tick) * tick - time.perf_counter()))
+    elapsed = time.perf_counter() - started
+    time.sleep(1.0)
+    stop.set()
+    follower.join()
+    writer.close()
+    runner.close()
+    lags.sort()
+    p99 = lags[int(len(lags) * 0.99)] if lags else float("nan")
+    return {"rate": 1000 * p99, "p50_ms": 1000 * lags[len(lags) // 2], "events": len(lags),
+            "load_events_per_s": recorded / elapsed}  # fmt: skip
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "catchup": measure_catchup,
+    "lag": measure_lag,
     "ingest": measure_ingest,
     "raw": measure_raw,
     "library_default": measure_library_default,
@@ -357,6 +456,9 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
         say("single commands, 1 and 64 clients")
         single_1 = repeat(sizes.runs, kind, "single", count=sizes.single, clients=1)
         single_64 = repeat(sizes.runs, kind, "single", count=sizes.single * 2, clients=64)
+        say("projection catch-up and live lag")
+        catchup = repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)
+        lag = repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -367,6 +469,8 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "single_1": summarise(single_1),
             "single_64": summarise(single_64),
             "scale": summarise(scale),
+            "catchup": summarise(catchup),
+            "lag": summarise(lag),
         }
     return figures
 
@@ -415,6 +519,31 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
         flat = scale["rss_growth"] <= 1.25
         row(kind, f"scale run, {sizes.scale:,} pilgrims end to end, events/s", "scale", None,
             "memory flat", f"{'yes' if flat else '**no**'} (x{scale['rss_growth']:.2f} from 1/5 to end)")  # fmt: skip
+    for kind in figures:
+        f = figures[kind]
+        pg = kind == "postgres"
+        catch = f["catchup"]
+        slowest = catch["details"][0]["slowest"]
+        met = ("yes" if catch["median"] >= 50_000 else "**no**") if pg else ""
+        row(kind, f"projection catch-up, events/s, slowest projection ({slowest})", "catchup", None,
+            "≥ 50,000/s each" if pg else "", met)  # fmt: skip
+        for name in catch["details"][0]["rates"]:
+            values = sorted(d["rates"][name] for d in catch["details"])
+            median = statistics.median(values)
+            target, met = ("≥ 50,000/s", "yes" if median >= 50_000 else "**no**") if pg else ("", "")
+            rows.append(
+                f"| {kind} | catch-up, {name}, events/s | {_fmt(median)} | {_fmt(values[0])}-{_fmt(values[-1])} | "
+                f"{len(values)} |  |  | {target} | {met} |  |"
+            )
+        growth = max(d["rss_growth"] for d in catch["details"])
+        rows.append(
+            f"| {kind} | projection runner memory over a catch-up | {catch['rss_mb']:.0f} MB peak |  |  |  |  | "
+            f"flat | {'yes' if growth <= 1.25 else '**no**'} (x{growth:.2f} from 1/5 to end) |  |"
+        )
+        met_lag = ("yes" if f["lag"]["median"] < 250 else "**no**") if pg else ""
+        load = f["lag"]["details"][0]["load_events_per_s"]
+        row(kind, f"live lag p99, ms, all nine projections, ledger taking {load:,.0f} events/s", "lag", None,
+            "< 250 ms" if pg else "", met_lag)  # fmt: skip
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]

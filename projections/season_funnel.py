@@ -1,5 +1,6 @@
 """`season_funnel`: how many journeys reached each stage, per day, nationality, region and port of entry
-(the ministry's season report). Sum the days up to D for the funnel as of D."""
+(the ministry's season report). A journey counts once per stage, on the day it first got there (housed counts
+a pilgrim once, however many times they check in). Sum the days up to D for the funnel as of D."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ origin = Model(
         sa.Column("journey_id", sa.Uuid),
         sa.Column("country", sa.String(3), nullable=False),
         sa.Column("port", sa.String(16), nullable=False),
+        sa.Column("reached", sa.String(400), nullable=False),  # the stages it has reached, space-separated
     ],
     key=("journey_id",),
 )
@@ -51,17 +53,20 @@ class SeasonFunnel(Projection):
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "Registered":
-            journey = {"journey_id": key[0], "country": event.country, "port": ""}
+            journey = {"journey_id": key[0], "country": event.country, "port": "", "reached": ""}
         else:
             found = rows.get(origin, key)
             if found is None:
                 return
             journey = dict(found)
-        if name in ("Registered", "ArrivedAtPort"):
-            journey["port"] = str(event.port) if name == "ArrivedAtPort" else ""
-            rows.put(origin, key, journey)
-        country = journey["country"]
+        if name == "ArrivedAtPort":
+            journey["port"] = str(event.port)
         stage = str(JOURNEY_STEPS[name].to)
+        if stage in journey["reached"].split():
+            return
+        journey["reached"] = f"{journey['reached']} {stage}".strip()
+        rows.put(origin, key, journey)
+        country = journey["country"]
         day = event.stamp.occurred_at.date()
         rows.add(season_funnel, (day, stage, country, REGION_OF.get(country, "other"), journey["port"]), reached=1)
 

@@ -230,13 +230,34 @@ def _demo(args: argparse.Namespace) -> int:
         print("\n".join(summary.lines()))
     else:
         print(f"The store already holds {ledger.head():,} events; nothing simulated.")
+    _migrate(args)
+    _show_read_models()
     journey = _a_whole_journey(ledger)
     if journey is not None:
         print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
         _print_history(ledger.history(journey.id), as_json=False)
         print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
-    print("     hajj-ledger rules")
+    print("     hajj-ledger rules | hajj-ledger status | hajj-ledger project   (follows the log live)")
     return 0
+
+
+def _show_read_models() -> None:
+    """Bring the read models up to the head, then show the season funnel from them."""
+    from hajj_ledger.projections import PROJECTIONS
+    from hajj_ledger.projections.runner import Runner
+    from hajj_ledger.projections.season_funnel import funnel
+
+    runner = Runner(PROJECTIONS)
+    try:
+        runner.run(once=True)
+        with runner.engine.connect() as connection:
+            reached = funnel(connection)
+    finally:
+        runner.close()
+    print("\nThe season funnel (read model season_funnel): journeys that reached each stage")
+    for stage in Stage:
+        if reached.get(stage):
+            print(f"  {stage:<16}{reached[stage]:>10,}")
 
 
 def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:

@@ -131,6 +131,7 @@ def test_the_views_agree_with_the_log(runner: Runner) -> None:
         assert awaiting(connection) == []  # by the season's end everyone has boarded
         reached = funnel(connection)
         assert reached["registered"] == log["Registered"] and reached["departed"] == log["Departed"]
+        assert all(count <= reached["registered"] for count in reached.values()), "a journey counted twice"
         asia = funnel(connection, region="asia")
         assert 0 < asia["registered"] < reached["registered"]
 
