@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.simulation import progress_bar, simulate
 from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
-from hajj_ledger.vocabulary import Actor, Role, Stage
+from hajj_ledger.vocabulary import Actor, Role
 
 DEFAULT_SEASON = 1446
 # What every event carries; `history` shows these in their own columns, the rest as details.
@@ -71,29 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate)
 
-    migrate = commands.add_parser("migrate", help="create or upgrade the read models' tables (Alembic)")
-    migrate.set_defaults(run=_migrate)
-
-    project = commands.add_parser("project", help="keep the read models current from the log")
-    project.add_argument("--once", action="store_true", help="catch up to the head, then stop")
-    project.add_argument("--only", action="append", metavar="NAME", help="this projection only (repeatable)")
-    project.set_defaults(run=_project)
-
-    status = commands.add_parser("status", help="per projection: position, head of the log, lag")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(run=_status)
-
-    rebuild = commands.add_parser("rebuild", help="rebuild a read model from position 0 beside the serving one")
-    rebuild.add_argument("name")
-    rebuild.set_defaults(run=_rebuild)
-
-    demo = commands.add_parser(
-        "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
-    )
-    demo.add_argument("--pilgrims", type=int, default=3000)
-    demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
-    demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(run=_demo)
+    # The read side and the HTTP face add their own commands (entry points), so this module imports neither.
+    for plugin in entry_points(group="hajj_ledger.commands"):
+        plugin.load()(commands)
     return parser
 
 
@@ -116,11 +97,11 @@ def _history(args: argparse.Namespace) -> int:
             raise NotFoundError(
                 f"{args.id} is neither a journey nor a pilgrim with a journey in season {args.season}"
             ) from None
-    _print_history(events, as_json=args.json)
+    print_history(events, as_json=args.json)
     return 0
 
 
-def _print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
+def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
     for event in events:
         row = event_json(event)
         if as_json:
@@ -147,127 +128,6 @@ def _simulate(args: argparse.Namespace) -> int:
     summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
     print("\n".join(summary.lines()))
     return 0 if not summary.refused else 1
-
-
-def _projections(names: Sequence[str] | None = None) -> list[Any]:
-    from hajj_ledger.projections import PROJECTIONS, projection
-
-    try:
-        return [projection(n) for n in names] if names else list(PROJECTIONS)
-    except KeyError as error:
-        raise ValidationError("name", str(error.args[0])) from None
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from hajj_ledger.migrations import upgrade
-    from hajj_ledger.projections.schema import engine_for
-
-    JourneyLedger().close()  # the event store's own tables first: eventsourcing creates them
-    engine = engine_for()
-    upgrade(engine)
-    engine.dispose()
-    print("The read models are at the latest migration.")
-    return 0
-
-
-def _project(args: argparse.Namespace) -> int:
-    import logging
-
-    from hajj_ledger.projections.runner import Runner
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    runner = Runner(_projections(args.only))
-    try:
-        runner.run(once=args.once)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        runner.close()
-    return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    from hajj_ledger.projections.runner import Runner
-
-    runner = Runner(_projections())
-    try:
-        found = runner.status()
-    finally:
-        runner.close()
-    if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in found]))
-        return 0
-    print(f"{'projection':<20}{'gen':>4}{'position':>12}{'head':>12}{'lag':>10}{'lag (s)':>10}")
-    for s in found:
-        print(
-            f"{s.projection:<20}{s.generation:>4}{s.position:>12,}{s.head:>12,}{s.lag_events:>10,}{s.lag_seconds:>10.1f}"
-        )
-    return 0
-
-
-def _rebuild(args: argparse.Namespace) -> int:
-    from hajj_ledger.projections.runner import Runner
-
-    [projection] = _projections([args.name])
-    runner = Runner([projection])
-    try:
-        runner.rebuild(projection)
-    finally:
-        runner.close()
-    print(f"{projection.name} rebuilt and swapped in.")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
-    if ledger.head() == 0:
-        print(
-            f"The store is empty: simulating season {args.season} with {args.pilgrims:,} pilgrims (seed {args.seed})."
-        )
-        summary = simulate(
-            ledger, args.pilgrims, args.season, args.seed, progress=progress_bar(sys.stderr, args.pilgrims)
-        )
-        print("\n".join(summary.lines()))
-    else:
-        print(f"The store already holds {ledger.head():,} events; nothing simulated.")
-    _migrate(args)
-    _show_read_models()
-    journey = _a_whole_journey(ledger)
-    if journey is not None:
-        print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
-        _print_history(ledger.history(journey.id), as_json=False)
-        print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
-    print("     hajj-ledger rules | hajj-ledger status | hajj-ledger project   (follows the log live)")
-    return 0
-
-
-def _show_read_models() -> None:
-    """Bring the read models up to the head, then show the season funnel from them."""
-    from hajj_ledger.projections import PROJECTIONS
-    from hajj_ledger.projections.runner import Runner
-    from hajj_ledger.projections.season_funnel import funnel
-
-    runner = Runner(PROJECTIONS)
-    try:
-        runner.run(once=True)
-        with runner.engine.connect() as connection:
-            reached = funnel(connection)
-    finally:
-        runner.close()
-    print("\nThe season funnel (read model season_funnel): journeys that reached each stage")
-    for stage in Stage:
-        if reached.get(stage):
-            print(f"  {stage:<16}{reached[stage]:>10,}")
-
-
-def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:
-    """The first journey in the log that ran from registration to departure."""
-    for row in ledger.recorder.select_notifications(start=1, limit=2000):
-        if row.topic.endswith("Journey.Registered"):
-            journey = ledger.journey(row.originator_id)  # type: ignore[arg-type]
-            if journey.stage == Stage.DEPARTED:
-                return journey
-    return None
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:

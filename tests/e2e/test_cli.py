@@ -129,3 +129,20 @@ def test_simulate_prints_a_summary(tmp_path: Path) -> None:
 @pytest.mark.parametrize("steps", [JOURNEY_STEPS, TRIP_STEPS], ids=["journey", "trip"])
 def test_the_readme_shows_the_catalogue_as_it_is(steps: dict[str, object]) -> None:
     assert render_markdown(steps) in README.read_text()  # type: ignore[arg-type]
+
+
+def test_read_model_commands(store_url: str) -> None:
+    assert run(store_url, "simulate", "--pilgrims", "60", "--seed", "8").returncode == 0
+    assert run(store_url, "migrate").returncode == 0
+    behind = json.loads(run(store_url, "status", "--json").stdout)
+    assert {s["projection"] for s in behind} >= {"journey_status", "season_funnel", "overstay_watch"}
+    assert all(s["lag_events"] == s["head"] > 0 for s in behind)
+    assert run(store_url, "project", "--once").returncode == 0
+    caught_up = json.loads(run(store_url, "status", "--json").stdout)
+    assert all(s["lag_events"] == 0 and s["generation"] == "a" for s in caught_up)
+    rebuilt = run(store_url, "rebuild", "trip_manifest")
+    assert rebuilt.returncode == 0 and "swapped in" in rebuilt.stdout
+    after = {s["projection"]: s for s in json.loads(run(store_url, "status", "--json").stdout)}
+    assert after["trip_manifest"]["generation"] == "b" and after["trip_manifest"]["lag_events"] == 0
+    unknown = run(store_url, "rebuild", "nothing_here")
+    assert unknown.returncode == 1 and "no projection 'nothing_here'" in unknown.stderr
