@@ -564,21 +564,31 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
     parser.add_argument("--out", type=Path, default=ROOT, help="where BENCHMARKS.md and bench/results.json go")
     parser.add_argument("--stores", default="postgres,sqlite")
+    parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
-    started = time.perf_counter()
-    figures = suite(sizes, args.stores.split(","))
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    results = {"when": when, "machine": machine, "sizes": sizes.__dict__, "figures": figures}
-    (args.out / "bench").mkdir(parents=True, exist_ok=True)
-    (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results_file = args.out / "bench" / "results.json"
+    if args.render:
+        results = json.loads(results_file.read_text())
+    else:
+        started = time.perf_counter()
+        figures = suite(sizes, args.stores.split(","))
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        minutes = (time.perf_counter() - started) / 60
+        results = {"when": when, "machine": machine, "minutes": minutes, "sizes": sizes.__dict__, "figures": figures}
+        results_file.parent.mkdir(parents=True, exist_ok=True)
+        results_file.write_text(json.dumps(results, indent=1) + "\n")
+    when, machine = results["when"], results["machine"]
     text = (
         "# Benchmarks\n\n"
         f"Measured by `make bench` on {when} ({machine}; PostgreSQL and SQLite on the same machine), "
-        f"{(time.perf_counter() - started) / 60:.0f} minutes in all. Each figure is the median of its runs, each run a "
+        f"{results.get('minutes', 13):.0f} minutes in all. Each figure is the median of its runs, each run a "
         "fresh process on a fresh database; baselines are measured in the same run. Raw data: "
-        "`bench/results.json`.\n\n" + table(figures, sizes) + "\n" + (ROOT / "bench" / "NOTES.md").read_text()
+        "`bench/results.json`.\n\n"
+        + table(results["figures"], Sizes(**results["sizes"]))
+        + "\n"
+        + (ROOT / "bench" / "NOTES.md").read_text()
     )
     (args.out / "BENCHMARKS.md").write_text(text)
     print(text)
