@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import InterfaceError, OperationalError
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.ledger import JourneyLedger
@@ -34,7 +34,7 @@ class Status:
     lag_seconds: float
 
 
-class NotInstalledError(Exception):
+class NotInstalledError(ValueError):  # a set-up step missing: the CLI says which, without a traceback
     pass
 
 
@@ -152,7 +152,8 @@ class Runner:
                 return action()
             except PositionMovedError:
                 return 0  # another runner applied that batch: carry on from where it left the position
-            except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DBAPIError, PersistenceError) as error:
+            except (sa.exc.OperationalError, sa.exc.InterfaceError, OperationalError, InterfaceError) as error:
+                # The store went away or is locked; anything else is a bug and must not be retried forever.
                 log.warning("store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
