@@ -65,8 +65,11 @@ def uninstall(connection: Connection, projections: Sequence[Projection]) -> None
 class Runner:
     def __init__(self, projections: Sequence[Projection], database_url: str | None = None) -> None:
         self.projections = list(projections)
-        self.ledger = JourneyLedger(database_url, create_tables=False)  # reads the log and decodes events
         self.engine: Engine = engine_for(database_url)
+        if not sa.inspect(self.engine).has_table(positions.name):
+            self.engine.dispose()
+            raise NotInstalledError("the read models are not installed: run `hajj-ledger migrate`")
+        self.ledger = JourneyLedger(database_url, create_tables=False)  # reads the log and decodes events
 
     def close(self) -> None:
         self.ledger.close()

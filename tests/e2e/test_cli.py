@@ -146,3 +146,9 @@ def test_read_model_commands(store_url: str) -> None:
     assert after["trip_manifest"]["generation"] == "b" and after["trip_manifest"]["lag_events"] == 0
     unknown = run(store_url, "rebuild", "nothing_here")
     assert unknown.returncode == 1 and "no projection 'nothing_here'" in unknown.stderr
+
+
+def test_read_model_commands_before_migrate_say_so(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/l.db", "project", "--once")
+    assert result.returncode == 2
+    assert "run `hajj-ledger migrate`" in result.stderr
