@@ -144,6 +144,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             self.receipts_table
         )
 
+    def create_table(self) -> None:
+        """The library's, one process at a time: ledgers starting together on an empty database otherwise collide
+        in PostgreSQL's catalog ("tuple concurrently updated")."""
+        with self.datastore.get_connection() as connection:
+            connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
+            try:
+                super().create_table()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],

@@ -81,3 +81,18 @@ def test_concurrent_callers_share_transactions_and_each_hear_their_own_outcome(
     for journey_id, result in zip(journeys, results, strict=True):
         if isinstance(result, Outcome):
             assert result.aggregate_id == journey_id
+
+
+def test_ledgers_starting_together_on_an_empty_store_all_start(store_url: str) -> None:
+    start = Barrier(8)
+
+    def open_ledger(_: int) -> int:
+        start.wait()
+        ledger = JourneyLedger(store_url)
+        try:
+            return ledger.head()
+        finally:
+            ledger.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(open_ledger, range(8))) == [0] * 8
