@@ -216,8 +216,7 @@ class JourneyLedger(Application[UUID]):
         unit = _Unit(self, careful=careful)
         try:
             results = self._decide_all(commands, receipts, unit)
-            new = {r.command_id: r for r in results if isinstance(r, Receipt) and r.command_id not in receipts}
-            recordings = self.save(*unit.events, receipts=list(new.values())) if new else []
+            recordings = self.save(*unit.events, receipts=unit.receipts) if unit.receipts else []
         except BaseException:
             # The batch's aggregates were changed in place and their pending events are gone: forget them.
             for aggregate_id in unit.aggregates:
@@ -265,6 +264,7 @@ class JourneyLedger(Application[UUID]):
                 tuple((e.originator_id, e.originator_version, type(e).__name__) for e in events),
             )
             new[command.command_id] = receipt
+            unit.receipts.append(receipt)
             results.append(receipt)
         return results
 
@@ -390,6 +390,7 @@ class _Unit:
         self.careful = careful
         self.aggregates: dict[UUID, Aggregate] = {}
         self.events: list[Any] = []  # taken from the aggregates command by command, in the order recorded
+        self.receipts: list[Receipt] = []  # of the commands this batch records
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate = self.aggregates.get(aggregate_id)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
@@ -58,17 +58,15 @@ class Receipt:
         )
 
 
-class LedgerRecorder:
+class LedgerRecorder(Protocol):
     """What the ledger needs of a store beyond the library's recorder interface."""
 
-    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
-        raise NotImplementedError
+    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]: ...
 
-    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
-        raise NotImplementedError
+    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]: ...
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -123,7 +121,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             return positions
 
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         self.receipts_table = Identifier(datastore.schema, "command_receipts")
