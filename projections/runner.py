@@ -180,11 +180,13 @@ class Runner:
                 .values(serving=positions.c.generation == fresh)
             )
         with self.engine.begin() as connection:
-            for model in projection.models:
-                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, serving)}"'))
+            # The position row first: it waits for a live runner's batch on the old generation to commit, and
+            # makes that runner's next compare-and-set fail, so it moves to the new one; then the tables go.
             connection.execute(
                 sa.delete(positions).where(positions.c.projection == projection.name, positions.c.generation == serving)
             )
+            for model in projection.models:
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, serving)}"'))
 
     def prepare(self, projection: Projection, generation: str) -> None:
         """Empty tables for a generation that is not serving, at position 0."""

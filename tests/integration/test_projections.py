@@ -305,3 +305,25 @@ def test_status_reports_lag_in_events_and_seconds(runner: Runner) -> None:
     assert all(s.lag_seconds > 0 for s in behind)
     runner.step(PROJECTIONS[0], limit=10)
     assert runner.status()[0].lag_events < behind[0].lag_events
+
+
+def test_a_rebuild_while_a_runner_follows_live_and_writers_write(runner: Runner, store_url: str) -> None:
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
+    follower.start()
+    writer = JourneyLedger(store_url)
+    rebuilder = Runner(PROJECTIONS, store_url)
+    try:
+        writing = threading.Thread(target=simulate, args=(writer, 150, 1446), kwargs={"seed": 50})
+        writing.start()
+        rebuilder.rebuild(projection("journey_status"))
+        writing.join()
+        _wait_until_caught_up(runner)
+    finally:
+        stop.set()
+        follower.join()
+        writer.close()
+        rebuilder.close()
+    status = projection("journey_status")
+    assert runner._position(status)[0] == "b"
+    assert table_rows(runner, status, "b") == clean_rebuild(runner, status)
