@@ -17,6 +17,9 @@ import pytest
 
 from hajj_ledger.ledger import JourneyLedger
 
+# The vault's master key for every test (tests that need another set their own).
+os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
+
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -82,6 +82,9 @@ STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
     "Cancelled": (Role.MISSION, lambda j, s: j.cancel(s, CancellationReason.WITHDRAWN)),
     "ExitCleared": (Role.JAWAZAT, lambda j, s: j.clear_exit(s, JED)),
     "Departed": (Role.GACA, lambda j, s: j.depart(s, JED, "GA902")),
+    "IdentityRecorded": (Role.MISSION, lambda j, s: j.record_identity(s, "0f" * 16)),
+    "IdentityCorrected": (Role.MISSION, lambda j, s: j.correct_identity(s, "1e" * 16)),
+    "IdentityErased": (Role.MISSION, lambda j, s: j.erase_identity(s, "retention")),
 }
 
 
@@ -116,8 +119,10 @@ PATH_TO[Stage.CANCELLED] = ["PackageContracted", "Cancelled"]
 PATH_TO[Stage.DECEASED] = [*_ARRIVAL, "DeathRecorded"]
 
 
-def journey_at(stage: Stage) -> Journey:
+def journey_at(stage: Stage, *, identity: bool = False) -> Journey:
     journey = register()
+    if identity:
+        record(journey, "IdentityRecorded")
     for event in PATH_TO[stage]:
         record(journey, event)
     assert journey.stage == stage

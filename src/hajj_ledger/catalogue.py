@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from hajj_ledger.errors import IllegalStepError, LedgerError, PermissionDeniedError, TripFullError
-from hajj_ledger.vocabulary import Direction, Role, Stage, Stamp, TripStatus
+from hajj_ledger.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStatus
 
 PRE_ARRIVAL = frozenset(
     {
@@ -61,6 +61,8 @@ FLIGHT_FITS = Condition(
     "arrival flights before arrival, departure flights once in the Kingdom",
     lambda j, f: (f["direction"] == Direction.ARRIVAL) == (j.stage in PRE_ARRIVAL),
 )
+NO_IDENTITY = Condition("no identity recorded yet", lambda j, f: j.identity == "none")
+HAS_IDENTITY = Condition("an identity in the vault", lambda j, f: j.identity == "recorded")
 ON_ASSIGNED_TRIP = Condition("the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id)
 SEAT_FREE = Condition(
     "a free seat",
@@ -160,8 +162,14 @@ JOURNEY_STEPS: dict[str, Step] = {
             PRESENT,
             note="ends the journey",
         ),
+        # Identity: the fact that it was given, corrected or erased; the content lives in the vault. Correction
+        # and erasure stay possible after the end: they are the pilgrim's rights, and retention erases then.
+        _step("IdentityRecorded", [M], set(Stage) - ENDED, None, NO_IDENTITY, note="with registration"),
+        _step("IdentityCorrected", [M], Stage, None, HAS_IDENTITY, note="also after the end"),
+        _step("IdentityErased", [M, Role.MINISTRY], Stage, None, HAS_IDENTITY, note="also after the end"),
     )
 }
+IDENTITY_STEPS = frozenset({"IdentityRecorded", "IdentityCorrected", "IdentityErased"})
 
 TRIP_STEPS: dict[str, Step] = {
     s.event: s

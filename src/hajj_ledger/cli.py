@@ -7,12 +7,13 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
-from hajj_ledger.commands import parse_command_json
+from hajj_ledger.commands import parse_command, parse_command_json
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
@@ -64,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
 
+    erase = commands.add_parser(
+        "erase", help="destroy a pilgrim's identity (its key, record and index entries); the events stay"
+    )
+    erase.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
+    erase.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    erase.add_argument("--reason", required=True, help="a snake_case code, e.g. pilgrim_request")
+    erase.add_argument("--agency", default="ledger-operator", help="the ministry office recording the erasure")
+    erase.set_defaults(run=_erase)
+
     simulate = commands.add_parser(
         "simulate", help="record a whole simulated season through the ledger's real commands"
     )
@@ -88,15 +98,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     ledger = JourneyLedger()
-    try:
-        events = ledger.history(args.id)
-    except NotFoundError:
-        try:
-            events = ledger.history(Journey.create_id(args.season, args.id))
-        except NotFoundError:
-            raise NotFoundError(
-                f"{args.id} is neither a journey nor a pilgrim with a journey in season {args.season}"
-            ) from None
+    events = ledger.history(_journey_id(ledger, args.id, args.season))
     print_history(events, as_json=args.json)
     return 0
 
@@ -112,6 +114,32 @@ def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
                 f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
                 f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"
             )
+
+
+def _erase(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    journey_id = _journey_id(ledger, args.id, args.season)
+    command = parse_command(
+        {
+            "event": "IdentityErased",
+            "command_id": str(uuid4()),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "journey_id": str(journey_id),
+            "reason": args.reason,
+        }
+    )
+    outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
+    print(json.dumps(outcome_json(outcome)))
+    return 0
+
+
+def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
+    for candidate in (given, Journey.create_id(season, given)):
+        try:
+            return ledger.journey(candidate).id
+        except NotFoundError:
+            continue
+    raise NotFoundError(f"{given} is neither a journey nor a pilgrim with a journey in season {season}")
 
 
 def _rules(args: argparse.Namespace) -> int:

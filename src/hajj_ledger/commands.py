@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, m
 
 from hajj_ledger.catalogue import STEPS
 from hajj_ledger.errors import ValidationError
+from hajj_ledger.vault import Identity
 from hajj_ledger.vocabulary import (
     CancellationReason,
     Direction,
@@ -53,8 +54,9 @@ class CommandBase(BaseModel):
         }
 
     def fingerprint(self) -> str:
-        """A digest of the whole command, to tell a retry from a different command reusing an id."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        """A digest of the command, to tell a retry from a different command reusing an id. Identity is left
+        out: receipts must not hold a hash of who the pilgrim is."""
+        return hashlib.sha256(self.model_dump_json(exclude={"identity"}).encode()).hexdigest()
 
 
 def _utc(value: Any) -> Any:
@@ -80,6 +82,9 @@ class Register(CommandBase):
     season: int = Field(ge=1400, le=1600, description="the Hijri year of the season")
     country: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the sending country")
     pre_cleared: bool = Field(default=False, description="cleared at origin (Makkah Route)")
+    identity: Identity | None = Field(
+        default=None, description="who the pilgrim is: kept encrypted in the vault, never in an event"
+    )
 
 
 class ContractPackage(JourneyCommand):
@@ -252,6 +257,16 @@ class Depart(JourneyCommand):
     flight: FlightNumber | None = None
 
 
+class CorrectIdentity(JourneyCommand):
+    event: Literal["IdentityCorrected"] = "IdentityCorrected"
+    identity: Identity
+
+
+class EraseIdentity(JourneyCommand):
+    event: Literal["IdentityErased"] = "IdentityErased"
+    reason: Code
+
+
 class ScheduleTrip(CommandBase):
     event: Literal["TripScheduled"] = "TripScheduled"
     trip_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
@@ -317,6 +332,8 @@ Command = Annotated[
     | Cancel
     | ClearExit
     | Depart
+    | CorrectIdentity
+    | EraseIdentity
     | ScheduleTrip
     | DepartTrip
     | ArriveTrip

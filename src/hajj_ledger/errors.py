@@ -55,6 +55,10 @@ class IllegalStepError(LedgerError):
         super().__init__(f"{event}: {why}; current stage '{stage}'; allowed steps: {steps}")
 
 
+class IdentityErasedError(NotFoundError):
+    """The pilgrim's identity was destroyed; the journey's events remain."""
+
+
 class TripFullError(LedgerError):
     kind = "trip_full"
 

@@ -132,6 +132,15 @@ class Journey(Aggregate):
         port: Port
         flight: str | None
 
+    class IdentityRecorded(Event):
+        ciphertext_digest: str  # a keyed hash of the vault's ciphertext: never the identity itself
+
+    class IdentityCorrected(Event):
+        ciphertext_digest: str
+
+    class IdentityErased(Event):
+        reason: str
+
     @staticmethod
     def create_id(season: int, pilgrim_id: UUID) -> UUID:
         """One journey per pilgrim per season: the id says so, and the store's key enforces it."""
@@ -160,6 +169,7 @@ class Journey(Aggregate):
         self.stage_before_bus: Stage | None = None
         self.hospital: str | None = None
         self.missing = False
+        self.identity = "none"  # none, recorded, erased: the vault holds the rest
         self.last_occurred_at = stamp.occurred_at
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
@@ -281,3 +291,15 @@ class Journey(Aggregate):
     @event(Departed)
     def depart(self, stamp: Stamp, port: Port, flight: str | None) -> None:
         self.place = None
+
+    @event(IdentityRecorded)
+    def record_identity(self, stamp: Stamp, ciphertext_digest: str) -> None:
+        self.identity = "recorded"
+
+    @event(IdentityCorrected)
+    def correct_identity(self, stamp: Stamp, ciphertext_digest: str) -> None:
+        pass
+
+    @event(IdentityErased)
+    def erase_identity(self, stamp: Stamp, reason: str) -> None:
+        self.identity = "erased"

@@ -39,6 +39,8 @@ from hajj_ledger.commands import (
     AssignBus,
     CancelBusAssignment,
     Command,
+    CorrectIdentity,
+    EraseIdentity,
     JourneyCommand,
     Register,
     ScheduleTrip,
@@ -48,6 +50,7 @@ from hajj_ledger.errors import (
     ConflictError,
     DuplicateRegistrationError,
     IdempotencyKeyReusedError,
+    IdentityErasedError,
     LedgerError,
     NotFoundError,
     ValidationError,
@@ -55,6 +58,7 @@ from hajj_ledger.errors import (
 from hajj_ledger.journey import Journey
 from hajj_ledger.store import LedgerRecorder, Receipt
 from hajj_ledger.trip import Trip
+from hajj_ledger.vault import Identity, MasterKeys, Sealed
 from hajj_ledger.vocabulary import Actor, Stamp
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
@@ -84,6 +88,8 @@ class JourneyLedger(Application[UUID]):
     GROUP_COMMIT_MAX = 1000  # commands from concurrent callers recorded in one transaction
 
     def __init__(self, database_url: str | None = None, *, create_tables: bool = True) -> None:
+        self._demo_store = (database_url or store.database_url()) == store.DEFAULT_DATABASE_URL
+        self._keys: MasterKeys | None = None
         env = store.store_env(database_url or store.database_url())
         env["CREATE_TABLE"] = "y" if create_tables else "n"  # readers leave the schema to `hajj-ledger migrate`
         super().__init__(env=env)
@@ -133,6 +139,37 @@ class JourneyLedger(Application[UUID]):
         if not events or not isinstance(events[0], Journey.Registered):
             raise NotFoundError(f"journey {journey_id} not found")
         return events
+
+    @property
+    def keys(self) -> MasterKeys:
+        """The vault's master keys, read from configuration when first needed."""
+        if self._keys is None:
+            self._keys = MasterKeys.configured(demo=self._demo_store)
+        return self._keys
+
+    def identity(self, journey_id: UUID) -> Identity:
+        """Who the pilgrim is; says when and by whom it was erased, if it was."""
+        sealed = self.store.select_sealed(journey_id)
+        if sealed is not None:
+            return self.keys.open(sealed)
+        erased = [e for e in self.history(journey_id) if isinstance(e, Journey.IdentityErased)]
+        if erased:
+            last = erased[-1]
+            raise IdentityErasedError(
+                f"the identity of journey {journey_id} was erased at {last.recorded_at.isoformat()} by "
+                f"{last.stamp.role}:{last.stamp.agency_id} ({last.reason})"
+            )
+        raise NotFoundError(f"journey {journey_id} has no identity in the vault")
+
+    def find_by_passport(self, number: str, country: str) -> list[UUID]:
+        """Journeys of a passport, through the blind index: nothing is decrypted."""
+        return self.store.select_by_passport(self.keys.passport_index(number, country))
+
+    def rotate_master_key(self) -> int:
+        """Re-wrap every data key with the current master key; the encrypted identities are not touched."""
+        stale = [s for s in self.store.select_all_sealed() if s.key_id != self.keys.current]
+        self.store.replace_sealed([self.keys.rewrap(s) for s in stale])
+        return len(stale)
 
     def head(self) -> int:
         """The position of the newest event in the ledger (0 when empty)."""
@@ -216,7 +253,7 @@ class JourneyLedger(Application[UUID]):
         unit = _Unit(self, careful=careful)
         try:
             results = self._decide_all(commands, receipts, unit)
-            recordings = self.save(*unit.events, receipts=unit.receipts) if unit.receipts else []
+            recordings = self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
         except BaseException:
             # The batch's aggregates were changed in place and their pending events are gone: forget them.
             for aggregate_id in unit.aggregates:
@@ -315,6 +352,18 @@ class JourneyLedger(Application[UUID]):
                 trip.reserve_seat(stamp, journey.id)
                 journey.assign_bus(stamp, trip.id, trip.destination)
                 return [journey, trip]
+            case CorrectIdentity():
+                journey = unit.get(command.journey_id, Journey)
+                check_step(JOURNEY_STEPS, "IdentityCorrected", journey, {"stamp": stamp})
+                sealed = self.keys.seal(journey.id, command.identity)
+                journey.correct_identity(stamp, self.keys.fingerprint(sealed))
+                unit.vault.append((journey.id, sealed))
+                return [journey]
+            case EraseIdentity():
+                journey = unit.get(command.journey_id, Journey)
+                journey.erase_identity(stamp, command.reason)
+                unit.vault.append((journey.id, None))
+                return [journey]
             case CancelBusAssignment():
                 journey, trip = (
                     unit.get(command.journey_id, Journey),
@@ -342,7 +391,14 @@ class JourneyLedger(Application[UUID]):
             raise DuplicateRegistrationError(
                 f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: {journey_id}"
             )
-        return unit.add(Journey.register(stamp, **command.arguments()))
+        arguments = command.arguments()
+        identity = arguments.pop("identity")
+        journey = unit.add(Journey.register(stamp, **arguments))
+        if identity is not None:
+            sealed = self.keys.seal(journey.id, identity)
+            journey.record_identity(stamp, self.keys.fingerprint(sealed))
+            unit.vault.append((journey.id, sealed))
+        return journey
 
     def _schedule_trip(self, command: ScheduleTrip, stamp: Stamp, unit: _Unit) -> Trip:
         arguments = command.arguments()
@@ -391,6 +447,7 @@ class _Unit:
         self.aggregates: dict[UUID, Aggregate] = {}
         self.events: list[Any] = []  # taken from the aggregates command by command, in the order recorded
         self.receipts: list[Receipt] = []  # of the commands this batch records
+        self.vault: list[tuple[UUID, Sealed | None]] = []  # identities to keep or destroy, with the events
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate = self.aggregates.get(aggregate_id)

@@ -23,6 +23,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from hajj_ledger.vault import Sealed
+
 DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
 DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
 
@@ -65,6 +67,19 @@ class LedgerRecorder(Protocol):
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]: ...
 
+    def select_sealed(self, journey_id: UUID) -> Sealed | None: ...
+
+    def select_by_passport(self, index: bytes) -> list[UUID]: ...
+
+    def select_all_sealed(self) -> list[Sealed]: ...
+
+    def replace_sealed(self, sealed: Sequence[Sealed]) -> None: ...
+
+
+# A batch's changes to the vault, written in the same transaction as its events: a sealed identity to keep
+# (new or corrected), or None to destroy (erasure).
+VaultChanges = Sequence[tuple[UUID, Sealed | None]]
+
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
@@ -72,6 +87,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             "CREATE TABLE IF NOT EXISTS command_receipts ("
             "command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, outcome TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS identity_vault (journey_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+            "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS identity_vault_passport ON identity_vault (passport_index)",
         ]
 
     def _insert_events(
@@ -80,6 +98,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         receipts: Sequence[Receipt] = (),
+        vault: VaultChanges = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         # One executemany instead of the library's statement per event. The rowids are consecutive: this
@@ -95,7 +114,34 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "INSERT INTO command_receipts VALUES (?, ?, ?)",
             [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
         )
+        if vault:
+            c.execute("PRAGMA secure_delete = ON")  # erased bytes are overwritten, not just unlinked
+            for journey_id, sealed in vault:
+                c.execute("DELETE FROM identity_vault WHERE journey_id = ?", (journey_id.hex,))
+                if sealed is not None:
+                    c.execute("INSERT INTO identity_vault VALUES (?, ?, ?, ?, ?)", _sqlite_row(sealed))
         return ids
+
+    def select_sealed(self, journey_id: UUID) -> Sealed | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM identity_vault WHERE journey_id = ?", (journey_id.hex,))
+            row = c.fetchone()
+        return _sealed(row) if row else None
+
+    def select_by_passport(self, index: bytes) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT journey_id FROM identity_vault WHERE passport_index = ?", (index,))
+            return [UUID(r[0]) for r in c.fetchall()]
+
+    def select_all_sealed(self) -> list[Sealed]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM identity_vault")
+            return [_sealed(r) for r in c.fetchall()]
+
+    def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA secure_delete = ON")
+            c.executemany("INSERT OR REPLACE INTO identity_vault VALUES (?, ?, ?, ?, ?)", map(_sqlite_row, sealed))
 
     def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
         if not command_ids:
@@ -121,6 +167,21 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             return positions
 
 
+def _row(sealed: Sealed) -> tuple[Any, ...]:
+    s = sealed
+    return (s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index)
+
+
+def _sqlite_row(sealed: Sealed) -> tuple[Any, ...]:
+    s = sealed
+    return (s.journey_id.hex, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index)
+
+
+def _sealed(row: Any) -> Sealed:
+    journey_id = row[0] if isinstance(row[0], UUID) else UUID(row[0])
+    return Sealed(journey_id, row[1], bytes(row[2]), bytes(row[3]), bytes(row[4]))
+
+
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -132,6 +193,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 "fingerprint text NOT NULL, outcome text NOT NULL)"
             ).format(self.receipts_table)
         )
+        self.vault_table = Identifier(datastore.schema, "identity_vault")
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (journey_id uuid PRIMARY KEY, key_id text NOT NULL, "
+                "wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, passport_index bytea NOT NULL)"
+            ).format(self.vault_table),
+            SQL("CREATE INDEX IF NOT EXISTS identity_vault_passport ON {} (passport_index)").format(self.vault_table),
+        ]
         # Whole columns as binary arrays: the library's array of composite values is dumped as text, value by
         # value, which profiling showed costing more than the insert itself.
         self.insert_columns = SQL(
@@ -158,9 +227,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         receipts: Sequence[Receipt] = (),
+        vault: VaultChanges = (),
         **kwargs: Any,
     ) -> None:
         # Runs inside the library's insert transaction, before the events themselves.
+        for journey_id, sealed in vault:
+            curs.execute(SQL("DELETE FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
+            if sealed is not None:
+                curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(self.vault_table), _row(sealed))
         if receipts:
             curs.execute(
                 self.insert_receipts,
@@ -198,6 +272,32 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             )
             rows = curs.fetchall()
         return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
+
+    def select_sealed(self, journey_id: UUID) -> Sealed | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
+            row = curs.fetchone()
+        return _sealed(list(row.values())) if row else None
+
+    def select_by_passport(self, index: bytes) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
+            return [r["journey_id"] for r in curs.fetchall()]
+
+    def select_all_sealed(self) -> list[Sealed]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {}").format(self.vault_table))
+            return [_sealed(list(r.values())) for r in curs.fetchall()]
+
+    def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for s in sealed:
+                curs.execute(
+                    SQL(
+                        "UPDATE {} SET key_id = %s, wrapped_key = %s, passport_index = %s WHERE journey_id = %s"
+                    ).format(self.vault_table),
+                    (s.key_id, s.wrapped_key, s.passport_index, s.journey_id),
+                )
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         positions = []

@@ -152,3 +152,37 @@ def test_read_model_commands_before_migrate_say_so(tmp_path: Path) -> None:
     result = run(f"sqlite:///{tmp_path}/l.db", "project", "--once")
     assert result.returncode == 2
     assert "run `hajj-ledger migrate`" in result.stderr
+
+
+def test_register_with_identity_then_erase(store_url: str) -> None:
+    pilgrim = uuid4()
+    registration = {
+        "event": "Registered",
+        "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(),
+        "pilgrim_id": str(pilgrim),
+        "season": 1446,
+        "country": "TUR",
+        "identity": {
+            "name_arabic": "أحمد يلدز",
+            "name_latin": "AHMET YILDIZ",
+            "passport_number": "U12345678",
+            "passport_country": "TUR",
+            "nationality": "TUR",
+            "date_of_birth": "1955-07-01",
+            "gender": "male",
+        },
+    }
+    recorded = run(store_url, "record", "--role", "mission", "--agency", "m-TUR", json.dumps(registration))
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(recorded.stdout)["events"] == ["Registered", "IdentityRecorded"]
+    erased = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["events"] == ["IdentityErased"]
+    history = run(store_url, "history", str(pilgrim), "--json")
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["event"] for r in rows] == ["Registered", "IdentityRecorded", "IdentityErased"]
+    assert rows[-1]["role"] == "ministry" and rows[-1]["details"] == {"reason": "pilgrim_request"}
+    assert "YILDIZ" not in history.stdout
+    again = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
+    assert again.returncode == 1 and "needs an identity in the vault" in again.stderr

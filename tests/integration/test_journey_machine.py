@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, SCOPE, STEPS, allowed_from
+from hajj_ledger.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, SCOPE, STEPS, allowed_from
 from hajj_ledger.errors import LedgerError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
@@ -33,6 +33,15 @@ MISSIONS = ["mission-A"] * 9 + ["mission-B"]
 COMPANIES = ["company-A"] * 9 + ["company-B"]
 AGENCIES = {Role.MISSION: MISSIONS, Role.COMPANY: COMPANIES}
 
+FIELDS_IDENTITY = {
+    "name_arabic": "محمد بن عبد الله",
+    "name_latin": "MUHAMMAD BIN ABDULLAH",
+    "passport_number": "A1234567",
+    "passport_country": "IDN",
+    "nationality": "IDN",
+    "date_of_birth": "1960-01-31",
+    "gender": "male",
+}
 # Valid-looking values for each step's own fields; whether the step is allowed is for the ledger to say.
 FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "PackageContracted": st.fixed_dictionaries(
@@ -70,6 +79,8 @@ FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "Cancelled": st.just({"reason": "withdrawn"}),
     "ExitCleared": st.just({"port": "JED-HAJJ"}),
     "Departed": st.just({"port": "JED-HAJJ", "flight": "SV102"}),
+    "IdentityCorrected": st.just({"identity": {**FIELDS_IDENTITY, "name_latin": "MOHAMMED BIN ABDULLAH"}}),
+    "IdentityErased": st.just({"reason": "retention"}),
 }
 # The way through a whole journey; the machine favours it so that journeys get to the end.
 ROAD = [
@@ -128,7 +139,8 @@ class JourneyMachine(RuleBasedStateMachine):
 
     def _register(self, data: st.DataObject, role: Role) -> UUID:
         pilgrim = uuid4()
-        self._record("Registered", role, data, pilgrim_id=pilgrim, season=1446, country="IDN")
+        identity = data.draw(st.sampled_from([None, FIELDS_IDENTITY]))
+        self._record("Registered", role, data, pilgrim_id=pilgrim, season=1446, country="IDN", identity=identity)
         journey_id = Journey.create_id(1446, pilgrim)
         self.known_journeys.append(journey_id)
         return journey_id
@@ -151,7 +163,7 @@ class JourneyMachine(RuleBasedStateMachine):
             current = None
         allowed = allowed_from(JOURNEY_STEPS, current.stage) if current else []
         forward = [e for e in allowed if e in ROAD]
-        anything = sorted(set(JOURNEY_STEPS) - {"Registered"})
+        anything = sorted(set(JOURNEY_STEPS) - {"Registered", "IdentityRecorded"})  # those come with registration
         event = data.draw(st.sampled_from(forward * 30 + allowed * 3 + anything))
         role = data.draw(_mostly(*JOURNEY_STEPS[event].roles))
         if event in FIELDS:
@@ -214,7 +226,7 @@ class JourneyMachine(RuleBasedStateMachine):
             for event in history:
                 name, stamp = type(event).__name__, event.stamp
                 step = STEPS[name]
-                assert stage not in ENDED, f"{name} recorded after the journey ended"
+                assert stage not in ENDED or name in IDENTITY_STEPS, f"{name} recorded after the journey ended"
                 assert stamp.role in step.roles, f"{stamp.role} recorded {name}"
                 owner = {SCOPE[Role.MISSION][0]: mission, SCOPE[Role.COMPANY][0]: company}
                 if stamp.role in SCOPE and name != "Registered":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, render_markdown
+from hajj_ledger.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, render_markdown
 from hajj_ledger.errors import IllegalStepError, PermissionDeniedError
 from hajj_ledger.journey import Journey
 from hajj_ledger.vocabulary import ENDED, Mode, Role, Stage
@@ -14,7 +14,7 @@ STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
 
 
 def _meet_conditions(journey_stage: Stage, event: str) -> Journey:
-    journey = journey_at(journey_stage)
+    journey = journey_at(journey_stage, identity=event in ("IdentityCorrected", "IdentityErased"))
     # Discharge needs an admission first, being found needs a report first; both only in the Kingdom.
     before = {"HospitalDischarged": "HospitalAdmitted", "Found": "ReportedMissing"}.get(event)
     if before and journey_stage in JOURNEY_STEPS[before].from_:
@@ -54,9 +54,19 @@ def test_every_stage_is_reachable_and_every_non_final_stage_has_a_way_on() -> No
 @pytest.mark.parametrize("stage", sorted(ENDED))
 def test_nothing_is_recorded_after_the_end(stage: Stage) -> None:
     journey = journey_at(stage)
-    for event in STEPS_AFTER_REGISTRATION:
-        with pytest.raises(IllegalStepError, match="allowed steps: none"):
+    for event in set(STEPS_AFTER_REGISTRATION) - IDENTITY_STEPS:
+        with pytest.raises(IllegalStepError, match="allowed steps: IdentityCorrected, IdentityErased"):
             record(journey, event)
+
+
+@pytest.mark.parametrize("stage", sorted(ENDED))
+def test_after_the_end_an_identity_can_still_be_corrected_and_erased(stage: Stage) -> None:
+    journey = journey_at(stage, identity=True)
+    record(journey, "IdentityCorrected")
+    record(journey, "IdentityErased")
+    assert journey.identity == "erased"
+    with pytest.raises(IllegalStepError, match="needs an identity in the vault"):
+        record(journey, "IdentityErased")
 
 
 def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
@@ -72,6 +82,9 @@ def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
             "ReportedMissing",
             "Found",
             "DeathRecorded",
+            "IdentityRecorded",
+            "IdentityCorrected",
+            "IdentityErased",
         ]
     )
     assert "current stage 'arrived'" in str(refused.value)

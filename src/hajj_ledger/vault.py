@@ -1,0 +1,172 @@
+"""The identity vault: who a pilgrim is, kept apart from the ledger's events and encrypted with a key of its own.
+
+Each identity is encrypted (AES-GCM) with a data key of that pilgrim's own; the data key is stored wrapped by a
+master key given by configuration. Destroying the vault row destroys the data key, and with it the identity,
+while every event, which holds no identity, stays as it was ("crypto-shredding"). A passport is found through a
+blind index: a keyed hash of the normalised number and issuing country, so lookups never decrypt the vault.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hajj_ledger.errors import LedgerError
+
+KEYS_VARIABLE = "HAJJ_LEDGER_MASTER_KEYS"
+KEY_FILE_VARIABLE = "HAJJ_LEDGER_MASTER_KEY_FILE"
+DEMO_KEY_FILE = Path("var/master.keys")
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Identity(BaseModel):
+    """What the vault keeps: names as written (Arabic script, and the passport's Latin form, verbatim)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name_arabic: Name
+    name_latin: Name
+    passport_number: str = Field(pattern=r"^[A-Za-z0-9]{5,20}$")
+    passport_country: str = Field(pattern=r"^[A-Z]{3}$")
+    nationality: str = Field(pattern=r"^[A-Z]{3}$")
+    date_of_birth: date
+    gender: Literal["female", "male"]
+
+
+class VaultKeyError(LedgerError):
+    """The master key is missing, malformed, or not the one that wrapped a data key."""
+
+    kind = "vault_key"
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """One identity as stored: nothing in it is readable without the master key."""
+
+    journey_id: UUID
+    key_id: str
+    wrapped_key: bytes  # the data key, encrypted with master key `key_id`
+    ciphertext: bytes  # the identity, encrypted with the data key
+    passport_index: bytes  # blind index of passport number and issuing country
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """Master keys by id; the first is current: new data keys are wrapped with it, older ones still open."""
+
+    keys: dict[str, bytes]
+    current: str
+
+    @classmethod
+    def parse(cls, text: str) -> MasterKeys:
+        keys: dict[str, bytes] = {}
+        order = []
+        for part in text.replace("\n", ",").split(","):
+            if not part.strip():
+                continue
+            key_id, _, encoded = part.strip().partition(":")
+            try:
+                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except ValueError:
+                key = b""
+            if not key_id or len(key) != 32:
+                raise VaultKeyError(f"master key {key_id or '?'!r}: expected KEY_ID:base64 of 32 bytes")
+            keys[key_id] = key
+            order.append(key_id)
+        if not keys:
+            raise VaultKeyError("no master key given")
+        return cls(keys, order[0])
+
+    @classmethod
+    def configured(cls, *, demo: bool) -> MasterKeys:
+        """From HAJJ_LEDGER_MASTER_KEYS or the file HAJJ_LEDGER_MASTER_KEY_FILE names; the demo store alone
+        gets a key file of its own made on first use."""
+        text = os.environ.get(KEYS_VARIABLE)
+        if text:
+            return cls.parse(text)
+        path = os.environ.get(KEY_FILE_VARIABLE)
+        if path:
+            try:
+                return cls.parse(Path(path).read_text())
+            except OSError as error:
+                raise VaultKeyError(f"{KEY_FILE_VARIABLE}: cannot read {path}: {error.strerror}") from None
+        if demo:
+            if not DEMO_KEY_FILE.exists():
+                DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+                DEMO_KEY_FILE.write_text(f"demo-1:{generate_key()}\n")
+                DEMO_KEY_FILE.chmod(0o600)
+            return cls.parse(DEMO_KEY_FILE.read_text())
+        raise VaultKeyError(
+            f"no master key: set {KEYS_VARIABLE} (KEY_ID:base64 of 32 bytes, the current one first) "
+            f"or {KEY_FILE_VARIABLE}"
+        )
+
+    def _derived(self, purpose: bytes) -> bytes:
+        return hmac.new(self.keys[self.current], purpose, hashlib.sha256).digest()
+
+    def seal(self, journey_id: UUID, identity: Identity) -> Sealed:
+        data_key = AESGCM.generate_key(bit_length=256)
+        ciphertext = _encrypt(data_key, identity.model_dump_json().encode(), journey_id.bytes)
+        wrapped = _encrypt(self.keys[self.current], data_key, journey_id.bytes + self.current.encode())
+        return Sealed(
+            journey_id, self.current, wrapped, ciphertext, self.passport_index(identity.passport_number,
+                                                                               identity.passport_country)
+        )  # fmt: skip
+
+    def open(self, sealed: Sealed) -> Identity:
+        master = self.keys.get(sealed.key_id)
+        if master is None:
+            raise VaultKeyError(f"identity of journey {sealed.journey_id} is wrapped by unknown key {sealed.key_id!r}")
+        try:
+            data_key = _decrypt(master, sealed.wrapped_key, sealed.journey_id.bytes + sealed.key_id.encode())
+            plain = _decrypt(data_key, sealed.ciphertext, sealed.journey_id.bytes)
+        except InvalidTag:
+            raise VaultKeyError(
+                f"master key {sealed.key_id!r} does not open the identity of journey {sealed.journey_id}"
+            ) from None
+        return Identity.model_validate_json(plain)
+
+    def rewrap(self, sealed: Sealed) -> Sealed:
+        """The same data key under the current master key; the encrypted identity is not touched."""
+        master = self.keys.get(sealed.key_id)
+        if master is None:
+            raise VaultKeyError(f"unknown key {sealed.key_id!r}")
+        data_key = _decrypt(master, sealed.wrapped_key, sealed.journey_id.bytes + sealed.key_id.encode())
+        identity = Identity.model_validate_json(_decrypt(data_key, sealed.ciphertext, sealed.journey_id.bytes))
+        wrapped = _encrypt(self.keys[self.current], data_key, sealed.journey_id.bytes + self.current.encode())
+        index = self.passport_index(identity.passport_number, identity.passport_country)
+        return Sealed(sealed.journey_id, self.current, wrapped, sealed.ciphertext, index)
+
+    def passport_index(self, number: str, country: str) -> bytes:
+        normalised = f"{unicodedata.normalize('NFKC', number).upper().replace(' ', '')}|{country.upper()}"
+        return hmac.new(self._derived(b"passport index"), normalised.encode(), hashlib.sha256).digest()
+
+    def fingerprint(self, sealed: Sealed) -> str:
+        """What an event may say of an identity: a keyed hash of its ciphertext, nothing of its content."""
+        return hmac.new(self._derived(b"fingerprint"), sealed.ciphertext, hashlib.sha256).hexdigest()[:32]
+
+
+def generate_key() -> str:
+    return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode().rstrip("=")
+
+
+def _encrypt(key: bytes, plain: bytes, associated: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, plain, associated)
+
+
+def _decrypt(key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], associated)

@@ -1,0 +1,176 @@
+"""The identity vault on SQLite and PostgreSQL: kept apart, encrypted per pilgrim, erasable without rewriting."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hajj_ledger import store
+from hajj_ledger.errors import IdentityErasedError, PermissionDeniedError, ValidationError
+from hajj_ledger.journey import Journey
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.vault import Identity, MasterKeys, VaultKeyError, generate_key
+from hajj_ledger.vocabulary import Role
+from tests.support import actor, command
+
+NAMES = {
+    "name_arabic": "عبد الرحمن بن محمد الأنصاري",
+    "name_latin": "ABDULRAHMAN BIN MOHAMMED ALANSARI",
+    "passport_number": "P9876543",
+    "passport_country": "EGY",
+    "nationality": "EGY",
+    "date_of_birth": "1958-03-14",
+    "gender": "male",
+}
+CORRECTED = {**NAMES, "name_latin": "ABDELRAHMAN BEN MUHAMMAD ELANSARY"}
+
+
+def register(ledger: JourneyLedger, identity: dict[str, Any] | None = NAMES) -> UUID:
+    pilgrim = uuid4()
+    outcome = ledger.record(
+        command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY", identity=identity),
+        actor(Role.MISSION),
+    )
+    return outcome.aggregate_id
+
+
+def stored_text(ledger: JourneyLedger, url: str) -> bytes:
+    """Every byte the store holds: the SQLite file and its WAL, or every PostgreSQL table's rows as text."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if Path(p).exists())
+    with psycopg.connect(url) as db:
+        tables = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return b"".join(str(row).encode() for table in tables for row in db.execute(f'SELECT t::text FROM "{table}" t'))
+
+
+def personal_strings() -> list[bytes]:
+    return [NAMES[k].encode() for k in ("name_arabic", "name_latin", "passport_number")] + [
+        CORRECTED["name_latin"].encode()
+    ]
+
+
+def test_registration_with_identity_is_one_operation(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger)
+    assert ledger.identity(journey_id) == Identity.model_validate(NAMES)
+    names = [type(e).__name__ for e in ledger.history(journey_id)]
+    assert names == ["Registered", "IdentityRecorded"]
+    for row in ledger.recorder.select_notifications(start=1, limit=100):
+        assert not any(s in row.state for s in personal_strings()), "identity in an event"
+
+
+def test_a_failure_between_events_and_vault_stores_neither(
+    ledger: JourneyLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(store, "_row", broken)
+    monkeypatch.setattr(store, "_sqlite_row", broken)
+    with pytest.raises(RuntimeError):
+        register(ledger)
+    assert ledger.head() == 0
+    assert ledger.store.select_all_sealed() == []
+
+
+def test_lookup_by_passport_uses_the_blind_index(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger)
+    register(ledger, {**NAMES, "passport_number": "Q1111111"})
+    assert ledger.find_by_passport("p 9876543", "egy") == [journey_id]
+    assert ledger.find_by_passport("P9876543", "SDN") == []
+
+
+def test_a_correction_keeps_history_and_replaces_the_identity(ledger: JourneyLedger, store_url: str) -> None:
+    journey_id = register(ledger)
+    ledger.record(command("IdentityCorrected", journey_id=journey_id, identity=CORRECTED), actor(Role.MISSION))
+    assert ledger.identity(journey_id).name_latin == CORRECTED["name_latin"]
+    recorded, corrected = ledger.history(journey_id)[1:]
+    assert isinstance(recorded, Journey.IdentityRecorded) and isinstance(corrected, Journey.IdentityCorrected)
+    assert recorded.ciphertext_digest != corrected.ciphertext_digest
+    assert len(ledger.store.select_all_sealed()) == 1  # the old ciphertext and its key are gone
+
+
+def test_erasure_destroys_the_identity_and_nothing_else(ledger: JourneyLedger, store_url: str) -> None:
+    journey_id = register(ledger)
+    other = register(ledger, {**NAMES, "passport_number": "Q2222222"})
+    text = stored_text(ledger, store_url)
+    assert not any(s in text for s in personal_strings()), "identity stored in clear"
+    ledger.record(command("IdentityErased", journey_id=journey_id, reason="pilgrim_request"), actor(Role.MINISTRY))
+    with pytest.raises(IdentityErasedError, match=r"erased at .* by ministry:ministry-1 \(pilgrim_request\)"):
+        ledger.identity(journey_id)
+    assert ledger.find_by_passport("P9876543", "EGY") == []
+    assert ledger.store.select_sealed(journey_id) is None
+    assert ledger.identity(other).passport_number == "Q2222222"
+    journey = ledger.journey(journey_id)  # the events still replay
+    assert journey.identity == "erased" and journey.version == 3
+    assert not any(s in stored_text(ledger, store_url) for s in personal_strings())
+
+
+def test_only_a_mission_records_identity_and_a_company_cannot_erase(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger)
+    with pytest.raises(PermissionDeniedError, match="may not record IdentityErased"):
+        ledger.record(command("IdentityErased", journey_id=journey_id, reason="x"), actor(Role.COMPANY))
+    assert ledger.store.select_sealed(journey_id) is not None
+
+
+def test_rotating_the_master_key(ledger: JourneyLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    journeys = [register(ledger) for _ in range(3)]
+    old = ledger.keys
+    new_key = f"test-2:{generate_key()}"
+    rotated = MasterKeys.parse(f"{new_key},test-1:{'A' * 43}")
+    monkeypatch.setattr(ledger, "_keys", rotated)
+    assert ledger.rotate_master_key() == 3
+    assert all(ledger.identity(j).nationality == "EGY" for j in journeys)
+    assert {s.key_id for s in ledger.store.select_all_sealed()} == {"test-2"}
+    assert sorted(ledger.find_by_passport("P9876543", "EGY")) == sorted(journeys)
+    for sealed in ledger.store.select_all_sealed():
+        with pytest.raises(VaultKeyError, match="unknown key 'test-2'"):
+            old.open(sealed)
+    only_new = MasterKeys.parse(new_key)
+    assert only_new.open(ledger.store.select_sealed(journeys[0])).passport_number == "P9876543"  # type: ignore[arg-type]
+
+
+def test_a_wrong_or_missing_master_key(ledger: JourneyLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    journey_id = register(ledger)
+    monkeypatch.setattr(ledger, "_keys", MasterKeys.parse(f"test-1:{generate_key()}"))
+    with pytest.raises(VaultKeyError, match="does not open the identity"):
+        ledger.identity(journey_id)
+    monkeypatch.setattr(ledger, "_keys", None)
+    monkeypatch.delenv("HAJJ_LEDGER_MASTER_KEYS")
+    head = ledger.head()
+    with pytest.raises(VaultKeyError, match="no master key: set HAJJ_LEDGER_MASTER_KEYS"):
+        register(ledger)
+    assert ledger.head() == head
+    with pytest.raises(ValidationError):
+        register(ledger, {**NAMES, "gender": "unknown"})
+
+
+@pytest.fixture(scope="module")
+def keys() -> MasterKeys:
+    return MasterKeys.parse(f"k:{generate_key()}")
+
+
+names = st.text(
+    alphabet=st.characters(
+        categories=("Lu", "Ll", "Lo", "Mn", "Zs"), include_characters="ءآأؤإئابةتثجحخدذرزسشصضطظعغفقكلمنهوي"
+    ),
+    min_size=1,
+    max_size=200,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arabic=names, latin=names)
+def test_any_name_round_trips_exactly(keys: MasterKeys, arabic: str, latin: str) -> None:
+    identity = Identity.model_validate({**NAMES, "name_arabic": arabic, "name_latin": latin})
+    journey_id = uuid4()
+    assert keys.open(keys.seal(journey_id, identity)) == identity
