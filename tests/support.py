@@ -85,6 +85,8 @@ STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
     "IdentityRecorded": (Role.MISSION, lambda j, s: j.record_identity(s, "0f" * 16)),
     "IdentityCorrected": (Role.MISSION, lambda j, s: j.correct_identity(s, "1e" * 16)),
     "IdentityErased": (Role.MISSION, lambda j, s: j.erase_identity(s, "retention")),
+    "LegalHoldPlaced": (Role.JAWAZAT, lambda j, s: j.place_legal_hold(s, "overstay_investigation")),
+    "LegalHoldLifted": (Role.JAWAZAT, lambda j, s: j.lift_legal_hold(s, "overstay_investigation")),
 }
 
 

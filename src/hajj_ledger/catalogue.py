@@ -63,6 +63,19 @@ FLIGHT_FITS = Condition(
 )
 NO_IDENTITY = Condition("no identity recorded yet", lambda j, f: j.identity == "none")
 HAS_IDENTITY = Condition("an identity in the vault", lambda j, f: j.identity == "recorded")
+NO_LEGAL_HOLD = Condition(
+    "no legal hold",
+    lambda j, f: not j.holds,
+    refusal=lambda j: IllegalStepError(
+        "IdentityErased",
+        j.stage,
+        allowed_from(JOURNEY_STEPS, j.stage),
+        reason=f"refused while under legal hold: {', '.join(sorted(j.holds))}",
+    ),
+)
+HOLD_NOT_PLACED = Condition("that hold not already placed", lambda j, f: f["hold"] not in j.holds)
+HOLD_PLACED = Condition("that hold placed", lambda j, f: f["hold"] in j.holds)
+HOLDERS = [Role.JAWAZAT, Role.MOH, Role.MINISTRY]  # an overstay under investigation, a death being identified
 ON_ASSIGNED_TRIP = Condition("the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id)
 SEAT_FREE = Condition(
     "a free seat",
@@ -166,10 +179,36 @@ JOURNEY_STEPS: dict[str, Step] = {
         # and erasure stay possible after the end: they are the pilgrim's rights, and retention erases then.
         _step("IdentityRecorded", [M], set(Stage) - ENDED, None, NO_IDENTITY, note="with registration"),
         _step("IdentityCorrected", [M], Stage, None, HAS_IDENTITY, note="also after the end"),
-        _step("IdentityErased", [M, Role.MINISTRY], Stage, None, HAS_IDENTITY, note="also after the end"),
+        _step(
+            "IdentityErased", [M, Role.MINISTRY], Stage, None, HAS_IDENTITY, NO_LEGAL_HOLD, note="also after the end"
+        ),
+        _step("LegalHoldPlaced", HOLDERS, Stage, None, HOLD_NOT_PLACED, note="keeps the identity from erasure"),
+        _step("LegalHoldLifted", HOLDERS, Stage, None, HOLD_PLACED),
     )
 }
-IDENTITY_STEPS = frozenset({"IdentityRecorded", "IdentityCorrected", "IdentityErased"})
+IDENTITY_STEPS = frozenset(
+    {"IdentityRecorded", "IdentityCorrected", "IdentityErased", "LegalHoldPlaced", "LegalHoldLifted"}
+)
+
+# Who may read a pilgrim's identity, and how far. Auditors see that it was recorded and erased (the events), never
+# what it was; analysts never. Scoped roles read only their own journeys (SCOPE above).
+IDENTITY_READERS: dict[Role, str] = {
+    Role.MISSION: "its own pilgrims",
+    Role.COMPANY: "the pilgrims contracted to it",
+    Role.JAWAZAT: "every pilgrim (passport control)",
+    Role.MOH: "every pilgrim (patients)",
+    Role.MINISTRY: "every pilgrim",
+}
+
+
+def check_identity_reader(role: Role, agency_id: str, journey: Any) -> None:
+    if role not in IDENTITY_READERS:
+        raise PermissionDeniedError(role, "identity", "this role never reads identities")
+    if role in SCOPE:
+        owner, refusal = SCOPE[role]
+        if getattr(journey, owner) != agency_id:
+            raise PermissionDeniedError(role, "identity", refusal)
+
 
 TRIP_STEPS: dict[str, Step] = {
     s.event: s

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Any
 from uuid import UUID, uuid4
@@ -74,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--agency", default="ledger-operator", help="the ministry office recording the erasure")
     erase.set_defaults(run=_erase)
 
+    retention = commands.add_parser(
+        "retention", help="erase the identities of journeys ended long enough ago, except those on hold"
+    )
+    retention.add_argument("action", choices=["apply"])
+    retention.add_argument(
+        "--after-days", type=int, default=int(os.environ.get("HAJJ_LEDGER_RETENTION_DAYS", "365")),
+        help="how long after a journey ends its identity is kept (HAJJ_LEDGER_RETENTION_DAYS, default 365)",
+    )  # fmt: skip
+    retention.add_argument("--agency", default="ledger-operator")
+    retention.set_defaults(run=_retention)
+
     simulate = commands.add_parser(
         "simulate", help="record a whole simulated season through the ledger's real commands"
     )
@@ -131,6 +143,21 @@ def _erase(args: argparse.Namespace) -> int:
     outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
     print(json.dumps(outcome_json(outcome)))
     return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    if args.after_days < 0:
+        raise ValidationError("after_days", "must not be negative")
+    ledger = JourneyLedger()
+    cutoff = datetime.now(UTC) - timedelta(days=args.after_days)
+    report = ledger.apply_retention(cutoff, Actor(args.agency, Role.MINISTRY))
+    print(f"Identities of journeys ended before {cutoff:%Y-%m-%d}: {report.erased:,} erased.")
+    print(f"Kept: {report.kept:,} not ended or ended since; {len(report.held):,} under a legal hold.")
+    for journey_id, holds in list(report.held.items())[:20]:
+        print(f"  held: journey {journey_id}: {', '.join(holds)}")
+    for refusal in report.refused[:20]:
+        print(f"  refused: {refusal}")
+    return 0 if not report.refused else 1
 
 
 def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:

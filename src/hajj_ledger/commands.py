@@ -267,6 +267,18 @@ class EraseIdentity(JourneyCommand):
     reason: Code
 
 
+class PlaceLegalHold(JourneyCommand):
+    event: Literal["LegalHoldPlaced"] = "LegalHoldPlaced"
+    method = "place_legal_hold"
+    hold: Code = Field(description="e.g. overstay_investigation, death_identification")
+
+
+class LiftLegalHold(JourneyCommand):
+    event: Literal["LegalHoldLifted"] = "LegalHoldLifted"
+    method = "lift_legal_hold"
+    hold: Code
+
+
 class ScheduleTrip(CommandBase):
     event: Literal["TripScheduled"] = "TripScheduled"
     trip_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
@@ -334,6 +346,8 @@ Command = Annotated[
     | Depart
     | CorrectIdentity
     | EraseIdentity
+    | PlaceLegalHold
+    | LiftLegalHold
     | ScheduleTrip
     | DepartTrip
     | ArriveTrip

@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, RecordedEvent, check_step
 from hajj_ledger.vocabulary import (
+    ENDED,
     PORT_MODES,
     CancellationReason,
     Direction,
@@ -32,6 +33,8 @@ class Journey(Aggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.last_occurred_at = self.stamp.occurred_at
+            if aggregate.stage in ENDED and aggregate.ended_at is None:
+                aggregate.ended_at = self.stamp.occurred_at  # when the journey ended, for retention
 
     class Registered(Event, Aggregate.Created):
         pilgrim_id: UUID
@@ -141,6 +144,12 @@ class Journey(Aggregate):
     class IdentityErased(Event):
         reason: str
 
+    class LegalHoldPlaced(Event):
+        hold: str
+
+    class LegalHoldLifted(Event):
+        hold: str
+
     @staticmethod
     def create_id(season: int, pilgrim_id: UUID) -> UUID:
         """One journey per pilgrim per season: the id says so, and the store's key enforces it."""
@@ -170,6 +179,8 @@ class Journey(Aggregate):
         self.hospital: str | None = None
         self.missing = False
         self.identity = "none"  # none, recorded, erased: the vault holds the rest
+        self.holds: list[str] = []  # legal holds keeping the identity from erasure
+        self.ended_at: datetime | None = None
         self.last_occurred_at = stamp.occurred_at
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
@@ -303,3 +314,11 @@ class Journey(Aggregate):
     @event(IdentityErased)
     def erase_identity(self, stamp: Stamp, reason: str) -> None:
         self.identity = "erased"
+
+    @event(LegalHoldPlaced)
+    def place_legal_hold(self, stamp: Stamp, hold: str) -> None:
+        self.holds = [*self.holds, hold]
+
+    @event(LegalHoldLifted)
+    def lift_legal_hold(self, stamp: Stamp, hold: str) -> None:
+        self.holds = [h for h in self.holds if h != hold]

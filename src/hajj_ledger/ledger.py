@@ -22,18 +22,18 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar, cast
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
 from hajj_ledger import store
-from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, check_step
+from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, check_identity_reader, check_step
 from hajj_ledger.codec import EventCodec
 from hajj_ledger.commands import (
     AssignBus,
@@ -78,6 +78,14 @@ class Outcome:
 
 
 Result = Outcome | LedgerError
+
+
+@dataclass
+class RetentionReport:
+    erased: int = 0
+    kept: int = 0  # not ended, or ended too recently
+    held: dict[UUID, list[str]] = field(default_factory=dict)  # ended long enough, but under a legal hold
+    refused: list[str] = field(default_factory=list)
 
 
 class JourneyLedger(Application[UUID]):
@@ -147,8 +155,9 @@ class JourneyLedger(Application[UUID]):
             self._keys = MasterKeys.configured(demo=self._demo_store)
         return self._keys
 
-    def identity(self, journey_id: UUID) -> Identity:
-        """Who the pilgrim is; says when and by whom it was erased, if it was."""
+    def identity(self, journey_id: UUID, reader: Actor) -> Identity:
+        """Who the pilgrim is, for a reader the identity table allows; says when and by whom it was erased."""
+        check_identity_reader(reader.role, reader.agency_id, self.journey(journey_id))
         sealed = self.store.select_sealed(journey_id)
         if sealed is not None:
             return self.keys.open(sealed)
@@ -170,6 +179,29 @@ class JourneyLedger(Application[UUID]):
         stale = [s for s in self.store.select_all_sealed() if s.key_id != self.keys.current]
         self.store.replace_sealed([self.keys.rewrap(s) for s in stale])
         return len(stale)
+
+    def apply_retention(self, ended_before: datetime, by: Actor) -> RetentionReport:
+        """Erase the identities of journeys that ended before `ended_before`, except those under a legal hold."""
+        report = RetentionReport()
+        due: list[tuple[Command, Actor]] = []
+        for journey_id in self.store.select_vault_journeys():
+            journey = self.journey(journey_id)
+            if journey.ended_at is None or journey.ended_at >= ended_before:
+                report.kept += 1
+            elif journey.holds:
+                report.held[journey_id] = list(journey.holds)
+            else:
+                erase = EraseIdentity(
+                    command_id=uuid4(), occurred_at=datetime.now(UTC), journey_id=journey_id, reason="retention"
+                )
+                due.append((erase, by))
+        for start in range(0, len(due), 500):
+            for result in self.record_batch(due[start : start + 500]):
+                if isinstance(result, Outcome):
+                    report.erased += 1
+                else:
+                    report.refused.append(str(result))
+        return report
 
     def head(self) -> int:
         """The position of the newest event in the ledger (0 when empty)."""

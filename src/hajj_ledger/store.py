@@ -73,6 +73,8 @@ class LedgerRecorder(Protocol):
 
     def select_all_sealed(self) -> list[Sealed]: ...
 
+    def select_vault_journeys(self) -> list[UUID]: ...
+
     def replace_sealed(self, sealed: Sequence[Sealed]) -> None: ...
 
 
@@ -131,6 +133,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def select_by_passport(self, index: bytes) -> list[UUID]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT journey_id FROM identity_vault WHERE passport_index = ?", (index,))
+            return [UUID(r[0]) for r in c.fetchall()]
+
+    def select_vault_journeys(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT journey_id FROM identity_vault")
             return [UUID(r[0]) for r in c.fetchall()]
 
     def select_all_sealed(self) -> list[Sealed]:
@@ -282,6 +289,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def select_by_passport(self, index: bytes) -> list[UUID]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
+            return [r["journey_id"] for r in curs.fetchall()]
+
+    def select_vault_journeys(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT journey_id FROM {}").format(self.vault_table))
             return [r["journey_id"] for r in curs.fetchall()]
 
     def select_all_sealed(self) -> list[Sealed]:

@@ -81,6 +81,8 @@ FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "Departed": st.just({"port": "JED-HAJJ", "flight": "SV102"}),
     "IdentityCorrected": st.just({"identity": {**FIELDS_IDENTITY, "name_latin": "MOHAMMED BIN ABDULLAH"}}),
     "IdentityErased": st.just({"reason": "retention"}),
+    "LegalHoldPlaced": st.just({"hold": "overstay_investigation"}),
+    "LegalHoldLifted": st.just({"hold": "overstay_investigation"}),
 }
 # The way through a whole journey; the machine favours it so that journeys get to the end.
 ROAD = [

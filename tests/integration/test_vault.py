@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hajj_ledger import store
-from hajj_ledger.errors import IdentityErasedError, PermissionDeniedError, ValidationError
+from hajj_ledger.errors import IdentityErasedError, IllegalStepError, PermissionDeniedError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.vault import Identity, MasterKeys, VaultKeyError, generate_key
@@ -61,7 +61,7 @@ def personal_strings() -> list[bytes]:
 
 def test_registration_with_identity_is_one_operation(ledger: JourneyLedger) -> None:
     journey_id = register(ledger)
-    assert ledger.identity(journey_id) == Identity.model_validate(NAMES)
+    assert ledger.identity(journey_id, actor(Role.MISSION)) == Identity.model_validate(NAMES)
     names = [type(e).__name__ for e in ledger.history(journey_id)]
     assert names == ["Registered", "IdentityRecorded"]
     for row in ledger.recorder.select_notifications(start=1, limit=100):
@@ -92,7 +92,7 @@ def test_lookup_by_passport_uses_the_blind_index(ledger: JourneyLedger) -> None:
 def test_a_correction_keeps_history_and_replaces_the_identity(ledger: JourneyLedger, store_url: str) -> None:
     journey_id = register(ledger)
     ledger.record(command("IdentityCorrected", journey_id=journey_id, identity=CORRECTED), actor(Role.MISSION))
-    assert ledger.identity(journey_id).name_latin == CORRECTED["name_latin"]
+    assert ledger.identity(journey_id, actor(Role.MISSION)).name_latin == CORRECTED["name_latin"]
     recorded, corrected = ledger.history(journey_id)[1:]
     assert isinstance(recorded, Journey.IdentityRecorded) and isinstance(corrected, Journey.IdentityCorrected)
     assert recorded.ciphertext_digest != corrected.ciphertext_digest
@@ -106,10 +106,10 @@ def test_erasure_destroys_the_identity_and_nothing_else(ledger: JourneyLedger, s
     assert not any(s in text for s in personal_strings()), "identity stored in clear"
     ledger.record(command("IdentityErased", journey_id=journey_id, reason="pilgrim_request"), actor(Role.MINISTRY))
     with pytest.raises(IdentityErasedError, match=r"erased at .* by ministry:ministry-1 \(pilgrim_request\)"):
-        ledger.identity(journey_id)
+        ledger.identity(journey_id, actor(Role.MISSION))
     assert ledger.find_by_passport("P9876543", "EGY") == []
     assert ledger.store.select_sealed(journey_id) is None
-    assert ledger.identity(other).passport_number == "Q2222222"
+    assert ledger.identity(other, actor(Role.MISSION)).passport_number == "Q2222222"
     journey = ledger.journey(journey_id)  # the events still replay
     assert journey.identity == "erased" and journey.version == 3
     assert not any(s in stored_text(ledger, store_url) for s in personal_strings())
@@ -129,7 +129,7 @@ def test_rotating_the_master_key(ledger: JourneyLedger, monkeypatch: pytest.Monk
     rotated = MasterKeys.parse(f"{new_key},test-1:{'A' * 43}")
     monkeypatch.setattr(ledger, "_keys", rotated)
     assert ledger.rotate_master_key() == 3
-    assert all(ledger.identity(j).nationality == "EGY" for j in journeys)
+    assert all(ledger.identity(j, actor(Role.MISSION)).nationality == "EGY" for j in journeys)
     assert {s.key_id for s in ledger.store.select_all_sealed()} == {"test-2"}
     assert sorted(ledger.find_by_passport("P9876543", "EGY")) == sorted(journeys)
     for sealed in ledger.store.select_all_sealed():
@@ -143,7 +143,7 @@ def test_a_wrong_or_missing_master_key(ledger: JourneyLedger, monkeypatch: pytes
     journey_id = register(ledger)
     monkeypatch.setattr(ledger, "_keys", MasterKeys.parse(f"test-1:{generate_key()}"))
     with pytest.raises(VaultKeyError, match="does not open the identity"):
-        ledger.identity(journey_id)
+        ledger.identity(journey_id, actor(Role.MISSION))
     monkeypatch.setattr(ledger, "_keys", None)
     monkeypatch.delenv("HAJJ_LEDGER_MASTER_KEYS")
     head = ledger.head()
@@ -174,3 +174,40 @@ def test_any_name_round_trips_exactly(keys: MasterKeys, arabic: str, latin: str)
     identity = Identity.model_validate({**NAMES, "name_arabic": arabic, "name_latin": latin})
     journey_id = uuid4()
     assert keys.open(keys.seal(journey_id, identity)) == identity
+
+
+def test_who_reads_an_identity(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger)
+    assert ledger.identity(journey_id, actor(Role.JAWAZAT)).passport_number == "P9876543"
+    for role in (Role.ANALYST, Role.AUDITOR, Role.NAQABA):
+        with pytest.raises(PermissionDeniedError, match="never reads identities"):
+            ledger.identity(journey_id, actor(role))
+    with pytest.raises(PermissionDeniedError, match="registered by another mission"):
+        ledger.identity(journey_id, actor(Role.MISSION, "mission-PAK-9"))
+    with pytest.raises(PermissionDeniedError, match="not contracted to this company"):
+        ledger.identity(journey_id, actor(Role.COMPANY))
+
+
+def test_erasure_is_refused_under_a_legal_hold(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger)
+    ledger.record(command("LegalHoldPlaced", journey_id=journey_id, hold="death_identification"), actor(Role.MOH))
+    with pytest.raises(IllegalStepError, match="legal hold: death_identification"):
+        ledger.record(command("IdentityErased", journey_id=journey_id, reason="x"), actor(Role.MINISTRY))
+    assert ledger.store.select_sealed(journey_id) is not None
+    ledger.record(command("LegalHoldLifted", journey_id=journey_id, hold="death_identification"), actor(Role.MOH))
+    ledger.record(command("IdentityErased", journey_id=journey_id, reason="x"), actor(Role.MINISTRY))
+    assert ledger.store.select_sealed(journey_id) is None
+
+
+def test_retention_erases_ended_journeys_except_those_on_hold(ledger: JourneyLedger) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ended, held, current = (register(ledger) for _ in range(3))
+    for journey_id in (ended, held):
+        ledger.record(command("Cancelled", journey_id=journey_id, reason="withdrawn"), actor(Role.MISSION))
+    ledger.record(command("LegalHoldPlaced", journey_id=held, hold="investigation"), actor(Role.MINISTRY))
+    report = ledger.apply_retention(datetime.now(UTC) + timedelta(days=1), actor(Role.MINISTRY))
+    assert (report.erased, report.kept, report.held, report.refused) == (1, 1, {held: ["investigation"]}, [])
+    assert ledger.store.select_sealed(ended) is None
+    assert ledger.store.select_sealed(held) is not None and ledger.store.select_sealed(current) is not None
+    assert ledger.apply_retention(datetime.now(UTC) - timedelta(days=30), actor(Role.MINISTRY)).erased == 0

@@ -16,7 +16,11 @@ STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
 def _meet_conditions(journey_stage: Stage, event: str) -> Journey:
     journey = journey_at(journey_stage, identity=event in ("IdentityCorrected", "IdentityErased"))
     # Discharge needs an admission first, being found needs a report first; both only in the Kingdom.
-    before = {"HospitalDischarged": "HospitalAdmitted", "Found": "ReportedMissing"}.get(event)
+    before = {
+        "HospitalDischarged": "HospitalAdmitted",
+        "Found": "ReportedMissing",
+        "LegalHoldLifted": "LegalHoldPlaced",
+    }.get(event)
     if before and journey_stage in JOURNEY_STEPS[before].from_:
         record(journey, before)
     return journey
@@ -55,7 +59,9 @@ def test_every_stage_is_reachable_and_every_non_final_stage_has_a_way_on() -> No
 def test_nothing_is_recorded_after_the_end(stage: Stage) -> None:
     journey = journey_at(stage)
     for event in set(STEPS_AFTER_REGISTRATION) - IDENTITY_STEPS:
-        with pytest.raises(IllegalStepError, match="allowed steps: IdentityCorrected, IdentityErased"):
+        with pytest.raises(
+            IllegalStepError, match="steps: IdentityCorrected, IdentityErased, LegalHoldLifted, LegalHoldPl"
+        ):
             record(journey, event)
 
 
@@ -67,6 +73,18 @@ def test_after_the_end_an_identity_can_still_be_corrected_and_erased(stage: Stag
     assert journey.identity == "erased"
     with pytest.raises(IllegalStepError, match="needs an identity in the vault"):
         record(journey, "IdentityErased")
+
+
+def test_a_legal_hold_keeps_the_identity_from_erasure_and_is_named() -> None:
+    journey = journey_at(Stage.DECEASED, identity=True)
+    record(journey, "LegalHoldPlaced")
+    journey.place_legal_hold(stamp(Role.MOH), "death_identification")
+    with pytest.raises(IllegalStepError, match="legal hold: death_identification, overstay_investigation"):
+        record(journey, "IdentityErased")
+    record(journey, "LegalHoldLifted")
+    journey.lift_legal_hold(stamp(Role.MOH), "death_identification")
+    record(journey, "IdentityErased")
+    assert journey.identity == "erased"
 
 
 def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
@@ -85,6 +103,8 @@ def test_a_bus_before_entry_clearance_is_refused_naming_the_stage() -> None:
             "IdentityRecorded",
             "IdentityCorrected",
             "IdentityErased",
+            "LegalHoldPlaced",
+            "LegalHoldLifted",
         ]
     )
     assert "current stage 'arrived'" in str(refused.value)

@@ -24,6 +24,7 @@ def _ready(event: str) -> Journey:
         "Found": "ReportedMissing",
         "IdentityCorrected": "IdentityRecorded",
         "IdentityErased": "IdentityRecorded",
+        "LegalHoldLifted": "LegalHoldPlaced",
     }.get(event)
     if before:
         record(journey, before)
@@ -65,7 +66,11 @@ def test_roles_follow_the_domain() -> None:
     assert STEPS["HousingCheckedIn"].roles == {Role.COMPANY}
     recorders = set().union(*(step.roles for step in STEPS.values()))
     assert not recorders & {Role.AUDITOR, Role.ANALYST}
-    assert [name for name, step in STEPS.items() if Role.MINISTRY in step.roles] == ["IdentityErased"]
+    assert [name for name, step in STEPS.items() if Role.MINISTRY in step.roles] == [
+        "IdentityErased",
+        "LegalHoldPlaced",
+        "LegalHoldLifted",
+    ]
 
 
 def test_a_mission_acts_only_on_journeys_it_registered() -> None:
