@@ -34,6 +34,8 @@ from uuid import uuid4
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+# The simulated seasons carry identities: the vault needs a master key (a fixed one, for benchmarks only).
+os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "bench-1:" + "B" * 43)
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEASON, SEED = 1446, 11
 

@@ -425,9 +425,10 @@ class JourneyLedger(Application[UUID]):
             )
         arguments = command.arguments()
         identity = arguments.pop("identity")
+        # Sealed first: without a master key the command is refused before anything has changed.
+        sealed = self.keys.seal(journey_id, identity) if identity is not None else None
         journey = unit.add(Journey.register(stamp, **arguments))
-        if identity is not None:
-            sealed = self.keys.seal(journey.id, identity)
+        if sealed is not None:
             journey.record_identity(stamp, self.keys.fingerprint(sealed))
             unit.vault.append((journey.id, sealed))
         return journey

@@ -22,6 +22,7 @@ from typing import Any, TextIO, cast
 from uuid import UUID
 
 from hajj_ledger import calibration as cal
+from hajj_ledger import names
 from hajj_ledger.commands import COMMANDS, Command
 from hajj_ledger.errors import LedgerError, ValidationError
 from hajj_ledger.journey import Journey
@@ -188,7 +189,8 @@ class MissionPlanner:
         travelling = [p for p in pilgrims if self.before_arrival(p)]
         airport = self.rng.choices(list(cal.AIRPORTS), weights=list(cal.AIRPORTS.values()))[0]
         back_from_mina = self.rng.choice([3, 4])  # leaving Mina on the 12th or the 13th
-        departure_day = self.rng.uniform(back_from_mina + 1, 4 + cal.DEPARTURE_WINDOW_DAYS)
+        # The last flights leave before the visas end (Arafat + 45 days): a day, 1.5 days of flights, hours.
+        departure_day = self.rng.uniform(back_from_mina + 1, 2 + cal.DEPARTURE_WINDOW_DAYS)
         for mode in Mode:
             group = [p for p in travelling if p.mode is mode]
             if not group:
@@ -217,6 +219,7 @@ class MissionPlanner:
             season=self.season,
             country=m.country,
             pre_cleared=m.country in ("IDN", "PAK", "MYS", "BGD", "TUR") and rng.random() < 0.3,
+            identity=names.identity(rng, m.country, p.male, self.arafat.date()),
         )
         at = self.add(
             p,

@@ -211,3 +211,25 @@ def test_retention_erases_ended_journeys_except_those_on_hold(ledger: JourneyLed
     assert ledger.store.select_sealed(ended) is None
     assert ledger.store.select_sealed(held) is not None and ledger.store.select_sealed(current) is not None
     assert ledger.apply_retention(datetime.now(UTC) - timedelta(days=30), actor(Role.MINISTRY)).erased == 0
+
+
+def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registration(
+    ledger: JourneyLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HAJJ_LEDGER_MASTER_KEYS")
+    pilgrim = uuid4()
+    journey_id = Journey.create_id(1446, pilgrim)
+    results = ledger.record_batch(
+        [
+            (
+                command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY", identity=NAMES),
+                actor(Role.MISSION),
+            ),
+            (
+                command("PackageContracted", journey_id=journey_id, company_id="company-1", package_id="P-1"),
+                actor(Role.MISSION),
+            ),
+        ]
+    )
+    assert [type(r).__name__ for r in results] == ["VaultKeyError", "NotFoundError"]
+    assert ledger.head() == 0
