@@ -43,14 +43,15 @@ SEASON, SEED = 1446, 11
 @dataclass(frozen=True)
 class Sizes:
     pilgrims: int  # batched ingest and its baselines
+    vault: int  # identities in the vault for the passport lookup
     single: int  # commands for the single-command figures
     scale: int  # pilgrims in the scale run
     raw_single: int  # rows for the one-row-per-transaction baseline
     runs: int
 
 
-FULL = Sizes(pilgrims=3000, single=3000, scale=100_000, raw_single=3000, runs=3)
-SMOKE = Sizes(pilgrims=60, single=150, scale=120, raw_single=100, runs=1)
+FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
+SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1)
 
 
 # What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
@@ -361,7 +362,88 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
             "load_events_per_s": recorded / elapsed}  # fmt: skip
 
 
+def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]:
+    """Registration with identity against without; passport lookups in a vault of `vault` identities; erasure."""
+    import random
+
+    from hajj_ledger import names
+    from hajj_ledger.commands import EraseIdentity, Register
+    from hajj_ledger.ledger import Outcome
+    from hajj_ledger.vault import Identity
+    from hajj_ledger.vocabulary import Actor, Role
+
+    ledger = _ledger(url)
+    rng = random.Random(5)
+    mission = Actor("mission-EGY-00001", Role.MISSION)
+    arafat = datetime(2025, 6, 5).date()
+
+    def registrations_of(with_identity: bool) -> list[tuple[Any, Any]]:
+        return [
+            (Register(command_id=uuid4(), occurred_at=datetime.now(UTC), pilgrim_id=uuid4(), season=SEASON,
+                      country="EGY", identity=names.identity(rng, "EGY", rng.random() < 0.5, arafat)
+                      if with_identity else None), mission)
+            for _ in range(registrations)
+        ]  # fmt: skip
+
+    seconds = {}
+    for with_identity in (False, True):
+        commands = registrations_of(with_identity)
+        started = time.perf_counter()
+        for begin in range(0, len(commands), 1000):
+            assert all(isinstance(r, Outcome) for r in ledger.record_batch(commands[begin : begin + 1000]))
+        seconds[with_identity] = time.perf_counter() - started
+    # Fill the vault straight through the store (what a season of registrations would leave there).
+    keys = ledger.keys
+    passports = []
+    for begin in range(0, vault, 10_000):
+        batch = []
+        for _ in range(min(10_000, vault - begin)):
+            identity = names.identity(rng, "EGY", True, arafat)
+            passports.append(identity["passport_number"])
+            batch.append(keys.seal(uuid4(), Identity.model_validate(identity)))
+        _insert_sealed(ledger, batch)
+    lookups = []
+    for passport in rng.sample(passports, min(1000, len(passports))):
+        started = time.perf_counter()
+        assert ledger.find_by_passport(passport, "EGY")
+        lookups.append(time.perf_counter() - started)
+    erasures = []
+    registered = registrations_of(True)[:100]
+    for command, actor in registered:
+        outcome = ledger.record(command, actor)
+        erase = EraseIdentity(
+            command_id=uuid4(), occurred_at=datetime.now(UTC), journey_id=outcome.aggregate_id, reason="pilgrim_request"
+        )
+        started = time.perf_counter()
+        ledger.record(erase, Actor("ledger-operator", Role.MINISTRY))
+        erasures.append(time.perf_counter() - started)
+    ledger.close()
+    lookups.sort()
+    erasures.sort()
+    return {
+        "rate": seconds[True] / seconds[False],  # the cost of identity: ≤ 1.25 wanted
+        "lookup_p99_ms": 1000 * lookups[int(len(lookups) * 0.99)],
+        "erase_p99_ms": 1000 * erasures[int(len(erasures) * 0.99)],
+        "vault": vault + 2 * registrations,
+    }
+
+
+def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
+    rows = [(s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index) for s in sealed]
+    if type(ledger.recorder).__name__.startswith("SQLite"):
+        with ledger.recorder.datastore.transaction(commit=True) as c:
+            c.executemany("INSERT INTO identity_vault VALUES (?, ?, ?, ?, ?)", [(r[0].hex, *r[1:]) for r in rows])
+        return
+    with ledger.recorder.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            "INSERT INTO identity_vault SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::bytea[], "
+            "%s::bytea[])",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "identity": measure_identity,
     "catchup": measure_catchup,
     "lag": measure_lag,
     "ingest": measure_ingest,
@@ -461,6 +543,8 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
         say("projection catch-up and live lag")
         catchup = repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)
         lag = repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
+        say(f"identity vault, {sizes.vault:,} identities")
+        identity = repeat(sizes.runs, kind, "identity", registrations=2000 if sizes is FULL else 100, vault=sizes.vault)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -473,6 +557,7 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "scale": summarise(scale),
             "catchup": summarise(catchup),
             "lag": summarise(lag),
+            "identity": summarise(identity),
         }
     return figures
 
@@ -546,6 +631,27 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
         load = f["lag"]["details"][0]["load_events_per_s"]
         row(kind, f"live lag p99, ms, all nine projections, ledger taking {load:,.0f} events/s", "lag", None,
             "< 250 ms" if pg else "", met_lag)  # fmt: skip
+    for kind in figures:
+        f, pg = figures[kind], kind == "postgres"
+        details = f["identity"]["details"]
+        cost = f["identity"]["median"]
+        lookup = statistics.median(d["lookup_p99_ms"] for d in details)
+        erase = statistics.median(d["erase_p99_ms"] for d in details)
+        vault = details[0]["vault"]
+        rows.append(
+            f"| {kind} | registration with identity, cost as a multiple of without | {cost:.2f}x | "
+            f"{min(d['rate'] for d in details):.2f}-{max(d['rate'] for d in details):.2f} | {len(details)} | "
+            f"registration without identity | {cost:.2f}x | {'≤ 1.25x' if pg else ''} | "
+            f"{('yes' if cost <= 1.25 else '**no**') if pg else ''} | {f['identity']['rss_mb']:.0f} MB |"
+        )
+        rows.append(
+            f"| {kind} | passport lookup p99, ms, vault of {vault:,} identities | {lookup:.2f} |  | {len(details)} "
+            f"|  |  | {'< 5 ms' if pg else ''} | {('yes' if lookup < 5 else '**no**') if pg else ''} |  |"
+        )
+        rows.append(
+            f"| {kind} | erasing one pilgrim p99, ms | {erase:.1f} |  | {len(details)} |  |  | "
+            f"{'< 100 ms' if pg else ''} | {('yes' if erase < 100 else '**no**') if pg else ''} |  |"
+        )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]
