@@ -117,11 +117,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
         )
         if vault:
+            kept, destroyed = _final(vault)
             c.execute("PRAGMA secure_delete = ON")  # erased bytes are overwritten, not just unlinked
-            for journey_id, sealed in vault:
-                c.execute("DELETE FROM identity_vault WHERE journey_id = ?", (journey_id.hex,))
-                if sealed is not None:
-                    c.execute("INSERT INTO identity_vault VALUES (?, ?, ?, ?, ?)", _sqlite_row(sealed))
+            c.executemany("DELETE FROM identity_vault WHERE journey_id = ?", [(j.hex,) for j in destroyed])
+            c.executemany("INSERT OR REPLACE INTO identity_vault VALUES (?, ?, ?, ?, ?)", map(_sqlite_row, kept))
         return ids
 
     def select_sealed(self, journey_id: UUID) -> Sealed | None:
@@ -174,6 +173,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             return positions
 
 
+def _final(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
+    """What a batch leaves in the vault: each journey's last change, as identities kept and journeys erased."""
+    last = dict(vault)
+    return [s for s in last.values() if s is not None], [j for j, s in last.items() if s is None]
+
+
 def _row(sealed: Sealed) -> tuple[Any, ...]:
     s = sealed
     return (s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index)
@@ -208,6 +213,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ).format(self.vault_table),
             SQL("CREATE INDEX IF NOT EXISTS identity_vault_passport ON {} (passport_index)").format(self.vault_table),
         ]
+        self.upsert_vault = SQL(
+            "INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[]) "
+            "ON CONFLICT (journey_id) DO UPDATE SET key_id = EXCLUDED.key_id, wrapped_key = EXCLUDED.wrapped_key, "
+            "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index"
+        ).format(self.vault_table)
         # Whole columns as binary arrays: the library's array of composite values is dumped as text, value by
         # value, which profiling showed costing more than the insert itself.
         self.insert_columns = SQL(
@@ -238,10 +248,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         **kwargs: Any,
     ) -> None:
         # Runs inside the library's insert transaction, before the events themselves.
-        for journey_id, sealed in vault:
-            curs.execute(SQL("DELETE FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
-            if sealed is not None:
-                curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(self.vault_table), _row(sealed))
+        if vault:
+            kept, destroyed = _final(vault)
+            if destroyed:
+                curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
+            if kept:
+                curs.execute(self.upsert_vault, [list(column) for column in zip(*map(_row, kept), strict=True)])
         if receipts:
             curs.execute(
                 self.insert_receipts,

@@ -15,6 +15,7 @@ import os
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
@@ -114,8 +115,13 @@ class MasterKeys:
             f"or {KEY_FILE_VARIABLE}"
         )
 
-    def _derived(self, purpose: bytes) -> bytes:
-        return hmac.new(self.keys[self.current], purpose, hashlib.sha256).digest()
+    @cached_property
+    def _index_key(self) -> bytes:
+        return hmac.new(self.keys[self.current], b"passport index", hashlib.sha256).digest()
+
+    @cached_property
+    def _fingerprint_key(self) -> bytes:
+        return hmac.new(self.keys[self.current], b"fingerprint", hashlib.sha256).digest()
 
     def seal(self, journey_id: UUID, identity: Identity) -> Sealed:
         data_key = AESGCM.generate_key(bit_length=256)
@@ -152,11 +158,11 @@ class MasterKeys:
 
     def passport_index(self, number: str, country: str) -> bytes:
         normalised = f"{unicodedata.normalize('NFKC', number).upper().replace(' ', '')}|{country.upper()}"
-        return hmac.new(self._derived(b"passport index"), normalised.encode(), hashlib.sha256).digest()
+        return hmac.new(self._index_key, normalised.encode(), hashlib.sha256).digest()
 
     def fingerprint(self, sealed: Sealed) -> str:
         """What an event may say of an identity: a keyed hash of its ciphertext, nothing of its content."""
-        return hmac.new(self._derived(b"fingerprint"), sealed.ciphertext, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._fingerprint_key, sealed.ciphertext, hashlib.sha256).hexdigest()[:32]
 
 
 def generate_key() -> str:

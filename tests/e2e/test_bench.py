@@ -10,7 +10,18 @@ from pathlib import Path
 from tests.conftest import POSTGRES_AVAILABLE
 
 ROOT = Path(__file__).parents[2]
-FIGURES = ["ingest", "raw_batched", "raw_single", "library_default", "single_1", "single_64", "scale", "catchup", "lag", "identity"]
+FIGURES = [
+    "ingest",
+    "raw_batched",
+    "raw_single",
+    "library_default",
+    "single_1",
+    "single_64",
+    "scale",
+    "catchup",
+    "lag",
+    "identity",
+]
 
 
 def test_a_smoke_run_writes_every_figure(tmp_path: Path) -> None:
