@@ -185,8 +185,7 @@ def _row(sealed: Sealed) -> tuple[Any, ...]:
 
 
 def _sqlite_row(sealed: Sealed) -> tuple[Any, ...]:
-    s = sealed
-    return (s.journey_id.hex, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index)
+    return (sealed.journey_id.hex, *_row(sealed)[1:])
 
 
 def _sealed(row: Any) -> Sealed:

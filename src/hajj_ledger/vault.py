@@ -133,6 +133,10 @@ class MasterKeys:
         )  # fmt: skip
 
     def open(self, sealed: Sealed) -> Identity:
+        return self._opened(sealed)[1]
+
+    def _opened(self, sealed: Sealed) -> tuple[bytes, Identity]:
+        """The data key and the identity it encrypts, or a VaultKeyError saying which key failed."""
         master = self.keys.get(sealed.key_id)
         if master is None:
             raise VaultKeyError(f"identity of journey {sealed.journey_id} is wrapped by unknown key {sealed.key_id!r}")
@@ -143,15 +147,11 @@ class MasterKeys:
             raise VaultKeyError(
                 f"master key {sealed.key_id!r} does not open the identity of journey {sealed.journey_id}"
             ) from None
-        return Identity.model_validate_json(plain)
+        return data_key, Identity.model_validate_json(plain)
 
     def rewrap(self, sealed: Sealed) -> Sealed:
         """The same data key under the current master key; the encrypted identity is not touched."""
-        master = self.keys.get(sealed.key_id)
-        if master is None:
-            raise VaultKeyError(f"unknown key {sealed.key_id!r}")
-        data_key = _decrypt(master, sealed.wrapped_key, sealed.journey_id.bytes + sealed.key_id.encode())
-        identity = Identity.model_validate_json(_decrypt(data_key, sealed.ciphertext, sealed.journey_id.bytes))
+        data_key, identity = self._opened(sealed)
         wrapped = _encrypt(self.keys[self.current], data_key, sealed.journey_id.bytes + self.current.encode())
         index = self.passport_index(identity.passport_number, identity.passport_country)
         return Sealed(sealed.journey_id, self.current, wrapped, sealed.ciphertext, index)
