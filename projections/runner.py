@@ -165,10 +165,15 @@ class Runner:
 
     def rebuild(self, projection: Projection) -> None:
         """Build the other generation from position 0 beside the serving one, then swap the views atomically."""
-        serving, _, _ = self._position(projection)
+        serving, _, _ = self._retrying(lambda: self._position(projection))
         fresh = next(g for g in GENERATIONS if g != serving)
-        self.prepare(projection, fresh)
+        # Every step through _retrying, like the live runner's: a locked or absent store is waited out.
+        self._retrying(lambda: self.prepare(projection, fresh))
         self.catch_up(projection, fresh)
+        self._retrying(lambda: self._swap(projection, fresh))
+        self._retrying(lambda: self._drop(projection, serving))
+
+    def _swap(self, projection: Projection, fresh: str) -> None:
         with self.engine.begin() as connection:
             while self.step(projection, fresh, connection):  # the last events, inside the swap
                 pass
@@ -179,14 +184,18 @@ class Runner:
                 .where(positions.c.projection == projection.name)
                 .values(serving=positions.c.generation == fresh)
             )
+
+    def _drop(self, projection: Projection, generation: str) -> None:
         with self.engine.begin() as connection:
             # The position row first: it waits for a live runner's batch on the old generation to commit, and
             # makes that runner's next compare-and-set fail, so it moves to the new one; then the tables go.
             connection.execute(
-                sa.delete(positions).where(positions.c.projection == projection.name, positions.c.generation == serving)
+                sa.delete(positions).where(
+                    positions.c.projection == projection.name, positions.c.generation == generation
+                )
             )
             for model in projection.models:
-                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, serving)}"'))
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, generation)}"'))
 
     def prepare(self, projection: Projection, generation: str) -> None:
         """Empty tables for a generation that is not serving, at position 0."""
