@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/hajj-ledger demo
+	$(BIN)/hajj-ledger serve --demo-keys
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,1 +1,1 @@
-"""The HTTP face of the ledger (arrives with the HTTP API issue)."""
+"""The HTTP face of the ledger: agencies record steps and read their own views over `/v1` (FastAPI)."""

@@ -33,14 +33,14 @@ def physical(name: str, generation: str) -> str:
     return f"{name}__{generation}"
 
 
-def engine_for(database_url: str | None = None) -> Engine:
+def engine_for(database_url: str | None = None, *, pool_size: int = 2) -> Engine:
     """The SQLAlchemy engine for the ledger's own store (`HAJJ_LEDGER_DATABASE_URL`)."""
     from hajj_ledger.store import database_url as configured
 
     url = database_url or configured()
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size)
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})

@@ -177,7 +177,7 @@ JOURNEY_STEPS: dict[str, Step] = {
         ),
         # Identity: the fact that it was given, corrected or erased; the content lives in the vault. Correction
         # and erasure stay possible after the end: they are the pilgrim's rights, and retention erases then.
-        _step("IdentityRecorded", [M], set(Stage) - ENDED, None, NO_IDENTITY, note="with registration"),
+        _step("IdentityRecorded", [M], set(Stage) - ENDED, None, NO_IDENTITY, note="or with registration"),
         _step("IdentityCorrected", [M], Stage, None, HAS_IDENTITY, note="also after the end"),
         _step(
             "IdentityErased", [M, Role.MINISTRY], Stage, None, HAS_IDENTITY, NO_LEGAL_HOLD, note="also after the end"
@@ -201,13 +201,25 @@ IDENTITY_READERS: dict[Role, str] = {
 }
 
 
+# Who may search identities by name: only inside the caller's own scope (the vault's name index is keyed by it),
+# where one Arabic name's many Latin spellings all match. Others find a pilgrim by passport.
+NAME_SEARCHERS: dict[Role, str] = {Role.MISSION: "its own pilgrims"}
+
+
+def check_name_searcher(role: Role) -> None:
+    if role not in NAME_SEARCHERS:
+        raise PermissionDeniedError(
+            role, "names", "only a mission searches names, among its own pilgrims", verb="search"
+        )
+
+
 def check_identity_reader(role: Role, agency_id: str, journey: Any) -> None:
     if role not in IDENTITY_READERS:
-        raise PermissionDeniedError(role, "identity", "this role never reads identities")
-    if role in SCOPE:
+        raise PermissionDeniedError(role, "identity", "this role never reads identities", verb="read")
+    if role in SCOPE and journey is not None:  # None: before a journey is known (a lookup filters by scope)
         owner, refusal = SCOPE[role]
         if getattr(journey, owner) != agency_id:
-            raise PermissionDeniedError(role, "identity", refusal)
+            raise PermissionDeniedError(role, "identity", refusal, verb="read")
 
 
 TRIP_STEPS: dict[str, Step] = {
@@ -229,6 +241,24 @@ SCOPE: dict[Role, tuple[str, str]] = {
     Role.MISSION: ("mission_id", "the journey was registered by another mission"),
     Role.COMPANY: ("company_id", "the journey is not contracted to this company"),
 }
+
+# Who reads which read model (projections/, by name) and a journey's history. A scoped role sees only its own rows
+# (SCOPE's column), so only views with that column are granted to it. Auditors read the log itself; analysts the
+# season's counts (and, later, pseudonymised exports), never a single journey.
+_OPERATIONS = frozenset(Role) - {Role.AUDITOR, Role.ANALYST}
+VIEW_READERS: dict[str, frozenset[Role]] = {
+    "journey_status": _OPERATIONS,
+    "port_arrivals": frozenset({Role.GACA, Role.JAWAZAT, Role.CUSTOMS, Role.WUKALA, Role.MINISTRY}),
+    "awaiting_transport": frozenset({Role.WUKALA, Role.NAQABA, Role.JAWAZAT, Role.MINISTRY}),
+    "trip_manifest": frozenset({Role.NAQABA, Role.WUKALA, Role.MINISTRY}),
+    "site_headcount": frozenset({Role.COMPANY, Role.MOH, Role.MINISTRY}),
+    "health_cases": frozenset({Role.MOH, Role.MINISTRY}),
+    "missing_persons": frozenset({Role.MISSION, Role.COMPANY, Role.JAWAZAT, Role.MOH, Role.MINISTRY}),
+    "overstay_watch": frozenset({Role.MISSION, Role.JAWAZAT, Role.MINISTRY}),
+    "season_funnel": frozenset({Role.MINISTRY, Role.ANALYST, Role.AUDITOR}),
+}
+HISTORY_READERS = _OPERATIONS | {Role.AUDITOR}
+RECORDERS = frozenset(role for step in (*JOURNEY_STEPS.values(), *TRIP_STEPS.values()) for role in step.roles)
 
 
 class RecordedEvent(Aggregate.Event):

@@ -75,6 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--agency", default="ledger-operator", help="the ministry office recording the erasure")
     erase.set_defaults(run=_erase)
 
+    identity = commands.add_parser("identity", help="read, find and re-key identities in the vault")
+    actions = identity.add_subparsers(required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="who the pilgrim is, for a role allowed to know")
+    show.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
+    show.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    show.set_defaults(run=_identity_show)
+    find = actions.add_parser("find", help="journeys by passport (blind index) or, for a mission, by name")
+    how = find.add_mutually_exclusive_group(required=True)
+    how.add_argument("--passport", metavar="NUMBER")
+    how.add_argument("--name", help="any spelling, Arabic script or Latin; every part must match")
+    find.add_argument("--country", help="the passport's issuing country (with --passport)")
+    find.set_defaults(run=_identity_find)
+    rotate = actions.add_parser("rotate-key", help="re-wrap every data key with the current master key")
+    rotate.set_defaults(run=_identity_rotate)
+    for reader in (show, find):
+        reader.add_argument("--role", required=True, choices=[r.value for r in Role])
+        reader.add_argument("--agency", required=True, help="the reading agency's id")
+
     retention = commands.add_parser(
         "retention", help="erase the identities of journeys ended long enough ago, except those on hold"
     )
@@ -142,6 +160,34 @@ def _erase(args: argparse.Namespace) -> int:
     )
     outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
     print(json.dumps(outcome_json(outcome)))
+    return 0
+
+
+def _identity_show(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    journey_id = _journey_id(ledger, args.id, args.season)
+    identity = ledger.identity(journey_id, Actor(args.agency, Role(args.role)))
+    print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
+    return 0
+
+
+def _identity_find(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    reader = Actor(args.agency, Role(args.role))
+    if args.passport is not None:
+        if not args.country:
+            raise ValidationError("country", "is required with --passport (the passport's issuing country)")
+        found = ledger.find_by_passport(args.passport, args.country, reader)
+    else:
+        found = ledger.find_by_name(args.name, reader)
+    for journey_id in found:
+        print(journey_id)
+    return 0 if found else 1
+
+
+def _identity_rotate(args: argparse.Namespace) -> int:
+    rewrapped = JourneyLedger().rotate_master_key()
+    print(f"{rewrapped:,} data keys re-wrapped with the current master key.")
     return 0
 
 

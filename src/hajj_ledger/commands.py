@@ -257,6 +257,13 @@ class Depart(JourneyCommand):
     flight: FlightNumber | None = None
 
 
+class RecordIdentity(JourneyCommand):
+    """The identity of a pilgrim registered without one (registration with identity records it at once)."""
+
+    event: Literal["IdentityRecorded"] = "IdentityRecorded"
+    identity: Identity
+
+
 class CorrectIdentity(JourneyCommand):
     event: Literal["IdentityCorrected"] = "IdentityCorrected"
     identity: Identity
@@ -344,6 +351,7 @@ Command = Annotated[
     | Cancel
     | ClearExit
     | Depart
+    | RecordIdentity
     | CorrectIdentity
     | EraseIdentity
     | PlaceLegalHold

@@ -34,11 +34,12 @@ class NotFoundError(LedgerError):
 class PermissionDeniedError(LedgerError):
     kind = "forbidden"
 
-    def __init__(self, role: str, event: str, reason: str = "") -> None:
+    def __init__(self, role: str, event: str, reason: str = "", *, verb: str = "record") -> None:
         because = f" ({reason})" if reason else ""
-        super().__init__(f"role '{role}' may not record {event}{because}")
+        super().__init__(f"role '{role}' may not {verb} {event}{because}")
         self.role = str(role)
         self.event = event
+        self.action = f"{verb} {event}"
 
 
 class IllegalStepError(LedgerError):

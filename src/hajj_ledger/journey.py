@@ -41,6 +41,14 @@ class Journey(Aggregate):
         season: int
         country: str
         pre_cleared: bool
+        identity_digest: str | None  # registered with an identity: a keyed hash of its ciphertext, never its content
+
+        # v1 was never given an identity at registration (IdentityRecorded followed it).
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["identity_digest"] = None
 
     class PackageContracted(Event):
         company_id: str
@@ -156,12 +164,28 @@ class Journey(Aggregate):
         return uuid5(JOURNEY_NAMESPACE, f"{season}:{pilgrim_id}")
 
     @classmethod
-    def register(cls, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool) -> Journey:
+    def register(
+        cls,
+        stamp: Stamp,
+        pilgrim_id: UUID,
+        season: int,
+        country: str,
+        pre_cleared: bool,
+        identity_digest: str | None = None,
+    ) -> Journey:
         check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp})
-        return cls(stamp, pilgrim_id, season, country, pre_cleared)
+        return cls(stamp, pilgrim_id, season, country, pre_cleared, identity_digest)
 
     @event(Registered)
-    def __init__(self, stamp: Stamp, pilgrim_id: UUID, season: int, country: str, pre_cleared: bool) -> None:
+    def __init__(
+        self,
+        stamp: Stamp,
+        pilgrim_id: UUID,
+        season: int,
+        country: str,
+        pre_cleared: bool,
+        identity_digest: str | None,
+    ) -> None:
         self.pilgrim_id = pilgrim_id
         self.season = season
         self.country = country
@@ -178,7 +202,7 @@ class Journey(Aggregate):
         self.stage_before_bus: Stage | None = None
         self.hospital: str | None = None
         self.missing = False
-        self.identity = "none"  # none, recorded, erased: the vault holds the rest
+        self.identity = "recorded" if identity_digest else "none"  # or "erased": the vault holds the rest
         self.holds: list[str] = []  # legal holds keeping the identity from erasure
         self.ended_at: datetime | None = None
         self.last_occurred_at = stamp.occurred_at

@@ -33,7 +33,14 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
 from hajj_ledger import store
-from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, check_identity_reader, check_step
+from hajj_ledger.catalogue import (
+    JOURNEY_STEPS,
+    SCOPE,
+    TRIP_STEPS,
+    check_identity_reader,
+    check_name_searcher,
+    check_step,
+)
 from hajj_ledger.codec import EventCodec
 from hajj_ledger.commands import (
     AssignBus,
@@ -42,6 +49,7 @@ from hajj_ledger.commands import (
     CorrectIdentity,
     EraseIdentity,
     JourneyCommand,
+    RecordIdentity,
     Register,
     ScheduleTrip,
     TripCommand,
@@ -56,6 +64,7 @@ from hajj_ledger.errors import (
     ValidationError,
 )
 from hajj_ledger.journey import Journey
+from hajj_ledger.spelling import name_keys
 from hajj_ledger.store import LedgerRecorder, Receipt
 from hajj_ledger.trip import Trip
 from hajj_ledger.vault import Identity, MasterKeys, Sealed
@@ -170,9 +179,25 @@ class JourneyLedger(Application[UUID]):
             )
         raise NotFoundError(f"journey {journey_id} has no identity in the vault")
 
-    def find_by_passport(self, number: str, country: str) -> list[UUID]:
-        """Journeys of a passport, through the blind index: nothing is decrypted."""
-        return self.store.select_by_passport(self.keys.passport_index(number, country))
+    def find_by_passport(self, number: str, country: str, reader: Actor) -> list[UUID]:
+        """Journeys of a passport, through the blind index (nothing is decrypted), that the reader may know of."""
+        check_identity_reader(reader.role, reader.agency_id, None)
+        found = self.store.select_by_passport(self.keys.passport_index(number, country))
+        if reader.role not in SCOPE:
+            return found
+        owner = SCOPE[reader.role][0]
+        return [j for j in found if getattr(self.journey(j), owner) == reader.agency_id]
+
+    def find_by_name(self, name: str, reader: Actor, limit: int = 100) -> list[UUID]:
+        """The reader's own pilgrims whose names match every part of `name`, in any script or spelling.
+
+        The search runs on the blind name index keyed by the reader's scope: another mission's pilgrims cannot
+        match, and nothing is decrypted."""
+        check_name_searcher(reader.role)
+        keys = name_keys(name)
+        if not keys:
+            raise ValidationError("name", "no letters to search for")
+        return self.store.select_by_names(self.keys.name_index(reader.agency_id, keys), limit)
 
     def rotate_master_key(self) -> int:
         """Re-wrap every data key with the current master key; the encrypted identities are not touched."""
@@ -384,11 +409,12 @@ class JourneyLedger(Application[UUID]):
                 trip.reserve_seat(stamp, journey.id)
                 journey.assign_bus(stamp, trip.id, trip.destination)
                 return [journey, trip]
-            case CorrectIdentity():
+            case RecordIdentity() | CorrectIdentity():
                 journey = unit.get(command.journey_id, Journey)
-                check_step(JOURNEY_STEPS, "IdentityCorrected", journey, {"stamp": stamp})
-                sealed = self.keys.seal(journey.id, command.identity)
-                journey.correct_identity(stamp, self.keys.fingerprint(sealed))
+                check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp})
+                sealed = self.keys.seal(journey.id, command.identity, scope=journey.mission_id)
+                change = journey.record_identity if isinstance(command, RecordIdentity) else journey.correct_identity
+                change(stamp, sealed.fingerprint)
                 unit.vault.append((journey.id, sealed))
                 return [journey]
             case EraseIdentity():
@@ -425,12 +451,13 @@ class JourneyLedger(Application[UUID]):
             )
         arguments = command.arguments()
         identity = arguments.pop("identity")
-        # Sealed first: without a master key the command is refused before anything has changed.
-        sealed = self.keys.seal(journey_id, identity) if identity is not None else None
-        journey = unit.add(Journey.register(stamp, **arguments))
-        if sealed is not None:
-            journey.record_identity(stamp, self.keys.fingerprint(sealed))
-            unit.vault.append((journey.id, sealed))
+        if identity is None:
+            return unit.add(Journey.register(stamp, **arguments))
+        # Sealed first: without a master key the command is refused before anything has changed. The Registered
+        # event itself says the identity was given (its digest): one event, as it is one act.
+        sealed = self.keys.seal(journey_id, identity, scope=stamp.agency_id)
+        journey = unit.add(Journey.register(stamp, **arguments, identity_digest=sealed.fingerprint))
+        unit.vault.append((journey.id, sealed))
         return journey
 
     def _schedule_trip(self, command: ScheduleTrip, stamp: Stamp, unit: _Unit) -> Trip:

@@ -7,7 +7,10 @@ the events a command produced, so that a command id is remembered exactly when i
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +74,8 @@ class LedgerRecorder(Protocol):
 
     def select_by_passport(self, index: bytes) -> list[UUID]: ...
 
+    def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]: ...
+
     def select_all_sealed(self) -> list[Sealed]: ...
 
     def select_vault_journeys(self) -> list[UUID]: ...
@@ -90,8 +95,13 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS command_receipts ("
             "command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, outcome TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS identity_vault (journey_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
-            "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL)",
+            "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL, "
+            "scope TEXT NOT NULL, name_index BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS identity_vault_passport ON identity_vault (passport_index)",
+            # SQLite has no arrays: the name index gets a table of its own, one row per entry.
+            "CREATE TABLE IF NOT EXISTS identity_names (entry BLOB NOT NULL, journey_id TEXT NOT NULL, "
+            "PRIMARY KEY (entry, journey_id)) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS identity_names_journey ON identity_names (journey_id)",
         ]
 
     def _insert_events(
@@ -119,9 +129,22 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         if vault:
             kept, destroyed = _final(vault)
             c.execute("PRAGMA secure_delete = ON")  # erased bytes are overwritten, not just unlinked
+            self._delete_names(c, [*destroyed, *(s.journey_id for s in kept)])
             c.executemany("DELETE FROM identity_vault WHERE journey_id = ?", [(j.hex,) for j in destroyed])
-            c.executemany("INSERT OR REPLACE INTO identity_vault VALUES (?, ?, ?, ?, ?)", map(_sqlite_row, kept))
+            self._write_sealed(c, kept)
         return ids
+
+    @staticmethod
+    def _write_sealed(c: SQLiteCursor, sealed: Sequence[Sealed]) -> None:
+        c.executemany("INSERT OR REPLACE INTO identity_vault VALUES (?, ?, ?, ?, ?, ?, ?)", map(_sqlite_row, sealed))
+        c.executemany(
+            "INSERT OR IGNORE INTO identity_names VALUES (?, ?)",
+            [(entry, s.journey_id.hex) for s in sealed for entry in s.name_index],
+        )
+
+    @staticmethod
+    def _delete_names(c: SQLiteCursor, journey_ids: Sequence[UUID]) -> None:
+        c.executemany("DELETE FROM identity_names WHERE journey_id = ?", [(j.hex,) for j in journey_ids])
 
     def select_sealed(self, journey_id: UUID) -> Sealed | None:
         with self.datastore.transaction(commit=False) as c:
@@ -132,6 +155,16 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def select_by_passport(self, index: bytes) -> list[UUID]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT journey_id FROM identity_vault WHERE passport_index = ?", (index,))
+            return [UUID(r[0]) for r in c.fetchall()]
+
+    def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]:
+        marks = ",".join("?" * len(entries))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT journey_id FROM identity_names WHERE entry IN ({marks}) GROUP BY journey_id "
+                "HAVING count(*) = ? ORDER BY journey_id LIMIT ?",
+                (*entries, len(entries), limit),
+            )
             return [UUID(r[0]) for r in c.fetchall()]
 
     def select_vault_journeys(self) -> list[UUID]:
@@ -147,7 +180,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute("PRAGMA secure_delete = ON")
-            c.executemany("INSERT OR REPLACE INTO identity_vault VALUES (?, ?, ?, ?, ?)", map(_sqlite_row, sealed))
+            self._delete_names(c, [s.journey_id for s in sealed])
+            self._write_sealed(c, sealed)
 
     def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
         if not command_ids:
@@ -180,8 +214,9 @@ def _final(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
 
 
 def _row(sealed: Sealed) -> tuple[Any, ...]:
+    """A vault row; the name index as its entries joined (each is 8 bytes), as one value of an unnest."""
     s = sealed
-    return (s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index)
+    return (s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index, s.scope, b"".join(s.name_index))
 
 
 def _sqlite_row(sealed: Sealed) -> tuple[Any, ...]:
@@ -190,7 +225,10 @@ def _sqlite_row(sealed: Sealed) -> tuple[Any, ...]:
 
 def _sealed(row: Any) -> Sealed:
     journey_id = row[0] if isinstance(row[0], UUID) else UUID(row[0])
-    return Sealed(journey_id, row[1], bytes(row[2]), bytes(row[3]), bytes(row[4]))
+    names = row[6]
+    if isinstance(names, bytes):
+        names = [names[i : i + 8] for i in range(0, len(names), 8)]
+    return Sealed(journey_id, row[1], bytes(row[2]), bytes(row[3]), bytes(row[4]), row[5], tuple(map(bytes, names)))
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -208,14 +246,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (journey_id uuid PRIMARY KEY, key_id text NOT NULL, "
-                "wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, passport_index bytea NOT NULL)"
+                "wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, passport_index bytea NOT NULL, "
+                "scope text NOT NULL, name_index bytea[] NOT NULL)"
             ).format(self.vault_table),
             SQL("CREATE INDEX IF NOT EXISTS identity_vault_passport ON {} (passport_index)").format(self.vault_table),
+            SQL("CREATE INDEX IF NOT EXISTS identity_vault_names ON {} USING gin (name_index)").format(
+                self.vault_table
+            ),
         ]
+        # unnest flattens arrays of arrays: each row's name index arrives joined and is cut back into entries.
         self.upsert_vault = SQL(
-            "INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[]) "
+            "INSERT INTO {} SELECT j, k, w, c, p, s, ARRAY(SELECT substring(n FROM i FOR 8) "
+            "FROM generate_series(1, length(n), 8) AS i) "
+            "FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[], %b::text[], %b::bytea[]) "
+            "AS v(j, k, w, c, p, s, n) "
             "ON CONFLICT (journey_id) DO UPDATE SET key_id = EXCLUDED.key_id, wrapped_key = EXCLUDED.wrapped_key, "
-            "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index"
+            "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index, scope = EXCLUDED.scope, "
+            "name_index = EXCLUDED.name_index"
         ).format(self.vault_table)
         # Whole columns as binary arrays: the library's array of composite values is dumped as text, value by
         # value, which profiling showed costing more than the insert itself.
@@ -302,6 +349,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
             return [r["journey_id"] for r in curs.fetchall()]
 
+    def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT journey_id FROM {} WHERE name_index @> %s::bytea[] ORDER BY journey_id LIMIT %s").format(
+                    self.vault_table
+                ),
+                (list(entries), limit),
+            )
+            return [r["journey_id"] for r in curs.fetchall()]
+
     def select_vault_journeys(self) -> list[UUID]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT journey_id FROM {}").format(self.vault_table))
@@ -317,9 +374,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             for s in sealed:
                 curs.execute(
                     SQL(
-                        "UPDATE {} SET key_id = %s, wrapped_key = %s, passport_index = %s WHERE journey_id = %s"
+                        "UPDATE {} SET key_id = %s, wrapped_key = %s, passport_index = %s, name_index = %s::bytea[] "
+                        "WHERE journey_id = %s"
                     ).format(self.vault_table),
-                    (s.key_id, s.wrapped_key, s.passport_index, s.journey_id),
+                    (s.key_id, s.wrapped_key, s.passport_index, list(s.name_index), s.journey_id),
                 )
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
@@ -342,6 +400,20 @@ def database_url() -> str:
     return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
 
 
+def _use_wal(path: str) -> None:
+    """Switch a new SQLite file to WAL once, waiting out other processes: the library switches it on each new
+    connection otherwise, and that switch fails at once ("database is locked") when ledgers start together."""
+    for attempt in range(300):
+        try:
+            with closing(sqlite3.connect(path, timeout=30)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 299:
+                raise
+            time.sleep(0.1)
+
+
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL."""
     parts = urlsplit(url)
@@ -350,6 +422,7 @@ def store_env(url: str) -> dict[str, str]:
         if not path:
             raise ValueError(f"{DATABASE_URL_VARIABLE}: expected sqlite:///PATH, got {url!r}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _use_wal(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,

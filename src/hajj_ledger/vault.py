@@ -3,7 +3,9 @@
 Each identity is encrypted (AES-GCM) with a data key of that pilgrim's own; the data key is stored wrapped by a
 master key given by configuration. Destroying the vault row destroys the data key, and with it the identity,
 while every event, which holds no identity, stays as it was ("crypto-shredding"). A passport is found through a
-blind index: a keyed hash of the normalised number and issuing country, so lookups never decrypt the vault.
+blind index: a keyed hash of the normalised number and issuing country, so lookups never decrypt the vault; a
+name through keyed hashes of its spelling keys (see spelling.py), keyed also by the mission that registered the
+pilgrim, so a search can only ever find that mission's own pilgrims.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hajj_ledger.errors import LedgerError
+from hajj_ledger.spelling import name_keys
 
 KEYS_VARIABLE = "HAJJ_LEDGER_MASTER_KEYS"
 KEY_FILE_VARIABLE = "HAJJ_LEDGER_MASTER_KEY_FILE"
 DEMO_KEY_FILE = Path("var/master.keys")
 
+ONCE = bytes(12)  # the nonce of a key used once
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -62,6 +66,14 @@ class Sealed:
     wrapped_key: bytes  # the data key, encrypted with master key `key_id`
     ciphertext: bytes  # the identity, encrypted with the data key
     passport_index: bytes  # blind index of passport number and issuing country
+    scope: str  # the mission whose pilgrim this is: name searches run inside it
+    name_index: tuple[bytes, ...]  # blind index of the names' spelling keys, within the scope
+
+    @property
+    def fingerprint(self) -> str:
+        """What an event may say of an identity: a keyed hash of its ciphertext, nothing of its content. AES-GCM's
+        tag is exactly that (a MAC of the ciphertext under the pilgrim's data key), so it is used as it is."""
+        return self.ciphertext[-16:].hex()
 
 
 @dataclass(frozen=True)
@@ -116,21 +128,30 @@ class MasterKeys:
         )
 
     @cached_property
+    def _current_cipher(self) -> AESGCM:
+        return AESGCM(self.keys[self.current])
+
+    @cached_property
     def _index_key(self) -> bytes:
         return hmac.new(self.keys[self.current], b"passport index", hashlib.sha256).digest()
 
     @cached_property
-    def _fingerprint_key(self) -> bytes:
-        return hmac.new(self.keys[self.current], b"fingerprint", hashlib.sha256).digest()
+    def _name_key(self) -> bytes:
+        return hmac.new(self.keys[self.current], b"name index", hashlib.sha256).digest()
 
-    def seal(self, journey_id: UUID, identity: Identity) -> Sealed:
-        data_key = AESGCM.generate_key(bit_length=256)
-        ciphertext = _encrypt(data_key, identity.model_dump_json().encode(), journey_id.bytes)
-        wrapped = _encrypt(self.keys[self.current], data_key, journey_id.bytes + self.current.encode())
-        return Sealed(
-            journey_id, self.current, wrapped, ciphertext, self.passport_index(identity.passport_number,
-                                                                               identity.passport_country)
-        )  # fmt: skip
+    def seal(self, journey_id: UUID, identity: Identity, scope: str) -> Sealed:
+        data_key = os.urandom(32)
+        # A data key encrypts exactly one identity (a correction gets a new key), so its nonce may be constant.
+        plain = identity.model_dump_json().encode()
+        ciphertext = ONCE + AESGCM(data_key).encrypt(ONCE, plain, journey_id.bytes)
+        return self._sealed(journey_id, data_key, ciphertext, identity, scope)
+
+    def _sealed(self, journey_id: UUID, data_key: bytes, ciphertext: bytes, identity: Identity, scope: str) -> Sealed:
+        nonce = os.urandom(12)  # the master key wraps many data keys: a fresh nonce each time
+        wrapped = nonce + self._current_cipher.encrypt(nonce, data_key, journey_id.bytes + self.current.encode())
+        passport = self.passport_index(identity.passport_number, identity.passport_country)
+        names = name_keys(identity.name_arabic) | name_keys(identity.name_latin)
+        return Sealed(journey_id, self.current, wrapped, ciphertext, passport, scope, self.name_index(scope, names))
 
     def open(self, sealed: Sealed) -> Identity:
         return self._opened(sealed)[1]
@@ -152,26 +173,32 @@ class MasterKeys:
     def rewrap(self, sealed: Sealed) -> Sealed:
         """The same data key under the current master key; the encrypted identity is not touched."""
         data_key, identity = self._opened(sealed)
-        wrapped = _encrypt(self.keys[self.current], data_key, sealed.journey_id.bytes + self.current.encode())
-        index = self.passport_index(identity.passport_number, identity.passport_country)
-        return Sealed(sealed.journey_id, self.current, wrapped, sealed.ciphertext, index)
+        return self._sealed(sealed.journey_id, data_key, sealed.ciphertext, identity, sealed.scope)
 
     def passport_index(self, number: str, country: str) -> bytes:
         normalised = f"{unicodedata.normalize('NFKC', number).upper().replace(' ', '')}|{country.upper()}"
-        return hmac.new(self._index_key, normalised.encode(), hashlib.sha256).digest()
+        return hmac.digest(self._index_key, normalised.encode(), "sha256")
 
-    def fingerprint(self, sealed: Sealed) -> str:
-        """What an event may say of an identity: a keyed hash of its ciphertext, nothing of its content."""
-        return hmac.new(self._fingerprint_key, sealed.ciphertext, hashlib.sha256).hexdigest()[:32]
+    def name_index(self, scope: str, keys: set[str]) -> tuple[bytes, ...]:
+        """Blind index entries of spelling keys: 8 bytes each, distinct per scope (no linking across missions)."""
+        return tuple(sorted(self._name_entry(scope, key) for key in keys))
+
+    def _name_entry(self, scope: str, key: str) -> bytes:
+        entries = self._name_entries
+        entry = entries.get((scope, key))
+        if entry is None:
+            if len(entries) > 200_000:
+                entries.clear()
+            entry = entries[scope, key] = hmac.digest(self._name_key, f"{scope}\x00{key}".encode(), "sha256")[:8]
+        return entry
+
+    @cached_property
+    def _name_entries(self) -> dict[tuple[str, str], bytes]:
+        return {}  # a mission's pilgrims share names: each entry is computed once
 
 
 def generate_key() -> str:
     return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode().rstrip("=")
-
-
-def _encrypt(key: bytes, plain: bytes, associated: bytes) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(key).encrypt(nonce, plain, associated)
 
 
 def _decrypt(key: bytes, sealed: bytes, associated: bytes) -> bytes:

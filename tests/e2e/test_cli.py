@@ -16,6 +16,7 @@ from tests.support import T0
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 README = Path(__file__).parents[2] / "README.md"
+JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
 
 
 def run(store_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -175,14 +176,27 @@ def test_register_with_identity_then_erase(store_url: str) -> None:
     }
     recorded = run(store_url, "record", "--role", "mission", "--agency", "m-TUR", json.dumps(registration))
     assert recorded.returncode == 0, recorded.stderr
-    assert json.loads(recorded.stdout)["events"] == ["Registered", "IdentityRecorded"]
+    assert json.loads(recorded.stdout)["events"] == ["Registered"]
+    journey_id = json.loads(recorded.stdout)["aggregate_id"]
+    shown = run(store_url, "identity", "show", str(pilgrim), "--role", "jawazat", "--agency", "jawazat-IST")
+    assert json.loads(shown.stdout)["name_latin"] == "AHMET YILDIZ", shown.stderr
+    refused = run(store_url, "identity", "show", str(pilgrim), "--role", "analyst", "--agency", "a-1")
+    assert refused.returncode == 1 and "may not read identity" in refused.stderr
+    by_passport = run(store_url, "identity", "find", "--passport", "u12345678", "--country", "TUR", *JAWAZAT)
+    assert by_passport.stdout.split() == [journey_id]
+    by_name = run(store_url, "identity", "find", "--name", "Ahmed Yildiz", "--role", "mission", "--agency", "m-TUR")
+    assert by_name.stdout.split() == [journey_id]
+    elsewhere = run(store_url, "identity", "find", "--name", "Ahmed", "--role", "mission", "--agency", "m-EGY")
+    assert elsewhere.returncode == 1 and elsewhere.stdout == ""
     erased = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
     assert erased.returncode == 0, erased.stderr
     assert json.loads(erased.stdout)["events"] == ["IdentityErased"]
     history = run(store_url, "history", str(pilgrim), "--json")
     rows = [json.loads(line) for line in history.stdout.splitlines()]
-    assert [r["event"] for r in rows] == ["Registered", "IdentityRecorded", "IdentityErased"]
+    assert [r["event"] for r in rows] == ["Registered", "IdentityErased"]
     assert rows[-1]["role"] == "ministry" and rows[-1]["details"] == {"reason": "pilgrim_request"}
     assert "YILDIZ" not in history.stdout
+    gone = run(store_url, "identity", "find", "--passport", "U12345678", "--country", "TUR", *JAWAZAT)
+    assert gone.returncode == 1 and gone.stdout == ""
     again = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
     assert again.returncode == 1 and "needs an identity in the vault" in again.stderr

@@ -277,6 +277,19 @@ def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedg
     assert (read.port, read.mode, read.flight) == ("HADITHA", "land", None)
 
 
+def test_a_version_1_registration_reads_back_without_an_identity(ledger: JourneyLedger) -> None:
+    outcome = ledger.record(command("Registered", pilgrim_id=uuid4(), season=1446, country="JOR"), actor(Role.MISSION))
+    stored = ledger.mapper.to_stored_event(ledger.history(outcome.aggregate_id)[0])
+    state = json.loads(stored.state)
+    assert state.pop("class_version") == 2
+    del state["identity_digest"]  # version 1 had none: IdentityRecorded followed
+    old_journey = uuid4()
+    ledger.recorder.insert_events([StoredEvent(old_journey, 1, stored.topic, json.dumps(state).encode())])
+    read = ledger.history(old_journey)[0]
+    assert isinstance(read, Journey.Registered) and read.identity_digest is None
+    assert ledger.journey(old_journey).identity == "none"
+
+
 def test_the_log_keeps_the_order_of_commands_across_aggregates(ledger: JourneyLedger) -> None:
     """A batch touching a journey first and its trip later still logs each cause before its effect."""
     [journey] = arrive_and_clear(ledger, 1)

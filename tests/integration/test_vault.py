@@ -62,8 +62,9 @@ def personal_strings() -> list[bytes]:
 def test_registration_with_identity_is_one_operation(ledger: JourneyLedger) -> None:
     journey_id = register(ledger)
     assert ledger.identity(journey_id, actor(Role.MISSION)) == Identity.model_validate(NAMES)
-    names = [type(e).__name__ for e in ledger.history(journey_id)]
-    assert names == ["Registered", "IdentityRecorded"]
+    (registered,) = ledger.history(journey_id)  # one event says the pilgrim was registered with an identity
+    assert isinstance(registered, Journey.Registered) and registered.identity_digest
+    assert ledger.journey(journey_id).identity == "recorded"
     for row in ledger.recorder.select_notifications(start=1, limit=100):
         assert not any(s in row.state for s in personal_strings()), "identity in an event"
 
@@ -85,18 +86,30 @@ def test_a_failure_between_events_and_vault_stores_neither(
 def test_lookup_by_passport_uses_the_blind_index(ledger: JourneyLedger) -> None:
     journey_id = register(ledger)
     register(ledger, {**NAMES, "passport_number": "Q1111111"})
-    assert ledger.find_by_passport("p 9876543", "egy") == [journey_id]
-    assert ledger.find_by_passport("P9876543", "SDN") == []
+    assert ledger.find_by_passport("p 9876543", "egy", actor(Role.JAWAZAT)) == [journey_id]
+    assert ledger.find_by_passport("P9876543", "SDN", actor(Role.JAWAZAT)) == []
 
 
 def test_a_correction_keeps_history_and_replaces_the_identity(ledger: JourneyLedger, store_url: str) -> None:
     journey_id = register(ledger)
     ledger.record(command("IdentityCorrected", journey_id=journey_id, identity=CORRECTED), actor(Role.MISSION))
     assert ledger.identity(journey_id, actor(Role.MISSION)).name_latin == CORRECTED["name_latin"]
-    recorded, corrected = ledger.history(journey_id)[1:]
-    assert isinstance(recorded, Journey.IdentityRecorded) and isinstance(corrected, Journey.IdentityCorrected)
-    assert recorded.ciphertext_digest != corrected.ciphertext_digest
+    registered, corrected = ledger.history(journey_id)
+    assert isinstance(registered, Journey.Registered) and isinstance(corrected, Journey.IdentityCorrected)
+    assert registered.identity_digest != corrected.ciphertext_digest
     assert len(ledger.store.select_all_sealed()) == 1  # the old ciphertext and its key are gone
+    assert ledger.find_by_name("ELANSARY", actor(Role.MISSION)) == [journey_id]
+    assert ledger.find_by_name("ABDULRAHMAN ALANSARI", actor(Role.MISSION)) == [journey_id]  # same keys
+
+
+def test_an_identity_given_after_registration(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger, identity=None)
+    assert ledger.journey(journey_id).identity == "none"
+    ledger.record(command("IdentityRecorded", journey_id=journey_id, identity=NAMES), actor(Role.MISSION))
+    assert ledger.identity(journey_id, actor(Role.MISSION)).passport_number == "P9876543"
+    assert [type(e).__name__ for e in ledger.history(journey_id)] == ["Registered", "IdentityRecorded"]
+    with pytest.raises(IllegalStepError, match="IdentityRecorded"):
+        ledger.record(command("IdentityRecorded", journey_id=journey_id, identity=CORRECTED), actor(Role.MISSION))
 
 
 def test_erasure_destroys_the_identity_and_nothing_else(ledger: JourneyLedger, store_url: str) -> None:
@@ -107,11 +120,12 @@ def test_erasure_destroys_the_identity_and_nothing_else(ledger: JourneyLedger, s
     ledger.record(command("IdentityErased", journey_id=journey_id, reason="pilgrim_request"), actor(Role.MINISTRY))
     with pytest.raises(IdentityErasedError, match=r"erased at .* by ministry:ministry-1 \(pilgrim_request\)"):
         ledger.identity(journey_id, actor(Role.MISSION))
-    assert ledger.find_by_passport("P9876543", "EGY") == []
+    assert ledger.find_by_passport("P9876543", "EGY", actor(Role.JAWAZAT)) == []
     assert ledger.store.select_sealed(journey_id) is None
     assert ledger.identity(other, actor(Role.MISSION)).passport_number == "Q2222222"
     journey = ledger.journey(journey_id)  # the events still replay
-    assert journey.identity == "erased" and journey.version == 3
+    assert journey.identity == "erased" and journey.version == 2
+    assert ledger.find_by_name("ALANSARI", actor(Role.MISSION)) == [other]
     assert not any(s in stored_text(ledger, store_url) for s in personal_strings())
 
 
@@ -131,7 +145,8 @@ def test_rotating_the_master_key(ledger: JourneyLedger, monkeypatch: pytest.Monk
     assert ledger.rotate_master_key() == 3
     assert all(ledger.identity(j, actor(Role.MISSION)).nationality == "EGY" for j in journeys)
     assert {s.key_id for s in ledger.store.select_all_sealed()} == {"test-2"}
-    assert sorted(ledger.find_by_passport("P9876543", "EGY")) == sorted(journeys)
+    assert sorted(ledger.find_by_passport("P9876543", "EGY", actor(Role.JAWAZAT))) == sorted(journeys)
+    assert sorted(ledger.find_by_name("Muhammad", actor(Role.MISSION))) == sorted(journeys)
     for sealed in ledger.store.select_all_sealed():
         with pytest.raises(VaultKeyError, match="unknown key 'test-2'"):
             old.open(sealed)
@@ -173,7 +188,7 @@ names = st.text(
 def test_any_name_round_trips_exactly(keys: MasterKeys, arabic: str, latin: str) -> None:
     identity = Identity.model_validate({**NAMES, "name_arabic": arabic, "name_latin": latin})
     journey_id = uuid4()
-    assert keys.open(keys.seal(journey_id, identity)) == identity
+    assert keys.open(keys.seal(journey_id, identity, "mission-EGY-1")) == identity
 
 
 def test_who_reads_an_identity(ledger: JourneyLedger) -> None:
@@ -233,3 +248,23 @@ def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registratio
     )
     assert [type(r).__name__ for r in results] == ["VaultKeyError", "NotFoundError"]
     assert ledger.head() == 0
+
+
+def test_name_search_finds_every_spelling_within_the_mission_only(ledger: JourneyLedger) -> None:
+    ours = register(ledger)
+    fatima = register(ledger, {**NAMES, "name_arabic": "فاطمة الزهراء", "name_latin": "FATIMAH EZ-ZAHRAA"})
+    other_mission = actor(Role.MISSION, "mission-EGY-2")
+    theirs = ledger.record(
+        command("Registered", pilgrim_id=uuid4(), season=1446, country="EGY", identity=NAMES), other_mission
+    ).aggregate_id
+    mission = actor(Role.MISSION)
+    for query in ("Muhammad", "MOHAMED", "محمد", "abd al-rahman al-ansari", "Abdurrahman", "EL ANSARY", "مُحَمَّد"):
+        assert ledger.find_by_name(query, mission) == [ours], query
+    assert ledger.find_by_name("Fatma", mission) == [fatima]
+    assert ledger.find_by_name("Mohammed Fatima", mission) == []  # every part must match
+    assert ledger.find_by_name("Mohamed", other_mission) == [theirs]
+    for role in (Role.JAWAZAT, Role.COMPANY, Role.ANALYST, Role.AUDITOR):
+        with pytest.raises(PermissionDeniedError, match="only a mission searches names"):
+            ledger.find_by_name("Mohamed", actor(role))
+    with pytest.raises(ValidationError, match="name: no letters"):
+        ledger.find_by_name(" - ", mission)

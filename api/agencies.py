@@ -1,0 +1,127 @@
+"""Agencies and their API keys: created by `hajj-ledger agency add`, stored hashed, compared in constant time.
+
+A key reads `hl_<key id>_<secret>`: the key id finds the row, the SHA-256 of the whole key must equal the stored
+hash (the secret is 256 random bits, so a fast hash is enough: nothing to brute-force). The key itself is printed
+once and never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.errors import ConflictError, NotFoundError, ValidationError
+from hajj_ledger.vocabulary import Actor, Role
+
+agencies = sa.Table(
+    "agencies",
+    sa.MetaData(),
+    sa.Column("agency_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False, unique=True),
+    sa.Column("key_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+KEY = re.compile(r"^hl_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Agency:
+    agency_id: str
+    name: str
+    role: Role
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.agency_id, self.role)
+
+
+def add(connection: Connection, role: Role, name: str, scope: str | None = None) -> tuple[Agency, str]:
+    """A new agency and its key (returned once). For a mission or a company, `scope` is the id its journeys carry
+    (a mission's registrations, a company's contracts); otherwise the id is made from the role and the name."""
+    name = name.strip()
+    if not name:
+        raise ValidationError("name", "must not be empty")
+    agency_id = scope or f"{role}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"[:64]
+    if not AGENCY_ID.match(agency_id):
+        raise ValidationError("scope", f"{agency_id!r}: letters, digits and dashes, starting with a letter")
+    if scope is not None and role not in SCOPE:
+        raise ValidationError("scope", f"role {role} reads across agencies and takes no scope")
+    key_id = secrets.token_hex(6)
+    key = f"hl_{key_id}_{secrets.token_urlsafe(32)}"
+    if connection.execute(sa.select(agencies.c.agency_id).where(agencies.c.agency_id == agency_id)).first():
+        raise ConflictError(f"agency {agency_id} exists already")
+    connection.execute(
+        agencies.insert().values(
+            agency_id=agency_id, name=name, role=str(role), key_id=key_id, key_hash=_hash(key),
+            created_at=datetime.now(UTC),
+        )
+    )  # fmt: skip
+    return Agency(agency_id, name, role), key
+
+
+def revoke(connection: Connection, agency_id: str) -> None:
+    done = connection.execute(
+        agencies.update()
+        .where(agencies.c.agency_id == agency_id, agencies.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    if done.rowcount != 1:
+        raise NotFoundError(f"no active agency {agency_id}")
+
+
+def listed(connection: Connection) -> list[dict[str, object]]:
+    columns = [c for c in agencies.c if c.name != "key_hash"]
+    return [dict(r) for r in connection.execute(sa.select(*columns).order_by(agencies.c.agency_id)).mappings()]
+
+
+class Keys:
+    """Who a key belongs to; answers are kept a few seconds, so a revocation takes effect within that time."""
+
+    TTL = 5.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known: dict[bytes, tuple[float, Agency | None]] = {}
+        self._lock = threading.Lock()
+
+    def agency(self, key: str) -> Agency | None:
+        digest = _hash(key)
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(digest)
+        if known is not None and now - known[0] < self.TTL:
+            return known[1]
+        agency = self._look_up(key, digest)
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[digest] = (now, agency)
+        return agency
+
+    def _look_up(self, key: str, digest: bytes) -> Agency | None:
+        match = KEY.match(key)
+        if match is None:
+            return None
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(agencies).where(agencies.c.key_id == match.group(1))).mappings().first()
+        if row is None or row["revoked_at"] is not None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
+            return None
+        return Agency(row["agency_id"], row["name"], Role(row["role"]))
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()

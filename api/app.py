@@ -1,0 +1,199 @@
+"""The FastAPI application: `/v1` for agencies, `/healthz`, `/readyz` and `/metrics` for operators.
+
+`hajj-ledger serve` runs it under uvicorn; `create_app` is its factory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hajj_ledger.api import metrics, problems
+from hajj_ledger.api.agencies import Keys
+from hajj_ledger.api.deps import Services
+from hajj_ledger.api.problems import ProblemError, unavailable
+from hajj_ledger.api.routes import commands, identities, journeys, operations, steps, views
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.schema import engine_for, positions
+
+MAX_BODY = 2 * 1024 * 1024  # a batch of 1,000 commands with identities fits in well under this
+access_log = logging.getLogger("hajj_ledger.access")
+
+
+def create_app(database_url: str | None = None, *, max_wait: float | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ledger = JourneyLedger(database_url)
+        engine = engine_for(database_url, pool_size=8)
+        wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
+        app.state.services = Services(ledger, engine, Keys(engine), wait)
+        lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
+        metrics.REGISTRY.register(lag)
+        try:
+            yield
+        finally:
+            metrics.REGISTRY.unregister(lag)
+            ledger.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="hajj-ledger",
+        version="1",
+        summary="The pilgrim journey ledger: agencies record each step and read their own views.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    # Each router carries its whole path and the caller check (an included router's prefix is not in the
+    # route's own path, which the 403s and the metrics name).
+    for router in (steps.router(), commands.router, journeys.router, identities.router, views.router()):
+        app.include_router(router)
+    app.include_router(operations.router)
+    problems.install(app)
+    app.add_middleware(Guard)
+    return app
+
+
+def _lags(found: Services) -> dict[str, int]:
+    head = found.ledger.head()
+    with found.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(positions.c.projection, positions.c.position).where(positions.c.serving.is_(True))
+        ).all()
+    known = {name: position for name, position in rows}
+    return {p.name: head - known.get(p.name, 0) for p in PROJECTIONS}
+
+
+# What the driver raises while the database is away: answered 503 with Retry-After, never 500.
+def _database_away(error: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(error)}
+    return bool(names & {"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+    found: list[BaseException] = []
+    while error is not None and len(found) < 10:
+        found.append(error)
+        error = error.__cause__ or error.__context__
+    return found
+
+
+class Guard:
+    """Around every request: a request id, a JSON access log line, metrics; the body size limit (413) and media
+    type (415); the database being away (503); and anything unforeseen answered as a problem, never a bare 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        status = 500
+        sent = False
+        body_size = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent
+            if body_size > MAX_BODY:
+                return  # the answer is the 413 below, whatever the app made of a cut-off body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                sent = True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def counted() -> Message:
+            nonlocal body_size
+            message = await receive()
+            if message["type"] == "http.request":
+                body_size += len(message.get("body", b""))
+                if body_size > MAX_BODY:  # a body without a Content-Length, past the limit: read no further
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        try:
+            refusal = _refusal(scope, headers)
+            if refusal is not None:
+                await refusal.response()(scope, receive, send_with_id)
+            else:
+                await self.app(scope, counted, send_with_id)
+                if body_size > MAX_BODY:
+                    body_size = 0
+                    await _too_large().response()(scope, receive, send_with_id)
+        except Exception as error:
+            if sent:
+                raise
+            problem = _problem_for(error)
+            await problem.response()(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
+            metrics.LATENCY.labels(scope["method"], path).observe(elapsed)
+            state = scope.get("state") or {}
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id, "method": scope["method"], "path": scope["path"], "route": path,
+                        "status": status, "ms": round(elapsed * 1000, 2), "agency": state.get("agency"),
+                    }
+                )
+            )  # fmt: skip
+
+
+def _too_large() -> ProblemError:
+    return ProblemError(413, "too-large", "Content too large", f"the body is limited to {MAX_BODY:,} bytes")
+
+
+def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
+    if scope["path"].startswith("/v1/") and not headers.get("authorization", "").lower().startswith("bearer "):
+        # Before anything of the request is read: a caller without a key learns nothing, not even a 422.
+        refusal = ProblemError(
+            401, "unauthorized", "Unauthorized", "send the agency's key as `Authorization: Bearer KEY`"
+        )
+        refusal.headers["WWW-Authenticate"] = "Bearer"
+        return refusal
+    length = headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        return _too_large()
+    has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+    if scope["method"] in ("POST", "PUT", "PATCH") and has_body:
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return ProblemError(415, "unsupported-media-type", "Unsupported media type", "send application/json")
+    return None
+
+
+def _problem_for(error: Exception) -> ProblemError:
+    if _database_away(error):
+        access_log.warning("database away: %s", error)
+        return unavailable("the database is not reachable; retry shortly")
+    logging.getLogger("hajj_ledger.api").exception("unexpected error")
+    return ProblemError(500, "internal", "Internal error", "an unexpected error; it has been logged")
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("hajj_ledger.access", "hajj_ledger.api"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

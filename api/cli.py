@@ -1,0 +1,151 @@
+"""The HTTP face's commands for `hajj-ledger`: serve, and agency add / revoke / list.
+
+Registered through the `hajj_ledger.commands` entry point, so the write side's CLI never imports the HTTP face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hajj_ledger.api import agencies
+from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.errors import ValidationError
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+from hajj_ledger.vocabulary import Role
+
+DEMO_KEYS = Path("var/demo-keys.json")  # the demo store only: its keys, to print again on every `make run`
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="serve the HTTP API (migrates first, and keeps the views current)")
+    serve.add_argument("--host", default=os.environ.get("HAJJ_LEDGER_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("HAJJ_LEDGER_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("HAJJ_LEDGER_WORKERS", "1")))
+    serve.add_argument("--no-project", action="store_true", help="do not run the projection runner beside the server")
+    serve.add_argument("--demo-keys", action="store_true", help="(demo store) make a key per role and print them")
+    serve.set_defaults(run=_serve)
+
+    agency = commands.add_parser("agency", help="the agencies that may use the HTTP API, and their keys")
+    actions = agency.add_subparsers(required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create an agency; prints its API key, once")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--name", required=True)
+    add.add_argument("--scope", help="a mission's or company's id, as its journeys carry it (e.g. mission-EGY-00001)")
+    add.set_defaults(run=_agency_add)
+    revoke = actions.add_parser("revoke", help="revoke an agency's key (takes effect within seconds)")
+    revoke.add_argument("agency_id")
+    revoke.set_defaults(run=_agency_revoke)
+    listing = actions.add_parser("list", help="the agencies, without their keys")
+    listing.set_defaults(run=_agency_list)
+
+
+def _agency_add(args: argparse.Namespace) -> int:
+    role = Role(args.role)
+    if role in SCOPE and not args.scope:
+        raise ValidationError("scope", f"a {role} reads only its own journeys: give the id they carry")
+    engine = _migrated()
+    with engine.begin() as connection:
+        agency, key = agencies.add(connection, role, args.name, args.scope)
+    print(f"agency {agency.agency_id} ({agency.role}): {agency.name}")
+    print(f"API key (shown once, keep it secret): {key}")
+    return 0
+
+
+def _agency_revoke(args: argparse.Namespace) -> int:
+    with _migrated().begin() as connection:
+        agencies.revoke(connection, args.agency_id)
+    print(f"agency {args.agency_id}: key revoked")
+    return 0
+
+
+def _agency_list(args: argparse.Namespace) -> int:
+    with _migrated().connect() as connection:
+        rows = agencies.listed(connection)
+    for row in rows:
+        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+        print(f"{row['agency_id']:<32} {row['role']:<9} {revoked:<24} {row['name']}")
+    return 0
+
+
+def _migrated() -> Any:
+    engine = engine_for()
+    upgrade(engine)
+    return engine
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hajj_ledger.api.app import configure_logging
+
+    _migrated()
+    if args.demo_keys:
+        _print_demo_keys()
+    runner = None
+    if not args.no_project:  # one runner beside however many workers: the views stay exactly-once either way
+        runner = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", "project"], preexec_fn=_die_with_parent)
+    print(
+        f"Serving the hajj-ledger API on http://{args.host}:{args.port}/v1 (docs: http://{args.host}:{args.port}/docs)"
+    )
+    configure_logging()
+    try:
+        uvicorn.run(
+            "hajj_ledger.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+            access_log=False, log_level="warning",
+        )  # fmt: skip
+    finally:
+        if runner is not None:
+            runner.terminate()
+            runner.wait(timeout=10)
+    return 0
+
+
+def _die_with_parent() -> None:
+    """The runner ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _print_demo_keys() -> None:
+    """A key per role on the demo store, made once and kept in var/ beside it (never for a real store)."""
+    if database_url() != DEFAULT_DATABASE_URL:
+        raise ValidationError("demo_keys", "only for the embedded demo store")
+    keys: dict[str, dict[str, str]] = json.loads(DEMO_KEYS.read_text()) if DEMO_KEYS.exists() else {}
+    if len(keys) < len(Role):
+        scopes = _demo_scopes()
+        with engine_for().begin() as connection:
+            for role in Role:
+                if role.value not in keys:
+                    agency, key = agencies.add(connection, role, f"demo {role}", scopes.get(role))
+                    keys[role.value] = {"agency_id": agency.agency_id, "key": key}
+        DEMO_KEYS.write_text(json.dumps(keys, indent=1))
+        DEMO_KEYS.chmod(0o600)
+    print("Demo keys (Authorization: Bearer KEY):")
+    for name, known in keys.items():
+        print(f"  {name:<9} {known['agency_id']:<28} {known['key']}")
+
+
+def _demo_scopes() -> dict[Role, str]:
+    """The demo's mission and company: those of a journey the simulated season contracted."""
+    from hajj_ledger.ledger import JourneyLedger
+
+    ledger = JourneyLedger()
+    try:
+        for row in ledger.recorder.select_notifications(start=1, limit=5000):
+            if row.topic.endswith("Journey.PackageContracted"):
+                journey = ledger.journey(row.originator_id)  # type: ignore[arg-type]
+                if journey.company_id:
+                    return {Role.MISSION: journey.mission_id, Role.COMPANY: journey.company_id}
+    finally:
+        ledger.close()
+    return {Role.MISSION: "mission-demo", Role.COMPANY: "company-demo"}

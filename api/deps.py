@@ -1,0 +1,146 @@
+"""What routes depend on: the services, the calling agency (authorised against the route's declared roles), a
+read connection, and waiting for the views to reach a position (read-your-writes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Connection, Engine
+
+from hajj_ledger.api.agencies import Agency, Keys
+from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections.schema import positions
+from hajj_ledger.vocabulary import Role
+
+ROLES = "x-roles"  # the OpenAPI extension naming the roles a route serves
+
+
+def allow(roles: Iterable[Role]) -> dict[str, Any]:
+    """A route's `openapi_extra`: who may call it. A route without it refuses everybody."""
+    return {ROLES: sorted(str(r) for r in roles)}
+
+
+@dataclass
+class Services:
+    ledger: JourneyLedger
+    engine: Engine  # the read models
+    keys: Keys
+    max_wait: float  # how long a read waits for `min_position`, seconds
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+_bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
+
+
+def caller(
+    request: Request,
+    found: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Agency:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
+    agency = found.keys.agency(credentials.credentials)
+    if agency is None:
+        raise _unauthorized("the key is unknown or revoked")
+    return authorized(request, agency)
+
+
+def check_caller(request: Request) -> None:
+    """The caller check, for a request refused before its dependencies ran (a body that is not even JSON): the
+    key and the role still come first, so that a caller the route refuses learns nothing of what it accepts."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
+    agency = services(request).keys.agency(key.strip())
+    if agency is None:
+        raise _unauthorized("the key is unknown or revoked")
+    authorized(request, agency)
+
+
+def authorized(request: Request, agency: Agency) -> Agency:
+    route = request.scope.get("route")
+    allowed = (getattr(route, "openapi_extra", None) or {}).get(ROLES, [])
+    if agency.role not in allowed:
+        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        raise ProblemError(
+            403, "forbidden", "Forbidden", f"role '{agency.role}' may not {action}", role=str(agency.role),
+            action=action, allowed_roles=allowed,
+        )  # fmt: skip
+    unknown = sorted(set(request.query_params) - _query_names(route))
+    if unknown:
+        raise ProblemError(
+            422, "invalid", "Invalid input", f"unknown query parameters: {', '.join(unknown)}",
+            errors=[{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
+        )  # fmt: skip
+    request.state.agency = agency.agency_id
+    return agency
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    """The query parameters a route declares: any other is refused (a misspelt filter would match everything)."""
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = _QUERY_NAMES[id(route)] = frozenset(_declared(route.dependant))
+    return names
+
+
+def _declared(dependant: Any) -> set[str]:
+    return {p.alias for p in dependant.query_params}.union(*(_declared(d) for d in dependant.dependencies))
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    problem = ProblemError(401, "unauthorized", "Unauthorized", detail)
+    problem.headers["WWW-Authenticate"] = "Bearer"
+    return problem
+
+
+Caller = Annotated[Agency, Depends(caller)]
+
+
+def read_connection(found: ServicesDep) -> Iterator[Connection]:
+    with found.engine.connect() as connection:
+        yield connection
+
+
+ReadConnection = Annotated[Connection, Depends(read_connection)]
+
+
+def await_position(found: Services, connection: Connection, names: Iterable[str], position: int | None) -> None:
+    """Return once every named view has applied the log up to `position`; otherwise, after a bounded wait,
+    answer that the views are behind (503, Retry-After)."""
+    if position is None:
+        return
+    names = list(names)
+    deadline = time.monotonic() + found.max_wait
+    query = sa.select(sa.func.min(positions.c.position)).where(
+        positions.c.projection.in_(names), positions.c.serving.is_(True)
+    )
+    while True:
+        reached = connection.execute(query).scalar() or 0
+        connection.rollback()  # the next look must see other transactions' commits
+        if reached >= position:
+            return
+        if time.monotonic() >= deadline:
+            problem = ProblemError(
+                503, "views-behind", "Views behind",
+                f"the views {', '.join(names)} have reached position {reached}, not yet {position}",
+                reached=reached, wanted=position,
+            )  # fmt: skip
+            problem.headers["Retry-After"] = "1"
+            raise problem
+        time.sleep(0.02)

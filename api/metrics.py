@@ -1,0 +1,37 @@
+"""`/metrics` in the Prometheus format: requests and latencies by route and status, events appended, and how far
+each read model lags behind the log (measured when scraped)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter(
+    "hajj_ledger_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=REGISTRY
+)
+LATENCY = Histogram(
+    "hajj_ledger_http_request_seconds", "time to answer, by route", ["method", "route"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)  # fmt: skip
+EVENTS_APPENDED = Counter("hajj_ledger_events_appended", "events appended to the ledger", registry=REGISTRY)
+
+
+class ProjectionLag(Collector):
+    """Events each read model still has to apply; read from the store at each scrape."""
+
+    def __init__(self, lags: Callable[[], dict[str, int]]) -> None:
+        self.lags = lags
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("hajj_ledger_projection_lag_events", "events not yet applied", labels=["view"])
+        try:
+            lags = self.lags()
+        except Exception:  # the store is away: /readyz says so; the scrape still answers
+            lags = {}
+        for name, lag in lags.items():
+            family.add_metric([name], lag)
+        yield family

@@ -1,0 +1,113 @@
+"""Every error as RFC 9457 `application/problem+json`: a type, a title, the status, a detail, and what to fix."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from hajj_ledger.errors import (
+    ConflictError,
+    IdentityErasedError,
+    IllegalStepError,
+    LedgerError,
+    NotFoundError,
+    PermissionDeniedError,
+    TripFullError,
+    ValidationError,
+)
+from hajj_ledger.vault import VaultKeyError
+
+log = logging.getLogger("hajj_ledger.api")
+MEDIA_TYPE = "application/problem+json"
+TYPES = "https://hajj-ledger.org/problems/"
+
+
+class ProblemError(Exception):
+    """An HTTP answer other than success, raised anywhere below a route."""
+
+    def __init__(self, status: int, kind: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.title, self.detail, self.extra = status, kind, title, detail, extra
+        self.headers: dict[str, str] = {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": TYPES + self.kind, "title": self.title, "status": self.status, "detail": self.detail,
+            **self.extra,
+        }  # fmt: skip
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
+
+
+def unavailable(detail: str, retry_after: int = 1) -> ProblemError:
+    problem = ProblemError(503, "unavailable", "Service unavailable", detail)
+    problem.headers["Retry-After"] = str(retry_after)
+    return problem
+
+
+def from_ledger(error: LedgerError) -> ProblemError:
+    """The HTTP form of a refusal by the ledger: the status says what kind, the body says exactly what."""
+    match error:
+        case ValidationError():
+            errors = [{"path": field, "reason": reason} for field, reason in error.problems]
+            return ProblemError(422, "invalid", "Invalid input", error.message, errors=errors)
+        case PermissionDeniedError():
+            return ProblemError(403, "forbidden", "Forbidden", error.message, role=error.role, action=error.action)
+        case IdentityErasedError():
+            return ProblemError(410, "identity-erased", "Identity erased", error.message)
+        case NotFoundError():
+            return ProblemError(404, "not-found", "Not found", error.message)
+        case IllegalStepError():
+            return ProblemError(
+                409, "illegal-step", "Illegal step", error.message, current_stage=error.stage, allowed=error.allowed
+            )
+        case TripFullError():
+            return ProblemError(409, "trip-full", "Trip full", error.message)
+        case ConflictError():
+            return ProblemError(409, "conflict", "Conflict", error.message)
+        case VaultKeyError():
+            log.error("identity vault: %s", error.message)
+            return unavailable("the identity vault's master key is not available; the operators are told")
+    return ProblemError(400, error.kind, "Refused", error.message)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, problem: ProblemError) -> JSONResponse:
+        return problem.response()
+
+    @app.exception_handler(LedgerError)
+    async def _ledger(request: Request, error: LedgerError) -> JSONResponse:
+        return from_ledger(error).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if request.url.path.startswith("/v1/"):
+            from hajj_ledger.api.deps import check_caller
+
+            try:
+                await run_in_threadpool(check_caller, request)
+            except ProblemError as refusal:
+                return refusal.response()
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]), "reason": str(e["msg"]).removeprefix("Value error, ")}
+            for e in error.errors()
+        ]
+        detail = "; ".join(f"{e['path']}: {e['reason']}" for e in errors)
+        return ProblemError(422, "invalid", "Invalid input", detail, errors=errors).response()
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        problem = ProblemError(
+            error.status_code, f"http-{error.status_code}", titles.get(error.status_code, "Error"), str(error.detail)
+        )
+        problem.headers.update(error.headers or {})
+        return problem.response()

@@ -1,0 +1,65 @@
+"""A journey's status (its `journey_status` row), its history from the log, and its identity from the vault."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.deps import Caller, ReadConnection, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
+from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
+from hajj_ledger.cli import event_json
+from hajj_ledger.errors import NotFoundError
+from hajj_ledger.projections.journey_status import journey
+
+router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
+MinPosition = Annotated[
+    int | None, Query(ge=0, description="wait (bounded) until the views have applied the log up to here")
+]
+
+
+def not_found(journey_id: UUID) -> ProblemError:
+    return ProblemError(404, "not-found", "Not found", f"journey {journey_id} not found")
+
+
+def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> None:
+    """A scoped role sees only its own journeys; others' are, for it, not there at all."""
+    if agency.role in SCOPE and owners.get(SCOPE[agency.role][0]) != agency.agency_id:
+        raise not_found(journey_id)
+
+
+@router.get("/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status")
+def status(
+    journey_id: UUID, agency: Caller, found: ServicesDep, connection: ReadConnection, min_position: MinPosition = None
+) -> dict[str, Any]:
+    await_position(found, connection, ["journey_status"], min_position)
+    row = journey(connection, journey_id)
+    if row is None:
+        raise not_found(journey_id)
+    check_scope(agency, row, journey_id)
+    return utc(row)
+
+
+@router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
+def history(journey_id: UUID, agency: Caller, found: ServicesDep) -> HistoryPublic:
+    try:
+        check_scope(agency, vars(found.ledger.journey(journey_id)), journey_id)
+        events = found.ledger.history(journey_id)
+    except NotFoundError:
+        raise not_found(journey_id) from None
+    return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])
+
+
+@router.get("/{journey_id}/identity", openapi_extra=allow(IDENTITY_READERS), summary="Who the pilgrim is")
+def identity(journey_id: UUID, agency: Caller, found: ServicesDep) -> IdentityPublic:
+    try:
+        check_scope(agency, vars(found.ledger.journey(journey_id)), journey_id)
+    except NotFoundError:
+        raise not_found(journey_id) from None
+    person = found.ledger.identity(journey_id, agency.actor)
+    return IdentityPublic(journey_id=journey_id, **person.model_dump())

@@ -1,0 +1,46 @@
+"""For operators and their probes, without a key: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hajj_ledger.api import metrics
+from hajj_ledger.api.deps import ServicesDep
+from hajj_ledger.migrations import current, head
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process answers")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers and its schema is at the migrations' head")
+def readyz(found: ServicesDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        checks["ledger_position"] = found.ledger.head()
+        with found.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        checks["migration"] = current(found.engine)
+    except Exception as error:  # whatever the driver raises while the database is away
+        checks["database"] = f"unreachable: {type(error).__name__}"
+        return JSONResponse({"status": "unavailable", **checks}, status_code=503, headers={"Retry-After": "1"})
+    wanted = head()
+    if checks["migration"] != wanted:
+        return JSONResponse(
+            {"status": "unavailable", "detail": f"migrations at {checks['migration']}, want {wanted}", **checks},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", **checks})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def prometheus() -> Response:
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

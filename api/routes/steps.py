@@ -1,0 +1,67 @@
+"""One endpoint per journey step and trip action, generated from the command catalogue: a new step gets its
+endpoint, its body schema and its permissions without anything written here."""
+
+import inspect
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import JSONResponse
+
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.recording import record
+from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
+from hajj_ledger.catalogue import STEPS
+from hajj_ledger.commands import COMMANDS, CommandBase, JourneyCommand, TripCommand
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(min_length=1, max_length=200, description="repeating a request with the same key repeats its first outcome"),
+]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": OutcomePublic, "description": "recorded before: the first outcome, nothing stored"},
+    409: {"description": "an illegal step (the body names the current stage and the allowed steps) or a conflict"},
+}
+
+
+def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
+    event = command.model_fields["event"].default
+    body_model = create_model_for(command)
+    target = command.target
+
+    def handler(agency: Any, found: Any, body: Any, idempotency_key: Any, **path: Any) -> JSONResponse:
+        data = {**body.model_dump(exclude_unset=False), "event": event, **path}
+        return record(found.ledger, agency, data, idempotency_key)
+
+    parameters = [
+        inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=Caller),
+        inspect.Parameter("found", inspect.Parameter.KEYWORD_ONLY, annotation=ServicesDep),
+        inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[body_model, Body()]),
+        inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKey, default=None),
+    ]
+    if target:
+        parameters.append(inspect.Parameter(target, inspect.Parameter.KEYWORD_ONLY, annotation=UUID))
+    handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    handler.__name__ = f"record_{slug(event).replace('-', '_')}"
+    router.add_api_route(
+        path, handler, methods=["POST"], status_code=201, response_model=OutcomePublic, responses=RESPONSES,
+        summary=f"Record {event}", description=(command.__doc__ or "").strip() or None,
+        openapi_extra=allow(STEPS[event].roles), tags=["recording"],
+    )  # fmt: skip
+
+
+def router() -> APIRouter:
+    steps = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
+    for command in COMMANDS.values():
+        event = command.model_fields["event"].default
+        if issubclass(command, JourneyCommand):
+            add_step(steps, command, f"/journeys/{{journey_id}}/{slug(event)}")
+        elif issubclass(command, TripCommand):
+            add_step(steps, command, f"/trips/{{trip_id}}/{slug(event)}")
+        elif event == "Registered":
+            add_step(steps, command, "/journeys")  # with its identity, in one request
+        elif event == "TripScheduled":
+            add_step(steps, command, "/trips")
+        else:  # pragma: no cover
+            raise AssertionError(f"no endpoint for {event}")
+    return steps

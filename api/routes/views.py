@@ -1,0 +1,119 @@
+"""`GET /v1/views/<name>`: every read model, filtered, in pages, scoped to the caller; one endpoint per projection,
+generated from the projection list and its columns.
+
+Pages follow the view's key (a keyset cursor): a page never skips nor repeats a row that exists throughout,
+however many writes land between pages."""
+
+import base64
+import inspect
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.deps import Caller, ReadConnection, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.routes.journeys import MinPosition
+from hajj_ledger.api.schemas import PagePublic, utc
+from hajj_ledger.catalogue import SCOPE, VIEW_READERS
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.schema import positions
+
+FILTERABLE = (str, int, bool, UUID, date, datetime)
+
+
+def _cursor(row: dict[str, Any], key: tuple[str, ...]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([str(row[k]) for k in key])).decode().rstrip("=")
+
+
+def _after(cursor: str, view: sa.Table, key: tuple[str, ...]) -> list[Any]:
+    try:
+        texts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(texts, list) or len(texts) != len(key):
+            raise ValueError("wrong shape")
+        return [_typed(view.c[k].type.python_type, t) for k, t in zip(key, texts, strict=True)]
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise ProblemError(
+            422, "invalid", "Invalid input", "cursor: not one this view gave", errors=[{"path": "query.cursor"}]
+        ) from None
+
+
+def _typed(kind: type, text: str) -> Any:
+    if kind is UUID:
+        return UUID(text)
+    if kind is date:
+        return date.fromisoformat(text)
+    if kind is datetime:
+        return datetime.fromisoformat(text)
+    return kind(text)
+
+
+def page(
+    connection: Any, model: Model, agency: Agency, filters: dict[str, Any], cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    view = model.view()
+    key = model.key
+    query = sa.select(view).order_by(*(view.c[k] for k in key)).limit(limit + 1)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(view.c[name] == value)
+    if agency.role in SCOPE:
+        query = query.where(view.c[SCOPE[agency.role][0]] == agency.agency_id)
+    if cursor is not None:
+        query = query.where(sa.tuple_(*(view.c[k] for k in key)) > sa.tuple_(*_after(cursor, view, key)))
+    rows = [utc(dict(r)) for r in connection.execute(query).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, _cursor(rows[-1], key) if more else None
+
+
+def add_view(router: APIRouter, name: str, model: Model) -> None:
+    view = model.view()
+    filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
+
+    def handler(
+        agency: Any, found: Any, connection: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any
+    ) -> PagePublic:
+        await_position(found, connection, [name], min_position)
+        rows, next_cursor = page(connection, model, agency, filters, cursor, limit)
+        reached = connection.execute(
+            sa.select(positions.c.position).where(positions.c.projection == name, positions.c.serving.is_(True))
+        ).scalar()
+        return PagePublic(items=rows, next_cursor=next_cursor, position=reached or 0)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("agency", keyword, annotation=Caller),
+        inspect.Parameter("found", keyword, annotation=ServicesDep),
+        inspect.Parameter("connection", keyword, annotation=ReadConnection),
+        inspect.Parameter(
+            "cursor", keyword, default=None, annotation=Annotated[str | None, Query(max_length=2000)]
+        ),
+        inspect.Parameter("limit", keyword, default=100, annotation=Annotated[int, Query(ge=1, le=1000)]),
+        inspect.Parameter("min_position", keyword, default=None, annotation=MinPosition),
+        *(
+            inspect.Parameter(
+                c.name, keyword, default=None,
+                annotation=Annotated[c.type.python_type | None, Query(description=f"only rows with this {c.name}")],
+            )
+            for c in filterable
+        ),
+    ]  # fmt: skip
+    handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    handler.__name__ = f"list_{name}"
+    router.add_api_route(
+        f"/views/{name}", handler, methods=["GET"], response_model=PagePublic, summary=f"The {name} view",
+        openapi_extra=allow(VIEW_READERS[name]), tags=["views"],
+    )  # fmt: skip
+
+
+def router() -> APIRouter:
+    views = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
+    for projection in PROJECTIONS:
+        add_view(views, projection.name, projection.models[0])
+    return views

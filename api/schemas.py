@@ -1,0 +1,112 @@
+"""What the API takes and gives: `XCreate` in, `XPublic` out."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from hajj_ledger.commands import CommandBase
+
+MAX_BATCH = 1000
+
+
+class OutcomePublic(BaseModel):
+    command_id: UUID
+    event: str
+    aggregate_id: UUID = Field(description="the journey or trip")
+    position: int = Field(description="the ledger position of the command's last event: pass it as min_position")
+    events: list[str]
+    repeated: bool = Field(description="true when this command was recorded before: nothing new was stored")
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commands: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_BATCH, description="commands as `POST /v1/journeys/...` takes them, each "
+        "with its `event` and its journey_id or trip_id"
+    )  # fmt: skip
+
+
+class BatchResultPublic(BaseModel):
+    index: int
+    status: int = Field(description="what the command alone would have answered: 201, 200 (repeated), 4xx")
+    outcome: OutcomePublic | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchPublic(BaseModel):
+    results: list[BatchResultPublic]
+
+
+class PagePublic(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    position: int = Field(description="the lowest position the views served here had reached")
+
+
+class EventPublic(BaseModel):
+    version: int
+    event: str
+    occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
+    recorded_at: datetime = Field(description="when the ledger recorded it")
+    agency_id: str
+    role: str
+    command_id: UUID
+    correlation_id: UUID | None
+    details: dict[str, Any]
+
+
+class HistoryPublic(BaseModel):
+    journey_id: UUID
+    events: list[EventPublic]
+
+
+class IdentityPublic(BaseModel):
+    journey_id: UUID
+    name_arabic: str
+    name_latin: str
+    passport_number: str
+    passport_country: str
+    nationality: str
+    date_of_birth: date
+    gender: str
+
+
+class FoundPublic(BaseModel):
+    journey_ids: list[UUID]
+
+
+def slug(event: str) -> str:
+    """`VisaIssued` → `visa-issued`: the path segment of a step."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", event).lower()
+
+
+def create_model_for(command: type[CommandBase]) -> type[BaseModel]:
+    """The body of one step's endpoint: the command's fields without its event and target (those are in the path),
+    its command_id optional (an Idempotency-Key header, or a fresh id, stands in)."""
+    fields: dict[str, Any] = {}
+    for name, info in command.model_fields.items():
+        if name in ("event", command.target):
+            continue
+        if name == "command_id":
+            fields[name] = (
+                UUID | None,
+                Field(default=None, description="repeating it repeats the first outcome (or use Idempotency-Key)"),
+            )
+        else:
+            fields[name] = (info.annotation, info)
+    event = command.model_fields["event"].default
+    return create_model(f"{event}Create", __config__=ConfigDict(extra="forbid"), __doc__=command.__doc__, **fields)
+
+
+def utc(row: dict[str, Any]) -> dict[str, Any]:
+    """SQLite gives back the UTC times it stores without their zone: every time the API answers has one."""
+    for name, value in row.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            row[name] = value.replace(tzinfo=UTC)
+    return row
