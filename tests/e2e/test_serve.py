@@ -1,0 +1,134 @@
+"""`hajj-ledger serve` as an agency meets it: a real server process on PostgreSQL, keys made by `agency add`,
+a journey recorded step by step by the roles that own each step, every view read back after `min_position`."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from tests.support import T0
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
+    keys = {}
+    for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "ministry"):
+        scope = ["--scope", SCOPES[role]] if role in SCOPES else []
+        made = subprocess.run(
+            [str(EXECUTABLE), "agency", "add", "--role", role, "--name", f"e2e {role}", *scope],
+            capture_output=True, text=True, env=env, timeout=60, check=True,
+        )  # fmt: skip
+        keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the server never became ready: {(tmp_path / 'serve.log').read_text()}")
+        yield base, keys, env
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_a_journey_through_http_with_each_view_after_min_position(
+    server: tuple[str, dict[str, str], dict[str, str]],
+) -> None:
+    base, keys, _ = server
+
+    def post(role: str, path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return httpx.post(
+            f"{base}/v1{path}", json={"occurred_at": T0.isoformat(), **body},
+            headers={"Authorization": f"Bearer {keys[role]}", **headers}, timeout=30,
+        )  # fmt: skip
+
+    def get(role: str, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(f"{base}/v1{path}", params=params, headers={"Authorization": f"Bearer {keys[role]}"})
+
+    identity = {
+        "name_arabic": "سيتي نور حياتي", "name_latin": "SITI NURHAYATI", "passport_number": "B7654321",
+        "passport_country": "IDN", "nationality": "IDN", "date_of_birth": "1961-02-03", "gender": "female",
+    }  # fmt: skip
+    registered = post("mission", "/journeys", {"pilgrim_id": str(uuid4()), "season": 1446, "country": "IDN",
+                                                "identity": identity}, **{"Idempotency-Key": "reg-1"})  # fmt: skip
+    assert registered.status_code == 201, registered.text
+    journey = registered.json()["aggregate_id"]
+    again = post("mission", "/journeys", {"pilgrim_id": str(uuid4()), "season": 1446, "country": "IDN"},
+                 **{"Idempotency-Key": "reg-1"})  # fmt: skip
+    assert again.status_code == 409, "the same key with another body must be refused, not recorded"
+    retried = httpx.post(
+        f"{base}/v1/journeys", content=registered.request.content,
+        headers={"Authorization": f"Bearer {keys['mission']}", "Idempotency-Key": "reg-1",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert retried.status_code == 200 and retried.json()["repeated"] is True
+    assert retried.json()["position"] == registered.json()["position"]
+
+    steps: list[tuple[str, str, dict[str, Any], str]] = [
+        ("mission", "package-contracted", {"company_id": SCOPES["company"], "package_id": "PKG-1"}, "contracted"),
+        ("mission", "visa-requested", {}, "visa_requested"),
+        ("mofa", "visa-issued", {"valid_until": (T0 + timedelta(days=90)).isoformat()}, "visa_issued"),
+        ("gaca", "arrived-at-port", {"port": "JED-HAJJ", "mode": "air", "flight": "GA901"}, "arrived"),
+        ("jawazat", "entry-cleared", {"port": "JED-HAJJ"}, "entry_cleared"),
+        ("customs", "customs-cleared", {"port": "JED-HAJJ"}, "customs_cleared"),
+        ("wukala", "received-at-port", {"port": "JED-HAJJ"}, "received"),
+    ]
+    for role, step, body, stage in steps:
+        wrong = "mofa" if role != "mofa" else "mission"
+        assert post(wrong, f"/journeys/{journey}/{step}", body).status_code == 403
+        done = post(role, f"/journeys/{journey}/{step}", body)
+        assert done.status_code == 201, (step, done.text)
+        position = done.json()["position"]
+        status = get("mission", f"/journeys/{journey}", min_position=position)
+        assert status.status_code == 200, status.text
+        assert status.json()["stage"] == stage and status.json()["position"] == position
+    illegal = post("mission", f"/journeys/{journey}/visa-requested", {})
+    assert illegal.status_code == 409 and illegal.json()["current_stage"] == "received"
+
+    head = {"min_position": position}
+    waiting = get("wukala", "/views/awaiting_transport", port="JED-HAJJ", **head).json()["items"]
+    assert [row["journey_id"] for row in waiting] == [journey]
+    arrivals = get("jawazat", "/views/port_arrivals", port="JED-HAJJ", **head).json()["items"]
+    assert sum(row["received"] for row in arrivals) == 1
+    funnel = get("ministry", "/views/season_funnel", **head).json()["items"]
+    assert {row["stage"] for row in funnel} >= {"registered", "received"}
+    assert get("company", "/views/journey_status", **head).json()["items"][0]["journey_id"] == journey
+    found = get("jawazat", "/identities/by-passport", number="B7654321", country="IDN").json()
+    assert found["journey_ids"] == [journey]
+    history = get("ministry", f"/journeys/{journey}/history").json()["events"]
+    assert [e["event"] for e in history][-1] == "ReceivedAtPort" and len(history) == 1 + len(steps)
+    assert all(e["recorded_at"] and e["occurred_at"] and e["role"] for e in history)
