@@ -49,24 +49,25 @@ def caller(
     found: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Agency:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is None:
         raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
-    agency = found.keys.agency(credentials.credentials)
-    if agency is None:
-        raise _unauthorized("the key is unknown or revoked")
-    return authorized(request, agency)
+    return authorized(request, _agency(found, credentials.scheme, credentials.credentials))
 
 
 def check_caller(request: Request) -> None:
     """The caller check, for a request refused before its dependencies ran (a body that is not even JSON): the
     key and the role still come first, so that a caller the route refuses learns nothing of what it accepts."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    authorized(request, _agency(services(request), scheme, key.strip()))
+
+
+def _agency(found: Services, scheme: str, key: str) -> Agency:
     if scheme.lower() != "bearer" or not key:
         raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
-    agency = services(request).keys.agency(key.strip())
+    agency = found.keys.agency(key)
     if agency is None:
         raise _unauthorized("the key is unknown or revoked")
-    authorized(request, agency)
+    return agency
 
 
 def authorized(request: Request, agency: Agency) -> Agency:

@@ -31,6 +31,18 @@ TRIP_ID = UUID("00000000-0000-4000-8000-0000000000aa")
 AGENCY = {Role.MISSION: MISSION_ID, Role.COMPANY: COMPANY_ID}
 
 
+# One pilgrim's identity as a mission gives it (the vault and API tests share it).
+NAMES = {
+    "name_arabic": "عبد الرحمن بن محمد الأنصاري",
+    "name_latin": "ABDULRAHMAN BIN MOHAMMED ALANSARI",
+    "passport_number": "P9876543",
+    "passport_country": "EGY",
+    "nationality": "EGY",
+    "date_of_birth": "1958-03-14",
+    "gender": "male",
+}
+
+
 def stamp(role: Role, agency_id: str | None = None, at: datetime = T0) -> Stamp:
     return Stamp(agency_id or AGENCY.get(role, f"{role}-1"), role, at, uuid4())
 

@@ -20,7 +20,7 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
-from tests.support import T0
+from tests.support import NAMES, T0
 
 # Starlette's test client names an anyio alias that anyio 4.16 deprecates (at import only); warnings are errors here.
 with warnings.catch_warnings():
@@ -30,15 +30,6 @@ with warnings.catch_warnings():
 PROBLEM = "application/problem+json"
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 COMPANY_1, COMPANY_2 = "company-1", "company-2"
-NAMES = {
-    "name_arabic": "عبد الرحمن بن محمد الأنصاري",
-    "name_latin": "ABDULRAHMAN BIN MOHAMMED ALANSARI",
-    "passport_number": "P9876543",
-    "passport_country": "EGY",
-    "nationality": "EGY",
-    "date_of_birth": "1958-03-14",
-    "gender": "male",
-}
 MAX_WAIT = 0.5
 
 

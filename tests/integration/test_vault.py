@@ -18,17 +18,8 @@ from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.vault import Identity, MasterKeys, VaultKeyError, generate_key
 from hajj_ledger.vocabulary import Role
-from tests.support import actor, command
+from tests.support import NAMES, actor, command
 
-NAMES = {
-    "name_arabic": "عبد الرحمن بن محمد الأنصاري",
-    "name_latin": "ABDULRAHMAN BIN MOHAMMED ALANSARI",
-    "passport_number": "P9876543",
-    "passport_country": "EGY",
-    "nationality": "EGY",
-    "date_of_birth": "1958-03-14",
-    "gender": "male",
-}
 CORRECTED = {**NAMES, "name_latin": "ABDELRAHMAN BEN MUHAMMAD ELANSARY"}
 
 
