@@ -59,7 +59,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
     for router in (steps.router(), commands.router, journeys.router, identities.router, views.router()):
-        app.include_router(router)
+        app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
     problems.install(app)
     app.add_middleware(Guard)

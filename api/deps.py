@@ -126,6 +126,12 @@ def await_position(found: Services, connection: Connection, names: Iterable[str]
     answer that the views are behind (503, Retry-After)."""
     if position is None:
         return
+    head = found.ledger.head()
+    if position > head:
+        raise ProblemError(
+            422, "invalid", "Invalid input", f"min_position: {position} is beyond the ledger's head ({head})",
+            errors=[{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
+        )  # fmt: skip
     names = list(names)
     deadline = time.monotonic() + found.max_wait
     query = sa.select(sa.func.min(positions.c.position)).where(

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -26,6 +27,25 @@ from hajj_ledger.vault import VaultKeyError
 log = logging.getLogger("hajj_ledger.api")
 MEDIA_TYPE = "application/problem+json"
 TYPES = "https://hajj-ledger.org/problems/"
+
+
+class ProblemPublic(BaseModel):
+    """RFC 9457: what went wrong, for people (title, detail) and programs (type, status, and the fields below)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_PROBLEM = {"application/problem+json": {"schema": ProblemPublic.model_json_schema()}}
+# Every route answers its refusals so; declaring 4XX also replaces FastAPI's own (application/json) 422 entry.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "refused: a problem document says why", "content": _PROBLEM},
+    "5XX": {"description": "the database or the vault is unavailable (503, Retry-After)", "content": _PROBLEM},
+}
 
 
 class ProblemError(Exception):

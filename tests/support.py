@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,11 @@ from hajj_ledger.vocabulary import (
     Stage,
     Stamp,
 )
+
+# Starlette's test client names an anyio alias that anyio 4.16 deprecates (at import only); warnings are errors here.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "The anyio.abc.BlockingPortal alias is deprecated", DeprecationWarning)
+    from fastapi.testclient import TestClient as TestClient
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 MISSION_ID = "mission-IDN-1"

@@ -20,7 +20,6 @@ IdempotencyKey = Annotated[
 ]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": OutcomePublic, "description": "recorded before: the first outcome, nothing stored"},
-    409: {"description": "an illegal step (the body names the current stage and the allowed steps) or a conflict"},
 }
 
 

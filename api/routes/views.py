@@ -23,6 +23,7 @@ from hajj_ledger.catalogue import SCOPE, VIEW_READERS
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.schema import positions
+from hajj_ledger.vocabulary import Day, Moment
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
 
@@ -72,6 +73,12 @@ def page(
     return rows, _cursor(rows[-1], key) if more else None
 
 
+def _query_type(column: sa.Column[Any]) -> Any:
+    """A filter's type; times and dates written out, never a number read as seconds since 1970."""
+    kind = column.type.python_type
+    return {datetime: Moment, date: Day}.get(kind, kind)
+
+
 def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
@@ -99,7 +106,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
         *(
             inspect.Parameter(
                 c.name, keyword, default=None,
-                annotation=Annotated[c.type.python_type | None, Query(description=f"only rows with this {c.name}")],
+                annotation=Annotated[_query_type(c) | None, Query(description=f"only rows with this {c.name}")],
             )
             for c in filterable
         ),

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from uuid import UUID
 
 import pydantic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, model_validator
 
 from hajj_ledger.catalogue import STEPS
 from hajj_ledger.errors import ValidationError
@@ -22,6 +22,7 @@ from hajj_ledger.vocabulary import (
     CancellationReason,
     Direction,
     Mode,
+    Moment,
     Port,
     Site,
     parse_place,
@@ -39,7 +40,7 @@ class CommandBase(BaseModel):
 
     command_id: UUID = Field(description="chosen by the caller; repeating it repeats the first outcome")
     correlation_id: UUID | None = None
-    occurred_at: AwareDatetime = Field(description="when it happened, by the recording agency's account")
+    occurred_at: Moment = Field(description="when it happened, by the recording agency's account")
 
     # The aggregate method that records the step, and the field naming its aggregate.
     method: ClassVar[str]
@@ -79,9 +80,9 @@ class TripCommand(CommandBase):
 class Register(CommandBase):
     event: Literal["Registered"] = "Registered"
     pilgrim_id: UUID = Field(description="the pilgrim's pseudonymous id; never a passport number")
-    season: int = Field(ge=1400, le=1600, description="the Hijri year of the season")
+    season: StrictInt = Field(ge=1400, le=1600, description="the Hijri year of the season")
     country: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the sending country")
-    pre_cleared: bool = Field(default=False, description="cleared at origin (Makkah Route)")
+    pre_cleared: StrictBool = Field(default=False, description="cleared at origin (Makkah Route)")
     identity: Identity | None = Field(
         default=None, description="who the pilgrim is: kept encrypted in the vault, never in an event"
     )
@@ -102,7 +103,7 @@ class RequestVisa(JourneyCommand):
 class IssueVisa(JourneyCommand):
     event: Literal["VisaIssued"] = "VisaIssued"
     method = "issue_visa"
-    valid_until: AwareDatetime
+    valid_until: Moment
 
 
 class RejectVisa(JourneyCommand):
@@ -123,7 +124,7 @@ class BookFlight(JourneyCommand):
     direction: Direction
     flight: FlightNumber
     port: Port
-    scheduled_at: AwareDatetime
+    scheduled_at: Moment
 
     @model_validator(mode="after")
     def _port_is_an_airport(self) -> BookFlight:
@@ -293,8 +294,8 @@ class ScheduleTrip(CommandBase):
     bus_plate: Label
     origin: PlaceCode
     destination: PlaceCode
-    departs_at: AwareDatetime
-    capacity: int = Field(gt=0, le=120, description="seats on the bus")
+    departs_at: Moment
+    capacity: StrictInt = Field(gt=0, le=120, description="seats on the bus")
 
     @model_validator(mode="after")
     def _places_are_known(self) -> ScheduleTrip:

@@ -16,7 +16,6 @@ import hmac
 import os
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hajj_ledger.errors import LedgerError
 from hajj_ledger.spelling import name_keys
+from hajj_ledger.vocabulary import Day
 
 KEYS_VARIABLE = "HAJJ_LEDGER_MASTER_KEYS"
 KEY_FILE_VARIABLE = "HAJJ_LEDGER_MASTER_KEY_FILE"
@@ -47,7 +47,7 @@ class Identity(BaseModel):
     passport_number: str = Field(pattern=r"^[A-Za-z0-9]{5,20}$")
     passport_country: str = Field(pattern=r"^[A-Z]{3}$")
     nationality: str = Field(pattern=r"^[A-Z]{3}$")
-    date_of_birth: date
+    date_of_birth: Day
     gender: Literal["female", "male"]
 
 

@@ -6,10 +6,14 @@ HTTP API all spell a port or a role the same way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 
 class Role(StrEnum):
@@ -168,3 +172,21 @@ class Stamp:
     occurred_at: datetime
     command_id: UUID
     correlation_id: UUID | None = None
+
+
+def _written(value: object) -> object:
+    """Times and dates are written out (ISO 8601): a bare number would silently be read as seconds since 1970."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and not re.match(r"^\d{4}-\d\d-\d\d", value)):
+        raise ValueError("expected an ISO 8601 date or time, such as 2025-06-05 or 2025-06-05T08:30:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC") from None
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_utc)]  # a time with its zone, as UTC
+Day = Annotated[date, BeforeValidator(_written)]
