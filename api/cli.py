@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,27 +91,32 @@ def _serve(args: argparse.Namespace) -> int:
     _migrated()
     if args.demo_keys:
         _print_demo_keys()
-    runner = None
     if not args.no_project:  # one runner beside however many workers: the views stay exactly-once either way
-        runner = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", "project"], preexec_fn=_die_with_parent)
+        threading.Thread(target=_keep_projecting, name="projection-runner", daemon=True).start()
     print(
         f"Serving the hajj-ledger API on http://{args.host}:{args.port}/v1 (docs: http://{args.host}:{args.port}/docs)"
     )
     configure_logging()
-    try:
-        uvicorn.run(
-            "hajj_ledger.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-            access_log=False, log_level="warning",
-        )  # fmt: skip
-    finally:
-        if runner is not None:
-            runner.terminate()
-            runner.wait(timeout=10)
+    uvicorn.run(
+        "hajj_ledger.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        access_log=False, log_level="warning",
+    )  # fmt: skip
     return 0
 
 
+def _keep_projecting() -> None:
+    """`hajj-ledger project` beside the server, started again whenever it ends (it gives up if the database is
+    away when it starts); it ends with the server, however the server ends."""
+    while True:
+        runner = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", "project"], preexec_fn=_die_with_parent)
+        code = runner.wait()
+        print(f"hajj-ledger: the projection runner exited ({code}); starting it again in 2 s", file=sys.stderr)
+        time.sleep(2)
+
+
 def _die_with_parent() -> None:
-    """The runner ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down)."""
+    """The runner ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down). The signal
+    follows the thread that started the runner: the supervising thread, which lives as long as the server."""
     import ctypes
     import signal
 

@@ -442,6 +442,9 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["2"])[0],
             "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", ["8"])[0],
             "POSTGRES_LOCK_TIMEOUT": "30",
+            # How long to wait for a pooled connection: the library tries ten times, so a database that is away
+            # is reported in about ten seconds (the library's 30 s made that five minutes).
+            "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["1"])[0],
             "APPLICATION_RECORDER_TOPIC": get_topic(PostgresLedgerRecorder),
         }
     raise ValueError(

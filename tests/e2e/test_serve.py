@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def _free_port() -> int:
 def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
     keys = {}
-    for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "ministry"):
+    for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
         scope = ["--scope", SCOPES[role]] if role in SCOPES else []
         made = subprocess.run(
             [str(EXECUTABLE), "agency", "add", "--role", role, "--name", f"e2e {role}", *scope],
@@ -118,8 +119,9 @@ def test_a_journey_through_http_with_each_view_after_min_position(
         assert status.json()["stage"] == stage and status.json()["position"] == position
     illegal = post("mission", f"/journeys/{journey}/visa-requested", {})
     assert illegal.status_code == 409 and illegal.json()["current_stage"] == "received"
+    received_at = position
 
-    head = {"min_position": position}
+    head = {"min_position": received_at}
     waiting = get("wukala", "/views/awaiting_transport", port="JED-HAJJ", **head).json()["items"]
     assert [row["journey_id"] for row in waiting] == [journey]
     arrivals = get("jawazat", "/views/port_arrivals", port="JED-HAJJ", **head).json()["items"]
@@ -132,3 +134,88 @@ def test_a_journey_through_http_with_each_view_after_min_position(
     history = get("ministry", f"/journeys/{journey}/history").json()["events"]
     assert [e["event"] for e in history][-1] == "ReceivedAtPort" and len(history) == 1 + len(steps)
     assert all(e["recorded_at"] and e["occurred_at"] and e["role"] for e in history)
+
+    # On to departure: the bus (a trip of the car syndicate), housing, exit, the flight home.
+    bus = {"operator": "SAPTCO", "bus_plate": "KSA-4711", "origin": "JED-HAJJ", "destination": "makkah"}
+    trip = post("naqaba", "/trips", {**bus, "departs_at": T0.isoformat(), "capacity": 40})
+    assert trip.status_code == 201, trip.text
+    trip_id = trip.json()["aggregate_id"]
+    onward: list[tuple[str, str, dict[str, Any], str | None]] = [
+        ("naqaba", f"/journeys/{journey}/bus-assigned", {"trip_id": trip_id}, "bus_assigned"),
+        ("naqaba", f"/journeys/{journey}/boarded", {"trip_id": trip_id}, "boarded"),
+        ("naqaba", f"/trips/{trip_id}/trip-departed", {}, None),
+        ("naqaba", f"/journeys/{journey}/transfer-completed", {"trip_id": trip_id}, "transferred"),
+        ("naqaba", f"/trips/{trip_id}/trip-arrived", {}, None),
+        ("company", f"/journeys/{journey}/housing-checked-in", {"site": "makkah", "building": "B-12"}, "housed"),
+        ("jawazat", f"/journeys/{journey}/exit-cleared", {"port": "JED-HAJJ"}, "exit_cleared"),
+        ("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ", "flight": "GA902"}, "departed"),
+    ]
+    for role, path, body, expected in onward:
+        done = post(role, path, body)
+        assert done.status_code == 201, (path, done.text)
+        if expected is not None:
+            status = get("company", f"/journeys/{journey}", min_position=done.json()["position"]).json()
+            assert status["stage"] == expected, (path, status)
+        if path.endswith("boarded"):
+            manifest = get("naqaba", "/views/trip_manifest", trip_id=trip_id, min_position=done.json()["position"])
+            assert [row["trip_id"] for row in manifest.json()["items"]] == [trip_id]
+        if path.endswith("housing-checked-in"):
+            housed = get("company", "/views/site_headcount", min_position=done.json()["position"]).json()["items"]
+            assert [(row["site"], row["building"], row["present"]) for row in housed] == [("makkah", "B-12", 1)]
+    assert post("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ"}).json()["current_stage"] == "departed"
+
+
+def test_the_database_stopped_and_restarted_under_load(server: tuple[str, dict[str, str], dict[str, str]]) -> None:
+    """Writers keep retrying through an outage: they get 503s with Retry-After, never a 500; afterwards every
+    registration is stored exactly once (the retries carried the same Idempotency-Key)."""
+    base, keys, _ = server
+    headers = {"Authorization": f"Bearer {keys['mission']}"}
+    pilgrims = [str(uuid4()) for _ in range(60)]
+    statuses: list[int] = []
+
+    def register(index: int) -> dict[str, Any]:
+        body = {"occurred_at": T0.isoformat(), "pilgrim_id": pilgrims[index], "season": 1446, "country": "IDN"}
+        for _ in range(600):
+            try:
+                answer = httpx.post(f"{base}/v1/journeys", json=body, timeout=30,
+                                    headers={**headers, "Idempotency-Key": f"outage-{index}"})  # fmt: skip
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            statuses.append(answer.status_code)
+            if answer.status_code in (200, 201):
+                outcome: dict[str, Any] = answer.json()
+                return outcome
+            assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+            time.sleep(0.1)
+        raise AssertionError(f"registration {index} never went through")
+
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    with ThreadPoolExecutor(6) as pool:
+        before = list(pool.map(register, range(20)))
+        subprocess.run([*cluster, "stop", "-m", "fast"], check=True, timeout=120)
+        try:
+            during = [pool.submit(register, i) for i in range(20, 60)]
+            # The ledger rides out a short outage (the library retries for seconds); a longer one is answered 503.
+            deadline = time.monotonic() + 90
+            while 503 not in statuses and time.monotonic() < deadline:
+                time.sleep(0.2)
+            ready = httpx.get(f"{base}/readyz", timeout=30)
+            assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        finally:
+            subprocess.run([*cluster, "start"], check=True, timeout=120)
+        outcomes = before + [f.result(timeout=300) for f in during]
+    assert 503 in statuses and all(code < 500 or code == 503 for code in statuses)
+    ministry = {"Authorization": f"Bearer {keys['ministry']}"}
+    last = max(o["position"] for o in outcomes)
+    for _ in range(120):  # the runner, too, comes back by itself (its retries back off to 5 s)
+        page = httpx.get(f"{base}/v1/views/journey_status", headers=ministry, timeout=30,
+                         params={"limit": 1000, "min_position": last})  # fmt: skip
+        if page.status_code != 503:
+            break
+    assert page.status_code == 200, page.text
+    listed = page.json()["items"]
+    assert sorted(row["pilgrim_id"] for row in listed) == sorted(pilgrims)  # each once: nothing lost, none doubled
+    positions = [o["position"] for o in outcomes]
+    assert len(set(positions)) == len(positions)
