@@ -1,10 +1,14 @@
-"""What routes depend on: the services, the calling agency (authorised against the route's declared roles), a
-read connection, and waiting for the views to reach a position (read-your-writes)."""
+"""What routes depend on: the services and the calling agency (authorised against the route's declared roles);
+and waiting for the views to reach a position (read-your-writes).
+
+Routes open their read connections themselves, in their own thread: a connection held by a yield dependency is
+given back only after the response, in another trip through the thread pool, and under load every pool thread
+waited for a connection that only a queued teardown could give back (30 s, then an error)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,7 +39,7 @@ class Services:
     max_wait: float  # how long a read waits for `min_position`, seconds
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: no trip through the thread pool for a lookup
     found: Services = request.app.state.services
     return found
 
@@ -44,7 +48,7 @@ ServicesDep = Annotated[Services, Depends(services)]
 _bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
 
 
-def caller(
+async def caller(  # async, as the key is nearly always in the cache: one thread-pool trip a request, not three
     request: Request,
     found: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -58,7 +62,7 @@ def check_caller(request: Request) -> None:
     """The caller check, for a request refused before its dependencies ran (a body that is not even JSON): the
     key and the role still come first, so that a caller the route refuses learns nothing of what it accepts."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    authorized(request, _agency(services(request), scheme, key.strip()))
+    authorized(request, _agency(request.app.state.services, scheme, key.strip()))
 
 
 def _agency(found: Services, scheme: str, key: str) -> Agency:
@@ -111,14 +115,6 @@ def _unauthorized(detail: str) -> ProblemError:
 
 
 Caller = Annotated[Agency, Depends(caller)]
-
-
-def read_connection(found: ServicesDep) -> Iterator[Connection]:
-    with found.engine.connect() as connection:
-        yield connection
-
-
-ReadConnection = Annotated[Connection, Depends(read_connection)]
 
 
 def await_position(found: Services, connection: Connection, names: Iterable[str], position: int | None) -> None:

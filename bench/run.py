@@ -442,6 +442,12 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     }
 
 
+def measure_api(**kwargs: Any) -> dict[str, Any]:
+    from bench.http_load import measure_api as measure
+
+    return measure(**kwargs)
+
+
 def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
     """Through the recorder's own vault writes, without events (what a season of registrations leaves)."""
     recorder = ledger.recorder
@@ -456,6 +462,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
 
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "api": measure_api,
     "identity": measure_identity,
     "catchup": measure_catchup,
     "lag": measure_lag,
@@ -558,6 +565,9 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
         lag = repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
         say(f"identity vault, {sizes.vault:,} identities")
         identity = repeat(sizes.runs, kind, "identity", registrations=2000 if sizes is FULL else 100, vault=sizes.vault)
+        say("HTTP API under load (a serve process, clients in this one)")
+        api = repeat(sizes.runs, kind, "api", commands=sizes.single * 2, reads=sizes.single * 4,
+                     batches=20 if sizes is FULL else 4, workers=2)  # fmt: skip
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -571,6 +581,7 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "catchup": summarise(catchup),
             "lag": summarise(lag),
             "identity": summarise(identity),
+            "api": summarise(api),
         }
     return figures
 
@@ -671,6 +682,28 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {kind} | erasing one pilgrim p99, ms | {erase:.1f} |  | {len(details)} |  |  | "
             f"{'< 100 ms' if pg else ''} | {('yes' if erase < 100 else '**no**') if pg else ''} |  |"
         )
+    for kind in figures:
+        if "api" not in figures[kind]:
+            continue
+        details, pg = figures[kind]["api"]["details"], kind == "postgres"
+
+        def median(path: tuple[str, str], details: list[dict[str, Any]] = details) -> float:
+            return float(statistics.median(d[path[0]][path[1]] for d in details))
+
+        workers = details[0]["workers"]
+        for label, rate_key, rate_target, p99_target in (
+            ("HTTP single steps, 64 clients, commands/s", ("single", "per_second"), 5000, 50),
+            ("HTTP journey status reads, 64 clients, requests/s", ("read", "per_second"), 5000, 10),
+            ("HTTP batch endpoint (1,000 commands a request, 4 clients), events/s", ("batch", "events_per_second"),
+             20000, None),
+        ):  # fmt: skip
+            rate, p99 = median(rate_key), median((rate_key[0], "p99_ms"))
+            reached = rate >= rate_target and (p99_target is None or p99 < p99_target)
+            target = f"≥ {rate_target:,}" + (f", p99 < {p99_target} ms" if p99_target else "")
+            rows.append(
+                f"| {kind} | {label} ({workers} workers), p99 {p99:.1f} ms | {_fmt(rate)} |  | {len(details)} |  |  "
+                f"| {target if pg else ''} | {('yes' if reached else '**no**') if pg else ''} |  |"
+            )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]

@@ -9,6 +9,7 @@ backs off: the database, not the runners, decides who applies a batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ class Model:
             sa.Index(f"ix_{name}_{'_'.join(columns)}", *(table.c[c] for c in columns))
         return table
 
+    @functools.cache  # noqa: B019 (models are module constants): one Table, so SQLAlchemy's compiled-statement cache hits
     def view(self) -> sa.Table:
         """The served view, for queries."""
         return sa.Table(self.name, sa.MetaData(), *self.columns())

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ReadConnection, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
 from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
@@ -34,11 +34,10 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
 
 
 @router.get("/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status")
-def status(
-    journey_id: UUID, agency: Caller, found: ServicesDep, connection: ReadConnection, min_position: MinPosition = None
-) -> dict[str, Any]:
-    await_position(found, connection, ["journey_status"], min_position)
-    row = journey(connection, journey_id)
+def status(journey_id: UUID, agency: Caller, found: ServicesDep, min_position: MinPosition = None) -> dict[str, Any]:
+    with found.engine.connect() as connection:
+        await_position(found, connection, ["journey_status"], min_position)
+        row = journey(connection, journey_id)
     if row is None:
         raise not_found(journey_id)
     check_scope(agency, row, journey_id)

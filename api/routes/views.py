@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ReadConnection, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, utc
@@ -83,21 +83,19 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
 
-    def handler(
-        agency: Any, found: Any, connection: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any
-    ) -> PagePublic:
-        await_position(found, connection, [name], min_position)
-        rows, next_cursor = page(connection, model, agency, filters, cursor, limit)
-        reached = connection.execute(
-            sa.select(positions.c.position).where(positions.c.projection == name, positions.c.serving.is_(True))
-        ).scalar()
+    def handler(agency: Any, found: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> PagePublic:
+        with found.engine.connect() as connection:
+            await_position(found, connection, [name], min_position)
+            rows, next_cursor = page(connection, model, agency, filters, cursor, limit)
+            reached = connection.execute(
+                sa.select(positions.c.position).where(positions.c.projection == name, positions.c.serving.is_(True))
+            ).scalar()
         return PagePublic(items=rows, next_cursor=next_cursor, position=reached or 0)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
         inspect.Parameter("agency", keyword, annotation=Caller),
         inspect.Parameter("found", keyword, annotation=ServicesDep),
-        inspect.Parameter("connection", keyword, annotation=ReadConnection),
         inspect.Parameter(
             "cursor", keyword, default=None, annotation=Annotated[str | None, Query(max_length=2000)]
         ),

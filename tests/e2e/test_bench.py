@@ -21,6 +21,7 @@ FIGURES = [
     "catchup",
     "lag",
     "identity",
+    "api",
 ]
 
 
