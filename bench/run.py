@@ -700,9 +700,13 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             rate, p99 = median(rate_key), median((rate_key[0], "p99_ms"))
             reached = rate >= rate_target and (p99_target is None or p99 < p99_target)
             target = f"≥ {rate_target:,}" + (f", p99 < {p99_target} ms" if p99_target else "")
+            # Baseline, same run: the ledger itself, in process, without HTTP.
+            inner = figures[kind]["single_64" if rate_key[0] == "single" else "ingest"]["median"]
+            base = "in process, 64 clients" if rate_key[0] == "single" else "batched ingest, in process"
+            baseline = f"{_fmt(inner)} ({base}) | {rate / inner:.2f}x" if rate_key[0] != "read" else " | "
             rows.append(
-                f"| {kind} | {label} ({workers} workers), p99 {p99:.1f} ms | {_fmt(rate)} |  | {len(details)} |  |  "
-                f"| {target if pg else ''} | {('yes' if reached else '**no**') if pg else ''} |  |"
+                f"| {kind} | {label} ({workers} workers), p99 {p99:.1f} ms | {_fmt(rate)} |  | {len(details)} | "
+                f"{baseline} | {target if pg else ''} | {('yes' if reached else '**no**') if pg else ''} |  |"
             )
     notes = []
     for kind in figures:
