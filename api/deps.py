@@ -83,6 +83,12 @@ def authorized(request: Request, agency: Agency) -> Agency:
             403, "forbidden", "Forbidden", f"role '{agency.role}' may not {action}", role=str(agency.role),
             action=action, allowed_roles=allowed,
         )  # fmt: skip
+    repeated = sorted(n for n in set(request.query_params) if len(request.query_params.getlist(n)) > 1)
+    if repeated:  # otherwise the last would silently win
+        raise ProblemError(
+            422, "invalid", "Invalid input", f"query parameters given more than once: {', '.join(repeated)}",
+            errors=[{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
+        )  # fmt: skip
     unknown = sorted(set(request.query_params) - _query_names(route))
     if unknown:
         raise ProblemError(

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from hajj_ledger.commands import CommandBase
 
 MAX_BATCH = 1000
+
+
+def _whole_number(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value):
+        raise ValueError("expected a whole number")
+    return value
+
+
+# "0.0" or "1e3" is refused, not rounded; and a value no database integer holds is refused, not a 500.
+QueryInt = Annotated[int, BeforeValidator(_whole_number), Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class OutcomePublic(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
-from hajj_ledger.api.schemas import FoundPublic
+from hajj_ledger.api.schemas import FoundPublic, QueryInt
 from hajj_ledger.catalogue import IDENTITY_READERS, NAME_SEARCHERS
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], dependencies=[Depends(caller)])
@@ -28,6 +28,6 @@ def by_name(
     agency: Caller,
     found: ServicesDep,
     name: Annotated[str, Query(min_length=1, max_length=200, description="Arabic script or any Latin spelling")],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
 ) -> FoundPublic:
     return FoundPublic(journey_ids=found.ledger.find_by_name(name, agency.actor, limit))

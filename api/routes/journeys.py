@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
 from hajj_ledger.api.problems import ProblemError
-from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
+from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
 from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
 from hajj_ledger.cli import event_json
 from hajj_ledger.errors import NotFoundError
@@ -19,7 +19,7 @@ from hajj_ledger.projections.journey_status import journey
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
 MinPosition = Annotated[
-    int | None, Query(ge=0, description="wait (bounded) until the views have applied the log up to here")
+    QueryInt | None, Query(ge=0, description="wait (bounded) until the views have applied the log up to here")
 ]
 
 

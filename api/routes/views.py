@@ -18,7 +18,7 @@ from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.routes.journeys import MinPosition
-from hajj_ledger.api.schemas import PagePublic, utc
+from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
 from hajj_ledger.catalogue import SCOPE, VIEW_READERS
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Model
@@ -76,7 +76,7 @@ def page(
 def _query_type(column: sa.Column[Any]) -> Any:
     """A filter's type; times and dates written out, never a number read as seconds since 1970."""
     kind = column.type.python_type
-    return {datetime: Moment, date: Day}.get(kind, kind)
+    return {datetime: Moment, date: Day, int: QueryInt}.get(kind, kind)
 
 
 def add_view(router: APIRouter, name: str, model: Model) -> None:
@@ -99,7 +99,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
         inspect.Parameter(
             "cursor", keyword, default=None, annotation=Annotated[str | None, Query(max_length=2000)]
         ),
-        inspect.Parameter("limit", keyword, default=100, annotation=Annotated[int, Query(ge=1, le=1000)]),
+        inspect.Parameter("limit", keyword, default=100, annotation=Annotated[QueryInt, Query(ge=1, le=1000)]),
         inspect.Parameter("min_position", keyword, default=None, annotation=MinPosition),
         *(
             inspect.Parameter(

@@ -515,3 +515,12 @@ def test_probes_and_metrics(api: Api) -> None:
     assert answer.headers["x-request-id"]
     mine = api.client.get("/healthz", headers={"X-Request-Id": "abc-123"})
     assert mine.headers["x-request-id"] == "abc-123"
+
+
+def test_query_values_are_what_they_say(api: Api) -> None:
+    """Found by Schemathesis: "0.0" taken for a whole number, a number for a date, the last of a repeated value."""
+    for params in ({"limit": "10.0"}, {"min_position": "1e3"}, {"visa_valid_until": "1700000000"},
+                   {"stage": ["registered", "received"]}):  # fmt: skip
+        answer = api.client.get("/v1/views/journey_status", params=params, headers=api.auth("ministry"))
+        body = is_problem(answer, 422)
+        assert body["errors"][0]["path"] == f"query.{next(iter(params))}", body
