@@ -7,6 +7,7 @@ Under CI=true they always run: an unreachable server fails them rather than skip
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,9 +17,13 @@ import psycopg
 import pytest
 
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
 
 # The vault's master key for every test (tests that need another set their own).
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
+# The checkpoints' signing key: a key file made once per run (tests that rotate keys make their own).
+if not os.environ.get(KEY_FILE_VARIABLE):
+    os.environ[KEY_FILE_VARIABLE] = str(SigningKeys.create(Path(tempfile.mkdtemp()) / "signing.json").path)
 
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
