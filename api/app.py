@@ -22,9 +22,10 @@ from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
 from hajj_ledger.api.problems import ProblemError, unavailable
-from hajj_ledger.api.routes import commands, identities, journeys, operations, steps, views
+from hajj_ledger.api.routes import audit, commands, identities, journeys, operations, steps, views
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import engine_for, positions
 
 MAX_BODY = 2 * 1024 * 1024  # a batch of 1,000 commands with identities fits in well under this
@@ -37,13 +38,15 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         ledger = JourneyLedger(database_url)
         engine = engine_for(database_url, pool_size=8)
         wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
-        app.state.services = Services(ledger, engine, Keys(engine), wait)
+        past = PastViews(ledger, database_url)
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         metrics.REGISTRY.register(lag)
         try:
             yield
         finally:
             metrics.REGISTRY.unregister(lag)
+            past.close()
             ledger.close()
             engine.dispose()
 
@@ -58,7 +61,8 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
-    for router in (steps.router(), commands.router, journeys.router, identities.router, views.router()):
+    routers = (steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router)
+    for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
     problems.install(app)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import positions
 from hajj_ledger.vocabulary import Role
 
@@ -37,6 +38,7 @@ class Services:
     engine: Engine  # the read models
     keys: Keys
     max_wait: float  # how long a read waits for `min_position`, seconds
+    past: PastViews  # auditors' views as of past positions, built apart
 
 
 async def services(request: Request) -> Services:  # async: no trip through the thread pool for a lookup

@@ -76,6 +76,45 @@ class HistoryPublic(BaseModel):
     events: list[EventPublic]
 
 
+class EntryPublic(BaseModel):
+    """One event of the audit trail."""
+
+    position: int = Field(description="its place in the ledger's log (notification id)")
+    aggregate: str = Field(description="journey or trip")
+    aggregate_id: UUID
+    version: int
+    event: str
+    occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
+    recorded_at: datetime = Field(description="when the ledger recorded it")
+    agency_id: str
+    role: str
+    command_id: UUID
+    correlation_id: UUID | None
+    fields: dict[str, Any] = Field(description="the event's own fields (events carry no personal data)")
+
+
+class TrailPublic(BaseModel):
+    items: list[EntryPublic]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null when nothing more matches. A page reads a bounded "
+        "stretch of the log, so it may hold fewer items than `limit`, even none, and still have a next one"
+    )
+
+
+class RefusedPublic(EntryPublic):
+    reason: str = Field(description="why the journey's rules refuse it on the state the earlier events built")
+
+
+class PastJourneyPublic(BaseModel):
+    journey: dict[str, Any] = Field(description="the journey's state then")
+    position: int = Field(description="the position of the last event taken into account")
+    events: int = Field(description="how many of its events were taken into account")
+    refused: list[RefusedPublic] = Field(
+        description="as of a business time only: events that had happened by then, left out because the journey's "
+        "rules refuse them on the state the others built (an agency's clock puts them before an event they need)"
+    )
+
+
 class IdentityPublic(BaseModel):
     journey_id: UUID
     name_arabic: str

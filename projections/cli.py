@@ -13,6 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
+
+from hajj_ledger.audit import plain, within_head
 from hajj_ledger.cli import DEFAULT_SEASON, print_history
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.journey import Journey
@@ -20,10 +23,12 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS, projection
 from hajj_ledger.projections.framework import Projection
+from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.season_funnel import funnel
 from hajj_ledger.simulation import progress_bar, simulate
+from hajj_ledger.store import database_url
 from hajj_ledger.vocabulary import Stage
 
 
@@ -43,6 +48,23 @@ def register(commands: Any) -> None:
     rebuild = commands.add_parser("rebuild", help="rebuild a read model from position 0 beside the serving one")
     rebuild.add_argument("name")
     rebuild.set_defaults(run=_rebuild)
+
+    replaying = commands.add_parser(
+        "replay", help="rebuild every read model as of a past position, apart from the serving ones, to compare"
+    )
+    replaying.add_argument("--until", type=int, required=True, metavar="POSITION", help="at most the ledger's head")
+    replaying.add_argument(
+        "--into", required=True, metavar="DIR|SCHEMA",
+        help="a directory (a path with a slash, or one that exists) for a new SQLite file; or the name of a new "
+        "schema of the ledger's PostgreSQL database",
+    )  # fmt: skip
+    replaying.set_defaults(run=_replay)
+
+    view = commands.add_parser("view", help="a read model's rows, one JSON object each; as of a past position")
+    view.add_argument("name", choices=PastViews.NAMES)
+    view.add_argument("--as-of", type=int, required=True, metavar="POSITION", help="at most the ledger's head")
+    view.add_argument("--limit", type=int, default=100)
+    view.set_defaults(run=_view)
 
     demo = commands.add_parser(
         "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
@@ -106,6 +128,41 @@ def _rebuild(args: argparse.Namespace) -> int:
     finally:
         runner.close()
     print(f"{projection.name} rebuilt and swapped in.")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger(create_tables=False)
+    try:
+        within_head(ledger, args.until, "until")
+        head = ledger.head()
+    finally:
+        ledger.close()
+    url = database_url()
+    into = target(args.into, url, args.until)
+    try:
+        replay(url, args.until, into.engine)
+        counts = row_counts(into.engine)
+    finally:
+        into.engine.dispose()
+    print(f"Every read model as of position {args.until:,} (the head is {head:,}), in {into.where}:")
+    for name, rows in counts.items():
+        print(f"  {name:<24}{rows:>10,} rows")
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger(create_tables=False)
+    past = PastViews(ledger)
+    try:
+        with past.at(args.as_of) as connection:
+            model = projection(args.name).models[0]
+            rows = connection.execute(sa.select(model.view()).limit(args.limit)).mappings().all()
+    finally:
+        past.close()
+        ledger.close()
+    for row in rows:
+        print(json.dumps({k: plain(v) for k, v in row.items()}, ensure_ascii=False))
     return 0
 
 

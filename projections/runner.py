@@ -63,17 +63,33 @@ def uninstall(connection: Connection, projections: Sequence[Projection]) -> None
 
 
 class Runner:
-    def __init__(self, projections: Sequence[Projection], database_url: str | None = None) -> None:
+    """Applies the log of the ledger at `database_url` to the read models in the same store, or in `target` (a
+    replay kept apart from the serving views); up to position `until`, or following the log."""
+
+    def __init__(
+        self,
+        projections: Sequence[Projection],
+        database_url: str | None = None,
+        *,
+        target: Engine | None = None,
+        until: int | None = None,
+    ) -> None:
         self.projections = list(projections)
-        self.engine: Engine = engine_for(database_url)
+        self.until = until
+        self._own_engine = target is None
+        self.engine: Engine = target or engine_for(database_url)
         if not sa.inspect(self.engine).has_table(positions.name):
-            self.engine.dispose()
+            self._close_engine()
             raise NotInstalledError("the read models are not installed: run `hajj-ledger migrate`")
         self.ledger = JourneyLedger(database_url, create_tables=False)  # reads the log and decodes events
 
     def close(self) -> None:
         self.ledger.close()
-        self.engine.dispose()
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        if self._own_engine:  # a target is its caller's
+            self.engine.dispose()
 
     # Positions.
 
@@ -98,7 +114,7 @@ class Runner:
 
     def _read(self, projection: Projection, after: int, limit: int) -> tuple[int, list[tuple[int, Any]]]:
         """The next batch of the log after `after`: its last position, and the events this projection reads."""
-        rows = self.ledger.recorder.select_notifications(start=after + 1, limit=limit)
+        rows = self.ledger.recorder.select_notifications(start=after + 1, limit=limit, stop=self.until)
         if not rows:
             return after, []
         decode = self.ledger.mapper.to_domain_event

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from uuid import UUID, uuid4
 
+from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, PastJourney, TrailQuery, payload, plain
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 from hajj_ledger.commands import parse_command, parse_command_json
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
@@ -23,8 +24,6 @@ from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 from hajj_ledger.vocabulary import Actor, Role
 
 DEFAULT_SEASON = 1446
-# What every event carries; `history` shows these in their own columns, the rest as details.
-_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "stamp", "originator_topic"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--season", type=int, default=DEFAULT_SEASON)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     history.set_defaults(run=_history)
+
+    trail = commands.add_parser(
+        "trail", help="the audit trail: events with both clocks, who recorded them and their positions, filtered"
+    )
+    trail.add_argument("id", type=UUID, nargs="?", help="a journey, a pilgrim (with --season) or a trip; else all")
+    trail.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    trail.add_argument("--agency", help="recorded by this agency")
+    trail.add_argument("--event", help="of this type, e.g. VisaIssued")
+    trail.add_argument("--recorded-from", type=moment, metavar="TIME", help="recorded at or after (ISO 8601, zoned)")
+    trail.add_argument("--recorded-until", type=moment, metavar="TIME", help="recorded at or before")
+    trail.add_argument("--from-position", type=int, metavar="N")
+    trail.add_argument("--until-position", type=int, metavar="N")
+    trail.add_argument("--after", type=int, default=0, metavar="N", help="go on after this position (a page's cursor)")
+    trail.add_argument("--limit", type=int, default=100, help=f"at most this many (1 to {MAX_LIMIT})")
+    trail.add_argument("--json", action="store_true", help="one JSON object per event")
+    trail.set_defaults(run=_trail)
+
+    as_of = commands.add_parser(
+        "as-of", help="a journey as the ledger knew it at a position or recorded time, or as it had happened by a time"
+    )
+    as_of.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
+    as_of.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    when = as_of.add_mutually_exclusive_group(required=True)
+    when.add_argument("--position", type=int, metavar="N", help="what the ledger held up to this position")
+    when.add_argument("--recorded-at", type=moment, metavar="TIME", help="what the ledger had recorded by then")
+    when.add_argument("--occurred-at", type=moment, metavar="TIME", help="what had happened by then (agencies' clocks)")
+    as_of.set_defaults(run=_as_of)
 
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
@@ -146,6 +172,64 @@ def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
             )
 
 
+def moment(text: str) -> datetime:
+    """A command-line time: ISO 8601 with its zone (a time without one is ambiguous by hours)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2025-06-05T08:30:00Z") from None
+    if value.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return value.astimezone(UTC)
+
+
+def _trail(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    query = TrailQuery(
+        aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
+        event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
+        from_position=args.from_position, until_position=args.until_position,
+    )  # fmt: skip
+    page = ledger.trail(query, args.after, args.limit)
+    for entry in page.entries:
+        row = entry_json(entry)
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            details = " ".join(f"{k}={v}" for k, v in row["fields"].items())
+            print(
+                f"{row['position']:>8}  {row['event']:<22} {row['aggregate']} {row['aggregate_id']} "
+                f"v{row['version']}  happened {row['occurred_at']}  recorded {row['recorded_at']}  "
+                f"by {row['role']}:{row['agency_id']}  command {row['command_id']}  "
+                f"correlation {row['correlation_id'] or '-'}  {details}"
+            )
+    if page.next_after is not None:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {k: v if k == "fields" else plain(v) for k, v in dataclasses.asdict(entry).items()}
+
+
+def _as_of(args: argparse.Namespace) -> int:
+    ledger = JourneyLedger()
+    at = AsOf(args.position, args.recorded_at, args.occurred_at)
+    past = ledger.journey_as_of(_journey_id(ledger, args.id, args.season), at)
+    print(json.dumps(past_journey_json(past), ensure_ascii=False))
+    return 0
+
+
+def past_journey_json(past: PastJourney) -> dict[str, Any]:
+    state = {k: v if isinstance(v, list | dict) else plain(v) for k, v in past.state().items()}
+    return {
+        "journey": state,
+        "position": past.position,
+        "events": past.events,
+        "refused": [{**entry_json(entry), "reason": reason} for entry, reason in past.refused],
+    }
+
+
 def _erase(args: argparse.Namespace) -> int:
     ledger = JourneyLedger()
     journey_id = _journey_id(ledger, args.id, args.season)
@@ -206,6 +290,19 @@ def _retention(args: argparse.Namespace) -> int:
     return 0 if not report.refused else 1
 
 
+def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
+    """A journey (or a pilgrim's, in the season) or a trip."""
+    try:
+        return _journey_id(ledger, given, season)
+    except NotFoundError:
+        try:
+            return ledger.trip(given).id
+        except NotFoundError:
+            raise NotFoundError(
+                f"{given} is neither a journey, a pilgrim with a journey in season {season}, nor a trip"
+            ) from None
+
+
 def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
     for candidate in (given, Journey.create_id(season, given)):
         try:
@@ -244,9 +341,6 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 def event_json(event: Journey.Event) -> dict[str, Any]:
     stamp = event.stamp
-    details = {
-        f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event) if f.name not in _ENVELOPE_FIELDS
-    }
     return {
         "version": event.originator_version,
         "event": type(event).__name__,
@@ -257,16 +351,8 @@ def event_json(event: Journey.Event) -> dict[str, Any]:
         "role": str(stamp.role),
         "command_id": str(stamp.command_id),
         "correlation_id": str(stamp.correlation_id) if stamp.correlation_id else None,
-        "details": details,
+        "details": payload(event),
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value if not isinstance(value, str) else str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def _error_json(error: LedgerError) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
-from hajj_ledger import store
+from hajj_ledger import audit, store
+from hajj_ledger.audit import AsOf, PastJourney, TrailPage, TrailQuery
 from hajj_ledger.catalogue import (
     JOURNEY_STEPS,
     SCOPE,
@@ -156,6 +157,14 @@ class JourneyLedger(Application[UUID]):
         if not events or not isinstance(events[0], Journey.Registered):
             raise NotFoundError(f"journey {journey_id} not found")
         return events
+
+    def trail(self, query: TrailQuery, after: int = 0, limit: int = 100) -> TrailPage:
+        """The events an auditor asks for, with both clocks, who recorded them and where, a page at a time."""
+        return audit.trail(self, query, after, limit)
+
+    def journey_as_of(self, journey_id: UUID, at: AsOf) -> PastJourney:
+        """A journey as the ledger knew it at a position or recorded time, or as it had happened by a time."""
+        return audit.journey_as_of(self, journey_id, at)
 
     @property
     def keys(self) -> MasterKeys:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import get_topic
@@ -81,6 +81,8 @@ class LedgerRecorder(Protocol):
     def select_vault_journeys(self) -> list[UUID]: ...
 
     def replace_sealed(self, sealed: Sequence[Sealed]) -> None: ...
+
+    def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]: ...
 
 
 # A batch's changes to the vault, written in the same transaction as its events: a sealed identity to keep
@@ -194,6 +196,19 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             )
             rows = c.fetchall()
         return {UUID(r["command_id"]): Receipt.from_row(*r) for r in rows}
+
+    def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]:
+        """Every event of one journey or trip with its position in the log, oldest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "
+                "WHERE originator_id = ? ORDER BY originator_version",
+                (aggregate_id.hex,),
+            )
+            return [
+                Notification(id=r[0], originator_id=aggregate_id, originator_version=r[1], topic=r[2], state=r[3])
+                for r in c.fetchall()
+            ]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         with self.datastore.transaction(commit=False) as c:
@@ -379,6 +394,27 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                     ).format(self.vault_table),
                     (s.key_id, s.wrapped_key, s.passport_index, list(s.name_index), s.journey_id),
                 )
+
+    def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]:
+        """Every event of one journey or trip with its position in the log, oldest first."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = %s ORDER BY originator_version"
+                ).format(self.events_table),
+                (aggregate_id,),
+            )
+            return [
+                Notification(
+                    id=r["notification_id"],
+                    originator_id=aggregate_id,
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                )
+                for r in curs.fetchall()
+            ]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         positions = []

@@ -27,7 +27,7 @@ def run(store_url: str, *args: str, stdin: str | None = None) -> subprocess.Comp
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = run(f"sqlite:///{tmp_path}/l.db", "--help")
     assert result.returncode == 0
-    for command in ("record", "history", "rules", "simulate", "demo"):
+    for command in ("record", "history", "rules", "simulate", "demo", "trail", "as-of", "replay", "view"):
         assert command in result.stdout
 
 
@@ -200,3 +200,48 @@ def test_register_with_identity_then_erase(store_url: str) -> None:
     assert gone.returncode == 1 and gone.stdout == ""
     again = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
     assert again.returncode == 1 and "needs an identity in the vault" in again.stderr
+
+
+def test_trail_as_of_view_and_replay(store_url: str, tmp_path: Path) -> None:
+    assert run(store_url, "simulate", "--pilgrims", "30", "--seed", "9").returncode == 0
+    boarded = run(store_url, "trail", "--event", "Boarded", "--limit", "5", "--json")
+    assert boarded.returncode == 0, boarded.stderr
+    rows = [json.loads(line) for line in boarded.stdout.splitlines()]
+    assert len(rows) == 5 and {r["event"] for r in rows} == {"Boarded"}
+    assert f"more: --after {rows[-1]['position']}" in boarded.stderr
+    following = run(store_url, "trail", "--event", "Boarded", "--limit", "5", "--after", str(rows[-1]["position"]))
+    assert following.stdout.count("Boarded") == 5 and str(rows[-1]["command_id"]) not in following.stdout
+
+    first = rows[0]
+    journey = run(store_url, "trail", first["aggregate_id"], "--json")
+    events = [json.loads(line) for line in journey.stdout.splitlines()]
+    assert events[0]["event"] == "Registered" and {e["aggregate_id"] for e in events} == {first["aggregate_id"]}
+    assert [e["position"] for e in events] == sorted(e["position"] for e in events) and first in events
+    assert journey.stderr == ""  # the whole journey in one page
+
+    before = run(store_url, "as-of", first["aggregate_id"], "--position", str(first["position"] - 1))
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["journey"]["stage"] == "bus_assigned"
+    happened = run(store_url, "as-of", first["aggregate_id"], "--occurred-at", first["occurred_at"])
+    assert json.loads(happened.stdout)["journey"]["stage"] == "boarded"
+    zoneless = run(store_url, "as-of", first["aggregate_id"], "--occurred-at", "2025-05-01T08:00:00")
+    assert zoneless.returncode == 2 and "no time zone" in zoneless.stderr
+
+    position = first["position"]
+    view = run(store_url, "view", "journey_status", "--as-of", str(position), "--limit", "1000")
+    assert view.returncode == 0, view.stderr
+    statuses = [json.loads(line) for line in view.stdout.splitlines()]
+    assert statuses and all(s["position"] <= position for s in statuses)
+
+    replayed = run(store_url, "replay", "--until", str(position), "--into", str(tmp_path / "replays"))
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"read-models-at-{position}.sqlite3" in replayed.stdout and "journey_status" in replayed.stdout
+    assert (tmp_path / "replays" / f"read-models-at-{position}.sqlite3").exists()
+    beyond = run(store_url, "replay", "--until", "1000000", "--into", str(tmp_path / "replays"))
+    assert beyond.returncode == 1 and "beyond the ledger's head" in beyond.stderr
+    if store_url.startswith("postgresql"):
+        schema = run(store_url, "replay", "--until", str(position), "--into", "audit_cli")
+        assert schema.returncode == 0 and "schema audit_cli" in schema.stdout, schema.stderr
+    else:
+        schema = run(store_url, "replay", "--until", str(position), "--into", "audit_cli")
+        assert schema.returncode == 1 and "not on PostgreSQL" in schema.stderr
