@@ -62,9 +62,7 @@ def events(
     limit: Limit = 100,
 ) -> TrailPublic:
     try:
-        query = TrailQuery(
-            aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position
-        )
+        query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
         found_page = found.ledger.trail(query, _after(cursor), limit)
     except ValidationError as error:
         raise _invalid(error) from None
