@@ -22,7 +22,8 @@ from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
 from hajj_ledger.api.problems import ProblemError, unavailable
-from hajj_ledger.api.routes import audit, commands, identities, journeys, operations, steps, views
+from hajj_ledger.api.routes import audit, chain, commands, identities, journeys, operations, steps, views
+from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.replay import PastViews
@@ -39,7 +40,9 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         engine = engine_for(database_url, pool_size=8)
         wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
         past = PastViews(ledger, database_url)
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past)
+        # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
+        sealed = Chain(ledger, signing_keys(database_url, required=False))
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         metrics.REGISTRY.register(lag)
         try:
@@ -61,7 +64,10 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
-    routers = (steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router)
+    routers = (
+        steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router,
+        chain.router,
+    )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)

@@ -32,6 +32,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=int(os.environ.get("HAJJ_LEDGER_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("HAJJ_LEDGER_WORKERS", "1")))
     serve.add_argument("--no-project", action="store_true", help="do not run the projection runner beside the server")
+    serve.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer beside the server")
     serve.add_argument("--demo-keys", action="store_true", help="(demo store) make a key per role and print them")
     serve.set_defaults(run=_serve)
 
@@ -91,8 +92,11 @@ def _serve(args: argparse.Namespace) -> int:
     _migrated()
     if args.demo_keys:
         _print_demo_keys()
-    if not args.no_project:  # one runner beside however many workers: the views stay exactly-once either way
-        threading.Thread(target=_keep_projecting, name="projection-runner", daemon=True).start()
+    # One runner and one sealer beside however many workers: each is exactly-once either way.
+    if not args.no_project:
+        threading.Thread(target=_keep_running, args=("project",), name="projection-runner", daemon=True).start()
+    if not args.no_seal:
+        threading.Thread(target=_keep_running, args=("seal", "--follow"), name="sealer", daemon=True).start()
     print(
         f"Serving the hajj-ledger API on http://{args.host}:{args.port}/v1 (docs: http://{args.host}:{args.port}/docs)"
     )
@@ -104,18 +108,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep_projecting() -> None:
-    """`hajj-ledger project` beside the server, started again whenever it ends (it gives up if the database is
-    away when it starts); it ends with the server, however the server ends."""
+def _keep_running(*command: str) -> None:
+    """`hajj-ledger project` (or `seal --follow`) beside the server, started again whenever it ends (it gives up
+    if the database is away); it ends with the server, however the server ends."""
     while True:
-        runner = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", "project"], preexec_fn=_die_with_parent)
-        code = runner.wait()
-        print(f"hajj-ledger: the projection runner exited ({code}); starting it again in 2 s", file=sys.stderr)
+        process = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", *command], preexec_fn=_die_with_parent)
+        code = process.wait()
+        print(f"hajj-ledger: `{' '.join(command)}` exited ({code}); starting it again in 2 s", file=sys.stderr)
         time.sleep(2)
 
 
 def _die_with_parent() -> None:
-    """The runner ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down). The signal
+    """The helpers end with the server however it ends (uvicorn re-raises SIGTERM after shutting down). The signal
     follows the thread that started the runner: the supervising thread, which lives as long as the server."""
     import ctypes
     import signal

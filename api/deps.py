@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.chain import Chain
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import positions
@@ -39,6 +40,7 @@ class Services:
     keys: Keys
     max_wait: float  # how long a read waits for `min_position`, seconds
     past: PastViews  # auditors' views as of past positions, built apart
+    chain: Chain  # the hash chain's checkpoints and proofs
 
 
 async def services(request: Request) -> Services:  # async: no trip through the thread pool for a lookup
@@ -47,6 +49,13 @@ async def services(request: Request) -> Services:  # async: no trip through the 
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+async def chain(found: ServicesDep) -> Chain:
+    return found.chain
+
+
+ChainDep = Annotated[Chain, Depends(chain)]
 _bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
 
 

@@ -159,3 +159,38 @@ def utc(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, datetime) and value.tzinfo is None:
             row[name] = value.replace(tzinfo=UTC)
     return row
+
+
+class CheckpointPublic(BaseModel):
+    position: int = Field(description="the last position the checkpoint covers")
+    head: str = Field(description="the chain's link at that position, hex")
+    signed_at: str = Field(description="when it was signed, ISO 8601 UTC, exactly as signed")
+    key_id: str
+    signature: str = Field(
+        description="Ed25519, base64, over the lines 'hajj-ledger checkpoint v1', position, head, signed_at and "
+        "key_id, each ended by a newline"
+    )
+
+
+class CheckpointsPublic(BaseModel):
+    items: list[CheckpointPublic]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class SigningKeysPublic(BaseModel):
+    keys: dict[str, str] = Field(description="key id: Ed25519 public key, raw 32 bytes in base64")
+
+
+class StoredEventPublic(BaseModel):
+    topic: str
+    originator_id: str = Field(description="hex")
+    originator_version: int
+    state: str = Field(description="the stored bytes, base64")
+
+
+class ProofPublic(BaseModel):
+    position: int
+    event: StoredEventPublic = Field(description="the event exactly as stored")
+    previous_link: str = Field(description="the chain's link before the event, hex")
+    following: list[tuple[int, str]] = Field(description="(position, digest hex) of each event up to the checkpoint")
+    checkpoint: CheckpointPublic

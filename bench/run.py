@@ -48,10 +48,11 @@ class Sizes:
     scale: int  # pilgrims in the scale run
     raw_single: int  # rows for the one-row-per-transaction baseline
     runs: int
+    chain: int = 10_000  # pilgrims for the hash chain's figures
 
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
-SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1)
+SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40)
 
 
 # What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
@@ -448,6 +449,78 @@ def measure_api(**kwargs: Any) -> dict[str, Any]:
     return measure(**kwargs)
 
 
+def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> dict[str, Any]:
+    """The hash chain: ingest with the sealer following in its own process against the same ingest without it
+    (a second fresh store, same run); then verify the whole store; then one-event proofs checked by the README's
+    own script, in process (no interpreter start-up counted)."""
+    import contextlib
+    import io
+    import random
+    import re
+    import runpy
+
+    from hajj_ledger.chain import Chain
+    from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
+
+    baseline = measure_ingest(baseline_url, pilgrims)
+    directory = Path(tempfile.mkdtemp(prefix="hajj-bench-chain-"))
+    keys = SigningKeys.create(directory / "signing.json")
+    ledger = _ledger(url)
+    chain = Chain(ledger, keys)  # creates the chain's tables before the sealer starts
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HAJJ_LEDGER_DATABASE_URL": url, KEY_FILE_VARIABLE: str(keys.path)}
+    sealer = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", "seal", "--follow"], env=env)
+    try:
+        sealed = measure_ingest(url, pilgrims)
+        waited = time.perf_counter()
+        while chain.tables.seal_state()[0] < ledger.head():
+            time.sleep(0.05)
+        behind_seconds = time.perf_counter() - waited
+    finally:
+        sealer.terminate()
+        sealer.wait()
+    chain.checkpoint()
+    started = time.perf_counter()
+    report = chain.verify(keys.public)
+    verify_seconds = time.perf_counter() - started
+    assert report.ok, report.findings[:3]
+    script = re.search(r"```python\n(# check_proof\.py.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert script, "README.md shows no check_proof.py"
+    (directory / "check_proof.py").write_text(script.group(1))
+    (directory / "keys.json").write_text(json.dumps(keys.public.to_json()))
+    rng = random.Random(SEED)
+    positions = [rng.randint(1, ledger.head()) for _ in range(proofs)]
+    checks = []
+    for position in positions:
+        try:
+            proof = chain.proof(position)
+        except Exception:  # a gap in the positions: no event there
+            continue
+        (directory / "proof.json").write_text(json.dumps(proof))
+        argv = sys.argv
+        sys.argv = ["check_proof.py", str(directory / "proof.json"), str(directory / "keys.json")]
+        try:
+            began = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                runpy.run_path(str(directory / "check_proof.py"))
+            checks.append((time.perf_counter() - began) * 1000)
+        finally:
+            sys.argv = argv
+    checks.sort()
+    ledger.close()
+    return {
+        "rate": report.events / verify_seconds,
+        "events": report.events,
+        "checkpoints": report.checkpoints,
+        "ingest_without": baseline["rate"],
+        "ingest_with_sealer": sealed["rate"],
+        "ingest_ratio": sealed["rate"] / baseline["rate"],
+        "sealer_behind_at_end_s": behind_seconds,
+        "proof_p50_ms": checks[len(checks) // 2],
+        "proof_p99_ms": checks[int(len(checks) * 0.99) - 1 if len(checks) >= 100 else -1],
+        "proofs": len(checks),
+    }
+
+
 def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
     """Through the recorder's own vault writes, without events (what a season of registrations leaves)."""
     recorder = ledger.recorder
@@ -463,6 +536,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "api": measure_api,
+    "chain": measure_chain,
     "identity": measure_identity,
     "catchup": measure_catchup,
     "lag": measure_lag,
@@ -539,6 +613,14 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def chain_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    runs = []
+    for _ in range(sizes.runs):
+        with fresh_store(kind) as url, fresh_store(kind) as baseline_url:
+            runs.append(run_child("chain", url=url, baseline_url=baseline_url, pilgrims=sizes.chain, proofs=200))
+    return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for kind in stores:
@@ -568,6 +650,8 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
         say("HTTP API under load (a serve process, clients in this one)")
         api = repeat(sizes.runs, kind, "api", commands=sizes.single * 2, reads=sizes.single * 4,
                      batches=20 if sizes is FULL else 4, workers=2)  # fmt: skip
+        say(f"hash chain: ingest with the sealer following, verify, proofs ({sizes.chain:,} pilgrims)")
+        chain = chain_figure(sizes, kind)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -582,6 +666,7 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "lag": summarise(lag),
             "identity": summarise(identity),
             "api": summarise(api),
+            "chain": chain,
         }
     return figures
 
@@ -708,6 +793,31 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
                 f"| {kind} | {label} ({workers} workers), p99 {p99:.1f} ms | {_fmt(rate)} |  | {len(details)} | "
                 f"{baseline} | {target if pg else ''} | {('yes' if reached else '**no**') if pg else ''} |  |"
             )
+    for kind in figures:
+        if "chain" not in figures[kind]:
+            continue
+        f, pg = figures[kind]["chain"], kind == "postgres"
+        details = f["details"]
+        events = details[0]["events"]
+        met = ("yes" if f["median"] >= 150_000 else "**no**") if pg else ""
+        row(kind, f"verify, events/s, whole store ({events:,} events, {details[0]['checkpoints']:,} checkpoints)",
+            "chain", None, "≥ 150,000/s" if pg else "", met)  # fmt: skip
+        ratio = statistics.median(d["ingest_ratio"] for d in details)
+        with_sealer = statistics.median(d["ingest_with_sealer"] for d in details)
+        without = statistics.median(d["ingest_without"] for d in details)
+        rows.append(
+            f"| {kind} | batched ingest with the sealer following (own process), events/s | {_fmt(with_sealer)} | "
+            f"{min(d['ingest_ratio'] for d in details):.2f}-{max(d['ingest_ratio'] for d in details):.2f}x | "
+            f"{len(details)} | {_fmt(without)} (same ingest, no sealer) | {ratio:.2f}x | "
+            f"{'≥ 0.90x (sealing ≤ 10%)' if pg else ''} | {('yes' if ratio >= 0.9 else '**no**') if pg else ''} |  |"
+        )
+        p50 = statistics.median(d["proof_p50_ms"] for d in details)
+        p99 = statistics.median(d["proof_p99_ms"] for d in details)
+        met = ("yes" if p99 < 10 else "**no**") if pg else ""
+        rows.append(
+            f"| {kind} | one-event proof checked offline by the README script, p99 ms (p50 {p50:.2f}) | {p99:.2f} | "
+            f" | {len(details)} |  |  | {'< 10 ms' if pg else ''} | {met} |  |"
+        )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]
@@ -729,11 +839,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT, help="where BENCHMARKS.md and bench/results.json go")
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
+    parser.add_argument(
+        "--only-chain", action="store_true", help="measure the hash chain's figures alone, into the last results"
+    )
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     results_file = args.out / "bench" / "results.json"
     if args.render:
         results = json.loads(results_file.read_text())
+    elif args.only_chain:  # its baselines are measured in its own runs, so it stands beside an earlier suite
+        results = json.loads(results_file.read_text())
+        for kind in args.stores.split(","):
+            results["figures"][kind]["chain"] = chain_figure(sizes, kind)
+        results_file.write_text(json.dumps(results, indent=1) + "\n")
     else:
         started = time.perf_counter()
         figures = suite(sizes, args.stores.split(","))

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.audit import plain, within_head
+from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.cli import DEFAULT_SEASON, print_history
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.journey import Journey
@@ -180,13 +181,24 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"The store already holds {ledger.head():,} events; nothing simulated.")
     _migrate(args)
     _show_read_models()
+    _seal(ledger)
     journey = _a_whole_journey(ledger)
     if journey is not None:
         print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
         print_history(ledger.history(journey.id), as_json=False)
         print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
     print("     hajj-ledger rules | hajj-ledger status | hajj-ledger project   (follows the log live)")
+    print("     hajj-ledger verify | hajj-ledger trail --limit 5 | hajj-ledger proof 1   (the auditors' view)")
     return 0
+
+
+def _seal(ledger: JourneyLedger) -> None:
+    """Chain the log up to the head and sign a checkpoint there, so that `verify` and proofs work at once."""
+    chain = Chain(ledger, signing_keys(required=False))
+    sealed = chain.seal_all()
+    latest = chain.checkpoint() if chain.keys is not None else None
+    signed = f"checkpoint at position {latest.position:,}, key {latest.key_id}" if latest else "no signing key"
+    print(f"\nThe hash chain: {sealed:,} events sealed now; {signed}.")
 
 
 def _show_read_models() -> None:

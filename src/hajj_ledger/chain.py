@@ -29,6 +29,7 @@ from psycopg.rows import tuple_row
 from hajj_ledger.errors import NotFoundError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.signing import PublicKeys, SigningKeyError, SigningKeys
+from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
 
 GENESIS = bytes(32)  # the link before the first event
 CHECKPOINT_EVERY = 1_000  # positions between checkpoints: bounds a one-event proof to this many digests
@@ -49,6 +50,16 @@ def event_digest(topic: str, originator_id: bytes, version: int, state: bytes) -
 
 def next_link(previous: bytes, position: int, digest: bytes) -> bytes:
     return hashlib.sha256(previous + position.to_bytes(8, "big", signed=True) + digest).digest()
+
+
+def signing_keys(url: str | None = None, *, required: bool) -> SigningKeys | None:
+    """The configured signing keys (the demo store makes its own); None if there are none and none are required."""
+    try:
+        return SigningKeys.configured(demo=(url or database_url()) == DEFAULT_DATABASE_URL)
+    except SigningKeyError:
+        if required:
+            raise
+        return None
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, Report
+from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, Report, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.signing import KEY_FILE_VARIABLE, PublicKeys, SigningKeyError, SigningKeys
-from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
 
 
 def register(commands: Any) -> None:
@@ -49,16 +48,6 @@ def register(commands: Any) -> None:
     rotate.set_defaults(run=_key_rotate)
     public = actions.add_parser("public", help="print the public keys, for auditors (`verify --keys`)")
     public.set_defaults(run=_key_public)
-
-
-def signing_keys(*, required: bool) -> SigningKeys | None:
-    """The configured signing keys; the demo store makes its own. None if not configured and not required."""
-    try:
-        return SigningKeys.configured(demo=database_url() == DEFAULT_DATABASE_URL)
-    except SigningKeyError:
-        if required:
-            raise
-        return None
 
 
 def _seal(args: argparse.Namespace) -> int:

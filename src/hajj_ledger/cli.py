@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from uuid import UUID, uuid4
 
+from hajj_ledger import chain_cli
 from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, PastJourney, TrailQuery, payload, plain
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 from hajj_ledger.commands import parse_command, parse_command_json
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate)
 
+    chain_cli.register(commands)
     # The read side and the HTTP face add their own commands (entry points), so this module imports neither.
     for plugin in entry_points(group="hajj_ledger.commands"):
         plugin.load()(commands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,11 +15,14 @@ from httpx import Response
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import MAX_BODY, create_app
+from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import head, upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
+from tests.integration.test_chain import check_offline
 from tests.support import NAMES, T0, TestClient
 
 PROBLEM = "application/problem+json"
@@ -524,3 +528,51 @@ def test_query_values_are_what_they_say(api: Api) -> None:
         answer = api.client.get("/v1/views/journey_status", params=params, headers=api.auth("ministry"))
         body = is_problem(answer, 422)
         assert body["errors"][0]["path"] == f"query.{next(iter(params))}", body
+
+
+# The hash chain: checkpoints published to every agency, made on demand by auditors, keys, proofs.
+
+
+def test_an_empty_ledger_has_nothing_to_checkpoint(api: Api) -> None:
+    is_problem(api.client.post("/v1/audit/checkpoints", headers=api.auth("auditor")), 409)
+    assert api.get("mission", "/v1/audit/checkpoints").json() == {"items": [], "next_after": None}
+
+
+def test_checkpoints_keys_and_a_proof_an_auditor_checks_offline(api: Api, tmp_path: Path) -> None:
+    ledger = JourneyLedger(api.url)
+    simulate(ledger, 6, 1446, 3)
+    head = ledger.head()
+    ledger.close()
+
+    made = api.client.post("/v1/audit/checkpoints", headers=api.auth("auditor"))
+    assert made.status_code == 201, made.text
+    checkpoint = made.json()
+    assert checkpoint["position"] == head
+    again = api.client.post("/v1/audit/checkpoints", headers=api.auth("ministry"))
+    assert again.status_code == 201 and again.json() == checkpoint  # nothing new since: the same checkpoint
+    ledger = JourneyLedger(api.url)
+    simulate(ledger, 2, 1445, 3)
+    head = ledger.head()
+    ledger.close()
+    checkpoint = api.client.post("/v1/audit/checkpoints", headers=api.auth("auditor")).json()
+    assert checkpoint["position"] == head
+
+    listed = api.get("mission", "/v1/audit/checkpoints", limit=1000).json()  # published to every agency
+    assert listed["items"][-1] == checkpoint and listed["next_after"] is None
+    assert [c["position"] for c in listed["items"]] == sorted(c["position"] for c in listed["items"])
+    first = api.get("gaca", "/v1/audit/checkpoints", limit=1).json()
+    assert len(first["items"]) == 1 and first["next_after"] == first["items"][0]["position"]
+    rest = api.get("gaca", "/v1/audit/checkpoints", after=first["next_after"], limit=1000).json()
+    assert [first["items"][0], *rest["items"]] == listed["items"]
+
+    keys = api.get("naqaba", "/v1/audit/keys")
+    assert keys.status_code == 200 and checkpoint["key_id"] in keys.json()["keys"]
+
+    for position in (1, head // 2, head):
+        proof = api.get("auditor", "/v1/audit/proof", position=position)
+        assert proof.status_code == 200, proof.text
+        checked = check_offline(tmp_path, proof.json(), keys.json())
+        assert checked.returncode == 0, checked.stderr
+    is_problem(api.get("auditor", "/v1/audit/proof", position=head + 5), 404)
+    is_problem(api.get("auditor", "/v1/audit/proof", position="x"), 422)
+    is_problem(api.get("mission", "/v1/audit/proof", position=1), 403)

@@ -1,0 +1,76 @@
+"""The hash chain's signed checkpoints, the keys that check them, and one event's proof against them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from hajj_ledger.api.deps import ChainDep, allow, caller
+from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
+from hajj_ledger.catalogue import AUDIT_READERS
+from hajj_ledger.errors import NotFoundError
+from hajj_ledger.signing import SigningKeyError
+from hajj_ledger.vocabulary import Role
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
+EVERY_AGENCY = frozenset(Role)
+
+
+def _no_key(error: SigningKeyError) -> ProblemError:
+    return ProblemError(503, "no-signing-key", "No signing key", str(error))
+
+
+@router.get(
+    "/checkpoints",
+    openapi_extra=allow(EVERY_AGENCY),
+    summary="The chain's signed checkpoints, oldest first",
+    description="Each signs (position, head, signed_at, key_id); check them with `GET /v1/audit/keys`.",
+)
+def checkpoints(
+    chain: ChainDep,
+    after: Annotated[QueryInt | None, Query(description="the last position of the previous page")] = None,
+    limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
+) -> CheckpointsPublic:
+    found = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
+    page = [CheckpointPublic(**c.to_json()) for c in found[:limit]]
+    return CheckpointsPublic(items=page, next_after=page[-1].position if len(found) > limit else None)
+
+
+@router.post(
+    "/checkpoints",
+    status_code=201,
+    openapi_extra=allow(AUDIT_READERS),
+    summary="Seal the log to its head and sign a checkpoint there, now",
+)
+def make_checkpoint(chain: ChainDep) -> CheckpointPublic:
+    try:
+        made = chain.checkpoint()
+    except SigningKeyError as error:
+        raise _no_key(error) from None
+    if made is None:
+        raise ProblemError(409, "empty-ledger", "Nothing to checkpoint", "the ledger holds no events yet")
+    return CheckpointPublic(**made.to_json())
+
+
+@router.get("/keys", openapi_extra=allow(EVERY_AGENCY), summary="The public keys that check the checkpoints")
+def keys(chain: ChainDep) -> SigningKeysPublic:
+    if chain.keys is None:
+        raise _no_key(SigningKeyError("this ledger has no signing key configured"))
+    return SigningKeysPublic(**chain.keys.public.to_json())
+
+
+@router.get(
+    "/proof",
+    openapi_extra=allow(AUDIT_READERS),
+    summary="What an auditor needs to check one event offline against a signed checkpoint",
+    description="Check it with the public keys alone: the README's `check_proof.py` does it in a few lines.",
+)
+def proof(chain: ChainDep, position: Annotated[QueryInt, Query(description="the event's position")]) -> ProofPublic:
+    try:
+        return ProofPublic(**chain.proof(position))
+    except NotFoundError as error:
+        raise ProblemError(404, "not-found", "Not found", str(error)) from None
+    except SigningKeyError as error:
+        raise _no_key(error) from None

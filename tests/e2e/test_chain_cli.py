@@ -1,0 +1,74 @@
+"""`hajj-ledger seal | checkpoint | verify | proof | signing-key`, run as an operator and an auditor run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+
+
+def run(store_url: str, keys: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url, "HAJJ_LEDGER_SIGNING_KEY_FILE": str(keys)}
+    return subprocess.run([str(EXECUTABLE), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def tamper(store_url: str, position: int) -> None:
+    """Change one byte of the event at `position`, behind the ledger's back."""
+    if store_url.startswith("postgresql"):
+        with psycopg.connect(store_url, autocommit=True) as connection:
+            connection.execute(
+                "UPDATE journeyledger_events SET state = overlay(state PLACING '~' FROM 3 FOR 1) "
+                "WHERE notification_id = %s",
+                (position,),
+            )
+        return
+    with sqlite3.connect(store_url.removeprefix("sqlite:///")) as connection:
+        connection.execute(
+            "UPDATE stored_events SET state = CAST(replace(state, '\"', '~') AS BLOB) WHERE rowid = ?", (position,)
+        )
+
+
+def test_an_operator_seals_an_auditor_verifies_and_finds_a_changed_event(store_url: str, tmp_path: Path) -> None:
+    keys = tmp_path / "signing.json"
+    made = run(store_url, keys, "signing-key", "new", str(keys))
+    assert made.returncode == 0 and keys.exists(), made.stderr
+    assert run(store_url, keys, "signing-key", "new", str(keys)).returncode != 0  # never overwritten
+    assert run(store_url, keys, "simulate", "--pilgrims", "20", "--season", "1446").returncode == 0
+    sealed = run(store_url, keys, "seal")
+    assert sealed.returncode == 0 and "latest checkpoint" in sealed.stdout, sealed.stderr
+
+    public = tmp_path / "public.json"
+    printed = run(store_url, keys, "signing-key", "public")
+    assert printed.returncode == 0
+    public.write_text(printed.stdout)
+    assert "private" not in printed.stdout
+
+    rotated = run(store_url, keys, "signing-key", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert run(store_url, keys, "simulate", "--pilgrims", "5", "--season", "1445").returncode == 0
+    checkpoint = run(store_url, keys, "checkpoint")
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    head = json.loads(checkpoint.stdout)["position"]
+
+    # The auditor's copy of the public keys predates the rotation: the new key's checkpoints are unknown to it.
+    stale = run(store_url, keys, "verify", "--keys", str(public))
+    assert stale.returncode == 1 and "unknown-key" in stale.stdout
+    public.write_text(run(store_url, keys, "signing-key", "public").stdout)
+    ok = run(store_url, keys, "verify", "--keys", str(public))
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
+
+    proof = run(store_url, keys, "proof", str(head // 2))
+    assert proof.returncode == 0 and json.loads(proof.stdout)["position"] == head // 2
+
+    tamper(store_url, head // 3)
+    failed = run(store_url, keys, "verify", "--keys", str(public), "--json")
+    assert failed.returncode == 1
+    report = json.loads(failed.stdout)
+    assert report["first"] == {**report["first"], "position": head // 3, "kind": "changed"}
