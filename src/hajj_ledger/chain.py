@@ -16,6 +16,7 @@ import bisect
 import hashlib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ GENESIS = bytes(32)  # the link before the first event
 CHECKPOINT_EVERY = 1_000  # positions between checkpoints: bounds a one-event proof to this many digests
 SEAL_BATCH = 20_000
 PAGE = 20_000
+READERS = 2  # pages read at once while one is linked
 POLL_SECONDS = 0.1
 _FIRST = -(2**63)  # below any position, forged ones included
 
@@ -318,6 +320,9 @@ def _conclude(found: Sequence[RunResult], trusted: Sequence[Checkpoint], report:
 
 
 EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 bytes), version, topic, state
+# An event checked against the chain: its position, its position and digest as the link takes them, the sealed
+# digest where it differs (None where it matches), and whether the chain lacks the position.
+Checked = tuple[int, bytes, bytes | None, bool]
 
 
 class _Tables:
@@ -421,69 +426,78 @@ class _Tables:
         checkpoints = iter(inside)
         due = next(checkpoints, None)
         sha256 = hashlib.sha256
-        for rows, digests in self._pages(start, end):
-            for at, digest in rows:
+        for rows, gone in self._pages(start, end):
+            for at, piece, differs, missing in rows:
                 while due is not None and due[0] < at:
                     if link != due[1]:
                         result.mismatched.append(due[0])
                     due = next(checkpoints, None)
                 result.last_event = at
-                expected = digests.pop(at, None)
-                if expected is None and at > head:
+                if missing and at > head:
                     result.unsealed += 1
                     continue
-                link = sha256(link + at.to_bytes(8, "big", signed=True) + digest).digest()  # next_link, inlined
+                link = sha256(link + piece).digest()  # next_link, inlined: the piece is position and digest
                 result.events += 1
-                if expected is None:
+                if missing:
                     result.inserted.append(at)
-                elif digest != expected and len(result.changed) < 100_000:
-                    result.changed[at] = (digest, bytes(expected))
-            result.gone += sorted(digests)  # sealed, and no event there any more
+                elif differs is not None and len(result.changed) < 100_000:
+                    result.changed[at] = (piece[8:], bytes(differs))
+            result.gone += gone
         while due is not None:
             if link != due[1]:
                 result.mismatched.append(due[0])
             due = next(checkpoints, None)
         return result
 
-    def _pages(self, start: int, end: int) -> Iterator[tuple[list[tuple[int, bytes]], dict[int, bytes]]]:
-        """The events' digests and the sealed digests after `start` up to `end`, a page of positions at a time;
-        the next page is read while the caller links this one, so the database and the hashing overlap."""
-        with ThreadPoolExecutor(1, thread_name_prefix="verify-reader") as reader:
-            page: Future[tuple[int, list[tuple[int, bytes]], dict[int, bytes]]] | None = reader.submit(
-                self._page, start, end
-            )
-            while page is not None:
-                high, rows, digests = page.result()
-                page = reader.submit(self._page, high, end) if high < end else None
-                yield rows, digests
+    def _pages(self, start: int, end: int) -> Iterator[tuple[list[Checked], list[int]]]:
+        """The log after `start` up to `end` against the chain, a page of positions at a time; the next pages are
+        read while the caller links this one, so the database's hashing and this process's linking overlap."""
+        with ThreadPoolExecutor(READERS, thread_name_prefix="verify-reader") as reader:
+            ahead: deque[Future[tuple[int, list[Checked], list[int]]]] = deque()
+            low = start
+            while low < end or ahead:
+                while low < end and len(ahead) < READERS:
+                    ahead.append(reader.submit(self._page, low, min(low + PAGE, end)))
+                    low = min(low + PAGE, end)
+                high, rows, gone = ahead.popleft().result()
+                if not rows and not gone:
+                    low = max(low, min(high, end))  # an empty stretch: go on from just before what comes next
+                yield rows, gone
 
-    def _page(self, low: int, end: int) -> tuple[int, list[tuple[int, bytes]], dict[int, bytes]]:
-        """(end of the page, (position, digest) of each event, sealed digest by position)."""
-        high = min(low + PAGE, end)
-        sealed = self.sql("SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s")
+    def _page(self, low: int, high: int) -> tuple[int, list[Checked], list[int]]:
+        """(where the next page starts, each event in (low, high] checked against the chain, the sealed positions
+        there with no event)."""
         with self.cursor() as cursor:
             if self.postgres:
-                # event_digest, computed where the rows are: PostgreSQL hashes on its own core while this
-                # process links, which is what lets a 2-core machine verify at the rate it does.
+                # event_digest, computed where the rows are: PostgreSQL hashes on its own core while this process
+                # links, which is what lets a 2-core machine verify at the rate it does.
                 cursor.execute(
                     self.sql(
-                        "SELECT {position}, sha256(int2send(octet_length(topic)::int2) || convert_to(topic, 'UTF8') "
-                        "|| uuid_send(originator_id) || int8send(originator_version) || state) FROM {events} "
-                        "WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
+                        "SELECT {position}, int8send({position}) || sha256(int2send(octet_length(topic)::int2) "
+                        "|| convert_to(topic, 'UTF8') || uuid_send(originator_id) || int8send(originator_version) "
+                        "|| state) FROM {events} WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
                     ),
                     (low, high),
                     binary=True,
                 )
-                rows = cursor.fetchall()
-                cursor.execute(sealed, (low, high), binary=True)
+                pieces = cursor.fetchall()
             else:
-                events = self._events_between(cursor, low, high)
-                rows = [(at, event_digest(t, i, v, state)) for at, i, v, t, state in events]
-                cursor.execute(sealed, (low, high))
-            digests = dict(cursor.fetchall())
-            if not rows and not digests:  # a stretch with nothing in it (say, below a forged position)
-                high = min(self._next_position(cursor, high) - 1, end)
-        return high, rows, digests
+                pieces = [
+                    (at, at.to_bytes(8, "big", signed=True) + event_digest(topic, originator_id, version, state))
+                    for at, originator_id, version, topic, state in self._events_between(cursor, low, high)
+                ]
+            cursor.execute(self.sql("SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s"),
+                           (low, high))  # fmt: skip
+            sealed = dict(cursor.fetchall())
+            rows: list[Checked] = []
+            for at, piece in pieces:
+                expected = sealed.pop(at, None)
+                differs = None if expected is None or expected == piece[8:] else bytes(expected)
+                rows.append((at, piece, differs, expected is None))
+            gone = sorted(sealed)
+            if not rows and not gone:  # a stretch with nothing in it (say, below a forged position): skip it
+                high = max(high, self._next_position(cursor, high) - 1)
+        return high, rows, gone
 
     def _next_position(self, cursor: Any, after: int) -> int:
         cursor.execute(

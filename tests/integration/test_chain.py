@@ -409,3 +409,15 @@ def test_a_proof_for_an_event_after_the_last_checkpoint_makes_one(sealed: Sealed
     head = sealed.ledger.head()
     proof = sealed.chain.proof(head)
     assert proof["checkpoint"]["position"] == head and proof["following"] == []
+
+
+def test_a_forged_event_far_below_the_log_is_found_without_walking_the_gap(sealed: Sealed) -> None:
+    positions = sealed.raw.positions()
+    _, _, topic, state = sealed.raw.row(positions[0])
+    far = -(10**15)
+    sealed.raw.put(far, (uuid4() if sealed.raw.postgres else uuid4().hex, 1, topic, state))
+    try:
+        sealed.found(far, "inserted")
+    finally:
+        sealed.raw.delete_from(far)
+    sealed.untouched()
