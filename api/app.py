@@ -22,7 +22,7 @@ from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
 from hajj_ledger.api.problems import ProblemError, unavailable
-from hajj_ledger.api.routes import audit, chain, commands, identities, journeys, operations, steps, views
+from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
@@ -42,7 +42,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed)
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         metrics.REGISTRY.register(lag)
         try:
@@ -66,7 +66,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     # route's own path, which the 403s and the metrics name).
     routers = (
         steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router,
-        chain.router,
+        chain.router, exports.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)

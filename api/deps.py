@@ -41,6 +41,7 @@ class Services:
     max_wait: float  # how long a read waits for `min_position`, seconds
     past: PastViews  # auditors' views as of past positions, built apart
     chain: Chain  # the hash chain's checkpoints and proofs
+    database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
 async def services(request: Request) -> Services:  # async: no trip through the thread pool for a lookup

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from hajj_ledger.errors import (
     ConflictError,
@@ -130,4 +131,7 @@ def install(app: FastAPI) -> None:
             error.status_code, f"http-{error.status_code}", titles.get(error.status_code, "Error"), str(error.detail)
         )
         problem.headers.update(error.headers or {})
+        if error.status_code == 405:  # Starlette names the first route's methods only; a path may have several
+            matching = [r for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE]
+            problem.headers["Allow"] = ", ".join(sorted({m for r in matching for m in getattr(r, "methods", ())}))
         return problem.response()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
@@ -194,3 +194,25 @@ class ProofPublic(BaseModel):
     previous_link: str = Field(description="the chain's link before the event, hex")
     following: list[tuple[int, str]] = Field(description="(position, digest hex) of each event up to the checkpoint")
     checkpoint: CheckpointPublic
+
+
+class ExportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: int | None = Field(None, ge=1, le=2**63 - 1, description="the log position; default: the head")
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class ExportFilePublic(BaseModel):
+    name: str
+    url: str
+
+
+class ExportPublic(BaseModel):
+    export_id: UUID
+    state: Literal["running", "done", "failed"]
+    done: int = Field(description="log positions exported so far")
+    total: int = Field(description="log positions to export (0 until known)")
+    position: int | None = Field(description="the position the export is as of, once done")
+    error: str | None
+    files: list[ExportFilePublic] = Field(description="once done: the manifest and every file, to download")

@@ -49,10 +49,11 @@ class Sizes:
     raw_single: int  # rows for the one-row-per-transaction baseline
     runs: int
     chain: int = 10_000  # pilgrims for the hash chain's figures
+    export: int = 6_000  # pilgrims for the export figure
 
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
-SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40)
+SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40)
 
 
 # What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
@@ -521,6 +522,47 @@ def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> di
     }
 
 
+def measure_export(url: str, pilgrims: int) -> dict[str, Any]:
+    """An analysts' export to Parquet of a season with its views current, against reading the same events alone
+    (the store's own pace, same run); peak memory a fifth of the way in and at the end."""
+    from hajj_ledger.chain import Chain
+    from hajj_ledger.projections.export import export
+    from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
+
+    directory = Path(tempfile.mkdtemp(prefix="hajj-bench-export-"))
+    os.environ[KEY_FILE_VARIABLE] = str(SigningKeys.create(directory / "signing.json").path)
+    os.environ.setdefault("HAJJ_LEDGER_EXPORT_KEY", "X" * 43 + "=")
+    _migrated_season(url, pilgrims)
+    ledger = _ledger(url)
+    head = ledger.head()
+    started = time.perf_counter()
+    for _ in Chain(ledger).tables.pages_with_digests(0, head, 10_000):
+        pass
+    read_rate = head / (time.perf_counter() - started)
+    ledger.close()
+    marks: dict[str, float] = {}
+
+    def progress(done: int, total: int) -> None:
+        marks.setdefault("first", time.perf_counter())
+        if "fifth" not in marks and done >= total / 5:
+            marks["fifth"], marks["rss_fifth"] = time.perf_counter(), _rss_mb()
+        marks["last"] = time.perf_counter()
+
+    began = time.perf_counter()
+    manifest = export(directory / "out", url=url, progress=progress)
+    seconds = time.perf_counter() - began
+    events_seconds = marks["last"] - began
+    return {
+        "rate": head / events_seconds,
+        "events": head,
+        "read_rate": read_rate,
+        "seconds_all": seconds,
+        "files": sum(len(t["files"]) for t in manifest["tables"].values()),
+        "rss_at_fifth_mb": marks["rss_fifth"],
+        "rss_growth": _rss_mb() / marks["rss_fifth"],
+    }
+
+
 def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
     """Through the recorder's own vault writes, without events (what a season of registrations leaves)."""
     recorder = ledger.recorder
@@ -537,6 +579,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "api": measure_api,
     "chain": measure_chain,
+    "export": measure_export,
     "identity": measure_identity,
     "catchup": measure_catchup,
     "lag": measure_lag,
@@ -613,6 +656,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def export_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    runs = repeat(sizes.runs, kind, "export", pilgrims=sizes.export)
+    return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def chain_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     runs = []
     for _ in range(sizes.runs):
@@ -652,6 +700,8 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
                      batches=20 if sizes is FULL else 4, workers=2)  # fmt: skip
         say(f"hash chain: ingest with the sealer following, verify, proofs ({sizes.chain:,} pilgrims)")
         chain = chain_figure(sizes, kind)
+        say(f"export to Parquet ({sizes.export:,} pilgrims)")
+        exported = export_figure(sizes, kind)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -667,6 +717,7 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "identity": summarise(identity),
             "api": summarise(api),
             "chain": chain,
+            "export": exported,
         }
     return figures
 
@@ -818,6 +869,25 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {kind} | one-event proof checked offline by the README script, p99 ms (p50 {p50:.2f}) | {p99:.2f} | "
             f" | {len(details)} |  |  | {'< 10 ms' if pg else ''} | {met} |  |"
         )
+    for kind in figures:
+        if "export" not in figures[kind]:
+            continue
+        f, pg = figures[kind]["export"], kind == "postgres"
+        details = f["details"]
+        read = statistics.median(d["read_rate"] for d in details)
+        growth = max(d["rss_growth"] for d in details)
+        met = ("yes" if f["median"] >= 100_000 else "**no**") if pg else ""
+        rows.append(
+            f"| {kind} | export to Parquet, events/s ({details[0]['events']:,} events, pseudonymised, with every read "
+            f"model) | {_fmt(f['median'])} | {_fmt(f['min'])}-{_fmt(f['max'])} | {len(details)} | {_fmt(read)} "
+            f"(reading the same events alone) | {f['median'] / read:.2f}x | {'≥ 100,000/s' if pg else ''} | {met} "
+            f"| {f['rss_mb']:.0f} MB |"
+        )
+        flat = f["rss_mb"] < 300 and growth <= 1.25
+        rows.append(
+            f"| {kind} | export memory, peak RSS | {f['rss_mb']:.0f} MB |  |  |  |  | {'< 300 MB, flat' if pg else ''} "
+            f"| {('yes' if flat else '**no**') if pg else ''} (x{growth:.2f} from 1/5 to end) |  |"
+        )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]
@@ -840,17 +910,19 @@ def main() -> None:
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
-        "--only-chain", action="store_true", help="measure the hash chain's figures alone, into the last results"
+        "--only", choices=["chain", "export"], action="append", help="measure these figures alone, into the results"
     )
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     results_file = args.out / "bench" / "results.json"
     if args.render:
         results = json.loads(results_file.read_text())
-    elif args.only_chain:  # its baselines are measured in its own runs, so it stands beside an earlier suite
+    elif args.only:  # these figures' baselines are measured in their own runs: they stand beside an earlier suite
         results = json.loads(results_file.read_text())
+        measure = {"chain": chain_figure, "export": export_figure}
         for kind in args.stores.split(","):
-            results["figures"][kind]["chain"] = chain_figure(sizes, kind)
+            for name in args.only:
+                results["figures"][kind][name] = measure[name](sizes, kind)
         results_file.write_text(json.dumps(results, indent=1) + "\n")
     else:
         started = time.perf_counter()

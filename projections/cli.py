@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,8 @@ from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.export import FORMATS, export
+from hajj_ledger.projections.export import progress_bar as export_progress
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
@@ -67,6 +70,16 @@ def register(commands: Any) -> None:
     view.add_argument("--limit", type=int, default=100)
     view.set_defaults(run=_view)
 
+    exporting = commands.add_parser(
+        "export", help="the events and every read model as of one position, pseudonymised, for analysts"
+    )
+    exporting.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new directory, or with --since "
+                           "the directory of the export to append to")  # fmt: skip
+    exporting.add_argument("--at", type=int, metavar="POSITION", help="default: the head of the log")
+    exporting.add_argument("--since", type=int, metavar="POSITION", help="only what came after the export in --out")
+    exporting.add_argument("--format", choices=FORMATS, default="parquet")
+    exporting.set_defaults(run=_export)
+
     demo = commands.add_parser(
         "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
     )
@@ -74,6 +87,16 @@ def register(commands: Any) -> None:
     demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(run=_demo)
+
+
+def _export(args: argparse.Namespace) -> int:
+    manifest = export(args.out, at=args.at, since=args.since, fmt=args.format, progress=export_progress(sys.stderr))
+    tables = manifest["tables"]
+    print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
+    for name, table in tables.items():
+        print(f"  {name:<24}{table['rows']:>12,} rows in {len(table['files'])} file(s)")
+    print(f"Check it with: hajj-ledger verify --export {args.out}")
+    return 0
 
 
 def _projections(names: Sequence[str] | None = None) -> list[Projection]:

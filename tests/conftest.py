@@ -24,6 +24,9 @@ os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
 # The checkpoints' signing key: a key file made once per run (tests that rotate keys make their own).
 if not os.environ.get(KEY_FILE_VARIABLE):
     os.environ[KEY_FILE_VARIABLE] = str(SigningKeys.create(Path(tempfile.mkdtemp()) / "signing.json").path)
+# Analysts' exports: the pseudonyms' key, and where exports asked for over HTTP go.
+os.environ.setdefault("HAJJ_LEDGER_EXPORT_KEY", "E" * 43 + "=")
+os.environ.setdefault("HAJJ_LEDGER_EXPORT_DIR", tempfile.mkdtemp(prefix="hajj-ledger-exports-"))
 
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

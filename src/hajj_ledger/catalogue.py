@@ -261,6 +261,8 @@ HISTORY_READERS = _OPERATIONS | {Role.AUDITOR}
 # Who reads the audit trail across the ledger, a journey as of a past moment, the views as of a past position,
 # and asks for a checkpoint or an event's proof. Published checkpoints and signing keys are for every agency.
 AUDIT_READERS = frozenset({Role.AUDITOR, Role.MINISTRY})
+# Who takes pseudonymised snapshots of the whole ledger for their own tools.
+EXPORTERS = frozenset({Role.ANALYST})
 RECORDERS = frozenset(role for step in (*JOURNEY_STEPS.values(), *TRIP_STEPS.values()) for role in step.roles)
 
 

@@ -323,6 +323,7 @@ EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 byt
 # An event checked against the chain: its position, its position and digest as the link takes them, the sealed
 # digest where it differs (None where it matches), and whether the chain lacks the position.
 Checked = tuple[int, bytes, bytes | None, bool]
+DigestedRow = tuple[int, bytes, int, str, bytes, bytes]  # an EventRow and its digest
 
 
 class _Tables:
@@ -509,6 +510,36 @@ class _Tables:
         )
         found = cursor.fetchone()[0]
         return int(found) if found is not None else 2**63 - 1
+
+    def pages_with_digests(self, after: int, until: int, size: int) -> Iterator[list[DigestedRow]]:
+        """The events after `after` up to `until`, a page of positions at a time, each with its digest (computed by
+        PostgreSQL there); the next pages are read while the caller works on this one."""
+        with ThreadPoolExecutor(READERS, thread_name_prefix="event-reader") as reader:
+            ahead: deque[Future[list[DigestedRow]]] = deque()
+            low = after
+            while low < until or ahead:
+                while low < until and len(ahead) < READERS:
+                    ahead.append(reader.submit(self._digested, low, min(low + size, until)))
+                    low = min(low + size, until)
+                rows = ahead.popleft().result()
+                if rows:
+                    yield rows
+
+    def _digested(self, low: int, high: int) -> list[DigestedRow]:
+        with self.cursor() as cursor:
+            if not self.postgres:
+                rows = self._events_between(cursor, low, high)
+                return [(*row, event_digest(row[3], row[1], row[2], row[4])) for row in rows]
+            cursor.execute(
+                self.sql(
+                    "SELECT {position}, {id}, originator_version, topic, state, sha256(int2send(octet_length(topic)"
+                    "::int2) || convert_to(topic, 'UTF8') || uuid_send(originator_id) || int8send(originator_version) "
+                    "|| state) FROM {events} WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
+                ),
+                (low, high),
+                binary=True,
+            )
+            return cursor.fetchall()  # type: ignore[no-any-return]
 
     def event_at(self, position: int) -> EventRow | None:
         rows = self.events_after(position - 1, 1)

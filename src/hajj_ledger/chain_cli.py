@@ -14,6 +14,7 @@ from typing import Any
 from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, Report, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.signing import KEY_FILE_VARIABLE, PublicKeys, SigningKeyError, SigningKeys
+from hajj_ledger.snapshots import verify_export
 
 
 def register(commands: Any) -> None:
@@ -33,6 +34,7 @@ def register(commands: Any) -> None:
     )
     verify.add_argument("--keys", type=Path, help="the public keys to trust (`signing-key public`); default: own")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--export", type=Path, metavar="DIR", help="check an analysts' export instead of the store")
     verify.set_defaults(run=_verify)
 
     proof = commands.add_parser("proof", help="what an auditor needs to check one event offline (JSON)")
@@ -82,6 +84,13 @@ def _verify(args: argparse.Namespace) -> int:
         keys = signing_keys(required=True)
         assert keys is not None
         public = keys.public
+    if args.export:
+        problems = verify_export(args.export, public)
+        if args.json:
+            print(json.dumps({"ok": not problems, "problems": problems}))
+        else:
+            print("\n".join(problems) or f"OK: {args.export} is exactly what the ledger held (signed manifest).")
+        return 1 if problems else 0
     report = Chain(JourneyLedger()).verify(public)
     if args.json:
         print(json.dumps(report_json(report)))

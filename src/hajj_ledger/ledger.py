@@ -298,7 +298,7 @@ class JourneyLedger(Application[UUID]):
 
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
-        with self._writing, _collector_paused():
+        with self._writing, collector_paused():
             for attempt in range(self.MAX_ATTEMPTS):
                 try:
                     return self._record_once(commands, careful=attempt > 0)
@@ -479,7 +479,7 @@ class JourneyLedger(Application[UUID]):
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cycle collector would run dozens of times over the short-lived objects of a batch (a fifth of
     ingest time, measured); paused, it runs once after the batch instead."""
     was_enabled = gc.isenabled()

@@ -22,6 +22,8 @@ FIGURES = [
     "lag",
     "identity",
     "api",
+    "chain",
+    "export",
 ]
 
 

@@ -72,3 +72,29 @@ def test_an_operator_seals_an_auditor_verifies_and_finds_a_changed_event(store_u
     assert failed.returncode == 1
     report = json.loads(failed.stdout)
     assert report["first"] == {**report["first"], "position": head // 3, "kind": "changed"}
+
+
+def test_an_analyst_exports_and_verifies_then_appends(store_url: str, tmp_path: Path) -> None:
+    keys = tmp_path / "signing.json"
+    assert run(store_url, keys, "signing-key", "new", str(keys)).returncode == 0
+    assert run(store_url, keys, "simulate", "--pilgrims", "15", "--season", "1446").returncode == 0
+    assert run(store_url, keys, "migrate").returncode == 0
+    out = tmp_path / "snapshot"
+    exported = run(store_url, keys, "export", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    first = json.loads((out / "manifest.json").read_text())["position"]
+    assert f"as of position {first:,}" in exported.stdout
+    checked = run(store_url, keys, "verify", "--export", str(out))
+    assert checked.returncode == 0 and "OK" in checked.stdout, checked.stdout + checked.stderr
+
+    assert run(store_url, keys, "simulate", "--pilgrims", "4", "--season", "1445").returncode == 0
+    refused = run(store_url, keys, "export", "--out", str(out))
+    assert refused.returncode != 0 and "not empty" in refused.stderr
+    appended = run(store_url, keys, "export", "--out", str(out), "--since", str(first), "--format", "parquet")
+    assert appended.returncode == 0, appended.stderr
+    assert len(list((out / "events").iterdir())) == 2
+    assert run(store_url, keys, "verify", "--export", str(out)).returncode == 0
+
+    (out / "season_funnel.parquet").write_bytes((out / "season_funnel.parquet").read_bytes()[:-1] + b"\0")
+    broken = run(store_url, keys, "verify", "--export", str(out), "--json")
+    assert broken.returncode == 1 and "season_funnel" in json.loads(broken.stdout)["problems"][0]

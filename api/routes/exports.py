@@ -1,0 +1,119 @@
+"""Analysts' exports over HTTP: ask for one, follow its progress, download its files (streamed from disk).
+
+An export runs in a thread of the process that was asked, writing its files and a `status.json` beside them, so
+any worker answers for its progress; the files are served as written, never built in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse
+
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.schemas import ExportCreate, ExportPublic
+from hajj_ledger.catalogue import EXPORTERS
+from hajj_ledger.errors import LedgerError
+from hajj_ledger.projections.export import export
+from hajj_ledger.snapshots import MANIFEST
+
+router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[Depends(caller)])
+EXPORTS_VARIABLE = "HAJJ_LEDGER_EXPORT_DIR"
+STATUS = "status.json"
+
+
+def exports_dir() -> Path:
+    return Path(os.environ.get(EXPORTS_VARIABLE) or "var/exports")
+
+
+def _write_status(directory: Path, **status: Any) -> None:
+    temporary = directory / f".{STATUS}.tmp"
+    temporary.write_text(json.dumps(status))
+    temporary.replace(directory / STATUS)  # a reader sees the old status or the new, never half of one
+
+
+def _run(directory: Path, files: Path, body: ExportCreate, url: str | None, owner: str) -> None:
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def progress(done: int, total: int) -> None:
+        _write_status(directory, state="running", owner=owner, done=done, total=total, started_at=started)
+
+    try:
+        manifest = export(files, at=body.at, fmt=body.format, url=url, progress=progress)
+    except (LedgerError, ValueError) as error:
+        _write_status(directory, state="failed", owner=owner, error=str(error), started_at=started)
+    except Exception as error:
+        _write_status(directory, state="failed", owner=owner, error=type(error).__name__, started_at=started)
+    else:
+        total = manifest["position"]
+        _write_status(directory, state="done", owner=owner, done=total, total=total, started_at=started, position=total)
+
+
+def _status(export_id: UUID, owner: str) -> tuple[Path, dict[str, Any]]:
+    directory = exports_dir() / export_id.hex
+    try:
+        status: dict[str, Any] = json.loads((directory / STATUS).read_text())
+    except (OSError, ValueError):
+        status = {}
+    if status.get("owner") != owner:  # another agency's export is, for this one, not there at all
+        raise ProblemError(404, "not-found", "Not found", f"export {export_id} not found")
+    return directory, status
+
+
+def _public(export_id: UUID, directory: Path, status: dict[str, Any]) -> ExportPublic:
+    files: list[dict[str, Any]] = []
+    if status["state"] == "done":
+        manifest = json.loads((directory / "files" / MANIFEST).read_text())
+        names = [MANIFEST, *(f["file"] for t in manifest["tables"].values() for f in t["files"])]
+        files = [{"name": n, "url": f"/v1/exports/{export_id}/files/{n}"} for n in names]
+    return ExportPublic(
+        export_id=export_id,
+        state=status["state"],
+        done=status.get("done", 0),
+        total=status.get("total", 0),
+        position=status.get("position"),
+        error=status.get("error"),
+        files=files,
+    )
+
+
+@router.post("", status_code=202, openapi_extra=allow(EXPORTERS), summary="Start an export; follow its progress")
+def start(body: ExportCreate, agency: Caller, found: ServicesDep) -> ExportPublic:
+    export_id = uuid4()
+    directory = exports_dir() / export_id.hex
+    directory.mkdir(parents=True)
+    _write_status(directory, state="running", owner=agency.agency_id, done=0, total=0)
+    worker = threading.Thread(
+        target=_run, args=(directory, directory / "files", body, found.database_url, agency.agency_id), daemon=True
+    )
+    worker.start()
+    return _public(export_id, *_status(export_id, agency.agency_id))
+
+
+@router.get("/{export_id}", openapi_extra=allow(EXPORTERS), summary="An export's progress, and its files when done")
+def progress(export_id: UUID, agency: Caller) -> ExportPublic:
+    return _public(export_id, *_status(export_id, agency.agency_id))
+
+
+@router.get(
+    "/{export_id}/files/{name:path}",
+    openapi_extra=allow(EXPORTERS),
+    summary="One file of a finished export, streamed",
+    response_class=FileResponse,
+)
+def download(export_id: UUID, name: str, agency: Caller) -> FileResponse:
+    directory, status = _status(export_id, agency.agency_id)
+    if status["state"] != "done":
+        raise ProblemError(409, "not-ready", "Not ready", f"export {export_id} is {status['state']}")
+    listed = {f.name for f in _public(export_id, directory, status).files}
+    if name not in listed:  # only what the manifest names: no path leads anywhere else
+        raise ProblemError(404, "not-found", "Not found", f"export {export_id} has no file {name!r}")
+    media = "application/json" if name.endswith(".json") else "application/octet-stream"
+    return FileResponse(directory / "files" / name, media_type=media, filename=Path(name).name)

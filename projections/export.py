@@ -1,0 +1,427 @@
+"""Analysts' snapshots: the events and every read model as of one log position, pseudonymised, in Parquet or CSV.
+
+One directory per export: `events/` (one file per export run: a later `--since` run appends a part), one file per
+read model, and `manifest.json`: the position, row counts, the SHA-256 and schema of every file, and the chain's
+signed checkpoint covering the position, with the manifest itself signed by the ledger's key. `hajj-ledger verify
+--export DIR` checks all of it (`hajj_ledger.snapshots`).
+
+Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (HMAC-SHA-256 under
+the export key, shaped as a UUID), so exports made with one key join with each other and with nothing else; the
+identity digest a registration carries is dropped. Events carry no identity, and read models none either.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import typing
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from eventsourcing.utils import resolve_topic
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.errors import ValidationError
+from hajj_ledger.ledger import JourneyLedger, collector_paused
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.replay import replay
+from hajj_ledger.projections.schema import engine_for, positions
+from hajj_ledger.snapshots import EVENTS, MANIFEST, file_sha256, sign_manifest
+from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+
+FORMATS = ("parquet", "csv")
+KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with
+DEMO_KEY_FILE = Path("var/demo-export-key")
+PAGE = 10_000
+KEPT_UUIDS = frozenset({"trip_id"})  # ids that name no person: kept as they are
+Progress = Callable[[int, int], None]  # (events written, events to write)
+
+
+class Pseudonyms:
+    """An id to a keyed hash of it (BLAKE2b keyed with the export key, 16 bytes, written as a UUID): the same id
+    gives the same pseudonym under one key, and nothing without the key leads back."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.key_id = hashlib.sha256(b"hajj-ledger export key id" + key).hexdigest()[:16]
+        self._made: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        """For ids that recur (journeys, pilgrims): remembered, up to a bound, so memory stays flat."""
+        found = self._made.get(value)
+        if found is None:
+            if len(self._made) >= 200_000:
+                self._made.clear()
+            found = self._made[value] = self.once(value)
+        return found
+
+    def once(self, value: str) -> str:
+        """For ids seen once (commands): not remembered. `value` is a UUID as the ledger writes it (canonical)."""
+        return _uuid_text(hashlib.blake2b(value.encode(), key=self.key, digest_size=16).hexdigest())
+
+    @classmethod
+    def configured(cls, url: str) -> Pseudonyms:
+        import base64
+
+        text = os.environ.get(KEY_VARIABLE)
+        if not text and url == DEFAULT_DATABASE_URL:
+            if not DEMO_KEY_FILE.exists():
+                DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+                DEMO_KEY_FILE.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+                DEMO_KEY_FILE.chmod(0o600)
+            text = DEMO_KEY_FILE.read_text()
+        if not text:
+            raise ValidationError(KEY_VARIABLE, "no export key: set it to base64 of 32 random bytes")
+        try:
+            key = base64.b64decode(text.strip(), validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValidationError(KEY_VARIABLE, "expected base64 of 32 bytes")
+        return cls(key)
+
+
+def _uuid_text(h: str) -> str:
+    """32 hex digits in a UUID's canonical spelling."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@cache
+def _uuid_fields(topic: str) -> tuple[tuple[str, ...], bool]:
+    """The UUID-valued fields of an event class that name a person or a command, and whether it has a stamp."""
+    cls = resolve_topic(topic)
+    hints = typing.get_type_hints(cls)
+    names = []
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        if field.name not in KEPT_UUIDS and (hint is UUID or UUID in typing.get_args(hint)):
+            names.append(field.name)
+    return tuple(n for n in names if n != "originator_id"), "stamp" in hints
+
+
+def pseudonymise_state(topic: str, state: bytes, pseudonyms: Pseudonyms) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(state)
+    names, stamped = _uuid_fields(topic)
+    for name in names:
+        if data.get(name):
+            data[name] = pseudonyms(data[name])
+    if stamped:
+        stamp = data["stamp"]
+        for name in ("command_id", "correlation_id"):
+            if stamp.get(name):
+                stamp[name] = pseudonyms.once(stamp[name])
+    if "identity_digest" in data:
+        data["identity_digest"] = None  # a keyed hash of the vault's ciphertext: a link back to the vault
+    return data
+
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("position", pa.int64()),
+        ("topic", pa.dictionary(pa.int32(), pa.string())),
+        ("aggregate_id", pa.string()),
+        ("version", pa.int64()),
+        ("event", pa.dictionary(pa.int32(), pa.string())),
+        ("occurred_at", pa.timestamp("us", tz="UTC")),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("agency_id", pa.dictionary(pa.int32(), pa.string())),
+        ("role", pa.dictionary(pa.int32(), pa.string())),
+        ("state", pa.string()),  # the event's fields, pseudonymised, as JSON: replayable into a fresh ledger
+        ("digest", pa.binary(32)),  # the chain's digest of the event as stored: what `verify --export` chains
+    ]
+)
+
+
+def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+    kind = column.type
+    if isinstance(kind, sa.Uuid):
+        return pa.string()
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, sa.Date):
+        return pa.date32()
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.BigInteger):
+        return pa.int64()
+    if isinstance(kind, sa.Integer):
+        return pa.int32()
+    return pa.dictionary(pa.int32(), pa.string())  # codes: stages, ports, agencies, countries
+
+
+def model_schema(model: Model) -> pa.Schema:
+    return pa.schema([pa.field(c.name, _arrow_type(c), nullable=bool(c.nullable)) for c in model.columns()])
+
+
+@dataclasses.dataclass
+class Export:
+    """One run of an export: where, as of which position, from which position (0: everything)."""
+
+    out: Path
+    at: int
+    since: int
+    fmt: str
+    pseudonyms: Pseudonyms
+    manifest: dict[str, Any]
+
+
+class Writer:
+    """A table written page by page: Parquet row groups, or CSV rows; never the whole table in memory."""
+
+    def __init__(self, path: Path, schema: pa.Schema, fmt: str) -> None:
+        self.path, self.schema, self.fmt, self.rows = path, schema, fmt, 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+        else:
+            self._file = path.open("w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(schema.names)
+
+    def table(self, columns: dict[str, list[Any]]) -> pa.Table:
+        arrays = []
+        for field in self.schema:
+            values = columns[field.name]
+            if pa.types.is_timestamp(field.type) and values and isinstance(next(iter(values)), str):
+                arrays.append(pa.array(values, pa.string()).cast(field.type))  # ISO 8601 text, parsed in C
+            else:
+                arrays.append(pa.array(values, field.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def write(self, columns: dict[str, list[Any]]) -> None:
+        self.write_table(self.table(columns))
+
+    def write_table(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self.fmt == "parquet":
+            self._parquet.write_table(table)
+            return
+        for row in zip(*(table.column(n).to_pylist() for n in self.schema.names), strict=True):
+            self._csv.writerow(_csv_value(v) for v in row)
+
+    def close(self) -> dict[str, Any]:
+        if self.fmt == "parquet":
+            self._parquet.close()
+        else:
+            self._file.close()
+        return {"file": self.path.name, "rows": self.rows, "sha256": file_sha256(self.path)}
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _schema_json(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def export(
+    out: Path,
+    *,
+    at: int | None = None,
+    since: int | None = None,
+    fmt: str = "parquet",
+    url: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Export the events up to `at` (default: the head) and every read model as of `at` into `out`; with
+    `since`, only the events after it, appended to the export already in `out` (which must end at `since`)."""
+    url = url or database_url()
+    if fmt not in FORMATS:
+        raise ValidationError("format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    ledger = JourneyLedger(url, create_tables=False)
+    try:
+        chain = Chain(ledger, signing_keys(url, required=True))
+        head = ledger.head()
+        at = head if at is None else at
+        if not 0 < at <= head:
+            raise ValidationError("at", f"must be a position in the log, 1 to {head:,}")
+        manifest = _previous(out, since, fmt)
+        if since is not None and since >= at:
+            raise ValidationError("since", f"the previous export already reaches {since:,}; nothing after it")
+        checkpoint = chain.checkpoint()  # seals up to the head: a checkpoint at or after `at` exists from here
+        covering = chain.tables.checkpoint_at_or_after(at)
+        assert checkpoint is not None and covering is not None
+        run = Export(out, at, since or 0, fmt, Pseudonyms.configured(url), manifest)
+        if manifest.get("pseudonym_key_id", run.pseudonyms.key_id) != run.pseudonyms.key_id:
+            raise ValidationError(KEY_VARIABLE, "the previous export in that directory was made with another key")
+        _write_events(chain, run, progress)
+        _write_models(url, run)
+        manifest.update(
+            ledger_version=version("hajj-ledger"),
+            format=fmt,
+            position=at,
+            exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            pseudonym_key_id=run.pseudonyms.key_id,
+            chain={
+                "following": [[p, d.hex()] for p, d in chain.tables.digests(at, covering.position)],
+                "checkpoint": covering.to_json(),
+            },
+        )
+        sign_manifest(manifest, chain.keys)
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        return manifest
+    finally:
+        ledger.close()
+
+
+def _previous(out: Path, since: int | None, fmt: str) -> dict[str, Any]:
+    """The manifest an incremental export appends to; a fresh one for a new export into an empty directory."""
+    path = out / MANIFEST
+    if since is None:
+        if out.exists() and any(out.iterdir()):
+            raise ValidationError("out", f"{out} is not empty; export into a new directory, or give --since")
+        out.mkdir(parents=True, exist_ok=True)
+        return {"tables": {}}
+    if not path.exists():
+        raise ValidationError("since", f"no previous export in {out} to append to")
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    if manifest["position"] != since:
+        raise ValidationError("since", f"the export in {out} ends at {manifest['position']:,}, not {since:,}")
+    if manifest["format"] != fmt:
+        raise ValidationError("format", f"the export in {out} is {manifest['format']}")
+    return manifest
+
+
+def _write_events(chain: Chain, run: Export, progress: Progress | None) -> None:
+    suffix = "parquet" if run.fmt == "parquet" else "csv"
+    writer = Writer(run.out / EVENTS / f"part-{run.since + 1:012d}-{run.at:012d}.{suffix}", EVENTS_SCHEMA, run.fmt)
+    pseudonyms = run.pseudonyms
+    with ThreadPoolExecutor(1, thread_name_prefix="export-writer") as background:
+        written: Future[None] | None = None
+        for rows in chain.tables.pages_with_digests(run.since, run.at, PAGE):
+            with collector_paused():
+                data = [pseudonymise_state(r[3], r[4], pseudonyms) for r in rows]
+            stamps = [d.get("stamp") or {} for d in data]
+            columns: dict[str, list[Any]] = {
+                "position": [r[0] for r in rows],
+                "topic": [r[3] for r in rows],
+                "aggregate_id": [
+                    pseudonyms(_uuid_text(r[1].hex())) if ".journey:" in r[3] else _uuid_text(r[1].hex()) for r in rows
+                ],
+                "version": [r[2] for r in rows],
+                "event": [r[3].rsplit(".", 1)[-1] for r in rows],
+                "occurred_at": [s.get("occurred_at") for s in stamps],  # ISO text: parsed by the schema's cast
+                "recorded_at": [d["timestamp"] for d in data],
+                "agency_id": [s.get("agency_id") for s in stamps],
+                "role": [s.get("role") for s in stamps],
+                "state": [orjson.dumps(d).decode() for d in data],
+                "digest": [r[5] for r in rows],
+            }
+            table = writer.table(columns)
+            if written is not None:
+                written.result()
+            written = background.submit(writer.write_table, table)  # compressing and writing overlap the next page
+            if progress is not None:
+                progress(rows[-1][0] - run.since, run.at - run.since)
+        if written is not None:
+            written.result()
+    entry = writer.close()
+    tables = run.manifest["tables"]
+    events_table = tables.setdefault(EVENTS, {"files": [], "rows": 0, "schema": _schema_json(EVENTS_SCHEMA)})
+    events_table["files"].append({**entry, "file": f"{EVENTS}/{entry['file']}", "from": run.since + 1, "to": run.at})
+    events_table["rows"] += entry["rows"]
+
+
+def _write_models(url: str, run: Export) -> None:
+    """Every read model as of `at`: the serving views if every projection stands exactly there (read in one
+    snapshot), else rebuilt aside by the projection runner stopped at `at`."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection, connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            installed = sa.inspect(connection).has_table(positions.name)
+            query = sa.select(positions.c.position).where(positions.c.serving)
+            serving = connection.execute(query).scalars().all() if installed else []
+            if serving and set(serving) == {run.at}:
+                _models_from(connection, run)
+                return
+    finally:
+        engine.dispose()
+    with tempfile.TemporaryDirectory(prefix="hajj-ledger-export-") as directory:
+        aside = engine_for(f"sqlite:///{directory}/views.sqlite3")
+        try:
+            replay(url, run.at, aside)
+            with aside.connect() as connection:
+                _models_from(connection, run)
+        finally:
+            aside.dispose()
+
+
+def _models_from(connection: Connection, run: Export) -> None:
+    for projection in PROJECTIONS:
+        for model in projection.models:
+            schema = model_schema(model)
+            suffix = "parquet" if run.fmt == "parquet" else "csv"
+            writer = Writer(run.out / f"{model.name}.{suffix}", schema, run.fmt)
+            hidden = {c.name for c in model.columns() if isinstance(c.type, sa.Uuid) and c.name not in KEPT_UUIDS}
+            view = model.view()
+            query = sa.select(view).order_by(*(view.c[k] for k in model.key))
+            for rows in _chunks(connection.execute(query).yield_per(PAGE).mappings()):
+                columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+                for row in rows:
+                    for name in schema.names:
+                        value = row[name]
+                        if isinstance(value, UUID):
+                            value = run.pseudonyms(str(value)) if name in hidden else str(value)
+                        elif isinstance(value, datetime) and value.tzinfo is None:
+                            value = value.replace(tzinfo=UTC)  # SQLite gives back UTC without its zone
+                        columns[name].append(value)
+                writer.write(columns)
+            run.manifest["tables"][model.name] = {
+                "files": [writer.close()],
+                "rows": writer.rows,
+                "schema": _schema_json(schema),
+            }
+
+
+def _chunks(rows: Any) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == PAGE:
+            yield chunk
+            chunk = []
+    yield chunk
+
+
+def progress_bar(stream: io.TextIOBase | Any) -> Progress:
+    """Events written so far, on a terminal; nothing otherwise."""
+
+    def show(done: int, total: int) -> None:
+        if not stream.isatty():
+            return
+        width = 30
+        filled = int(width * done / max(total, 1))
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} positions exported ")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
