@@ -474,6 +474,8 @@ def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> di
         sealed = measure_ingest(url, pilgrims)
         waited = time.perf_counter()
         while chain.tables.seal_state()[0] < ledger.head():
+            if sealer.poll() is not None:
+                raise RuntimeError(f"the sealer exited ({sealer.returncode}) before catching up")
             time.sleep(0.05)
         behind_seconds = time.perf_counter() - waited
     finally:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
@@ -39,6 +43,7 @@ PAGE = 20_000
 READERS = 2  # pages read at once while one is linked
 POLL_SECONDS = 0.1
 _FIRST = -(2**63)  # below any position, forged ones included
+log = logging.getLogger("hajj_ledger.chain")
 
 
 def event_digest(topic: str, originator_id: bytes, version: int, state: bytes) -> bytes:
@@ -170,14 +175,23 @@ class Chain:
     def follow(self, stop: threading.Event, seconds: float = 60.0) -> None:
         """Keep sealing as the log grows; a checkpoint at least every `seconds` while new events arrive."""
         signed = time.monotonic()
+        delay = POLL_SECONDS
         while not stop.is_set():
-            if self.seal():
+            try:
+                if self.seal():
+                    delay = POLL_SECONDS
+                    continue
+                if self.keys is not None and time.monotonic() - signed >= seconds:
+                    position, _ = self.tables.seal_state()
+                    if position > self.tables.last_checkpoint_position():
+                        self.checkpoint()
+                    signed = time.monotonic()
+            except (OperationalError, InterfaceError, sqlite3.OperationalError, psycopg.OperationalError) as error:
+                # The store is away or locked (SQLite, under a busy writer): wait it out, as the runner does.
+                log.warning("sealer: store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
                 continue
-            if self.keys is not None and time.monotonic() - signed >= seconds:
-                position, _ = self.tables.seal_state()
-                if position > self.tables.last_checkpoint_position():
-                    self.checkpoint()
-                signed = time.monotonic()
             stop.wait(POLL_SECONDS)
 
     def _sign(self, position: int, link: bytes) -> Checkpoint:

@@ -421,3 +421,30 @@ def test_a_forged_event_far_below_the_log_is_found_without_walking_the_gap(seale
     finally:
         sealed.raw.delete_from(far)
     sealed.untouched()
+
+
+def test_the_sealer_rides_out_the_store_being_away(store_url: str, tmp_path: Path) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    keys = SigningKeys.create(tmp_path / "signing.json")
+    ledger = JourneyLedger(store_url)
+    simulate(ledger, 3, 1446, 2)
+    chain = Chain(JourneyLedger(store_url), keys)
+    real, failures = chain.seal, iter([OperationalError("database is locked")] * 3)
+
+    def flaky(limit: int = 20_000) -> int:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(limit)
+
+    chain.seal = flaky  # type: ignore[method-assign]
+    stop = threading.Event()
+    follower = threading.Thread(target=chain.follow, args=(stop, 60.0))
+    follower.start()
+    deadline = datetime.now(UTC).timestamp() + 30
+    while chain.tables.seal_state()[0] < ledger.head() and datetime.now(UTC).timestamp() < deadline:
+        stop.wait(0.05)
+    stop.set()
+    follower.join()
+    assert chain.tables.seal_state()[0] == ledger.head()
