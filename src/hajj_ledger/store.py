@@ -291,8 +291,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def create_table(self) -> None:
         """The library's, one process at a time: ledgers starting together on an empty database otherwise collide
-        in PostgreSQL's catalog ("tuple concurrently updated")."""
+        in PostgreSQL's catalog ("tuple concurrently updated"). Nothing at all once the tables exist: even `CREATE
+        INDEX IF NOT EXISTS` locks its table first, and a ledger starting beside busy writers deadlocked with them
+        (it held the events table, a writer held the receipts and waited for the events table)."""
         with self.datastore.get_connection() as connection:
+            tables = [self.events_table, self.receipts_table, self.vault_table]
+            found = connection.execute(
+                SQL("SELECT bool_and(to_regclass(t) IS NOT NULL) AS found FROM unnest(%s::text[]) AS t"),
+                ([t.as_string(connection) for t in tables],),
+            ).fetchone()
+            if found and found["found"]:
+                return
             connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
             try:
                 super().create_table()
