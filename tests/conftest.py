@@ -82,3 +82,12 @@ def ledger(store_url: str) -> Iterator[JourneyLedger]:
     app = JourneyLedger(store_url)
     yield app
     app.close()
+
+
+@pytest.fixture
+def two_ledgers(store_url: str) -> Iterator[tuple[JourneyLedger, JourneyLedger]]:
+    """Two ledgers on one store, as two API nodes (processes) would be."""
+    first, second = JourneyLedger(store_url), JourneyLedger(store_url)
+    yield first, second
+    first.close()
+    second.close()

@@ -5,9 +5,11 @@ Every write goes through `record_batch`: load what the commands touch, run each 
 version conflict with a concurrent writer retries the whole batch from fresh state, a bounded number of times.
 
 Two things make writing fast without making it less safe:
-- a write cache of recently saved aggregates, so a batch need not replay what this process just wrote. A cached
-  aggregate may be stale if another process wrote since; then the save fails on the store's version key, or a
-  command is refused, and the batch runs again "carefully": everything loaded fresh, nothing taken on trust;
+- a write cache of recently saved aggregates, so a batch need not replay what this process just wrote. Other
+  processes (other API nodes) write too: before each batch one look at the log's tail since the cache was last
+  known current tells which cached aggregates they changed, and only those are forgotten. What a batch needs that
+  is not at hand is loaded in one query. A save that still meets a concurrent writer (the store's version key, or
+  the same command id) runs the batch again "carefully": everything loaded fresh, receipts looked up first;
 - group commit: `record` from many threads at once queues the commands and one writer records them together,
   each caller still told its own outcome.
 """
@@ -24,11 +26,12 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
@@ -91,6 +94,17 @@ Result = Outcome | LedgerError
 
 
 @dataclass
+class WriteStats:
+    """How this process's writes have met other writers' (exposed in /metrics)."""
+
+    batches: int = 0
+    conflicts: int = 0  # saves refused by the store's keys: a concurrent writer got there first
+    reruns: int = 0  # batches run again after a conflict
+    give_ups: int = 0  # batches refused after MAX_ATTEMPTS conflicts
+    stale: int = 0  # cached aggregates found changed by another writer, and forgotten
+
+
+@dataclass
 class RetentionReport:
     erased: int = 0
     kept: int = 0  # not ended, or ended too recently
@@ -104,6 +118,7 @@ class JourneyLedger(Application[UUID]):
     FUTURE_TOLERANCE = timedelta(minutes=5)
     CACHE_SIZE = 20_000  # aggregates; enough for the journeys one simulated chunk or one busy port touches
     GROUP_COMMIT_MAX = 1000  # commands from concurrent callers recorded in one transaction
+    TAIL_LIMIT = 10_000  # other writers' events read to refresh the write cache; beyond that it is dropped whole
 
     def __init__(self, database_url: str | None = None, *, create_tables: bool = True) -> None:
         self._demo_store = (database_url or store.database_url()) == store.DEFAULT_DATABASE_URL
@@ -112,6 +127,8 @@ class JourneyLedger(Application[UUID]):
         env["CREATE_TABLE"] = "y" if create_tables else "n"  # readers leave the schema to `hajj-ledger migrate`
         super().__init__(env=env)
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._current_to: int | None = None  # the cache reflects every event up to this position
+        self.stats = WriteStats()
         self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
         self._queue: SimpleQueue[_Queued | None] = SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -299,13 +316,17 @@ class JourneyLedger(Application[UUID]):
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
         with self._writing, collector_paused():
+            self.stats.batches += 1
             for attempt in range(self.MAX_ATTEMPTS):
                 try:
                     return self._record_once(commands, careful=attempt > 0)
-                except (IntegrityError, _TrustedStaleStateError):
+                except IntegrityError:
                     # A concurrent writer changed an aggregate we used, or recorded the same command id.
+                    self.stats.conflicts += 1
+                    self.stats.reruns += attempt == 0
                     if attempt:
                         time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        self.stats.give_ups += 1
         conflict = ConflictError(
             f"gave up after {self.MAX_ATTEMPTS} attempts: concurrent writers kept changing "
             "the same journeys or trips; nothing was recorded, retry the command"
@@ -313,14 +334,15 @@ class JourneyLedger(Application[UUID]):
         return [conflict for _ in commands]
 
     def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
-        # Trusting: no receipts looked up; a repeated command then either collides with its receipt's key at
-        # save, or is refused, and both send the batch round again, carefully.
+        # Trusting: no receipts looked up first; a repeated command either collides with its receipt's key at
+        # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
+        self._refresh_cache()
         receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
         unit = _Unit(self, careful=careful)
         try:
+            unit.load(commands)
             results = self._decide_all(commands, receipts, unit)
-            if careful:
-                results = self._late_repeats(commands, results)
+            results = self._late_repeats(commands, results)
             recordings = self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
         except BaseException:
             # The batch's aggregates were changed in place and their pending events are gone: forget them.
@@ -331,7 +353,40 @@ class JourneyLedger(Application[UUID]):
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings
         }
+        if positions and self._current_to is not None and min(positions.values()) == self._current_to + 1:
+            self._current_to = max(positions.values())  # nobody else wrote in between
         return [self._outcome(r, positions) for r in results]
+
+    def _refresh_cache(self) -> None:
+        """Forget the cached aggregates that other writers have changed since the cache was last known current.
+
+        The store's insert lock commits positions in order, so everything up to the newest position read here has
+        been seen; this process's own events are recognised by their versions and kept."""
+        if self._current_to is None or not self._cache:
+            self._current_to = self.head()
+            return
+        written = self.store.select_written_after(self._current_to, self.TAIL_LIMIT)
+        if len(written) == self.TAIL_LIMIT:
+            self.stats.stale += len(self._cache)
+            self._cache.clear()
+            self._current_to = self.head()
+            return
+        for position, aggregate_id, version in written:
+            cached = self._cache.get(aggregate_id)
+            if cached is not None and cached.version < version:
+                del self._cache[aggregate_id]
+                self.stats.stale += 1
+            self._current_to = position
+
+    def load(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Journey | Trip]:
+        """The aggregates of these ids that exist, from their events read in one query."""
+        found: dict[UUID, Journey | Trip] = {}
+        stored = self.store.select_events_of(sorted(set(aggregate_ids)))
+        for aggregate_id, events in groupby(stored, key=lambda e: e.originator_id):
+            aggregate = project_aggregate(None, map(self.mapper.to_domain_event, events))
+            if isinstance(aggregate, Journey | Trip):
+                found[cast(UUID, aggregate_id)] = aggregate
+        return found
 
     def _remember(self, aggregates: Iterable[Aggregate]) -> None:
         for aggregate in aggregates:
@@ -353,8 +408,6 @@ class JourneyLedger(Application[UUID]):
             try:
                 touched = self._decide(command, self._stamp(command, actor), unit)
             except LedgerError as refusal:
-                if not unit.careful:
-                    raise _TrustedStaleStateError from refusal  # refused on trust: ask the store
                 results.append(refusal)
                 continue
             # The log keeps the commands' order, across aggregates too: a journey's Boarded never precedes
@@ -492,7 +545,7 @@ class JourneyLedger(Application[UUID]):
 
     def _schedule_trip(self, command: ScheduleTrip, stamp: Stamp, unit: _Unit) -> Trip:
         arguments = command.arguments()
-        trip_id = command.trip_id or uuid5(TRIP_NAMESPACE, command.command_id.hex)
+        trip_id = _trip_id(command)
         if unit.exists(trip_id):
             raise ConflictError(f"trip {trip_id} is already scheduled")
         arguments["trip_id"] = trip_id
@@ -519,10 +572,6 @@ class _Repeat:
     receipt: Receipt
 
 
-class _TrustedStaleStateError(Exception):
-    """A command was refused while trusting the write cache and skipping receipts: the refusal may be wrong."""
-
-
 @dataclass(frozen=True)
 class _Queued:
     command: Command
@@ -533,21 +582,32 @@ class _Queued:
 class _Unit:
     """The aggregates one batch works on, each loaded once.
 
-    Unless careful, it takes aggregates from the ledger's write cache and believes an aggregate absent from the
-    cache is absent from the store; the store's keys catch it when that was wrong, and a refusal is only believed
-    once the batch has been run carefully.
+    Unless careful, it takes aggregates from the ledger's write cache (refreshed just before) and believes that one
+    a command would create, absent from the cache, is absent from the store: the store's keys catch it when that
+    was wrong.
     """
 
     def __init__(self, ledger: JourneyLedger, *, careful: bool) -> None:
         self.ledger = ledger
         self.careful = careful
         self.aggregates: dict[UUID, Aggregate] = {}
+        self.absent: set[UUID] = set()  # looked for in the store (careful) and not there
         self.events: list[Any] = []  # taken from the aggregates command by command, in the order recorded
         self.receipts: list[Receipt] = []  # of the commands this batch records
         self.vault: list[tuple[UUID, Sealed | None]] = []  # identities to keep or destroy, with the events
 
+    def load(self, commands: Sequence[tuple[Command, Actor]]) -> None:
+        """Load in one query what the commands will use and is not at hand: everything, when careful."""
+        cache = {} if self.careful else self.ledger._cache
+        wanted = {i for c, _ in commands for i in _subjects(c, creations=self.careful) if i not in cache}
+        if wanted:
+            self.aggregates.update(self.ledger.load(wanted))
+            self.absent = wanted - self.aggregates.keys()
+
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate = self.aggregates.get(aggregate_id)
+        if aggregate is None and aggregate_id in self.absent:
+            raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
         if aggregate is None:
             cached = None if self.careful else self.ledger._cache.get(aggregate_id)
             aggregate = cached or self.ledger._get(aggregate_id, kind)
@@ -559,10 +619,30 @@ class _Unit:
     def exists(self, aggregate_id: UUID) -> bool:
         if aggregate_id in self.aggregates or aggregate_id in self.ledger._cache:
             return True
-        if not self.careful:
+        if not self.careful or aggregate_id in self.absent:
             return False
         return aggregate_id in self.ledger.repository
 
     def add(self, aggregate: A) -> A:
         self.aggregates[aggregate.id] = aggregate
         return aggregate
+
+
+def _subjects(command: Command, *, creations: bool) -> tuple[UUID, ...]:
+    """The aggregates a command reads: its journey or trip (both, for a seat), and, if asked, the one it creates."""
+    match command:
+        case AssignBus() | CancelBusAssignment():
+            return (command.journey_id, command.trip_id)
+        case JourneyCommand():
+            return (command.journey_id,)
+        case TripCommand():
+            return (command.trip_id,)
+        case Register() if creations:
+            return (Journey.create_id(command.season, command.pilgrim_id),)
+        case ScheduleTrip() if creations:
+            return (_trip_id(command),)
+    return ()
+
+
+def _trip_id(command: ScheduleTrip) -> UUID:
+    return command.trip_id or uuid5(TRIP_NAMESPACE, command.command_id.hex)

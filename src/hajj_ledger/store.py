@@ -84,6 +84,10 @@ class LedgerRecorder(Protocol):
 
     def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]: ...
 
+    def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]: ...
+
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]: ...
+
 
 # A batch's changes to the vault, written in the same transaction as its events: a sealed identity to keep
 # (new or corrected), or None to destroy (erasure).
@@ -210,6 +214,27 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 for r in c.fetchall()
             ]
 
+    def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of many aggregates in one query, each aggregate's in order."""
+        marks = ",".join("?" * len(aggregate_ids))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+                [i.hex for i in aggregate_ids],
+            )
+            return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
+
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
+        """(position, aggregate id, version) of the events after `position`, oldest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version FROM {self.events_table_name} "
+                "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (position, limit),
+            )
+            return [(r[0], UUID(r[1]), r[2]) for r in c.fetchall()]
+
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         with self.datastore.transaction(commit=False) as c:
             positions = []
@@ -284,6 +309,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self.insert_columns = SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) RETURNING notification_id"
+        ).format(self.events_table)
+        self.events_of = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(self.events_table)
+        self.written_after = SQL(
+            "SELECT notification_id, originator_id, originator_version FROM {} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(self.events_table)
         self.lock_and_notify = SQL("; ").join(
             [*self.lock_table_statements, SQL("NOTIFY {}").format(Identifier(self.channel_name))]
@@ -446,6 +479,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+    def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of many aggregates in one query, each aggregate's in order."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.events_of, (list(aggregate_ids),), prepare=True)
+            return [
+                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
+        """(position, aggregate id, version) of the events after `position`, oldest first."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.written_after, (position, limit), prepare=True)
+            return [(r["notification_id"], r["originator_id"], r["originator_version"]) for r in curs.fetchall()]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         positions = []

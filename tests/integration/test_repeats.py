@@ -5,7 +5,6 @@ twice."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 from typing import Any
@@ -26,14 +25,6 @@ ROUNDS = 4
 
 def _registration() -> Command:
     return command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN")
-
-
-@pytest.fixture
-def two_ledgers(store_url: str) -> Iterator[tuple[JourneyLedger, JourneyLedger]]:
-    first, second = JourneyLedger(store_url), JourneyLedger(store_url)
-    yield first, second
-    first.close()
-    second.close()
 
 
 def _answers(outcomes: list[Outcome | LedgerError | BaseException]) -> list[str]:

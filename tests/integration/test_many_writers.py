@@ -1,0 +1,88 @@
+"""Writes spread over many processes (API nodes) on one store: each node's write cache learns of the others'
+writes from the log's tail, so spreading costs neither conflicts nor re-runs, and nothing is decided on a stale
+journey."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from hajj_ledger.errors import IllegalStepError
+from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.vocabulary import Role, Stage
+from tests.support import COMPANY_ID, T0, actor, command, schedule_trip
+
+JOURNEYS = 40
+
+
+def _register(ledger: JourneyLedger, count: int) -> list[UUID]:
+    results = ledger.record_batch(
+        [(command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
+         for _ in range(count)]
+    )  # fmt: skip
+    assert all(isinstance(r, Outcome) for r in results), results
+    return [r.aggregate_id for r in results if isinstance(r, Outcome)]
+
+
+STEPS: list[tuple[Role, str, dict[str, object]]] = [
+    (Role.MISSION, "PackageContracted", {"company_id": COMPANY_ID, "package_id": "PKG-1"}),
+    (Role.MISSION, "VisaRequested", {}),
+    (Role.MOFA, "VisaIssued", {"valid_until": T0 + timedelta(days=90)}),
+    (Role.GACA, "ArrivedAtPort", {"port": "JED-HAJJ", "mode": "air", "flight": "GA901"}),
+    (Role.JAWAZAT, "EntryCleared", {"port": "JED-HAJJ"}),
+    (Role.CUSTOMS, "CustomsCleared", {"port": "JED-HAJJ"}),
+    (Role.WUKALA, "ReceivedAtPort", {"port": "JED-HAJJ"}),
+]
+
+
+def test_steps_spread_round_robin_over_two_nodes_meet_no_conflict(
+    two_ledgers: tuple[JourneyLedger, JourneyLedger],
+) -> None:
+    """Each step of a journey goes to the other node than the step before: every node's cached copy of the
+    journey is one step behind when the next step reaches it."""
+    journeys = _register(two_ledgers[0], JOURNEYS)
+    for n, (role, event, fields) in enumerate(STEPS):
+        node = two_ledgers[(n + 1) % 2]
+        results = node.record_batch([(command(event, journey_id=j, **fields), actor(role)) for j in journeys])
+        assert all(isinstance(r, Outcome) and not r.repeated for r in results), results
+    for ledger in two_ledgers:
+        assert ledger.stats.conflicts == 0 and ledger.stats.reruns == 0
+    assert two_ledgers[0].stats.stale + two_ledgers[1].stats.stale >= JOURNEYS * (len(STEPS) - 2)
+    assert {two_ledgers[0].journey(j).stage for j in journeys} == {Stage.RECEIVED}
+
+
+def test_a_step_refused_on_another_nodes_write_is_refused_with_the_current_stage(
+    two_ledgers: tuple[JourneyLedger, JourneyLedger],
+) -> None:
+    first, second = two_ledgers
+    (journey,) = _register(first, 1)
+    second.record(command("PackageContracted", journey_id=journey, company_id=COMPANY_ID, package_id="P"),
+                  actor(Role.MISSION))  # fmt: skip
+    first.record(command("VisaRequested", journey_id=journey), actor(Role.MISSION))
+    # The second node cached the journey at `contracted`; the first has moved it on.
+    with pytest.raises(IllegalStepError, match="visa_requested"):
+        second.record(command("VisaRequested", journey_id=journey), actor(Role.MISSION))
+    assert second.stats.reruns == 0 and second.journey(journey).version == 3
+
+
+def test_seats_on_one_trip_taken_from_two_nodes_are_never_more_than_its_capacity(
+    two_ledgers: tuple[JourneyLedger, JourneyLedger],
+) -> None:
+    """A busy trip written by both nodes in turn: the tail tells each node of the other's seats."""
+    first, second = two_ledgers
+    journeys = _register(first, 12)
+    for role, event, fields in STEPS:
+        first.record_batch([(command(event, journey_id=j, **fields), actor(role)) for j in journeys])
+    trip_id = schedule_trip(first, capacity=10)
+    results = [
+        (first, second)[n % 2].record_batch(
+            [(command("BusAssigned", journey_id=journey, trip_id=trip_id), actor(Role.NAQABA))]
+        )[0]
+        for n, journey in enumerate(journeys)
+    ]
+    seated = [r for r in results if isinstance(r, Outcome)]
+    assert len(seated) == 10
+    assert first.trip(trip_id).seats == {r.aggregate_id for r in seated}
+    assert first.stats.conflicts + second.stats.conflicts == 0
