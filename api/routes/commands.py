@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
 from hajj_ledger.api.recording import record_batch
@@ -13,8 +14,10 @@ from hajj_ledger.catalogue import RECORDERS
 router = APIRouter(prefix="/v1", tags=["recording"], dependencies=[Depends(caller)])
 
 
-@router.post("/commands:batch", openapi_extra=allow(RECORDERS), summary="Record up to 1,000 commands")
-def batch(body: BatchCreate, agency: Caller, found: ServicesDep, idempotency_key: IdempotencyKey = None) -> BatchPublic:
+@router.post(
+    "/commands:batch", openapi_extra=allow(RECORDERS), summary="Record up to 1,000 commands", response_model=BatchPublic
+)
+def batch(body: BatchCreate, agency: Caller, found: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Each command as its own endpoint takes it, plus its `event` and its `journey_id` or `trip_id`. They are
     recorded together; a refused or malformed one gets its own problem and never fails the others."""
     return record_batch(found.ledger, agency, body.commands, idempotency_key)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Header
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
 from hajj_ledger.api.recording import record
@@ -28,9 +28,9 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
     body_model = create_model_for(command)
     target = command.target
 
-    def handler(agency: Any, found: Any, body: Any, idempotency_key: Any, **path: Any) -> JSONResponse:
+    async def handler(agency: Any, found: Any, body: Any, idempotency_key: Any, **path: Any) -> Response:
         data = {**body.model_dump(exclude_unset=False), "event": event, **path}
-        return record(found.ledger, agency, data, idempotency_key)
+        return await record(found.ledger, agency, data, idempotency_key)
 
     parameters = [
         inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=Caller),

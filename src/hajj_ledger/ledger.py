@@ -275,13 +275,17 @@ class JourneyLedger(Application[UUID]):
 
         Concurrent callers share transactions (group commit): each waits for the batch its command went into.
         """
-        waiting: Future[Result] = Future()
-        self._start_writer()
-        self._queue.put(_Queued(command, actor, waiting))
-        result = waiting.result()
+        result = self.submit(command, actor).result()
         if isinstance(result, LedgerError):
             raise result
         return result
+
+    def submit(self, command: Command, actor: Actor) -> Future[Result]:
+        """Queue one command for the next group commit; the future holds its outcome or its refusal."""
+        waiting: Future[Result] = Future()
+        self._start_writer()
+        self._queue.put(_Queued(command, actor, waiting))
+        return waiting
 
     def _start_writer(self) -> None:
         with self._writer_started:
