@@ -54,8 +54,10 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
         if schema is not None:
             found = dataclasses.replace(found, schema=schema)
         engine = sa.create_engine(
-            sa.URL.create("postgresql+psycopg"),
-            connect_args={"conninfo": found.conninfo, **found.connect_kwargs()},
+            sa.URL.create(
+                "postgresql+psycopg", found.user, found.password or None, found.host, found.port, found.dbname
+            ),
+            connect_args=found.connect_kwargs(),
             pool_size=pool_size,
             max_overflow=0,
             pool_recycle=3600,  # renewed hourly, as the event store's connections are
