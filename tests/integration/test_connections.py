@@ -179,13 +179,14 @@ def test_the_write_pool_holds_its_configured_size(migrated: str, monkeypatch: py
     seen: list[int] = []
     try:
         ledger.head()
-        pool = ledger.recorder.datastore.pool
+        datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+        pool = datastore.pool
         pool.wait(timeout=10)  # its steady connections, opened in the background
         assert (pool.min_size, pool.max_size) == (3, 4)
         assert 3 <= len(backends(migrated)) <= 4
 
         def hold() -> None:
-            with ledger.recorder.datastore.get_connection() as connection:
+            with datastore.get_connection() as connection:
                 connection.execute("SELECT pg_sleep(0.3)")
 
         holders = [threading.Thread(target=hold) for _ in range(8)]
