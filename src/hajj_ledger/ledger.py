@@ -319,6 +319,8 @@ class JourneyLedger(Application[UUID]):
         unit = _Unit(self, careful=careful)
         try:
             results = self._decide_all(commands, receipts, unit)
+            if careful:
+                results = self._late_repeats(commands, results)
             recordings = self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
         except BaseException:
             # The batch's aggregates were changed in place and their pending events are gone: forget them.
@@ -340,12 +342,12 @@ class JourneyLedger(Application[UUID]):
 
     def _decide_all(
         self, commands: Sequence[tuple[Command, Actor]], receipts: dict[UUID, Receipt], unit: _Unit
-    ) -> list[Result | Receipt]:
-        results: list[Result | Receipt] = []
+    ) -> list[Result | Receipt | _Repeat]:
+        results: list[Result | Receipt | _Repeat] = []
         new: dict[UUID, Receipt] = {}
         for command, actor in commands:
             known = receipts.get(command.command_id) or new.get(command.command_id)
-            if known is not None:
+            if known is not None:  # recorded before, or earlier in this batch
                 results.append(self._repeat(known, command))
                 continue
             try:
@@ -371,23 +373,42 @@ class JourneyLedger(Application[UUID]):
             results.append(receipt)
         return results
 
-    def _repeat(self, known: Receipt, command: Command) -> Result | Receipt:
+    def _repeat(self, known: Receipt, command: Command) -> Result | _Repeat:
         if known.fingerprint != command.fingerprint():
             return IdempotencyKeyReusedError(
                 f"command_id {command.command_id} was already used for a different command"
             )
-        return known
+        return _Repeat(known)
 
-    def _outcome(self, result: Result | Receipt, positions: dict[tuple[UUID, int], int]) -> Result:
-        if not isinstance(result, Receipt):
-            return result
-        keys = [(i, v) for i, v, _ in result.events]
-        if all(k in positions for k in keys):
-            position, repeated = max(positions[k] for k in keys), False
+    def _late_repeats(
+        self, commands: Sequence[tuple[Command, Actor]], results: list[Result | Receipt | _Repeat]
+    ) -> list[Result | Receipt | _Repeat]:
+        """A refused command may be another writer's copy of itself: its receipt was looked for before that writer
+        committed, and its events were read after (a registration refused as "already has a journey" by the very
+        registration it repeats). Receipts and events commit together, so asking again settles it."""
+        refused = [c.command_id for (c, _), r in zip(commands, results, strict=True) if isinstance(r, LedgerError)]
+        late = self.store.select_receipts(refused) if refused else {}
+        if not late:
+            return results
+        return [
+            self._repeat(late[c.command_id], c) if isinstance(r, LedgerError) and c.command_id in late else r
+            for (c, _), r in zip(commands, results, strict=True)
+        ]
+
+    def _outcome(self, result: Result | Receipt | _Repeat, positions: dict[tuple[UUID, int], int]) -> Result:
+        if isinstance(result, _Repeat):
+            receipt, repeated = result.receipt, True
+        elif isinstance(result, Receipt):
+            receipt, repeated = result, False
         else:
-            position, repeated = max(self.store.select_positions(result.events)), True
-        names = tuple(name for _, _, name in result.events)
-        return Outcome(result.command_id, result.event, result.aggregate_id, position, names, repeated)
+            return result
+        keys = [(i, v) for i, v, _ in receipt.events]
+        if all(k in positions for k in keys):  # stored by this batch (a repeat within it, too)
+            position = max(positions[k] for k in keys)
+        else:
+            position = max(self.store.select_positions(receipt.events))
+        names = tuple(name for _, _, name in receipt.events)
+        return Outcome(receipt.command_id, receipt.event, receipt.aggregate_id, position, names, repeated)
 
     def _stamp(self, command: Command, actor: Actor) -> Stamp:
         occurred_at = command.occurred_at.astimezone(UTC)
@@ -489,6 +510,13 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """A command recorded before, by this batch or an earlier one: answered with its first outcome."""
+
+    receipt: Receipt
 
 
 class _TrustedStaleStateError(Exception):

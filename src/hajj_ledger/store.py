@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -293,6 +293,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) RETURNING notification_id"
         ).format(self.events_table)
+        self.lock_and_notify = SQL("; ").join(
+            [*self.lock_table_statements, SQL("NOTIFY {}").format(Identifier(self.channel_name))]
+        )
         self.insert_receipts = SQL("INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])").format(
             self.receipts_table
         )
@@ -316,6 +319,24 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             finally:
                 connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """The library's insert transaction, one statement at a time instead of pipelined.
+
+        Pipelined, a statement that failed while later ones were still being sent (a duplicate receipt in a large
+        batch, when another server had recorded the same command) came back as "pipeline aborted", an
+        OperationalError that the library then retried ten times on the same conflict, instead of the violation
+        itself; and psycopg kept as prepared a statement whose preparation the server had skipped, so the
+        connection's next insert failed with "prepared statement _pg3_N does not exist". One at a time, the first
+        failure is raised as what it is, and psycopg's rollback clears its statement cache with the transaction.
+        """
+        with self.datastore.get_connection() as connection, connection.transaction(), connection.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return []
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],
@@ -325,7 +346,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         vault: VaultChanges = (),
         **kwargs: Any,
     ) -> None:
-        # Runs inside the library's insert transaction, before the events themselves.
+        # Runs inside the insert transaction, before the events themselves.
         if vault:
             kept, destroyed = _final(vault)
             if destroyed:
@@ -344,8 +365,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             )
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        # The lock (with its timeout) and the notification in one round trip: several statements without
+        # parameters go as one simple query.
+        curs.execute(self.lock_and_notify, prepare=False)
         curs.execute(
             self.insert_columns,
             (
