@@ -34,7 +34,7 @@ positions = sa.Table(
 )
 
 
-class SchemaError(RuntimeError):
+class SchemaError(ValueError):  # a set-up step missing: the CLI says which, without a traceback
     """The ledger's schema is missing, or connections do not land in it."""
 
 
