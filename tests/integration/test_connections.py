@@ -20,13 +20,14 @@ from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head
 from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import T0, TestClient
+from tests.support import NAMES, T0, TestClient
 
 pytestmark = [
     pytest.mark.postgres,
@@ -71,7 +72,7 @@ def verified(ledger: JourneyLedger, url: str) -> int:
     return checkpoint.position
 
 
-def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str) -> None:
+def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str, tmp_path: Path) -> None:
     url = f"{postgres_url}?schema=season_1446"
     migrate(url)
     assert {
@@ -90,7 +91,7 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str) -> None:
     with TestClient(create_app(url, max_wait=5)) as client:
         headers = {"Authorization": f"Bearer {key}"}
         body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        answer = client.post("/v1/journeys", headers=headers, json=body)
+        answer = client.post("/v1/journeys", headers=headers, json={**body, "identity": NAMES})
         assert answer.status_code == 201, answer.text
         journey_id = answer.json()["aggregate_id"]
         project(url)
@@ -98,6 +99,8 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str) -> None:
         assert [row["journey_id"] for row in listed] == [journey_id]
         history = client.get(f"/v1/journeys/{journey_id}/history", headers=headers).json()
         assert [e["event"] for e in history["events"]] == ["Registered"]
+        identity = client.get(f"/v1/journeys/{journey_id}/identity", headers=headers).json()
+        assert identity["name_latin"] == NAMES["name_latin"]
 
     ledger = JourneyLedger(url, create_tables=False)
     try:
@@ -105,6 +108,11 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str) -> None:
     finally:
         ledger.close()
     assert {"ledger_chain", "ledger_seal", "ledger_checkpoints"} <= tables(postgres_url, "season_1446")
+    manifest = export(tmp_path / "export", fmt="csv", url=url)
+    assert manifest["position"] == 1 and manifest["tables"]["events"]["rows"] == 1
+    assert manifest["tables"]["journey_status"]["rows"] == 1
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT count(*) FROM season_1446.identity_vault").fetchone() == (1,)
     assert tables(postgres_url, "public") == set(), "nothing of the ledger outside its schema"
 
 
