@@ -26,7 +26,7 @@ DIRECT_DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DIRECT_DATABASE_URL"
 WRITE_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_SIZE"
 WRITE_POOL_OVERFLOW_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_OVERFLOW"
 WRITE_POOL_SIZE = 2
-WRITE_POOL_OVERFLOW = 2
+WRITE_POOL_OVERFLOW = 8
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting anywhere, no case folding surprises
 POOL_MODES = ("session", "transaction")
@@ -141,7 +141,7 @@ def write_pool_size() -> int:
 
 def write_pool_overflow() -> int:
     """Connections an event store pool may open beyond its size under a burst, closed again after ten idle minutes
-    (`HAJJ_LEDGER_WRITE_POOL_OVERFLOW`, default 2)."""
+    (`HAJJ_LEDGER_WRITE_POOL_OVERFLOW`, default 8)."""
     return _count(WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_OVERFLOW, 0)
 
 
