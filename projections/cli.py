@@ -29,10 +29,10 @@ from hajj_ledger.projections.export import progress_bar as export_progress
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
-from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.projections.schema import create_schema, engine_for
 from hajj_ledger.projections.season_funnel import funnel
 from hajj_ledger.simulation import progress_bar, simulate
-from hajj_ledger.store import database_url
+from hajj_ledger.store import database_url, direct_database_url
 from hajj_ledger.vocabulary import Stage
 
 
@@ -107,8 +107,10 @@ def _projections(names: Sequence[str] | None = None) -> list[Projection]:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    JourneyLedger().close()  # the event store's own tables first: eventsourcing creates them
-    engine = engine_for()
+    url = direct_database_url()  # creating tables takes a session lock: never through a transaction pooler
+    create_schema(url)
+    JourneyLedger(url).close()  # the event store's own tables first: eventsourcing creates them
+    engine = engine_for(url)
     upgrade(engine)
     engine.dispose()
     print("The read models are at the latest migration.")

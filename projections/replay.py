@@ -17,12 +17,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.audit import within_head
+from hajj_ledger.connections import direct_url
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS, projection
@@ -82,24 +82,18 @@ def target(into: str, database_url: str, until: int) -> Target:
         )
     if into in RESERVED_SCHEMAS or into.startswith("pg_"):
         raise ValidationError("into", f"schema {into!r} is reserved; name a new one")
-    engine = engine_for(database_url, pool_size=1)
+    direct = direct_url(database_url)  # the new schema's connections start in it: not through a pooler
+    engine = engine_for(direct, pool_size=1)
     try:
         with engine.begin() as connection:
             exists = sa.inspect(connection).has_schema(into)
             if not exists:
                 connection.execute(sa.text(f'CREATE SCHEMA "{into}"'))
     finally:
-        engine.dispose()  # the connection that created the schema has the default search path
+        engine.dispose()
     if exists:
         raise ValidationError("into", f"schema {into!r} already exists; drop it or name a new one")
-
-    @sa.event.listens_for(engine, "connect")
-    def _search_path(dbapi_connection: Any, _record: Any) -> None:  # SQLAlchemy's recipe for a schema per engine
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True
-        dbapi_connection.execute(f'SET search_path TO "{into}"')
-        dbapi_connection.autocommit = autocommit
-
+    engine = engine_for(direct, pool_size=1, schema=into)
     return Target(engine, f"schema {into}")
 
 

@@ -9,10 +9,15 @@ and with which version of the projection's code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
+
+from hajj_ledger.connections import Postgres
 
 metadata = sa.MetaData()
 GENERATIONS = ("a", "b")
@@ -29,18 +34,43 @@ positions = sa.Table(
 )
 
 
+class SchemaError(ValueError):  # a set-up step missing: the CLI says which, without a traceback
+    """The ledger's schema is missing, or connections do not land in it."""
+
+
 def physical(name: str, generation: str) -> str:
     return f"{name}__{generation}"
 
 
-def engine_for(database_url: str | None = None, *, pool_size: int = 2) -> Engine:
-    """The SQLAlchemy engine for the ledger's own store (`HAJJ_LEDGER_DATABASE_URL`)."""
+def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: str | None = None) -> Engine:
+    """The SQLAlchemy engine for the ledger's own store (`HAJJ_LEDGER_DATABASE_URL`), or for another `schema` of
+    its PostgreSQL database (a replay's). A steady pool of `pool_size` connections: none opened per request beyond
+    it, none pinged before use (a dead one fails its request, answered 503, and the pool starts afresh)."""
     from hajj_ledger.store import database_url as configured
 
     url = database_url or configured()
     if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size)
+        found = Postgres.from_url(url)
+        if schema is not None:
+            found = dataclasses.replace(found, schema=schema)
+        engine = sa.create_engine(
+            sa.URL.create(
+                "postgresql+psycopg", found.user, found.password or None, found.host, found.port, found.dbname
+            ),
+            connect_args=found.connect_kwargs(),
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_recycle=3600,  # renewed hourly, as the event store's connections are
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _check_schema(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            [current] = dbapi_connection.execute("SELECT current_schema()").fetchone()
+            dbapi_connection.rollback()
+            if problem := found.search_path_problem(current):
+                raise SchemaError(problem)
+
+        return engine
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -58,6 +88,15 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2) -> Engine
 
         return engine
     raise ValueError(f"unsupported store {url!r}")
+
+
+def create_schema(database_url: str) -> None:
+    """Make the PostgreSQL schema the URL names if it is missing (`hajj-ledger migrate`); nothing on SQLite."""
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        return
+    found = Postgres.from_url(database_url)
+    with psycopg.connect(found.conninfo, autocommit=True, **found.connect_kwargs()) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(found.schema)))
 
 
 def replace_view(connection: Connection, name: str, generation: str, columns: list[str]) -> None:

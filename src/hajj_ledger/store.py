@@ -14,7 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
@@ -26,10 +26,18 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from hajj_ledger.connections import (
+    DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
+)
+from hajj_ledger.connections import (
+    Postgres,
+    direct_url,
+    write_pool_overflow,
+    write_pool_size,
+)
 from hajj_ledger.vault import Sealed
 
 DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
-DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
 
 
 @dataclass(frozen=True)
@@ -530,7 +538,8 @@ def _use_wal(path: str) -> None:
 
 
 def store_env(url: str) -> dict[str, str]:
-    """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL."""
+    """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL (its parameters:
+    hajj_ledger.connections)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
@@ -545,24 +554,51 @@ def store_env(url: str) -> dict[str, str]:
             "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteLedgerRecorder),
         }
     if parts.scheme in ("postgresql", "postgres"):
-        query = parse_qs(parts.query)
+        found = Postgres.from_url(url)
+        recorder = TransactionPooledLedgerRecorder if found.transaction_pooled else PostgresLedgerRecorder
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": unquote(parts.username or "postgres"),
-            "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
-            "POSTGRES_POOL_SIZE": query.get("pool_size", ["2"])[0],
-            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", ["8"])[0],
+            "POSTGRES_DBNAME": found.dbname,
+            "POSTGRES_HOST": found.host,
+            "POSTGRES_PORT": str(found.port),
+            "POSTGRES_USER": found.user,
+            "POSTGRES_PASSWORD": found.password,
+            "POSTGRES_SCHEMA": found.schema,
+            "POSTGRES_POOL_SIZE": str(write_pool_size()),
+            "POSTGRES_MAX_OVERFLOW": str(write_pool_overflow()),
             "POSTGRES_LOCK_TIMEOUT": "30",
             # How long to wait for a pooled connection: the library tries ten times, so a database that is away
             # is reported in about ten seconds (the library's 30 s made that five minutes).
-            "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["1"])[0],
-            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresLedgerRecorder),
+            "POSTGRES_CONNECT_TIMEOUT": str(found.connect_timeout),
+            # The library SETs this on each new connection. Through a transaction pooler that SET stays on whichever
+            # server connection ran it, for every client after: there it sets the server's default (none), and the
+            # pooler's own idle_transaction_timeout does the job.
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0" if found.transaction_pooled else "5",
+            "APPLICATION_RECORDER_TOPIC": get_topic(recorder),
         }
     raise ValueError(
         f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "
         "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )
+
+
+def direct_database_url() -> str:
+    """Where what needs a session of its own goes (LISTEN, session advisory locks, DDL): the database URL, unless
+    that goes through a transaction pooler; then `HAJJ_LEDGER_DIRECT_DATABASE_URL`."""
+    return direct_url(database_url())
+
+
+class TransactionPooledLedgerRecorder(PostgresLedgerRecorder):
+    """The recorder on a URL through a transaction pooler (`pool_mode=transaction`): its connections prepare no
+    statement (the library asks for them; psycopg would also prepare any statement run five times), since a
+    prepared statement lives on one server connection and the next transaction may run on another."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        assert isinstance(datastore.pool.kwargs, dict)  # the library's; and its pool is not open yet
+        datastore.pool.kwargs = {**datastore.pool.kwargs, "prepare_threshold": None}
+        super().__init__(datastore, **kwargs)
+
+    def create_table(self) -> None:
+        """Nothing is created through the pooler: creating the tables takes a session lock and runs in several
+        transactions. `hajj-ledger migrate` creates them over HAJJ_LEDGER_DIRECT_DATABASE_URL."""
+        self.datastore.register_type_adapters()
