@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from hajj_ledger.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE
 from hajj_ledger.errors import LedgerError, TripFullError
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Role, Stage
@@ -48,10 +49,14 @@ def _check(ledger: JourneyLedger, results: list[Any], journeys: Sequence[UUID], 
     assert all(stages[j] == Stage.BUS_ASSIGNED for j in seated)
 
 
-def test_32_writers_race_for_the_last_5_seats(ledger: JourneyLedger, store_url: str) -> None:
+def test_32_writers_race_for_the_last_5_seats(
+    ledger: JourneyLedger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each thread its own ledger, as separate processes would be: the store decides who gets a seat."""
     journeys = arrive_and_clear(ledger, RACERS)
     trip_id = schedule_trip(ledger, capacity=SEATS)
+    monkeypatch.setenv(WRITE_POOL_SIZE_VARIABLE, "1")  # a connection each: 32 writers within max_connections
+    monkeypatch.setenv(WRITE_POOL_OVERFLOW_VARIABLE, "0")
     writers = [JourneyLedger(store_url) for _ in range(RACERS)]
     try:
         results = _race(writers.__getitem__, journeys, trip_id)

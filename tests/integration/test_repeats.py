@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from hajj_ledger.commands import Command
+from hajj_ledger.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE
 from hajj_ledger.errors import LedgerError
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Role
@@ -87,7 +88,9 @@ def test_a_batch_meeting_another_servers_receipt_is_answered_and_leaves_its_conn
     never made ("prepared statement _pg3_N does not exist" on its next insert). One connection makes every round
     meet whatever the previous one left."""
     other = JourneyLedger(postgres_url)
-    ledger = JourneyLedger(postgres_url + "?pool_size=1&max_overflow=0")
+    monkeypatch.setenv(WRITE_POOL_SIZE_VARIABLE, "1")
+    monkeypatch.setenv(WRITE_POOL_OVERFLOW_VARIABLE, "0")
+    ledger = JourneyLedger(postgres_url)
     insert_events = ledger.recorder._insert_stored_events  # type: ignore[attr-defined]
 
     def after_a_pause(*args: Any, **kwargs: Any) -> Any:
