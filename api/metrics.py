@@ -4,9 +4,10 @@ each read model lags behind the log (measured when scraped)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
@@ -35,3 +36,24 @@ class ProjectionLag(Collector):
         for name, lag in lags.items():
             family.add_metric([name], lag)
         yield family
+
+
+_WRITE_COUNTERS = {
+    "batches": "batches of commands recorded (a single command is a batch of one, or shares one)",
+    "conflicts": "saves refused by the store's keys: a concurrent writer got there first",
+    "reruns": "batches run again after a conflict",
+    "give_ups": "batches refused after the last attempt (answered 409)",
+    "stale": "cached journeys and trips found changed by another writer, and forgotten",
+}
+
+
+class WriteCounters(Collector):
+    """How this worker's writes have met other writers' (other nodes): the ledger's own counts, read when scraped."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self.stats()
+        for name, text in _WRITE_COUNTERS.items():
+            yield CounterMetricFamily(f"hajj_ledger_write_{name}", text, value=getattr(stats, name))
