@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,42 @@ def test_targets_are_judged_on_medians_of_same_round_ratios() -> None:
     assert judge(0.5, 0.6, at_least=True) == "**no**"
     assert judge(3.0, 2.0, at_least=False) == "**no**"
     assert judge(None, 5.0, at_least=False) == "n/a"
+
+
+def test_the_serving_section_pairs_each_round_with_its_baseline_and_shows_each_target_met_or_not() -> None:
+    from bench.serving import FULL, compare, connections_summary, nodes_summary, render
+
+    def run(round_: int, side: str, scenario: str, rps: float, valid: bool = True) -> dict[str, Any]:
+        return {"round": round_, "side": side, "scenario": scenario, "rps": rps, "p99_us": 1000 * rps, "valid": valid}
+
+    runs = [
+        run(0, "baseline", "read", 1000), run(0, "ledger", "read", 600), run(1, "ledger", "read", 200),
+        run(1, "baseline", "read", 500), run(2, "baseline", "read", 900), run(2, "ledger", "read", 50, valid=False),
+    ]  # fmt: skip
+    read = compare(runs, "read")
+    assert read["round_ratios"] == [0.6, 0.4] and read["ratio"] == pytest.approx(0.5) and read["invalid_runs"] == 1
+
+    def node_run(round_: int, mode: str, rate: float, share: float | None) -> dict[str, Any]:
+        counters = {"batches": 100.0, "reruns": None if share is None else 100 * share, "conflicts": None}
+        return {"round": round_, "nodes": 2, "mode": mode, "per_second": rate, "statuses": {"201": 10, "409": 1},
+                "rerun_share": share, "counters": counters, "pool_budgets": [None, 10.0],
+                "connections": [{"node": "node1", "total": 14, "by_role": {"main": 14}},
+                                {"node": "node2", "total": 13, "by_role": {"main": 13}}]}  # fmt: skip
+
+    nodes = [node_run(0, "pinned", 100, None), node_run(0, "spread", 90, 0.02)]
+    two = nodes_summary(nodes, 2)
+    assert two["ratio"] == pytest.approx(0.9) and two["rerun_share"] == pytest.approx(0.02)
+    assert two["refused_spread"] == 1
+    connections = connections_summary(nodes)
+    assert connections["max_per_node"]["total"] == 14 and connections["max_over_budget"] == 3
+    text = render({
+        "when": "now", "minutes": 9.5, "plan": FULL.__dict__, "api_only": False, "read": read, "read_p99_ms": read,
+        "write": read, "batch": read, "nodes": {"2": two}, "connections": connections,
+        "failover": {"seconds": None, "reason": "2 of 2 nodes lead (told by a `hajj-ledger project` child)"},
+    })  # fmt: skip
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["| reads (journey status by id), requests/s, 64 connections"].endswith("| ≥ 0.5x | yes |")
+    assert "| 0.50x (0.60, 0.40; 1 run(s) left out (> 1% errors)) |" in text
+    assert next(v for k, v in lines.items() if k.startswith("| 2 API nodes, spread: re-run")).endswith("| yes |")
+    assert next(v for k, v in lines.items() if k.startswith("| PostgreSQL connections")).endswith("| **no** |")
+    assert next(v for k, v in lines.items() if k.startswith("| leader failover")).endswith("| n/a |")
