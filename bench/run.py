@@ -933,6 +933,14 @@ def main() -> None:
     sizes = SMOKE if args.smoke else FULL
     plan = serving.QUICK if args.quick else serving.FULL
     results_file = args.out / "bench" / "results.json"
+    serving_measured = "postgres" in args.stores.split(",") and (
+        "serving" in (args.only or []) or not (args.only or args.render or args.smoke)
+    )
+    if serving_measured:
+        try:
+            serving.check_tools()  # before, not after, the rest of the suite
+        except RuntimeError as missing:
+            sys.exit(f"bench: {missing}")
     if args.render:
         results = json.loads(results_file.read_text())
     elif args.only:  # these figures' baselines are measured in their own runs: they stand beside an earlier suite

@@ -688,9 +688,13 @@ def failover(setup: Setup, say: Any, nodes_count: int = 2, limit: float = 30.0) 
 # The section.
 
 
-def measure(url: str, plan: Plan, say: Any) -> dict[str, Any]:
+def check_tools() -> None:
     if shutil.which("wrk") is None:
-        raise RuntimeError("the serving tier's load generator is missing: apt-get install wrk")
+        raise RuntimeError("the serving tier's load generator, wrk, is missing: apt-get install wrk")
+
+
+def measure(url: str, plan: Plan, say: Any) -> dict[str, Any]:
+    check_tools()
     logs = Path(tempfile.mkdtemp(prefix="hajj-bench-serving-"))
     say(f"serving tier: setting up {plan.journeys:,} journeys (server logs in {logs})")
     started = time.perf_counter()
