@@ -119,11 +119,11 @@ def metric_totals(text: str) -> dict[str, float]:
 
 
 def write_counters(text: str) -> dict[str, float | None]:
-    """The write side's counters on /metrics, by what their names say: batches, re-runs, conflicts, give-ups
-    (None where a node publishes no such counter)."""
-    kinds: dict[str, float | None] = dict.fromkeys(("batches", "reruns", "conflicts", "give_ups"))
+    """The write side's counters on /metrics, by what their names say: batches, re-runs, conflicts, give-ups, stale
+    cache entries (None where a node publishes no such counter)."""
+    kinds: dict[str, float | None] = dict.fromkeys(("batches", "reruns", "conflicts", "give_ups", "stale"))
     for name, value in metric_totals(text).items():
-        if not (name.startswith("hajj_ledger_") and name.endswith("_total")):
+        if not name.startswith("hajj_ledger_") or name.endswith(("_created", "_bucket", "_count", "_sum")):
             continue
         plain = name.replace("_", "")
         if "rerun" in plain or "retried" in plain:
@@ -132,6 +132,8 @@ def write_counters(text: str) -> dict[str, float | None]:
             kind = "give_ups"
         elif "conflict" in plain:
             kind = "conflicts"
+        elif "stale" in plain:
+            kind = "stale"
         elif "batches" in plain:
             kind = "batches"
         else:
@@ -274,7 +276,8 @@ class Setup:
 
     def ledger(self, name: str, port: int, workers: int, *, api_only: bool = False) -> Server:
         argv = [str(LEDGER), "serve", "--port", str(port), "--workers", str(workers)]
-        return Server(name, argv + (["--api-only"] if api_only else []), port, self.url, self.logs, {})
+        pools = {name: str(size) for name, size in NODE_POOLS.items()}
+        return Server(name, argv + (["--api-only"] if api_only else []), port, self.url, self.logs, pools)
 
     def bare(self, port: int) -> Server:
         argv = [str(UVICORN), "bench.bare_server:app", "--workers", str(self.plan.workers), "--port", str(port),
@@ -436,9 +439,24 @@ def compare(runs: list[dict[str, Any]], scenario: str, key: str = "rps") -> dict
 # Several API nodes on one database.
 
 
-def pg_connections(setup: Setup, nodes: list[Server]) -> list[dict[str, Any]]:
-    """Each node's connections to this database, by the role of the process holding them: the node's processes'
-    TCP sockets matched, by port, to pg_stat_activity's client ports."""
+# The pools the bench configures on every node: the documented defaults, set so that the budget below is known.
+NODE_POOLS = {"HAJJ_LEDGER_WRITE_POOL_SIZE": 2, "HAJJ_LEDGER_WRITE_POOL_OVERFLOW": 8, "HAJJ_LEDGER_READ_POOL_SIZE": 8}
+
+
+def pool_budget(roles: set[str], workers: int) -> int:
+    """The connections a node's configured pools allow (README, "Running a season": connections per node): each
+    HTTP worker's write pool (size + overflow) and read pool; on a node running the background jobs, the leader's
+    lock and LISTEN connections, the runner's 2 plus its write pool, the sealer's write pool."""
+    write = NODE_POOLS["HAJJ_LEDGER_WRITE_POOL_SIZE"] + NODE_POOLS["HAJJ_LEDGER_WRITE_POOL_OVERFLOW"]
+    budget = workers * (write + NODE_POOLS["HAJJ_LEDGER_READ_POOL_SIZE"])
+    if roles & {"runner", "sealer", "jobs"}:
+        budget += 2 + (2 + write) + write
+    return budget
+
+
+def pg_connections(setup: Setup, nodes: list[Server], workers: int) -> list[dict[str, Any]]:
+    """Each node's connections to this database, by the role of the process holding them (the node's processes'
+    TCP sockets matched, by port, to pg_stat_activity's client ports), and what its pools allow."""
     name = setup.url.rsplit("/", 1)[1].split("?")[0]
     backends = {int(row[0]) for row in setup.query(
         f"SELECT client_port FROM pg_stat_activity WHERE datname = '{name}' AND client_port IS NOT NULL")}  # fmt: skip
@@ -446,14 +464,16 @@ def pg_connections(setup: Setup, nodes: list[Server]) -> list[dict[str, Any]]:
     found = []
     for node in nodes:
         roles: dict[str, int] = {}
-        for pid, argv in node.tree().items():
+        tree = node.tree()
+        for pid, argv in tree.items():
             with contextlib.suppress(OSError):
                 for fd in Path(f"/proc/{pid}/fd").iterdir():
                     with contextlib.suppress(OSError):
                         target = os.readlink(fd)
                         if target.startswith("socket:[") and ports_by_inode.get(int(target[8:-1])) in backends:
                             roles[role_of(argv)] = roles.get(role_of(argv), 0) + 1
-        found.append({"node": node.name, "total": sum(roles.values()), "by_role": roles})
+        budget = pool_budget({role_of(argv) for argv in tree.values()}, workers)
+        found.append({"node": node.name, "total": sum(roles.values()), "by_role": roles, "budget": budget})
     return found
 
 
@@ -476,14 +496,6 @@ def scrape(port: int) -> str:
             return text
     except OSError:
         return ""
-
-
-def pool_budget(metrics: str) -> float | None:
-    """The node's configured pool sizes, as it publishes them on /metrics (a gauge named hajj_ledger_*pool*size*,
-    summed over its labels); None while no node publishes them."""
-    sizes = [v for k, v in metric_totals(metrics).items() if k.startswith("hajj_ledger_") and "pool" in k and
-             "size" in k and not k.endswith(("_created", "_total"))]  # fmt: skip
-    return sum(sizes) if sizes else None
 
 
 def journeys_file(setup: Setup) -> Path:
@@ -513,7 +525,7 @@ def node_run(setup: Setup, count: int, mode: str) -> dict[str, Any]:
                 raise RuntimeError(f"the load generator failed: {load.communicate(timeout=30)[1][-2000:]}")
             before = [write_counters(scrape(port)) for port in ports]
             time.sleep(plan.node_seconds / 2)
-            connections = [pg_connections(setup, nodes)]
+            connections = [pg_connections(setup, nodes, 1)]
             out, err = load.communicate(timeout=plan.node_seconds + 60)
             if load.returncode != 0:
                 raise RuntimeError(f"the load generator failed: {err[-2000:]}")
@@ -521,7 +533,7 @@ def node_run(setup: Setup, count: int, mode: str) -> dict[str, Any]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(load.pid, signal.SIGKILL)
         metrics = [scrape(port) for port in ports]
-        connections.append(pg_connections(setup, nodes))
+        connections.append(pg_connections(setup, nodes, 1))
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     growth = [counter_growth(b, write_counters(m)) for b, m in zip(before, metrics, strict=True)]
     totals = {k: None if all(g[k] is None for g in growth) else sum(g[k] or 0.0 for g in growth) for k in growth[0]}
@@ -530,10 +542,9 @@ def node_run(setup: Setup, count: int, mode: str) -> dict[str, Any]:
         for node in sample:
             if node["total"] >= peak.get(node["node"], {"total": -1})["total"]:
                 peak[node["node"]] = node
-    budgets = [pool_budget(m) for m in metrics]
     return {
         "nodes": count, "mode": mode, **result, "counters": totals, "rerun_share": rerun_share(totals),
-        "connections": list(peak.values()), "pool_budgets": budgets, "api_only": setup.api_only,
+        "connections": list(peak.values()), "api_only": setup.api_only,
     }  # fmt: skip
 
 
@@ -576,15 +587,14 @@ def nodes_summary(runs: list[dict[str, Any]], count: int) -> dict[str, Any]:
 
 
 def connections_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The most connections any node held, beside what its pool sizes allow (when it publishes them)."""
+    """The most connections any node held, and the most any node held beyond what its pools allow."""
     worst: dict[str, Any] = {"total": 0}
     over: list[float] = []
     for run in runs:
-        for node, budget in zip(run["connections"], run["pool_budgets"], strict=False):
+        for node in run["connections"]:
             if node["total"] > worst["total"]:
                 worst = {**node, "nodes": run["nodes"], "mode": run["mode"]}
-            if budget is not None:
-                over.append(node["total"] - budget)
+            over.append(node["total"] - node["budget"])
     return {"max_per_node": worst, "max_over_budget": max(over) if over else None}
 
 
@@ -720,6 +730,7 @@ def measure(url: str, plan: Plan, say: Any) -> dict[str, Any]:
         "write": compare(runs, "write"),
         "batch": compare(runs, "batch"),
         "nodes": {str(count): nodes_summary(nodes, count) for count in plan.node_counts},
+        "pools": NODE_POOLS,
         "connections": connections_summary(nodes),
         "failover": failed_over,
         "runs": runs,
@@ -767,7 +778,7 @@ def render(serving: dict[str, Any]) -> str:
         share = figure["rerun_share"]
         counted = ", ".join(
             f"{kind.replace('_', '-')} {_fmt(statistics.median(values))}"
-            for kind in ("batches", "reruns", "conflicts", "give_ups")
+            for kind in ("batches", "reruns", "conflicts", "give_ups", "stale")
             if (values := [c[kind] for c in figure["counters"] if c.get(kind) is not None])
         )
         counted = f": {counted}" if counted else ""
@@ -780,9 +791,11 @@ def render(serving: dict[str, Any]) -> str:
     worst = connections["max_per_node"]
     roles = ", ".join(f"{role} {n}" for role, n in sorted(worst.get("by_role", {}).items()))
     over = connections["max_over_budget"]
+    pools = ", ".join(f"{name.removeprefix('HAJJ_LEDGER_')}={size}" for name, size in serving["pools"].items())
     rows.append(
         f"| PostgreSQL connections of one API node, most held under load ({roles}; {worst.get('nodes', '?')} nodes, "
-        f"{worst.get('mode', '?')}) | {worst['total']} | {_fmt(over, '+.0f')} over its pool sizes |  | ≤ pool sizes "
+        f"{worst.get('mode', '?')}; pools {pools}) | {worst['total']} | {worst.get('budget', 'n/a')} allowed by its "
+        f"pools (most beyond them, any node: {_fmt(over, '+.0f')}) |  | ≤ pool sizes "
         f"+ {TARGETS['connections_over_pools']} | {judge(over, TARGETS['connections_over_pools'], at_least=False)} |"
     )
     failed_over = serving["failover"]

@@ -81,12 +81,14 @@ def test_the_write_counters_are_read_from_metrics_by_name_and_absent_ones_stay_u
         'hajj_ledger_write_batches_total{kind="batch"} 10.0\n'
         "hajj_ledger_write_batches_created 1.7e9\n"
         "hajj_ledger_batch_reruns_total 1.0\n"
+        "hajj_ledger_write_stale 3.0\n"
         'hajj_ledger_http_requests_total{route="/v1/commands:batch"} 99.0\n'
+        "hajj_ledger_http_request_seconds_count 99.0\n"
     )
-    assert before == {"batches": 20.0, "reruns": 1.0, "conflicts": None, "give_ups": None}
+    assert before == {"batches": 20.0, "reruns": 1.0, "conflicts": None, "give_ups": None, "stale": 3.0}
     after = write_counters("hajj_ledger_write_batches_total 220.0\nhajj_ledger_batch_reruns_total 9.0\n")
     growth = counter_growth(before, after)
-    assert growth == {"batches": 200.0, "reruns": 8.0, "conflicts": None, "give_ups": None}
+    assert growth == {"batches": 200.0, "reruns": 8.0, "conflicts": None, "give_ups": None, "stale": None}
     assert rerun_share(growth) == pytest.approx(0.04)
     assert rerun_share(write_counters("hajj_ledger_http_requests_total 5.0\n")) is None
 
@@ -118,9 +120,9 @@ def test_the_serving_section_pairs_each_round_with_its_baseline_and_shows_each_t
     def node_run(round_: int, mode: str, rate: float, share: float | None) -> dict[str, Any]:
         counters = {"batches": 100.0, "reruns": None if share is None else 100 * share, "conflicts": None}
         return {"round": round_, "nodes": 2, "mode": mode, "per_second": rate, "statuses": {"201": 10, "409": 1},
-                "rerun_share": share, "counters": counters, "pool_budgets": [None, 10.0],
-                "connections": [{"node": "node1", "total": 14, "by_role": {"main": 14}},
-                                {"node": "node2", "total": 13, "by_role": {"main": 13}}]}  # fmt: skip
+                "rerun_share": share, "counters": counters,
+                "connections": [{"node": "node1", "total": 14, "by_role": {"main": 14}, "budget": 18},
+                                {"node": "node2", "total": 13, "by_role": {"main": 13}, "budget": 10}]}  # fmt: skip
 
     nodes = [node_run(0, "pinned", 100, None), node_run(0, "spread", 90, 0.02)]
     two = nodes_summary(nodes, 2)
@@ -130,7 +132,7 @@ def test_the_serving_section_pairs_each_round_with_its_baseline_and_shows_each_t
     assert connections["max_per_node"]["total"] == 14 and connections["max_over_budget"] == 3
     text = render({
         "when": "now", "minutes": 9.5, "plan": FULL.__dict__, "api_only": False, "read": read, "read_p99_ms": read,
-        "write": read, "batch": read, "nodes": {"2": two}, "connections": connections,
+        "write": read, "batch": read, "nodes": {"2": two}, "connections": connections, "pools": {"X_POOL": 1},
         "failover": {"seconds": None, "reason": "2 of 2 nodes lead (told by a `hajj-ledger project` child)"},
     })  # fmt: skip
     lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
