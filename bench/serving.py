@@ -815,7 +815,7 @@ def render(serving: dict[str, Any]) -> str:
         f"Measured by `make bench` (or `bench/run.py --only serving`) on {serving['when']}, "
         f"{serving['minutes']:.0f} minutes. The baseline is bench/bare_server.py on uvicorn with the ledger's "
         f"{plan['workers']} workers; both sides loaded by `wrk` (its own process, bench/lua/), in "
-        f"{plan['rounds']} interleaved rounds; API nodes run 1 worker each"
+        f"{plan['rounds']} interleaved round(s); API nodes run 1 worker each"
         f"{', all but the first `--api-only`' if serving['api_only'] else ''}, {plan['node_rounds']} round(s), "
         "loaded by bench/spread_load.py. n/a: the ledger does not publish that figure yet.\n\n" + "\n".join(rows) + "\n"
     )
