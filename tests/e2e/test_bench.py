@@ -75,20 +75,23 @@ def test_a_wrk_run_is_read_with_its_rate_and_is_left_out_beyond_one_percent_erro
 def test_the_write_counters_are_read_from_metrics_by_name_and_absent_ones_stay_unknown() -> None:
     from bench.serving import counter_growth, rerun_share, write_counters
 
-    before = write_counters(
-        "# HELP hajj_ledger_write_batches_total batches\n"
-        'hajj_ledger_write_batches_total{kind="single"} 10.0\n'
-        'hajj_ledger_write_batches_total{kind="batch"} 10.0\n'
+    before = write_counters(  # as the ledger publishes them, and what must not be taken for them
+        "# HELP hajj_ledger_write_batches_total batches of commands recorded\n"
+        "# TYPE hajj_ledger_write_batches_total counter\n"
+        "hajj_ledger_write_batches_total 20.0\n"
+        "hajj_ledger_write_conflicts_total 2.0\n"
+        "hajj_ledger_write_reruns_total 1.0\n"
+        "hajj_ledger_write_stale_total 3.0\n"
         "hajj_ledger_write_batches_created 1.7e9\n"
-        "hajj_ledger_batch_reruns_total 1.0\n"
-        "hajj_ledger_write_stale 3.0\n"
-        'hajj_ledger_http_requests_total{route="/v1/commands:batch"} 99.0\n'
-        "hajj_ledger_http_request_seconds_count 99.0\n"
+        'hajj_ledger_http_requests_total{method="POST",route="/v1/commands:batch",status="200"} 99.0\n'
     )
-    assert before == {"batches": 20.0, "reruns": 1.0, "conflicts": None, "give_ups": None, "stale": 3.0}
-    after = write_counters("hajj_ledger_write_batches_total 220.0\nhajj_ledger_batch_reruns_total 9.0\n")
+    assert before == {"batches": 20.0, "reruns": 1.0, "conflicts": 2.0, "give_ups": None, "stale": 3.0}
+    after = write_counters(
+        "hajj_ledger_write_batches_total 220.0\nhajj_ledger_write_reruns_total 9.0\n"
+        "hajj_ledger_write_give_ups_total 1.0\n"
+    )
     growth = counter_growth(before, after)
-    assert growth == {"batches": 200.0, "reruns": 8.0, "conflicts": None, "give_ups": None, "stale": None}
+    assert growth == {"batches": 200.0, "reruns": 8.0, "conflicts": None, "give_ups": 1.0, "stale": None}
     assert rerun_share(growth) == pytest.approx(0.04)
     assert rerun_share(write_counters("hajj_ledger_http_requests_total 5.0\n")) is None
 
