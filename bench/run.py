@@ -5,7 +5,8 @@ so each has its own peak memory and nothing warm carries over. Figures are media
 min-max, because these machines are noisy; ratios compare figures measured in the same run.
 
     python bench/run.py                 # the full suite (about a quarter of an hour)
-    python bench/run.py --smoke --out D # tiny sizes, one run each: checks the suite still works
+    python bench/run.py --smoke --out D # tiny sizes, one run each: checks the suite still works (no serving tier)
+    python bench/run.py --only serving  # the serving tier alone (about ten minutes; --quick: a few), into the results
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from uuid import UUID, uuid4
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python bench/run.py`: the bench package is importable as in its children
+from bench import serving  # noqa: E402
+
 # The simulated seasons carry identities: the vault needs a master key (a fixed one, for benchmarks only).
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "bench-1:" + "B" * 43)
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -671,7 +675,12 @@ def chain_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
+def serving_figure(plan: serving.Plan) -> dict[str, Any]:
+    with fresh_store("postgres") as url:
+        return serving.measure(url, plan, lambda text: print(f"[postgres] {text}", file=sys.stderr, flush=True))
+
+
+def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for kind in stores:
 
@@ -721,6 +730,8 @@ def suite(sizes: Sizes, stores: list[str]) -> dict[str, Any]:
             "chain": chain,
             "export": exported,
         }
+        if kind == "postgres" and sizes is FULL:  # not in --smoke: it needs wrk and minutes
+            figures[kind]["serving"] = serving_figure(plan)
     return figures
 
 
@@ -912,23 +923,42 @@ def main() -> None:
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
-        "--only", choices=["chain", "export"], action="append", help="measure these figures alone, into the results"
+        "--only",
+        choices=["chain", "export", "serving"],
+        action="append",
+        help="measure these figures alone, into the results",
     )
+    parser.add_argument("--quick", action="store_true", help="the serving tier in one short round (a few minutes)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
+    plan = serving.QUICK if args.quick else serving.FULL
     results_file = args.out / "bench" / "results.json"
+    serving_measured = "postgres" in args.stores.split(",") and (
+        "serving" in (args.only or []) or not (args.only or args.render or args.smoke)
+    )
+    if serving_measured:
+        try:
+            serving.check_tools()  # before, not after, the rest of the suite
+        except RuntimeError as missing:
+            sys.exit(f"bench: {missing}")
     if args.render:
         results = json.loads(results_file.read_text())
     elif args.only:  # these figures' baselines are measured in their own runs: they stand beside an earlier suite
         results = json.loads(results_file.read_text())
-        measure = {"chain": chain_figure, "export": export_figure}
+        measure: dict[str, Callable[[Sizes, str], dict[str, Any]]] = {
+            "chain": chain_figure,
+            "export": export_figure,
+            "serving": lambda _, kind: serving_figure(plan),
+        }
         for kind in args.stores.split(","):
             for name in args.only:
+                if name == "serving" and kind != "postgres":
+                    continue  # a deployment's serving tier: PostgreSQL only
                 results["figures"][kind][name] = measure[name](sizes, kind)
                 results_file.write_text(json.dumps(results, indent=1) + "\n")  # each figure kept as it is measured
     else:
         started = time.perf_counter()
-        figures = suite(sizes, args.stores.split(","))
+        figures = suite(sizes, args.stores.split(","), plan)
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         minutes = (time.perf_counter() - started) / 60
@@ -936,6 +966,7 @@ def main() -> None:
         results_file.parent.mkdir(parents=True, exist_ok=True)
         results_file.write_text(json.dumps(results, indent=1) + "\n")
     when, machine = results["when"], results["machine"]
+    has_serving = "serving" in results["figures"].get("postgres", {})
     text = (
         "# Benchmarks\n\n"
         f"Measured by `make bench` on {when} ({machine}; PostgreSQL and SQLite on the same machine), "
@@ -944,6 +975,7 @@ def main() -> None:
         "`bench/results.json`.\n\n"
         + table(results["figures"], Sizes(**results["sizes"]))
         + "\n"
+        + (serving.render(results["figures"]["postgres"]["serving"]) + "\n" if has_serving else "")
         + (ROOT / "bench" / "NOTES.md").read_text()
     )
     (args.out / "BENCHMARKS.md").write_text(text)

@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import POSTGRES_AVAILABLE
 
@@ -47,3 +50,97 @@ def test_a_smoke_run_writes_every_figure(tmp_path: Path) -> None:
         assert figures["single_64"]["details"][0]["refused"] == 0
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "batched ingest" in table and "64 concurrent clients" in table and "scale run" in table
+
+
+# The serving tier's figures come from what wrk and the nodes print: those readings, checked on known text.
+
+WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:8301
+  1 threads and 64 connections
+BENCH_RESULT {"requests": 4000, "duration_us": 8000000, "bytes": 1, "errors_connect": 0, "errors_read": 0, \
+"errors_write": 0, "errors_status": 30, "errors_timeout": 0, "p50_us": 9000, "p90_us": 20000, "p99_us": 75000, \
+"max_us": 90000, "mean_us": 11000.0}
+"""
+
+
+def test_a_wrk_run_is_read_with_its_rate_and_is_left_out_beyond_one_percent_errors() -> None:
+    from bench.serving import parse_wrk
+
+    run = parse_wrk(WRK_OUTPUT)
+    assert run["rps"] == 500 and run["p99_us"] == 75000 and run["errors"] == 30 and run["valid"]
+    assert not parse_wrk(WRK_OUTPUT.replace('"errors_status": 30', '"errors_status": 41'))["valid"]
+    with pytest.raises(RuntimeError, match="no result"):
+        parse_wrk("unable to connect to 127.0.0.1:8301 Connection refused")
+
+
+def test_the_write_counters_are_read_from_metrics_by_name_and_absent_ones_stay_unknown() -> None:
+    from bench.serving import counter_growth, rerun_share, write_counters
+
+    before = write_counters(  # as the ledger publishes them, and what must not be taken for them
+        "# HELP hajj_ledger_write_batches_total batches of commands recorded\n"
+        "# TYPE hajj_ledger_write_batches_total counter\n"
+        "hajj_ledger_write_batches_total 20.0\n"
+        "hajj_ledger_write_conflicts_total 2.0\n"
+        "hajj_ledger_write_reruns_total 1.0\n"
+        "hajj_ledger_write_stale_total 3.0\n"
+        "hajj_ledger_write_batches_created 1.7e9\n"
+        'hajj_ledger_http_requests_total{method="POST",route="/v1/commands:batch",status="200"} 99.0\n'
+    )
+    assert before == {"batches": 20.0, "reruns": 1.0, "conflicts": 2.0, "give_ups": None, "stale": 3.0}
+    after = write_counters(
+        "hajj_ledger_write_batches_total 220.0\nhajj_ledger_write_reruns_total 9.0\n"
+        "hajj_ledger_write_give_ups_total 1.0\n"
+    )
+    growth = counter_growth(before, after)
+    assert growth == {"batches": 200.0, "reruns": 8.0, "conflicts": None, "give_ups": 1.0, "stale": None}
+    assert rerun_share(growth) == pytest.approx(0.04)
+    assert rerun_share(write_counters("hajj_ledger_http_requests_total 5.0\n")) is None
+
+
+def test_targets_are_judged_on_medians_of_same_round_ratios() -> None:
+    from bench.serving import judge, median_ratio
+
+    assert median_ratio([(50.0, 100.0), (90.0, 100.0), (70.0, 100.0)]) == pytest.approx(0.7)
+    assert median_ratio([]) is None
+    assert judge(0.7, 0.6, at_least=True) == "yes"
+    assert judge(0.5, 0.6, at_least=True) == "**no**"
+    assert judge(3.0, 2.0, at_least=False) == "**no**"
+    assert judge(None, 5.0, at_least=False) == "n/a"
+
+
+def test_the_serving_section_pairs_each_round_with_its_baseline_and_shows_each_target_met_or_not() -> None:
+    from bench.serving import FULL, compare, connections_summary, nodes_summary, render
+
+    def run(round_: int, side: str, scenario: str, rps: float, valid: bool = True) -> dict[str, Any]:
+        return {"round": round_, "side": side, "scenario": scenario, "rps": rps, "p99_us": 1000 * rps, "valid": valid}
+
+    runs = [
+        run(0, "baseline", "read", 1000), run(0, "ledger", "read", 600), run(1, "ledger", "read", 200),
+        run(1, "baseline", "read", 500), run(2, "baseline", "read", 900), run(2, "ledger", "read", 50, valid=False),
+    ]  # fmt: skip
+    read = compare(runs, "read")
+    assert read["round_ratios"] == [0.6, 0.4] and read["ratio"] == pytest.approx(0.5) and read["invalid_runs"] == 1
+
+    def node_run(round_: int, mode: str, rate: float, share: float | None) -> dict[str, Any]:
+        counters = {"batches": 100.0, "reruns": None if share is None else 100 * share, "conflicts": None}
+        return {"round": round_, "nodes": 2, "mode": mode, "per_second": rate, "statuses": {"201": 10, "409": 1},
+                "rerun_share": share, "counters": counters,
+                "connections": [{"node": "node1", "total": 14, "by_role": {"main": 14}, "budget": 18},
+                                {"node": "node2", "total": 13, "by_role": {"main": 13}, "budget": 10}]}  # fmt: skip
+
+    nodes = [node_run(0, "pinned", 100, None), node_run(0, "spread", 90, 0.02)]
+    two = nodes_summary(nodes, 2)
+    assert two["ratio"] == pytest.approx(0.9) and two["rerun_share"] == pytest.approx(0.02)
+    assert two["refused_spread"] == 1
+    connections = connections_summary(nodes)
+    assert connections["max_per_node"]["total"] == 14 and connections["max_over_budget"] == 3
+    text = render({
+        "when": "now", "minutes": 9.5, "plan": FULL.__dict__, "api_only": False, "read": read, "read_p99_ms": read,
+        "write": read, "batch": read, "nodes": {"2": two}, "connections": connections, "pools": {"X_POOL": 1},
+        "failover": {"seconds": None, "reason": "2 of 2 nodes lead (told by a `hajj-ledger project` child)"},
+    })  # fmt: skip
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["| reads (journey status by id), requests/s, 64 connections"].endswith("| ≥ 0.5x | yes |")
+    assert "| 0.50x (0.60, 0.40; 1 run(s) left out (> 1% errors)) |" in text
+    assert next(v for k, v in lines.items() if k.startswith("| 2 API nodes, spread: re-run")).endswith("| yes |")
+    assert next(v for k, v in lines.items() if k.startswith("| PostgreSQL connections")).endswith("| **no** |")
+    assert next(v for k, v in lines.items() if k.startswith("| leader failover")).endswith("| n/a |")
