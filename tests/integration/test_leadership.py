@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,10 @@ def runner(store_url: str) -> Iterator[Runner]:
     found.close()
 
 
+def caught_up(runner: Runner, position: int) -> bool:
+    return all(status.position >= position for status in runner.status())
+
+
 def test_a_following_runner_sees_each_write_at_once_and_stops_when_told(runner: Runner, store_url: str) -> None:
     stop = threading.Event()
     following = threading.Thread(target=runner.run, kwargs={"stop": stop}, daemon=True)
@@ -192,7 +197,7 @@ def test_a_following_runner_sees_each_write_at_once_and_stops_when_told(runner: 
             time.sleep(1.5)  # idle long enough for the SQLite poll to back off fully, and for no safety poll
             journey = register()
             [recording] = ledger.save(journey)
-            seen = eventually(lambda p=recording.notification.id: runner.status()[0].position >= p, within=5)
+            seen = eventually(partial(caught_up, runner, recording.notification.id), within=5)
             # PostgreSQL: woken by the notification, well before the safety poll; SQLite: within its longest sleep.
             assert seen < (0.5 if "postgresql" in store_url else leadership.IDLE_POLL_SECONDS + 0.5)
     finally:
@@ -216,7 +221,12 @@ def test_the_log_watch_listens_again_after_its_connection_drops(postgres_url: st
         watch.wait()  # listening again
         assert time.monotonic() - started < leadership.SAFETY_POLL_SECONDS + 1
         woken = threading.Event()
-        waiting = threading.Thread(target=lambda: (watch.wait(), woken.set()), daemon=True)
+
+        def wait() -> None:
+            watch.wait()
+            woken.set()
+
+        waiting = threading.Thread(target=wait, daemon=True)
         started = time.monotonic()
         waiting.start()
         time.sleep(0.3)
