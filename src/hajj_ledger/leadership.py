@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -266,9 +267,10 @@ class LogWatch:
                 self.connection.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
                 return  # not listening until now: anything written meanwhile is to be read
             while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                if any(True for _ in self.connection.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1)):
-                    for _ in self.connection.notifies(timeout=0):  # the others already here: one read covers them
-                        pass
+                # select() on the socket, then psycopg to read what came: psycopg's own timed wait costs ~0.5 ms
+                # a call, which at four calls a second was a quarter of the idle budget.
+                readable = select.select([self.connection.fileno()], [], [], min(left, STOP_CHECK_SECONDS))[0]
+                if readable and any(True for _ in self.connection.notifies(timeout=0)):  # all that came: one read
                     return
         except psycopg.Error as error:
             log.warning("listener: the store is unavailable (%s); polling until it is back", error)
