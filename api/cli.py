@@ -6,6 +6,7 @@ Registered through the `hajj_ledger.commands` entry point, so the write side's C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -171,7 +172,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     def changed(leading: bool) -> None:
         if report is not None:
-            report.write(b"1" if leading else b"0")
+            with contextlib.suppress(BrokenPipeError):  # `serve` has gone: this worker is ending too
+                report.write(b"1" if leading else b"0")
 
     stop = threading.Event()
     stop_on_signals(stop)
