@@ -3,7 +3,7 @@ holds the leader lock, however many nodes offer to run them.
 
 On PostgreSQL the lock is a session advisory lock on a connection of its own, made straight to the server
 (HAJJ_LEDGER_DIRECT_DATABASE_URL: a session's locks and LISTEN do not survive PgBouncer's transaction mode). The
-server releases it when that connection ends, so when a leader dies a standby, trying every second, takes over. A
+server releases it when that connection ends, so when a leader dies a standby, trying twice a second, takes over. A
 leader that loses its connection stops its jobs at once: the server may already have given the lock to another.
 Both ends of the connection notice a vanished peer within seconds (keepalives, a TCP user timeout), the leader first.
 On SQLite (one machine) the lock is an OS file lock beside the database file.
@@ -43,6 +43,7 @@ SAFETY_POLL_SECONDS = 2.0  # PostgreSQL: a follower reads the log at least this 
 IDLE_POLL_SECONDS = 0.5  # SQLite: a follower's longest sleep while the log is idle
 BUSY_POLL_SECONDS = 0.05  # SQLite: its first, right after finding something
 STOP_CHECK_SECONDS = 0.25  # how long a follower waiting on LISTEN goes without looking at its stop event
+RECONNECT_SECONDS = 1.0  # a follower whose LISTEN connection failed polls this long before making it again
 log = logging.getLogger("hajj_ledger.leadership")
 
 Job = Callable[[threading.Event], None]  # runs until its event is set
@@ -275,7 +276,7 @@ class LogWatch:
         except psycopg.Error as error:
             log.warning("listener: the store is unavailable (%s); polling until it is back", error)
             self.close()
-            self.stop.wait(max(0.0, min(deadline - time.monotonic(), OFFER_SECONDS)))
+            self.stop.wait(max(0.0, min(deadline - time.monotonic(), RECONNECT_SECONDS)))
 
     def close(self) -> None:
         if self.connection is not None:

@@ -257,3 +257,22 @@ def test_the_log_watch_listens_again_after_its_connection_drops(postgres_url: st
     finally:
         watch.close()
         ledger.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL (set CI=true to require it)")
+def test_the_lock_and_the_listener_use_the_direct_url(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind PgBouncer the ledger's URL names the bouncer; session state goes to PostgreSQL itself."""
+    ledger = JourneyLedger(postgres_url)
+    pooled = postgres_url.replace(":5432/", ":1/")  # nothing listens there: were it used, connecting would fail
+    monkeypatch.setenv(leadership.DIRECT_DATABASE_URL_VARIABLE, postgres_url)
+    lock = leader_lock(pooled)
+    watch = LogWatch(ledger, threading.Event(), pooled)
+    try:
+        assert lock.acquire() and lock.held()
+        watch.wait()
+        assert watch.connection is not None  # listening
+    finally:
+        watch.close()
+        lock.release()
+        ledger.close()
