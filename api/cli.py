@@ -6,7 +6,9 @@ Registered through the `hajj_ledger.commands` entry point, so the write side's C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,15 +17,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hajj_ledger.api import agencies
+from hajj_ledger.api import agencies, metrics
 from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.errors import ValidationError
+from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals
+from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
 from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
 from hajj_ledger.vocabulary import Role
 
 DEMO_KEYS = Path("var/demo-keys.json")  # the demo store only: its keys, to print again on every `make run`
+SHUTDOWN_SECONDS = 5  # requests still open this long after SIGTERM are cut off: the whole node ends within 10 s
 
 
 def register(commands: Any) -> None:
@@ -31,10 +40,21 @@ def register(commands: Any) -> None:
     serve.add_argument("--host", default=os.environ.get("HAJJ_LEDGER_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("HAJJ_LEDGER_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("HAJJ_LEDGER_WORKERS", "1")))
+    serve.add_argument(
+        "--api-only", action="store_true", help="never run the background jobs here (`hajj-ledger worker` does)"
+    )
     serve.add_argument("--no-project", action="store_true", help="do not run the projection runner beside the server")
     serve.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer beside the server")
     serve.add_argument("--demo-keys", action="store_true", help="(demo store) make a key per role and print them")
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="offer to lead: run the projection runner and the sealer while this node leads (no HTTP)"
+    )
+    worker.add_argument("--no-project", action="store_true", help="do not run the projection runner")
+    worker.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer")
+    worker.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)  # `serve`'s: 1 or 0 as leadership changes
+    worker.set_defaults(run=_worker)
 
     agency = commands.add_parser("agency", help="the agencies that may use the HTTP API, and their keys")
     actions = agency.add_subparsers(required=True, metavar="ACTION")
@@ -92,39 +112,89 @@ def _serve(args: argparse.Namespace) -> int:
     _migrated()
     if args.demo_keys:
         _print_demo_keys()
-    # One runner and one sealer beside however many workers: each is exactly-once either way.
-    if not args.no_project:
-        threading.Thread(target=_keep_running, args=("project",), name="projection-runner", daemon=True).start()
-    if not args.no_seal:
-        threading.Thread(target=_keep_running, args=("seal", "--follow"), name="sealer", daemon=True).start()
+    # A worker beside however many HTTP workers: it offers to lead, and runs the jobs only while it does.
+    flags = [flag for flag, off in (("--no-project", args.no_project), ("--no-seal", args.no_seal)) if off]
+    if not args.api_only and len(flags) < 2:
+        metrics.REGISTRY.register(metrics.LEADER)
+        threading.Thread(target=_keep_worker_running, args=(flags,), name="worker", daemon=True).start()
     print(
         f"Serving the hajj-ledger API on http://{args.host}:{args.port}/v1 (docs: http://{args.host}:{args.port}/docs)"
     )
     configure_logging()
     uvicorn.run(
         "hajj_ledger.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-        access_log=False, log_level="warning",
+        access_log=False, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )  # fmt: skip
     return 0
 
 
-def _keep_running(*command: str) -> None:
-    """`hajj-ledger project` (or `seal --follow`) beside the server, started again whenever it ends (it gives up
-    if the database is away); it ends with the server, however the server ends."""
+def _keep_worker_running(flags: list[str]) -> None:
+    """`hajj-ledger worker` beside the server, started again whenever it ends; it ends with the server, however the
+    server ends. It reports its leadership on a pipe: the leader gauge follows it, and falls to 0 when it ends."""
     while True:
-        process = subprocess.Popen([sys.executable, "-m", "hajj_ledger.cli", *command], preexec_fn=_die_with_parent)
+        report, status = os.pipe()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hajj_ledger.cli", "worker", *flags, "--status-fd", str(status)],
+            pass_fds=(status,), preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        os.close(status)
+        with open(report, "rb", buffering=0) as reports:
+            while change := reports.read(1):
+                metrics.LEADER.leading = change == b"1"
+        metrics.LEADER.leading = False
         code = process.wait()
-        print(f"hajj-ledger: `{' '.join(command)}` exited ({code}); starting it again in 2 s", file=sys.stderr)
+        print(f"hajj-ledger: the worker exited ({code}); starting it again in 2 s", file=sys.stderr)
         time.sleep(2)
 
 
 def _die_with_parent() -> None:
-    """The helpers end with the server however it ends (uvicorn re-raises SIGTERM after shutting down). The signal
-    follows the thread that started the runner: the supervising thread, which lives as long as the server."""
+    """The worker ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down; kill -9).
+    The signal follows the thread that started it: the supervising thread, which lives as long as the server."""
     import ctypes
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _migrated().dispose()
+    jobs: dict[str, Job] = {}
+    if not args.no_project:
+        jobs["projection runner"] = _run_projections
+    if not args.no_seal:
+        keys = signing_keys(required=False)
+        if keys is None:
+            print(f"hajj-ledger: no signing key ({KEY_FILE_VARIABLE}): sealing without checkpoints", file=sys.stderr)
+        jobs["sealer"] = lambda stop: _seal(keys, stop)
+    report = os.fdopen(args.status_fd, "wb", buffering=0) if args.status_fd is not None else None
+
+    def changed(leading: bool) -> None:
+        if report is not None:
+            with contextlib.suppress(BrokenPipeError):  # `serve` has gone: this worker is ending too
+                report.write(b"1" if leading else b"0")
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    lead(jobs, stop, leader_lock(), changed)
+    return 0
+
+
+def _run_projections(stop: threading.Event) -> None:
+    runner = Runner(PROJECTIONS)
+    try:
+        runner.run(stop=stop)
+    finally:
+        runner.close()
+
+
+def _seal(keys: SigningKeys | None, stop: threading.Event) -> None:
+    ledger = JourneyLedger()
+    try:
+        Chain(ledger, keys).follow(stop)
+    finally:
+        ledger.close()
 
 
 def _print_demo_keys() -> None:
@@ -148,8 +218,6 @@ def _print_demo_keys() -> None:
 
 def _demo_scopes() -> dict[Role, str]:
     """The demo's mission and company: those of a journey the simulated season contracted."""
-    from hajj_ledger.ledger import JourneyLedger
-
     ledger = JourneyLedger()
     try:
         for row in ledger.recorder.select_notifications(start=1, limit=5000):

@@ -57,3 +57,17 @@ class WriteCounters(Collector):
         stats = self.stats()
         for name, text in _WRITE_COUNTERS.items():
             yield CounterMetricFamily(f"hajj_ledger_write_{name}", text, value=getattr(stats, name))
+
+
+class Leader(Collector):
+    """Whether this node leads (runs the projection runner and the sealer). Registered by `serve`, which watches
+    this node's worker; absent where none is watched (--api-only; uvicorn's worker processes under --workers > 1)."""
+
+    def __init__(self) -> None:
+        self.leading = False
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("hajj_ledger_leader", "1 while this node leads", value=float(self.leading))
+
+
+LEADER = Leader()

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.cli import DEFAULT_SEASON, print_history
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.journey import Journey
+from hajj_ledger.leadership import stop_on_signals
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS, projection
@@ -120,10 +122,10 @@ def _migrate(args: argparse.Namespace) -> int:
 def _project(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runner = Runner(_projections(args.only))
+    stop = threading.Event()
+    stop_on_signals(stop)
     try:
-        runner.run(once=args.once)
-    except KeyboardInterrupt:
-        pass
+        runner.run(once=args.once, stop=stop)
     finally:
         runner.close()
     return 0

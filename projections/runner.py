@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +13,12 @@ import sqlalchemy as sa
 from eventsourcing.persistence import InterfaceError, OperationalError
 from sqlalchemy.engine import Connection, Engine
 
+from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import PositionMovedError, Projection, advance, apply_batch
 from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions, replace_view
 
 BATCH = 20_000  # events per transaction when behind; catch-up measured 31k events/s at 1,000, 54k at 20,000
-POLL_SECONDS = 0.05
 log = logging.getLogger("hajj_ledger.projections")
 
 
@@ -35,6 +34,10 @@ class Status:
 
 
 class NotInstalledError(ValueError):  # a set-up step missing: the CLI says which, without a traceback
+    pass
+
+
+class _StoppedError(Exception):  # told to stop while waiting for the store to come back
     pass
 
 
@@ -75,7 +78,9 @@ class Runner:
         until: int | None = None,
     ) -> None:
         self.projections = list(projections)
+        self.database_url = database_url
         self.until = until
+        self._stop = threading.Event()  # set by whoever runs `run`; rebuilds and status never stop
         self._own_engine = target is None
         self.engine: Engine = target or engine_for(database_url)
         if not sa.inspect(self.engine).has_table(positions.name):
@@ -149,19 +154,35 @@ class Runner:
         return moved
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> None:
-        """Catch every projection up; unless `once`, keep following the log until `stop` is set."""
-        for projection in self.projections:
-            if self._retrying(lambda p=projection: self._position(p)[2]) != projection.version:
-                log.info("%s: code version changed, rebuilding", projection.name)
-                self.rebuild(projection)
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            moved = sum(self._retrying(lambda p=projection: self.step(p)) for projection in self.projections)
-            if moved:
-                continue
-            if once:
-                return
-            stop.wait(POLL_SECONDS)
+        """Catch every projection up; unless `once`, keep following the log until `stop` is set, waking when the
+        log grows (see LogWatch)."""
+        self._stop = stop or threading.Event()
+        watch = None if once else LogWatch(self.ledger, self._stop, self.database_url)
+        try:
+            for projection in self.projections:
+                if self._retrying(lambda p=projection: self._position(p)[2]) != projection.version:
+                    log.info("%s: code version changed, rebuilding", projection.name)
+                    self.rebuild(projection)
+            idle_at = None  # the head of the log when every projection last had nothing to apply
+            while not self._stop.is_set():
+                # While the log stands still, one query a wake instead of two per projection.
+                head = None if watch is None else self._retrying(self.ledger.head)
+                if head != idle_at and sum(
+                    self._retrying(lambda p=p: self.step(p)) for p in self.projections if not self._stop.is_set()
+                ):
+                    if watch is not None:
+                        watch.found()
+                elif watch is None:
+                    return
+                else:
+                    idle_at = head
+                    watch.wait()
+        except _StoppedError:
+            pass
+        finally:
+            self._stop = threading.Event()
+            if watch is not None:
+                watch.close()
 
     def _retrying(self, action: Any) -> Any:
         """Run `action`, riding out the database going away and another runner getting there first."""
@@ -174,7 +195,8 @@ class Runner:
             except (sa.exc.OperationalError, sa.exc.InterfaceError, OperationalError, InterfaceError) as error:
                 # The store went away or is locked; anything else is a bug and must not be retried forever.
                 log.warning("store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise _StoppedError from error
                 delay = min(delay * 2, 5.0)
 
     # Rebuilding.

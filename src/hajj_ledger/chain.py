@@ -32,6 +32,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
 from hajj_ledger.errors import NotFoundError
+from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.signing import PublicKeys, SigningKeyError, SigningKeys
 from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
@@ -41,7 +42,7 @@ CHECKPOINT_EVERY = 1_000  # positions between checkpoints: bounds a one-event pr
 SEAL_BATCH = 20_000
 PAGE = 20_000
 READERS = 2  # pages read at once while one is linked
-POLL_SECONDS = 0.1
+RETRY_SECONDS = 0.1  # the first wait for a store that is away; doubled up to 5 s
 _FIRST = -(2**63)  # below any position, forged ones included
 log = logging.getLogger("hajj_ledger.chain")
 
@@ -173,26 +174,32 @@ class Chain:
         return self.tables.checkpoint_at_or_after(position)
 
     def follow(self, stop: threading.Event, seconds: float = 60.0) -> None:
-        """Keep sealing as the log grows; a checkpoint at least every `seconds` while new events arrive."""
+        """Keep sealing as the log grows, waking when it does (see LogWatch); a checkpoint at least every `seconds`
+        while new events arrive."""
+        watch = LogWatch(self.tables.ledger, stop)
         signed = time.monotonic()
-        delay = POLL_SECONDS
-        while not stop.is_set():
-            try:
-                if self.seal():
-                    delay = POLL_SECONDS
+        delay = RETRY_SECONDS
+        try:
+            while not stop.is_set():
+                try:
+                    if self.seal():
+                        delay = RETRY_SECONDS
+                        watch.found()
+                        continue
+                    if self.keys is not None and time.monotonic() - signed >= seconds:
+                        position, _ = self.tables.seal_state()
+                        if position > self.tables.last_checkpoint_position():
+                            self.checkpoint()
+                        signed = time.monotonic()
+                except (OperationalError, InterfaceError, sqlite3.OperationalError, psycopg.OperationalError) as error:
+                    # The store is away or locked (SQLite, under a busy writer): wait it out, as the runner does.
+                    log.warning("sealer: store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
+                    stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
                     continue
-                if self.keys is not None and time.monotonic() - signed >= seconds:
-                    position, _ = self.tables.seal_state()
-                    if position > self.tables.last_checkpoint_position():
-                        self.checkpoint()
-                    signed = time.monotonic()
-            except (OperationalError, InterfaceError, sqlite3.OperationalError, psycopg.OperationalError) as error:
-                # The store is away or locked (SQLite, under a busy writer): wait it out, as the runner does.
-                log.warning("sealer: store unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            stop.wait(POLL_SECONDS)
+                watch.wait()
+        finally:
+            watch.close()
 
     def _sign(self, position: int, link: bytes) -> Checkpoint:
         assert self.keys is not None

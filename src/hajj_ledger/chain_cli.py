@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, Report, signing_keys
+from hajj_ledger.leadership import stop_on_signals
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.signing import KEY_FILE_VARIABLE, PublicKeys, SigningKeyError, SigningKeys
 from hajj_ledger.snapshots import verify_export
@@ -61,9 +60,8 @@ def _seal(args: argparse.Namespace) -> int:
     chain = Chain(JourneyLedger(), keys, every=args.every)
     if args.follow:
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            chain.follow(stop, args.seconds)
+        stop_on_signals(stop)
+        chain.follow(stop, args.seconds)
         return 0
     sealed = chain.seal_all()
     latest = chain.checkpoint() if keys is not None else None
