@@ -15,13 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
+from hajj_ledger.api.hot import HotReads
 from hajj_ledger.api.problems import ProblemError, unavailable
+from hajj_ledger.api.reads import Reads, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
@@ -37,18 +41,22 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = JourneyLedger(database_url)
-        engine = engine_for(database_url, pool_size=8)
+        # Keys, probes and metrics only: the hot reads have their own pool (api/reads.py).
+        engine = engine_for(database_url, pool_size=2)
         wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, database_url)
+        reads = Reads(database_url or store.database_url(), wait, ledger.head, engine, standbys=standby_urls())
+        await reads.open()
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         metrics.REGISTRY.register(lag)
         try:
             yield
         finally:
             metrics.REGISTRY.unregister(lag)
+            await reads.close()
             past.close()
             ledger.close()
             engine.dispose()
@@ -64,16 +72,24 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
+    view_router = views.router()
     routers = (
-        steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router,
+        steps.router(), commands.router, journeys.router, identities.router, view_router, audit.router,
         chain.router, exports.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
+    app.router.routes.insert(0, _hot_reads(view_router))  # out of the document; matched before every other route
     problems.install(app)
     app.add_middleware(Guard)
     return app
+
+
+def _hot_reads(view_router: APIRouter) -> HotReads:
+    status = next(r for r in journeys.router.routes if isinstance(r, APIRoute) and r.endpoint is journeys.status)
+    by_path = {r.path: r for r in view_router.routes if isinstance(r, APIRoute)}
+    return HotReads(status, {p.name: (by_path[f"/v1/views/{p.name}"], p.models[0]) for p in PROJECTIONS})
 
 
 def _lags(found: Services) -> dict[str, int]:
