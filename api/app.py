@@ -25,7 +25,7 @@ from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
 from hajj_ledger.api.hot import HotReads
 from hajj_ledger.api.problems import ProblemError, unavailable
-from hajj_ledger.api.reads import Reads, standby_urls
+from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
@@ -47,7 +47,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
-        reads = Reads(database_url or store.database_url(), wait, ledger.head, engine, standbys=standby_urls())
+        reads = Reads(ledger, database_url or store.database_url(), wait, engine, standbys=standby_urls())
         await reads.open()
         app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
@@ -100,20 +100,6 @@ def _lags(found: Services) -> dict[str, int]:
         ).all()
     known = {name: position for name, position in rows}
     return {p.name: head - known.get(p.name, 0) for p in PROJECTIONS}
-
-
-# What the driver raises while the database is away: answered 503 with Retry-After, never 500.
-def _database_away(error: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(error)}
-    return bool(names & {"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
-
-
-def _chain(error: BaseException | None) -> list[BaseException]:
-    found: list[BaseException] = []
-    while error is not None and len(found) < 10:
-        found.append(error)
-        error = error.__cause__ or error.__context__
-    return found
 
 
 class Guard:
@@ -208,7 +194,7 @@ def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
 
 
 def _problem_for(error: Exception) -> ProblemError:
-    if _database_away(error):
+    if database_away(error):
         access_log.warning("database away: %s", error)
         return unavailable("the database is not reachable; retry shortly")
     logging.getLogger("hajj_ledger.api").exception("unexpected error")

@@ -4,7 +4,10 @@ On PostgreSQL they go through psycopg's async pool: opened with the app, steady 
 connections, never more, never fewer; no ping on checkout), in autocommit, each view's SQL compiled once per shape.
 With `HAJJ_LEDGER_READ_DATABASE_URL` (streaming standbys, comma-separated) they go to a standby, in turn; a read
 asking for `min_position` goes to a standby whose views have reached it, else waits (up to `HAJJ_LEDGER_MAX_WAIT`),
-then asks the primary, then answers 503 as before. A standby that fails is left out for a few seconds.
+then asks the primary, then answers 503 as before. A standby that fails is left out for a few seconds. A journey's
+history, the audit trail and a journey as of a past moment are read from a standby's log the same way (through a
+read-only ledger per standby), without a position to wait for. Writes, receipts, identities, the chain and the
+auditors' past views stay on the primary.
 
 On SQLite (the embedded demo store) the same queries run through SQLAlchemy in a thread.
 """
@@ -16,6 +19,7 @@ import functools
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -35,6 +39,7 @@ from starlette.responses import Response
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
@@ -54,6 +59,18 @@ Page = tuple[list[Row], int]  # the rows, and the position the view had reached
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
 # What a standby that is away raises: another source answers instead.
 AWAY = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+AWAY_NAMES = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
+
+
+def database_away(error: BaseException) -> bool:
+    """Whether the error is what a driver raises while its database is away (the event store's library wraps
+    psycopg's errors in its own classes of the same names)."""
+    names = set()
+    cause: BaseException | None = error
+    while cause is not None and len(names) < 10:
+        names.add(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    return bool(names & AWAY_NAMES)
 
 
 def pool_size() -> int:
@@ -183,7 +200,10 @@ class Source:
 
     def __init__(self, url: str, size: int, *, standby: bool) -> None:
         info, schema = conninfo(url)
+        self.url = url
         self.standby = standby
+        self.ledger: JourneyLedger | None = None  # a standby's, for reads of the log: made when first needed
+        self.ledger_made = threading.Lock()
         self.name = urlsplit(url).hostname or "localhost"
         self.name += f":{urlsplit(url).port or 5432}"
         self.left_out_until = 0.0
@@ -211,16 +231,17 @@ class Reads:
 
     def __init__(
         self,
+        ledger: JourneyLedger,
         database_url: str,
         max_wait: float,
-        head: Callable[[], int],
         engine: Engine,
         *,
         standbys: Sequence[str] = (),
         size: int | None = None,
     ) -> None:
+        self.ledger = ledger  # the primary's
         self.max_wait = max_wait
-        self.head = head  # the primary ledger's head: a position a client was given is the primary's
+        self.head = ledger.head  # a position a client was given is the primary's
         self.engine = engine
         self.postgres = database_url.startswith(("postgresql://", "postgres://"))
         size = pool_size() if size is None else size
@@ -237,6 +258,27 @@ class Reads:
     async def close(self) -> None:
         for source in [*self.standbys, *([self.primary] if self.primary else [])]:
             await source.pool.close()
+            if source.ledger is not None:
+                source.ledger.close()
+
+    def from_log(self, read: Callable[[JourneyLedger], T]) -> T:
+        """`read` on a standby's log (any standby that is up, in turn), else on the primary's. In a thread."""
+        for source in self._sources(primary=False) if self.standbys else []:
+            if not source.standby:
+                break
+            try:
+                return read(self._ledger(source))
+            except Exception as error:
+                if not database_away(error):
+                    raise
+                source.leave_out(error)
+        return read(self.ledger)
+
+    def _ledger(self, source: Source) -> JourneyLedger:
+        with source.ledger_made:
+            if source.ledger is None:
+                source.ledger = JourneyLedger(source.url, create_tables=False)
+            return source.ledger
 
     # The reads.
 

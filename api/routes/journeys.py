@@ -16,6 +16,7 @@ from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, 
 from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
 from hajj_ledger.cli import event_json
 from hajj_ledger.errors import NotFoundError
+from hajj_ledger.ledger import JourneyLedger
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
 MinPosition = Annotated[
@@ -47,9 +48,12 @@ async def status(journey_id: UUID, agency: Caller, found: ServicesDep, min_posit
 
 @router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
 def history(journey_id: UUID, agency: Caller, found: ServicesDep) -> HistoryPublic:
+    def read(ledger: JourneyLedger) -> list[Any]:
+        check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
+        return ledger.history(journey_id)
+
     try:
-        check_scope(agency, vars(found.ledger.journey(journey_id)), journey_id)
-        events = found.ledger.history(journey_id)
+        events = found.reads.from_log(read)  # a standby's log, when there is one
     except NotFoundError:
         raise not_found(journey_id) from None
     return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])
