@@ -87,14 +87,16 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
     try:
         for cluster in (primary, standby):
             _as_postgres("mkdir", "-p", str(cluster.directory))
-        _as_postgres(str(BIN / "initdb"), "-D", str(primary.directory / "data"), "-U", "postgres", "--auth=trust")
+        _as_postgres(
+            str(BIN / "initdb"), "-D", str(primary.directory / "data"), "-U", "postgres", "--auth=trust", "--no-sync"
+        )
         primary.start()
         started.append(primary)
         with psycopg.connect(primary.url.replace("/ledger", "/postgres"), autocommit=True) as admin:
             admin.execute("CREATE DATABASE ledger")
         _as_postgres(
             str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-            "-D", str(standby.directory / "data"), "-R", "-X", "stream",
+            "-D", str(standby.directory / "data"), "-R", "-X", "stream", "--checkpoint=fast",
         )  # fmt: skip
         standby.start()
         started.append(standby)
