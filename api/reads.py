@@ -56,7 +56,7 @@ log = logging.getLogger("hajj_ledger.api")
 T = TypeVar("T")
 Row = dict[str, Any]
 Page = tuple[list[Row], int]  # the rows, and the position the view had reached
-_DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 # What a standby that is away raises: another source answers instead.
 AWAY = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 AWAY_NAMES = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
@@ -65,7 +65,7 @@ AWAY_NAMES = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "Po
 def database_away(error: BaseException) -> bool:
     """Whether the error is what a driver raises while its database is away (the event store's library wraps
     psycopg's errors in its own classes of the same names)."""
-    names = set()
+    names: set[str] = set()
     cause: BaseException | None = error
     while cause is not None and len(names) < 10:
         names.add(type(cause).__name__)

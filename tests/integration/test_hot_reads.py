@@ -47,7 +47,8 @@ def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: s
     """(key, path, query) of plainly valid requests first, then odd ones."""
     status, view = f"/v1/journeys/{mine}", "/v1/views/journey_status"
     valid: list[tuple[str, str, Any]] = [
-        (keys["ministry"], status, {}), (keys["mission"], status, {}), (keys["ministry"], status, {"min_position": head}),
+        (keys["ministry"], status, {}), (keys["mission"], status, {}),
+        (keys["ministry"], status, {"min_position": head}),
         (keys["mission"], f"/v1/journeys/{theirs}", {}),  # another mission's: not found for this one
         (keys["ministry"], f"/v1/journeys/{uuid4()}", {}),
         (keys["ministry"], view, {}), (keys["mission"], view, {"limit": 1}), (keys[PAK], view, {"limit": 1000}),
@@ -58,7 +59,8 @@ def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: s
         (keys["ministry"], status, {"min_position": head + 1000}), (keys["ministry"], status, {"min_position": "1e3"}),
         (keys["ministry"], status, {"min_position": "-1"}), (keys["ministry"], status, {"min_position": ""}),
         (keys["ministry"], status, {"min_position": [1, 1]}), (keys["ministry"], status, {"limit": 1}),
-        (keys["ministry"], f"/v1/journeys/{mine.upper()}", {}), (keys["ministry"], f"/v1/journeys/{UUID(mine).hex}", {}),
+        (keys["ministry"], f"/v1/journeys/{mine.upper()}", {}),
+        (keys["ministry"], f"/v1/journeys/{UUID(mine).hex}", {}),
         (keys["ministry"], "/v1/journeys/not-a-uuid", {}), (keys["ministry"], f"/v1/journeys/{mine}/", {}),
         (keys["company"], status, {}), ("hl_000000000000_" + "x" * 43, status, {}),
         (keys["ministry"], view, {"limit": 0}), (keys["ministry"], view, {"limit": 1001}),

@@ -6,6 +6,7 @@ primary is not found there, and a read asking for its position waits, then is an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -103,10 +104,8 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
         yield primary, standby
     finally:
         for cluster in reversed(started):
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
                 cluster.stop()
-            except subprocess.CalledProcessError:
-                pass  # a test stopped it
         shutil.rmtree(root, ignore_errors=True)
 
 
