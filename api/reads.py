@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
@@ -49,6 +49,7 @@ READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"
 DEFAULT_POOL_SIZE = 8
 LEFT_OUT_FOR = 5.0  # seconds a standby that failed is not asked
 STANDBY_TIMEOUT = 0.5  # seconds to wait for a standby's connection before asking another source
+PRIMARY_TIMEOUT = 5.0  # seconds to wait for the primary's: longer only while it is away (then 503)
 POLL = 0.02  # seconds between two looks at the views' positions while waiting for `min_position`
 OWN_PARAMETERS = frozenset({"schema", "pool_size", "max_overflow"})  # ours, in the URL; libpq refuses them
 
@@ -214,7 +215,7 @@ class Source:
 
         self.pool = AsyncConnectionPool(
             info, min_size=size, max_size=size, open=False, kwargs={"autocommit": True}, configure=configure,
-            name=f"reads-{self.name}", timeout=STANDBY_TIMEOUT if standby else 30.0,
+            name=f"reads-{self.name}", timeout=STANDBY_TIMEOUT if standby else PRIMARY_TIMEOUT,
         )  # fmt: skip
 
     @property
@@ -335,17 +336,21 @@ class Reads:
             reached = 0
             for source in self._sources(primary=last_look):
                 try:
-                    async with source.pool.connection() as connection:
-                        if position is not None:
-                            reached = max(reached, await _reached(connection, names))
-                            if reached < position:
-                                continue
-                        return await read(connection)
+                    done, value, seen = await self._attempt(source, names, position, read)
                 except AWAY as error:
-                    if not source.standby:
+                    if source.standby:
+                        source.leave_out(error)
+                        continue
+                    if isinstance(error, PoolTimeout):
                         raise
-                    source.leave_out(error)
-            if position is None:  # every standby failed at once, and so did the primary's retry
+                    # The primary dropped its connections (a restart): the pool drops those that are broken, and
+                    # the read is tried once more.
+                    await source.pool.check()
+                    done, value, seen = await self._attempt(source, names, position, read)
+                if done:
+                    return cast(T, value)
+                reached = max(reached, seen)
+            if position is None:  # every standby failed at once: the primary next
                 continue
             if not checked_head:
                 checked_head = True
@@ -355,6 +360,21 @@ class Reads:
             if last_look:
                 raise views_behind(names, reached, position)
             await asyncio.sleep(POLL)
+
+    @staticmethod
+    async def _attempt(
+        source: Source,
+        names: Sequence[str],
+        position: int | None,
+        read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+    ) -> tuple[bool, T | None, int]:
+        """`read` on the source if its views have reached `position`; else how far they have."""
+        async with source.pool.connection() as connection:
+            if position is not None:
+                reached = await _reached(connection, names)
+                if reached < position:
+                    return False, None, reached
+            return True, await read(connection), 0
 
     def _sources(self, *, primary: bool) -> list[Source]:
         """The standbys that are up, each read starting at the next one; the primary when there is none, or when

@@ -195,3 +195,22 @@ def test_views_are_read_from_the_standby_and_read_your_writes_holds(
                 assert answer.status_code == 200, (path, answer.text)
         finally:
             standby.start()
+
+
+def test_a_restarted_primary_costs_no_failed_read(clusters: tuple[Cluster, Cluster]) -> None:
+    """The read pool keeps its connections (no ping on checkout); a restart breaks them all, and the first read
+    after it still succeeds."""
+    primary, _ = clusters
+    engine = engine_for(primary.url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        _, key = agencies.add(connection, Role.MINISTRY, f"ministry {uuid4().hex[:8]}")
+    engine.dispose()
+    reader = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(primary.url, max_wait=MAX_WAIT)) as client:
+        assert client.get("/v1/views/journey_status", headers=reader).status_code == 200
+        primary.stop()
+        primary.start()
+        for _ in range(3):
+            answer = client.get("/v1/views/journey_status", headers=reader)
+            assert answer.status_code == 200, answer.text
