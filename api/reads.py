@@ -126,7 +126,7 @@ def position_query() -> sa.Select[Any]:
 
 @functools.cache
 def _postgres(query: sa.Select[Any]) -> str:
-    return str(query.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": False}))
+    return str(query.compile(dialect=_DIALECT))
 
 
 _POSITION_SQL = (
@@ -205,8 +205,8 @@ class Source:
         self.standby = standby
         self.ledger: JourneyLedger | None = None  # a standby's, for reads of the log: made when first needed
         self.ledger_made = threading.Lock()
-        self.name = urlsplit(url).hostname or "localhost"
-        self.name += f":{urlsplit(url).port or 5432}"
+        parts = urlsplit(url)
+        self.name = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self.left_out_until = 0.0
 
         async def configure(connection: psycopg.AsyncConnection[Any]) -> None:
