@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger import store
@@ -80,7 +81,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
-    app.router.routes.insert(0, _hot_reads(view_router))  # out of the document; matched before every other route
+    app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     problems.install(app)
     app.add_middleware(Guard)
     return app
@@ -143,6 +144,8 @@ class Guard:
             refusal = _refusal(scope, headers)
             if refusal is not None:
                 await refusal.response()(scope, receive, send_with_id)
+            elif (hot := await _hot(scope)) is not None:
+                await hot(scope, receive, send_with_id)
             else:
                 await self.app(scope, counted, send_with_id)
                 if body_size > MAX_BODY:
@@ -168,6 +171,11 @@ class Guard:
                     }
                 )
             )  # fmt: skip
+
+
+async def _hot(scope: Scope) -> Response | None:
+    reads: HotReads | None = scope["app"].state.hot_reads
+    return None if reads is None else await reads.answer(scope)
 
 
 def _too_large() -> ProblemError:

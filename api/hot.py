@@ -1,27 +1,28 @@
-"""The hottest reads, a journey's status and a view's first pages, answered before FastAPI's routing and
-dependency injection when the request is plainly valid; anything else goes the documented way.
+"""The hottest reads, a journey's status and a view's pages, answered before FastAPI (its middleware, routing and
+dependency injection) when the request is plainly valid; anything else goes the documented way.
 
 Measured (py-spy, then cProfile): routing through the included routers and solving each route's dependencies cost
-more CPU than the query. This route is matched first and takes only requests whose every part it can judge at a
-glance: a canonical journey id, a key in the key cache whose role the route allows, and query parameters from a
+more CPU than the query. The Guard middleware asks this first; it takes only requests whose every part it can judge
+at a glance: a canonical journey id, a key in the key cache whose role the route allows, and query parameters from a
 short list, each given once, with plain values (`min_position`, `limit`, `cursor`; no filters). Those it answers
 itself, with the same reads, scope check and problems as the documented routes. Every other request (a filter, an
-odd value, an unknown key, a forbidden role) is handed to the documented route, which validates and refuses exactly
-as the OpenAPI document says. It is left out of the document.
+odd value, an unknown key, a forbidden role) goes on to the documented route, which validates and refuses exactly
+as the OpenAPI document says.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
 
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
+from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import ROLES, Services
+from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.routes.journeys import check_scope, not_found
 from hajj_ledger.api.routes.views import _after, _cut
@@ -34,42 +35,41 @@ CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}")
 JOURNEYS, VIEWS = "/v1/journeys/", "/v1/views/"
 
 
-class HotReads(BaseRoute):
+class HotReads:
+    """Answers a plainly valid hot read, or says it is not one (None), before the request reaches FastAPI."""
+
     def __init__(self, status: APIRoute, views: dict[str, tuple[APIRoute, Model]]) -> None:
         self.status = status
         self.views = views
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return Match.NONE, {}
+    async def answer(self, scope: Scope) -> Response | None:
+        if scope["method"] != "GET":
+            return None
         path: str = scope["path"]
         if path.startswith(JOURNEYS) and "/" not in path[len(JOURNEYS) :]:
             route = self.status
-            parameters = {"journey_id": path[len(JOURNEYS) :]}
         elif path.startswith(VIEWS) and path[len(VIEWS) :] in self.views:
             route = self.views[path[len(VIEWS) :]][0]
-            parameters = {}
         else:
-            return Match.NONE, {}
-        return Match.FULL, {"route": route, "endpoint": route.endpoint, "path_params": parameters}
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: APIRoute = scope["route"]
+            return None
         found: Services = scope["app"].state.services
         agency = _agency(found, scope, route)
         query = _query(scope["query_string"])
-        if agency is not None and query is not None:
+        if agency is None or query is None:
+            return None
+        try:
             if route is self.status:
-                response = await self._status(found, agency, scope["path_params"]["journey_id"], query)
+                response = await self._status(found, agency, path[len(JOURNEYS) :], query)
             else:
-                response = await self._page(found, agency, scope["path"][len(VIEWS) :], query)
-            if response is not None:
-                scope.setdefault("state", {})["agency"] = agency.agency_id
-                await response(scope, receive, send)
-                return
-        await route.handle(scope, receive, send)
+                response = await self._page(found, agency, path[len(VIEWS) :], query)
+        except ProblemError as problem:
+            response = problem.response()
+        if response is not None:
+            scope["route"] = route  # what the access log and the metrics name
+            scope.setdefault("state", {})["agency"] = agency.agency_id
+        return response
 
-    async def _status(self, found: Services, agency: Any, text: str, query: dict[str, str]) -> Any:
+    async def _status(self, found: Services, agency: Agency, text: str, query: dict[str, str]) -> Response | None:
         if not JOURNEY_ID.fullmatch(text) or not set(query) <= {"min_position"}:
             return None
         if "min_position" in query and _whole(query["min_position"]) is None:
@@ -81,7 +81,7 @@ class HotReads(BaseRoute):
         check_scope(agency, row, journey_id)
         return answer(utc(row))
 
-    async def _page(self, found: Services, agency: Any, name: str, query: dict[str, str]) -> Any:
+    async def _page(self, found: Services, agency: Agency, name: str, query: dict[str, str]) -> Response | None:
         if not set(query) <= {"min_position", "limit", "cursor"}:
             return None
         limit = _whole(query.get("limit", "100"))
@@ -97,7 +97,7 @@ class HotReads(BaseRoute):
         return answer({"items": items, "next_cursor": next_cursor, "position": reached})
 
 
-def _agency(found: Services, scope: Scope, route: APIRoute) -> Any:
+def _agency(found: Services, scope: Scope, route: APIRoute) -> Agency | None:
     """The caller, when its key is in the cache and its role may call the route; otherwise None."""
     for name, value in scope["headers"]:
         if name == b"authorization":
