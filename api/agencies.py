@@ -112,6 +112,13 @@ class Keys:
             self._known[digest] = (now, agency)
         return agency
 
+    def cached(self, key: str) -> Agency | None:
+        """The agency of a key known from a recent look-up; None when it is not in the cache (nothing is read)."""
+        known = self._known.get(_hash(key))  # one dict read: atomic, no lock needed
+        if known is None or time.monotonic() - known[0] >= self.TTL:
+            return None
+        return known[1]
+
     def _look_up(self, key: str, digest: bytes) -> Agency | None:
         match = KEY.match(key)
         if match is None:

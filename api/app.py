@@ -15,13 +15,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
+from hajj_ledger.api.hot import HotReads
 from hajj_ledger.api.problems import ProblemError, unavailable
+from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
@@ -37,18 +42,22 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = JourneyLedger(database_url)
-        engine = engine_for(database_url, pool_size=8)
+        # Keys, probes and metrics only: the hot reads have their own pool (api/reads.py).
+        engine = engine_for(database_url, pool_size=2)
         wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, database_url)
+        reads = Reads(ledger, database_url or store.database_url(), wait, engine, standbys=standby_urls())
+        await reads.open()
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         metrics.REGISTRY.register(lag)
         try:
             yield
         finally:
             metrics.REGISTRY.unregister(lag)
+            await reads.close()
             past.close()
             ledger.close()
             engine.dispose()
@@ -64,16 +73,24 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
+    view_router = views.router()
     routers = (
-        steps.router(), commands.router, journeys.router, identities.router, views.router(), audit.router,
+        steps.router(), commands.router, journeys.router, identities.router, view_router, audit.router,
         chain.router, exports.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
+    app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     problems.install(app)
     app.add_middleware(Guard)
     return app
+
+
+def _hot_reads(view_router: APIRouter) -> HotReads:
+    status = next(r for r in journeys.router.routes if isinstance(r, APIRoute) and r.endpoint is journeys.status)
+    by_path = {r.path: r for r in view_router.routes if isinstance(r, APIRoute)}
+    return HotReads(status, {p.name: (by_path[f"/v1/views/{p.name}"], p.models[0]) for p in PROJECTIONS})
 
 
 def _lags(found: Services) -> dict[str, int]:
@@ -84,20 +101,6 @@ def _lags(found: Services) -> dict[str, int]:
         ).all()
     known = {name: position for name, position in rows}
     return {p.name: head - known.get(p.name, 0) for p in PROJECTIONS}
-
-
-# What the driver raises while the database is away: answered 503 with Retry-After, never 500.
-def _database_away(error: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(error)}
-    return bool(names & {"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
-
-
-def _chain(error: BaseException | None) -> list[BaseException]:
-    found: list[BaseException] = []
-    while error is not None and len(found) < 10:
-        found.append(error)
-        error = error.__cause__ or error.__context__
-    return found
 
 
 class Guard:
@@ -141,6 +144,8 @@ class Guard:
             refusal = _refusal(scope, headers)
             if refusal is not None:
                 await refusal.response()(scope, receive, send_with_id)
+            elif (hot := await _hot(scope)) is not None:
+                await hot(scope, receive, send_with_id)
             else:
                 await self.app(scope, counted, send_with_id)
                 if body_size > MAX_BODY:
@@ -168,6 +173,11 @@ class Guard:
             )  # fmt: skip
 
 
+async def _hot(scope: Scope) -> Response | None:
+    reads: HotReads | None = scope["app"].state.hot_reads
+    return None if reads is None else await reads.answer(scope)
+
+
 def _too_large() -> ProblemError:
     return ProblemError(413, "too-large", "Content too large", f"the body is limited to {MAX_BODY:,} bytes")
 
@@ -192,7 +202,7 @@ def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
 
 
 def _problem_for(error: Exception) -> ProblemError:
-    if _database_away(error):
+    if database_away(error):
         access_log.warning("database away: %s", error)
         return unavailable("the database is not reachable; retry shortly")
     logging.getLogger("hajj_ledger.api").exception("unexpected error")

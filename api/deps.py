@@ -1,28 +1,25 @@
-"""What routes depend on: the services and the calling agency (authorised against the route's declared roles);
-and waiting for the views to reach a position (read-your-writes).
+"""What routes depend on: the services and the calling agency (authorised against the route's declared roles).
 
-Routes open their read connections themselves, in their own thread: a connection held by a yield dependency is
-given back only after the response, in another trip through the thread pool, and under load every pool thread
-waited for a connection that only a queued teardown could give back (30 s, then an error)."""
+Routes open their read connections themselves: a connection held by a yield dependency is given back only after
+the response, and under load every pool thread waited for a connection that only a queued teardown could give
+back (30 s, then an error)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.reads import Reads
 from hajj_ledger.chain import Chain
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.replay import PastViews
-from hajj_ledger.projections.schema import positions
 from hajj_ledger.vocabulary import Role
 
 ROLES = "x-roles"  # the OpenAPI extension naming the roles a route serves
@@ -41,6 +38,7 @@ class Services:
     max_wait: float  # how long a read waits for `min_position`, seconds
     past: PastViews  # auditors' views as of past positions, built apart
     chain: Chain  # the hash chain's checkpoints and proofs
+    reads: Reads  # the hot reads: a journey's status, the views' pages
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
@@ -133,35 +131,3 @@ def _unauthorized(detail: str) -> ProblemError:
 
 
 Caller = Annotated[Agency, Depends(caller)]
-
-
-def await_position(found: Services, connection: Connection, names: Iterable[str], position: int | None) -> None:
-    """Return once every named view has applied the log up to `position`; otherwise, after a bounded wait,
-    answer that the views are behind (503, Retry-After)."""
-    if position is None:
-        return
-    head = found.ledger.head()
-    if position > head:
-        raise ProblemError(
-            422, "invalid", "Invalid input", f"min_position: {position} is beyond the ledger's head ({head})",
-            errors=[{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
-        )  # fmt: skip
-    names = list(names)
-    deadline = time.monotonic() + found.max_wait
-    query = sa.select(sa.func.min(positions.c.position)).where(
-        positions.c.projection.in_(names), positions.c.serving.is_(True)
-    )
-    while True:
-        reached = connection.execute(query).scalar() or 0
-        connection.rollback()  # the next look must see other transactions' commits
-        if reached >= position:
-            return
-        if time.monotonic() >= deadline:
-            problem = ProblemError(
-                503, "views-behind", "Views behind",
-                f"the views {', '.join(names)} have reached position {reached}, not yet {position}",
-                reached=reached, wanted=position,
-            )  # fmt: skip
-            problem.headers["Retry-After"] = "1"
-            raise problem
-        time.sleep(0.02)

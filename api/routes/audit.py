@@ -63,7 +63,8 @@ def events(
 ) -> TrailPublic:
     try:
         query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
-        found_page = found.ledger.trail(query, _after(cursor), limit)
+        start = _after(cursor)
+        found_page = found.reads.from_log(lambda ledger: ledger.trail(query, start, limit))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
     after = found_page.next_after
@@ -85,7 +86,8 @@ def journey_as_of(
     occurred_at: Annotated[Moment | None, Query(description="what had happened by then, by agencies' clocks")] = None,
 ) -> PastJourneyPublic:
     try:
-        past = found.ledger.journey_as_of(journey_id, AsOf(position, recorded_at, occurred_at))
+        at = AsOf(position, recorded_at, occurred_at)
+        past = found.reads.from_log(lambda ledger: ledger.journey_as_of(journey_id, at))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]

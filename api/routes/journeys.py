@@ -6,16 +6,17 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
 from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
 from hajj_ledger.cli import event_json
 from hajj_ledger.errors import NotFoundError
-from hajj_ledger.projections.journey_status import journey
+from hajj_ledger.ledger import JourneyLedger
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
 MinPosition = Annotated[
@@ -33,22 +34,26 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
         raise not_found(journey_id)
 
 
-@router.get("/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status")
-def status(journey_id: UUID, agency: Caller, found: ServicesDep, min_position: MinPosition = None) -> dict[str, Any]:
-    with found.engine.connect() as connection:
-        await_position(found, connection, ["journey_status"], min_position)
-        row = journey(connection, journey_id)
+@router.get(
+    "/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status",
+    response_model=dict[str, Any],
+)  # fmt: skip
+async def status(journey_id: UUID, agency: Caller, found: ServicesDep, min_position: MinPosition = None) -> Response:
+    row = await found.reads.journey(journey_id, min_position)
     if row is None:
         raise not_found(journey_id)
     check_scope(agency, row, journey_id)
-    return utc(row)
+    return answer(utc(row))
 
 
 @router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
 def history(journey_id: UUID, agency: Caller, found: ServicesDep) -> HistoryPublic:
+    def read(ledger: JourneyLedger) -> list[Any]:
+        check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
+        return ledger.history(journey_id)
+
     try:
-        check_scope(agency, vars(found.ledger.journey(journey_id)), journey_id)
-        events = found.ledger.history(journey_id)
+        events = found.reads.from_log(read)  # a standby's log, when there is one
     except NotFoundError:
         raise not_found(journey_id) from None
     return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])

@@ -12,17 +12,17 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, await_position, caller
+from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
-from hajj_ledger.catalogue import SCOPE, VIEW_READERS
+from hajj_ledger.catalogue import VIEW_READERS
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Model
-from hajj_ledger.projections.schema import positions
 from hajj_ledger.vocabulary import Day, Moment
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
@@ -57,20 +57,17 @@ def _typed(kind: type, text: str) -> Any:
 def page(
     connection: Any, model: Model, agency: Agency, filters: dict[str, Any], cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    view = model.view()
-    key = model.key
-    query = sa.select(view).order_by(*(view.c[k] for k in key)).limit(limit + 1)
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(view.c[name] == value)
-    if agency.role in SCOPE:
-        query = query.where(view.c[SCOPE[agency.role][0]] == agency.agency_id)
-    if cursor is not None:
-        query = query.where(sa.tuple_(*(view.c[k] for k in key)) > sa.tuple_(*_after(cursor, view, key)))
-    rows = [utc(dict(r)) for r in connection.execute(query).mappings()]
+    """A page of a view on a SQLAlchemy connection (the auditors' past views)."""
+    after = None if cursor is None else _after(cursor, model.view(), model.key)
+    query, parameters = page_parameters(model, agency, filters, after, limit)
+    return _cut([dict(r) for r in connection.execute(query, parameters).mappings()], model, limit)
+
+
+def _cut(rows: list[dict[str, Any]], model: Model, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The page (the query read one row more than asked for) and the next page's cursor, if there is one."""
     more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, _cursor(rows[-1], key) if more else None
+    rows = [utc(r) for r in rows[:limit]]
+    return rows, _cursor(rows[-1], model.key) if more else None
 
 
 def _query_type(column: sa.Column[Any]) -> Any:
@@ -83,14 +80,11 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
 
-    def handler(agency: Any, found: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> PagePublic:
-        with found.engine.connect() as connection:
-            await_position(found, connection, [name], min_position)
-            rows, next_cursor = page(connection, model, agency, filters, cursor, limit)
-            reached = connection.execute(
-                sa.select(positions.c.position).where(positions.c.projection == name, positions.c.serving.is_(True))
-            ).scalar()
-        return PagePublic(items=rows, next_cursor=next_cursor, position=reached or 0)
+    async def handler(agency: Any, found: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
+        after = None if cursor is None else _after(cursor, view, model.key)
+        rows, reached = await found.reads.page(name, model, agency, filters, after, limit, min_position)
+        items, next_cursor = _cut(rows, model, limit)
+        return answer({"items": items, "next_cursor": next_cursor, "position": reached})
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [

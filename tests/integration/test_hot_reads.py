@@ -1,0 +1,129 @@
+"""The hot reads (api/hot.py) answer exactly as the documented routes do: every request below, odd ones included,
+gets the same status, media type and body with the hot route in front as without it; and the plainly valid ones
+are answered by the hot route itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from hajj_ledger.api import agencies
+from hajj_ledger.api.app import create_app
+from hajj_ledger.api.hot import HotReads
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.runner import Runner
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.vocabulary import Role
+from tests.support import T0, TestClient
+
+EGY, PAK = "mission-EGY-1", "mission-PAK-2"
+
+
+@pytest.fixture
+def keys_and_url(store_url: str) -> tuple[dict[str, str], str]:
+    engine = engine_for(store_url)
+    upgrade(engine)
+    keys: dict[str, str] = {}
+    with engine.begin() as connection:
+        for role in Role:
+            scope = {Role.MISSION: EGY, Role.COMPANY: "company-1"}.get(role)
+            _, keys[str(role)] = agencies.add(connection, role, f"the {role}", scope)
+        _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
+    engine.dispose()
+    return keys, store_url
+
+
+@pytest.fixture
+def client(keys_and_url: tuple[dict[str, str], str]) -> Iterator[TestClient]:
+    with TestClient(create_app(keys_and_url[1], max_wait=0.3)) as found:
+        yield found
+
+
+def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: str) -> list[tuple[str, str, Any]]:
+    """(key, path, query) of plainly valid requests first, then odd ones."""
+    status, view = f"/v1/journeys/{mine}", "/v1/views/journey_status"
+    valid: list[tuple[str, str, Any]] = [
+        (keys["ministry"], status, {}), (keys["mission"], status, {}),
+        (keys["ministry"], status, {"min_position": head}),
+        (keys["mission"], f"/v1/journeys/{theirs}", {}),  # another mission's: not found for this one
+        (keys["ministry"], f"/v1/journeys/{uuid4()}", {}),
+        (keys["ministry"], view, {}), (keys["mission"], view, {"limit": 1}), (keys[PAK], view, {"limit": 1000}),
+        (keys["ministry"], view, {"limit": 1, "cursor": cursor, "min_position": 0}),
+        (keys["ministry"], "/v1/views/season_funnel", {}),
+    ]  # fmt: skip
+    odd: list[tuple[str, str, Any]] = [
+        (keys["ministry"], status, {"min_position": head + 1000}), (keys["ministry"], status, {"min_position": "1e3"}),
+        (keys["ministry"], status, {"min_position": "-1"}), (keys["ministry"], status, {"min_position": ""}),
+        (keys["ministry"], status, {"min_position": [1, 1]}), (keys["ministry"], status, {"limit": 1}),
+        (keys["ministry"], f"/v1/journeys/{mine.upper()}", {}),
+        (keys["ministry"], f"/v1/journeys/{UUID(mine).hex}", {}),
+        (keys["ministry"], "/v1/journeys/not-a-uuid", {}), (keys["ministry"], f"/v1/journeys/{mine}/", {}),
+        (keys["company"], status, {}), ("hl_000000000000_" + "x" * 43, status, {}),
+        (keys["ministry"], view, {"limit": 0}), (keys["ministry"], view, {"limit": 1001}),
+        (keys["ministry"], view, {"limit": "ten"}), (keys["ministry"], view, {"cursor": "garbage"}),
+        (keys["ministry"], view, {"cursor": "!!"}), (keys["ministry"], view, {"stage": "registered"}),
+        (keys["ministry"], view, {"unknown": 1}), (keys["ministry"], view, {"limit": [1, 2]}),
+        (keys["ministry"], view, {"min_position": head + 1000}), (keys["ministry"], "/v1/views/nothing", {}),
+    ]  # fmt: skip
+    return valid + odd
+
+
+def test_the_hot_route_answers_as_the_documented_routes(
+    client: TestClient, keys_and_url: tuple[dict[str, str], str]
+) -> None:
+    keys, url = keys_and_url
+    registered = []
+    for who in ("mission", PAK):
+        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+        answer = client.post("/v1/journeys", json=body, headers={"Authorization": f"Bearer {keys[who]}"})
+        assert answer.status_code == 201, answer.text
+        registered.append(answer.json())
+    runner = Runner(PROJECTIONS, url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
+    head = max(r["position"] for r in registered)
+    ministry = {"Authorization": f"Bearer {keys['ministry']}"}
+    cursor = client.get("/v1/views/journey_status", params={"limit": 1}, headers=ministry).json()["next_cursor"]
+    assert cursor is not None
+    mine, theirs = registered[0]["aggregate_id"], registered[1]["aggregate_id"]
+    requests = _requests(keys, mine, theirs, head, cursor)
+    hot: HotReads = client.app.state.hot_reads  # type: ignore[attr-defined]
+    documented = [hot.status, *(route for route, _ in hot.views.values())]
+    handed_on: list[str] = []
+
+    def answers() -> list[tuple[int, str, Any, bool]]:
+        """Each request's status, media type and body, and whether the hot route handed it on."""
+        found = []
+        for key, path, query in requests:
+            before = len(handed_on)
+            answer = client.get(path, params=query, headers={"Authorization": f"Bearer {key}"})
+            body = answer.json() if answer.headers["content-type"].endswith("json") else answer.text
+            found.append((answer.status_code, answer.headers["content-type"], body, len(handed_on) > before))
+        return found
+
+    for route in documented:  # count what goes on to the documented routes
+        handle = route.handle
+
+        async def counted(scope: Any, receive: Any, send: Any, handle: Any = handle) -> None:
+            handed_on.append(scope["path"])
+            await handle(scope, receive, send)
+
+        route.handle = counted  # type: ignore[method-assign]
+    answers()  # every key is in the cache from here on
+    with_hot = answers()
+    valid = 10
+    assert [a[0] for a in with_hot[:valid]] == [200, 200, 200, 404, 404, 200, 200, 200, 200, 200]
+    assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
+    assert sum(a[3] for a in with_hot[valid:]) >= 15  # most odd ones are handed on; a few it refuses alike
+    assert all(a[0] < 500 for a in with_hot)
+
+    client.app.state.hot_reads = None  # type: ignore[attr-defined]
+    without = answers()
+    for request, one, other in zip(requests, with_hot, without, strict=True):
+        assert one[:3] == other[:3], request

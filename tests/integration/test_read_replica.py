@@ -1,0 +1,216 @@
+"""Reads from a streaming standby: a private primary and its standby, made in a temporary directory with the
+PostgreSQL 15 binaries (`initdb`, `pg_basebackup -R`), run as the `postgres` OS user on free ports.
+
+What proves a read came from the standby: with the standby's replay paused, a journey written and projected on the
+primary is not found there, and a read asking for its position waits, then is answered by the primary."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from hajj_ledger.api import agencies
+from hajj_ledger.api.app import create_app
+from hajj_ledger.api.reads import READ_URL_VARIABLE
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.runner import Runner
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.vocabulary import Role
+from tests.conftest import IN_CI
+from tests.support import T0, TestClient
+
+BIN = Path("/usr/lib/postgresql/15/bin")
+MAX_WAIT = 1.0
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not IN_CI and not (BIN / "initdb").exists(), reason="no PostgreSQL 15 binaries"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _as_postgres(*command: str) -> None:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
+
+
+@dataclass
+class Cluster:
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/ledger"
+
+    def start(self) -> None:
+        _as_postgres(
+            str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.directory / "log"), "-w",
+            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def sql(self, statement: str) -> Any:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            return connection.execute(statement).fetchone()
+
+
+@pytest.fixture(scope="module")
+def clusters() -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary and a streaming standby of it, torn down afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="hajj-ledger-replica-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    primary = Cluster(root / "primary", _free_port())
+    standby = Cluster(root / "standby", _free_port())
+    started: list[Cluster] = []
+    try:
+        for cluster in (primary, standby):
+            _as_postgres("mkdir", "-p", str(cluster.directory))
+        _as_postgres(
+            str(BIN / "initdb"), "-D", str(primary.directory / "data"), "-U", "postgres", "--auth=trust", "--no-sync"
+        )
+        primary.start()
+        started.append(primary)
+        with psycopg.connect(primary.url.replace("/ledger", "/postgres"), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE ledger")
+        _as_postgres(
+            str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+            "-D", str(standby.directory / "data"), "-R", "-X", "stream", "--checkpoint=fast",
+        )  # fmt: skip
+        standby.start()
+        started.append(standby)
+        yield primary, standby
+    finally:
+        for cluster in reversed(started):
+            with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
+                cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _caught_up(primary: Cluster, standby: Cluster) -> None:
+    """Wait until the standby has replayed everything the primary has written."""
+    target = primary.sql("SELECT pg_current_wal_lsn()::text")[0]
+    deadline = time.monotonic() + 30
+    while standby.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")[0] is not True:
+        assert time.monotonic() < deadline, "the standby never caught up"
+        time.sleep(0.05)
+
+
+def _project(url: str) -> None:
+    runner = Runner(PROJECTIONS, url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
+
+
+def test_views_are_read_from_the_standby_and_read_your_writes_holds(
+    clusters: tuple[Cluster, Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, standby = clusters
+    assert standby.sql("SELECT pg_is_in_recovery()")[0] is True
+    engine = engine_for(primary.url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        _, key = agencies.add(connection, Role.MINISTRY, "the ministry")
+        _, mission_key = agencies.add(connection, Role.MISSION, "a mission", "mission-EGY-1")
+    engine.dispose()
+    monkeypatch.setenv(READ_URL_VARIABLE, standby.url)
+    reader = {"Authorization": f"Bearer {key}"}
+    writer = {"Authorization": f"Bearer {mission_key}"}
+
+    def register() -> tuple[str, int]:
+        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+        answer = client.post("/v1/journeys", json=body, headers=writer)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["aggregate_id"], answer.json()["position"]
+
+    with TestClient(create_app(primary.url, max_wait=MAX_WAIT)) as client:
+        first, _ = register()
+        _project(primary.url)
+        _caught_up(primary, standby)
+        for _ in range(2):  # the second time from the key cache, answered before FastAPI's routing
+            assert client.get(f"/v1/journeys/{first}", headers=reader).status_code == 200
+        assert [e["event"] for e in client.get(f"/v1/journeys/{first}/history", headers=reader).json()["events"]] == [
+            "Registered"
+        ]
+
+        # The standby stops replaying: what the primary writes now, only the primary has.
+        standby.sql("SELECT pg_wal_replay_pause()")
+        try:
+            second, position = register()
+            _project(primary.url)
+            for _ in range(2):
+                assert client.get(f"/v1/journeys/{second}", headers=reader).status_code == 404  # the standby's view
+            history = client.get(f"/v1/journeys/{second}/history", headers=reader)
+            assert history.status_code == 404, history.text  # the standby's log
+            page = client.get("/v1/views/journey_status", headers=reader).json()
+            assert [r["journey_id"] for r in page["items"]] == [first] and page["position"] < position
+
+            # Read-your-writes: the standby has not reached the position; after the wait, the primary answers.
+            started = time.monotonic()
+            mine = client.get(f"/v1/journeys/{second}", params={"min_position": position}, headers=reader)
+            assert mine.status_code == 200, mine.text
+            assert mine.json()["journey_id"] == second
+            assert MAX_WAIT * 0.8 <= time.monotonic() - started < MAX_WAIT + 5
+            listed = client.get("/v1/views/journey_status", params={"min_position": position}, headers=reader).json()
+            assert {r["journey_id"] for r in listed["items"]} == {first, second} and listed["position"] >= position
+        finally:
+            standby.sql("SELECT pg_wal_replay_resume()")
+
+        # Replaying again: the standby answers a position it has reached, at once.
+        _caught_up(primary, standby)
+        started = time.monotonic()
+        mine = client.get(f"/v1/journeys/{second}", params={"min_position": position}, headers=reader)
+        assert mine.status_code == 200 and time.monotonic() - started < MAX_WAIT * 0.8
+        assert client.get(f"/v1/journeys/{second}", headers=reader).status_code == 200
+
+        # A standby that is down is skipped: the primary answers.
+        standby.stop()
+        try:
+            for path in (f"/v1/journeys/{second}", "/v1/views/journey_status", f"/v1/journeys/{second}/history"):
+                answer = client.get(path, headers=reader)
+                assert answer.status_code == 200, (path, answer.text)
+        finally:
+            standby.start()
+
+
+def test_a_restarted_primary_costs_no_failed_read(clusters: tuple[Cluster, Cluster]) -> None:
+    """The read pool keeps its connections (no ping on checkout); a restart breaks them all, and the first read
+    after it still succeeds."""
+    primary, _ = clusters
+    engine = engine_for(primary.url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        _, key = agencies.add(connection, Role.MINISTRY, f"ministry {uuid4().hex[:8]}")
+    engine.dispose()
+    reader = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(primary.url, max_wait=MAX_WAIT)) as client:
+        assert client.get("/v1/views/journey_status", headers=reader).status_code == 200
+        primary.stop()
+        primary.start()
+        for _ in range(3):
+            answer = client.get("/v1/views/journey_status", headers=reader)
+            assert answer.status_code == 200, answer.text
