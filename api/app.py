@@ -52,10 +52,13 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         await reads.open()
         app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
+        writes = metrics.WriteCounters(lambda: ledger.stats)
         metrics.REGISTRY.register(lag)
+        metrics.REGISTRY.register(writes)
         try:
             yield
         finally:
+            metrics.REGISTRY.unregister(writes)
             metrics.REGISTRY.unregister(lag)
             await reads.close()
             past.close()
