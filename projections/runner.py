@@ -167,7 +167,7 @@ class Runner:
             while not self._stop.is_set():
                 # While the log stands still, one query a wake instead of two per projection.
                 head = None if watch is None else self._retrying(self.ledger.head)
-                if head != idle_at and sum(
+                if (watch is None or head != idle_at) and sum(
                     self._retrying(lambda p=p: self.step(p)) for p in self.projections if not self._stop.is_set()
                 ):
                     if watch is not None:
