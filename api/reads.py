@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
@@ -39,6 +39,7 @@ from starlette.responses import Response
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.connections import DATABASE_URL_VARIABLE, Postgres
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.journey_status import journey_status
@@ -51,7 +52,6 @@ LEFT_OUT_FOR = 5.0  # seconds a standby that failed is not asked
 STANDBY_TIMEOUT = 0.5  # seconds to wait for a standby's connection before asking another source
 PRIMARY_TIMEOUT = 5.0  # seconds to wait for the primary's: longer only while it is away (then 503)
 POLL = 0.02  # seconds between two looks at the views' positions while waiting for `min_position`
-OWN_PARAMETERS = frozenset({"schema", "pool_size", "max_overflow"})  # ours, in the URL; libpq refuses them
 
 log = logging.getLogger("hajj_ledger.api")
 T = TypeVar("T")
@@ -80,15 +80,6 @@ def pool_size() -> int:
 
 def standby_urls() -> list[str]:
     return [u.strip() for u in os.environ.get(READ_URL_VARIABLE, "").split(",") if u.strip()]
-
-
-def conninfo(url: str) -> tuple[str, str | None]:
-    """A store URL as libpq takes it (without our own parameters), and the schema it names (`?schema=`)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    schema = next((v for k, v in query if k == "schema"), None)
-    kept = urlencode([(k, v) for k, v in query if k not in OWN_PARAMETERS])
-    return urlunsplit(parts._replace(scheme="postgresql", query=kept)), schema
 
 
 # The queries, built once per shape with SQLAlchemy (the same SQL either store runs) and compiled once for psycopg.
@@ -200,7 +191,7 @@ class Source:
     """One database the reads may go to: the primary, or a standby."""
 
     def __init__(self, url: str, size: int, *, standby: bool) -> None:
-        info, schema = conninfo(url)
+        found = Postgres.from_url(url, READ_URL_VARIABLE if standby else DATABASE_URL_VARIABLE)
         self.url = url
         self.standby = standby
         self.ledger: JourneyLedger | None = None  # a standby's, for reads of the log: made when first needed
@@ -209,13 +200,11 @@ class Source:
         self.name = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self.left_out_until = 0.0
 
-        async def configure(connection: psycopg.AsyncConnection[Any]) -> None:
-            if schema is not None:  # the store's schema, as `?schema=` names it
-                await connection.execute(f'SET search_path TO "{schema}"')
-
+        # The schema and, behind a transaction pooler, no prepared statements: as every connection of the ledger.
         self.pool = AsyncConnectionPool(
-            info, min_size=size, max_size=size, open=False, kwargs={"autocommit": True}, configure=configure,
-            name=f"reads-{self.name}", timeout=STANDBY_TIMEOUT if standby else PRIMARY_TIMEOUT,
+            found.conninfo, min_size=size, max_size=size, open=False,
+            kwargs={"autocommit": True, **found.connect_kwargs()}, name=f"reads-{self.name}",
+            timeout=STANDBY_TIMEOUT if standby else PRIMARY_TIMEOUT,
         )  # fmt: skip
 
     @property

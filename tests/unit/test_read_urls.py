@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from hajj_ledger.api.reads import READ_URL_VARIABLE, conninfo, standby_urls
+from hajj_ledger.api.reads import READ_URL_VARIABLE, standby_urls
+from hajj_ledger.connections import Postgres
 
 
-def test_our_own_parameters_are_kept_from_libpq_and_the_schema_is_named() -> None:
-    info, schema = conninfo("postgres://u:p@db:6432/ledger?schema=season_1446&pool_size=4&sslmode=require")
-    assert info == "postgresql://u:p@db:6432/ledger?sslmode=require" and schema == "season_1446"
-    assert conninfo("postgresql://postgres@127.0.0.1:5432/ledger") == (
-        "postgresql://postgres@127.0.0.1:5432/ledger",
-        None,
-    )
+def test_a_standby_url_is_read_as_every_url_of_the_ledger() -> None:
+    """The standbys' URLs take the same parameters as the store's (the schema, a transaction pooler) and refuse
+    others by the standbys' variable."""
+    standby = Postgres.from_url("postgres://u:p@db:6432/ledger?schema=season_1446", READ_URL_VARIABLE)
+    assert standby.connect_kwargs() == {"options": "-csearch_path=season_1446"}
+    with pytest.raises(ValueError, match=READ_URL_VARIABLE):
+        Postgres.from_url("postgresql://db/ledger?pool_size=4", READ_URL_VARIABLE)
 
 
 def test_standbys_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
