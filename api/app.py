@@ -24,8 +24,8 @@ from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
-from hajj_ledger.api.hot import HotReads
-from hajj_ledger.api.problems import ProblemError, unavailable
+from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
+from hajj_ledger.api.problems import MAX_BODY, ProblemError, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.chain import Chain, signing_keys
@@ -34,7 +34,6 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import engine_for, positions
 
-MAX_BODY = 2 * 1024 * 1024  # a batch of 1,000 commands with identities fits in well under this
 access_log = logging.getLogger("hajj_ledger.access")
 
 
@@ -76,15 +75,16 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
     # route's own path, which the 403s and the metrics name).
-    view_router = views.router()
+    view_router, step_router = views.router(), steps.router()
     routers = (
-        steps.router(), commands.router, journeys.router, identities.router, view_router, audit.router,
+        step_router, commands.router, journeys.router, identities.router, view_router, audit.router,
         chain.router, exports.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
+    app.state.hot_writes = hot_writes(step_router)
     problems.install(app)
     app.add_middleware(Guard)
     return app
@@ -150,7 +150,11 @@ class Guard:
             elif (hot := await _hot(scope)) is not None:
                 await hot(scope, receive, send_with_id)
             else:
-                await self.app(scope, counted, send_with_id)
+                written, body = await _hot_write(scope, counted)
+                if written is not None:
+                    await written(scope, receive, send_with_id)
+                    return
+                await self.app(scope, body, send_with_id)
                 if body_size > MAX_BODY:
                     body_size = 0
                     await _too_large().response()(scope, receive, send_with_id)
@@ -174,6 +178,11 @@ class Guard:
                     }
                 )
             )  # fmt: skip
+
+
+async def _hot_write(scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
+    writes: HotWrites | None = getattr(scope["app"].state, "hot_writes", None)
+    return (None, receive) if writes is None else await writes.take(scope, receive)
 
 
 async def _hot(scope: Scope) -> Response | None:

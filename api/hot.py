@@ -1,5 +1,6 @@
-"""The hottest reads, a journey's status and a view's pages, answered before FastAPI (its middleware, routing and
-dependency injection) when the request is plainly valid; anything else goes the documented way.
+"""The hottest requests, a journey's status, a view's pages and a single step, answered before FastAPI (its
+middleware, routing and dependency injection) when the request is plainly valid; anything else goes the documented
+way.
 
 Measured (py-spy, then cProfile): routing through the included routers and solving each route's dependencies cost
 more CPU than the query. The Guard middleware asks this first; it takes only requests whose every part it can judge
@@ -16,17 +17,23 @@ import re
 from urllib.parse import parse_qsl
 from uuid import UUID
 
+import orjson
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Message, Receive, Scope
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import ROLES, Services
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
 from hajj_ledger.api.reads import answer
+from hajj_ledger.api.recording import command_id, record_parsed
 from hajj_ledger.api.routes.journeys import check_scope, not_found
+from hajj_ledger.api.routes.steps import endpoints
 from hajj_ledger.api.routes.views import _after, _cut
 from hajj_ledger.api.schemas import utc
+from hajj_ledger.commands import CommandBase, parse_command
+from hajj_ledger.errors import LedgerError
 from hajj_ledger.projections.framework import Model
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -122,3 +129,93 @@ def _query(raw: bytes) -> dict[str, str] | None:
 
 def _whole(text: str | None) -> int | None:
     return int(text) if text is not None and WHOLE.fullmatch(text) else None
+
+
+class HotWrites:
+    """The recording endpoints (one command each), answered before FastAPI when plainly valid: a key in the key cache
+    whose role the step allows, no query string, a JSON body of known length that makes a valid command with the
+    step's event and the path's canonical id. The command is validated once, by the same model the documented route
+    validates it with last; anything else (a refusal included) goes to the documented route with the body as read,
+    which answers exactly as the OpenAPI document says. The ledger's own refusals are the same either way."""
+
+    def __init__(self, routes: dict[str, tuple[APIRoute, type[CommandBase]]]) -> None:
+        self.routes = routes  # by path with `{id}` for the target: "/v1/journeys/{id}/visa-issued"
+
+    async def take(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
+        """An answer, or None with what the documented route reads the body from."""
+        path: str = scope["path"]
+        parts = path.split("/")  # "", "v1", "journeys", id, step
+        target_id = parts[3] if len(parts) == 5 else None
+        key = path if target_id is None else "/".join([*parts[:3], "{id}", parts[4]])
+        found = self.routes.get(key) if scope["method"] == "POST" and not scope["query_string"] else None
+        if found is None or (target_id is not None and not JOURNEY_ID.fullmatch(target_id)):
+            return None, receive
+        route, command = found
+        services: Services = scope["app"].state.services
+        agency = _agency(services, scope, route)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        if agency is None or b"transfer-encoding" in headers or not length.isdigit() or int(length) > MAX_BODY:
+            return None, receive
+        body = await _read(receive)
+        again = _replay(body)
+        idempotency_key = headers.get(b"idempotency-key")
+        try:
+            key_text = None if idempotency_key is None else idempotency_key.decode("latin-1")
+            data = orjson.loads(body)
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
+            return None, again
+        if (
+            not isinstance(data, dict)
+            or "event" in data
+            or (command.target and command.target in data)
+            or (key_text is not None and not 1 <= len(key_text) <= 200)
+        ):
+            return None, again
+        data["event"] = command.model_fields["event"].default
+        if target_id is not None:
+            data[command.target] = target_id
+        if data.get("command_id") is None:
+            data["command_id"] = command_id(agency, key_text)
+        try:
+            parsed = parse_command(data)
+        except LedgerError:
+            return None, again
+        scope["route"] = route  # what the access log and the metrics name
+        scope.setdefault("state", {})["agency"] = agency.agency_id
+        try:
+            return await record_parsed(services.ledger, agency, parsed), again
+        except LedgerError as refusal:
+            return from_ledger(refusal).response(), again
+
+
+def hot_writes(router: APIRouter) -> HotWrites:
+    paths = dict(endpoints())
+    routes = {}
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path in paths:
+            routes[re.sub(r"\{[a-z_]+\}", "{id}", route.path)] = (route, paths[route.path])
+    return HotWrites(routes)
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    """A receive that gives the body already read, then whatever the client sends next (a disconnect)."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive

@@ -26,6 +26,7 @@ from hajj_ledger.errors import (
 from hajj_ledger.vault import VaultKeyError
 
 log = logging.getLogger("hajj_ledger.api")
+MAX_BODY = 2 * 1024 * 1024  # a request body's limit: a batch of 1,000 commands with identities fits well under it
 MEDIA_TYPE = "application/problem+json"
 TYPES = "https://hajj-ledger.org/problems/"
 

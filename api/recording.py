@@ -35,7 +35,11 @@ async def record(ledger: JourneyLedger, agency: Agency, data: dict[str, Any], ke
     commit): no worker thread waits for it."""
     if data.get("command_id") is None:
         data["command_id"] = command_id(agency, key)
-    outcome = await asyncio.wrap_future(ledger.submit(parse_command(data), agency.actor))
+    return await record_parsed(ledger, agency, parse_command(data))
+
+
+async def record_parsed(ledger: JourneyLedger, agency: Agency, command: Command) -> Response:
+    outcome = await asyncio.wrap_future(ledger.submit(command, agency.actor))
     if isinstance(outcome, LedgerError):
         raise outcome
     metrics.EVENTS_APPENDED.inc(0 if outcome.repeated else len(outcome.events))

@@ -2,6 +2,7 @@
 endpoint, its body schema and its permissions without anything written here."""
 
 import inspect
+from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -49,18 +50,24 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
     )  # fmt: skip
 
 
-def router() -> APIRouter:
-    steps = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
+def endpoints() -> Iterator[tuple[str, type[CommandBase]]]:
+    """Each recording endpoint's path and the command it takes."""
     for command in COMMANDS.values():
         event = command.model_fields["event"].default
         if issubclass(command, JourneyCommand):
-            add_step(steps, command, f"/journeys/{{journey_id}}/{slug(event)}")
+            yield f"/v1/journeys/{{journey_id}}/{slug(event)}", command
         elif issubclass(command, TripCommand):
-            add_step(steps, command, f"/trips/{{trip_id}}/{slug(event)}")
+            yield f"/v1/trips/{{trip_id}}/{slug(event)}", command
         elif event == "Registered":
-            add_step(steps, command, "/journeys")  # with its identity, in one request
+            yield "/v1/journeys", command  # with its identity, in one request
         elif event == "TripScheduled":
-            add_step(steps, command, "/trips")
+            yield "/v1/trips", command
         else:  # pragma: no cover
             raise AssertionError(f"no endpoint for {event}")
+
+
+def router() -> APIRouter:
+    steps = APIRouter(dependencies=[Depends(caller)])
+    for path, command in endpoints():
+        add_step(steps, command, path)
     return steps

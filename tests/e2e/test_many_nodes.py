@@ -10,7 +10,7 @@ import re
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,24 @@ def _registration() -> dict[str, Any]:
     }  # fmt: skip
 
 
+@pytest.fixture
+def close_after() -> Iterator[Callable[[httpx.Client], httpx.Client]]:
+    clients: list[httpx.Client] = []
+    yield lambda client: clients.append(client) or client  # type: ignore[func-returns-value]
+    for client in clients:
+        client.close()
+
+
 def test_two_nodes_share_one_ledger(
-    two_nodes: tuple[list[str], dict[str, str], dict[str, str]], tmp_path: Path, postgres_url: str
+    two_nodes: tuple[list[str], dict[str, str], dict[str, str]],
+    tmp_path: Path,
+    postgres_url: str,
+    close_after: Callable[[httpx.Client], httpx.Client],
 ) -> None:
     bases, keys, env = two_nodes
-    clients = [
-        httpx.Client(base_url=b, headers={"Authorization": f"Bearer {keys['mission']}"}, timeout=60) for b in bases
-    ]
+    clients = [close_after(httpx.Client(base_url=base, timeout=60)) for base in bases]
+    for client in clients:
+        client.headers["Authorization"] = f"Bearer {keys['mission']}"
 
     # Writes spread round-robin: each journey's next step goes to the other node.
     journeys = []

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from httpx import Response
 
 from hajj_ledger.api import agencies
-from hajj_ledger.api.app import MAX_BODY, create_app
+from hajj_ledger.api.app import create_app
+from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import head, upgrade
 from hajj_ledger.projections import PROJECTIONS

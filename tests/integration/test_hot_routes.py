@@ -1,18 +1,20 @@
-"""The hot reads (api/hot.py) answer exactly as the documented routes do: every request below, odd ones included,
+"""The hot routes (api/hot.py) answer exactly as the documented routes do: every request below, odd ones included,
 gets the same status, media type and body with the hot route in front as without it; and the plainly valid ones
-are answered by the hot route itself."""
+are answered by the hot route itself. Reads, then single steps."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
-from hajj_ledger.api.hot import HotReads
+from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
@@ -127,3 +129,88 @@ def test_the_hot_route_answers_as_the_documented_routes(
     without = answers()
     for request, one, other in zip(requests, with_hot, without, strict=True):
         assert one[:3] == other[:3], request
+
+
+def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, dict[str, str], bytes | Any]]:
+    """(key, path, extra headers, body) of plainly valid single steps first, then odd ones; for one journey,
+    contracted by its mission."""
+    at = {"occurred_at": T0.isoformat()}
+    mission, mofa = keys["mission"], keys["mofa"]
+    step = f"/v1/journeys/{journey}"
+    fresh = {**at, "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+    valid: list[tuple[str, str, dict[str, str], Any]] = [
+        (mission, "/v1/journeys", {}, fresh),
+        (mission, f"{step}/visa-requested", {"Idempotency-Key": journey}, at),
+        (mission, f"{step}/visa-requested", {"Idempotency-Key": journey}, at),  # a repeat: 200
+        (mission, f"{step}/visa-requested", {}, at),  # refused by the ledger: the journey is past it (409)
+        (mofa, f"{step}/visa-issued", {}, {**at, "valid_until": (T0 + timedelta(days=90)).isoformat()}),
+        (mission, f"/v1/journeys/{uuid4()}/visa-requested", {}, at),  # no such journey (404)
+        (keys["moh"], f"{step}/hospital-discharged", {}, {**at, "facility": "KFH"}),  # never admitted (409)
+    ]  # fmt: skip
+    odd: list[tuple[str, str, dict[str, str], Any]] = [
+        (mission, f"{step}/visa-requested", {}, {**at, "colour": "red"}),
+        (mission, f"{step}/visa-requested", {}, {**at, "event": "VisaRequested"}),
+        (mission, f"{step}/visa-requested", {}, {**at, "journey_id": journey}),
+        (mission, f"{step}/visa-requested?x=1", {}, at),
+        (mofa, f"{step}/visa-requested", {}, at),  # not the mission's step: 403
+        (mission, f"/v1/journeys/{journey.upper()}/visa-requested", {}, at),
+        (mission, f"{step}/visa-requested", {}, b"{not json"),
+        (mission, f"{step}/visa-requested", {}, b"[1, 2]"),
+        (mission, f"{step}/visa-requested", {"Idempotency-Key": "k" * 201}, at),
+        (mission, f"{step}/visa-requested", {}, {"occurred_at": 1700000000}),
+        (mission, "/v1/journeys", {}, {**at, "pilgrim_id": "nope", "season": 1446, "country": "EGY"}),
+        (mission, f"{step}/no-such-step", {}, at),
+    ]  # fmt: skip
+    return valid + odd
+
+
+def _same(answer: Any) -> Any:
+    """What must be the same for the same request on two fresh journeys: all but the ids and positions."""
+    if not isinstance(answer, dict):
+        return answer
+    return {k: _same(v) for k, v in answer.items() if k not in ("aggregate_id", "command_id", "position", "detail")}
+
+
+def test_the_hot_step_answers_as_the_documented_routes(
+    client: TestClient, keys_and_url: tuple[dict[str, str], str]
+) -> None:
+    keys = keys_and_url[0]
+    mission = {"Authorization": f"Bearer {keys['mission']}"}
+    hot: HotWrites = client.app.state.hot_writes  # type: ignore[attr-defined]
+    handed_on: list[str] = []
+    for route, _ in hot.routes.values():  # count what goes on to the documented routes
+        handle = route.handle
+
+        async def counted(scope: Any, receive: Any, send: Any, handle: Any = handle) -> None:
+            handed_on.append(scope["path"])
+            await handle(scope, receive, send)
+
+        route.handle = counted  # type: ignore[method-assign]
+
+    def answers() -> list[tuple[int, str, Any, bool]]:
+        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+        journey = client.post("/v1/journeys", json=body, headers=mission).json()["aggregate_id"]
+        contract = {"occurred_at": T0.isoformat(), "company_id": "company-1", "package_id": "P"}
+        assert client.post(f"/v1/journeys/{journey}/package-contracted", json=contract, headers=mission).is_success
+        found = []
+        for key, path, headers, content in _write_requests(keys, journey):
+            before = len(handed_on)
+            raw = content if isinstance(content, bytes) else orjson.dumps(content)
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **headers}
+            answer = client.post(path, content=raw, headers=headers)
+            parsed = answer.json() if answer.headers["content-type"].endswith("json") else answer.text
+            found.append((answer.status_code, answer.headers["content-type"], _same(parsed), len(handed_on) > before))
+        return found
+
+    answers()  # every key is in the cache from here on
+    with_hot = answers()
+    valid = 7
+    assert [a[0] for a in with_hot[:valid]] == [201, 201, 200, 409, 201, 404, 409], with_hot[:valid]
+    assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
+    assert all(a[3] for a in with_hot[valid:-1])  # the odd ones are handed on (the last matches no step at all)
+    assert all(a[0] < 500 for a in with_hot)
+
+    client.app.state.hot_writes = None  # type: ignore[attr-defined]
+    without = answers()
+    for number, (one, other) in enumerate(zip(with_hot, without, strict=True)):
+        assert one[:3] == other[:3], number
