@@ -163,11 +163,11 @@ class Runner:
                 if self._retrying(lambda p=projection: self._position(p)[2]) != projection.version:
                     log.info("%s: code version changed, rebuilding", projection.name)
                     self.rebuild(projection)
-            idle_at = None  # the head of the log when every projection last had nothing to apply
+            caught_up_at: int | None = -1  # following: the head of the log when no projection had anything to apply
             while not self._stop.is_set():
                 # While the log stands still, one query a wake instead of two per projection.
                 head = None if watch is None else self._retrying(self.ledger.head)
-                if (watch is None or head != idle_at) and sum(
+                if head != caught_up_at and sum(
                     self._retrying(lambda p=p: self.step(p)) for p in self.projections if not self._stop.is_set()
                 ):
                     if watch is not None:
@@ -175,7 +175,7 @@ class Runner:
                 elif watch is None:
                     return
                 else:
-                    idle_at = head
+                    caught_up_at = head
                     watch.wait()
         except _StoppedError:
             pass
