@@ -35,6 +35,6 @@ lint: install
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-# The benchmark suite: writes BENCHMARKS.md and bench/results.json (about a quarter of an hour).
+# The benchmark suite: writes BENCHMARKS.md and bench/results.json (about forty minutes; its serving tier needs wrk).
 bench: install
 	$(BIN)/python bench/run.py
