@@ -146,17 +146,20 @@ def write_pool_overflow() -> int:
 
 
 def direct_url(url: str) -> str:
-    """The URL for what needs a session of its own (LISTEN, session advisory locks, DDL): `url` itself unless it
-    goes through a transaction pooler, else `HAJJ_LEDGER_DIRECT_DATABASE_URL`."""
-    if not url.startswith(("postgresql://", "postgres://")) or not Postgres.from_url(url).transaction_pooled:
+    """The URL for what needs a session of its own (LISTEN, session advisory locks, DDL):
+    `HAJJ_LEDGER_DIRECT_DATABASE_URL` when set (the same database and schema, never through a transaction pooler),
+    else `url` itself, which then must not go through a transaction pooler."""
+    if not url.startswith(("postgresql://", "postgres://")):
         return url
     direct = os.environ.get(DIRECT_DATABASE_URL_VARIABLE, "")
     if not direct:
-        raise ValueError(
-            f"{DATABASE_URL_VARIABLE} goes through a transaction pooler (pool_mode=transaction): set "
-            f"{DIRECT_DATABASE_URL_VARIABLE} to the same database reached directly, for what needs a session of its "
-            "own (LISTEN, advisory locks, migrations)"
-        )
+        if Postgres.from_url(url).transaction_pooled:
+            raise ValueError(
+                f"{DATABASE_URL_VARIABLE} goes through a transaction pooler (pool_mode=transaction): set "
+                f"{DIRECT_DATABASE_URL_VARIABLE} to the same database reached directly, for what needs a session of "
+                "its own (LISTEN, advisory locks, migrations)"
+            )
+        return url
     found = Postgres.from_url(direct, DIRECT_DATABASE_URL_VARIABLE)
     if found.transaction_pooled:
         raise ValueError(

@@ -25,16 +25,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg import pq
 from psycopg.sql import SQL, Identifier
 
+from hajj_ledger.connections import DIRECT_DATABASE_URL_VARIABLE, Postgres, direct_url
 from hajj_ledger.store import database_url
 
-DIRECT_DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DIRECT_DATABASE_URL"
 OFFER_SECONDS = 0.5  # a standby tries for the lock this often
 CHECK_SECONDS = 0.25  # a leader checks that it still holds the lock this often
 HANDOVER_SECONDS = 0.6  # a new leader waits this long before starting: the last one may not have noticed it lost
@@ -51,19 +49,15 @@ Job = Callable[[threading.Event], None]  # runs until its event is set
 
 def direct_database_url(url: str | None = None) -> str:
     """The URL for connections that keep session state (the leader lock, LISTEN): PostgreSQL itself, not PgBouncer."""
-    return os.environ.get(DIRECT_DATABASE_URL_VARIABLE) or url or database_url()
+    return direct_url(url or database_url())
 
 
 def session_connection(url: str, purpose: str) -> psycopg.Connection[Any]:
     """A connection of its own (no pool), in autocommit, that notices a vanished peer within seconds on both ends."""
-    parts = urlsplit(url)
-    known = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
-    # The URL may carry the ledger's own settings (?schema=, ?pool_size=): libpq refuses what it does not know.
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k in known])
     connection = psycopg.connect(
-        urlunsplit(parts._replace(query=query)), autocommit=True, application_name=f"hajj-ledger {purpose}",
-        connect_timeout=3, keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
-        tcp_user_timeout=4000,
+        Postgres.from_url(url, DIRECT_DATABASE_URL_VARIABLE).conninfo, autocommit=True,
+        application_name=f"hajj-ledger {purpose}", connect_timeout=3, keepalives=1, keepalives_idle=5,
+        keepalives_interval=1, keepalives_count=3, tcp_user_timeout=4000,
     )  # fmt: skip
     # The server's end: without these it notices a vanished client only after the OS's two hours of idleness, and
     # the lock would stay with a dead leader that long. SET, not startup options: those are PgBouncer's to refuse.
@@ -158,7 +152,7 @@ def leader_lock(url: str | None = None) -> Lock:
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(path.with_name(path.name + ".leader"))
-    schema = dict(parse_qsl(urlsplit(url).query)).get("schema", "public")
+    schema = Postgres.from_url(url).schema
     return PostgresLock(direct_database_url(url), f"hajj_ledger.leader/{schema}")
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from hajj_ledger import leadership
+from hajj_ledger.connections import DIRECT_DATABASE_URL_VARIABLE
 from hajj_ledger.leadership import FileLock, LogWatch, PostgresLock, lead, leader_lock
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
@@ -62,7 +63,7 @@ def eventually(condition: Callable[[], bool], within: float) -> float:
 def test_one_of_two_postgres_holders_wins_and_the_other_takes_over_when_its_connection_drops(
     postgres_url: str, schema: str
 ) -> None:
-    url = f"{postgres_url}?schema={schema}&pool_size=3"  # the ledger's own settings: not libpq's, left out
+    url = f"{postgres_url}?schema={schema}&connect_timeout=3"  # the ledger's own settings: not libpq's, left out
     first, second = leader_lock(url), leader_lock(url)
     elsewhere = leader_lock(f"{postgres_url}?schema=another")  # another deployment in the same database
     try:
@@ -265,7 +266,7 @@ def test_the_lock_and_the_listener_use_the_direct_url(postgres_url: str, monkeyp
     """Behind PgBouncer the ledger's URL names the bouncer; session state goes to PostgreSQL itself."""
     ledger = JourneyLedger(postgres_url)
     pooled = postgres_url.replace(":5432/", ":1/")  # nothing listens there: were it used, connecting would fail
-    monkeypatch.setenv(leadership.DIRECT_DATABASE_URL_VARIABLE, postgres_url)
+    monkeypatch.setenv(DIRECT_DATABASE_URL_VARIABLE, postgres_url)
     lock = leader_lock(pooled)
     watch = LogWatch(ledger, threading.Event(), pooled)
     try:
