@@ -241,7 +241,7 @@ class LogWatch:
         self.stop = stop
         recorder = ledger.recorder
         self.channel = recorder.channel_name if isinstance(recorder, PostgresApplicationRecorder) else None
-        self.url = direct_database_url(url)
+        self.url = direct_database_url(url or ledger.database_url)  # the ledger's own database, reached directly
         self.connection: psycopg.Connection[Any] | None = None
         self.delay = BUSY_POLL_SECONDS
 

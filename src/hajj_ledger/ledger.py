@@ -121,9 +121,10 @@ class JourneyLedger(Application[UUID]):
     TAIL_LIMIT = 10_000  # other writers' events read to refresh the write cache; beyond that it is dropped whole
 
     def __init__(self, database_url: str | None = None, *, create_tables: bool = True) -> None:
-        self._demo_store = (database_url or store.database_url()) == store.DEFAULT_DATABASE_URL
+        self.database_url = database_url or store.database_url()  # the store's, as configured
+        self._demo_store = self.database_url == store.DEFAULT_DATABASE_URL
         self._keys: MasterKeys | None = None
-        env = store.store_env(database_url or store.database_url())
+        env = store.store_env(self.database_url)
         env["CREATE_TABLE"] = "y" if create_tables else "n"  # readers leave the schema to `hajj-ledger migrate`
         super().__init__(env=env)
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
