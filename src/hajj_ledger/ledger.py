@@ -101,7 +101,7 @@ class WriteStats:
     conflicts: int = 0  # saves refused by the store's keys: a concurrent writer got there first
     reruns: int = 0  # batches run again after a conflict
     give_ups: int = 0  # batches refused after MAX_ATTEMPTS conflicts
-    stale: int = 0  # cached aggregates found changed by another writer, and forgotten
+    stale: int = 0  # events other writers recorded on cached aggregates (applied to them, or the copy forgotten)
 
 
 @dataclass
@@ -363,10 +363,12 @@ class JourneyLedger(Application[UUID]):
         return [self._outcome(r, positions) for r in results]
 
     def _refresh_cache(self) -> None:
-        """Forget the cached aggregates that other writers have changed since the cache was last known current.
+        """Bring the cached aggregates up to date with what other writers have recorded since the cache was last
+        known current: their new events, read once from the log's tail, are applied to the cached copies (no
+        reload); a copy that cannot be brought forward so is forgotten.
 
         The store's insert lock commits positions in order, so everything up to the newest position read here has
-        been seen; this process's own events are recognised by their versions and kept."""
+        been seen; this process's own events are recognised by their versions and passed over."""
         if self._current_to is None or not self._cache:
             self._current_to = self.head()
             return
@@ -376,11 +378,15 @@ class JourneyLedger(Application[UUID]):
             self._cache.clear()
             self._current_to = self.head()
             return
-        for position, aggregate_id, version in written:
+        for position, stored in written:
+            aggregate_id = cast(UUID, stored.originator_id)
             cached = self._cache.get(aggregate_id)
-            if cached is not None and cached.version < version:
-                del self._cache[aggregate_id]
+            if cached is not None and cached.version < stored.originator_version:
                 self.stats.stale += 1
+                if cached.version + 1 == stored.originator_version:
+                    self.mapper.to_domain_event(stored).mutate(cached)  # type: ignore[attr-defined]
+                else:
+                    del self._cache[aggregate_id]
             self._current_to = position
 
     def load(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Journey | Trip]:

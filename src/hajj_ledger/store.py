@@ -94,7 +94,7 @@ class LedgerRecorder(Protocol):
 
     def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]: ...
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]: ...
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]: ...
 
 
 # A batch's changes to the vault, written in the same transaction as its events: a sealed identity to keep
@@ -233,15 +233,15 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             )
             return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
-        """(position, aggregate id, version) of the events after `position`, oldest first."""
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+        """The events after `position`, with their positions, oldest first."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT rowid, originator_id, originator_version FROM {self.events_table_name} "
+                f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
                 "WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (position, limit),
             )
-            return [(r[0], UUID(r[1]), r[2]) for r in c.fetchall()]
+            return [(r[0], StoredEvent(UUID(r[1]), r[2], r[3], r[4])) for r in c.fetchall()]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         with self.datastore.transaction(commit=False) as c:
@@ -323,7 +323,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(self.events_table)
         self.written_after = SQL(
-            "SELECT notification_id, originator_id, originator_version FROM {} "
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
             "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(self.events_table)
         self.lock_and_notify = SQL("; ").join(
@@ -497,11 +497,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
-        """(position, aggregate id, version) of the events after `position`, oldest first."""
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+        """The events after `position`, with their positions, oldest first."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self.written_after, (position, limit), prepare=True)
-            return [(r["notification_id"], r["originator_id"], r["originator_version"]) for r in curs.fetchall()]
+            return [
+                (r["notification_id"], StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"]))
+                for r in curs.fetchall()
+            ]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         positions = []

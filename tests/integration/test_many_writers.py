@@ -4,7 +4,9 @@ journey."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -37,16 +39,32 @@ STEPS: list[tuple[Role, str, dict[str, object]]] = [
 ]
 
 
+def _counting(load: Callable[[Iterable[UUID]], Any], loaded: list[UUID]) -> Callable[[Iterable[UUID]], Any]:
+    def counted(aggregate_ids: Iterable[UUID]) -> Any:
+        asked = list(aggregate_ids)
+        loaded.extend(asked)
+        return load(asked)
+
+    return counted
+
+
 def test_steps_spread_round_robin_over_two_nodes_meet_no_conflict(
-    two_ledgers: tuple[JourneyLedger, JourneyLedger],
+    two_ledgers: tuple[JourneyLedger, JourneyLedger], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each step of a journey goes to the other node than the step before: every node's cached copy of the
-    journey is one step behind when the next step reaches it."""
+    journey is one step behind when the next step reaches it, and is brought forward by the other node's event
+    (read from the log's tail), not loaded again."""
     journeys = _register(two_ledgers[0], JOURNEYS)
+    loaded: list[UUID] = []
+    for ledger in two_ledgers:
+        monkeypatch.setattr(ledger, "load", _counting(ledger.load, loaded))
     for n, (role, event, fields) in enumerate(STEPS):
         node = two_ledgers[(n + 1) % 2]
         results = node.record_batch([(command(event, journey_id=j, **fields), actor(role)) for j in journeys])
         assert all(isinstance(r, Outcome) and not r.repeated for r in results), results
+        if n == 0:  # the second node had never seen these journeys
+            assert sorted(loaded) == sorted(journeys)
+    assert len(loaded) == JOURNEYS  # after that, no journey was loaded again
     for ledger in two_ledgers:
         assert ledger.stats.conflicts == 0 and ledger.stats.reruns == 0
     assert two_ledgers[0].stats.stale + two_ledgers[1].stats.stale >= JOURNEYS * (len(STEPS) - 2)
