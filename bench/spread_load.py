@@ -40,6 +40,7 @@ class Window:
         self.open = False
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
+        self.reconnects = 0
 
 
 async def client(ports: list[int], mode: str, journeys: list[tuple[int, str, bool]], key: str, stop: asyncio.Event,
@@ -61,8 +62,17 @@ async def client(ports: list[int], mode: str, journeys: list[tuple[int, str, boo
                 f"authorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
             )
             started = time.perf_counter()
-            writer.write(head.encode() + body)
-            answer = await reader.readuntil(b"\r\n\r\n")
+            node = node_of(mode, index, visits[slot] - 1, len(ports))
+            try:
+                writer.write(head.encode() + body)
+                answer = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The server closed a keep-alive connection (idle too long): open it again and send once more.
+                writer.close()
+                connections[node] = reader, writer = await asyncio.open_connection("127.0.0.1", ports[node])
+                window.reconnects += 1
+                writer.write(head.encode() + body)
+                answer = await reader.readuntil(b"\r\n\r\n")
             length = LENGTH.search(answer)
             await reader.readexactly(int(length.group(1)) if length else 0)
             status = int(answer[9:12])
@@ -102,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
         "statuses": {str(k): v for k, v in sorted(window.statuses.items())},
         "seconds": seconds,
+        "reconnects": window.reconnects,
     }
 
 
