@@ -197,7 +197,8 @@ class Chain:
                     stop.wait(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                watch.wait()
+                # Woken by new events, or when the next timed checkpoint is due.
+                watch.wait(None if self.keys is None else signed + seconds - time.monotonic())
         finally:
             watch.close()
 

@@ -249,13 +249,14 @@ class LogWatch:
         """The job found something: on SQLite, the next wait is short again."""
         self.delay = BUSY_POLL_SECONDS
 
-    def wait(self) -> None:
-        """After finding nothing new."""
+    def wait(self, within: float | None = None) -> None:
+        """After finding nothing new; at most `within` seconds when the job has something due by then."""
+        longest = SAFETY_POLL_SECONDS if within is None else max(0.0, min(within, SAFETY_POLL_SECONDS))
         if self.channel is None:
-            self.stop.wait(self.delay)
+            self.stop.wait(min(self.delay, longest))
             self.delay = min(self.delay * 2, IDLE_POLL_SECONDS)
             return
-        deadline = time.monotonic() + SAFETY_POLL_SECONDS
+        deadline = time.monotonic() + longest
         try:
             if self.connection is None:
                 self.connection = session_connection(self.url, "listener")
