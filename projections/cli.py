@@ -17,9 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.audit import plain, within_head
+from hajj_ledger.audit import plain, print_history, within_head
 from hajj_ledger.chain import Chain, signing_keys
-from hajj_ledger.cli import DEFAULT_SEASON, print_history
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.leadership import stop_on_signals
@@ -33,7 +32,7 @@ from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import create_schema, engine_for
 from hajj_ledger.projections.season_funnel import funnel
-from hajj_ledger.simulation import progress_bar, simulate
+from hajj_ledger.simulation import DEFAULT_SEASON, progress_bar, simulate
 from hajj_ledger.store import database_url, direct_database_url
 from hajj_ledger.vocabulary import Stage
 

@@ -10,7 +10,8 @@ empty) with a cursor to carry on from. The event type and the position range are
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -266,3 +267,32 @@ def _happened(journey_id: UUID, happened: list[tuple[int, Any]], at: AsOf) -> Pa
         journey.modified_on = event.recorded_at
         position, applied = at_position, applied + 1
     return PastJourney(journey, position, applied, refused)
+
+
+def event_json(event: Journey.Event) -> dict[str, Any]:
+    stamp = event.stamp
+    return {
+        "version": event.originator_version,
+        "event": type(event).__name__,
+        "journey_id": str(event.originator_id),
+        "occurred_at": stamp.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "agency_id": stamp.agency_id,
+        "role": str(stamp.role),
+        "command_id": str(stamp.command_id),
+        "correlation_id": str(stamp.correlation_id) if stamp.correlation_id else None,
+        "details": payload(event),
+    }
+
+
+def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
+    for event in events:
+        row = event_json(event)
+        if as_json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            details = " ".join(f"{k}={v}" for k, v in row["details"].items())
+            print(
+                f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
+                f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"
+            )

@@ -14,17 +14,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from hajj_ledger import chain_cli
-from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, PastJourney, TrailQuery, payload, plain
+from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, PastJourney, TrailQuery, plain, print_history
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 from hajj_ledger.commands import parse_command, parse_command_json
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.simulation import progress_bar, simulate
+from hajj_ledger.simulation import DEFAULT_SEASON, progress_bar, simulate
 from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 from hajj_ledger.vocabulary import Actor, Role
-
-DEFAULT_SEASON = 1446
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,19 +157,6 @@ def _history(args: argparse.Namespace) -> int:
     events = ledger.history(_journey_id(ledger, args.id, args.season))
     print_history(events, as_json=args.json)
     return 0
-
-
-def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
-    for event in events:
-        row = event_json(event)
-        if as_json:
-            print(json.dumps(row, ensure_ascii=False))
-        else:
-            details = " ".join(f"{k}={v}" for k, v in row["details"].items())
-            print(
-                f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
-                f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"
-            )
 
 
 def moment(text: str) -> datetime:
@@ -338,22 +323,6 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "position": outcome.position,
         "events": list(outcome.events),
         "repeated": outcome.repeated,
-    }
-
-
-def event_json(event: Journey.Event) -> dict[str, Any]:
-    stamp = event.stamp
-    return {
-        "version": event.originator_version,
-        "event": type(event).__name__,
-        "journey_id": str(event.originator_id),
-        "occurred_at": stamp.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "agency_id": stamp.agency_id,
-        "role": str(stamp.role),
-        "command_id": str(stamp.command_id),
-        "correlation_id": str(stamp.correlation_id) if stamp.correlation_id else None,
-        "details": payload(event),
     }
 
 

@@ -37,6 +37,8 @@ MOFA = Actor("mofa", Role.MOFA)
 NAQABA = Actor("naqaba", Role.NAQABA)
 MOH = Actor("moh", Role.MOH)
 
+DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
+
 
 @dataclass(order=True, slots=True)
 class Planned:
