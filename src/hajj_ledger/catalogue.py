@@ -39,7 +39,13 @@ class Condition:
 
     text: str
     holds: Callable[[Any, Mapping[str, Any]], bool]
-    refusal: Callable[[Any], LedgerError] | None = None  # None: an IllegalStepError naming the stage
+    refusal: Callable[[Any, Mapping[str, Any]], LedgerError] | None = None  # None: an IllegalStepError naming the stage
+    # Whether some new event could meet it, the aggregate as it stands: for the steps a refusal lists as allowed.
+    # None: the condition is about the aggregate alone, so it is asked with no fields.
+    possible: Callable[[Any], bool] | None = None
+
+    def could_hold(self, aggregate: Any) -> bool:
+        return self.possible(aggregate) if self.possible is not None else self.holds(aggregate, {})
 
 
 def _stamp(fields: Mapping[str, Any]) -> Stamp:
@@ -56,33 +62,41 @@ MISSING = Condition("reported missing", lambda j, f: j.missing)
 VISA_VALID = Condition(
     "visa valid when it happened",
     lambda j, f: j.visa_valid_until is not None and _stamp(f).occurred_at <= j.visa_valid_until,
+    possible=lambda j: j.visa_valid_until is not None,
 )
 FLIGHT_FITS = Condition(
     "arrival flights before arrival, departure flights once in the Kingdom",
     lambda j, f: (f["direction"] == Direction.ARRIVAL) == (j.stage in PRE_ARRIVAL),
+    possible=lambda j: True,  # one direction or the other fits
 )
 NO_IDENTITY = Condition("no identity recorded yet", lambda j, f: j.identity == "none")
 HAS_IDENTITY = Condition("an identity in the vault", lambda j, f: j.identity == "recorded")
 NO_LEGAL_HOLD = Condition(
     "no legal hold",
     lambda j, f: not j.holds,
-    refusal=lambda j: IllegalStepError(
+    refusal=lambda j, f: IllegalStepError(
         "IdentityErased",
         j.stage,
-        allowed_from(JOURNEY_STEPS, j.stage),
+        allowed_now(JOURNEY_STEPS, j),
         reason=f"refused while under legal hold: {', '.join(sorted(j.holds))}",
     ),
 )
-HOLD_NOT_PLACED = Condition("that hold not already placed", lambda j, f: f["hold"] not in j.holds)
-HOLD_PLACED = Condition("that hold placed", lambda j, f: f["hold"] in j.holds)
+HOLD_NOT_PLACED = Condition(
+    "that hold not already placed", lambda j, f: f["hold"] not in j.holds, possible=lambda j: True
+)
+HOLD_PLACED = Condition("that hold placed", lambda j, f: f["hold"] in j.holds, possible=lambda j: bool(j.holds))
 HOLDERS = [Role.JAWAZAT, Role.MOH, Role.MINISTRY]  # an overstay under investigation, a death being identified
-ON_ASSIGNED_TRIP = Condition("the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id)
+ON_ASSIGNED_TRIP = Condition(
+    "the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id, possible=lambda j: j.trip_id is not None
+)
 SEAT_FREE = Condition(
     "a free seat",
     lambda t, f: len(t.seats) < t.capacity,
-    refusal=lambda t: TripFullError(f"trip {t.id} is full: {len(t.seats)} of {t.capacity} seats taken"),
+    refusal=lambda t, f: TripFullError(f"trip {t.id} is full: {len(t.seats)} of {t.capacity} seats taken"),
 )
-SEAT_HELD = Condition("the journey to hold a seat", lambda t, f: f["journey_id"] in t.seats)
+SEAT_HELD = Condition(
+    "the journey to hold a seat", lambda t, f: f["journey_id"] in t.seats, possible=lambda t: bool(t.seats)
+)
 NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
 
 
@@ -291,6 +305,16 @@ def allowed_from(steps: Mapping[str, Step], stage: Any) -> list[str]:
     return [name for name, step in steps.items() if stage in step.from_]
 
 
+def allowed_now(steps: Mapping[str, Step], aggregate: Any) -> list[str]:
+    """The steps `check_step` would accept next on `aggregate`, by some agency with fitting fields: its stage and
+    every condition (not in hospital, the trip it was assigned to, ...), asked of the aggregate as it stands."""
+    return [
+        name
+        for name, step in steps.items()
+        if aggregate.stage in step.from_ and all(c.could_hold(aggregate) for c in step.conditions)
+    ]
+
+
 def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Mapping[str, Any]) -> None:
     """Refuse `event` on `aggregate` unless the role, the stage and every condition allow it."""
     step = steps[event]
@@ -305,15 +329,15 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
         assert not step.from_, f"{event} needs an existing aggregate"
         return
     if aggregate.stage not in step.from_:
-        raise IllegalStepError(event, aggregate.stage, allowed_from(steps, aggregate.stage))
+        raise IllegalStepError(event, aggregate.stage, allowed_now(steps, aggregate))
     for condition in step.conditions:
         if not condition.holds(aggregate, fields):
             if condition.refusal is not None:
-                raise condition.refusal(aggregate)
+                raise condition.refusal(aggregate, fields)
             raise IllegalStepError(
                 event,
                 aggregate.stage,
-                allowed_from(steps, aggregate.stage),
+                allowed_now(steps, aggregate),
                 reason=f"refused: needs {condition.text}",
             )
 
