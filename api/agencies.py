@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.catalogue import SCOPE
+from hajj_ledger.catalogue import SCOPE, mission_country
 from hajj_ledger.errors import ConflictError, NotFoundError, ValidationError
 from hajj_ledger.vocabulary import Actor, Role
 
@@ -60,6 +60,8 @@ def add(connection: Connection, role: Role, name: str, scope: str | None = None)
         raise ValidationError("scope", f"{agency_id!r}: letters, digits and dashes, starting with a letter")
     if scope is not None and role not in SCOPE:
         raise ValidationError("scope", f"role {role} reads across agencies and takes no scope")
+    if role == Role.MISSION and mission_country(agency_id) is None:
+        raise ValidationError("scope", f"{agency_id!r}: a mission's scope names its country, e.g. mission-IDN-00007")
     key_id = secrets.token_hex(6)
     key = f"hl_{key_id}_{secrets.token_urlsafe(32)}"
     if connection.execute(sa.select(agencies.c.agency_id).where(agencies.c.agency_id == agency_id)).first():

@@ -227,4 +227,4 @@ def _demo_scopes() -> dict[Role, str]:
                     return {Role.MISSION: journey.mission_id, Role.COMPANY: journey.company_id}
     finally:
         ledger.close()
-    return {Role.MISSION: "mission-demo", Role.COMPANY: "company-demo"}
+    return {Role.MISSION: "mission-IDN-demo", Role.COMPANY: "company-demo"}

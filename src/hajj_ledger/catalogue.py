@@ -6,6 +6,7 @@ event (`Journey.trigger_event`, `Trip.trigger_event`); the README and the API do
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,32 @@ def _stamp(fields: Mapping[str, Any]) -> Stamp:
     return stamp
 
 
+def mission_country(agency_id: str) -> str | None:
+    """A mission's country, from the id its journeys carry: `mission-IDN-00007` is Indonesia's (ISO 3166-1
+    alpha-3); None when the id names none."""
+    found = MISSION_ID.fullmatch(agency_id)
+    return found.group(1) if found else None
+
+
+MISSION_ID = re.compile(r"mission-([A-Z]{3})-[A-Za-z0-9-]+")
+
+
+def _foreign_pilgrim(journey: None, fields: Mapping[str, Any]) -> LedgerError:
+    mission, country = _stamp(fields).agency_id, fields["country"]
+    own = mission_country(mission)
+    why = (
+        f"mission {mission} registers pilgrims of {own} only, not {country}"
+        if own
+        else f"the mission id {mission} names no country (a mission's id reads mission-<ISO alpha-3>-<number>)"
+    )
+    return PermissionDeniedError(Role.MISSION, "Registered", why)
+
+
+OWN_COUNTRY = Condition(
+    "a pilgrim of the mission's own country",
+    lambda j, f: mission_country(_stamp(f).agency_id) == f["country"],
+    refusal=_foreign_pilgrim,
+)
 PRESENT = Condition("not in hospital and not missing", lambda j, f: j.hospital is None and not j.missing)
 NOT_IN_HOSPITAL = Condition("not in hospital", lambda j, f: j.hospital is None)
 IN_HOSPITAL = Condition("in hospital", lambda j, f: j.hospital is not None)
@@ -126,7 +153,7 @@ M, C, NQ = Role.MISSION, Role.COMPANY, Role.NAQABA
 JOURNEY_STEPS: dict[str, Step] = {
     s.event: s
     for s in (
-        _step("Registered", [M], [], Stage.REGISTERED),
+        _step("Registered", [M], [], Stage.REGISTERED, OWN_COUNTRY),
         _step("PackageContracted", [M], [Stage.REGISTERED], Stage.CONTRACTED),
         _step(
             "VisaRequested",
@@ -327,8 +354,7 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
             raise PermissionDeniedError(stamp.role, event, refusal)
     if aggregate is None:
         assert not step.from_, f"{event} needs an existing aggregate"
-        return
-    if aggregate.stage not in step.from_:
+    elif aggregate.stage not in step.from_:
         raise IllegalStepError(event, aggregate.stage, allowed_now(steps, aggregate))
     for condition in step.conditions:
         if not condition.holds(aggregate, fields):

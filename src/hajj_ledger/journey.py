@@ -174,7 +174,7 @@ class Journey(Aggregate):
         pre_cleared: bool,
         identity_digest: str | None = None,
     ) -> Journey:
-        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp})
+        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp, "country": country})
         # The library's own way in for a named "created" event, without matching positional arguments to names.
         return cls._create(
             cls.Registered, id=cls.create_id(season, pilgrim_id), stamp=stamp, pilgrim_id=pilgrim_id, season=season,

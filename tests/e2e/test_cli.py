@@ -41,7 +41,7 @@ def test_record_then_history(store_url: str) -> None:
         "season": 1446,
         "country": "NGA",
     }
-    first = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", json.dumps(registration))
+    first = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert first.returncode == 0, first.stderr
     outcome = json.loads(first.stdout)
     assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 1, False)
@@ -54,18 +54,18 @@ def test_record_then_history(store_url: str) -> None:
         "company_id": "company-7",
         "package_id": "PKG-7",
     }
-    second = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", stdin=json.dumps(contract))
+    second = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract))
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["position"] == 2
 
-    again = run(store_url, "record", "--role", "mission", "--agency", "m-NGA", json.dumps(registration))
+    again = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert json.loads(again.stdout) == {**outcome, "repeated": True}
 
     history = run(store_url, "history", str(pilgrim), "--season", "1446", "--json")
     assert history.returncode == 0, history.stderr
     rows = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["event"] for r in rows] == ["Registered", "PackageContracted"]
-    assert rows[1]["agency_id"] == "m-NGA" and rows[1]["role"] == "mission"
+    assert rows[1]["agency_id"] == "mission-NGA-1" and rows[1]["role"] == "mission"
     assert rows[1]["occurred_at"] == T0.isoformat()
     assert rows[1]["recorded_at"] > rows[1]["occurred_at"]
     assert rows[1]["details"] == {"company_id": "company-7", "package_id": "PKG-7"}
@@ -174,7 +174,7 @@ def test_register_with_identity_then_erase(store_url: str) -> None:
             "gender": "male",
         },
     }
-    recorded = run(store_url, "record", "--role", "mission", "--agency", "m-TUR", json.dumps(registration))
+    recorded = run(store_url, "record", "--role", "mission", "--agency", "mission-TUR-1", json.dumps(registration))
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(recorded.stdout)["events"] == ["Registered"]
     journey_id = json.loads(recorded.stdout)["aggregate_id"]
@@ -184,9 +184,11 @@ def test_register_with_identity_then_erase(store_url: str) -> None:
     assert refused.returncode == 1 and "may not read identity" in refused.stderr
     by_passport = run(store_url, "identity", "find", "--passport", "u12345678", "--country", "TUR", *JAWAZAT)
     assert by_passport.stdout.split() == [journey_id]
-    by_name = run(store_url, "identity", "find", "--name", "Ahmed Yildiz", "--role", "mission", "--agency", "m-TUR")
+    by_name = run(
+        store_url, "identity", "find", "--name", "Ahmed Yildiz", "--role", "mission", "--agency", "mission-TUR-1"
+    )
     assert by_name.stdout.split() == [journey_id]
-    elsewhere = run(store_url, "identity", "find", "--name", "Ahmed", "--role", "mission", "--agency", "m-EGY")
+    elsewhere = run(store_url, "identity", "find", "--name", "Ahmed", "--role", "mission", "--agency", "mission-EGY-1")
     assert elsewhere.returncode == 1 and elsewhere.stdout == ""
     erased = run(store_url, "erase", str(pilgrim), "--reason", "pilgrim_request")
     assert erased.returncode == 0, erased.stderr

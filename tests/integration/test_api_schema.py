@@ -32,7 +32,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     upgrade(engine)
     with engine.begin() as connection:
         for role in Role:
-            KEYS[role] = agencies.add(connection, role, f"fuzz {role}", f"{role}-1" if role in SCOPED else None)[1]
+            scope = {Role.MISSION: "mission-IDN-1", Role.COMPANY: "company-1"}.get(role)
+            KEYS[role] = agencies.add(connection, role, f"fuzz {role}", scope)[1]
     engine.dispose()
     app = create_app(url, max_wait=5)
     runner = Runner(PROJECTIONS, url)  # as `serve` runs one: the views follow the log, min_position is reached

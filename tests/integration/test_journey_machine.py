@@ -29,7 +29,7 @@ from hajj_ledger.vocabulary import ENDED, Actor, Role, Stage
 from tests.support import T0, command
 
 # The first agency of each kind acts most of the time, the second now and then (and is refused).
-MISSIONS = ["mission-A"] * 9 + ["mission-B"]
+MISSIONS = ["mission-IDN-A"] * 9 + ["mission-IDN-B"]
 COMPANIES = ["company-A"] * 9 + ["company-B"]
 AGENCIES = {Role.MISSION: MISSIONS, Role.COMPANY: COMPANIES}
 

@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from hajj_ledger.commands import Command
 from hajj_ledger.errors import (
     ConflictError,
     DuplicateRegistrationError,
@@ -91,6 +92,19 @@ def test_refusals_name_the_problem_and_store_nothing(ledger: JourneyLedger) -> N
     assert ledger.journey(journey).stage == Stage.RECEIVED
 
 
+def test_a_mission_registers_its_own_country_only_alone_or_in_a_batch(ledger: JourneyLedger) -> None:
+    def registration(country: str) -> Command:
+        return command("Registered", pilgrim_id=uuid4(), season=1446, country=country)
+
+    foreign = _refusal(ledger, Role.MISSION, "Registered", pilgrim_id=uuid4(), season=1446, country="PAK")
+    assert isinstance(foreign, PermissionDeniedError) and "registers pilgrims of IDN only, not PAK" in str(foreign)
+    results = ledger.record_batch(
+        [(registration("PAK"), actor(Role.MISSION)), (registration("IDN"), actor(Role.MISSION))]
+    )
+    assert isinstance(results[0], PermissionDeniedError) and isinstance(results[1], Outcome)
+    assert ledger.head() == 1
+
+
 def test_assigning_a_bus_changes_journey_and_trip_together(ledger: JourneyLedger) -> None:
     first, second = arrive_and_clear(ledger, 2)
     trip_id = schedule_trip(ledger, capacity=1)
@@ -153,7 +167,7 @@ def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
     ledger: JourneyLedger,
 ) -> None:
     pilgrim = uuid4()
-    register = command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY")
+    register = command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN")
     journey = Journey.create_id(1446, pilgrim)
     batch = [
         (register, actor(Role.MISSION)),
@@ -165,7 +179,7 @@ def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
         (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),
         (register, actor(Role.MISSION)),  # the same command twice in one batch
         (
-            command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY"),
+            command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN"),
             actor(Role.MISSION),
         ),
         (
@@ -246,7 +260,7 @@ def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
 
 def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedger) -> None:
     pilgrim = uuid4()
-    ledger.record(command("Registered", pilgrim_id=pilgrim, season=1446, country="JOR"), actor(Role.MISSION))
+    ledger.record(command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN"), actor(Role.MISSION))
     journey = ledger.journey(Journey.create_id(1446, pilgrim))
     fields: dict[str, Any] = {
         "originator_id": journey.id,
@@ -278,7 +292,7 @@ def test_a_version_1_event_is_read_back_through_its_upcaster(ledger: JourneyLedg
 
 
 def test_a_version_1_registration_reads_back_without_an_identity(ledger: JourneyLedger) -> None:
-    outcome = ledger.record(command("Registered", pilgrim_id=uuid4(), season=1446, country="JOR"), actor(Role.MISSION))
+    outcome = ledger.record(command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
     stored = ledger.mapper.to_stored_event(ledger.history(outcome.aggregate_id)[0])
     state = json.loads(stored.state)
     assert state.pop("class_version") == 2

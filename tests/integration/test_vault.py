@@ -26,7 +26,7 @@ CORRECTED = {**NAMES, "name_latin": "ABDELRAHMAN BEN MUHAMMAD ELANSARY"}
 def register(ledger: JourneyLedger, identity: dict[str, Any] | None = NAMES) -> UUID:
     pilgrim = uuid4()
     outcome = ledger.record(
-        command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY", identity=identity),
+        command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN", identity=identity),
         actor(Role.MISSION),
     )
     return outcome.aggregate_id
@@ -228,7 +228,7 @@ def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registratio
     results = ledger.record_batch(
         [
             (
-                command("Registered", pilgrim_id=pilgrim, season=1446, country="EGY", identity=NAMES),
+                command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN", identity=NAMES),
                 actor(Role.MISSION),
             ),
             (

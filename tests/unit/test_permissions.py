@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, STEPS, TRIP_STEPS
@@ -97,3 +99,12 @@ def test_trip_steps_are_recorded_only_by_the_car_syndicate(role: Role) -> None:
     else:
         with pytest.raises(PermissionDeniedError):
             bus.depart(stamp(role))
+
+
+def test_a_mission_registers_pilgrims_of_its_own_country_only() -> None:
+    pilgrim = uuid4()
+    with pytest.raises(PermissionDeniedError, match="mission mission-IDN-1 registers pilgrims of IDN only, not PAK"):
+        Journey.register(stamp(Role.MISSION), pilgrim, 1446, "PAK", False)
+    with pytest.raises(PermissionDeniedError, match="names no country"):
+        Journey.register(stamp(Role.MISSION, "mission-demo"), pilgrim, 1446, "IDN", False)
+    assert Journey.register(stamp(Role.MISSION), pilgrim, 1446, "IDN", False).country == "IDN"
