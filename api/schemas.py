@@ -68,6 +68,7 @@ class EventPublic(BaseModel):
     role: str
     command_id: UUID
     correlation_id: UUID | None
+    late_correction: str | None = Field(None, description="why it was reported late, when a late correction")
     details: dict[str, Any]
 
 
@@ -91,6 +92,7 @@ class EntryPublic(BaseModel):
     command_id: UUID
     correlation_id: UUID | None
     fields: dict[str, Any] = Field(description="the event's own fields (events carry no personal data)")
+    late_correction: str | None = Field(None, description="why it was reported late, when a late correction")
 
 
 class TrailPublic(BaseModel):

@@ -65,6 +65,7 @@ class Entry:
     command_id: UUID
     correlation_id: UUID | None
     fields: dict[str, Any]
+    late_correction: str | None = None  # why it was reported so late, when it was a late correction
 
     @classmethod
     def of(cls, position: int, event: RecordedEvent) -> Entry:
@@ -72,7 +73,7 @@ class Entry:
         return cls(
             position, "journey" if isinstance(event, Journey.Event) else "trip", event.originator_id,
             event.originator_version, type(event).__name__, stamp.occurred_at, event.recorded_at, stamp.agency_id,
-            stamp.role, stamp.command_id, stamp.correlation_id, payload(event),
+            stamp.role, stamp.command_id, stamp.correlation_id, payload(event), stamp.late_reason,
         )  # fmt: skip
 
 
@@ -281,6 +282,7 @@ def event_json(event: Journey.Event) -> dict[str, Any]:
         "role": str(stamp.role),
         "command_id": str(stamp.command_id),
         "correlation_id": str(stamp.correlation_id) if stamp.correlation_id else None,
+        "late_correction": stamp.late_reason,
         "details": payload(event),
     }
 
@@ -292,6 +294,8 @@ def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
             print(json.dumps(row, ensure_ascii=False))
         else:
             details = " ".join(f"{k}={v}" for k, v in row["details"].items())
+            if row["late_correction"]:
+                details += f" (late correction: {row['late_correction']})"
             print(
                 f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
                 f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"

@@ -9,13 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
-from hajj_ledger.errors import IllegalStepError, LedgerError, PermissionDeniedError, TripFullError
+from hajj_ledger.errors import (
+    IllegalStepError,
+    LedgerError,
+    OccurredTooEarlyError,
+    PermissionDeniedError,
+    TripFullError,
+)
 from hajj_ledger.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStatus
 
 PRE_ARRIVAL = frozenset(
@@ -342,12 +348,38 @@ def allowed_now(steps: Mapping[str, Step], aggregate: Any) -> list[str]:
     ]
 
 
+# Business time. A step may be reported after a later one of the same journey: port offices sync their handheld
+# devices once a shift (up to about 6 hours behind), and a device's clock may be some minutes off. Beyond that the
+# report is a late correction, said so with a reason, by the agencies working in the field; before registration
+# nothing happens to a journey.
+LATE_TOLERANCE = timedelta(hours=6)
+LATE_REPORTERS = frozenset({Role.GACA, Role.JAWAZAT, Role.CUSTOMS, Role.WUKALA, Role.NAQABA, Role.COMPANY, Role.MOH})
+
+
+def check_time(event: str, journey: Any, stamp: Stamp) -> None:
+    """Refuse a step that happened before the journey's registration, or more than LATE_TOLERANCE before its latest
+    step, unless it is a late correction by an agency in the field."""
+    at = stamp.occurred_at.isoformat()
+    if stamp.occurred_at < journey.registered_at:
+        raise OccurredTooEarlyError(f"{at} is before the journey's registration at {journey.registered_at.isoformat()}")
+    if stamp.late_reason is None and stamp.occurred_at < journey.last_occurred_at - LATE_TOLERANCE:
+        raise OccurredTooEarlyError(
+            f"{at} is {journey.last_occurred_at - stamp.occurred_at} before the journey's latest step, at "
+            f"{journey.last_occurred_at.isoformat()}; a report more than {LATE_TOLERANCE} late is recorded as a "
+            "late correction (late_correction: its reason)"
+        )
+
+
 def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Mapping[str, Any]) -> None:
-    """Refuse `event` on `aggregate` unless the role, the stage and every condition allow it."""
+    """Refuse `event` on `aggregate` unless the role, the stage, every condition and (journeys) the time allow it."""
     step = steps[event]
     stamp = _stamp(fields)
     if stamp.role not in step.roles:
         raise PermissionDeniedError(stamp.role, event)
+    if stamp.late_reason is not None and stamp.role not in LATE_REPORTERS:
+        raise PermissionDeniedError(
+            stamp.role, f"{event} as a late correction", "late corrections are for the agencies in the field"
+        )
     if stamp.role in SCOPE and aggregate is not None:
         owner, refusal = SCOPE[stamp.role]
         if getattr(aggregate, owner) != stamp.agency_id:
@@ -366,6 +398,8 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
                 allowed_now(steps, aggregate),
                 reason=f"refused: needs {condition.text}",
             )
+    if aggregate is not None and steps is JOURNEY_STEPS:
+        check_time(event, aggregate, stamp)
 
 
 def _declared_order(member: StrEnum) -> int:

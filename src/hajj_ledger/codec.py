@@ -43,7 +43,7 @@ class EventCodec(Mapper[UUID]):
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=get_topic(cls),
-            state=orjson.dumps(state),
+            state=orjson.dumps(state, default=_plain, option=orjson.OPT_PASSTHROUGH_DATACLASS),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
@@ -77,6 +77,16 @@ def _converters(cls: type) -> tuple[tuple[str, Convert], ...]:
     return tuple(found)
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A stamp as JSON: without `late_reason` unless given, so the rare late correction costs other events nothing."""
+    if isinstance(value, Stamp):
+        fields = dict(vars(value))
+        if fields["late_reason"] is None:
+            del fields["late_reason"]
+        return fields
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _stamp(data: dict[str, Any]) -> Stamp:
     correlation_id = data["correlation_id"]
     return Stamp(
@@ -85,6 +95,7 @@ def _stamp(data: dict[str, Any]) -> Stamp:
         datetime.fromisoformat(data["occurred_at"]),
         UUID(data["command_id"]),
         UUID(correlation_id) if correlation_id else None,
+        data.get("late_reason"),
     )
 
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, model_validator
 
-from hajj_ledger.catalogue import STEPS
+from hajj_ledger.catalogue import LATE_TOLERANCE, STEPS
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.vault import Identity
 from hajj_ledger.vocabulary import (
@@ -41,6 +41,11 @@ class CommandBase(BaseModel):
     command_id: UUID = Field(description="chosen by the caller; repeating it repeats the first outcome")
     correlation_id: UUID | None = None
     occurred_at: Moment = Field(description="when it happened, by the recording agency's account")
+    late_correction: Code | None = Field(
+        default=None,
+        description=f"why a step is reported more than {LATE_TOLERANCE} (h:mm:ss) before the journey's latest one "
+        "(e.g. device_offline): recorded in the event; for the agencies in the field",
+    )
 
     # The aggregate method that records the step, and the field naming its aggregate.
     method: ClassVar[str]
@@ -64,7 +69,7 @@ def _utc(value: Any) -> Any:
     return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
-_ENVELOPE = {"event", "command_id", "correlation_id", "occurred_at"}
+_ENVELOPE = {"event", "command_id", "correlation_id", "occurred_at", "late_correction"}
 
 
 class JourneyCommand(CommandBase):

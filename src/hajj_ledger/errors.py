@@ -27,6 +27,13 @@ class ValidationError(LedgerError):
         self.reason = reason
 
 
+class OccurredTooEarlyError(ValidationError):
+    """A step dated before its journey could have had it: before registration, or too long before its latest step."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("occurred_at", reason)
+
+
 class NotFoundError(LedgerError):
     kind = "not_found"
 

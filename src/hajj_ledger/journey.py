@@ -33,7 +33,7 @@ class Journey(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
-            aggregate.last_occurred_at = self.stamp.occurred_at
+            aggregate.last_occurred_at = max(aggregate.last_occurred_at, self.stamp.occurred_at)
             if aggregate.stage in ENDED and aggregate.ended_at is None:
                 aggregate.ended_at = self.stamp.occurred_at  # when the journey ended, for retention
 
@@ -210,6 +210,7 @@ class Journey(Aggregate):
         self.identity = "recorded" if identity_digest else "none"  # or "erased": the vault holds the rest
         self.holds: list[str] = []  # legal holds keeping the identity from erasure
         self.ended_at: datetime | None = None
+        self.registered_at = stamp.occurred_at
         self.last_occurred_at = stamp.occurred_at
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:

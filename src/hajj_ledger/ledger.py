@@ -482,7 +482,10 @@ class JourneyLedger(Application[UUID]):
                 "occurred_at",
                 f"is {ahead} ahead of the ledger's clock; at most {self.FUTURE_TOLERANCE} in the future is accepted",
             )
-        return Stamp(actor.agency_id, actor.role, occurred_at, command.command_id, command.correlation_id)
+        return Stamp(
+            actor.agency_id, actor.role, occurred_at, command.command_id, command.correlation_id,
+            command.late_correction,
+        )  # fmt: skip
 
     def _decide(self, command: Command, stamp: Stamp, unit: _Unit) -> list[Aggregate]:
         """Run one command on the unit's aggregates; returns those it changed, its subject first.

@@ -172,6 +172,7 @@ class Stamp:
     occurred_at: datetime
     command_id: UUID
     correlation_id: UUID | None = None
+    late_reason: str | None = None  # a late correction's reason (catalogue.check_time); stored only when given
 
 
 def _written(value: object) -> object:

@@ -27,7 +27,7 @@ from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Mode, Role, Stage
 from tests.example_journeys import run_demo
-from tests.support import actor, arrive_and_clear, command, schedule_trip
+from tests.support import T0, actor, arrive_and_clear, command, schedule_trip
 
 
 def test_whole_journeys_are_recorded_and_read_back(ledger: JourneyLedger) -> None:
@@ -103,6 +103,32 @@ def test_a_mission_registers_its_own_country_only_alone_or_in_a_batch(ledger: Jo
     )
     assert isinstance(results[0], PermissionDeniedError) and isinstance(results[1], Outcome)
     assert ledger.head() == 1
+
+
+def test_a_late_report_is_refused_unless_recorded_as_a_late_correction(store_url: str) -> None:
+    ledger = JourneyLedger(store_url)
+    try:
+        [journey] = arrive_and_clear(ledger, 1)
+        admitted = T0 + timedelta(days=2)
+        ledger.record(
+            command("HospitalAdmitted", journey_id=journey, facility="H-1", occurred_at=admitted), actor(Role.MOH)
+        )
+        discharge = {"journey_id": journey, "facility": "H-1", "occurred_at": T0 + timedelta(days=1)}
+        late = _refusal(ledger, Role.MOH, "HospitalDischarged", **discharge)
+        assert isinstance(late, ValidationError) and late.field == "occurred_at" and admitted.isoformat() in str(late)
+        outcome = ledger.record(
+            command("HospitalDischarged", late_correction="paper_record", **discharge), actor(Role.MOH)
+        )
+    finally:
+        ledger.close()
+    again = JourneyLedger(store_url)  # read back from the store
+    try:
+        last = again.history(journey)[-1]
+        assert (type(last).__name__, last.stamp.late_reason) == ("HospitalDischarged", "paper_record")
+        assert again.history(journey)[-2].stamp.late_reason is None
+        assert again.journey(journey).hospital is None and outcome.position == again.head()
+    finally:
+        again.close()
 
 
 def test_assigning_a_bus_changes_journey_and_trip_together(ledger: JourneyLedger) -> None:
