@@ -31,10 +31,10 @@ from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import create_schema, engine_for
-from hajj_ledger.projections.season_funnel import funnel
+from hajj_ledger.projections.season_funnel import funnel, last_days
 from hajj_ledger.simulation import DEFAULT_SEASON, progress_bar, simulate
 from hajj_ledger.store import database_url, direct_database_url
-from hajj_ledger.vocabulary import Stage
+from hajj_ledger.vocabulary import Stage, hijri
 
 
 def register(commands: Any) -> None:
@@ -233,13 +233,19 @@ def _show_read_models() -> None:
     try:
         runner.run(once=True)
         with runner.engine.connect() as connection:
-            reached = funnel(connection)
+            seasons = {
+                season: (day, funnel(connection, season=season)) for season, day in last_days(connection).items()
+            }
     finally:
         runner.close()
-    print("\nThe season funnel (read model season_funnel): journeys that reached each stage")
-    for stage in Stage:
-        if reached.get(stage):
-            print(f"  {stage:<16}{reached[stage]:>10,}")
+    for season, (day, reached) in seasons.items():
+        print(
+            f"\nThe season funnel of {season} (read model season_funnel), by {day} in Makkah ({hijri(day)}): "
+            "journeys that reached each stage"
+        )
+        for stage in Stage:
+            if reached.get(stage):
+                print(f"  {stage:<16}{reached[stage]:>10,}")
 
 
 def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:

@@ -1,4 +1,5 @@
-"""`health_cases`: admissions, discharges and deaths per facility and nationality (the Ministry of Health)."""
+"""`health_cases`: admissions, discharges and deaths per season, facility and nationality (the Ministry of
+Health); counted over a whole season, so seasons are kept apart."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ COUNTS = ("admitted", "discharged", "deaths")
 health_cases = Model(
     "health_cases",
     lambda: [
+        sa.Column("season", sa.Integer),
         sa.Column("facility", sa.String(64)),
         sa.Column("country", sa.String(3)),
         *(sa.Column(c, sa.Integer, nullable=False) for c in COUNTS),
     ],
-    key=("facility", "country"),
+    key=("season", "facility", "country"),
     indexes=(("country",),),
 )
 nationality = Model(
     "health_cases_journeys",
-    lambda: [sa.Column("journey_id", sa.Uuid), sa.Column("country", sa.String(3), nullable=False)],
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
+        sa.Column("country", sa.String(3), nullable=False),
+    ],
     key=("journey_id",),
 )
 COUNTED = {"HospitalAdmitted": "admitted", "HospitalDischarged": "discharged", "DeathRecorded": "deaths"}
@@ -30,7 +36,7 @@ COUNTED = {"HospitalAdmitted": "admitted", "HospitalDischarged": "discharged", "
 
 class HealthCases(Projection):
     name = "health_cases"
-    version = 1
+    version = 2  # 2: a season column
     models = (health_cases, nationality)
     events = frozenset({"Registered", *COUNTED})
 
@@ -41,16 +47,20 @@ class HealthCases(Projection):
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "Registered":
-            rows.put(nationality, key, {"journey_id": key[0], "country": event.country})
+            rows.put(nationality, key, {"journey_id": key[0], "season": event.season, "country": event.country})
             return
         pilgrim = rows.get(nationality, key)
-        country = pilgrim["country"] if pilgrim else "???"
-        rows.add(health_cases, (event.facility or "unknown", country), **{COUNTED[name]: 1})
+        season, country = (pilgrim["season"], pilgrim["country"]) if pilgrim else (0, "???")
+        rows.add(health_cases, (season, event.facility or "unknown", country), **{COUNTED[name]: 1})
 
 
-def cases(connection: Connection, *, country: str | None = None, facility: str | None = None) -> list[dict[str, Any]]:
+def cases(
+    connection: Connection, *, season: int | None = None, country: str | None = None, facility: str | None = None
+) -> list[dict[str, Any]]:
     view = health_cases.view()
-    query = sa.select(view).order_by(view.c.facility, view.c.country)
+    query = sa.select(view).order_by(view.c.season, view.c.facility, view.c.country)
+    if season is not None:
+        query = query.where(view.c.season == season)
     if country is not None:
         query = query.where(view.c.country == country)
     if facility is not None:

@@ -1,5 +1,6 @@
-"""`port_arrivals`: per port, flight and day, how many were booked, arrived, cleared and received (Passports,
-GACA, the agents office). Land and sea arrivals have no flight: their flight is ''."""
+"""`port_arrivals`: per port, flight and day (in Makkah), how many were booked, arrived, cleared and received
+(Passports, GACA, the agents office). Land and sea arrivals have no flight: their flight is ''. A day belongs to one
+season's arrival window (the weeks before Hajj, a year from the next), so seasons do not mix here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.vocabulary import makkah_day
 
 COUNTS = ("booked", "arrived", "entry_cleared", "customs_cleared", "received")
 COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "CustomsCleared": "customs_cleared",
@@ -41,7 +43,7 @@ arrivals_by_journey = Model(
 
 class PortArrivals(Projection):
     name = "port_arrivals"
-    version = 1
+    version = 2  # 2: days in Makkah time
     models = (port_arrivals, arrivals_by_journey)
     events = frozenset({"FlightBooked", *COUNTED})
 
@@ -53,10 +55,10 @@ class PortArrivals(Projection):
         name = type(event).__name__
         if name == "FlightBooked":
             if event.direction == "arrival":
-                self._count(rows, (str(event.port), event.flight, event.scheduled_at.date()), "booked")
+                self._count(rows, (str(event.port), event.flight, makkah_day(event.scheduled_at)), "booked")
             return
         if name == "ArrivedAtPort":
-            key = (str(event.port), event.flight or "", event.stamp.occurred_at.date())
+            key = (str(event.port), event.flight or "", makkah_day(event.stamp.occurred_at))
             rows.put(arrivals_by_journey, (event.originator_id,),
                      {"journey_id": event.originator_id, "port": key[0], "flight": key[1], "day": key[2]})  # fmt: skip
         else:

@@ -1,6 +1,7 @@
-"""`season_funnel`: how many journeys reached each stage, per day, nationality, region and port of entry
-(the ministry's season report). A journey counts once per stage, on the day it first got there (housed counts
-a pilgrim once, however many times they check in). Sum the days up to D for the funnel as of D."""
+"""`season_funnel`: how many journeys of each season reached each stage, per day (in Makkah), nationality, region
+and port of entry (the ministry's season report). A journey counts once per stage, on the day it first got there
+(housed counts a pilgrim once, however many times they check in). Sum a season's days up to D for its funnel as of
+D: next season's registrations begin while this one is under way, so the season keeps them apart."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from sqlalchemy.engine import Connection
 from hajj_ledger.calibration import REGION_OF
 from hajj_ledger.catalogue import JOURNEY_STEPS
 from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.vocabulary import makkah_day
 
 season_funnel = Model(
     "season_funnel",
     lambda: [
+        sa.Column("season", sa.Integer),
         sa.Column("day", sa.Date),
         sa.Column("stage", sa.String(32)),
         sa.Column("country", sa.String(3)),
@@ -24,13 +27,14 @@ season_funnel = Model(
         sa.Column("port", sa.String(16)),
         sa.Column("reached", sa.Integer, nullable=False),
     ],
-    key=("day", "stage", "country", "region", "port"),
-    indexes=(("stage", "day"),),
+    key=("season", "day", "stage", "country", "region", "port"),
+    indexes=(("season", "stage", "day"),),
 )
 origin = Model(
     "season_funnel_journeys",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
         sa.Column("country", sa.String(3), nullable=False),
         sa.Column("port", sa.String(16), nullable=False),
         sa.Column("reached", sa.String(400), nullable=False),  # the stages it has reached, space-separated
@@ -42,7 +46,7 @@ STAGE_CHANGES = frozenset(name for name, step in JOURNEY_STEPS.items() if step.t
 
 class SeasonFunnel(Projection):
     name = "season_funnel"
-    version = 1
+    version = 2  # 2: a season column; days in Makkah time
     models = (season_funnel, origin)
     events = STAGE_CHANGES
 
@@ -53,7 +57,13 @@ class SeasonFunnel(Projection):
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "Registered":
-            journey = {"journey_id": key[0], "country": event.country, "port": "", "reached": ""}
+            journey = {
+                "journey_id": key[0],
+                "season": event.season,
+                "country": event.country,
+                "port": "",
+                "reached": "",
+            }
         else:
             found = rows.get(origin, key)
             if found is None:
@@ -66,25 +76,33 @@ class SeasonFunnel(Projection):
             return
         journey["reached"] = f"{journey['reached']} {stage}".strip()
         rows.put(origin, key, journey)
-        country = journey["country"]
-        day = event.stamp.occurred_at.date()
-        rows.add(season_funnel, (day, stage, country, REGION_OF.get(country, "other"), journey["port"]), reached=1)
+        country, region = journey["country"], REGION_OF.get(journey["country"], "other")
+        day = makkah_day(event.stamp.occurred_at)
+        rows.add(season_funnel, (journey["season"], day, stage, country, region, journey["port"]), reached=1)
 
 
 def funnel(
     connection: Connection,
     *,
+    season: int | None = None,
     until: date | None = None,
     country: str | None = None,
     region: str | None = None,
     port: str | None = None,
 ) -> dict[str, int]:
-    """Journeys that had reached each stage by `until` (inclusive), filtered."""
+    """Journeys of a season that had reached each stage by the day `until` in Makkah (inclusive), filtered."""
     view = season_funnel.view()
     query = sa.select(view.c.stage, sa.func.sum(view.c.reached)).group_by(view.c.stage)
-    for column, value in (("country", country), ("region", region), ("port", port)):
+    for column, value in (("season", season), ("country", country), ("region", region), ("port", port)):
         if value is not None:
             query = query.where(view.c[column] == value)
     if until is not None:
         query = query.where(view.c.day <= until)
     return {stage: int(total) for stage, total in connection.execute(query)}
+
+
+def last_days(connection: Connection) -> dict[int, date]:
+    """Each season in the view, with the last day (in Makkah) on which its journeys reached a stage."""
+    view = season_funnel.view()
+    query = sa.select(view.c.season, sa.func.max(view.c.day)).group_by(view.c.season).order_by(view.c.season)
+    return {season: day for season, day in connection.execute(query)}

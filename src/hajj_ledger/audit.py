@@ -24,7 +24,7 @@ from hajj_ledger.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_ste
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.vocabulary import Role, hijri, makkah_day
 
 if TYPE_CHECKING:
     from hajj_ledger.ledger import JourneyLedger
@@ -296,7 +296,9 @@ def print_history(events: Sequence[Journey.Event], *, as_json: bool) -> None:
             details = " ".join(f"{k}={v}" for k, v in row["details"].items())
             if row["late_correction"]:
                 details += f" (late correction: {row['late_correction']})"
+            day = makkah_day(event.stamp.occurred_at)
             print(
-                f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']}  "
+                f"{row['version']:>3}  {row['event']:<22} happened {row['occurred_at']} ({day} in Makkah, "
+                f"{hijri(day)})  "
                 f"recorded {row['recorded_at']}  by {row['role']}:{row['agency_id']}  {details}"
             )

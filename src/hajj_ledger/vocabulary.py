@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -191,3 +191,25 @@ def _in_utc(value: datetime) -> datetime:
 
 Moment = Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_utc)]  # a time with its zone, as UTC
 Day = Annotated[date, BeforeValidator(_written)]
+
+
+# A day, wherever the ledger counts or shows one, is the day in Makkah: Asia/Riyadh, UTC+3 all year (no daylight
+# saving). An arrival at 22:30 UTC is the next day there, and on that day's reports.
+MAKKAH_TIME = timezone(timedelta(hours=3), "AST")
+
+
+def makkah_day(moment: datetime) -> date:
+    """The day in Makkah of an instant."""
+    return moment.astimezone(MAKKAH_TIME).date()
+
+
+def hijri(day: date) -> str:
+    """A day as people say it, by the Umm al-Qura calendar: `9 Dhu al-Hijjah 1446`; '' outside its range
+    (1343-1500 AH)."""
+    from hijridate import Gregorian  # only where a day is shown to a person
+
+    try:
+        found = Gregorian(day.year, day.month, day.day).to_hijri()
+    except OverflowError:
+        return ""
+    return f"{found.day} {found.month_name()} {found.year}"

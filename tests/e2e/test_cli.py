@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,11 @@ def test_demo_simulates_a_season_once(tmp_path: Path) -> None:
     assert "simulating season 1446 with 150 pilgrims" in first.stdout
     assert "(0 refused)" in first.stdout
     assert "Departed" in first.stdout and "Try: hajj-ledger history" in first.stdout
+    # Days as people say them: the day in Makkah and its Hijri date (Dhu al-Hijjah or Muharram, by the season's end).
+    assert re.search(
+        r"season funnel of 1446 .*, by \d{4}-\d\d-\d\d in Makkah \(\d+ [A-Za-z' -]+ 144[67]\)", first.stdout
+    )
+    assert re.search(r"happened \S+ \(\d{4}-\d\d-\d\d in Makkah, \d+ [A-Za-z' -]+ 144[67]\)", first.stdout)
     second = run(url, "demo", "--pilgrims", "150")
     assert "already holds" in second.stdout and "nothing simulated" in second.stdout
 
