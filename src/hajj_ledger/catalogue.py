@@ -61,14 +61,14 @@ def _stamp(fields: Mapping[str, Any]) -> Stamp:
     return stamp
 
 
+MISSION_ID = re.compile(r"mission-([A-Z]{3})-[A-Za-z0-9-]+")
+
+
 def mission_country(agency_id: str) -> str | None:
     """A mission's country, from the id its journeys carry: `mission-IDN-00007` is Indonesia's (ISO 3166-1
     alpha-3); None when the id names none."""
     found = MISSION_ID.fullmatch(agency_id)
     return found.group(1) if found else None
-
-
-MISSION_ID = re.compile(r"mission-([A-Z]{3})-[A-Za-z0-9-]+")
 
 
 def _foreign_pilgrim(journey: None, fields: Mapping[str, Any]) -> LedgerError:
