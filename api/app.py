@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -170,14 +170,16 @@ class Guard:
             metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
             metrics.LATENCY.labels(scope["method"], path).observe(elapsed)
             state = scope.get("state") or {}
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id, "method": scope["method"], "path": scope["path"], "route": path,
-                        "status": status, "ms": round(elapsed * 1000, 2), "agency": state.get("agency"),
-                    }
-                )
-            )  # fmt: skip
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                            "route": path, "status": status, "ms": round(elapsed * 1000, 2),
+                            "agency": state.get("agency"),
+                        }
+                    ).decode()
+                )  # fmt: skip
 
 
 async def _hot_write(scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:

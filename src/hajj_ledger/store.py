@@ -312,12 +312,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index, scope = EXCLUDED.scope, "
             "name_index = EXCLUDED.name_index"
         ).format(self.vault_table)
-        # Whole columns as binary arrays: the library's array of composite values is dumped as text, value by
-        # value, which profiling showed costing more than the insert itself.
-        self.insert_columns = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) RETURNING notification_id"
-        ).format(self.events_table)
         self.events_of = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
@@ -326,96 +320,112 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
             "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(self.events_table)
-        self.lock_and_notify = SQL("; ").join(
-            [*self.lock_table_statements, SQL("NOTIFY {}").format(Identifier(self.channel_name))]
+        # A batch is appended by one function call: the receipts, then the table lock (so that positions commit in
+        # order), the notification and the events, with no round trip to the client while the lock is held.
+        # Whole columns go as binary arrays: the library's array of composite values is dumped as text, value by
+        # value, which profiling showed costing more than the insert itself.
+        self.append_function = Identifier(datastore.schema, f"{events_table_name}_append")
+        self.create_append_function = SQL(
+            "CREATE OR REPLACE FUNCTION {function}(ids uuid[], versions int8[], topics text[], states bytea[], "
+            "receipt_ids uuid[], fingerprints text[], outcomes text[]) RETURNS SETOF bigint "
+            "LANGUAGE plpgsql AS $body$ BEGIN "
+            "INSERT INTO {receipts} SELECT * FROM unnest(receipt_ids, fingerprints, outcomes); "
+            "SET LOCAL lock_timeout = '{timeout}s'; "
+            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+            "NOTIFY {channel}; "
+            "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; "
+            "END $body$"
+        ).format(
+            function=self.append_function,
+            receipts=self.receipts_table,
+            events=self.events_table,
+            timeout=datastore.lock_timeout,
+            channel=Identifier(self.channel_name),
         )
-        self.insert_receipts = SQL("INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])").format(
-            self.receipts_table
-        )
+        self.sql_create_statements.append(self.create_append_function)
+        self.append = SQL(
+            "SELECT * FROM {}(%b::uuid[], %b::int8[], %b::text[], %b::bytea[], %b::uuid[], %b::text[], %b::text[]) "
+            "AS appended(notification_id)"
+        ).format(self.append_function)
 
     def create_table(self) -> None:
         """The library's, one process at a time: ledgers starting together on an empty database otherwise collide
         in PostgreSQL's catalog ("tuple concurrently updated"). Nothing at all once the tables exist: even `CREATE
         INDEX IF NOT EXISTS` locks its table first, and a ledger starting beside busy writers deadlocked with them
-        (it held the events table, a writer held the receipts and waited for the events table)."""
+        (it held the events table, a writer held the receipts and waited for the events table). A store made
+        before the append function existed gets the function alone."""
         with self.datastore.get_connection() as connection:
             tables = [self.events_table, self.receipts_table, self.vault_table]
             found = connection.execute(
-                SQL("SELECT bool_and(to_regclass(t) IS NOT NULL) AS found FROM unnest(%s::text[]) AS t"),
-                ([t.as_string(connection) for t in tables],),
+                SQL(
+                    "SELECT bool_and(to_regclass(t) IS NOT NULL) AS tables, to_regproc(%s) IS NOT NULL AS function "
+                    "FROM unnest(%s::text[]) AS t"
+                ),
+                (self.append_function.as_string(connection), [t.as_string(connection) for t in tables]),
             ).fetchone()
-            if found and found["found"]:
+            assert found is not None
+            if found["tables"] and found["function"]:
                 return
             connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
             try:
-                super().create_table()
+                if found["tables"]:
+                    connection.execute(self.create_append_function)
+                else:
+                    super().create_table()
             finally:
                 connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """The library's insert transaction, one statement at a time instead of pipelined.
-
-        Pipelined, a statement that failed while later ones were still being sent (a duplicate receipt in a large
-        batch, when another server had recorded the same command) came back as "pipeline aborted", an
-        OperationalError that the library then retried ten times on the same conflict, instead of the violation
-        itself; and psycopg kept as prepared a statement whose preparation the server had skipped, so the
-        connection's next insert failed with "prepared statement _pg3_N does not exist". One at a time, the first
-        failure is raised as what it is, and psycopg's rollback clears its statement cache with the transaction.
-        """
-        with self.datastore.get_connection() as connection, connection.transaction(), connection.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)
-            if not stored_events:
-                return []
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-
-    def _insert_events(
+    def insert_events(
         self,
-        curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         *,
         receipts: Sequence[Receipt] = (),
         vault: VaultChanges = (),
-        **kwargs: Any,
-    ) -> None:
-        # Runs inside the insert transaction, before the events themselves.
-        if vault:
-            kept, destroyed = _final(vault)
-            if destroyed:
-                curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
-            if kept:
-                curs.execute(self.upsert_vault, [list(column) for column in zip(*map(_row, kept), strict=True)])
-        if receipts:
-            curs.execute(
-                self.insert_receipts,
-                (
-                    [r.command_id for r in receipts],
-                    [r.fingerprint for r in receipts],
-                    [r.outcome_json() for r in receipts],
-                ),
-                prepare=True,
-            )
+        **_: Any,
+    ) -> Sequence[int] | None:
+        """The events and their commands' receipts, appended in one statement (one round trip, its own transaction),
+        or, with changes to the vault, in one transaction with them.
 
-    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
-        # The lock (with its timeout) and the notification in one round trip: several statements without
-        # parameters go as one simple query.
-        curs.execute(self.lock_and_notify, prepare=False)
-        curs.execute(
-            self.insert_columns,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
+        Not the library's pipelined transaction: there a statement that failed while later ones were still being
+        sent (a duplicate receipt in a large batch, when another server had recorded the same command) came back
+        as "pipeline aborted", an OperationalError that the library retried ten times on the same conflict, instead
+        of the violation itself; and psycopg kept as prepared a statement whose preparation the server had skipped,
+        so the connection's next insert failed with "prepared statement _pg3_N does not exist". Here the first
+        failure is raised as what it is, and nothing is half-written.
+        """
+        if not stored_events and not receipts and not vault:
+            return []
+        arguments = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [r.command_id for r in receipts],
+            [r.fingerprint for r in receipts],
+            [r.outcome_json() for r in receipts],
         )
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            if vault:
+                with connection.transaction():
+                    self._write_vault(curs, vault)
+                    curs.execute(self.append, arguments, prepare=True)
+            else:
+                curs.execute(self.append, arguments, prepare=True)
+            return [row["notification_id"] for row in curs]
+
+    def _write_vault(self, curs: Cursor[DictRow], vault: VaultChanges) -> None:
+        kept, destroyed = _final(vault)
+        if destroyed:
+            curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
+        if kept:
+            curs.execute(self.upsert_vault, [list(column) for column in zip(*map(_row, kept), strict=True)])
 
     def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
         if not command_ids:
             return {}
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(
                 SQL("SELECT command_id::text, fingerprint, outcome::text FROM {} WHERE command_id = ANY(%s)").format(
                     self.receipts_table
@@ -426,18 +436,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
 
     def select_sealed(self, journey_id: UUID) -> Sealed | None:
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(SQL("SELECT * FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
             row = curs.fetchone()
         return _sealed(list(row.values())) if row else None
 
     def select_by_passport(self, index: bytes) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
             return [r["journey_id"] for r in curs.fetchall()]
 
     def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(
                 SQL("SELECT journey_id FROM {} WHERE name_index @> %s::bytea[] ORDER BY journey_id LIMIT %s").format(
                     self.vault_table
@@ -447,12 +457,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             return [r["journey_id"] for r in curs.fetchall()]
 
     def select_vault_journeys(self) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(SQL("SELECT journey_id FROM {}").format(self.vault_table))
             return [r["journey_id"] for r in curs.fetchall()]
 
     def select_all_sealed(self) -> list[Sealed]:
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(SQL("SELECT * FROM {}").format(self.vault_table))
             return [_sealed(list(r.values())) for r in curs.fetchall()]
 
@@ -469,7 +479,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]:
         """Every event of one journey or trip with its position in the log, oldest first."""
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(
                 SQL(
                     "SELECT notification_id, originator_version, topic, state FROM {} "
@@ -490,7 +500,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of many aggregates in one query, each aggregate's in order."""
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(self.events_of, (list(aggregate_ids),), prepare=True)
             return [
                 StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
@@ -499,7 +509,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
         """The events after `position`, with their positions, oldest first."""
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.cursor() as curs:
             curs.execute(self.written_after, (position, limit), prepare=True)
             return [
                 (r["notification_id"], StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"]))
@@ -507,18 +517,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
-        positions = []
-        with self.datastore.transaction(commit=False) as curs:
-            for originator_id, version, _ in events:
-                curs.execute(
-                    SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
-                        self.events_table
-                    ),
-                    (originator_id, version),
-                )
-                row = curs.fetchone()
-                assert row is not None
-                positions.append(int(row["notification_id"]))
+        """The positions of these events (by aggregate and version), in the order asked."""
+        keys = list(events)
+        with self.datastore.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id FROM unnest(%s::uuid[], %s::int8[]) WITH ORDINALITY AS k(id, version, n) "
+                    "JOIN {} AS e ON e.originator_id = k.id AND e.originator_version = k.version ORDER BY k.n"
+                ).format(self.events_table),
+                ([i for i, _, _ in keys], [v for _, v, _ in keys]),
+            )
+            positions = [int(r["notification_id"]) for r in curs.fetchall()]
+        assert len(positions) == len(keys), "a receipt names an event the store does not hold"
         return positions
 
 
