@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
-from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
-from psycopg import sql
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
@@ -191,15 +189,20 @@ class _Index:
     index and the events it points to are then always of the same database."""
 
     def __init__(self, ledger: JourneyLedger) -> None:
+        from eventsourcing.postgres import PostgresApplicationRecorder  # here: commands that never ask start faster
+
         self.ledger = ledger
         self.recorder = ledger.recorder
         self.postgres = isinstance(self.recorder, PostgresApplicationRecorder)
 
     def _sql(self, text: str) -> Any:
         """`text` for this store: its tables named in braces, its parameters as `?`."""
-        names = {"index": INDEX_TABLE, "blocks": BLOCKS_TABLE, "events": self.recorder.events_table_name}  # type: ignore[attr-defined]
+        events: str = self.recorder.events_table_name  # type: ignore[attr-defined]
+        names = {"index": INDEX_TABLE, "blocks": BLOCKS_TABLE, "events": events}
         if not self.postgres:
             return text.format(position="rowid", **names)
+        from psycopg import sql
+
         schema = self.recorder.datastore.schema  # type: ignore[attr-defined]
         tables = {k: sql.Identifier(schema, v) for k, v in names.items()}
         return sql.SQL(text.replace("?", "%s")).format(position=sql.Identifier("notification_id"), **tables)
