@@ -24,7 +24,7 @@ from hajj_ledger.errors import ValidationError
 from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections import FOLLOWED
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
@@ -182,7 +182,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run_projections(stop: threading.Event) -> None:
-    runner = Runner(PROJECTIONS)
+    runner = Runner(FOLLOWED)
     try:
         runner.run(stop=stop)
     finally:

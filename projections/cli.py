@@ -24,7 +24,7 @@ from hajj_ledger.journey import Journey
 from hajj_ledger.leadership import stop_on_signals
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections import FOLLOWED, projection
 from hajj_ledger.projections.export import FORMATS, export
 from hajj_ledger.projections.export import progress_bar as export_progress
 from hajj_ledger.projections.framework import Projection
@@ -102,7 +102,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _projections(names: Sequence[str] | None = None) -> list[Projection]:
     try:
-        return [projection(n) for n in names] if names else list(PROJECTIONS)
+        return [projection(n) for n in names] if names else list(FOLLOWED)
     except KeyError as error:
         raise ValidationError("name", str(error.args[0])) from None
 
@@ -229,7 +229,7 @@ def _seal(ledger: JourneyLedger) -> None:
 
 def _show_read_models() -> None:
     """Bring the read models up to the head, then show the season funnel from them."""
-    runner = Runner(PROJECTIONS)
+    runner = Runner(FOLLOWED)
     try:
         runner.run(once=True)
         with runner.engine.connect() as connection:

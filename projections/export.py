@@ -357,7 +357,8 @@ def _write_models(url: str, run: Export) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
             installed = sa.inspect(connection).has_table(positions.name)
-            query = sa.select(positions.c.position).where(positions.c.serving)
+            exported = positions.c.projection.in_([p.name for p in PROJECTIONS])  # the views, not the trail's index
+            query = sa.select(positions.c.position).where(positions.c.serving, exported)
             serving = connection.execute(query).scalars().all() if installed else []
             if serving and set(serving) == {run.at}:
                 _models_from(connection, run)
