@@ -217,7 +217,11 @@ def _proof(args: argparse.Namespace) -> int:
     from hajj_ledger.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
-    print(json.dumps(Chain(JourneyLedger(), signing_keys(required=False)).proof(args.position), indent=2))
+    print(
+        json.dumps(
+            Chain(JourneyLedger(create_tables=False), signing_keys(required=False)).proof(args.position), indent=2
+        )
+    )
     return 0
 
 

@@ -202,7 +202,7 @@ def _history(args: argparse.Namespace) -> int:
     from hajj_ledger.audit import print_history
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger()
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     events = ledger.history(_journey_id(ledger, args.id, args.season))
     print_history(events, as_json=args.json)
     return 0
@@ -223,7 +223,7 @@ def _trail(args: argparse.Namespace) -> int:
     from hajj_ledger.audit import TrailQuery
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger()
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     query = TrailQuery(
         aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
         event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
@@ -257,7 +257,7 @@ def _as_of(args: argparse.Namespace) -> int:
     from hajj_ledger.audit import AsOf
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger()
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     at = AsOf(args.position, args.recorded_at, args.occurred_at)
     past = ledger.journey_as_of(_journey_id(ledger, args.id, args.season), at)
     print(json.dumps(past_journey_json(past), ensure_ascii=False))
@@ -301,7 +301,7 @@ def _identity_show(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.vocabulary import Actor
 
-    ledger = JourneyLedger()
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     journey_id = _journey_id(ledger, args.id, args.season)
     identity = ledger.identity(journey_id, Actor(args.agency, Role(args.role)))
     print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
@@ -312,7 +312,7 @@ def _identity_find(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.vocabulary import Actor
 
-    ledger = JourneyLedger()
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     reader = Actor(args.agency, Role(args.role))
     if args.passport is not None:
         if not args.country:

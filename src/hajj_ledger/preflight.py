@@ -112,6 +112,8 @@ def describe(error: BaseException) -> tuple[str, int]:
     while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
         chain.append(cause)
     url = configured_url()
+    if any(type(e).__name__ == "UndefinedTable" or "no such table" in str(e) for e in chain):
+        return f"the store at {_safe(url)} holds no ledger yet: record into it, or check {DATABASE_URL_VARIABLE}", 2
     if any(type(e).__module__ == "sqlite3" for e in chain):
         return f"the SQLite store {url.removeprefix('sqlite:///')}: {_first_line(error)}", 2
     if any(type(e).__name__ in AWAY for e in chain):
@@ -126,6 +128,11 @@ def describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, OSError):
         return str(error), 1
     return f"unexpected {type(error).__name__}: {_first_line(error)} ({DEBUG_VARIABLE}=1 shows where)", 70
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, to print."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 def _first_line(error: BaseException) -> str:

@@ -190,3 +190,14 @@ def test_a_rerun_simulation_counts_repeats_apart(
     second = capsys.readouterr().out
     assert "(0 new, 362 already recorded, 0 refused)" in second and "events    0 " in second
     assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == url  # SQLite: nothing to wait for
+
+
+@pytest.mark.parametrize("command", [["history", str(uuid4())], ["trail", "--limit", "5"]], ids=lambda c: c[0])
+def test_a_read_on_an_empty_store_creates_nothing(
+    command: list[str], store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).touch()  # a file, but no ledger in it
+    assert cli(monkeypatch, store_url, *command) == 2
+    assert "holds no ledger yet" in one_line(capsys.readouterr().err)
+    assert cli(monkeypatch, store_url, *command) == 2  # still nothing there
