@@ -201,3 +201,14 @@ def test_a_read_on_an_empty_store_creates_nothing(
     assert cli(monkeypatch, store_url, *command) == 2
     assert "holds no ledger yet" in one_line(capsys.readouterr().err)
     assert cli(monkeypatch, store_url, *command) == 2  # still nothing there
+
+
+@needs_postgres
+def test_batch_jobs_wait_for_a_connection_longer_than_the_api(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(monkeypatch, postgres_url, "simulate", "--pilgrims", "1") == 0
+    waited = os.environ["HAJJ_LEDGER_DATABASE_URL"]
+    assert waited.startswith(postgres_url) and waited.endswith("connect_timeout=30")
+    assert cli(monkeypatch, postgres_url, "history", str(uuid4())) == 1  # a read: the API's wait, and not found
+    assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == postgres_url
