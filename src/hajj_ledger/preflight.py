@@ -1,7 +1,8 @@
 """Before a command touches the store: is the store there, and are the keys it needs given?
 
 Each failure is one line naming the cause and the fix. A read never creates a store: a mistyped SQLite path is an
-error, not a new empty database. Light on imports: the command line starts through here.
+error, not a new empty database. Also how the command line is named in printed hints. Light on imports: the
+command line starts through here.
 """
 
 from __future__ import annotations
@@ -58,11 +59,10 @@ def check(access: str | None, keys: tuple[str, ...] = (), url: str | None = None
         except VaultKeyError as error:
             raise SetupError(f"{error.message}; `hajj-ledger master-key new FILE` makes one") from None
     if SIGNING in keys:
+        from hajj_ledger.chain import signing_keys
         from hajj_ledger.signing import SigningKeyError
 
         try:
-            from hajj_ledger.chain import signing_keys
-
             signing_keys(required=True)
         except SigningKeyError as error:
             raise SetupError(str(error)) from None
