@@ -8,6 +8,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --smoke --out D # tiny sizes, one run each: checks the suite still works (no serving tier)
     python bench/run.py --only serving  # the serving tier alone (about ten minutes; --quick: a few), into the results
     python bench/run.py --only trail    # the audit trail's filtered pages on 3 M events (--smoke: 50,000)
+    python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
 """
 
 from __future__ import annotations
@@ -794,6 +795,46 @@ def trail_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+# How long the command line takes to start and answer: each command a fresh process, as a user runs it.
+CLI = Path(sys.executable).parent / "hajj-ledger"
+CLI_TARGET_SECONDS = 0.5
+
+
+def cli_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """Seconds from starting `hajj-ledger --help | status | history | record` to its exit, the median of several
+    runs on a store of a small simulated season, migrated (`status` reads the read models' positions)."""
+    runs = 3 if sizes is SMOKE else 9
+    with fresh_store(kind) as url:
+        env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
+
+        def timed(*args: str) -> float:
+            started = time.perf_counter()
+            subprocess.run([str(CLI), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+            return time.perf_counter() - started
+
+        timed("simulate", "--pilgrims", "60", "--seed", str(SEED))
+        timed("migrate")
+        pilgrim = str(uuid4())
+
+        def registration() -> str:
+            return json.dumps({"event": "Registered", "command_id": str(uuid4()), "pilgrim_id": str(uuid4()),
+                               "occurred_at": "2025-05-01T08:00:00Z", "season": SEASON, "country": "EGY"})  # fmt: skip
+
+        first = json.loads(registration()) | {"pilgrim_id": pilgrim}
+        timed("record", json.dumps(first), "--role", "mission", "--agency", "mission-EGY-00001")
+        commands: dict[str, Callable[[], list[str]]] = {
+            "--help": lambda: ["--help"],
+            "status": lambda: ["status"],
+            "history": lambda: ["history", pilgrim, "--season", str(SEASON)],
+            "record": lambda: ["record", registration(), "--role", "mission", "--agency", "mission-EGY-00001"],
+        }
+        figures = {}
+        for name, argv in commands.items():
+            seconds = [timed(*argv()) for _ in range(runs)]
+            figures[name] = {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
+    return {"commands": figures, "runs": runs, "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def serving_figure(plan: serving.Plan) -> dict[str, Any]:
     with fresh_store("postgres") as url:
         return serving.measure(url, plan, lambda text: print(f"[postgres] {text}", file=sys.stderr, flush=True))
@@ -832,6 +873,8 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
         chain = chain_figure(sizes, kind)
         say(f"export to Parquet ({sizes.export:,} pilgrims)")
         exported = export_figure(sizes, kind)
+        say("command line start, --help, status, history and record")
+        cli = cli_figure(sizes, kind)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -848,6 +891,7 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
             "api": summarise(api),
             "chain": chain,
             "export": exported,
+            "cli": cli,
         }
         if kind == "postgres":  # the trail's figure: PostgreSQL only (its store is grown in PostgreSQL's SQL)
             say(f"audit trail, filtered pages on {sizes.trail:,} events")
@@ -1043,6 +1087,16 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {kind} | trail index backfill (the projection runner from position 0), events/s "
             f"| {_fmt(d['backfill_rate'])} |  | 1 |  |  |  |  |  |"
         )
+    for kind in figures:
+        if "cli" not in figures[kind]:
+            continue
+        f = figures[kind]["cli"]
+        for name, seconds in f["commands"].items():
+            met = "yes" if seconds["median"] < CLI_TARGET_SECONDS else "**no**"
+            rows.append(
+                f"| {kind} | `hajj-ledger {name}`, start to exit, s | {seconds['median']:.2f} | "
+                f"{seconds['min']:.2f}-{seconds['max']:.2f} | {f['runs']} |  |  | < {CLI_TARGET_SECONDS} s | {met} |  |"
+            )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]
@@ -1066,7 +1120,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
         "--only",
-        choices=["chain", "export", "serving", "trail"],
+        choices=["chain", "export", "serving", "trail", "cli"],
         action="append",
         help="measure these figures alone, into the results",
     )
@@ -1090,6 +1144,7 @@ def main() -> None:
         measure: dict[str, Callable[[Sizes, str], dict[str, Any]]] = {
             "chain": chain_figure,
             "export": export_figure,
+            "cli": cli_figure,
             "serving": lambda _, kind: serving_figure(plan),
             "trail": trail_figure,
         }

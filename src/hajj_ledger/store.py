@@ -35,9 +35,8 @@ from hajj_ledger.connections import (
     write_pool_overflow,
     write_pool_size,
 )
+from hajj_ledger.preflight import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # where the CLI reads it lightly
 from hajj_ledger.vault import Sealed
-
-DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
 
 
 @dataclass(frozen=True)
