@@ -122,26 +122,14 @@ class Guard:
         request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
         status = 500
         sent = False
-        body_size = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, sent
-            if body_size > MAX_BODY:
-                return  # the answer is the 413 below, whatever the app made of a cut-off body
             if message["type"] == "http.response.start":
                 status = message["status"]
                 sent = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
-
-        async def counted() -> Message:
-            nonlocal body_size
-            message = await receive()
-            if message["type"] == "http.request":
-                body_size += len(message.get("body", b""))
-                if body_size > MAX_BODY:  # a body without a Content-Length, past the limit: read no further
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
 
         try:
             refusal = _refusal(scope, headers)
@@ -150,14 +138,15 @@ class Guard:
             elif (hot := await _hot(scope)) is not None:
                 await hot(scope, receive, send_with_id)
             else:
-                written, body = await _hot_write(scope, counted)
+                body = receive if "content-length" in headers else await _whole_body(receive)
+                if body is None:
+                    await _too_large().response()(scope, receive, send_with_id)
+                    return
+                written, body = await _hot_write(scope, body)
                 if written is not None:
                     await written(scope, receive, send_with_id)
                     return
                 await self.app(scope, body, send_with_id)
-                if body_size > MAX_BODY:
-                    body_size = 0
-                    await _too_large().response()(scope, receive, send_with_id)
         except Exception as error:
             if sent:
                 raise
@@ -188,6 +177,39 @@ async def _hot_write(scope: Scope, receive: Receive) -> tuple[Response | None, R
 async def _hot(scope: Scope) -> Response | None:
     reads: HotReads | None = scope["app"].state.hot_reads
     return None if reads is None else await reads.answer(scope)
+
+
+async def _whole_body(receive: Receive) -> Receive | None:
+    """A body sent without a length (chunked), read to its end before the app sees any of it; None when it goes past
+    the limit. No part of a body too large may reach the app: a valid command followed by enough whitespace is
+    valid JSON all the same, and would be recorded while its sender is told 413."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: the app hears of it as usual
+            return _replaying(message, receive)
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return _replaying({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive)
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """A receive that gives `first`, then what the client sends next (a disconnect, say)."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return first
+
+    return replayed
 
 
 def _too_large() -> ProblemError:
