@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger import store
@@ -86,6 +87,9 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
     problems.install(app)
+    app.state.routes = [  # the methods each path takes, for a 405's Allow
+        r for router in (*routers, operations.router, app.router) for r in router.routes if isinstance(r, Route)
+    ]
     app.add_middleware(Guard)
     return app
 
