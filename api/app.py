@@ -25,6 +25,7 @@ from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
+from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
@@ -70,8 +71,8 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         version="1",
         summary="The pilgrim journey ledger: agencies record each step and read their own views.",
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served from the package's own files: api/docs.py
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
@@ -84,6 +85,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
+    add_docs(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
     problems.install(app)
