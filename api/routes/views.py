@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator, Field, TypeAdapter
+from pydantic.config import JsonDict
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
@@ -74,7 +75,7 @@ def _no_nul(text: str) -> str:
     return text
 
 
-_NO_NUL = {"pattern": r"^[^\x00]*$"}  # for the OpenAPI document; `_no_nul` says why a value is refused
+_NO_NUL: JsonDict = {"pattern": r"^[^\x00]*$"}  # for the OpenAPI document; `_no_nul` says why a value is refused
 # The range of each integer column type: the database refuses a value beyond it ("integer out of range").
 _INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
 
