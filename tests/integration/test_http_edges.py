@@ -6,23 +6,30 @@ from __future__ import annotations
 import base64
 import itertools
 import re
+import socket
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import orjson
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.types import Message
 
 from hajj_ledger.api import agencies
+from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.api.routes.views import FILTERABLE
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
-from tests.integration.test_api import COMPANY_1, PAK, Api, api, is_problem, registration  # noqa: F401 (the fixture)
+from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem, registration  # noqa: F401 (the fixture)
 from tests.support import T0
 
 
@@ -202,6 +209,52 @@ def test_a_chunked_body_past_the_limit_stores_nothing_wherever_it_is_cut(http: A
     # Up to the limit exactly, the same is recorded.
     status, body = _post_chunked(http, path, _cut(command().ljust(MAX_BODY), [short, MAX_BODY // 2]))
     assert status in (200, 201) and http.head() > position, body[:300]
+
+
+def test_a_chunked_body_past_the_limit_through_a_real_server_stores_nothing(store_url: str) -> None:
+    """The same through uvicorn, which hands the app each chunk as it arrives."""
+    engine = engine_for(store_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        _, key = agencies.add(connection, Role.MISSION, "the mission", EGY)
+    engine.dispose()
+    server = uvicorn.Server(uvicorn.Config(create_app(store_url), host="127.0.0.1", port=0, log_level="warning"))
+    running = threading.Thread(target=server.run)
+    running.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        command = orjson.dumps(registration())
+        for body in (command.ljust(MAX_BODY + 1), command.ljust(MAX_BODY)):
+            chunks = [body[: len(command)], *(body[i : i + 65536] for i in range(len(command), len(body), 65536))]
+            status = _send_chunked(port, key, chunks)
+            assert status == (413 if len(body) > MAX_BODY else 201), (len(body), status)
+            ledger = JourneyLedger(store_url, create_tables=False)
+            try:
+                assert ledger.head() == (0 if len(body) > MAX_BODY else 1)
+            finally:
+                ledger.close()
+    finally:
+        server.should_exit = True
+        running.join()
+
+
+def _send_chunked(port: int, key: str, chunks: list[bytes]) -> int:
+    head = (
+        "POST /v1/journeys HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        try:
+            connection.sendall(head.encode())
+            for chunk in chunks:
+                connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            connection.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before the body's end, and closed
+        answer = connection.makefile("rb").readline()
+    return int(answer.split()[1])
 
 
 # 3. The caller first: role, then scope, before a repeat is answered; a receipt answers its own agency only.
