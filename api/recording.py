@@ -89,12 +89,16 @@ def only_its_recorder(ledger: JourneyLedger, agency: Agency, command: Command, r
     """A receipt answers only the agency that recorded it: to any other, the command is refused as it would be
     without a receipt (role, then scope), and otherwise as a command id already used. Asked only of a repeat (or a
     command id reused), so a new command costs nothing more; the ledger itself checks only what it records."""
-    receipt = ledger.store.select_receipts([command.command_id]).get(command.command_id)
-    if receipt is None:
-        return result
-    position = max(ledger.store.select_positions(receipt.events))
-    [stored] = ledger.recorder.select_notifications(start=position, limit=1)
-    recorder = cast(RecordedEvent, ledger.mapper.to_domain_event(stored)).stamp.agency_id
+    if isinstance(result, Outcome):
+        position = result.position
+    else:
+        receipt = ledger.store.select_receipts([command.command_id]).get(command.command_id)
+        if receipt is None:
+            return result
+        position = max(ledger.store.select_positions(receipt.events))
+    # The receipt's events carry the stamp of the command that made them: who recorded it.
+    stored = ledger.recorder.select_notifications(start=position, limit=1)
+    recorder = cast(RecordedEvent, ledger.mapper.to_domain_event(stored[0])).stamp.agency_id
     if recorder == agency.agency_id:
         return result
     if not may_record(agency.role, command.event):
