@@ -688,10 +688,10 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
         with recorder.datastore.transaction(commit=True) as c:
             recorder._write_sealed(c, sealed)
         return
-    from hajj_ledger.store import _row
+    from hajj_ledger.store import vault_row
 
     with recorder.datastore.transaction(commit=True) as curs:
-        curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(_row, sealed), strict=True)])
+        curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(vault_row, sealed), strict=True)])
 
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
-
 from hajj_ledger.preflight import AWAY
 from hajj_ledger.preflight import DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE  # the command line's, lightly
 
@@ -94,6 +92,8 @@ class Postgres:
         found: dict[str, str | int] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
         if self.password:
             found["password"] = self.password
+        from psycopg.conninfo import make_conninfo  # here: psycopg is not needed on SQLite
+
         return make_conninfo("", **found)
 
     def connect_kwargs(self) -> dict[str, Any]:
