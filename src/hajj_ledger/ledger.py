@@ -289,6 +289,8 @@ class JourneyLedger(Application[UUID]):
         return waiting
 
     def _start_writer(self) -> None:
+        if self._writer is not None:  # started: no lock on the hot path
+            return
         with self._writer_started:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
