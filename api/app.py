@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -14,16 +13,19 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services
+from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
@@ -69,8 +71,8 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         version="1",
         summary="The pilgrim journey ledger: agencies record each step and read their own views.",
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served from the package's own files: api/docs.py
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     # Each router carries its whole path and the caller check (an included router's prefix is not in the
@@ -83,9 +85,13 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
+    add_docs(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
     problems.install(app)
+    app.state.routes = [  # the methods each path takes, for a 405's Allow
+        r for router in (*routers, operations.router, app.router) for r in router.routes if isinstance(r, Route)
+    ]
     app.add_middleware(Guard)
     return app
 
@@ -122,26 +128,14 @@ class Guard:
         request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
         status = 500
         sent = False
-        body_size = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, sent
-            if body_size > MAX_BODY:
-                return  # the answer is the 413 below, whatever the app made of a cut-off body
             if message["type"] == "http.response.start":
                 status = message["status"]
                 sent = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
-
-        async def counted() -> Message:
-            nonlocal body_size
-            message = await receive()
-            if message["type"] == "http.request":
-                body_size += len(message.get("body", b""))
-                if body_size > MAX_BODY:  # a body without a Content-Length, past the limit: read no further
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
 
         try:
             refusal = _refusal(scope, headers)
@@ -150,14 +144,15 @@ class Guard:
             elif (hot := await _hot(scope)) is not None:
                 await hot(scope, receive, send_with_id)
             else:
-                written, body = await _hot_write(scope, counted)
+                body = receive if "content-length" in headers else await _whole_body(receive)
+                if body is None:
+                    await _too_large().response()(scope, receive, send_with_id)
+                    return
+                written, body = await _hot_write(scope, body)
                 if written is not None:
                     await written(scope, receive, send_with_id)
                     return
                 await self.app(scope, body, send_with_id)
-                if body_size > MAX_BODY:
-                    body_size = 0
-                    await _too_large().response()(scope, receive, send_with_id)
         except Exception as error:
             if sent:
                 raise
@@ -170,14 +165,16 @@ class Guard:
             metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
             metrics.LATENCY.labels(scope["method"], path).observe(elapsed)
             state = scope.get("state") or {}
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id, "method": scope["method"], "path": scope["path"], "route": path,
-                        "status": status, "ms": round(elapsed * 1000, 2), "agency": state.get("agency"),
-                    }
-                )
-            )  # fmt: skip
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                            "route": path, "status": status, "ms": round(elapsed * 1000, 2),
+                            "agency": state.get("agency"),
+                        }
+                    ).decode()
+                )  # fmt: skip
 
 
 async def _hot_write(scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
@@ -188,6 +185,39 @@ async def _hot_write(scope: Scope, receive: Receive) -> tuple[Response | None, R
 async def _hot(scope: Scope) -> Response | None:
     reads: HotReads | None = scope["app"].state.hot_reads
     return None if reads is None else await reads.answer(scope)
+
+
+async def _whole_body(receive: Receive) -> Receive | None:
+    """A body sent without a length (chunked), read to its end before the app sees any of it; None when it goes past
+    the limit. No part of a body too large may reach the app: a valid command followed by enough whitespace is
+    valid JSON all the same, and would be recorded while its sender is told 413."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: the app hears of it as usual
+            return _replaying(message, receive)
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return _replaying({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive)
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """A receive that gives `first`, then what the client sends next (a disconnect, say)."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return first
+
+    return replayed
 
 
 def _too_large() -> ProblemError:

@@ -15,21 +15,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.api import agencies, metrics
-from hajj_ledger.catalogue import SCOPE
-from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.errors import ValidationError
-from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals
-from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
-from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
-from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+from hajj_ledger.preflight import WRITE
 from hajj_ledger.vocabulary import Role
+
+if TYPE_CHECKING:
+    from hajj_ledger.signing import SigningKeys
 
 DEMO_KEYS = Path("var/demo-keys.json")  # the demo store only: its keys, to print again on every `make run`
 SHUTDOWN_SECONDS = 5  # requests still open this long after SIGTERM are cut off: the whole node ends within 10 s
@@ -46,7 +39,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--no-project", action="store_true", help="do not run the projection runner beside the server")
     serve.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer beside the server")
     serve.add_argument("--demo-keys", action="store_true", help="(demo store) make a key per role and print them")
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, store=WRITE)
 
     worker = commands.add_parser(
         "worker", help="offer to lead: run the projection runner and the sealer while this node leads (no HTTP)"
@@ -54,7 +47,7 @@ def register(commands: Any) -> None:
     worker.add_argument("--no-project", action="store_true", help="do not run the projection runner")
     worker.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer")
     worker.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)  # `serve`'s: 1 or 0 as leadership changes
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, store=WRITE)
 
     agency = commands.add_parser("agency", help="the agencies that may use the HTTP API, and their keys")
     actions = agency.add_subparsers(required=True, metavar="ACTION")
@@ -62,15 +55,18 @@ def register(commands: Any) -> None:
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--name", required=True)
     add.add_argument("--scope", help="a mission's or company's id, as its journeys carry it (e.g. mission-EGY-00001)")
-    add.set_defaults(run=_agency_add)
+    add.set_defaults(run=_agency_add, store=WRITE)
     revoke = actions.add_parser("revoke", help="revoke an agency's key (takes effect within seconds)")
     revoke.add_argument("agency_id")
-    revoke.set_defaults(run=_agency_revoke)
+    revoke.set_defaults(run=_agency_revoke, store=WRITE)
     listing = actions.add_parser("list", help="the agencies, without their keys")
-    listing.set_defaults(run=_agency_list)
+    listing.set_defaults(run=_agency_list, store=WRITE)
 
 
 def _agency_add(args: argparse.Namespace) -> int:
+    from hajj_ledger.api import agencies
+    from hajj_ledger.catalogue import SCOPE
+
     role = Role(args.role)
     if role in SCOPE and not args.scope:
         raise ValidationError("scope", f"a {role} reads only its own journeys: give the id they carry")
@@ -83,6 +79,8 @@ def _agency_add(args: argparse.Namespace) -> int:
 
 
 def _agency_revoke(args: argparse.Namespace) -> int:
+    from hajj_ledger.api import agencies
+
     with _migrated().begin() as connection:
         agencies.revoke(connection, args.agency_id)
     print(f"agency {args.agency_id}: key revoked")
@@ -90,6 +88,8 @@ def _agency_revoke(args: argparse.Namespace) -> int:
 
 
 def _agency_list(args: argparse.Namespace) -> int:
+    from hajj_ledger.api import agencies
+
     with _migrated().connect() as connection:
         rows = agencies.listed(connection)
     for row in rows:
@@ -99,6 +99,9 @@ def _agency_list(args: argparse.Namespace) -> int:
 
 
 def _migrated() -> Any:
+    from hajj_ledger.migrations import upgrade
+    from hajj_ledger.projections.schema import engine_for
+
     engine = engine_for()
     upgrade(engine)
     return engine
@@ -107,6 +110,7 @@ def _migrated() -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from hajj_ledger.api import metrics
     from hajj_ledger.api.app import configure_logging
 
     _migrated()
@@ -129,6 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keep_worker_running(flags: list[str]) -> None:
+    from hajj_ledger.api import metrics
+
     """`hajj-ledger worker` beside the server, started again whenever it ends; it ends with the server, however the
     server ends. It reports its leadership on a pipe: the leader gauge follows it, and falls to 0 when it ends."""
     while True:
@@ -157,6 +163,10 @@ def _die_with_parent() -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from hajj_ledger.chain import signing_keys
+    from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals
+    from hajj_ledger.signing import KEY_FILE_VARIABLE
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _migrated().dispose()
@@ -182,7 +192,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run_projections(stop: threading.Event) -> None:
-    runner = Runner(PROJECTIONS)
+    from hajj_ledger.projections import FOLLOWED
+    from hajj_ledger.projections.runner import Runner
+
+    runner = Runner(FOLLOWED)
     try:
         runner.run(stop=stop)
     finally:
@@ -190,6 +203,9 @@ def _run_projections(stop: threading.Event) -> None:
 
 
 def _seal(keys: SigningKeys | None, stop: threading.Event) -> None:
+    from hajj_ledger.chain import Chain
+    from hajj_ledger.ledger import JourneyLedger
+
     ledger = JourneyLedger()
     try:
         Chain(ledger, keys).follow(stop)
@@ -199,6 +215,10 @@ def _seal(keys: SigningKeys | None, stop: threading.Event) -> None:
 
 def _print_demo_keys() -> None:
     """A key per role on the demo store, made once and kept in var/ beside it (never for a real store)."""
+    from hajj_ledger.api import agencies
+    from hajj_ledger.projections.schema import engine_for
+    from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+
     if database_url() != DEFAULT_DATABASE_URL:
         raise ValidationError("demo_keys", "only for the embedded demo store")
     keys: dict[str, dict[str, str]] = json.loads(DEMO_KEYS.read_text()) if DEMO_KEYS.exists() else {}
@@ -218,6 +238,8 @@ def _print_demo_keys() -> None:
 
 def _demo_scopes() -> dict[Role, str]:
     """The demo's mission and company: those of a journey the simulated season contracted."""
+    from hajj_ledger.ledger import JourneyLedger
+
     ledger = JourneyLedger()
     try:
         for row in ledger.recorder.select_notifications(start=1, limit=5000):

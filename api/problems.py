@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import Route
 
 from hajj_ledger.errors import (
     ConflictError,
@@ -133,6 +133,13 @@ def install(app: FastAPI) -> None:
         )
         problem.headers.update(error.headers or {})
         if error.status_code == 405:  # Starlette names the first route's methods only; a path may have several
-            matching = [r for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE]
-            problem.headers["Allow"] = ", ".join(sorted({m for r in matching for m in getattr(r, "methods", ())}))
+            problem.headers["Allow"] = ", ".join(allowed_methods(request))
         return problem.response()
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes, from every route of the app (`app.state.routes`: FastAPI's own list
+    holds the included routers, whose routes it does not show)."""
+    routes: list[Route] = request.app.state.routes
+    path = request.scope["path"]
+    return sorted({m for r in routes if r.path_regex.match(path) for m in r.methods or ()})

@@ -6,17 +6,19 @@ OpenAPI document, and a thousand outcomes need not be validated again on their w
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import from_ledger
+from hajj_ledger.catalogue import SCOPE, RecordedEvent, may_record
 from hajj_ledger.commands import Command, parse_command
-from hajj_ledger.errors import LedgerError
+from hajj_ledger.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
 from hajj_ledger.vocabulary import Actor
 
@@ -40,6 +42,8 @@ async def record(ledger: JourneyLedger, agency: Agency, data: dict[str, Any], ke
 
 async def record_parsed(ledger: JourneyLedger, agency: Agency, command: Command) -> Response:
     outcome = await asyncio.wrap_future(ledger.submit(command, agency.actor))
+    if _about_a_receipt(outcome):
+        outcome = await run_in_threadpool(only_its_recorder, ledger, agency, command, outcome)
     if isinstance(outcome, LedgerError):
         raise outcome
     metrics.EVENTS_APPENDED.inc(0 if outcome.repeated else len(outcome.events))
@@ -55,14 +59,18 @@ def record_batch(ledger: JourneyLedger, agency: Agency, items: list[dict[str, An
         if data.get("command_id") is None:
             data["command_id"] = command_id(agency, key, index)
         try:
-            parsed.append((index, parse_command(data)))
+            command = parse_command(data)
+            if not may_record(agency.role, command.event):  # the role first, as each command's own endpoint does
+                raise PermissionDeniedError(agency.role, command.event)
+            parsed.append((index, command))
         except LedgerError as error:
             results[index] = _refused(index, error)
     actor = Actor(agency.agency_id, agency.role)
     appended = 0
     if parsed:
         outcomes: list[Result] = ledger.record_batch([(c, actor) for _, c in parsed])
-        for (index, _), result in zip(parsed, outcomes, strict=True):
+        for (index, command), first in zip(parsed, outcomes, strict=True):
+            result = only_its_recorder(ledger, agency, command, first) if _about_a_receipt(first) else first
             if isinstance(result, Outcome):
                 appended += 0 if result.repeated else len(result.events)
                 status = 200 if result.repeated else 201
@@ -71,6 +79,33 @@ def record_batch(ledger: JourneyLedger, agency: Agency, items: list[dict[str, An
                 results[index] = _refused(index, result)
     metrics.EVENTS_APPENDED.inc(appended)  # once a batch
     return _json({"results": results}, 200)
+
+
+def _about_a_receipt(result: Result) -> bool:
+    return (isinstance(result, Outcome) and result.repeated) or isinstance(result, IdempotencyKeyReusedError)
+
+
+def only_its_recorder(ledger: JourneyLedger, agency: Agency, command: Command, result: Result) -> Result:
+    """A receipt answers only the agency that recorded it: to any other, the command is refused as it would be
+    without a receipt (role, then scope), and otherwise as a command id already used. Asked only of a repeat (or a
+    command id reused), so a new command costs nothing more; the ledger itself checks only what it records."""
+    if isinstance(result, Outcome):
+        position = result.position
+    else:
+        receipt = ledger.store.select_receipts([command.command_id]).get(command.command_id)
+        if receipt is None:
+            return result
+        position = max(ledger.store.select_positions(receipt.events))
+    # The receipt's events carry the stamp of the command that made them: who recorded it.
+    stored = ledger.recorder.select_notifications(start=position, limit=1)
+    recorder = cast(RecordedEvent, ledger.mapper.to_domain_event(stored[0])).stamp.agency_id
+    if recorder == agency.agency_id:
+        return result
+    if not may_record(agency.role, command.event):
+        return PermissionDeniedError(agency.role, command.event)
+    if agency.role in SCOPE:
+        return PermissionDeniedError(agency.role, command.event, SCOPE[agency.role][1])
+    return IdempotencyKeyReusedError(f"command_id {command.command_id} was used by another agency")
 
 
 def _refused(index: int, error: LedgerError) -> dict[str, Any]:

@@ -7,6 +7,8 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py                 # the full suite (about a quarter of an hour)
     python bench/run.py --smoke --out D # tiny sizes, one run each: checks the suite still works (no serving tier)
     python bench/run.py --only serving  # the serving tier alone (about ten minutes; --quick: a few), into the results
+    python bench/run.py --only trail    # the audit trail's filtered pages on 3 M events (--smoke: 50,000)
+    python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ class Sizes:
     runs: int
     chain: int = 10_000  # pilgrims for the hash chain's figures
     export: int = 6_000  # pilgrims for the export figure
+    trail: int = 3_000_000  # events in the store for the audit trail's filtered pages
 
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
-SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40)
+SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40,
+              trail=50_000)  # fmt: skip
 
 
 # What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
@@ -309,6 +313,114 @@ def measure_catchup(url: str, pilgrims: int) -> dict[str, Any]:
     slowest = min(rates, key=rates.__getitem__)
     return {"rate": rates[slowest], "slowest": slowest, "rates": rates, "events": head,
             "rss_at_fifth_mb": rss_fifth, "rss_growth": _rss_mb() / rss_fifth}  # fmt: skip
+
+
+def _postgres(url: str) -> psycopg.Connection[Any]:
+    from hajj_ledger.connections import Postgres
+
+    found = Postgres.from_url(url)
+    return psycopg.connect(found.conninfo, autocommit=True, **found.connect_kwargs())
+
+
+def _replicate(url: str, events: int) -> int:
+    """Grow a simulated season's log to `events` by copying it in SQL, a copy at a time: fresh aggregate ids, the same
+    agencies and events, the recorded times moved on by the season's span each copy (so that they run on through
+    the log, as a real one's do). Returns the number of events."""
+    ledger = _ledger(url)
+    events_table = ledger.recorder.events_table_name
+    ledger.close()
+    with _postgres(url) as connection:
+        [base, span] = connection.execute(
+            "SELECT max(notification_id), extract(epoch FROM max(t) - min(t)) + 1 FROM (SELECT notification_id, "
+            f"(convert_from(state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz AS t FROM {events_table}) AS s"
+        ).fetchone()  # type: ignore[misc]
+        copies = -(-events // base)
+        for copy in range(1, copies):
+            connection.execute(
+                f"INSERT INTO {events_table} (originator_id, originator_version, topic, state) "
+                "SELECT md5(originator_id::text || %(copy)s)::uuid, originator_version, topic, "
+                "convert_to(jsonb_set(j, '{timestamp}', to_jsonb(to_char(((j ->> 'timestamp')::timestamptz "
+                "+ make_interval(secs => %(shift)s)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')))"
+                "::text, 'UTF8') "
+                f"FROM (SELECT *, convert_from(state, 'UTF8')::jsonb AS j FROM {events_table} WHERE notification_id "
+                "<= %(base)s ORDER BY notification_id LIMIT %(rows)s) AS s ORDER BY notification_id",
+                {"copy": str(copy), "shift": span * copy, "base": base, "rows": min(base, events - base * copy)},
+            )
+        [total] = connection.execute(f"SELECT count(*) FROM {events_table}").fetchone()  # type: ignore[misc]
+    return int(total)
+
+
+def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[str, Any]:
+    """The audit trail's filtered pages (100 entries, from the start or from a random cursor) on a store of `events`
+    events: by agency (every agency equally likely, so the rare ones as often as the busy), by event type, by a
+    recorded-time range, and combined; p50 and p99 of each kind."""
+    import random
+
+    from hajj_ledger.audit import TrailQuery
+    from hajj_ledger.projections import TRAIL_INDEX
+    from hajj_ledger.projections.runner import Runner
+
+    _migrated_season(url, pilgrims)
+    total = _replicate(url, events)
+    runner = Runner([TRAIL_INDEX], url)
+    started = time.perf_counter()
+    runner.catch_up(TRAIL_INDEX)
+    backfill = total / (time.perf_counter() - started)
+    runner.close()
+    connection = _postgres(url)
+    connection.execute("VACUUM ANALYZE")  # what autovacuum does to tables this size soon after
+    agencies = [r[0] for r in connection.execute("SELECT DISTINCT agency_id FROM trail_index")]
+    names = [r[0] for r in connection.execute("SELECT DISTINCT event FROM trail_index")]
+    ledger = _ledger(url)
+    pick = random.Random(SEED)
+
+    def moments() -> list[datetime]:
+        """The recorded times of two events from 10 to 300,000 positions apart."""
+        low = pick.randint(1, total)
+        high = min(total, low + int(10 ** pick.uniform(1, 5.5)))
+        return [
+            datetime.fromtimestamp(connection.execute(
+                "SELECT recorded_us FROM trail_index WHERE position >= %s ORDER BY position LIMIT 1", (p,)
+            ).fetchone()[0] / 1e6, UTC)  # type: ignore[index]
+            for p in (low, high)
+        ]  # fmt: skip
+
+    def query(kind: str) -> TrailQuery:
+        fields: dict[str, Any] = {}
+        if "agency" in kind:
+            fields["agency_id"] = pick.choice(agencies)
+        if "event" in kind:
+            fields["event"] = pick.choice(names)
+        if "time" in kind:
+            fields["recorded_from"], fields["recorded_until"] = sorted(moments())
+        return TrailQuery(**fields)
+
+    kinds = ("agency", "event", "time", "agency+event", "agency+time", "event+time", "agency+event+time")
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    matched = 0
+    for _ in range(samples):
+        for kind in kinds:
+            chosen = query(kind)
+            after = 0 if pick.random() < 0.5 else pick.randint(1, total)
+            started = time.perf_counter()
+            page = ledger.trail(chosen, after, 100)
+            timings[kind].append((time.perf_counter() - started) * 1000)
+            matched += len(page.entries)
+    ledger.close()
+    connection.close()
+
+    def quantiles(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "p50_ms": statistics.median(ordered),
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        }
+
+    every = [t for values in timings.values() for t in values]
+    overall = quantiles(every)
+    kinds_found = {k: quantiles(v) for k, v in timings.items()}
+    return {"rate": overall["p99_ms"], "events": total, "backfill_rate": backfill, "agencies": len(agencies),
+            "pages": len(every), "entries": matched, **overall, "kinds": kinds_found}  # fmt: skip
 
 
 def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, Any]:
@@ -576,10 +688,10 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
         with recorder.datastore.transaction(commit=True) as c:
             recorder._write_sealed(c, sealed)
         return
-    from hajj_ledger.store import _row
+    from hajj_ledger.store import vault_row
 
     with recorder.datastore.transaction(commit=True) as curs:
-        curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(_row, sealed), strict=True)])
+        curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(vault_row, sealed), strict=True)])
 
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
@@ -588,6 +700,7 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "export": measure_export,
     "identity": measure_identity,
     "catchup": measure_catchup,
+    "trail": measure_trail,
     "lag": measure_lag,
     "ingest": measure_ingest,
     "raw": measure_raw,
@@ -675,6 +788,53 @@ def chain_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def trail_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """One store of sizes.trail events (building it takes minutes; the pages are measured hundreds of times)."""
+    runs = repeat(1, kind, "trail", events=sizes.trail, pilgrims=sizes.pilgrims if sizes is FULL else 200,
+                  samples=100 if sizes is FULL else 30)  # fmt: skip
+    return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+# How long the command line takes to start and answer: each command a fresh process, as a user runs it.
+CLI = Path(sys.executable).parent / "hajj-ledger"
+CLI_TARGET_SECONDS = 0.5
+
+
+def cli_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """Seconds from starting `hajj-ledger --help | status | history | record` to its exit, the median of several
+    runs on a store of a small simulated season, migrated (`status` reads the read models' positions)."""
+    runs = 3 if sizes is SMOKE else 9
+    with fresh_store(kind) as url:
+        env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
+
+        def timed(*args: str) -> float:
+            started = time.perf_counter()
+            subprocess.run([str(CLI), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+            return time.perf_counter() - started
+
+        timed("simulate", "--pilgrims", "60", "--seed", str(SEED))
+        timed("migrate")
+        pilgrim = str(uuid4())
+
+        def registration() -> str:
+            return json.dumps({"event": "Registered", "command_id": str(uuid4()), "pilgrim_id": str(uuid4()),
+                               "occurred_at": "2025-05-01T08:00:00Z", "season": SEASON, "country": "EGY"})  # fmt: skip
+
+        first = json.loads(registration()) | {"pilgrim_id": pilgrim}
+        timed("record", json.dumps(first), "--role", "mission", "--agency", "mission-EGY-00001")
+        commands: dict[str, Callable[[], list[str]]] = {
+            "--help": lambda: ["--help"],
+            "status": lambda: ["status"],
+            "history": lambda: ["history", pilgrim, "--season", str(SEASON)],
+            "record": lambda: ["record", registration(), "--role", "mission", "--agency", "mission-EGY-00001"],
+        }
+        figures = {}
+        for name, argv in commands.items():
+            seconds = [timed(*argv()) for _ in range(runs)]
+            figures[name] = {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
+    return {"commands": figures, "runs": runs, "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def serving_figure(plan: serving.Plan) -> dict[str, Any]:
     with fresh_store("postgres") as url:
         return serving.measure(url, plan, lambda text: print(f"[postgres] {text}", file=sys.stderr, flush=True))
@@ -713,6 +873,8 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
         chain = chain_figure(sizes, kind)
         say(f"export to Parquet ({sizes.export:,} pilgrims)")
         exported = export_figure(sizes, kind)
+        say("command line start, --help, status, history and record")
+        cli = cli_figure(sizes, kind)
         say(f"scale run, {sizes.scale:,} pilgrims")
         scale = repeat(1, kind, "scale", pilgrims=sizes.scale)
         figures[kind] = {
@@ -729,7 +891,11 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
             "api": summarise(api),
             "chain": chain,
             "export": exported,
+            "cli": cli,
         }
+        if kind == "postgres":  # the trail's figure: PostgreSQL only (its store is grown in PostgreSQL's SQL)
+            say(f"audit trail, filtered pages on {sizes.trail:,} events")
+            figures[kind]["trail"] = trail_figure(sizes, kind)
         if kind == "postgres" and sizes is FULL:  # not in --smoke: it needs wrk and minutes
             figures[kind]["serving"] = serving_figure(plan)
     return figures
@@ -901,6 +1067,36 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {kind} | export memory, peak RSS | {f['rss_mb']:.0f} MB |  |  |  |  | {'< 300 MB, flat' if pg else ''} "
             f"| {('yes' if flat else '**no**') if pg else ''} (x{growth:.2f} from 1/5 to end) |  |"
         )
+    for kind in figures:
+        if "trail" not in figures[kind]:
+            continue
+        f, pg = figures[kind]["trail"], kind == "postgres"
+        d = f["details"][0]
+        met = ("yes" if d["p99_ms"] < 50 and d["events"] >= 3_000_000 else "**no**") if pg else ""
+        rows.append(
+            f"| {kind} | audit trail, a filtered page (100 entries) p99 ms, {d['events']:,} events, {d['pages']:,} "
+            f"pages (p50 {d['p50_ms']:.1f}) | {d['p99_ms']:.1f} |  | 1 |  |  | {'< 50 ms at 3 M events' if pg else ''} "
+            f"| {met} | {f['rss_mb']:.0f} MB |"
+        )
+        for name, q in d["kinds"].items():
+            rows.append(
+                f"| {kind} | trail filtered by {name.replace('+', ' + ').replace('time', 'recorded time')}, p99 ms "
+                f"(p50 {q['p50_ms']:.1f}) | {q['p99_ms']:.1f} |  | 1 |  |  |  |  |  |"
+            )
+        rows.append(
+            f"| {kind} | trail index backfill (the projection runner from position 0), events/s "
+            f"| {_fmt(d['backfill_rate'])} |  | 1 |  |  |  |  |  |"
+        )
+    for kind in figures:
+        if "cli" not in figures[kind]:
+            continue
+        f = figures[kind]["cli"]
+        for name, seconds in f["commands"].items():
+            met = "yes" if seconds["median"] < CLI_TARGET_SECONDS else "**no**"
+            rows.append(
+                f"| {kind} | `hajj-ledger {name}`, start to exit, s | {seconds['median']:.2f} | "
+                f"{seconds['min']:.2f}-{seconds['max']:.2f} | {f['runs']} |  |  | < {CLI_TARGET_SECONDS} s | {met} |  |"
+            )
     notes = []
     for kind in figures:
         scale = figures[kind]["scale"]["details"][0]
@@ -924,7 +1120,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
         "--only",
-        choices=["chain", "export", "serving"],
+        choices=["chain", "export", "serving", "trail", "cli"],
         action="append",
         help="measure these figures alone, into the results",
     )
@@ -948,12 +1144,14 @@ def main() -> None:
         measure: dict[str, Callable[[Sizes, str], dict[str, Any]]] = {
             "chain": chain_figure,
             "export": export_figure,
+            "cli": cli_figure,
             "serving": lambda _, kind: serving_figure(plan),
+            "trail": trail_figure,
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name == "serving" and kind != "postgres":
-                    continue  # a deployment's serving tier: PostgreSQL only
+                if name in ("serving", "trail") and kind != "postgres":
+                    continue  # a deployment's serving tier, and the trail's store grown in SQL: PostgreSQL only
                 results["figures"][kind][name] = measure[name](sizes, kind)
                 results_file.write_text(json.dumps(results, indent=1) + "\n")  # each figure kept as it is measured
     else:

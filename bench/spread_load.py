@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ class Window:
     def __init__(self) -> None:
         self.open = False
         self.latencies: list[float] = []
+        self.by_node: dict[int, list[float]] = {}
         self.statuses: dict[int, int] = {}
         self.reconnects = 0
 
@@ -80,6 +82,7 @@ async def client(ports: list[int], mode: str, journeys: list[tuple[int, str, boo
                 in_hospital[slot] = not in_hospital[slot]
             if window.open:
                 window.latencies.append(time.perf_counter() - started)
+                window.by_node.setdefault(node, []).append(window.latencies[-1])
                 window.statuses[status] = window.statuses.get(status, 0) + 1
     finally:
         for _, writer in connections:
@@ -111,6 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
         "statuses": {str(k): v for k, v in sorted(window.statuses.items())},
+        "node_p50_ms": [1000 * statistics.median(window.by_node.get(n) or [0.0]) for n in range(len(ports))],
         "seconds": seconds,
         "reconnects": window.reconnects,
     }

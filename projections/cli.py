@@ -13,46 +13,35 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from hajj_ledger.audit import plain, print_history, within_head
-from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.calibration import DEFAULT_SEASON
 from hajj_ledger.errors import ValidationError
-from hajj_ledger.journey import Journey
-from hajj_ledger.leadership import stop_on_signals
-from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS, projection
-from hajj_ledger.projections.export import FORMATS, export
-from hajj_ledger.projections.export import progress_bar as export_progress
-from hajj_ledger.projections.framework import Projection
-from hajj_ledger.projections.replay import PastViews, replay, row_counts, target
-from hajj_ledger.projections.runner import Runner
-from hajj_ledger.projections.schema import create_schema, engine_for
-from hajj_ledger.projections.season_funnel import funnel, last_days
-from hajj_ledger.simulation import DEFAULT_SEASON, progress_bar, simulate
-from hajj_ledger.store import database_url, direct_database_url
-from hajj_ledger.vocabulary import Stage, hijri
+from hajj_ledger.preflight import MASTER, READ, WRITE, invocation
+from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS
+
+if TYPE_CHECKING:
+    from hajj_ledger.journey import Journey
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.framework import Projection
 
 
 def register(commands: Any) -> None:
     migrate = commands.add_parser("migrate", help="create or upgrade the read models' tables (Alembic)")
-    migrate.set_defaults(run=_migrate)
+    migrate.set_defaults(run=_migrate, store=WRITE)
 
     project = commands.add_parser("project", help="keep the read models current from the log")
     project.add_argument("--once", action="store_true", help="catch up to the head, then stop")
     project.add_argument("--only", action="append", metavar="NAME", help="this projection only (repeatable)")
-    project.set_defaults(run=_project)
+    project.set_defaults(run=_project, store=WRITE)
 
     status = commands.add_parser("status", help="per projection: position, head of the log, lag")
     status.add_argument("--json", action="store_true")
-    status.set_defaults(run=_status)
+    status.set_defaults(run=_status, store=READ)
 
     rebuild = commands.add_parser("rebuild", help="rebuild a read model from position 0 beside the serving one")
     rebuild.add_argument("name")
-    rebuild.set_defaults(run=_rebuild)
+    rebuild.set_defaults(run=_rebuild, store=WRITE, batch=True)
 
     replaying = commands.add_parser(
         "replay", help="rebuild every read model as of a past position, apart from the serving ones, to compare"
@@ -63,13 +52,13 @@ def register(commands: Any) -> None:
         help="a directory (a path with a slash, or one that exists) for a new SQLite file; or the name of a new "
         "schema of the ledger's PostgreSQL database",
     )  # fmt: skip
-    replaying.set_defaults(run=_replay)
+    replaying.set_defaults(run=_replay, store=READ, batch=True)
 
     view = commands.add_parser("view", help="a read model's rows, one JSON object each; as of a past position")
-    view.add_argument("name", choices=PastViews.NAMES)
+    view.add_argument("name", choices=PAST_VIEWS)
     view.add_argument("--as-of", type=int, required=True, metavar="POSITION", help="at most the ledger's head")
     view.add_argument("--limit", type=int, default=100)
-    view.set_defaults(run=_view)
+    view.set_defaults(run=_view, store=READ)
 
     exporting = commands.add_parser(
         "export", help="the events and every read model as of one position, pseudonymised, for analysts"
@@ -78,8 +67,8 @@ def register(commands: Any) -> None:
                            "the directory of the export to append to")  # fmt: skip
     exporting.add_argument("--at", type=int, metavar="POSITION", help="default: the head of the log")
     exporting.add_argument("--since", type=int, metavar="POSITION", help="only what came after the export in --out")
-    exporting.add_argument("--format", choices=FORMATS, default="parquet")
-    exporting.set_defaults(run=_export)
+    exporting.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    exporting.set_defaults(run=_export, store=READ, batch=True)
 
     demo = commands.add_parser(
         "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
@@ -87,27 +76,37 @@ def register(commands: Any) -> None:
     demo.add_argument("--pilgrims", type=int, default=3000)
     demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
     demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, store=WRITE, needs=(MASTER,), batch=True)
 
 
 def _export(args: argparse.Namespace) -> int:
+    from hajj_ledger.projections.export import export
+    from hajj_ledger.projections.export import progress_bar as export_progress
+
     manifest = export(args.out, at=args.at, since=args.since, fmt=args.format, progress=export_progress(sys.stderr))
     tables = manifest["tables"]
     print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
     for name, table in tables.items():
         print(f"  {name:<24}{table['rows']:>12,} rows in {len(table['files'])} file(s)")
-    print(f"Check it with: hajj-ledger verify --export {args.out}")
+    print(f"Check it with: {invocation()} verify --export {args.out} --keys PUBLIC.json")
     return 0
 
 
 def _projections(names: Sequence[str] | None = None) -> list[Projection]:
+    from hajj_ledger.projections import FOLLOWED, projection
+
     try:
-        return [projection(n) for n in names] if names else list(PROJECTIONS)
+        return [projection(n) for n in names] if names else list(FOLLOWED)
     except KeyError as error:
         raise ValidationError("name", str(error.args[0])) from None
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.migrations import upgrade
+    from hajj_ledger.projections.schema import create_schema, engine_for
+    from hajj_ledger.store import direct_database_url
+
     url = direct_database_url()  # creating tables takes a session lock: never through a transaction pooler
     create_schema(url)
     JourneyLedger(url).close()  # the event store's own tables first: eventsourcing creates them
@@ -119,6 +118,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
+    from hajj_ledger.leadership import stop_on_signals
+    from hajj_ledger.projections.runner import Runner
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     runner = Runner(_projections(args.only))
     stop = threading.Event()
@@ -131,6 +133,8 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from hajj_ledger.projections.runner import Runner
+
     runner = Runner(_projections())
     try:
         found = runner.status()
@@ -148,6 +152,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    from hajj_ledger.projections.runner import Runner
+
     [projection] = _projections([args.name])
     runner = Runner([projection])
     try:
@@ -159,6 +165,11 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from hajj_ledger.audit import within_head
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.replay import replay, row_counts, target
+    from hajj_ledger.store import database_url
+
     ledger = JourneyLedger(create_tables=False)
     try:
         within_head(ledger, args.until, "until")
@@ -179,6 +190,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from hajj_ledger.audit import plain
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections import projection
+    from hajj_ledger.projections.replay import PastViews
+
     ledger = JourneyLedger(create_tables=False)
     past = PastViews(ledger)
     try:
@@ -194,6 +212,11 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from hajj_ledger.audit import print_history
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.simulation import progress_bar, simulate
+
+    cli = invocation()
     ledger = JourneyLedger()
     if ledger.head() == 0:
         print(
@@ -212,14 +235,17 @@ def _demo(args: argparse.Namespace) -> int:
     if journey is not None:
         print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
         print_history(ledger.history(journey.id), as_json=False)
-        print(f"\nTry: hajj-ledger history {journey.pilgrim_id} --season {journey.season} --json")
-    print("     hajj-ledger rules | hajj-ledger status | hajj-ledger project   (follows the log live)")
-    print("     hajj-ledger verify | hajj-ledger trail --limit 5 | hajj-ledger proof 1   (the auditors' view)")
+        print(f"\nTry: {cli} history {journey.pilgrim_id} --season {journey.season} --json")
+    print(f"     {cli} rules      (who records what)")
+    print(f"     {cli} status     (the read models; `project` follows the log live)")
+    print(f"     {cli} verify     (the auditors' view; also `trail --limit 5`, `proof 1`)")
     return 0
 
 
 def _seal(ledger: JourneyLedger) -> None:
     """Chain the log up to the head and sign a checkpoint there, so that `verify` and proofs work at once."""
+    from hajj_ledger.chain import Chain, signing_keys
+
     chain = Chain(ledger, signing_keys(required=False))
     sealed = chain.seal_all()
     latest = chain.checkpoint() if chain.keys is not None else None
@@ -229,7 +255,12 @@ def _seal(ledger: JourneyLedger) -> None:
 
 def _show_read_models() -> None:
     """Bring the read models up to the head, then show the season funnel from them."""
-    runner = Runner(PROJECTIONS)
+    from hajj_ledger.projections import FOLLOWED
+    from hajj_ledger.projections.runner import Runner
+    from hajj_ledger.projections.season_funnel import funnel, last_days
+    from hajj_ledger.vocabulary import Stage, hijri
+
+    runner = Runner(FOLLOWED)
     try:
         runner.run(once=True)
         with runner.engine.connect() as connection:
@@ -250,6 +281,8 @@ def _show_read_models() -> None:
 
 def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:
     """The first journey in the log that ran from registration to departure."""
+    from hajj_ledger.vocabulary import Stage
+
     for row in ledger.recorder.select_notifications(start=1, limit=2000):
         if row.topic.endswith("Journey.Registered"):
             journey = ledger.journey(row.originator_id)  # type: ignore[arg-type]

@@ -39,14 +39,14 @@ from sqlalchemy.engine import Connection
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger, collector_paused
-from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections import EXPORT_FORMATS, PROJECTIONS
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.snapshots import EVENTS, MANIFEST, file_sha256, sign_manifest
 from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
 
-FORMATS = ("parquet", "csv")
+FORMATS = EXPORT_FORMATS
 KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with
 DEMO_KEY_FILE = Path("var/demo-export-key")
 PAGE = 10_000
@@ -357,7 +357,8 @@ def _write_models(url: str, run: Export) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
             installed = sa.inspect(connection).has_table(positions.name)
-            query = sa.select(positions.c.position).where(positions.c.serving)
+            exported = positions.c.projection.in_([p.name for p in PROJECTIONS])  # the views, not the trail's index
+            query = sa.select(positions.c.position).where(positions.c.serving, exported)
             serving = connection.execute(query).scalars().all() if installed else []
             if serving and set(serving) == {run.at}:
                 _models_from(connection, run)

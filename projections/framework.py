@@ -101,6 +101,10 @@ class Projection:
     def keys(self, event: Any) -> Iterable[tuple[Model, Key]]:
         raise NotImplementedError
 
+    def keys_at(self, event: Any, position: int) -> Iterable[tuple[Model, Key]]:
+        """The rows an event at `position` touches: its `keys`, unless rows are keyed by position."""
+        return self.keys(event)
+
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         raise NotImplementedError
 
@@ -133,8 +137,8 @@ def apply_batch(
     """Apply (position, event) pairs to the projection's rows; the caller commits."""
     tables = {m.name: m.table(generation) for m in projection.models}
     wanted: dict[str, set[Key]] = {m.name: set() for m in projection.models}
-    for _, event in events:
-        for model, key in projection.keys(event):
+    for position, event in events:
+        for model, key in projection.keys_at(event, position):
             wanted[model.name].add(key)
     loaded = {
         name: _load(connection, tables[name], _model(projection, name).key, keys) for name, keys in wanted.items()

@@ -25,7 +25,7 @@ from hajj_ledger.audit import within_head
 from hajj_ledger.connections import direct_url
 from hajj_ledger.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections import PAST_VIEWS, PROJECTIONS, projection
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.runner import Runner, install
 from hajj_ledger.projections.schema import engine_for, positions
@@ -101,7 +101,7 @@ class PastViews:
     """`journey_status` and `season_funnel` as of past positions, each built in a private temporary SQLite file;
     the last few are kept, as an auditor tends to page through one moment."""
 
-    NAMES = ("journey_status", "season_funnel")
+    NAMES = PAST_VIEWS
     KEEP = 3
 
     def __init__(self, ledger: JourneyLedger, database_url: str | None = None) -> None:

@@ -5,6 +5,7 @@ Pages follow the view's key (a keyset cursor): a page never skips nor repeats a 
 however many writes land between pages."""
 
 import base64
+import functools
 import inspect
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -13,6 +14,8 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AfterValidator, Field, TypeAdapter
+from pydantic.config import JsonDict
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
@@ -37,21 +40,17 @@ def _after(cursor: str, view: sa.Table, key: tuple[str, ...]) -> list[Any]:
         texts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(texts, list) or len(texts) != len(key):
             raise ValueError("wrong shape")
-        return [_typed(view.c[k].type.python_type, t) for k, t in zip(key, texts, strict=True)]
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+        return [_value(view.c[k]).validate_python(t) for k, t in zip(key, texts, strict=True)]
+    except (ValueError, TypeError, orjson.JSONDecodeError):  # pydantic's ValidationError is a ValueError
         raise ProblemError(
             422, "invalid", "Invalid input", "cursor: not one this view gave", errors=[{"path": "query.cursor"}]
         ) from None
 
 
-def _typed(kind: type, text: str) -> Any:
-    if kind is UUID:
-        return UUID(text)
-    if kind is date:
-        return date.fromisoformat(text)
-    if kind is datetime:
-        return datetime.fromisoformat(text)
-    return kind(text)
+@functools.cache
+def _value(column: sa.Column[Any]) -> TypeAdapter[Any]:
+    """A cursor's value for a key column, held to what the column holds, as a filter on it is."""
+    return TypeAdapter(query_type(column))
 
 
 def page(
@@ -70,10 +69,29 @@ def _cut(rows: list[dict[str, Any]], model: Model, limit: int) -> tuple[list[dic
     return rows, _cursor(rows[-1], model.key) if more else None
 
 
-def _query_type(column: sa.Column[Any]) -> Any:
-    """A filter's type; times and dates written out, never a number read as seconds since 1970."""
-    kind = column.type.python_type
-    return {datetime: Moment, date: Day, int: QueryInt}.get(kind, kind)
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
+_NO_NUL: JsonDict = {"pattern": r"^[^\x00]*$"}  # for the OpenAPI document; `_no_nul` says why a value is refused
+# The range of each integer column type: the database refuses a value beyond it ("integer out of range").
+_INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
+
+
+def query_type(column: sa.Column[Any]) -> Any:
+    """What a query value compared with the column may be: of its type and within what the column holds, so that no
+    value reaches the database to be refused there (as a 500). Integers within the column's range (a 32-bit INTEGER
+    is not a BIGINT), text within its length and without NUL (PostgreSQL refuses it), times and dates written out
+    (never a number read as seconds since 1970)."""
+    kind = column.type
+    if isinstance(kind, sa.Integer):
+        bits = next(b for t, b in _INTEGER_BITS if isinstance(kind, t))
+        return Annotated[QueryInt, Field(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+    if isinstance(kind, sa.String):
+        return Annotated[str, Field(max_length=kind.length, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)]
+    return {datetime: Moment, date: Day}.get(kind.python_type, kind.python_type)
 
 
 def add_view(router: APIRouter, name: str, model: Model) -> None:
@@ -98,7 +116,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
         *(
             inspect.Parameter(
                 c.name, keyword, default=None,
-                annotation=Annotated[_query_type(c) | None, Query(description=f"only rows with this {c.name}")],
+                annotation=Annotated[query_type(c) | None, Query(description=f"only rows with this {c.name}")],
             )
             for c in filterable
         ),

@@ -2,9 +2,13 @@
 a journey as of a past moment: as the ledger knew it at a position or a recorded time, or as things had happened
 by a business time.
 
-The agency and the recorded time live inside each event's stored payload, which has no index: the trail filters
-them on decoded events, so one page reads a bounded stretch of the log and may end short of its limit (even
-empty) with a cursor to carry on from. The event type and the position range are filtered by the store itself.
+The agency and the recorded time live inside each event's stored payload, which the store does not index. A trail
+filtered by agency, event or recorded time is therefore answered from the trail's index (`trail_index`, kept from
+the log by the projection runner like any read model; projections/trail_index.py), read on the same connection as
+the log itself, so a page costs the same however large the log. What the index has not reached yet (the last few
+events while the runner follows the log; all of it before the first `hajj-ledger migrate`) is read from the log
+and filtered on decoded events, at most SCAN of them per page: such a page may end short of its limit (even empty)
+with a cursor to carry on from. Either way the entries, their order and the cursors are the same.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -33,6 +37,17 @@ MAX_LIMIT = 1000
 SCAN = 10_000  # events one page of the trail reads at most, however few of them match
 _CHUNK = 1000
 _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "stamp", "originator_topic"})
+# The trail's index, as the projection runner keeps it (projections/trail_index.py): one row per position, and the
+# earliest and latest recorded time of each block of BLOCK positions.
+INDEX_TABLE = "trail_index"
+BLOCKS_TABLE = "trail_index_blocks"
+BLOCK = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def microseconds(moment: datetime) -> int:
+    """A recorded time as the index keeps it: whole microseconds since the epoch, exact on either store."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def payload(event: RecordedEvent) -> dict[str, Any]:
@@ -108,6 +123,12 @@ class TrailQuery:
         if self.from_position and self.until_position is not None and self.until_position < self.from_position:
             raise ValidationError("until_position", "is before from_position")
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the trail's index narrows this query down (an aggregate's own events need no index)."""
+        wanted = (self.agency_id, self.event, self.recorded_from, self.recorded_until)
+        return self.aggregate_id is None and any(v is not None for v in wanted)
+
     def admits(self, entry: Entry) -> bool:
         return (
             (self.agency_id is None or entry.agency_id == self.agency_id)
@@ -125,17 +146,32 @@ class TrailPage:
 
 
 def trail(ledger: JourneyLedger, query: TrailQuery, after: int = 0, limit: int = 100) -> TrailPage:
-    """The events `query` admits after position `after`, in log order: at most `limit`, reading at most SCAN."""
+    """The events `query` admits after position `after`, in log order: at most `limit`. The part of the log the
+    trail's index covers is read through it; the rest is read and filtered event by event, at most SCAN."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError("limit", f"must be from 1 to {MAX_LIMIT}")
     if after < 0:
         raise ValidationError("after", "must not be negative")
     start = max(after, (query.from_position or 1) - 1)
     if query.aggregate_id is not None:
-        notifications: Iterator[Notification] = iter(_aggregate(ledger, query.aggregate_id, start))
-    else:
-        notifications = _log(ledger, start, query.until_position, [_topic(query.event)] if query.event else [])
+        return _scan(ledger, query, iter(_aggregate(ledger, query.aggregate_id, start)), [], limit)
     found: list[Entry] = []
+    index = _Index(ledger) if query.indexed else None
+    if index is not None and start < (reached := index.reached()):
+        stop = reached if query.until_position is None else min(reached, query.until_position)
+        found = index.page(query, start, stop, limit + 1)
+        if len(found) > limit:  # one more matches: the page is full and there is a next one
+            return TrailPage(found[:limit], found[limit - 1].position)
+        start = reached
+    topics = [_topic(query.event)] if query.event else []
+    return _scan(ledger, query, _log(ledger, start, query.until_position, topics), found, limit)
+
+
+def _scan(
+    ledger: JourneyLedger, query: TrailQuery, notifications: Iterator[Notification], found: list[Entry], limit: int
+) -> TrailPage:
+    """`found`, then the notifications the query admits, decoded one by one: a page of at most `limit`, having read
+    at most SCAN notifications."""
     scanned = last = 0
     for notification in notifications:
         entry = Entry.of(notification.id, ledger.mapper.to_domain_event(notification))  # type: ignore[arg-type]
@@ -147,6 +183,101 @@ def trail(ledger: JourneyLedger, query: TrailQuery, after: int = 0, limit: int =
         if scanned == SCAN:
             return TrailPage(found, last)
     return TrailPage(found, None)
+
+
+class _Index:
+    """The trail's index, read on the ledger's own connection to the log (a standby's, if the ledger reads one): the
+    index and the events it points to are then always of the same database."""
+
+    def __init__(self, ledger: JourneyLedger) -> None:
+        from eventsourcing.postgres import PostgresApplicationRecorder  # here: commands that never ask start faster
+
+        self.ledger = ledger
+        self.recorder = ledger.recorder
+        self.postgres = isinstance(self.recorder, PostgresApplicationRecorder)
+
+    def _sql(self, text: str) -> Any:
+        """`text` for this store: its tables named in braces, its parameters as `?`."""
+        events: str = self.recorder.events_table_name  # type: ignore[attr-defined]
+        names = {"index": INDEX_TABLE, "blocks": BLOCKS_TABLE, "events": events}
+        if not self.postgres:
+            return text.format(position="rowid", **names)
+        from psycopg import sql
+
+        schema = self.recorder.datastore.schema  # type: ignore[attr-defined]
+        tables = {k: sql.Identifier(schema, v) for k, v in names.items()}
+        return sql.SQL(text.replace("?", "%s")).format(position=sql.Identifier("notification_id"), **tables)
+
+    def _rows(self, text: str, *parameters: Any) -> list[Any]:
+        with self.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            cursor.execute(self._sql(text), parameters)
+            return list(cursor.fetchall())
+
+    def reached(self) -> int:
+        """The position up to which the index holds every event (0 when it is not installed): the runner applies
+        the log in order, each batch with its position in one transaction."""
+        if self.postgres:
+            schema = self.recorder.datastore.schema  # type: ignore[attr-defined]
+            [row] = self._rows("SELECT to_regclass(?) IS NOT NULL AS found", f'"{schema}"."{INDEX_TABLE}"')
+        else:
+            [row] = self._rows("SELECT count(*) > 0 AS found FROM sqlite_master WHERE name = ?", INDEX_TABLE)
+        if not row["found"]:
+            return 0
+        [row] = self._rows("SELECT coalesce(max(position), 0) AS reached FROM {index}")
+        return int(row["reached"])
+
+    def page(self, query: TrailQuery, after: int, stop: int, limit: int) -> list[Entry]:
+        """At most `limit` entries the query admits at positions after `after` up to `stop`, in log order."""
+        low, high = self._bounds(query)
+        after, stop = max(after, low - 1), min(stop, high)
+        if stop <= after:
+            return []
+        conditions = ["position > ?", "position <= ?"]
+        parameters: list[Any] = [after, stop]
+        for condition, value in (
+            ("agency_id = ?", query.agency_id),
+            ("event = ?", query.event),
+            ("recorded_us >= ?", query.recorded_from and microseconds(query.recorded_from)),
+            ("recorded_us <= ?", query.recorded_until and microseconds(query.recorded_until)),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                parameters.append(value)
+        rows = self._rows(
+            "SELECT i.position, e.originator_id, e.originator_version, e.topic, e.state FROM "
+            f"(SELECT position FROM {{index}} WHERE {' AND '.join(conditions)} ORDER BY position LIMIT ?) AS i "
+            "JOIN {events} AS e ON e.{position} = i.position ORDER BY i.position",
+            *parameters,
+            limit,
+        )
+        decode = self.ledger.mapper.to_domain_event
+        return [
+            Entry.of(r["position"], decode(Notification(  # type: ignore[arg-type]
+                id=r["position"],
+                originator_id=r["originator_id"] if self.postgres else UUID(r["originator_id"]),
+                originator_version=r["originator_version"],
+                topic=r["topic"],
+                state=bytes(r["state"]),
+            )))
+            for r in rows
+        ]  # fmt: skip
+
+    def _bounds(self, query: TrailQuery) -> tuple[int, int]:
+        """The positions a recorded-time range can lie within: from the first block whose latest recorded time is
+        in or after the range, to the last block whose earliest is in or before it (exact whatever the order of
+        the stamps: writers stamp events before they take the store's insert lock)."""
+        low, high = 1, 2**62
+        if query.recorded_from is not None:
+            [row] = self._rows(
+                "SELECT min(block) AS b FROM {blocks} WHERE latest_us >= ?", microseconds(query.recorded_from)
+            )
+            low = high if row["b"] is None else row["b"] * BLOCK
+        if query.recorded_until is not None:
+            [row] = self._rows(
+                "SELECT max(block) AS b FROM {blocks} WHERE earliest_us <= ?", microseconds(query.recorded_until)
+            )
+            high = 0 if row["b"] is None else row["b"] * BLOCK + BLOCK - 1
+        return low, high
 
 
 def _aggregate(ledger: JourneyLedger, aggregate_id: UUID, after: int) -> list[Notification]:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from hajj_ledger.vocabulary import Mode, Port
 
+DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
+
 # GASTAT 2024, pilgrims from abroad.
 MALE_SHARE = 958_137 / (958_137 + 875_027)
 MODE_SHARE = {

@@ -7,13 +7,16 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, Report, signing_keys
-from hajj_ledger.leadership import stop_on_signals
-from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.signing import KEY_FILE_VARIABLE, PublicKeys, SigningKeyError, SigningKeys
-from hajj_ledger.snapshots import verify_export
+from hajj_ledger.preflight import READ, SIGNING, WRITE
+from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
+
+if TYPE_CHECKING:
+    from hajj_ledger.chain import Report
+
+VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED = 0, 1, 3, 4  # `verify`'s exit statuses (2: cannot run as configured)
+GRACE_SECONDS = 300  # events younger than this may wait for the sealer; older unsealed ones fail `verify`
 
 
 def register(commands: Any) -> None:
@@ -21,24 +24,34 @@ def register(commands: Any) -> None:
         "seal", help="extend the hash chain to the head of the log, with signed checkpoints (--follow: keep going)"
     )
     seal.add_argument("--follow", action="store_true", help="keep sealing as the log grows")
-    seal.add_argument("--every", type=int, default=CHECKPOINT_EVERY, help="positions between checkpoints")
+    seal.add_argument("--every", type=int, help="positions between checkpoints (default 1,000)")
     seal.add_argument("--seconds", type=float, default=60.0, help="with --follow: a checkpoint at least this often")
-    seal.set_defaults(run=_seal)
+    seal.set_defaults(run=_seal, store=WRITE)
 
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
-    checkpoint.set_defaults(run=_checkpoint)
+    checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(SIGNING,))
 
     verify = commands.add_parser(
-        "verify", help="re-read the store: check every event against the chain and every checkpoint's signature"
-    )
-    verify.add_argument("--keys", type=Path, help="the public keys to trust (`signing-key public`); default: own")
+        "verify", help="re-read the store: check every event against the chain and every checkpoint's signature "
+        f"(exit 0 all checked and intact, {TAMPERED} altered, {NOT_SEALED} events older than the grace period not "
+        f"sealed, {NOT_SIGNED} checkpoints not checked for want of a public key)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--keys", type=Path, metavar="FILE",
+        help="the public keys to trust, as `signing-key public` prints them (- for stdin); default: the signing "
+        f"key file's ({KEY_FILE_VARIABLE}), if any",
+    )  # fmt: skip
+    verify.add_argument(
+        "--grace", type=float, default=GRACE_SECONDS, metavar="SECONDS",
+        help=f"how long a new event may wait for the sealer (default {GRACE_SECONDS})",
+    )  # fmt: skip
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--export", type=Path, metavar="DIR", help="check an analysts' export instead of the store")
     verify.set_defaults(run=_verify)
 
     proof = commands.add_parser("proof", help="what an auditor needs to check one event offline (JSON)")
     proof.add_argument("position", type=int)
-    proof.set_defaults(run=_proof)
+    proof.set_defaults(run=_proof, store=READ)
 
     keys = commands.add_parser("signing-key", help="the Ed25519 keys that sign checkpoints")
     actions = keys.add_subparsers(required=True, metavar="ACTION")
@@ -46,12 +59,27 @@ def register(commands: Any) -> None:
     new.add_argument("file", type=Path)
     new.set_defaults(run=_key_new)
     rotate = actions.add_parser("rotate", help="sign with a new key from now on; old checkpoints stay verifiable")
-    rotate.set_defaults(run=_key_rotate)
+    rotate.set_defaults(run=_key_rotate, needs=(SIGNING,))
     public = actions.add_parser("public", help="print the public keys, for auditors (`verify --keys`)")
-    public.set_defaults(run=_key_public)
+    public.set_defaults(run=_key_public, needs=(SIGNING,))
+
+    master = commands.add_parser("master-key", help="the identity vault's master keys")
+    master_actions = master.add_subparsers(required=True, metavar="ACTION")
+    made = master_actions.add_parser(
+        "new", help="make a master key file (then point HAJJ_LEDGER_MASTER_KEY_FILE at it); with an existing "
+        "file, a new current key before the others (then `identity rotate-key`)",
+    )  # fmt: skip
+    made.add_argument("file", type=Path)
+    made.set_defaults(run=_master_key_new)
 
 
 def _seal(args: argparse.Namespace) -> int:
+    from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, signing_keys
+    from hajj_ledger.leadership import stop_on_signals
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.signing import SigningKeyError
+
+    args.every = CHECKPOINT_EVERY if args.every is None else args.every
     if args.every < 1:
         raise SigningKeyError(f"--every: must be at least 1, got {args.every}")
     keys = signing_keys(required=False)
@@ -70,31 +98,78 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
+    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.ledger import JourneyLedger
+
     made = Chain(JourneyLedger(), signing_keys(required=True)).checkpoint()
     print(json.dumps(made.to_json() if made else None))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if args.keys:
-        public = PublicKeys.read(args.keys)
+    from hajj_ledger import preflight
+    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.signing import PublicKeys
+
+    public: PublicKeys | None
+    if args.keys is not None:
+        public = PublicKeys.from_json(json.load(sys.stdin)) if str(args.keys) == "-" else PublicKeys.read(args.keys)
     else:
-        keys = signing_keys(required=True)
-        assert keys is not None
-        public = keys.public
+        keys = signing_keys(required=False)
+        public = keys.public if keys is not None else None
     if args.export:
-        problems = verify_export(args.export, public)
-        if args.json:
-            print(json.dumps({"ok": not problems, "problems": problems}))
-        else:
-            print("\n".join(problems) or f"OK: {args.export} is exactly what the ledger held (signed manifest).")
-        return 1 if problems else 0
-    report = Chain(JourneyLedger()).verify(public)
+        if public is None:
+            print("hajj-ledger: an export is checked against public keys: give --keys FILE", file=sys.stderr)
+            return NOT_SIGNED
+        return _verify_export(args, public)
+    preflight.check(READ)
+    from hajj_ledger.ledger import JourneyLedger
+
+    ledger = JourneyLedger(create_tables=False)
+    try:
+        report = Chain(ledger).verify(public)
+        overdue = _overdue(ledger, report.sealed_head, args.grace)
+    finally:
+        ledger.close()
+    code = _verdict(report, overdue)
     if args.json:
-        print(json.dumps(report_json(report)))
+        print(json.dumps({**report_json(report), "overdue": overdue, "exit": code}))
     else:
-        _print_report(report)
-    return 0 if report.ok else 1
+        _print_report(report, overdue, args.grace)
+    return code
+
+
+def _verify_export(args: argparse.Namespace, public: Any) -> int:
+    from hajj_ledger.snapshots import verify_export
+
+    problems = verify_export(args.export, public)
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems}))
+    else:
+        print("\n".join(problems) or f"OK: {args.export} is exactly what the ledger held (signed manifest).")
+    return TAMPERED if problems else VERIFIED
+
+
+def _overdue(ledger: Any, sealed_head: int, grace: float) -> int:
+    """How many events after the sealed head were recorded longer than `grace` seconds ago (0 if none)."""
+    from datetime import UTC, datetime
+
+    head = ledger.head()
+    after = ledger.recorder.select_notifications(start=sealed_head + 1, limit=1)
+    if not after:
+        return 0
+    recorded: datetime = ledger.mapper.to_domain_event(after[0]).timestamp
+    return head - sealed_head if (datetime.now(UTC) - recorded).total_seconds() > grace else 0
+
+
+def _verdict(report: Report, overdue: int) -> int:
+    if not report.ok:
+        return TAMPERED
+    if overdue or report.events == 0:
+        return NOT_SEALED
+    if report.unchecked_checkpoints:
+        return NOT_SIGNED
+    return VERIFIED
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -111,28 +186,48 @@ def report_json(report: Report) -> dict[str, Any]:
     }
 
 
-def _print_report(report: Report) -> None:
+def _print_report(report: Report, overdue: int, grace: float) -> None:
+    signed = (
+        f"{report.checkpoints:,} signed checkpoints"
+        if not report.unchecked_checkpoints
+        else f"no checkpoint signature ({report.unchecked_checkpoints:,} checkpoints, no public key given)"
+    )
     print(
         f"Checked {report.events:,} events up to position {report.sealed_head:,} against the chain, "
-        f"and {report.checkpoints:,} signed checkpoints; {report.unsealed:,} newer events not sealed yet."
+        f"and {signed}; {report.unsealed:,} newer events not sealed yet."
     )
     first = report.first
-    if first is None:
-        print("OK: the store is exactly what was sealed.")
-        return
-    print(f"FAILED at position {first.position}: {first.kind}: {first.detail}")
-    for finding in report.findings[1:20]:
-        print(f"  also at {finding.position}: {finding.kind}: {finding.detail}")
-    if len(report.findings) > 20:
-        print(f"  ... {len(report.findings) - 20:,} more")
+    if first is not None:
+        print(f"FAILED at position {first.position}: {first.kind}: {first.detail}")
+        for finding in report.findings[1:20]:
+            print(f"  also at {finding.position}: {finding.kind}: {finding.detail}")
+        if len(report.findings) > 20:
+            print(f"  ... {len(report.findings) - 20:,} more")
+    elif report.events == 0:
+        print("NOT VERIFIED: no event is sealed, so nothing was checked; run `hajj-ledger seal` (or a worker).")
+    elif overdue:
+        print(f"NOT VERIFIED: {overdue:,} events recorded over {grace:,.0f} s ago are not sealed; is a sealer running?")
+    elif report.unchecked_checkpoints:
+        print("NOT VERIFIED: the chain holds, but no checkpoint's signature was checked; give --keys FILE.")
+    else:
+        print("OK: every sealed event is exactly what was sealed, and every checkpoint's signature checks.")
 
 
 def _proof(args: argparse.Namespace) -> int:
-    print(json.dumps(Chain(JourneyLedger(), signing_keys(required=False)).proof(args.position), indent=2))
+    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.ledger import JourneyLedger
+
+    print(
+        json.dumps(
+            Chain(JourneyLedger(create_tables=False), signing_keys(required=False)).proof(args.position), indent=2
+        )
+    )
     return 0
 
 
 def _key_new(args: argparse.Namespace) -> int:
+    from hajj_ledger.signing import SigningKeyError, SigningKeys
+
     if args.file.exists():
         raise SigningKeyError(f"{args.file} exists: not overwritten")
     made = SigningKeys.create(args.file)
@@ -141,6 +236,8 @@ def _key_new(args: argparse.Namespace) -> int:
 
 
 def _key_rotate(args: argparse.Namespace) -> int:
+    from hajj_ledger.chain import signing_keys
+
     keys = signing_keys(required=True)
     assert keys is not None
     old = keys.current
@@ -150,7 +247,28 @@ def _key_rotate(args: argparse.Namespace) -> int:
 
 
 def _key_public(args: argparse.Namespace) -> int:
+    from hajj_ledger.chain import signing_keys
+
     keys = signing_keys(required=True)
     assert keys is not None
     print(json.dumps(keys.public.to_json(), indent=2))
+    return 0
+
+
+def _master_key_new(args: argparse.Namespace) -> int:
+    from hajj_ledger.vault import KEY_FILE_VARIABLE as MASTER_KEY_FILE_VARIABLE
+    from hajj_ledger.vault import MasterKeys, generate_key
+
+    older = args.file.read_text() if args.file.exists() else ""
+    if older:
+        MasterKeys.parse(older)  # a file that is not a key file is refused, not prepended to
+    key_id = f"master-{len(MasterKeys.parse(older).keys) + 1 if older else 1}"
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    args.file.touch(mode=0o600)
+    args.file.chmod(0o600)
+    args.file.write_text(f"{key_id}:{generate_key()}\n{older}")
+    print(f"Made master key {key_id} in {args.file}: keep it secret and backed up (without it identities are lost).")
+    print(f"Use it: export {MASTER_KEY_FILE_VARIABLE}={args.file.resolve()}")
+    if older:
+        print("It is the current key now; re-wrap the stored identities with it: hajj-ledger identity rotate-key")
     return 0

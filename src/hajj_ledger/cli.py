@@ -1,4 +1,10 @@
-"""The `hajj-ledger` command line."""
+"""The `hajj-ledger` command line.
+
+It starts fast: this module and the parsers import little, and each command imports what it needs when it runs.
+Every failure is one line on stderr (a traceback only with HAJJ_LEDGER_DEBUG=1); exit statuses: 0 done, 1 refused
+or failed (a refusal is one JSON line), 2 the store or a key cannot be used as configured, 70 an unexpected error,
+141 stdout was closed early (`| head`); `verify` has its own (README).
+"""
 
 from __future__ import annotations
 
@@ -9,36 +15,68 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from hajj_ledger import chain_cli
-from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, PastJourney, TrailQuery, plain, print_history
-from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
-from hajj_ledger.commands import parse_command, parse_command_json
+from hajj_ledger import chain_cli, preflight
+from hajj_ledger.calibration import DEFAULT_SEASON
 from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.journey import Journey
-from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.simulation import DEFAULT_SEASON, progress_bar, simulate
-from hajj_ledger.store import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
-from hajj_ledger.vocabulary import Actor, Role
+from hajj_ledger.preflight import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, MASTER, READ, WRITE
+from hajj_ledger.vocabulary import Role
+
+if TYPE_CHECKING:
+    from hajj_ledger.audit import Entry, PastJourney
+    from hajj_ledger.ledger import JourneyLedger, Outcome
+
+TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.MAX_LIMIT)
+CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     try:
-        return int(args.run(args))
+        if getattr(args, "batch", False):
+            _wait_for_connections()
+        preflight.check(getattr(args, "store", None), getattr(args, "needs", ()))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
+    except KeyboardInterrupt:
+        return 130
     except LedgerError as error:
         print(json.dumps(_error_json(error), ensure_ascii=False), file=sys.stderr)
         return 1
-    except ValueError as error:  # configuration, e.g. an unsupported database URL
-        print(f"hajj-ledger: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if os.environ.get(preflight.DEBUG_VARIABLE) == "1":
+            raise
+        line, code = preflight.describe(error)
+        print(f"hajj-ledger: {line}", file=sys.stderr)
+        return code
 
 
-def _parser() -> argparse.ArgumentParser:
+def _wait_for_connections() -> None:
+    """A batch job (simulate, export, rebuild, replay) waits for the database's connections: every store it opens
+    in this process reads the URL from the environment."""
+    from hajj_ledger.connections import for_batch_jobs
+
+    url = preflight.configured_url()
+    if for_batch_jobs(url) != url:
+        os.environ[DATABASE_URL_VARIABLE] = for_batch_jobs(url)
+
+
+def _closed_pipe() -> int:
+    """The reader went away (`hajj-ledger rules | head`): end quietly. What is still buffered goes nowhere, so that
+    Python's own flush at exit finds nothing to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE
+
+
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hajj-ledger",
         description="An event-sourced ledger of Hajj pilgrims' journeys. "
@@ -53,13 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("json", nargs="?", help="the command; read from stdin when omitted")
     record.add_argument("--role", required=True, choices=[r.value for r in Role])
     record.add_argument("--agency", required=True, help="the recording agency's id")
-    record.set_defaults(run=_record)
+    record.set_defaults(run=_record, store=WRITE)
 
     history = commands.add_parser("history", help="every event of a journey, with both clocks and who recorded it")
     history.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     history.add_argument("--season", type=int, default=DEFAULT_SEASON)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
-    history.set_defaults(run=_history)
+    history.set_defaults(run=_history, store=READ)
 
     trail = commands.add_parser(
         "trail", help="the audit trail: events with both clocks, who recorded them and their positions, filtered"
@@ -73,9 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     trail.add_argument("--from-position", type=int, metavar="N")
     trail.add_argument("--until-position", type=int, metavar="N")
     trail.add_argument("--after", type=int, default=0, metavar="N", help="go on after this position (a page's cursor)")
-    trail.add_argument("--limit", type=int, default=100, help=f"at most this many (1 to {MAX_LIMIT})")
+    trail.add_argument("--limit", type=int, default=100, help=f"at most this many (1 to {TRAIL_LIMIT})")
     trail.add_argument("--json", action="store_true", help="one JSON object per event")
-    trail.set_defaults(run=_trail)
+    trail.set_defaults(run=_trail, store=READ)
 
     as_of = commands.add_parser(
         "as-of", help="a journey as the ledger knew it at a position or recorded time, or as it had happened by a time"
@@ -86,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--position", type=int, metavar="N", help="what the ledger held up to this position")
     when.add_argument("--recorded-at", type=moment, metavar="TIME", help="what the ledger had recorded by then")
     when.add_argument("--occurred-at", type=moment, metavar="TIME", help="what had happened by then (agencies' clocks)")
-    as_of.set_defaults(run=_as_of)
+    as_of.set_defaults(run=_as_of, store=READ)
 
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
@@ -98,22 +136,22 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--season", type=int, default=DEFAULT_SEASON)
     erase.add_argument("--reason", required=True, help="a snake_case code, e.g. pilgrim_request")
     erase.add_argument("--agency", default="ledger-operator", help="the ministry office recording the erasure")
-    erase.set_defaults(run=_erase)
+    erase.set_defaults(run=_erase, store=WRITE)
 
     identity = commands.add_parser("identity", help="read, find and re-key identities in the vault")
     actions = identity.add_subparsers(required=True, metavar="ACTION")
     show = actions.add_parser("show", help="who the pilgrim is, for a role allowed to know")
     show.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     show.add_argument("--season", type=int, default=DEFAULT_SEASON)
-    show.set_defaults(run=_identity_show)
+    show.set_defaults(run=_identity_show, store=READ, needs=(MASTER,))
     find = actions.add_parser("find", help="journeys by passport (blind index) or, for a mission, by name")
     how = find.add_mutually_exclusive_group(required=True)
     how.add_argument("--passport", metavar="NUMBER")
     how.add_argument("--name", help="any spelling, Arabic script or Latin; every part must match")
     find.add_argument("--country", help="the passport's issuing country (with --passport)")
-    find.set_defaults(run=_identity_find)
+    find.set_defaults(run=_identity_find, store=READ, needs=(MASTER,))
     rotate = actions.add_parser("rotate-key", help="re-wrap every data key with the current master key")
-    rotate.set_defaults(run=_identity_rotate)
+    rotate.set_defaults(run=_identity_rotate, store=WRITE, needs=(MASTER,))
     for reader in (show, find):
         reader.add_argument("--role", required=True, choices=[r.value for r in Role])
         reader.add_argument("--agency", required=True, help="the reading agency's id")
@@ -127,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long after a journey ends its identity is kept (HAJJ_LEDGER_RETENTION_DAYS, default 365)",
     )  # fmt: skip
     retention.add_argument("--agency", default="ledger-operator")
-    retention.set_defaults(run=_retention)
+    retention.set_defaults(run=_retention, store=WRITE)
 
     simulate = commands.add_parser(
         "simulate", help="record a whole simulated season through the ledger's real commands"
@@ -135,16 +173,24 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--pilgrims", type=int, required=True)
     simulate.add_argument("--season", type=int, default=DEFAULT_SEASON)
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.set_defaults(run=_simulate)
+    simulate.set_defaults(run=_simulate, store=WRITE, needs=(MASTER,), batch=True)
 
     chain_cli.register(commands)
-    # The read side and the HTTP face add their own commands (entry points), so this module imports neither.
-    for plugin in entry_points(group="hajj_ledger.commands"):
-        plugin.load()(commands)
+    # The read side and the HTTP face add their own commands (entry points), so this module imports neither. Only
+    # when the command line may name one of theirs: finding entry points takes longer than the rest of the parser.
+    if not (argv and argv[0] in commands.choices):
+        from importlib.metadata import entry_points
+
+        for plugin in entry_points(group="hajj_ledger.commands"):
+            plugin.load()(commands)
     return parser
 
 
 def _record(args: argparse.Namespace) -> int:
+    from hajj_ledger.commands import parse_command_json
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.vocabulary import Actor
+
     text = args.json if args.json is not None else sys.stdin.read()
     command = parse_command_json(text)
     outcome = JourneyLedger().record(command, Actor(args.agency, Role(args.role)))
@@ -153,7 +199,10 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
+    from hajj_ledger.audit import print_history
+    from hajj_ledger.ledger import JourneyLedger
+
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     events = ledger.history(_journey_id(ledger, args.id, args.season))
     print_history(events, as_json=args.json)
     return 0
@@ -171,7 +220,10 @@ def moment(text: str) -> datetime:
 
 
 def _trail(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
+    from hajj_ledger.audit import TrailQuery
+    from hajj_ledger.ledger import JourneyLedger
+
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     query = TrailQuery(
         aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
         event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
@@ -196,11 +248,16 @@ def _trail(args: argparse.Namespace) -> int:
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
+    from hajj_ledger.audit import plain
+
     return {k: v if k == "fields" else plain(v) for k, v in dataclasses.asdict(entry).items()}
 
 
 def _as_of(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
+    from hajj_ledger.audit import AsOf
+    from hajj_ledger.ledger import JourneyLedger
+
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     at = AsOf(args.position, args.recorded_at, args.occurred_at)
     past = ledger.journey_as_of(_journey_id(ledger, args.id, args.season), at)
     print(json.dumps(past_journey_json(past), ensure_ascii=False))
@@ -208,6 +265,8 @@ def _as_of(args: argparse.Namespace) -> int:
 
 
 def past_journey_json(past: PastJourney) -> dict[str, Any]:
+    from hajj_ledger.audit import plain
+
     state = {k: v if isinstance(v, list | dict) else plain(v) for k, v in past.state().items()}
     return {
         "journey": state,
@@ -218,6 +277,10 @@ def past_journey_json(past: PastJourney) -> dict[str, Any]:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    from hajj_ledger.commands import parse_command
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.vocabulary import Actor
+
     ledger = JourneyLedger()
     journey_id = _journey_id(ledger, args.id, args.season)
     command = parse_command(
@@ -235,7 +298,10 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _identity_show(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.vocabulary import Actor
+
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     journey_id = _journey_id(ledger, args.id, args.season)
     identity = ledger.identity(journey_id, Actor(args.agency, Role(args.role)))
     print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
@@ -243,7 +309,10 @@ def _identity_show(args: argparse.Namespace) -> int:
 
 
 def _identity_find(args: argparse.Namespace) -> int:
-    ledger = JourneyLedger()
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.vocabulary import Actor
+
+    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     reader = Actor(args.agency, Role(args.role))
     if args.passport is not None:
         if not args.country:
@@ -257,12 +326,17 @@ def _identity_find(args: argparse.Namespace) -> int:
 
 
 def _identity_rotate(args: argparse.Namespace) -> int:
+    from hajj_ledger.ledger import JourneyLedger
+
     rewrapped = JourneyLedger().rotate_master_key()
     print(f"{rewrapped:,} data keys re-wrapped with the current master key.")
     return 0
 
 
 def _retention(args: argparse.Namespace) -> int:
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.vocabulary import Actor
+
     if args.after_days < 0:
         raise ValidationError("after_days", "must not be negative")
     ledger = JourneyLedger()
@@ -291,6 +365,8 @@ def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
+    from hajj_ledger.journey import Journey
+
     for candidate in (given, Journey.create_id(season, given)):
         try:
             return ledger.journey(candidate).id
@@ -300,12 +376,17 @@ def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+
     print("Journey steps\n\n" + render_markdown(JOURNEY_STEPS))
     print("Trip steps\n\n" + render_markdown(TRIP_STEPS))
     return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.simulation import progress_bar, simulate
+
     if args.pilgrims < 1:
         raise ValidationError("pilgrims", "must be at least 1")
     ledger = JourneyLedger()

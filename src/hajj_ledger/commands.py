@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from uuid import UUID
 
@@ -36,7 +37,7 @@ PlaceCode = Annotated[str, Field(description="a site (makkah, mina, ...) or a po
 
 
 class CommandBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     command_id: UUID = Field(description="chosen by the caller; repeating it repeats the first outcome")
     correlation_id: UUID | None = None
@@ -369,7 +370,13 @@ Command = Annotated[
     Field(discriminator="event"),
 ]
 
-_COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
+
+@cache
+def _command() -> TypeAdapter[Command]:
+    """Built on first use (as are the models, `defer_build`): a command line that records nothing starts faster."""
+    return TypeAdapter(Command)
+
+
 COMMANDS: dict[str, type[CommandBase]] = {
     model.model_fields["event"].default: model for model in get_args(get_args(Command)[0])
 }
@@ -378,14 +385,14 @@ COMMANDS: dict[str, type[CommandBase]] = {
 def parse_command(data: Any) -> Command:
     """A command from decoded JSON, or a ValidationError naming each bad field and why."""
     try:
-        return _COMMAND.validate_python(data)
+        return _command().validate_python(data)
     except pydantic.ValidationError as e:
         raise validation_error(e) from None
 
 
 def parse_command_json(text: str | bytes) -> Command:
     try:
-        return _COMMAND.validate_json(text)
+        return _command().validate_json(text)
     except pydantic.ValidationError as e:
         raise validation_error(e) from None
 

@@ -14,14 +14,18 @@ which every connection the ledger opens reads.
 from __future__ import annotations
 
 import os
+import random
 import re
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
+from hajj_ledger.preflight import AWAY
+from hajj_ledger.preflight import DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE  # the command line's, lightly
 
-DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
 DIRECT_DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DIRECT_DATABASE_URL"
 WRITE_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_SIZE"
 WRITE_POOL_OVERFLOW_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_OVERFLOW"
@@ -88,6 +92,8 @@ class Postgres:
         found: dict[str, str | int] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
         if self.password:
             found["password"] = self.password
+        from psycopg.conninfo import make_conninfo  # here: psycopg is not needed on SQLite
+
         return make_conninfo("", **found)
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -168,3 +174,38 @@ def direct_url(url: str) -> str:
     if found.schema != Postgres.from_url(url).schema:
         raise ValueError(f"{DIRECT_DATABASE_URL_VARIABLE}: must name the same schema as {DATABASE_URL_VARIABLE}")
     return direct
+
+
+# Batch jobs (simulate, export, rebuild, replay) wait for the database rather than give up after the API's second.
+BATCH_CONNECT_TIMEOUT = 30
+BATCH_PATIENCE = 600.0  # seconds of backoff before a batch job gives up on an unreachable database
+T = TypeVar("T")
+
+
+def for_batch_jobs(url: str) -> str:
+    """`url` with a pooled connection awaited BATCH_CONNECT_TIMEOUT seconds, unless it names its own wait."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("connect_timeout", str(BATCH_CONNECT_TIMEOUT))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def patiently(call: Callable[[], T], job: str, patience: float = BATCH_PATIENCE) -> T:
+    """`call()`, again after a growing pause (1 s doubling to 60 s) while the database is away or has no connection
+    to spare, for up to `patience` seconds. For idempotent steps only: a batch of commands (their ids make a rerun
+    a repeat) or a read."""
+    pause, waited = 1.0, 0.0
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if type(error).__name__ not in AWAY or waited >= patience:
+                raise
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"hajj-ledger {job}: the database is busy or away ({first}); trying again in {pause:.0f} s",
+                  file=sys.stderr)  # fmt: skip
+            time.sleep(pause * random.uniform(0.8, 1.2))
+            waited += pause
+            pause = min(pause * 2, 60.0)

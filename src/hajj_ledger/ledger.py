@@ -31,7 +31,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, project_aggregate
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
@@ -262,7 +262,7 @@ class JourneyLedger(Application[UUID]):
     def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
         aggregate: object
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate = self.repository.get(aggregate_id, projector_func=_project)
         except AggregateNotFoundError:
             aggregate = None
         if not isinstance(aggregate, kind):
@@ -289,6 +289,8 @@ class JourneyLedger(Application[UUID]):
         return waiting
 
     def _start_writer(self) -> None:
+        if self._writer is not None:  # started: no lock on the hot path
+            return
         with self._writer_started:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
@@ -394,7 +396,7 @@ class JourneyLedger(Application[UUID]):
         found: dict[UUID, Journey | Trip] = {}
         stored = self.store.select_events_of(sorted(set(aggregate_ids)))
         for aggregate_id, events in groupby(stored, key=lambda e: e.originator_id):
-            aggregate = project_aggregate(None, map(self.mapper.to_domain_event, events))
+            aggregate = _project(None, map(self.mapper.to_domain_event, events))
             if isinstance(aggregate, Journey | Trip):
                 found[cast(UUID, aggregate_id)] = aggregate
         return found
@@ -564,6 +566,14 @@ class JourneyLedger(Application[UUID]):
             raise ConflictError(f"trip {trip_id} is already scheduled")
         arguments["trip_id"] = trip_id
         return unit.add(Trip.schedule(stamp, **arguments))
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """eventsourcing's `project_aggregate` without its check of every event against a runtime Protocol, which
+    profiling showed costing more than applying the event."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 @contextmanager

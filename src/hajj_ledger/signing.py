@@ -20,7 +20,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
+from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE
+
+KEY_FILE_VARIABLE = SIGNING_KEY_FILE_VARIABLE
 DEMO_KEY_FILE = Path("var/demo-signing-keys.json")
 
 

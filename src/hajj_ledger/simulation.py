@@ -18,12 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TextIO, cast
 from uuid import UUID
 
 from hajj_ledger import calibration as cal
 from hajj_ledger import names
 from hajj_ledger.commands import COMMANDS, Command
+from hajj_ledger.connections import patiently
 from hajj_ledger.errors import LedgerError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
@@ -37,7 +39,7 @@ MOFA = Actor("mofa", Role.MOFA)
 NAQABA = Actor("naqaba", Role.NAQABA)
 MOH = Actor("moh", Role.MOH)
 
-DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
+DEFAULT_SEASON = cal.DEFAULT_SEASON
 
 
 @dataclass(order=True, slots=True)
@@ -605,6 +607,7 @@ class Summary:
     commands: int = 0
     events: int = 0
     refused: int = 0
+    repeated: int = 0  # commands recorded by an earlier run (a rerun resumes): nothing new stored
     seconds: float = 0.0
     events_by_type: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
@@ -613,7 +616,8 @@ class Summary:
         rate = self.events / self.seconds if self.seconds else 0.0
         lines = [
             f"pilgrims  {self.pilgrims:,}",
-            f"commands  {self.commands:,} ({self.refused:,} refused)",
+            f"commands  {self.commands:,} ({self.commands - self.repeated - self.refused:,} new, "
+            f"{self.repeated:,} already recorded, {self.refused:,} refused)",
             f"events    {self.events:,} in {self.seconds:,.1f} s ({rate:,.0f} events/s)",
             "events per type:",
         ]
@@ -661,10 +665,13 @@ def simulate(
     for count, planned in chunks(pilgrims, seed, season):
         for start in range(0, len(planned), BATCH):
             batch = planned[start : start + BATCH]
-            results = ledger.record_batch([(step.command(), step.actor) for step in batch])
+            commands = [(step.command(), step.actor) for step in batch]
+            results = patiently(partial(ledger.record_batch, commands), "simulate")
             for result in results:
                 summary.commands += 1
-                if isinstance(result, Outcome):
+                if isinstance(result, Outcome) and result.repeated:
+                    summary.repeated += 1
+                elif isinstance(result, Outcome):
                     summary.events_by_type.update(result.events)
                     summary.events += len(result.events)
                 else:

@@ -18,13 +18,9 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from eventsourcing.utils import get_topic, retry
-from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from eventsourcing.utils import get_topic
 
 from hajj_ledger.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
@@ -35,9 +31,8 @@ from hajj_ledger.connections import (
     write_pool_overflow,
     write_pool_size,
 )
+from hajj_ledger.preflight import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # where the CLI reads it lightly
 from hajj_ledger.vault import Sealed
-
-DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -141,7 +136,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
         )
         if vault:
-            kept, destroyed = _final(vault)
+            kept, destroyed = final_vault(vault)
             c.execute("PRAGMA secure_delete = ON")  # erased bytes are overwritten, not just unlinked
             self._delete_names(c, [*destroyed, *(s.journey_id for s in kept)])
             c.executemany("DELETE FROM identity_vault WHERE journey_id = ?", [(j.hex,) for j in destroyed])
@@ -164,7 +159,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT * FROM identity_vault WHERE journey_id = ?", (journey_id.hex,))
             row = c.fetchone()
-        return _sealed(row) if row else None
+        return sealed_from_row(row) if row else None
 
     def select_by_passport(self, index: bytes) -> list[UUID]:
         with self.datastore.transaction(commit=False) as c:
@@ -189,7 +184,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def select_all_sealed(self) -> list[Sealed]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT * FROM identity_vault")
-            return [_sealed(r) for r in c.fetchall()]
+            return [sealed_from_row(r) for r in c.fetchall()]
 
     def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -255,271 +250,28 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             return positions
 
 
-def _final(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
+def final_vault(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
     """What a batch leaves in the vault: each journey's last change, as identities kept and journeys erased."""
     last = dict(vault)
     return [s for s in last.values() if s is not None], [j for j, s in last.items() if s is None]
 
 
-def _row(sealed: Sealed) -> tuple[Any, ...]:
+def vault_row(sealed: Sealed) -> tuple[Any, ...]:
     """A vault row; the name index as its entries joined (each is 8 bytes), as one value of an unnest."""
     s = sealed
     return (s.journey_id, s.key_id, s.wrapped_key, s.ciphertext, s.passport_index, s.scope, b"".join(s.name_index))
 
 
 def _sqlite_row(sealed: Sealed) -> tuple[Any, ...]:
-    return (sealed.journey_id.hex, *_row(sealed)[1:])
+    return (sealed.journey_id.hex, *vault_row(sealed)[1:])
 
 
-def _sealed(row: Any) -> Sealed:
+def sealed_from_row(row: Any) -> Sealed:
     journey_id = row[0] if isinstance(row[0], UUID) else UUID(row[0])
     names = row[6]
     if isinstance(names, bytes):
         names = [names[i : i + 8] for i in range(0, len(names), 8)]
     return Sealed(journey_id, row[1], bytes(row[2]), bytes(row[3]), bytes(row[4]), row[5], tuple(map(bytes, names)))
-
-
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
-        super().__init__(datastore, events_table_name=events_table_name)
-        self.receipts_table = Identifier(datastore.schema, "command_receipts")
-        self.events_table = Identifier(datastore.schema, events_table_name)
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {} (command_id uuid PRIMARY KEY, "
-                "fingerprint text NOT NULL, outcome text NOT NULL)"
-            ).format(self.receipts_table)
-        )
-        self.vault_table = Identifier(datastore.schema, "identity_vault")
-        self.sql_create_statements += [
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {} (journey_id uuid PRIMARY KEY, key_id text NOT NULL, "
-                "wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, passport_index bytea NOT NULL, "
-                "scope text NOT NULL, name_index bytea[] NOT NULL)"
-            ).format(self.vault_table),
-            SQL("CREATE INDEX IF NOT EXISTS identity_vault_passport ON {} (passport_index)").format(self.vault_table),
-            SQL("CREATE INDEX IF NOT EXISTS identity_vault_names ON {} USING gin (name_index)").format(
-                self.vault_table
-            ),
-        ]
-        # unnest flattens arrays of arrays: each row's name index arrives joined and is cut back into entries.
-        self.upsert_vault = SQL(
-            "INSERT INTO {} SELECT j, k, w, c, p, s, ARRAY(SELECT substring(n FROM i FOR 8) "
-            "FROM generate_series(1, length(n), 8) AS i) "
-            "FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[], %b::text[], %b::bytea[]) "
-            "AS v(j, k, w, c, p, s, n) "
-            "ON CONFLICT (journey_id) DO UPDATE SET key_id = EXCLUDED.key_id, wrapped_key = EXCLUDED.wrapped_key, "
-            "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index, scope = EXCLUDED.scope, "
-            "name_index = EXCLUDED.name_index"
-        ).format(self.vault_table)
-        # Whole columns as binary arrays: the library's array of composite values is dumped as text, value by
-        # value, which profiling showed costing more than the insert itself.
-        self.insert_columns = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) RETURNING notification_id"
-        ).format(self.events_table)
-        self.events_of = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(self.events_table)
-        self.written_after = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        ).format(self.events_table)
-        self.lock_and_notify = SQL("; ").join(
-            [*self.lock_table_statements, SQL("NOTIFY {}").format(Identifier(self.channel_name))]
-        )
-        self.insert_receipts = SQL("INSERT INTO {} SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])").format(
-            self.receipts_table
-        )
-
-    def create_table(self) -> None:
-        """The library's, one process at a time: ledgers starting together on an empty database otherwise collide
-        in PostgreSQL's catalog ("tuple concurrently updated"). Nothing at all once the tables exist: even `CREATE
-        INDEX IF NOT EXISTS` locks its table first, and a ledger starting beside busy writers deadlocked with them
-        (it held the events table, a writer held the receipts and waited for the events table)."""
-        with self.datastore.get_connection() as connection:
-            tables = [self.events_table, self.receipts_table, self.vault_table]
-            found = connection.execute(
-                SQL("SELECT bool_and(to_regclass(t) IS NOT NULL) AS found FROM unnest(%s::text[]) AS t"),
-                ([t.as_string(connection) for t in tables],),
-            ).fetchone()
-            if found and found["found"]:
-                return
-            connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
-            try:
-                super().create_table()
-            finally:
-                connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
-
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """The library's insert transaction, one statement at a time instead of pipelined.
-
-        Pipelined, a statement that failed while later ones were still being sent (a duplicate receipt in a large
-        batch, when another server had recorded the same command) came back as "pipeline aborted", an
-        OperationalError that the library then retried ten times on the same conflict, instead of the violation
-        itself; and psycopg kept as prepared a statement whose preparation the server had skipped, so the
-        connection's next insert failed with "prepared statement _pg3_N does not exist". One at a time, the first
-        failure is raised as what it is, and psycopg's rollback clears its statement cache with the transaction.
-        """
-        with self.datastore.get_connection() as connection, connection.transaction(), connection.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)
-            if not stored_events:
-                return []
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-
-    def _insert_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        *,
-        receipts: Sequence[Receipt] = (),
-        vault: VaultChanges = (),
-        **kwargs: Any,
-    ) -> None:
-        # Runs inside the insert transaction, before the events themselves.
-        if vault:
-            kept, destroyed = _final(vault)
-            if destroyed:
-                curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
-            if kept:
-                curs.execute(self.upsert_vault, [list(column) for column in zip(*map(_row, kept), strict=True)])
-        if receipts:
-            curs.execute(
-                self.insert_receipts,
-                (
-                    [r.command_id for r in receipts],
-                    [r.fingerprint for r in receipts],
-                    [r.outcome_json() for r in receipts],
-                ),
-                prepare=True,
-            )
-
-    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
-        # The lock (with its timeout) and the notification in one round trip: several statements without
-        # parameters go as one simple query.
-        curs.execute(self.lock_and_notify, prepare=False)
-        curs.execute(
-            self.insert_columns,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
-        )
-
-    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
-        if not command_ids:
-            return {}
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT command_id::text, fingerprint, outcome::text FROM {} WHERE command_id = ANY(%s)").format(
-                    self.receipts_table
-                ),
-                (list(command_ids),),
-            )
-            rows = curs.fetchall()
-        return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
-
-    def select_sealed(self, journey_id: UUID) -> Sealed | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT * FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
-            row = curs.fetchone()
-        return _sealed(list(row.values())) if row else None
-
-    def select_by_passport(self, index: bytes) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
-            return [r["journey_id"] for r in curs.fetchall()]
-
-    def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT journey_id FROM {} WHERE name_index @> %s::bytea[] ORDER BY journey_id LIMIT %s").format(
-                    self.vault_table
-                ),
-                (list(entries), limit),
-            )
-            return [r["journey_id"] for r in curs.fetchall()]
-
-    def select_vault_journeys(self) -> list[UUID]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT journey_id FROM {}").format(self.vault_table))
-            return [r["journey_id"] for r in curs.fetchall()]
-
-    def select_all_sealed(self) -> list[Sealed]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT * FROM {}").format(self.vault_table))
-            return [_sealed(list(r.values())) for r in curs.fetchall()]
-
-    def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            for s in sealed:
-                curs.execute(
-                    SQL(
-                        "UPDATE {} SET key_id = %s, wrapped_key = %s, passport_index = %s, name_index = %s::bytea[] "
-                        "WHERE journey_id = %s"
-                    ).format(self.vault_table),
-                    (s.key_id, s.wrapped_key, s.passport_index, list(s.name_index), s.journey_id),
-                )
-
-    def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]:
-        """Every event of one journey or trip with its position in the log, oldest first."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT notification_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = %s ORDER BY originator_version"
-                ).format(self.events_table),
-                (aggregate_id,),
-            )
-            return [
-                Notification(
-                    id=r["notification_id"],
-                    originator_id=aggregate_id,
-                    originator_version=r["originator_version"],
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
-                )
-                for r in curs.fetchall()
-            ]
-
-    def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """Every event of many aggregates in one query, each aggregate's in order."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self.events_of, (list(aggregate_ids),), prepare=True)
-            return [
-                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
-
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
-        """The events after `position`, with their positions, oldest first."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self.written_after, (position, limit), prepare=True)
-            return [
-                (r["notification_id"], StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"]))
-                for r in curs.fetchall()
-            ]
-
-    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
-        positions = []
-        with self.datastore.transaction(commit=False) as curs:
-            for originator_id, version, _ in events:
-                curs.execute(
-                    SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
-                        self.events_table
-                    ),
-                    (originator_id, version),
-                )
-                row = curs.fetchone()
-                assert row is not None
-                positions.append(int(row["notification_id"]))
-        return positions
 
 
 def database_url() -> str:
@@ -558,7 +310,8 @@ def store_env(url: str) -> dict[str, str]:
         }
     if parts.scheme in ("postgresql", "postgres"):
         found = Postgres.from_url(url)
-        recorder = TransactionPooledLedgerRecorder if found.transaction_pooled else PostgresLedgerRecorder
+        # By name: psycopg and the library's PostgreSQL module are imported only for a PostgreSQL store.
+        recorder = "TransactionPooledLedgerRecorder" if found.transaction_pooled else "PostgresLedgerRecorder"
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": found.dbname,
@@ -577,7 +330,7 @@ def store_env(url: str) -> dict[str, str]:
             # server connection ran it, for every client after: there it sets the server's default (none), and the
             # pooler's own idle_transaction_timeout does the job.
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0" if found.transaction_pooled else "5",
-            "APPLICATION_RECORDER_TOPIC": get_topic(recorder),
+            "APPLICATION_RECORDER_TOPIC": f"hajj_ledger.postgres_store:{recorder}",
         }
     raise ValueError(
         f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "
@@ -589,19 +342,3 @@ def direct_database_url() -> str:
     """Where what needs a session of its own goes (LISTEN, session advisory locks, DDL): the database URL, unless
     that goes through a transaction pooler; then `HAJJ_LEDGER_DIRECT_DATABASE_URL`."""
     return direct_url(database_url())
-
-
-class TransactionPooledLedgerRecorder(PostgresLedgerRecorder):
-    """The recorder on a URL through a transaction pooler (`pool_mode=transaction`): its connections prepare no
-    statement (the library asks for them; psycopg would also prepare any statement run five times), since a
-    prepared statement lives on one server connection and the next transaction may run on another."""
-
-    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        assert isinstance(datastore.pool.kwargs, dict)  # the library's; and its pool is not open yet
-        datastore.pool.kwargs = {**datastore.pool.kwargs, "prepare_threshold": None}
-        super().__init__(datastore, **kwargs)
-
-    def create_table(self) -> None:
-        """Nothing is created through the pooler: creating the tables takes a session lock and runs in several
-        transactions. `hajj-ledger migrate` creates them over HAJJ_LEDGER_DIRECT_DATABASE_URL."""
-        self.datastore.register_type_adapters()

@@ -106,6 +106,22 @@ def test_every_file_reads_and_its_counts_and_sums_match_the_read_models(season: 
         assert events.schema.field("occurred_at").type == pa.timestamp("us", tz="UTC") or fmt == "csv"
 
 
+def test_the_serving_views_are_exported_whatever_the_trail_index_has_reached(
+    season: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trail's index is no view: its position (here 0, the runner having kept only the views) does not send
+    an export at the views' position to rebuild them aside."""
+
+    def rebuilt(*_: Any) -> None:
+        raise AssertionError("the views were rebuilt aside")
+
+    monkeypatch.setattr("hajj_ledger.projections.export.replay", rebuilt)
+    ledger = JourneyLedger(season)
+    head = ledger.head()
+    ledger.close()
+    assert export(tmp_path / "out", at=head, fmt="csv", url=season)["position"] == head
+
+
 def test_the_events_file_replayed_into_a_fresh_ledger_rebuilds_the_same_read_models(
     season: str, tmp_path: Path, postgres_or_sqlite_fresh: str
 ) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
@@ -357,3 +358,22 @@ def test_the_log_keeps_the_order_of_commands_across_aggregates(ledger: JourneyLe
     assert all(isinstance(r, Outcome) for r in results), results
     logged = [row.topic.rsplit(".", 1)[-1] for row in ledger.recorder.select_notifications(start=head + 1, limit=10)]
     assert logged == ["HospitalAdmitted", "TripScheduled", "SeatReserved", "BusAssigned"]
+
+
+@pytest.mark.postgres
+def test_a_store_made_before_the_append_function_gets_it_and_keeps_recording(postgres_url: str) -> None:
+    first = JourneyLedger(postgres_url)
+    try:
+        before = first.record(
+            command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION)
+        )
+    finally:
+        first.close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP FUNCTION journeyledger_events_append")
+    later = JourneyLedger(postgres_url)
+    try:
+        after = later.record(command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
+        assert after.position == before.position + 1
+    finally:
+        later.close()

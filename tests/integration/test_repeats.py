@@ -82,22 +82,22 @@ def test_the_same_command_twice_in_one_batch_is_new_once_then_a_repeat(
 def test_a_batch_meeting_another_servers_receipt_is_answered_and_leaves_its_connection_clean(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large batch whose first command another server has just recorded: its insert fails on the receipt while
-    the events are still being sent. Pipelined, that failure came back as "pipeline aborted" (retried ten times,
-    then answered 503) in most rounds, and could leave the connection believing in a prepared statement the server
-    never made ("prepared statement _pg3_N does not exist" on its next insert). One connection makes every round
-    meet whatever the previous one left."""
+    """A large batch whose first command another server has just recorded: its insert fails on the receipt. When the
+    insert was pipelined, that failure came back as "pipeline aborted" (retried ten times, then answered 503) in
+    most rounds, and could leave the connection believing in a prepared statement the server never made ("prepared
+    statement _pg3_N does not exist" on its next insert). One connection makes every round meet whatever the
+    previous one left; the pause lets the other server's commit land first every time."""
     other = JourneyLedger(postgres_url)
     monkeypatch.setenv(WRITE_POOL_SIZE_VARIABLE, "1")
     monkeypatch.setenv(WRITE_POOL_OVERFLOW_VARIABLE, "0")
     ledger = JourneyLedger(postgres_url)
-    insert_events = ledger.recorder._insert_stored_events  # type: ignore[attr-defined]
+    insert_events = ledger.recorder.insert_events
 
     def after_a_pause(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.05)  # a busy process between two statements: the server has answered the first by then
+        time.sleep(0.05)  # a busy process: the other server has committed by the time the batch is sent
         return insert_events(*args, **kwargs)
 
-    monkeypatch.setattr(ledger.recorder, "_insert_stored_events", after_a_pause)
+    monkeypatch.setattr(ledger.recorder, "insert_events", after_a_pause)
     mission = actor(Role.MISSION)
     try:
         for _ in range(ROUNDS):

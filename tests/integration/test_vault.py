@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger import store
+from hajj_ledger import postgres_store, store
 from hajj_ledger.errors import IdentityErasedError, IllegalStepError, PermissionDeniedError, ValidationError
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger
@@ -66,7 +66,7 @@ def test_a_failure_between_events_and_vault_stores_neither(
     def broken(*_: Any) -> Any:
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(store, "_row", broken)
+    monkeypatch.setattr(postgres_store, "vault_row", broken)
     monkeypatch.setattr(store, "_sqlite_row", broken)
     with pytest.raises(RuntimeError):
         register(ledger)

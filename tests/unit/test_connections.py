@@ -54,9 +54,9 @@ def test_the_event_store_gets_the_pool_sizes_and_the_schema(monkeypatch: pytest.
     env = store_env(f"{URL}?schema=season_a")
     assert (env["POSTGRES_POOL_SIZE"], env["POSTGRES_MAX_OVERFLOW"], env["POSTGRES_SCHEMA"]) == ("5", "0", "season_a")
     assert env["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"] == "5"
-    assert env["APPLICATION_RECORDER_TOPIC"].endswith(":PostgresLedgerRecorder")
+    assert env["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.postgres_store:PostgresLedgerRecorder"
     pooled = store_env(f"{URL}?pool_mode=transaction")
-    assert pooled["APPLICATION_RECORDER_TOPIC"].endswith(":TransactionPooledLedgerRecorder")
+    assert pooled["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.postgres_store:TransactionPooledLedgerRecorder"
     assert pooled["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"] == "0"  # a session setting: not through a pooler
     monkeypatch.setenv("HAJJ_LEDGER_WRITE_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="HAJJ_LEDGER_WRITE_POOL_SIZE: expected a whole number of at least 1"):

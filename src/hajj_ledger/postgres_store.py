@@ -1,0 +1,287 @@
+"""The PostgreSQL recorder: eventsourcing's, extended by the receipts and the vault, with a batch appended in one
+round trip. In a module of its own so that a SQLite store never imports psycopg (the command line starts faster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from hajj_ledger.store import Receipt, VaultChanges, final_vault, sealed_from_row, vault_row
+from hajj_ledger.vault import Sealed
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.receipts_table = Identifier(datastore.schema, "command_receipts")
+        self.events_table = Identifier(datastore.schema, events_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (command_id uuid PRIMARY KEY, "
+                "fingerprint text NOT NULL, outcome text NOT NULL)"
+            ).format(self.receipts_table)
+        )
+        self.vault_table = Identifier(datastore.schema, "identity_vault")
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (journey_id uuid PRIMARY KEY, key_id text NOT NULL, "
+                "wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, passport_index bytea NOT NULL, "
+                "scope text NOT NULL, name_index bytea[] NOT NULL)"
+            ).format(self.vault_table),
+            SQL("CREATE INDEX IF NOT EXISTS identity_vault_passport ON {} (passport_index)").format(self.vault_table),
+            SQL("CREATE INDEX IF NOT EXISTS identity_vault_names ON {} USING gin (name_index)").format(
+                self.vault_table
+            ),
+        ]
+        # unnest flattens arrays of arrays: each row's name index arrives joined and is cut back into entries.
+        self.upsert_vault = SQL(
+            "INSERT INTO {} SELECT j, k, w, c, p, s, ARRAY(SELECT substring(n FROM i FOR 8) "
+            "FROM generate_series(1, length(n), 8) AS i) "
+            "FROM unnest(%b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[], %b::text[], %b::bytea[]) "
+            "AS v(j, k, w, c, p, s, n) "
+            "ON CONFLICT (journey_id) DO UPDATE SET key_id = EXCLUDED.key_id, wrapped_key = EXCLUDED.wrapped_key, "
+            "ciphertext = EXCLUDED.ciphertext, passport_index = EXCLUDED.passport_index, scope = EXCLUDED.scope, "
+            "name_index = EXCLUDED.name_index"
+        ).format(self.vault_table)
+        self.events_of = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(self.events_table)
+        self.written_after = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(self.events_table)
+        # A batch is appended by one function call: the receipts, then the table lock (so that positions commit in
+        # order), the notification and the events, with no round trip to the client while the lock is held.
+        # Whole columns go as binary arrays: the library's array of composite values is dumped as text, value by
+        # value, which profiling showed costing more than the insert itself.
+        self.append_function = Identifier(datastore.schema, f"{events_table_name}_append")
+        self.create_append_function = SQL(
+            "CREATE OR REPLACE FUNCTION {function}(ids uuid[], versions int8[], topics text[], states bytea[], "
+            "receipt_ids uuid[], fingerprints text[], outcomes text[]) RETURNS SETOF bigint "
+            "LANGUAGE plpgsql AS $body$ BEGIN "
+            "INSERT INTO {receipts} SELECT * FROM unnest(receipt_ids, fingerprints, outcomes); "
+            "SET LOCAL lock_timeout = '{timeout}s'; "
+            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+            "NOTIFY {channel}; "
+            "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; "
+            "END $body$"
+        ).format(
+            function=self.append_function,
+            receipts=self.receipts_table,
+            events=self.events_table,
+            timeout=datastore.lock_timeout,
+            channel=Identifier(self.channel_name),
+        )
+        self.sql_create_statements.append(self.create_append_function)
+        self.append = SQL(
+            "SELECT * FROM {}(%b::uuid[], %b::int8[], %b::text[], %b::bytea[], %b::uuid[], %b::text[], %b::text[]) "
+            "AS appended(notification_id)"
+        ).format(self.append_function)
+
+    def create_table(self) -> None:
+        """The library's, one process at a time: ledgers starting together on an empty database otherwise collide
+        in PostgreSQL's catalog ("tuple concurrently updated"). Nothing at all once the tables exist: even `CREATE
+        INDEX IF NOT EXISTS` locks its table first, and a ledger starting beside busy writers deadlocked with them
+        (it held the events table, a writer held the receipts and waited for the events table). A store made
+        before the append function existed gets the function alone."""
+        with self.datastore.get_connection() as connection:
+            tables = [self.events_table, self.receipts_table, self.vault_table]
+            found = connection.execute(
+                SQL(
+                    "SELECT bool_and(to_regclass(t) IS NOT NULL) AS tables, to_regproc(%s) IS NOT NULL AS function "
+                    "FROM unnest(%s::text[]) AS t"
+                ),
+                (self.append_function.as_string(connection), [t.as_string(connection) for t in tables]),
+            ).fetchone()
+            assert found is not None
+            if found["tables"] and found["function"]:
+                return
+            connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
+            try:
+                if found["tables"]:
+                    connection.execute(self.create_append_function)
+                else:
+                    super().create_table()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        receipts: Sequence[Receipt] = (),
+        vault: VaultChanges = (),
+        **_: Any,
+    ) -> Sequence[int] | None:
+        """The events and their commands' receipts, appended in one statement (one round trip, its own transaction),
+        or, with changes to the vault, in one transaction with them.
+
+        Not the library's pipelined transaction: there a statement that failed while later ones were still being
+        sent (a duplicate receipt in a large batch, when another server had recorded the same command) came back
+        as "pipeline aborted", an OperationalError that the library retried ten times on the same conflict, instead
+        of the violation itself; and psycopg kept as prepared a statement whose preparation the server had skipped,
+        so the connection's next insert failed with "prepared statement _pg3_N does not exist". Here the first
+        failure is raised as what it is, and nothing is half-written.
+        """
+        if not stored_events and not receipts and not vault:
+            return []
+        arguments = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [r.command_id for r in receipts],
+            [r.fingerprint for r in receipts],
+            [r.outcome_json() for r in receipts],
+        )
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            if vault:
+                with connection.transaction():
+                    self._write_vault(curs, vault)
+                    curs.execute(self.append, arguments, prepare=True)
+            else:
+                curs.execute(self.append, arguments, prepare=True)
+            return [row["notification_id"] for row in curs]
+
+    def _write_vault(self, curs: Cursor[DictRow], vault: VaultChanges) -> None:
+        kept, destroyed = final_vault(vault)
+        if destroyed:
+            curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
+        if kept:
+            curs.execute(self.upsert_vault, [list(column) for column in zip(*map(vault_row, kept), strict=True)])
+
+    def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
+        if not command_ids:
+            return {}
+        with self.datastore.cursor() as curs:
+            curs.execute(
+                SQL("SELECT command_id::text, fingerprint, outcome::text FROM {} WHERE command_id = ANY(%s)").format(
+                    self.receipts_table
+                ),
+                (list(command_ids),),
+            )
+            rows = curs.fetchall()
+        return {UUID(r["command_id"]): Receipt.from_row(r["command_id"], r["fingerprint"], r["outcome"]) for r in rows}
+
+    def select_sealed(self, journey_id: UUID) -> Sealed | None:
+        with self.datastore.cursor() as curs:
+            curs.execute(SQL("SELECT * FROM {} WHERE journey_id = %s").format(self.vault_table), (journey_id,))
+            row = curs.fetchone()
+        return sealed_from_row(list(row.values())) if row else None
+
+    def select_by_passport(self, index: bytes) -> list[UUID]:
+        with self.datastore.cursor() as curs:
+            curs.execute(SQL("SELECT journey_id FROM {} WHERE passport_index = %s").format(self.vault_table), (index,))
+            return [r["journey_id"] for r in curs.fetchall()]
+
+    def select_by_names(self, entries: Sequence[bytes], limit: int) -> list[UUID]:
+        with self.datastore.cursor() as curs:
+            curs.execute(
+                SQL("SELECT journey_id FROM {} WHERE name_index @> %s::bytea[] ORDER BY journey_id LIMIT %s").format(
+                    self.vault_table
+                ),
+                (list(entries), limit),
+            )
+            return [r["journey_id"] for r in curs.fetchall()]
+
+    def select_vault_journeys(self) -> list[UUID]:
+        with self.datastore.cursor() as curs:
+            curs.execute(SQL("SELECT journey_id FROM {}").format(self.vault_table))
+            return [r["journey_id"] for r in curs.fetchall()]
+
+    def select_all_sealed(self) -> list[Sealed]:
+        with self.datastore.cursor() as curs:
+            curs.execute(SQL("SELECT * FROM {}").format(self.vault_table))
+            return [sealed_from_row(list(r.values())) for r in curs.fetchall()]
+
+    def replace_sealed(self, sealed: Sequence[Sealed]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for s in sealed:
+                curs.execute(
+                    SQL(
+                        "UPDATE {} SET key_id = %s, wrapped_key = %s, passport_index = %s, name_index = %s::bytea[] "
+                        "WHERE journey_id = %s"
+                    ).format(self.vault_table),
+                    (s.key_id, s.wrapped_key, s.passport_index, list(s.name_index), s.journey_id),
+                )
+
+    def select_aggregate_notifications(self, aggregate_id: UUID) -> list[Notification]:
+        """Every event of one journey or trip with its position in the log, oldest first."""
+        with self.datastore.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = %s ORDER BY originator_version"
+                ).format(self.events_table),
+                (aggregate_id,),
+            )
+            return [
+                Notification(
+                    id=r["notification_id"],
+                    originator_id=aggregate_id,
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                )
+                for r in curs.fetchall()
+            ]
+
+    def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of many aggregates in one query, each aggregate's in order."""
+        with self.datastore.cursor() as curs:
+            curs.execute(self.events_of, (list(aggregate_ids),), prepare=True)
+            return [
+                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+        """The events after `position`, with their positions, oldest first."""
+        with self.datastore.cursor() as curs:
+            curs.execute(self.written_after, (position, limit), prepare=True)
+            return [
+                (r["notification_id"], StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
+        """The positions of these events (by aggregate and version), in the order asked."""
+        keys = list(events)
+        with self.datastore.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id FROM unnest(%s::uuid[], %s::int8[]) WITH ORDINALITY AS k(id, version, n) "
+                    "JOIN {} AS e ON e.originator_id = k.id AND e.originator_version = k.version ORDER BY k.n"
+                ).format(self.events_table),
+                ([i for i, _, _ in keys], [v for _, v, _ in keys]),
+            )
+            positions = [int(r["notification_id"]) for r in curs.fetchall()]
+        assert len(positions) == len(keys), "a receipt names an event the store does not hold"
+        return positions
+
+
+class TransactionPooledLedgerRecorder(PostgresLedgerRecorder):
+    """The recorder on a URL through a transaction pooler (`pool_mode=transaction`): its connections prepare no
+    statement (the library asks for them; psycopg would also prepare any statement run five times), since a
+    prepared statement lives on one server connection and the next transaction may run on another."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        assert isinstance(datastore.pool.kwargs, dict)  # the library's; and its pool is not open yet
+        datastore.pool.kwargs = {**datastore.pool.kwargs, "prepare_threshold": None}
+        super().__init__(datastore, **kwargs)
+
+    def create_table(self) -> None:
+        """Nothing is created through the pooler: creating the tables takes a session lock and runs in several
+        transactions. `hajj-ledger migrate` creates them over HAJJ_LEDGER_DIRECT_DATABASE_URL."""
+        self.datastore.register_type_adapters()

@@ -1,0 +1,139 @@
+"""Before a command touches the store: is the store there, and are the keys it needs given?
+
+Each failure is one line naming the cause and the fix. A read never creates a store: a mistyped SQLite path is an
+error, not a new empty database. Also how the command line is named in printed hints. Light on imports: the
+command line starts through here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
+DEBUG_VARIABLE = "HAJJ_LEDGER_DEBUG"
+SIGNING_KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
+
+READ, WRITE = "read", "write"  # what a command does to the store
+MASTER, SIGNING = "master key", "signing key"  # the keys a command needs
+# What a database that is away, or has no connection to spare, raises (psycopg's, the pool's, eventsourcing's).
+AWAY = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
+
+
+class SetupError(ValueError):
+    """The store or a key cannot be used as configured; the message says why and what to do."""
+
+
+def invocation() -> str:
+    """The command line as the user's shell can run it: its name when that is on the PATH, else its path (e.g.
+    `.venv/bin/hajj-ledger`), so that printed hints run as printed."""
+    import shutil
+
+    script = Path(sys.argv[0]).resolve()
+    if script.name != "hajj-ledger":
+        return f"{sys.executable} -m hajj_ledger.cli"
+    found = shutil.which("hajj-ledger")
+    if found and Path(found).resolve() == script:
+        return "hajj-ledger"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def configured_url() -> str:
+    return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+
+
+def check(access: str | None, keys: tuple[str, ...] = (), url: str | None = None) -> None:
+    """Raise SetupError when the store cannot be used for `access`, or a key in `keys` is missing."""
+    url = url or configured_url()
+    if access is not None:
+        check_store(url, write=access == WRITE)
+    if MASTER in keys:
+        from hajj_ledger.vault import MasterKeys, VaultKeyError
+
+        try:
+            MasterKeys.configured(demo=url == DEFAULT_DATABASE_URL)
+        except VaultKeyError as error:
+            raise SetupError(f"{error.message}; `hajj-ledger master-key new FILE` makes one") from None
+    if SIGNING in keys:
+        from hajj_ledger.chain import signing_keys
+        from hajj_ledger.signing import SigningKeyError
+
+        try:
+            signing_keys(required=True)
+        except SigningKeyError as error:
+            raise SetupError(str(error)) from None
+
+
+def check_store(url: str, *, write: bool) -> None:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not write and not path.is_file():
+            raise SetupError(
+                f"no such SQLite file: {path} ({DATABASE_URL_VARIABLE}); check the path, or record into it first"
+            )
+        return
+    if url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        from hajj_ledger.connections import Postgres
+
+        found = Postgres.from_url(url)
+        try:
+            psycopg.connect(found.conninfo, connect_timeout=10, **found.connect_kwargs()).close()
+        except psycopg.OperationalError as error:
+            raise SetupError(unreachable(str(error), found.host, found.port, found.dbname)) from None
+
+
+def unreachable(message: str, host: str, port: int, dbname: str) -> str:
+    """One line for a connection that failed: the cause first, then the fix."""
+    where = f"PostgreSQL at {host}:{port}"
+    if "translate host name" in message or "Name or service not known" in message:
+        return f"cannot resolve host {host!r} ({DATABASE_URL_VARIABLE}): check the host name"
+    if "Connection refused" in message:
+        return f"{where} refused the connection: is PostgreSQL running there? ({DATABASE_URL_VARIABLE})"
+    if re.search(r'database "[^"]*" does not exist', message):
+        return f"no such database {dbname!r} on {where}: create it (createdb {dbname}) or fix {DATABASE_URL_VARIABLE}"
+    if "password authentication failed" in message or "no password supplied" in message:
+        return f"{where} refused the credentials in {DATABASE_URL_VARIABLE}: check the user and password"
+    if "timeout expired" in message:
+        return f"{where} did not answer in time: check the host and port ({DATABASE_URL_VARIABLE})"
+    last = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"cannot connect to {where}: {last[-1] if last else message}"
+
+
+def describe(error: BaseException) -> tuple[str, int]:
+    """One line for a command that failed, and its exit status: 2 when the store or a key cannot be used as
+    configured, 1 for a file the command could not use, 70 for anything unexpected."""
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    url = configured_url()
+    if any(type(e).__name__ == "UndefinedTable" or "no such table" in str(e) for e in chain):
+        return f"the store at {_safe(url)} holds no ledger yet: record into it, or check {DATABASE_URL_VARIABLE}", 2
+    if any(type(e).__module__ == "sqlite3" for e in chain):
+        return f"the SQLite store {url.removeprefix('sqlite:///')}: {_first_line(error)}", 2
+    if any(type(e).__name__ in AWAY for e in chain):
+        if url.startswith(("postgresql://", "postgres://")):
+            try:  # the pool's "couldn't get a connection" hides why: ask the database directly
+                check_store(url, write=True)
+            except SetupError as found:
+                return str(found), 2
+        return f"the database is busy or away: {_first_line(error)}", 2
+    if isinstance(error, ValueError):  # configuration: a URL, a key, a set-up step not done
+        return str(error), 2
+    if isinstance(error, OSError):
+        return str(error), 1
+    return f"unexpected {type(error).__name__}: {_first_line(error)} ({DEBUG_VARIABLE}=1 shows where)", 70
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, to print."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,65 @@
+"""The command line as a shell runs it: a reader that goes away early, and what starting it imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.cli import main
+from hajj_ledger.commands import parse_command_json
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.vocabulary import Actor, Role
+from tests.support import T0
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+HEAVY = ("sqlalchemy", "alembic", "fastapi", "pyarrow", "uvicorn", "hajj_ledger.projections.runner")
+
+
+@pytest.fixture
+def sealed_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", url)
+    assert main(["migrate"]) == 0
+    ledger = JourneyLedger(url)
+    command = {
+        "event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
+        "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY",
+    }  # fmt: skip
+    ledger.record(parse_command_json(json.dumps(command)), Actor("mission-EGY-00001", Role.MISSION))
+    Chain(ledger, signing_keys(url, required=True)).seal_all()
+    ledger.close()
+    return url
+
+
+@pytest.mark.parametrize("command", [["rules"], ["status"], ["proof", "1"]], ids=lambda c: c[0])
+def test_a_reader_that_goes_away_ends_it_quietly(command: list[str], sealed_store: str) -> None:
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": sealed_store}
+    process = subprocess.Popen(
+        [str(EXECUTABLE), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )  # `| head -0`: the reader is gone before the first line
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    with process.stderr:
+        errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) in (0, 141)
+    assert errors == ""
+
+
+def test_starting_imports_only_what_the_command_needs() -> None:
+    """`--help`, `history` and `record` never import the read side's or the HTTP face's libraries."""
+    probe = (
+        "import contextlib, io, sys; from hajj_ledger.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "import hajj_ledger.ledger, hajj_ledger.audit, hajj_ledger.commands  # what history and record need\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"

@@ -1,0 +1,214 @@
+"""The command line at its edges, in process: preflight, keys, wrong URLs, `verify`'s verdicts, repeats."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+import pytest
+from psycopg_pool import PoolTimeout
+
+from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.cli import main
+from hajj_ledger.commands import parse_command_json
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.vault import MasterKeys
+from hajj_ledger.vocabulary import Actor, Role
+from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
+from tests.support import T0
+
+needs_postgres = pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL")
+MISSION = ("--role", "mission", "--agency", "mission-EGY-00001")
+
+
+def registration() -> str:
+    return json.dumps(
+        {
+            "event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
+            "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY",
+        }
+    )  # fmt: skip
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, url: str, *args: str) -> int:
+    monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", url)
+    return main(list(args))
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_simulate_without_a_master_key_fails_at_once_and_writes_nothing(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HAJJ_LEDGER_MASTER_KEYS", raising=False)
+    monkeypatch.delenv("HAJJ_LEDGER_MASTER_KEY_FILE", raising=False)
+    assert cli(monkeypatch, store_url, "simulate", "--pilgrims", "10") == 2
+    line = one_line(capsys.readouterr().err)
+    assert "no master key" in line and "hajj-ledger master-key new FILE" in line
+    if store_url.startswith("sqlite"):
+        assert not Path(store_url.removeprefix("sqlite:///")).exists()
+    else:
+        ledger = JourneyLedger(store_url)
+        assert ledger.head() == 0
+        ledger.close()
+
+
+def test_master_key_new_makes_a_key_then_a_new_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys" / "master.keys"
+    assert main(["master-key", "new", str(path)]) == 0
+    first = MasterKeys.parse(path.read_text())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert f"export HAJJ_LEDGER_MASTER_KEY_FILE={path}" in capsys.readouterr().out
+    assert main(["master-key", "new", str(path)]) == 0
+    both = MasterKeys.parse(path.read_text())
+    assert both.current != first.current and first.current in both.keys
+    assert "identity rotate-key" in capsys.readouterr().out
+    (tmp_path / "other").write_text("not a key file")
+    assert main(["master-key", "new", str(tmp_path / "other")]) == 1  # refused, not prepended to
+    assert (tmp_path / "other").read_text() == "not a key file"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["history", str(uuid4())],
+        ["trail", "--limit", "5"],
+        ["as-of", str(uuid4()), "--position", "1"],
+        ["status"],
+        ["view", "journey_status", "--as-of", "1"],
+        ["verify"],
+        ["proof", "1"],
+        ["identity", "find", "--name", "x", *MISSION],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_read_on_a_mistyped_sqlite_path_is_an_error_not_a_new_store(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo" / "ledger.sqlite3"
+    assert cli(monkeypatch, f"sqlite:///{missing}", *command) == 2
+    assert f"no such SQLite file: {missing}" in one_line(capsys.readouterr().err)
+    assert not missing.parent.exists()
+
+
+@needs_postgres
+@pytest.mark.parametrize("command", [["history", str(uuid4())], ["status"], ["record", registration(), *MISSION]])
+@pytest.mark.parametrize(
+    ("where", "cause"),
+    [
+        ("no-such-host.invalid:5432/postgres", "cannot resolve host 'no-such-host.invalid'"),
+        ("127.0.0.1:1/postgres", "PostgreSQL at 127.0.0.1:1 refused the connection"),
+        ("HOST/no_such_database_here", "no such database 'no_such_database_here'"),
+    ],
+    ids=["bad-host", "refused", "no-database"],
+)
+def test_a_wrong_postgres_url_is_one_line_naming_the_cause(
+    command: list[str], where: str, cause: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = urlsplit(POSTGRES_URL)
+    url = f"postgresql://{parts.username or 'postgres'}@{where.replace('HOST', parts.netloc.split('@')[-1])}"
+    assert cli(monkeypatch, url, *command) == 2
+    assert cause in one_line(capsys.readouterr().err)
+
+
+def test_a_traceback_only_with_debug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAJJ_LEDGER_DEBUG", "1")
+    monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", "mysql://root@localhost/x")
+    with pytest.raises(ValueError, match="unsupported store"):
+        main(["record", registration(), *MISSION])
+
+
+def test_an_error_midway_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def away(self: JourneyLedger, *args: object) -> None:
+        raise PoolTimeout("couldn't get a connection after 1.00 sec")
+
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    JourneyLedger(url).close()
+    monkeypatch.setattr(JourneyLedger, "journey", away)
+    assert cli(monkeypatch, url, "history", str(uuid4())) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line == "hajj-ledger: the database is busy or away: couldn't get a connection after 1.00 sec"
+
+
+@pytest.fixture
+def recorded(store_url: str) -> str:
+    """A store holding one registration, not sealed."""
+    ledger = JourneyLedger(store_url)
+    ledger.record(parse_command_json(registration()), Actor("mission-EGY-00001", Role.MISSION))
+    ledger.close()
+    return store_url
+
+
+def test_verify_never_says_ok_about_nothing(
+    recorded: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(monkeypatch, recorded, "verify") == 3  # nothing sealed: nothing checked
+    out = capsys.readouterr().out
+    assert "NOT VERIFIED" in out and "OK" not in out
+    assert cli(monkeypatch, recorded, "verify", "--grace", "0", "--json") == 3
+    assert json.loads(capsys.readouterr().out)["overdue"] == 1
+
+
+def test_verify_needs_only_public_keys_and_says_when_it_had_none(
+    recorded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = JourneyLedger(recorded)
+    chain = Chain(ledger, signing_keys(recorded, required=True))
+    chain.seal_all()
+    chain.checkpoint()
+    ledger.close()
+    assert cli(monkeypatch, recorded, "signing-key", "public") == 0
+    public = tmp_path / "public.json"
+    public.write_text(capsys.readouterr().out)
+    monkeypatch.delenv("HAJJ_LEDGER_SIGNING_KEY_FILE")  # an auditor: no private key at hand
+    assert cli(monkeypatch, recorded, "verify") == 4  # the chain holds, but no signature was checked
+    assert "NOT VERIFIED" in capsys.readouterr().out
+    assert cli(monkeypatch, recorded, "verify", "--keys", str(public)) == 0
+    assert "OK: every sealed event" in capsys.readouterr().out
+
+
+def test_a_rerun_simulation_counts_repeats_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
+    first = capsys.readouterr().out
+    assert "(362 new, 0 already recorded, 0 refused)" in first
+    assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
+    second = capsys.readouterr().out
+    assert "(0 new, 362 already recorded, 0 refused)" in second and "events    0 " in second
+    assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == url  # SQLite: nothing to wait for
+
+
+@pytest.mark.parametrize("command", [["history", str(uuid4())], ["trail", "--limit", "5"]], ids=lambda c: c[0])
+def test_a_read_on_an_empty_store_creates_nothing(
+    command: list[str], store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).touch()  # a file, but no ledger in it
+    assert cli(monkeypatch, store_url, *command) == 2
+    assert "holds no ledger yet" in one_line(capsys.readouterr().err)
+    assert cli(monkeypatch, store_url, *command) == 2  # still nothing there
+
+
+@needs_postgres
+def test_batch_jobs_wait_for_a_connection_longer_than_the_api(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(monkeypatch, postgres_url, "simulate", "--pilgrims", "1") == 0
+    waited = os.environ["HAJJ_LEDGER_DATABASE_URL"]
+    assert waited.startswith(postgres_url) and waited.endswith("connect_timeout=30")
+    assert cli(monkeypatch, postgres_url, "history", str(uuid4())) == 1  # a read: the API's wait, and not found
+    assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == postgres_url
