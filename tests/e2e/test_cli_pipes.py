@@ -58,7 +58,7 @@ DOMAIN = ("hajj_ledger.ledger", "hajj_ledger.journey", "eventsourcing")
 NOT_IMPORTED = {
     "--help": (*HEAVY, *DOMAIN, "psycopg"),
     "status": (*HEAVY, *DOMAIN, "psycopg"),
-    "history": (*HEAVY, "psycopg"),
+    "history": (*HEAVY, "psycopg", "importlib.metadata"),  # pydantic looks for plugins when it builds a model
     "record": (*HEAVY, "psycopg"),
 }
 
