@@ -1,6 +1,6 @@
 """How far each read model has applied the log: what `hajj-ledger status` prints.
 
-Read with one plain database connection and four small queries, apart from the runner, so that the command starts
+Read with one plain database connection and a few small queries, apart from the runner, so that the command starts
 fast: no SQLAlchemy, no projection's tables, no domain classes (the lag's time is read from the stored event's JSON).
 """
 
