@@ -1164,7 +1164,7 @@ def main() -> None:
                 if name in ("serving", "trail") and kind != "postgres":
                     continue  # a deployment's serving tier, and the trail's store grown in SQL: PostgreSQL only
                 results["figures"][kind][name] = measure[name](sizes, kind)
-                results_file.write_text(json.dumps(results, indent=1) + "\n")  # each figure kept as it is measured
+                results_file.write_text(json.dumps(results, indent=2) + "\n")  # each figure kept as it is measured
     else:
         started = time.perf_counter()
         figures = suite(sizes, args.stores.split(","), plan)
@@ -1173,7 +1173,7 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         results = {"when": when, "machine": machine, "minutes": minutes, "sizes": sizes.__dict__, "figures": figures}
         results_file.parent.mkdir(parents=True, exist_ok=True)
-        results_file.write_text(json.dumps(results, indent=1) + "\n")
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
     when, machine = results["when"], results["machine"]
     has_serving = "serving" in results["figures"].get("postgres", {})
     text = (
