@@ -53,8 +53,8 @@ def test_a_reader_that_goes_away_ends_it_quietly(command: list[str], sealed_stor
 
 
 # What each command must not import: the read side's and the HTTP face's libraries for all; `--help` and `status`
-# not the domain either (status reads positions with a plain query); on SQLite, nothing of PostgreSQL's.
-DOMAIN = ("hajj_ledger.ledger", "hajj_ledger.journey", "eventsourcing")
+# not the domain nor pydantic either (status reads positions with a plain query); on SQLite, nothing of PostgreSQL's.
+DOMAIN = ("hajj_ledger.ledger", "hajj_ledger.journey", "eventsourcing", "pydantic")
 NOT_IMPORTED = {
     "--help": (*HEAVY, *DOMAIN, "psycopg"),
     "status": (*HEAVY, *DOMAIN, "psycopg"),
