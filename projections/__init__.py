@@ -1,13 +1,14 @@
 """The read side: each agency's views, kept current from the ledger's log by `hajj-ledger project`.
 
-PROJECTIONS is the one list of the views; the runner, the migrations, `status` and `rebuild` all read it.
-FOLLOWED is what the runner keeps current: the views and the audit trail's index (TRAIL_INDEX; not a view: the
-audit service reads it). They are made on first use, so that the command line can name the read side's commands
-without importing SQLAlchemy.
+VIEWS is the one list of the views, by name (PROJECTIONS: the views themselves); the runner, the migrations,
+`status` and `rebuild` all read it. FOLLOWED is what the runner keeps current: the views and the audit trail's index
+(TRAIL_INDEX; not a view: the audit service reads it). They are made on first use, so that the command line can
+name the read side's commands, and `status` list them, without importing SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -22,36 +23,35 @@ PAST_VIEWS = ("journey_status", "season_funnel")  # the read models `hajj-ledger
 EXPORT_FORMATS = ("parquet", "csv")
 
 
+# The views, then the audit trail's index, in the order `status` lists them: each is the class of the same name in
+# the module of that name (journey_status: JourneyStatus), made on first use.
+VIEWS = (
+    "journey_status",
+    "port_arrivals",
+    "awaiting_transport",
+    "trip_manifest",
+    "site_headcount",
+    "health_cases",
+    "missing_persons",
+    "overstay_watch",
+    "season_funnel",
+)
+FOLLOWED_NAMES = (*VIEWS, "trail_index")
+
+
 @cache
+def _made(name: str) -> Projection:
+    module = importlib.import_module(f"{__name__}.{name}")
+    made: Projection = getattr(module, name.title().replace("_", ""))()
+    return made
+
+
 def _projections() -> tuple[Projection, ...]:
-    from hajj_ledger.projections.awaiting_transport import AwaitingTransport
-    from hajj_ledger.projections.health_cases import HealthCases
-    from hajj_ledger.projections.journey_status import JourneyStatus
-    from hajj_ledger.projections.missing_persons import MissingPersons
-    from hajj_ledger.projections.overstay_watch import OverstayWatch
-    from hajj_ledger.projections.port_arrivals import PortArrivals
-    from hajj_ledger.projections.season_funnel import SeasonFunnel
-    from hajj_ledger.projections.site_headcount import SiteHeadcount
-    from hajj_ledger.projections.trip_manifest import TripManifest
-
-    return (
-        JourneyStatus(),
-        PortArrivals(),
-        AwaitingTransport(),
-        TripManifest(),
-        SiteHeadcount(),
-        HealthCases(),
-        MissingPersons(),
-        OverstayWatch(),
-        SeasonFunnel(),
-    )
+    return tuple(_made(name) for name in VIEWS)
 
 
-@cache
 def _trail_index() -> Projection:
-    from hajj_ledger.projections.trail_index import TrailIndex
-
-    return TrailIndex()
+    return _made("trail_index")
 
 
 def __getattr__(name: str) -> Any:
@@ -65,8 +65,6 @@ def __getattr__(name: str) -> Any:
 
 
 def projection(name: str) -> Projection:
-    followed = (*_projections(), _trail_index())
-    for found in followed:
-        if found.name == name:
-            return found
-    raise KeyError(f"no projection {name!r}; known: {', '.join(p.name for p in followed)}")
+    if name not in FOLLOWED_NAMES:
+        raise KeyError(f"no projection {name!r}; known: {', '.join(FOLLOWED_NAMES)}")
+    return _made(name)

@@ -133,13 +133,10 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hajj_ledger.projections.runner import Runner
+    from hajj_ledger.projections import FOLLOWED_NAMES
+    from hajj_ledger.projections.status import read
 
-    runner = Runner(_projections())
-    try:
-        found = runner.status()
-    finally:
-        runner.close()
+    found = read(FOLLOWED_NAMES)
     if args.json:
         print(json.dumps([dataclasses.asdict(s) for s in found]))
         return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,24 +16,10 @@ from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import PositionMovedError, Projection, advance, apply_batch
 from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions, replace_view
+from hajj_ledger.projections.status import NotInstalledError, Status, read
 
 BATCH = 20_000  # events per transaction when behind; catch-up measured 31k events/s at 1,000, 54k at 20,000
 log = logging.getLogger("hajj_ledger.projections")
-
-
-@dataclass(frozen=True)
-class Status:
-    projection: str
-    generation: str
-    position: int
-    code_version: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-
-
-class NotInstalledError(ValueError):  # a set-up step missing: the CLI says which, without a traceback
-    pass
 
 
 class _StoppedError(Exception):  # told to stop while waiting for the store to come back
@@ -256,17 +241,5 @@ class Runner:
     # Status.
 
     def status(self) -> list[Status]:
-        head = self.ledger.head()
-        found = []
-        for projection in self.projections:
-            generation, position, code_version = self._position(projection)
-            behind = self.ledger.recorder.select_notifications(start=position + 1, limit=1)
-            lag_seconds = 0.0
-            if behind:
-                event: Any = self.ledger.mapper.to_domain_event(behind[0])
-                recorded: datetime = event.timestamp
-                lag_seconds = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
-            found.append(
-                Status(projection.name, generation, position, code_version, head, head - position, lag_seconds)
-            )
-        return found
+        """How far each projection has applied the log, in the ledger's own store (`hajj-ledger status`)."""
+        return read([p.name for p in self.projections], self.database_url)

@@ -40,7 +40,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class Identity(BaseModel):
     """What the vault keeps: names as written (Arabic script, and the passport's Latin form, verbatim)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use: starts faster
 
     name_arabic: Name
     name_latin: Name

@@ -10,10 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
-
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 
 class Role(StrEnum):
@@ -189,8 +187,24 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("out of range once in UTC") from None
 
 
-Moment = Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_utc)]  # a time with its zone, as UTC
-Day = Annotated[date, BeforeValidator(_written)]
+if TYPE_CHECKING:  # what they are to a type checker; pydantic's input types below
+    Moment = datetime
+    Day = date
+
+
+def __getattr__(name: str) -> Any:
+    """Moment (a time with its zone, as UTC) and Day: pydantic's input types, made on first use, so that naming a
+    role or a port (the command line does, to start) does not import pydantic."""
+    if name not in ("Moment", "Day"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+    made = {
+        "Moment": Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_utc)],
+        "Day": Annotated[date, BeforeValidator(_written)],
+    }
+    globals().update(made)  # each made once
+    return made[name]
 
 
 # A day, wherever the ledger counts or shows one, is the day in Makkah: Asia/Riyadh, UTC+3 all year (no daylight
