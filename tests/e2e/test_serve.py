@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,10 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.support import T0
+from tests.support import T0, free_port
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
             capture_output=True, text=True, env=env, timeout=60, check=True,
         )  # fmt: skip
         keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -165,6 +157,7 @@ def test_a_journey_through_http_with_each_view_after_min_position(
     assert post("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ"}).json()["current_stage"] == "departed"
 
 
+@pytest.mark.serial  # stops the shared server
 def test_the_database_stopped_and_restarted_under_load(server: tuple[str, dict[str, str], dict[str, str]]) -> None:
     """Writers keep retrying through an outage: they get 503s with Retry-After, never a 500; afterwards every
     registration is stored exactly once (the retries carried the same Idempotency-Key)."""
