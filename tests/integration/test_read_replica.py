@@ -37,6 +37,7 @@ MAX_WAIT = 1.0
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not IN_CI and not (BIN / "initdb").exists(), reason="no PostgreSQL 15 binaries"),
+    pytest.mark.xdist_group("replica"),  # one worker builds the clusters (a module fixture) for all the tests
 ]
 
 
