@@ -1,10 +1,9 @@
-"""`hajj-ledger serve` as an agency meets it: a real server process on PostgreSQL, keys made by `agency add`,
+"""`hajj-ledger serve` as an agency meets it: a real server process on PostgreSQL, keys as `agency add` makes them,
 a journey recorded step by step by the roles that own each step, every view read back after `min_position`."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -18,6 +17,10 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from hajj_ledger.api import agencies
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.vocabulary import Role
 from tests.support import T0, free_port
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
@@ -28,13 +31,12 @@ SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
 def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
     keys = {}
-    for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
-        scope = ["--scope", SCOPES[role]] if role in SCOPES else []
-        made = subprocess.run(
-            [str(EXECUTABLE), "agency", "add", "--role", role, "--name", f"e2e {role}", *scope],
-            capture_output=True, text=True, env=env, timeout=60, check=True,
-        )  # fmt: skip
-        keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
+    engine = engine_for(postgres_url)  # the agencies as `agency add` adds them (test_pgbouncer.py runs it)
+    upgrade(engine)
+    with engine.begin() as connection:
+        for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
+            keys[role] = agencies.add(connection, Role(role), f"e2e {role}", SCOPES.get(role))[1]
+    engine.dispose()
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
