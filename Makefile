@@ -19,8 +19,15 @@ run: install
 	$(BIN)/hajj-ledger demo
 	$(BIN)/hajj-ledger serve --demo-keys
 
+# The suite in two phases, then its duration: the tests spread over two workers (pytest-xdist; `xdist_group` keeps a
+# module's shared fixture on one worker), then, alone, the tests marked `serial` (they restart the shared PostgreSQL).
 test: install
-	$(BIN)/python -m pytest
+	@started=$$(date +%s); status=0; \
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial" || status=$$?; \
+	$(BIN)/python -m pytest -m serial || status=$$?; \
+	took=$$(( $$(date +%s) - started )); \
+	echo "make test: the suite took $$((took / 60)) min $$((took % 60)) s"; \
+	exit $$status
 
 lint: install
 	$(BIN)/ruff check .

@@ -803,7 +803,7 @@ CLI_TARGET_SECONDS = 0.5
 def cli_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     """Seconds from starting `hajj-ledger --help | status | history | record` to its exit, the median of several
     runs on a store of a small simulated season, migrated (`status` reads the read models' positions)."""
-    runs = 3 if sizes is SMOKE else 9
+    runs = 1 if sizes is SMOKE else 9  # --smoke: one run each
     with fresh_store(kind) as url, tempfile.TemporaryDirectory(prefix="hajj-bench-pycache-") as pycache:
         # As a user's second run finds it: the package's bytecode compiled by the first (the untimed set-up below),
         # even where PYTHONDONTWRITEBYTECODE is set (then every run compiles the package's sources again).

@@ -7,7 +7,6 @@ Under CI=true they always run: an unreachable server fails them rather than skip
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,12 +20,8 @@ from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
 
 # The vault's master key for every test (tests that need another set their own).
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
-# The checkpoints' signing key: a key file made once per run (tests that rotate keys make their own).
-if not os.environ.get(KEY_FILE_VARIABLE):
-    os.environ[KEY_FILE_VARIABLE] = str(SigningKeys.create(Path(tempfile.mkdtemp()) / "signing.json").path)
-# Analysts' exports: the pseudonyms' key, and where exports asked for over HTTP go.
+# Analysts' exports: the key pseudonyms are made with.
 os.environ.setdefault("HAJJ_LEDGER_EXPORT_KEY", "E" * 43 + "=")
-os.environ.setdefault("HAJJ_LEDGER_EXPORT_DIR", tempfile.mkdtemp(prefix="hajj-ledger-exports-"))
 
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -55,6 +50,17 @@ STORES = [
         ],
     ),
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Files of this test process (each xdist worker its own): the checkpoints' signing key (tests that rotate keys
+    make their own), and where exports asked for over HTTP go."""
+    directory = tmp_path_factory.mktemp("own")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(KEY_FILE_VARIABLE, str(SigningKeys.create(directory / "signing.json").path))
+        env.setenv("HAJJ_LEDGER_EXPORT_DIR", str(directory / "exports"))
+        yield
 
 
 @pytest.fixture
@@ -91,3 +97,10 @@ def two_ledgers(store_url: str) -> Iterator[tuple[JourneyLedger, JourneyLedger]]
     yield first, second
     first.close()
     second.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The tests marked `serial` restart the shared PostgreSQL: never beside other tests, so never under xdist
+    (`make test` runs them after the others, with `-m serial`)."""
+    if item.get_closest_marker("serial") and hasattr(item.config, "workerinput"):
+        pytest.fail("restarts the shared PostgreSQL: run it apart (-m serial), not beside other tests (-n)")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import os
+import random
+import signal
+import socket
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
+
 from hajj_ledger.catalogue import PRE_ARRIVAL
+from hajj_ledger.cli import main
 from hajj_ledger.commands import Command, parse_command
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
@@ -29,6 +42,58 @@ from hajj_ledger.vocabulary import (
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "The anyio.abc.BlockingPortal alias is deprecated", DeprecationWarning)
     from fastapi.testclient import TestClient as TestClient
+
+# Ports for the servers tests start: each test process (each xdist worker) takes them from a block of its own, below
+# the kernel's range for outgoing connections, so that neither another worker nor a client's ephemeral port takes
+# one between the check here and the server binding it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under xdist
+_PORT_BLOCK = 20_000 + 1000 * (int(_WORKER.removeprefix("gw")) + 1 if _WORKER else 0)
+_NEXT_PORT = itertools.count(random.randrange(1000))  # two runs without xdist at once start apart
+
+
+def free_port() -> int:
+    for _ in range(1000):
+        port = _PORT_BLOCK + next(_NEXT_PORT) % 1000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_PORT_BLOCK}-{_PORT_BLOCK + 999}")
+
+
+EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command said, as `subprocess.run` tells it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, stdin: str = "") -> Ran:
+    """`hajj-ledger ARGS` run in this process, as from `.venv/bin/hajj-ledger` but without starting a process (a
+    second or more each), `env` set meanwhile. The tests that run it as a process are those about the process."""
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}  # `project` sets them
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.setattr(sys, "argv", [str(EXECUTABLE), *args])
+        patch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            code = main(list(args))
+        except SystemExit as stopped:  # argparse's --help and usage errors
+            code = stopped.code if isinstance(stopped.code, int) else int(stopped.code is not None)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+    return Ran(code, out.getvalue(), err.getvalue())
+
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 MISSION_ID = "mission-IDN-1"

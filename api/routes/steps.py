@@ -1,6 +1,7 @@
 """One endpoint per journey step and trip action, generated from the command catalogue: a new step gets its
 endpoint, its body schema and its permissions without anything written here."""
 
+import functools
 import inspect
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -66,6 +67,7 @@ def endpoints() -> Iterator[tuple[str, type[CommandBase]]]:
             raise AssertionError(f"no endpoint for {event}")
 
 
+@functools.cache  # built once a process: each app takes its routes from it
 def router() -> APIRouter:
     steps = APIRouter(dependencies=[Depends(caller)])
     for path, command in endpoints():

@@ -129,6 +129,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     )  # fmt: skip
 
 
+@functools.cache  # built once a process: each app takes its routes from it
 def router() -> APIRouter:
     views = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
     for projection in PROJECTIONS:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import POSTGRES_AVAILABLE
+from tests.conftest import STORES
 
 ROOT = Path(__file__).parents[2]
 FIGURES = [
@@ -30,24 +30,23 @@ FIGURES = [
 ]
 
 
-def test_a_smoke_run_writes_every_figure(tmp_path: Path) -> None:
-    stores = "postgres,sqlite" if POSTGRES_AVAILABLE else "sqlite"
+@pytest.mark.parametrize("store", STORES)  # a run a store: the two side by side under xdist
+def test_a_smoke_run_writes_every_figure(store: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(tmp_path), "--stores", stores],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(tmp_path), "--stores", store],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
-    for store in stores.split(","):
-        figures = results["figures"][store]
-        assert set(FIGURES) <= set(figures)
-        for name in FIGURES:
-            assert figures[name]["median"] > 0, name
-            assert figures[name]["rss_mb"] > 0, name
-        assert figures["ingest"]["details"][0]["refused"] == 0
-        assert figures["single_64"]["details"][0]["refused"] == 0
+    figures = results["figures"][store]
+    assert set(FIGURES) <= set(figures)
+    for name in FIGURES:
+        assert figures[name]["median"] > 0, name
+        assert figures[name]["rss_mb"] > 0, name
+    assert figures["ingest"]["details"][0]["refused"] == 0
+    assert figures["single_64"]["details"][0]["refused"] == 0
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "batched ingest" in table and "64 concurrent clients" in table and "scale run" in table
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+from tests.support import Ran, run_cli
 
 
-def run(store_url: str, keys: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url, "HAJJ_LEDGER_SIGNING_KEY_FILE": str(keys)}
-    return subprocess.run([str(EXECUTABLE), *args], capture_output=True, text=True, env=env, timeout=300)
+def run(store_url: str, keys: Path, *args: str) -> Ran:
+    """In process (tests/e2e/test_cli_pipes.py runs `proof` as a process)."""
+    return run_cli(*args, env={"HAJJ_LEDGER_DATABASE_URL": store_url, "HAJJ_LEDGER_SIGNING_KEY_FILE": str(keys)})
 
 
 def tamper(store_url: str, position: int) -> None:

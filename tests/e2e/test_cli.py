@@ -1,4 +1,5 @@
-"""The `hajj-ledger` command, run as a user runs it, against SQLite and PostgreSQL."""
+"""The `hajj-ledger` command, run as a user runs it, against SQLite and PostgreSQL: as a process where that is
+what is tested (the installed script, pipes), in process elsewhere (the same `main`, without a second's start)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,30 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
-from tests.support import T0
+from tests.support import EXECUTABLE, T0, Ran, run_cli
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 README = Path(__file__).parents[2] / "README.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
 
 
-def run(store_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(store_url: str, *args: str, stdin: str = "") -> Ran:
+    return run_cli(*args, env={"HAJJ_LEDGER_DATABASE_URL": store_url}, stdin=stdin)
+
+
+def run_process(store_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """As a shell runs it: the installed script, its arguments, standard input and output through pipes."""
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}
     return subprocess.run([str(EXECUTABLE), *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
-    result = run(f"sqlite:///{tmp_path}/l.db", "--help")
+    result = run_process(f"sqlite:///{tmp_path}/l.db", "--help")
     assert result.returncode == 0
     for command in ("record", "history", "rules", "simulate", "demo", "trail", "as-of", "replay", "view"):
         assert command in result.stdout
@@ -42,7 +46,7 @@ def test_record_then_history(store_url: str) -> None:
         "season": 1446,
         "country": "NGA",
     }
-    first = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
+    first = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert first.returncode == 0, first.stderr
     outcome = json.loads(first.stdout)
     assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 1, False)
@@ -55,14 +59,14 @@ def test_record_then_history(store_url: str) -> None:
         "company_id": "company-7",
         "package_id": "PKG-7",
     }
-    second = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract))
+    second = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract))
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["position"] == 2
 
-    again = run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
+    again = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert json.loads(again.stdout) == {**outcome, "repeated": True}
 
-    history = run(store_url, "history", str(pilgrim), "--season", "1446", "--json")
+    history = run_process(store_url, "history", str(pilgrim), "--season", "1446", "--json")
     assert history.returncode == 0, history.stderr
     rows = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["event"] for r in rows] == ["Registered", "PackageContracted"]
@@ -71,7 +75,7 @@ def test_record_then_history(store_url: str) -> None:
     assert rows[1]["recorded_at"] > rows[1]["occurred_at"]
     assert rows[1]["details"] == {"company_id": "company-7", "package_id": "PKG-7"}
 
-    by_journey = run(store_url, "history", outcome["aggregate_id"])
+    by_journey = run_process(store_url, "history", outcome["aggregate_id"])
     assert by_journey.returncode == 0 and "PackageContracted" in by_journey.stdout
 
 

@@ -9,7 +9,6 @@ import itertools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_projections import clean_rebuild, table_rows
-from tests.support import T0
+from tests.support import T0, free_port
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 SHUTDOWN_LIMIT = 10.0  # seconds from SIGTERM until a node and every process it started are gone
@@ -36,13 +35,6 @@ needs_postgres = [
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL (set CI=true to require it)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def descendants(pid: int) -> set[int]:
@@ -83,7 +75,7 @@ class Node:
     """`hajj-ledger serve ARGS` (or another command) as a process, its output in a log file."""
 
     def __init__(self, env: dict[str, str], tmp_path: Path, *args: str, http: bool = True) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"node-{self.port}.log"
         command = [str(EXECUTABLE), "serve", "--port", str(self.port), *args] if http else [str(EXECUTABLE), *args]

@@ -20,8 +20,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.test_serve import EXECUTABLE, _free_port
-from tests.support import T0
+from tests.e2e.test_serve import EXECUTABLE
+from tests.support import T0, free_port
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -40,7 +40,7 @@ def two_nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[str], di
             capture_output=True, text=True, env=env, timeout=60, check=True,
         )  # fmt: skip
         keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     logs = [(tmp_path / f"serve-{n}.log").open("w") for n in range(2)]
     processes = [
         subprocess.Popen([str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from hajj_ledger.errors import LedgerError
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import T0, actor, command
+from tests.support import T0, actor, command, free_port
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,13 +39,6 @@ EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SCHEMA = "season_pooled"
 MISSION = "mission-IDN-7"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ def pgbouncer(postgres_url: str) -> Iterator[Pooled]:
             pytest.fail(message)
         pytest.skip(message)
     database = urlsplit(postgres_url).path.lstrip("/")
-    port = _free_port()
+    port = free_port()
     directory = Path(tempfile.mkdtemp(prefix="hajj-pgbouncer-"))
     user = urlsplit(postgres_url).username or "postgres"
     # The pooler cannot pass a search path (it refuses the `options` startup parameter): its database entry sets it
@@ -121,7 +113,7 @@ def served(pgbouncer: Pooled, tmp_path: Path) -> Iterator[tuple[str, str]]:
     run(pgbouncer.env, "migrate")
     added = run(pgbouncer.env, "agency", "add", "--role", "mission", "--name", "the mission", "--scope", MISSION)
     key = added.split("API key (shown once, keep it secret): ")[1].strip()
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [str(EXECUTABLE), "serve", "--port", str(port)], env=pgbouncer.env, stdout=log, stderr=subprocess.STDOUT

@@ -1,11 +1,9 @@
-"""`hajj-ledger serve` as an agency meets it: a real server process on PostgreSQL, keys made by `agency add`,
+"""`hajj-ledger serve` as an agency meets it: a real server process on PostgreSQL, keys as `agency add` makes them,
 a journey recorded step by step by the roles that own each step, every view read back after `min_position`."""
 
 from __future__ import annotations
 
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,31 +17,27 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.support import T0
+from hajj_ledger.api import agencies
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.vocabulary import Role
+from tests.support import T0, free_port
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
     keys = {}
-    for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
-        scope = ["--scope", SCOPES[role]] if role in SCOPES else []
-        made = subprocess.run(
-            [str(EXECUTABLE), "agency", "add", "--role", role, "--name", f"e2e {role}", *scope],
-            capture_output=True, text=True, env=env, timeout=60, check=True,
-        )  # fmt: skip
-        keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
-    port = _free_port()
+    engine = engine_for(postgres_url)  # the agencies as `agency add` adds them (test_pgbouncer.py runs it)
+    upgrade(engine)
+    with engine.begin() as connection:
+        for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
+            keys[role] = agencies.add(connection, Role(role), f"e2e {role}", SCOPES.get(role))[1]
+    engine.dispose()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -165,6 +159,7 @@ def test_a_journey_through_http_with_each_view_after_min_position(
     assert post("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ"}).json()["current_stage"] == "departed"
 
 
+@pytest.mark.serial  # stops the shared server
 def test_the_database_stopped_and_restarted_under_load(server: tuple[str, dict[str, str], dict[str, str]]) -> None:
     """Writers keep retrying through an outage: they get 503s with Retry-After, never a 500; afterwards every
     registration is stored exactly once (the retries carried the same Idempotency-Key)."""

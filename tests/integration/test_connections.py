@@ -7,8 +7,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import psycopg
@@ -165,26 +165,33 @@ def test_a_replay_of_a_ledger_in_a_schema_goes_to_a_schema_of_its_own(postgres_u
     assert not tables(postgres_url, "public")
 
 
-PROBE = "hajj-ledger-test-probe"
+class Backends:
+    """What each other connection to a database is running (its last statement), seen from one connection kept
+    for the looking: a look from a new connection each time would see the last one's server process still ending."""
 
+    def __init__(self, postgres_url: str) -> None:
+        self.connection = psycopg.connect(postgres_url, autocommit=True)  # each look a transaction: a fresh view
 
-def backends(postgres_url: str) -> list[str]:
-    """What each other connection to the test's database is running: its last statement. The probe's own
-    connections are named and left out: a closed one stays listed while its server process exits."""
-    name = urlsplit(postgres_url).path.lstrip("/")
-    with psycopg.connect(postgres_url, application_name=PROBE) as connection:
-        rows = connection.execute(
-            "SELECT query FROM pg_stat_activity WHERE datname = %s AND application_name <> %s", (name, PROBE)
+    def __call__(self) -> list[str]:
+        rows = self.connection.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
-    return [r[0] for r in rows]
+        return [r[0] for r in rows]
+
+    def gone(self) -> bool:
+        """Every other connection gone (a closed connection's server process ends a moment after, not at once)."""
+        for _ in range(50):
+            if not self():
+                return True
+            time.sleep(0.1)
+        return False
 
 
-def no_backends_left(postgres_url: str) -> bool:
-    """Closed connections' server processes exit shortly after: wait for them (a few seconds at most)."""
-    deadline = time.monotonic() + 5
-    while backends(postgres_url) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return backends(postgres_url) == []
+@pytest.fixture
+def backends(migrated: str) -> Iterator[Backends]:
+    found = Backends(migrated)
+    yield found
+    found.connection.close()
 
 
 @pytest.fixture
@@ -193,7 +200,9 @@ def migrated(postgres_url: str) -> str:
     return postgres_url
 
 
-def test_the_write_pool_holds_its_configured_size(migrated: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_write_pool_holds_its_configured_size(
+    migrated: str, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HAJJ_LEDGER_WRITE_POOL_SIZE", "3")
     monkeypatch.setenv("HAJJ_LEDGER_WRITE_POOL_OVERFLOW", "1")
     ledger = JourneyLedger(migrated, create_tables=False)
@@ -204,7 +213,7 @@ def test_the_write_pool_holds_its_configured_size(migrated: str, monkeypatch: py
         pool = datastore.pool
         pool.wait(timeout=10)  # its steady connections, opened in the background
         assert (pool.min_size, pool.max_size) == (3, 4)
-        assert 3 <= len(backends(migrated)) <= 4
+        assert 3 <= len(backends()) <= 4
 
         def hold() -> None:
             with datastore.get_connection() as connection:
@@ -214,14 +223,14 @@ def test_the_write_pool_holds_its_configured_size(migrated: str, monkeypatch: py
         for thread in holders:
             thread.start()
         while any(thread.is_alive() for thread in holders):
-            seen.append(len(backends(migrated)))
+            seen.append(len(backends()))
         assert max(seen) == 4, "eight at once share three connections and one of overflow, never more"
     finally:
         ledger.close()
-    assert no_backends_left(migrated)
+    assert backends.gone(), backends()
 
 
-def test_an_engine_keeps_its_connections_and_never_pings(migrated: str) -> None:
+def test_an_engine_keeps_its_connections_and_never_pings(migrated: str, backends: Backends) -> None:
     engine = engine_for(migrated, pool_size=2)
     pids: set[int] = set()
 
@@ -237,8 +246,8 @@ def test_an_engine_keeps_its_connections_and_never_pings(migrated: str) -> None:
         for thread in readers:
             thread.join()
         assert len(pids) == 2, "four readers share the pool's two connections; none opened per request"
-        assert len(backends(migrated)) == 2
-        assert not any("SELECT 1" in q for q in backends(migrated)), "no ping on checkout"
+        assert len(backends()) == 2
+        assert not any("SELECT 1" in q for q in backends()), "no ping on checkout"
     finally:
         engine.dispose()
 

@@ -331,7 +331,7 @@ def test_a_receipt_answers_only_the_agency_that_recorded_it(http: Api) -> None:
     [
         ("DELETE", "/v1/journeys", {"POST"}),
         ("PUT", "/v1/views/journey_status", {"GET"}),
-        ("POST", f"/v1/journeys/{uuid4()}", {"GET"}),
+        ("POST", "/v1/journeys/00000000-0000-4000-8000-000000000001", {"GET"}),  # the same id in every worker
         ("GET", "/v1/commands:batch", {"POST"}),
         ("DELETE", "/healthz", {"GET"}),
         ("DELETE", "/v1/audit/checkpoints", {"GET", "POST"}),

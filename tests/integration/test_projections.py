@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine.interfaces import CacheStats
 
 from hajj_ledger import calibration as cal
 from hajj_ledger.ledger import JourneyLedger
@@ -151,8 +152,15 @@ def test_the_views_agree_with_the_log(runner: Runner) -> None:
         assert overstays(connection, at=visa_end - timedelta(days=1)) == []
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(splits=st.lists(st.integers(1, 900), min_size=1, max_size=8), data=st.data())
+# Batch sizes applied in turn: any from one event up, with one of at least 200 among them, so that a turn covers 200
+# events in at most 9 batches (batches of one event alone would take the season's 4,600 events in as many transactions).
+BATCH_SIZES = st.tuples(st.integers(200, 900), st.lists(st.integers(1, 900), max_size=8)).flatmap(
+    lambda drawn: st.permutations([drawn[0], *drawn[1]])
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(splits=BATCH_SIZES, data=st.data())
 def test_any_batch_split_gives_the_same_tables_as_one_rebuild(
     runner: Runner, splits: list[int], data: st.DataObject
 ) -> None:
@@ -164,6 +172,26 @@ def test_any_batch_split_gives_the_same_tables_as_one_rebuild(
     split = table_rows(runner, chosen, "b")
     runner.catch_up(chosen)  # generation a (serving): in the runner's own batches
     assert split == table_rows(runner, chosen, "a")
+
+
+def test_small_batches_reuse_their_compiled_statements(runner: Runner) -> None:
+    """Following live applies a few events at a time: no batch after the first compiles its SQL anew."""
+    status = projection("journey_status")
+    misses: list[str] = []
+
+    def count(connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if context is not None and context.cache_hit is CacheStats.CACHE_MISS:
+            misses.append(statement)
+
+    for _ in range(3):  # the first batches meet each statement once
+        runner.step(status, limit=1)
+    sa.event.listen(runner.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(20):
+            runner.step(status, limit=1)
+    finally:
+        sa.event.remove(runner.engine, "before_cursor_execute", count)
+    assert misses == []
 
 
 def test_a_rebuild_swaps_atomically_while_readers_read(runner: Runner) -> None:
@@ -275,6 +303,7 @@ def _wait_until_caught_up(runner: Runner, seconds: float = 60) -> None:
     raise AssertionError(f"not caught up after {seconds}s: {runner.status()}")
 
 
+@pytest.mark.serial  # restarts the shared server
 @pytest.mark.parametrize("store", [pytest.param("postgres", marks=needs_postgres)])
 def test_a_postgres_restart_while_following_live(pg_runner: Runner, postgres_url: str, store: str) -> None:
     runner = pg_runner

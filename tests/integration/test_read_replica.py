@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,21 +30,15 @@ from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI
-from tests.support import T0, TestClient
+from tests.support import T0, TestClient, free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 MAX_WAIT = 1.0
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not IN_CI and not (BIN / "initdb").exists(), reason="no PostgreSQL 15 binaries"),
+    pytest.mark.xdist_group("replica"),  # one worker builds the clusters (a module fixture) for all the tests
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _as_postgres(*command: str) -> None:
@@ -82,8 +75,8 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
     root = Path(tempfile.mkdtemp(prefix="hajj-ledger-replica-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    primary = Cluster(root / "primary", _free_port())
-    standby = Cluster(root / "standby", _free_port())
+    primary = Cluster(root / "primary", free_port())
+    standby = Cluster(root / "standby", free_port())
     started: list[Cluster] = []
     try:
         for cluster in (primary, standby):

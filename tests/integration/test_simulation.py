@@ -20,6 +20,7 @@ from hajj_ledger.simulation import MissionPlanner, Summary, chunks, missions, si
 from hajj_ledger.trip import Trip
 from hajj_ledger.vocabulary import ENDED, Mode, Stage
 
+pytestmark = pytest.mark.xdist_group("season")  # one worker simulates the season (a module fixture) for all the tests
 PILGRIMS = 3000
 SEED = 5
 SEASON = 1446
