@@ -59,7 +59,9 @@ def test_record_then_history(store_url: str) -> None:
         "company_id": "company-7",
         "package_id": "PKG-7",
     }
-    second = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract))
+    second = run_process(
+        store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract)
+    )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["position"] == 2
 

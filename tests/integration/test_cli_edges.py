@@ -102,7 +102,9 @@ def test_a_read_on_a_mistyped_sqlite_path_is_an_error_not_a_new_store(
 
 
 @needs_postgres
-@pytest.mark.parametrize("command", [["history", str(uuid4())], ["status"], ["record", registration(), *MISSION]])
+@pytest.mark.parametrize(
+    "command", [["history", str(uuid4())], ["status"], ["record", registration(), *MISSION]], ids=lambda c: c[0]
+)
 @pytest.mark.parametrize(
     ("where", "cause"),
     [

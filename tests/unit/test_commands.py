@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
 
 import pydantic
 import pytest
@@ -14,7 +13,12 @@ from hajj_ledger.commands import IssueVisa, _command, parse_command, parse_comma
 from hajj_ledger.errors import ValidationError
 from tests.support import T0
 
-BASE = {"command_id": str(uuid4()), "occurred_at": T0.isoformat(), "journey_id": str(uuid4())}
+# Fixed ids: the tests named after these values must be the same in every xdist worker.
+BASE = {
+    "command_id": "00000000-0000-4000-8000-000000000001",
+    "occurred_at": T0.isoformat(),
+    "journey_id": "00000000-0000-4000-8000-000000000002",
+}
 
 
 def _refused(data: dict[str, Any]) -> ValidationError:
@@ -60,7 +64,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     (
         {
             "event": "TripScheduled",
-            "command_id": str(uuid4()),
+            "command_id": "00000000-0000-4000-8000-000000000003",
             "occurred_at": T0.isoformat(),
             "operator": "SAPTCO",
             "bus_plate": "K-1",
@@ -75,7 +79,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     (
         {
             "event": "TripScheduled",
-            "command_id": str(uuid4()),
+            "command_id": "00000000-0000-4000-8000-000000000004",
             "occurred_at": T0.isoformat(),
             "operator": "SAPTCO",
             "bus_plate": "K-1",
@@ -90,9 +94,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     (
         {
             "event": "Registered",
-            "command_id": str(uuid4()),
+            "command_id": "00000000-0000-4000-8000-000000000005",
             "occurred_at": T0.isoformat(),
-            "pilgrim_id": str(uuid4()),
+            "pilgrim_id": "00000000-0000-4000-8000-000000000006",
             "season": 1446,
             "country": "Indonesia",
         },
