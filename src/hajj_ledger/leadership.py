@@ -8,7 +8,7 @@ leader that loses its connection stops its jobs at once: the server may already 
 Both ends of the connection notice a vanished peer within seconds (keepalives, a TCP user timeout), the leader first.
 On SQLite (one machine) the lock is an OS file lock beside the database file.
 
-The jobs follow the log with a `LogWatch`: on PostgreSQL they wake on the NOTIFY each insert transaction sends,
+The jobs follow the log with a `LogWatch`: on PostgreSQL they wake on the NOTIFY each batch's append sends,
 with a slow poll as a safety net; on SQLite they poll, backing off while the log is idle.
 """
 
@@ -233,7 +233,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 class LogWatch:
     """Waits, for a job that follows the log, until the log may have grown or the job is to stop.
 
-    On PostgreSQL: LISTEN on the events' channel (the library sends NOTIFY in each insert transaction) on a direct
+    On PostgreSQL: LISTEN on the events' channel (each batch's append sends NOTIFY) on a direct
     connection of its own, made again whenever it drops (the library's own subscription ends instead), and a read at
     least every SAFETY_POLL_SECONDS anyway. On SQLite: a poll that backs off to IDLE_POLL_SECONDS while idle."""
 
