@@ -133,10 +133,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keep_worker_running(flags: list[str]) -> None:
-    from hajj_ledger.api import metrics
-
     """`hajj-ledger worker` beside the server, started again whenever it ends; it ends with the server, however the
     server ends. It reports its leadership on a pipe: the leader gauge follows it, and falls to 0 when it ends."""
+    from hajj_ledger.api import metrics
+
     while True:
         report, status = os.pipe()
         process = subprocess.Popen(
