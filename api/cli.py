@@ -47,6 +47,7 @@ def register(commands: Any) -> None:
     worker.add_argument("--no-project", action="store_true", help="do not run the projection runner")
     worker.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer")
     worker.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)  # `serve`'s: 1 or 0 as leadership changes
+    worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # `serve`'s pid: the worker ends with it
     worker.set_defaults(run=_worker, store=WRITE)
 
     agency = commands.add_parser("agency", help="the agencies that may use the HTTP API, and their keys")
@@ -134,14 +135,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _keep_worker_running(flags: list[str]) -> None:
     """`hajj-ledger worker` beside the server, started again whenever it ends; it ends with the server, however the
-    server ends. It reports its leadership on a pipe: the leader gauge follows it, and falls to 0 when it ends."""
+    server ends (uvicorn re-raises SIGTERM after shutting down, so nothing after it runs: the worker watches).
+    It reports its leadership on a pipe: the leader gauge follows it, and falls to 0 when it ends."""
     from hajj_ledger.api import metrics
 
     while True:
         report, status = os.pipe()
         process = subprocess.Popen(
-            [sys.executable, "-m", "hajj_ledger.cli", "worker", *flags, "--status-fd", str(status)],
-            pass_fds=(status,), preexec_fn=_die_with_parent,
+            [sys.executable, "-m", "hajj_ledger.cli", "worker", *flags, "--status-fd", str(status),
+             "--parent", str(os.getpid())],
+            pass_fds=(status,),
         )  # fmt: skip
         os.close(status)
         with open(report, "rb", buffering=0) as reports:
@@ -153,18 +156,9 @@ def _keep_worker_running(flags: list[str]) -> None:
         time.sleep(2)
 
 
-def _die_with_parent() -> None:
-    """The worker ends with the server however it ends (uvicorn re-raises SIGTERM after shutting down; kill -9).
-    The signal follows the thread that started it: the supervising thread, which lives as long as the server."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _worker(args: argparse.Namespace) -> int:
     from hajj_ledger.chain import signing_keys
-    from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals
+    from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals, stop_with_parent
     from hajj_ledger.signing import KEY_FILE_VARIABLE
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -187,6 +181,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     stop_on_signals(stop)
+    if args.parent is not None:
+        stop_with_parent(stop, args.parent)
     lead(jobs, stop, leader_lock(), changed)
     return 0
 

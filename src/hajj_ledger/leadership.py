@@ -36,6 +36,7 @@ from hajj_ledger.store import database_url
 OFFER_SECONDS = 0.5  # a standby tries for the lock this often
 CHECK_SECONDS = 0.25  # a leader checks that it still holds the lock this often
 HANDOVER_SECONDS = 0.6  # a new leader waits this long before starting: the last one may not have noticed it lost
+PARENT_CHECK_SECONDS = 0.25  # how soon a worker started by `serve` notices that `serve` has gone
 GRACE_SECONDS = 3.0  # a job still running this long after being told to stop ends with its process
 SAFETY_POLL_SECONDS = 2.0  # PostgreSQL: a follower reads the log at least this often, notified or not
 IDLE_POLL_SECONDS = 0.5  # SQLite: a follower's longest sleep while the log is idle
@@ -216,15 +217,34 @@ def stop_on_signals(stop: threading.Event) -> None:
     in the store's retries cannot hold a shutdown up (an orphaned sealer once ignored SIGTERM for 6 minutes)."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        stop.set()
-        timer = threading.Timer(GRACE_SECONDS + 1.0, os._exit, (128 + signum,))
-        timer.daemon = True
-        timer.start()
+        _stop_then_exit(stop, 128 + signum)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def stop_with_parent(stop: threading.Event, parent: int) -> None:
+    """`stop` is set when `parent`, the process that started this one, has gone, however it went (SIGTERM, kill -9,
+    a crash): a thread watches for this process being handed to another parent, which needs no signal to arrive.
+    `parent` is the starter's own word for its pid, so that a starter gone before the watch began is noticed too."""
+
+    def watch() -> None:
+        while not stop.wait(PARENT_CHECK_SECONDS):
+            if os.getppid() != parent:
+                log.info("the process that started this one has gone: stopping")
+                _stop_then_exit(stop, 1)
+                return
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+def _stop_then_exit(stop: threading.Event, code: int) -> None:
+    if stop.is_set():
+        return
+    stop.set()
+    timer = threading.Timer(GRACE_SECONDS + 1.0, os._exit, (code,))
+    timer.daemon = True
+    timer.start()
 
 
 # Following the log.

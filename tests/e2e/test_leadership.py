@@ -37,30 +37,44 @@ needs_postgres = [
 ]
 
 
-def descendants(pid: int) -> set[int]:
+Process = tuple[int, str]  # a pid and its start time: a pid alone may be another process's by the time it is looked at
+
+
+def descendants(pid: int) -> set[Process]:
     """Every process below `pid`, from /proc."""
-    parents: dict[int, int] = {}
+    parents: dict[Process, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
+            parents[int(entry.name), fields[19]] = int(fields[1])
+    found: set[Process] = set()
     frontier = {pid}
     while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
+        children = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= children
+        frontier = {child_pid for child_pid, _ in children}
     return found
 
 
-def alive(pid: int) -> bool:
+def alive(process: Process) -> bool:
+    pid, started = process
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return state != "Z"  # a zombie has ended; only its parent has not looked yet
+    return fields[19] == started and fields[0] != "Z"  # a zombie has ended; only its parent has not looked yet
+
+
+def survivors(processes: set[Process]) -> str:
+    """The command lines of those still alive, for a failure's message."""
+    lines = []
+    for pid, _ in sorted(filter(alive, processes)):
+        with contextlib.suppress(OSError):
+            lines.append(f"{pid}: {Path(f'/proc/{pid}/cmdline').read_bytes().replace(bytes(1), b' ').decode()}")
+    return "; ".join(lines) or "none"
 
 
 def eventually(condition: Callable[[], bool], within: float, what: str) -> float:
@@ -108,7 +122,10 @@ class Node:
         below = descendants(self.process.pid)
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(SHUTDOWN_LIMIT * 2)
-        return eventually(lambda: not any(map(alive, below)), SHUTDOWN_LIMIT * 2, "the node's processes end")
+        try:
+            return eventually(lambda: not any(map(alive, below)), SHUTDOWN_LIMIT * 2, "the node's processes end")
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}; still alive: {survivors(below)}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -318,4 +335,4 @@ def test_sigterm_ends_a_node_and_everything_it_started(
         below = descendants(node.process.pid)
         assert below, "the worker"
         assert node.terminate() < SHUTDOWN_LIMIT
-    assert not any(map(alive, below))
+    assert not any(map(alive, below)), survivors(below)
