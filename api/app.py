@@ -61,7 +61,6 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         # (they walked every route, model and module on each pass: a read's p99 went up by the pauses).
         gc.collect()
         gc.freeze()
-        sys.setswitchinterval(float(os.environ.get("PROBE_SWITCH", "0.005")))
         try:
             yield
         finally:
