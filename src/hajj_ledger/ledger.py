@@ -343,7 +343,10 @@ class JourneyLedger(Application[UUID]):
     def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
         # Trusting: no receipts looked up first; a repeated command either collides with its receipt's key at
         # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
-        self._refresh_cache()
+        # A batch that only creates reads no cached aggregate (the store's keys judge a duplicate): it leaves the
+        # cache's mark where it was, and the next batch that reads the cache brings it up to date.
+        if careful or self._current_to is None or any(_subjects(c, creations=False) for c, _ in commands):
+            self._refresh_cache()
         receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
         unit = _Unit(self, careful=careful)
         try:
