@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     ConflictError,
     IdentityErasedError,
     IllegalStepError,
@@ -23,7 +23,7 @@ from hajj_ledger.errors import (
     TripFullError,
     ValidationError,
 )
-from hajj_ledger.vault import VaultKeyError
+from hajj_ledger.identity.vault import VaultKeyError
 
 log = logging.getLogger("hajj_ledger.api")
 MAX_BODY = 2 * 1024 * 1024  # a request body's limit: a batch of 1,000 commands with identities fits well under it

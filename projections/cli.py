@@ -1,6 +1,6 @@
 """The read side's commands for `hajj-ledger`: migrate, project, status, rebuild, and the demo (`make run`).
 
-Registered through the `hajj_ledger.commands` entry point, so the write side's CLI never imports the read side.
+Registered through the `hajj_ledger.domain.commands` entry point, so the write side's CLI never imports the read side.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.calibration import DEFAULT_SEASON
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.preflight import MASTER, READ, WRITE, invocation
 from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS
+from hajj_ledger.simulation.calibration import DEFAULT_SEASON
 
 if TYPE_CHECKING:
-    from hajj_ledger.journey import Journey
+    from hajj_ledger.domain.journey import Journey
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.framework import Projection
 
@@ -105,7 +105,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.migrations import upgrade
     from hajj_ledger.projections.schema import create_schema, engine_for
-    from hajj_ledger.store import direct_database_url
+    from hajj_ledger.store.recorders import direct_database_url
 
     url = direct_database_url()  # creating tables takes a session lock: never through a transaction pooler
     create_schema(url)
@@ -162,10 +162,10 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import within_head
+    from hajj_ledger.audit.reads import within_head
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import replay, row_counts, target
-    from hajj_ledger.store import database_url
+    from hajj_ledger.store.recorders import database_url
 
     ledger = JourneyLedger(create_tables=False)
     try:
@@ -189,7 +189,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections import projection
     from hajj_ledger.projections.replay import PastViews
@@ -209,9 +209,9 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import print_history
+    from hajj_ledger.audit.reads import print_history
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.simulation import progress_bar, simulate
+    from hajj_ledger.simulation.season import progress_bar, simulate
 
     cli = invocation()
     ledger = JourneyLedger()
@@ -241,7 +241,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _seal(ledger: JourneyLedger) -> None:
     """Chain the log up to the head and sign a checkpoint there, so that `verify` and proofs work at once."""
-    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.audit.chain import Chain, signing_keys
 
     chain = Chain(ledger, signing_keys(required=False))
     sealed = chain.seal_all()
@@ -252,10 +252,10 @@ def _seal(ledger: JourneyLedger) -> None:
 
 def _show_read_models() -> None:
     """Bring the read models up to the head, then show the season funnel from them."""
+    from hajj_ledger.domain.vocabulary import Stage, hijri
     from hajj_ledger.projections import FOLLOWED
     from hajj_ledger.projections.runner import Runner
     from hajj_ledger.projections.season_funnel import funnel, last_days
-    from hajj_ledger.vocabulary import Stage, hijri
 
     runner = Runner(FOLLOWED)
     try:
@@ -278,7 +278,7 @@ def _show_read_models() -> None:
 
 def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:
     """The first journey in the log that ran from registration to departure."""
-    from hajj_ledger.vocabulary import Stage
+    from hajj_ledger.domain.vocabulary import Stage
 
     for row in ledger.recorder.select_notifications(start=1, limit=2000):
         if row.topic.endswith("Journey.Registered"):

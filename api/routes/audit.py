@@ -13,12 +13,12 @@ from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
-from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, TrailQuery
-from hajj_ledger.catalogue import AUDIT_READERS
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.audit.reads import MAX_LIMIT, AsOf, Entry, TrailQuery
+from hajj_ledger.domain.catalogue import AUDIT_READERS
+from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.vocabulary import Moment
 from hajj_ledger.projections import projection
 from hajj_ledger.projections.replay import PastViews
-from hajj_ledger.vocabulary import Moment
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
 Position = Annotated[QueryInt | None, Query(ge=0)]

@@ -18,17 +18,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from hajj_ledger import chain_cli, preflight
-from hajj_ledger.calibration import DEFAULT_SEASON
-from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger import preflight
+from hajj_ledger.audit import cli as audit_cli
+from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.preflight import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, MASTER, READ, WRITE
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.simulation.calibration import DEFAULT_SEASON
 
 if TYPE_CHECKING:
-    from hajj_ledger.audit import Entry, PastJourney
+    from hajj_ledger.audit.reads import Entry, PastJourney
     from hajj_ledger.ledger import JourneyLedger, Outcome
 
-TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.MAX_LIMIT)
+TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.reads.MAX_LIMIT)
 CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _wait_for_connections() -> None:
     """A batch job (simulate, export, rebuild, replay) waits for the database's connections: every store it opens
     in this process reads the URL from the environment."""
-    from hajj_ledger.connections import for_batch_jobs
+    from hajj_ledger.store.connections import for_batch_jobs
 
     url = preflight.configured_url()
     if for_batch_jobs(url) != url:
@@ -175,7 +176,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate, store=WRITE, needs=(MASTER,), batch=True)
 
-    chain_cli.register(commands)
+    audit_cli.register(commands)
     # The read side and the HTTP face add their own commands (entry points), so this module imports neither. Only
     # when the command line may name one of theirs: finding entry points takes longer than the rest of the parser.
     if not (argv and argv[0] in commands.choices):
@@ -187,9 +188,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from hajj_ledger.commands import parse_command_json
+    from hajj_ledger.domain.commands import parse_command_json
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     text = args.json if args.json is not None else sys.stdin.read()
     command = parse_command_json(text)
@@ -199,7 +200,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import print_history
+    from hajj_ledger.audit.reads import print_history
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -220,7 +221,7 @@ def moment(text: str) -> datetime:
 
 
 def _trail(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import TrailQuery
+    from hajj_ledger.audit.reads import TrailQuery
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -248,13 +249,13 @@ def _trail(args: argparse.Namespace) -> int:
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
 
     return {k: v if k == "fields" else plain(v) for k, v in dataclasses.asdict(entry).items()}
 
 
 def _as_of(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import AsOf
+    from hajj_ledger.audit.reads import AsOf
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -265,7 +266,7 @@ def _as_of(args: argparse.Namespace) -> int:
 
 
 def past_journey_json(past: PastJourney) -> dict[str, Any]:
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
 
     state = {k: v if isinstance(v, list | dict) else plain(v) for k, v in past.state().items()}
     return {
@@ -277,9 +278,9 @@ def past_journey_json(past: PastJourney) -> dict[str, Any]:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from hajj_ledger.commands import parse_command
+    from hajj_ledger.domain.commands import parse_command
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger()
     journey_id = _journey_id(ledger, args.id, args.season)
@@ -298,8 +299,8 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _identity_show(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     journey_id = _journey_id(ledger, args.id, args.season)
@@ -309,8 +310,8 @@ def _identity_show(args: argparse.Namespace) -> int:
 
 
 def _identity_find(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     reader = Actor(args.agency, Role(args.role))
@@ -334,8 +335,8 @@ def _identity_rotate(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     if args.after_days < 0:
         raise ValidationError("after_days", "must not be negative")
@@ -365,7 +366,7 @@ def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
-    from hajj_ledger.journey import Journey
+    from hajj_ledger.domain.journey import Journey
 
     for candidate in (given, Journey.create_id(season, given)):
         try:
@@ -376,7 +377,7 @@ def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+    from hajj_ledger.domain.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 
     print("Journey steps\n\n" + render_markdown(JOURNEY_STEPS))
     print("Trip steps\n\n" + render_markdown(TRIP_STEPS))
@@ -385,7 +386,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.simulation import progress_bar, simulate
+    from hajj_ledger.simulation.season import progress_bar, simulate
 
     if args.pilgrims < 1:
         raise ValidationError("pilgrims", "must be at least 1")

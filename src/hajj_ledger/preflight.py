@@ -52,15 +52,15 @@ def check(access: str | None, keys: tuple[str, ...] = (), url: str | None = None
     if access is not None:
         check_store(url, write=access == WRITE)
     if MASTER in keys:
-        from hajj_ledger.vault import MasterKeys, VaultKeyError
+        from hajj_ledger.identity.vault import MasterKeys, VaultKeyError
 
         try:
             MasterKeys.configured(demo=url == DEFAULT_DATABASE_URL)
         except VaultKeyError as error:
             raise SetupError(f"{error.message}; `hajj-ledger master-key new FILE` makes one") from None
     if SIGNING in keys:
-        from hajj_ledger.chain import signing_keys
-        from hajj_ledger.signing import SigningKeyError
+        from hajj_ledger.audit.chain import signing_keys
+        from hajj_ledger.audit.signing import SigningKeyError
 
         try:
             signing_keys(required=True)
@@ -79,7 +79,7 @@ def check_store(url: str, *, write: bool) -> None:
     if url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        from hajj_ledger.connections import Postgres
+        from hajj_ledger.store.connections import Postgres
 
         found = Postgres.from_url(url)
         try:

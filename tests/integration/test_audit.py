@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger import audit
-from hajj_ledger.audit import AsOf, Entry, TrailQuery
-from hajj_ledger.errors import NotFoundError, ValidationError
+from hajj_ledger.audit import reads as audit
+from hajj_ledger.audit.reads import AsOf, Entry, TrailQuery
+from hajj_ledger.domain.errors import NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import Mode, Port, Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
@@ -23,8 +24,7 @@ from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, target
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Mode, Port, Role
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import T0, actor, command

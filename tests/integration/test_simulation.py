@@ -12,13 +12,13 @@ from uuid import UUID
 import orjson
 import pytest
 
-from hajj_ledger import calibration as cal
-from hajj_ledger.catalogue import JOURNEY_STEPS
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import ENDED, Mode, Stage
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.simulation import MissionPlanner, Summary, chunks, missions, simulate
-from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import ENDED, Mode, Stage
+from hajj_ledger.simulation import calibration as cal
+from hajj_ledger.simulation.season import MissionPlanner, Summary, chunks, missions, simulate
 
 pytestmark = pytest.mark.xdist_group("season")  # one worker simulates the season (a module fixture) for all the tests
 PILGRIMS = 3000
@@ -185,7 +185,7 @@ def test_chunks_hold_whole_missions_in_time_order() -> None:
 
 
 def test_a_season_that_has_not_ended_is_refused(tmp_path: Path) -> None:
-    from hajj_ledger.errors import ValidationError
+    from hajj_ledger.domain.errors import ValidationError
 
     ledger = JourneyLedger(f"sqlite:///{tmp_path}/l.sqlite3")
     try:
@@ -196,7 +196,7 @@ def test_a_season_that_has_not_ended_is_refused(tmp_path: Path) -> None:
 
 
 def test_simulated_pilgrims_have_identities_in_the_vault(season: tuple[JourneyLedger, Summary]) -> None:
-    from hajj_ledger.vocabulary import Actor, Role
+    from hajj_ledger.domain.vocabulary import Actor, Role
 
     ledger = season[0]
     vaulted = ledger.store.select_vault_journeys()

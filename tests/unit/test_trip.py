@@ -4,8 +4,8 @@ from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.errors import IllegalStepError, TripFullError
-from hajj_ledger.vocabulary import Role, TripStatus
+from hajj_ledger.domain.errors import IllegalStepError, TripFullError
+from hajj_ledger.domain.vocabulary import Role, TripStatus
 from tests.support import stamp, trip
 
 NQ = Role.NAQABA

@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     IllegalStepError,
     LedgerError,
     OccurredTooEarlyError,
     PermissionDeniedError,
     TripFullError,
 )
-from hajj_ledger.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStatus
+from hajj_ledger.domain.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStatus
 
 PRE_ARRIVAL = frozenset(
     {

@@ -22,14 +22,14 @@ from functools import partial
 from typing import Any, TextIO, cast
 from uuid import UUID
 
-from hajj_ledger import calibration as cal
-from hajj_ledger import names
-from hajj_ledger.commands import COMMANDS, Command
-from hajj_ledger.connections import patiently
-from hajj_ledger.errors import LedgerError, ValidationError
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.commands import COMMANDS, Command
+from hajj_ledger.domain.errors import LedgerError, ValidationError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Actor, Mode, Port, Role, Site
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Actor, Mode, Port, Role, Site
+from hajj_ledger.simulation import calibration as cal
+from hajj_ledger.simulation import identities
+from hajj_ledger.store.connections import patiently
 
 BATCH = 1000  # commands per ledger transaction
 CHUNK = 1500  # pilgrims planned at a time
@@ -223,7 +223,7 @@ class MissionPlanner:
             season=self.season,
             country=m.country,
             pre_cleared=m.country in ("IDN", "PAK", "MYS", "BGD", "TUR") and rng.random() < 0.3,
-            identity=names.identity(rng, m.country, p.male, self.arafat.date()),
+            identity=identities.identity(rng, m.country, p.male, self.arafat.date()),
         )
         at = self.add(
             p,

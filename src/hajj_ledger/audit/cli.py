@@ -13,7 +13,7 @@ from hajj_ledger.preflight import READ, SIGNING, WRITE
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
 if TYPE_CHECKING:
-    from hajj_ledger.chain import Report
+    from hajj_ledger.audit.chain import Report
 
 VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED = 0, 1, 3, 4  # `verify`'s exit statuses (2: cannot run as configured)
 GRACE_SECONDS = 300  # events younger than this may wait for the sealer; older unsealed ones fail `verify`
@@ -74,10 +74,10 @@ def register(commands: Any) -> None:
 
 
 def _seal(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, signing_keys
+    from hajj_ledger.audit.chain import CHECKPOINT_EVERY, Chain, signing_keys
+    from hajj_ledger.audit.signing import SigningKeyError
     from hajj_ledger.leadership import stop_on_signals
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.signing import SigningKeyError
 
     args.every = CHECKPOINT_EVERY if args.every is None else args.every
     if args.every < 1:
@@ -98,7 +98,7 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
     made = Chain(JourneyLedger(), signing_keys(required=True)).checkpoint()
@@ -108,8 +108,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from hajj_ledger import preflight
-    from hajj_ledger.chain import Chain, signing_keys
-    from hajj_ledger.signing import PublicKeys
+    from hajj_ledger.audit.chain import Chain, signing_keys
+    from hajj_ledger.audit.signing import PublicKeys
 
     public: PublicKeys | None
     if args.keys is not None:
@@ -140,7 +140,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_export(args: argparse.Namespace, public: Any) -> int:
-    from hajj_ledger.snapshots import verify_export
+    from hajj_ledger.audit.manifests import verify_export
 
     problems = verify_export(args.export, public)
     if args.json:
@@ -214,7 +214,7 @@ def _print_report(report: Report, overdue: int, grace: float) -> None:
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
     print(
@@ -226,7 +226,7 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _key_new(args: argparse.Namespace) -> int:
-    from hajj_ledger.signing import SigningKeyError, SigningKeys
+    from hajj_ledger.audit.signing import SigningKeyError, SigningKeys
 
     if args.file.exists():
         raise SigningKeyError(f"{args.file} exists: not overwritten")
@@ -236,7 +236,7 @@ def _key_new(args: argparse.Namespace) -> int:
 
 
 def _key_rotate(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import signing_keys
+    from hajj_ledger.audit.chain import signing_keys
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -247,7 +247,7 @@ def _key_rotate(args: argparse.Namespace) -> int:
 
 
 def _key_public(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import signing_keys
+    from hajj_ledger.audit.chain import signing_keys
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -256,8 +256,8 @@ def _key_public(args: argparse.Namespace) -> int:
 
 
 def _master_key_new(args: argparse.Namespace) -> int:
-    from hajj_ledger.vault import KEY_FILE_VARIABLE as MASTER_KEY_FILE_VARIABLE
-    from hajj_ledger.vault import MasterKeys, generate_key
+    from hajj_ledger.identity.vault import KEY_FILE_VARIABLE as MASTER_KEY_FILE_VARIABLE
+    from hajj_ledger.identity.vault import MasterKeys, generate_key
 
     older = args.file.read_text() if args.file.exists() else ""
     if older:

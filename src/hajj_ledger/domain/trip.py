@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.catalogue import TRIP_STEPS, RecordedEvent, check_step
-from hajj_ledger.vocabulary import Stamp, TripStatus
+from hajj_ledger.domain.catalogue import TRIP_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.vocabulary import Stamp, TripStatus
 
 
 class Trip(Aggregate):

@@ -31,11 +31,11 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
-from hajj_ledger.errors import NotFoundError
+from hajj_ledger.audit.signing import PublicKeys, SigningKeyError, SigningKeys
+from hajj_ledger.domain.errors import NotFoundError
 from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.signing import PublicKeys, SigningKeyError, SigningKeys
-from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
 
 GENESIS = bytes(32)  # the link before the first event
 CHECKPOINT_EVERY = 1_000  # positions between checkpoints: bounds a one-event proof to this many digests

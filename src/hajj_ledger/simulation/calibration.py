@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hajj_ledger.vocabulary import Mode, Port
+from hajj_ledger.domain.vocabulary import Mode, Port
 
 DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
 
