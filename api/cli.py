@@ -1,6 +1,6 @@
 """The HTTP face's commands for `hajj-ledger`: serve, and agency add / revoke / list.
 
-Registered through the `hajj_ledger.domain.commands` entry point, so the write side's CLI never imports the HTTP face.
+Registered through the `hajj_ledger.commands` entry point, so the write side's CLI never imports the HTTP face.
 """
 
 from __future__ import annotations

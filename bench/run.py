@@ -356,7 +356,7 @@ def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[st
     recorded-time range, and combined; p50 and p99 of each kind."""
     import random
 
-    from hajj_ledger.audit.reads import TrailQuery
+    from hajj_ledger.audit.reads import TrailQuery, trail
     from hajj_ledger.projections import TRAIL_INDEX
     from hajj_ledger.projections.runner import Runner
 
@@ -403,7 +403,7 @@ def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[st
             chosen = query(kind)
             after = 0 if pick.random() < 0.5 else pick.randint(1, total)
             started = time.perf_counter()
-            page = ledger.trail(chosen, after, 100)
+            page = trail(ledger, chosen, after, 100)
             timings[kind].append((time.perf_counter() - started) * 1000)
             matched += len(page.entries)
     ledger.close()

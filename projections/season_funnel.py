@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
-from hajj_ledger.domain.vocabulary import makkah_day
+from hajj_ledger.domain.vocabulary import REGION_OF, makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows
-from hajj_ledger.simulation.calibration import REGION_OF
 
 season_funnel = Model(
     "season_funnel",

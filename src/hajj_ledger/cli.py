@@ -22,8 +22,9 @@ from hajj_ledger import preflight
 from hajj_ledger.audit import cli as audit_cli
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Role
-from hajj_ledger.preflight import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, MASTER, READ, WRITE
+from hajj_ledger.preflight import READ, WRITE, master_key
 from hajj_ledger.simulation.calibration import DEFAULT_SEASON
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
     from hajj_ledger.audit.reads import Entry, PastJourney
@@ -144,15 +145,15 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="who the pilgrim is, for a role allowed to know")
     show.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     show.add_argument("--season", type=int, default=DEFAULT_SEASON)
-    show.set_defaults(run=_identity_show, store=READ, needs=(MASTER,))
+    show.set_defaults(run=_identity_show, store=READ, needs=(master_key,))
     find = actions.add_parser("find", help="journeys by passport (blind index) or, for a mission, by name")
     how = find.add_mutually_exclusive_group(required=True)
     how.add_argument("--passport", metavar="NUMBER")
     how.add_argument("--name", help="any spelling, Arabic script or Latin; every part must match")
     find.add_argument("--country", help="the passport's issuing country (with --passport)")
-    find.set_defaults(run=_identity_find, store=READ, needs=(MASTER,))
+    find.set_defaults(run=_identity_find, store=READ, needs=(master_key,))
     rotate = actions.add_parser("rotate-key", help="re-wrap every data key with the current master key")
-    rotate.set_defaults(run=_identity_rotate, store=WRITE, needs=(MASTER,))
+    rotate.set_defaults(run=_identity_rotate, store=WRITE, needs=(master_key,))
     for reader in (show, find):
         reader.add_argument("--role", required=True, choices=[r.value for r in Role])
         reader.add_argument("--agency", required=True, help="the reading agency's id")
@@ -174,7 +175,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     simulate.add_argument("--pilgrims", type=int, required=True)
     simulate.add_argument("--season", type=int, default=DEFAULT_SEASON)
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.set_defaults(run=_simulate, store=WRITE, needs=(MASTER,), batch=True)
+    simulate.set_defaults(run=_simulate, store=WRITE, needs=(master_key,), batch=True)
 
     audit_cli.register(commands)
     # The read side and the HTTP face add their own commands (entry points), so this module imports neither. Only
@@ -221,7 +222,7 @@ def moment(text: str) -> datetime:
 
 
 def _trail(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit.reads import TrailQuery
+    from hajj_ledger.audit.reads import TrailQuery, trail
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -230,7 +231,7 @@ def _trail(args: argparse.Namespace) -> int:
         event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
         from_position=args.from_position, until_position=args.until_position,
     )  # fmt: skip
-    page = ledger.trail(query, args.after, args.limit)
+    page = trail(ledger, query, args.after, args.limit)
     for entry in page.entries:
         row = entry_json(entry)
         if args.json:
@@ -255,12 +256,12 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 def _as_of(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit.reads import AsOf
+    from hajj_ledger.audit.reads import AsOf, journey_as_of
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     at = AsOf(args.position, args.recorded_at, args.occurred_at)
-    past = ledger.journey_as_of(_journey_id(ledger, args.id, args.season), at)
+    past = journey_as_of(ledger, _journey_id(ledger, args.id, args.season), at)
     print(json.dumps(past_journey_json(past), ensure_ascii=False))
     return 0
 

@@ -35,8 +35,6 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
-from hajj_ledger.audit import reads as audit
-from hajj_ledger.audit.reads import AsOf, PastJourney, TrailPage, TrailQuery
 from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
     SCOPE,
@@ -177,14 +175,6 @@ class JourneyLedger(Application[UUID]):
         if not events or not isinstance(events[0], Journey.Registered):
             raise NotFoundError(f"journey {journey_id} not found")
         return events
-
-    def trail(self, query: TrailQuery, after: int = 0, limit: int = 100) -> TrailPage:
-        """The events an auditor asks for, with both clocks, who recorded them and where, a page at a time."""
-        return audit.trail(self, query, after, limit)
-
-    def journey_as_of(self, journey_id: UUID, at: AsOf) -> PastJourney:
-        """A journey as the ledger knew it at a position or recorded time, or as it had happened by a time."""
-        return audit.journey_as_of(self, journey_id, at)
 
     @property
     def keys(self) -> MasterKeys:

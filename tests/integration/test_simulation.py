@@ -15,7 +15,7 @@ import pytest
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.trip import Trip
-from hajj_ledger.domain.vocabulary import ENDED, Mode, Stage
+from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, Mode, Stage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.season import MissionPlanner, Summary, chunks, missions, simulate
@@ -65,7 +65,7 @@ def _share(counts: Counter[Any], key: Any) -> float:
 
 def test_regions_and_modes_match_the_calibration(journeys: dict[UUID, list[Any]]) -> None:
     assert len(journeys) == PILGRIMS
-    regions = Counter(cal.REGION_OF[history[0].country] for history in journeys.values())
+    regions = Counter(REGION_OF[history[0].country] for history in journeys.values())
     for region, share in cal.REGION_SHARE.items():
         assert _share(regions, region) == pytest.approx(share, abs=0.005), region
     countries = Counter(history[0].country for history in journeys.values())

@@ -55,7 +55,7 @@ def pages(ledger: JourneyLedger, query: TrailQuery, limit: int) -> list[list[Ent
     found: list[list[Entry]] = []
     after: int | None = 0
     while after is not None:
-        page = ledger.trail(query, after, limit)
+        page = audit.trail(ledger, query, after, limit)
         found.append(page.entries)
         after = page.next_after
     return found

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.preflight import READ, SIGNING, WRITE
+from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
     seal.set_defaults(run=_seal, store=WRITE)
 
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
-    checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(SIGNING,))
+    checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(signing_key,))
 
     verify = commands.add_parser(
         "verify", help="re-read the store: check every event against the chain and every checkpoint's signature "
@@ -59,9 +59,9 @@ def register(commands: Any) -> None:
     new.add_argument("file", type=Path)
     new.set_defaults(run=_key_new)
     rotate = actions.add_parser("rotate", help="sign with a new key from now on; old checkpoints stay verifiable")
-    rotate.set_defaults(run=_key_rotate, needs=(SIGNING,))
+    rotate.set_defaults(run=_key_rotate, needs=(signing_key,))
     public = actions.add_parser("public", help="print the public keys, for auditors (`verify --keys`)")
-    public.set_defaults(run=_key_public, needs=(SIGNING,))
+    public.set_defaults(run=_key_public, needs=(signing_key,))
 
     master = commands.add_parser("master-key", help="the identity vault's master keys")
     master_actions = master.add_subparsers(required=True, metavar="ACTION")
@@ -71,6 +71,17 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     made.add_argument("file", type=Path)
     made.set_defaults(run=_master_key_new)
+
+
+def signing_key(url: str) -> None:
+    """The keys that sign the chain's checkpoints, for the commands that sign."""
+    from hajj_ledger.audit.chain import signing_keys
+    from hajj_ledger.audit.signing import SigningKeyError
+
+    try:
+        signing_keys(url, required=True)
+    except SigningKeyError as error:
+        raise SetupError(str(error)) from None
 
 
 def _seal(args: argparse.Namespace) -> int:

@@ -87,6 +87,16 @@ class Site(StrEnum):
     MUZDALIFAH = "muzdalifah"
 
 
+# The regions the season's statistics (GASTAT) group pilgrims' countries (ISO 3166 alpha-3) by: the season funnel
+# counts by them, the simulator draws countries within them.
+REGIONS: dict[str, tuple[str, ...]] = {
+    "asia": ("IDN", "PAK", "IND", "BGD", "IRN", "TUR", "MYS", "AFG", "UZB", "CHN", "PHL"),
+    "arab": ("EGY", "DZA", "IRQ", "MAR", "SDN", "YEM", "SYR", "JOR", "KWT", "ARE", "OMN", "BHR", "LBN", "QAT"),
+    "africa": ("NGA", "SEN", "MLI", "NER", "ETH", "TZA"),
+    "europe_americas_oceania": ("GBR", "FRA", "USA", "DEU", "AUS"),
+}
+REGION_OF = {country: region for region, countries in REGIONS.items() for country in countries}
+
 # Where a bus goes from or to: a city or holy site, or a port.
 Place = Site | Port
 

@@ -25,7 +25,7 @@ from uuid import UUID
 from hajj_ledger.domain.commands import COMMANDS, Command
 from hajj_ledger.domain.errors import LedgerError, ValidationError
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.vocabulary import Actor, Mode, Port, Role, Site
+from hajj_ledger.domain.vocabulary import REGION_OF, Actor, Mode, Port, Role, Site
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation import identities
@@ -109,7 +109,7 @@ def _mode_fractions() -> tuple[float, float]:
     def share(countries: Sequence[str]) -> float:
         total = 0.0
         for country in countries:
-            r = cal.REGION_OF[country]
+            r = REGION_OF[country]
             total += region[r] * cal.COUNTRIES[r][country] / sum(cal.COUNTRIES[r].values())
         return total
 

@@ -25,10 +25,10 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.identity.vault import Sealed
-from hajj_ledger.preflight import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # where the CLI reads it lightly
 from hajj_ledger.store.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
 )
+from hajj_ledger.store.connections import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
 from hajj_ledger.store.connections import (
     Postgres,
     direct_url,
