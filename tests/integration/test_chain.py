@@ -25,8 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger.audit.chain import Chain, Report, event_digest
+from hajj_ledger.audit.chain import Chain
+from hajj_ledger.audit.links import event_digest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
+from hajj_ledger.audit.verification import Report
 from hajj_ledger.domain.commands import EraseIdentity
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome

@@ -13,7 +13,7 @@ from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
 if TYPE_CHECKING:
-    from hajj_ledger.audit.chain import Report
+    from hajj_ledger.audit.verification import Report
 
 VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED = 0, 1, 3, 4  # `verify`'s exit statuses (2: cannot run as configured)
 GRACE_SECONDS = 300  # events younger than this may wait for the sealer; older unsealed ones fail `verify`

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hajj_ledger.audit.chain import GENESIS, Checkpoint, next_link
+from hajj_ledger.audit.links import GENESIS, Checkpoint, next_link
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
 
 EVENTS = "events"
