@@ -21,9 +21,8 @@ from uuid import UUID, uuid4
 from hajj_ledger import preflight
 from hajj_ledger.audit import cli as audit_cli
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.domain.vocabulary import DEFAULT_SEASON, Role
 from hajj_ledger.preflight import READ, WRITE, master_key
-from hajj_ledger.simulation.calibration import DEFAULT_SEASON
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:

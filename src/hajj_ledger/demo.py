@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
 from hajj_ledger.preflight import WRITE, invocation, master_key
-from hajj_ledger.simulation.calibration import DEFAULT_SEASON
 
 if TYPE_CHECKING:
     from hajj_ledger.domain.journey import Journey

@@ -18,7 +18,9 @@ from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, Mode, Stage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.simulation import calibration as cal
-from hajj_ledger.simulation.season import MissionPlanner, Summary, chunks, missions, simulate
+from hajj_ledger.simulation.missions import missions
+from hajj_ledger.simulation.planner import MissionPlanner
+from hajj_ledger.simulation.season import Summary, chunks, simulate
 
 pytestmark = pytest.mark.xdist_group("season")  # one worker simulates the season (a module fixture) for all the tests
 PILGRIMS = 3000

@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
+DEFAULT_SEASON = 1446  # the season (Hijri year) commands and simulations name when none is given
+
 
 class Role(StrEnum):
     """The agencies of `domain.md`; an agency acts in exactly one role."""

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 from hajj_ledger.domain.vocabulary import REGIONS, Mode, Port
 
-DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
-
 # GASTAT 2024, pilgrims from abroad.
 MALE_SHARE = 958_137 / (958_137 + 875_027)
 MODE_SHARE = {
