@@ -155,7 +155,9 @@ class Stage(StrEnum):
 ENDED = frozenset({Stage.DEPARTED, Stage.CANCELLED, Stage.DECEASED})
 
 
-class TripStatus(StrEnum):
+class TripStage(StrEnum):
+    """Where a bus trip stands (the trip_manifest view calls it the trip's status)."""
+
     SCHEDULED = "scheduled"
     DEPARTED = "departed"
     ARRIVED = "arrived"
