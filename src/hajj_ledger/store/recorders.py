@@ -2,7 +2,7 @@
 
 The recorders are the library's, extended by `command_receipts`, written in the same transaction as the events a
 command produced (so that a command id is remembered exactly when its events are stored), and by the identity vault.
-The SQLite recorder is here; the PostgreSQL one is in `postgres_store`, named by topic, so that psycopg is imported
+The SQLite recorder is here; the PostgreSQL one is in `store.postgres`, named by topic, so that psycopg is imported
 only for a PostgreSQL store.
 """
 
