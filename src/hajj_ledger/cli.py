@@ -177,8 +177,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate, store=WRITE, needs=(master_key,), batch=True)
 
     audit_cli.register(commands)
-    # The read side and the HTTP face add their own commands (entry points), so this module imports neither. Only
-    # when the command line may name one of theirs: finding entry points takes longer than the rest of the parser.
+    # The read side, the migrations, the HTTP face and the demo add their own commands (entry points), so this module
+    # imports none of them. Only when the command line may name one of theirs: finding entry points takes longer than
+    # the rest of the parser.
     if not (argv and argv[0] in commands.choices):
         from importlib.metadata import entry_points
 
