@@ -22,20 +22,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
-from hajj_ledger.api.deps import Services
+from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
-from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import engine_for, positions
+from hajj_ledger.store import recorders as store
 
 access_log = logging.getLogger("hajj_ledger.access")
 
@@ -93,7 +93,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     add_docs(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
-    problems.install(app)
+    problems.install(app, check_caller)
     app.state.routes = [  # the methods each path takes, for a 405's Allow
         r for router in (*routers, operations.router, app.router) for r in router.routes if isinstance(r, Route)
     ]

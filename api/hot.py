@@ -32,8 +32,8 @@ from hajj_ledger.api.routes.journeys import check_scope, not_found
 from hajj_ledger.api.routes.steps import endpoints
 from hajj_ledger.api.routes.views import _after, _cut
 from hajj_ledger.api.schemas import utc
-from hajj_ledger.commands import CommandBase, parse_command
-from hajj_ledger.errors import LedgerError
+from hajj_ledger.domain.commands import CommandBase, parse_command
+from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.projections.framework import Model
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

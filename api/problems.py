@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     ConflictError,
     IdentityErasedError,
     IllegalStepError,
@@ -23,7 +24,7 @@ from hajj_ledger.errors import (
     TripFullError,
     ValidationError,
 )
-from hajj_ledger.vault import VaultKeyError
+from hajj_ledger.identity.vault import VaultKeyError
 
 log = logging.getLogger("hajj_ledger.api")
 MAX_BODY = 2 * 1024 * 1024  # a request body's limit: a batch of 1,000 commands with identities fits well under it
@@ -100,7 +101,10 @@ def from_ledger(error: LedgerError) -> ProblemError:
     return ProblemError(400, error.kind, "Refused", error.message)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
+    """The handlers that answer every error as a problem. `check_caller` refuses a caller as the routes would (the
+    key, then the role): a request refused before its dependencies ran still checks them first."""
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, problem: ProblemError) -> JSONResponse:
         return problem.response()
@@ -112,8 +116,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         if request.url.path.startswith("/v1/"):
-            from hajj_ledger.api.deps import check_caller
-
             try:
                 await run_in_threadpool(check_caller, request)
             except ProblemError as refusal:

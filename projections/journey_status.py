@@ -8,7 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hajj_ledger.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
 PLACE_FIELDS = ("port", "site")  # events naming where the pilgrim now is
