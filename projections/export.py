@@ -39,12 +39,13 @@ from sqlalchemy.engine import Connection
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, file_sha256, sign_manifest
 from hajj_ledger.domain.errors import ValidationError
-from hajj_ledger.ledger import JourneyLedger, collector_paused
+from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import EXPORT_FORMATS, PROJECTIONS
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
+from hajj_ledger.writing import collector_paused
 
 FORMATS = EXPORT_FORMATS
 KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with

@@ -1,39 +1,25 @@
 """The application service: records the agencies' commands and reads journeys back.
 
 Every write goes through `record_batch`: load what the commands touch, run each command against the aggregates
-(a refused command changes nothing), then save everything with the commands' receipts in one transaction. A
-version conflict with a concurrent writer retries the whole batch from fresh state, a bounded number of times.
-
-Two things make writing fast without making it less safe:
-- a write cache of recently saved aggregates, so a batch need not replay what this process just wrote. Other
-  processes (other API nodes) write too: before each batch one look at the log's tail since the cache was last
-  known current tells which cached aggregates they changed, and only those are forgotten. What a batch needs that
-  is not at hand is loaded in one query. A save that still meets a concurrent writer (the store's version key, or
-  the same command id) runs the batch again "carefully": everything loaded fresh, receipts looked up first;
-- group commit: `record` from many threads at once queues the commands and one writer records them together,
-  each caller still told its own outcome.
+(a refused command changes nothing), then save everything with the commands' receipts in one transaction. What a
+batch needs that is not at hand is loaded in one query; what this process just wrote comes from its write cache.
+How batches are formed (group commit), cached and re-run after meeting a concurrent writer is in `writing`.
 """
 
 from __future__ import annotations
 
-import gc
-import random
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from queue import Empty, SimpleQueue
 from typing import Any, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.persistence import Mapper, Recording
 
 from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
@@ -73,6 +59,7 @@ from hajj_ledger.identity.vault import MasterKeys, Sealed
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
 from hajj_ledger.store.recorders import LedgerRecorder, Receipt
+from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
 A = TypeVar("A", Journey, Trip)
@@ -91,17 +78,6 @@ class Outcome:
 
 
 Result = Outcome | LedgerError
-
-
-@dataclass
-class WriteStats:
-    """How this process's writes have met other writers' (exposed in /metrics)."""
-
-    batches: int = 0
-    conflicts: int = 0  # saves refused by the store's keys: a concurrent writer got there first
-    reruns: int = 0  # batches run again after a conflict
-    give_ups: int = 0  # batches refused after MAX_ATTEMPTS conflicts
-    stale: int = 0  # events other writers recorded on cached aggregates (applied to them, or the copy forgotten)
 
 
 @dataclass
@@ -127,19 +103,16 @@ class JourneyLedger(Application[UUID]):
         env = store.store_env(self.database_url)
         env["CREATE_TABLE"] = "y" if create_tables else "n"  # readers leave the schema to `hajj-ledger migrate`
         super().__init__(env=env)
-        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
-        self._current_to: int | None = None  # the cache reflects every event up to this position
         self.stats = WriteStats()
+        self._cache = WriteCache(self.CACHE_SIZE, self.TAIL_LIMIT, self.stats)
         self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
-        self._queue: SimpleQueue[_Queued | None] = SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._writer_started = threading.Lock()
+        # Looked up at each batch, not bound now: whatever `record_batch` is then (a subclass's, a test's) records.
+        self._group: GroupCommit[tuple[Command, Actor], Result] = GroupCommit(
+            lambda commands: self.record_batch(commands), self.GROUP_COMMIT_MAX
+        )
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
+        self._group.close()
         super().close()
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -275,57 +248,16 @@ class JourneyLedger(Application[UUID]):
 
     def submit(self, command: Command, actor: Actor) -> Future[Result]:
         """Queue one command for the next group commit; the future holds its outcome or its refusal."""
-        waiting: Future[Result] = Future()
-        self._start_writer()
-        self._queue.put(_Queued(command, actor, waiting))
-        return waiting
-
-    def _start_writer(self) -> None:
-        if self._writer is not None:  # started: no lock on the hot path
-            return
-        with self._writer_started:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
-                self._writer.start()
-
-    def _write_queued(self) -> None:
-        while (first := self._queue.get()) is not None:
-            batch = [first]
-            stop = False
-            while len(batch) < self.GROUP_COMMIT_MAX:
-                try:
-                    item = self._queue.get_nowait()
-                except Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                results = self.record_batch([(q.command, q.actor) for q in batch])
-            except BaseException as error:  # the store is away, say: every caller hears of it
-                for q in batch:
-                    q.result.set_exception(error)
-            else:
-                for q, result in zip(batch, results, strict=True):
-                    q.result.set_result(result)
-            if stop:
-                return
+        return self._group.submit((command, actor))
 
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
         with self._writing, collector_paused():
             self.stats.batches += 1
-            for attempt in range(self.MAX_ATTEMPTS):
-                try:
-                    return self._record_once(commands, careful=attempt > 0)
-                except IntegrityError:
-                    # A concurrent writer changed an aggregate we used, or recorded the same command id.
-                    self.stats.conflicts += 1
-                    self.stats.reruns += attempt == 0
-                    if attempt:
-                        time.sleep(random.uniform(0, 0.002 * 2**attempt))
-        self.stats.give_ups += 1
+            results = with_reruns(lambda careful: self._record_once(commands, careful=careful), self.MAX_ATTEMPTS,
+                                  self.stats)  # fmt: skip
+        if results is not None:
+            return results
         conflict = ConflictError(
             f"gave up after {self.MAX_ATTEMPTS} attempts: concurrent writers kept changing "
             "the same journeys or trips; nothing was recorded, retry the command"
@@ -337,8 +269,8 @@ class JourneyLedger(Application[UUID]):
         # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
         # A batch that only creates reads no cached aggregate (the store's keys judge a duplicate): it leaves the
         # cache's mark where it was, and the next batch that reads the cache brings it up to date.
-        if careful or self._current_to is None or any(_subjects(c, creations=False) for c, _ in commands):
-            self._refresh_cache()
+        if careful or self._cache.current_to is None or any(_subjects(c, creations=False) for c, _ in commands):
+            self._cache.refresh(self.store, self.mapper, self.head)
         receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
         unit = _Unit(self, careful=careful)
         try:
@@ -348,43 +280,14 @@ class JourneyLedger(Application[UUID]):
             recordings = self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
         except BaseException:
             # The batch's aggregates were changed in place and their pending events are gone: forget them.
-            for aggregate_id in unit.aggregates:
-                self._cache.pop(aggregate_id, None)
+            self._cache.forget(unit.aggregates)
             raise
-        self._remember(unit.aggregates.values())
+        self._cache.remember(unit.aggregates.values())
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings
         }
-        if positions and self._current_to is not None and min(positions.values()) == self._current_to + 1:
-            self._current_to = max(positions.values())  # nobody else wrote in between
+        self._cache.saved(positions.values())
         return [self._outcome(r, positions) for r in results]
-
-    def _refresh_cache(self) -> None:
-        """Bring the cached aggregates up to date with what other writers have recorded since the cache was last
-        known current: their new events, read once from the log's tail, are applied to the cached copies (no
-        reload); a copy that cannot be brought forward so is forgotten.
-
-        The store's insert lock commits positions in order, so everything up to the newest position read here has
-        been seen; this process's own events are recognised by their versions and passed over."""
-        if self._current_to is None or not self._cache:
-            self._current_to = self.head()
-            return
-        written = self.store.select_written_after(self._current_to, self.TAIL_LIMIT)
-        if len(written) == self.TAIL_LIMIT:
-            self.stats.stale += len(self._cache)
-            self._cache.clear()
-            self._current_to = self.head()
-            return
-        for position, stored in written:
-            aggregate_id = cast(UUID, stored.originator_id)
-            cached = self._cache.get(aggregate_id)
-            if cached is not None and cached.version < stored.originator_version:
-                self.stats.stale += 1
-                if cached.version + 1 == stored.originator_version:
-                    self.mapper.to_domain_event(stored).mutate(cached)  # type: ignore[attr-defined]
-                else:
-                    del self._cache[aggregate_id]
-            self._current_to = position
 
     def load(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Journey | Trip]:
         """The aggregates of these ids that exist, from their events read in one query."""
@@ -395,13 +298,6 @@ class JourneyLedger(Application[UUID]):
             if isinstance(aggregate, Journey | Trip):
                 found[cast(UUID, aggregate_id)] = aggregate
         return found
-
-    def _remember(self, aggregates: Iterable[Aggregate]) -> None:
-        for aggregate in aggregates:
-            self._cache[aggregate.id] = aggregate
-            self._cache.move_to_end(aggregate.id)
-        while len(self._cache) > self.CACHE_SIZE:
-            self._cache.popitem(last=False)
 
     def _decide_all(
         self, commands: Sequence[tuple[Command, Actor]], receipts: dict[UUID, Receipt], unit: _Unit
@@ -571,31 +467,11 @@ def _project(aggregate: Any, events: Iterable[Any]) -> Any:
     return aggregate
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cycle collector would run dozens of times over the short-lived objects of a batch (a fifth of
-    ingest time, measured); paused, it runs once after the batch instead."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 @dataclass(frozen=True)
 class _Repeat:
     """A command recorded before, by this batch or an earlier one: answered with its first outcome."""
 
     receipt: Receipt
-
-
-@dataclass(frozen=True)
-class _Queued:
-    command: Command
-    actor: Actor
-    result: Future[Result]
 
 
 class _Unit:
@@ -617,8 +493,10 @@ class _Unit:
 
     def load(self, commands: Sequence[tuple[Command, Actor]]) -> None:
         """Load in one query what the commands will use and is not at hand: everything, when careful."""
-        cache = {} if self.careful else self.ledger._cache
-        wanted = {i for c, _ in commands for i in _subjects(c, creations=self.careful) if i not in cache}
+        cache = self.ledger._cache
+        wanted = {
+            i for c, _ in commands for i in _subjects(c, creations=self.careful) if self.careful or i not in cache
+        }
         if wanted:
             self.aggregates.update(self.ledger.load(wanted))
             self.absent = wanted - self.aggregates.keys()
