@@ -20,7 +20,8 @@ run: install
 	$(BIN)/hajj-ledger serve --demo-keys
 
 # The suite in two phases, then its duration: the tests spread over two workers (pytest-xdist; `xdist_group` keeps a
-# module's shared fixture on one worker), then, alone, the tests marked `serial` (they restart the shared PostgreSQL).
+# module's shared fixture on one worker), then, alone, the tests marked `serial` (they restart the shared PostgreSQL,
+# or hold a deadline that two cores shared with the rest of the suite would miss).
 test: install
 	@started=$$(date +%s); status=0; \
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial" || status=$$?; \

@@ -190,6 +190,11 @@ def _worker(args: argparse.Namespace) -> int:
             with contextlib.suppress(BrokenPipeError):  # `serve` has gone: this worker is ending too
                 report.write(b"1" if leading else b"0")
 
+    # What the jobs run on, imported now rather than when this worker wins the lock: a takeover starts at once.
+    import hajj_ledger.projections.runner  # noqa: F401
+    from hajj_ledger.audit.chain import Chain  # noqa: F401
+    from hajj_ledger.projections import FOLLOWED  # noqa: F401
+
     stop = threading.Event()
     stop_on_signals(stop)
     if args.parent is not None:  # beside `serve`'s HTTP workers

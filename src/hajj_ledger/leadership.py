@@ -36,7 +36,7 @@ from hajj_ledger.store.recorders import database_url
 OFFER_SECONDS = 0.5  # a standby tries for the lock this often
 CHECK_SECONDS = 0.25  # a leader checks that it still holds the lock this often
 HANDOVER_SECONDS = 0.6  # a new leader waits this long before starting: the last one may not have noticed it lost
-PARENT_CHECK_SECONDS = 0.25  # how soon a worker started by `serve` notices that `serve` has gone
+PARENT_CHECK_SECONDS = 0.1  # how soon a worker started by `serve` notices that `serve` has gone
 GRACE_SECONDS = 3.0  # a job still running this long after being told to stop ends with its process
 SAFETY_POLL_SECONDS = 2.0  # PostgreSQL: a follower reads the log at least this often, notified or not
 IDLE_POLL_SECONDS = 0.5  # SQLite: a follower's longest sleep while the log is idle
