@@ -68,6 +68,15 @@ class ProblemError(Exception):
         return JSONResponse(self.body(), status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
 
 
+SEND_KEY = "send the agency's key as `Authorization: Bearer KEY`"
+
+
+def unauthorized(detail: str = SEND_KEY) -> ProblemError:
+    problem = ProblemError(401, "unauthorized", "Unauthorized", detail)
+    problem.headers["WWW-Authenticate"] = "Bearer"
+    return problem
+
+
 def unavailable(detail: str, retry_after: int = 1) -> ProblemError:
     problem = ProblemError(503, "unavailable", "Service unavailable", detail)
     problem.headers["Retry-After"] = str(retry_after)

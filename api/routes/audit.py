@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
@@ -50,7 +50,7 @@ def _entry(entry: Entry) -> dict[str, Any]:
     "/events", openapi_extra=allow(AUDIT_READERS), summary="The audit trail: events with both clocks, in log order"
 )
 def events(
-    found: ServicesDep,
+    reads: ReadsDep,
     aggregate_id: Annotated[UUID | None, Query(description="a journey's or a trip's events only")] = None,
     agency_id: Annotated[str | None, Query(max_length=64, description="recorded by this agency")] = None,
     event: Annotated[str | None, Query(max_length=64, description="of this type, e.g. VisaIssued")] = None,
@@ -64,11 +64,11 @@ def events(
     try:
         query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
         start = _after(cursor)
-        found_page = found.reads.from_log(lambda ledger: ledger.trail(query, start, limit))  # a standby's, if any
+        trail = reads.from_log(lambda ledger: ledger.trail(query, start, limit))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
-    after = found_page.next_after
-    items = [EntryPublic(**_entry(e)) for e in found_page.entries]
+    after = trail.next_after
+    items = [EntryPublic(**_entry(e)) for e in trail.entries]
     return TrailPublic(items=items, next_cursor=None if after is None else str(after))
 
 
@@ -80,14 +80,14 @@ def events(
 )
 def journey_as_of(
     journey_id: UUID,
-    found: ServicesDep,
+    reads: ReadsDep,
     position: Position = None,
     recorded_at: Annotated[Moment | None, Query(description="what the ledger had recorded by then")] = None,
     occurred_at: Annotated[Moment | None, Query(description="what had happened by then, by agencies' clocks")] = None,
 ) -> PastJourneyPublic:
     try:
         at = AsOf(position, recorded_at, occurred_at)
-        past = found.reads.from_log(lambda ledger: ledger.journey_as_of(journey_id, at))  # a standby's, if any
+        past = reads.from_log(lambda ledger: ledger.journey_as_of(journey_id, at))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]
@@ -99,13 +99,13 @@ def _add_view(name: str) -> None:
 
     def view_as_of(
         agency: Caller,
-        found: ServicesDep,
+        past: PastViewsDep,
         position: Annotated[QueryInt, Query(ge=0, description="as of this position (at most the head)")],
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
         limit: Limit = 100,
     ) -> PagePublic:
         try:
-            with found.past.at(position) as connection:
+            with past.at(position) as connection:
                 rows, next_cursor = page(connection, model, agency, {}, cursor, limit)
         except ValidationError as error:
             raise _invalid(error) from None

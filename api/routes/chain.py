@@ -33,9 +33,9 @@ def checkpoints(
     after: Annotated[QueryInt | None, Query(description="the last position of the previous page")] = None,
     limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
 ) -> CheckpointsPublic:
-    found = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
-    page = [CheckpointPublic(**c.to_json()) for c in found[:limit]]
-    return CheckpointsPublic(items=page, next_after=page[-1].position if len(found) > limit else None)
+    signed = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
+    page = [CheckpointPublic(**c.to_json()) for c in signed[:limit]]
+    return CheckpointsPublic(items=page, next_after=page[-1].position if len(signed) > limit else None)
 
 
 @router.post(

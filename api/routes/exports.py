@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
 from hajj_ledger.catalogue import EXPORTERS
@@ -85,13 +85,13 @@ def _public(export_id: UUID, directory: Path, status: dict[str, Any]) -> ExportP
 
 
 @router.post("", status_code=202, openapi_extra=allow(EXPORTERS), summary="Start an export; follow its progress")
-def start(body: ExportCreate, agency: Caller, found: ServicesDep) -> ExportPublic:
+def start(body: ExportCreate, agency: Caller, store_url: StoreUrlDep) -> ExportPublic:
     export_id = uuid4()
     directory = exports_dir() / export_id.hex
     directory.mkdir(parents=True)
     _write_status(directory, state="running", owner=agency.agency_id, done=0, total=0)
     worker = threading.Thread(
-        target=_run, args=(directory, directory / "files", body, found.database_url, agency.agency_id), daemon=True
+        target=_run, args=(directory, directory / "files", body, store_url, agency.agency_id), daemon=True
     )
     worker.start()
     return _public(export_id, *_status(export_id, agency.agency_id))
