@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hajj_ledger import store
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
-from hajj_ledger.api.deps import Services
+from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unauthorized, unavailable
@@ -88,7 +88,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     add_docs(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
-    problems.install(app)
+    problems.install(app, check_caller)
     app.state.routes = [  # the methods each path takes, for a 405's Allow
         r for router in (*routers, operations.router, app.router) for r in router.routes if isinstance(r, Route)
     ]

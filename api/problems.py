@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -109,7 +110,9 @@ def from_ledger(error: LedgerError) -> ProblemError:
     return ProblemError(400, error.kind, "Refused", error.message)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
+    """The problem answers, for the app; `check_caller` refuses a caller before a malformed request's 422."""
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, problem: ProblemError) -> JSONResponse:
         return problem.response()
@@ -121,8 +124,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         if request.url.path.startswith("/v1/"):
-            from hajj_ledger.api.deps import check_caller
-
             try:
                 await run_in_threadpool(check_caller, request)
             except ProblemError as refusal:

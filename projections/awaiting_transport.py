@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -47,16 +45,3 @@ class AwaitingTransport(Projection):
             rows.delete(awaiting_transport, key)
         else:
             rows.put(awaiting_transport, key, {**waiting, "trip_id": event.trip_id if name == "BusAssigned" else None})
-
-
-def awaiting(
-    connection: Connection, *, port: str | None = None, since_before: datetime | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """The longest waiting first."""
-    view = awaiting_transport.view()
-    query = sa.select(view).order_by(view.c.since, view.c.journey_id).limit(limit)
-    if port is not None:
-        query = query.where(view.c.port == port)
-    if since_before is not None:
-        query = query.where(view.c.since < since_before)
-    return [dict(r) for r in connection.execute(query).mappings()]

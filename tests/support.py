@@ -1,4 +1,5 @@
-"""Journeys built step by step for the tests, straight on the aggregates (no store)."""
+"""Journeys built step by step for the tests, straight on the aggregates (no store); the command line run in
+process; free ports; a view's rows as the API reads them."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy.engine import Connection
 
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.routes.views import page
 from hajj_ledger.catalogue import PRE_ARRIVAL
 from hajj_ledger.cli import main
 from hajj_ledger.commands import Command, parse_command
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.projections import projection
 from hajj_ledger.trip import Trip
 from hajj_ledger.vocabulary import (
     Actor,
@@ -275,3 +280,19 @@ def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:
         actor(Role.NAQABA),
     )
     return outcome.aggregate_id
+
+
+MINISTRY = Agency("ministry", "the ministry", Role.MINISTRY)  # reads every view, unscoped
+
+
+def view_rows(connection: Connection, name: str, *, page_size: int = 1000, **filters: Any) -> list[dict[str, Any]]:
+    """Every row of a view (`filters`: only those with these column values), in key order, as the ministry reads it
+    through the API: the views' own page query, page after page."""
+    model = projection(name).models[0]
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        found, cursor = page(connection, model, MINISTRY, filters, cursor, page_size)
+        rows += found
+        if cursor is None:
+            return rows
