@@ -483,23 +483,28 @@ def test_pages_follow_the_cursor_and_reads_wait_for_a_position(api: Api) -> None
 
 
 def test_every_view_answers_its_readers(api: Api) -> None:
-    """Each view, for each role that may read it, with a few journeys in it: 200 and only the caller's rows."""
+    """Each view, for each role that may read it, with a few journeys in it: 200 and exactly the rows of the
+    caller's scope (a mission's own journeys, a company's contracted ones; every row for the other roles)."""
     journey_id = api.register()
     assert api.contract(journey_id, COMPANY_1).status_code == 201
     api.register(PAK)
     api.project()
-    for method, path, operation in operations(api.app):
-        if not path.startswith("/v1/views/"):
-            continue
+    scopes = {"mission": ("mission_id", EGY), "company": ("company_id", COMPANY_1)}
+    views = [(path, operation) for _, path, operation in operations(api.app) if path.startswith("/v1/views/")]
+    assert len(views) == len(PROJECTIONS)
+    shown = hidden = 0  # scoped rows: shown to their own agency, hidden from another
+    for path, operation in views:
+        every_row = api.get("ministry", path).json()["items"]  # the ministry reads every view, unscoped
         for role in operation["x-roles"]:
-            answer = api.get(role, path, limit=1)
-            assert answer.status_code == 200, (method, path, role, answer.text)
-            items = answer.json()["items"]
-            for row in items:
-                if role == "mission" and "mission_id" in row:
-                    assert row["mission_id"] == EGY, (path, row)
-                if role == "company" and "company_id" in row:
-                    assert row["company_id"] == COMPANY_1, (path, row)
+            answer = api.get(role, path)
+            assert answer.status_code == 200, (path, role, answer.text)
+            expected = every_row
+            if role in scopes:
+                column, mine = scopes[role]
+                expected = [row for row in every_row if row[column] == mine]
+                shown, hidden = shown + len(expected), hidden + len(every_row) - len(expected)
+            assert answer.json()["items"] == expected, (path, role)
+    assert shown and hidden, "no view held rows of one agency and another's"
 
 
 # 7. Operations.
