@@ -9,16 +9,20 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
+import time
 import warnings
-from collections.abc import Callable, Mapping
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from sqlalchemy.engine import Connection
 
@@ -69,6 +73,46 @@ def free_port() -> int:
 
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+
+
+def eventually(condition: Callable[[], bool], within: float, what: str = "it") -> float:
+    """Seconds until `condition` held; fails after `within`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < within, f"{what}: not within {within} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def ready(base: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    """Whether the server at `base` answers `/readyz` with 200; fails, with its log, if its process has ended."""
+    assert process.poll() is None, log.read_text()
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def serving(env: Mapping[str, str], *logs: Path) -> Iterator[list[str]]:
+    """`hajj-ledger serve`, a process for each log (its output), started together: their addresses once each is
+    ready; SIGTERM after."""
+    servers: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    try:
+        for log in logs:
+            port = free_port()
+            with log.open("w") as output:
+                command = [str(EXECUTABLE), "serve", "--port", str(port)]
+                process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+            servers.append((f"http://127.0.0.1:{port}", process, log))
+        for server in servers:
+            eventually(partial(ready, *server), 60, f"{server[0]} ready")
+        yield [base for base, _, _ in servers]
+    finally:
+        for _, process, _ in servers:
+            process.terminate()
+        for _, process, _ in servers:
+            process.wait(timeout=20)
 
 
 @dataclass(frozen=True)

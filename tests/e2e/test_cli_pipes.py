@@ -16,9 +16,8 @@ from hajj_ledger.cli import main
 from hajj_ledger.commands import parse_command_json
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.vocabulary import Actor, Role
-from tests.support import T0
+from tests.support import EXECUTABLE, T0
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "pyarrow", "uvicorn", "hajj_ledger.projections.runner")
 
 

@@ -9,7 +9,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,8 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.test_serve import EXECUTABLE
-from tests.support import T0, free_port
+from tests.support import EXECUTABLE, T0, serving
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -40,34 +38,11 @@ def two_nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[str], di
             capture_output=True, text=True, env=env, timeout=60, check=True,
         )  # fmt: skip
         keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
-    ports = [free_port(), free_port()]
-    logs = [(tmp_path / f"serve-{n}.log").open("w") for n in range(2)]
-    processes = [
-        subprocess.Popen([str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        for port, log in zip(ports, logs, strict=True)
-    ]
-    bases = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for base in bases:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                pytest.fail(f"{base} never became ready")
+    logs = [tmp_path / f"serve-{n}.log" for n in range(2)]
+    with serving(env, *logs) as bases:
         yield bases, keys, env
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=20)
-        for log in logs:
-            log.close()
-    for n in range(2):
-        text = (tmp_path / f"serve-{n}.log").read_text()
+    for log in logs:
+        text = log.read_text()
         assert "Traceback" not in text and '"status": 500' not in text, text[-3000:]
 
 

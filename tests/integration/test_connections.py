@@ -4,7 +4,6 @@ sizes that hold, and pools that neither churn nor ping."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,13 +27,12 @@ from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import NAMES, T0, TestClient
+from tests.support import EXECUTABLE, NAMES, T0, TestClient
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_AVAILABLE, reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)"),
 ]
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 
 
 def migrate(url: str, **env: str) -> None:

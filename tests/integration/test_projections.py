@@ -6,14 +6,12 @@ import itertools
 import multiprocessing
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -35,9 +33,7 @@ from hajj_ledger.projections.status import Status, read
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import makkah_day
 from tests.conftest import POSTGRES_AVAILABLE
-from tests.support import view_rows
-
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+from tests.support import EXECUTABLE, view_rows
 
 
 def _season_runner(url: str) -> Runner:
