@@ -163,6 +163,17 @@ NAMES = {
 }
 
 
+def registration(country: str = "EGY", identity: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A new pilgrim of season 1446, registered at T0, as the JSON `POST /v1/journeys` takes."""
+    body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": country, **fields}
+    return body if identity is None else {**body, "identity": identity}
+
+
+def registration_command(country: str = "EGY", **fields: Any) -> dict[str, Any]:
+    """The same as a command (`hajj-ledger record`, a batch's item): with its event and a new command id."""
+    return {"event": "Registered", "command_id": str(uuid4()), **registration(country, **fields)}
+
+
 def stamp(role: Role, agency_id: str | None = None, at: datetime = T0) -> Stamp:
     return Stamp(agency_id or AGENCY.get(role, f"{role}-1"), role, at, uuid4())
 

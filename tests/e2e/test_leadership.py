@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import httpx
 import psycopg
@@ -25,7 +24,7 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_projections import clean_rebuild, table_rows
-from tests.support import EXECUTABLE, T0, eventually, free_port, ready
+from tests.support import EXECUTABLE, eventually, free_port, ready, registration
 
 SHUTDOWN_LIMIT = 10.0  # seconds from SIGTERM until a node and every process it started are gone
 TAKEOVER_LIMIT = 5.0  # seconds from a leader's kill -9 until another node runs the runner and the sealer
@@ -133,11 +132,7 @@ def mission_key(env: dict[str, str]) -> str:
 
 def register(base: str, key: str, count: int) -> list[int]:
     """`count` new journeys in one batch; their positions."""
-    commands = [
-        {"event": "Registered", "occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446,
-         "country": "IDN"}
-        for _ in range(count)
-    ]  # fmt: skip
+    commands = [{"event": "Registered", **registration("IDN")} for _ in range(count)]
     answer = httpx.post(
         f"{base}/v1/commands:batch", json={"commands": commands}, headers={"Authorization": f"Bearer {key}"}, timeout=60
     )

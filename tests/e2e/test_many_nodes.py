@@ -12,14 +12,13 @@ import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import httpx
 import psycopg
 import pytest
 
-from tests.support import EXECUTABLE, T0, serving
+from tests.support import EXECUTABLE, T0, registration, registration_command, serving
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -46,13 +45,6 @@ def two_nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[str], di
         assert "Traceback" not in text and '"status": 500' not in text, text[-3000:]
 
 
-def _registration() -> dict[str, Any]:
-    return {
-        "command_id": str(uuid4()), "occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446,
-        "country": "IDN",
-    }  # fmt: skip
-
-
 @pytest.fixture
 def close_after() -> Iterator[Callable[[httpx.Client], httpx.Client]]:
     clients: list[httpx.Client] = []
@@ -75,7 +67,7 @@ def test_two_nodes_share_one_ledger(
     # Writes spread round-robin: each journey's next step goes to the other node.
     journeys = []
     for n in range(PILGRIMS):
-        answer = clients[n % 2].post("/v1/journeys", json=_registration())
+        answer = clients[n % 2].post("/v1/journeys", json=registration("IDN", command_id=str(uuid4())))
         assert answer.status_code == 201, answer.text
         journeys.append(answer.json()["aggregate_id"])
     steps = [("package-contracted", {"company_id": "company-9", "package_id": "PKG-1"}), ("visa-requested", {})]
@@ -89,7 +81,7 @@ def test_two_nodes_share_one_ledger(
     # The same command to both nodes at once: one new, one repeat with the same outcome, never a 409 or a 5xx.
     with ThreadPoolExecutor(2) as pool:
         for _ in range(PAIRS):
-            body = _registration()
+            body = registration("IDN", command_id=str(uuid4()))
             first, second = pool.map(lambda client, body=body: client.post("/v1/journeys", json=body), clients)
             assert sorted([first.status_code, second.status_code]) == [200, 201], (first.text, second.text)
             assert {k: v for k, v in first.json().items() if k != "repeated"} == {
@@ -97,7 +89,7 @@ def test_two_nodes_share_one_ledger(
             }
 
     # The same command twice in one batch: new, then a repeat.
-    twice = {"event": "Registered", **_registration()}
+    twice = registration_command("IDN")
     batch = clients[1].post("/v1/commands:batch", json={"commands": [twice, twice]})
     assert [r["status"] for r in batch.json()["results"]] == [201, 200], batch.text
     assert batch.json()["results"][1]["outcome"]["repeated"] is True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import psycopg
@@ -28,7 +28,7 @@ from hajj_ledger.errors import LedgerError
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, T0, actor, command, free_port, serving
+from tests.support import EXECUTABLE, T0, actor, command, free_port, registration, serving
 
 pytestmark = [
     pytest.mark.postgres,
@@ -121,8 +121,7 @@ def test_the_ledger_behind_pgbouncer_in_transaction_mode(pgbouncer: Pooled, serv
     headers = {"Authorization": f"Bearer {key}"}
 
     def register(index: int) -> UUID:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "IDN"}
-        answer = httpx.post(f"{base}/v1/journeys", json=body, headers=headers, timeout=30)
+        answer = httpx.post(f"{base}/v1/journeys", json=registration("IDN"), headers=headers, timeout=30)
         assert answer.status_code == 201, answer.text
         return UUID(answer.json()["aggregate_id"])
 

@@ -20,7 +20,7 @@ from hajj_ledger.api import agencies
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
-from tests.support import T0, serving
+from tests.support import T0, registration, serving
 
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
 
@@ -148,7 +148,7 @@ def test_the_database_stopped_and_restarted_under_load(server: tuple[str, dict[s
     statuses: list[int] = []
 
     def register(index: int) -> dict[str, Any]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": pilgrims[index], "season": 1446, "country": "IDN"}
+        body = registration("IDN", pilgrim_id=pilgrims[index])
         for _ in range(600):
             try:
                 answer = httpx.post(f"{base}/v1/journeys", json=body, timeout=30,

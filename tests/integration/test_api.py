@@ -24,7 +24,7 @@ from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.integration.test_chain import check_offline
-from tests.support import NAMES, T0, TestClient
+from tests.support import NAMES, T0, TestClient, registration, registration_command
 
 PROBLEM = "application/problem+json"
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
@@ -63,20 +63,13 @@ class Api:
 
     def register(self, who: str = "mission", identity: dict[str, Any] | None = None, **headers: str) -> UUID:
         country = "PAK" if who == PAK else "EGY"  # a mission registers its own country's pilgrims
-        answer = self.post(who, "/v1/journeys", registration(identity, country=country), **headers)
+        answer = self.post(who, "/v1/journeys", registration(country, identity), **headers)
         assert answer.status_code == 201, answer.text
         return UUID(answer.json()["aggregate_id"])
 
     def contract(self, journey_id: UUID, company: str, who: str = "mission") -> Response:
         body = {"occurred_at": T0.isoformat(), "company_id": company, "package_id": "PKG-1"}
         return self.post(who, f"/v1/journeys/{journey_id}/package-contracted", body)
-
-
-def registration(identity: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-    if identity is not None:
-        body["identity"] = identity
-    return {**body, **extra}
 
 
 @pytest.fixture
@@ -266,7 +259,7 @@ def test_invalid_fields_are_named(api: Api) -> None:
     assert {p.rsplit(".", 1)[-1] for p in paths} >= {"country", "colour", "season"}, paths
     assert all(p.startswith("body") for p in paths), paths
     # a bad identity field names its path inside the identity
-    answer = is_problem(api.post("mission", "/v1/journeys", registration({**NAMES, "gender": "x"})), 422)
+    answer = is_problem(api.post("mission", "/v1/journeys", registration(identity={**NAMES, "gender": "x"})), 422)
     assert any(e["path"].endswith("identity.gender") for e in answer["errors"]), answer
     # a query parameter
     answer = is_problem(api.get("ministry", "/v1/views/journey_status", limit=0), 422)
@@ -331,7 +324,7 @@ def test_unknown_things_are_404(api: Api) -> None:
 
 
 def test_the_same_idempotency_key_repeats_the_first_outcome(api: Api) -> None:
-    body = registration(NAMES)
+    body = registration(identity=NAMES)
     headers = {**api.auth("mission"), "Idempotency-Key": "register-42"}
     first = api.client.post("/v1/journeys", headers=headers, json=body)
     assert first.status_code == 201, first.text
@@ -374,12 +367,12 @@ def test_a_batch_answers_each_command_in_order(api: Api) -> None:
     at = T0.isoformat()
     contract = {"company_id": COMPANY_1, "package_id": "PKG-1"}
     commands: list[dict[str, Any]] = [
-        {"event": "Registered", **registration(NAMES)},
+        registration_command(identity=NAMES),
         {"event": "PackageContracted", "journey_id": str(journey_id), "occurred_at": at, **contract},
-        {"event": "Registered", **registration(country="egypt")},  # malformed
+        registration_command("egypt"),  # malformed
         {"event": "Cancelled", "journey_id": str(journey_id), "occurred_at": at, "reason": "withdrawn"},
         {"event": "VisaIssued", "journey_id": str(journey_id), "occurred_at": at, "valid_until": at},  # not a mofa
-        {"event": "Registered", **registration()},
+        registration_command(),
         {"event": "NoSuchStep", "occurred_at": at},
     ]
     # the visa above is recorded by a mission: refused whatever the stage; and one illegal step after the cancel:
@@ -405,7 +398,7 @@ def test_a_batch_answers_each_command_in_order(api: Api) -> None:
 
 
 def test_a_batch_with_an_idempotency_key_is_repeated_whole(api: Api) -> None:
-    commands = [{"event": "Registered", **registration()} for _ in range(3)]
+    commands = [registration_command() for _ in range(3)]
     headers = {"Idempotency-Key": "batch-1"}
     first = api.post("mission", "/v1/commands:batch", {"commands": commands}, **headers)
     position = api.head()
@@ -420,7 +413,7 @@ def test_a_batch_with_an_idempotency_key_is_repeated_whole(api: Api) -> None:
 
 def test_a_batch_is_at_most_1000_commands_and_at_least_one(api: Api) -> None:
     position = api.head()
-    too_many = [{"event": "Registered", **registration()} for _ in range(1001)]
+    too_many = [registration_command() for _ in range(1001)]
     body = is_problem(api.post("mission", "/v1/commands:batch", {"commands": too_many}), 422)
     assert any(e["path"].endswith("commands") for e in body["errors"]), body
     is_problem(api.post("mission", "/v1/commands:batch", {"commands": []}), 422)
@@ -432,7 +425,7 @@ def test_a_batch_is_at_most_1000_commands_and_at_least_one(api: Api) -> None:
 
 
 def test_pages_follow_the_cursor_and_reads_wait_for_a_position(api: Api) -> None:
-    commands = [{"event": "Registered", **registration()} for _ in range(25)]
+    commands = [registration_command() for _ in range(25)]
     answer = api.post("mission", "/v1/commands:batch", {"commands": commands})
     assert [r["status"] for r in answer.json()["results"]] == [201] * 25, answer.text
     registered = {r["outcome"]["aggregate_id"] for r in answer.json()["results"]}

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import psycopg
 import pytest
@@ -27,7 +26,7 @@ from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, NAMES, T0, TestClient
+from tests.support import EXECUTABLE, NAMES, TestClient, registration
 
 pytestmark = [
     pytest.mark.postgres,
@@ -89,8 +88,7 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str, tmp_path:
 
     with TestClient(create_app(url, max_wait=5)) as client:
         headers = {"Authorization": f"Bearer {key}"}
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        answer = client.post("/v1/journeys", headers=headers, json={**body, "identity": NAMES})
+        answer = client.post("/v1/journeys", headers=headers, json=registration(identity=NAMES))
         assert answer.status_code == 201, answer.text
         journey_id = answer.json()["aggregate_id"]
         project(url)

@@ -20,7 +20,7 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
-from tests.support import T0, TestClient
+from tests.support import T0, TestClient, registration
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -80,8 +80,9 @@ def test_the_hot_route_answers_as_the_documented_routes(
     keys, url = keys_and_url
     registered = []
     for who, country in (("mission", "EGY"), (PAK, "PAK")):
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": country}
-        answer = client.post("/v1/journeys", json=body, headers={"Authorization": f"Bearer {keys[who]}"})
+        answer = client.post(
+            "/v1/journeys", json=registration(country), headers={"Authorization": f"Bearer {keys[who]}"}
+        )
         assert answer.status_code == 201, answer.text
         registered.append(answer.json())
     runner = Runner(PROJECTIONS, url)
@@ -137,7 +138,7 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
     at = {"occurred_at": T0.isoformat()}
     mission, mofa = keys["mission"], keys["mofa"]
     step = f"/v1/journeys/{journey}"
-    fresh = {**at, "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+    fresh = registration()
     valid: list[tuple[str, str, dict[str, str], Any]] = [
         (mission, "/v1/journeys", {}, fresh),
         (mission, f"{step}/visa-requested", {"Idempotency-Key": journey}, at),
@@ -158,7 +159,7 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
         (mission, f"{step}/visa-requested", {}, b"[1, 2]"),
         (mission, f"{step}/visa-requested", {"Idempotency-Key": "k" * 201}, at),
         (mission, f"{step}/visa-requested", {}, {"occurred_at": 1700000000}),
-        (mission, "/v1/journeys", {}, {**at, "pilgrim_id": "nope", "season": 1446, "country": "EGY"}),
+        (mission, "/v1/journeys", {}, registration(pilgrim_id="nope")),
         (mission, f"{step}/no-such-step", {}, at),
     ]  # fmt: skip
     return valid + odd
@@ -188,8 +189,7 @@ def test_the_hot_step_answers_as_the_documented_routes(
         route.handle = counted  # type: ignore[method-assign]
 
     def answers() -> list[tuple[int, str, Any, bool]]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        journey = client.post("/v1/journeys", json=body, headers=mission).json()["aggregate_id"]
+        journey = client.post("/v1/journeys", json=registration(), headers=mission).json()["aggregate_id"]
         contract = {"occurred_at": T0.isoformat(), "company_id": "company-1", "package_id": "P"}
         assert client.post(f"/v1/journeys/{journey}/package-contracted", json=contract, headers=mission).is_success
         found = []

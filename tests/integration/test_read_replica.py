@@ -30,7 +30,7 @@ from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI
-from tests.support import T0, TestClient, free_port
+from tests.support import TestClient, free_port, registration
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 MAX_WAIT = 1.0
@@ -135,8 +135,7 @@ def test_views_are_read_from_the_standby_and_read_your_writes_holds(
     writer = {"Authorization": f"Bearer {mission_key}"}
 
     def register() -> tuple[str, int]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        answer = client.post("/v1/journeys", json=body, headers=writer)
+        answer = client.post("/v1/journeys", json=registration(), headers=writer)
         assert answer.status_code == 201, answer.text
         return answer.json()["aggregate_id"], answer.json()["position"]
 
