@@ -33,7 +33,8 @@ from hajj_ledger.cli import main
 from hajj_ledger.commands import Command, parse_command
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.projections import projection
+from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.runner import Runner
 from hajj_ledger.trip import Trip
 from hajj_ledger.vocabulary import (
     Actor,
@@ -335,6 +336,15 @@ def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:
         actor(Role.NAQABA),
     )
     return outcome.aggregate_id
+
+
+def project(url: str) -> None:
+    """The views caught up with the log, as `hajj-ledger project --once` does."""
+    runner = Runner(PROJECTIONS, url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
 
 
 MINISTRY = Agency("ministry", "the ministry", Role.MINISTRY)  # reads every view, unscoped

@@ -19,12 +19,11 @@ from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import head, upgrade
 from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.integration.test_chain import check_offline
-from tests.support import NAMES, T0, TestClient, registration, registration_command
+from tests.support import NAMES, T0, TestClient, project, registration, registration_command
 
 PROBLEM = "application/problem+json"
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
@@ -49,11 +48,7 @@ class Api:
         return self.client.post(path, headers={**self.auth(who), **headers}, json=body)
 
     def project(self) -> None:
-        runner = Runner(PROJECTIONS, self.url)
-        try:
-            runner.run(once=True)
-        finally:
-            runner.close()
+        project(self.url)
 
     def head(self) -> int:
         answer = self.client.get("/readyz")

@@ -18,15 +18,13 @@ from hajj_ledger.api.app import create_app
 from hajj_ledger.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head
-from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay, row_counts, target
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation import simulate
 from hajj_ledger.vocabulary import Role
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, NAMES, TestClient, registration
+from tests.support import EXECUTABLE, NAMES, TestClient, project, registration
 
 pytestmark = [
     pytest.mark.postgres,
@@ -48,14 +46,6 @@ def tables(postgres_url: str, schema: str) -> set[str]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
         ).fetchall()
     return {r[0] for r in rows}
-
-
-def project(url: str) -> None:
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
 
 
 def verified(ledger: JourneyLedger, url: str) -> int:

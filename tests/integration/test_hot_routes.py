@@ -16,11 +16,9 @@ from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.vocabulary import Role
-from tests.support import T0, TestClient, registration
+from tests.support import T0, TestClient, project, registration
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -85,11 +83,7 @@ def test_the_hot_route_answers_as_the_documented_routes(
         )
         assert answer.status_code == 201, answer.text
         registered.append(answer.json())
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
+    project(url)
     head = max(r["position"] for r in registered)
     ministry = {"Authorization": f"Bearer {keys['ministry']}"}
     cursor = client.get("/v1/views/journey_status", params={"limit": 1}, headers=ministry).json()["next_cursor"]

@@ -14,12 +14,10 @@ from hajj_ledger.audit import print_history
 from hajj_ledger.journey import Journey
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import current, head, upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.season_funnel import funnel
 from hajj_ledger.vocabulary import Role, Stage, hijri, makkah_day
-from tests.support import COMPANY_ID, T0, actor, command, journey_at, view_rows
+from tests.support import COMPANY_ID, T0, actor, command, journey_at, project, view_rows
 
 EVENING = T0.replace(hour=22, minute=30)  # 22:30 UTC on 1 May 2025 is 01:30 on 2 May in Makkah
 NEXT_DAY, SAME_DAY = date(2025, 5, 2), date(2025, 5, 1)
@@ -56,11 +54,7 @@ def test_per_day_views_count_the_day_in_makkah_and_keep_seasons_apart(store_url:
     finally:
         ledger.close()
     upgrade(engine)
-    runner = Runner(PROJECTIONS, store_url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
+    project(store_url)
     with engine.connect() as connection:
         [landed] = view_rows(connection, "port_arrivals", day=NEXT_DAY)
         assert (landed["booked"], landed["arrived"]) == (1, 1)
