@@ -27,9 +27,7 @@ class AwaitingTransport(Projection):
     version = 1
     models = (awaiting_transport,)
     events = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(awaiting_transport, (event.originator_id,))]
+    by_aggregate = (awaiting_transport,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -38,9 +38,7 @@ class HealthCases(Projection):
     version = 2  # 2: a season column
     models = (health_cases, nationality)
     events = frozenset({"Registered", *COUNTED})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(nationality, (event.originator_id,))]
+    by_aggregate = (nationality,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -47,9 +47,7 @@ class JourneyStatus(Projection):
     version = 1
     models = (journey_status,)
     events = frozenset(JOURNEY_STEPS)
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(journey_status, (event.originator_id,))]
+    by_aggregate = (journey_status,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

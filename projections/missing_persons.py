@@ -42,9 +42,7 @@ class MissingPersons(Projection):
     version = 1
     models = (missing_persons, last_known)
     events = frozenset({"Registered", "PackageContracted", "BusAssigned", "ReportedMissing", "Found", *PLACED, *ENDS})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(last_known, (event.originator_id,)), (missing_persons, (event.originator_id,))]
+    by_aggregate = (last_known, missing_persons)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

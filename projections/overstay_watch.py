@@ -30,9 +30,7 @@ class OverstayWatch(Projection):
     version = 1
     models = (overstay_watch,)
     events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(overstay_watch, (event.originator_id,))]
+    by_aggregate = (overstay_watch,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

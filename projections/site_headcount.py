@@ -38,9 +38,7 @@ class SiteHeadcount(Projection):
     version = 1
     models = (site_headcount, whereabouts)
     events = frozenset({"PackageContracted", *LEAVES, *ARRIVES})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(whereabouts, (event.originator_id,))]
+    by_aggregate = (whereabouts,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
