@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.catalogue import SCOPE, mission_country
-from hajj_ledger.errors import ConflictError, NotFoundError, ValidationError
-from hajj_ledger.vocabulary import Actor, Role
+from hajj_ledger.domain.catalogue import SCOPE, mission_country
+from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import Actor, Role
 
 agencies = sa.Table(
     "agencies",

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.problems import ProblemError, unauthorized
 from hajj_ledger.api.reads import Reads
-from hajj_ledger.chain import Chain
+from hajj_ledger.audit.chain import Chain
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.replay import PastViews
-from hajj_ledger.vocabulary import Role
 
 ROLES = "x-roles"  # the OpenAPI extension naming the roles a route serves
 

@@ -29,8 +29,8 @@ from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
 from hajj_ledger.api.recording import command_id, record_parsed
 from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
-from hajj_ledger.commands import CommandBase, parse_command
-from hajj_ledger.errors import LedgerError
+from hajj_ledger.domain.commands import CommandBase, parse_command
+from hajj_ledger.domain.errors import LedgerError
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse

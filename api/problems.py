@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     ConflictError,
     IdentityErasedError,
     IllegalStepError,
@@ -24,7 +24,7 @@ from hajj_ledger.errors import (
     TripFullError,
     ValidationError,
 )
-from hajj_ledger.vault import VaultKeyError
+from hajj_ledger.identity.vault import VaultKeyError
 
 log = logging.getLogger("hajj_ledger.api")
 MAX_BODY = 2 * 1024 * 1024  # a request body's limit: a batch of 1,000 commands with identities fits well under it
@@ -111,7 +111,8 @@ def from_ledger(error: LedgerError) -> ProblemError:
 
 
 def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
-    """The problem answers, for the app; `check_caller` refuses a caller before a malformed request's 422."""
+    """The handlers that answer every error as a problem. `check_caller` refuses a caller as the routes would (the
+    key, then the role): a request refused before its dependencies ran still checks them first."""
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, problem: ProblemError) -> JSONResponse:

@@ -38,12 +38,12 @@ from starlette.responses import Response
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError
-from hajj_ledger.catalogue import SCOPE
-from hajj_ledger.connections import DATABASE_URL_VARIABLE, Postgres
+from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres
 
 READ_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_READ_POOL_SIZE"
 READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"

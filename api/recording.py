@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import from_ledger
-from hajj_ledger.catalogue import SCOPE, RecordedEvent, may_record
-from hajj_ledger.commands import Command, parse_command
-from hajj_ledger.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
+from hajj_ledger.domain.catalogue import SCOPE, RecordedEvent, may_record
+from hajj_ledger.domain.commands import Command, parse_command
+from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
+from hajj_ledger.domain.vocabulary import Actor
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
-from hajj_ledger.vocabulary import Actor
 
 IDEMPOTENCY = uuid5(NAMESPACE_URL, "https://hajj-ledger.org/idempotency-key")
 

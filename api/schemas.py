@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from hajj_ledger.commands import CommandBase
+from hajj_ledger.domain.commands import CommandBase
 
 MAX_BATCH = 1000
 

@@ -109,9 +109,9 @@ def serving(url: str, workers: int) -> Iterator[int]:
 def measure_api(url: str, commands: int, reads: int, batches: int, workers: int) -> dict[str, Any]:
     """Single steps from 64 clients; journey status reads from 64 clients; batches of 1,000 from 4 clients."""
     from hajj_ledger.api import agencies
+    from hajj_ledger.domain.vocabulary import Role
     from hajj_ledger.migrations import upgrade
     from hajj_ledger.projections.schema import engine_for
-    from hajj_ledger.vocabulary import Role
 
     engine = engine_for(url)
     upgrade(engine)

@@ -75,7 +75,7 @@ def _ledger(url: str) -> Any:
 
 def _season(pilgrims: int) -> Iterator[list[tuple[Any, Any]]]:
     """The simulator's commands in the ledger's batches, built before the clock starts on each batch."""
-    from hajj_ledger.simulation import BATCH, chunks
+    from hajj_ledger.simulation.season import BATCH, chunks
 
     for _, planned in chunks(pilgrims, SEED, SEASON):
         for start in range(0, len(planned), BATCH):
@@ -111,7 +111,7 @@ def _state_sizes(ledger: Any) -> dict[str, Any]:
 def measure_raw(url: str, rows: int, batch: int, state_bytes: int) -> dict[str, Any]:
     """Plain INSERTs of rows shaped like stored events into a plain table: the store's physical limit."""
     state = os.urandom(state_bytes)
-    topic = "hajj_ledger.journey:Journey.MovedToSite"
+    topic = "hajj_ledger.domain.journey:Journey.MovedToSite"
     data = [(uuid4(), 1, topic, state) for _ in range(rows)]
     if url.startswith("sqlite"):
         import sqlite3
@@ -153,8 +153,8 @@ def measure_library_default(url: str, source_url: str) -> dict[str, Any]:
     from eventsourcing.application import Application
     from eventsourcing.persistence import JSONTranscoder, Transcoding
 
-    from hajj_ledger.simulation import BATCH
-    from hajj_ledger.vocabulary import Role, Stamp
+    from hajj_ledger.domain.vocabulary import Role, Stamp
+    from hajj_ledger.simulation.season import BATCH
 
     class StampAsDict(Transcoding):  # the one registration the default needs for our events
         type = Stamp
@@ -217,7 +217,7 @@ def _single_commands(count: int) -> list[tuple[Any, Any]]:
 
 
 def _journey_of(command: Any) -> Any:
-    from hajj_ledger.journey import Journey
+    from hajj_ledger.domain.journey import Journey
 
     return getattr(command, "journey_id", None) or Journey.create_id(command.season, command.pilgrim_id)
 
@@ -234,7 +234,7 @@ def measure_single(url: str, count: int, clients: int) -> dict[str, Any]:
 
     def client(queue: list[tuple[Any, Any]]) -> None:
         nonlocal refused
-        from hajj_ledger.errors import LedgerError
+        from hajj_ledger.domain.errors import LedgerError
 
         for command, actor in queue:
             try:
@@ -253,7 +253,7 @@ def measure_single(url: str, count: int, clients: int) -> dict[str, Any]:
 
 def measure_scale(url: str, pilgrims: int) -> dict[str, Any]:
     """A whole season end to end (planning included), with peak memory read as it goes."""
-    from hajj_ledger.simulation import Summary, simulate
+    from hajj_ledger.simulation.season import Summary, simulate
 
     ledger = _ledger(url)
     rss: list[tuple[int, float]] = []
@@ -288,7 +288,7 @@ def _migrated_season(url: str, pilgrims: int) -> None:
 
 
 def simulate_season(ledger: Any, pilgrims: int) -> None:
-    from hajj_ledger.simulation import simulate
+    from hajj_ledger.simulation.season import simulate
 
     simulate(ledger, pilgrims, SEASON, SEED)
 
@@ -318,7 +318,7 @@ def measure_catchup(url: str, pilgrims: int) -> dict[str, Any]:
 
 
 def _postgres(url: str) -> psycopg.Connection[Any]:
-    from hajj_ledger.connections import Postgres
+    from hajj_ledger.store.connections import Postgres
 
     found = Postgres.from_url(url)
     return psycopg.connect(found.conninfo, autocommit=True, **found.connect_kwargs())
@@ -358,7 +358,7 @@ def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[st
     recorded-time range, and combined; p50 and p99 of each kind."""
     import random
 
-    from hajj_ledger.audit import TrailQuery
+    from hajj_ledger.audit.reads import TrailQuery, trail
     from hajj_ledger.projections import TRAIL_INDEX
     from hajj_ledger.projections.runner import Runner
 
@@ -405,7 +405,7 @@ def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[st
             chosen = query(kind)
             after = 0 if pick.random() < 0.5 else pick.randint(1, total)
             started = time.perf_counter()
-            page = ledger.trail(chosen, after, 100)
+            page = trail(ledger, chosen, after, 100)
             timings[kind].append((time.perf_counter() - started) * 1000)
             matched += len(page.entries)
     ledger.close()
@@ -486,11 +486,10 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     """Registration with identity against without; passport lookups in a vault of `vault` identities; erasure."""
     import random
 
-    from hajj_ledger import names
-    from hajj_ledger.commands import EraseIdentity, Register
+    from hajj_ledger.domain.commands import EraseIdentity, Identity, Register
+    from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.ledger import Outcome
-    from hajj_ledger.vault import Identity
-    from hajj_ledger.vocabulary import Actor, Role
+    from hajj_ledger.simulation import identities
 
     ledger = _ledger(url)
     rng = random.Random(5)
@@ -500,7 +499,7 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     def registrations_of(with_identity: bool) -> list[tuple[Any, Any]]:
         return [
             (Register(command_id=uuid4(), occurred_at=datetime.now(UTC), pilgrim_id=uuid4(), season=SEASON,
-                      country="EGY", identity=names.identity(rng, "EGY", rng.random() < 0.5, arafat)
+                      country="EGY", identity=identities.identity(rng, "EGY", rng.random() < 0.5, arafat)
                       if with_identity else None), mission)
             for _ in range(registrations)
         ]  # fmt: skip
@@ -519,7 +518,7 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     for begin in range(0, vault, 10_000):
         batch = []
         for _ in range(min(10_000, vault - begin)):
-            identity = names.identity(rng, "EGY", True, arafat)
+            identity = identities.identity(rng, "EGY", True, arafat)
             passports.append(identity["passport_number"])
             scope = f"mission-EGY-{rng.randrange(200):05d}"  # ~5,000 pilgrims a mission
             sealed = keys.seal(uuid4(), Identity.model_validate(identity), scope)
@@ -578,8 +577,8 @@ def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> di
     import re
     import runpy
 
-    from hajj_ledger.chain import Chain
-    from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
+    from hajj_ledger.audit.chain import Chain
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
 
     baseline = measure_ingest(baseline_url, pilgrims)
     directory = Path(tempfile.mkdtemp(prefix="hajj-bench-chain-"))
@@ -645,9 +644,9 @@ def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> di
 def measure_export(url: str, pilgrims: int) -> dict[str, Any]:
     """An analysts' export to Parquet of a season with its views current, against reading the same events alone
     (the store's own pace, same run); peak memory a fifth of the way in and at the end."""
-    from hajj_ledger.chain import Chain
+    from hajj_ledger.audit.chain import Chain
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
     from hajj_ledger.projections.export import export
-    from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
 
     directory = Path(tempfile.mkdtemp(prefix="hajj-bench-export-"))
     os.environ[KEY_FILE_VARIABLE] = str(SigningKeys.create(directory / "signing.json").path)
@@ -690,7 +689,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
         with recorder.datastore.transaction(commit=True) as c:
             recorder._write_sealed(c, sealed)
         return
-    from hajj_ledger.store import vault_row
+    from hajj_ledger.store.recorders import vault_row
 
     with recorder.datastore.transaction(commit=True) as curs:
         curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(vault_row, sealed), strict=True)])

@@ -319,12 +319,12 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
     """Migrate, add the agencies, put `plan.journeys` journeys in the Kingdom, project them."""
     from bench.bare_server import SCHEMA
     from hajj_ledger.api import agencies
-    from hajj_ledger.commands import parse_command
-    from hajj_ledger.journey import Journey
+    from hajj_ledger.domain.commands import parse_command
+    from hajj_ledger.domain.journey import Journey
+    from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.ledger import JourneyLedger, Outcome
     from hajj_ledger.migrations import upgrade
     from hajj_ledger.projections.schema import engine_for
-    from hajj_ledger.vocabulary import Actor, Role
 
     engine = engine_for(url)
     upgrade(engine)

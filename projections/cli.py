@@ -1,4 +1,4 @@
-"""The read side's commands for `hajj-ledger`: migrate, project, status, rebuild, and the demo (`make run`).
+"""The read side's commands for `hajj-ledger`: project, status, rebuild, replay, view and export.
 
 Registered through the `hajj_ledger.commands` entry point, so the write side's CLI never imports the read side.
 """
@@ -15,21 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.calibration import DEFAULT_SEASON
-from hajj_ledger.errors import ValidationError
-from hajj_ledger.preflight import MASTER, READ, WRITE, invocation
+from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.preflight import READ, WRITE, invocation
 from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS
 
 if TYPE_CHECKING:
-    from hajj_ledger.journey import Journey
-    from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.framework import Projection
 
 
 def register(commands: Any) -> None:
-    migrate = commands.add_parser("migrate", help="create or upgrade the read models' tables (Alembic)")
-    migrate.set_defaults(run=_migrate, store=WRITE)
-
     project = commands.add_parser("project", help="keep the read models current from the log")
     project.add_argument("--once", action="store_true", help="catch up to the head, then stop")
     project.add_argument("--only", action="append", metavar="NAME", help="this projection only (repeatable)")
@@ -70,14 +64,6 @@ def register(commands: Any) -> None:
     exporting.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
     exporting.set_defaults(run=_export, store=READ, batch=True)
 
-    demo = commands.add_parser(
-        "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
-    )
-    demo.add_argument("--pilgrims", type=int, default=3000)
-    demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
-    demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(run=_demo, store=WRITE, needs=(MASTER,), batch=True)
-
 
 def _export(args: argparse.Namespace) -> int:
     from hajj_ledger.projections.export import export
@@ -99,22 +85,6 @@ def _projections(names: Sequence[str] | None = None) -> list[Projection]:
         return [projection(n) for n in names] if names else list(FOLLOWED)
     except KeyError as error:
         raise ValidationError("name", str(error.args[0])) from None
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.migrations import upgrade
-    from hajj_ledger.projections.schema import create_schema, engine_for
-    from hajj_ledger.store import direct_database_url
-
-    url = direct_database_url()  # creating tables takes a session lock: never through a transaction pooler
-    create_schema(url)
-    JourneyLedger(url).close()  # the event store's own tables first: eventsourcing creates them
-    engine = engine_for(url)
-    upgrade(engine)
-    engine.dispose()
-    print("The read models are at the latest migration.")
-    return 0
 
 
 def _project(args: argparse.Namespace) -> int:
@@ -162,10 +132,10 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import within_head
+    from hajj_ledger.audit.reads import within_head
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import replay, row_counts, target
-    from hajj_ledger.store import database_url
+    from hajj_ledger.store.recorders import database_url
 
     ledger = JourneyLedger(create_tables=False)
     try:
@@ -189,7 +159,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections import projection
     from hajj_ledger.projections.replay import PastViews
@@ -206,83 +176,3 @@ def _view(args: argparse.Namespace) -> int:
     for row in rows:
         print(json.dumps({k: plain(v) for k, v in row.items()}, ensure_ascii=False))
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import print_history
-    from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.simulation import progress_bar, simulate
-
-    cli = invocation()
-    ledger = JourneyLedger()
-    if ledger.head() == 0:
-        print(
-            f"The store is empty: simulating season {args.season} with {args.pilgrims:,} pilgrims (seed {args.seed})."
-        )
-        summary = simulate(
-            ledger, args.pilgrims, args.season, args.seed, progress=progress_bar(sys.stderr, args.pilgrims)
-        )
-        print("\n".join(summary.lines()))
-    else:
-        print(f"The store already holds {ledger.head():,} events; nothing simulated.")
-    _migrate(args)
-    _show_read_models()
-    _seal(ledger)
-    journey = _a_whole_journey(ledger)
-    if journey is not None:
-        print(f"\nOne pilgrim's journey: pilgrim {journey.pilgrim_id}, journey {journey.id}\n")
-        print_history(ledger.history(journey.id), as_json=False)
-        print(f"\nTry: {cli} history {journey.pilgrim_id} --season {journey.season} --json")
-    print(f"     {cli} rules      (who records what)")
-    print(f"     {cli} status     (the read models; `project` follows the log live)")
-    print(f"     {cli} verify     (the auditors' view; also `trail --limit 5`, `proof 1`)")
-    return 0
-
-
-def _seal(ledger: JourneyLedger) -> None:
-    """Chain the log up to the head and sign a checkpoint there, so that `verify` and proofs work at once."""
-    from hajj_ledger.chain import Chain, signing_keys
-
-    chain = Chain(ledger, signing_keys(required=False))
-    sealed = chain.seal_all()
-    latest = chain.checkpoint() if chain.keys is not None else None
-    signed = f"checkpoint at position {latest.position:,}, key {latest.key_id}" if latest else "no signing key"
-    print(f"\nThe hash chain: {sealed:,} events sealed now; {signed}.")
-
-
-def _show_read_models() -> None:
-    """Bring the read models up to the head, then show the season funnel from them."""
-    from hajj_ledger.projections import FOLLOWED
-    from hajj_ledger.projections.runner import Runner
-    from hajj_ledger.projections.season_funnel import funnel, last_days
-    from hajj_ledger.vocabulary import Stage, hijri
-
-    runner = Runner(FOLLOWED)
-    try:
-        runner.run(once=True)
-        with runner.engine.connect() as connection:
-            seasons = {
-                season: (day, funnel(connection, season=season)) for season, day in last_days(connection).items()
-            }
-    finally:
-        runner.close()
-    for season, (day, reached) in seasons.items():
-        print(
-            f"\nThe season funnel of {season} (read model season_funnel), by {day} in Makkah ({hijri(day)}): "
-            "journeys that reached each stage"
-        )
-        for stage in Stage:
-            if reached.get(stage):
-                print(f"  {stage:<16}{reached[stage]:>10,}")
-
-
-def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:
-    """The first journey in the log that ran from registration to departure."""
-    from hajj_ledger.vocabulary import Stage
-
-    for row in ledger.recorder.select_notifications(start=1, limit=2000):
-        if row.topic.endswith("Journey.Registered"):
-            journey = ledger.journey(row.originator_id)  # type: ignore[arg-type]
-            if journey.stage == Stage.DEPARTED:
-                return journey
-    return None

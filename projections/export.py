@@ -3,7 +3,7 @@
 One directory per export: `events/` (one file per export run: a later `--since` run appends a part), one file per
 read model, and `manifest.json`: the position, row counts, the SHA-256 and schema of every file, and the chain's
 signed checkpoint covering the position, with the manifest itself signed by the ledger's key. `hajj-ledger verify
---export DIR` checks all of it (`hajj_ledger.snapshots`).
+--export DIR` checks all of it (`hajj_ledger.audit.manifests`).
 
 Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (HMAC-SHA-256 under
 the export key, shaped as a UUID), so exports made with one key join with each other and with nothing else; the
@@ -36,15 +36,15 @@ import sqlalchemy as sa
 from eventsourcing.utils import resolve_topic
 from sqlalchemy.engine import Connection
 
-from hajj_ledger.chain import Chain, signing_keys
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.manifests import EVENTS, MANIFEST, file_sha256, sign_manifest
+from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger, collector_paused
 from hajj_ledger.projections import EXPORT_FORMATS, PROJECTIONS
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
-from hajj_ledger.snapshots import EVENTS, MANIFEST, file_sha256, sign_manifest
-from hajj_ledger.store import DEFAULT_DATABASE_URL, database_url
+from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
 
 FORMATS = EXPORT_FORMATS
 KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
 PLACE_FIELDS = ("port", "site")  # events naming where the pilgrim now is

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hajj_ledger.domain.vocabulary import makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows
-from hajj_ledger.vocabulary import makkah_day
 
 COUNTS = ("booked", "arrived", "entry_cleared", "customs_cleared", "received")
 COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "CustomsCleared": "customs_cleared",

@@ -21,14 +21,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.audit import within_head
-from hajj_ledger.connections import direct_url
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.audit.reads import within_head
+from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PAST_VIEWS, PROJECTIONS, projection
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.runner import Runner, install
 from hajj_ledger.projections.schema import engine_for, positions
+from hajj_ledger.store.connections import direct_url
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RESERVED_SCHEMAS = frozenset({"public", "information_schema"})

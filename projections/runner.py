@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Sequence
@@ -104,12 +105,10 @@ class Runner:
 
     def _read(self, projection: Projection, after: int, limit: int) -> tuple[int, list[tuple[int, Any]]]:
         """The next batch of the log after `after`: its last position, and the events this projection reads."""
-        rows = self.ledger.recorder.select_notifications(start=after + 1, limit=limit, stop=self.until)
-        if not rows:
-            return after, []
-        decode = self.ledger.mapper.to_domain_event
-        events = [(n.id, decode(n)) for n in rows if n.topic.rsplit(".", 1)[-1] in projection.events]
-        return rows[-1].id, events
+        log_ = _Log(
+            self.ledger, self.ledger.recorder.select_notifications(start=after + 1, limit=limit, stop=self.until)
+        )
+        return log_.last(after), log_.events(projection, after)
 
     def step(
         self,
@@ -132,6 +131,36 @@ class Runner:
                 apply_batch(own, projection, generation, events)
         return last - position
 
+    def step_together(self, projections: Sequence[Projection]) -> int:
+        """One pass of the projections that follow the log: the log read once, from the furthest behind of those
+        within a batch of the furthest ahead, each event decoded once for every projection that reads it, and each
+        projection's part applied in a transaction of its own. A projection further behind (just added, say) steps
+        alone, so that it never holds the others back from the head. Returns how far the positions moved."""
+        at = {p.name: self._retrying(lambda p=p: self._position(p)) for p in projections}
+        ahead = max(position for _, position, _ in at.values())
+        together = [p for p in projections if ahead - at[p.name][1] <= BATCH]
+        moved: int = sum(self._retrying(lambda p=p: self.step(p)) for p in projections if p not in together)
+        start = min(at[p.name][1] for p in together)
+        log_ = _Log(self.ledger, self._retrying(
+            lambda: self.ledger.recorder.select_notifications(start=start + 1, limit=BATCH, stop=self.until)
+        ))  # fmt: skip
+        for projection in together:
+            if self._stop.is_set():
+                break
+            generation, position, _ = at[projection.name]
+            last = log_.last(position)
+            if last > position:
+                moved += self._retrying(
+                    lambda p=projection, g=generation, f=position, t=last: self._apply(p, g, f, t, log_)
+                )
+        return moved
+
+    def _apply(self, projection: Projection, generation: str, position: int, last: int, log_: _Log) -> int:
+        with self.engine.begin() as connection:
+            advance(connection, projection, generation, position, last)
+            apply_batch(connection, projection, generation, log_.events(projection, position))
+        return last - position
+
     def catch_up(self, projection: Projection, generation: str | None = None) -> int:
         moved = 0
         while step := self._retrying(lambda: self.step(projection, generation)):
@@ -152,9 +181,7 @@ class Runner:
             while not self._stop.is_set():
                 # While the log stands still, one query a wake instead of two per projection.
                 head = None if watch is None else self._retrying(self.ledger.head)
-                if head != caught_up_at and sum(
-                    self._retrying(lambda p=p: self.step(p)) for p in self.projections if not self._stop.is_set()
-                ):
+                if head != caught_up_at and self.step_together(self.projections):
                     if watch is not None:
                         watch.found()
                 elif watch is None:
@@ -243,3 +270,31 @@ class Runner:
     def status(self) -> list[Status]:
         """How far each projection has applied the log, in the ledger's own store (`hajj-ledger status`)."""
         return read([p.name for p in self.projections], self.database_url)
+
+
+class _Log:
+    """A stretch of the log read once for several projections: each event decoded at most once, when a projection
+    first asks for it (the projections only read the events they are given)."""
+
+    def __init__(self, ledger: JourneyLedger, rows: Sequence[Any]) -> None:
+        self.rows = rows
+        self.ids = [row.id for row in rows]
+        self.names = [row.topic.rsplit(".", 1)[-1] for row in rows]
+        self.decode = ledger.mapper.to_domain_event
+        self.decoded: dict[int, Any] = {}
+
+    def last(self, after: int) -> int:
+        """The position a projection at `after` reaches by this stretch."""
+        return max(self.ids[-1], after) if self.ids else after
+
+    def events(self, projection: Projection, after: int) -> list[tuple[int, Any]]:
+        """(position, event) of the events after `after` that `projection` reads."""
+        wanted = projection.events
+        found = []
+        for index in range(bisect.bisect_right(self.ids, after), len(self.ids)):
+            if self.names[index] in wanted:
+                event = self.decoded.get(index)
+                if event is None:
+                    event = self.decoded[index] = self.decode(self.rows[index])
+                found.append((self.ids[index], event))
+        return found

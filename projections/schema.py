@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.connections import Postgres
+from hajj_ledger.store.connections import Postgres
 
 metadata = sa.MetaData()
 GENERATIONS = ("a", "b")
@@ -46,7 +46,7 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
     """The SQLAlchemy engine for the ledger's own store (`HAJJ_LEDGER_DATABASE_URL`), or for another `schema` of
     its PostgreSQL database (a replay's). A steady pool of `pool_size` connections: none opened per request beyond
     it, none pinged before use (a dead one fails its request, answered 503, and the pool starts afresh)."""
-    from hajj_ledger.store import database_url as configured
+    from hajj_ledger.store.recorders import database_url as configured
 
     url = database_url or configured()
     if url.startswith(("postgresql://", "postgres://")):

@@ -11,10 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hajj_ledger.calibration import REGION_OF
-from hajj_ledger.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.vocabulary import REGION_OF, makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows
-from hajj_ledger.vocabulary import makkah_day
 
 season_funnel = Model(
     "season_funnel",

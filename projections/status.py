@@ -86,7 +86,7 @@ def _connect(url: str) -> Any:
         return sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
     import psycopg
 
-    from hajj_ledger.connections import Postgres
+    from hajj_ledger.store.connections import Postgres
 
     found = Postgres.from_url(url)
     connection = psycopg.connect(found.conninfo, autocommit=True, **found.connect_kwargs())

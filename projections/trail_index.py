@@ -1,5 +1,5 @@
 """`trail_index`: not a view but the audit trail's index over the log, read by the audit service
-(`hajj_ledger.audit`), which names these tables.
+(`hajj_ledger.audit.reads`), which names these tables.
 
 One row per event: its position, the recording agency, the event's name and its recorded time (microseconds since
 the epoch, the same integer on either store), with an index for each filter the trail offers (agency, event, both).
@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger import audit
-from hajj_ledger.audit import BLOCKS_TABLE, INDEX_TABLE, microseconds
-from hajj_ledger.catalogue import STEPS
+from hajj_ledger.audit import reads as audit
+from hajj_ledger.audit.reads import BLOCKS_TABLE, INDEX_TABLE, microseconds
+from hajj_ledger.domain.catalogue import STEPS
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
 trail_index = Model(

@@ -15,8 +15,8 @@ from uuid import uuid4
 import psycopg
 import pytest
 
+from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.signing import KEY_FILE_VARIABLE, SigningKeys
 
 # The vault's master key for every test (tests that need another set their own).
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from hajj_ledger.commands import parse_command
+from hajj_ledger.domain.commands import parse_command
+from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Actor, Role
 
 SEASON = 1446
 _NS = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/demo")

@@ -28,15 +28,12 @@ from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.routes.views import page
-from hajj_ledger.catalogue import PRE_ARRIVAL
 from hajj_ledger.cli import main
-from hajj_ledger.commands import Command, parse_command
-from hajj_ledger.journey import Journey
-from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.projections import PROJECTIONS, projection
-from hajj_ledger.projections.runner import Runner
-from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import (
+from hajj_ledger.domain.catalogue import PRE_ARRIVAL
+from hajj_ledger.domain.commands import Command, parse_command
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import (
     Actor,
     CancellationReason,
     Direction,
@@ -47,6 +44,9 @@ from hajj_ledger.vocabulary import (
     Stage,
     Stamp,
 )
+from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.runner import Runner
 
 # Starlette's test client names an anyio alias that anyio 4.16 deprecates (at import only); warnings are errors here.
 with warnings.catch_warnings():

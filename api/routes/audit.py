@@ -13,12 +13,13 @@ from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
-from hajj_ledger.audit import MAX_LIMIT, AsOf, Entry, TrailQuery
-from hajj_ledger.catalogue import AUDIT_READERS
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.audit import reads as audit
+from hajj_ledger.audit.reads import MAX_LIMIT, AsOf, Entry, TrailQuery
+from hajj_ledger.domain.catalogue import AUDIT_READERS
+from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.vocabulary import Moment
 from hajj_ledger.projections import projection
 from hajj_ledger.projections.replay import PastViews
-from hajj_ledger.vocabulary import Moment
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
 Position = Annotated[QueryInt | None, Query(ge=0)]
@@ -64,7 +65,8 @@ def events(
     try:
         query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
         start = _after(cursor)
-        trail = reads.from_log(lambda ledger: ledger.trail(query, start, limit))  # a standby's, if any
+        # a standby's log, if any
+        trail = reads.from_log(lambda ledger: audit.trail(ledger, query, start, limit))
     except ValidationError as error:
         raise _invalid(error) from None
     after = trail.next_after
@@ -87,7 +89,7 @@ def journey_as_of(
 ) -> PastJourneyPublic:
     try:
         at = AsOf(position, recorded_at, occurred_at)
-        past = reads.from_log(lambda ledger: ledger.journey_as_of(journey_id, at))  # a standby's, if any
+        past = reads.from_log(lambda ledger: audit.journey_as_of(ledger, journey_id, at))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]

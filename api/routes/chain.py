@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from hajj_ledger.api.deps import ChainDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
-from hajj_ledger.catalogue import AUDIT_READERS
-from hajj_ledger.errors import NotFoundError
-from hajj_ledger.signing import SigningKeyError
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.audit.signing import SigningKeyError
+from hajj_ledger.domain.catalogue import AUDIT_READERS
+from hajj_ledger.domain.errors import NotFoundError
+from hajj_ledger.domain.vocabulary import Role
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
 EVERY_AGENCY = frozenset(Role)

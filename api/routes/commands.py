@@ -9,7 +9,7 @@ from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record_batch
 from hajj_ledger.api.routes.steps import IdempotencyKey
 from hajj_ledger.api.schemas import BatchCreate, BatchPublic
-from hajj_ledger.catalogue import RECORDERS
+from hajj_ledger.domain.catalogue import RECORDERS
 
 router = APIRouter(prefix="/v1", tags=["recording"], dependencies=[Depends(caller)])
 

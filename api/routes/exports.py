@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse
 from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
-from hajj_ledger.catalogue import EXPORTERS
-from hajj_ledger.errors import LedgerError
+from hajj_ledger.audit.manifests import MANIFEST
+from hajj_ledger.domain.catalogue import EXPORTERS
+from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.projections.export import export
-from hajj_ledger.snapshots import MANIFEST
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[Depends(caller)])
 EXPORTS_VARIABLE = "HAJJ_LEDGER_EXPORT_DIR"

@@ -13,9 +13,9 @@ from hajj_ledger.api.deps import Caller, LedgerDep, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
-from hajj_ledger.audit import event_json
-from hajj_ledger.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
-from hajj_ledger.errors import NotFoundError
+from hajj_ledger.audit.reads import event_json
+from hajj_ledger.domain.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
+from hajj_ledger.domain.errors import NotFoundError
 from hajj_ledger.ledger import JourneyLedger
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])

@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
-from hajj_ledger.catalogue import STEPS
-from hajj_ledger.commands import COMMANDS, CommandBase, JourneyCommand, TripCommand
+from hajj_ledger.domain.catalogue import STEPS
+from hajj_ledger.domain.commands import COMMANDS, CommandBase, JourneyCommand, TripCommand
 
 IdempotencyKey = Annotated[
     str | None,

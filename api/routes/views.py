@@ -23,10 +23,10 @@ from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
-from hajj_ledger.catalogue import VIEW_READERS
+from hajj_ledger.domain.catalogue import VIEW_READERS
+from hajj_ledger.domain.vocabulary import Day, Moment
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Model
-from hajj_ledger.vocabulary import Day, Moment
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
 

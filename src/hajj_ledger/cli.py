@@ -18,17 +18,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from hajj_ledger import chain_cli, preflight
-from hajj_ledger.calibration import DEFAULT_SEASON
-from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.preflight import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, MASTER, READ, WRITE
-from hajj_ledger.vocabulary import Role
+from hajj_ledger import preflight
+from hajj_ledger.audit import cli as audit_cli
+from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import DEFAULT_SEASON, Role
+from hajj_ledger.preflight import READ, WRITE, master_key
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
-    from hajj_ledger.audit import Entry, PastJourney
+    from hajj_ledger.audit.reads import Entry, PastJourney
     from hajj_ledger.ledger import JourneyLedger, Outcome
 
-TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.MAX_LIMIT)
+TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.reads.MAX_LIMIT)
 CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _wait_for_connections() -> None:
     """A batch job (simulate, export, rebuild, replay) waits for the database's connections: every store it opens
     in this process reads the URL from the environment."""
-    from hajj_ledger.connections import for_batch_jobs
+    from hajj_ledger.store.connections import for_batch_jobs
 
     url = preflight.configured_url()
     if for_batch_jobs(url) != url:
@@ -143,15 +144,15 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="who the pilgrim is, for a role allowed to know")
     show.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     show.add_argument("--season", type=int, default=DEFAULT_SEASON)
-    show.set_defaults(run=_identity_show, store=READ, needs=(MASTER,))
+    show.set_defaults(run=_identity_show, store=READ, needs=(master_key,))
     find = actions.add_parser("find", help="journeys by passport (blind index) or, for a mission, by name")
     how = find.add_mutually_exclusive_group(required=True)
     how.add_argument("--passport", metavar="NUMBER")
     how.add_argument("--name", help="any spelling, Arabic script or Latin; every part must match")
     find.add_argument("--country", help="the passport's issuing country (with --passport)")
-    find.set_defaults(run=_identity_find, store=READ, needs=(MASTER,))
+    find.set_defaults(run=_identity_find, store=READ, needs=(master_key,))
     rotate = actions.add_parser("rotate-key", help="re-wrap every data key with the current master key")
-    rotate.set_defaults(run=_identity_rotate, store=WRITE, needs=(MASTER,))
+    rotate.set_defaults(run=_identity_rotate, store=WRITE, needs=(master_key,))
     for reader in (show, find):
         reader.add_argument("--role", required=True, choices=[r.value for r in Role])
         reader.add_argument("--agency", required=True, help="the reading agency's id")
@@ -173,11 +174,12 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     simulate.add_argument("--pilgrims", type=int, required=True)
     simulate.add_argument("--season", type=int, default=DEFAULT_SEASON)
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.set_defaults(run=_simulate, store=WRITE, needs=(MASTER,), batch=True)
+    simulate.set_defaults(run=_simulate, store=WRITE, needs=(master_key,), batch=True)
 
-    chain_cli.register(commands)
-    # The read side and the HTTP face add their own commands (entry points), so this module imports neither. Only
-    # when the command line may name one of theirs: finding entry points takes longer than the rest of the parser.
+    audit_cli.register(commands)
+    # The read side, the migrations, the HTTP face and the demo add their own commands (entry points), so this module
+    # imports none of them. Only when the command line may name one of theirs: finding entry points takes longer than
+    # the rest of the parser.
     if not (argv and argv[0] in commands.choices):
         from importlib.metadata import entry_points
 
@@ -187,9 +189,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from hajj_ledger.commands import parse_command_json
+    from hajj_ledger.domain.commands import parse_command_json
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     text = args.json if args.json is not None else sys.stdin.read()
     command = parse_command_json(text)
@@ -199,7 +201,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import print_history
+    from hajj_ledger.audit.reads import print_history
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -220,7 +222,7 @@ def moment(text: str) -> datetime:
 
 
 def _trail(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import TrailQuery
+    from hajj_ledger.audit.reads import TrailQuery, trail
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -229,7 +231,7 @@ def _trail(args: argparse.Namespace) -> int:
         event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
         from_position=args.from_position, until_position=args.until_position,
     )  # fmt: skip
-    page = ledger.trail(query, args.after, args.limit)
+    page = trail(ledger, query, args.after, args.limit)
     for entry in page.entries:
         row = entry_json(entry)
         if args.json:
@@ -248,24 +250,24 @@ def _trail(args: argparse.Namespace) -> int:
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
 
     return {k: v if k == "fields" else plain(v) for k, v in dataclasses.asdict(entry).items()}
 
 
 def _as_of(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit import AsOf
+    from hajj_ledger.audit.reads import AsOf, journey_as_of
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     at = AsOf(args.position, args.recorded_at, args.occurred_at)
-    past = ledger.journey_as_of(_journey_id(ledger, args.id, args.season), at)
+    past = journey_as_of(ledger, _journey_id(ledger, args.id, args.season), at)
     print(json.dumps(past_journey_json(past), ensure_ascii=False))
     return 0
 
 
 def past_journey_json(past: PastJourney) -> dict[str, Any]:
-    from hajj_ledger.audit import plain
+    from hajj_ledger.audit.reads import plain
 
     state = {k: v if isinstance(v, list | dict) else plain(v) for k, v in past.state().items()}
     return {
@@ -277,9 +279,9 @@ def past_journey_json(past: PastJourney) -> dict[str, Any]:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from hajj_ledger.commands import parse_command
+    from hajj_ledger.domain.commands import parse_command
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger()
     journey_id = _journey_id(ledger, args.id, args.season)
@@ -298,8 +300,8 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _identity_show(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     journey_id = _journey_id(ledger, args.id, args.season)
@@ -309,8 +311,8 @@ def _identity_show(args: argparse.Namespace) -> int:
 
 
 def _identity_find(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     reader = Actor(args.agency, Role(args.role))
@@ -334,8 +336,8 @@ def _identity_rotate(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> int:
+    from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.vocabulary import Actor
 
     if args.after_days < 0:
         raise ValidationError("after_days", "must not be negative")
@@ -365,7 +367,7 @@ def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
-    from hajj_ledger.journey import Journey
+    from hajj_ledger.domain.journey import Journey
 
     for candidate in (given, Journey.create_id(season, given)):
         try:
@@ -376,7 +378,7 @@ def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+    from hajj_ledger.domain.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 
     print("Journey steps\n\n" + render_markdown(JOURNEY_STEPS))
     print("Trip steps\n\n" + render_markdown(TRIP_STEPS))
@@ -385,7 +387,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.simulation import progress_bar, simulate
+    from hajj_ledger.simulation.season import progress_bar, simulate
 
     if args.pilgrims < 1:
         raise ValidationError("pilgrims", "must be at least 1")

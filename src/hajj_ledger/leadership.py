@@ -30,8 +30,8 @@ import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from hajj_ledger.connections import DIRECT_DATABASE_URL_VARIABLE, Postgres, direct_url
-from hajj_ledger.store import database_url
+from hajj_ledger.store.connections import DIRECT_DATABASE_URL_VARIABLE, Postgres, direct_url
+from hajj_ledger.store.recorders import database_url
 
 OFFER_SECONDS = 0.5  # a standby tries for the lock this often
 CHECK_SECONDS = 0.25  # a leader checks that it still holds the lock this often

@@ -35,9 +35,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
-from hajj_ledger import audit, store
-from hajj_ledger.audit import AsOf, PastJourney, TrailPage, TrailQuery
-from hajj_ledger.catalogue import (
+from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
     SCOPE,
     TRIP_STEPS,
@@ -45,20 +43,20 @@ from hajj_ledger.catalogue import (
     check_name_searcher,
     check_step,
 )
-from hajj_ledger.codec import EventCodec
-from hajj_ledger.commands import (
+from hajj_ledger.domain.commands import (
     AssignBus,
     CancelBusAssignment,
     Command,
     CorrectIdentity,
     EraseIdentity,
+    Identity,
     JourneyCommand,
     RecordIdentity,
     Register,
     ScheduleTrip,
     TripCommand,
 )
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     ConflictError,
     DuplicateRegistrationError,
     IdempotencyKeyReusedError,
@@ -67,12 +65,14 @@ from hajj_ledger.errors import (
     NotFoundError,
     ValidationError,
 )
-from hajj_ledger.journey import Journey
-from hajj_ledger.spelling import name_keys
-from hajj_ledger.store import LedgerRecorder, Receipt
-from hajj_ledger.trip import Trip
-from hajj_ledger.vault import Identity, MasterKeys, Sealed
-from hajj_ledger.vocabulary import Actor, Stamp
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import Actor, Stamp
+from hajj_ledger.identity.spelling import name_keys
+from hajj_ledger.identity.vault import MasterKeys, Sealed
+from hajj_ledger.store import recorders as store
+from hajj_ledger.store.codec import EventCodec
+from hajj_ledger.store.recorders import LedgerRecorder, Receipt
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
 A = TypeVar("A", Journey, Trip)
@@ -175,14 +175,6 @@ class JourneyLedger(Application[UUID]):
         if not events or not isinstance(events[0], Journey.Registered):
             raise NotFoundError(f"journey {journey_id} not found")
         return events
-
-    def trail(self, query: TrailQuery, after: int = 0, limit: int = 100) -> TrailPage:
-        """The events an auditor asks for, with both clocks, who recorded them and where, a page at a time."""
-        return audit.trail(self, query, after, limit)
-
-    def journey_as_of(self, journey_id: UUID, at: AsOf) -> PastJourney:
-        """A journey as the ledger knew it at a position or recorded time, or as it had happened by a time."""
-        return audit.journey_as_of(self, journey_id, at)
 
     @property
     def keys(self) -> MasterKeys:
@@ -343,7 +335,10 @@ class JourneyLedger(Application[UUID]):
     def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
         # Trusting: no receipts looked up first; a repeated command either collides with its receipt's key at
         # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
-        self._refresh_cache()
+        # A batch that only creates reads no cached aggregate (the store's keys judge a duplicate): it leaves the
+        # cache's mark where it was, and the next batch that reads the cache brings it up to date.
+        if careful or self._current_to is None or any(_subjects(c, creations=False) for c, _ in commands):
+            self._refresh_cache()
         receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
         unit = _Unit(self, careful=careful)
         try:

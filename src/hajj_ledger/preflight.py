@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
+from hajj_ledger.store.connections import AWAY, DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, Postgres
+
 DEBUG_VARIABLE = "HAJJ_LEDGER_DEBUG"
 SIGNING_KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
 
 READ, WRITE = "read", "write"  # what a command does to the store
-MASTER, SIGNING = "master key", "signing key"  # the keys a command needs
-# What a database that is away, or has no connection to spare, raises (psycopg's, the pool's, eventsourcing's).
-AWAY = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
+# A key a command needs: given the store's URL, raises SetupError when it is not configured. Each is defined beside
+# the commands that need it and imports what it checks when it runs.
+KeyCheck = Callable[[str], None]
 
 
 class SetupError(ValueError):
@@ -46,26 +47,23 @@ def configured_url() -> str:
     return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
 
 
-def check(access: str | None, keys: tuple[str, ...] = (), url: str | None = None) -> None:
+def check(access: str | None, keys: Sequence[KeyCheck] = (), url: str | None = None) -> None:
     """Raise SetupError when the store cannot be used for `access`, or a key in `keys` is missing."""
     url = url or configured_url()
     if access is not None:
         check_store(url, write=access == WRITE)
-    if MASTER in keys:
-        from hajj_ledger.vault import MasterKeys, VaultKeyError
+    for key in keys:
+        key(url)
 
-        try:
-            MasterKeys.configured(demo=url == DEFAULT_DATABASE_URL)
-        except VaultKeyError as error:
-            raise SetupError(f"{error.message}; `hajj-ledger master-key new FILE` makes one") from None
-    if SIGNING in keys:
-        from hajj_ledger.chain import signing_keys
-        from hajj_ledger.signing import SigningKeyError
 
-        try:
-            signing_keys(required=True)
-        except SigningKeyError as error:
-            raise SetupError(str(error)) from None
+def master_key(url: str) -> None:
+    """The identity vault's master key, for the commands that read or write identities."""
+    from hajj_ledger.identity.vault import MasterKeys, VaultKeyError
+
+    try:
+        MasterKeys.configured(demo=url == DEFAULT_DATABASE_URL)
+    except VaultKeyError as error:
+        raise SetupError(f"{error.message}; `hajj-ledger master-key new FILE` makes one") from None
 
 
 def check_store(url: str, *, write: bool) -> None:
@@ -78,8 +76,6 @@ def check_store(url: str, *, write: bool) -> None:
         return
     if url.startswith(("postgresql://", "postgres://")):
         import psycopg
-
-        from hajj_ledger.connections import Postgres
 
         found = Postgres.from_url(url)
         try:

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
 from tests.support import EXECUTABLE, T0, Ran, registration_command, run_cli
 
 README = Path(__file__).parents[2] / "README.md"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.cli import main
-from hajj_ledger.commands import parse_command_json
+from hajj_ledger.domain.commands import parse_command_json
+from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.vocabulary import Actor, Role
 from tests.support import EXECUTABLE, registration_command
 
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "pyarrow", "uvicorn", "hajj_ledger.projections.runner")
@@ -48,7 +48,7 @@ def test_a_reader_that_goes_away_ends_it_quietly(command: list[str], sealed_stor
 
 # What each command must not import: the read side's and the HTTP face's libraries for all; `--help` and `status`
 # not the domain nor pydantic either (status reads positions with a plain query); on SQLite, nothing of PostgreSQL's.
-DOMAIN = ("hajj_ledger.ledger", "hajj_ledger.journey", "eventsourcing", "pydantic")
+DOMAIN = ("hajj_ledger.ledger", "hajj_ledger.domain.journey", "eventsourcing", "pydantic")
 NOT_IMPORTED = {
     "--help": (*HEAVY, *DOMAIN, "psycopg"),
     "status": (*HEAVY, *DOMAIN, "psycopg"),

@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from hajj_ledger.chain import CHECKPOINT_EVERY
+from hajj_ledger.audit.chain import CHECKPOINT_EVERY
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from tests.conftest import POSTGRES_AVAILABLE

@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from hajj_ledger.errors import LedgerError
+from hajj_ledger.domain.errors import LedgerError
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
 from tests.support import EXECUTABLE, T0, actor, command, free_port, registration, serving
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from hajj_ledger.api import agencies
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 from tests.support import T0, registration, serving
 
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}

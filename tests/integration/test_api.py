@@ -16,12 +16,12 @@ from httpx import Response
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import head, upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.simulation.season import simulate
 from tests.integration.test_chain import check_offline
 from tests.support import NAMES, T0, TestClient, project, registration, registration_command
 

@@ -15,11 +15,11 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.deps import ROLES
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 from tests.support import TestClient
 
 KEYS: dict[str, str] = {}

@@ -13,17 +13,17 @@ import pytest
 import sqlalchemy as sa
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger import audit
-from hajj_ledger.audit import AsOf, Entry, TrailQuery
-from hajj_ledger.errors import NotFoundError, ValidationError
+from hajj_ledger.audit import reads as audit
+from hajj_ledger.audit.reads import AsOf, Entry, TrailQuery
+from hajj_ledger.domain.errors import NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import Mode, Port, Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, target
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Mode, Port, Role
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import T0, actor, command, project
@@ -43,7 +43,7 @@ def everything(ledger: JourneyLedger, query: TrailQuery, limit: int = 1000) -> t
     after: int | None = 0
     pages = 0
     while after is not None:
-        page = ledger.trail(query, after, limit)
+        page = audit.trail(ledger, query, after, limit)
         assert len(page.entries) <= limit
         found += page.entries
         after = page.next_after
@@ -78,7 +78,7 @@ def test_a_journeys_trail_is_its_history_with_positions(season: JourneyLedger) -
     assert trip[0].event == "TripScheduled" and {e.aggregate for e in trip} == {"trip"}
     assert [e.position for e in trip] == sorted(e.position for e in log if e.aggregate_id == trip_id)
     with pytest.raises(NotFoundError):
-        season.trail(TrailQuery(aggregate_id=uuid4()))
+        audit.trail(season, TrailQuery(aggregate_id=uuid4()))
 
 
 def test_each_filter_keeps_exactly_what_it_names(season: JourneyLedger) -> None:
@@ -123,7 +123,7 @@ def test_pages_follow_the_cursor_and_read_a_bounded_stretch(
     bounded, pages = everything(season, TrailQuery(agency_id=mission), limit=1000)
     assert bounded == wanted and pages >= len(log) // 100
     with pytest.raises(ValidationError) as refused:
-        season.trail(TrailQuery(), limit=1001)
+        audit.trail(season, TrailQuery(), limit=1001)
     assert refused.value.field == "limit"
 
 
@@ -199,12 +199,12 @@ def test_as_of_a_position_is_a_ledger_of_the_events_up_to_there(
                         then = fresh.journey(journey_id)
                     except NotFoundError:
                         with pytest.raises(NotFoundError):
-                            season.journey_as_of(journey_id, AsOf(position=position))
+                            audit.journey_as_of(season, journey_id, AsOf(position=position))
                         continue
-                    known = season.journey_as_of(journey_id, AsOf(position=position))
+                    known = audit.journey_as_of(season, journey_id, AsOf(position=position))
                     assert vars(known.journey) == vars(then), (position, journey_id)
                     assert known.events == then.version and known.position <= position
-                    by_time = season.journey_as_of(journey_id, AsOf(recorded_at=known.journey.modified_on))
+                    by_time = audit.journey_as_of(season, journey_id, AsOf(recorded_at=known.journey.modified_on))
                     assert vars(by_time.journey) == vars(then)
             finally:
                 fresh.close()
@@ -217,7 +217,7 @@ def test_as_of_a_position_is_a_ledger_of_the_events_up_to_there(
         past.close()
     assert served_views(store_url, list(PROJECTIONS)) == serving
     with pytest.raises(ValidationError) as refused:
-        season.journey_as_of(next(iter(journeys)), AsOf(position=head + 1))
+        audit.journey_as_of(season, next(iter(journeys)), AsOf(position=head + 1))
     assert refused.value.field == "position" and f"({head})" in refused.value.reason
 
 
@@ -232,12 +232,12 @@ def test_as_of_a_business_time_in_agreeing_clocks_is_as_of_the_position(season: 
         if times != sorted(times) or len(set(times)) != len(times):
             continue
         for entry in trail:
-            happened = season.journey_as_of(entry.aggregate_id, AsOf(occurred_at=entry.occurred_at))
-            known = season.journey_as_of(entry.aggregate_id, AsOf(position=entry.position))
+            happened = audit.journey_as_of(season, entry.aggregate_id, AsOf(occurred_at=entry.occurred_at))
+            known = audit.journey_as_of(season, entry.aggregate_id, AsOf(position=entry.position))
             assert vars(happened.journey) == vars(known.journey) and happened.refused == []
             compared += 1
         with pytest.raises(NotFoundError):
-            season.journey_as_of(registration.aggregate_id, AsOf(occurred_at=times[0] - timedelta(seconds=1)))
+            audit.journey_as_of(season, registration.aggregate_id, AsOf(occurred_at=times[0] - timedelta(seconds=1)))
     assert compared > 100
 
 
@@ -274,21 +274,21 @@ def test_as_of_a_business_time_takes_late_reports_and_leaves_out_what_the_rules_
         actor(Role.MINISTRY),
     )
 
-    before = ledger.journey_as_of(journey_id, AsOf(occurred_at=T0 + timedelta(hours=9.95)))
+    before = audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 + timedelta(hours=9.95)))
     assert before.journey.stage == "visa_issued"
     assert before.journey.holds == ["inquiry"]  # happened in the morning, recorded last
     [(refused, reason)] = before.refused
     assert refused.event == "EntryCleared" and "current stage 'visa_issued'" in reason
     assert before.position == late.position and before.events == 5
 
-    after = ledger.journey_as_of(journey_id, AsOf(occurred_at=at["arrived"]))
+    after = audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=at["arrived"]))
     assert after.journey.stage == "entry_cleared" and after.refused == [] and after.events == 7
     assert vars(after.journey) == vars(ledger.journey(journey_id))
 
-    recorded_then = ledger.journey_as_of(journey_id, AsOf(position=late.position - 1))
+    recorded_then = audit.journey_as_of(ledger, journey_id, AsOf(position=late.position - 1))
     assert recorded_then.journey.holds == [] and recorded_then.journey.stage == "entry_cleared"
     with pytest.raises(NotFoundError):
-        ledger.journey_as_of(journey_id, AsOf(occurred_at=T0 - timedelta(hours=1)))
+        audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 - timedelta(hours=1)))
 
 
 # 3. Replay.
@@ -390,7 +390,7 @@ def test_the_past_over_http(audited: tuple[Api, JourneyLedger]) -> None:
     journey_id = everything(ledger, TrailQuery(event="Registered"))[0][0].aggregate_id
     then = http.get("auditor", f"/v1/audit/journeys/{journey_id}", position=position)
     assert then.status_code == 200, then.text
-    known = ledger.journey_as_of(journey_id, AsOf(position=position))
+    known = audit.journey_as_of(ledger, journey_id, AsOf(position=position))
     assert then.json()["journey"]["stage"] == known.journey.stage and then.json()["position"] == known.position
     happened = http.get("ministry", f"/v1/audit/journeys/{journey_id}", occurred_at="2025-04-01T00:00:00Z")
     assert happened.status_code == 200, happened.text

@@ -25,12 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger.chain import Chain, Report, event_digest
-from hajj_ledger.commands import EraseIdentity
+from hajj_ledger.audit.chain import Chain
+from hajj_ledger.audit.links import event_digest
+from hajj_ledger.audit.signing import PublicKeys, SigningKeys
+from hajj_ledger.audit.verification import Report
+from hajj_ledger.domain.commands import EraseIdentity
+from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.signing import PublicKeys, SigningKeys
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Actor, Role
+from hajj_ledger.simulation.season import simulate
 
 README = Path(__file__).parents[2] / "README.md"
 TAMPERING = settings(

@@ -12,12 +12,12 @@ from uuid import uuid4
 import pytest
 from psycopg_pool import PoolTimeout
 
-from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.cli import main
-from hajj_ledger.commands import parse_command_json
+from hajj_ledger.domain.commands import parse_command_json
+from hajj_ledger.domain.vocabulary import Actor, Role
+from hajj_ledger.identity.vault import MasterKeys
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.vault import MasterKeys
-from hajj_ledger.vocabulary import Actor, Role
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
 from tests.support import registration_command
 

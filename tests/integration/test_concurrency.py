@@ -10,10 +10,10 @@ from uuid import UUID
 
 import pytest
 
-from hajj_ledger.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE
-from hajj_ledger.errors import LedgerError, TripFullError
+from hajj_ledger.domain.errors import LedgerError, TripFullError
+from hajj_ledger.domain.vocabulary import Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Role, Stage
+from hajj_ledger.store.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE
 from tests.support import actor, arrive_and_clear, command, schedule_trip
 
 RACERS = 32

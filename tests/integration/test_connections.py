@@ -15,14 +15,14 @@ import sqlalchemy as sa
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
-from hajj_ledger.chain import Chain, signing_keys
+from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay, row_counts, target
 from hajj_ledger.projections.schema import SchemaError, engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
 from tests.support import EXECUTABLE, NAMES, TestClient, project, registration
 

@@ -22,15 +22,15 @@ import pytest
 import sqlalchemy as sa
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger.chain import signing_keys
+from hajj_ledger.audit.chain import signing_keys
+from hajj_ledger.audit.manifests import EVENTS, MANIFEST, verify_export
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.snapshots import EVENTS, MANIFEST, verify_export
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_URL
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import project

@@ -15,9 +15,9 @@ import pytest
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.hot import HotReads, HotWrites
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 from tests.support import T0, TestClient, project, registration
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"

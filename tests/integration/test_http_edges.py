@@ -24,11 +24,11 @@ from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.api.routes.views import FILTERABLE
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import T0, registration
 

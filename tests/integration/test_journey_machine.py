@@ -21,11 +21,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from hajj_ledger.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, SCOPE, STEPS, allowed_from
-from hajj_ledger.errors import LedgerError
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, SCOPE, STEPS, allowed_from
+from hajj_ledger.domain.errors import LedgerError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import ENDED, Actor, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import ENDED, Actor, Role, Stage
 from tests.support import T0, command
 
 # The first agency of each kind acts most of the time, the second now and then (and is refused).

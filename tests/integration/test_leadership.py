@@ -14,13 +14,13 @@ import psycopg
 import pytest
 
 from hajj_ledger import leadership
-from hajj_ledger.connections import DIRECT_DATABASE_URL_VARIABLE
 from hajj_ledger.leadership import FileLock, LogWatch, PostgresLock, lead, leader_lock
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.store.connections import DIRECT_DATABASE_URL_VARIABLE
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.support import eventually, register
 

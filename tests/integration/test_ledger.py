@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger.commands import Command
-from hajj_ledger.errors import (
+from hajj_ledger.domain.commands import Command
+from hajj_ledger.domain.errors import (
     ConflictError,
     DuplicateRegistrationError,
     IdempotencyKeyReusedError,
@@ -24,9 +24,9 @@ from hajj_ledger.errors import (
     TripFullError,
     ValidationError,
 )
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Mode, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Mode, Role, Stage
 from tests.example_journeys import run_demo
 from tests.support import T0, actor, arrive_and_clear, command, schedule_trip
 

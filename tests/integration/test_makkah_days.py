@@ -10,13 +10,13 @@ from uuid import uuid4
 import pytest
 import sqlalchemy as sa
 
-from hajj_ledger.audit import print_history
-from hajj_ledger.journey import Journey
+from hajj_ledger.audit.reads import print_history
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Role, Stage, hijri, makkah_day
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import current, head, upgrade
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.season_funnel import funnel
-from hajj_ledger.vocabulary import Role, Stage, hijri, makkah_day
 from tests.support import COMPANY_ID, T0, actor, command, journey_at, project, view_rows
 
 EVENING = T0.replace(hour=22, minute=30)  # 22:30 UTC on 1 May 2025 is 01:30 on 2 May in Makkah

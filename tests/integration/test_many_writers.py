@@ -11,9 +11,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from hajj_ledger.errors import IllegalStepError
+from hajj_ledger.domain.errors import IllegalStepError
+from hajj_ledger.domain.vocabulary import Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from hajj_ledger.vocabulary import Role, Stage
 from tests.support import COMPANY_ID, T0, actor, command, schedule_trip
 
 JOURNEYS = 40

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hajj_ledger.api import agencies
-from hajj_ledger.errors import ValidationError
+from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 
 
 def test_a_mission_scope_must_name_its_country(store_url: str) -> None:

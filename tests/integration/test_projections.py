@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine.interfaces import CacheStats
 
-from hajj_ledger import calibration as cal
+from hajj_ledger.domain.vocabulary import makkah_day
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head, upgrade
 from hajj_ledger.projections import PROJECTIONS, projection
@@ -30,8 +30,8 @@ from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for, physical
 from hajj_ledger.projections.season_funnel import funnel
 from hajj_ledger.projections.status import Status, read
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import makkah_day
+from hajj_ledger.simulation import calibration as cal
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.support import EXECUTABLE, view_rows
 

@@ -24,9 +24,9 @@ import pytest
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.reads import READ_URL_VARIABLE
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.vocabulary import Role
 from tests.conftest import IN_CI
 from tests.support import TestClient, free_port, project, registration
 

@@ -12,13 +12,15 @@ from uuid import UUID
 import orjson
 import pytest
 
-from hajj_ledger import calibration as cal
-from hajj_ledger.catalogue import JOURNEY_STEPS
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, Mode, Stage
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.simulation import MissionPlanner, Summary, chunks, missions, simulate
-from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import ENDED, Mode, Stage
+from hajj_ledger.simulation import calibration as cal
+from hajj_ledger.simulation.missions import missions
+from hajj_ledger.simulation.planner import MissionPlanner
+from hajj_ledger.simulation.season import Summary, chunks, simulate
 
 pytestmark = pytest.mark.xdist_group("season")  # one worker simulates the season (a module fixture) for all the tests
 PILGRIMS = 3000
@@ -65,7 +67,7 @@ def _share(counts: Counter[Any], key: Any) -> float:
 
 def test_regions_and_modes_match_the_calibration(journeys: dict[UUID, list[Any]]) -> None:
     assert len(journeys) == PILGRIMS
-    regions = Counter(cal.REGION_OF[history[0].country] for history in journeys.values())
+    regions = Counter(REGION_OF[history[0].country] for history in journeys.values())
     for region, share in cal.REGION_SHARE.items():
         assert _share(regions, region) == pytest.approx(share, abs=0.005), region
     countries = Counter(history[0].country for history in journeys.values())
@@ -185,7 +187,7 @@ def test_chunks_hold_whole_missions_in_time_order() -> None:
 
 
 def test_a_season_that_has_not_ended_is_refused(tmp_path: Path) -> None:
-    from hajj_ledger.errors import ValidationError
+    from hajj_ledger.domain.errors import ValidationError
 
     ledger = JourneyLedger(f"sqlite:///{tmp_path}/l.sqlite3")
     try:
@@ -196,7 +198,7 @@ def test_a_season_that_has_not_ended_is_refused(tmp_path: Path) -> None:
 
 
 def test_simulated_pilgrims_have_identities_in_the_vault(season: tuple[JourneyLedger, Summary]) -> None:
-    from hajj_ledger.vocabulary import Actor, Role
+    from hajj_ledger.domain.vocabulary import Actor, Role
 
     ledger = season[0]
     vaulted = ledger.store.select_vault_journeys()

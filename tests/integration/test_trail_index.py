@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from hajj_ledger import audit
-from hajj_ledger.audit import Entry, TrailQuery
+from hajj_ledger.audit import reads as audit
+from hajj_ledger.audit.reads import Entry, TrailQuery
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import TRAIL_INDEX
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.simulation import simulate
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.simulation.season import simulate
 
 PILGRIMS = 40
 
@@ -55,7 +55,7 @@ def pages(ledger: JourneyLedger, query: TrailQuery, limit: int) -> list[list[Ent
     found: list[list[Entry]] = []
     after: int | None = 0
     while after is not None:
-        page = ledger.trail(query, after, limit)
+        page = audit.trail(ledger, query, after, limit)
         found.append(page.entries)
         after = page.next_after
     return found

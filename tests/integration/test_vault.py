@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger import postgres_store, store
-from hajj_ledger.errors import IdentityErasedError, IllegalStepError, PermissionDeniedError, ValidationError
-from hajj_ledger.journey import Journey
+from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, PermissionDeniedError, ValidationError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.identity.vault import MasterKeys, VaultKeyError, generate_key
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.vault import Identity, MasterKeys, VaultKeyError, generate_key
-from hajj_ledger.vocabulary import Role
+from hajj_ledger.store import postgres as postgres_store
+from hajj_ledger.store import recorders as store
 from tests.support import NAMES, actor, command
 
 CORRECTED = {**NAMES, "name_latin": "ABDELRAHMAN BEN MUHAMMAD ELANSARY"}

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, allowed_now
-from hajj_ledger.errors import IllegalStepError, LedgerError
-from hajj_ledger.journey import Journey
-from hajj_ledger.vocabulary import Role, Stage
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, allowed_now
+from hajj_ledger.domain.errors import IllegalStepError, LedgerError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Role, Stage
 from tests.support import STEP, journey_at, record, stamp
 
 TRIED = sorted(STEP)

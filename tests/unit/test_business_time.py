@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hajj_ledger.catalogue import LATE_TOLERANCE
-from hajj_ledger.errors import OccurredTooEarlyError, PermissionDeniedError
-from hajj_ledger.journey import Journey
-from hajj_ledger.vocabulary import Role, Stage, Stamp
+from hajj_ledger.domain.catalogue import LATE_TOLERANCE
+from hajj_ledger.domain.errors import OccurredTooEarlyError, PermissionDeniedError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Role, Stage, Stamp
 from tests.support import T0, journey_at, record, stamp
 
 ADMITTED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

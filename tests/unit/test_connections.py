@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from hajj_ledger.connections import Postgres, direct_url
-from hajj_ledger.store import store_env
+from hajj_ledger.store.connections import Postgres, direct_url
+from hajj_ledger.store.recorders import store_env
 
 URL = "postgresql://ledger:s%40cret@db.example:6432/hajj"
 
@@ -54,9 +54,9 @@ def test_the_event_store_gets_the_pool_sizes_and_the_schema(monkeypatch: pytest.
     env = store_env(f"{URL}?schema=season_a")
     assert (env["POSTGRES_POOL_SIZE"], env["POSTGRES_MAX_OVERFLOW"], env["POSTGRES_SCHEMA"]) == ("5", "0", "season_a")
     assert env["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"] == "5"
-    assert env["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.postgres_store:PostgresLedgerRecorder"
+    assert env["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.store.postgres:PostgresLedgerRecorder"
     pooled = store_env(f"{URL}?pool_mode=transaction")
-    assert pooled["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.postgres_store:TransactionPooledLedgerRecorder"
+    assert pooled["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.store.postgres:TransactionPooledLedgerRecorder"
     assert pooled["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"] == "0"  # a session setting: not through a pooler
     monkeypatch.setenv("HAJJ_LEDGER_WRITE_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="HAJJ_LEDGER_WRITE_POOL_SIZE: expected a whole number of at least 1"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hajj_ledger.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, render_markdown
-from hajj_ledger.errors import IllegalStepError, PermissionDeniedError
-from hajj_ledger.journey import Journey
-from hajj_ledger.vocabulary import ENDED, Mode, Role, Stage
+from hajj_ledger.domain.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, render_markdown
+from hajj_ledger.domain.errors import IllegalStepError, PermissionDeniedError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import ENDED, Mode, Role, Stage
 from tests.support import JED, STEP, T0, journey_at, record, stamp
 
 STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
@@ -147,7 +147,7 @@ def test_arrival_after_the_visa_expired_is_refused() -> None:
 
 
 def test_an_arrival_flight_cannot_be_booked_once_arrived() -> None:
-    from hajj_ledger.vocabulary import Direction
+    from hajj_ledger.domain.vocabulary import Direction
 
     journey = journey_at(Stage.HOUSED)
     with pytest.raises(IllegalStepError, match="arrival flights before arrival"):

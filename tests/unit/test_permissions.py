@@ -6,10 +6,10 @@ from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, STEPS, TRIP_STEPS
-from hajj_ledger.errors import PermissionDeniedError
-from hajj_ledger.journey import Journey
-from hajj_ledger.vocabulary import Role, Stage
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, TRIP_STEPS
+from hajj_ledger.domain.errors import PermissionDeniedError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.vocabulary import Role, Stage
 from tests.support import STEP, journey_at, record, register, stamp, trip
 
 # A stage from which each journey step is allowed, so only the role decides.

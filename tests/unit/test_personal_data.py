@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from hajj_ledger.journey import Journey
-from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import Stamp
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import Stamp
 
 PERSONAL = re.compile(
     r"name|passport|birth|dob|age$|gender|sex|health|diagnos|condition|phone|email|address|"

@@ -7,8 +7,9 @@ import sys
 import pytest
 from psycopg_pool import PoolTimeout
 
-from hajj_ledger import connections, preflight
-from hajj_ledger.connections import Postgres, for_batch_jobs, patiently
+from hajj_ledger import preflight
+from hajj_ledger.store import connections
+from hajj_ledger.store.connections import Postgres, for_batch_jobs, patiently
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_batch_jobs_wait_longer_for_a_connection_unless_the_url_says() -> None:
 
 def test_a_batch_step_is_tried_again_while_the_database_is_away(monkeypatch: pytest.MonkeyPatch) -> None:
     pauses: list[float] = []
-    monkeypatch.setattr("hajj_ledger.connections.time.sleep", pauses.append)
+    monkeypatch.setattr("hajj_ledger.store.connections.time.sleep", pauses.append)
     tries = iter([PoolTimeout("couldn't get a connection after 1.00 sec")] * 3)
 
     def step() -> str:
@@ -53,7 +54,7 @@ def test_a_batch_step_is_tried_again_while_the_database_is_away(monkeypatch: pyt
 
 
 def test_a_batch_step_gives_up_after_its_patience_and_at_once_on_other_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hajj_ledger.connections.time.sleep", lambda _: None)
+    monkeypatch.setattr("hajj_ledger.store.connections.time.sleep", lambda _: None)
 
     def away() -> None:
         raise PoolTimeout("couldn't get a connection")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hajj_ledger.api.reads import READ_URL_VARIABLE, standby_urls
-from hajj_ledger.connections import Postgres
+from hajj_ledger.store.connections import Postgres
 
 
 def test_a_standby_url_is_read_as_every_url_of_the_ledger() -> None:

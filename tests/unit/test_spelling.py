@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hajj_ledger import names
-from hajj_ledger.spelling import name_keys
+from hajj_ledger.identity.spelling import name_keys
+from hajj_ledger.simulation import identities
 
 TABLES = [
-    *names.ARAB_MALE, *names.ARAB_FEMALE, *names.ARAB_FAMILY, *names.INDONESIAN, *names.SOUTH_ASIAN_FAMILY,
-    *names.TURKISH_FAMILY,
+    *identities.ARAB_MALE, *identities.ARAB_FEMALE, *identities.ARAB_FAMILY, *identities.INDONESIAN,
+    *identities.SOUTH_ASIAN_FAMILY, *identities.TURKISH_FAMILY,
 ]  # fmt: skip
 # Spellings that are really other forms of the name (West African, Turkish, Indonesian) or that split it
 # differently: a search for them finds what is written that way, not the Arabic.

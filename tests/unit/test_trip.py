@@ -4,8 +4,8 @@ from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.errors import IllegalStepError, TripFullError
-from hajj_ledger.vocabulary import Role, TripStatus
+from hajj_ledger.domain.errors import IllegalStepError, TripFullError
+from hajj_ledger.domain.vocabulary import Role, TripStage
 from tests.support import stamp, trip
 
 NQ = Role.NAQABA
@@ -43,4 +43,4 @@ def test_no_seat_after_departure_and_no_cancelling_with_passengers() -> None:
     with pytest.raises(IllegalStepError, match="current stage 'departed'"):
         bus.reserve_seat(stamp(NQ), uuid4())
     bus.arrive(stamp(NQ))
-    assert bus.status == TripStatus.ARRIVED
+    assert bus.stage == TripStage.ARRIVED

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hajj_ledger.chain import GENESIS, Checkpoint, next_link
-from hajj_ledger.signing import PublicKeys, SigningKeys
+from hajj_ledger.audit.links import GENESIS, Checkpoint, next_link
+from hajj_ledger.audit.signing import PublicKeys, SigningKeys
 
 EVENTS = "events"
 MANIFEST = "manifest.json"

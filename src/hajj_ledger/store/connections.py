@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from hajj_ledger.preflight import AWAY
-from hajj_ledger.preflight import DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE  # the command line's, lightly
-
+DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
 DIRECT_DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DIRECT_DATABASE_URL"
 WRITE_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_SIZE"
 WRITE_POOL_OVERFLOW_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_OVERFLOW"
@@ -34,6 +33,8 @@ WRITE_POOL_OVERFLOW = 8
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting anywhere, no case folding surprises
 POOL_MODES = ("session", "transaction")
+# What a database that is away, or has no connection to spare, raises (psycopg's, the pool's, eventsourcing's).
+AWAY = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The recorders are the library's, extended by `command_receipts`, written in the same transaction as the events a
 command produced (so that a command id is remembered exactly when its events are stored), and by the identity vault.
-The SQLite recorder is here; the PostgreSQL one is in `postgres_store`, named by topic, so that psycopg is imported
+The SQLite recorder is here; the PostgreSQL one is in `store.postgres`, named by topic, so that psycopg is imported
 only for a PostgreSQL store.
 """
 
@@ -24,17 +24,17 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import get_topic
 
-from hajj_ledger.connections import (
+from hajj_ledger.identity.vault import Sealed
+from hajj_ledger.store.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
 )
-from hajj_ledger.connections import (
+from hajj_ledger.store.connections import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from hajj_ledger.store.connections import (
     Postgres,
     direct_url,
     write_pool_overflow,
     write_pool_size,
 )
-from hajj_ledger.preflight import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL  # where the CLI reads it lightly
-from hajj_ledger.vault import Sealed
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _use_wal(path: str) -> None:
 
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL (its parameters:
-    hajj_ledger.connections)."""
+    hajj_ledger.store.connections)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
@@ -332,7 +332,7 @@ def store_env(url: str) -> dict[str, str]:
             # server connection ran it, for every client after: there it sets the server's default (none), and the
             # pooler's own idle_transaction_timeout does the job.
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0" if found.transaction_pooled else "5",
-            "APPLICATION_RECORDER_TOPIC": f"hajj_ledger.postgres_store:{recorder}",
+            "APPLICATION_RECORDER_TOPIC": f"hajj_ledger.store.postgres:{recorder}",
         }
     raise ValueError(
         f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "

@@ -21,12 +21,25 @@ from uuid import UUID
 import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 
-from hajj_ledger.vocabulary import Role, Stamp
+from hajj_ledger.domain import journey, trip
+from hajj_ledger.domain.vocabulary import Role, Stamp
 
 Convert = Callable[[Any], Any]
 _ENVELOPE = ("originator_id", "originator_version")
+# Topics are stored under the modules the aggregates were first written from, before the domain had a room of its
+# own: stores written before read as they were, and a filter by topic finds old and new events alike.
+_STORED_MODULES = {journey.__name__: "hajj_ledger.journey", trip.__name__: "hajj_ledger.trip"}
+register_topic("hajj_ledger.journey", journey)
+register_topic("hajj_ledger.trip", trip)
+
+
+@cache
+def stored_topic(topic: str) -> str:
+    """The topic as stored: `topic` (as eventsourcing's get_topic gives it) in the modules' stored names."""
+    module, _, name = topic.partition(":")
+    return f"{_STORED_MODULES.get(module, module)}:{name}"
 
 
 class EventCodec(Mapper[UUID]):
@@ -36,13 +49,15 @@ class EventCodec(Mapper[UUID]):
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         cls = type(domain_event)
         state = {k: v for k, v in vars(domain_event).items() if k not in _ENVELOPE}
+        if "originator_topic" in state:  # a created event names its aggregate's class
+            state["originator_topic"] = stored_topic(state["originator_topic"])
         class_version = getattr(cls, "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(cls),
+            topic=stored_topic(get_topic(cls)),
             state=orjson.dumps(state, default=_plain, option=orjson.OPT_PASSTHROUGH_DATACLASS),
         )
 

@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
-from hajj_ledger.errors import (
+from hajj_ledger.domain.errors import (
     IllegalStepError,
     LedgerError,
     OccurredTooEarlyError,
     PermissionDeniedError,
     TripFullError,
 )
-from hajj_ledger.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStatus
+from hajj_ledger.domain.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStage
 
 PRE_ARRIVAL = frozenset(
     {
@@ -137,8 +137,8 @@ NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
 class Step:
     event: str
     roles: frozenset[Role]
-    from_: frozenset[Any]  # stages (journeys) or statuses (trips); empty for the first event
-    to: Any = None  # the stage or status after it; None leaves it as it was
+    from_: frozenset[Any]  # stages (a journey's or a trip's); empty for the first event
+    to: Any = None  # the stage after it; None leaves it as it was
     conditions: tuple[Condition, ...] = ()
     note: str = ""
 
@@ -272,12 +272,12 @@ def check_identity_reader(role: Role, agency_id: str, journey: Any) -> None:
 TRIP_STEPS: dict[str, Step] = {
     s.event: s
     for s in (
-        _step("TripScheduled", [NQ], [], TripStatus.SCHEDULED),
-        _step("SeatReserved", [NQ], [TripStatus.SCHEDULED], None, SEAT_FREE),
-        _step("SeatReleased", [NQ], [TripStatus.SCHEDULED, TripStatus.DEPARTED], None, SEAT_HELD),
-        _step("TripDeparted", [NQ], [TripStatus.SCHEDULED], TripStatus.DEPARTED),
-        _step("TripArrived", [NQ], [TripStatus.DEPARTED], TripStatus.ARRIVED),
-        _step("TripCancelled", [NQ], [TripStatus.SCHEDULED], TripStatus.CANCELLED, NO_SEAT_HELD),
+        _step("TripScheduled", [NQ], [], TripStage.SCHEDULED),
+        _step("SeatReserved", [NQ], [TripStage.SCHEDULED], None, SEAT_FREE),
+        _step("SeatReleased", [NQ], [TripStage.SCHEDULED, TripStage.DEPARTED], None, SEAT_HELD),
+        _step("TripDeparted", [NQ], [TripStage.SCHEDULED], TripStage.DEPARTED),
+        _step("TripArrived", [NQ], [TripStage.DEPARTED], TripStage.ARRIVED),
+        _step("TripCancelled", [NQ], [TripStage.SCHEDULED], TripStage.CANCELLED, NO_SEAT_HELD),
     )
 }
 

@@ -24,11 +24,12 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
-from hajj_ledger.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
-from hajj_ledger.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.journey import Journey
-from hajj_ledger.trip import Trip
-from hajj_ledger.vocabulary import Role, hijri, makkah_day
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.vocabulary import Role, hijri, makkah_day
+from hajj_ledger.store.codec import stored_topic
 
 if TYPE_CHECKING:
     from hajj_ledger.ledger import JourneyLedger
@@ -297,7 +298,7 @@ def _log(ledger: JourneyLedger, after: int, stop: int | None, topics: list[str])
 
 
 def _topic(event: str) -> str:
-    return get_topic(getattr(Journey if event in JOURNEY_STEPS else Trip, event))
+    return stored_topic(get_topic(getattr(Journey if event in JOURNEY_STEPS else Trip, event)))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from hajj_ledger.store import Receipt, VaultChanges, final_vault, sealed_from_row, vault_row
-from hajj_ledger.vault import Sealed
+from hajj_ledger.identity.vault import Sealed
+from hajj_ledger.store.recorders import Receipt, VaultChanges, final_vault, sealed_from_row, vault_row
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):

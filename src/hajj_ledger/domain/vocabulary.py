@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
+DEFAULT_SEASON = 1446  # the season (Hijri year) commands and simulations name when none is given
+
 
 class Role(StrEnum):
     """The agencies of `domain.md`; an agency acts in exactly one role."""
@@ -87,6 +89,16 @@ class Site(StrEnum):
     MUZDALIFAH = "muzdalifah"
 
 
+# The regions the season's statistics (GASTAT) group pilgrims' countries (ISO 3166 alpha-3) by: the season funnel
+# counts by them, the simulator draws countries within them.
+REGIONS: dict[str, tuple[str, ...]] = {
+    "asia": ("IDN", "PAK", "IND", "BGD", "IRN", "TUR", "MYS", "AFG", "UZB", "CHN", "PHL"),
+    "arab": ("EGY", "DZA", "IRQ", "MAR", "SDN", "YEM", "SYR", "JOR", "KWT", "ARE", "OMN", "BHR", "LBN", "QAT"),
+    "africa": ("NGA", "SEN", "MLI", "NER", "ETH", "TZA"),
+    "europe_americas_oceania": ("GBR", "FRA", "USA", "DEU", "AUS"),
+}
+REGION_OF = {country: region for region, countries in REGIONS.items() for country in countries}
+
 # Where a bus goes from or to: a city or holy site, or a port.
 Place = Site | Port
 
@@ -143,7 +155,9 @@ class Stage(StrEnum):
 ENDED = frozenset({Stage.DEPARTED, Stage.CANCELLED, Stage.DECEASED})
 
 
-class TripStatus(StrEnum):
+class TripStage(StrEnum):
+    """Where a bus trip stands (the trip_manifest view calls it the trip's status)."""
+
     SCHEDULED = "scheduled"
     DEPARTED = "departed"
     ARRIVED = "arrived"

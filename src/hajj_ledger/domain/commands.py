@@ -15,13 +15,22 @@ from typing import Annotated, Any, ClassVar, Literal, cast, get_args
 from uuid import UUID
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
-from hajj_ledger.catalogue import LATE_TOLERANCE, STEPS
-from hajj_ledger.errors import ValidationError
-from hajj_ledger.vault import Identity
-from hajj_ledger.vocabulary import (
+from hajj_ledger.domain.catalogue import LATE_TOLERANCE, STEPS
+from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.vocabulary import (
     CancellationReason,
+    Day,
     Direction,
     Mode,
     Moment,
@@ -35,6 +44,22 @@ AgencyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _./-]{0,63}$")]
 FlightNumber = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,3}[0-9]{1,4}[A-Z]?$")]
 PlaceCode = Annotated[str, Field(description="a site (makkah, mina, ...) or a port code (JED-HAJJ, ...)")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Identity(BaseModel):
+    """Who a pilgrim is, as a registration carries it and the identity vault keeps it, never in an event: names as
+    written (Arabic script, and the passport's Latin form, verbatim)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use: starts faster
+
+    name_arabic: Name
+    name_latin: Name
+    passport_number: str = Field(pattern=r"^[A-Za-z0-9]{5,20}$")
+    passport_country: str = Field(pattern=r"^[A-Z]{3}$")
+    nationality: str = Field(pattern=r"^[A-Z]{3}$")
+    date_of_birth: Day
+    gender: Literal["female", "male"]
 
 
 class CommandBase(BaseModel):

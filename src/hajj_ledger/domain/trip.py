@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.catalogue import TRIP_STEPS, RecordedEvent, check_step
-from hajj_ledger.vocabulary import Stamp, TripStatus
+from hajj_ledger.domain.catalogue import TRIP_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.vocabulary import Stamp, TripStage
 
 
 class Trip(Aggregate):
@@ -79,17 +79,12 @@ class Trip(Aggregate):
         self.destination = destination
         self.departs_at = departs_at
         self.capacity = capacity
-        self.stage = TripStatus.SCHEDULED
+        self.stage = TripStage.SCHEDULED  # moved on by the catalogue's steps, as a journey's stage is
         self.seats: set[UUID] = set()
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         check_step(TRIP_STEPS, event_class.__name__, self, kwargs)
         super().trigger_event(event_class, **kwargs)
-
-    @property
-    def status(self) -> TripStatus:
-        """A trip's stage, by the name people use for it."""
-        return self.stage
 
     @event(SeatReserved)
     def reserve_seat(self, stamp: Stamp, journey_id: UUID) -> None:

@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.preflight import READ, SIGNING, WRITE
+from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
 if TYPE_CHECKING:
-    from hajj_ledger.chain import Report
+    from hajj_ledger.audit.verification import Report
 
 VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED = 0, 1, 3, 4  # `verify`'s exit statuses (2: cannot run as configured)
 GRACE_SECONDS = 300  # events younger than this may wait for the sealer; older unsealed ones fail `verify`
@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
     seal.set_defaults(run=_seal, store=WRITE)
 
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
-    checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(SIGNING,))
+    checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(signing_key,))
 
     verify = commands.add_parser(
         "verify", help="re-read the store: check every event against the chain and every checkpoint's signature "
@@ -59,9 +59,9 @@ def register(commands: Any) -> None:
     new.add_argument("file", type=Path)
     new.set_defaults(run=_key_new)
     rotate = actions.add_parser("rotate", help="sign with a new key from now on; old checkpoints stay verifiable")
-    rotate.set_defaults(run=_key_rotate, needs=(SIGNING,))
+    rotate.set_defaults(run=_key_rotate, needs=(signing_key,))
     public = actions.add_parser("public", help="print the public keys, for auditors (`verify --keys`)")
-    public.set_defaults(run=_key_public, needs=(SIGNING,))
+    public.set_defaults(run=_key_public, needs=(signing_key,))
 
     master = commands.add_parser("master-key", help="the identity vault's master keys")
     master_actions = master.add_subparsers(required=True, metavar="ACTION")
@@ -73,11 +73,22 @@ def register(commands: Any) -> None:
     made.set_defaults(run=_master_key_new)
 
 
+def signing_key(url: str) -> None:
+    """The keys that sign the chain's checkpoints, for the commands that sign."""
+    from hajj_ledger.audit.chain import signing_keys
+    from hajj_ledger.audit.signing import SigningKeyError
+
+    try:
+        signing_keys(url, required=True)
+    except SigningKeyError as error:
+        raise SetupError(str(error)) from None
+
+
 def _seal(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import CHECKPOINT_EVERY, Chain, signing_keys
+    from hajj_ledger.audit.chain import CHECKPOINT_EVERY, Chain, signing_keys
+    from hajj_ledger.audit.signing import SigningKeyError
     from hajj_ledger.leadership import stop_on_signals
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.signing import SigningKeyError
 
     args.every = CHECKPOINT_EVERY if args.every is None else args.every
     if args.every < 1:
@@ -98,7 +109,7 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
     made = Chain(JourneyLedger(), signing_keys(required=True)).checkpoint()
@@ -108,8 +119,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from hajj_ledger import preflight
-    from hajj_ledger.chain import Chain, signing_keys
-    from hajj_ledger.signing import PublicKeys
+    from hajj_ledger.audit.chain import Chain, signing_keys
+    from hajj_ledger.audit.signing import PublicKeys
 
     public: PublicKeys | None
     if args.keys is not None:
@@ -140,7 +151,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_export(args: argparse.Namespace, public: Any) -> int:
-    from hajj_ledger.snapshots import verify_export
+    from hajj_ledger.audit.manifests import verify_export
 
     problems = verify_export(args.export, public)
     if args.json:
@@ -214,7 +225,7 @@ def _print_report(report: Report, overdue: int, grace: float) -> None:
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import Chain, signing_keys
+    from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
     print(
@@ -226,7 +237,7 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 def _key_new(args: argparse.Namespace) -> int:
-    from hajj_ledger.signing import SigningKeyError, SigningKeys
+    from hajj_ledger.audit.signing import SigningKeyError, SigningKeys
 
     if args.file.exists():
         raise SigningKeyError(f"{args.file} exists: not overwritten")
@@ -236,7 +247,7 @@ def _key_new(args: argparse.Namespace) -> int:
 
 
 def _key_rotate(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import signing_keys
+    from hajj_ledger.audit.chain import signing_keys
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -247,7 +258,7 @@ def _key_rotate(args: argparse.Namespace) -> int:
 
 
 def _key_public(args: argparse.Namespace) -> int:
-    from hajj_ledger.chain import signing_keys
+    from hajj_ledger.audit.chain import signing_keys
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -256,8 +267,8 @@ def _key_public(args: argparse.Namespace) -> int:
 
 
 def _master_key_new(args: argparse.Namespace) -> int:
-    from hajj_ledger.vault import KEY_FILE_VARIABLE as MASTER_KEY_FILE_VARIABLE
-    from hajj_ledger.vault import MasterKeys, generate_key
+    from hajj_ledger.identity.vault import KEY_FILE_VARIABLE as MASTER_KEY_FILE_VARIABLE
+    from hajj_ledger.identity.vault import MasterKeys, generate_key
 
     older = args.file.read_text() if args.file.exists() else ""
     if older:

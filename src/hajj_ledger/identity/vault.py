@@ -18,37 +18,20 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from hajj_ledger.errors import LedgerError
-from hajj_ledger.spelling import name_keys
-from hajj_ledger.vocabulary import Day
+from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.errors import LedgerError
+from hajj_ledger.identity.spelling import name_keys
 
 KEYS_VARIABLE = "HAJJ_LEDGER_MASTER_KEYS"
 KEY_FILE_VARIABLE = "HAJJ_LEDGER_MASTER_KEY_FILE"
 DEMO_KEY_FILE = Path("var/master.keys")
 
 ONCE = bytes(12)  # the nonce of a key used once
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-class Identity(BaseModel):
-    """What the vault keeps: names as written (Arabic script, and the passport's Latin form, verbatim)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use: starts faster
-
-    name_arabic: Name
-    name_latin: Name
-    passport_number: str = Field(pattern=r"^[A-Za-z0-9]{5,20}$")
-    passport_country: str = Field(pattern=r"^[A-Z]{3}$")
-    nationality: str = Field(pattern=r"^[A-Z]{3}$")
-    date_of_birth: Day
-    gender: Literal["female", "male"]
 
 
 class VaultKeyError(LedgerError):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hajj_ledger.vocabulary import Mode, Port
-
-DEFAULT_SEASON = 1446  # the season commands and simulations name when none is given
+from hajj_ledger.domain.vocabulary import REGIONS, Mode, Port
 
 # GASTAT 2024, pilgrims from abroad.
 MALE_SHARE = 958_137 / (958_137 + 875_027)
@@ -21,21 +19,18 @@ MODE_SHARE = {
 }
 REGION_SHARE = {"asia": 0.633, "arab": 0.223, "africa": 0.113, "europe_americas_oceania": 0.032}
 
-# Countries within each region, weighted by their 2023 quotas where reported, estimates elsewhere.
-COUNTRIES: dict[str, dict[str, int]] = {
-    "asia": {
-        "IDN": 221_000, "PAK": 179_210, "IND": 175_025, "BGD": 127_198, "IRN": 87_550,
-        "TUR": 79_000, "MYS": 31_600, "AFG": 30_000, "UZB": 15_000, "CHN": 12_000, "PHL": 8_000,
-    },
-    "arab": {
-        "EGY": 78_000, "DZA": 41_300, "IRQ": 34_000, "MAR": 34_000, "SDN": 32_000, "YEM": 24_000,
-        "SYR": 12_000, "JOR": 8_000, "KWT": 8_000, "ARE": 7_000, "OMN": 6_000, "BHR": 4_500,
-        "LBN": 4_000, "QAT": 2_000,
-    },
-    "africa": {"NGA": 95_000, "SEN": 12_800, "MLI": 13_000, "NER": 15_000, "ETH": 10_000, "TZA": 5_000},
-    "europe_americas_oceania": {"GBR": 25_000, "FRA": 20_000, "USA": 12_000, "DEU": 5_000, "AUS": 3_000},
+# Pilgrims by country (their regions: vocabulary.REGIONS), the weights of the countries within each region: their
+# 2023 quotas where reported, estimates elsewhere.
+PILGRIMS: dict[str, int] = {
+    "IDN": 221_000, "PAK": 179_210, "IND": 175_025, "BGD": 127_198, "IRN": 87_550,
+    "TUR": 79_000, "MYS": 31_600, "AFG": 30_000, "UZB": 15_000, "CHN": 12_000, "PHL": 8_000,
+    "EGY": 78_000, "DZA": 41_300, "IRQ": 34_000, "MAR": 34_000, "SDN": 32_000, "YEM": 24_000,
+    "SYR": 12_000, "JOR": 8_000, "KWT": 8_000, "ARE": 7_000, "OMN": 6_000, "BHR": 4_500,
+    "LBN": 4_000, "QAT": 2_000,
+    "NGA": 95_000, "SEN": 12_800, "MLI": 13_000, "NER": 15_000, "ETH": 10_000, "TZA": 5_000,
+    "GBR": 25_000, "FRA": 20_000, "USA": 12_000, "DEU": 5_000, "AUS": 3_000,
 }  # fmt: skip
-REGION_OF = {country: region for region, countries in COUNTRIES.items() for country in countries}
+COUNTRIES = {region: {c: PILGRIMS[c] for c in countries} for region, countries in REGIONS.items()}
 
 # Land routes from the neighbours, and the sea route across the Red Sea.
 LAND_PORT = {

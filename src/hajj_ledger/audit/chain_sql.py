@@ -1,0 +1,295 @@
+"""The chain's three tables beside the events (the digest of each position, the seal, the checkpoints), in
+whichever store the ledger uses, and every query on them: one text per statement, its table names and parameter
+style filled in for SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
+
+from hajj_ledger.audit.links import GENESIS, Checkpoint, event_digest
+from hajj_ledger.audit.verification import Checked
+from hajj_ledger.ledger import JourneyLedger
+
+PAGE = 20_000
+READERS = 2  # pages read at once while one is linked
+
+EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 bytes), version, topic, state
+DigestedRow = tuple[int, bytes, int, str, bytes, bytes]  # an EventRow and its digest
+
+
+class ChainTables:
+    """The chain's three tables beside the events, in whichever store the ledger uses, and the queries on them."""
+
+    def __init__(self, ledger: JourneyLedger) -> None:
+        self.ledger = ledger  # kept: the library closes a ledger's connections when it is collected
+        recorder: Any = ledger.recorder
+        self.datastore = recorder.datastore
+        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
+        if self.postgres:
+            schema = self.datastore.schema
+            self.names = {
+                "events": f'"{schema}"."{recorder.events_table_name}"',
+                "chain": f'"{schema}"."ledger_chain"',
+                "seal": f'"{schema}"."ledger_seal"',
+                "checkpoints": f'"{schema}"."ledger_checkpoints"',
+                "position": "notification_id",
+                "id": "uuid_send(originator_id)",
+                # event_digest in SQL, for reading at the pace of the store (verify, exports)
+                "digest": "sha256(int2send(octet_length(topic)::int2) || convert_to(topic, 'UTF8') "
+                "|| uuid_send(originator_id) || int8send(originator_version) || state)",
+                "bytes": "bytea",
+            }
+        else:
+            self.names = {
+                "events": recorder.events_table_name,
+                "chain": "ledger_chain",
+                "seal": "ledger_seal",
+                "checkpoints": "ledger_checkpoints",
+                "position": "rowid",
+                "id": "originator_id",
+                "bytes": "BLOB",
+            }
+
+    def sql(self, text: str) -> str:
+        text = text.format(**self.names)
+        return text if self.postgres else text.replace("%s", "?")
+
+    @contextmanager
+    def cursor(self, *, commit: bool = False) -> Iterator[Any]:
+        if self.postgres:
+            with self.datastore.get_connection() as connection, connection.transaction(force_rollback=not commit):
+                yield connection.cursor(row_factory=tuple_row)
+        else:
+            with self.datastore.transaction(commit=commit) as cursor:
+                yield cursor.sqlite_cursor
+
+    def create(self) -> None:
+        statements = [
+            "CREATE TABLE IF NOT EXISTS {chain} (position BIGINT PRIMARY KEY, digest {bytes} NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {seal} (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "position BIGINT NOT NULL, link {bytes} NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {checkpoints} (position BIGINT PRIMARY KEY, head {bytes} NOT NULL, "
+            "signed_at TEXT NOT NULL, key_id TEXT NOT NULL, signature {bytes} NOT NULL)",
+        ]
+        with self.cursor(commit=True) as cursor:
+            if self.postgres:  # ledgers starting together on an empty database would collide in the catalog
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hajj_ledger.chain'))")
+            for statement in statements:
+                cursor.execute(self.sql(statement))
+            conflict = "ON CONFLICT DO NOTHING" if self.postgres else "ON CONFLICT (id) DO NOTHING"
+            cursor.execute(self.sql("INSERT INTO {seal} VALUES (1, 0, %s) " + conflict), (GENESIS,))
+
+    def seal_state(self) -> tuple[int, bytes]:
+        with self.cursor() as cursor:
+            cursor.execute(self.sql("SELECT position, link FROM {seal}"))
+            position, link = cursor.fetchone()
+        return int(position), bytes(link)
+
+    def events_after(self, position: int, limit: int) -> list[EventRow]:
+        with self.cursor() as cursor:
+            return self._events_between(cursor, position, 2**63 - 1, limit)
+
+    def _events_between(self, cursor: Any, low: int, high: int, limit: int | None = None) -> list[EventRow]:
+        query = self.sql(
+            "SELECT {position}, {id}, originator_version, topic, state FROM {events} "
+            "WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
+        )
+        parameters: tuple[int, ...] = (low, high)
+        if limit is not None:
+            query, parameters = query + self.sql(" LIMIT %s"), (low, high, limit)
+        if self.postgres:
+            cursor.execute(query, parameters, binary=True)
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        cursor.execute(query, parameters)
+        return [(at, bytes.fromhex(i), v, t, state) for at, i, v, t, state in cursor.fetchall()]
+
+    def bounds(self) -> tuple[int, int]:
+        """Just below the lowest position and the highest, over the events and the chain (0, 0 when empty)."""
+        with self.cursor() as cursor:
+            cursor.execute(
+                self.sql(
+                    "SELECT min(low), max(high) FROM (SELECT min({position}) AS low, max({position}) AS high "
+                    "FROM {events} UNION ALL SELECT min(position), max(position) FROM {chain}) AS b"
+                )
+            )
+            low, high = cursor.fetchone()
+        return (int(low) - 1, int(high)) if low is not None else (0, 0)
+
+    def checked_pages(self, start: int, end: int) -> Iterator[tuple[list[Checked], list[int]]]:
+        """The log after `start` up to `end` against the chain, a page of positions at a time; the next pages are
+        read while the caller links this one, so the database's hashing and this process's linking overlap."""
+        with ThreadPoolExecutor(READERS, thread_name_prefix="verify-reader") as reader:
+            ahead: deque[Future[tuple[int, list[Checked], list[int]]]] = deque()
+            low = start
+            while low < end or ahead:
+                while low < end and len(ahead) < READERS:
+                    ahead.append(reader.submit(self._page, low, min(low + PAGE, end)))
+                    low = min(low + PAGE, end)
+                high, rows, gone = ahead.popleft().result()
+                if not rows and not gone:
+                    low = max(low, min(high, end))  # an empty stretch: go on from just before what comes next
+                yield rows, gone
+
+    def _page(self, low: int, high: int) -> tuple[int, list[Checked], list[int]]:
+        """(where the next page starts, each event in (low, high] checked against the chain, the sealed positions
+        there with no event)."""
+        with self.cursor() as cursor:
+            if self.postgres:
+                # event_digest, computed where the rows are: PostgreSQL hashes on its own core while this process
+                # links, which is what lets a 2-core machine verify at the rate it does.
+                cursor.execute(
+                    self.sql(
+                        "SELECT {position}, int8send({position}) || {digest} FROM {events} "
+                        "WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
+                    ),
+                    (low, high),
+                    binary=True,
+                )
+                pieces = cursor.fetchall()
+            else:
+                pieces = [
+                    (at, at.to_bytes(8, "big", signed=True) + event_digest(topic, originator_id, version, state))
+                    for at, originator_id, version, topic, state in self._events_between(cursor, low, high)
+                ]
+            cursor.execute(self.sql("SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s"),
+                           (low, high))  # fmt: skip
+            sealed = dict(cursor.fetchall())
+            rows: list[Checked] = []
+            for at, piece in pieces:
+                expected = sealed.pop(at, None)
+                differs = None if expected is None or expected == piece[8:] else bytes(expected)
+                rows.append((at, piece, differs, expected is None))
+            gone = sorted(sealed)
+            if not rows and not gone:  # a stretch with nothing in it (say, below a forged position): skip it
+                high = max(high, self._next_position(cursor, high) - 1)
+        return high, rows, gone
+
+    def _next_position(self, cursor: Any, after: int) -> int:
+        cursor.execute(
+            self.sql(
+                "SELECT min(p) FROM (SELECT min({position}) AS p FROM {events} WHERE {position} > %s "
+                "UNION ALL SELECT min(position) FROM {chain} WHERE position > %s) AS n"
+            ),
+            (after, after),
+        )
+        found = cursor.fetchone()[0]
+        return int(found) if found is not None else 2**63 - 1
+
+    def pages_with_digests(self, after: int, until: int, size: int) -> Iterator[list[DigestedRow]]:
+        """The events after `after` up to `until`, a page of positions at a time, each with its digest (computed by
+        PostgreSQL there); the next pages are read while the caller works on this one."""
+        with ThreadPoolExecutor(READERS, thread_name_prefix="event-reader") as reader:
+            ahead: deque[Future[list[DigestedRow]]] = deque()
+            low = after
+            while low < until or ahead:
+                while low < until and len(ahead) < READERS:
+                    ahead.append(reader.submit(self._digested, low, min(low + size, until)))
+                    low = min(low + size, until)
+                rows = ahead.popleft().result()
+                if rows:
+                    yield rows
+
+    def _digested(self, low: int, high: int) -> list[DigestedRow]:
+        with self.cursor() as cursor:
+            if not self.postgres:
+                rows = self._events_between(cursor, low, high)
+                return [(*row, event_digest(row[3], row[1], row[2], row[4])) for row in rows]
+            cursor.execute(
+                self.sql(
+                    "SELECT {position}, {id}, originator_version, topic, state, {digest} FROM {events} "
+                    "WHERE {position} > %s AND {position} <= %s ORDER BY {position}"
+                ),
+                (low, high),
+                binary=True,
+            )
+            return cursor.fetchall()  # type: ignore[no-any-return]
+
+    def event_at(self, position: int) -> EventRow | None:
+        rows = self.events_after(position - 1, 1)
+        return rows[0] if rows and rows[0][0] == position else None
+
+    def digests(self, after: int, until: int | None) -> Iterator[tuple[int, bytes]]:
+        """Sealed (position, digest) pairs after `after`, up to and including `until`."""
+        last = until if until is not None else 2**63 - 1
+        while True:
+            with self.cursor() as cursor:
+                cursor.execute(
+                    self.sql(
+                        "SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s "
+                        "ORDER BY position LIMIT %s"
+                    ),
+                    (after, last, PAGE),
+                )
+                rows = cursor.fetchall()
+            if not rows:
+                return
+            yield from ((at, bytes(digest)) for at, digest in rows)
+            after = rows[-1][0]
+
+    def write_seal(
+        self,
+        old: int,
+        new: int,
+        link: bytes,
+        digests: Sequence[tuple[int, bytes]],
+        checkpoints: Sequence[Checkpoint],
+    ) -> bool:
+        """Advance the seal from `old` to `new` with its digests and checkpoints, or nothing if it moved."""
+        with self.cursor(commit=True) as cursor:
+            cursor.execute(self.sql("UPDATE {seal} SET position = %s, link = %s WHERE position = %s"), (new, link, old))
+            if cursor.rowcount != 1:
+                return False
+            if self.postgres:
+                cursor.execute(
+                    self.sql("INSERT INTO {chain} SELECT * FROM unnest(%s::int8[], %s::bytea[])"),
+                    ([at for at, _ in digests], [d for _, d in digests]),
+                    binary=True,
+                )
+            else:
+                cursor.executemany(self.sql("INSERT INTO {chain} VALUES (%s, %s)"), digests)
+            self._insert_checkpoints(cursor, checkpoints)
+        return True
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self.cursor(commit=True) as cursor:
+            self._insert_checkpoints(cursor, [checkpoint])
+
+    def _insert_checkpoints(self, cursor: Any, checkpoints: Sequence[Checkpoint]) -> None:
+        cursor.executemany(
+            self.sql("INSERT INTO {checkpoints} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (position) DO NOTHING"),
+            [(c.position, c.head, c.signed_at, c.key_id, c.signature) for c in checkpoints],
+        )
+
+    def checkpoints(self, after: int, limit: int | None) -> list[Checkpoint]:
+        query = "SELECT * FROM {checkpoints} WHERE position > %s ORDER BY position"
+        return self._checkpoints(query + (" LIMIT %s" if limit else ""), (after, limit) if limit else (after,))
+
+    def last_checkpoint_position(self) -> int:
+        found = self._checkpoints("SELECT * FROM {checkpoints} ORDER BY position DESC LIMIT 1", ())
+        return found[0].position if found else 0
+
+    def checkpoint_at_or_after(self, position: int) -> Checkpoint | None:
+        found = self._checkpoints(
+            "SELECT * FROM {checkpoints} WHERE position >= %s ORDER BY position LIMIT 1", (position,)
+        )
+        return found[0] if found else None
+
+    def checkpoint_before(self, position: int) -> Checkpoint | None:
+        found = self._checkpoints(
+            "SELECT * FROM {checkpoints} WHERE position < %s ORDER BY position DESC LIMIT 1", (position,)
+        )
+        return found[0] if found else None
+
+    def _checkpoints(self, query: str, parameters: tuple[Any, ...]) -> list[Checkpoint]:
+        with self.cursor() as cursor:
+            cursor.execute(self.sql(query), parameters)
+            rows = cursor.fetchall()
+        return [Checkpoint(int(p), bytes(h), s, k, bytes(sig)) for p, h, s, k, sig in rows]
