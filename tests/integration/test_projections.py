@@ -32,6 +32,7 @@ from hajj_ledger.projections.season_funnel import funnel
 from hajj_ledger.projections.status import Status, read
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.season import simulate
+from hajj_ledger.store.connections import patiently
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.support import EXECUTABLE, view_rows
 
@@ -252,7 +253,8 @@ def run_until_killed_in_batch(url: str, batch: int, tell: Connection) -> None:
             threading.Event().wait()
 
     with patch("hajj_ledger.projections.runner.apply_batch", apply_then_wait):
-        Runner(PROJECTIONS, url).run(once=True)
+        # Patiently: on a busy machine a new process may wait for a connection longer than the store's timeout.
+        patiently(lambda: Runner(PROJECTIONS, url), "project").run(once=True)
 
 
 def test_a_runner_killed_mid_batch_resumes_to_the_same_tables(runner: Runner, store_url: str) -> None:
