@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
-from hajj_ledger.api.problems import ProblemError, unauthorized
+from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
 from hajj_ledger.audit.chain import Chain
 from hajj_ledger.domain.vocabulary import Role
@@ -100,16 +100,16 @@ def authorized(request: Request, agency: Agency) -> Agency:
         )  # fmt: skip
     repeated = sorted(n for n in set(request.query_params) if len(request.query_params.getlist(n)) > 1)
     if repeated:  # otherwise the last would silently win
-        raise ProblemError(
-            422, "invalid", "Invalid input", f"query parameters given more than once: {', '.join(repeated)}",
-            errors=[{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
-        )  # fmt: skip
+        raise invalid(
+            f"query parameters given more than once: {', '.join(repeated)}",
+            [{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
+        )
     unknown = sorted(set(request.query_params) - _query_names(route))
     if unknown:
-        raise ProblemError(
-            422, "invalid", "Invalid input", f"unknown query parameters: {', '.join(unknown)}",
-            errors=[{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
-        )  # fmt: skip
+        raise invalid(
+            f"unknown query parameters: {', '.join(unknown)}",
+            [{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
+        )
     request.state.agency = agency.agency_id
     return agency
 

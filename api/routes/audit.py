@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
@@ -30,16 +30,14 @@ Cursor = Annotated[str | None, Query(max_length=20, description="a page's `next_
 def _invalid(error: ValidationError) -> ProblemError:
     """The ledger names the field; here it is a query parameter."""
     errors = [{"path": f"query.{field}", "reason": reason} for field, reason in error.problems]
-    return ProblemError(422, "invalid", "Invalid input", error.message, errors=errors)
+    return invalid(error.message, errors)
 
 
 def _after(cursor: str | None) -> int:
     if cursor is None:
         return 0
     if not cursor.isdigit():
-        raise ProblemError(
-            422, "invalid", "Invalid input", "cursor: not one this trail gave", errors=[{"path": "query.cursor"}]
-        )
+        raise invalid("cursor: not one this trail gave", [{"path": "query.cursor"}])
     return int(cursor)
 
 

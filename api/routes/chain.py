@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import ChainDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
 from hajj_ledger.audit.signing import SigningKeyError
 from hajj_ledger.domain.catalogue import AUDIT_READERS
@@ -71,6 +71,6 @@ def proof(chain: ChainDep, position: Annotated[QueryInt, Query(description="the 
     try:
         return ProofPublic(**chain.proof(position))
     except NotFoundError as error:
-        raise ProblemError(404, "not-found", "Not found", str(error)) from None
+        raise not_found(str(error)) from None
     except SigningKeyError as error:
         raise _no_key(error) from None

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
 from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
 from hajj_ledger.audit.manifests import MANIFEST
 from hajj_ledger.domain.catalogue import EXPORTERS
@@ -63,7 +63,7 @@ def _status(export_id: UUID, owner: str) -> tuple[Path, dict[str, Any]]:
     except (OSError, ValueError):
         status = {}
     if status.get("owner") != owner:  # another agency's export is, for this one, not there at all
-        raise ProblemError(404, "not-found", "Not found", f"export {export_id} not found")
+        raise not_found(f"export {export_id} not found")
     return directory, status
 
 
@@ -114,6 +114,6 @@ def download(export_id: UUID, name: str, agency: Caller) -> FileResponse:
         raise ProblemError(409, "not-ready", "Not ready", f"export {export_id} is {status['state']}")
     listed = {f.name for f in _public(export_id, directory, status).files}
     if name not in listed:  # only what the manifest names: no path leads anywhere else
-        raise ProblemError(404, "not-found", "Not found", f"export {export_id} has no file {name!r}")
+        raise not_found(f"export {export_id} has no file {name!r}")
     media = "application/json" if name.endswith(".json") else "application/octet-stream"
     return FileResponse(directory / "files" / name, media_type=media, filename=Path(name).name)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, LedgerDep, ReadsDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
 from hajj_ledger.audit.reads import event_json
@@ -24,14 +24,14 @@ MinPosition = Annotated[
 ]
 
 
-def not_found(journey_id: UUID) -> ProblemError:
-    return ProblemError(404, "not-found", "Not found", f"journey {journey_id} not found")
+def journey_not_found(journey_id: UUID) -> ProblemError:
+    return not_found(f"journey {journey_id} not found")
 
 
 def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> None:
     """A scoped role sees only its own journeys; others' are, for it, not there at all."""
     if agency.role in SCOPE and owners.get(SCOPE[agency.role][0]) != agency.agency_id:
-        raise not_found(journey_id)
+        raise journey_not_found(journey_id)
 
 
 @router.get(
@@ -41,7 +41,7 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
 async def status(journey_id: UUID, agency: Caller, reads: ReadsDep, min_position: MinPosition = None) -> Response:
     row = await reads.journey(journey_id, min_position)
     if row is None:
-        raise not_found(journey_id)
+        raise journey_not_found(journey_id)
     check_scope(agency, row, journey_id)
     return answer(utc(row))
 
@@ -55,7 +55,7 @@ def history(journey_id: UUID, agency: Caller, reads: ReadsDep) -> HistoryPublic:
     try:
         events = reads.from_log(read)  # a standby's log, when there is one
     except NotFoundError:
-        raise not_found(journey_id) from None
+        raise journey_not_found(journey_id) from None
     return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])
 
 
@@ -64,6 +64,6 @@ def identity(journey_id: UUID, agency: Caller, ledger: LedgerDep) -> IdentityPub
     try:
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
     except NotFoundError:
-        raise not_found(journey_id) from None
+        raise journey_not_found(journey_id) from None
     person = ledger.identity(journey_id, agency.actor)
     return IdentityPublic(journey_id=journey_id, **person.model_dump())

@@ -19,7 +19,7 @@ from pydantic.config import JsonDict
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, ReadsDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
@@ -42,9 +42,7 @@ def _after(cursor: str, view: sa.Table, key: tuple[str, ...]) -> list[Any]:
             raise ValueError("wrong shape")
         return [_value(view.c[k]).validate_python(t) for k, t in zip(key, texts, strict=True)]
     except (ValueError, TypeError, orjson.JSONDecodeError):  # pydantic's ValidationError is a ValueError
-        raise ProblemError(
-            422, "invalid", "Invalid input", "cursor: not one this view gave", errors=[{"path": "query.cursor"}]
-        ) from None
+        raise invalid("cursor: not one this view gave", [{"path": "query.cursor"}]) from None
 
 
 @functools.cache
