@@ -27,7 +27,7 @@ from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
-from hajj_ledger.api.problems import MAX_BODY, ProblemError, unavailable
+from hajj_ledger.api.problems import MAX_BODY, ProblemError, unauthorized, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
 from hajj_ledger.audit.chain import Chain, signing_keys
@@ -104,12 +104,12 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
 def _hot_reads(view_router: APIRouter) -> HotReads:
     status = next(r for r in journeys.router.routes if isinstance(r, APIRoute) and r.endpoint is journeys.status)
     by_path = {r.path: r for r in view_router.routes if isinstance(r, APIRoute)}
-    return HotReads(status, {p.name: (by_path[f"/v1/views/{p.name}"], p.models[0]) for p in PROJECTIONS})
+    return HotReads(status, {p.name: by_path[f"/v1/views/{p.name}"] for p in PROJECTIONS})
 
 
-def _lags(found: Services) -> dict[str, int]:
-    head = found.ledger.head()
-    with found.engine.connect() as connection:
+def _lags(services: Services) -> dict[str, int]:
+    head = services.ledger.head()
+    with services.engine.connect() as connection:
         rows = connection.execute(
             sa.select(positions.c.projection, positions.c.position).where(positions.c.serving.is_(True))
         ).all()
@@ -232,11 +232,7 @@ def _too_large() -> ProblemError:
 def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
     if scope["path"].startswith("/v1/") and not headers.get("authorization", "").lower().startswith("bearer "):
         # Before anything of the request is read: a caller without a key learns nothing, not even a 422.
-        refusal = ProblemError(
-            401, "unauthorized", "Unauthorized", "send the agency's key as `Authorization: Bearer KEY`"
-        )
-        refusal.headers["WWW-Authenticate"] = "Bearer"
-        return refusal
+        return unauthorized()
     length = headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         return _too_large()

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
 from hajj_ledger.audit.chain import Chain
 from hajj_ledger.domain.vocabulary import Role
@@ -42,45 +42,50 @@ class Services:
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
-async def services(request: Request) -> Services:  # async: no trip through the thread pool for a lookup
-    found: Services = request.app.state.services
-    return found
+def _service(name: str) -> Any:
+    """A route's dependency on one of the app's services, by its field in Services."""
+
+    async def service(request: Request) -> Any:  # async: no trip through the thread pool for a lookup
+        return getattr(request.app.state.services, name)
+
+    service.__name__ = name
+    return Depends(service)
 
 
-ServicesDep = Annotated[Services, Depends(services)]
-
-
-async def chain(found: ServicesDep) -> Chain:
-    return found.chain
-
-
-ChainDep = Annotated[Chain, Depends(chain)]
+# What routes depend on, each by what it is.
+LedgerDep = Annotated[JourneyLedger, _service("ledger")]
+ReadModelsDep = Annotated[Engine, _service("engine")]
+KeysDep = Annotated[Keys, _service("keys")]
+PastViewsDep = Annotated[PastViews, _service("past")]
+ChainDep = Annotated[Chain, _service("chain")]
+ReadsDep = Annotated[Reads, _service("reads")]
+StoreUrlDep = Annotated[str | None, _service("database_url")]
 _bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
 
 
 async def caller(  # async, as the key is nearly always in the cache: one thread-pool trip a request, not three
     request: Request,
-    found: ServicesDep,
+    keys: KeysDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Agency:
     if credentials is None:
-        raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
-    return authorized(request, _agency(found, credentials.scheme, credentials.credentials))
+        raise unauthorized()
+    return authorized(request, _agency(keys, credentials.scheme, credentials.credentials))
 
 
 def check_caller(request: Request) -> None:
     """The caller check, for a request refused before its dependencies ran (a body that is not even JSON): the
     key and the role still come first, so that a caller the route refuses learns nothing of what it accepts."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    authorized(request, _agency(request.app.state.services, scheme, key.strip()))
+    authorized(request, _agency(request.app.state.services.keys, scheme, key.strip()))
 
 
-def _agency(found: Services, scheme: str, key: str) -> Agency:
+def _agency(keys: Keys, scheme: str, key: str) -> Agency:
     if scheme.lower() != "bearer" or not key:
-        raise _unauthorized("send the agency's key as `Authorization: Bearer KEY`")
-    agency = found.keys.agency(key)
+        raise unauthorized()
+    agency = keys.agency(key)
     if agency is None:
-        raise _unauthorized("the key is unknown or revoked")
+        raise unauthorized("the key is unknown or revoked")
     return agency
 
 
@@ -95,16 +100,16 @@ def authorized(request: Request, agency: Agency) -> Agency:
         )  # fmt: skip
     repeated = sorted(n for n in set(request.query_params) if len(request.query_params.getlist(n)) > 1)
     if repeated:  # otherwise the last would silently win
-        raise ProblemError(
-            422, "invalid", "Invalid input", f"query parameters given more than once: {', '.join(repeated)}",
-            errors=[{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
-        )  # fmt: skip
+        raise invalid(
+            f"query parameters given more than once: {', '.join(repeated)}",
+            [{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
+        )
     unknown = sorted(set(request.query_params) - _query_names(route))
     if unknown:
-        raise ProblemError(
-            422, "invalid", "Invalid input", f"unknown query parameters: {', '.join(unknown)}",
-            errors=[{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
-        )  # fmt: skip
+        raise invalid(
+            f"unknown query parameters: {', '.join(unknown)}",
+            [{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
+        )
     request.state.agency = agency.agency_id
     return agency
 
@@ -122,12 +127,6 @@ def _query_names(route: Any) -> frozenset[str]:
 
 def _declared(dependant: Any) -> set[str]:
     return {p.alias for p in dependant.query_params}.union(*(_declared(d) for d in dependant.dependencies))
-
-
-def _unauthorized(detail: str) -> ProblemError:
-    problem = ProblemError(401, "unauthorized", "Unauthorized", detail)
-    problem.headers["WWW-Authenticate"] = "Bearer"
-    return problem
 
 
 Caller = Annotated[Agency, Depends(caller)]

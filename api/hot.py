@@ -26,15 +26,11 @@ from starlette.types import Message, Receive, Scope
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import ROLES, Services
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
-from hajj_ledger.api.reads import answer
 from hajj_ledger.api.recording import command_id, record_parsed
-from hajj_ledger.api.routes.journeys import check_scope, not_found
+from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
-from hajj_ledger.api.routes.views import _after, _cut
-from hajj_ledger.api.schemas import utc
 from hajj_ledger.domain.commands import CommandBase, parse_command
 from hajj_ledger.domain.errors import LedgerError
-from hajj_ledger.projections.framework import Model
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse
@@ -43,9 +39,10 @@ JOURNEYS, VIEWS = "/v1/journeys/", "/v1/views/"
 
 
 class HotReads:
-    """Answers a plainly valid hot read, or says it is not one (None), before the request reaches FastAPI."""
+    """Answers a plainly valid hot read, or says it is not one (None), before the request reaches FastAPI: through
+    the documented route's own function, with the values it would have been given."""
 
-    def __init__(self, status: APIRoute, views: dict[str, tuple[APIRoute, Model]]) -> None:
+    def __init__(self, status: APIRoute, views: dict[str, APIRoute]) -> None:
         self.status = status
         self.views = views
 
@@ -56,19 +53,19 @@ class HotReads:
         if path.startswith(JOURNEYS) and "/" not in path[len(JOURNEYS) :]:
             route = self.status
         elif path.startswith(VIEWS) and path[len(VIEWS) :] in self.views:
-            route = self.views[path[len(VIEWS) :]][0]
+            route = self.views[path[len(VIEWS) :]]
         else:
             return None
-        found: Services = scope["app"].state.services
-        agency = _agency(found, scope, route)
+        services: Services = scope["app"].state.services
+        agency = _agency(services, scope, route)
         query = _query(scope["query_string"])
         if agency is None or query is None:
             return None
         try:
             if route is self.status:
-                response = await self._status(found, agency, path[len(JOURNEYS) :], query)
+                response = await self._status(services, agency, path[len(JOURNEYS) :], query)
             else:
-                response = await self._page(found, agency, path[len(VIEWS) :], query)
+                response = await self._page(services, agency, route, query)
         except ProblemError as problem:
             response = problem.response()
         if response is not None:
@@ -76,42 +73,38 @@ class HotReads:
             scope.setdefault("state", {})["agency"] = agency.agency_id
         return response
 
-    async def _status(self, found: Services, agency: Agency, text: str, query: dict[str, str]) -> Response | None:
+    async def _status(self, services: Services, agency: Agency, text: str, query: dict[str, str]) -> Response | None:
         if not JOURNEY_ID.fullmatch(text) or not set(query) <= {"min_position"}:
             return None
-        if "min_position" in query and _whole(query["min_position"]) is None:
+        position = _whole(query.get("min_position"))
+        if "min_position" in query and position is None:
             return None
-        journey_id = UUID(text)
-        row = await found.reads.journey(journey_id, _whole(query.get("min_position")))
-        if row is None:
-            raise not_found(journey_id)
-        check_scope(agency, row, journey_id)
-        return answer(utc(row))
+        return await status(UUID(text), agency, services.reads, position)
 
-    async def _page(self, found: Services, agency: Agency, name: str, query: dict[str, str]) -> Response | None:
+    async def _page(self, services: Services, agency: Agency, view: APIRoute, query: dict[str, str]) -> Response | None:
         if not set(query) <= {"min_position", "limit", "cursor"}:
             return None
         limit = _whole(query.get("limit", "100"))
         cursor = query.get("cursor")
         if limit is None or not 1 <= limit <= 1000 or (cursor is not None and not CURSOR.fullmatch(cursor)):
             return None
-        if "min_position" in query and _whole(query["min_position"]) is None:
+        position = _whole(query.get("min_position"))
+        if "min_position" in query and position is None:
             return None
-        model = self.views[name][1]
-        after = None if cursor is None else _after(cursor, model.view(), model.key)
-        rows, reached = await found.reads.page(name, model, agency, {}, after, limit, _whole(query.get("min_position")))
-        items, next_cursor = _cut(rows, model, limit)
-        return answer({"items": items, "next_cursor": next_cursor, "position": reached})
+        page: Response = await view.endpoint(
+            agency=agency, reads=services.reads, cursor=cursor, limit=limit, min_position=position
+        )
+        return page
 
 
-def _agency(found: Services, scope: Scope, route: APIRoute) -> Agency | None:
+def _agency(services: Services, scope: Scope, route: APIRoute) -> Agency | None:
     """The caller, when its key is in the cache and its role may call the route; otherwise None."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, key = value.decode("latin-1").partition(" ")
             if scheme != "Bearer" or not key or " " in key:
                 return None
-            agency = found.keys.cached(key)
+            agency = services.keys.cached(key)
             if agency is None or agency.role not in (route.openapi_extra or {}).get(ROLES, ()):
                 return None
             return agency
@@ -147,10 +140,10 @@ class HotWrites:
         parts = path.split("/")  # "", "v1", "journeys", id, step
         target_id = parts[3] if len(parts) == 5 else None
         key = path if target_id is None else "/".join([*parts[:3], "{id}", parts[4]])
-        found = self.routes.get(key) if scope["method"] == "POST" and not scope["query_string"] else None
-        if found is None or (target_id is not None and not JOURNEY_ID.fullmatch(target_id)):
+        step = self.routes.get(key) if scope["method"] == "POST" and not scope["query_string"] else None
+        if step is None or (target_id is not None and not JOURNEY_ID.fullmatch(target_id)):
             return None, receive
-        route, command = found
+        route, command = step
         services: Services = scope["app"].state.services
         agency = _agency(services, scope, route)
         headers = dict(scope["headers"])

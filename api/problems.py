@@ -69,6 +69,24 @@ class ProblemError(Exception):
         return JSONResponse(self.body(), status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
 
 
+SEND_KEY = "send the agency's key as `Authorization: Bearer KEY`"
+
+
+def invalid(detail: str, errors: list[dict[str, Any]]) -> ProblemError:
+    """What to fix: `errors` names each input (`path`) and, where it helps, why (`reason`)."""
+    return ProblemError(422, "invalid", "Invalid input", detail, errors=errors)
+
+
+def not_found(detail: str) -> ProblemError:
+    return ProblemError(404, "not-found", "Not found", detail)
+
+
+def unauthorized(detail: str = SEND_KEY) -> ProblemError:
+    problem = ProblemError(401, "unauthorized", "Unauthorized", detail)
+    problem.headers["WWW-Authenticate"] = "Bearer"
+    return problem
+
+
 def unavailable(detail: str, retry_after: int = 1) -> ProblemError:
     problem = ProblemError(503, "unavailable", "Service unavailable", detail)
     problem.headers["Retry-After"] = str(retry_after)
@@ -80,13 +98,13 @@ def from_ledger(error: LedgerError) -> ProblemError:
     match error:
         case ValidationError():
             errors = [{"path": field, "reason": reason} for field, reason in error.problems]
-            return ProblemError(422, "invalid", "Invalid input", error.message, errors=errors)
+            return invalid(error.message, errors)
         case PermissionDeniedError():
             return ProblemError(403, "forbidden", "Forbidden", error.message, role=error.role, action=error.action)
         case IdentityErasedError():
             return ProblemError(410, "identity-erased", "Identity erased", error.message)
         case NotFoundError():
-            return ProblemError(404, "not-found", "Not found", error.message)
+            return not_found(error.message)
         case IllegalStepError():
             return ProblemError(
                 409, "illegal-step", "Illegal step", error.message, current_stage=error.stage, allowed=error.allowed
@@ -125,7 +143,7 @@ def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['path']}: {e['reason']}" for e in errors)
-        return ProblemError(422, "invalid", "Invalid input", detail, errors=errors).response()
+        return invalid(detail, errors).response()
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:

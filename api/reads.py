@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import Model
@@ -157,10 +157,10 @@ def views_behind(names: Sequence[str], reached: int, wanted: int) -> ProblemErro
 
 
 def beyond_head(position: int, head: int) -> ProblemError:
-    return ProblemError(
-        422, "invalid", "Invalid input", f"min_position: {position} is beyond the ledger's head ({head})",
-        errors=[{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
-    )  # fmt: skip
+    return invalid(
+        f"min_position: {position} is beyond the ledger's head ({head})",
+        [{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
+    )
 
 
 def await_position(

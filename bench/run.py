@@ -305,8 +305,10 @@ def measure_catchup(url: str, pilgrims: int) -> dict[str, Any]:
     rss_fifth = 0.0
     for projection in PROJECTIONS:
         started = time.perf_counter()
-        while runner.step(projection):
-            if not rss_fifth and runner._position(projection)[1] >= head / 5:
+        position = 0
+        while moved := runner.step(projection):
+            position += moved
+            if not rss_fifth and position >= head / 5:
                 rss_fifth = _rss_mb()
         rates[projection.name] = head / (time.perf_counter() - started)
     runner.close()

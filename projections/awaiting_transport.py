@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -29,9 +27,7 @@ class AwaitingTransport(Projection):
     version = 1
     models = (awaiting_transport,)
     events = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(awaiting_transport, (event.originator_id,))]
+    by_aggregate = (awaiting_transport,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -47,16 +43,3 @@ class AwaitingTransport(Projection):
             rows.delete(awaiting_transport, key)
         else:
             rows.put(awaiting_transport, key, {**waiting, "trip_id": event.trip_id if name == "BusAssigned" else None})
-
-
-def awaiting(
-    connection: Connection, *, port: str | None = None, since_before: datetime | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """The longest waiting first."""
-    view = awaiting_transport.view()
-    query = sa.select(view).order_by(view.c.since, view.c.journey_id).limit(limit)
-    if port is not None:
-        query = query.where(view.c.port == port)
-    if since_before is not None:
-        query = query.where(view.c.since < since_before)
-    return [dict(r) for r in connection.execute(query).mappings()]

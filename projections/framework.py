@@ -29,7 +29,7 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Model:
-    """One read-model table: its columns, its key and the indexes its query functions need."""
+    """One read-model table: its columns, its key and the indexes its readers need (their scope, their filters)."""
 
     name: str
     columns: Callable[[], list[sa.Column[Any]]]
@@ -105,9 +105,11 @@ class Projection:
     version: ClassVar[int]  # bump when `apply` changes meaning: the runner rebuilds the view
     models: ClassVar[tuple[Model, ...]]
     events: ClassVar[frozenset[str]]  # event class names it reads; others are not even decoded
+    by_aggregate: ClassVar[tuple[Model, ...]] = ()  # models with a row per journey (or trip), keyed by its id
 
     def keys(self, event: Any) -> Iterable[tuple[Model, Key]]:
-        raise NotImplementedError
+        """The rows an event touches: by default, its aggregate's row in each of `by_aggregate`."""
+        return [(model, (event.originator_id,)) for model in self.by_aggregate]
 
     def keys_at(self, event: Any, position: int) -> Iterable[tuple[Model, Key]]:
         """The rows an event at `position` touches: its `keys`, unless rows are keyed by position."""

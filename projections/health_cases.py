@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -39,9 +38,7 @@ class HealthCases(Projection):
     version = 2  # 2: a season column
     models = (health_cases, nationality)
     events = frozenset({"Registered", *COUNTED})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(nationality, (event.originator_id,))]
+    by_aggregate = (nationality,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -52,17 +49,3 @@ class HealthCases(Projection):
         pilgrim = rows.get(nationality, key)
         season, country = (pilgrim["season"], pilgrim["country"]) if pilgrim else (0, "???")
         rows.add(health_cases, (season, event.facility or "unknown", country), **{COUNTED[name]: 1})
-
-
-def cases(
-    connection: Connection, *, season: int | None = None, country: str | None = None, facility: str | None = None
-) -> list[dict[str, Any]]:
-    view = health_cases.view()
-    query = sa.select(view).order_by(view.c.season, view.c.facility, view.c.country)
-    if season is not None:
-        query = query.where(view.c.season == season)
-    if country is not None:
-        query = query.where(view.c.country == country)
-    if facility is not None:
-        query = query.where(view.c.facility == facility)
-    return [dict(r) for r in connection.execute(query).mappings()]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.projections.framework import Model, Projection, Rows
@@ -49,9 +47,7 @@ class JourneyStatus(Projection):
     version = 1
     models = (journey_status,)
     events = frozenset(JOURNEY_STEPS)
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(journey_status, (event.originator_id,))]
+    by_aggregate = (journey_status,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -99,29 +95,3 @@ class JourneyStatus(Projection):
             position=position,
         )  # fmt: skip
         rows.put(journey_status, key, row)
-
-
-def journey(connection: Connection, journey_id: UUID) -> dict[str, Any] | None:
-    view = journey_status.view()
-    found = connection.execute(sa.select(view).where(view.c.journey_id == journey_id)).mappings().first()
-    return dict(found) if found else None
-
-
-def journeys(
-    connection: Connection,
-    *,
-    mission_id: str | None = None,
-    company_id: str | None = None,
-    stage: str | None = None,
-    after: UUID | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Journeys in id order, filtered; `after` is the last id of the previous page (a stable cursor)."""
-    view = journey_status.view()
-    query = sa.select(view).order_by(view.c.journey_id).limit(limit)
-    for column, value in (("mission_id", mission_id), ("company_id", company_id), ("stage", stage)):
-        if value is not None:
-            query = query.where(view.c[column] == value)
-    if after is not None:
-        query = query.where(view.c.journey_id > after)
-    return [dict(r) for r in connection.execute(query).mappings()]

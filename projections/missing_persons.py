@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -43,9 +42,7 @@ class MissingPersons(Projection):
     version = 1
     models = (missing_persons, last_known)
     events = frozenset({"Registered", "PackageContracted", "BusAssigned", "ReportedMissing", "Found", *PLACED, *ENDS})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(last_known, (event.originator_id,)), (missing_persons, (event.originator_id,))]
+    by_aggregate = (last_known, missing_persons)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -75,15 +72,3 @@ class MissingPersons(Projection):
             rows.put(last_known, key, {**known, "place": f"bus to {event.destination}"})
         else:
             rows.put(last_known, key, {**known, "place": str(getattr(event, "site", None) or event.port)})
-
-
-def missing(connection: Connection, *, mission_id: str | None = None, company_id: str | None = None
-            ) -> list[dict[str, Any]]:  # fmt: skip
-    """Longest missing first."""
-    view = missing_persons.view()
-    query = sa.select(view).order_by(view.c.since)
-    if mission_id is not None:
-        query = query.where(view.c.mission_id == mission_id)
-    if company_id is not None:
-        query = query.where(view.c.company_id == company_id)
-    return [dict(r) for r in connection.execute(query).mappings()]

@@ -1,13 +1,11 @@
-"""`overstay_watch`: pilgrims in the Kingdom (entry cleared, no exit cleared, alive) with their visa's end;
-`overstays(at=T)` lists those whose visa had expired by T (Passports). Nobody records an overstay: it is found."""
+"""`overstay_watch`: pilgrims in the Kingdom (entry cleared, no exit cleared, alive) with their visa's end, so that
+Passports find those whose visa has run out. Nobody records an overstay: it is found."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -32,9 +30,7 @@ class OverstayWatch(Projection):
     version = 1
     models = (overstay_watch,)
     events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(overstay_watch, (event.originator_id,))]
+    by_aggregate = (overstay_watch,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -53,17 +49,3 @@ class OverstayWatch(Projection):
             rows.put(overstay_watch, key, {**found, "in_kingdom": True, "entered_at": event.stamp.occurred_at})
         else:
             rows.put(overstay_watch, key, {**found, "visa_valid_until": getattr(event, "valid_until", None)})
-
-
-def overstays(connection: Connection, *, at: datetime, mission_id: str | None = None) -> list[dict[str, Any]]:
-    """Pilgrims still in the Kingdom whose visa had run out by `at`, longest overdue first."""
-    view = overstay_watch.view()
-    naive = at.astimezone(UTC).replace(tzinfo=None) if connection.dialect.name == "sqlite" else at
-    query = (
-        sa.select(view)
-        .where(view.c.in_kingdom, view.c.visa_valid_until < naive)
-        .order_by(view.c.visa_valid_until, view.c.journey_id)
-    )
-    if mission_id is not None:
-        query = query.where(view.c.mission_id == mission_id)
-    return [dict(r) for r in connection.execute(query).mappings()]

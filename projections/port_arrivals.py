@@ -4,11 +4,9 @@ season's arrival window (the weeks before Hajj, a year from the next), so season
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.vocabulary import makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows
@@ -71,11 +69,3 @@ class PortArrivals(Projection):
     @staticmethod
     def _count(rows: Rows, key: tuple[Any, ...], column: str) -> None:
         rows.add(port_arrivals, key, **{column: 1})
-
-
-def arrivals(connection: Connection, *, day: date, port: str | None = None) -> list[dict[str, Any]]:
-    view = port_arrivals.view()
-    query = sa.select(view).where(view.c.day == day).order_by(view.c.port, view.c.flight)
-    if port is not None:
-        query = query.where(view.c.port == port)
-    return [dict(r) for r in connection.execute(query).mappings()]

@@ -48,9 +48,7 @@ class SeasonFunnel(Projection):
     version = 2  # 2: a season column; days in Makkah time
     models = (season_funnel, origin)
     events = STAGE_CHANGES
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(origin, (event.originator_id,))]
+    by_aggregate = (origin,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -39,9 +38,7 @@ class SiteHeadcount(Projection):
     version = 1
     models = (site_headcount, whereabouts)
     events = frozenset({"PackageContracted", *LEAVES, *ARRIVES})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return [(whereabouts, (event.originator_id,))]
+    by_aggregate = (whereabouts,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
@@ -64,11 +61,3 @@ class SiteHeadcount(Projection):
 
     def _count(self, rows: Rows, key: tuple[Any, ...], change: int) -> None:
         rows.add(site_headcount, key, present=change)
-
-
-def headcount(connection: Connection, *, company_id: str, site: str | None = None) -> list[dict[str, Any]]:
-    view = site_headcount.view()
-    query = sa.select(view).where(view.c.company_id == company_id, view.c.present > 0)
-    if site is not None:
-        query = query.where(view.c.site == site)
-    return [dict(r) for r in connection.execute(query.order_by(view.c.site, view.c.building)).mappings()]

@@ -47,9 +47,6 @@ class TrailIndex(Projection):
     models = (trail_index, trail_blocks)
     events = frozenset(STEPS)
 
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        return []
-
     def keys_at(self, event: Any, position: int) -> list[tuple[Model, tuple[Any, ...]]]:
         return [(trail_blocks, (position // audit.BLOCK,))]
 

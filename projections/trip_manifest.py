@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
@@ -59,20 +57,3 @@ class TripManifest(Projection):
                               "Boarded": ("boarded", 1)}[name]  # fmt: skip
             row[column] += change
         rows.put(trip_manifest, key, row)
-
-
-def manifest(connection: Connection, trip_id: UUID) -> dict[str, Any] | None:
-    view = trip_manifest.view()
-    found = connection.execute(sa.select(view).where(view.c.trip_id == trip_id)).mappings().first()
-    return dict(found) if found else None
-
-
-def trips(connection: Connection, *, origin: str | None = None, status: str | None = None, limit: int = 100
-          ) -> list[dict[str, Any]]:  # fmt: skip
-    view = trip_manifest.view()
-    query = sa.select(view).order_by(view.c.departs_at, view.c.trip_id).limit(limit)
-    if origin is not None:
-        query = query.where(view.c.origin == origin)
-    if status is not None:
-        query = query.where(view.c.status == status)
-    return [dict(r) for r in connection.execute(query).mappings()]

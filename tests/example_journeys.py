@@ -11,7 +11,6 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from hajj_ledger.domain.commands import parse_command
-from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 
@@ -55,26 +54,19 @@ class _Script:
         return outcome
 
 
+def _contracted(step: _Script, mission: Actor, country: str, package_id: str, registered: str, contracted: str) -> UUID:
+    """The script's pilgrim registered by their mission, then contracted to the company: the journey's id."""
+    pilgrim_id = uuid5(_NS, f"pilgrim:{step.name}")
+    journey = step(mission, "Registered", registered, pilgrim_id=pilgrim_id, season=SEASON, country=country)
+    step(mission, "PackageContracted", contracted, journey_id=journey.aggregate_id, company_id=COMPANY.agency_id,
+         package_id=package_id)  # fmt: skip
+    return journey.aggregate_id
+
+
 def _full_journey(ledger: JourneyLedger) -> UUID:
-    """Indonesia by air to Jeddah, Makkah, the holy sites, and home."""
+    """Indonesia by air to Jeddah, Makkah, the holy sites, and home; the journey's id."""
     step = _Script(ledger, "idn")
-    pilgrim = uuid5(_NS, "pilgrim:idn")
-    j = step(
-        MISSION_IDN,
-        "Registered",
-        "2025-01-10T08:00",
-        pilgrim_id=pilgrim,
-        season=SEASON,
-        country="IDN",
-    ).aggregate_id
-    step(
-        MISSION_IDN,
-        "PackageContracted",
-        "2025-01-12T09:00",
-        journey_id=j,
-        company_id=COMPANY.agency_id,
-        package_id="PKG-IDN-2025-A",
-    )
+    j = _contracted(step, MISSION_IDN, "IDN", "PKG-IDN-2025-A", "2025-01-10T08:00", "2025-01-12T09:00")
     step(MISSION_IDN, "VisaRequested", "2025-03-01T07:00", journey_id=j)
     step(MOFA, "VisaIssued", "2025-03-10T10:00", journey_id=j, valid_until=_at("2025-07-10T00:00"))
     step(
@@ -170,28 +162,13 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
     step(NAQABA, "TransferCompleted", "2025-06-20T08:10", journey_id=j, trip_id=to_airport)
     step(JAWAZAT, "ExitCleared", "2025-06-20T09:30", journey_id=j, port="JED-HAJJ")
     step(GACA, "Departed", "2025-06-20T12:05", journey_id=j, port="JED-HAJJ", flight="GA8202")
-    return pilgrim
+    return j
 
 
 def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
     """Jordan by land through al-Haditha; a night in hospital at Arafat."""
     step = _Script(ledger, "jor")
-    j = step(
-        MISSION_JOR,
-        "Registered",
-        "2025-02-01T08:00",
-        pilgrim_id=uuid5(_NS, "pilgrim:jor"),
-        season=SEASON,
-        country="JOR",
-    ).aggregate_id
-    step(
-        MISSION_JOR,
-        "PackageContracted",
-        "2025-02-02T08:00",
-        journey_id=j,
-        company_id=COMPANY.agency_id,
-        package_id="PKG-JOR-7",
-    )
+    j = _contracted(step, MISSION_JOR, "JOR", "PKG-JOR-7", "2025-02-01T08:00", "2025-02-02T08:00")
     step(MISSION_JOR, "VisaRequested", "2025-03-05T08:00", journey_id=j)
     step(MOFA, "VisaIssued", "2025-03-15T08:00", journey_id=j, valid_until=_at("2025-07-15T00:00"))
     step(JAWAZAT, "ArrivedAtPort", "2025-05-28T14:00", journey_id=j, port="HADITHA", mode="land")
@@ -203,22 +180,7 @@ def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
 
 def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
     step = _Script(ledger, "pak")
-    j = step(
-        MISSION_PAK,
-        "Registered",
-        "2025-01-20T08:00",
-        pilgrim_id=uuid5(_NS, "pilgrim:pak"),
-        season=SEASON,
-        country="PAK",
-    ).aggregate_id
-    step(
-        MISSION_PAK,
-        "PackageContracted",
-        "2025-01-21T08:00",
-        journey_id=j,
-        company_id=COMPANY.agency_id,
-        package_id="PKG-PAK-3",
-    )
+    j = _contracted(step, MISSION_PAK, "PAK", "PKG-PAK-3", "2025-01-20T08:00", "2025-01-21T08:00")
     step(MISSION_PAK, "VisaRequested", "2025-03-02T08:00", journey_id=j)
     step(MOFA, "VisaRejected", "2025-03-09T08:00", journey_id=j, reason="documents_incomplete")
     step(MISSION_PAK, "Cancelled", "2025-03-20T08:00", journey_id=j, reason="visa_refused")
@@ -227,7 +189,7 @@ def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
 def run_demo(ledger: JourneyLedger) -> UUID:
     """Record the demonstration journeys; returns the journey id of the complete one."""
     before = ledger.head()
-    pilgrim = _full_journey(ledger)
+    journey_id = _full_journey(ledger)
     _land_journey_with_hospital(ledger)
     _rejected_and_cancelled(ledger)
     after = ledger.head()
@@ -235,4 +197,4 @@ def run_demo(ledger: JourneyLedger) -> UUID:
         print(f"The demonstration journeys were already recorded (ledger head: position {after}).")
     else:
         print(f"Recorded {after - before} events of three demonstration journeys (positions {before + 1}-{after}).")
-    return Journey.create_id(SEASON, pilgrim)
+    return journey_id

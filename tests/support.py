@@ -1,4 +1,5 @@
-"""Journeys built step by step for the tests, straight on the aggregates (no store)."""
+"""Journeys built step by step for the tests, straight on the aggregates (no store); the command line run in
+process; free ports; a view's rows as the API reads them."""
 
 from __future__ import annotations
 
@@ -8,18 +9,25 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
+import time
 import warnings
-from collections.abc import Callable, Mapping
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
+from sqlalchemy.engine import Connection
 
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.routes.views import page
 from hajj_ledger.cli import main
 from hajj_ledger.domain.catalogue import PRE_ARRIVAL
 from hajj_ledger.domain.commands import Command, parse_command
@@ -37,6 +45,8 @@ from hajj_ledger.domain.vocabulary import (
     Stamp,
 )
 from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.runner import Runner
 
 # Starlette's test client names an anyio alias that anyio 4.16 deprecates (at import only); warnings are errors here.
 with warnings.catch_warnings():
@@ -64,6 +74,46 @@ def free_port() -> int:
 
 
 EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
+
+
+def eventually(condition: Callable[[], bool], within: float, what: str = "it") -> float:
+    """Seconds until `condition` held; fails after `within`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < within, f"{what}: not within {within} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def ready(base: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    """Whether the server at `base` answers `/readyz` with 200; fails, with its log, if its process has ended."""
+    assert process.poll() is None, log.read_text()
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def serving(env: Mapping[str, str], *logs: Path) -> Iterator[list[str]]:
+    """`hajj-ledger serve`, a process for each log (its output), started together: their addresses once each is
+    ready; SIGTERM after."""
+    servers: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    try:
+        for log in logs:
+            port = free_port()
+            with log.open("w") as output:
+                command = [str(EXECUTABLE), "serve", "--port", str(port)]
+                process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+            servers.append((f"http://127.0.0.1:{port}", process, log))
+        for server in servers:
+            eventually(partial(ready, *server), 60, f"{server[0]} ready")
+        yield [base for base, _, _ in servers]
+    finally:
+        for _, process, _ in servers:
+            process.terminate()
+        for _, process, _ in servers:
+            process.wait(timeout=20)
 
 
 @dataclass(frozen=True)
@@ -112,6 +162,17 @@ NAMES = {
     "date_of_birth": "1958-03-14",
     "gender": "male",
 }
+
+
+def registration(country: str = "EGY", identity: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A new pilgrim of season 1446, registered at T0, as the JSON `POST /v1/journeys` takes."""
+    body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": country, **fields}
+    return body if identity is None else {**body, "identity": identity}
+
+
+def registration_command(country: str = "EGY", **fields: Any) -> dict[str, Any]:
+    """The same as a command (`hajj-ledger record`, a batch's item): with its event and a new command id."""
+    return {"event": "Registered", "command_id": str(uuid4()), **registration(country, **fields)}
 
 
 def stamp(role: Role, agency_id: str | None = None, at: datetime = T0) -> Stamp:
@@ -275,3 +336,28 @@ def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:
         actor(Role.NAQABA),
     )
     return outcome.aggregate_id
+
+
+def project(url: str) -> None:
+    """The views caught up with the log, as `hajj-ledger project --once` does."""
+    runner = Runner(PROJECTIONS, url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
+
+
+MINISTRY = Agency("ministry", "the ministry", Role.MINISTRY)  # reads every view, unscoped
+
+
+def view_rows(connection: Connection, name: str, *, page_size: int = 1000, **filters: Any) -> list[dict[str, Any]]:
+    """Every row of a view (`filters`: only those with these column values), in key order, as the ministry reads it
+    through the API: the views' own page query, page after page."""
+    model = projection(name).models[0]
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        found, cursor = page(connection, model, MINISTRY, filters, cursor, page_size)
+        rows += found
+        if cursor is None:
+            return rows

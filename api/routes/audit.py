@@ -9,8 +9,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
+from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
@@ -30,16 +30,14 @@ Cursor = Annotated[str | None, Query(max_length=20, description="a page's `next_
 def _invalid(error: ValidationError) -> ProblemError:
     """The ledger names the field; here it is a query parameter."""
     errors = [{"path": f"query.{field}", "reason": reason} for field, reason in error.problems]
-    return ProblemError(422, "invalid", "Invalid input", error.message, errors=errors)
+    return invalid(error.message, errors)
 
 
 def _after(cursor: str | None) -> int:
     if cursor is None:
         return 0
     if not cursor.isdigit():
-        raise ProblemError(
-            422, "invalid", "Invalid input", "cursor: not one this trail gave", errors=[{"path": "query.cursor"}]
-        )
+        raise invalid("cursor: not one this trail gave", [{"path": "query.cursor"}])
     return int(cursor)
 
 
@@ -51,7 +49,7 @@ def _entry(entry: Entry) -> dict[str, Any]:
     "/events", openapi_extra=allow(AUDIT_READERS), summary="The audit trail: events with both clocks, in log order"
 )
 def events(
-    found: ServicesDep,
+    reads: ReadsDep,
     aggregate_id: Annotated[UUID | None, Query(description="a journey's or a trip's events only")] = None,
     agency_id: Annotated[str | None, Query(max_length=64, description="recorded by this agency")] = None,
     event: Annotated[str | None, Query(max_length=64, description="of this type, e.g. VisaIssued")] = None,
@@ -66,11 +64,11 @@ def events(
         query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
         start = _after(cursor)
         # a standby's log, if any
-        found_page = found.reads.from_log(lambda ledger: audit.trail(ledger, query, start, limit))
+        trail = reads.from_log(lambda ledger: audit.trail(ledger, query, start, limit))
     except ValidationError as error:
         raise _invalid(error) from None
-    after = found_page.next_after
-    items = [EntryPublic(**_entry(e)) for e in found_page.entries]
+    after = trail.next_after
+    items = [EntryPublic(**_entry(e)) for e in trail.entries]
     return TrailPublic(items=items, next_cursor=None if after is None else str(after))
 
 
@@ -82,14 +80,14 @@ def events(
 )
 def journey_as_of(
     journey_id: UUID,
-    found: ServicesDep,
+    reads: ReadsDep,
     position: Position = None,
     recorded_at: Annotated[Moment | None, Query(description="what the ledger had recorded by then")] = None,
     occurred_at: Annotated[Moment | None, Query(description="what had happened by then, by agencies' clocks")] = None,
 ) -> PastJourneyPublic:
     try:
         at = AsOf(position, recorded_at, occurred_at)
-        past = found.reads.from_log(lambda ledger: audit.journey_as_of(ledger, journey_id, at))  # a standby's, if any
+        past = reads.from_log(lambda ledger: audit.journey_as_of(ledger, journey_id, at))  # a standby's, if any
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]
@@ -101,13 +99,13 @@ def _add_view(name: str) -> None:
 
     def view_as_of(
         agency: Caller,
-        found: ServicesDep,
+        past: PastViewsDep,
         position: Annotated[QueryInt, Query(ge=0, description="as of this position (at most the head)")],
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
         limit: Limit = 100,
     ) -> PagePublic:
         try:
-            with found.past.at(position) as connection:
+            with past.at(position) as connection:
                 rows, next_cursor = page(connection, model, agency, {}, cursor, limit)
         except ValidationError as error:
             raise _invalid(error) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import ChainDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
 from hajj_ledger.audit.signing import SigningKeyError
 from hajj_ledger.domain.catalogue import AUDIT_READERS
@@ -33,9 +33,9 @@ def checkpoints(
     after: Annotated[QueryInt | None, Query(description="the last position of the previous page")] = None,
     limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
 ) -> CheckpointsPublic:
-    found = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
-    page = [CheckpointPublic(**c.to_json()) for c in found[:limit]]
-    return CheckpointsPublic(items=page, next_after=page[-1].position if len(found) > limit else None)
+    signed = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
+    page = [CheckpointPublic(**c.to_json()) for c in signed[:limit]]
+    return CheckpointsPublic(items=page, next_after=page[-1].position if len(signed) > limit else None)
 
 
 @router.post(
@@ -71,6 +71,6 @@ def proof(chain: ChainDep, position: Annotated[QueryInt, Query(description="the 
     try:
         return ProofPublic(**chain.proof(position))
     except NotFoundError as error:
-        raise ProblemError(404, "not-found", "Not found", str(error)) from None
+        raise not_found(str(error)) from None
     except SigningKeyError as error:
         raise _no_key(error) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record_batch
 from hajj_ledger.api.routes.steps import IdempotencyKey
 from hajj_ledger.api.schemas import BatchCreate, BatchPublic
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["recording"], dependencies=[Depends(calle
 @router.post(
     "/commands:batch", openapi_extra=allow(RECORDERS), summary="Record up to 1,000 commands", response_model=BatchPublic
 )
-def batch(body: BatchCreate, agency: Caller, found: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
+def batch(body: BatchCreate, agency: Caller, ledger: LedgerDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Each command as its own endpoint takes it, plus its `event` and its `journey_id` or `trip_id`. They are
     recorded together; a refused or malformed one gets its own problem and never fails the others."""
-    return record_batch(found.ledger, agency, body.commands, idempotency_key)
+    return record_batch(ledger, agency, body.commands, idempotency_key)

@@ -16,8 +16,8 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
 from hajj_ledger.audit.manifests import MANIFEST
 from hajj_ledger.domain.catalogue import EXPORTERS
@@ -63,7 +63,7 @@ def _status(export_id: UUID, owner: str) -> tuple[Path, dict[str, Any]]:
     except (OSError, ValueError):
         status = {}
     if status.get("owner") != owner:  # another agency's export is, for this one, not there at all
-        raise ProblemError(404, "not-found", "Not found", f"export {export_id} not found")
+        raise not_found(f"export {export_id} not found")
     return directory, status
 
 
@@ -85,13 +85,13 @@ def _public(export_id: UUID, directory: Path, status: dict[str, Any]) -> ExportP
 
 
 @router.post("", status_code=202, openapi_extra=allow(EXPORTERS), summary="Start an export; follow its progress")
-def start(body: ExportCreate, agency: Caller, found: ServicesDep) -> ExportPublic:
+def start(body: ExportCreate, agency: Caller, store_url: StoreUrlDep) -> ExportPublic:
     export_id = uuid4()
     directory = exports_dir() / export_id.hex
     directory.mkdir(parents=True)
     _write_status(directory, state="running", owner=agency.agency_id, done=0, total=0)
     worker = threading.Thread(
-        target=_run, args=(directory, directory / "files", body, found.database_url, agency.agency_id), daemon=True
+        target=_run, args=(directory, directory / "files", body, store_url, agency.agency_id), daemon=True
     )
     worker.start()
     return _public(export_id, *_status(export_id, agency.agency_id))
@@ -114,6 +114,6 @@ def download(export_id: UUID, name: str, agency: Caller) -> FileResponse:
         raise ProblemError(409, "not-ready", "Not ready", f"export {export_id} is {status['state']}")
     listed = {f.name for f in _public(export_id, directory, status).files}
     if name not in listed:  # only what the manifest names: no path leads anywhere else
-        raise ProblemError(404, "not-found", "Not found", f"export {export_id} has no file {name!r}")
+        raise not_found(f"export {export_id} has no file {name!r}")
     media = "application/json" if name.endswith(".json") else "application/octet-stream"
     return FileResponse(directory / "files" / name, media_type=media, filename=Path(name).name)

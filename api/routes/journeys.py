@@ -9,8 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.deps import Caller, LedgerDep, ReadsDep, allow, caller
+from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
 from hajj_ledger.audit.reads import event_json
@@ -24,46 +24,46 @@ MinPosition = Annotated[
 ]
 
 
-def not_found(journey_id: UUID) -> ProblemError:
-    return ProblemError(404, "not-found", "Not found", f"journey {journey_id} not found")
+def journey_not_found(journey_id: UUID) -> ProblemError:
+    return not_found(f"journey {journey_id} not found")
 
 
 def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> None:
     """A scoped role sees only its own journeys; others' are, for it, not there at all."""
     if agency.role in SCOPE and owners.get(SCOPE[agency.role][0]) != agency.agency_id:
-        raise not_found(journey_id)
+        raise journey_not_found(journey_id)
 
 
 @router.get(
     "/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status",
     response_model=dict[str, Any],
 )  # fmt: skip
-async def status(journey_id: UUID, agency: Caller, found: ServicesDep, min_position: MinPosition = None) -> Response:
-    row = await found.reads.journey(journey_id, min_position)
+async def status(journey_id: UUID, agency: Caller, reads: ReadsDep, min_position: MinPosition = None) -> Response:
+    row = await reads.journey(journey_id, min_position)
     if row is None:
-        raise not_found(journey_id)
+        raise journey_not_found(journey_id)
     check_scope(agency, row, journey_id)
     return answer(utc(row))
 
 
 @router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
-def history(journey_id: UUID, agency: Caller, found: ServicesDep) -> HistoryPublic:
+def history(journey_id: UUID, agency: Caller, reads: ReadsDep) -> HistoryPublic:
     def read(ledger: JourneyLedger) -> list[Any]:
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
         return ledger.history(journey_id)
 
     try:
-        events = found.reads.from_log(read)  # a standby's log, when there is one
+        events = reads.from_log(read)  # a standby's log, when there is one
     except NotFoundError:
-        raise not_found(journey_id) from None
+        raise journey_not_found(journey_id) from None
     return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])
 
 
 @router.get("/{journey_id}/identity", openapi_extra=allow(IDENTITY_READERS), summary="Who the pilgrim is")
-def identity(journey_id: UUID, agency: Caller, found: ServicesDep) -> IdentityPublic:
+def identity(journey_id: UUID, agency: Caller, ledger: LedgerDep) -> IdentityPublic:
     try:
-        check_scope(agency, vars(found.ledger.journey(journey_id)), journey_id)
+        check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
     except NotFoundError:
-        raise not_found(journey_id) from None
-    person = found.ledger.identity(journey_id, agency.actor)
+        raise journey_not_found(journey_id) from None
+    person = ledger.identity(journey_id, agency.actor)
     return IdentityPublic(journey_id=journey_id, **person.model_dump())

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hajj_ledger.api import metrics
-from hajj_ledger.api.deps import ServicesDep
+from hajj_ledger.api.deps import LedgerDep, ReadModelsDep
 from hajj_ledger.migrations import current, head
 
 router = APIRouter(tags=["operations"])
@@ -21,11 +21,11 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="The database answers and its schema is at the migrations' head")
-def readyz(found: ServicesDep) -> JSONResponse:
+def readyz(ledger: LedgerDep, read_models: ReadModelsDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:  # through the read side's engine, which fails at once while the database is away (the ledger retries)
-        checks["migration"] = current(found.engine)
-        checks["ledger_position"] = found.ledger.head()
+        checks["migration"] = current(read_models)
+        checks["ledger_position"] = ledger.head()
     except Exception as error:  # whatever the driver raises while the database is away
         checks["database"] = f"unreachable: {type(error).__name__}"
         return JSONResponse({"status": "unavailable", **checks}, status_code=503, headers={"Retry-After": "1"})

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import Response
 
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
+from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
 from hajj_ledger.domain.catalogue import STEPS
@@ -30,13 +30,13 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
     body_model = create_model_for(command)
     target = command.target
 
-    async def handler(agency: Any, found: Any, body: Any, idempotency_key: Any, **path: Any) -> Response:
+    async def handler(agency: Any, ledger: Any, body: Any, idempotency_key: Any, **path: Any) -> Response:
         data = {**body.model_dump(exclude_unset=False), "event": event, **path}
-        return await record(found.ledger, agency, data, idempotency_key)
+        return await record(ledger, agency, data, idempotency_key)
 
     parameters = [
         inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=Caller),
-        inspect.Parameter("found", inspect.Parameter.KEYWORD_ONLY, annotation=ServicesDep),
+        inspect.Parameter("ledger", inspect.Parameter.KEYWORD_ONLY, annotation=LedgerDep),
         inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[body_model, Body()]),
         inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKey, default=None),
     ]

@@ -18,8 +18,8 @@ from pydantic import AfterValidator, Field, TypeAdapter
 from pydantic.config import JsonDict
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ServicesDep, allow, caller
-from hajj_ledger.api.problems import ProblemError
+from hajj_ledger.api.deps import Caller, ReadsDep, allow, caller
+from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
@@ -42,9 +42,7 @@ def _after(cursor: str, view: sa.Table, key: tuple[str, ...]) -> list[Any]:
             raise ValueError("wrong shape")
         return [_value(view.c[k]).validate_python(t) for k, t in zip(key, texts, strict=True)]
     except (ValueError, TypeError, orjson.JSONDecodeError):  # pydantic's ValidationError is a ValueError
-        raise ProblemError(
-            422, "invalid", "Invalid input", "cursor: not one this view gave", errors=[{"path": "query.cursor"}]
-        ) from None
+        raise invalid("cursor: not one this view gave", [{"path": "query.cursor"}]) from None
 
 
 @functools.cache
@@ -98,16 +96,16 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
 
-    async def handler(agency: Any, found: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
+    async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
-        rows, reached = await found.reads.page(name, model, agency, filters, after, limit, min_position)
+        rows, reached = await reads.page(name, model, agency, filters, after, limit, min_position)
         items, next_cursor = _cut(rows, model, limit)
         return answer({"items": items, "next_cursor": next_cursor, "position": reached})
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
         inspect.Parameter("agency", keyword, annotation=Caller),
-        inspect.Parameter("found", keyword, annotation=ServicesDep),
+        inspect.Parameter("reads", keyword, annotation=ReadsDep),
         inspect.Parameter(
             "cursor", keyword, default=None, annotation=Annotated[str | None, Query(max_length=2000)]
         ),

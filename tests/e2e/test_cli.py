@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
-from tests.support import EXECUTABLE, T0, Ran, run_cli
+from tests.support import EXECUTABLE, T0, Ran, registration_command, run_cli
 
 README = Path(__file__).parents[2] / "README.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
@@ -38,14 +38,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 def test_record_then_history(store_url: str) -> None:
     pilgrim = uuid4()
-    registration = {
-        "event": "Registered",
-        "command_id": str(uuid4()),
-        "occurred_at": T0.isoformat(),
-        "pilgrim_id": str(pilgrim),
-        "season": 1446,
-        "country": "NGA",
-    }
+    registration = registration_command("NGA", pilgrim_id=str(pilgrim))
     first = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert first.returncode == 0, first.stderr
     outcome = json.loads(first.stdout)
@@ -173,23 +166,11 @@ def test_read_model_commands_before_migrate_say_so(tmp_path: Path) -> None:
 
 def test_register_with_identity_then_erase(store_url: str) -> None:
     pilgrim = uuid4()
-    registration = {
-        "event": "Registered",
-        "command_id": str(uuid4()),
-        "occurred_at": T0.isoformat(),
-        "pilgrim_id": str(pilgrim),
-        "season": 1446,
-        "country": "TUR",
-        "identity": {
-            "name_arabic": "أحمد يلدز",
-            "name_latin": "AHMET YILDIZ",
-            "passport_number": "U12345678",
-            "passport_country": "TUR",
-            "nationality": "TUR",
-            "date_of_birth": "1955-07-01",
-            "gender": "male",
-        },
-    }
+    identity = {
+        "name_arabic": "أحمد يلدز", "name_latin": "AHMET YILDIZ", "passport_number": "U12345678",
+        "passport_country": "TUR", "nationality": "TUR", "date_of_birth": "1955-07-01", "gender": "male",
+    }  # fmt: skip
+    registration = registration_command("TUR", pilgrim_id=str(pilgrim), identity=identity)
     recorded = run(store_url, "record", "--role", "mission", "--agency", "mission-TUR-1", json.dumps(registration))
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(recorded.stdout)["events"] == ["Registered"]

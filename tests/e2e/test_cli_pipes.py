@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
@@ -16,9 +15,8 @@ from hajj_ledger.cli import main
 from hajj_ledger.domain.commands import parse_command_json
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger
-from tests.support import T0
+from tests.support import EXECUTABLE, registration_command
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "pyarrow", "uvicorn", "hajj_ledger.projections.runner")
 
 
@@ -28,11 +26,7 @@ def sealed_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", url)
     assert main(["migrate"]) == 0
     ledger = JourneyLedger(url)
-    command = {
-        "event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-        "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY",
-    }  # fmt: skip
-    ledger.record(parse_command_json(json.dumps(command)), Actor("mission-EGY-00001", Role.MISSION))
+    ledger.record(parse_command_json(json.dumps(registration_command())), Actor("mission-EGY-00001", Role.MISSION))
     Chain(ledger, signing_keys(url, required=True)).seal_all()
     ledger.close()
     return url
@@ -69,10 +63,7 @@ def test_starting_imports_only_what_the_command_needs(command: str, store_url: s
     """Each of the commands that must start fast (< 0.5 s: `make bench`) imports only what it needs."""
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}
     subprocess.run([str(EXECUTABLE), "migrate"], env=env, capture_output=True, check=True)
-    registration = {
-        "event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-        "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY",
-    }  # fmt: skip
+    registration = registration_command()
     record = ["record", json.dumps(registration), "--role", "mission", "--agency", "mission-EGY-00001"]
     if command == "history":
         subprocess.run([str(EXECUTABLE), *record], env=env, capture_output=True, check=True)

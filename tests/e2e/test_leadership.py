@@ -10,12 +10,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import httpx
 import psycopg
@@ -26,9 +24,8 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_projections import clean_rebuild, table_rows
-from tests.support import T0, free_port
+from tests.support import EXECUTABLE, eventually, free_port, ready, registration
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 SHUTDOWN_LIMIT = 10.0  # seconds from SIGTERM until a node and every process it started are gone
 TAKEOVER_LIMIT = 5.0  # seconds from a leader's kill -9 until another node runs the runner and the sealer
 needs_postgres = [
@@ -77,14 +74,6 @@ def survivors(processes: set[Process]) -> str:
     return "; ".join(lines) or "none"
 
 
-def eventually(condition: Callable[[], bool], within: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < within, f"{what}: not within {within} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 class Node:
     """`hajj-ledger serve ARGS` (or another command) as a process, its output in a log file."""
 
@@ -96,17 +85,10 @@ class Node:
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         if http:
-            eventually(self.ready, 30, f"a node ready ({self.log()})")
+            eventually(lambda: ready(self.base, self.process, self.log_path), 30, f"a node ready ({self.log()})")
 
     def log(self) -> str:
         return self.log_path.read_text()
-
-    def ready(self) -> bool:
-        assert self.process.poll() is None, self.log()
-        try:
-            return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
     def leads(self) -> bool | None:
         """The node's leader gauge; None where it has none (or is gone)."""
@@ -150,11 +132,7 @@ def mission_key(env: dict[str, str]) -> str:
 
 def register(base: str, key: str, count: int) -> list[int]:
     """`count` new journeys in one batch; their positions."""
-    commands = [
-        {"event": "Registered", "occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446,
-         "country": "IDN"}
-        for _ in range(count)
-    ]  # fmt: skip
+    commands = [{"event": "Registered", **registration("IDN")} for _ in range(count)]
     answer = httpx.post(
         f"{base}/v1/commands:batch", json={"commands": commands}, headers={"Authorization": f"Bearer {key}"}, timeout=60
     )
@@ -276,9 +254,7 @@ def test_two_nodes_one_leader_a_takeover_after_kill_9_and_the_views_equal_a_rebu
     runner = Runner(PROJECTIONS, postgres_url)
     try:
         for projection in PROJECTIONS:
-            assert table_rows(runner, projection, runner._position(projection)[0]) == clean_rebuild(
-                runner, projection
-            ), projection.name
+            assert table_rows(runner, projection) == clean_rebuild(runner, projection), projection.name
     finally:
         runner.close()
     verified = subprocess.run(

@@ -9,19 +9,16 @@ import os
 import re
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import httpx
 import psycopg
 import pytest
 
-from tests.e2e.test_serve import EXECUTABLE
-from tests.support import T0, free_port
+from tests.support import EXECUTABLE, T0, registration, registration_command, serving
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -40,42 +37,12 @@ def two_nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[str], di
             capture_output=True, text=True, env=env, timeout=60, check=True,
         )  # fmt: skip
         keys[role] = re.search(r"hl_\S+", made.stdout).group(0)  # type: ignore[union-attr]
-    ports = [free_port(), free_port()]
-    logs = [(tmp_path / f"serve-{n}.log").open("w") for n in range(2)]
-    processes = [
-        subprocess.Popen([str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        for port, log in zip(ports, logs, strict=True)
-    ]
-    bases = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for base in bases:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                pytest.fail(f"{base} never became ready")
+    logs = [tmp_path / f"serve-{n}.log" for n in range(2)]
+    with serving(env, *logs) as bases:
         yield bases, keys, env
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=20)
-        for log in logs:
-            log.close()
-    for n in range(2):
-        text = (tmp_path / f"serve-{n}.log").read_text()
+    for log in logs:
+        text = log.read_text()
         assert "Traceback" not in text and '"status": 500' not in text, text[-3000:]
-
-
-def _registration() -> dict[str, Any]:
-    return {
-        "command_id": str(uuid4()), "occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446,
-        "country": "IDN",
-    }  # fmt: skip
 
 
 @pytest.fixture
@@ -100,7 +67,7 @@ def test_two_nodes_share_one_ledger(
     # Writes spread round-robin: each journey's next step goes to the other node.
     journeys = []
     for n in range(PILGRIMS):
-        answer = clients[n % 2].post("/v1/journeys", json=_registration())
+        answer = clients[n % 2].post("/v1/journeys", json=registration("IDN", command_id=str(uuid4())))
         assert answer.status_code == 201, answer.text
         journeys.append(answer.json()["aggregate_id"])
     steps = [("package-contracted", {"company_id": "company-9", "package_id": "PKG-1"}), ("visa-requested", {})]
@@ -114,7 +81,7 @@ def test_two_nodes_share_one_ledger(
     # The same command to both nodes at once: one new, one repeat with the same outcome, never a 409 or a 5xx.
     with ThreadPoolExecutor(2) as pool:
         for _ in range(PAIRS):
-            body = _registration()
+            body = registration("IDN", command_id=str(uuid4()))
             first, second = pool.map(lambda client, body=body: client.post("/v1/journeys", json=body), clients)
             assert sorted([first.status_code, second.status_code]) == [200, 201], (first.text, second.text)
             assert {k: v for k, v in first.json().items() if k != "repeated"} == {
@@ -122,7 +89,7 @@ def test_two_nodes_share_one_ledger(
             }
 
     # The same command twice in one batch: new, then a repeat.
-    twice = {"event": "Registered", **_registration()}
+    twice = registration_command("IDN")
     batch = clients[1].post("/v1/commands:batch", json={"commands": [twice, twice]})
     assert [r["status"] for r in batch.json()["results"]] == [201, 200], batch.text
     assert batch.json()["results"][1]["outcome"]["repeated"] is True

@@ -10,7 +10,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import psycopg
@@ -29,13 +28,12 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import T0, actor, command, free_port
+from tests.support import EXECUTABLE, T0, actor, command, free_port, registration, serving
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_AVAILABLE, reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)"),
 ]
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SCHEMA = "season_pooled"
 MISSION = "mission-IDN-7"
@@ -113,28 +111,8 @@ def served(pgbouncer: Pooled, tmp_path: Path) -> Iterator[tuple[str, str]]:
     run(pgbouncer.env, "migrate")
     added = run(pgbouncer.env, "agency", "add", "--role", "mission", "--name", "the mission", "--scope", MISSION)
     key = added.split("API key (shown once, keep it secret): ")[1].strip()
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(EXECUTABLE), "serve", "--port", str(port)], env=pgbouncer.env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the server never became ready: {(tmp_path / 'serve.log').read_text()}")
+    with serving(pgbouncer.env, tmp_path / "serve.log") as [base]:
         yield base, key
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
     assert "prepared statement" not in (tmp_path / "serve.log").read_text()
 
 
@@ -143,8 +121,7 @@ def test_the_ledger_behind_pgbouncer_in_transaction_mode(pgbouncer: Pooled, serv
     headers = {"Authorization": f"Bearer {key}"}
 
     def register(index: int) -> UUID:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "IDN"}
-        answer = httpx.post(f"{base}/v1/journeys", json=body, headers=headers, timeout=30)
+        answer = httpx.post(f"{base}/v1/journeys", json=registration("IDN"), headers=headers, timeout=30)
         assert answer.status_code == 201, answer.text
         return UUID(answer.json()["aggregate_id"])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,8 @@ from hajj_ledger.api import agencies
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, free_port
+from tests.support import T0, registration, serving
 
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
 
 
@@ -37,27 +35,8 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
         for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
             keys[role] = agencies.add(connection, Role(role), f"e2e {role}", SCOPES.get(role))[1]
     engine.dispose()
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(EXECUTABLE), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the server never became ready: {(tmp_path / 'serve.log').read_text()}")
+    with serving(env, tmp_path / "serve.log") as [base]:
         yield base, keys, env
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_a_journey_through_http_with_each_view_after_min_position(
@@ -169,7 +148,7 @@ def test_the_database_stopped_and_restarted_under_load(server: tuple[str, dict[s
     statuses: list[int] = []
 
     def register(index: int) -> dict[str, Any]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": pilgrims[index], "season": 1446, "country": "IDN"}
+        body = registration("IDN", pilgrim_id=pilgrims[index])
         for _ in range(600):
             try:
                 answer = httpx.post(f"{base}/v1/journeys", json=body, timeout=30,

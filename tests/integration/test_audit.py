@@ -22,12 +22,11 @@ from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.replay import PastViews, replay, target
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
-from tests.support import T0, actor, command
+from tests.support import T0, actor, command, project
 
 PILGRIMS = 40
 
@@ -177,11 +176,7 @@ def served_views(url: str, projections: list[Projection]) -> dict[str, list[tupl
     """The views of the store at `url`, migrated and caught up as `hajj-ledger project` keeps them."""
     engine = engine_for(url)
     upgrade(engine)
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
+    project(url)
     with engine.connect() as connection:
         rows = view_rows(connection, projections)
     engine.dispose()

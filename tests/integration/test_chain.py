@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,11 +102,17 @@ class Sealed:
     def verify(self) -> Report:
         return self.chain.verify(self.keys.public)
 
-    def found(self, position: int, kind: str) -> None:
-        report = self.verify()
+    def found(self, position: int, kind: str, undo: Callable[[], object]) -> Report:
+        """The tampering found first at `position`, as `kind`; and, once `undo` has put things back, nothing."""
+        try:
+            report = self.verify()
+        finally:
+            undo()
+        self.untouched()
         assert not report.ok
         first = report.first
         assert first is not None and (first.position, first.kind) == (position, kind), report.findings[:5]
+        return report
 
     def untouched(self) -> None:
         report = self.verify()
@@ -172,11 +178,7 @@ def test_one_changed_byte_is_found_at_its_position(sealed: Sealed, data: st.Data
     at = data.draw(st.integers(0, len(state) - 1))
     state[at] ^= data.draw(st.integers(1, 255))
     sealed.raw.replace(position, (*row[:3], bytes(state)))
-    try:
-        sealed.found(position, "changed")
-    finally:
-        sealed.raw.replace(position, row)
-    sealed.untouched()
+    sealed.found(position, "changed", lambda: sealed.raw.replace(position, row))
 
 
 @given(data=st.data())
@@ -186,11 +188,7 @@ def test_a_deleted_event_is_found_at_its_position(sealed: Sealed, data: st.DataO
     position = data.draw(st.sampled_from(positions[:-1]))  # the last one deleted is a truncation (below)
     row = sealed.raw.row(position)
     sealed.raw.delete_from(position)
-    try:
-        sealed.found(position, "deleted")
-    finally:
-        sealed.raw.put(position, row)
-    sealed.untouched()
+    sealed.found(position, "deleted", lambda: sealed.raw.put(position, row))
 
 
 @given(data=st.data())
@@ -202,11 +200,7 @@ def test_a_forged_event_is_found_where_it_was_inserted(sealed: Sealed, data: st.
     _, _, topic, state = sealed.raw.row(data.draw(st.sampled_from(positions)))
     forged_id = uuid4() if sealed.raw.postgres else uuid4().hex
     sealed.raw.put(position, (forged_id, 1, topic, state))
-    try:
-        sealed.found(position, "inserted")
-    finally:
-        sealed.raw.delete_from(position)
-    sealed.untouched()
+    sealed.found(position, "inserted", lambda: sealed.raw.delete_from(position))
 
 
 @given(data=st.data())
@@ -222,12 +216,8 @@ def test_two_swapped_events_are_found_as_reordered(sealed: Sealed, data: st.Data
         sealed.raw.replace(first, b)
 
     swap(one, other)
-    try:
-        sealed.found(first, "reordered")
-        assert any(f.position == second and f.kind == "reordered" for f in sealed.verify().findings)
-    finally:
-        swap(other, one)
-    sealed.untouched()
+    report = sealed.found(first, "reordered", lambda: swap(other, one))
+    assert any(f.position == second and f.kind == "reordered" for f in report.findings)
 
 
 @given(data=st.data())
@@ -237,12 +227,12 @@ def test_a_truncated_tail_is_found_where_it_begins(sealed: Sealed, data: st.Data
     start = data.draw(st.sampled_from(positions))
     rows = [(p, sealed.raw.row(p)) for p in positions if p >= start]
     sealed.raw.delete_from(start, positions[-1])
-    try:
-        sealed.found(start, "truncated")
-    finally:
+
+    def put_back() -> None:
         for position, row in rows:
             sealed.raw.put(position, row)
-    sealed.untouched()
+
+    sealed.found(start, "truncated", put_back)
 
 
 @given(data=st.data())
@@ -252,11 +242,9 @@ def test_a_replaced_checkpoint_signature_is_found_at_its_checkpoint(sealed: Seal
     forged = data.draw(st.binary(min_size=64, max_size=64).filter(lambda b: b != checkpoint.signature))
     sql = "UPDATE ledger_checkpoints SET signature = %s WHERE position = %s"
     sealed.raw.run(sql, (forged, checkpoint.position))
-    try:
-        sealed.found(checkpoint.position, "signature")
-    finally:
-        sealed.raw.run(sql, (checkpoint.signature, checkpoint.position))
-    sealed.untouched()
+    sealed.found(
+        checkpoint.position, "signature", lambda: sealed.raw.run(sql, (checkpoint.signature, checkpoint.position))
+    )
 
 
 def test_an_event_rewritten_with_its_digest_is_caught_by_the_signed_head(sealed: Sealed) -> None:
@@ -268,14 +256,14 @@ def test_an_event_rewritten_with_its_digest_is_caught_by_the_signed_head(sealed:
     sealed.raw.replace(position, (*row[:3], row[3].replace(b'"', b"'", 1)))
     [(old_digest,)] = sealed.raw.run("SELECT digest FROM ledger_chain WHERE position = %s", (position,))
     [new] = sealed.chain.tables.events_after(position - 1, 1)
-    sealed.raw.run(
-        "UPDATE ledger_chain SET digest = %s WHERE position = %s",
-        (event_digest(new[3], new[1], new[2], new[4]), position),
-    )
-    sealed.found(covering.position, "rewritten")
-    sealed.raw.replace(position, row)
-    sealed.raw.run("UPDATE ledger_chain SET digest = %s WHERE position = %s", (old_digest, position))
-    sealed.untouched()
+    set_digest = "UPDATE ledger_chain SET digest = %s WHERE position = %s"
+    sealed.raw.run(set_digest, (event_digest(new[3], new[1], new[2], new[4]), position))
+
+    def put_back() -> None:
+        sealed.raw.replace(position, row)
+        sealed.raw.run(set_digest, (old_digest, position))
+
+    sealed.found(covering.position, "rewritten", put_back)
 
 
 def test_erasing_identities_leaves_the_chain_whole(sealed: Sealed) -> None:
@@ -418,11 +406,7 @@ def test_a_forged_event_far_below_the_log_is_found_without_walking_the_gap(seale
     _, _, topic, state = sealed.raw.row(positions[0])
     far = -(10**15)
     sealed.raw.put(far, (uuid4() if sealed.raw.postgres else uuid4().hex, 1, topic, state))
-    try:
-        sealed.found(far, "inserted")
-    finally:
-        sealed.raw.delete_from(far)
-    sealed.untouched()
+    sealed.found(far, "inserted", lambda: sealed.raw.delete_from(far))
 
 
 def test_the_sealer_rides_out_the_store_being_away(store_url: str, tmp_path: Path) -> None:

@@ -19,19 +19,14 @@ from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.identity.vault import MasterKeys
 from hajj_ledger.ledger import JourneyLedger
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import T0
+from tests.support import registration_command
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL")
 MISSION = ("--role", "mission", "--agency", "mission-EGY-00001")
 
 
 def registration() -> str:
-    return json.dumps(
-        {
-            "event": "Registered", "command_id": str(uuid4()), "occurred_at": T0.isoformat(),
-            "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY",
-        }
-    )  # fmt: skip
+    return json.dumps(registration_command())
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, url: str, *args: str) -> int:

@@ -4,12 +4,10 @@ sizes that hold, and pools that neither churn nor ping."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import psycopg
 import pytest
@@ -21,20 +19,17 @@ from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head
-from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay, row_counts, target
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import NAMES, T0, TestClient
+from tests.support import EXECUTABLE, NAMES, TestClient, project, registration
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_AVAILABLE, reason=f"no PostgreSQL at {POSTGRES_URL} (set CI=true to require it)"),
 ]
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 
 
 def migrate(url: str, **env: str) -> None:
@@ -51,14 +46,6 @@ def tables(postgres_url: str, schema: str) -> set[str]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
         ).fetchall()
     return {r[0] for r in rows}
-
-
-def project(url: str) -> None:
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
 
 
 def verified(ledger: JourneyLedger, url: str) -> int:
@@ -91,8 +78,7 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str, tmp_path:
 
     with TestClient(create_app(url, max_wait=5)) as client:
         headers = {"Authorization": f"Bearer {key}"}
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        answer = client.post("/v1/journeys", headers=headers, json={**body, "identity": NAMES})
+        answer = client.post("/v1/journeys", headers=headers, json=registration(identity=NAMES))
         assert answer.status_code == 201, answer.text
         journey_id = answer.json()["aggregate_id"]
         project(url)

@@ -29,11 +29,11 @@ from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_URL
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
+from tests.support import project
 
 MODELS = [model for projection in PROJECTIONS for model in projection.models]
 
@@ -49,14 +49,6 @@ def season(store_url: str) -> str:
     engine.dispose()
     project(store_url)
     return store_url
-
-
-def project(url: str) -> None:
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
 
 
 def read(directory: Path, name: str) -> pa.Table:

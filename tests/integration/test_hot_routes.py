@@ -17,10 +17,8 @@ from hajj_ledger.api.app import create_app
 from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, TestClient
+from tests.support import T0, TestClient, project, registration
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -80,15 +78,12 @@ def test_the_hot_route_answers_as_the_documented_routes(
     keys, url = keys_and_url
     registered = []
     for who, country in (("mission", "EGY"), (PAK, "PAK")):
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": country}
-        answer = client.post("/v1/journeys", json=body, headers={"Authorization": f"Bearer {keys[who]}"})
+        answer = client.post(
+            "/v1/journeys", json=registration(country), headers={"Authorization": f"Bearer {keys[who]}"}
+        )
         assert answer.status_code == 201, answer.text
         registered.append(answer.json())
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
+    project(url)
     head = max(r["position"] for r in registered)
     ministry = {"Authorization": f"Bearer {keys['ministry']}"}
     cursor = client.get("/v1/views/journey_status", params={"limit": 1}, headers=ministry).json()["next_cursor"]
@@ -96,7 +91,7 @@ def test_the_hot_route_answers_as_the_documented_routes(
     mine, theirs = registered[0]["aggregate_id"], registered[1]["aggregate_id"]
     requests = _requests(keys, mine, theirs, head, cursor)
     hot: HotReads = client.app.state.hot_reads  # type: ignore[attr-defined]
-    documented = [hot.status, *(route for route, _ in hot.views.values())]
+    documented = [hot.status, *hot.views.values()]
     handed_on: list[str] = []
 
     def answers() -> list[tuple[int, str, Any, bool]]:
@@ -137,7 +132,7 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
     at = {"occurred_at": T0.isoformat()}
     mission, mofa = keys["mission"], keys["mofa"]
     step = f"/v1/journeys/{journey}"
-    fresh = {**at, "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
+    fresh = registration()
     valid: list[tuple[str, str, dict[str, str], Any]] = [
         (mission, "/v1/journeys", {}, fresh),
         (mission, f"{step}/visa-requested", {"Idempotency-Key": journey}, at),
@@ -158,7 +153,7 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
         (mission, f"{step}/visa-requested", {}, b"[1, 2]"),
         (mission, f"{step}/visa-requested", {"Idempotency-Key": "k" * 201}, at),
         (mission, f"{step}/visa-requested", {}, {"occurred_at": 1700000000}),
-        (mission, "/v1/journeys", {}, {**at, "pilgrim_id": "nope", "season": 1446, "country": "EGY"}),
+        (mission, "/v1/journeys", {}, registration(pilgrim_id="nope")),
         (mission, f"{step}/no-such-step", {}, at),
     ]  # fmt: skip
     return valid + odd
@@ -188,8 +183,7 @@ def test_the_hot_step_answers_as_the_documented_routes(
         route.handle = counted  # type: ignore[method-assign]
 
     def answers() -> list[tuple[int, str, Any, bool]]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        journey = client.post("/v1/journeys", json=body, headers=mission).json()["aggregate_id"]
+        journey = client.post("/v1/journeys", json=registration(), headers=mission).json()["aggregate_id"]
         contract = {"occurred_at": T0.isoformat(), "company_id": "company-1", "package_id": "P"}
         assert client.post(f"/v1/journeys/{journey}/package-contracted", json=contract, headers=mission).is_success
         found = []

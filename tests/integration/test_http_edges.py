@@ -29,8 +29,8 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.schema import engine_for
-from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem, registration  # noqa: F401 (the fixture)
-from tests.support import T0
+from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem  # noqa: F401 (the fixture)
+from tests.support import T0, registration
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.store.connections import DIRECT_DATABASE_URL_VARIABLE
 from tests.conftest import POSTGRES_AVAILABLE
-from tests.support import register
+from tests.support import eventually, register
 
 needs_postgres = [
     pytest.mark.postgres,
@@ -46,15 +46,6 @@ def backend(lock: Any) -> int:
     assert isinstance(lock, PostgresLock) and lock.connection is not None
     pid: int = lock.connection.info.backend_pid
     return pid
-
-
-def eventually(condition: Callable[[], bool], within: float) -> float:
-    """Seconds until `condition` held; fails after `within`."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < within, "did not happen in time"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest.mark.parametrize("schema", ["public", "other"])

@@ -15,13 +15,9 @@ from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role, Stage, hijri, makkah_day
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import current, head, upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.health_cases import cases
-from hajj_ledger.projections.port_arrivals import arrivals
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.season_funnel import funnel
-from tests.support import COMPANY_ID, T0, actor, command, journey_at
+from tests.support import COMPANY_ID, T0, actor, command, journey_at, project, view_rows
 
 EVENING = T0.replace(hour=22, minute=30)  # 22:30 UTC on 1 May 2025 is 01:30 on 2 May in Makkah
 NEXT_DAY, SAME_DAY = date(2025, 5, 2), date(2025, 5, 1)
@@ -58,21 +54,17 @@ def test_per_day_views_count_the_day_in_makkah_and_keep_seasons_apart(store_url:
     finally:
         ledger.close()
     upgrade(engine)
-    runner = Runner(PROJECTIONS, store_url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
+    project(store_url)
     with engine.connect() as connection:
-        [landed] = arrivals(connection, day=NEXT_DAY)
+        [landed] = view_rows(connection, "port_arrivals", day=NEXT_DAY)
         assert (landed["booked"], landed["arrived"]) == (1, 1)
-        assert arrivals(connection, day=SAME_DAY) == []
+        assert view_rows(connection, "port_arrivals", day=SAME_DAY) == []
         assert funnel(connection, season=1446) == {"registered": 1, "contracted": 1, "visa_requested": 1,
                                                    "visa_issued": 1, "arrived": 1}  # fmt: skip
         assert funnel(connection, season=1447) == {"registered": 1}
         before = funnel(connection, season=1446, until=SAME_DAY)
         assert before == {"registered": 1, "contracted": 1, "visa_requested": 1, "visa_issued": 1}
-        assert [(c["season"], c["admitted"]) for c in cases(connection)] == [(1446, 1)]
+        assert [(c["season"], c["admitted"]) for c in view_rows(connection, "health_cases")] == [(1446, 1)]
 
 
 def test_the_migration_gives_an_old_funnel_its_season(engine: sa.Engine) -> None:

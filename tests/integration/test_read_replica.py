@@ -26,11 +26,9 @@ from hajj_ledger.api.app import create_app
 from hajj_ledger.api.reads import READ_URL_VARIABLE
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import IN_CI
-from tests.support import T0, TestClient, free_port
+from tests.support import TestClient, free_port, project, registration
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 MAX_WAIT = 1.0
@@ -111,14 +109,6 @@ def _caught_up(primary: Cluster, standby: Cluster) -> None:
         time.sleep(0.05)
 
 
-def _project(url: str) -> None:
-    runner = Runner(PROJECTIONS, url)
-    try:
-        runner.run(once=True)
-    finally:
-        runner.close()
-
-
 def test_views_are_read_from_the_standby_and_read_your_writes_holds(
     clusters: tuple[Cluster, Cluster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,14 +125,13 @@ def test_views_are_read_from_the_standby_and_read_your_writes_holds(
     writer = {"Authorization": f"Bearer {mission_key}"}
 
     def register() -> tuple[str, int]:
-        body = {"occurred_at": T0.isoformat(), "pilgrim_id": str(uuid4()), "season": 1446, "country": "EGY"}
-        answer = client.post("/v1/journeys", json=body, headers=writer)
+        answer = client.post("/v1/journeys", json=registration(), headers=writer)
         assert answer.status_code == 201, answer.text
         return answer.json()["aggregate_id"], answer.json()["position"]
 
     with TestClient(create_app(primary.url, max_wait=MAX_WAIT)) as client:
         first, _ = register()
-        _project(primary.url)
+        project(primary.url)
         _caught_up(primary, standby)
         for _ in range(2):  # the second time from the key cache, answered before FastAPI's routing
             assert client.get(f"/v1/journeys/{first}", headers=reader).status_code == 200
@@ -154,7 +143,7 @@ def test_views_are_read_from_the_standby_and_read_your_writes_holds(
         standby.sql("SELECT pg_wal_replay_pause()")
         try:
             second, position = register()
-            _project(primary.url)
+            project(primary.url)
             for _ in range(2):
                 assert client.get(f"/v1/journeys/{second}", headers=reader).status_code == 404  # the standby's view
             history = client.get(f"/v1/journeys/{second}/history", headers=reader)
