@@ -436,25 +436,15 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
     runner = Runner(PROJECTIONS, url)
     runner.run(once=True)
     lags: list[float] = []
-    read = runner._read
+    apply = runner._apply  # each projection's part of a stretch of the log, in a transaction of its own
 
-    def timed_read(projection: Any, after: int, limit: int) -> Any:
-        last, events = read(projection, after, limit)
-        pending.extend(e for _, e in events)
-        return last, events
-
-    pending: list[Any] = []
-    step = runner.step
-
-    def timed_step(*args: Any, **kwargs: Any) -> int:
-        pending.clear()
-        moved = step(*args, **kwargs)
+    def timed_apply(projection: Any, generation: str, position: int, last: int, log: Any) -> int:
+        moved = apply(projection, generation, position, last, log)  # committed on return
         now = datetime.now(UTC)
-        lags.extend((now - e.timestamp).total_seconds() for e in pending)
+        lags.extend((now - e.timestamp).total_seconds() for _, e in log.events(projection, position))
         return moved
 
-    runner._read = timed_read  # type: ignore[method-assign]
-    runner.step = timed_step  # type: ignore[method-assign]
+    runner._apply = timed_apply  # type: ignore[method-assign,assignment]
     stop = threading.Event()
     follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
     follower.start()
