@@ -12,11 +12,11 @@ import hmac
 import re
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.domain.catalogue import SCOPE, mission_country
@@ -95,31 +95,25 @@ class Keys:
 
     TTL = 5.0
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ttl: float = TTL) -> None:
         self.engine = engine
-        self._known: dict[bytes, tuple[float, Agency | None]] = {}
-        self._lock = threading.Lock()
+        self._known: TTLCache[bytes, Agency | None] = TTLCache(maxsize=10_000, ttl=ttl)
+        self._lock = threading.Lock()  # the cache is changed as it is read (expired answers go)
 
     def agency(self, key: str) -> Agency | None:
         digest = _hash(key)
-        now = time.monotonic()
         with self._lock:
-            known = self._known.get(digest)
-        if known is not None and now - known[0] < self.TTL:
-            return known[1]
+            if digest in self._known:
+                return self._known[digest]
         agency = self._look_up(key, digest)
         with self._lock:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[digest] = (now, agency)
+            self._known[digest] = agency
         return agency
 
     def cached(self, key: str) -> Agency | None:
         """The agency of a key known from a recent look-up; None when it is not in the cache (nothing is read)."""
-        known = self._known.get(_hash(key))  # one dict read: atomic, no lock needed
-        if known is None or time.monotonic() - known[0] >= self.TTL:
-            return None
-        return known[1]
+        with self._lock:
+            return self._known.get(_hash(key))
 
     def _look_up(self, key: str, digest: bytes) -> Agency | None:
         match = KEY.match(key)

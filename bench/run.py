@@ -478,6 +478,7 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
 
     from hajj_ledger.domain.commands import EraseIdentity, Identity, Register
     from hajj_ledger.domain.vocabulary import Actor, Role
+    from hajj_ledger.identities import find_by_name, find_by_passport
     from hajj_ledger.ledger import Outcome
     from hajj_ledger.simulation import identities
 
@@ -521,12 +522,12 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     passports_office = Actor("jawazat-JED", Role.JAWAZAT)
     for passport in rng.sample(passports, min(1000, len(passports))):
         started = time.perf_counter()
-        assert ledger.find_by_passport(passport, "EGY", passports_office)
+        assert find_by_passport(ledger, passport, "EGY", passports_office)
         lookups.append(time.perf_counter() - started)
     searches = []
     for journey_id, scope, name in named:
         started = time.perf_counter()
-        assert journey_id in ledger.find_by_name(name, Actor(scope, Role.MISSION), limit=10_000)
+        assert journey_id in find_by_name(ledger, name, Actor(scope, Role.MISSION), limit=10_000)
         searches.append(time.perf_counter() - started)
     erasures = []
     registered = registrations_of(True)[:100]

@@ -66,10 +66,12 @@ def register(commands: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from hajj_ledger.progress import progress_bar
     from hajj_ledger.projections.export import export
-    from hajj_ledger.projections.export import progress_bar as export_progress
 
-    manifest = export(args.out, at=args.at, since=args.since, fmt=args.format, progress=export_progress(sys.stderr))
+    manifest = export(
+        args.out, at=args.at, since=args.since, fmt=args.format, progress=progress_bar(sys.stderr, "positions exported")
+    )
     tables = manifest["tables"]
     print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
     for name, table in tables.items():

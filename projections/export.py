@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -47,12 +46,13 @@ from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
 from hajj_ledger.writing import collector_paused
 
+Progress = Callable[[int, int], None]  # (events written, events to write)
+
 FORMATS = EXPORT_FORMATS
 KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with
 DEMO_KEY_FILE = Path("var/demo-export-key")
 PAGE = 10_000
 KEPT_UUIDS = frozenset({"trip_id"})  # ids that name no person: kept as they are
-Progress = Callable[[int, int], None]  # (events written, events to write)
 
 
 class Pseudonyms:
@@ -411,19 +411,3 @@ def _chunks(rows: Any) -> Iterator[list[Any]]:
             yield chunk
             chunk = []
     yield chunk
-
-
-def progress_bar(stream: io.TextIOBase | Any) -> Progress:
-    """Events written so far, on a terminal; nothing otherwise."""
-
-    def show(done: int, total: int) -> None:
-        if not stream.isatty():
-            return
-        width = 30
-        filled = int(width * done / max(total, 1))
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} positions exported ")
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.schemas import FoundPublic, QueryInt
 from hajj_ledger.domain.catalogue import IDENTITY_READERS, NAME_SEARCHERS
+from hajj_ledger.identities import find_by_name, find_by_passport
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], dependencies=[Depends(caller)])
 
@@ -20,7 +21,7 @@ def by_passport(
     number: Annotated[str, Query(pattern=r"^[A-Za-z0-9 ]{5,24}$")],
     country: Annotated[str, Query(pattern=r"^[A-Za-z]{3}$", description="issuing country, ISO 3166-1 alpha-3")],
 ) -> FoundPublic:
-    return FoundPublic(journey_ids=ledger.find_by_passport(number, country, agency.actor))
+    return FoundPublic(journey_ids=find_by_passport(ledger, number, country, agency.actor))
 
 
 @router.get("/by-name", openapi_extra=allow(NAME_SEARCHERS), summary="A mission's pilgrims by name, any spelling")
@@ -30,4 +31,4 @@ def by_name(
     name: Annotated[str, Query(min_length=1, max_length=200, description="Arabic script or any Latin spelling")],
     limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
 ) -> FoundPublic:
-    return FoundPublic(journey_ids=ledger.find_by_name(name, agency.actor, limit))
+    return FoundPublic(journey_ids=find_by_name(ledger, name, agency.actor, limit))

@@ -16,6 +16,7 @@ from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, 
 from hajj_ledger.audit.reads import event_json
 from hajj_ledger.domain.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
 from hajj_ledger.domain.errors import NotFoundError
+from hajj_ledger.identities import identity_of
 from hajj_ledger.ledger import JourneyLedger
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
@@ -65,5 +66,5 @@ def identity(journey_id: UUID, agency: Caller, ledger: LedgerDep) -> IdentityPub
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
     except NotFoundError:
         raise journey_not_found(journey_id) from None
-    person = ledger.identity(journey_id, agency.actor)
+    person = identity_of(ledger, journey_id, agency.actor)
     return IdentityPublic(journey_id=journey_id, **person.model_dump())

@@ -301,17 +301,19 @@ def _erase(args: argparse.Namespace) -> int:
 
 def _identity_show(args: argparse.Namespace) -> int:
     from hajj_ledger.domain.vocabulary import Actor
+    from hajj_ledger.identities import identity_of
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
     journey_id = _journey_id(ledger, args.id, args.season)
-    identity = ledger.identity(journey_id, Actor(args.agency, Role(args.role)))
+    identity = identity_of(ledger, journey_id, Actor(args.agency, Role(args.role)))
     print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
     return 0
 
 
 def _identity_find(args: argparse.Namespace) -> int:
     from hajj_ledger.domain.vocabulary import Actor
+    from hajj_ledger.identities import find_by_name, find_by_passport
     from hajj_ledger.ledger import JourneyLedger
 
     ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
@@ -319,31 +321,33 @@ def _identity_find(args: argparse.Namespace) -> int:
     if args.passport is not None:
         if not args.country:
             raise ValidationError("country", "is required with --passport (the passport's issuing country)")
-        found = ledger.find_by_passport(args.passport, args.country, reader)
+        found = find_by_passport(ledger, args.passport, args.country, reader)
     else:
-        found = ledger.find_by_name(args.name, reader)
+        found = find_by_name(ledger, args.name, reader)
     for journey_id in found:
         print(journey_id)
     return 0 if found else 1
 
 
 def _identity_rotate(args: argparse.Namespace) -> int:
+    from hajj_ledger.identities import rotate_master_key
     from hajj_ledger.ledger import JourneyLedger
 
-    rewrapped = JourneyLedger().rotate_master_key()
+    rewrapped = rotate_master_key(JourneyLedger())
     print(f"{rewrapped:,} data keys re-wrapped with the current master key.")
     return 0
 
 
 def _retention(args: argparse.Namespace) -> int:
     from hajj_ledger.domain.vocabulary import Actor
+    from hajj_ledger.identities import apply_retention
     from hajj_ledger.ledger import JourneyLedger
 
     if args.after_days < 0:
         raise ValidationError("after_days", "must not be negative")
     ledger = JourneyLedger()
     cutoff = datetime.now(UTC) - timedelta(days=args.after_days)
-    report = ledger.apply_retention(cutoff, Actor(args.agency, Role.MINISTRY))
+    report = apply_retention(ledger, cutoff, Actor(args.agency, Role.MINISTRY))
     print(f"Identities of journeys ended before {cutoff:%Y-%m-%d}: {report.erased:,} erased.")
     print(f"Kept: {report.kept:,} not ended or ended since; {len(report.held):,} under a legal hold.")
     for journey_id, holds in list(report.held.items())[:20]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, TypeVar, cast
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
@@ -23,10 +23,7 @@ from eventsourcing.persistence import Mapper, Recording
 
 from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
-    SCOPE,
     TRIP_STEPS,
-    check_identity_reader,
-    check_name_searcher,
     check_step,
 )
 from hajj_ledger.domain.commands import (
@@ -35,7 +32,6 @@ from hajj_ledger.domain.commands import (
     Command,
     CorrectIdentity,
     EraseIdentity,
-    Identity,
     JourneyCommand,
     RecordIdentity,
     Register,
@@ -46,7 +42,6 @@ from hajj_ledger.domain.errors import (
     ConflictError,
     DuplicateRegistrationError,
     IdempotencyKeyReusedError,
-    IdentityErasedError,
     LedgerError,
     NotFoundError,
     ValidationError,
@@ -54,7 +49,6 @@ from hajj_ledger.domain.errors import (
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import Actor, Stamp
-from hajj_ledger.identity.spelling import name_keys
 from hajj_ledger.identity.vault import MasterKeys, Sealed
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
@@ -78,14 +72,6 @@ class Outcome:
 
 
 Result = Outcome | LedgerError
-
-
-@dataclass
-class RetentionReport:
-    erased: int = 0
-    kept: int = 0  # not ended, or ended too recently
-    held: dict[UUID, list[str]] = field(default_factory=dict)  # ended long enough, but under a legal hold
-    refused: list[str] = field(default_factory=list)
 
 
 class JourneyLedger(Application[UUID]):
@@ -156,70 +142,6 @@ class JourneyLedger(Application[UUID]):
             self._keys = MasterKeys.configured(demo=self._demo_store)
         return self._keys
 
-    def identity(self, journey_id: UUID, reader: Actor) -> Identity:
-        """Who the pilgrim is, for a reader the identity table allows; says when and by whom it was erased."""
-        check_identity_reader(reader.role, reader.agency_id, self.journey(journey_id))
-        sealed = self.store.select_sealed(journey_id)
-        if sealed is not None:
-            return self.keys.open(sealed)
-        erased = [e for e in self.history(journey_id) if isinstance(e, Journey.IdentityErased)]
-        if erased:
-            last = erased[-1]
-            raise IdentityErasedError(
-                f"the identity of journey {journey_id} was erased at {last.recorded_at.isoformat()} by "
-                f"{last.stamp.role}:{last.stamp.agency_id} ({last.reason})"
-            )
-        raise NotFoundError(f"journey {journey_id} has no identity in the vault")
-
-    def find_by_passport(self, number: str, country: str, reader: Actor) -> list[UUID]:
-        """Journeys of a passport, through the blind index (nothing is decrypted), that the reader may know of."""
-        check_identity_reader(reader.role, reader.agency_id, None)
-        found = self.store.select_by_passport(self.keys.passport_index(number, country))
-        if reader.role not in SCOPE:
-            return found
-        owner = SCOPE[reader.role][0]
-        return [j for j in found if getattr(self.journey(j), owner) == reader.agency_id]
-
-    def find_by_name(self, name: str, reader: Actor, limit: int = 100) -> list[UUID]:
-        """The reader's own pilgrims whose names match every part of `name`, in any script or spelling.
-
-        The search runs on the blind name index keyed by the reader's scope: another mission's pilgrims cannot
-        match, and nothing is decrypted."""
-        check_name_searcher(reader.role)
-        keys = name_keys(name)
-        if not keys:
-            raise ValidationError("name", "no letters to search for")
-        return self.store.select_by_names(self.keys.name_index(reader.agency_id, keys), limit)
-
-    def rotate_master_key(self) -> int:
-        """Re-wrap every data key with the current master key; the encrypted identities are not touched."""
-        stale = [s for s in self.store.select_all_sealed() if s.key_id != self.keys.current]
-        self.store.replace_sealed([self.keys.rewrap(s) for s in stale])
-        return len(stale)
-
-    def apply_retention(self, ended_before: datetime, by: Actor) -> RetentionReport:
-        """Erase the identities of journeys that ended before `ended_before`, except those under a legal hold."""
-        report = RetentionReport()
-        due: list[tuple[Command, Actor]] = []
-        for journey_id in self.store.select_vault_journeys():
-            journey = self.journey(journey_id)
-            if journey.ended_at is None or journey.ended_at >= ended_before:
-                report.kept += 1
-            elif journey.holds:
-                report.held[journey_id] = list(journey.holds)
-            else:
-                erase = EraseIdentity(
-                    command_id=uuid4(), occurred_at=datetime.now(UTC), journey_id=journey_id, reason="retention"
-                )
-                due.append((erase, by))
-        for start in range(0, len(due), 500):
-            for result in self.record_batch(due[start : start + 500]):
-                if isinstance(result, Outcome):
-                    report.erased += 1
-                else:
-                    report.refused.append(str(result))
-        return report
-
     def head(self) -> int:
         """The position of the newest event in the ledger (0 when empty)."""
         return self.recorder.max_notification_id() or 0
@@ -252,8 +174,9 @@ class JourneyLedger(Application[UUID]):
 
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
-        with self._writing, collector_paused():
-            self.stats.batches += 1
+        with collector_paused():
+            with self._writing:
+                self.stats.batches += 1
             results = with_reruns(lambda careful: self._record_once(commands, careful=careful), self.MAX_ATTEMPTS,
                                   self.stats)  # fmt: skip
         if results is not None:
@@ -267,21 +190,36 @@ class JourneyLedger(Application[UUID]):
     def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
         # Trusting: no receipts looked up first; a repeated command either collides with its receipt's key at
         # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
-        # A batch that only creates reads no cached aggregate (the store's keys judge a duplicate): it leaves the
-        # cache's mark where it was, and the next batch that reads the cache brings it up to date.
-        if careful or self._cache.current_to is None or any(_subjects(c, creations=False) for c, _ in commands):
-            self._cache.refresh(self.store, self.mapper, self.head)
-        receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
-        unit = _Unit(self, careful=careful)
-        try:
-            unit.load(commands)
-            results = self._decide_all(commands, receipts, unit)
-            results = self._late_repeats(commands, results)
-            recordings = self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
-        except BaseException:
-            # The batch's aggregates were changed in place and their pending events are gone: forget them.
-            self._cache.forget(unit.aggregates)
-            raise
+        # A batch that only creates (registrations, trips) reads no cached aggregate: the store's keys judge a
+        # duplicate. It leaves the cache's mark where it was (the next batch that reads the cache brings it up to
+        # date), and it is stored outside the writing lock, so that the next batch is decided while this one's
+        # transaction commits: nothing it made is in the cache, or in the store, until it has committed.
+        creating = not careful and not any(_subjects(c, creations=False) for c, _ in commands)
+        with self._writing:
+            if not creating or self._cache.current_to is None:
+                self._cache.refresh(self.store, self.mapper, self.head)
+            receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
+            unit = _Unit(self, careful=careful)
+            try:
+                unit.load(commands)
+                results = self._late_repeats(commands, self._decide_all(commands, receipts, unit))
+                recordings = None if creating else self._save(unit)
+            except BaseException:
+                # The batch's aggregates were changed in place and their pending events are gone: forget them.
+                self._cache.forget(unit.aggregates)
+                raise
+            if recordings is not None:
+                return self._recorded(unit, results, recordings)
+        recordings = self._save(unit)  # only what this batch created: nothing to forget if it fails
+        with self._writing:
+            return self._recorded(unit, results, recordings)
+
+    def _save(self, unit: _Unit) -> list[Recording[UUID]]:
+        return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
+
+    def _recorded(
+        self, unit: _Unit, results: list[Result | Receipt | _Repeat], recordings: list[Recording[UUID]]
+    ) -> list[Result]:
         self._cache.remember(unit.aggregates.values())
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings

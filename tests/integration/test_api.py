@@ -177,7 +177,8 @@ def test_a_revoked_key_is_refused(api: Api, monkeypatch: pytest.MonkeyPatch) -> 
     with engine.begin() as connection:
         agencies.revoke(connection, "ministry-the-ministry")
     engine.dispose()
-    monkeypatch.setattr(api.app.state.services.keys, "TTL", 0.0)  # not waiting out the cached answer's seconds
+    services = api.app.state.services
+    monkeypatch.setattr(services, "keys", agencies.Keys(services.engine, ttl=0.0))  # no cached answers to wait out
     is_problem(api.get("ministry", "/v1/views/journey_status"), 401)
 
 

@@ -16,6 +16,7 @@ from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, Mode, Stage
+from hajj_ledger.identities import find_by_name, find_by_passport, identity_of
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.missions import missions
@@ -206,14 +207,14 @@ def test_simulated_pilgrims_have_identities_in_the_vault(season: tuple[JourneyLe
     spellings: set[str] = set()
     for journey_id in vaulted[:300]:
         journey = ledger.journey(journey_id)
-        identity = ledger.identity(journey_id, Actor(journey.mission_id, Role.MISSION))
+        identity = identity_of(ledger, journey_id, Actor(journey.mission_id, Role.MISSION))
         assert identity.nationality == journey.country
         passports = Actor("jawazat-JED", Role.JAWAZAT)
-        assert journey_id in ledger.find_by_passport(identity.passport_number, identity.passport_country, passports)
+        assert journey_id in find_by_passport(ledger, identity.passport_number, identity.passport_country, passports)
         words = identity.name_arabic.split()
         if "محمد" in words:
             spellings.add(identity.name_latin.split()[words.index("محمد")])
             mission = Actor(journey.mission_id, Role.MISSION)
             for spelling in ("محمد", "MUHAMMAD", "MOHAMED", "Mohammed"):  # whichever the passport has
-                assert journey_id in ledger.find_by_name(spelling, mission, limit=10_000)
+                assert journey_id in find_by_name(ledger, spelling, mission, limit=10_000)
     assert len(spellings) >= 3, spellings  # one Arabic name, several Latin spellings

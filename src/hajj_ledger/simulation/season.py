@@ -21,6 +21,7 @@ from typing import TextIO
 
 from hajj_ledger.domain.errors import LedgerError, ValidationError
 from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.progress import progress_bar as shared_progress_bar
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.drafting import Planned
 from hajj_ledger.simulation.missions import missions
@@ -120,20 +121,11 @@ def _reason(error: LedgerError) -> str:
 
 
 def progress_bar(stream: TextIO, total: int) -> Callable[[int, Summary], None]:
-    """A one-line progress bar on a terminal, nothing otherwise."""
+    """The pilgrims simulated so far, with the events recorded and their rate."""
+    show = shared_progress_bar(stream, "pilgrims")
 
-    def show(done: int, summary: Summary) -> None:
-        if not stream.isatty():
-            return
-        width = 30
-        filled = int(width * done / max(total, 1))
+    def simulated(done: int, summary: Summary) -> None:
         rate = summary.events / summary.seconds if summary.seconds else 0
-        stream.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} pilgrims  "
-            f"{summary.events:,} events  {rate:,.0f}/s "
-        )
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
+        show(done, total, f"{summary.events:,} events  {rate:,.0f}/s")
 
-    return show
+    return simulated

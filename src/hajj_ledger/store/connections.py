@@ -14,14 +14,16 @@ which every connection the ledger opens reads.
 from __future__ import annotations
 
 import os
-import random
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
@@ -193,20 +195,27 @@ def for_batch_jobs(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def patiently(call: Callable[[], T], job: str, patience: float = BATCH_PATIENCE) -> T:
-    """`call()`, again after a growing pause (1 s doubling to 60 s) while the database is away or has no connection
-    to spare, for up to `patience` seconds. For idempotent steps only: a batch of commands (their ids make a rerun
-    a repeat) or a read."""
-    pause, waited = 1.0, 0.0
-    while True:
-        try:
-            return call()
-        except Exception as error:
-            if type(error).__name__ not in AWAY or waited >= patience:
-                raise
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            print(f"hajj-ledger {job}: the database is busy or away ({first}); trying again in {pause:.0f} s",
-                  file=sys.stderr)  # fmt: skip
-            time.sleep(pause * random.uniform(0.8, 1.2))
-            waited += pause
-            pause = min(pause * 2, 60.0)
+def patiently(
+    call: Callable[[], T], job: str, patience: float = BATCH_PATIENCE, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """`call()`, again after a growing pause (1 s doubling to 60 s, jittered) while the database is away or has no
+    connection to spare, for up to `patience` seconds. For idempotent steps only: a batch of commands (their ids make
+    a rerun a repeat) or a read."""
+    from tenacity import Retrying, retry_if_exception, wait_exponential_jitter  # imported when needed only
+
+    def say(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        pause = state.next_action.sleep if state.next_action is not None else 0.0
+        print(f"hajj-ledger {job}: the database is busy or away ({first}); trying again in {pause:.0f} s",
+              file=sys.stderr)  # fmt: skip
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda error: type(error).__name__ in AWAY),
+        wait=wait_exponential_jitter(initial=1.0, max=60.0, jitter=0.5),
+        stop=lambda state: state.idle_for >= patience,  # the pauses so far, however long each try took
+        sleep=sleep,
+        before_sleep=say,
+        reraise=True,
+    )
+    return retrying(call)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -281,17 +280,19 @@ def database_url() -> str:
 
 
 def _use_wal(path: str) -> None:
-    """Switch a new SQLite file to WAL once, waiting out other processes: the library switches it on each new
-    connection otherwise, and that switch fails at once ("database is locked") when ledgers start together."""
-    for attempt in range(300):
-        try:
-            with closing(sqlite3.connect(path, timeout=30)) as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or attempt == 299:
-                raise
-            time.sleep(0.1)
+    """Switch a new SQLite file to WAL once, waiting out other processes (every 0.1 s, for up to 30 s): the library
+    switches it on each new connection otherwise, and that switch fails at once ("database is locked") when ledgers
+    start together."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+    def switch() -> None:
+        with closing(sqlite3.connect(path, timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+
+    def locked(error: BaseException) -> bool:
+        return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+    Retrying(retry=retry_if_exception(locked), wait=wait_fixed(0.1), stop=stop_after_attempt(300), reraise=True)(switch)
 
 
 def store_env(url: str) -> dict[str, str]:
