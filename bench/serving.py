@@ -63,7 +63,7 @@ class Plan:
     node_warmup: float = 2.5  # each node's write cache filled before the window opens
     node_seconds: float = 6.0
     node_journeys: int = 640  # ten a client: each journey written often, as on a busy day
-    journeys: int = 2000  # in the Kingdom, read and written
+    journeys: int = 5200  # in the Kingdom, read and written: a slice of 640 for each node run
     workers: int = 2  # uvicorn workers of the ledger's serve and of the baseline
     connections: int = 64
     batch_connections: int = 4
@@ -498,19 +498,24 @@ def scrape(port: int) -> str:
         return ""
 
 
-def journeys_file(setup: Setup) -> Path:
-    """The journeys in the Kingdom and whether each is in hospital, as the (caught-up) views have them."""
+def journeys_file(setup: Setup, run: int) -> Path:
+    """Journeys in the Kingdom and whether each is in hospital, as the (caught-up) views have them: a slice of its
+    own for each node run, so that every run starts from journeys of a few events, as a season's are. On the same
+    journeys each run would start from the last one's hundreds of hospital steps, which every node of a spread run
+    must load into its write cache before it is warm, and later runs would measure ever longer histories."""
+    size = setup.plan.node_journeys
+    offset = run * size % max(1, setup.plan.journeys - size)
     rows = setup.query("SELECT journey_id, in_hospital FROM journey_status WHERE stage = 'received' "
-                       f"ORDER BY journey_id LIMIT {setup.plan.node_journeys}")  # fmt: skip
+                       f"ORDER BY journey_id LIMIT {size} OFFSET {offset}")  # fmt: skip
     path = setup.logs / "journeys-in-kingdom.txt"
     path.write_text("".join(f"{journey} {'t' if hospital else 'f'}\n" for journey, hospital in rows))
     return path
 
 
-def node_run(setup: Setup, count: int, mode: str) -> dict[str, Any]:
+def node_run(setup: Setup, count: int, mode: str, run: int = 0) -> dict[str, Any]:
     plan = setup.plan
     setup.catch_up()
-    journeys = journeys_file(setup)
+    journeys = journeys_file(setup, run)
     ports = [free_port() for _ in range(count)]
     # One worker a node: each node's /metrics is then the whole node's (uvicorn's workers count apart).
     started = [setup.ledger(f"node{i + 1}", port, 1, api_only=setup.api_only and i > 0) for i, port in enumerate(ports)]
@@ -549,12 +554,12 @@ def node_run(setup: Setup, count: int, mode: str) -> dict[str, Any]:
 
 
 def node_runs(setup: Setup, say: Any) -> list[dict[str, Any]]:
-    runs = []
+    runs: list[dict[str, Any]] = []
     for round_ in range(setup.plan.node_rounds):
         for count in setup.plan.node_counts:
             modes = ("pinned", "spread") if round_ % 2 == 0 else ("spread", "pinned")
             for mode in modes:
-                run = {"round": round_, **node_run(setup, count, mode)}
+                run = {"round": round_, **node_run(setup, count, mode, len(runs))}
                 runs.append(run)
                 share = run["rerun_share"]
                 say(f"  round {round_ + 1} {count} nodes {mode:<6} {run['per_second']:8,.0f} commands/s  statuses "
