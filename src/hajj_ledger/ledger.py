@@ -79,6 +79,7 @@ class JourneyLedger(Application[UUID]):
     MAX_ATTEMPTS = 8
     FUTURE_TOLERANCE = timedelta(minutes=5)
     CACHE_SIZE = 20_000  # aggregates; enough for the journeys one simulated chunk or one busy port touches
+    SET_ASIDE_FROM = 100  # commands: a batch this large sets aside what it leaves alive (writing.collector_paused)
     GROUP_COMMIT_MAX = 1000  # commands from concurrent callers recorded in one transaction
     TAIL_LIMIT = 10_000  # other writers' events read to refresh the write cache; beyond that it is dropped whole
 
@@ -174,7 +175,7 @@ class JourneyLedger(Application[UUID]):
 
     def record_batch(self, commands: Sequence[tuple[Command, Actor]]) -> list[Result]:
         """Record many commands in one transaction; one result each, a refusal sinking only its own."""
-        with collector_paused():
+        with collector_paused(set_aside=len(commands) >= self.SET_ASIDE_FROM):
             with self._writing:
                 self.stats.batches += 1
             results = with_reruns(lambda careful: self._record_once(commands, careful=careful), self.MAX_ATTEMPTS,

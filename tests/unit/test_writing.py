@@ -26,7 +26,7 @@ def collector_as_it_was() -> Iterator[None]:
 
 
 def cycle_made_in_a_batch() -> weakref.ref[Node]:
-    with collector_paused():
+    with collector_paused(set_aside=True):
         assert not gc.isenabled()
         node = Node()
         node.me = node  # garbage only the cycle collector can free
@@ -41,13 +41,23 @@ def test_a_batch_sets_aside_what_it_left_and_the_minutes_pass_collects_its_cycle
     gc.collect(1)  # a young pass, as allocations trigger: what the batch left is not in it
     assert left() is not None
     monkeypatch.setattr(writing, "_collected_at", time.monotonic() - writing.COLLECT_SECONDS - 1)
-    with collector_paused():
+    with collector_paused(set_aside=True):
         pass
     assert left() is None
 
 
-def test_what_a_batch_leaves_unreferenced_is_freed_at_once() -> None:
+def test_a_small_batch_leaves_its_cycles_to_the_collector_as_usual() -> None:
     with collector_paused():
+        node = Node()
+        node.me = node
+        left = weakref.ref(node)
+    del node
+    gc.collect(0)
+    assert left() is None
+
+
+def test_what_a_batch_leaves_unreferenced_is_freed_at_once() -> None:
+    with collector_paused(set_aside=True):
         node = Node()
         freed = weakref.ref(node)
     del node
