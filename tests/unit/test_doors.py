@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-SETUPTOOLS: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SETUPTOOLS: dict[str, Any] = PYPROJECT["tool"]["setuptools"]
 
 
 def source_of(package: str) -> Path:
@@ -31,6 +32,17 @@ def test_every_package_of_the_source_is_installed() -> None:
         for module in root.rglob("*.py")
     }
     assert found - listed == set()
+
+
+def test_every_module_of_the_write_side_is_held_to_its_door() -> None:
+    """A module added to src/hajj_ledger is checked by the write side's contract only once it is named there."""
+    [write_side] = [c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["name"].startswith("The write side")]
+    here = {
+        f"hajj_ledger.{path.stem}"
+        for path in (ROOT / "src" / "hajj_ledger").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
+    }
+    assert here - set(write_side["source_modules"]) == set()
 
 
 def test_the_doors_open_one_way(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """`hajj-ledger demo` (what `make run` runs): a simulated season into an empty store, the read models brought up to
 it, the hash chain sealed, and one pilgrim's whole journey shown, with where to look next.
 
-The tour of the whole house is the one command that needs both sides, the simulator and the read models: it is an
-entry point of its own (`hajj_ledger.commands` in pyproject.toml), which no module imports, so neither side has to
-import the other's.
+The tour of the whole house is the one command that needs every room: the simulator, the migrations and the read
+models. It lives with the HTTP face, the one side that may import all of them (what `make run` runs next is
+`serve`), and is an entry point of its own (`hajj_ledger.commands` in pyproject.toml), which no module imports.
 """
 
 from __future__ import annotations
