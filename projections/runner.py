@@ -98,8 +98,20 @@ class Runner:
             with self.engine.connect() as own:
                 row = own.execute(query).first()
         if row is None:
-            raise NotInstalledError(f"projection {projection.name!r} is not installed: run `hajj-ledger migrate`")
+            raise _not_installed(projection)
         return row[0], row[1], row[2]
+
+    def _serving(self, projections: Sequence[Projection]) -> dict[str, tuple[str, int, int]]:
+        """`_position` of each projection's serving generation, in one query."""
+        query = sa.select(
+            positions.c.projection, positions.c.generation, positions.c.position, positions.c.code_version
+        ).where(positions.c.serving, positions.c.projection.in_([p.name for p in projections]))
+        with self.engine.connect() as connection:
+            found = {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
+        for projection in projections:
+            if projection.name not in found:
+                raise _not_installed(projection)
+        return found
 
     # Applying.
 
@@ -136,7 +148,7 @@ class Runner:
         within a batch of the furthest ahead, each event decoded once for every projection that reads it, and each
         projection's part applied in a transaction of its own. A projection further behind (just added, say) steps
         alone, so that it never holds the others back from the head. Returns how far the positions moved."""
-        at = {p.name: self._retrying(lambda p=p: self._position(p)) for p in projections}
+        at = self._retrying(lambda: self._serving(projections))
         ahead = max(position for _, position, _ in at.values())
         together = [p for p in projections if ahead - at[p.name][1] <= BATCH]
         moved: int = sum(self._retrying(lambda p=p: self.step(p)) for p in projections if p not in together)
@@ -298,3 +310,7 @@ class _Log:
                     event = self.decoded[index] = self.decode(self.rows[index])
                 found.append((self.ids[index], event))
         return found
+
+
+def _not_installed(projection: Projection) -> NotInstalledError:
+    return NotInstalledError(f"projection {projection.name!r} is not installed: run `hajj-ledger migrate`")
