@@ -9,6 +9,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only serving  # the serving tier alone (about ten minutes; --quick: a few), into the results
     python bench/run.py --only trail    # the audit trail's filtered pages on 3 M events (--smoke: 50,000)
     python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
+    python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
 """
 
 from __future__ import annotations
@@ -1123,7 +1124,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
         "--only",
-        choices=["chain", "export", "serving", "trail", "cli"],
+        choices=["chain", "export", "serving", "trail", "cli", "catchup", "lag"],
         action="append",
         help="measure these figures alone, into the results",
     )
@@ -1150,6 +1151,10 @@ def main() -> None:
             "cli": cli_figure,
             "serving": lambda _, kind: serving_figure(plan),
             "trail": trail_figure,
+            "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
+            "lag": lambda sizes, kind: summarise(
+                repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
+            ),
         }
         for kind in args.stores.split(","):
             for name in args.only:
