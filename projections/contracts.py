@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Key, Model, Projection, Rows
+from hajj_ledger.projections.framework import Model, Projection, Rows
 from hajj_ledger.projections.service_offers import offered
 
 contracts = Model(
@@ -26,16 +26,6 @@ contracts = Model(
     indexes=(("mission_id", "contract_id"), ("company_id", "contract_id")),
     at_least=("free",),
 )
-# What each offer is of, for the contracts on it: a proposal names only the offer.
-offers = Model(
-    "contracts_offers",
-    lambda: [
-        sa.Column("offer_id", sa.Uuid),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("site", sa.String(16), nullable=False),
-    ],
-    key=("offer_id",),
-)
 STATUS = {"ContractProposed": "proposed", "ContractSigned": "signed", "ContractTerminated": "terminated"}
 USING = {"PlaceTaken": 1, "PlaceFreed": -1}
 
@@ -43,29 +33,16 @@ USING = {"PlaceTaken": 1, "PlaceFreed": -1}
 class Contracts(Projection):
     name = "contracts"
     version = 1
-    models = (contracts, offers)
-    events = frozenset({"OfferPublished", "ContractAmended", *STATUS, *USING})
-
-    def keys(self, event: Any) -> list[tuple[Model, Key]]:
-        name = type(event).__name__
-        if name == "OfferPublished":
-            return [(offers, (event.originator_id,))]
-        if name == "ContractProposed":
-            return [(contracts, (event.originator_id,)), (offers, (event.offer_id,))]
-        return [(contracts, (event.originator_id,))]
+    models = (contracts,)
+    events = frozenset({"ContractAmended", *STATUS, *USING})
+    by_aggregate = (contracts,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
         name = type(event).__name__
-        if name == "OfferPublished":
-            rows.put(offers, key, {"offer_id": key[0], "kind": str(event.kind), "site": str(event.site)})
-            return
         if name == "ContractProposed":
-            offer = rows.get(offers, (event.offer_id,))
-            if offer is None:
-                return
             row = {c: getattr(event, c) for c in ("offer_id", "mission_id", "company_id", "season", "places")}
-            row.update(contract_id=key[0], kind=offer["kind"], site=offer["site"], used=0)
+            row.update(contract_id=key[0], kind=str(event.kind), site=str(event.site), used=0)
         else:
             found = rows.get(contracts, key)
             if found is None:

@@ -598,7 +598,13 @@ VIEW_READERS: dict[str, frozenset[Role]] = {
     "missing_persons": frozenset({Role.MISSION, Role.COMPANY, Role.JAWAZAT, Role.MOH, Role.MINISTRY}),
     "overstay_watch": frozenset({Role.MISSION, Role.JAWAZAT, Role.MINISTRY}),
     "season_funnel": frozenset({Role.MINISTRY, Role.ANALYST, Role.AUDITOR}),
+    "service_offers": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
+    "contracts": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
+    "building_occupancy": frozenset({Role.AMANAH, Role.CIVIL_DEFENCE, Role.COMPANY, Role.MINISTRY}),
+    "trips_on_road": frozenset({Role.ROAD_SECURITY, Role.NAQABA, Role.MINISTRY}),
 }
+# Views a scoped role reads whole, every agency's rows: the market is every company's offers, open to each mission.
+WHOLE_VIEW_READERS: dict[str, frozenset[Role]] = {"service_offers": frozenset({Role.MISSION})}
 HISTORY_READERS = _OPERATIONS | {Role.AUDITOR}
 # Who reads the audit trail across the ledger, a journey as of a past moment, the views as of a past position,
 # and asks for a checkpoint or an event's proof. Published checkpoints and signing keys are for every agency.
