@@ -156,22 +156,20 @@ def _with(name: str, test: Callable[[Any, Any, Mapping[str, Any]], bool]) -> Cal
 
 # The market: offers, contracts on them, and the places both count.
 OFFERED_BUILDINGS = Condition(
-    "buildings operated by the company, in the offer's city",
-    _with("buildings", lambda o, buildings, f: all(_operates(o, b, f) for b in buildings)),
+    "buildings operated by the company",
+    _with("buildings", lambda o, buildings, f: all(_operates(b, f) for b in buildings)),
     refusal=lambda o, f: PermissionDeniedError(
         _stamp(f).role,
         "OfferPublished" if o is None else "OfferAmended",
-        "; ".join(
-            f"building {b.id} is {b.company_id}'s, in {b.city}" for b in f["buildings"] if not _operates(o, b, f)
-        ),
+        "; ".join(f"building {b.id} is operated by {b.company_id}" for b in f["buildings"] if not _operates(b, f)),
     ),
     possible=lambda o: True,
 )
 
 
-def _operates(offer: Any, building: Any, fields: Mapping[str, Any]) -> bool:
-    kind = offer.kind if offer is not None else fields["kind"]
-    return bool(building.company_id == _stamp(fields).agency_id and building.city == HOUSING.get(kind))
+def _operates(building: Any, fields: Mapping[str, Any]) -> bool:
+    # Not by city: a journey has one contract, and a package houses its pilgrims in Makkah and in Madinah.
+    return bool(building.company_id == _stamp(fields).agency_id)
 
 
 BUILDINGS_FIT_KIND = Condition(

@@ -72,7 +72,7 @@ class ServiceOffer(Aggregate):
         buildings: Iterable[Any] = (),
     ) -> ServiceOffer:
         """`buildings`: those `building_ids` name, as the ledger loaded them, to check who operates them."""
-        check_step(OFFER_STEPS, "OfferPublished", None, {"stamp": stamp, "kind": kind, "buildings": list(buildings)})
+        check_step(OFFER_STEPS, "OfferPublished", None, {"stamp": stamp, "buildings": list(buildings)})
         return cls(
             stamp, offer_id, stamp.agency_id, season, kind, site, places, price_sar, valid_from, valid_until,
             building_ids,
