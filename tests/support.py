@@ -287,6 +287,12 @@ def _json(value: Any) -> Any:
     return str(value) if isinstance(value, UUID) else value
 
 
+def as_json(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields as a JSON body carries them: times as ISO 8601, ids as text, also in lists."""
+    return {k: [_json(v) for v in value] if isinstance(value, list | tuple) else _json(value)
+            for k, value in fields.items()}  # fmt: skip
+
+
 def command(event: str, **fields: Any) -> Command:
     """A parsed command with a fresh id and a past occurred_at, unless given."""
     data: dict[str, Any] = {
@@ -294,7 +300,7 @@ def command(event: str, **fields: Any) -> Command:
         "command_id": str(uuid4()),
         "occurred_at": T0.isoformat(),
     }
-    data.update({k: _json(v) for k, v in fields.items()})
+    data.update(as_json(fields))
     return parse_command(data)
 
 
