@@ -331,7 +331,13 @@ def building_fields(beds: int, **fields: Any) -> dict[str, Any]:
 
 
 def open_market(
-    ledger: JourneyLedger, places: int = 50, beds: int = 50, *, mission: str = MISSION_ID, signed: bool = True
+    ledger: JourneyLedger,
+    places: int = 50,
+    beds: int = 50,
+    *,
+    mission: str = MISSION_ID,
+    company: str = COMPANY_ID,
+    signed: bool = True,
 ) -> Market:
     """Recorded through the ledger, each step by its role: a building licensed and inspected, an offer of `places`
     naming it, a contract of the mission for all of them, signed unless asked not to be."""
@@ -339,12 +345,12 @@ def open_market(
     def one(role: Role, event: str, agency_id: str | None = None, **fields: Any) -> UUID:
         return ledger.record(command(event, **fields), actor(role, agency_id)).aggregate_id
 
-    building = one(Role.AMANAH, "BuildingLicensed", **building_fields(beds))
+    building = one(Role.AMANAH, "BuildingLicensed", **building_fields(beds, company_id=company))
     one(Role.CIVIL_DEFENCE, "InspectionPassed", building_id=building, findings="compliant")
-    offer = one(Role.COMPANY, "OfferPublished", **offer_fields(places, [building]))
+    offer = one(Role.COMPANY, "OfferPublished", company, **offer_fields(places, [building]))
     contract = one(Role.MISSION, "ContractProposed", mission, offer_id=offer, places=places)
     if signed:
-        one(Role.COMPANY, "ContractSigned", contract_id=contract)
+        one(Role.COMPANY, "ContractSigned", company, contract_id=contract)
     return Market(building, offer, contract)
 
 

@@ -155,6 +155,15 @@ class JourneyLedger(Application[UUID]):
     def trip(self, trip_id: UUID) -> Trip:
         return self._get(trip_id, Trip)
 
+    def offer(self, offer_id: UUID) -> ServiceOffer:
+        return self._get(offer_id, ServiceOffer)
+
+    def contract(self, contract_id: UUID) -> Contract:
+        return self._get(contract_id, Contract)
+
+    def building(self, building_id: UUID) -> Building:
+        return self._get(building_id, Building)
+
     def history(self, journey_id: UUID) -> list[Journey.Event]:
         """Every event of a journey, oldest first."""
         events = [cast(Journey.Event, e) for e in self.events.get(journey_id)]

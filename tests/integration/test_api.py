@@ -372,7 +372,12 @@ def test_the_same_idempotency_key_repeats_the_first_outcome(api: Api) -> None:
 def test_the_same_command_id_repeats_the_first_outcome(api: Api) -> None:
     journey_id = api.register()
     contract_id = str(api.market())
-    body = {"occurred_at": T0.isoformat(), "contract_id": contract_id, "package_id": "PKG-1", "command_id": str(uuid4())}
+    body = {
+        "occurred_at": T0.isoformat(),
+        "contract_id": contract_id,
+        "package_id": "PKG-1",
+        "command_id": str(uuid4()),
+    }
     path = f"/v1/journeys/{journey_id}/package-contracted"
     first = api.post("mission", path, body)
     assert first.status_code == 201 and first.json()["repeated"] is False, first.text
