@@ -28,6 +28,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.framework import AT_LEAST
 from hajj_ledger.projections.schema import engine_for
 from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import T0, registration
@@ -97,6 +98,10 @@ FILTERS = [
     for p in PROJECTIONS
     for c in p.models[0].view().c
     if c.type.python_type in FILTERABLE and c.name != "position"
+] + [
+    (p.name, name)
+    for p in PROJECTIONS
+    for name in (*(f"{AT_LEAST}{c}" for c in p.models[0].at_least), *p.models[0].read_columns())
 ]
 VALUES = st.one_of(st.sampled_from(EDGES), st.text(max_size=40), st.integers().map(str))
 
@@ -105,6 +110,8 @@ VALUES = st.one_of(st.sampled_from(EDGES), st.text(max_size=40), st.integers().m
 @example(target=("journey_status", "country"), value="\x00", as_cursor=False)
 @example(target=("port_arrivals", "booked"), value="2147483648", as_cursor=False)
 @example(target=("site_headcount", "company_id"), value="\x00", as_cursor=True)
+@example(target=("trips_on_road", "overdue"), value="2", as_cursor=False)
+@example(target=("service_offers", "min_free"), value="2147483648", as_cursor=False)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_no_filter_value_makes_a_5xx(http: Api, target: tuple[str, str], value: str, as_cursor: bool) -> None:
     view, column = target
@@ -282,7 +289,8 @@ def test_a_batch_checks_the_role_before_answering_a_repeat(http: Api) -> None:
 def test_another_mission_replaying_a_command_is_refused_as_any_command_of_it(http: Api, through: str) -> None:
     journey_id = http.register()
     contract = {
-        "occurred_at": T0.isoformat(), "company_id": COMPANY_1, "package_id": "PKG-1", "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(), "contract_id": str(http.market()), "package_id": "PKG-1",
+        "command_id": str(uuid4()),
     }  # fmt: skip
     path = f"/v1/journeys/{journey_id}/package-contracted"
     assert http.post("mission", path, contract).status_code == 201
