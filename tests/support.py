@@ -445,6 +445,16 @@ def open_market(
     return Market(building, offer, contract)
 
 
+def market_in(url: str, places: int = 50, *, mission: str = MISSION_ID, company: str = COMPANY_ID) -> Market:
+    """A market opened in the store at `url`, as another node of the deployment would (the servers' write caches
+    learn of it from the log's tail)."""
+    ledger = JourneyLedger(url, create_tables=False)
+    try:
+        return open_market(ledger, places, places, mission=mission, company=company)
+    finally:
+        ledger.close()
+
+
 def contract_journeys(ledger: JourneyLedger, journeys: list[UUID], contract_id: UUID) -> None:
     results = ledger.record_batch(
         [(command("PackageContracted", journey_id=j, contract_id=contract_id), actor(Role.MISSION)) for j in journeys]

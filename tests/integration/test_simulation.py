@@ -242,6 +242,7 @@ def test_no_building_over_its_beds_no_contract_over_its_places_and_everyone_hous
             case ServiceOffer.PlacesReserved():
                 assert state[event.originator_id].contracted <= state[event.originator_id].places
             case Journey.HousingCheckedIn():
+                assert event.building_id is not None
                 house = state[event.building_id]
                 assert house.stage == BuildingStage.LICENSED and house.inspected is True
                 assert event.stamp.occurred_at <= house.licence_valid_until
@@ -250,8 +251,8 @@ def test_no_building_over_its_beds_no_contract_over_its_places_and_everyone_hous
                 assert event.building_id in state[contract.offer_id].building_ids
                 checked_in += 1
     assert checked_in > PILGRIMS and inspected_late > 0  # a few buildings failed their first inspection
-    housed = [a for a in state.values() if isinstance(a, Journey) and a.building_id is not None]
-    assert housed and all(a.id in state[a.building_id].occupants for a in housed)
+    housed = {a.id: a.building_id for a in state.values() if isinstance(a, Journey) and a.building_id is not None}
+    assert housed and all(journey in state[building].occupants for journey, building in housed.items())
     buildings = [a for a in state.values() if isinstance(a, Building)]
     assert sum(len(b.occupants) for b in buildings) == len(housed)
 
