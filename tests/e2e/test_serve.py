@@ -120,7 +120,12 @@ def test_a_journey_through_http_with_each_view_after_min_position(
         ("naqaba", f"/trips/{trip_id}/trip-departed", {}, None),
         ("naqaba", f"/journeys/{journey}/transfer-completed", {"trip_id": trip_id}, "transferred"),
         ("naqaba", f"/trips/{trip_id}/trip-arrived", {}, None),
-        ("company", f"/journeys/{journey}/housing-checked-in", {"site": "makkah", "building": "B-12"}, "housed"),
+        (
+            "company",
+            f"/journeys/{journey}/housing-checked-in",
+            {"site": "makkah", "building": "B-12", "building_id": str(market.building_id)},
+            "housed",
+        ),
         ("jawazat", f"/journeys/{journey}/exit-cleared", {"port": "JED-HAJJ"}, "exit_cleared"),
         ("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ", "flight": "GA902"}, "departed"),
     ]
