@@ -56,7 +56,7 @@ def test_events_stored_before_contracts_buildings_and_routes_read_back_with_none
         state = orjson.loads(event.state)
         state.pop("contract_id", None)
         old.append(StoredEvent(event.originator_id, event.originator_version, event.topic, orjson.dumps(state)))
-    replayed = None
+    replayed: Any = None
     for event in map(codec.to_domain_event, old):
         replayed = cast(Any, event).mutate(replayed)
     assert replayed.contract_id is None and replayed.company_id == "company-1"
