@@ -57,8 +57,8 @@ def test_events_stored_before_contracts_buildings_and_routes_read_back_with_none
         state.pop("contract_id", None)
         old.append(StoredEvent(event.originator_id, event.originator_version, event.topic, orjson.dumps(state)))
     replayed: Any = None
-    for event in map(codec.to_domain_event, old):
-        replayed = cast(Any, event).mutate(replayed)
+    for decoded in map(codec.to_domain_event, old):
+        replayed = cast(Any, decoded).mutate(replayed)
     assert replayed.contract_id is None and replayed.company_id == "company-1"
     assert cast(Any, codec.to_domain_event(old[-1])).contract_id is None
     [scheduled] = bus.collect_events()
