@@ -300,14 +300,14 @@ OF_THE_CONTRACT = Condition(
         allowed_now(JOURNEY_STEPS, j),
         reason=f"refused: building {f['building_id']} is not named by the offer of the journey's contract"
         if f["offer"] is None or f["building_id"] not in f["offer"].building_ids
-        else f"refused: building {f['building_id']} is in {f['building'].city}, not {f['site']}",
+        else f"refused: building {f['building_id']} is in {f['house'].city}, not {f['site']}",
     ),
 )
 
 
 def _in_site(fields: Mapping[str, Any]) -> bool:
-    building = fields.get("building")
-    return building is None or building.city == fields["site"]
+    house = fields.get("house")  # the building the ledger loaded ("building" is the company's name for it)
+    return house is None or house.city == fields["site"]
 
 
 ONE_BED = Condition(
