@@ -246,7 +246,7 @@ def _print_demo_keys() -> None:
         DEMO_KEYS.chmod(0o600)
     print("Demo keys (Authorization: Bearer KEY):")
     for name, known in keys.items():
-        print(f"  {name:<9} {known['agency_id']:<28} {known['key']}")
+        print(f"  {name:<13} {known['agency_id']:<28} {known['key']}")
 
 
 def _demo_scopes() -> dict[Role, str]:

@@ -203,18 +203,25 @@ def measure_library_default(url: str, source_url: str) -> dict[str, Any]:
     return {"rate": len(events) / seconds, "events": len(events), "seconds": seconds}
 
 
-def _single_commands(count: int) -> list[tuple[Any, Any]]:
-    """Commands that each touch one journey (registration to reception at the port), in time order."""
+def _single_commands(count: int) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+    """The market the journeys contract on (buildings, offers, contracts), and commands that each touch one journey
+    (registration to reception at the port, with a place taken on a contract), in time order."""
+    market = {
+        "BuildingLicensed", "InspectionPassed", "InspectionFailed", "OfferPublished", "ContractProposed",
+        "ContractSigned",
+    }  # fmt: skip
     single = {
         "Registered", "PackageContracted", "VisaRequested", "VisaIssued", "VisaRejected", "Cancelled",
         "FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort",
     }  # fmt: skip
+    opened: list[tuple[Any, Any]] = []
     commands: list[tuple[Any, Any]] = []
     pilgrims = max(20, count // 10)
     for batch in _season(pilgrims):
+        opened += [(c, a) for c, a in batch if c.event in market]
         commands += [(c, a) for c, a in batch if c.event in single and getattr(c, "direction", "arrival") == "arrival"]
     commands.sort(key=lambda item: item[0].occurred_at)
-    return commands[:count]
+    return sorted(opened, key=lambda item: item[0].occurred_at), commands[:count]
 
 
 def _journey_of(command: Any) -> Any:
@@ -225,11 +232,12 @@ def _journey_of(command: Any) -> Any:
 
 def measure_single(url: str, count: int, clients: int) -> dict[str, Any]:
     """One command per call to `record`, from `clients` threads at once; each thread keeps its journeys in order."""
-    commands = _single_commands(count)
+    market, commands = _single_commands(count)
     queues: list[list[tuple[Any, Any]]] = [[] for _ in range(clients)]
     for command, actor in commands:
         queues[hash(_journey_of(command)) % clients].append((command, actor))
     ledger = _ledger(url)
+    ledger.record_batch(market)  # before the clock starts: what the journeys contract on
     refused = 0
     lock = threading.Lock()
 

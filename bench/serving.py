@@ -337,8 +337,26 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
     pilgrims = [uuid4() for _ in range(plan.journeys)]
     journeys = [Journey.create_id(SEASON, p) for p in pilgrims]
     port = {"port": PORT_OF_ENTRY}
+    building, offer, contract = uuid4(), uuid4(), uuid4()
+    company = Actor("company-bench-00001", Role.COMPANY)
+    market: list[tuple[Actor, str, dict[str, Any]]] = [
+        (Actor("amanah-bench", Role.AMANAH), "BuildingLicensed", {
+            "building_id": building, "company_id": company.agency_id, "city": "makkah", "district": "Aziziyah",
+            "beds": plan.journeys, "licence_valid_until": now + timedelta(days=365),
+        }),
+        (Actor("civil-defence-bench", Role.CIVIL_DEFENCE), "InspectionPassed", {
+            "building_id": building, "findings": "compliant",
+        }),
+        (company, "OfferPublished", {
+            "offer_id": offer, "season": SEASON, "kind": "makkah_housing", "site": "makkah", "places": plan.journeys,
+            "price_sar": 12_000, "valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=90),
+            "building_ids": [building],
+        }),
+        (mission.actor, "ContractProposed", {"contract_id": contract, "offer_id": offer, "places": plan.journeys}),
+        (company, "ContractSigned", {"contract_id": contract}),
+    ]  # fmt: skip
     steps: list[tuple[Role, str, dict[str, Any]]] = [
-        (Role.MISSION, "PackageContracted", {"company_id": "company-bench-00001", "package_id": "bench"}),
+        (Role.MISSION, "PackageContracted", {"contract_id": contract}),
         (Role.MISSION, "VisaRequested", {}),
         (Role.MOFA, "VisaIssued", {"valid_until": (now + timedelta(days=90)).isoformat()}),
         (Role.JAWAZAT, "ArrivedAtPort", {**port, "mode": "land"}),
@@ -352,9 +370,10 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
         def command(event: str, **fields: Any) -> Any:
             return parse_command({"event": event, "command_id": uuid4(), "occurred_at": now, **fields})
 
-        waves = [
+        waves = [[(command(event, **fields), actor)] for actor, event, fields in market]
+        waves.append(
             [(command("Registered", pilgrim_id=p, season=SEASON, country=COUNTRY), mission.actor) for p in pilgrims]
-        ]
+        )
         for role, event, fields in steps:
             actor = mission.actor if role is Role.MISSION else Actor(f"{role}-bench", role)
             waves.append([(command(event, journey_id=j, **fields), actor) for j in journeys])

@@ -93,8 +93,8 @@ def _contracted(
     """The script's pilgrim registered by their mission, then contracted to the company: the journey's id."""
     pilgrim_id = uuid5(_NS, f"pilgrim:{step.name}")
     journey = step(mission, "Registered", registered, pilgrim_id=pilgrim_id, season=SEASON, country=country)
-    step(mission, "PackageContracted", contracted, journey_id=journey.aggregate_id, contract_id=market.contracts[mission],
-         package_id=package_id)  # fmt: skip
+    step(mission, "PackageContracted", contracted, journey_id=journey.aggregate_id,
+         contract_id=market.contracts[mission], package_id=package_id)  # fmt: skip
     return journey.aggregate_id
 
 

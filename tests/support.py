@@ -29,15 +29,24 @@ from sqlalchemy.engine import Connection
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.routes.views import page
 from hajj_ledger.cli import main
-from hajj_ledger.domain.catalogue import PRE_ARRIVAL
+from hajj_ledger.domain.building import Building
+from hajj_ledger.domain.catalogue import PRE_ARRIVAL, STEPS
 from hajj_ledger.domain.commands import Command, parse_command
+from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.market import Contract, ServiceOffer
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import (
     Actor,
+    BuildingStage,
     CancellationReason,
+    City,
+    ContractStage,
     Direction,
     Mode,
+    OfferKind,
+    OfferSite,
+    OfferStage,
     Port,
     Role,
     Site,
@@ -236,9 +245,41 @@ STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
 }
 
 
-def record(journey: Journey, event: str, role: Role | None = None, agency_id: str | None = None) -> None:
-    default_role, call = STEP[event]
-    call(journey, stamp(role or default_role, agency_id))
+JOURNEY_ID = UUID("00000000-0000-4000-8000-0000000000dd")  # the journey holding a place or a bed below
+
+# The same for each step of an offer, a contract and a building (those recorded by a command of their own, and
+# those the ledger records with a journey's or a contract's step).
+MARKET_STEP: dict[str, tuple[Role, Callable[[Any, Stamp], None]]] = {
+    "OfferAmended": (Role.COMPANY, lambda o, s: o.amend(s, None, 9500, None, None)),
+    "OfferWithdrawn": (Role.COMPANY, lambda o, s: o.withdraw(s, "no_demand")),
+    "ContractNoted": (Role.MISSION, lambda o, s: o.note_contract(s, CONTRACT_ID)),
+    "PlacesReserved": (Role.COMPANY, lambda o, s: o.reserve_places(s, CONTRACT_ID, 1)),
+    "PlacesReleased": (Role.COMPANY, lambda o, s: o.release_places(s, CONTRACT_ID, 1)),
+    "ContractSigned": (Role.COMPANY, lambda c, s: c.sign(s)),
+    "ContractAmended": (Role.MISSION, lambda c, s: c.amend(s, 3)),
+    "ContractTerminated": (Role.MISSION, lambda c, s: c.terminate(s, "withdrawn")),
+    "PlaceTaken": (Role.MISSION, lambda c, s: c.take_place(s, JOURNEY_ID)),
+    "PlaceFreed": (Role.MISSION, lambda c, s: c.free_place(s, JOURNEY_ID)),
+    "LicenceSuspended": (Role.AMANAH, lambda b, s: b.suspend_licence(s, "fire_risk")),
+    "LicenceRenewed": (Role.AMANAH, lambda b, s: b.renew_licence(s, T0 + timedelta(days=400))),
+    "InspectionPassed": (Role.CIVIL_DEFENCE, lambda b, s: b.pass_inspection(s, "compliant")),
+    "InspectionFailed": (Role.CIVIL_DEFENCE, lambda b, s: b.fail_inspection(s, "alarms_faulty")),
+    "BedTaken": (Role.COMPANY, lambda b, s: b.take_bed(s, JOURNEY_ID)),
+    "BedFreed": (Role.COMPANY, lambda b, s: b.free_bed(s, JOURNEY_ID)),
+}
+# What a step needs recorded first, beyond its stage: a contract noted before its places are reserved, ...
+BEFORE: dict[str, list[str]] = {
+    "PlacesReserved": ["ContractNoted"],
+    "PlacesReleased": ["ContractNoted", "PlacesReserved"],
+    "PlaceFreed": ["PlaceTaken"],
+    "BedTaken": ["InspectionPassed"],
+    "BedFreed": ["InspectionPassed", "BedTaken"],
+}
+
+
+def record(aggregate: Any, event: str, role: Role | None = None, agency_id: str | None = None) -> None:
+    default_role, call = STEP[event] if event in STEP else MARKET_STEP[event]
+    call(aggregate, stamp(role or default_role, agency_id))
 
 
 # How to reach each stage from a new journey: the main road, and the side roads.
@@ -275,6 +316,56 @@ def journey_at(stage: Stage, *, identity: bool = False) -> Journey:
         record(journey, event)
     assert journey.stage == stage
     return journey
+
+
+def offer(places: int = 10) -> ServiceOffer:
+    return ServiceOffer.publish(
+        stamp(Role.COMPANY), uuid4(), 1446, OfferKind.MAKKAH_HOUSING, OfferSite.MAKKAH, places, 9000, OFFER_OPENS,
+        OFFER_CLOSES, (BUILDING_ID,),
+    )  # fmt: skip
+
+
+def contract(places: int = 2) -> Contract:
+    return Contract.propose(stamp(Role.MISSION), uuid4(), offer(), places)
+
+
+def building(beds: int = 2) -> Building:
+    return Building.license(
+        stamp(Role.AMANAH), uuid4(), COMPANY_ID, City.MAKKAH, "Aziziyah", beds, T0 + timedelta(days=365)
+    )
+
+
+# How to reach each stage of an offer, a contract and a building: a new one, and the steps after.
+MARKET_PATH_TO: dict[Any, tuple[Callable[[], Any], list[str]]] = {
+    OfferStage.PUBLISHED: (offer, []),
+    OfferStage.WITHDRAWN: (offer, ["OfferWithdrawn"]),
+    ContractStage.PROPOSED: (contract, []),
+    ContractStage.SIGNED: (contract, ["ContractSigned"]),
+    ContractStage.TERMINATED: (contract, ["ContractTerminated"]),
+    BuildingStage.LICENSED: (building, []),
+    BuildingStage.SUSPENDED: (building, ["LicenceSuspended"]),
+}
+
+
+def market_at(stage: Any, event: str | None = None) -> Any:
+    """An offer, a contract or a building at `stage`, with what `event` needs recorded first wherever on the way
+    there it may be."""
+    try:
+        return _built(stage, BEFORE.get(event or "", []), early=True)
+    except LedgerError:  # what it needs would bar the way there (a contract keeps an offer from withdrawal)
+        return _built(stage, BEFORE.get(event or "", []), early=False)
+
+
+def _built(stage: Any, before: list[str], *, early: bool) -> Any:
+    new, path = MARKET_PATH_TO[stage]
+    aggregate = new()
+    needed = list(before)
+    for step in [*path, None]:
+        while needed and (early or step is None) and aggregate.stage in STEPS[needed[0]].from_:
+            record(aggregate, needed.pop(0))
+        if step is not None:
+            record(aggregate, step)
+    return aggregate
 
 
 def trip(capacity: int = 49) -> Trip:
@@ -352,6 +443,16 @@ def open_market(
     if signed:
         one(Role.COMPANY, "ContractSigned", company, contract_id=contract)
     return Market(building, offer, contract)
+
+
+def market_in(url: str, places: int = 50, *, mission: str = MISSION_ID, company: str = COMPANY_ID) -> Market:
+    """A market opened in the store at `url`, as another node of the deployment would (the servers' write caches
+    learn of it from the log's tail)."""
+    ledger = JourneyLedger(url, create_tables=False)
+    try:
+        return open_market(ledger, places, places, mission=mission, company=company)
+    finally:
+        ledger.close()
 
 
 def contract_journeys(ledger: JourneyLedger, journeys: list[UUID], contract_id: UUID) -> None:

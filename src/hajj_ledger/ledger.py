@@ -400,7 +400,7 @@ class JourneyLedger(Application[UUID]):
                     "stamp": stamp,
                     **command.arguments(),
                     "offer": _offer_of(journey, unit),
-                    "building": building,
+                    "house": building,
                 }
                 check_step(JOURNEY_STEPS, "HousingCheckedIn", journey, fields)
                 returning = journey.building_id == building.id  # back from the holy sites to its own bed

@@ -13,7 +13,8 @@ from uuid import uuid4
 import pytest
 
 from hajj_ledger.domain.catalogue import TABLES, render_markdown
-from tests.support import EXECUTABLE, T0, Ran, registration_command, run_cli
+from hajj_ledger.ledger import JourneyLedger
+from tests.support import COMPANY_ID, EXECUTABLE, T0, Ran, open_market, registration_command, run_cli
 
 README = Path(__file__).parents[2] / "README.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
@@ -44,19 +45,25 @@ def test_record_then_history(store_url: str) -> None:
     outcome = json.loads(first.stdout)
     assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 1, False)
 
+    ledger = JourneyLedger(store_url)
+    try:
+        market = open_market(ledger, 1, mission="mission-NGA-1")
+        opened = ledger.head()
+    finally:
+        ledger.close()
     contract = {
         "event": "PackageContracted",
         "command_id": str(uuid4()),
         "occurred_at": T0.isoformat(),
         "journey_id": outcome["aggregate_id"],
-        "company_id": "company-7",
+        "contract_id": str(market.contract_id),
         "package_id": "PKG-7",
     }
     second = run_process(
         store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", stdin=json.dumps(contract)
     )
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["position"] == 2
+    assert json.loads(second.stdout)["position"] == opened + 2  # the contract's PlaceTaken, then the journey's step
 
     again = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert json.loads(again.stdout) == {**outcome, "repeated": True}
@@ -68,7 +75,11 @@ def test_record_then_history(store_url: str) -> None:
     assert rows[1]["agency_id"] == "mission-NGA-1" and rows[1]["role"] == "mission"
     assert rows[1]["occurred_at"] == T0.isoformat()
     assert rows[1]["recorded_at"] > rows[1]["occurred_at"]
-    assert rows[1]["details"] == {"company_id": "company-7", "package_id": "PKG-7"}
+    assert rows[1]["details"] == {
+        "company_id": COMPANY_ID,
+        "package_id": "PKG-7",
+        "contract_id": str(market.contract_id),
+    }
 
     by_journey = run_process(store_url, "history", outcome["aggregate_id"])
     assert by_journey.returncode == 0 and "PackageContracted" in by_journey.stdout

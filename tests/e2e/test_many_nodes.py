@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import EXECUTABLE, T0, registration, registration_command, serving
+from tests.support import EXECUTABLE, T0, market_in, registration, registration_command, serving
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -70,7 +70,8 @@ def test_two_nodes_share_one_ledger(
         answer = clients[n % 2].post("/v1/journeys", json=registration("IDN", command_id=str(uuid4())))
         assert answer.status_code == 201, answer.text
         journeys.append(answer.json()["aggregate_id"])
-    steps = [("package-contracted", {"company_id": "company-9", "package_id": "PKG-1"}), ("visa-requested", {})]
+    contract_id = str(market_in(env["HAJJ_LEDGER_DATABASE_URL"], PILGRIMS, mission=MISSION).contract_id)
+    steps = [("package-contracted", {"contract_id": contract_id}), ("visa-requested", {})]
     for s, (step, body) in enumerate(steps):
         for n, journey in enumerate(journeys):
             answer = clients[(n + s + 1) % 2].post(

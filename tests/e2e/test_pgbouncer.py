@@ -28,7 +28,7 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, T0, actor, command, free_port, registration, serving
+from tests.support import EXECUTABLE, T0, actor, command, free_port, open_market, registration, serving
 
 pytestmark = [
     pytest.mark.postgres,
@@ -134,15 +134,16 @@ def test_the_ledger_behind_pgbouncer_in_transaction_mode(pgbouncer: Pooled, serv
     writers = [JourneyLedger(pgbouncer.url, create_tables=False) for _ in range(2)]
     for ledger in writers:
         assert all(ledger.journey(j).stage == "registered" for j in journeys)
+    contracts = {j: open_market(writers[0], 1, mission=MISSION).contract_id for j in journeys}  # a place each
 
     def over_http(journey_id: UUID) -> bool:
-        body = {"occurred_at": T0.isoformat(), "company_id": "company-1", "package_id": "PKG-1"}
+        body = {"occurred_at": T0.isoformat(), "contract_id": str(contracts[journey_id])}
         answer = httpx.post(f"{base}/v1/journeys/{journey_id}/package-contracted", json=body, headers=headers)
         assert answer.status_code in (201, 409), answer.text
         return answer.status_code == 201
 
     def in_process(ledger: JourneyLedger, journey_id: UUID) -> bool:
-        contract = command("PackageContracted", journey_id=journey_id, company_id="company-1", package_id="PKG-1")
+        contract = command("PackageContracted", journey_id=journey_id, contract_id=contracts[journey_id])
         try:
             return isinstance(ledger.record(contract, actor(Role.MISSION, MISSION)), Outcome)
         except LedgerError:
@@ -180,7 +181,8 @@ def test_the_ledger_behind_pgbouncer_in_transaction_mode(pgbouncer: Pooled, serv
     # The chain, sealed through the pooler by the server's sealer and by this checkpoint, verifies.
     run(pgbouncer.env, "checkpoint")
     report = json.loads(run(pgbouncer.env, "verify", "--json"))
-    assert report["ok"] and report["sealed_head"] == head and report["events"] == 2 * len(journeys), report
+    # Each journey's registration and contracted package (with its place taken), and its market's seven events.
+    assert report["ok"] and report["sealed_head"] == head and report["events"] == 10 * len(journeys), report
     with psycopg.connect(pgbouncer.direct.split("?")[0]) as connection:
         public = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert public.fetchone() == (0,), "nothing of the ledger outside its schema"

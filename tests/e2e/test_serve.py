@@ -20,7 +20,7 @@ from hajj_ledger.api import agencies
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, registration, serving
+from tests.support import T0, market_in, registration, serving
 
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
 
@@ -42,7 +42,8 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
 def test_a_journey_through_http_with_each_view_after_min_position(
     server: tuple[str, dict[str, str], dict[str, str]],
 ) -> None:
-    base, keys, _ = server
+    base, keys, env = server
+    market = market_in(env["HAJJ_LEDGER_DATABASE_URL"], mission=SCOPES["mission"], company=SCOPES["company"])
 
     def post(role: str, path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
         return httpx.post(
@@ -73,7 +74,7 @@ def test_a_journey_through_http_with_each_view_after_min_position(
     assert retried.json()["position"] == registered.json()["position"]
 
     steps: list[tuple[str, str, dict[str, Any], str]] = [
-        ("mission", "package-contracted", {"company_id": SCOPES["company"], "package_id": "PKG-1"}, "contracted"),
+        ("mission", "package-contracted", {"contract_id": str(market.contract_id)}, "contracted"),
         ("mission", "visa-requested", {}, "visa_requested"),
         ("mofa", "visa-issued", {"valid_until": (T0 + timedelta(days=90)).isoformat()}, "visa_issued"),
         ("gaca", "arrived-at-port", {"port": "JED-HAJJ", "mode": "air", "flight": "GA901"}, "arrived"),
@@ -119,7 +120,12 @@ def test_a_journey_through_http_with_each_view_after_min_position(
         ("naqaba", f"/trips/{trip_id}/trip-departed", {}, None),
         ("naqaba", f"/journeys/{journey}/transfer-completed", {"trip_id": trip_id}, "transferred"),
         ("naqaba", f"/trips/{trip_id}/trip-arrived", {}, None),
-        ("company", f"/journeys/{journey}/housing-checked-in", {"site": "makkah", "building": "B-12"}, "housed"),
+        (
+            "company",
+            f"/journeys/{journey}/housing-checked-in",
+            {"site": "makkah", "building": "B-12", "building_id": str(market.building_id)},
+            "housed",
+        ),
         ("jawazat", f"/journeys/{journey}/exit-cleared", {"port": "JED-HAJJ"}, "exit_cleared"),
         ("gaca", f"/journeys/{journey}/departed", {"port": "JED-HAJJ", "flight": "GA902"}, "departed"),
     ]

@@ -12,10 +12,12 @@ from uuid import UUID
 import orjson
 import pytest
 
+from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.market import Contract, ServiceOffer
 from hajj_ledger.domain.trip import Trip
-from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, Mode, Stage
+from hajj_ledger.domain.vocabulary import ENDED, REGION_OF, BuildingStage, Mode, Stage
 from hajj_ledger.identities import find_by_name, find_by_passport, identity_of
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.simulation import calibration as cal
@@ -218,3 +220,54 @@ def test_simulated_pilgrims_have_identities_in_the_vault(season: tuple[JourneyLe
             for spelling in ("محمد", "MUHAMMAD", "MOHAMED", "Mohammed"):  # whichever the passport has
                 assert journey_id in find_by_name(ledger, spelling, mission, limit=10_000)
     assert len(spellings) >= 3, spellings  # one Arabic name, several Latin spellings
+
+
+def test_no_building_over_its_beds_no_contract_over_its_places_and_everyone_housed_licensed_and_inspected(
+    season: tuple[JourneyLedger, Summary],
+) -> None:
+    """The log replayed in order: at every step the market and housing hold, and each check-in met its building's
+    licence and inspection as they stood then."""
+    ledger, _ = season
+    state: dict[UUID, Any] = {}
+    checked_in = inspected_late = 0
+    for event in events(ledger):
+        state[event.originator_id] = event.mutate(state.get(event.originator_id))
+        match event:
+            case Building.BedTaken() | Building.InspectionFailed():
+                house = state[event.originator_id]
+                assert len(house.occupants) <= house.beds
+                inspected_late += isinstance(event, Building.InspectionFailed)
+            case Contract.PlaceTaken():
+                assert len(state[event.originator_id].used) <= state[event.originator_id].places
+            case ServiceOffer.PlacesReserved():
+                assert state[event.originator_id].contracted <= state[event.originator_id].places
+            case Journey.HousingCheckedIn():
+                assert event.building_id is not None
+                house = state[event.building_id]
+                assert house.stage == BuildingStage.LICENSED and house.inspected is True
+                assert event.stamp.occurred_at <= house.licence_valid_until
+                assert event.originator_id in house.occupants
+                contract = state[state[event.originator_id].contract_id]
+                assert event.building_id in state[contract.offer_id].building_ids
+                checked_in += 1
+    assert checked_in > PILGRIMS and inspected_late > 0  # a few buildings failed their first inspection
+    housed = {a.id: a.building_id for a in state.values() if isinstance(a, Journey) and a.building_id is not None}
+    assert housed and all(journey in state[building].occupants for journey, building in housed.items())
+    buildings = [a for a in state.values() if isinstance(a, Building)]
+    assert sum(len(b.occupants) for b in buildings) == len(housed)
+
+
+def test_buses_pass_one_to_three_checkpoints_on_the_road(season: tuple[JourneyLedger, Summary]) -> None:
+    passed: Counter[UUID] = Counter()
+    on_road: dict[UUID, bool] = {}
+    for event in events(season[0]):
+        match event:
+            case Trip.TripDeparted():
+                on_road[event.originator_id] = True
+            case Trip.CheckpointPassed():
+                assert on_road[event.originator_id]
+                passed[event.originator_id] += 1
+            case Trip.TripArrived():
+                on_road[event.originator_id] = False
+    assert on_road and not any(on_road.values())
+    assert set(passed) == set(on_road) and set(passed.values()) == {1, 2, 3}

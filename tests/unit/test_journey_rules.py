@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from hajj_ledger.domain.catalogue import IDENTITY_STEPS, JOURNEY_STEPS, render_markdown
+from hajj_ledger.domain.catalogue import (
+    BUILDING_STEPS,
+    CONTRACT_STEPS,
+    IDENTITY_STEPS,
+    JOURNEY_STEPS,
+    OFFER_STEPS,
+    render_markdown,
+)
 from hajj_ledger.domain.errors import IllegalStepError, PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.vocabulary import ENDED, Mode, Role, Stage
-from tests.support import JED, STEP, T0, journey_at, record, stamp
+from hajj_ledger.domain.vocabulary import ENDED, BuildingStage, ContractStage, Mode, OfferStage, Role, Stage
+from tests.support import JED, MARKET_PATH_TO, MARKET_STEP, STEP, T0, journey_at, market_at, record, stamp
 
 STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
 
@@ -159,3 +168,37 @@ def test_the_table_renders_every_step() -> None:
     for event, (role, _) in STEP.items():
         assert f"| {event} | " in table
         assert role in JOURNEY_STEPS[event].roles
+
+
+MARKET_PAIRS = [
+    (event, stage)
+    for steps, stages in ((OFFER_STEPS, OfferStage), (CONTRACT_STEPS, ContractStage), (BUILDING_STEPS, BuildingStage))
+    for event in steps
+    if event in MARKET_STEP
+    for stage in stages
+]
+
+
+@pytest.mark.parametrize(("event", "stage"), MARKET_PAIRS)
+def test_a_market_or_housing_step_is_allowed_exactly_from_the_catalogued_stages(event: str, stage: Any) -> None:
+    """Every step of an offer, a contract and a building (but the one creating it) from every stage of its kind."""
+    aggregate = market_at(stage, event)
+    kind = type(aggregate).Event.steps
+    version = aggregate.version
+    if stage in kind[event].from_:
+        record(aggregate, event)
+        assert aggregate.stage == (kind[event].to or stage) and aggregate.version == version + 1
+    else:
+        with pytest.raises(IllegalStepError) as refused:
+            record(aggregate, event)
+        assert refused.value.stage == stage and event not in refused.value.allowed
+        assert f"current stage '{stage}'" in str(refused.value) and aggregate.version == version
+
+
+def test_every_market_step_is_tried_every_stage_reachable_and_the_tables_render() -> None:
+    created = {"OfferPublished", "ContractProposed", "BuildingLicensed"}
+    assert set(MARKET_STEP) == (set(OFFER_STEPS) | set(CONTRACT_STEPS) | set(BUILDING_STEPS)) - created
+    for steps in (OFFER_STEPS, CONTRACT_STEPS, BUILDING_STEPS):
+        stages = {s for step in steps.values() for s in step.from_} | {s.to for s in steps.values()} - {None}
+        assert stages <= set(MARKET_PATH_TO)
+        assert all(f"| {event} | " in render_markdown(steps) for event in steps)

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
+from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, TRIP_STEPS
 from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.vocabulary import Role, Stage
-from tests.support import STEP, journey_at, record, register, stamp, trip
+from hajj_ledger.domain.market import Contract, ServiceOffer
+from hajj_ledger.domain.vocabulary import (
+    BuildingStage,
+    City,
+    ContractStage,
+    OfferKind,
+    OfferSite,
+    Role,
+    Stage,
+    Stamp,
+)
+from tests.support import (
+    COMPANY_ID,
+    MARKET_PATH_TO,
+    MARKET_STEP,
+    STEP,
+    T0,
+    contract,
+    journey_at,
+    market_at,
+    offer,
+    record,
+    register,
+    stamp,
+    trip,
+)
 
 # A stage from which each journey step is allowed, so only the role decides.
 WHERE = {
@@ -108,3 +134,67 @@ def test_a_mission_registers_pilgrims_of_its_own_country_only() -> None:
     with pytest.raises(PermissionDeniedError, match="names no country"):
         Journey.register(stamp(Role.MISSION, "mission-demo"), pilgrim, 1446, "IDN", False)
     assert Journey.register(stamp(Role.MISSION), pilgrim, 1446, "IDN", False).country == "IDN"
+
+
+# A stage of its own kind from which each step of an offer, a contract and a building is allowed.
+MARKET_WHERE = {event: next(stage for stage in MARKET_PATH_TO if stage in STEPS[event].from_) for event in MARKET_STEP}
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("event", list(MARKET_STEP))
+def test_a_market_or_housing_step_is_recorded_only_by_its_roles(event: str, role: Role) -> None:
+    aggregate = market_at(MARKET_WHERE[event], event)
+    if role in STEPS[event].roles:
+        record(aggregate, event, role)
+        assert type(aggregate.pending_events[-1]).__name__ == event
+    else:
+        with pytest.raises(PermissionDeniedError, match=f"role '{role}' may not record {event}"):
+            record(aggregate, event, role)
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize(
+    ("event", "create"),
+    [
+        ("OfferPublished", lambda s: offer_at_stamp(s)),
+        ("ContractProposed", lambda s: Contract.propose(s, uuid4(), offer(), 1)),
+        ("BuildingLicensed", lambda s: Building.license(s, uuid4(), COMPANY_ID, City.MAKKAH, "Ajyad", 9, T0)),
+    ],
+)
+def test_a_market_or_housing_aggregate_is_created_only_by_its_roles(event: str, create: Any, role: Role) -> None:
+    if role in STEPS[event].roles:
+        assert create(stamp(role)).version == 1
+    else:
+        with pytest.raises(PermissionDeniedError, match=f"may not record {event}"):
+            create(stamp(role))
+
+
+def offer_at_stamp(by: Stamp) -> ServiceOffer:
+    return ServiceOffer.publish(by, uuid4(), 1446, OfferKind.CATERING, OfferSite.MINA, 5, 100, T0, T0, ())
+
+
+def test_the_market_follows_the_domain() -> None:
+    """Spot checks against the issue, written out independently of the catalogue."""
+    assert STEPS["BuildingLicensed"].roles == STEPS["LicenceSuspended"].roles == {Role.AMANAH}
+    assert STEPS["InspectionPassed"].roles == STEPS["InspectionFailed"].roles == {Role.CIVIL_DEFENCE}
+    assert STEPS["CheckpointPassed"].roles == {Role.ROAD_SECURITY}
+    assert STEPS["OfferPublished"].roles == STEPS["ContractSigned"].roles == {Role.COMPANY}
+    assert STEPS["ContractProposed"].roles == {Role.MISSION}
+    assert STEPS["ContractAmended"].roles == STEPS["ContractTerminated"].roles == {Role.MISSION, Role.COMPANY}
+
+
+def test_a_company_acts_only_on_its_own_offers_contracts_and_buildings() -> None:
+    with pytest.raises(PermissionDeniedError, match="the offer is another company's"):
+        record(offer(), "OfferAmended", agency_id="company-other")
+    with pytest.raises(PermissionDeniedError, match="the contract is on another company's offer"):
+        record(contract(), "ContractSigned", agency_id="company-other")
+    with pytest.raises(PermissionDeniedError, match="the building is operated by another company"):
+        record(market_at(BuildingStage.LICENSED, "BedTaken"), "BedTaken", agency_id="company-other")
+
+
+def test_a_mission_acts_only_on_its_own_contracts_and_on_any_offer() -> None:
+    with pytest.raises(PermissionDeniedError, match="the contract is another mission's"):
+        record(market_at(ContractStage.SIGNED), "ContractAmended", agency_id="mission-PAK-9")
+    bought = offer()
+    record(bought, "ContractNoted", agency_id="mission-PAK-9")
+    assert bought.active_contracts

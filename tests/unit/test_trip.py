@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
@@ -44,3 +45,16 @@ def test_no_seat_after_departure_and_no_cancelling_with_passengers() -> None:
         bus.reserve_seat(stamp(NQ), uuid4())
     bus.arrive(stamp(NQ))
     assert bus.stage == TripStage.ARRIVED
+
+
+def test_road_security_records_checkpoints_only_while_the_trip_is_on_the_road() -> None:
+    bus, road = trip(), stamp(Role.ROAD_SECURITY)
+    with pytest.raises(IllegalStepError, match="current stage 'scheduled'"):
+        bus.pass_checkpoint(road, "CP-1")
+    bus.depart(stamp(NQ))
+    bus.pass_checkpoint(road, "CP-1")
+    bus.pass_checkpoint(stamp(Role.ROAD_SECURITY, at=road.occurred_at + timedelta(hours=1)), "CP-2")
+    assert (bus.last_checkpoint, bus.checkpoint_at) == ("CP-2", road.occurred_at + timedelta(hours=1))
+    bus.arrive(stamp(NQ))
+    with pytest.raises(IllegalStepError, match="current stage 'arrived'"):
+        bus.pass_checkpoint(road, "CP-3")

@@ -216,6 +216,9 @@ PLACES_FREE = Condition(
     ),
     possible=lambda o: o.free > 0,
 )
+CONTRACT_NOTED = Condition(
+    "a contract noted on it", lambda o, f: f["contract_id"] in o.reserved, possible=lambda o: bool(o.reserved)
+)
 PLACES_HELD = Condition(
     "as many places reserved by the contract",
     lambda o, f: f["contract_id"] in o.reserved and f["places"] <= o.reserved[f["contract_id"]],
@@ -297,14 +300,14 @@ OF_THE_CONTRACT = Condition(
         allowed_now(JOURNEY_STEPS, j),
         reason=f"refused: building {f['building_id']} is not named by the offer of the journey's contract"
         if f["offer"] is None or f["building_id"] not in f["offer"].building_ids
-        else f"refused: building {f['building_id']} is in {f['building'].city}, not {f['site']}",
+        else f"refused: building {f['building_id']} is in {f['house'].city}, not {f['site']}",
     ),
 )
 
 
 def _in_site(fields: Mapping[str, Any]) -> bool:
-    building = fields.get("building")
-    return building is None or building.city == fields["site"]
+    house = fields.get("house")  # the building the ledger loaded ("building" is the company's name for it)
+    return house is None or house.city == fields["site"]
 
 
 ONE_BED = Condition(
@@ -494,7 +497,15 @@ OFFER_STEPS: dict[str, Step] = {
         ),
         _step("OfferWithdrawn", [C], PUBLISHED, OfferStage.WITHDRAWN, NO_ACTIVE_CONTRACT),
         _step("ContractNoted", [M], PUBLISHED, None, OFFER_VALID, note="by a contract's proposal"),
-        _step("PlacesReserved", _PARTIES, PUBLISHED, None, PLACES_FREE, note="by a contract's signing or amendment"),
+        _step(
+            "PlacesReserved",
+            _PARTIES,
+            PUBLISHED,
+            None,
+            CONTRACT_NOTED,
+            PLACES_FREE,
+            note="by a contract's signing or amendment",
+        ),
         _step(
             "PlacesReleased",
             _PARTIES,
@@ -527,7 +538,14 @@ CONTRACT_STEPS: dict[str, Step] = {
             note="the offer releases its places",
         ),
         _step("PlaceTaken", [M], [ContractStage.SIGNED], None, PLACE_FREE, note="by a journey's PackageContracted"),
-        _step("PlaceFreed", _ENDERS, [ContractStage.SIGNED], None, PLACE_HELD, note="by a journey's end"),
+        _step(
+            "PlaceFreed",
+            JOURNEY_STEPS["Cancelled"].roles,
+            [ContractStage.SIGNED],
+            None,
+            PLACE_HELD,
+            note="by a journey's cancellation",
+        ),
     )
 }
 
