@@ -140,17 +140,17 @@ class Feed:
                 reached, backlog = await asyncio.to_thread(
                     self.following.read, given, PAGE, subscriber.after if joined else None
                 )
-                for told in backlog:
-                    if subscriber.admits(told):
-                        yield frame(told)
+                if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
+                    yield chunk
                 progressed = reached > given
                 if joined and not progressed:
                     break
                 given = reached
             while True:
-                while subscriber.queue:
-                    told = subscriber.queue.popleft()
-                    yield frame(told)
+                if subscriber.queue:  # what came while the last was sent, in one write
+                    waiting = subscriber.queue
+                    subscriber.queue = deque()
+                    yield b"".join(map(frame, waiting))
                 if subscriber.full:
                     yield b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
                     return
