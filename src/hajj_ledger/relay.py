@@ -13,7 +13,9 @@ repeat within its duplicate window) and `Nats-Expected-Last-Sequence`, the strea
 stream stores messages one at a time in the order they came, so when one fails every message after it is refused
 too, and nothing is stored out of order. The relay resumes from the position in the header of the stream's last
 message (after a crash, a lost connection, a new leader). The stream, the relay's own, is made when missing.
-Thousands of messages are in flight at once; their acknowledgements are awaited in order, a page at a time.
+A page of the log (5,000 events) is published at once, only its last message asking for an acknowledgement: the
+stream takes that one only after every message before it (each must follow the one before), so its acknowledgement
+is the whole page's.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ URL_VARIABLE, URL = "HAJJ_LEDGER_NATS_URL", "nats://127.0.0.1:4222"
 STREAM_VARIABLE, STREAM = "HAJJ_LEDGER_NATS_STREAM", "HAJJ_LEDGER"
 ROOT_VARIABLE, ROOT = "HAJJ_LEDGER_NATS_SUBJECT_ROOT", "hajj"
 PAGE = 5000  # events read from the log, then published, at once
-IN_FLIGHT = 20_000  # messages published and not yet acknowledged, at most
 ACK_SECONDS = 10.0  # a message not acknowledged by then ends the session (the server may have gone)
 RETRY_SECONDS = 1.0  # after a failure, the relay starts again from the stream's last message this much later
 POSITION = "Nats-Msg-Id"
@@ -110,8 +111,7 @@ class Relay:
         connection = await nats.connect(self.target.url, connect_timeout=3, allow_reconnect=False)
         watch = LogWatch(self.ledger, stop)
         try:
-            stream = connection.jetstream(publish_async_max_pending=IN_FLIGHT)
-            await self._resume(stream)
+            await self._resume(connection.jetstream())
             reading = asyncio.create_task(asyncio.to_thread(self.following.read, self.position, PAGE, until))
             while not stop.is_set():
                 reached, stretch = await reading
@@ -122,15 +122,10 @@ class Relay:
                     reading = asyncio.create_task(asyncio.to_thread(self.following.read, self.position, PAGE, until))
                     continue
                 watch.found()
-                acks = await self._publish(stream, stretch)
-                # The next page is read while this one's acknowledgements come back.
+                last = await self._publish(connection, stretch)
+                # The next page is read while this one's acknowledgement comes back.
                 reading = asyncio.create_task(asyncio.to_thread(self.following.read, reached, PAGE, until))
-                for told, ack in zip(stretch, acks, strict=True):
-                    answer = await asyncio.wait_for(ack, ACK_SECONDS)
-                    if answer.duplicate or answer.seq != self.sequence + 1:
-                        raise RuntimeError(f"position {told.position} was stored as sequence {answer.seq} (duplicate: "
-                                           f"{answer.duplicate}), not {self.sequence + 1}")  # fmt: skip
-                    self.sequence, self.position = answer.seq, told.position
+                self._acknowledged(stretch, await asyncio.wait_for(last, ACK_SECONDS))
             reading.cancel()
         finally:
             watch.close()
@@ -153,15 +148,40 @@ class Relay:
             self.position = int((last.headers or {})[POSITION])
         log.info("relay: stream %s at sequence %d, position %d", self.target.stream, self.sequence, self.position)
 
-    async def _publish(self, stream: JetStreamContext, stretch: list[Told]) -> list[Any]:
-        acks = []
-        expected = self.sequence
+    async def _publish(self, connection: Any, stretch: list[Told]) -> asyncio.Future[Any]:
+        """Publish a page: every message but the last without asking for an acknowledgement, the last one as a
+        request, whose answer comes once the stream has taken (or refused) every message before it."""
         subject = self.target.subject
-        for told in stretch:
+        expected = self.sequence
+        for told in stretch[:-1]:
             headers = {POSITION: str(told.position), EXPECTED: str(expected)}
-            acks.append(await stream.publish_async(subject(told, told.occurred_at), told.body, headers=headers))
+            await connection.publish(subject(told, told.occurred_at), told.body, headers=headers)
             expected += 1
-        return acks
+        last = stretch[-1]
+        headers = {POSITION: str(last.position), EXPECTED: str(expected)}
+        request = connection.request(subject(last, last.occurred_at), last.body, timeout=ACK_SECONDS, headers=headers)
+        answer: asyncio.Future[Any] = asyncio.ensure_future(request)
+        return answer
+
+    def _acknowledged(self, stretch: list[Told], answer: Any) -> None:
+        """The page is stored, in order, only if its last message is stored right after all the others: each was to
+        follow the one before (its expected sequence), so the last one is stored only if every one before it was."""
+        import json
+
+        from nats.js.api import PubAck
+        from nats.js.errors import APIError
+
+        found = json.loads(answer.data)
+        if "error" in found:
+            raise APIError.from_error(found["error"])
+        ack = PubAck.from_response(found)
+        wanted = self.sequence + len(stretch)
+        if ack.duplicate or ack.seq != wanted:
+            raise RuntimeError(
+                f"position {stretch[-1].position} was stored as sequence {ack.seq} (duplicate: {ack.duplicate}), "
+                f"not {wanted}"
+            )
+        self.sequence, self.position = ack.seq, stretch[-1].position
 
 
 def publish(stop: threading.Event, database_url: str | None = None, target: Target | None = None) -> None:
