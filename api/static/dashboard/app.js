@@ -8,7 +8,7 @@ const KEY = "hajj-ledger.key"; // sessionStorage: gone when the tab is closed
 const LANGUAGE = "hajj-ledger.language";
 const MAKKAH = "Asia/Riyadh"; // UTC+3 all year
 const RECENT = 30; // feed events kept for the glance page's list
-// The views the summary counts in: the glance page waits for one of them to reach an event before reading it again.
+// The views the summary counts in: the glance page waits for them to reach an event before reading it again.
 const SUMMARY_VIEWS = ["journey_status", "season_funnel", "port_arrivals", "trip_manifest", "overstay_watch"];
 const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination", "last_event", "port", "site",
   "last_known_place", "origin", "destination", "status", "mode", "gender"]);
@@ -21,12 +21,14 @@ const state = {
   listeners: new Set(),
   feed: null, // the AbortController of the open feed
   leave: [], // what the page shown undoes when another is shown
+  turn: 0, // the pages shown so far: only the latest may say it is ready
 };
 
 const t = (key) => STRINGS[state.lang][key] ?? key;
 const named = (code) => (code === null || code === undefined ? "—" : NAMES[state.lang][code] ?? String(code));
 const locale = () => (state.lang === "ar" ? "ar-SA" : "en-GB");
 const number = (value) => new Intl.NumberFormat(locale()).format(value);
+const year = (value) => new Intl.NumberFormat(locale(), { useGrouping: false }).format(value);
 
 function formats() {
   const base = { timeZone: MAKKAH };
@@ -34,7 +36,7 @@ function formats() {
     day: new Intl.DateTimeFormat(`${locale()}-u-ca-gregory`, { ...base, year: "numeric", month: "short", day: "numeric" }),
     short: new Intl.DateTimeFormat(`${locale()}-u-ca-gregory`, { ...base, month: "short", day: "numeric" }),
     time: new Intl.DateTimeFormat(`${locale()}-u-ca-gregory`, { ...base, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }),
-    hijri: new Intl.DateTimeFormat(`${state.lang}-u-ca-islamic-umalqura`, { ...base, year: "numeric", month: "long", day: "numeric" }),
+    hijri: new Intl.DateTimeFormat(`${locale()}-u-ca-islamic-umalqura`, { ...base, year: "numeric", month: "long", day: "numeric" }),
   };
 }
 
@@ -86,7 +88,12 @@ function follow() {
   state.feed = controller;
   let last = null;
   const live = document.getElementById("live");
-  const show = (name) => { live.hidden = false; live.dataset.state = name; live.textContent = t(name === "live" ? "live" : name === "unavailable" ? "liveUnavailable" : "connecting"); };
+  const show = (name) => {
+    live.hidden = false;
+    live.dataset.state = name;
+    live.dataset.t = { live: "live", unavailable: "liveUnavailable", connecting: "connecting" }[name];
+    live.textContent = t(live.dataset.t);
+  };
   (async () => {
     while (!controller.signal.aborted) {
       show("connecting");
@@ -175,7 +182,7 @@ async function glance(page) {
   grid.append(card(t("latestEvents"), { id: "events" }, ticker));
 
   const fill = (summary) => {
-    heading.textContent = summary.season ? `${t("season")} ${number(summary.season)} · ${t("today")}: ${dayText(summary.day)}` : t("nothingYet");
+    heading.textContent = summary.season ? `${t("season")} ${year(summary.season)} · ${t("today")}: ${dayText(summary.day)}` : t("nothingYet");
     const refused = () => element("p", { class: "unavailable", "data-refused": "null", text: t("notAvailable") });
     slots.funnel.replaceChildren(summary.funnel === null ? refused() : summary.funnel.length === 0 ? t("nothingYet")
       : bars(summary.funnel.map((s) => ({ key: s.stage, label: named(s.stage), value: s.reached, extra: s.today })), number, t("todayMovement")));
@@ -213,8 +220,9 @@ async function glance(page) {
   const refresh = async (position) => {
     if (busy) { wanted = Math.max(wanted ?? 0, position ?? 0); return; }
     busy = true;
-    const waitOn = position && state.views ? state.views.find((v) => v.readable && SUMMARY_VIEWS.includes(v.name)) : null;
-    if (waitOn) await api(`/v1/views/${waitOn.name}?limit=1&min_position=${position}`); // the views have it: read again
+    // Each view the summary counts in has its own position: read it again once all of them have the event.
+    const counted = position && state.views ? state.views.filter((v) => v.readable && SUMMARY_VIEWS.includes(v.name)) : [];
+    await Promise.all(counted.map((v) => api(`/v1/views/${v.name}?limit=1&min_position=${position}`)));
     const result = await api("/v1/summary");
     if (result.status === 200) fill(result.body);
     else for (const name of Object.keys(slots)) slots[name].replaceChildren(outcome(result, () => null));
@@ -269,7 +277,7 @@ async function journey(page, id) {
           element("span", { class: "muted", text: t("recorded") }), element("time", { datetime: e.recorded_at, "data-clock": "recorded", text: moment(e.recorded_at) }),
           element("span", { class: "muted", text: t("recordedBy") }), element("span", { "data-field": "agency" }, `${named(e.role)} · `, element("span", { class: "ids", text: e.agency_id }))),
         e.late_correction ? element("div", { class: "late", text: `${t("lateCorrection")}: ${e.late_correction}` }) : null,
-        Object.keys(e.details).length ? element("div", { class: "details", text: Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join("  ") }) : null)))));
+        Object.keys(e.details).length ? element("div", { class: "details" }, element("bdi", { dir: "ltr", text: Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join("  ") })) : null)))));
     body.replaceChildren(element("div", { class: "grid" }, statusCard, identityCard, timeline));
   };
   listen((received) => { if (received.data.journey_id === id) show(); });
@@ -349,7 +357,7 @@ function cell(column, value, type) {
   if (value === null || value === undefined) return "—";
   if (column === "journey_id") return element("a", { href: `#/journey/${value}`, class: "ids", text: value });
   if (type === "boolean") return value ? t("yes") : t("no");
-  if (type === "integer") return element("span", { "data-value": value, text: column === "season" ? String(value) : number(value) });
+  if (type === "integer") return element("span", { "data-value": value, text: column === "season" ? year(value) : number(value) });
   if (type === "timestamp") return element("time", { datetime: value, text: moment(value) });
   if (type === "date") return element("time", { datetime: value, text: dayText(value) });
   if (CODES.has(column)) return element("span", { "data-code": value, text: named(value) });
@@ -369,15 +377,17 @@ function work(page) {
 
 async function views(page, name, query) {
   if (name) {
-    page.replaceChildren(card(named(name), { id: "view" }, viewTable(name, { filters: Object.fromEntries(query), editable: true })));
+    const limit = Number(query.get("limit")) || 50; // a page's rows: #/views/NAME?limit=N
+    query.delete("limit");
+    page.replaceChildren(card(named(name), { id: "view" }, viewTable(name, { filters: Object.fromEntries(query), editable: true, limit })));
     return;
   }
   const result = state.views ? { status: 200, body: { items: state.views } } : await api("/v1/views");
-  page.replaceChildren(card(t("viewsIndex"), { id: "views" }, outcome(result, (index) => element("table", {},
+  page.replaceChildren(card(t("viewsIndex"), { id: "views" }, outcome(result, (index) => element("table", { class: "index" },
     element("thead", {}, element("tr", {}, ...["viewsIndex", "readers", "readable"].map((k) => element("th", { text: t(k) })))),
-    element("tbody", {}, ...index.items.map((v) => element("tr", { "data-view": v.name, "data-readable": v.readable },
+    element("tbody", {}, ...index.items.map((v) => element("tr", { "data-view": v.name, "data-readable": String(v.readable) },
       element("td", {}, element("a", { href: `#/views/${v.name}` }, named(v.name)), element("div", { class: "muted", dir: "ltr", text: v.description })),
-      element("td", { text: v.readers.map(named).join("، ") }),
+      element("td", { text: v.readers.map(named).join(state.lang === "ar" ? "، " : ", ") }),
       element("td", { text: v.readable ? t("yes") : t("notAvailable") })))))))); 
 }
 
@@ -424,11 +434,14 @@ async function route() {
   document.getElementById("sign-in").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
-  const page = document.getElementById("page");
-  delete page.dataset.ready;
+  // Each page is drawn into a box of its own: one left while it was still loading draws on into nothing.
+  const host = document.getElementById("page");
+  const page = element("div");
+  const turn = ++state.turn;
+  host.replaceChildren(page);
+  delete host.dataset.ready;
   if (!signedIn) {
     document.getElementById("live").hidden = true;
-    page.replaceChildren();
     document.getElementById("key").focus();
     return;
   }
@@ -439,12 +452,11 @@ async function route() {
     link.toggleAttribute("aria-current", link.dataset.page === which);
     if (link.dataset.page === which) link.setAttribute("aria-current", "page");
   }
-  page.dataset.page = which;
   if (which === "journey") await journey(page, parts[1] ? decodeURIComponent(parts[1]) : null);
   else if (which === "work") work(page);
   else if (which === "views") await views(page, parts[1], new URLSearchParams(search || ""));
   else await glance(page);
-  page.dataset.ready = which;
+  if (turn === state.turn) host.dataset.ready = which;
 }
 
 async function start() {

@@ -47,13 +47,13 @@ export function stackedDays(days, series, { rtl, dayLabel, number }) {
   const peak = Math.max(1, ...totals);
   const step = (width - left - 10) / Math.max(1, days.length);
   const scale = (v) => ((height - top - bottom) * v) / peak;
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  // Drawn left to right whatever the page's direction (which would turn text-anchor around): rtl is drawn mirrored.
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", direction: "ltr" });
   const x = (i) => (rtl ? width - left - (i + 1) * step : left + i * step);
   for (const fraction of [0, 0.5, 1]) {
     const y = height - bottom - scale(peak * fraction);
     chart.append(svg("line", { x1: rtl ? 10 : left, x2: rtl ? width - left : width - 10, y1: y, y2: y, stroke: "#d9e0dc" }));
-    const tick = svg("text", { x: rtl ? width - left + 6 : left - 6, y: y + 4, "font-size": 11, fill: "#5f6b65",
-      "text-anchor": rtl ? "start" : "end" });
+    const tick = svg("text", { x: rtl ? width - 4 : left - 6, y: y + 4, "font-size": 11, fill: "#5f6b65", "text-anchor": "end" });
     tick.textContent = number(Math.round(peak * fraction));
     chart.append(tick);
   }
