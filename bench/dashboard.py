@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python bench/dashboard.py`: the bench package is importable, as for run.py
+from bench.http_load import free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CLI = Path(sys.executable).parent / "hajj-ledger"
@@ -39,13 +42,6 @@ PAGES = (
 TABLES_DRAWN = "[...document.querySelectorAll('.view')].every(v => v.querySelector('.pager, [data-refused], .error'))"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def demo_server(pilgrims: int) -> Iterator[tuple[str, dict[str, dict[str, str]], Path]]:
     """`hajj-ledger demo` (its embedded store, in a folder of its own) served by `hajj-ledger serve --demo-keys`: the
@@ -55,7 +51,7 @@ def demo_server(pilgrims: int) -> Iterator[tuple[str, dict[str, dict[str, str]],
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAJJ_LEDGER_") or k.endswith("MASTER_KEYS")}
         subprocess.run([str(CLI), "demo", "--pilgrims", str(pilgrims)], cwd=here, env=env, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        port = _free_port()
+        port = free_port()
         with (here / "serve.log").open("w") as log:
             server = subprocess.Popen(
                 [str(CLI), "serve", "--demo-keys", "--port", str(port)], cwd=here, env=env, stdout=log,
