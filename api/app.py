@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -27,10 +28,25 @@ from hajj_ledger.api.agencies import Keys
 from hajj_ledger.api.dashboard import add_dashboard
 from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
+from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unauthorized, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
-from hajj_ledger.api.routes import audit, chain, commands, exports, identities, journeys, operations, steps, views
+from hajj_ledger.api.routes import (
+    audit,
+    chain,
+    commands,
+    exports,
+    identities,
+    journeys,
+    operations,
+    overview,
+    steps,
+    views,
+)  # fmt: skip
+from hajj_ledger.api.routes import (
+    feed as feed_route,
+)
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
@@ -53,7 +69,8 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         sealed = Chain(ledger, signing_keys(database_url, required=False))
         reads = Reads(ledger, database_url or store.database_url(), wait, engine, standbys=standby_urls())
         await reads.open()
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, database_url)
+        feed = Feed(ledger)
+        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, feed, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         writes = metrics.WriteCounters(lambda: ledger.stats)
         metrics.REGISTRY.register(lag)
@@ -68,6 +85,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
             metrics.REGISTRY.unregister(writes)
             metrics.REGISTRY.unregister(lag)
             await reads.close()
+            await asyncio.to_thread(feed.close)
             past.close()
             ledger.close()
             engine.dispose()
@@ -86,7 +104,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     view_router, step_router = views.router(), steps.router()
     routers = (
         step_router, commands.router, journeys.router, identities.router, view_router, audit.router,
-        chain.router, exports.router,
+        chain.router, exports.router, feed_route.router, overview.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)

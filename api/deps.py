@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
+from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
 from hajj_ledger.audit.chain import Chain
@@ -39,6 +40,7 @@ class Services:
     past: PastViews  # auditors' views as of past positions, built apart
     chain: Chain  # the hash chain's checkpoints and proofs
     reads: Reads  # the hot reads: a journey's status, the views' pages
+    feed: Feed  # the change feed's hub
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
@@ -60,6 +62,7 @@ PastViewsDep = Annotated[PastViews, _service("past")]
 ChainDep = Annotated[Chain, _service("chain")]
 ReadsDep = Annotated[Reads, _service("reads")]
 StoreUrlDep = Annotated[str | None, _service("database_url")]
+FeedDep = Annotated[Feed, _service("feed")]
 _bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
 
 
@@ -98,7 +101,7 @@ def authorized(request: Request, agency: Agency) -> Agency:
             403, "forbidden", "Forbidden", f"role '{agency.role}' may not {action}", role=str(agency.role),
             action=action, allowed_roles=allowed,
         )  # fmt: skip
-    repeated = sorted(n for n in set(request.query_params) if len(request.query_params.getlist(n)) > 1)
+    repeated = sorted(n for n in set(request.query_params) - _lists(route) if len(request.query_params.getlist(n)) > 1)
     if repeated:  # otherwise the last would silently win
         raise invalid(
             f"query parameters given more than once: {', '.join(repeated)}",
@@ -127,6 +130,23 @@ def _query_names(route: Any) -> frozenset[str]:
 
 def _declared(dependant: Any) -> set[str]:
     return {p.alias for p in dependant.query_params}.union(*(_declared(d) for d in dependant.dependencies))
+
+
+_LISTS: dict[int, frozenset[str]] = {}
+
+
+def _lists(route: Any) -> frozenset[str]:
+    """The query parameters a route takes several of (`?event=A&event=B`): only these may be repeated."""
+    names = _LISTS.get(id(route))
+    if names is None:
+        names = _LISTS[id(route)] = frozenset(
+            p.alias for p in route.dependant.query_params if _many(p.field_info.annotation)
+        )
+    return names
+
+
+def _many(annotation: Any) -> bool:
+    return get_origin(annotation) is list or any(_many(a) for a in get_args(annotation))
 
 
 Caller = Annotated[Agency, Depends(caller)]

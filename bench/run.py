@@ -10,6 +10,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only trail    # the audit trail's filtered pages on 3 M events (--smoke: 50,000)
     python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
     python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
+    python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
 """
 
@@ -20,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -450,9 +452,22 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
     stop = threading.Event()
     follower = threading.Thread(target=runner.run, kwargs={"stop": stop})
     follower.start()
+    recorded, elapsed = steady_load(url, seconds, events_per_second)
+    time.sleep(1.0)
+    stop.set()
+    follower.join()
+    runner.close()
+    lags.sort()
+    p99 = lags[int(len(lags) * 0.99)] if lags else float("nan")
+    return {"rate": 1000 * p99, "p50_ms": 1000 * lags[len(lags) // 2], "events": len(lags),
+            "load_events_per_s": recorded / elapsed}  # fmt: skip
+
+
+def steady_load(url: str, seconds: float, events_per_second: int) -> tuple[int, float]:
+    """A simulated season recorded at `events_per_second` for `seconds`, in batches every 50 ms: the events recorded
+    and the seconds it took."""
     writer = _ledger(url)
-    batches = [b for b in _season(max(100, int(seconds * events_per_second / 28)))]
-    commands = [c for batch in batches for c in batch]
+    commands = [c for batch in _season(max(100, int(seconds * events_per_second / 28))) for c in batch]
     tick = 0.05
     per_tick = max(1, int(events_per_second * tick / 1.08))  # ~1.08 events per command
     started = time.perf_counter()
@@ -463,15 +478,124 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
         sent += per_tick
         time.sleep(max(0.0, started + (sent / per_tick) * tick - time.perf_counter()))
     elapsed = time.perf_counter() - started
-    time.sleep(1.0)
-    stop.set()
-    follower.join()
     writer.close()
-    runner.close()
+    return recorded, elapsed
+
+
+def measure_feed(url: str, seconds: float, events_per_second: int, subscribers: int) -> dict[str, Any]:
+    """How long after it is recorded an event reaches the change feed's clients: `hajj-ledger serve --api-only` in a
+    process of its own, `subscribers` ministry clients (told of every event) on one event loop here, and a writer
+    recording a simulated season at `events_per_second` beside them."""
+    import asyncio
+
+    import orjson
+
+    from hajj_ledger.api import agencies
+    from hajj_ledger.domain.vocabulary import Role
+    from hajj_ledger.projections.schema import engine_for
+
+    _migrated_season(url, 20)
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        key = agencies.add(connection, Role.MINISTRY, "bench ministry")[1]
+    engine.dispose()
+    port = serving.free_port()
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
+    server = subprocess.Popen([str(CLI), "serve", "--api-only", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    lags: list[float] = []
+    done = threading.Event()
+
+    async def subscriber(ready: asyncio.Event) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /v1/feed HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        ready.set()
+        while not done.is_set():
+            try:
+                chunk = await asyncio.wait_for(reader.read(1 << 20), 0.5)
+            except TimeoutError:
+                continue
+            now = time.time()
+            for line in chunk.split(b"\r\n"):
+                if line.startswith(b"data: "):
+                    recorded = datetime.fromisoformat(orjson.loads(line[6:])["recorded_at"]).timestamp()
+                    lags.append(now - recorded)
+        writer.close()
+
+    async def clients() -> None:
+        ready = [asyncio.Event() for _ in range(subscribers)]
+        tasks = [asyncio.create_task(subscriber(r)) for r in ready]
+        for event in ready:
+            await event.wait()
+        loading.set()
+        await asyncio.gather(*tasks)
+
+    loading = threading.Event()
+    recorded = 0
+    elapsed = 0.0
+
+    def write() -> None:
+        nonlocal recorded, elapsed
+        loading.wait()
+        recorded, elapsed = steady_load(url, seconds, events_per_second)
+        time.sleep(1.0)
+        done.set()
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        writing = threading.Thread(target=write)
+        writing.start()
+        asyncio.run(clients())
+        writing.join()
+    finally:
+        server.terminate()
+        server.wait(30)
     lags.sort()
     p99 = lags[int(len(lags) * 0.99)] if lags else float("nan")
-    return {"rate": 1000 * p99, "p50_ms": 1000 * lags[len(lags) // 2], "events": len(lags),
-            "load_events_per_s": recorded / elapsed}  # fmt: skip
+    return {"rate": 1000 * p99, "p50_ms": 1000 * lags[len(lags) // 2], "received": len(lags),
+            "subscribers": subscribers, "load_events_per_s": recorded / elapsed}  # fmt: skip
+
+
+NATS_URL = os.environ.get("HAJJ_LEDGER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def measure_relay(url: str, pilgrims: int) -> dict[str, Any]:
+    """Events a second the relay publishes to NATS JetStream (a stream of its own, file storage, deleted after),
+    acknowledged, from an empty stream to the head of a simulated season's log."""
+    import asyncio
+
+    import nats
+
+    from hajj_ledger.relay import Relay, Target
+
+    _migrated_season(url, pilgrims)
+    mark = uuid4().hex[:12]
+    target = Target(NATS_URL, f"BENCH_{mark}", f"bench{mark}")
+    ledger = _ledger(url)
+    head = ledger.head()
+    try:
+        started = time.perf_counter()
+        Relay(ledger, target).run(threading.Event(), until=head)
+        elapsed = time.perf_counter() - started
+    finally:
+        ledger.close()
+
+        async def delete() -> None:
+            connection = await nats.connect(NATS_URL)
+            try:
+                await connection.jetstream().delete_stream(target.stream)
+            finally:
+                await connection.close()
+
+        asyncio.run(delete())
+    return {"rate": head / elapsed, "events": head, "seconds": elapsed}
 
 
 def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]:
@@ -696,6 +820,8 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "catchup": measure_catchup,
     "trail": measure_trail,
     "lag": measure_lag,
+    "feed": measure_feed,
+    "relay": measure_relay,
     "ingest": measure_ingest,
     "raw": measure_raw,
     "library_default": measure_library_default,
@@ -981,6 +1107,14 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
         load = f["lag"]["details"][0]["load_events_per_s"]
         row(kind, f"live lag p99, ms, all nine projections, ledger taking {load:,.0f} events/s", "lag", None,
             "< 250 ms" if pg else "", met_lag)  # fmt: skip
+        if "feed" in f:  # measured apart: `--only feed`
+            feed = f["feed"]["details"][0]
+            row(kind, f"change feed p99, ms, recorded to received, {feed['subscribers']} clients, ledger taking "
+                f"{feed['load_events_per_s']:,.0f} events/s", "feed", None, "< 500 ms",
+                "yes" if f["feed"]["median"] < 500 else "**no**")  # fmt: skip
+        if "relay" in f:  # measured apart: `--only relay`
+            row(kind, "relay to NATS JetStream, events/s, acknowledged", "relay", None, "≥ 20,000/s",
+                "yes" if f["relay"]["median"] >= 20_000 else "**no**")  # fmt: skip
     for kind in figures:
         f, pg = figures[kind], kind == "postgres"
         details = f["identity"]["details"]
@@ -1151,7 +1285,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
         "--only",
-        choices=["chain", "export", "serving", "trail", "cli", "catchup", "lag", "dashboard"],
+        choices=["chain", "export", "serving", "trail", "cli", "catchup", "lag", "feed", "relay", "dashboard"],
         action="append",
         help="measure these figures alone, into the results",
     )
@@ -1182,6 +1316,19 @@ def main() -> None:
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
+            ),
+            "feed": lambda sizes, kind: summarise(
+                repeat(
+                    sizes.runs,
+                    kind,
+                    "feed",
+                    seconds=20 if sizes is FULL else 2,
+                    events_per_second=1000,
+                    subscribers=50 if sizes is FULL else 5,
+                )
+            ),
+            "relay": lambda sizes, kind: summarise(
+                repeat(sizes.runs, kind, "relay", pilgrims=4000 if sizes is FULL else 60)
             ),
         }
         for kind in args.stores.split(","):

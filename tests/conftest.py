@@ -7,6 +7,7 @@ Under CI=true they always run: an unreachable server fails them rather than skip
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -50,6 +51,24 @@ STORES = [
         ],
     ),
 ]
+
+
+NATS_URL = os.environ.get("HAJJ_LEDGER_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _nats_answers() -> bool:
+    host, _, port = NATS_URL.removeprefix("nats://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+# The relay's tests run whenever a NATS server answers at HAJJ_LEDGER_TEST_NATS_URL; under CI=true always.
+needs_nats = pytest.mark.skipif(
+    not (IN_CI or _nats_answers()), reason=f"no NATS server at {NATS_URL} (set CI=true to require it)"
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

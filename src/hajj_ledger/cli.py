@@ -176,6 +176,11 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(run=_simulate, store=WRITE, needs=(master_key,), batch=True)
 
+    publish = commands.add_parser(
+        "publish", help="relay the log to NATS JetStream, while this node leads the relay (run it on one node or more)"
+    )
+    publish.set_defaults(run=_publish, store=READ)
+
     audit_cli.register(commands)
     # The read side, the migrations, the HTTP face and the demo add their own commands (entry points), so this module
     # imports none of them. Only when the command line may name one of theirs: finding entry points takes longer than
@@ -186,6 +191,20 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         for plugin in entry_points(group="hajj_ledger.commands"):
             plugin.load()(commands)
     return parser
+
+
+def _publish(args: argparse.Namespace) -> int:
+    import logging
+    import threading
+
+    from hajj_ledger.leadership import lead, leader_lock, stop_on_signals
+    from hajj_ledger.relay import publish
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    lead({"relay": publish}, stop, leader_lock(role="relay"))
+    return 0
 
 
 def _record(args: argparse.Namespace) -> int:

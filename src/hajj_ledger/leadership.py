@@ -146,15 +146,16 @@ class FileLock:
             self.file = None
 
 
-def leader_lock(url: str | None = None) -> Lock:
-    """The deployment's leader lock, for the store at `url` (default: the configured one)."""
+def leader_lock(url: str | None = None, role: str = "leader") -> Lock:
+    """The deployment's leader lock, for the store at `url` (default: the configured one): the background jobs'
+    (`leader`), or another's that is led apart (`relay`: `hajj-ledger publish`)."""
     url = url or database_url()
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(path.with_name(path.name + ".leader"))
+        return FileLock(path.with_name(f"{path.name}.{role}"))
     schema = Postgres.from_url(url).schema
-    return PostgresLock(direct_database_url(url), f"hajj_ledger.leader/{schema}")
+    return PostgresLock(direct_database_url(url), f"hajj_ledger.{role}/{schema}")
 
 
 # Leading.

@@ -122,7 +122,10 @@ def test_authorization_matrix(api: Api) -> None:
                 path = path.replace("{" + parameter["name"] + "}", str(uuid4()))
         assert "{" not in path, path
         allowed = set(operation["x-roles"])
+        streams = "text/event-stream" in operation["responses"].get("200", {}).get("content", {})
         for role in Role:
+            if streams and str(role) in allowed:
+                continue  # a stream never ends by itself here: tests/integration/test_feed.py calls it for these
             headers = api.auth(str(role))
             if method == "post":
                 answer = api.client.post(path, headers=headers, json={})

@@ -50,7 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 SCOPED = {Role.MISSION, Role.COMPANY}
-schema = schemathesis.pytest.from_fixture("served")
+# The change feed never ends a stream by itself: tests/integration/test_feed.py tests it through a real server.
+schema = schemathesis.pytest.from_fixture("served").exclude(path="/v1/feed")
 
 
 @schema.parametrize()

@@ -312,6 +312,39 @@ AUDIT_READERS = frozenset({Role.AUDITOR, Role.MINISTRY})
 EXPORTERS = frozenset({Role.ANALYST})
 RECORDERS = frozenset(role for step in (*JOURNEY_STEPS.values(), *TRIP_STEPS.values()) for role in step.roles)
 
+# Who is told of which events as they are recorded (the change feed, `GET /v1/feed`): each agency what it acts on.
+# A scoped role hears only of its own journeys (SCOPE: a company from the contract on), never of a trip; the events
+# are rendered as the trail renders them, with no personal data. Auditors follow the log, analysts never a journey.
+_VISA = frozenset({"VisaRequested", "VisaIssued", "VisaRejected", "VisaRevoked", "Cancelled"})
+_ARRIVAL = frozenset({"FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort"})
+_TRANSPORT = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", "Boarded", "TransferCompleted"})
+_HEALTH = frozenset({"HospitalAdmitted", "HospitalDischarged", "DeathRecorded"})
+_WHEREABOUTS = frozenset({"ReportedMissing", "Found", "DeathRecorded"})
+_EXIT = frozenset({"ExitCleared", "Departed", "LegalHoldPlaced", "LegalHoldLifted"})
+FEED_EVENTS: dict[Role, frozenset[str]] = {
+    Role.MISSION: frozenset(JOURNEY_STEPS),
+    Role.COMPANY: frozenset(JOURNEY_STEPS),
+    Role.MOFA: _VISA,
+    Role.GACA: _ARRIVAL | {"Departed"},
+    Role.JAWAZAT: _ARRIVAL | {"VisaIssued", "VisaRevoked"} | _WHEREABOUTS | _EXIT,
+    Role.CUSTOMS: _ARRIVAL,
+    Role.WUKALA: _ARRIVAL | _TRANSPORT | frozenset(TRIP_STEPS),
+    Role.NAQABA: _TRANSPORT | frozenset(TRIP_STEPS),
+    Role.MOH: _HEALTH | {"LegalHoldPlaced", "LegalHoldLifted"},
+    Role.MINISTRY: frozenset(STEPS),
+    Role.AUDITOR: frozenset(STEPS),
+}
+
+
+def may_follow(role: Role, agency_id: str, event: str, owners: Mapping[str, str | None] | None) -> bool:
+    """Whether an agency is told of `event`: its role hears of that event, and a scoped role only of its own journeys
+    (`owners`: the journey's SCOPE columns as of the event; None for a trip's event)."""
+    if event not in FEED_EVENTS.get(role, ()):
+        return False
+    if role not in SCOPE:
+        return True
+    return owners is not None and owners.get(SCOPE[role][0]) == agency_id
+
 
 class RecordedEvent(Aggregate.Event):
     """What every event of the ledger carries, and the stage change its catalogue row gives it."""

@@ -1,0 +1,160 @@
+"""The change feed's hub: one reader per process follows the log and hands each new stretch to every subscriber.
+
+The reader is a thread of its own (reading the store and decoding events block): it wakes as the background jobs do
+(`LogWatch`: the NOTIFY of each append on PostgreSQL, a backing-off poll on SQLite), reads what is new once, renders
+each event once (`Following`), and passes the stretch to the event loop, which puts each event its subscribers may
+be told of into their queues. Each queue is bounded: a subscriber that cannot keep up is not waited for. Its queue
+stops taking events once full, its stream ends after the last event it was given, and it resumes from there with
+`Last-Event-ID` (what a browser's EventSource sends by itself). Nothing a subscriber does slows the reader, nor the
+writers, who never see it.
+
+A subscriber that starts behind the reader reads the log itself up to where the reader was when it joined; the
+events the reader brought meanwhile wait in its queue, so it misses nothing and is told nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.following import Following, Told
+from hajj_ledger.leadership import LogWatch
+from hajj_ledger.ledger import JourneyLedger
+
+BUFFER_VARIABLE, BUFFER = "HAJJ_LEDGER_FEED_BUFFER", 2000  # events a subscriber's queue holds
+HEARTBEAT_VARIABLE, HEARTBEAT = "HAJJ_LEDGER_FEED_HEARTBEAT", 15.0  # seconds between comment lines
+PAGE = 1000  # events read from the log at once
+log = logging.getLogger("hajj_ledger.api.feed")
+
+
+def frame(told: Told) -> bytes:
+    """The event as one SSE message: its position the id, its name the event type, the JSON the data."""
+    return b"id: %d\r\nevent: %s\r\ndata: %s\r\n\r\n" % (told.position, told.event.encode(), told.body)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One client's stream: who it is, what it asked for, and the events waiting for it."""
+
+    agency: Agency
+    events: frozenset[str] | None  # the event types it asked for; None: every one it may be told of
+    limit: int
+    after: int = 0  # the reader's position when it joined: the queue holds only events past it
+    queue: deque[Told] = field(default_factory=deque)
+    full: bool = False  # the queue overflowed: the stream ends once the queue is drained
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def admits(self, told: Told) -> bool:
+        return (self.events is None or told.event in self.events) and may_follow(
+            self.agency.role, self.agency.agency_id, told.event, told.owners
+        )
+
+    def offer(self, stretch: Collection[Told]) -> None:
+        if self.full:
+            return
+        for told in stretch:
+            if told.position > self.after and self.admits(told):
+                if len(self.queue) == self.limit:
+                    self.full = True
+                    break
+                self.queue.append(told)
+        self.woken.set()
+
+
+class Feed:
+    """The hub of one process: its reader starts with the first subscriber and runs until `close`."""
+
+    def __init__(self, ledger: JourneyLedger) -> None:
+        self.ledger = ledger
+        self.following = Following(ledger)
+        self.buffer = int(os.environ.get(BUFFER_VARIABLE, BUFFER))
+        self.heartbeat = float(os.environ.get(HEARTBEAT_VARIABLE, HEARTBEAT))
+        self.position = 0  # how far the reader has handed the log to the subscribers (on the event loop)
+        self.subscribers: set[Subscriber] = set()
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._started: asyncio.Future[None] | None = None
+
+    async def _start(self) -> None:
+        if self._started is None:
+            loop = asyncio.get_running_loop()
+            self._started = loop.create_future()
+            head = await asyncio.to_thread(self.ledger.head)
+            self.position = head
+            self._reader = threading.Thread(target=self._read, args=(loop, head), name="feed reader", daemon=True)
+            self._reader.start()
+            self._started.set_result(None)
+        await self._started
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(10)
+
+    def _read(self, loop: asyncio.AbstractEventLoop, position: int) -> None:
+        watch = LogWatch(self.ledger, self._stop)
+        try:
+            while not self._stop.is_set():
+                try:
+                    reached, stretch = self.following.read(position, PAGE)
+                except Exception:
+                    log.exception("the feed's reader could not read the log; trying again")
+                    self._stop.wait(1.0)
+                    continue
+                if reached == position:
+                    watch.wait()
+                    continue
+                position = reached
+                watch.found()
+                loop.call_soon_threadsafe(self._hand_out, reached, stretch)
+        finally:
+            watch.close()
+
+    def _hand_out(self, reached: int, stretch: list[Told]) -> None:
+        for subscriber in self.subscribers:
+            subscriber.offer(stretch)
+        self.position = reached
+
+    async def stream(self, agency: Agency, after: int | None, events: frozenset[str] | None) -> AsyncIterator[bytes]:
+        """The SSE messages of one subscriber: the events after `after` (default: from now) that it may be told of
+        and asked for, in log order; it ends after the last one given when the subscriber falls too far behind."""
+        await self._start()
+        subscriber = Subscriber(agency, events, self.buffer)
+        given = self.position if after is None else after
+        try:
+            # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins the
+            # reader within a page of it, and reads on alone up to where the reader was then.
+            joined, progressed = False, True
+            while not joined or given < subscriber.after:
+                if not joined and (self.position - given <= PAGE or not progressed):
+                    subscriber.after, joined = max(self.position, given), True
+                    self.subscribers.add(subscriber)
+                    continue
+                reached, backlog = await asyncio.to_thread(
+                    self.following.read, given, PAGE, subscriber.after if joined else None
+                )
+                if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
+                    yield chunk
+                progressed = reached > given
+                if joined and not progressed:
+                    break
+                given = reached
+            while True:
+                if subscriber.queue:  # what came while the last was sent, in one write
+                    waiting = subscriber.queue
+                    subscriber.queue = deque()
+                    yield b"".join(map(frame, waiting))
+                if subscriber.full:
+                    yield b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
+                    return
+                subscriber.woken.clear()
+                await subscriber.woken.wait()
+        finally:
+            self.subscribers.discard(subscriber)

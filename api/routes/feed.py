@@ -1,0 +1,60 @@
+"""`GET /v1/feed`: the change feed, as Server-Sent Events; each agency is told of the events FEED_EVENTS gives its
+role, a scoped role of its own journeys only (the hub: api/feed.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
+from sse_starlette import EventSourceResponse
+
+from hajj_ledger.api.deps import Caller, FeedDep, allow, caller
+from hajj_ledger.api.problems import invalid
+from hajj_ledger.api.schemas import QueryInt
+from hajj_ledger.domain.catalogue import FEED_EVENTS, STEPS
+
+router = APIRouter(prefix="/v1", tags=["feed"], dependencies=[Depends(caller)])
+
+DESCRIPTION = """Each event the caller may be told of, as it is recorded, in log order: a mission of its own
+journeys' events, a company of those contracted to it (from the contract on), the car syndicate of trips and the
+transport steps, the Ministry of Health of health events, the ministry and auditors of everything (`FEED_EVENTS` in
+the catalogue). Each message has the event's log position as its `id`, its name as its `event` and, as `data`, the
+event as the audit trail gives it (both clocks, who recorded it, its fields; no personal data).
+
+Resume after a disconnect with the `Last-Event-ID` header (a browser's EventSource sends it by itself) or `after`:
+the events after that position, none missed and none repeated. Without either, the stream starts at the present.
+A comment line is sent while nothing happens (every 15 s by default). A client that falls behind by more than its
+buffer (2,000 events by default) has its stream ended after the last event it was sent: resume from that id."""
+
+
+def _position(name: str, text: str) -> int:
+    if not text.isdigit():
+        raise invalid(f"{name}: an event's id (a log position) is a whole number", [{"path": f"header.{name}"}])
+    return int(text)
+
+
+@router.get(
+    "/feed", openapi_extra=allow(FEED_EVENTS), summary="The change feed: the caller's events as they are recorded",
+    description=DESCRIPTION, response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "a stream of events, without end"}},
+)  # fmt: skip
+async def feed(
+    agency: Caller,
+    hub: FeedDep,
+    after: Annotated[QueryInt | None, Query(ge=0, description="start after this position (an event's id)")] = None,
+    event: Annotated[
+        list[str] | None, Query(max_length=64, description="only events of these types; repeat for several")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(max_length=20, description="the id of the last event received: resume after it")
+    ] = None,
+) -> EventSourceResponse:
+    unknown = sorted(set(event or ()) - set(STEPS))
+    if unknown:
+        raise invalid(
+            f"event: no event {', '.join(unknown)}; known: {', '.join(STEPS)}",
+            [{"path": "query.event", "reason": f"unknown event {name}"} for name in unknown],
+        )
+    start = _position("last-event-id", last_event_id) if last_event_id is not None else after
+    stream = hub.stream(agency, start, frozenset(event) if event else None)
+    return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

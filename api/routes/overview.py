@@ -1,0 +1,250 @@
+"""`GET /v1/views`: the index of the views; `GET /v1/summary`: the season at a glance, from the views the caller may
+read, scoped as those views are."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection
+
+from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.deps import Caller, ReadModelsDep, allow, caller
+from hajj_ledger.api.schemas import QueryInt
+from hajj_ledger.domain.catalogue import IN_KINGDOM, SCOPE, VIEW_READERS
+from hajj_ledger.domain.vocabulary import PORT_MODES, Day, Port, Role, Stage, TripStage, makkah_day
+from hajj_ledger.projections import PROJECTIONS, projection
+
+router = APIRouter(prefix="/v1", tags=["overview"], dependencies=[Depends(caller)])
+
+
+class ColumnPublic(BaseModel):
+    name: str
+    type: str = Field(description="integer, text, boolean, date, timestamp or uuid")
+    filter: bool = Field(description="whether `GET /v1/views/<name>` filters by it")
+
+
+class ViewPublic(BaseModel):
+    name: str
+    description: str
+    path: str = Field(description="where it is served")
+    key: list[str] = Field(description="the columns that identify a row, in the order pages follow")
+    columns: list[ColumnPublic]
+    readers: list[str] = Field(description="the roles that may read it (scoped roles see their own rows only)")
+    readable: bool = Field(description="whether the caller's role may read it")
+
+
+class ViewsPublic(BaseModel):
+    items: list[ViewPublic]
+
+
+_TYPES = ((sa.Boolean, "boolean"), (sa.Integer, "integer"), (sa.DateTime, "timestamp"), (sa.Date, "date"),
+          (sa.Uuid, "uuid"), (sa.String, "text"))  # fmt: skip
+
+
+def _type(column: sa.Column[Any]) -> str:
+    return next(name for kind, name in _TYPES if isinstance(column.type, kind))
+
+
+def _description(name: str) -> str:
+    """The first paragraph of the view's module: each view says what it holds there, once."""
+    text = sys.modules[type(projection(name)).__module__].__doc__ or ""
+    first = text.split("\n\n")[0].removeprefix(f"`{name}`: ")
+    return " ".join(first.split())
+
+
+@router.get(
+    "/views", openapi_extra=allow(Role), summary="The index of the views",
+    description="Every view the API serves at `/v1/views/<name>`: what it holds, its columns (and which filter), "
+    "its key and the roles that may read it (VIEW_READERS), and whether the caller's role is one of them.",
+)  # fmt: skip
+def views(agency: Caller) -> ViewsPublic:
+    items = []
+    for served in PROJECTIONS:
+        model = served.models[0]
+        readers = VIEW_READERS[served.name]
+        columns = [ColumnPublic(name=c.name, type=_type(c), filter=c.name != "position") for c in model.view().c]
+        items.append(
+            ViewPublic(
+                name=served.name, description=_description(served.name), path=f"/v1/views/{served.name}",
+                key=list(model.key), columns=columns, readers=sorted(readers), readable=agency.role in readers,
+            )
+        )  # fmt: skip
+    return ViewsPublic(items=items)
+
+
+class StagePublic(BaseModel):
+    stage: str
+    reached: int = Field(description="journeys of the season that have reached it")
+    today: int = Field(description="of those, journeys that reached it on the day")
+
+
+class ArrivalsPublic(BaseModel):
+    day: date = Field(description="in Makkah")
+    port: str
+    mode: str
+    arrived: int
+
+
+class PlacePublic(BaseModel):
+    place: str | None = Field(description="a port, a city or a holy site")
+    pilgrims: int
+
+
+class CasesPublic(BaseModel):
+    in_hospital: int
+    missing: int
+    deceased: int
+
+
+class SummaryPublic(BaseModel):
+    season: int | None = Field(description="the season the funnel, the places and the cases count (null: none yet)")
+    day: date = Field(description="the day 'today' means, in Makkah")
+    funnel: list[StagePublic] | None = Field(description="season_funnel; null when the role may not read it")
+    arrivals: list[ArrivalsPublic] | None = Field(description="port_arrivals, per day, port and mode")
+    in_kingdom: list[PlacePublic] | None = Field(description="journey_status: pilgrims in the Kingdom now, by place")
+    trips_on_the_road: int | None = Field(description="trip_manifest: trips departed and not yet arrived")
+    cases: CasesPublic | None = Field(description="journey_status: pilgrims in hospital, missing, deceased")
+    overstays: int | None = Field(description="overstay_watch: in the Kingdom with their visa run out")
+
+
+def _view(name: str) -> sa.Table:
+    return projection(name).models[0].view()
+
+
+def _scoped(query: sa.Select[Any], view: sa.Table, agency: Agency) -> sa.Select[Any]:
+    """A scoped role's own rows only, as `GET /v1/views/<name>` gives them."""
+    if agency.role in SCOPE:
+        return query.where(view.c[SCOPE[agency.role][0]] == agency.agency_id)
+    return query
+
+
+def _count(condition: Any) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def _funnel(connection: Connection, agency: Agency, season: int, day: date) -> list[StagePublic]:
+    view = _view("season_funnel")
+    query = _scoped(
+        sa.select(view.c.stage, sa.func.sum(view.c.reached), _count_day(view, day))
+        .where(view.c.season == season)
+        .group_by(view.c.stage),
+        view, agency,
+    )  # fmt: skip
+    found = {stage: (reached, today) for stage, reached, today in connection.execute(query)}
+    return [
+        StagePublic(stage=stage, reached=found[stage][0], today=found[stage][1]) for stage in Stage if stage in found
+    ]
+
+
+def _count_day(view: sa.Table, day: date) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((view.c.day == day, view.c.reached), else_=0)), 0)
+
+
+def _arrivals(connection: Connection, agency: Agency) -> list[ArrivalsPublic]:
+    view = _view("port_arrivals")
+    query = _scoped(
+        sa.select(view.c.day, view.c.port, sa.func.sum(view.c.arrived))
+        .group_by(view.c.day, view.c.port)
+        .having(sa.func.sum(view.c.arrived) > 0)
+        .order_by(view.c.day, view.c.port),
+        view, agency,
+    )  # fmt: skip
+    return [
+        ArrivalsPublic(day=day, port=port, mode=PORT_MODES[Port(port)], arrived=arrived)
+        for day, port, arrived in connection.execute(query)
+    ]
+
+
+def _in_kingdom(connection: Connection, agency: Agency, season: int) -> list[PlacePublic]:
+    view = _view("journey_status")
+    query = _scoped(
+        sa.select(view.c.place, sa.func.count())
+        .where(view.c.season == season, view.c.stage.in_([str(s) for s in IN_KINGDOM]), ~view.c.deceased)
+        .group_by(view.c.place)
+        .order_by(view.c.place),
+        view, agency,
+    )  # fmt: skip
+    return [PlacePublic(place=place, pilgrims=count) for place, count in connection.execute(query)]
+
+
+def _trips(connection: Connection, agency: Agency) -> int:
+    view = _view("trip_manifest")
+    query = _scoped(sa.select(sa.func.count()).where(view.c.status == str(TripStage.DEPARTED)), view, agency)
+    return int(connection.execute(query).scalar_one())
+
+
+def _cases(connection: Connection, agency: Agency, season: int) -> CasesPublic:
+    view = _view("journey_status")
+    query = _scoped(
+        sa.select(_count(view.c.in_hospital), _count(view.c.missing), _count(view.c.deceased))
+        .where(view.c.season == season),
+        view, agency,
+    )  # fmt: skip
+    in_hospital, missing, deceased = connection.execute(query).one()
+    return CasesPublic(in_hospital=in_hospital, missing=missing, deceased=deceased)
+
+
+def _overstays(connection: Connection, agency: Agency, now: datetime) -> int:
+    view = _view("overstay_watch")
+    query = _scoped(sa.select(sa.func.count()).where(view.c.in_kingdom, view.c.visa_valid_until < now), view, agency)
+    return int(connection.execute(query).scalar_one())
+
+
+def _latest_season(connection: Connection, agency: Agency) -> int | None:
+    """The newest season the caller's views count: the journeys' own, else the funnel's."""
+    for name in ("journey_status", "season_funnel"):
+        if agency.role in VIEW_READERS[name]:
+            view = _view(name)
+            season: int | None = connection.execute(
+                _scoped(sa.select(sa.func.max(view.c.season)), view, agency)
+            ).scalar()
+            return season
+    return None
+
+
+SUMMARY_READERS = frozenset().union(
+    *(VIEW_READERS[name] for name in ("season_funnel", "port_arrivals", "journey_status", "trip_manifest",
+                                      "overstay_watch"))
+)  # fmt: skip
+
+
+@router.get(
+    "/summary", openapi_extra=allow(SUMMARY_READERS), summary="The season at a glance",
+    description="The figures of the season at a glance, each from the view it is counted in, and each only for a "
+    "role that may read that view (otherwise null), scoped as the view is (a mission counts its own pilgrims): the "
+    "funnel by stage with the day's movement (season_funnel), arrivals per day by port and mode (port_arrivals), "
+    "pilgrims in the Kingdom by place, and those in hospital, missing and deceased (journey_status), trips on the "
+    "road (trip_manifest), overstays (overstay_watch). `season` defaults to the newest the caller's views hold, "
+    "`day` to today in Makkah.",
+)  # fmt: skip
+def summary(
+    agency: Caller,
+    engine: ReadModelsDep,
+    season: Annotated[QueryInt | None, Query(ge=1, le=9999, description="a season (Hijri year)")] = None,
+    day: Annotated[Day | None, Query(description="the day whose movement 'today' shows (in Makkah)")] = None,
+) -> SummaryPublic:
+    now = datetime.now(UTC)
+    day = day or makkah_day(now)
+
+    def readable(name: str, figure: Callable[[], Any]) -> Any:
+        return figure() if agency.role in VIEW_READERS[name] else None
+
+    with engine.connect() as connection:
+        chosen = season if season is not None else _latest_season(connection, agency)
+        counted = chosen if chosen is not None else 0  # no season yet: every season's figures are empty
+        return SummaryPublic(
+            season=chosen,
+            day=day,
+            funnel=readable("season_funnel", lambda: _funnel(connection, agency, counted, day)),
+            arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency)),
+            in_kingdom=readable("journey_status", lambda: _in_kingdom(connection, agency, counted)),
+            trips_on_the_road=readable("trip_manifest", lambda: _trips(connection, agency)),
+            cases=readable("journey_status", lambda: _cases(connection, agency, counted)),
+            overstays=readable("overstay_watch", lambda: _overstays(connection, agency, now)),
+        )

@@ -1,0 +1,319 @@
+"""The change feed over HTTP, through a real server (uvicorn) on SQLite and PostgreSQL: who is told of what, resuming
+with no gap and no repeat, a client that falls behind, heartbeats."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from hajj_ledger.api import agencies
+from hajj_ledger.api.app import create_app
+from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE
+from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections.schema import engine_for
+from tests.support import NAMES, T0, eventually, registration
+
+EGY, PAK, COMPANY = "mission-EGY-1", "mission-PAK-2", "company-1"
+HEARTBEAT = 0.2
+
+
+@dataclass
+class Server:
+    base: str
+    url: str
+    keys: dict[str, str]
+    app: FastAPI
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    def post(self, who: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self.http.post(f"{self.base}{path}", json=body, headers={"Authorization": f"Bearer {self.keys[who]}"})
+        assert answer.status_code in (200, 201), answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def register(self, who: str = EGY, **fields: Any) -> UUID:
+        country = "PAK" if who == PAK else "EGY"
+        return UUID(self.post(who, "/v1/journeys", registration(country, **fields))["aggregate_id"])
+
+    def step(self, who: str, journey: UUID, slug: str, **fields: Any) -> int:
+        body = {"occurred_at": T0.isoformat(), **fields}
+        position: int = self.post(who, f"/v1/journeys/{journey}/{slug}", body)["position"]
+        return position
+
+    def positions(self) -> list[int]:
+        ledger = JourneyLedger(self.url, create_tables=False)
+        try:
+            return [n.id for n in ledger.recorder.select_notifications(start=1, limit=100_000)]
+        finally:
+            ledger.close()
+
+
+@pytest.fixture
+def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Server]:
+    monkeypatch.setenv(HEARTBEAT_VARIABLE, str(HEARTBEAT))
+    monkeypatch.setenv(BUFFER_VARIABLE, str(getattr(request, "param", 40)))  # events a client's buffer holds
+    engine = engine_for(store_url)
+    upgrade(engine)
+    keys: dict[str, str] = {}
+    with engine.begin() as connection:
+        for role in Role:
+            _, keys[str(role)] = agencies.add(
+                connection, role, f"the {role}", {Role.MISSION: EGY, Role.COMPANY: COMPANY}.get(role)
+            )
+        keys[EGY] = keys["mission"]
+        keys[COMPANY] = keys["company"]
+        _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
+    engine.dispose()
+    app = create_app(store_url)
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    running = threading.Thread(target=uvicorn_server.run)
+    running.start()
+    try:
+        eventually(lambda: uvicorn_server.started, 30, "the server started")
+        port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
+        found = Server(f"http://127.0.0.1:{port}", store_url, keys, app)
+        yield found
+        found.http.close()
+    finally:
+        uvicorn_server.should_exit = True
+        running.join()
+
+
+@dataclass
+class Message:
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+class Client:
+    """A client of the feed, reading its stream in a thread of its own."""
+
+    def __init__(self, server: Server, who: str, headers: dict[str, str] | None = None, **params: Any) -> None:
+        self.messages: list[Message] = []
+        self.problem: dict[str, Any] = {}
+        self.comments: list[str] = []
+        self.status = 0
+        self.ended = False  # the server ended the stream
+        self.stopping = False
+        self.answered = threading.Event()
+        headers = {"Authorization": f"Bearer {server.keys[who]}", **(headers or {})}
+        self.thread = threading.Thread(target=self._read, args=(f"{server.base}/v1/feed", headers, params))
+        self.thread.start()
+        assert self.answered.wait(10), "the feed did not answer"
+
+    def _read(self, url: str, headers: dict[str, str], params: dict[str, Any]) -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, params=params, timeout=30) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self.problem = response.json()
+                    self.status = response.status_code
+                    return
+                self.status = response.status_code
+                self.answered.set()
+                fields: dict[str, str] = {}
+                for line in response.iter_lines():
+                    if self.stopping:
+                        return
+                    if line.startswith(":"):
+                        self.comments.append(line)
+                    elif line:
+                        name, _, value = line.partition(": ")
+                        fields[name] = value
+                    elif fields:
+                        self.messages.append(Message(int(fields["id"]), fields["event"], orjson.loads(fields["data"])))
+                        fields = {}
+                self.ended = True
+        finally:
+            self.answered.set()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+    def ids(self) -> list[int]:
+        return [m.id for m in self.messages]
+
+    def has(self, count: int) -> bool:
+        return len(self.messages) >= count
+
+
+def _journey_to_hospital(server: Server) -> tuple[UUID, list[int]]:
+    """A journey of EGY's, contracted to the company, through the port to the hospital: its positions."""
+    journey = server.register(EGY, identity=NAMES)
+    positions = [
+        server.step(EGY, journey, "package-contracted", company_id=COMPANY, package_id="PKG-1"),
+        server.step(EGY, journey, "visa-requested"),
+        server.step("mofa", journey, "visa-issued", valid_until=(T0 + timedelta(days=90)).isoformat()),
+        server.step("gaca", journey, "arrived-at-port", port="JED-HAJJ", mode="air", flight="SV1"),
+        server.step("jawazat", journey, "entry-cleared", port="JED-HAJJ"),
+        server.step("customs", journey, "customs-cleared", port="JED-HAJJ"),
+        server.step("wukala", journey, "received-at-port", port="JED-HAJJ"),
+        server.step("moh", journey, "hospital-admitted", facility="JED-KFH"),
+    ]
+    return journey, positions
+
+
+def test_each_agency_is_told_of_its_own_events_only(server: Server) -> None:
+    who = (EGY, PAK, COMPANY, "naqaba", "moh", "ministry", "mofa")
+    clients = {name: Client(server, name, after=0) for name in who}
+    try:
+        journey, steps = _journey_to_hospital(server)
+        other = server.register(PAK)
+        trip = server.post("naqaba", "/v1/trips", {
+            "occurred_at": T0.isoformat(), "trip_id": "00000000-0000-4000-8000-0000000000aa", "operator": "SAPTCO",
+            "bus_plate": "KSA-1", "origin": "JED-HAJJ", "destination": "makkah", "departs_at": T0.isoformat(),
+            "capacity": 49,
+        })  # fmt: skip
+        everything = server.positions()
+        eventually(lambda: clients["ministry"].has(len(everything)), 10, "the ministry told of every event")
+        time.sleep(3 * HEARTBEAT)  # what the others would be told has come by now
+    finally:
+        for client in clients.values():
+            client.close()
+    told = {name: [(m.event, UUID(m.data["aggregate_id"])) for m in c.messages] for name, c in clients.items()}
+    assert clients["ministry"].ids() == everything  # ids are positions, in log order
+    registered = ("Registered", journey)
+    assert told[EGY] == [registered] + [(m.event, journey) for m in clients["ministry"].messages[1:9]]
+    assert told[PAK] == [("Registered", other)]
+    # The company from the contract on: the journey was not its before.
+    assert [e for e, _ in told[COMPANY]] == [e for e, _ in told[EGY][1:]]
+    assert told["naqaba"] == [("ReceivedAtPort", journey), ("TripScheduled", UUID(trip["aggregate_id"]))]
+    assert told["moh"] == [("HospitalAdmitted", journey)]
+    assert [e for e, _ in told["mofa"]] == ["VisaRequested", "VisaIssued"]
+    first = clients[EGY].messages[0].data
+    assert first["position"] == clients[EGY].ids()[0] and first["agency_id"] == EGY and first["role"] == "mission"
+    assert first["fields"]["country"] == "EGY" and first["occurred_at"] and first["recorded_at"]
+    for client in clients.values():  # pseudonymous: nothing of the identity the registration carried
+        text = orjson.dumps([m.data for m in client.messages]).decode()
+        assert not any(
+            NAMES[name] in text for name in ("name_arabic", "name_latin", "passport_number", "date_of_birth")
+        )
+    assert clients[EGY].ids()[1:] == steps
+
+
+def test_roles_not_told_and_bad_requests_are_refused(server: Server) -> None:
+    analyst = Client(server, "analyst")
+    assert analyst.status == 403 and analyst.problem["role"] == "analyst"
+    unknown = Client(server, "ministry", event=["Registered", "Teleported"])
+    assert unknown.status == 422 and "Teleported" in unknown.problem["detail"]
+    bad_id = Client(server, "ministry", headers={"Last-Event-ID": "seven"})
+    assert bad_id.status == 422
+
+
+def test_resuming_after_a_disconnect_misses_nothing_and_repeats_nothing(server: Server) -> None:
+    first = Client(server, "ministry", after=0)
+    _journey_to_hospital(server)
+    eventually(lambda: first.has(4), 10, "the first events")
+    first.close()
+    received = first.ids()
+    for _ in range(3):
+        server.register(EGY)
+    by_header = Client(server, "ministry", headers={"Last-Event-ID": str(received[-1])})
+    by_query = Client(server, "ministry", after=received[-1])
+    try:
+        _journey_to_hospital(server)
+        everything = server.positions()
+        for client in (by_header, by_query):
+            eventually(partial(_caught_up, client, received, everything), 10, "the rest of the log")
+    finally:
+        by_header.close()
+        by_query.close()
+    assert received + by_header.ids() == everything == received + by_query.ids()
+
+
+def _caught_up(client: Client, received: list[int], everything: list[int]) -> bool:
+    return received + client.ids() == everything
+
+
+def test_filtering_by_event_type(server: Server) -> None:
+    client = Client(server, EGY, after=0, event=["VisaIssued", "HospitalAdmitted"])
+    try:
+        _journey_to_hospital(server)
+        eventually(lambda: client.has(2), 10, "the events asked for")
+        time.sleep(3 * HEARTBEAT)
+    finally:
+        client.close()
+    assert [m.event for m in client.messages] == ["VisaIssued", "HospitalAdmitted"]
+
+
+def test_heartbeats_keep_an_idle_stream_alive(server: Server) -> None:
+    client = Client(server, "ministry")
+    try:
+        eventually(lambda: len(client.comments) >= 3, 5 * HEARTBEAT + 5, "three heartbeats")
+        server.register(EGY)
+        eventually(lambda: client.has(1), 10, "the event after the heartbeats")
+    finally:
+        client.close()
+    assert not client.ended
+
+
+def test_a_client_that_falls_behind_is_ended_where_it_can_resume(server: Server) -> None:
+    """A burst beyond the buffer (40 here) ends the stream after the last event given; the client resumes from there
+    and gets the rest from the log: no gap, no repeat. A client reading the same burst from the log is not ended."""
+    live = Client(server, "ministry")
+    start = server.positions()
+    body = {"commands": [{"event": "Registered", **registration("EGY")} for _ in range(100)]}
+    server.post(EGY, "/v1/commands:batch", body)  # one transaction: one stretch of 100 for the reader
+    everything = server.positions()[len(start) :]
+    eventually(lambda: live.ended, 10, "the stream ended")
+    live.close()
+    assert live.ids() == everything[: len(live.ids())] and 0 < len(live.ids()) <= 40
+    assert "fell behind" in live.comments[-1]
+    resumed = Client(server, "ministry", headers={"Last-Event-ID": str(live.ids()[-1])})
+    try:
+        eventually(lambda: live.ids() + resumed.ids() == everything, 10, "the rest")
+    finally:
+        resumed.close()
+    assert not resumed.ended
+
+
+@pytest.mark.parametrize("server", [1000], indirect=True)  # a stretch of the log (PAGE) fits
+def test_a_client_that_stops_reading_slows_no_one(server: Server) -> None:
+    """A client that stops reading its socket: writers and other clients carry on; once its socket and its buffer
+    are full its stream is ended, after the last event it was given."""
+    head = f"GET /v1/feed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.keys['ministry']}\r\n\r\n"
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", int(server.base.rsplit(":", 1)[1])))
+    stalled.sendall(head.encode())
+    reader = Client(server, "ministry")
+    hub = server.app.state.services.feed
+    eventually(lambda: len(hub.subscribers) == 2, 10, "both clients subscribed")
+    try:
+        for _ in range(200):  # until the stalled client's buffer is full: the socket's buffers take some first
+            body = {"commands": [{"event": "Registered", **registration("EGY", pre_cleared=True)} for _ in range(100)]}
+            server.post(EGY, "/v1/commands:batch", body)
+            if any(s.full for s in hub.subscribers):
+                break
+        total = len(server.positions())
+        eventually(lambda: reader.has(total), 30, "the reading client told of everything")
+    finally:
+        reader.close()
+    assert not reader.ended
+    stalled.settimeout(10)
+    received = b""
+    while not received.endswith(b"\r\n0\r\n\r\n"):  # the chunked body's end
+        chunk = stalled.recv(65536)
+        assert chunk, "the connection closed before the stream's end"
+        received += chunk
+    stalled.close()
+    ids = [int(line.split(b": ")[1]) for line in received.split(b"\r\n") if line.startswith(b"id: ")]
+    assert b"fell behind" in received and ids == reader.ids()[: len(ids)] and len(ids) < total, len(ids)

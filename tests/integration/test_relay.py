@@ -1,0 +1,195 @@
+"""The relay to NATS JetStream, against the real server (127.0.0.1:4222), on SQLite and PostgreSQL: the log in its
+order on the right subjects, resumed with no gap and no repeat; and `hajj-ledger publish` killed with SIGKILL mid-run
+and started again. Each test has a stream and a subject root of its own, deleted afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import orjson
+import pytest
+
+from hajj_ledger.following import Following
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.relay import POSITION, ROOT_VARIABLE, STREAM_VARIABLE, URL_VARIABLE, Relay, Target, token, trip_season
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE
+from tests.conftest import NATS_URL, needs_nats
+from tests.support import EXECUTABLE, arrive_and_clear, eventually, schedule_trip
+
+pytestmark = needs_nats
+
+
+@dataclass(frozen=True)
+class Stored:
+    sequence: int
+    subject: str
+    position: int
+    body: dict[str, Any]
+
+
+async def _stored(target: Target) -> list[Stored]:
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+    from nats.js.errors import NotFoundError
+
+    connection = await nats.connect(NATS_URL)
+    try:
+        stream = connection.jetstream()
+        try:
+            total = (await stream.stream_info(target.stream)).state.messages
+        except NotFoundError:
+            return []
+        consumer = await stream.pull_subscribe(
+            f"{target.root}.>", stream=target.stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        found: list[Stored] = []
+        while len(found) < total:
+            for message in await consumer.fetch(min(1000, total - len(found)), timeout=10):
+                found.append(
+                    Stored(
+                        message.metadata.sequence.stream, message.subject, int((message.headers or {})[POSITION]),
+                        orjson.loads(message.data),
+                    )
+                )  # fmt: skip
+        return found
+    finally:
+        await connection.close()
+
+
+def stored(target: Target) -> list[Stored]:
+    return asyncio.run(_stored(target))
+
+
+async def _last_sequence(target: Target) -> int:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    connection = await nats.connect(NATS_URL)
+    try:
+        return int((await connection.jetstream().stream_info(target.stream)).state.last_seq)
+    except NotFoundError:
+        return 0
+    finally:
+        await connection.close()
+
+
+def _beyond(target: Target, sequence: int) -> bool:
+    return asyncio.run(_last_sequence(target)) > sequence
+
+
+async def _delete(target: Target) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    connection = await nats.connect(NATS_URL)
+    try:
+        await connection.jetstream().delete_stream(target.stream)
+    except NotFoundError:
+        pass
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    mark = uuid4().hex[:12]
+    found = Target(NATS_URL, f"TEST_{mark}", f"test{mark}")
+    yield found
+    asyncio.run(_delete(found))
+
+
+def relay_to(ledger: JourneyLedger, target: Target) -> None:
+    """The relay run until it has published the head of the log."""
+    Relay(ledger, target).run(threading.Event(), until=ledger.head())
+
+
+def log_of(ledger: JourneyLedger) -> list[tuple[int, str, bytes]]:
+    """Every event of the log: position, subject's event name, the body the feed gives."""
+    _, told = Following(ledger).read(0, 1_000_000)
+    return [(t.position, t.event, t.body) for t in told]
+
+
+def test_subject_tokens_are_escaped_reversibly() -> None:
+    assert token("mission-IDN-00007") == "mission-IDN-00007"
+    assert token("a.b c*>~é") == "a~2eb~20c~2a~3e~7e~c3~a9"
+    assert token("a.b") != token("a~2eb")  # `~` is escaped too: no two ids share a token
+
+
+def test_a_trip_counts_in_the_season_whose_pilgrims_it_carries() -> None:
+    from datetime import date
+
+    assert trip_season(date(2025, 6, 5)) == 1446  # 9 Dhu al-Hijjah 1446, Arafat
+    assert trip_season(date(2025, 5, 1)) == 1446  # Dhu al-Qa'dah 1446: arrivals
+    assert trip_season(date(2025, 7, 20)) == 1446  # Muharram 1447: departures of 1446's pilgrims
+
+
+def test_the_log_is_relayed_in_order_and_resumed_without_gap_or_repeat(ledger: JourneyLedger, target: Target) -> None:
+    journeys = arrive_and_clear(ledger, 5)
+    trip = schedule_trip(ledger)
+    relay_to(ledger, target)
+    first = stored(target)
+    arrive_and_clear(ledger, 3)
+    relay_to(ledger, target)
+    relay_to(ledger, target)  # nothing new: nothing sent
+    messages = stored(target)
+    expected = log_of(ledger)
+    assert messages[: len(first)] == first
+    assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+    assert [m.position for m in messages] == [p for p, _, _ in expected]
+    assert [m.body for m in messages] == [orjson.loads(b) for _, _, b in expected]
+    registered = messages[0]
+    assert registered.subject == f"{target.root}.1446.mission.mission-IDN-1.Registered"
+    assert registered.body["aggregate_id"] == str(journeys[0])
+    scheduled = next(m for m in messages if m.body["aggregate_id"] == str(trip))
+    assert scheduled.subject == f"{target.root}.1446.naqaba.naqaba-1.TripScheduled"
+    received = [m for m in messages if m.subject.endswith(".ReceivedAtPort")]
+    assert len(received) == 8 and all(m.subject.startswith(f"{target.root}.1446.wukala.wukala-1.") for m in received)
+
+
+def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
+    store_url: str, target: Target, tmp_path: Path
+) -> None:
+    ledger = JourneyLedger(store_url)
+    try:
+        for _ in range(3):
+            arrive_and_clear(ledger, 1000)
+        head = ledger.head()
+        expected = [p for p, _, _ in log_of(ledger)]
+    finally:
+        ledger.close()
+    env = {
+        **os.environ, DATABASE_URL_VARIABLE: store_url, URL_VARIABLE: target.url, STREAM_VARIABLE: target.stream,
+        ROOT_VARIABLE: target.root,
+    }  # fmt: skip
+    log = tmp_path / "publish.log"
+    killed = 0
+    for _ in range(2):  # killed twice, mid-run, then left to finish
+        with log.open("a") as output:
+            process = subprocess.Popen([str(EXECUTABLE), "publish"], env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            eventually(partial(_beyond, target, killed + 100), 60, "the relay publishing")
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        killed = asyncio.run(_last_sequence(target))
+        assert killed < head, "the relay finished before it was killed: make the log longer"
+    with log.open("a") as output:
+        process = subprocess.Popen([str(EXECUTABLE), "publish"], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        eventually(partial(_beyond, target, len(expected) - 1), 120, "the relay done")
+    finally:
+        process.terminate()
+        assert process.wait(20) == 0, log.read_text()
+    messages = stored(target)
+    assert [m.position for m in messages] == expected, log.read_text()
+    assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
