@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean screenshots
 
 install: $(STAMP)
 
@@ -46,3 +46,7 @@ clean:
 # The benchmark suite: writes BENCHMARKS.md and bench/results.json (about forty minutes; its serving tier needs wrk).
 bench: install
 	$(BIN)/python bench/run.py
+
+# The dashboard's main pages on a fresh demo store, into docs/ (the README shows them); needs /usr/bin/chromium.
+screenshots: install
+	$(BIN)/python bench/dashboard.py --screenshots docs

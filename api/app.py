@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys
+from hajj_ledger.api.dashboard import add_dashboard
 from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.feed import Feed
@@ -109,6 +110,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         app.include_router(router, responses=problems.RESPONSES)
     app.include_router(operations.router)
     add_docs(app)
+    add_dashboard(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
     app.state.hot_writes = hot_writes(step_router)
     problems.install(app, check_caller)

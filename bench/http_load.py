@@ -71,7 +71,7 @@ def load(port: int, per_client: list[list[bytes]]) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -82,7 +82,7 @@ def _free_port() -> int:
 def serving(url: str, workers: int) -> Iterator[int]:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
     log = open(os.environ.get("HAJJ_BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
