@@ -55,7 +55,7 @@ def add(connection: Connection, role: Role, name: str, scope: str | None = None)
     name = name.strip()
     if not name:
         raise ValidationError("name", "must not be empty")
-    agency_id = scope or f"{role}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"[:64]
+    agency_id = scope or f"{role.replace('_', '-')}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"[:64]
     if not AGENCY_ID.match(agency_id):
         raise ValidationError("scope", f"{agency_id!r}: letters, digits and dashes, starting with a letter")
     if scope is not None and role not in SCOPE:

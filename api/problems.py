@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from hajj_ledger.domain.errors import (
+    CapacityError,
     ConflictError,
     IdentityErasedError,
     IllegalStepError,
@@ -111,6 +112,8 @@ def from_ledger(error: LedgerError) -> ProblemError:
             )
         case TripFullError():
             return ProblemError(409, "trip-full", "Trip full", error.message)
+        case CapacityError():
+            return ProblemError(409, error.kind.replace("_", "-"), "No room left", error.message)
         case ConflictError():
             return ProblemError(409, "conflict", "Conflict", error.message)
         case VaultKeyError():

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -38,9 +39,9 @@ from starlette.responses import Response
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError, invalid
-from hajj_ledger.domain.catalogue import SCOPE
+from hajj_ledger.domain.catalogue import SCOPE, WHOLE_VIEW_READERS
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.framework import AT_LEAST, Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres
@@ -97,9 +98,16 @@ def page_query(model: Model, filters: tuple[str, ...], scope: str | None, after:
     that the answer knows whether another page follows)."""
     view = model.view()
     key = [view.c[k] for k in model.key]
-    query = sa.select(view).order_by(*key).limit(sa.bindparam("limit", type_=sa.Integer))
+    query = model.readable().order_by(*key).limit(sa.bindparam("limit", type_=sa.Integer))
+    worked_out = model.read_columns()
     for name in filters:
-        query = query.where(view.c[name] == sa.bindparam(f"filter_{name}", type_=view.c[name].type))
+        bounded = name.removeprefix(AT_LEAST)
+        if name in worked_out:
+            query = query.where(worked_out[name] == sa.bindparam(f"filter_{name}", type_=sa.Boolean))
+        elif bounded != name and bounded in model.at_least:
+            query = query.where(view.c[bounded] >= sa.bindparam(f"filter_{name}", type_=view.c[bounded].type))
+        else:
+            query = query.where(view.c[name] == sa.bindparam(f"filter_{name}", type_=view.c[name].type))
     if scope is not None:
         query = query.where(view.c[scope] == sa.bindparam("scope", type_=view.c[scope].type))
     if after:
@@ -130,9 +138,12 @@ def page_parameters(
 ) -> tuple[sa.Select[Any], dict[str, Any]]:
     """The query of a page and its parameters."""
     given = {name: value for name, value in filters.items() if value is not None}
-    scope = SCOPE[agency.role][0] if agency.role in SCOPE else None
+    whole = agency.role in WHOLE_VIEW_READERS.get(model.name, ())
+    scope = SCOPE[agency.role][0] if agency.role in SCOPE and not whole else None
     query = page_query(model, tuple(sorted(given)), scope, after is not None)
     parameters: dict[str, Any] = {"limit": limit + 1, **{f"filter_{n}": v for n, v in given.items()}}
+    if model.at_read is not None:
+        parameters["now"] = datetime.now(UTC)
     if scope is not None:
         parameters["scope"] = agency.agency_id
     if after is not None:

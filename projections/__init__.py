@@ -35,6 +35,10 @@ VIEWS = (
     "missing_persons",
     "overstay_watch",
     "season_funnel",
+    "service_offers",
+    "contracts",
+    "building_occupancy",
+    "trips_on_road",
 )
 FOLLOWED_NAMES = (*VIEWS, "trail_index")
 

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.preflight import READ, WRITE, invocation
-from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS
+from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS, VIEWS
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from hajj_ledger.projections.framework import Projection
 
 
@@ -48,9 +50,12 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     replaying.set_defaults(run=_replay, store=READ, batch=True)
 
-    view = commands.add_parser("view", help="a read model's rows, one JSON object each; as of a past position")
-    view.add_argument("name", choices=PAST_VIEWS)
-    view.add_argument("--as-of", type=int, required=True, metavar="POSITION", help="at most the ledger's head")
+    view = commands.add_parser("view", help="a read model's rows, one JSON object each; now, or as of a past position")
+    view.add_argument("name", choices=VIEWS)
+    view.add_argument(
+        "--as-of", type=int, metavar="POSITION",
+        help=f"at most the ledger's head; for {' and '.join(PAST_VIEWS)} only (default: the serving view, now)",
+    )  # fmt: skip
     view.add_argument("--limit", type=int, default=100)
     view.set_defaults(run=_view, store=READ)
 
@@ -159,22 +164,45 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
+    from datetime import UTC, datetime
 
     from hajj_ledger.audit.reads import plain
-    from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections import projection
+
+    model = projection(args.name).models[0]
+    query = model.readable().order_by(*(model.view().c[k] for k in model.key)).limit(args.limit)
+    parameters = {"now": datetime.now(UTC)} if model.at_read is not None else {}
+    if args.as_of is None:
+        rows = _serving_rows(query, parameters)
+    elif args.name in PAST_VIEWS:
+        rows = _past_rows(args.as_of, query, parameters)
+    else:
+        raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
+    for row in rows:
+        print(json.dumps({k: plain(v) for k, v in row.items()}, ensure_ascii=False))
+    return 0
+
+
+def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.RowMapping]:
+    from hajj_ledger.projections.schema import engine_for
+
+    engine = engine_for()
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(query, parameters).mappings().all())
+    finally:
+        engine.dispose()
+
+
+def _past_rows(position: int, query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.RowMapping]:
+    from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import PastViews
 
     ledger = JourneyLedger(create_tables=False)
     past = PastViews(ledger)
     try:
-        with past.at(args.as_of) as connection:
-            model = projection(args.name).models[0]
-            rows = connection.execute(sa.select(model.view()).limit(args.limit)).mappings().all()
+        with past.at(position) as connection:
+            return list(connection.execute(query, parameters).mappings().all())
     finally:
         past.close()
         ledger.close()
-    for row in rows:
-        print(json.dumps({k: plain(v) for k, v in row.items()}, ensure_ascii=False))
-    return 0

@@ -25,6 +25,7 @@ from hajj_ledger.projections.schema import physical, positions
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
+AT_LEAST = "min_"  # a reader's lower bound on a column: `min_free=5`
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Model:
     # Free space in each PostgreSQL page, so that a row updated in place keeps its page (a "HOT" update, with
     # no index written) when no indexed column changed: for rows rewritten with every event.
     fillfactor: int = 100
+    # Columns readers also bound from below (`min_<column>`: at least that many free places), besides equality.
+    at_least: tuple[str, ...] = ()
+    # Columns worked out when read, never stored, as they change with the clock and no event marks the change (a
+    # trip overdue): each one's SQL over the view, comparing with the moment of reading, the parameter `now`.
+    at_read: Callable[[sa.Table], dict[str, sa.ColumnElement[bool]]] | None = None
 
     def table(self, generation: str, metadata: sa.MetaData | None = None) -> sa.Table:
         name = physical(self.name, generation)
@@ -63,6 +69,17 @@ class Model:
     def applied(self, generation: str) -> sa.Table:
         """A generation's table, for the batches applied to it."""
         return self.table(generation)
+
+    @functools.cache  # noqa: B019
+    def read_columns(self) -> dict[str, sa.ColumnElement[bool]]:
+        """The columns worked out when read, by name, over the served view: typed, so that SQLite's 0 and 1 come
+        back as booleans."""
+        found = self.at_read(self.view()) if self.at_read is not None else {}
+        return {name: sa.type_coerce(sql, sa.Boolean) for name, sql in found.items()}
+
+    def readable(self) -> sa.Select[Any]:
+        """The view as its readers see it: its columns, then those worked out when read (bind `now`)."""
+        return sa.select(self.view(), *(sql.label(name) for name, sql in self.read_columns().items()))
 
     @functools.cached_property
     def column_names(self) -> list[str]:

@@ -8,14 +8,22 @@ import sqlalchemy as sa
 
 from hajj_ledger.projections.framework import Model, Projection, Rows
 
-trip_manifest = Model(
-    "trip_manifest",
-    lambda: [
+
+def route() -> list[sa.Column[Any]]:
+    """A trip and its route, as every view of trips shows them."""
+    return [
         sa.Column("trip_id", sa.Uuid),
         sa.Column("operator", sa.String(64), nullable=False),
         sa.Column("bus_plate", sa.String(64), nullable=False),
         sa.Column("origin", sa.String(16), nullable=False),
         sa.Column("destination", sa.String(16), nullable=False),
+    ]
+
+
+trip_manifest = Model(
+    "trip_manifest",
+    lambda: [
+        *route(),
         sa.Column("departs_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("capacity", sa.Integer, nullable=False),
         sa.Column("assigned", sa.Integer, nullable=False),

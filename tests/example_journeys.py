@@ -6,6 +6,7 @@ command with its first outcome, which is what idempotency promises.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -21,6 +22,9 @@ MISSION_IDN = Actor("mission-IDN-0001", Role.MISSION)
 MISSION_JOR = Actor("mission-JOR-0001", Role.MISSION)
 MISSION_PAK = Actor("mission-PAK-0001", Role.MISSION)
 COMPANY = Actor("company-makkah-0042", Role.COMPANY)
+AMANAH = Actor("amanah-makkah", Role.AMANAH)
+CIVIL_DEFENCE = Actor("civil-defence-makkah", Role.CIVIL_DEFENCE)
+ROAD_SECURITY = Actor("road-security-hijrah", Role.ROAD_SECURITY)
 MOFA = Actor("mofa", Role.MOFA)
 GACA = Actor("gaca-jed", Role.GACA)
 JAWAZAT = Actor("jawazat", Role.JAWAZAT)
@@ -54,19 +58,50 @@ class _Script:
         return outcome
 
 
-def _contracted(step: _Script, mission: Actor, country: str, package_id: str, registered: str, contracted: str) -> UUID:
+@dataclass(frozen=True)
+class _Market:
+    building: UUID
+    contracts: dict[Actor, UUID]  # each mission's
+
+
+def _market(ledger: JourneyLedger) -> _Market:
+    """The company's building in Makkah, licensed and (at the second try) inspected, its housing offer, and a
+    signed contract of each mission on it: the building's id and each mission's contract."""
+    step = _Script(ledger, "market")
+    building = step(
+        AMANAH, "BuildingLicensed", "2024-10-20T08:00", company_id=COMPANY.agency_id, city="makkah",
+        district="Aziziyah", beds=120, licence_valid_until=_at("2025-12-31T00:00"),
+    ).aggregate_id  # fmt: skip
+    step(CIVIL_DEFENCE, "InspectionFailed", "2024-10-25T09:00", building_id=building, findings="fire_exit_blocked")
+    step(CIVIL_DEFENCE, "InspectionPassed", "2024-11-02T09:00", building_id=building, findings="compliant")
+    offer = step(
+        COMPANY, "OfferPublished", "2024-11-05T08:00", season=SEASON, kind="makkah_housing", site="makkah",
+        places=100, price_sar=12500, valid_from=_at("2024-11-05T00:00"), valid_until=_at("2025-04-30T00:00"),
+        building_ids=[str(building)],
+    ).aggregate_id  # fmt: skip
+    contracts = {}
+    for mission in (MISSION_IDN, MISSION_JOR, MISSION_PAK):
+        contract = step(mission, "ContractProposed", "2024-12-01T08:00", offer_id=offer, places=20).aggregate_id
+        step(COMPANY, "ContractSigned", "2024-12-05T08:00", contract_id=contract)
+        contracts[mission] = contract
+    return _Market(building, contracts)
+
+
+def _contracted(
+    step: _Script, market: _Market, mission: Actor, country: str, package_id: str, registered: str, contracted: str
+) -> UUID:
     """The script's pilgrim registered by their mission, then contracted to the company: the journey's id."""
     pilgrim_id = uuid5(_NS, f"pilgrim:{step.name}")
     journey = step(mission, "Registered", registered, pilgrim_id=pilgrim_id, season=SEASON, country=country)
-    step(mission, "PackageContracted", contracted, journey_id=journey.aggregate_id, company_id=COMPANY.agency_id,
+    step(mission, "PackageContracted", contracted, journey_id=journey.aggregate_id, contract_id=market.contracts[mission],
          package_id=package_id)  # fmt: skip
     return journey.aggregate_id
 
 
-def _full_journey(ledger: JourneyLedger) -> UUID:
+def _full_journey(ledger: JourneyLedger, market: _Market) -> UUID:
     """Indonesia by air to Jeddah, Makkah, the holy sites, and home; the journey's id."""
     step = _Script(ledger, "idn")
-    j = _contracted(step, MISSION_IDN, "IDN", "PKG-IDN-2025-A", "2025-01-10T08:00", "2025-01-12T09:00")
+    j = _contracted(step, market, MISSION_IDN, "IDN", "PKG-IDN-2025-A", "2025-01-10T08:00", "2025-01-12T09:00")
     step(MISSION_IDN, "VisaRequested", "2025-03-01T07:00", journey_id=j)
     step(MOFA, "VisaIssued", "2025-03-10T10:00", journey_id=j, valid_until=_at("2025-07-10T00:00"))
     step(
@@ -101,9 +136,13 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
         destination="makkah",
         departs_at=_at("2025-05-20T05:00"),
         capacity=49,
+        expected_arrival=_at("2025-05-20T06:30"),
     ).aggregate_id
     step(NAQABA, "BusAssigned", "2025-05-20T04:30", journey_id=j, trip_id=to_makkah)
     step(NAQABA, "Boarded", "2025-05-20T04:55", journey_id=j, trip_id=to_makkah)
+    step(NAQABA, "TripDeparted", "2025-05-20T05:00", trip_id=to_makkah)
+    step(ROAD_SECURITY, "CheckpointPassed", "2025-05-20T05:40", trip_id=to_makkah, checkpoint="SHUMAISI")
+    step(NAQABA, "TripArrived", "2025-05-20T06:25", trip_id=to_makkah)
     step(NAQABA, "TransferCompleted", "2025-05-20T06:30", journey_id=j, trip_id=to_makkah)
     step(
         COMPANY,
@@ -112,6 +151,7 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
         journey_id=j,
         site="makkah",
         building="MK-AZIZIYAH-112",
+        building_id=market.building,
     )
     for site, day in [
         ("mina", "2025-06-04T06:00"),
@@ -127,6 +167,7 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
         journey_id=j,
         site="makkah",
         building="MK-AZIZIYAH-112",
+        building_id=market.building,
     )
     step(
         MISSION_IDN,
@@ -165,10 +206,10 @@ def _full_journey(ledger: JourneyLedger) -> UUID:
     return j
 
 
-def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
+def _land_journey_with_hospital(ledger: JourneyLedger, market: _Market) -> None:
     """Jordan by land through al-Haditha; a night in hospital at Arafat."""
     step = _Script(ledger, "jor")
-    j = _contracted(step, MISSION_JOR, "JOR", "PKG-JOR-7", "2025-02-01T08:00", "2025-02-02T08:00")
+    j = _contracted(step, market, MISSION_JOR, "JOR", "PKG-JOR-7", "2025-02-01T08:00", "2025-02-02T08:00")
     step(MISSION_JOR, "VisaRequested", "2025-03-05T08:00", journey_id=j)
     step(MOFA, "VisaIssued", "2025-03-15T08:00", journey_id=j, valid_until=_at("2025-07-15T00:00"))
     step(JAWAZAT, "ArrivedAtPort", "2025-05-28T14:00", journey_id=j, port="HADITHA", mode="land")
@@ -178,9 +219,9 @@ def _land_journey_with_hospital(ledger: JourneyLedger) -> None:
     step(CUSTOMS, "CustomsCleared", "2025-05-29T10:00", journey_id=j, port="HADITHA")
 
 
-def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
+def _rejected_and_cancelled(ledger: JourneyLedger, market: _Market) -> None:
     step = _Script(ledger, "pak")
-    j = _contracted(step, MISSION_PAK, "PAK", "PKG-PAK-3", "2025-01-20T08:00", "2025-01-21T08:00")
+    j = _contracted(step, market, MISSION_PAK, "PAK", "PKG-PAK-3", "2025-01-20T08:00", "2025-01-21T08:00")
     step(MISSION_PAK, "VisaRequested", "2025-03-02T08:00", journey_id=j)
     step(MOFA, "VisaRejected", "2025-03-09T08:00", journey_id=j, reason="documents_incomplete")
     step(MISSION_PAK, "Cancelled", "2025-03-20T08:00", journey_id=j, reason="visa_refused")
@@ -189,9 +230,10 @@ def _rejected_and_cancelled(ledger: JourneyLedger) -> None:
 def run_demo(ledger: JourneyLedger) -> UUID:
     """Record the demonstration journeys; returns the journey id of the complete one."""
     before = ledger.head()
-    journey_id = _full_journey(ledger)
-    _land_journey_with_hospital(ledger)
-    _rejected_and_cancelled(ledger)
+    market = _market(ledger)
+    journey_id = _full_journey(ledger, market)
+    _land_journey_with_hospital(ledger, market)
+    _rejected_and_cancelled(ledger, market)
     after = ledger.head()
     if after == before:
         print(f"The demonstration journeys were already recorded (ledger head: position {after}).")

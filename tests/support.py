@@ -149,6 +149,8 @@ T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 MISSION_ID = "mission-IDN-1"
 COMPANY_ID = "company-1"
 TRIP_ID = UUID("00000000-0000-4000-8000-0000000000aa")
+CONTRACT_ID = UUID("00000000-0000-4000-8000-0000000000cc")
+BUILDING_ID = UUID("00000000-0000-4000-8000-0000000000bb")
 AGENCY = {Role.MISSION: MISSION_ID, Role.COMPANY: COMPANY_ID}
 
 
@@ -195,7 +197,7 @@ JED = Port.JED_HAJJ_TERMINAL
 
 # For each journey step: the role that records it, and a call recording it with valid values.
 STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
-    "PackageContracted": (Role.MISSION, lambda j, s: j.contract_package(s, COMPANY_ID, "PKG-1")),
+    "PackageContracted": (Role.MISSION, lambda j, s: j.contract_package(s, COMPANY_ID, "PKG-1", CONTRACT_ID)),
     "VisaRequested": (Role.MISSION, lambda j, s: j.request_visa(s)),
     "VisaIssued": (Role.MOFA, lambda j, s: j.issue_visa(s, T0 + timedelta(days=90))),
     "VisaRejected": (Role.MOFA, lambda j, s: j.reject_visa(s, "documents_incomplete")),
@@ -215,7 +217,7 @@ STEP: dict[str, tuple[Role, Callable[[Journey, Stamp], None]]] = {
     ),
     "Boarded": (Role.NAQABA, lambda j, s: j.board(s, TRIP_ID)),
     "TransferCompleted": (Role.NAQABA, lambda j, s: j.complete_transfer(s, TRIP_ID)),
-    "HousingCheckedIn": (Role.COMPANY, lambda j, s: j.check_in_housing(s, Site.MAKKAH, "B-1")),
+    "HousingCheckedIn": (Role.COMPANY, lambda j, s: j.check_in_housing(s, Site.MAKKAH, "B-1", BUILDING_ID)),
     "HousingCheckedOut": (Role.COMPANY, lambda j, s: j.check_out_housing(s, Site.MAKKAH, "B-1")),
     "MovedToSite": (Role.COMPANY, lambda j, s: j.move_to_site(s, Site.MINA)),
     "HospitalAdmitted": (Role.MOH, lambda j, s: j.admit_to_hospital(s, "MINA-HOSPITAL")),
@@ -296,11 +298,63 @@ def command(event: str, **fields: Any) -> Command:
     return parse_command(data)
 
 
-def arrive_and_clear(ledger: JourneyLedger, count: int) -> list[UUID]:
-    """`count` journeys registered and taken through the ledger up to `received` at the port."""
-    journeys = [Journey.create_id(1446, pilgrim) for pilgrim in _registered(ledger, [uuid4() for _ in range(count)])]
+@dataclass(frozen=True)
+class Market:
+    """A licensed, inspected building of the company, its Makkah housing offer, and the mission's signed contract."""
+
+    building_id: UUID
+    offer_id: UUID
+    contract_id: UUID
+
+
+OFFER_OPENS = T0 - timedelta(days=200)
+OFFER_CLOSES = T0 + timedelta(days=100)
+
+
+def offer_fields(places: int, building_ids: list[UUID], **fields: Any) -> dict[str, Any]:
+    """A Makkah housing offer of season 1446, valid around T0."""
+    return {
+        "season": 1446, "kind": "makkah_housing", "site": "makkah", "places": places, "price_sar": 9000,
+        "valid_from": OFFER_OPENS, "valid_until": OFFER_CLOSES, "building_ids": building_ids, **fields,
+    }  # fmt: skip
+
+
+def building_fields(beds: int, **fields: Any) -> dict[str, Any]:
+    return {"company_id": COMPANY_ID, "city": "makkah", "district": "Aziziyah", "beds": beds,
+            "licence_valid_until": T0 + timedelta(days=365), **fields}  # fmt: skip
+
+
+def open_market(
+    ledger: JourneyLedger, places: int = 50, beds: int = 50, *, mission: str = MISSION_ID, signed: bool = True
+) -> Market:
+    """Recorded through the ledger, each step by its role: a building licensed and inspected, an offer of `places`
+    naming it, a contract of the mission for all of them, signed unless asked not to be."""
+
+    def one(role: Role, event: str, agency_id: str | None = None, **fields: Any) -> UUID:
+        return ledger.record(command(event, **fields), actor(role, agency_id)).aggregate_id
+
+    building = one(Role.AMANAH, "BuildingLicensed", **building_fields(beds))
+    one(Role.CIVIL_DEFENCE, "InspectionPassed", building_id=building, findings="compliant")
+    offer = one(Role.COMPANY, "OfferPublished", **offer_fields(places, [building]))
+    contract = one(Role.MISSION, "ContractProposed", mission, offer_id=offer, places=places)
+    if signed:
+        one(Role.COMPANY, "ContractSigned", contract_id=contract)
+    return Market(building, offer, contract)
+
+
+def contract_journeys(ledger: JourneyLedger, journeys: list[UUID], contract_id: UUID) -> None:
+    results = ledger.record_batch(
+        [(command("PackageContracted", journey_id=j, contract_id=contract_id), actor(Role.MISSION)) for j in journeys]
+    )
+    assert all(isinstance(r, Outcome) for r in results), results
+
+
+def arrive_and_clear(ledger: JourneyLedger, count: int, market: Market | None = None) -> list[UUID]:
+    """`count` journeys registered and taken through the ledger up to `received` at the port, under the market's
+    contract (a new one with as many places, when not given)."""
+    journeys = registered(ledger, count)
+    contract_journeys(ledger, journeys, (market or open_market(ledger, count, count)).contract_id)
     steps: list[tuple[Role, str, dict[str, Any]]] = [
-        (Role.MISSION, "PackageContracted", {"company_id": COMPANY_ID, "package_id": "PKG-1"}),
         (Role.MISSION, "VisaRequested", {}),
         (Role.MOFA, "VisaIssued", {"valid_until": T0 + timedelta(days=90)}),
         (Role.GACA, "ArrivedAtPort", {"port": JED, "mode": Mode.AIR, "flight": "GA901"}),
@@ -320,6 +374,11 @@ def _registered(ledger: JourneyLedger, pilgrims: list[UUID]) -> list[UUID]:
     )
     assert all(isinstance(r, Outcome) for r in results), results
     return pilgrims
+
+
+def registered(ledger: JourneyLedger, count: int) -> list[UUID]:
+    """`count` journeys of new pilgrims of season 1446, registered by the mission: their ids."""
+    return [Journey.create_id(1446, pilgrim) for pilgrim in _registered(ledger, [uuid4() for _ in range(count)])]
 
 
 def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:

@@ -14,7 +14,15 @@ from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
 from hajj_ledger.domain.catalogue import STEPS
-from hajj_ledger.domain.commands import COMMANDS, CommandBase, JourneyCommand, TripCommand
+from hajj_ledger.domain.commands import (
+    COMMANDS,
+    BuildingCommand,
+    CommandBase,
+    ContractCommand,
+    JourneyCommand,
+    OfferCommand,
+    TripCommand,
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -51,18 +59,34 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
     )  # fmt: skip
 
 
+# Each kind of target: its collection's path, the event creating one (posted to the collection itself), and the
+# other events' path segments where they are not the event's own slug.
+COLLECTIONS: dict[type[CommandBase], tuple[str, str]] = {
+    JourneyCommand: ("/v1/journeys", "Registered"),  # with its identity, in one request
+    TripCommand: ("/v1/trips", "TripScheduled"),
+    OfferCommand: ("/v1/offers", "OfferPublished"),
+    ContractCommand: ("/v1/contracts", "ContractProposed"),
+    BuildingCommand: ("/v1/buildings", "BuildingLicensed"),
+}
+VERBS = {
+    "OfferAmended": "amend",
+    "OfferWithdrawn": "withdraw",
+    "ContractSigned": "sign",
+    "ContractAmended": "amend",
+    "ContractTerminated": "terminate",
+}
+
+
 def endpoints() -> Iterator[tuple[str, type[CommandBase]]]:
     """Each recording endpoint's path and the command it takes."""
+    created = {event: path for path, event in COLLECTIONS.values()}
     for command in COMMANDS.values():
         event = command.model_fields["event"].default
-        if issubclass(command, JourneyCommand):
-            yield f"/v1/journeys/{{journey_id}}/{slug(event)}", command
-        elif issubclass(command, TripCommand):
-            yield f"/v1/trips/{{trip_id}}/{slug(event)}", command
-        elif event == "Registered":
-            yield "/v1/journeys", command  # with its identity, in one request
-        elif event == "TripScheduled":
-            yield "/v1/trips", command
+        kind = next((base for base in COLLECTIONS if issubclass(command, base)), None)
+        if kind is not None:
+            yield f"{COLLECTIONS[kind][0]}/{{{command.target}}}/{VERBS.get(event) or slug(event)}", command
+        elif event in created:
+            yield created[event], command
         else:  # pragma: no cover
             raise AssertionError(f"no endpoint for {event}")
 

@@ -26,7 +26,7 @@ from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
 from hajj_ledger.domain.catalogue import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Day, Moment
 from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.framework import AT_LEAST, Model
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
 
@@ -95,6 +95,7 @@ def query_type(column: sa.Column[Any]) -> Any:
 def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
+    bounded = [view.c[name] for name in model.at_least]
 
     async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
@@ -117,6 +118,20 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
                 annotation=Annotated[query_type(c) | None, Query(description=f"only rows with this {c.name}")],
             )
             for c in filterable
+        ),
+        *(
+            inspect.Parameter(
+                name, keyword, default=None,
+                annotation=Annotated[bool | None, Query(description=f"only rows {name} (or not) as of this moment")],
+            )
+            for name in model.read_columns()
+        ),
+        *(
+            inspect.Parameter(
+                f"{AT_LEAST}{c.name}", keyword, default=None,
+                annotation=Annotated[query_type(c) | None, Query(description=f"only rows with at least this {c.name}")],
+            )
+            for c in bounded
         ),
     ]  # fmt: skip
     handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

@@ -382,10 +382,10 @@ def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from hajj_ledger.domain.catalogue import JOURNEY_STEPS, TRIP_STEPS, render_markdown
+    from hajj_ledger.domain.catalogue import TABLES, render_markdown
 
-    print("Journey steps\n\n" + render_markdown(JOURNEY_STEPS))
-    print("Trip steps\n\n" + render_markdown(TRIP_STEPS))
+    for title, steps in TABLES.items():
+        print(f"{title}\n\n" + render_markdown(steps))
     return 0
 
 

@@ -21,21 +21,38 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, Recording
 
+from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import (
+    BUILDING_STEPS,
+    CONTRACT_STEPS,
     JOURNEY_STEPS,
+    OFFER_STEPS,
     TRIP_STEPS,
     check_step,
 )
 from hajj_ledger.domain.commands import (
+    AmendContract,
+    AmendOffer,
     AssignBus,
+    BuildingCommand,
     CancelBusAssignment,
+    CheckInHousing,
     Command,
+    CommandBase,
+    ContractCommand,
+    ContractPackage,
     CorrectIdentity,
     EraseIdentity,
     JourneyCommand,
+    LicenseBuilding,
+    OfferCommand,
+    ProposeContract,
+    PublishOffer,
     RecordIdentity,
     Register,
     ScheduleTrip,
+    SignContract,
+    TerminateContract,
     TripCommand,
 )
 from hajj_ledger.domain.errors import (
@@ -47,8 +64,9 @@ from hajj_ledger.domain.errors import (
     ValidationError,
 )
 from hajj_ledger.domain.journey import Journey
+from hajj_ledger.domain.market import Contract, ServiceOffer
 from hajj_ledger.domain.trip import Trip
-from hajj_ledger.domain.vocabulary import Actor, Stamp
+from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp
 from hajj_ledger.identity.vault import MasterKeys, Sealed
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
@@ -56,7 +74,15 @@ from hajj_ledger.store.recorders import LedgerRecorder, Receipt
 from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
-A = TypeVar("A", Journey, Trip)
+# What a command creates, named by the caller or derived from its command id: the field and the namespace.
+CREATED: dict[type[CommandBase], tuple[str, UUID]] = {
+    ScheduleTrip: ("trip_id", TRIP_NAMESPACE),
+    PublishOffer: ("offer_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/offer")),
+    ProposeContract: ("contract_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/contract")),
+    LicenseBuilding: ("building_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/building")),
+}
+AGGREGATES = (Journey, Trip, ServiceOffer, Contract, Building)
+A = TypeVar("A", Journey, Trip, ServiceOffer, Contract, Building)
 
 
 @dataclass(frozen=True)
@@ -228,13 +254,13 @@ class JourneyLedger(Application[UUID]):
         self._cache.saved(positions.values())
         return [self._outcome(r, positions) for r in results]
 
-    def load(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Journey | Trip]:
+    def load(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
         """The aggregates of these ids that exist, from their events read in one query."""
-        found: dict[UUID, Journey | Trip] = {}
+        found: dict[UUID, Aggregate] = {}
         stored = self.store.select_events_of(sorted(set(aggregate_ids)))
         for aggregate_id, events in groupby(stored, key=lambda e: e.originator_id):
             aggregate = _project(None, map(self.mapper.to_domain_event, events))
-            if isinstance(aggregate, Journey | Trip):
+            if isinstance(aggregate, AGGREGATES):
                 found[cast(UUID, aggregate_id)] = aggregate
         return found
 
@@ -328,7 +354,51 @@ class JourneyLedger(Application[UUID]):
             case Register():
                 return [self._register(command, stamp, unit)]
             case ScheduleTrip():
-                return [self._schedule_trip(command, stamp, unit)]
+                arguments = {**command.arguments(), "trip_id": self._new_id(command, unit)}
+                return [unit.add(Trip.schedule(stamp, **arguments))]
+            case LicenseBuilding():
+                arguments = {**command.arguments(), "building_id": self._new_id(command, unit)}
+                return [unit.add(Building.license(stamp, **arguments))]
+            case PublishOffer():
+                arguments = {**command.arguments(), "offer_id": self._new_id(command, unit)}
+                buildings = [unit.get(b, Building) for b in command.building_ids]
+                return [unit.add(ServiceOffer.publish(stamp, **arguments, buildings=buildings))]
+            case ProposeContract():
+                offer = unit.get(command.offer_id, ServiceOffer)
+                contract_id = self._new_id(command, unit)
+                check_step(OFFER_STEPS, "ContractNoted", offer, {"stamp": stamp, "contract_id": contract_id})
+                contract = unit.add(Contract.propose(stamp, contract_id, offer, command.places))
+                offer.note_contract(stamp, contract_id)
+                return [contract, offer]
+            case SignContract() | AmendContract() | TerminateContract():
+                return self._settle_contract(command, stamp, unit)
+            case AmendOffer():
+                offer = unit.get(command.offer_id, ServiceOffer)
+                buildings = [unit.get(b, Building) for b in command.building_ids or ()]
+                fields = {"stamp": stamp, **command.arguments(), "buildings": buildings}
+                check_step(OFFER_STEPS, "OfferAmended", offer, fields)
+                offer.amend(stamp, **command.arguments())
+                return [offer]
+            case ContractPackage():
+                journey, contract = unit.get(command.journey_id, Journey), unit.get(command.contract_id, Contract)
+                check_step(JOURNEY_STEPS, "PackageContracted", journey, {"stamp": stamp, "contract": contract})
+                contract.take_place(stamp, journey.id)
+                journey.contract_package(stamp, contract.company_id, command.package_id, contract.id)
+                return [journey, contract]
+            case CheckInHousing():
+                journey, building = unit.get(command.journey_id, Journey), unit.get(command.building_id, Building)
+                fields = {
+                    "stamp": stamp,
+                    **command.arguments(),
+                    "offer": _offer_of(journey, unit),
+                    "building": building,
+                }
+                check_step(JOURNEY_STEPS, "HousingCheckedIn", journey, fields)
+                returning = journey.building_id == building.id  # back from the holy sites to its own bed
+                if not returning:
+                    building.take_bed(stamp, journey.id)
+                journey.check_in_housing(stamp, **command.arguments())
+                return [journey] if returning else [journey, building]
             case AssignBus():
                 journey, trip = (
                     unit.get(command.journey_id, Journey),
@@ -364,13 +434,57 @@ class JourneyLedger(Application[UUID]):
                 return [journey, trip]
             case JourneyCommand():
                 journey = unit.get(command.journey_id, Journey)
+                held = _held(journey, command.event, unit)
+                if held:  # the step frees what the journey held: every change checked before any is made
+                    check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments()})
+                    for steps, event, aggregate, _ in held:
+                        check_step(steps, event, aggregate, {"stamp": stamp, "journey_id": journey.id})
                 getattr(journey, command.method)(stamp, **command.arguments())
-                return [journey]
+                for _, _, aggregate, free in held:
+                    free(aggregate, stamp, journey.id)
+                return [journey, *(aggregate for _, _, aggregate, _ in held)]
             case TripCommand():
                 trip = unit.get(command.trip_id, Trip)
                 getattr(trip, command.method)(stamp, **command.arguments())
                 return [trip]
+            case OfferCommand():
+                offer = unit.get(command.offer_id, ServiceOffer)
+                getattr(offer, command.method)(stamp, **command.arguments())
+                return [offer]
+            case BuildingCommand():
+                building = unit.get(command.building_id, Building)
+                getattr(building, command.method)(stamp, **command.arguments())
+                return [building]
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+    def _settle_contract(
+        self, command: SignContract | AmendContract | TerminateContract, stamp: Stamp, unit: _Unit
+    ) -> list[Aggregate]:
+        """A contract's signing, amendment or termination, and its offer's places reserved or released with it."""
+        contract = unit.get(command.contract_id, Contract)
+        offer = unit.get(contract.offer_id, ServiceOffer)
+        check_step(CONTRACT_STEPS, command.event, contract, {"stamp": stamp, **command.arguments()})
+        match command:
+            case SignContract():
+                offer.reserve_places(stamp, contract.id, contract.places)
+                contract.sign(stamp)
+            case AmendContract():
+                change = command.places - contract.places
+                if change > 0:
+                    offer.reserve_places(stamp, contract.id, change)
+                elif change < 0:
+                    offer.release_places(stamp, contract.id, -change)
+                contract.amend(stamp, command.places)
+            case TerminateContract():
+                offer.release_places(stamp, contract.id, offer.reserved.get(contract.id, 0))
+                contract.terminate(stamp, command.reason)
+        return [contract, offer]
+
+    def _new_id(self, command: ScheduleTrip | PublishOffer | ProposeContract | LicenseBuilding, unit: _Unit) -> UUID:
+        created = _created_id(command)
+        if unit.exists(created):
+            raise ConflictError(f"{CREATED[type(command)][0].removesuffix('_id')} {created} already exists")
+        return created
 
     def _register(self, command: Register, stamp: Stamp, unit: _Unit) -> Journey:
         journey_id = Journey.create_id(command.season, command.pilgrim_id)
@@ -388,14 +502,6 @@ class JourneyLedger(Application[UUID]):
         journey = unit.add(Journey.register(stamp, **arguments, identity_digest=sealed.fingerprint))
         unit.vault.append((journey.id, sealed))
         return journey
-
-    def _schedule_trip(self, command: ScheduleTrip, stamp: Stamp, unit: _Unit) -> Trip:
-        arguments = command.arguments()
-        trip_id = _trip_id(command)
-        if unit.exists(trip_id):
-            raise ConflictError(f"trip {trip_id} is already scheduled")
-        arguments["trip_id"] = trip_id
-        return unit.add(Trip.schedule(stamp, **arguments))
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -464,21 +570,60 @@ class _Unit:
         return aggregate
 
 
+def _offer_of(journey: Journey, unit: _Unit) -> ServiceOffer | None:
+    """The offer the journey is contracted under (None before contracts)."""
+    if journey.contract_id is None:
+        return None
+    return unit.get(unit.get(journey.contract_id, Contract).offer_id, ServiceOffer)
+
+
+def _held(journey: Journey, event: str, unit: _Unit) -> list[tuple[Any, str, Any, Any]]:
+    """What a journey's step frees: its bed when it checks out or ends, its contract's place when cancelled. Each
+    as (steps, event, aggregate, how to free it)."""
+    held: list[tuple[Any, str, Any, Any]] = []
+    ends = JOURNEY_STEPS[event].to in ENDED
+    if journey.building_id is not None and (event == "HousingCheckedOut" or ends):
+        held.append((BUILDING_STEPS, "BedFreed", unit.get(journey.building_id, Building), Building.free_bed))
+    if journey.contract_id is not None and event == "Cancelled":
+        held.append((CONTRACT_STEPS, "PlaceFreed", unit.get(journey.contract_id, Contract), Contract.free_place))
+    return held
+
+
 def _subjects(command: Command, *, creations: bool) -> tuple[UUID, ...]:
-    """The aggregates a command reads: its journey or trip (both, for a seat), and, if asked, the one it creates."""
+    """The aggregates a command reads first (its journey and the trip, contract or building it takes a seat, a place
+    or a bed on; the buildings an offer names), and, if asked, the one it creates. What they lead to (a contract's
+    offer, a journey's contract) is loaded when reached."""
     match command:
         case AssignBus() | CancelBusAssignment():
             return (command.journey_id, command.trip_id)
+        case ContractPackage():
+            return (command.journey_id, command.contract_id)
+        case CheckInHousing():
+            return (command.journey_id, command.building_id)
         case JourneyCommand():
             return (command.journey_id,)
         case TripCommand():
             return (command.trip_id,)
+        case AmendOffer():
+            return (command.offer_id, *(command.building_ids or ()))
+        case OfferCommand():
+            return (command.offer_id,)
+        case ContractCommand():
+            return (command.contract_id,)
+        case BuildingCommand():
+            return (command.building_id,)
+        case ProposeContract():
+            return (command.offer_id, *((_created_id(command),) if creations else ()))
+        case PublishOffer():
+            return (*command.building_ids, *((_created_id(command),) if creations else ()))
         case Register() if creations:
             return (Journey.create_id(command.season, command.pilgrim_id),)
-        case ScheduleTrip() if creations:
-            return (_trip_id(command),)
+        case ScheduleTrip() | LicenseBuilding() if creations:
+            return (_created_id(command),)
     return ()
 
 
-def _trip_id(command: ScheduleTrip) -> UUID:
-    return command.trip_id or uuid5(TRIP_NAMESPACE, command.command_id.hex)
+def _created_id(command: ScheduleTrip | PublishOffer | ProposeContract | LicenseBuilding) -> UUID:
+    name, namespace = CREATED[type(command)]
+    given: UUID | None = getattr(command, name)
+    return given or uuid5(namespace, command.command_id.hex)

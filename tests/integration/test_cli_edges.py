@@ -81,6 +81,7 @@ def test_master_key_new_makes_a_key_then_a_new_current_one(
         ["as-of", str(uuid4()), "--position", "1"],
         ["status"],
         ["view", "journey_status", "--as-of", "1"],
+        ["view", "trips_on_road"],
         ["verify"],
         ["proof", "1"],
         ["identity", "find", "--name", "x", *MISSION],

@@ -28,6 +28,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections.framework import AT_LEAST
 from hajj_ledger.projections.schema import engine_for
 from tests.integration.test_api import COMPANY_1, EGY, PAK, Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import T0, registration
@@ -97,6 +98,10 @@ FILTERS = [
     for p in PROJECTIONS
     for c in p.models[0].view().c
     if c.type.python_type in FILTERABLE and c.name != "position"
+] + [
+    (p.name, name)
+    for p in PROJECTIONS
+    for name in (*(f"{AT_LEAST}{c}" for c in p.models[0].at_least), *p.models[0].read_columns())
 ]
 VALUES = st.one_of(st.sampled_from(EDGES), st.text(max_size=40), st.integers().map(str))
 
@@ -105,6 +110,8 @@ VALUES = st.one_of(st.sampled_from(EDGES), st.text(max_size=40), st.integers().m
 @example(target=("journey_status", "country"), value="\x00", as_cursor=False)
 @example(target=("port_arrivals", "booked"), value="2147483648", as_cursor=False)
 @example(target=("site_headcount", "company_id"), value="\x00", as_cursor=True)
+@example(target=("trips_on_road", "overdue"), value="2", as_cursor=False)
+@example(target=("service_offers", "min_free"), value="2147483648", as_cursor=False)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_no_filter_value_makes_a_5xx(http: Api, target: tuple[str, str], value: str, as_cursor: bool) -> None:
     view, column = target

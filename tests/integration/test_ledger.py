@@ -28,7 +28,7 @@ from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Mode, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.example_journeys import run_demo
-from tests.support import T0, actor, arrive_and_clear, command, schedule_trip
+from tests.support import T0, actor, arrive_and_clear, command, open_market, schedule_trip
 
 
 def test_whole_journeys_are_recorded_and_read_back(ledger: JourneyLedger) -> None:
@@ -196,11 +196,12 @@ def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
     pilgrim = uuid4()
     register = command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN")
     journey = Journey.create_id(1446, pilgrim)
+    market = open_market(ledger, 1)
     batch = [
         (register, actor(Role.MISSION)),
         (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),  # not contracted yet
         (
-            command("PackageContracted", journey_id=journey, company_id="c-9", package_id="P-9"),
+            command("PackageContracted", journey_id=journey, contract_id=market.contract_id, package_id="P-9"),
             actor(Role.MISSION),
         ),
         (command("VisaRequested", journey_id=journey), actor(Role.MISSION)),
@@ -227,8 +228,9 @@ def test_a_batch_gives_one_outcome_per_command_and_a_refusal_sinks_only_itself(
         "NotFoundError",
     ]
     positions = [r.position for r in results if isinstance(r, Outcome)]
-    assert positions == [head + 1, head + 2, head + 3, head + 1]
-    assert ledger.head() == head + 3
+    # The contracting command records two events: the contract's PlaceTaken and the journey's PackageContracted.
+    assert positions == [head + 1, head + 3, head + 4, head + 1]
+    assert ledger.head() == head + 4
     assert ledger.journey(journey).stage == Stage.VISA_REQUESTED
     assert isinstance(results[5], DuplicateRegistrationError)
 

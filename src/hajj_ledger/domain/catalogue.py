@@ -16,13 +16,27 @@ from typing import Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from hajj_ledger.domain.errors import (
+    BuildingFullError,
+    ContractFullError,
     IllegalStepError,
     LedgerError,
     OccurredTooEarlyError,
+    OfferFullError,
     PermissionDeniedError,
     TripFullError,
 )
-from hajj_ledger.domain.vocabulary import ENDED, Direction, Role, Stage, Stamp, TripStage
+from hajj_ledger.domain.vocabulary import (
+    ENDED,
+    HOUSING,
+    BuildingStage,
+    ContractStage,
+    Direction,
+    OfferStage,
+    Role,
+    Stage,
+    Stamp,
+    TripStage,
+)
 
 PRE_ARRIVAL = frozenset(
     {
@@ -133,6 +147,173 @@ SEAT_HELD = Condition(
 NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
 
 
+def _with(name: str, test: Callable[[Any, Any, Mapping[str, Any]], bool]) -> Callable[[Any, Mapping[str, Any]], bool]:
+    """A condition on another aggregate the ledger loaded with this one and passes in the fields as `name` (None
+    when there is none). The ledger checks it before changing anything; the aggregate recording its own event
+    afterwards has no other to ask, and the condition is not asked again."""
+    return lambda a, f: name not in f or (f[name] is not None and test(a, f[name], f))
+
+
+# The market: offers, contracts on them, and the places both count.
+OFFERED_BUILDINGS = Condition(
+    "buildings operated by the company",
+    _with("buildings", lambda o, buildings, f: all(_operates(b, f) for b in buildings)),
+    refusal=lambda o, f: PermissionDeniedError(
+        _stamp(f).role,
+        "OfferPublished" if o is None else "OfferAmended",
+        "; ".join(f"building {b.id} is operated by {b.company_id}" for b in f["buildings"] if not _operates(b, f)),
+    ),
+    possible=lambda o: True,
+)
+
+
+def _operates(building: Any, fields: Mapping[str, Any]) -> bool:
+    # Not by city: a journey has one contract, and a package houses its pilgrims in Makkah and in Madinah.
+    return bool(building.company_id == _stamp(fields).agency_id)
+
+
+BUILDINGS_FIT_KIND = Condition(
+    "buildings named by housing offers only",
+    lambda o, f: f.get("building_ids") is None or bool(f["building_ids"]) == (o.kind in HOUSING),
+    possible=lambda o: True,
+)
+VALIDITY_AFTER_START = Condition(
+    "a validity ending after it starts",
+    lambda o, f: f.get("valid_until") is None or f["valid_until"] > o.valid_from,
+    possible=lambda o: True,
+)
+NOT_BELOW_CONTRACTED = Condition(
+    "places not below those contracted",
+    lambda o, f: f.get("places") is None or f["places"] >= o.contracted,
+    refusal=lambda o, f: IllegalStepError(
+        "OfferAmended",
+        o.stage,
+        allowed_now(OFFER_STEPS, o),
+        reason=f"refused: {f['places']} places is below the {o.contracted} places contracted",
+    ),
+    possible=lambda o: True,
+)
+NO_ACTIVE_CONTRACT = Condition(
+    "no contract proposed or signed on it",
+    lambda o, f: not o.active_contracts,
+    refusal=lambda o, f: IllegalStepError(
+        "OfferWithdrawn",
+        o.stage,
+        allowed_now(OFFER_STEPS, o),
+        reason=f"refused: {len(o.active_contracts)} contracts are proposed or signed on it",
+    ),
+)
+OFFER_VALID = Condition(
+    "the offer valid when it happened",
+    lambda o, f: o.valid_from <= _stamp(f).occurred_at <= o.valid_until,
+    possible=lambda o: True,
+)
+PLACES_FREE = Condition(
+    "as many free places",
+    lambda o, f: f["places"] <= o.free,
+    refusal=lambda o, f: OfferFullError(
+        f"offer {o.id} has {o.free} free places of {o.places} ({o.contracted} contracted): {f['places']} asked"
+    ),
+    possible=lambda o: o.free > 0,
+)
+PLACES_HELD = Condition(
+    "as many places reserved by the contract",
+    lambda o, f: f["contract_id"] in o.reserved and f["places"] <= o.reserved[f["contract_id"]],
+    possible=lambda o: bool(o.reserved),
+)
+PLACES_OFFERED = Condition(
+    "places within the offer's free places",
+    _with("offer", lambda c, offer, f: f["places"] <= offer.free),
+    refusal=lambda c, f: OfferFullError(
+        f"offer {f['offer'].id} has {f['offer'].free} free places of {f['offer'].places}: {f['places']} asked"
+    ),
+)
+NOT_BELOW_USED = Condition(
+    "places not below those used",
+    lambda c, f: f["places"] >= len(c.used),
+    refusal=lambda c, f: IllegalStepError(
+        "ContractAmended",
+        c.stage,
+        allowed_now(CONTRACT_STEPS, c),
+        reason=f"refused: {f['places']} places is below the {len(c.used)} places used",
+    ),
+    possible=lambda c: True,
+)
+NO_PLACE_USED = Condition(
+    "no place used",
+    lambda c, f: not c.used,
+    refusal=lambda c, f: IllegalStepError(
+        "ContractTerminated",
+        c.stage,
+        allowed_now(CONTRACT_STEPS, c),
+        reason=f"refused: {len(c.used)} places are used by journeys",
+    ),
+)
+PLACE_FREE = Condition(
+    "a free place",
+    lambda c, f: len(c.used) < c.places,
+    refusal=lambda c, f: ContractFullError(f"contract {c.id} is full: {len(c.used)} of {c.places} places used"),
+)
+PLACE_HELD = Condition(
+    "the journey to hold a place", lambda c, f: f["journey_id"] in c.used, possible=lambda c: bool(c.used)
+)
+SAME_SEASON = Condition(
+    "a contract of the journey's season",
+    _with("contract", lambda j, contract, f: contract.season == j.season),
+    refusal=lambda j, f: IllegalStepError(
+        "PackageContracted",
+        j.stage,
+        allowed_now(JOURNEY_STEPS, j),
+        reason=f"refused: the contract is for season {f['contract'].season}, the journey {j.season}",
+    ),
+)
+
+# Housing: licensed by the municipality, inspected by Civil Defence, a bed per pilgrim.
+LICENCE_VALID = Condition(
+    "a licence valid when it happened",
+    lambda b, f: _stamp(f).occurred_at <= b.licence_valid_until,
+    possible=lambda b: True,
+)
+RENEWED_AHEAD = Condition(
+    "a licence valid after it happened",
+    lambda b, f: f["licence_valid_until"] > _stamp(f).occurred_at,
+    possible=lambda b: True,
+)
+INSPECTION_PASSED = Condition("its latest inspection passed", lambda b, f: b.inspected is True)
+BED_FREE = Condition(
+    "a free bed",
+    lambda b, f: len(b.occupants) < b.beds,
+    refusal=lambda b, f: BuildingFullError(f"building {b.id} is full: {len(b.occupants)} of {b.beds} beds taken"),
+)
+BED_HELD = Condition(
+    "the journey to hold a bed", lambda b, f: f["journey_id"] in b.occupants, possible=lambda b: bool(b.occupants)
+)
+OF_THE_CONTRACT = Condition(
+    "a building named by the offer of the journey's contract, in the site checked into",
+    _with("offer", lambda j, offer, f: f["building_id"] in offer.building_ids and _in_site(f)),
+    refusal=lambda j, f: IllegalStepError(
+        "HousingCheckedIn",
+        j.stage,
+        allowed_now(JOURNEY_STEPS, j),
+        reason=f"refused: building {f['building_id']} is not named by the offer of the journey's contract"
+        if f["offer"] is None or f["building_id"] not in f["offer"].building_ids
+        else f"refused: building {f['building_id']} is in {f['building'].city}, not {f['site']}",
+    ),
+)
+
+
+def _in_site(fields: Mapping[str, Any]) -> bool:
+    building = fields.get("building")
+    return building is None or building.city == fields["site"]
+
+
+ONE_BED = Condition(
+    "no bed held in another building",
+    lambda j, f: j.building_id is None or j.building_id == f["building_id"],
+    possible=lambda j: True,
+)
+
+
 @dataclass(frozen=True)
 class Step:
     event: str
@@ -160,7 +341,14 @@ JOURNEY_STEPS: dict[str, Step] = {
     s.event: s
     for s in (
         _step("Registered", [M], [], Stage.REGISTERED, OWN_COUNTRY),
-        _step("PackageContracted", [M], [Stage.REGISTERED], Stage.CONTRACTED),
+        _step(
+            "PackageContracted",
+            [M],
+            [Stage.REGISTERED],
+            Stage.CONTRACTED,
+            SAME_SEASON,
+            note="a place is taken on the signed contract",
+        ),
         _step(
             "VisaRequested",
             [M],
@@ -204,15 +392,18 @@ JOURNEY_STEPS: dict[str, Step] = {
             [Stage.TRANSFERRED, Stage.CHECKED_OUT, Stage.AT_SITE],
             Stage.HOUSED,
             PRESENT,
+            OF_THE_CONTRACT,
+            ONE_BED,
+            note="and a bed is taken in the building",
         ),
-        _step("HousingCheckedOut", [C], [Stage.HOUSED], Stage.CHECKED_OUT),
+        _step("HousingCheckedOut", [C], [Stage.HOUSED], Stage.CHECKED_OUT, note="the bed is freed"),
         _step("MovedToSite", [C], SETTLED, Stage.AT_SITE, PRESENT),
         _step("HospitalAdmitted", [Role.MOH], IN_KINGDOM, None, NOT_IN_HOSPITAL),
         _step("HospitalDischarged", [Role.MOH], IN_KINGDOM, None, IN_HOSPITAL),
         _step("ReportedMissing", [C], IN_KINGDOM, None, NOT_MISSING),
         _step("Found", [C], IN_KINGDOM, None, MISSING),
-        _step("DeathRecorded", [Role.MOH], IN_KINGDOM, Stage.DECEASED, note="ends the journey"),
-        _step("Cancelled", [M], PRE_ARRIVAL, Stage.CANCELLED, note="ends the journey"),
+        _step("DeathRecorded", [Role.MOH], IN_KINGDOM, Stage.DECEASED, note="ends the journey; frees a bed held"),
+        _step("Cancelled", [M], PRE_ARRIVAL, Stage.CANCELLED, note="ends the journey; frees its contract's place"),
         _step("ExitCleared", [Role.JAWAZAT], SETTLED, Stage.EXIT_CLEARED, PRESENT),
         _step(
             "Departed",
@@ -220,7 +411,7 @@ JOURNEY_STEPS: dict[str, Step] = {
             [Stage.EXIT_CLEARED],
             Stage.DEPARTED,
             PRESENT,
-            note="ends the journey",
+            note="ends the journey; frees a bed held",
         ),
         # Identity: the fact that it was given, corrected or erased; the content lives in the vault. Correction
         # and erasure stay possible after the end: they are the pilgrim's rights, and retention erases then.
@@ -278,15 +469,117 @@ TRIP_STEPS: dict[str, Step] = {
         _step("TripDeparted", [NQ], [TripStage.SCHEDULED], TripStage.DEPARTED),
         _step("TripArrived", [NQ], [TripStage.DEPARTED], TripStage.ARRIVED),
         _step("TripCancelled", [NQ], [TripStage.SCHEDULED], TripStage.CANCELLED, NO_SEAT_HELD),
+        _step("CheckpointPassed", [Role.ROAD_SECURITY], [TripStage.DEPARTED], note="on the road"),
     )
 }
 
-STEPS: dict[str, Step] = {**JOURNEY_STEPS, **TRIP_STEPS}
+# Who ends a journey: they free what it held (a contract's place, a building's bed) in the same transaction.
+_ENDERS = frozenset(role for s in JOURNEY_STEPS.values() if s.to in ENDED for role in s.roles)
+_PARTIES = [M, C]  # a contract's two parties
+PUBLISHED = [OfferStage.PUBLISHED]
+
+OFFER_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("OfferPublished", [C], [], OfferStage.PUBLISHED, OFFERED_BUILDINGS),
+        _step(
+            "OfferAmended",
+            [C],
+            PUBLISHED,
+            None,
+            NOT_BELOW_CONTRACTED,
+            VALIDITY_AFTER_START,
+            BUILDINGS_FIT_KIND,
+            OFFERED_BUILDINGS,
+        ),
+        _step("OfferWithdrawn", [C], PUBLISHED, OfferStage.WITHDRAWN, NO_ACTIVE_CONTRACT),
+        _step("ContractNoted", [M], PUBLISHED, None, OFFER_VALID, note="by a contract's proposal"),
+        _step("PlacesReserved", _PARTIES, PUBLISHED, None, PLACES_FREE, note="by a contract's signing or amendment"),
+        _step(
+            "PlacesReleased",
+            _PARTIES,
+            PUBLISHED,
+            None,
+            PLACES_HELD,
+            note="by a contract's amendment or termination (which releases all and forgets it)",
+        ),
+    )
+}
+
+CONTRACT_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("ContractProposed", [M], [], ContractStage.PROPOSED, PLACES_OFFERED, note="noted on the offer"),
+        _step(
+            "ContractSigned",
+            [C],
+            [ContractStage.PROPOSED],
+            ContractStage.SIGNED,
+            note="the offer reserves its places",
+        ),
+        _step("ContractAmended", _PARTIES, [ContractStage.SIGNED], None, NOT_BELOW_USED, note="the offer follows"),
+        _step(
+            "ContractTerminated",
+            _PARTIES,
+            [ContractStage.PROPOSED, ContractStage.SIGNED],
+            ContractStage.TERMINATED,
+            NO_PLACE_USED,
+            note="the offer releases its places",
+        ),
+        _step("PlaceTaken", [M], [ContractStage.SIGNED], None, PLACE_FREE, note="by a journey's PackageContracted"),
+        _step("PlaceFreed", _ENDERS, [ContractStage.SIGNED], None, PLACE_HELD, note="by a journey's end"),
+    )
+}
+
+A, CD = Role.AMANAH, Role.CIVIL_DEFENCE
+EITHER_LICENCE = [BuildingStage.LICENSED, BuildingStage.SUSPENDED]
+BUILDING_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("BuildingLicensed", [A], [], BuildingStage.LICENSED),
+        _step("LicenceSuspended", [A], [BuildingStage.LICENSED], BuildingStage.SUSPENDED),
+        _step("LicenceRenewed", [A], EITHER_LICENCE, BuildingStage.LICENSED, RENEWED_AHEAD),
+        _step("InspectionPassed", [CD], EITHER_LICENCE),
+        _step("InspectionFailed", [CD], EITHER_LICENCE, note="no check-in until a later one passes"),
+        _step(
+            "BedTaken",
+            [C],
+            [BuildingStage.LICENSED],
+            None,
+            LICENCE_VALID,
+            INSPECTION_PASSED,
+            BED_FREE,
+            note="by a journey's HousingCheckedIn",
+        ),
+        _step("BedFreed", {C} | _ENDERS, EITHER_LICENCE, None, BED_HELD, note="by a check-out or a journey's end"),
+    )
+}
+
+STEPS: dict[str, Step] = {**JOURNEY_STEPS, **TRIP_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}
+# Each kind of aggregate's steps, for the README, the command line and the API docs.
+TABLES: dict[str, Mapping[str, Step]] = {
+    "Journey steps": JOURNEY_STEPS,
+    "Trip steps": TRIP_STEPS,
+    "Offer steps": OFFER_STEPS,
+    "Contract steps": CONTRACT_STEPS,
+    "Building steps": BUILDING_STEPS,
+}
 
 # Roles that act only on their own journeys: the journey attribute naming the owner, and the refusal.
 SCOPE: dict[Role, tuple[str, str]] = {
     Role.MISSION: ("mission_id", "the journey was registered by another mission"),
     Role.COMPANY: ("company_id", "the journey is not contracted to this company"),
+}
+# And on their own offers, contracts and buildings (a mission contracts on any company's offer).
+SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
+    "Journey": SCOPE,
+    "Trip": {},
+    "ServiceOffer": {Role.COMPANY: ("company_id", "the offer is another company's")},
+    "Contract": {
+        Role.MISSION: ("mission_id", "the contract is another mission's"),
+        Role.COMPANY: ("company_id", "the contract is on another company's offer"),
+    },
+    "Building": {Role.COMPANY: ("company_id", "the building is operated by another company")},
 }
 
 # Who reads which read model (projections/, by name) and a journey's history. A scoped role sees only its own rows
@@ -303,14 +596,20 @@ VIEW_READERS: dict[str, frozenset[Role]] = {
     "missing_persons": frozenset({Role.MISSION, Role.COMPANY, Role.JAWAZAT, Role.MOH, Role.MINISTRY}),
     "overstay_watch": frozenset({Role.MISSION, Role.JAWAZAT, Role.MINISTRY}),
     "season_funnel": frozenset({Role.MINISTRY, Role.ANALYST, Role.AUDITOR}),
+    "service_offers": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
+    "contracts": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
+    "building_occupancy": frozenset({Role.AMANAH, Role.CIVIL_DEFENCE, Role.COMPANY, Role.MINISTRY}),
+    "trips_on_road": frozenset({Role.ROAD_SECURITY, Role.NAQABA, Role.MINISTRY}),
 }
+# Views a scoped role reads whole, every agency's rows: the market is every company's offers, open to each mission.
+WHOLE_VIEW_READERS: dict[str, frozenset[Role]] = {"service_offers": frozenset({Role.MISSION})}
 HISTORY_READERS = _OPERATIONS | {Role.AUDITOR}
 # Who reads the audit trail across the ledger, a journey as of a past moment, the views as of a past position,
 # and asks for a checkpoint or an event's proof. Published checkpoints and signing keys are for every agency.
 AUDIT_READERS = frozenset({Role.AUDITOR, Role.MINISTRY})
 # Who takes pseudonymised snapshots of the whole ledger for their own tools.
 EXPORTERS = frozenset({Role.ANALYST})
-RECORDERS = frozenset(role for step in (*JOURNEY_STEPS.values(), *TRIP_STEPS.values()) for role in step.roles)
+RECORDERS = frozenset(role for step in STEPS.values() for role in step.roles)
 
 
 class RecordedEvent(Aggregate.Event):
@@ -380,10 +679,9 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
         raise PermissionDeniedError(
             stamp.role, f"{event} as a late correction", "late corrections are for the agencies in the field"
         )
-    if stamp.role in SCOPE and aggregate is not None:
-        owner, refusal = SCOPE[stamp.role]
-        if getattr(aggregate, owner) != stamp.agency_id:
-            raise PermissionDeniedError(stamp.role, event, refusal)
+    scope = SCOPES[type(aggregate).__name__].get(stamp.role) if aggregate is not None else None
+    if scope is not None and getattr(aggregate, scope[0]) != stamp.agency_id:
+        raise PermissionDeniedError(stamp.role, event, scope[1])
     if aggregate is None:
         assert not step.from_, f"{event} needs an existing aggregate"
     elif aggregate.stage not in step.from_:

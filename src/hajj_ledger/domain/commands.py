@@ -29,11 +29,16 @@ from pydantic import (
 from hajj_ledger.domain.catalogue import LATE_TOLERANCE, STEPS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import (
+    HOUSING,
+    OFFER_SITES,
     CancellationReason,
+    City,
     Day,
     Direction,
     Mode,
     Moment,
+    OfferKind,
+    OfferSite,
     Port,
     Site,
     parse_place,
@@ -109,6 +114,21 @@ class TripCommand(CommandBase):
     trip_id: UUID
 
 
+class OfferCommand(CommandBase):
+    target = "offer_id"
+    offer_id: UUID
+
+
+class ContractCommand(CommandBase):
+    target = "contract_id"
+    contract_id: UUID
+
+
+class BuildingCommand(CommandBase):
+    target = "building_id"
+    building_id: UUID
+
+
 class Register(CommandBase):
     event: Literal["Registered"] = "Registered"
     pilgrim_id: UUID = Field(description="the pilgrim's pseudonymous id; never a passport number")
@@ -121,10 +141,13 @@ class Register(CommandBase):
 
 
 class ContractPackage(JourneyCommand):
+    """The pilgrim under a signed contract of the journey's mission: takes one of its places."""
+
     event: Literal["PackageContracted"] = "PackageContracted"
-    method = "contract_package"
-    company_id: AgencyId
-    package_id: Label
+    contract_id: UUID = Field(description="a signed contract of the journey's mission and season, with a free place")
+    package_id: str = Field(
+        default="", pattern=r"^([A-Za-z0-9][A-Za-z0-9 _./-]{0,63})?$", description="the mission's own name for it"
+    )
 
 
 class RequestVisa(JourneyCommand):
@@ -223,10 +246,12 @@ class CompleteTransfer(JourneyCommand):
 
 
 class CheckInHousing(JourneyCommand):
+    """Into a building named by the offer of the journey's contract: licensed, inspected, with a free bed."""
+
     event: Literal["HousingCheckedIn"] = "HousingCheckedIn"
-    method = "check_in_housing"
     site: Site
-    building: Label
+    building: Label = Field(description="the company's own name for the building")
+    building_id: UUID
 
 
 class CheckOutHousing(JourneyCommand):
@@ -328,6 +353,7 @@ class ScheduleTrip(CommandBase):
     destination: PlaceCode
     departs_at: Moment
     capacity: StrictInt = Field(gt=0, le=120, description="seats on the bus")
+    expected_arrival: Moment | None = Field(default=None, description="when it should reach its destination")
 
     @model_validator(mode="after")
     def _places_are_known(self) -> ScheduleTrip:
@@ -338,7 +364,130 @@ class ScheduleTrip(CommandBase):
                 raise ValueError(f"{name}: {e}") from None
         if self.origin == self.destination:
             raise ValueError("destination: must differ from origin")
+        if self.expected_arrival is not None and self.expected_arrival <= self.departs_at:
+            raise ValueError("expected_arrival: must be after departs_at")
         return self
+
+
+Places = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
+PriceSar = Annotated[StrictInt, Field(ge=0, le=10_000_000, description="whole riyals per pilgrim")]
+BuildingIds = Annotated[tuple[UUID, ...], Field(max_length=500)]
+
+
+class PublishOffer(CommandBase):
+    """A hospitality company's places for a season, for missions to contract."""
+
+    event: Literal["OfferPublished"] = "OfferPublished"
+    offer_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
+    season: StrictInt = Field(ge=1400, le=1600, description="the Hijri year of the season")
+    kind: OfferKind
+    site: OfferSite
+    places: Places
+    price_sar: PriceSar
+    valid_from: Moment
+    valid_until: Moment
+    building_ids: BuildingIds = Field(default=(), description="the buildings of a housing offer; none otherwise")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PublishOffer:
+        if self.site not in OFFER_SITES[self.kind]:
+            raise ValueError(f"site: {self.kind} is served in {', '.join(sorted(OFFER_SITES[self.kind]))}")
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until: must be after valid_from")
+        if bool(self.building_ids) != (self.kind in HOUSING):
+            raise ValueError("building_ids: required for the housing kinds, and only for them")
+        if len(set(self.building_ids)) != len(self.building_ids):
+            raise ValueError("building_ids: a building named twice")
+        return self
+
+
+class AmendOffer(OfferCommand):
+    """Any of places, price, end of validity and buildings; those given replace the offer's."""
+
+    event: Literal["OfferAmended"] = "OfferAmended"
+    places: Places | None = None
+    price_sar: PriceSar | None = None
+    valid_until: Moment | None = None
+    building_ids: BuildingIds | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AmendOffer:
+        if (self.places, self.price_sar, self.valid_until, self.building_ids) == (None, None, None, None):
+            raise ValueError("places: give at least one of places, price_sar, valid_until, building_ids")
+        if self.building_ids is not None and len(set(self.building_ids)) != len(self.building_ids):
+            raise ValueError("building_ids: a building named twice")
+        return self
+
+
+class WithdrawOffer(OfferCommand):
+    event: Literal["OfferWithdrawn"] = "OfferWithdrawn"
+    method = "withdraw"
+    reason: Code
+
+
+class ProposeContract(CommandBase):
+    """A mission's places on an offer, in its own name; the offer's company signs it."""
+
+    event: Literal["ContractProposed"] = "ContractProposed"
+    contract_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
+    offer_id: UUID
+    places: Places
+
+
+class SignContract(ContractCommand):
+    event: Literal["ContractSigned"] = "ContractSigned"
+
+
+class AmendContract(ContractCommand):
+    event: Literal["ContractAmended"] = "ContractAmended"
+    places: Places = Field(description="the new total")
+
+
+class TerminateContract(ContractCommand):
+    event: Literal["ContractTerminated"] = "ContractTerminated"
+    reason: Code
+
+
+class LicenseBuilding(CommandBase):
+    """Pilgrim housing licensed by the municipality, for the company operating it."""
+
+    event: Literal["BuildingLicensed"] = "BuildingLicensed"
+    building_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
+    company_id: AgencyId
+    city: City
+    district: Label
+    beds: Places
+    licence_valid_until: Moment
+
+
+class SuspendLicence(BuildingCommand):
+    event: Literal["LicenceSuspended"] = "LicenceSuspended"
+    method = "suspend_licence"
+    reason: Code
+
+
+class RenewLicence(BuildingCommand):
+    event: Literal["LicenceRenewed"] = "LicenceRenewed"
+    method = "renew_licence"
+    licence_valid_until: Moment
+
+
+class PassInspection(BuildingCommand):
+    event: Literal["InspectionPassed"] = "InspectionPassed"
+    method = "pass_inspection"
+    findings: Code
+
+
+class FailInspection(BuildingCommand):
+    event: Literal["InspectionFailed"] = "InspectionFailed"
+    method = "fail_inspection"
+    findings: Code
+
+
+class PassCheckpoint(TripCommand):
+    event: Literal["CheckpointPassed"] = "CheckpointPassed"
+    method = "pass_checkpoint"
+    checkpoint: Label
 
 
 class DepartTrip(TripCommand):
@@ -392,7 +541,20 @@ Command = Annotated[
     | ScheduleTrip
     | DepartTrip
     | ArriveTrip
-    | CancelTrip,
+    | CancelTrip
+    | PassCheckpoint
+    | PublishOffer
+    | AmendOffer
+    | WithdrawOffer
+    | ProposeContract
+    | SignContract
+    | AmendContract
+    | TerminateContract
+    | LicenseBuilding
+    | SuspendLicence
+    | RenewLicence
+    | PassInspection
+    | FailInspection,
     Field(discriminator="event"),
 ]
 

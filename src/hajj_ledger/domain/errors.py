@@ -67,8 +67,26 @@ class IdentityErasedError(NotFoundError):
     """The pilgrim's identity was destroyed; the journey's events remain."""
 
 
-class TripFullError(LedgerError):
+class CapacityError(LedgerError):
+    """No room left: seats on a bus, places on an offer or a contract, beds in a building."""
+
+    kind = "full"
+
+
+class TripFullError(CapacityError):
     kind = "trip_full"
+
+
+class OfferFullError(CapacityError):
+    kind = "offer_full"
+
+
+class ContractFullError(CapacityError):
+    kind = "contract_full"
+
+
+class BuildingFullError(CapacityError):
+    kind = "building_full"
 
 
 class ConflictError(LedgerError):

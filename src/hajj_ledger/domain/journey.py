@@ -36,6 +36,7 @@ class Journey(Aggregate):
             aggregate.last_occurred_at = max(aggregate.last_occurred_at, self.stamp.occurred_at)
             if aggregate.stage in ENDED and aggregate.ended_at is None:
                 aggregate.ended_at = self.stamp.occurred_at  # when the journey ended, for retention
+                aggregate.building_id = None  # its bed freed with the step that ended it
 
     class Registered(Event, Aggregate.Created):
         pilgrim_id: UUID
@@ -52,8 +53,9 @@ class Journey(Aggregate):
             state["identity_digest"] = None
 
     class PackageContracted(Event):
-        company_id: str
-        package_id: str
+        company_id: str  # the contract's
+        package_id: str = ""  # free text, before contracts
+        contract_id: UUID | None = None  # None: recorded before contracts
 
     class VisaRequested(Event):
         pass
@@ -111,6 +113,7 @@ class Journey(Aggregate):
     class HousingCheckedIn(Event):
         site: Site
         building: str
+        building_id: UUID | None = None  # None: recorded before buildings were licensed in the ledger
 
     class HousingCheckedOut(Event):
         site: Site
@@ -198,6 +201,8 @@ class Journey(Aggregate):
         self.mission_id = stamp.agency_id
         self.company_id: str | None = None
         self.package_id: str | None = None
+        self.contract_id: UUID | None = None
+        self.building_id: UUID | None = None  # the building holding its bed, while housed
         self.stage = Stage.REGISTERED
         self.visa_valid_until: datetime | None = None
         self.flights: dict[str, str] = {}
@@ -222,9 +227,12 @@ class Journey(Aggregate):
         return self.stage in (Stage.DEPARTED, Stage.CANCELLED, Stage.DECEASED)
 
     @event(PackageContracted)
-    def contract_package(self, stamp: Stamp, company_id: str, package_id: str) -> None:
+    def contract_package(
+        self, stamp: Stamp, company_id: str, package_id: str = "", contract_id: UUID | None = None
+    ) -> None:
         self.company_id = company_id
         self.package_id = package_id
+        self.contract_id = contract_id
 
     @event(VisaRequested)
     def request_visa(self, stamp: Stamp) -> None:
@@ -289,12 +297,14 @@ class Journey(Aggregate):
         self.stage_before_bus = None
 
     @event(HousingCheckedIn)
-    def check_in_housing(self, stamp: Stamp, site: Site, building: str) -> None:
+    def check_in_housing(self, stamp: Stamp, site: Site, building: str, building_id: UUID | None = None) -> None:
         self.place = site
+        self.building_id = building_id
 
     @event(HousingCheckedOut)
     def check_out_housing(self, stamp: Stamp, site: Site, building: str) -> None:
         self.place = site
+        self.building_id = None
 
     @event(MovedToSite)
     def move_to_site(self, stamp: Stamp, site: Site) -> None:

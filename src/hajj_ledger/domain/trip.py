@@ -26,6 +26,7 @@ class Trip(Aggregate):
         destination: str
         departs_at: datetime
         capacity: int
+        expected_arrival: datetime | None = None  # None: scheduled before routes had times
 
     class SeatReserved(Event):
         journey_id: UUID
@@ -42,6 +43,9 @@ class Trip(Aggregate):
     class TripCancelled(Event):
         reason: str
 
+    class CheckpointPassed(Event):
+        checkpoint: str
+
     @classmethod
     def schedule(
         cls,
@@ -53,9 +57,10 @@ class Trip(Aggregate):
         destination: str,
         departs_at: datetime,
         capacity: int,
+        expected_arrival: datetime | None = None,
     ) -> Trip:
         check_step(TRIP_STEPS, "TripScheduled", None, {"stamp": stamp})
-        return cls(stamp, trip_id, operator, bus_plate, origin, destination, departs_at, capacity)
+        return cls(stamp, trip_id, operator, bus_plate, origin, destination, departs_at, capacity, expected_arrival)
 
     @staticmethod
     def create_id(trip_id: UUID) -> UUID:
@@ -72,6 +77,7 @@ class Trip(Aggregate):
         destination: str,
         departs_at: datetime,
         capacity: int,
+        expected_arrival: datetime | None = None,
     ) -> None:
         self.operator = operator
         self.bus_plate = bus_plate
@@ -79,6 +85,9 @@ class Trip(Aggregate):
         self.destination = destination
         self.departs_at = departs_at
         self.capacity = capacity
+        self.expected_arrival = expected_arrival
+        self.last_checkpoint: str | None = None
+        self.checkpoint_at: datetime | None = None
         self.stage = TripStage.SCHEDULED  # moved on by the catalogue's steps, as a journey's stage is
         self.seats: set[UUID] = set()
 
@@ -105,3 +114,8 @@ class Trip(Aggregate):
     @event(TripCancelled)
     def cancel(self, stamp: Stamp, reason: str) -> None:
         pass
+
+    @event(CheckpointPassed)
+    def pass_checkpoint(self, stamp: Stamp, checkpoint: str) -> None:
+        self.last_checkpoint = checkpoint
+        self.checkpoint_at = stamp.occurred_at

@@ -31,6 +31,9 @@ class Role(StrEnum):
     MINISTRY = "ministry"
     AUDITOR = "auditor"
     ANALYST = "analyst"
+    AMANAH = "amanah"  # the municipality (of Makkah, of Madinah): licenses pilgrim housing
+    CIVIL_DEFENCE = "civil_defence"  # inspects buildings
+    ROAD_SECURITY = "road_security"  # traffic and road security: the checkpoints between the cities
 
 
 class Mode(StrEnum):
@@ -162,6 +165,64 @@ class TripStage(StrEnum):
     DEPARTED = "departed"
     ARRIVED = "arrived"
     CANCELLED = "cancelled"
+
+
+class OfferKind(StrEnum):
+    """What a hospitality company offers missions for a season."""
+
+    MAKKAH_HOUSING = "makkah_housing"
+    MADINAH_HOUSING = "madinah_housing"
+    MASHAER_CAMP = "mashaer_camp"  # the camps of Mina and Arafat
+    TRANSPORT = "transport"
+    CATERING = "catering"
+
+
+class OfferSite(StrEnum):
+    """Where an offer is served: a city or a holy site."""
+
+    MAKKAH = "makkah"
+    MADINAH = "madinah"
+    MINA = "mina"
+    ARAFAT = "arafat"
+    MUZDALIFAH = "muzdalifah"
+    JEDDAH = "jeddah"
+
+
+class City(StrEnum):
+    """The cities whose municipalities license pilgrim housing."""
+
+    MAKKAH = "makkah"
+    MADINAH = "madinah"
+
+
+# The housing kinds, and the city of their buildings: only they name buildings.
+HOUSING: dict[OfferKind, City] = {OfferKind.MAKKAH_HOUSING: City.MAKKAH, OfferKind.MADINAH_HOUSING: City.MADINAH}
+# Where each kind may be served.
+OFFER_SITES: dict[OfferKind, frozenset[OfferSite]] = {
+    OfferKind.MAKKAH_HOUSING: frozenset({OfferSite.MAKKAH}),
+    OfferKind.MADINAH_HOUSING: frozenset({OfferSite.MADINAH}),
+    OfferKind.MASHAER_CAMP: frozenset({OfferSite.MINA, OfferSite.ARAFAT, OfferSite.MUZDALIFAH}),
+    OfferKind.TRANSPORT: frozenset(OfferSite),
+    OfferKind.CATERING: frozenset(OfferSite),
+}
+
+
+class OfferStage(StrEnum):
+    PUBLISHED = "published"
+    WITHDRAWN = "withdrawn"
+
+
+class ContractStage(StrEnum):
+    PROPOSED = "proposed"
+    SIGNED = "signed"
+    TERMINATED = "terminated"
+
+
+class BuildingStage(StrEnum):
+    """A building's licence: a suspended one takes no new pilgrims."""
+
+    LICENSED = "licensed"
+    SUSPENDED = "suspended"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ HOSPITAL_ADMITTED = 0.02
 REPORTED_MISSING = 0.005
 DIED = 1_301 / 1_833_164  # 2024
 OVERSTAYED = 0.0005
+INSPECTION_FAILED = 0.06  # of buildings at their first inspection; each passes on re-inspection
+CHECKPOINTS = (1, 3)  # road security's checkpoints a bus passes between two cities
 
 # 9 Dhu al-Hijjah (the day of Arafat) of each season, as observed; other seasons by the lunar year.
 ARAFAT_DAY = {

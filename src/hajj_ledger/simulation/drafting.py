@@ -60,7 +60,11 @@ class Draft:
             Site.MAKKAH: f"MK-{company:03d}-{mission.number:05d}",
             Site.MADINAH: f"MD-{company:03d}-{mission.number:05d}",
         }
+        self.building_ids = {Site.MAKKAH: self.uuid(), Site.MADINAH: self.uuid()}
+        self.offer_id = self.uuid()
+        self.contract_id = self.uuid()
         self.trips: list[Planned] = []
+        self.market: list[Planned] = []  # the buildings, the offer and the contract, before the pilgrims register
 
     def uuid(self) -> UUID:
         return UUID(int=self.rng.getrandbits(128), version=4)

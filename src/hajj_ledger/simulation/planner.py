@@ -12,6 +12,7 @@ from hajj_ledger.domain.vocabulary import Actor, Mode, Port, Role, Site
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation import identities
 from hajj_ledger.simulation.drafting import Draft, Pilgrim, Planned
+from hajj_ledger.simulation.market import open_market
 from hajj_ledger.simulation.mishaps import mishaps
 from hajj_ledger.simulation.travel import arrive, depart, hajj, transfer
 
@@ -23,6 +24,7 @@ class MissionPlanner(Draft):
 
     def plan(self) -> list[Planned]:
         m = self.mission
+        open_market(self)
         modes = [Mode.LAND] * m.land + [Mode.SEA] * m.sea + [Mode.AIR] * (m.size - m.land - m.sea)
         pilgrims = []
         for mode in modes:
@@ -49,7 +51,7 @@ class MissionPlanner(Draft):
             depart(self, group, port, departure_day, madinah_first=first_city is Site.MADINAH)
         for p in travelling:
             mishaps(self, p)
-        return [step for p in pilgrims for step in p.steps] + self.trips
+        return self.market + [step for p in pilgrims for step in p.steps] + self.trips
 
     def before_arrival(self, p: Pilgrim) -> bool:
         """Registration to visa; False when the journey ends before travel."""
@@ -71,7 +73,7 @@ class MissionPlanner(Draft):
             self.actor,
             "PackageContracted",
             journey_id=p.journey_id,
-            company_id=self.company.agency_id,
+            contract_id=self.contract_id,
             package_id=f"PKG-{m.number:05d}",
         )
         at = self.add(p, self.day(-rng.uniform(60, 90)), self.actor, "VisaRequested", journey_id=p.journey_id)

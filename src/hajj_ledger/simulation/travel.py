@@ -5,12 +5,14 @@ the days of Hajj, and departure, each step recorded by the agency that sees it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from hajj_ledger.domain.vocabulary import Actor, Mode, Port, Role, Site
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.drafting import Draft, Pilgrim, Planned
 
 NAQABA = Actor("naqaba", Role.NAQABA)
+ROAD_SECURITY = Actor("road-security", Role.ROAD_SECURITY)
 
 
 def arrive(draft: Draft, group: list[Pilgrim], port: Port, city: Site) -> None:
@@ -79,6 +81,7 @@ def arrive(draft: Draft, group: list[Pilgrim], port: Port, city: Site) -> None:
                 journey_id=p.journey_id,
                 site=city,
                 building=draft.building[city],
+                building_id=draft.building_ids[city],
             )
 
 
@@ -90,6 +93,7 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
         riders = group[start : start + seats]
         trip_id = draft.uuid()
         departs = after + draft.minutes(20, 40)
+        arrives = departs + timedelta(hours=hours)
         draft.trips.append(
             Planned(
                 departs - timedelta(hours=12),
@@ -104,6 +108,7 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
                     "destination": str(destination),
                     "departs_at": departs,
                     "capacity": seats,
+                    "expected_arrival": arrives,
                 },
                 draft.uuid(),
             )
@@ -126,6 +131,21 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
                 journey_id=p.journey_id,
                 trip_id=trip_id,
             )
+        boarded = max((p.steps[-2].at for p in riders), default=departs)
+        on_road(draft, trip_id, max(departs, boarded + timedelta(minutes=1)), timedelta(hours=hours))
+
+
+def on_road(draft: Draft, trip_id: UUID, departed: datetime, hours: timedelta) -> None:
+    """The bus leaves once its riders have boarded, passes road security's checkpoints, and arrives."""
+    rng = draft.rng
+    draft.trips.append(Planned(departed, next(draft.seq), NAQABA, "TripDeparted", {"trip_id": trip_id}, draft.uuid()))
+    count = rng.randint(*cal.CHECKPOINTS)
+    for n in range(count):
+        at = departed + hours * (n + rng.uniform(0.2, 0.8)) / count
+        fields = {"trip_id": trip_id, "checkpoint": f"CP-{rng.randint(1, 60):02d}"}
+        draft.trips.append(Planned(at, next(draft.seq), ROAD_SECURITY, "CheckpointPassed", fields, draft.uuid()))
+    arrived = departed + hours
+    draft.trips.append(Planned(arrived, next(draft.seq), NAQABA, "TripArrived", {"trip_id": trip_id}, draft.uuid()))
 
 
 def transfer(draft: Draft, group: list[Pilgrim], origin: Site, destination: Site, leave: datetime) -> None:
@@ -149,6 +169,7 @@ def transfer(draft: Draft, group: list[Pilgrim], origin: Site, destination: Site
             journey_id=p.journey_id,
             site=destination,
             building=draft.building[destination],
+            building_id=draft.building_ids[destination],
         )
 
 
@@ -165,6 +186,7 @@ def hajj(draft: Draft, group: list[Pilgrim], back: int) -> None:
             journey_id=p.journey_id,
             site=Site.MAKKAH,
             building=draft.building[Site.MAKKAH],
+            building_id=draft.building_ids[Site.MAKKAH],
         )
 
 

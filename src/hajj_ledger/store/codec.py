@@ -120,6 +120,9 @@ def _converter(hint: Any) -> Convert | None:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         inner = _converter(options[0]) if len(options) == 1 else None
         return None if inner is None else (lambda v: None if v is None else inner(v))
+    if typing.get_origin(hint) is tuple:  # tuple[X, ...]
+        element = _converter(typing.get_args(hint)[0])
+        return tuple if element is None else (lambda v: tuple(map(element, v)))
     if hint is datetime:
         return datetime.fromisoformat
     if hint is UUID:

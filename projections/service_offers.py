@@ -1,0 +1,70 @@
+"""`service_offers`: the market, one row per offer a company published: its kind, site, places contracted and
+free, price and validity; what missions shop in and each company keeps an eye on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from hajj_ledger.projections.framework import Model, Projection, Rows
+
+
+def offered() -> list[sa.Column[Any]]:
+    """What an offer is, as the views of the market show it: whose, for which season, of what kind, where."""
+    return [
+        sa.Column("company_id", sa.String(64), nullable=False),
+        sa.Column("season", sa.Integer, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("site", sa.String(16), nullable=False),
+    ]
+
+
+service_offers = Model(
+    "service_offers",
+    lambda: [
+        sa.Column("offer_id", sa.Uuid),
+        *offered(),
+        sa.Column("places", sa.Integer, nullable=False),
+        sa.Column("contracted", sa.Integer, nullable=False),
+        sa.Column("free", sa.Integer, nullable=False),
+        sa.Column("price_sar", sa.Integer, nullable=False),
+        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("valid_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+    ],
+    key=("offer_id",),
+    indexes=(("company_id", "offer_id"),),
+    at_least=("free",),
+)
+AMENDABLE = ("places", "price_sar", "valid_until")
+RESERVING = {"PlacesReserved": 1, "PlacesReleased": -1}
+
+
+class ServiceOffers(Projection):
+    name = "service_offers"
+    version = 1
+    models = (service_offers,)
+    events = frozenset({"OfferPublished", "OfferAmended", "OfferWithdrawn", *RESERVING})
+    by_aggregate = (service_offers,)
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "OfferPublished":
+            row = {c: getattr(event, c) for c in ("company_id", "season", "places", "price_sar", "valid_from",
+                                                  "valid_until")}  # fmt: skip
+            row.update(offer_id=key[0], kind=str(event.kind), site=str(event.site), contracted=0, status="published")
+        else:
+            found = rows.get(service_offers, key)
+            if found is None:
+                return
+            row = dict(found)
+            if name == "OfferAmended":
+                row.update({c: getattr(event, c) for c in AMENDABLE if getattr(event, c) is not None})
+            elif name == "OfferWithdrawn":
+                row["status"] = "withdrawn"
+            else:
+                row["contracted"] += RESERVING[name] * event.places
+        row["free"] = row["places"] - row["contracted"]
+        rows.put(service_offers, key, row)
