@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +175,7 @@ def _view(args: argparse.Namespace) -> int:
     if args.as_of is None:
         rows = _serving_rows(query, parameters)
     elif args.name in PAST_VIEWS:
-        rows = _past_rows(args.as_of, query, parameters)
+        rows = _past_rows(args.name, args.as_of, args.limit, query, parameters)
     else:
         raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
     for row in rows:
@@ -194,13 +194,17 @@ def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.
         engine.dispose()
 
 
-def _past_rows(position: int, query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.RowMapping]:
+def _past_rows(
+    name: str, position: int, limit: int, query: sa.Select[Any], parameters: dict[str, Any]
+) -> Sequence[Mapping[str, Any]]:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import PastViews
 
     ledger = JourneyLedger(create_tables=False)
     past = PastViews(ledger)
     try:
+        if name == "journey_status":
+            return past.journey_status(position, None, limit)
         with past.at(position) as connection:
             return list(connection.execute(query, parameters).mappings().all())
     finally:
