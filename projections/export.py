@@ -44,7 +44,7 @@ from eventsourcing.utils import resolve_topic
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.audit.chain import Chain, signing_keys
-from hajj_ledger.audit.chain_sql import DigestedRow
+from hajj_ledger.audit.chain_sql import DigestedRow, Packed
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, file_sha256, sign_manifest
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
@@ -244,7 +244,10 @@ class Writer:
         self.path, self.schema, self.fmt, self.rows = path, schema, fmt, 0
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
-            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+            # Dictionary pages for the columns of codes only: for ids, JSON and digests (nearly all distinct) the
+            # writer would build a dictionary of each page's values only to give it up.
+            codes = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=codes)
         else:
             self._file = path.open("w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._file)
@@ -369,13 +372,13 @@ def _write_events(chain: Chain, run: Export, progress: Progress | None) -> None:
     writer = Writer(run.out / EVENTS / f"part-{run.since + 1:012d}-{run.at:012d}.{suffix}", EVENTS_SCHEMA, run.fmt)
     with ThreadPoolExecutor(1, thread_name_prefix="export-writer") as background:
         written: Future[None] | None = None
-        for rows in chain.tables.pages_with_digests(run.since, run.at, PAGE):
-            table = events_table(rows, run.pseudonyms)
+        for page in chain.tables.pages_with_digests(run.since, run.at, PAGE):
+            table = events_table(page, run.pseudonyms)
             if written is not None:
                 written.result()
             written = background.submit(writer.write_table, table)  # compressing and writing overlap the next page
             if progress is not None:
-                progress(rows[-1][0] - run.since, run.at - run.since)
+                progress(int.from_bytes(page.positions[-8:], "big", signed=True) - run.since, run.at - run.since)
         if written is not None:
             written.result()
     entry = writer.close()
@@ -437,25 +440,33 @@ def _stamps(data: np.ndarray, starts: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def events_table(rows: list[DigestedRow], pseudonyms: Pseudonyms) -> pa.Table:
+def events_table(page: Packed, pseudonyms: Pseudonyms) -> pa.Table:
     """A page of the log as the events file holds it: pseudonymised, with its digests."""
-    table = _rewritten(rows, pseudonyms)
-    return table if table is not None else _decoded(rows, pseudonyms)
+    table = _rewritten(page, pseudonyms)
+    return table if table is not None else _decoded(page.rows(), pseudonyms)
 
 
-def _rewritten(rows: list[DigestedRow], pseudonyms: Pseudonyms) -> pa.Table | None:
+def _lengths(packed: bytes, count: int) -> np.ndarray:
+    """Offsets into a packed column of values of these lengths (4 bytes each, big-endian)."""
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(np.frombuffer(packed, ">i4", count), out=offsets[1:])
+    return offsets
+
+
+def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
     """The page rewritten column by column; None if it holds anything this does not handle (then `_decoded`)."""
-    positions, ids, versions, topics, states, digests = zip(*rows, strict=True)
-    count = len(rows)
-    state = pa.array(states, pa.binary())
-    starts = np.frombuffer(state.buffers()[1], np.int32, count + 1)
-    data = np.frombuffer(state.buffers()[2], np.uint8, int(starts[-1])).copy()
-    if state.null_count or (data == ord("\\")).any():
+    count = page.count
+    starts = _lengths(page.state_lengths, count)
+    state = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(page.states)])
+    data = np.frombuffer(page.states, np.uint8).copy()
+    if (data == ord("\\")).any():
         return None
     stamp = _stamps(data, starts)
     if stamp is None:
         return None
-    topic = pa.array(topics, pa.string()).dictionary_encode()
+    topics = _lengths(page.topic_lengths, count)
+    topic = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(topics), pa.py_buffer(page.topics)])
+    topic = topic.dictionary_encode()
     names: list[str] = topic.dictionary.to_pylist()
     which = np.asarray(topic.indices)
     spans = [stamp["command"], stamp["correlation"][stamp["correlation"] >= 0]]
@@ -476,25 +487,25 @@ def _rewritten(rows: list[DigestedRow], pseudonyms: Pseudonyms) -> pa.Table | No
     if not (_is_uuid_text(texts) and (data[at + 36] == ord('"')).all()):
         return None
     data[span] = pseudonyms.many(texts)
-    rewritten = pa.Array.from_buffers(pa.binary(), count, [None, state.buffers()[1], pa.py_buffer(data)])
+    rewritten = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(data)])
     dropping = np.isin(which, [i for i, name in enumerate(names) if _carries_digest(name)])
-    aggregates = uuid_texts(np.frombuffer(b"".join(ids), np.uint8).reshape(count, 16))
+    aggregates = uuid_texts(np.frombuffer(page.ids, np.uint8).reshape(count, 16))
     journeys = np.isin(which, [i for i, name in enumerate(names) if ".journey:" in name])
     aggregates[journeys] = pseudonyms.many(aggregates[journeys])
     events = pa.array([name.rsplit(".", 1)[-1] for name in names], pa.string())
     instant = EVENTS_SCHEMA.field("occurred_at").type
     columns = {
-        "position": pa.array(positions, pa.int64()),
+        "position": pa.array(np.frombuffer(page.positions, ">i8").astype(np.int64)),
         "topic": topic,
         "aggregate_id": _fixed_texts(aggregates),
-        "version": pa.array(versions, pa.int64()),
+        "version": pa.array(np.frombuffer(page.versions, ">i8").astype(np.int64)),
         "event": pc.take(events, topic.indices).dictionary_encode(),
         "occurred_at": stamp["occurred_at"].cast(instant),
         "recorded_at": stamp["recorded_at"].cast(instant),
         "agency_id": stamp["agency_id"].dictionary_encode(),
         "role": stamp["role"].dictionary_encode(),
         "state": _digest_dropped(rewritten, dropping).cast(pa.string()),
-        "digest": pa.array(digests, pa.binary(32)),
+        "digest": pa.Array.from_buffers(pa.binary(32), count, [None, pa.py_buffer(page.digests)]),
     }
     return pa.Table.from_arrays([columns[name] for name in EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA)
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from eventsourcing.persistence import StoredEvent
 
 from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.chain_sql import Packed
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, verify_export
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
@@ -291,15 +292,16 @@ def test_a_page_is_rewritten_by_column_exactly_as_event_by_event(season: str) ->
     ledger = JourneyLedger(season)
     pages = list(Chain(ledger).tables.pages_with_digests(0, ledger.head(), 500))
     ledger.close()
-    for rows in pages:
-        columns = exports._rewritten(rows, pseudonyms)
-        assert columns is not None and columns.equals(exports._decoded(rows, pseudonyms))
-    rows = list(pages[0])
+    for page in pages:
+        columns = exports._rewritten(page, pseudonyms)
+        assert columns is not None and columns.equals(exports._decoded(page.rows(), pseudonyms))
+        assert Packed.of(page.rows()) == page
+    rows = pages[0].rows()
     state = rows[3][4]
     escaped = state.replace(b'"role":"', b'"role":"\\u006d', 1)  # still the same JSON, spelled another way
     rows[3] = (*rows[3][:4], escaped, rows[3][5])
-    assert exports._rewritten(rows, pseudonyms) is None
-    assert exports.events_table(rows, pseudonyms).equals(exports._decoded(rows, pseudonyms))
+    assert exports._rewritten(Packed.of(rows), pseudonyms) is None
+    assert exports.events_table(Packed.of(rows), pseudonyms).equals(exports._decoded(rows, pseudonyms))
 
 
 def test_an_export_made_event_by_event_goes_on_by_column_and_joins(
@@ -312,7 +314,7 @@ def test_an_export_made_event_by_event_goes_on_by_column_and_joins(
     first_at = ledger.head()
     out = tmp_path / "export"
     with monkeypatch.context() as patched:
-        patched.setattr(exports, "events_table", exports._decoded)
+        patched.setattr(exports, "events_table", lambda page, made: exports._decoded(page.rows(), made))
         export(out, url=season)
     simulate(ledger, 6, 1446, 9)
     head = ledger.head()
