@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import cache
@@ -252,9 +252,6 @@ class Writer:
             self._file = path.open("w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._file)
             self._csv.writerow(schema.names)
-
-    def write(self, columns: dict[str, list[Any]]) -> None:
-        self.write_table(_table(self.schema, columns))
 
     def write_table(self, table: pa.Table) -> None:
         self.rows += table.num_rows
@@ -579,20 +576,15 @@ def _models_from(connection: Connection, run: Export) -> None:
             schema = model_schema(model)
             suffix = "parquet" if run.fmt == "parquet" else "csv"
             writer = Writer(run.out / f"{model.name}.{suffix}", schema, run.fmt)
-            hidden = {c.name for c in model.columns() if isinstance(c.type, sa.Uuid) and c.name not in KEPT_UUIDS}
+            ids = {c.name: c.name not in KEPT_UUIDS for c in model.columns() if isinstance(c.type, sa.Uuid)}
             view = model.view()
-            query = sa.select(view).order_by(*(view.c[k] for k in model.key))
-            for rows in _chunks(connection.execute(query).yield_per(PAGE).mappings()):
-                columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-                for row in rows:
-                    for name in schema.names:
-                        value = row[name]
-                        if isinstance(value, UUID):
-                            value = run.pseudonyms(str(value)) if name in hidden else str(value)
-                        elif isinstance(value, datetime) and value.tzinfo is None:
-                            value = value.replace(tzinfo=UTC)  # SQLite gives back UTC without its zone
-                        columns[name].append(value)
-                writer.write(columns)
+            query = sa.select(*(view.c[n] for n in schema.names)).order_by(*(view.c[k] for k in model.key))
+            written = False
+            for rows in connection.execute(query).yield_per(PAGE).partitions():
+                writer.write_table(_model_table(schema, list(zip(*rows, strict=True)), ids, run.pseudonyms))
+                written = True
+            if not written:
+                writer.write_table(schema.empty_table())
             run.manifest["tables"][model.name] = {
                 "files": [writer.close()],
                 "rows": writer.rows,
@@ -600,11 +592,26 @@ def _models_from(connection: Connection, run: Export) -> None:
             }
 
 
-def _chunks(rows: Any) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == PAGE:
-            yield chunk
-            chunk = []
-    yield chunk
+def _model_table(
+    schema: pa.Schema, columns: list[tuple[Any, ...]], ids: dict[str, bool], pseudonyms: Pseudonyms
+) -> pa.Table:
+    """A page of a read model's rows, given by column: ids as text (pseudonymised unless kept), times in UTC (SQLite
+    gives them back without their zone: pyarrow takes a time without one as UTC)."""
+    arrays = []
+    for field, values in zip(schema, columns, strict=True):
+        if field.name in ids:
+            arrays.append(_id_array(values, pseudonyms if ids[field.name] else None))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _id_array(values: tuple[UUID | None, ...], pseudonyms: Pseudonyms | None) -> pa.Array:
+    """UUIDs as text, or their pseudonyms; None stays null."""
+    present = [v.bytes for v in values if v is not None]
+    texts = uuid_texts(np.frombuffer(b"".join(present), np.uint8).reshape(-1, 16))
+    array = _fixed_texts(texts if pseudonyms is None else pseudonyms.many(texts))
+    if len(present) == len(values):
+        return array
+    missing = np.fromiter((v is None for v in values), bool, len(values))
+    return array.take(pa.array(np.cumsum(~missing) - 1, mask=missing))
