@@ -61,8 +61,7 @@ FORMATS = EXPORT_FORMATS
 KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with
 DEMO_KEY_FILE = Path("var/demo-export-key")
 PAGE = 10_000
-# Ids that name no person (a bus trip, an offer, a contract between agencies, a building): kept as they are, so
-# that the events and the views join on them as in the ledger.
+# Ids that name no person: kept as they are.
 KEPT_UUIDS = frozenset({"trip_id", "offer_id", "contract_id", "building_id", "building_ids"})
 
 

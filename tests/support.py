@@ -287,6 +287,12 @@ def _json(value: Any) -> Any:
     return str(value) if isinstance(value, UUID) else value
 
 
+def as_json(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields as a JSON body carries them: times as ISO 8601, ids as text, also in lists."""
+    return {k: [_json(v) for v in value] if isinstance(value, list | tuple) else _json(value)
+            for k, value in fields.items()}  # fmt: skip
+
+
 def command(event: str, **fields: Any) -> Command:
     """A parsed command with a fresh id and a past occurred_at, unless given."""
     data: dict[str, Any] = {
@@ -294,7 +300,7 @@ def command(event: str, **fields: Any) -> Command:
         "command_id": str(uuid4()),
         "occurred_at": T0.isoformat(),
     }
-    data.update({k: _json(v) for k, v in fields.items()})
+    data.update(as_json(fields))
     return parse_command(data)
 
 
@@ -325,7 +331,13 @@ def building_fields(beds: int, **fields: Any) -> dict[str, Any]:
 
 
 def open_market(
-    ledger: JourneyLedger, places: int = 50, beds: int = 50, *, mission: str = MISSION_ID, signed: bool = True
+    ledger: JourneyLedger,
+    places: int = 50,
+    beds: int = 50,
+    *,
+    mission: str = MISSION_ID,
+    company: str = COMPANY_ID,
+    signed: bool = True,
 ) -> Market:
     """Recorded through the ledger, each step by its role: a building licensed and inspected, an offer of `places`
     naming it, a contract of the mission for all of them, signed unless asked not to be."""
@@ -333,12 +345,12 @@ def open_market(
     def one(role: Role, event: str, agency_id: str | None = None, **fields: Any) -> UUID:
         return ledger.record(command(event, **fields), actor(role, agency_id)).aggregate_id
 
-    building = one(Role.AMANAH, "BuildingLicensed", **building_fields(beds))
+    building = one(Role.AMANAH, "BuildingLicensed", **building_fields(beds, company_id=company))
     one(Role.CIVIL_DEFENCE, "InspectionPassed", building_id=building, findings="compliant")
-    offer = one(Role.COMPANY, "OfferPublished", **offer_fields(places, [building]))
+    offer = one(Role.COMPANY, "OfferPublished", company, **offer_fields(places, [building]))
     contract = one(Role.MISSION, "ContractProposed", mission, offer_id=offer, places=places)
     if signed:
-        one(Role.COMPANY, "ContractSigned", contract_id=contract)
+        one(Role.COMPANY, "ContractSigned", company, contract_id=contract)
     return Market(building, offer, contract)
 
 

@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, Recording
 
+from hajj_ledger.domain.aggregates import AGGREGATES
 from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import (
     BUILDING_STEPS,
@@ -81,7 +82,6 @@ CREATED: dict[type[CommandBase], tuple[str, UUID]] = {
     ProposeContract: ("contract_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/contract")),
     LicenseBuilding: ("building_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/building")),
 }
-AGGREGATES = (Journey, Trip, ServiceOffer, Contract, Building)
 A = TypeVar("A", Journey, Trip, ServiceOffer, Contract, Building)
 
 
@@ -154,6 +154,15 @@ class JourneyLedger(Application[UUID]):
 
     def trip(self, trip_id: UUID) -> Trip:
         return self._get(trip_id, Trip)
+
+    def offer(self, offer_id: UUID) -> ServiceOffer:
+        return self._get(offer_id, ServiceOffer)
+
+    def contract(self, contract_id: UUID) -> Contract:
+        return self._get(contract_id, Contract)
+
+    def building(self, building_id: UUID) -> Building:
+        return self._get(building_id, Building)
 
     def history(self, journey_id: UUID) -> list[Journey.Event]:
         """Every event of a journey, oldest first."""

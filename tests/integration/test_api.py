@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -24,7 +24,17 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.integration.test_chain import check_offline
-from tests.support import NAMES, T0, TestClient, project, registration, registration_command
+from tests.support import (
+    NAMES,
+    T0,
+    TestClient,
+    as_json,
+    building_fields,
+    offer_fields,
+    project,
+    registration,
+    registration_command,
+)
 
 PROBLEM = "application/problem+json"
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
@@ -38,6 +48,7 @@ class Api:
     app: FastAPI
     url: str
     keys: dict[str, str]  # by role, and by the second mission's and company's ids
+    contracts: dict[tuple[str, str], UUID] = field(default_factory=dict)  # by company and mission
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -63,8 +74,25 @@ class Api:
         assert answer.status_code == 201, answer.text
         return UUID(answer.json()["aggregate_id"])
 
+    def created(self, who: str, path: str, fields: dict[str, Any]) -> UUID:
+        answer = self.post(who, path, as_json({"occurred_at": T0, **fields}))
+        assert answer.status_code == 201, answer.text
+        return UUID(answer.json()["aggregate_id"])
+
+    def market(self, company: str = COMPANY_1, mission: str = "mission") -> UUID:
+        """A signed contract of the mission on the company's housing offer (made once), over HTTP."""
+        if (company, mission) not in self.contracts:
+            seller = "company" if company == COMPANY_1 else company
+            building = self.created("amanah", "/v1/buildings", building_fields(50, company_id=company))
+            self.created("civil_defence", f"/v1/buildings/{building}/inspection-passed", {"findings": "compliant"})
+            offer = self.created(seller, "/v1/offers", offer_fields(50, [building]))
+            contract = self.created(mission, "/v1/contracts", {"offer_id": offer, "places": 50})
+            self.created(seller, f"/v1/contracts/{contract}/sign", {})
+            self.contracts[company, mission] = contract
+        return self.contracts[company, mission]
+
     def contract(self, journey_id: UUID, company: str, who: str = "mission") -> Response:
-        body = {"occurred_at": T0.isoformat(), "company_id": company, "package_id": "PKG-1"}
+        body = {"occurred_at": T0.isoformat(), "contract_id": str(self.market(company)), "package_id": "PKG-1"}
         return self.post(who, f"/v1/journeys/{journey_id}/package-contracted", body)
 
 
@@ -344,7 +372,13 @@ def test_the_same_idempotency_key_repeats_the_first_outcome(api: Api) -> None:
 
 def test_the_same_command_id_repeats_the_first_outcome(api: Api) -> None:
     journey_id = api.register()
-    body = {"occurred_at": T0.isoformat(), "company_id": COMPANY_1, "package_id": "PKG-1", "command_id": str(uuid4())}
+    contract_id = str(api.market())
+    body = {
+        "occurred_at": T0.isoformat(),
+        "contract_id": contract_id,
+        "package_id": "PKG-1",
+        "command_id": str(uuid4()),
+    }
     path = f"/v1/journeys/{journey_id}/package-contracted"
     first = api.post("mission", path, body)
     assert first.status_code == 201 and first.json()["repeated"] is False, first.text
@@ -362,7 +396,7 @@ def test_the_same_command_id_repeats_the_first_outcome(api: Api) -> None:
 def test_a_batch_answers_each_command_in_order(api: Api) -> None:
     journey_id = api.register()
     at = T0.isoformat()
-    contract = {"company_id": COMPANY_1, "package_id": "PKG-1"}
+    contract = {"contract_id": str(api.market()), "package_id": "PKG-1"}
     commands: list[dict[str, Any]] = [
         registration_command(identity=NAMES),
         {"event": "PackageContracted", "journey_id": str(journey_id), "occurred_at": at, **contract},

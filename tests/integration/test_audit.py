@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
-from tests.support import T0, actor, command, project
+from tests.support import T0, actor, command, open_market, project
 
 PILGRIMS = 40
 
@@ -89,7 +89,7 @@ def test_each_filter_keeps_exactly_what_it_names(season: JourneyLedger) -> None:
     recorded = sorted(e.recorded_at for e in log)
     early, late = recorded[len(log) // 3], recorded[2 * len(log) // 3]
     third, two_thirds = len(log) // 3, 2 * len(log) // 3
-    journey_id = log[0].aggregate_id
+    journey_id = next(e.aggregate_id for e in log if e.event == "Registered")
     cases: list[tuple[TrailQuery, Any]] = [
         (TrailQuery(agency_id=agency), lambda e: e.agency_id == agency),
         (TrailQuery(event="Boarded"), lambda e: e.event == "Boarded"),
@@ -196,9 +196,10 @@ def test_as_of_a_position_is_a_ledger_of_the_events_up_to_there(
     head = season.head()
     serving = served_views(store_url, list(PROJECTIONS))  # the serving views, which nothing below may touch
     past = PastViews(season, store_url)
-    journeys = {e.aggregate_id for e in everything(season, TrailQuery(event="Registered"))[0]}
+    registrations = everything(season, TrailQuery(event="Registered"))[0]
+    journeys = {e.aggregate_id for e in registrations}
     try:
-        for position in (1, head // 4, head // 2 + 7, head):
+        for position in (registrations[0].position, head // 4, head // 2 + 7, head):
             fresh = fresh_copy(season, position, f"sqlite:///{tmp_path}/copy-{position}.sqlite3")
             try:
                 for journey_id in journeys:
@@ -258,13 +259,14 @@ def test_as_of_a_business_time_takes_late_reports_and_leaves_out_what_the_rules_
     )
     assert not isinstance(registered, Exception)
     journey_id = registered.aggregate_id
+    market = open_market(ledger, 1)
     at = {name: T0 + timedelta(hours=hours) for name, hours in
           (("contract", 1), ("visa", 2), ("issued", 3), ("hold", 5), ("arrived", 10), ("cleared", 9.9))}  # fmt: skip
     steps: list[tuple[Role, str, dict[str, Any]]] = [
         (
             Role.MISSION,
             "PackageContracted",
-            {"company_id": "company-1", "package_id": "P", "occurred_at": at["contract"]},
+            {"contract_id": market.contract_id, "occurred_at": at["contract"]},
         ),
         (Role.MISSION, "VisaRequested", {"occurred_at": at["visa"]}),
         (Role.MOFA, "VisaIssued", {"valid_until": T0 + timedelta(days=60), "occurred_at": at["issued"]}),
@@ -430,10 +432,12 @@ def test_the_trail_over_http(audited: tuple[Api, JourneyLedger]) -> None:
             break
     assert [e["position"] for e in seen] == [e.position for e in log]
     assert seen[0]["occurred_at"] == log[0].occurred_at.isoformat().replace("+00:00", "Z")
-    assert seen[0]["agency_id"] == log[0].agency_id and seen[0]["fields"]["season"] == 1446
+    assert seen[0]["agency_id"] == log[0].agency_id and seen[0]["aggregate"] == log[0].aggregate == "building"
+    first = next(e for e in seen if e["event"] == "Registered")
+    assert first["aggregate"] == "journey" and first["fields"]["season"] == 1446
     naqaba = http.get("ministry", "/v1/audit/events", agency_id="naqaba", event="Boarded", limit=1000).json()["items"]
     assert naqaba and len(naqaba) == sum(e.event == "Boarded" for e in log)
-    journey_id = log[0].aggregate_id
+    journey_id = UUID(first["aggregate_id"])
     mine = http.get("auditor", "/v1/audit/events", aggregate_id=str(journey_id)).json()["items"]
     assert {e["aggregate_id"] for e in mine} == {str(journey_id)}
     for params, path in (({"event": "Teleported"}, "query.event"), ({"cursor": "x"}, "query.cursor"),
@@ -487,10 +491,10 @@ def test_the_past_over_http(audited: tuple[Api, JourneyLedger]) -> None:
 
 def test_only_auditors_and_the_ministry_read_the_audit(audited: tuple[Api, JourneyLedger]) -> None:
     http, ledger = audited
-    journey_id = everything(ledger, TrailQuery(event="Registered"))[0][0].aggregate_id
+    registration = everything(ledger, TrailQuery(event="Registered"))[0][0]
     paths = [
         ("/v1/audit/events", {}),
-        (f"/v1/audit/journeys/{journey_id}", {"position": 1}),
+        (f"/v1/audit/journeys/{registration.aggregate_id}", {"position": registration.position}),
         ("/v1/audit/views/journey_status", {"position": 1}),
         ("/v1/audit/views/season_funnel", {"position": 1}),
     ]

@@ -183,10 +183,10 @@ def test_a_rerun_simulation_counts_repeats_apart(
     url = f"sqlite:///{tmp_path}/ledger.sqlite3"
     assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
     first = capsys.readouterr().out
-    assert "(362 new, 0 already recorded, 0 refused)" in first
+    assert "(538 new, 0 already recorded, 0 refused)" in first
     assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
     second = capsys.readouterr().out
-    assert "(0 new, 362 already recorded, 0 refused)" in second and "events    0 " in second
+    assert "(0 new, 538 already recorded, 0 refused)" in second and "events    0 " in second
     assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == url  # SQLite: nothing to wait for
 
 

@@ -18,7 +18,7 @@ from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, TestClient, project, registration
+from tests.support import T0, TestClient, open_market, project, registration
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -182,9 +182,11 @@ def test_the_hot_step_answers_as_the_documented_routes(
 
         route.handle = counted  # type: ignore[method-assign]
 
+    market = open_market(client.app.state.services.ledger, 10, mission=EGY)  # type: ignore[attr-defined]
+
     def answers() -> list[tuple[int, str, Any, bool]]:
         journey = client.post("/v1/journeys", json=registration(), headers=mission).json()["aggregate_id"]
-        contract = {"occurred_at": T0.isoformat(), "company_id": "company-1", "package_id": "P"}
+        contract = {"occurred_at": T0.isoformat(), "contract_id": str(market.contract_id), "package_id": "P"}
         assert client.post(f"/v1/journeys/{journey}/package-contracted", json=contract, headers=mission).is_success
         found = []
         for key, path, headers, content in _write_requests(keys, journey):

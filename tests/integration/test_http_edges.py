@@ -289,7 +289,8 @@ def test_a_batch_checks_the_role_before_answering_a_repeat(http: Api) -> None:
 def test_another_mission_replaying_a_command_is_refused_as_any_command_of_it(http: Api, through: str) -> None:
     journey_id = http.register()
     contract = {
-        "occurred_at": T0.isoformat(), "company_id": COMPANY_1, "package_id": "PKG-1", "command_id": str(uuid4()),
+        "occurred_at": T0.isoformat(), "contract_id": str(http.market()), "package_id": "PKG-1",
+        "command_id": str(uuid4()),
     }  # fmt: skip
     path = f"/v1/journeys/{journey_id}/package-contracted"
     assert http.post("mission", path, contract).status_code == 201

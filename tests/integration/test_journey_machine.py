@@ -26,7 +26,7 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import ENDED, Actor, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from tests.support import T0, command
+from tests.support import T0, command, open_market
 
 # The first agency of each kind acts most of the time, the second now and then (and is refused).
 MISSIONS = ["mission-IDN-A"] * 9 + ["mission-IDN-B"]
@@ -44,9 +44,6 @@ FIELDS_IDENTITY = {
 }
 # Valid-looking values for each step's own fields; whether the step is allowed is for the ledger to say.
 FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
-    "PackageContracted": st.fixed_dictionaries(
-        {"company_id": st.sampled_from(COMPANIES), "package_id": st.just("PKG-1")}
-    ),
     "VisaRequested": st.just({}),
     "VisaIssued": st.sampled_from([{"valid_until": T0 + timedelta(days=d)} for d in [-1] + [90] * 5]),
     "VisaRejected": st.just({"reason": "documents_incomplete"}),
@@ -68,7 +65,6 @@ FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "EntryCleared": st.just({"port": "JED-HAJJ"}),
     "CustomsCleared": st.just({"port": "JED-HAJJ"}),
     "ReceivedAtPort": st.just({"port": "JED-HAJJ"}),
-    "HousingCheckedIn": st.just({"site": "makkah", "building": "B-1"}),
     "HousingCheckedOut": st.just({"site": "makkah", "building": "B-1"}),
     "MovedToSite": st.sampled_from([{"site": s} for s in ("mina", "arafat", "muzdalifah")]),
     "HospitalAdmitted": st.just({"facility": "H-1"}),
@@ -112,6 +108,15 @@ class JourneyMachine(RuleBasedStateMachine):
         self.ledger = JourneyLedger(f"sqlite:///{self.directory}/ledger.sqlite3")
         self.capacity: dict[UUID, int] = {}
         self.known_journeys: list[UUID] = []
+        # Company A's building and offer, with a contract of each mission on it (mission B's refused to A's journeys).
+        self.markets = [open_market(self.ledger, 4, 3, mission=m, company=COMPANIES[0]) for m in sorted(set(MISSIONS))]
+        self.fields = {
+            **FIELDS,
+            "PackageContracted": st.sampled_from([{"contract_id": m.contract_id} for m in self.markets]),
+            "HousingCheckedIn": st.sampled_from(
+                [{"site": "makkah", "building": "B-1", "building_id": m.building_id} for m in self.markets]
+            ),
+        }
 
     def teardown(self) -> None:
         self.ledger.close()
@@ -168,8 +173,8 @@ class JourneyMachine(RuleBasedStateMachine):
         anything = sorted(set(JOURNEY_STEPS) - {"Registered", "IdentityRecorded"})  # those come with registration
         event = data.draw(st.sampled_from(forward * 30 + allowed * 3 + anything))
         role = data.draw(_mostly(*JOURNEY_STEPS[event].roles))
-        if event in FIELDS:
-            fields = data.draw(FIELDS[event])
+        if event in self.fields:
+            fields = data.draw(self.fields[event])
         elif not self.capacity:
             return
         else:
@@ -193,8 +198,8 @@ class JourneyMachine(RuleBasedStateMachine):
             if not forward:
                 return
             event = data.draw(st.sampled_from(forward))
-            if event in FIELDS:
-                fields = data.draw(FIELDS[event])
+            if event in self.fields:
+                fields = data.draw(self.fields[event])
             else:
                 trips = list(self.capacity)
                 fields = {"trip_id": current.trip_id or data.draw(st.sampled_from(trips))}
@@ -213,6 +218,15 @@ class JourneyMachine(RuleBasedStateMachine):
     def trips_never_exceed_capacity(self) -> None:
         for trip_id, capacity in self.capacity.items():
             assert len(self.ledger.trip(trip_id).seats) <= capacity
+
+    @invariant()
+    def contracts_and_buildings_hold_exactly_their_journeys(self) -> None:
+        journeys = [self.ledger.journey(j) for j in self.known_journeys if j in self.ledger.repository]
+        for market in self.markets:
+            contract, building = self.ledger.contract(market.contract_id), self.ledger.building(market.building_id)
+            assert len(contract.used) <= contract.places and len(building.occupants) <= building.beds
+            assert contract.used == {j.id for j in journeys if j.contract_id == contract.id and j.stage != "cancelled"}
+            assert building.occupants == {j.id for j in journeys if j.building_id == building.id}
 
     @invariant()
     def every_stored_event_was_allowed_and_replays_to_the_same_state(self) -> None:

@@ -14,22 +14,19 @@ import pytest
 from hajj_ledger.domain.errors import IllegalStepError
 from hajj_ledger.domain.vocabulary import Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from tests.support import COMPANY_ID, T0, actor, command, schedule_trip
+from tests.support import T0, actor, command, contract_journeys, open_market, registered, schedule_trip
 
 JOURNEYS = 40
 
 
 def _register(ledger: JourneyLedger, count: int) -> list[UUID]:
-    results = ledger.record_batch(
-        [(command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
-         for _ in range(count)]
-    )  # fmt: skip
-    assert all(isinstance(r, Outcome) for r in results), results
-    return [r.aggregate_id for r in results if isinstance(r, Outcome)]
+    """Journeys registered and contracted, on this node."""
+    journeys = registered(ledger, count)
+    contract_journeys(ledger, journeys, open_market(ledger, count).contract_id)
+    return journeys
 
 
 STEPS: list[tuple[Role, str, dict[str, object]]] = [
-    (Role.MISSION, "PackageContracted", {"company_id": COMPANY_ID, "package_id": "PKG-1"}),
     (Role.MISSION, "VisaRequested", {}),
     (Role.MOFA, "VisaIssued", {"valid_until": T0 + timedelta(days=90)}),
     (Role.GACA, "ArrivedAtPort", {"port": "JED-HAJJ", "mode": "air", "flight": "GA901"}),
@@ -75,9 +72,9 @@ def test_a_step_refused_on_another_nodes_write_is_refused_with_the_current_stage
     two_ledgers: tuple[JourneyLedger, JourneyLedger],
 ) -> None:
     first, second = two_ledgers
-    (journey,) = _register(first, 1)
-    second.record(command("PackageContracted", journey_id=journey, company_id=COMPANY_ID, package_id="P"),
-                  actor(Role.MISSION))  # fmt: skip
+    (journey,) = registered(first, 1)
+    contract_id = open_market(first, 1).contract_id
+    second.record(command("PackageContracted", journey_id=journey, contract_id=contract_id), actor(Role.MISSION))
     first.record(command("VisaRequested", journey_id=journey), actor(Role.MISSION))
     # The second node cached the journey at `contracted`; the first has moved it on.
     with pytest.raises(IllegalStepError, match="visa_requested"):

@@ -150,6 +150,20 @@ def test_the_views_agree_with_the_log(runner: Runner) -> None:
         assert min(present) >= 0
         assert sum(present) == sum(1 for j in everyone if j["stage"] in ("housed", "at_site") and not j["deceased"])
 
+        contracts = view_rows(connection, "contracts")
+        assert sum(c["used"] for c in contracts) == log["PlaceTaken"] - log["PlaceFreed"] > 0
+        assert all(0 <= c["used"] <= c["places"] and c["free"] == c["places"] - c["used"] for c in contracts)
+        offers = view_rows(connection, "service_offers")
+        assert len(offers) == log["OfferPublished"]
+        assert all(0 <= o["contracted"] <= o["places"] for o in offers)
+        buildings = view_rows(connection, "building_occupancy")
+        assert sum(b["occupied"] for b in buildings) == log["BedTaken"] - log["BedFreed"]
+        assert all(0 <= b["occupied"] <= b["beds"] for b in buildings)
+        on_road = view_rows(connection, "trips_on_road")
+        assert len(on_road) == log["TripDeparted"]
+        assert {t["status"] for t in on_road} == {"arrived"}, "a bus still on the road at the season's end"
+        assert view_rows(connection, "trips_on_road", overdue=True) == []
+
         in_kingdom = view_rows(connection, "overstay_watch", in_kingdom=True)
 
         def overstaying(at: datetime) -> list[dict[str, Any]]:  # those whose visa had run out by `at`

@@ -235,7 +235,7 @@ def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registratio
                 actor(Role.MISSION),
             ),
             (
-                command("PackageContracted", journey_id=journey_id, company_id="company-1", package_id="P-1"),
+                command("PackageContracted", journey_id=journey_id, contract_id=uuid4(), package_id="P-1"),
                 actor(Role.MISSION),
             ),
         ]

@@ -27,7 +27,7 @@ from eventsourcing.utils import get_topic
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.trip import Trip
+from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
 from hajj_ledger.domain.vocabulary import Role, hijri, makkah_day
 from hajj_ledger.store.codec import stored_topic
 
@@ -70,7 +70,7 @@ class Entry:
     """One event of the trail."""
 
     position: int  # its notification id in the log
-    aggregate: str  # "journey" or "trip"
+    aggregate: str  # "journey", "trip", "offer", "contract" or "building"
     aggregate_id: UUID
     version: int
     event: str
@@ -87,7 +87,7 @@ class Entry:
     def of(cls, position: int, event: RecordedEvent) -> Entry:
         stamp = event.stamp
         return cls(
-            position, "journey" if isinstance(event, Journey.Event) else "trip", event.originator_id,
+            position, KIND[AGGREGATE_OF[type(event).__name__]], event.originator_id,
             event.originator_version, type(event).__name__, stamp.occurred_at, event.recorded_at, stamp.agency_id,
             stamp.role, stamp.command_id, stamp.correlation_id, payload(event), stamp.late_reason,
         )  # fmt: skip
@@ -359,7 +359,7 @@ def _log(ledger: JourneyLedger, after: int, stop: int | None, topics: list[str])
 
 
 def _topic(event: str) -> str:
-    return stored_topic(get_topic(getattr(Journey if event in JOURNEY_STEPS else Trip, event)))
+    return stored_topic(get_topic(getattr(AGGREGATE_OF[event], event)))
 
 
 @dataclass(frozen=True)

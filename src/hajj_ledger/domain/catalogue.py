@@ -309,7 +309,7 @@ def _in_site(fields: Mapping[str, Any]) -> bool:
 
 ONE_BED = Condition(
     "no bed held in another building",
-    lambda j, f: j.building_id is None or j.building_id == f["building_id"],
+    lambda j, f: j.building_id is None or j.building_id == f.get("building_id"),
     possible=lambda j: True,
 )
 
