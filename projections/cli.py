@@ -172,6 +172,7 @@ def _view(args: argparse.Namespace) -> int:
     model = projection(args.name).models[0]
     query = model.readable().order_by(*(model.view().c[k] for k in model.key)).limit(args.limit)
     parameters = {"now": datetime.now(UTC)} if model.at_read is not None else {}
+    rows: Sequence[Mapping[Any, Any]]
     if args.as_of is None:
         rows = _serving_rows(query, parameters)
     elif args.name in PAST_VIEWS:
@@ -196,7 +197,7 @@ def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.
 
 def _past_rows(
     name: str, position: int, limit: int, query: sa.Select[Any], parameters: dict[str, Any]
-) -> Sequence[Mapping[str, Any]]:
+) -> Sequence[Mapping[Any, Any]]:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import PastViews
 

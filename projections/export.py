@@ -451,7 +451,7 @@ def _lengths(packed: bytes, count: int) -> np.ndarray:
 
 def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
     """The page rewritten column by column; None if it holds anything this does not handle (then `_decoded`)."""
-    count = page.count
+    count = page.size
     starts = _lengths(page.state_lengths, count)
     state = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(page.states)])
     data = np.frombuffer(page.states, np.uint8).copy()

@@ -106,9 +106,11 @@ def _add_view(name: str) -> None:
     ) -> PagePublic:
         try:
             if name == "journey_status":  # a page from its journeys' own events
-                rows, next_cursor = keyed_page(
-                    model, cursor, limit, lambda after, count: past.journey_status(position, after and after[0], count)
-                )
+
+                def read(after: list[Any] | None, count: int) -> list[dict[str, Any]]:
+                    return past.journey_status(position, after[0] if after else None, count)
+
+                rows, next_cursor = keyed_page(model, cursor, limit, read)
             else:
                 with past.at(position) as connection:
                     rows, next_cursor = page(connection, model, agency, {}, cursor, limit)

@@ -30,7 +30,7 @@ class Packed(NamedTuple):
     versions) or 4 (the lengths of the topics and of the states, which follow each other in `topics` and `states`);
     ids of 16 bytes, digests of 32."""
 
-    count: int
+    size: int  # events
     positions: bytes
     ids: bytes
     versions: bytes
@@ -56,11 +56,11 @@ class Packed(NamedTuple):
         )
 
     def rows(self) -> list[DigestedRow]:
-        numbers = [int.from_bytes(self.positions[i : i + 8], "big", signed=True) for i in range(0, self.count * 8, 8)]
-        versions = [int.from_bytes(self.versions[i : i + 8], "big") for i in range(0, self.count * 8, 8)]
+        numbers = [int.from_bytes(self.positions[i : i + 8], "big", signed=True) for i in range(0, self.size * 8, 8)]
+        versions = [int.from_bytes(self.versions[i : i + 8], "big") for i in range(0, self.size * 8, 8)]
         rows: list[DigestedRow] = []
         topic_at = state_at = 0
-        for index in range(self.count):
+        for index in range(self.size):
             topic_end = topic_at + int.from_bytes(self.topic_lengths[index * 4 : index * 4 + 4], "big")
             state_end = state_at + int.from_bytes(self.state_lengths[index * 4 : index * 4 + 4], "big")
             rows.append((
@@ -261,7 +261,7 @@ class ChainTables:
                     ahead.append(reader.submit(self._digested, low, min(low + size, until)))
                     low = min(low + size, until)
                 page = ahead.popleft().result()
-                if page.count:
+                if page.size:
                     yield page
 
     def _digested(self, low: int, high: int) -> Packed:
@@ -294,8 +294,8 @@ class ChainTables:
                 (low, high),
                 binary=True,
             )
-            count, *columns = cursor.fetchone()
-            return Packed(int(count), *map(bytes, columns))
+            size, *columns = cursor.fetchone()
+            return Packed(int(size), *map(bytes, columns))
 
     def event_at(self, position: int) -> EventRow | None:
         rows = self.events_after(position - 1, 1)
