@@ -12,11 +12,13 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
     python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
+    python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -61,11 +63,13 @@ class Sizes:
     chain: int = 10_000  # pilgrims for the hash chain's figures
     export: int = 6_000  # pilgrims for the export figure
     trail: int = 3_000_000  # events in the store for the audit trail's filtered pages
+    season: int = 10_000_000  # events in the store for a season's export, as-of reads and verify
 
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
 SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40,
-              trail=50_000)  # fmt: skip
+              trail=50_000, season=60_000)  # fmt: skip
+SEASON_PILGRIMS = 1_800_000  # a whole season, for which the export's time is extrapolated
 
 
 # What each child process measures. Each returns a dict with at least "rate"; "rss_mb" is added for all.
@@ -423,18 +427,19 @@ def measure_trail(url: str, events: int, pilgrims: int, samples: int) -> dict[st
     ledger.close()
     connection.close()
 
-    def quantiles(values: list[float]) -> dict[str, float]:
-        ordered = sorted(values)
-        return {
-            "p50_ms": statistics.median(ordered),
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        }
-
     every = [t for values in timings.values() for t in values]
-    overall = quantiles(every)
-    kinds_found = {k: quantiles(v) for k, v in timings.items()}
+    overall = _quantiles(every)
+    kinds_found = {k: _quantiles(v) for k, v in timings.items()}
     return {"rate": overall["p99_ms"], "events": total, "backfill_rate": backfill, "agencies": len(agencies),
             "pages": len(every), "entries": matched, **overall, "kinds": kinds_found}  # fmt: skip
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    }
 
 
 def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, Any]:
@@ -807,6 +812,111 @@ def measure_export(url: str, pilgrims: int) -> dict[str, Any]:
     }
 
 
+# A season's scale: one store of `events` events (a simulated season's log replicated with fresh ids, sealed and its
+# views caught up), then each measurement in a process of its own, so that each has its own peak memory.
+
+
+def measure_season_store(url: str, events: int, pilgrims: int, keys: str) -> dict[str, Any]:
+    """Build the store: simulate, replicate in SQL, seal (signed checkpoints), catch every view up."""
+    from hajj_ledger.audit.chain import Chain, signing_keys
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE
+    from hajj_ledger.projections import PROJECTIONS
+    from hajj_ledger.projections.runner import Runner
+
+    os.environ[KEY_FILE_VARIABLE] = keys
+    _migrated_season(url, pilgrims)
+    ledger = _ledger(url)
+    simulated = ledger.head()
+    total = _replicate(url, events)
+    started = time.perf_counter()
+    chain = Chain(ledger, signing_keys(url, required=True))
+    chain.checkpoint()
+    seal_rate = total / (time.perf_counter() - started)
+    ledger.close()
+    runner = Runner(PROJECTIONS, url)
+    started = time.perf_counter()
+    runner.run(once=True)
+    catchup_rate = total / (time.perf_counter() - started)
+    runner.close()
+    with _postgres(url) as connection:
+        connection.execute("VACUUM ANALYZE")
+    return {"rate": total, "events": total, "simulated_events": simulated, "simulated_pilgrims": pilgrims,
+            "seal_rate": seal_rate, "catchup_rate": catchup_rate}  # fmt: skip
+
+
+def measure_season_export(url: str, keys: str, out: str) -> dict[str, Any]:
+    """`hajj-ledger export` of the whole store, sealed and with its views at the head: events/s over the whole
+    export (events and every read model), and the events' part alone."""
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE
+    from hajj_ledger.projections.export import export
+
+    os.environ[KEY_FILE_VARIABLE] = keys
+    os.environ.setdefault("HAJJ_LEDGER_EXPORT_KEY", "X" * 43 + "=")
+    marks: dict[str, float] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "fifth" not in marks and done >= total / 5:
+            marks["fifth"], marks["rss_fifth"] = time.perf_counter(), _rss_mb()
+        marks["last"] = time.perf_counter()
+
+    began = time.perf_counter()
+    manifest = export(Path(out) / "export", url=url, progress=progress)
+    seconds = time.perf_counter() - began
+    events = manifest["tables"]["events"]["rows"]
+    size = sum(f.stat().st_size for f in (Path(out) / "export").rglob("*") if f.is_file())
+    return {"rate": events / seconds, "events": events, "seconds": seconds,
+            "events_rate": events / (marks["last"] - began), "rss_at_fifth_mb": marks["rss_fifth"],
+            "rss_growth": _rss_mb() / marks["rss_fifth"], "bytes": size}  # fmt: skip
+
+
+def measure_season_reads(url: str, keys: str, samples: int) -> dict[str, Any]:
+    """`journey_status` as of random positions (a page of 100, from the start or from a random journey id on),
+    a journey as of a random position after its registration, and `verify` of the whole store."""
+    import random
+
+    from hajj_ledger.audit.chain import Chain
+    from hajj_ledger.audit.reads import AsOf, journey_as_of
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
+    from hajj_ledger.projections.replay import journey_status_at
+
+    os.environ[KEY_FILE_VARIABLE] = keys
+    ledger = _ledger(url)
+    head = ledger.head()
+    pick = random.Random(SEED)
+    events_table = ledger.recorder.events_table_name
+    with _postgres(url) as connection:
+        journeys = connection.execute(
+            f"SELECT originator_id, notification_id FROM {events_table} WHERE originator_version = 1 "
+            "AND topic = 'hajj_ledger.journey:Journey.Registered' ORDER BY random() LIMIT %s",
+            (samples,),
+        ).fetchall()
+
+    def timed(action: Callable[[], Any]) -> float:
+        started = time.perf_counter()
+        action()
+        return (time.perf_counter() - started) * 1000
+
+    journey_status_at(ledger, head, None, 100)  # warm: the codec's converters are made on first use
+    journey_as_of(ledger, journeys[0][0], AsOf(position=head))
+    pages = [
+        timed(lambda: journey_status_at(ledger, pick.randint(1, head), None if pick.random() < 0.5 else uuid4(), 100))
+        for _ in range(samples)
+    ]
+
+    def journey_at(journey: UUID, registered: int) -> None:
+        journey_as_of(ledger, journey, AsOf(position=pick.randint(registered, head)))
+
+    past = [timed(functools.partial(journey_at, journey, registered)) for journey, registered in journeys]
+    started = time.perf_counter()
+    report = Chain(ledger).verify(SigningKeys.read(Path(keys)).public)
+    verify_seconds = time.perf_counter() - started
+    ledger.close()
+    if not report.ok:
+        raise RuntimeError(f"verify found {report.first}")
+    return {"rate": report.events / verify_seconds, "events": head, "verify_rate": report.events / verify_seconds,
+            "as_of_page": _quantiles(pages), "journey_as_of": _quantiles(past), "samples": samples}  # fmt: skip
+
+
 def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
     """Through the recorder's own vault writes, without events (what a season of registrations leaves)."""
     recorder = ledger.recorder
@@ -830,6 +940,9 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "lag": measure_lag,
     "feed": measure_feed,
     "relay": measure_relay,
+    "season_store": measure_season_store,
+    "season_export": measure_season_export,
+    "season_reads": measure_season_reads,
     "ingest": measure_ingest,
     "raw": measure_raw,
     "library_default": measure_library_default,
@@ -921,6 +1034,24 @@ def trail_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     runs = repeat(1, kind, "trail", events=sizes.trail, pilgrims=sizes.pilgrims if sizes is FULL else 200,
                   samples=100 if sizes is FULL else 30)  # fmt: skip
     return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def season_figure(sizes: Sizes, kind: str, events: int | None = None) -> dict[str, Any]:
+    """One store of `events` events (default sizes.season), then its export, its as-of reads and its verify, each in
+    a fresh process; the export's time for a whole season of SEASON_PILGRIMS pilgrims, extrapolated at its rate."""
+    from hajj_ledger.audit.signing import SigningKeys
+
+    pilgrims = sizes.pilgrims if sizes is FULL else 300
+    with tempfile.TemporaryDirectory(prefix="hajj-bench-season-") as directory, fresh_store(kind) as url:
+        keys = str(SigningKeys.create(Path(directory) / "signing.json").path)
+        store = run_child("season_store", url=url, events=events or sizes.season, pilgrims=pilgrims, keys=keys)
+        exported = run_child("season_export", url=url, keys=keys, out=directory)
+        reads = run_child("season_reads", url=url, keys=keys, samples=300 if sizes is FULL else 40)
+    season_events = SEASON_PILGRIMS * store["simulated_events"] / store["simulated_pilgrims"]
+    return {"median": exported["rate"], "min": exported["rate"], "max": exported["rate"], "runs": 1,
+            "rss_mb": exported["rss_mb"], "store": store, "export": exported, "reads": reads,
+            "season_events": season_events, "season_export_minutes": season_events / exported["rate"] / 60,
+            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
 
 
 # How long the command line takes to start and answer: each command a fresh process, as a user runs it.
@@ -1041,6 +1172,8 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
         if kind == "postgres":  # the trail's figure: PostgreSQL only (its store is grown in PostgreSQL's SQL)
             say(f"audit trail, filtered pages on {sizes.trail:,} events")
             figures[kind]["trail"] = trail_figure(sizes, kind)
+            say(f"a season's scale: export, as-of and verify on {sizes.season:,} events")
+            figures[kind]["season"] = season_figure(sizes, kind)
         if kind == "postgres" and sizes is FULL:  # not in --smoke: it needs wrk and minutes
             figures[kind]["serving"] = serving_figure(plan)
     return figures
@@ -1221,6 +1354,9 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {('yes' if flat else '**no**') if pg else ''} (x{growth:.2f} from 1/5 to end) |  |"
         )
     for kind in figures:
+        if "season" in figures[kind]:
+            rows.extend(_season_rows(kind, figures[kind]["season"]))
+    for kind in figures:
         if "trail" not in figures[kind]:
             continue
         f, pg = figures[kind]["trail"], kind == "postgres"
@@ -1282,6 +1418,31 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
+def _season_rows(kind: str, f: dict[str, Any]) -> list[str]:
+    exported, reads, store = f["export"], f["reads"], f["store"]
+    events = f"{store['events']:,} events"
+
+    def line(label: str, value: str, target: str, met: bool, rss: str = "") -> str:
+        return f"| {kind} | {label} | {value} |  | 1 |  |  | {target} | {'yes' if met else '**no**'} | {rss} |"
+
+    page, journey = reads["as_of_page"], reads["journey_as_of"]
+    return [
+        line(f"season: export to Parquet, events/s ({events}, sealed, views at the head; every read model)",
+             f"{_fmt(exported['rate'])} ({_fmt(exported['events_rate'])} the events alone)",
+             "≥ 100,000/s", exported["rate"] >= 100_000, f"{exported['rss_mb']:.0f} MB"),
+        line(f"season: export peak RSS ({events})", f"{exported['rss_mb']:.0f} MB (x{exported['rss_growth']:.2f} "
+             "from 1/5 to end)", "< 300 MB", exported["rss_mb"] < 300),
+        line(f"season: journey_status as of a random position, a page of 100, p99 ms (p50), {events}",
+             f"{page['p99_ms']:.1f} ({page['p50_ms']:.1f})", "< 1,000 ms", page["p99_ms"] < 1000),
+        line(f"season: a journey as of a random position, p99 ms (p50), {events}",
+             f"{journey['p99_ms']:.1f} ({journey['p50_ms']:.1f})", "< 50 ms", journey["p99_ms"] < 50),
+        line(f"season: verify, events/s ({events})", _fmt(reads["verify_rate"]), "≥ 150,000/s",
+             reads["verify_rate"] >= 150_000, f"{reads['rss_mb']:.0f} MB"),
+        line(f"season: export of {SEASON_PILGRIMS:,} pilgrims ({f['season_events'] / 1e6:.1f} M events), "
+             "extrapolated, minutes", f"{f['season_export_minutes']:.1f}", "< 10", f["season_export_minutes"] < 10),
+    ]  # fmt: skip
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
@@ -1293,11 +1454,24 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json only")
     parser.add_argument(
         "--only",
-        choices=["chain", "export", "serving", "trail", "cli", "catchup", "lag", "feed", "relay", "dashboard"],
+        choices=[
+            "chain",
+            "export",
+            "serving",
+            "trail",
+            "cli",
+            "catchup",
+            "lag",
+            "feed",
+            "relay",
+            "dashboard",
+            "season",
+        ],
         action="append",
         help="measure these figures alone, into the results",
     )
     parser.add_argument("--quick", action="store_true", help="the serving tier in one short round (a few minutes)")
+    parser.add_argument("--season-events", type=int, metavar="N", help="events in the season's store (10,000,000)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     plan = serving.QUICK if args.quick else serving.FULL
@@ -1321,6 +1495,7 @@ def main() -> None:
             "serving": lambda _, kind: serving_figure(plan),
             "trail": trail_figure,
             "dashboard": dashboard_figure,
+            "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events),
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
@@ -1341,8 +1516,8 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name in ("serving", "trail") and kind != "postgres":
-                    continue  # a deployment's serving tier, and the trail's store grown in SQL: PostgreSQL only
+                if name in ("serving", "trail", "season") and kind != "postgres":
+                    continue  # a deployment's serving tier, and the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's
                 results["figures"][kind][name] = measure[name](sizes, kind)

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,10 +172,11 @@ def _view(args: argparse.Namespace) -> int:
     model = projection(args.name).models[0]
     query = model.readable().order_by(*(model.view().c[k] for k in model.key)).limit(args.limit)
     parameters = {"now": datetime.now(UTC)} if model.at_read is not None else {}
+    rows: Sequence[Mapping[Any, Any]]
     if args.as_of is None:
         rows = _serving_rows(query, parameters)
     elif args.name in PAST_VIEWS:
-        rows = _past_rows(args.as_of, query, parameters)
+        rows = _past_rows(args.name, args.as_of, args.limit, query, parameters)
     else:
         raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
     for row in rows:
@@ -194,13 +195,17 @@ def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.
         engine.dispose()
 
 
-def _past_rows(position: int, query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.RowMapping]:
+def _past_rows(
+    name: str, position: int, limit: int, query: sa.Select[Any], parameters: dict[str, Any]
+) -> Sequence[Mapping[Any, Any]]:
     from hajj_ledger.ledger import JourneyLedger
     from hajj_ledger.projections.replay import PastViews
 
     ledger = JourneyLedger(create_tables=False)
     past = PastViews(ledger)
     try:
+        if name == "journey_status":
+            return past.journey_status(position, None, limit)
         with past.at(position) as connection:
             return list(connection.execute(query, parameters).mappings().all())
     finally:

@@ -5,9 +5,15 @@ read model, and `manifest.json`: the position, row counts, the SHA-256 and schem
 signed checkpoint covering the position, with the manifest itself signed by the ledger's key. `hajj-ledger verify
 --export DIR` checks all of it (`hajj_ledger.audit.manifests`).
 
-Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (HMAC-SHA-256 under
+Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (BLAKE2b keyed with
 the export key, shaped as a UUID), so exports made with one key join with each other and with nothing else; the
 identity digest a registration carries is dropped. Events carry no identity, and read models none either.
+
+The events are rewritten a page at a time as columns, never event by event: a pseudonym is as long as the UUID it
+replaces, so the ids are found in the stored JSON by pyarrow, overwritten in place in the page's one buffer of bytes
+(numpy), and the stamp's fields are read out by pyarrow's regular expressions. Python's share is one keyed hash an
+id. A page holding anything unusual (an escaped character, an id not spelled as the ledger writes one) is decoded
+event by event instead, with the same outcome.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 import os
 import tempfile
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import cache
@@ -28,14 +34,17 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from eventsourcing.utils import resolve_topic
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.chain_sql import DigestedRow, Packed
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, file_sha256, sign_manifest
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
@@ -78,6 +87,19 @@ class Pseudonyms:
         """For ids seen once (commands): not remembered. `value` is a UUID as the ledger writes it (canonical)."""
         return _uuid_text(hashlib.blake2b(value.encode(), key=self.key, digest_size=16).hexdigest())
 
+    def many(self, texts: np.ndarray) -> np.ndarray:
+        """`once` of each row of `texts`, UUIDs as text (n x 36 bytes): their pseudonyms, as text, n x 36 bytes. Each
+        distinct id is hashed once (a journey's recur in a page)."""
+        distinct, inverse = np.unique(np.ascontiguousarray(texts).view("V36").ravel(), return_inverse=True)
+        flat, keyed = distinct.tobytes(), hashlib.blake2b(key=self.key, digest_size=16).copy
+        digests = []
+        for start in range(0, len(flat), 36):
+            digest = keyed()  # a copy of the keyed state: cheaper than keying anew
+            digest.update(flat[start : start + 36])
+            digests.append(digest.digest())
+        made = uuid_texts(np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16))
+        return made[inverse.ravel()]
+
     @classmethod
     def configured(cls, url: str) -> Pseudonyms:
         import base64
@@ -103,6 +125,36 @@ class Pseudonyms:
 def _uuid_text(h: str) -> str:
     """32 hex digits in a UUID's canonical spelling."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_HYPHENS = np.array([8, 13, 18, 23])
+_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_SPAN = np.arange(36)
+
+
+def uuid_texts(raw: np.ndarray) -> np.ndarray:
+    """UUIDs' 16 bytes (n x 16) in their canonical spelling (n x 36 bytes of text)."""
+    digits = np.empty((raw.shape[0], 32), np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 15]
+    texts = np.full((raw.shape[0], 36), ord("-"), np.uint8)
+    texts[:, _DIGITS] = digits
+    return texts
+
+
+def _is_uuid_text(texts: np.ndarray) -> bool:
+    """Whether every row (n x 36 bytes) is a UUID as the ledger writes one: lower-case hex digits and hyphens."""
+    digits = texts[:, _DIGITS]
+    hexadecimal = ((digits >= ord("0")) & (digits <= ord("9"))) | ((digits >= ord("a")) & (digits <= ord("f")))
+    return bool(hexadecimal.all() and (texts[:, _HYPHENS] == ord("-")).all())
+
+
+def _fixed_texts(texts: np.ndarray) -> pa.Array:
+    """Rows of n x 36 bytes of text as a string array, without a Python object a row."""
+    count = texts.shape[0]
+    offsets = np.arange(0, 36 * count + 1, 36, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(texts.tobytes())])
 
 
 @cache
@@ -191,24 +243,14 @@ class Writer:
         self.path, self.schema, self.fmt, self.rows = path, schema, fmt, 0
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
-            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+            # Dictionary pages for the columns of codes only: for ids, JSON and digests (nearly all distinct) the
+            # writer would build a dictionary of each page's values only to give it up.
+            codes = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=codes)
         else:
             self._file = path.open("w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._file)
             self._csv.writerow(schema.names)
-
-    def table(self, columns: dict[str, list[Any]]) -> pa.Table:
-        arrays = []
-        for field in self.schema:
-            values = columns[field.name]
-            if pa.types.is_timestamp(field.type) and values and isinstance(next(iter(values)), str):
-                arrays.append(pa.array(values, pa.string()).cast(field.type))  # ISO 8601 text, parsed in C
-            else:
-                arrays.append(pa.array(values, field.type))
-        return pa.Table.from_arrays(arrays, schema=self.schema)
-
-    def write(self, columns: dict[str, list[Any]]) -> None:
-        self.write_table(self.table(columns))
 
     def write_table(self, table: pa.Table) -> None:
         self.rows += table.num_rows
@@ -224,6 +266,17 @@ class Writer:
         else:
             self._file.close()
         return {"file": self.path.name, "rows": self.rows, "sha256": file_sha256(self.path)}
+
+
+def _table(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.Table:
+    arrays = []
+    for field in schema:
+        values = columns[field.name]
+        if pa.types.is_timestamp(field.type) and values and isinstance(next(iter(values)), str):
+            arrays.append(pa.array(values, pa.string()).cast(field.type))  # ISO 8601 text, parsed in C
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _csv_value(value: Any) -> Any:
@@ -313,41 +366,180 @@ def _previous(out: Path, since: int | None, fmt: str) -> dict[str, Any]:
 def _write_events(chain: Chain, run: Export, progress: Progress | None) -> None:
     suffix = "parquet" if run.fmt == "parquet" else "csv"
     writer = Writer(run.out / EVENTS / f"part-{run.since + 1:012d}-{run.at:012d}.{suffix}", EVENTS_SCHEMA, run.fmt)
-    pseudonyms = run.pseudonyms
     with ThreadPoolExecutor(1, thread_name_prefix="export-writer") as background:
         written: Future[None] | None = None
-        for rows in chain.tables.pages_with_digests(run.since, run.at, PAGE):
-            with collector_paused():
-                data = [pseudonymise_state(r[3], r[4], pseudonyms) for r in rows]
-            stamps = [d.get("stamp") or {} for d in data]
-            columns: dict[str, list[Any]] = {
-                "position": [r[0] for r in rows],
-                "topic": [r[3] for r in rows],
-                "aggregate_id": [
-                    pseudonyms(_uuid_text(r[1].hex())) if ".journey:" in r[3] else _uuid_text(r[1].hex()) for r in rows
-                ],
-                "version": [r[2] for r in rows],
-                "event": [r[3].rsplit(".", 1)[-1] for r in rows],
-                "occurred_at": [s.get("occurred_at") for s in stamps],  # ISO text: parsed by the schema's cast
-                "recorded_at": [d["timestamp"] for d in data],
-                "agency_id": [s.get("agency_id") for s in stamps],
-                "role": [s.get("role") for s in stamps],
-                "state": [orjson.dumps(d).decode() for d in data],
-                "digest": [r[5] for r in rows],
-            }
-            table = writer.table(columns)
+        for page in chain.tables.pages_with_digests(run.since, run.at, PAGE):
+            table = events_table(page, run.pseudonyms)
             if written is not None:
                 written.result()
             written = background.submit(writer.write_table, table)  # compressing and writing overlap the next page
             if progress is not None:
-                progress(rows[-1][0] - run.since, run.at - run.since)
+                progress(int.from_bytes(page.positions[-8:], "big", signed=True) - run.since, run.at - run.since)
         if written is not None:
             written.result()
     entry = writer.close()
     tables = run.manifest["tables"]
-    events_table = tables.setdefault(EVENTS, {"files": [], "rows": 0, "schema": _schema_json(EVENTS_SCHEMA)})
-    events_table["files"].append({**entry, "file": f"{EVENTS}/{entry['file']}", "from": run.since + 1, "to": run.at})
-    events_table["rows"] += entry["rows"]
+    entries = tables.setdefault(EVENTS, {"files": [], "rows": 0, "schema": _schema_json(EVENTS_SCHEMA)})
+    entries["files"].append({**entry, "file": f"{EVENTS}/{entry['file']}", "from": run.since + 1, "to": run.at})
+    entries["rows"] += entry["rows"]
+
+
+# An event's JSON as the codec writes it begins with the recorded time, the aggregate's topic (a created event) and
+# the stamp's fields in their order. Its strings hold no quote (a page with an escape is decoded event by event), so
+# the n-th quote of an event is the same field's in every event of that shape: the fields are read by counting
+# quotes, with every key checked where it must stand.
+_TOPIC_KEY = b'originator_topic":"'
+_STAMP_KEYS = ((0, b'stamp":{"agency_id":"'), (5, b'","role":"'), (9, b'","occurred_at":"'), (13, b'","command_id":"'))
+_CORRELATION_KEY = b'","correlation_id":'
+_DIGEST = '"identity_digest":"'
+
+
+def _expect(data: np.ndarray, at: np.ndarray, text: bytes) -> bool:
+    """Whether `text` stands at each of `at` in `data`."""
+    return bool((data[at[:, None] + np.arange(len(text))] == np.frombuffer(text, np.uint8)).all())
+
+
+def _strings(data: np.ndarray, begin: np.ndarray, end: np.ndarray) -> pa.Array:
+    """The text between each `begin` and `end` of `data`, as a string array."""
+    lengths = end - begin
+    offsets = np.zeros(begin.size + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    picked = data[np.repeat(begin - offsets[:-1], lengths) + np.arange(offsets[-1])]
+    return pa.Array.from_buffers(pa.string(), begin.size, [None, pa.py_buffer(offsets), pa.py_buffer(picked)])
+
+
+def _stamps(data: np.ndarray, starts: np.ndarray) -> dict[str, Any] | None:
+    """Each event's recorded time, the stamp's agency, role and time (string arrays), where its command id's value
+    begins, and where its correlation id's does (or -1: none); None if an event is not of the codec's shape."""
+    quotes = np.flatnonzero(data == ord('"')).astype(np.int32)
+    first = np.searchsorted(quotes, starts[:-1])
+    if not first.size or int(first.max()) + 3 >= quotes.size or not _expect(data, starts[:-1], b'{"timestamp":"'):
+        return None
+    created = data[quotes[first + 3] + 3] == ord("o")
+    base = first + np.where(created, 8, 4)  # the stamp's key
+    if int(base.max()) + 17 >= quotes.size or not _expect(data, quotes[first[created] + 4] + 1, _TOPIC_KEY):
+        return None
+    for offset, key in _STAMP_KEYS:
+        if not _expect(data, quotes[base + offset] + (offset == 0), key):
+            return None
+    command = quotes[base + 16] + 1
+    if not ((quotes[base + 17] == command + 36).all() and _expect(data, command + 36, _CORRELATION_KEY)):
+        return None
+    after = command + 36 + len(_CORRELATION_KEY)
+    return {
+        "recorded_at": _strings(data, quotes[first + 2] + 1, quotes[first + 3]),
+        "agency_id": _strings(data, quotes[base + 4] + 1, quotes[base + 5]),
+        "role": _strings(data, quotes[base + 8] + 1, quotes[base + 9]),
+        "occurred_at": _strings(data, quotes[base + 12] + 1, quotes[base + 13]),
+        "command": command,
+        "correlation": np.where(data[after] == ord('"'), after + 1, -1),
+    }
+
+
+def events_table(page: Packed, pseudonyms: Pseudonyms) -> pa.Table:
+    """A page of the log as the events file holds it: pseudonymised, with its digests."""
+    table = _rewritten(page, pseudonyms)
+    return table if table is not None else _decoded(page.rows(), pseudonyms)
+
+
+def _lengths(packed: bytes, count: int) -> np.ndarray:
+    """Offsets into a packed column of values of these lengths (4 bytes each, big-endian)."""
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(np.frombuffer(packed, ">i4", count), out=offsets[1:])
+    return offsets
+
+
+def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
+    """The page rewritten column by column; None if it holds anything this does not handle (then `_decoded`)."""
+    count = page.size
+    starts = _lengths(page.state_lengths, count)
+    state = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(page.states)])
+    data = np.frombuffer(page.states, np.uint8).copy()
+    if (data == ord("\\")).any():
+        return None
+    stamp = _stamps(data, starts)
+    if stamp is None:
+        return None
+    topics = _lengths(page.topic_lengths, count)
+    topic = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(topics), pa.py_buffer(page.topics)])
+    topic = topic.dictionary_encode()
+    names: list[str] = topic.dictionary.to_pylist()
+    which = np.asarray(topic.indices)
+    spans = [stamp["command"], stamp["correlation"][stamp["correlation"] >= 0]]
+    fields: dict[str, list[int]] = {}  # a person's id field: the topics (by index) that have it
+    for index, name in enumerate(names):
+        for field in _uuid_fields(name)[0]:
+            fields.setdefault(field, []).append(index)
+    for field, indexes in fields.items():
+        having = np.flatnonzero(np.isin(which, indexes))
+        pattern = f'"{field}":"'
+        found = np.asarray(pc.find_substring(state.take(having), pattern))
+        spans.append(starts[having[found >= 0]] + found[found >= 0] + len(pattern))
+    at = np.concatenate(spans)
+    if at.size and int(at.max()) + 36 >= data.size:
+        return None
+    span = at[:, None] + _SPAN
+    texts = data[span]
+    if not (_is_uuid_text(texts) and (data[at + 36] == ord('"')).all()):
+        return None
+    data[span] = pseudonyms.many(texts)
+    rewritten = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(data)])
+    dropping = np.isin(which, [i for i, name in enumerate(names) if _carries_digest(name)])
+    aggregates = uuid_texts(np.frombuffer(page.ids, np.uint8).reshape(count, 16))
+    journeys = np.isin(which, [i for i, name in enumerate(names) if ".journey:" in name])
+    aggregates[journeys] = pseudonyms.many(aggregates[journeys])
+    events = pa.array([name.rsplit(".", 1)[-1] for name in names], pa.string())
+    instant = EVENTS_SCHEMA.field("occurred_at").type
+    columns = {
+        "position": pa.array(np.frombuffer(page.positions, ">i8").astype(np.int64)),
+        "topic": topic,
+        "aggregate_id": _fixed_texts(aggregates),
+        "version": pa.array(np.frombuffer(page.versions, ">i8").astype(np.int64)),
+        "event": pc.take(events, topic.indices).dictionary_encode(),
+        "occurred_at": stamp["occurred_at"].cast(instant),
+        "recorded_at": stamp["recorded_at"].cast(instant),
+        "agency_id": stamp["agency_id"].dictionary_encode(),
+        "role": stamp["role"].dictionary_encode(),
+        "state": _digest_dropped(rewritten, dropping).cast(pa.string()),
+        "digest": pa.Array.from_buffers(pa.binary(32), count, [None, pa.py_buffer(page.digests)]),
+    }
+    return pa.Table.from_arrays([columns[name] for name in EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA)
+
+
+@cache
+def _carries_digest(topic: str) -> bool:
+    return any(field.name == "identity_digest" for field in dataclasses.fields(resolve_topic(topic)))
+
+
+def _digest_dropped(states: pa.Array, carrying: np.ndarray) -> pa.Array:
+    """The identity digest a registration carries, dropped (null), in the events that can carry one."""
+    if not carrying.any():
+        return states
+    dropped = pc.replace_substring_regex(states.filter(carrying), f'{_DIGEST}[^"]*"', '"identity_digest":null')
+    return pc.replace_with_mask(states, pa.array(carrying), dropped)
+
+
+def _decoded(rows: list[DigestedRow], pseudonyms: Pseudonyms) -> pa.Table:
+    """The page decoded and rewritten event by event."""
+    with collector_paused():
+        data = [pseudonymise_state(r[3], r[4], pseudonyms) for r in rows]
+    stamps = [d.get("stamp") or {} for d in data]
+    columns: dict[str, list[Any]] = {
+        "position": [r[0] for r in rows],
+        "topic": [r[3] for r in rows],
+        "aggregate_id": [
+            pseudonyms(_uuid_text(r[1].hex())) if ".journey:" in r[3] else _uuid_text(r[1].hex()) for r in rows
+        ],
+        "version": [r[2] for r in rows],
+        "event": [r[3].rsplit(".", 1)[-1] for r in rows],
+        "occurred_at": [s.get("occurred_at") for s in stamps],  # ISO text: parsed by the schema's cast
+        "recorded_at": [d["timestamp"] for d in data],
+        "agency_id": [s.get("agency_id") for s in stamps],
+        "role": [s.get("role") for s in stamps],
+        "state": [orjson.dumps(d).decode() for d in data],
+        "digest": [r[5] for r in rows],
+    }
+    return _table(EVENTS_SCHEMA, columns)
 
 
 def _write_models(url: str, run: Export) -> None:
@@ -383,20 +575,15 @@ def _models_from(connection: Connection, run: Export) -> None:
             schema = model_schema(model)
             suffix = "parquet" if run.fmt == "parquet" else "csv"
             writer = Writer(run.out / f"{model.name}.{suffix}", schema, run.fmt)
-            hidden = {c.name for c in model.columns() if isinstance(c.type, sa.Uuid) and c.name not in KEPT_UUIDS}
+            ids = {c.name: c.name not in KEPT_UUIDS for c in model.columns() if isinstance(c.type, sa.Uuid)}
             view = model.view()
-            query = sa.select(view).order_by(*(view.c[k] for k in model.key))
-            for rows in _chunks(connection.execute(query).yield_per(PAGE).mappings()):
-                columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-                for row in rows:
-                    for name in schema.names:
-                        value = row[name]
-                        if isinstance(value, UUID):
-                            value = run.pseudonyms(str(value)) if name in hidden else str(value)
-                        elif isinstance(value, datetime) and value.tzinfo is None:
-                            value = value.replace(tzinfo=UTC)  # SQLite gives back UTC without its zone
-                        columns[name].append(value)
-                writer.write(columns)
+            query = sa.select(*(view.c[n] for n in schema.names)).order_by(*(view.c[k] for k in model.key))
+            written = False
+            for rows in connection.execute(query).yield_per(PAGE).partitions():
+                writer.write_table(_model_table(schema, list(zip(*rows, strict=True)), ids, run.pseudonyms))
+                written = True
+            if not written:
+                writer.write_table(schema.empty_table())
             run.manifest["tables"][model.name] = {
                 "files": [writer.close()],
                 "rows": writer.rows,
@@ -404,11 +591,26 @@ def _models_from(connection: Connection, run: Export) -> None:
             }
 
 
-def _chunks(rows: Any) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == PAGE:
-            yield chunk
-            chunk = []
-    yield chunk
+def _model_table(
+    schema: pa.Schema, columns: list[tuple[Any, ...]], ids: dict[str, bool], pseudonyms: Pseudonyms
+) -> pa.Table:
+    """A page of a read model's rows, given by column: ids as text (pseudonymised unless kept), times in UTC (SQLite
+    gives them back without their zone: pyarrow takes a time without one as UTC)."""
+    arrays = []
+    for field, values in zip(schema, columns, strict=True):
+        if field.name in ids:
+            arrays.append(_id_array(values, pseudonyms if ids[field.name] else None))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _id_array(values: tuple[UUID | None, ...], pseudonyms: Pseudonyms | None) -> pa.Array:
+    """UUIDs as text, or their pseudonyms; None stays null."""
+    present = [v.bytes for v in values if v is not None]
+    texts = uuid_texts(np.frombuffer(b"".join(present), np.uint8).reshape(-1, 16))
+    array = _fixed_texts(texts if pseudonyms is None else pseudonyms.many(texts))
+    if len(present) == len(values):
+        return array
+    missing = np.fromiter((v is None for v in values), bool, len(values))
+    return array.take(pa.array(np.cumsum(~missing) - 1, mask=missing))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, invalid
-from hajj_ledger.api.routes.views import page
+from hajj_ledger.api.routes.views import keyed_page, page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
 from hajj_ledger.audit.reads import MAX_LIMIT, AsOf, Entry, TrailQuery
@@ -105,8 +105,15 @@ def _add_view(name: str) -> None:
         limit: Limit = 100,
     ) -> PagePublic:
         try:
-            with past.at(position) as connection:
-                rows, next_cursor = page(connection, model, agency, {}, cursor, limit)
+            if name == "journey_status":  # a page from its journeys' own events
+
+                def read(after: list[Any] | None, count: int) -> list[dict[str, Any]]:
+                    return past.journey_status(position, after[0] if after else None, count)
+
+                rows, next_cursor = keyed_page(model, cursor, limit, read)
+            else:
+                with past.at(position) as connection:
+                    rows, next_cursor = page(connection, model, agency, {}, cursor, limit)
         except ValidationError as error:
             raise _invalid(error) from None
         return PagePublic(items=rows, next_cursor=next_cursor, position=position)
@@ -114,7 +121,7 @@ def _add_view(name: str) -> None:
     view_as_of.__name__ = f"{name}_as_of"
     router.add_api_route(
         f"/views/{name}", view_as_of, methods=["GET"], response_model=PagePublic, openapi_extra=allow(AUDIT_READERS),
-        summary=f"The {name} view as of a past position, built apart from the serving one",
+        summary=f"The {name} view as of a past position, made apart from the serving one",
     )  # fmt: skip
 
 

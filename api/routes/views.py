@@ -7,6 +7,7 @@ however many writes land between pages."""
 import base64
 import functools
 import inspect
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -55,9 +56,21 @@ def page(
     connection: Any, model: Model, agency: Agency, filters: dict[str, Any], cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of a view on a SQLAlchemy connection (the auditors' past views)."""
+
+    def read(after: list[Any] | None, count: int) -> list[dict[str, Any]]:
+        query, parameters = page_parameters(model, agency, filters, after, count - 1)
+        return [dict(r) for r in connection.execute(query, parameters).mappings()]
+
+    return keyed_page(model, cursor, limit, read)
+
+
+def keyed_page(
+    model: Model, cursor: str | None, limit: int, read: Callable[[list[Any] | None, int], list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the rows `read` gives (after a key, at most a count), in the view's key order, and the next page's
+    cursor, if there is one."""
     after = None if cursor is None else _after(cursor, model.view(), model.key)
-    query, parameters = page_parameters(model, agency, filters, after, limit)
-    return _cut([dict(r) for r in connection.execute(query, parameters).mappings()], model, limit)
+    return _cut(read(after, limit + 1), model, limit)
 
 
 def _cut(rows: list[dict[str, Any]], model: Model, limit: int) -> tuple[list[dict[str, Any]], str | None]:

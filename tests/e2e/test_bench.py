@@ -45,10 +45,15 @@ def test_a_smoke_run_writes_every_figure(store: str, tmp_path: Path) -> None:
     for name in FIGURES:
         assert figures[name]["median"] > 0, name
         assert figures[name]["rss_mb"] > 0, name
+    if store == "postgres":  # a season's scale is grown in PostgreSQL's SQL
+        season = figures["season"]
+        assert season["export"]["events"] == season["store"]["events"] >= 60_000
+        assert season["reads"]["verify_rate"] > 0 and season["reads"]["as_of_page"]["p99_ms"] > 0
     assert figures["ingest"]["details"][0]["refused"] == 0
     assert figures["single_64"]["details"][0]["refused"] == 0
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "batched ingest" in table and "64 concurrent clients" in table and "scale run" in table
+    assert ("season: export to Parquet" in table) == (store == "postgres")
 
 
 # The serving tier's figures come from what wrk and the nodes print: those readings, checked on known text.

@@ -281,6 +281,67 @@ class _Index:
         return low, high
 
 
+# A journey's registration is its first event: the journeys there were at a position are those registered by then.
+REGISTERED = stored_topic(get_topic(Journey.Registered))
+_REGISTRATIONS = f"originator_version = 1 AND topic = '{REGISTERED}'"  # literal: a partial index is chosen by it
+
+
+def registrations_index(events: str, position: str) -> str:
+    """The index of the journeys' registrations, by journey id, with their positions (migration 0006): a page of the
+    journeys there were at any position is then one short read of it, however long the log."""
+    columns = "originator_id" if position == "rowid" else f"originator_id, {position}"  # SQLite's rowid comes along
+    return f"CREATE INDEX IF NOT EXISTS {events}_registrations ON {events} ({columns}) WHERE {_REGISTRATIONS}"
+
+
+def journeys_at(ledger: JourneyLedger, position: int, after: UUID | None, limit: int) -> list[UUID]:
+    """The journeys registered by `position`, in the order of their ids, after `after`: at most `limit`."""
+    log = _Index(ledger)
+    parameters: list[Any] = [position]
+    if after is not None:
+        parameters.append(after if log.postgres else after.hex)
+    rows = log._rows(
+        f"SELECT originator_id AS id FROM {{events}} WHERE {_REGISTRATIONS} AND {{position}} <= ?"
+        + (" AND originator_id > ?" if after is not None else "")
+        + " ORDER BY originator_id LIMIT ?",
+        *parameters,
+        limit,
+    )
+    return [r["id"] if log.postgres else UUID(r["id"]) for r in rows]
+
+
+def events_until(ledger: JourneyLedger, aggregate_ids: Sequence[UUID], position: int) -> list[tuple[int, Any]]:
+    """Every event of these journeys or trips up to `position`, decoded, with its position, in log order."""
+    if not aggregate_ids:
+        return []
+    log = _Index(ledger)
+    if log.postgres:
+        rows = log._rows(
+            "SELECT {position} AS at, originator_id, originator_version, topic, state FROM {events} "
+            "WHERE originator_id = ANY(?) AND {position} <= ? ORDER BY {position}",
+            list(aggregate_ids),
+            position,
+        )
+    else:
+        marks = ",".join("?" * len(aggregate_ids))
+        rows = log._rows(
+            "SELECT {position} AS at, originator_id, originator_version, topic, state FROM {events} "
+            f"WHERE originator_id IN ({marks}) AND {{position}} <= ? ORDER BY {{position}}",
+            *(i.hex for i in aggregate_ids),
+            position,
+        )
+    decode = ledger.mapper.to_domain_event
+    return [
+        (r["at"], decode(Notification(
+            id=r["at"],
+            originator_id=r["originator_id"] if log.postgres else UUID(r["originator_id"]),
+            originator_version=r["originator_version"],
+            topic=r["topic"],
+            state=bytes(r["state"]),
+        )))
+        for r in rows
+    ]  # fmt: skip
+
+
 def _aggregate(ledger: JourneyLedger, aggregate_id: UUID, after: int) -> list[Notification]:
     notifications = ledger.store.select_aggregate_notifications(aggregate_id)
     if not notifications:
