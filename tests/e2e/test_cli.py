@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -132,6 +133,53 @@ def test_demo_simulates_a_season_once(tmp_path: Path) -> None:
     assert re.search(r"happened \S+ \(\d{4}-\d\d-\d\d in Makkah, \d+ [A-Za-z' -]+ 144[67]\)", first.stdout)
     second = run(url, "demo", "--pilgrims", "150")
     assert "already holds" in second.stdout and "nothing simulated" in second.stdout
+    assert _market_lines(first.stdout) == _market_lines(second.stdout) == _market_from_views(url)
+
+
+def _market_lines(shown: str) -> dict[str, tuple[int, ...]]:
+    """The demo's market as it printed it: its figures by line."""
+    found: dict[str, tuple[int, ...]] = {}
+    for line in shown.splitlines():
+        numbers = tuple(int(n.replace(",", "")) for n in re.findall(r"(?<![\w-])\d[\d,]*(?![\w-])", line))
+        if offer := re.match(r"  (\w+_housing|mashaer_camp|transport|catering) +(\w+) ", line):
+            found[f"offers {offer[1]} {offer[2]}"] = numbers
+        elif line.startswith("  contracts signed"):
+            found["contracts"] = numbers
+        elif building := re.match(r"  (makkah|madinah) ", line):
+            found[f"buildings {building[1]}"] = numbers
+        elif line.startswith("Buses (read model trips_on_road)"):
+            found["buses"] = numbers
+    return found
+
+
+def _market_from_views(url: str) -> dict[str, tuple[int, ...]]:
+    """The same figures summed from the views' own rows."""
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        shown = run(url, "view", name, "--limit", "100000")
+        assert shown.returncode == 0, shown.stderr
+        return [json.loads(line) for line in shown.stdout.splitlines()]
+
+    def summed(chosen: list[dict[str, Any]], *columns: str) -> tuple[int, ...]:
+        return (len(chosen), *(sum(r[c] for r in chosen) for c in columns))
+
+    found: dict[str, tuple[int, ...]] = {}
+    offers = [r for r in rows("service_offers") if r["status"] == "published"]
+    for kind, site in {(r["kind"], r["site"]) for r in offers}:
+        chosen = [r for r in offers if (r["kind"], r["site"]) == (kind, site)]
+        found[f"offers {kind} {site}"] = summed(chosen, "places", "contracted", "free")
+    found["contracts"] = summed([r for r in rows("contracts") if r["status"] == "signed"], "places", "used", "free")
+    buildings = rows("building_occupancy")
+    for city in {r["city"] for r in buildings}:
+        chosen = [r for r in buildings if r["city"] == city]
+        suspended = sum(r["licence"] == "suspended" for r in chosen)
+        passed = sum(r["inspection"] == "passed" for r in chosen)
+        found[f"buildings {city}"] = (*summed(chosen, "beds", "occupied", "free"), suspended, passed)
+    trips = rows("trips_on_road")
+    on_road = sum(r["status"] == "on_road" for r in trips)
+    found["buses"] = (len(trips), len(trips) - on_road, on_road, sum(r["overdue"] for r in trips))
+    assert found["contracts"][0] > 0 and found["buses"][0] > 0 and any(k.startswith("buildings") for k in found)
+    return found
 
 
 def test_simulate_prints_a_summary(tmp_path: Path) -> None:
