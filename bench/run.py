@@ -567,6 +567,12 @@ def measure_api(**kwargs: Any) -> dict[str, Any]:
     return measure(**kwargs)
 
 
+def measure_races(**kwargs: Any) -> dict[str, Any]:
+    from bench.races import measure_races as measure
+
+    return measure(**kwargs)
+
+
 def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> dict[str, Any]:
     """The hash chain: ingest with the sealer following in its own process against the same ingest without it
     (a second fresh store, same run); then verify the whole store; then one-event proofs checked by the README's
@@ -697,6 +703,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "api": measure_api,
+    "races": measure_races,
     "chain": measure_chain,
     "export": measure_export,
     "identity": measure_identity,
