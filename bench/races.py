@@ -64,7 +64,6 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[Keys, dict[i
     nodes) through the ledger in process: nothing here is timed."""
     from hajj_ledger.api import agencies
     from hajj_ledger.domain.commands import parse_command
-    from hajj_ledger.domain.journey import Journey
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.ledger import JourneyLedger, Outcome
     from hajj_ledger.migrations import upgrade
