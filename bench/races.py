@@ -53,15 +53,9 @@ class Race:
     requests: list[tuple[str, dict[str, Any]]]  # one per client: path and body
 
 
-@dataclass(frozen=True)
-class Keys:
-    company: str
-    ministry: str
-
-
-def prepare(url: str, racers: int, places: int, beds: int) -> tuple[Keys, dict[int, list[Race]]]:
-    """Migrate, add the company's and the ministry's keys, and set up both races twice (for one node, for two
-    nodes) through the ledger in process: nothing here is timed."""
+def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[int, list[Race]]]:
+    """Migrate, add the racing company's key, and set up both races twice (for one node, for two nodes) through the
+    ledger in process: nothing here is timed."""
     from hajj_ledger.api import agencies
     from hajj_ledger.domain.commands import parse_command
     from hajj_ledger.domain.vocabulary import Actor, Role
@@ -73,10 +67,7 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[Keys, dict[i
     engine = engine_for(url)
     upgrade(engine)
     with engine.begin() as connection:
-        keys = Keys(
-            company=agencies.add(connection, Role.COMPANY, "racing company", company.agency_id)[1],
-            ministry=agencies.add(connection, Role.MINISTRY, "race judge")[1],
-        )
+        key = agencies.add(connection, Role.COMPANY, "racing company", company.agency_id)[1]
     engine.dispose()
     now = datetime.now(UTC) - timedelta(minutes=1)
     missions = [Actor(f"mission-{COUNTRY}-{n:05d}", Role.MISSION) for n in range(racers + 1)]
@@ -161,7 +152,7 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[Keys, dict[i
             races[nodes] = [contract_race(), bed_race()]
     finally:
         ledger.close()
-    return keys, races
+    return key, races
 
 
 async def _race(ports: list[int], key: str, race: Race) -> tuple[list[tuple[int, dict[str, Any]]], float]:
@@ -270,13 +261,13 @@ def nodes(url: str, count: int, logs: Path) -> Iterator[list[int]]:
 
 
 def measure_races(url: str, racers: int, places: int, beds: int) -> dict[str, Any]:
-    keys, races = prepare(url, racers, places, beds)
+    key, races = prepare(url, racers, places, beds)
     logs = Path(tempfile.mkdtemp(prefix="hajj-bench-races-"))
     runs: dict[str, Any] = {}
     for count, pair in races.items():
         with nodes(url, count, logs) as ports:
             for race in pair:
-                answers, seconds = asyncio.run(_race(ports, keys.company, race))
+                answers, seconds = asyncio.run(_race(ports, key, race))
                 runs[f"{race.kind}_{count}"] = {**judge(race, answers), "seconds": seconds, "nodes": count}
         views = _views(url, pair)
         for race in pair:
