@@ -16,6 +16,8 @@ from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
 from hajj_ledger.preflight import WRITE, invocation, master_key
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from hajj_ledger.domain.journey import Journey
     from hajj_ledger.ledger import JourneyLedger
 
@@ -87,6 +89,7 @@ def _show_read_models() -> None:
             seasons = {
                 season: (day, funnel(connection, season=season)) for season, day in last_days(connection).items()
             }
+            market = _market(connection)
     finally:
         runner.close()
     for season, (day, reached) in seasons.items():
@@ -97,6 +100,67 @@ def _show_read_models() -> None:
         for stage in Stage:
             if reached.get(stage):
                 print(f"  {stage:<16}{reached[stage]:>10,}")
+    print("\n".join(market))
+
+
+def _market(connection: Connection) -> list[str]:
+    """The market from its views: offers by season, kind and site, the contracts on them, the buildings' beds and
+    the buses on the road (overdue as of now)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from hajj_ledger.projections.building_occupancy import building_occupancy
+    from hajj_ledger.projections.contracts import contracts
+    from hajj_ledger.projections.service_offers import service_offers
+    from hajj_ledger.projections.trips_on_road import trips_on_road
+
+    offers, signed = service_offers.view(), contracts.view()
+    by_offer = sa.select(
+        offers.c.season, offers.c.kind, offers.c.site, sa.func.count(), sa.func.sum(offers.c.places),
+        sa.func.sum(offers.c.contracted), sa.func.sum(offers.c.free),
+    ).where(offers.c.status == "published").group_by(offers.c.season, offers.c.kind, offers.c.site)  # fmt: skip
+    by_contract = sa.select(
+        signed.c.season, sa.func.count(), sa.func.sum(signed.c.places), sa.func.sum(signed.c.used),
+        sa.func.sum(signed.c.free),
+    ).where(signed.c.status == "signed").group_by(signed.c.season)  # fmt: skip
+    lines = []
+    offered = connection.execute(by_offer.order_by(offers.c.season, offers.c.kind, offers.c.site)).all()
+    held = {season: row for season, *row in connection.execute(by_contract)}
+    for season in sorted({row.season for row in offered}):
+        lines.append(
+            f"\nThe market of {season} (read models service_offers and contracts): places offered, contracted and free"
+        )
+        lines.append(f"  {'kind':<18}{'site':<12}{'offers':>8}{'places':>10}{'contracted':>12}{'free':>10}")
+        for _, kind, site, count, places, contracted, free in (r for r in offered if r.season == season):
+            lines.append(f"  {kind:<18}{site:<12}{count:>8,}{places:>10,}{contracted:>12,}{free:>10,}")
+        count, places, used, free = held.get(season, (0, 0, 0, 0))
+        lines.append(f"  contracts signed {count:,}: places {places:,}, used by journeys {used:,}, free {free:,}")
+    beds = building_occupancy.view()
+    by_building = sa.select(
+        beds.c.city, sa.func.count(), sa.func.sum(beds.c.beds), sa.func.sum(beds.c.occupied), sa.func.sum(beds.c.free),
+        sa.func.sum(sa.case((beds.c.licence == "suspended", 1), else_=0)),
+        sa.func.sum(sa.case((beds.c.inspection == "passed", 1), else_=0)),
+    ).group_by(beds.c.city).order_by(beds.c.city)  # fmt: skip
+    housed = connection.execute(by_building).all()
+    if housed:
+        lines.append("\nPilgrim housing (read model building_occupancy): beds occupied now and free")
+        lines.append(f"  {'city':<12}{'buildings':>10}{'beds':>10}{'occupied':>10}{'free':>10}{'suspended':>11}"
+                     f"{'inspected':>11}")  # fmt: skip
+        for city, count, total, occupied, free, suspended, passed in housed:
+            lines.append(f"  {city:<12}{count:>10,}{total:>10,}{occupied:>10,}{free:>10,}{suspended:>11,}{passed:>11,}")
+    road = trips_on_road.readable().subquery()
+    by_status = sa.select(
+        sa.func.count(), sa.func.sum(sa.case((road.c.status == "on_road", 1), else_=0)),
+        sa.func.sum(sa.case((road.c.overdue, 1), else_=0)),
+    )  # fmt: skip
+    left, on_road, overdue = connection.execute(by_status, {"now": datetime.now(UTC)}).one()
+    if left:
+        lines.append(
+            f"\nBuses (read model trips_on_road): {left:,} left, {left - on_road:,} arrived, {on_road:,} on the road, "
+            f"{overdue:,} of them overdue"
+        )
+    return lines
 
 
 def _a_whole_journey(ledger: JourneyLedger) -> Journey | None:

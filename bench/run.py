@@ -9,6 +9,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only serving  # the serving tier alone (about ten minutes; --quick: a few), into the results
     python bench/run.py --only trail    # the audit trail's filtered pages on 3 M events (--smoke: 50,000)
     python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
+    python bench/run.py --only races    # the contract and bed races over HTTP, 1 and 2 nodes (PostgreSQL only)
     python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
     python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
@@ -50,6 +51,9 @@ from bench import dashboard, serving  # noqa: E402
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "bench-1:" + "B" * 43)
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEASON, SEED = 1446, 11
+# Batched ingest on PostgreSQL before the market entered the season (BENCHMARKS.md of 2026-11-26): the market's
+# target is to be no slower per event, as a ratio to the raw baseline of the same run.
+BEFORE_MARKET = {"raw_ratio": 0.24, "rate": 18_049}
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,14 @@ class Sizes:
     export: int = 6_000  # pilgrims for the export figure
     trail: int = 3_000_000  # events in the store for the audit trail's filtered pages
     season: int = 10_000_000  # events in the store for a season's export, as-of reads and verify
+    racers: int = 64  # HTTP clients in each of the contract and bed races
+    race_places: int = 5  # places left on the offer raced for
+    race_beds: int = 3  # beds left in the building raced for
 
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
 SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40,
-              trail=50_000, season=60_000)  # fmt: skip
+              trail=50_000, season=60_000, racers=8, race_places=2, race_beds=2)  # fmt: skip
 SEASON_PILGRIMS = 1_800_000  # a whole season, for which the export's time is extrapolated
 
 
@@ -95,17 +102,28 @@ def measure_ingest(url: str, pilgrims: int) -> dict[str, Any]:
     from hajj_ledger.ledger import Outcome
 
     ledger = _ledger(url)
-    events = refused = 0
+    market = _market_events()
+    events = refused = of_market = 0
     seconds = 0.0
     for batch in _season(pilgrims):
         started = time.perf_counter()
         results = ledger.record_batch(batch)
         seconds += time.perf_counter() - started
-        events += sum(len(r.events) for r in results if isinstance(r, Outcome))
+        recorded = [e for r in results if isinstance(r, Outcome) for e in r.events]
+        events += len(recorded)
+        of_market += sum(e in market for e in recorded)
         refused += sum(not isinstance(r, Outcome) for r in results)
     sizes = _state_sizes(ledger)
     ledger.close()
-    return {"rate": events / seconds, "events": events, "seconds": seconds, "refused": refused, **sizes}
+    return {"rate": events / seconds, "events": events, "market_events": of_market, "seconds": seconds,
+            "refused": refused, **sizes}  # fmt: skip
+
+
+def _market_events() -> frozenset[str]:
+    """The events of the offers, contracts and buildings (issue 16), and the trips' checkpoints."""
+    from hajj_ledger.domain.catalogue import BUILDING_STEPS, CONTRACT_STEPS, OFFER_STEPS
+
+    return frozenset({*OFFER_STEPS, *CONTRACT_STEPS, *BUILDING_STEPS, "CheckpointPassed"})
 
 
 def _state_sizes(ledger: Any) -> dict[str, Any]:
@@ -697,6 +715,12 @@ def measure_api(**kwargs: Any) -> dict[str, Any]:
     return measure(**kwargs)
 
 
+def measure_races(**kwargs: Any) -> dict[str, Any]:
+    from bench.races import measure_races as measure
+
+    return measure(**kwargs)
+
+
 def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> dict[str, Any]:
     """The hash chain: ingest with the sealer following in its own process against the same ingest without it
     (a second fresh store, same run); then verify the whole store; then one-event proofs checked by the README's
@@ -932,6 +956,7 @@ def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
 
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "api": measure_api,
+    "races": measure_races,
     "chain": measure_chain,
     "export": measure_export,
     "identity": measure_identity,
@@ -1054,6 +1079,12 @@ def season_figure(sizes: Sizes, kind: str, events: int | None = None) -> dict[st
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
 
 
+def races_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """The contract and bed races (bench/races.py), each run on a fresh store; the time is the slowest race's."""
+    runs = repeat(sizes.runs, kind, "races", racers=sizes.racers, places=sizes.race_places, beds=sizes.race_beds)
+    return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 # How long the command line takes to start and answer: each command a fresh process, as a user runs it.
 CLI = Path(sys.executable).parent / "hajj-ledger"
 CLI_TARGET_SECONDS = 0.5
@@ -1174,6 +1205,8 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
             figures[kind]["trail"] = trail_figure(sizes, kind)
             say(f"a season's scale: export, as-of and verify on {sizes.season:,} events")
             figures[kind]["season"] = season_figure(sizes, kind)
+            say(f"the contract and bed races, {sizes.racers} HTTP clients, 1 and 2 nodes")
+            figures[kind]["races"] = races_figure(sizes, kind)
         if kind == "postgres" and sizes is FULL:  # not in --smoke: it needs wrk and minutes
             figures[kind]["serving"] = serving_figure(plan)
     return figures
@@ -1207,9 +1240,19 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
         pg = kind == "postgres"
         half_raw = f["ingest"]["median"] >= 0.5 * f["raw_batched"]["median"]
         twice_lib = f["ingest"]["median"] >= 2 * f["library_default"]["median"]
-        row(kind, "batched ingest, events/s (application, simulator's commands)", "ingest",
+        ingest = f["ingest"]["details"][0]
+        market = f", the market in the season: {ingest['market_events'] / ingest['events']:.1%} of its events" if (
+            "market_events" in ingest) else ""  # fmt: skip
+        row(kind, f"batched ingest, events/s (application, simulator's commands{market})", "ingest",
             ("raw_batched", "raw INSERT, 1,000 rows per transaction"),
             "≥ 0.5x raw" if pg else "", ("yes" if half_raw else "**no**") if pg else "")  # fmt: skip
+        if pg and market:
+            # Rounded as shown: the figure it is judged against was shown so.
+            ratio = round(f["ingest"]["median"] / f["raw_batched"]["median"], 2)
+            before = f"≥ {BEFORE_MARKET['raw_ratio']:.2f}x raw (before the market: {BEFORE_MARKET['rate']:,}/s)"
+            row(kind, "batched ingest per event with the market, against before it (offers, contracts, buildings, "
+                "checkpoints)", "ingest", ("raw_batched", "raw INSERT, 1,000 rows per transaction"), before,
+                "yes" if ratio >= BEFORE_MARKET["raw_ratio"] else "**no**")  # fmt: skip
         row(kind, "batched ingest, events/s", "ingest", ("library_default", "eventsourcing default config"),
             "≥ 2x default" if pg else "", ("yes" if twice_lib else "**no**") if pg else "")  # fmt: skip
         row(kind, "raw INSERT, rows/s, one per transaction", "raw_single", None, "", "")
@@ -1377,6 +1420,9 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             f"| {_fmt(d['backfill_rate'])} |  | 1 |  |  |  |  |  |"
         )
     for kind in figures:
+        if "races" in figures[kind]:
+            rows += race_rows(kind, figures[kind]["races"])
+    for kind in figures:
         if "cli" not in figures[kind]:
             continue
         f = figures[kind]["cli"]
@@ -1443,6 +1489,40 @@ def _season_rows(kind: str, f: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def race_rows(kind: str, races: dict[str, Any]) -> list[str]:
+    """A row for each race on 1 and 2 nodes: the seconds to the last answer; met when every run had exactly the
+    winners there was room for, every other client refused (naming the numbers, or a give-up, shown apart) and
+    nothing over capacity in the views."""
+    details = races["details"]
+    found = []
+    for name, what, unit in (("contract", "contract race: signatures", "places of an offer"),
+                             ("bed", "bed race: check-ins", "beds of a building")):  # fmt: skip
+        for nodes in (1, 2):
+            runs = [d["runs"][f"{name}_{nodes}"] for d in details]
+            seconds = sorted(r["seconds"] for r in runs)
+            room, racers = runs[0]["room"], details[0]["racers"]
+            where = "1 node of 2 workers" if nodes == 1 else "2 nodes, clients spread over both"
+
+            def total(key: str, runs: list[dict[str, Any]] = runs) -> int:
+                return sum(int(r[key]) for r in runs)
+
+            free = ", ".join(str(r["view"]["free"]) for r in runs)
+            over = sum(int(d["runs"][f"over_capacity_{nodes}"]) for d in details)
+            winners = ", ".join(str(r["winners"]) for r in runs)
+            label = (
+                f"{what}, {racers} HTTP clients for the last {room} {unit}, {where}, s to the last answer (winners "
+                f"{winners}; refused 409 naming the numbers {total('refused_naming_numbers')}; give-ups "
+                f"{total('give_ups')}; other answers {total('other')}; free in the views after catch-up {free}; rows "
+                f"over capacity {over})"
+            )
+            met = "yes" if all(r["holds"] for r in runs) else "**no**"
+            found.append(
+                f"| {kind} | {label} | {statistics.median(seconds):.3f} | {seconds[0]:.3f}-{seconds[-1]:.3f} | "
+                f"{len(runs)} |  |  | exactly {room} win, none over capacity | {met} | {races['rss_mb']:.0f} MB |"
+            )
+    return found
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
@@ -1466,6 +1546,7 @@ def main() -> None:
             "relay",
             "dashboard",
             "season",
+            "races",
         ],
         action="append",
         help="measure these figures alone, into the results",
@@ -1496,6 +1577,7 @@ def main() -> None:
             "trail": trail_figure,
             "dashboard": dashboard_figure,
             "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events),
+            "races": races_figure,
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
@@ -1516,8 +1598,8 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name in ("serving", "trail", "season") and kind != "postgres":
-                    continue  # a deployment's serving tier, and the stores grown in SQL: PostgreSQL only
+                if name in ("serving", "trail", "season", "races") and kind != "postgres":
+                    continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's
                 results["figures"][kind][name] = measure[name](sizes, kind)

@@ -54,6 +54,63 @@ def test_a_smoke_run_writes_every_figure(store: str, tmp_path: Path) -> None:
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "batched ingest" in table and "64 concurrent clients" in table and "scale run" in table
     assert ("season: export to Parquet" in table) == (store == "postgres")
+    assert 0 < figures["ingest"]["details"][0]["market_events"] < figures["ingest"]["details"][0]["events"]
+    assert "the market in the season" in table
+    if store == "postgres":  # the races run against real servers, on PostgreSQL only
+        runs = figures["races"]["details"][0]["runs"]
+        for race in ("contract_1", "bed_1", "contract_2", "bed_2"):
+            assert runs[race]["holds"] and runs[race]["winners"] == runs[race]["room"], runs[race]
+        assert table.count("| exactly 2 win, none over capacity | yes |") == 4
+
+
+def _results(market_share: float, ingest: float) -> dict[str, Any]:
+    """The stored results, with the ingest figure of PostgreSQL set to `ingest` events/s."""
+    results: dict[str, Any] = json.loads((ROOT / "bench" / "results.json").read_text())
+    figure = results["figures"]["postgres"]["ingest"]
+    figure["median"] = ingest
+    figure["details"][0] |= {"events": 1000, "market_events": int(1000 * market_share)}
+    return results
+
+
+def test_batched_ingest_with_the_market_is_judged_against_its_ratio_to_raw_before_the_market() -> None:
+    from bench.run import BEFORE_MARKET, Sizes, table
+
+    raw = _results(0.05, 1.0)["figures"]["postgres"]["raw_batched"]["median"]
+
+    def judged(ingest: float) -> str:
+        results = _results(0.05, ingest)
+        text = table(results["figures"], Sizes(**results["sizes"]))
+        [line] = [line for line in text.splitlines() if "with the market, against before it" in line]
+        assert f"≥ {BEFORE_MARKET['raw_ratio']:.2f}x raw (before the market: 18,049/s)" in line
+        return line.rsplit(" | ", 2)[-2]
+
+    assert judged(raw * 0.2449) == "yes"  # 0.24x as shown
+    assert judged(raw * 0.2349) == "**no**"
+    results = _results(0.05, raw * 0.3)
+    assert "the market in the season: 5.0% of its events" in table(results["figures"], Sizes(**results["sizes"]))
+
+
+def test_a_race_with_a_give_up_or_one_winner_too_many_is_not_met_and_says_so() -> None:
+    from bench.run import race_rows
+
+    def run(winners: int, give_ups: int = 0, free: int = 0) -> dict[str, Any]:
+        refused = 64 - winners - give_ups
+        holds = winners == 5 and free == 0
+        return {"room": 5, "winners": winners, "refused_naming_numbers": refused, "give_ups": give_ups, "other": 0,
+                "seconds": 0.5, "view": {"free": free}, "holds": holds}  # fmt: skip
+
+    def races(*runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {"rss_mb": 90.0, "details": [{"racers": 64, "runs": {**r, "over_capacity_1": 0, "over_capacity_2": 0}}
+                                            for r in runs]}  # fmt: skip
+
+    fine = {"contract_1": run(5), "bed_1": run(5), "contract_2": run(5), "bed_2": run(5)}
+    assert all(row.endswith("| yes | 90 MB |") for row in race_rows("postgres", races(fine, fine)))
+    gave_up = {**fine, "bed_2": run(4, give_ups=1, free=1)}
+    rows = race_rows("postgres", races(fine, gave_up))
+    [bed_2] = [row for row in rows if "bed race" in row and "2 nodes" in row]
+    assert "winners 5, 4;" in bed_2 and "give-ups 1;" in bed_2 and "free in the views after catch-up 0, 1;" in bed_2
+    assert bed_2.endswith("| **no** | 90 MB |")
+    assert sum(row.endswith("| yes | 90 MB |") for row in rows) == 3
 
 
 # The serving tier's figures come from what wrk and the nodes print: those readings, checked on known text.

@@ -7,7 +7,9 @@ import json
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -132,6 +134,53 @@ def test_demo_simulates_a_season_once(tmp_path: Path) -> None:
     assert re.search(r"happened \S+ \(\d{4}-\d\d-\d\d in Makkah, \d+ [A-Za-z' -]+ 144[67]\)", first.stdout)
     second = run(url, "demo", "--pilgrims", "150")
     assert "already holds" in second.stdout and "nothing simulated" in second.stdout
+    assert _market_lines(first.stdout) == _market_lines(second.stdout) == _market_from_views(url)
+
+
+def _market_lines(shown: str) -> dict[str, tuple[int, ...]]:
+    """The demo's market as it printed it: its figures by line."""
+    found: dict[str, tuple[int, ...]] = {}
+    for line in shown.splitlines():
+        numbers = tuple(int(n.replace(",", "")) for n in re.findall(r"(?<![\w-])\d[\d,]*(?![\w-])", line))
+        if offer := re.match(r"  (\w+_housing|mashaer_camp|transport|catering) +(\w+) ", line):
+            found[f"offers {offer[1]} {offer[2]}"] = numbers
+        elif line.startswith("  contracts signed"):
+            found["contracts"] = numbers
+        elif building := re.match(r"  (makkah|madinah) ", line):
+            found[f"buildings {building[1]}"] = numbers
+        elif line.startswith("Buses (read model trips_on_road)"):
+            found["buses"] = numbers
+    return found
+
+
+def _market_from_views(url: str) -> dict[str, tuple[int, ...]]:
+    """The same figures summed from the views' own rows."""
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        shown = run(url, "view", name, "--limit", "100000")
+        assert shown.returncode == 0, shown.stderr
+        return [json.loads(line) for line in shown.stdout.splitlines()]
+
+    def summed(chosen: list[dict[str, Any]], *columns: str) -> tuple[int, ...]:
+        return (len(chosen), *(sum(r[c] for r in chosen) for c in columns))
+
+    found: dict[str, tuple[int, ...]] = {}
+    offers = [r for r in rows("service_offers") if r["status"] == "published"]
+    for kind, site in {(r["kind"], r["site"]) for r in offers}:
+        chosen = [r for r in offers if (r["kind"], r["site"]) == (kind, site)]
+        found[f"offers {kind} {site}"] = summed(chosen, "places", "contracted", "free")
+    found["contracts"] = summed([r for r in rows("contracts") if r["status"] == "signed"], "places", "used", "free")
+    buildings = rows("building_occupancy")
+    for city in {r["city"] for r in buildings}:
+        chosen = [r for r in buildings if r["city"] == city]
+        suspended = sum(r["licence"] == "suspended" for r in chosen)
+        passed = sum(r["inspection"] == "passed" for r in chosen)
+        found[f"buildings {city}"] = (*summed(chosen, "beds", "occupied", "free"), suspended, passed)
+    trips = rows("trips_on_road")
+    on_road = sum(r["status"] == "on_road" for r in trips)
+    found["buses"] = (len(trips), len(trips) - on_road, on_road, sum(r["overdue"] for r in trips))
+    assert found["contracts"][0] > 0 and found["buses"][0] > 0 and any(k.startswith("buildings") for k in found)
+    return found
 
 
 def test_simulate_prints_a_summary(tmp_path: Path) -> None:
@@ -255,3 +304,77 @@ def test_trail_as_of_view_and_replay(store_url: str, tmp_path: Path) -> None:
     else:
         schema = run(store_url, "replay", "--until", str(position), "--into", "audit_cli")
         assert schema.returncode == 1 and "not on PostgreSQL" in schema.stderr
+
+
+def test_a_market_recorded_from_the_command_line(store_url: str) -> None:
+    """Every kind of aggregate of the market, each step by the role that records it, as JSON to `record`; then the
+    rules and the views show it."""
+    building, offer, contract, trip = (str(uuid4()) for _ in range(4))
+
+    def record(role: str, agency: str, event: str, **fields: Any) -> Ran:
+        body = {"event": event, "command_id": str(uuid4()), "occurred_at": T0.isoformat(), **fields}
+        return run(store_url, "record", "--role", role, "--agency", agency, json.dumps(body))
+
+    def recorded(role: str, agency: str, event: str, **fields: Any) -> list[str]:
+        done = record(role, agency, event, **fields)
+        assert done.returncode == 0, done.stderr
+        events: list[str] = json.loads(done.stdout)["events"]
+        return events
+
+    licence = (T0 + timedelta(days=365)).isoformat()
+    licensed = recorded("amanah", "amanah-makkah", "BuildingLicensed", building_id=building, company_id=COMPANY_ID,
+                        city="makkah", district="Aziziyah", beds=4, licence_valid_until=licence)  # fmt: skip
+    assert licensed == ["BuildingLicensed"]
+    recorded("civil_defence", "civil_defence-makkah", "InspectionFailed", building_id=building, findings="exits")
+    recorded("civil_defence", "civil_defence-makkah", "InspectionPassed", building_id=building, findings="compliant")
+    recorded("amanah", "amanah-makkah", "LicenceSuspended", building_id=building, reason="fire_code")
+    recorded("amanah", "amanah-makkah", "LicenceRenewed", building_id=building, licence_valid_until=licence)
+    opens, closes = (T0 - timedelta(days=200)).isoformat(), (T0 + timedelta(days=100)).isoformat()
+    recorded("company", COMPANY_ID, "OfferPublished", offer_id=offer, season=1446, kind="makkah_housing", site="makkah",
+             places=5, price_sar=9000, valid_from=opens, valid_until=closes, building_ids=[building])  # fmt: skip
+    recorded("company", COMPANY_ID, "OfferAmended", offer_id=offer, places=6, price_sar=8500)
+    wrong_role = record("amanah", "amanah-makkah", "ContractProposed", contract_id=contract, offer_id=offer, places=4)
+    assert wrong_role.returncode == 1 and json.loads(wrong_role.stderr)["error"] == "forbidden", wrong_role.stderr
+    proposed = recorded("mission", "mission-NGA-1", "ContractProposed", contract_id=contract, offer_id=offer, places=4)
+    assert proposed == ["ContractProposed", "ContractNoted"]
+    not_its_own = record("company", "company-2", "ContractSigned", contract_id=contract)
+    assert not_its_own.returncode == 1 and "another company's offer" in json.loads(not_its_own.stderr)["detail"]
+    signed_events = recorded("company", COMPANY_ID, "ContractSigned", contract_id=contract)
+    assert signed_events == ["PlacesReserved", "ContractSigned"]
+    too_many = record("mission", "mission-NGA-1", "ContractAmended", contract_id=contract, places=7)
+    refusal = json.loads(too_many.stderr)
+    assert too_many.returncode == 1 and refusal["error"] == "offer_full", refusal
+    assert "has 2 free places of 6 (4 contracted): 3 asked" in refusal["detail"]
+    recorded("mission", "mission-NGA-1", "ContractAmended", contract_id=contract, places=5)
+    journey = json.loads(run(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1",
+                             json.dumps(registration_command("NGA"))).stdout)["aggregate_id"]  # fmt: skip
+    assert recorded("mission", "mission-NGA-1", "PackageContracted", journey_id=journey, contract_id=contract) == [
+        "PlaceTaken", "PackageContracted",
+    ]  # fmt: skip
+    recorded("naqaba", "naqaba-1", "TripScheduled", trip_id=trip, operator="SAPTCO", bus_plate="KSA-1",
+             origin="JED-HAJJ", destination="makkah", departs_at=T0.isoformat(), capacity=45,
+             expected_arrival=(T0 + timedelta(hours=2)).isoformat())  # fmt: skip
+    not_yet = record("road_security", "road_security-1", "CheckpointPassed", trip_id=trip, checkpoint="Shumaisi")
+    assert not_yet.returncode == 1 and "scheduled" in not_yet.stderr
+    recorded("naqaba", "naqaba-1", "TripDeparted", trip_id=trip)
+    recorded("road_security", "road_security-1", "CheckpointPassed", trip_id=trip, checkpoint="Shumaisi")
+
+    rules = run(store_url, "rules")
+    for shown in ("Offer steps", "Contract steps", "Building steps", "| CheckpointPassed | road_security |",
+                  "| BuildingLicensed | amanah |", "| InspectionFailed | civil_defence |"):  # fmt: skip
+        assert shown in rules.stdout
+
+    assert run(store_url, "migrate").returncode == 0
+    assert run(store_url, "project", "--once").returncode == 0
+
+    def view(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in run(store_url, "view", name).stdout.splitlines()]
+
+    [offered] = view("service_offers")
+    assert (offered["places"], offered["contracted"], offered["free"], offered["price_sar"]) == (6, 5, 1, 8500)
+    [signed] = view("contracts")
+    assert (signed["status"], signed["places"], signed["used"], signed["free"]) == ("signed", 5, 1, 4)
+    [housing] = view("building_occupancy")
+    assert (housing["beds"], housing["free"], housing["licence"], housing["inspection"]) == (4, 4, "valid", "passed")
+    [on_road] = view("trips_on_road")
+    assert (on_road["status"], on_road["last_checkpoint"], on_road["overdue"]) == ("on_road", "Shumaisi", True)
