@@ -80,7 +80,7 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
     engine.dispose()
     app = create_app(store_url)
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2))
     running = threading.Thread(target=uvicorn_server.run)
     running.start()
     try:
