@@ -33,6 +33,7 @@ from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, unauthorized, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import (
+    agency,
     audit,
     chain,
     commands,
@@ -104,7 +105,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     view_router, step_router = views.router(), steps.router()
     routers = (
         step_router, commands.router, journeys.router, identities.router, view_router, audit.router,
-        chain.router, exports.router, feed_route.router, overview.router,
+        chain.router, exports.router, feed_route.router, overview.router, agency.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)

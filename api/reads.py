@@ -133,13 +133,19 @@ _POSITION_SQL = (
 )
 
 
+def scope_column(name: str, agency: Agency) -> str | None:
+    """The column holding the agency's id in the rows of view `name` it may read; None: it reads every row."""
+    if agency.role not in SCOPE or agency.role in WHOLE_VIEW_READERS.get(name, ()):
+        return None
+    return SCOPE[agency.role][0]
+
+
 def page_parameters(
     model: Model, agency: Agency, filters: dict[str, Any], after: list[Any] | None, limit: int
 ) -> tuple[sa.Select[Any], dict[str, Any]]:
     """The query of a page and its parameters."""
     given = {name: value for name, value in filters.items() if value is not None}
-    whole = agency.role in WHOLE_VIEW_READERS.get(model.name, ())
-    scope = SCOPE[agency.role][0] if agency.role in SCOPE and not whole else None
+    scope = scope_column(model.name, agency)
     query = page_query(model, tuple(sorted(given)), scope, after is not None)
     parameters: dict[str, Any] = {"limit": limit + 1, **{f"filter_{n}": v for n, v in given.items()}}
     if model.at_read is not None:

@@ -218,3 +218,13 @@ class ExportPublic(BaseModel):
     position: int | None = Field(description="the position the export is as of, once done")
     error: str | None
     files: list[ExportFilePublic] = Field(description="once done: the manifest and every file, to download")
+
+
+class AgencyPublic(BaseModel):
+    agency_id: str
+    name: str
+    role: str
+    scope: str | None = Field(
+        description="for a role that reads and records only its own (a mission, a company): the column its rows are "
+        "found by (`mission_id`, `company_id`), which holds its agency id; null: the role reads every agency's"
+    )

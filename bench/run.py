@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -599,34 +599,73 @@ NATS_URL = os.environ.get("HAJJ_LEDGER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 
 def measure_relay(url: str, pilgrims: int) -> dict[str, Any]:
     """Events a second the relay publishes to NATS JetStream (a stream of its own, file storage, deleted after),
-    acknowledged, from an empty stream to the head of a simulated season's log."""
+    acknowledged, from an empty stream to the head of a simulated season's log; and, as its baseline in the same
+    run, a bare nats-py loop publishing the same subjects and bodies, with the same headers and the same one
+    acknowledgement a page, to another stream (the messages rendered before its clock starts)."""
     import asyncio
 
-    import nats
-
-    from hajj_ledger.relay import Relay, Target
+    from hajj_ledger.following import Following
+    from hajj_ledger.relay import PAGE, Relay, Target
 
     _migrated_season(url, pilgrims)
     mark = uuid4().hex[:12]
     target = Target(NATS_URL, f"BENCH_{mark}", f"bench{mark}")
+    bare = Target(NATS_URL, f"BARE_{mark}", f"bare{mark}")
     ledger = _ledger(url)
     head = ledger.head()
     try:
         started = time.perf_counter()
         Relay(ledger, target).run(threading.Event(), until=head)
         elapsed = time.perf_counter() - started
+        _, told = Following(ledger).read(0, head)
+        messages = [(bare.subject(t, t.occurred_at), t.body) for t in told]
+        baseline = asyncio.run(_bare_publish(bare, messages, PAGE))
     finally:
         ledger.close()
+        asyncio.run(_delete_streams(target, bare))
+    rate = head / elapsed
+    return {"rate": rate, "events": head, "seconds": elapsed, "baseline": baseline, "ratio": rate / baseline}
 
-        async def delete() -> None:
-            connection = await nats.connect(NATS_URL)
-            try:
+
+async def _bare_publish(target: Any, messages: list[tuple[str, bytes]], page: int) -> float:
+    """Messages a second a plain nats-py loop gets acknowledged: each published with its id and expected sequence,
+    the last of each page as a request whose answer acknowledges the page."""
+    import nats
+    import orjson
+    from nats.js.api import StorageType, StreamConfig
+
+    connection = await nats.connect(NATS_URL)
+    try:
+        await connection.jetstream().add_stream(
+            StreamConfig(name=target.stream, subjects=[f"{target.root}.>"], storage=StorageType.FILE)
+        )
+        started = time.perf_counter()
+        for start in range(0, len(messages), page):
+            stretch = messages[start : start + page]
+            for sequence, (subject, body) in enumerate(stretch[:-1], start):
+                headers = {"Nats-Msg-Id": str(sequence + 1), "Nats-Expected-Last-Sequence": str(sequence)}
+                await connection.publish(subject, body, headers=headers)
+            subject, body = stretch[-1]
+            last = start + len(stretch) - 1
+            headers = {"Nats-Msg-Id": str(last + 1), "Nats-Expected-Last-Sequence": str(last)}
+            answer = await connection.request(subject, body, timeout=10, headers=headers)
+            assert orjson.loads(answer.data)["seq"] == last + 1, answer.data
+        return len(messages) / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+
+
+async def _delete_streams(*targets: Any) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    connection = await nats.connect(NATS_URL)
+    try:
+        for target in targets:
+            with suppress(NotFoundError):
                 await connection.jetstream().delete_stream(target.stream)
-            finally:
-                await connection.close()
-
-        asyncio.run(delete())
-    return {"rate": head / elapsed, "events": head, "seconds": elapsed}
+    finally:
+        await connection.close()
 
 
 def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]:
@@ -1297,8 +1336,15 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
                 f"{feed['load_events_per_s']:,.0f} events/s", "feed", None, "< 500 ms",
                 "yes" if f["feed"]["median"] < 500 else "**no**")  # fmt: skip
         if "relay" in f:  # measured apart: `--only relay`
-            row(kind, "relay to NATS JetStream, events/s, acknowledged", "relay", None, "≥ 20,000/s",
-                "yes" if f["relay"]["median"] >= 20_000 else "**no**")  # fmt: skip
+            relay = f["relay"]
+            baselines = [d["baseline"] for d in relay["details"] if "baseline" in d]  # results before it had none
+            bare = statistics.median(baselines) if baselines else 0
+            rows.append(
+                f"| {kind} | relay to NATS JetStream, events/s, acknowledged | {_fmt(relay['median'])} | "
+                f"{_fmt(relay['min'])}-{_fmt(relay['max'])} | {relay['runs']} | "
+                + (f"{_fmt(bare)} (bare nats-py publish loop) | {relay['median'] / bare:.2f}x" if bare else " | ")
+                + f" | ≥ 20,000/s | {'yes' if relay['median'] >= 20_000 else '**no**'} | {relay['rss_mb']:.0f} MB |"
+            )
     for kind in figures:
         f, pg = figures[kind], kind == "postgres"
         details = f["identity"]["details"]

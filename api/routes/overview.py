@@ -1,5 +1,5 @@
 """`GET /v1/views`: the index of the views; `GET /v1/summary`: the season at a glance, from the views the caller may
-read, scoped as those views are."""
+read, scoped as those views are, once they have reached the position asked for."""
 
 from __future__ import annotations
 
@@ -14,10 +14,22 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ReadModelsDep, allow, caller
+from hajj_ledger.api.deps import Caller, ReadModelsDep, ReadsDep, allow, caller
+from hajj_ledger.api.reads import await_position, scope_column
+from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import QueryInt
-from hajj_ledger.domain.catalogue import IN_KINGDOM, SCOPE, VIEW_READERS
-from hajj_ledger.domain.vocabulary import PORT_MODES, Day, Port, Role, Stage, TripStage, makkah_day
+from hajj_ledger.domain.catalogue import IN_KINGDOM, VIEW_READERS
+from hajj_ledger.domain.vocabulary import (
+    PORT_MODES,
+    ContractStage,
+    Day,
+    OfferStage,
+    Port,
+    Role,
+    Stage,
+    TripStage,
+    makkah_day,
+)
 from hajj_ledger.projections import PROJECTIONS, projection
 
 router = APIRouter(prefix="/v1", tags=["overview"], dependencies=[Depends(caller)])
@@ -102,6 +114,32 @@ class CasesPublic(BaseModel):
     deceased: int
 
 
+class OfferPlacesPublic(BaseModel):
+    kind: str
+    offers: int = Field(description="offers of the season published and not withdrawn")
+    places: int
+    free: int = Field(description="places not contracted")
+
+
+class ContractPlacesPublic(BaseModel):
+    contracts: int = Field(description="contracts of the season signed")
+    places: int
+    used: int = Field(description="places taken by journeys")
+    free: int
+
+
+class BedsPublic(BaseModel):
+    buildings: int = Field(description="licensed buildings, suspended or not")
+    beds: int
+    occupied: int
+    free: int
+
+
+class RoadPublic(BaseModel):
+    on_the_road: int = Field(description="trips departed and not arrived")
+    overdue: int = Field(description="of those, trips past their expected arrival")
+
+
 class SummaryPublic(BaseModel):
     season: int | None = Field(description="the season the funnel, the places and the cases count (null: none yet)")
     day: date = Field(description="the day 'today' means, in Makkah")
@@ -111,17 +149,20 @@ class SummaryPublic(BaseModel):
     trips_on_the_road: int | None = Field(description="trip_manifest: trips departed and not yet arrived")
     cases: CasesPublic | None = Field(description="journey_status: pilgrims in hospital, missing, deceased")
     overstays: int | None = Field(description="overstay_watch: in the Kingdom with their visa run out")
+    offers: list[OfferPlacesPublic] | None = Field(description="service_offers: the market's places, by kind")
+    contracts: ContractPlacesPublic | None = Field(description="contracts: places contracted, used and free")
+    beds: BedsPublic | None = Field(description="building_occupancy: beds occupied and free")
+    road: RoadPublic | None = Field(description="trips_on_road: trips on the road, and those overdue")
 
 
 def _view(name: str) -> sa.Table:
     return projection(name).models[0].view()
 
 
-def _scoped(query: sa.Select[Any], view: sa.Table, agency: Agency) -> sa.Select[Any]:
+def _scoped(query: sa.Select[Any], name: str, agency: Agency) -> sa.Select[Any]:
     """A scoped role's own rows only, as `GET /v1/views/<name>` gives them."""
-    if agency.role in SCOPE:
-        return query.where(view.c[SCOPE[agency.role][0]] == agency.agency_id)
-    return query
+    column = scope_column(name, agency)
+    return query if column is None else query.where(_view(name).c[column] == agency.agency_id)
 
 
 def _count(condition: Any) -> Any:
@@ -134,7 +175,7 @@ def _funnel(connection: Connection, agency: Agency, season: int, day: date) -> l
         sa.select(view.c.stage, sa.func.sum(view.c.reached), _count_day(view, day))
         .where(view.c.season == season)
         .group_by(view.c.stage),
-        view, agency,
+        "season_funnel", agency,
     )  # fmt: skip
     found = {stage: (reached, today) for stage, reached, today in connection.execute(query)}
     return [
@@ -153,7 +194,7 @@ def _arrivals(connection: Connection, agency: Agency) -> list[ArrivalsPublic]:
         .group_by(view.c.day, view.c.port)
         .having(sa.func.sum(view.c.arrived) > 0)
         .order_by(view.c.day, view.c.port),
-        view, agency,
+        "port_arrivals", agency,
     )  # fmt: skip
     return [
         ArrivalsPublic(day=day, port=port, mode=PORT_MODES[Port(port)], arrived=arrived)
@@ -168,14 +209,14 @@ def _in_kingdom(connection: Connection, agency: Agency, season: int) -> list[Pla
         .where(view.c.season == season, view.c.stage.in_([str(s) for s in IN_KINGDOM]), ~view.c.deceased)
         .group_by(view.c.place)
         .order_by(view.c.place),
-        view, agency,
+        "journey_status", agency,
     )  # fmt: skip
     return [PlacePublic(place=place, pilgrims=count) for place, count in connection.execute(query)]
 
 
 def _trips(connection: Connection, agency: Agency) -> int:
     view = _view("trip_manifest")
-    query = _scoped(sa.select(sa.func.count()).where(view.c.status == str(TripStage.DEPARTED)), view, agency)
+    query = _scoped(sa.select(sa.func.count()).where(view.c.status == str(TripStage.DEPARTED)), "trip_manifest", agency)
     return int(connection.execute(query).scalar_one())
 
 
@@ -184,7 +225,7 @@ def _cases(connection: Connection, agency: Agency, season: int) -> CasesPublic:
     query = _scoped(
         sa.select(_count(view.c.in_hospital), _count(view.c.missing), _count(view.c.deceased))
         .where(view.c.season == season),
-        view, agency,
+        "journey_status", agency,
     )  # fmt: skip
     in_hospital, missing, deceased = connection.execute(query).one()
     return CasesPublic(in_hospital=in_hospital, missing=missing, deceased=deceased)
@@ -192,26 +233,83 @@ def _cases(connection: Connection, agency: Agency, season: int) -> CasesPublic:
 
 def _overstays(connection: Connection, agency: Agency, now: datetime) -> int:
     view = _view("overstay_watch")
-    query = _scoped(sa.select(sa.func.count()).where(view.c.in_kingdom, view.c.visa_valid_until < now), view, agency)
+    query = _scoped(
+        sa.select(sa.func.count()).where(view.c.in_kingdom, view.c.visa_valid_until < now), "overstay_watch", agency
+    )
     return int(connection.execute(query).scalar_one())
 
 
+def _offers(connection: Connection, agency: Agency, season: int) -> list[OfferPlacesPublic]:
+    view = _view("service_offers")
+    query = _scoped(
+        sa.select(view.c.kind, sa.func.count(), sa.func.sum(view.c.places), sa.func.sum(view.c.free))
+        .where(view.c.season == season, view.c.status == str(OfferStage.PUBLISHED))
+        .group_by(view.c.kind)
+        .order_by(view.c.kind),
+        "service_offers", agency,
+    )  # fmt: skip
+    return [
+        OfferPlacesPublic(kind=kind, offers=offers, places=places, free=free)
+        for kind, offers, places, free in connection.execute(query)
+    ]
+
+
+def _sums(*columns: sa.Column[Any]) -> list[Any]:
+    return [sa.func.coalesce(sa.func.sum(column), 0) for column in columns]
+
+
+def _contracts(connection: Connection, agency: Agency, season: int) -> ContractPlacesPublic:
+    view = _view("contracts")
+    query = _scoped(
+        sa.select(sa.func.count(), *_sums(view.c.places, view.c.used, view.c.free))
+        .where(view.c.season == season, view.c.status == str(ContractStage.SIGNED)),
+        "contracts", agency,
+    )  # fmt: skip
+    contracts, places, used, free = connection.execute(query).one()
+    return ContractPlacesPublic(contracts=contracts, places=places, used=used, free=free)
+
+
+def _beds(connection: Connection, agency: Agency) -> BedsPublic:
+    view = _view("building_occupancy")
+    query = _scoped(
+        sa.select(sa.func.count(), *_sums(view.c.beds, view.c.occupied, view.c.free)),
+        "building_occupancy", agency,
+    )  # fmt: skip
+    buildings, beds, occupied, free = connection.execute(query).one()
+    return BedsPublic(buildings=buildings, beds=beds, occupied=occupied, free=free)
+
+
+def _road(connection: Connection, agency: Agency, now: datetime) -> RoadPublic:
+    model = projection("trips_on_road").models[0]
+    view = model.view()
+    assert model.at_read is not None
+    overdue = model.at_read(view)["overdue"]  # as the view's own rows have it
+    query = _scoped(
+        sa.select(sa.func.count(), _count(overdue)).where(view.c.status == "on_road"), "trips_on_road", agency
+    )
+    on_the_road, late = connection.execute(query, {"now": now}).one()
+    return RoadPublic(on_the_road=on_the_road, overdue=late)
+
+
 def _latest_season(connection: Connection, agency: Agency) -> int | None:
-    """The newest season the caller's views count: the journeys' own, else the funnel's."""
-    for name in ("journey_status", "season_funnel"):
+    """The newest season the caller's views count: the journeys' own, else the funnel's, else the market's."""
+    for name in ("journey_status", "season_funnel", "contracts", "service_offers"):
         if agency.role in VIEW_READERS[name]:
             view = _view(name)
             season: int | None = connection.execute(
-                _scoped(sa.select(sa.func.max(view.c.season)), view, agency)
+                _scoped(sa.select(sa.func.max(view.c.season)), name, agency)
             ).scalar()
-            return season
+            if season is not None:
+                return season
     return None
 
 
-SUMMARY_READERS = frozenset().union(
-    *(VIEW_READERS[name] for name in ("season_funnel", "port_arrivals", "journey_status", "trip_manifest",
-                                      "overstay_watch"))
+# The views the summary counts in: it waits for those the caller reads to reach `min_position`.
+SUMMARY_VIEWS = (
+    "season_funnel", "port_arrivals", "journey_status", "trip_manifest", "overstay_watch", "service_offers",
+    "contracts", "building_occupancy", "trips_on_road",
 )  # fmt: skip
+SUMMARY_READERS = frozenset().union(*(VIEW_READERS[name] for name in SUMMARY_VIEWS))
 
 
 @router.get(
@@ -220,22 +318,28 @@ SUMMARY_READERS = frozenset().union(
     "role that may read that view (otherwise null), scoped as the view is (a mission counts its own pilgrims): the "
     "funnel by stage with the day's movement (season_funnel), arrivals per day by port and mode (port_arrivals), "
     "pilgrims in the Kingdom by place, and those in hospital, missing and deceased (journey_status), trips on the "
-    "road (trip_manifest), overstays (overstay_watch). `season` defaults to the newest the caller's views hold, "
-    "`day` to today in Makkah.",
+    "road (trip_manifest), overstays (overstay_watch); the market's free places by kind (service_offers), places "
+    "contracted, used and free (contracts), beds occupied and free (building_occupancy), trips on the road and "
+    "overdue (trips_on_road). `season` defaults to the newest the caller's views hold, `day` to today in Makkah. "
+    "With `min_position`, it answers once every view it counts for the caller has applied the log up to there, "
+    "waiting (bounded) as the views do, else 503 with Retry-After.",
 )  # fmt: skip
 def summary(
     agency: Caller,
     engine: ReadModelsDep,
+    reads: ReadsDep,
     season: Annotated[QueryInt | None, Query(ge=1, le=9999, description="a season (Hijri year)")] = None,
     day: Annotated[Day | None, Query(description="the day whose movement 'today' shows (in Makkah)")] = None,
+    min_position: MinPosition = None,
 ) -> SummaryPublic:
-    now = datetime.now(UTC)
-    day = day or makkah_day(now)
-
     def readable(name: str, figure: Callable[[], Any]) -> Any:
         return figure() if agency.role in VIEW_READERS[name] else None
 
     with engine.connect() as connection:
+        counts = [name for name in SUMMARY_VIEWS if agency.role in VIEW_READERS[name]]
+        await_position(connection, counts, min_position, reads.max_wait, reads.head)
+        now = datetime.now(UTC)
+        day = day or makkah_day(now)
         chosen = season if season is not None else _latest_season(connection, agency)
         counted = chosen if chosen is not None else 0  # no season yet: every season's figures are empty
         return SummaryPublic(
@@ -247,4 +351,8 @@ def summary(
             trips_on_the_road=readable("trip_manifest", lambda: _trips(connection, agency)),
             cases=readable("journey_status", lambda: _cases(connection, agency, counted)),
             overstays=readable("overstay_watch", lambda: _overstays(connection, agency, now)),
+            offers=readable("service_offers", lambda: _offers(connection, agency, counted)),
+            contracts=readable("contracts", lambda: _contracts(connection, agency, counted)),
+            beds=readable("building_occupancy", lambda: _beds(connection, agency)),
+            road=readable("trips_on_road", lambda: _road(connection, agency, now)),
         )

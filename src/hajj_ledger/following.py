@@ -1,16 +1,23 @@
 """The log as agencies follow it: each event after a position, rendered once as the trail renders it (no personal
-data: ids, places, times, codes), with what deciding who is told of it needs: the journey's owners as of the event
-(SCOPE's columns) and its season. The change feed (`GET /v1/feed`) and the relay to NATS (`hajj-ledger publish`)
-both read the log through it.
+data: ids, places, times, codes), with what deciding who is told of it needs: its aggregate's owners as of the event
+(the columns of its kind in SCOPES) and its season. The change feed (`GET /v1/feed`) and the relay to NATS
+(`hajj-ledger publish`) both read the log through it.
 
-Events name their journey, not its mission or company: those come from the journey's `Registered` and
-`PackageContracted`, remembered as they pass, and read from the store in one query for the journeys a stretch of
+Events are rendered straight from their stored JSON, without building domain events: the trail's rendering (`Entry`)
+is that JSON with its times in UTC written with a `Z`, so decoding each value only to write it back again was most of
+the relay's cost. Events stored at an older version of their class are upcast as the codec upcasts them.
+
+Events name their aggregate, not its owners: those come from its first event (a journey's mission is who registered
+it, an offer's company, a contract's mission and company, a building's operator) and, for a journey, its
+`PackageContracted`; remembered as they pass, and read from the store in one query for the aggregates a stretch of
 the log meets first. A company is told of a journey's events from its contract on, whenever the stretch is read
 (live, or resumed a day later), so what an agency is told never depends on when it asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,16 +27,19 @@ from uuid import UUID
 
 import orjson
 from cachetools import LRUCache
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import resolve_topic
 
-from hajj_ledger.audit.reads import Entry
-from hajj_ledger.domain.journey import Journey
+from hajj_ledger.audit.reads import payload_fields, plain
+from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
+from hajj_ledger.domain.catalogue import SCOPES
 from hajj_ledger.domain.vocabulary import Role
 
 if TYPE_CHECKING:
     from hajj_ledger.ledger import JourneyLedger
 
-KNOWN_JOURNEYS = 200_000  # journeys whose owners are remembered (about 150 bytes each)
-_FIRST = ("Journey.Registered", "Journey.PackageContracted")  # the events a journey's owners come from
+KNOWN_AGGREGATES = 200_000  # aggregates whose owners are remembered (about 150 bytes each)
+CONTRACTED = "PackageContracted"  # a journey's company owns it from this event on
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +51,56 @@ class Told:
     role: Role  # who recorded it
     agency_id: str
     occurred_at: datetime  # when it happened, by the recording agency's account
-    season: int | None  # the journey's; None for a trip's event
-    owners: Mapping[str, str | None] | None  # the journey's mission_id and company_id as of this event; None: a trip's
+    season: int | None  # its journey's, offer's or contract's; None for a trip's or a building's event
+    owners: Mapping[str, str | None] | None  # its aggregate's SCOPES columns as of this event; None: a trip's, unknown
     body: bytes  # the event as JSON, as the trail gives it
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What rendering the stored events of one topic needs, worked out once."""
+
+    cls: type
+    event: str
+    aggregate: str  # as the trail names it
+    scopes: Mapping[Role, tuple[str, str]]  # SCOPES of its aggregate: the owners to remember (none: a trip)
+    fields: tuple[tuple[str, Any], ...]  # its own fields, each with its default as JSON (MISSING: none)
+    version: int  # its class's version: older stored events are upcast
+
+
+@functools.cache
+def _kind(topic: str) -> _Kind:
+    cls = resolve_topic(topic)
+    aggregate = AGGREGATE_OF[cls.__name__]
+    fields = tuple(
+        (name, default if default is dataclasses.MISSING else plain(default)) for name, default in payload_fields(cls)
+    )
+    return _Kind(
+        cls, cls.__name__, KIND[aggregate], SCOPES[aggregate.__name__], fields, getattr(cls, "class_version", 1)
+    )
+
+
+def _utc_z(moment: str) -> str:
+    """A stored time as the trail writes it (orjson's OPT_UTC_Z)."""
+    return moment[:-6] + "Z" if moment.endswith("+00:00") else moment
 
 
 @dataclass(slots=True)
 class _Owned:
-    season: int
-    mission_id: str
-    company_id: str | None = None
-    contracted: int = 0  # the version of its PackageContracted (0: none yet)
+    season: int | None
+    owners: dict[str, str | None]  # replaced, never changed: a Told keeps the owners as of its event
+    contracted: int = 0  # a journey's PackageContracted's version (0: none yet)
 
-    def owners(self, version: int) -> dict[str, str | None]:
-        company = self.company_id if self.contracted and version >= self.contracted else None
-        return {"mission_id": self.mission_id, "company_id": company}
+    def as_of(self, version: int) -> dict[str, str | None]:
+        if self.contracted and version < self.contracted:
+            return {**self.owners, "company_id": None}
+        return self.owners
 
 
 class Following:
     """Reads stretches of one ledger's log as `Told` events; safe to share between threads."""
 
-    def __init__(self, ledger: JourneyLedger, known: int = KNOWN_JOURNEYS) -> None:
+    def __init__(self, ledger: JourneyLedger, known: int = KNOWN_AGGREGATES) -> None:
         self.ledger = ledger
         self._known: LRUCache[UUID, _Owned] = LRUCache(known)
         self._lock = threading.Lock()
@@ -69,47 +108,75 @@ class Following:
     def read(self, after: int, limit: int, until: int | None = None) -> tuple[int, list[Told]]:
         """The events after `after` (up to `until`, inclusive), at most `limit`, and the position the stretch read
         reaches (`after` when there is nothing new)."""
-        rows = self.ledger.recorder.select_notifications(start=after + 1, limit=limit, stop=until)
+        rows = self.ledger.store.select_written_after(after, limit)
+        if until is not None and rows and rows[-1][0] > until:
+            rows = [row for row in rows if row[0] <= until]
         if not rows:
             return after, []
-        decode = self.ledger.mapper.to_domain_event
-        events = [(row.id, decode(row)) for row in rows]
+        events = [(position, stored, kind := _kind(stored.topic), _state(stored, kind)) for position, stored in rows]
         with self._lock:
+            created = {stored.originator_id for _, stored, _, state in events if "originator_topic" in state}
             self._learn(
                 {
-                    e.originator_id
-                    for _, e in events
-                    if isinstance(e, Journey.Event) and not isinstance(e, Journey.Registered)
-                    and e.originator_id not in self._known
+                    stored.originator_id
+                    for _, stored, kind, _ in events
+                    if kind.scopes and stored.originator_id not in self._known and stored.originator_id not in created
                 }
-            )  # fmt: skip
-            return rows[-1].id, [self._told(position, event) for position, event in events]
+            )
+            return rows[-1][0], [self._told(*event) for event in events]
 
-    def _learn(self, journeys: set[Any]) -> None:
-        """The owners of journeys first met past their registration, from the store in one query."""
-        if not journeys:
+    def _learn(self, aggregates: set[Any]) -> None:
+        """The owners of aggregates first met past their first event, from the store in one query."""
+        if not aggregates:
             return
-        decode = self.ledger.mapper.to_domain_event
-        for stored in self.ledger.store.select_events_of(sorted(journeys)):
-            if stored.topic.endswith(_FIRST):
-                self._note(decode(stored))
+        for stored in self.ledger.store.select_events_of(sorted(aggregates)):
+            if stored.originator_version == 1 or stored.topic.endswith(CONTRACTED):
+                kind = _kind(stored.topic)
+                self._note(kind, stored.originator_id, stored.originator_version, _state(stored, kind))
 
-    def _note(self, event: Any) -> _Owned | None:
-        if isinstance(event, Journey.Registered):
-            registered = self._known[event.originator_id] = _Owned(event.season, event.stamp.agency_id)
-            return registered
-        known = self._known.get(event.originator_id)
-        if known is not None and isinstance(event, Journey.PackageContracted):
-            known.company_id, known.contracted = event.company_id, event.originator_version
+    def _note(self, kind: _Kind, aggregate_id: Any, version: int, state: dict[str, Any]) -> _Owned | None:
+        if "originator_topic" in state:
+            owners = {column: state.get(column) for column, _ in kind.scopes.values()}
+            if Role.MISSION in kind.scopes and "mission_id" not in state:  # a journey: its mission registered it
+                owners["mission_id"] = state["stamp"]["agency_id"]
+            created = self._known[aggregate_id] = _Owned(state.get("season"), owners)
+            return created
+        known = self._known.get(aggregate_id)
+        if known is not None and kind.event == CONTRACTED:
+            known.owners, known.contracted = {**known.owners, "company_id": state["company_id"]}, version
         return known
 
-    def _told(self, position: int, event: Any) -> Told:
-        entry = Entry.of(position, event)
+    def _told(self, position: int, stored: StoredEvent, kind: _Kind, state: dict[str, Any]) -> Told:
         season: int | None = None
         owners: dict[str, str | None] | None = None
-        if isinstance(event, Journey.Event):
-            owned = self._note(event)
-            if owned is not None:  # a journey the store has no registration of has no owner to tell
-                season, owners = owned.season, owned.owners(event.originator_version)
-        body = orjson.dumps(entry, option=orjson.OPT_UTC_Z)
-        return Told(position, entry.event, entry.role, entry.agency_id, entry.occurred_at, season, owners, body)
+        version = stored.originator_version
+        if kind.scopes:
+            owned = self._note(kind, stored.originator_id, version, state)
+            if owned is not None:  # an aggregate the store has no first event of has no owner to tell
+                season, owners = owned.season, owned.as_of(version)
+        stamp = state["stamp"]
+        fields = {
+            name: state[name] if default is dataclasses.MISSING else state.get(name, default)
+            for name, default in kind.fields
+        }
+        body = orjson.dumps(
+            {
+                "position": position, "aggregate": kind.aggregate, "aggregate_id": str(stored.originator_id),
+                "version": version, "event": kind.event, "occurred_at": _utc_z(stamp["occurred_at"]),
+                "recorded_at": _utc_z(state["timestamp"]), "agency_id": stamp["agency_id"], "role": stamp["role"],
+                "command_id": stamp["command_id"], "correlation_id": stamp["correlation_id"], "fields": fields,
+                "late_correction": stamp.get("late_reason"),
+            }
+        )  # fmt: skip
+        occurred_at = datetime.fromisoformat(stamp["occurred_at"])
+        return Told(position, kind.event, Role(stamp["role"]), stamp["agency_id"], occurred_at, season, owners, body)
+
+
+def _state(stored: StoredEvent, kind: _Kind) -> dict[str, Any]:
+    """The stored event's JSON, upcast to its class's version as the codec would."""
+    state: dict[str, Any] = orjson.loads(stored.state)
+    version = state.pop("class_version", 1)
+    while version < kind.version:
+        getattr(kind.cls, f"upcast_v{version}_v{version + 1}")(state)
+        version += 1
+    return state

@@ -3,8 +3,10 @@ back-end systems.
 
 Each event goes to the subject `<root>.<season>.<role>.<agency>.<event>` (root `hajj`): the season of its journey,
 who recorded it (role and agency id) and the event's name; its body is the event as the change feed and the trail
-give it (JSON, no personal data). A trip's events carry no season: theirs is the Hijri year of the day they happened
-in, the year before in Muharram to Rabi' al-Awwal (a season's departures run into the next year). Subject tokens
+give it (JSON, no personal data), rendered from the stored JSON without building domain events (`Following`).
+A journey's, an offer's and a contract's events are in their season. A trip's and a building's carry none: theirs
+is the Hijri year of the day they happened in, the year before in Muharram to Rabi' al-Awwal (a season's departures
+run into the next year). Subject tokens
 keep letters, digits, `-` and `_`; any other character becomes `~` and the two hex digits of each of its UTF-8 bytes
 (`.` is `~2e`, `~` itself `~7e`), so every id has one token and every token one id.
 
@@ -81,7 +83,12 @@ class Target:
 
     def subject(self, told: Told, occurred_at: datetime) -> str:
         season = told.season if told.season is not None else trip_season(makkah_day(occurred_at))
-        return f"{self.root}.{season}.{told.role}.{token(told.agency_id)}.{told.event}"
+        return _subject(self.root, season, told.role, told.agency_id, told.event)
+
+
+@functools.lru_cache(maxsize=65_536)  # a season's subjects are few: agencies times their events
+def _subject(root: str, season: int, role: str, agency_id: str, event: str) -> str:
+    return f"{root}.{season}.{role}.{token(agency_id)}.{event}"
 
 
 class Relay:

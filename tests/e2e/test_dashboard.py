@@ -23,7 +23,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import IN_CI
-from tests.support import T0, serving
+from tests.support import T0, as_json, building_fields, offer_fields, serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` is never run
@@ -32,7 +32,8 @@ pytestmark = [
     pytest.mark.skipif(not IN_CI and not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
 ]
 SCOPES = {"mission": "mission-IDN-1", "company": "company-1", "other_mission": "mission-EGY-2"}
-ROLES = ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "moh", "ministry")
+ROLES = ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "moh", "ministry", "amanah",
+         "civil_defence")  # fmt: skip
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Store:
     cleared: str  # journey of mission-IDN-1 through customs: the next step is recorded by the tests
     other: str  # journey of mission-EGY-2
     head: int = 0  # the position of the last step recorded
+    contract: str = ""  # mission-IDN-1's signed contract with company-1, its journeys' package
 
     def post(self, role: str, path: str, body: dict[str, Any], at: datetime = T0) -> dict[str, Any]:
         done = httpx.post(
@@ -69,6 +71,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     engine.dispose()
     with serving({**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}, directory / "serve.log") as [base]:
         seeded = Store(base, keys, "", "", "")
+        seeded.contract = _market(seeded)
         seeded.received = _journey(seeded, "mission", "IDN", "SITI NURHAYATI", through="received-at-port")
         seeded.cleared = _journey(seeded, "mission", "IDN", "AHMAD DAHLAN", through="customs-cleared")
         seeded.other = _journey(seeded, "other_mission", "EGY", "MOHAMED SALAH", through=None)
@@ -81,6 +84,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         yield seeded
 
 
+def _market(store: Store) -> str:
+    """A building of the company licensed and inspected, its offer, and the mission's contract on it, signed."""
+    company = SCOPES["company"]
+    building = store.post("amanah", "/buildings", as_json(building_fields(50, company_id=company)))["aggregate_id"]
+    store.post("civil_defence", f"/buildings/{building}/inspection-passed", {"findings": "compliant"})
+    offer = store.post("company", "/offers", as_json(offer_fields(50, [building])))["aggregate_id"]
+    contract: str = store.post("mission", "/contracts", {"offer_id": offer, "places": 50})["aggregate_id"]
+    store.post("company", f"/contracts/{contract}/sign", {})
+    return contract
+
+
 def _journey(store: Store, mission: str, country: str, name: str, through: str | None) -> str:
     identity = {
         "name_arabic": "حاج", "name_latin": name, "passport_number": f"P{uuid4().int % 10**7:07d}",
@@ -89,7 +103,7 @@ def _journey(store: Store, mission: str, country: str, name: str, through: str |
     body = {"pilgrim_id": str(uuid4()), "season": 1446, "country": country, "identity": identity}
     journey = str(store.post(mission, "/journeys", body)["aggregate_id"])
     steps: list[tuple[str, str, dict[str, Any]]] = [
-        (mission, "package-contracted", {"company_id": SCOPES["company"], "package_id": "PKG-1"}),
+        (mission, "package-contracted", {"contract_id": store.contract, "package_id": "PKG-1"}),
         (mission, "visa-requested", {}),
         ("mofa", "visa-issued", {"valid_until": (T0 + timedelta(days=90)).isoformat()}),
         ("gaca", "arrived-at-port", {"port": "JED-HAJJ", "mode": "air", "flight": "GA901"}),
@@ -179,6 +193,7 @@ def test_arabic_right_to_left_by_default_english_on_the_switch_and_the_key_kept_
 
     dashboard.sign_in("ministry")
     assert dashboard.text("#nav a[aria-current=page]") == "الموسم في لمحة"
+    assert dashboard.text("#agency") == "dashboard ministry · وزارة الحج والعمرة"  # GET /v1/agency
     assert page.evaluate("[sessionStorage.getItem('hajj-ledger.key') !== null, localStorage.length]") == [True, 0]
     assert "بتوقيت مكة" in dashboard.text("#clock") and "هـ" in dashboard.text("#clock")  # Makkah's clock, Hijri too
     page.wait_for_selector("#funnel [data-key=registered]")
@@ -188,6 +203,7 @@ def test_arabic_right_to_left_by_default_english_on_the_switch_and_the_key_kept_
     assert dashboard.text("#nav a[aria-current=page]") == "Season at a glance"
     assert "Makkah time" in dashboard.text("#clock") and " AH" in dashboard.text("#clock")
     assert dashboard.text("#funnel h2") == "Journeys by stage"
+    assert dashboard.text("#agency") == "dashboard ministry · Ministry of Hajj"
     assert "registered" in dashboard.text("#funnel")
     same = page.evaluate(
         """async () => {
@@ -209,6 +225,8 @@ def test_arabic_right_to_left_by_default_english_on_the_switch_and_the_key_kept_
 def test_each_agency_sees_what_the_api_lets_it_read(dashboard: Dashboard) -> None:
     store, page = dashboard.store, dashboard.page
     dashboard.sign_in("mission")
+    assert page.get_attribute("#agency", "data-agency") == "mission-IDN-1"
+    assert page.get_attribute("#agency", "data-role") == "mission"
     assert page.get_attribute("#funnel [data-refused]", "data-refused") == "null"  # the funnel is the ministry's
     dashboard.open(f"#/journey/{store.received}", "journey")
     timeline = page.locator("#timeline li")
@@ -267,6 +285,9 @@ def test_a_step_recorded_over_the_api_shows_on_an_open_dashboard_within_two_seco
     assert time.monotonic() - recorded < 2
     assert page.get_attribute("#funnel [data-key=received] [data-today]", "data-today") == "1"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+    # One summary, answered once every view it counts has the event; no view read to wait for it.
+    after = [urlsplit(u) for u in dashboard.requested if f"min_position={position['position']}" in u]
+    assert [u.path for u in after] == ["/v1/summary"], after
 
 
 def test_every_view_as_a_table_with_filters_and_pages(dashboard: Dashboard) -> None:

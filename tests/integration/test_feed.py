@@ -26,9 +26,9 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import NAMES, T0, eventually, registration
+from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration
 
-EGY, PAK, COMPANY = "mission-EGY-1", "mission-PAK-2", "company-1"
+EGY, PAK, COMPANY, COMPANY_2 = "mission-EGY-1", "mission-PAK-2", "company-1", "company-2"
 HEARTBEAT = 0.2
 
 
@@ -39,12 +39,32 @@ class Server:
     keys: dict[str, str]
     app: FastAPI
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    contracts: dict[tuple[str, str], UUID] = field(default_factory=dict)
 
     def post(self, who: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         answer = self.http.post(f"{self.base}{path}", json=body, headers={"Authorization": f"Bearer {self.keys[who]}"})
         assert answer.status_code in (200, 201), answer.text
         found: dict[str, Any] = answer.json()
         return found
+
+    def created(self, who: str, path: str, **fields: Any) -> UUID:
+        return UUID(self.post(who, path, as_json({"occurred_at": T0, **fields}))["aggregate_id"])
+
+    def market(self, mission: str = EGY, company: str = COMPANY) -> dict[str, UUID]:
+        """Over HTTP: a building of the company licensed and inspected, its offer naming it, and the mission's
+        contract on the offer, signed (made once a mission and company)."""
+        building = self.created("amanah", "/v1/buildings", **building_fields(50, company_id=company))
+        self.created("civil_defence", f"/v1/buildings/{building}/inspection-passed", findings="compliant")
+        offer = self.created(company, "/v1/offers", **offer_fields(50, [building]))
+        contract = self.created(mission, "/v1/contracts", offer_id=offer, places=50)
+        self.created(company, f"/v1/contracts/{contract}/sign")
+        self.contracts[mission, company] = contract
+        return {"building": building, "offer": offer, "contract": contract}
+
+    def contract_of(self, mission: str = EGY, company: str = COMPANY) -> UUID:
+        if (mission, company) not in self.contracts:
+            self.market(mission, company)
+        return self.contracts[mission, company]
 
     def register(self, who: str = EGY, **fields: Any) -> UUID:
         country = "PAK" if who == PAK else "EGY"
@@ -78,6 +98,7 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         keys[EGY] = keys["mission"]
         keys[COMPANY] = keys["company"]
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
+        _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
     app = create_app(store_url)
     uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2))
@@ -157,9 +178,10 @@ class Client:
 
 def _journey_to_hospital(server: Server) -> tuple[UUID, list[int]]:
     """A journey of EGY's, contracted to the company, through the port to the hospital: its positions."""
+    contract = server.contract_of(EGY, COMPANY)
     journey = server.register(EGY, identity=NAMES)
     positions = [
-        server.step(EGY, journey, "package-contracted", company_id=COMPANY, package_id="PKG-1"),
+        server.step(EGY, journey, "package-contracted", contract_id=str(contract), package_id="PKG-1"),
         server.step(EGY, journey, "visa-requested"),
         server.step("mofa", journey, "visa-issued", valid_until=(T0 + timedelta(days=90)).isoformat()),
         server.step("gaca", journey, "arrived-at-port", port="JED-HAJJ", mode="air", flight="SV1"),
@@ -173,7 +195,9 @@ def _journey_to_hospital(server: Server) -> tuple[UUID, list[int]]:
 
 def test_each_agency_is_told_of_its_own_events_only(server: Server) -> None:
     who = (EGY, PAK, COMPANY, "naqaba", "moh", "ministry", "mofa")
-    clients = {name: Client(server, name, after=0) for name in who}
+    contract = server.contract_of(EGY, COMPANY)  # the market before (its agencies: the test after this one)
+    start = server.positions()
+    clients = {name: Client(server, name, after=start[-1]) for name in who}
     try:
         journey, steps = _journey_to_hospital(server)
         other = server.register(PAK)
@@ -182,7 +206,7 @@ def test_each_agency_is_told_of_its_own_events_only(server: Server) -> None:
             "bus_plate": "KSA-1", "origin": "JED-HAJJ", "destination": "makkah", "departs_at": T0.isoformat(),
             "capacity": 49,
         })  # fmt: skip
-        everything = server.positions()
+        everything = server.positions()[len(start) :]
         eventually(lambda: clients["ministry"].has(len(everything)), 10, "the ministry told of every event")
         time.sleep(3 * HEARTBEAT)  # what the others would be told has come by now
     finally:
@@ -191,7 +215,11 @@ def test_each_agency_is_told_of_its_own_events_only(server: Server) -> None:
     told = {name: [(m.event, UUID(m.data["aggregate_id"])) for m in c.messages] for name, c in clients.items()}
     assert clients["ministry"].ids() == everything  # ids are positions, in log order
     registered = ("Registered", journey)
-    assert told[EGY] == [registered] + [(m.event, journey) for m in clients["ministry"].messages[1:9]]
+    of_journey = [e for e in told["ministry"] if e[1] == journey]
+    assert len(of_journey) == 9 and of_journey[0] == registered
+    # The mission of its journey and of its contract, whose place the journey took.
+    assert told[EGY] == [e for e in told["ministry"] if e[1] in (journey, contract)]
+    assert told[EGY][:3] == [registered, ("PlaceTaken", contract), ("PackageContracted", journey)]
     assert told[PAK] == [("Registered", other)]
     # The company from the contract on: the journey was not its before.
     assert [e for e, _ in told[COMPANY]] == [e for e, _ in told[EGY][1:]]
@@ -206,7 +234,50 @@ def test_each_agency_is_told_of_its_own_events_only(server: Server) -> None:
         assert not any(
             NAMES[name] in text for name in ("name_arabic", "name_latin", "passport_number", "date_of_birth")
         )
-    assert clients[EGY].ids()[1:] == steps
+    assert [m.id for m in clients[EGY].messages if m.data["aggregate_id"] == str(journey)][1:] == steps
+
+
+def test_the_market_s_agencies_are_told_of_their_own_events_only(server: Server) -> None:
+    """The municipality of licensing, Civil Defence of inspections, road security of trips on the road; a company
+    of its own buildings, offers and contracts; a mission of its own contracts and of every company's offers."""
+    who = (EGY, PAK, COMPANY, COMPANY_2, "amanah", "civil_defence", "road_security", "naqaba", "ministry")
+    clients = {name: Client(server, name, after=0) for name in who}
+    try:
+        first = server.market(EGY, COMPANY)
+        second = server.market(PAK, COMPANY_2)
+        trip = server.created("naqaba", "/v1/trips", operator="SAPTCO", bus_plate="KSA-1", origin="JED-HAJJ",
+                              destination="makkah", departs_at=T0, capacity=49)  # fmt: skip
+        server.created("naqaba", f"/v1/trips/{trip}/trip-departed")
+        server.created("road_security", f"/v1/trips/{trip}/checkpoint-passed", checkpoint="Hijrah road km 60")
+        server.created("naqaba", f"/v1/trips/{trip}/trip-arrived")
+        everything = server.positions()
+        eventually(lambda: clients["ministry"].has(len(everything)), 10, "the ministry told of every event")
+        time.sleep(3 * HEARTBEAT)
+    finally:
+        for client in clients.values():
+            client.close()
+    told = {name: {(m.event, UUID(m.data["aggregate_id"])) for m in c.messages} for name, c in clients.items()}
+    assert clients["ministry"].ids() == everything
+    for client in clients.values():
+        assert client.ids() == sorted(client.ids())
+
+    def market_of(market: dict[str, UUID]) -> set[tuple[str, UUID]]:
+        building, offer, contract = market["building"], market["offer"], market["contract"]
+        return {
+            ("BuildingLicensed", building), ("InspectionPassed", building), ("OfferPublished", offer),
+            ("ContractNoted", offer), ("ContractProposed", contract), ("PlacesReserved", offer),
+            ("ContractSigned", contract),
+        }  # fmt: skip
+
+    assert told[COMPANY] == market_of(first) and told[COMPANY_2] == market_of(second)
+    offers = {("OfferPublished", first["offer"]), ("OfferPublished", second["offer"])}
+    assert told[EGY] == offers | {("ContractProposed", first["contract"]), ("ContractSigned", first["contract"])}
+    assert told[PAK] == offers | {("ContractProposed", second["contract"]), ("ContractSigned", second["contract"])}
+    assert told["amanah"] == {("BuildingLicensed", first["building"]), ("BuildingLicensed", second["building"])}
+    assert told["civil_defence"] == {("InspectionPassed", m["building"]) for m in (first, second)}
+    on_the_road = {("TripDeparted", trip), ("CheckpointPassed", trip), ("TripArrived", trip)}
+    assert told["road_security"] == on_the_road
+    assert told["naqaba"] == on_the_road | {("TripScheduled", trip)}
 
 
 def test_roles_not_told_and_bad_requests_are_refused(server: Server) -> None:

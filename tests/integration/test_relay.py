@@ -147,8 +147,15 @@ def test_the_log_is_relayed_in_order_and_resumed_without_gap_or_repeat(ledger: J
     assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
     assert [m.position for m in messages] == [p for p, _, _ in expected]
     assert [m.body for m in messages] == [orjson.loads(b) for _, _, b in expected]
-    registered = messages[0]
+    registered = next(m for m in messages if m.subject.endswith(".Registered"))
     assert registered.subject == f"{target.root}.1446.mission.mission-IDN-1.Registered"
+    # The market's events are in the offer's season; a building's, like a trip's, in the year of its day.
+    published = next(m for m in messages if m.subject.endswith(".OfferPublished"))
+    assert published.subject == f"{target.root}.1446.company.company-1.OfferPublished"
+    proposed = next(m for m in messages if m.subject.endswith(".ContractProposed"))
+    assert proposed.subject == f"{target.root}.1446.mission.mission-IDN-1.ContractProposed"
+    licensed = next(m for m in messages if m.subject.endswith(".BuildingLicensed"))
+    assert licensed.subject == f"{target.root}.1446.amanah.amanah-1.BuildingLicensed"
     assert registered.body["aggregate_id"] == str(journeys[0])
     scheduled = next(m for m in messages if m.body["aggregate_id"] == str(trip))
     assert scheduled.subject == f"{target.root}.1446.naqaba.naqaba-1.TripScheduled"

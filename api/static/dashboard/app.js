@@ -8,8 +8,6 @@ const KEY = "hajj-ledger.key"; // sessionStorage: gone when the tab is closed
 const LANGUAGE = "hajj-ledger.language";
 const MAKKAH = "Asia/Riyadh"; // UTC+3 all year
 const RECENT = 30; // feed events kept for the glance page's list
-// The views the summary counts in: the glance page waits for them to reach an event before reading it again.
-const SUMMARY_VIEWS = ["journey_status", "season_funnel", "port_arrivals", "trip_manifest", "overstay_watch"];
 const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination", "last_event", "port", "site",
   "last_known_place", "origin", "destination", "status", "mode", "gender"]);
 
@@ -17,6 +15,7 @@ const state = {
   key: sessionStorage.getItem(KEY),
   lang: sessionStorage.getItem(LANGUAGE) || "ar",
   views: null, // the index of views (GET /v1/views), once signed in
+  agency: null, // who the key belongs to (GET /v1/agency), once signed in
   recent: [],
   listeners: new Set(),
   feed: null, // the AbortController of the open feed
@@ -220,11 +219,10 @@ async function glance(page) {
   const refresh = async (position) => {
     if (busy) { wanted = Math.max(wanted ?? 0, position ?? 0); return; }
     busy = true;
-    // Each view the summary counts in has its own position: read it again once all of them have the event.
-    const counted = position && state.views ? state.views.filter((v) => v.readable && SUMMARY_VIEWS.includes(v.name)) : [];
-    await Promise.all(counted.map((v) => api(`/v1/views/${v.name}?limit=1&min_position=${position}`)));
-    const result = await api("/v1/summary");
+    // The summary answers once every view it counts has the event (it waits a little, else says 503: ask again).
+    const result = await api(position ? `/v1/summary?min_position=${position}` : "/v1/summary");
     if (result.status === 200) fill(result.body);
+    else if (result.status === 503) wanted = Math.max(wanted ?? 0, position);
     else for (const name of Object.keys(slots)) slots[name].replaceChildren(outcome(result, () => null));
     busy = false;
     if (wanted !== null) { const next = wanted; wanted = null; refresh(next); }
@@ -411,6 +409,7 @@ function signOut(reason) {
   state.feed = null;
   state.key = null;
   state.views = null;
+  state.agency = null;
   state.recent = [];
   sessionStorage.removeItem(KEY);
   document.getElementById("sign-in-error").textContent = reason || "";
@@ -424,6 +423,8 @@ async function signIn(key) {
   if (index.status === 401) return t("keyRefused");
   sessionStorage.setItem(KEY, key);
   state.views = index.status === 200 ? index.body.items : null;
+  const agency = await api("/v1/agency");
+  state.agency = agency.status === 200 ? agency.body : null;
   follow();
   return null;
 }
@@ -434,6 +435,10 @@ async function route() {
   document.getElementById("sign-in").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
+  const who = document.getElementById("agency");
+  who.hidden = !(signedIn && state.agency);
+  who.textContent = state.agency ? `${state.agency.name} · ${named(state.agency.role)}` : "";
+  if (state.agency) { who.dataset.role = state.agency.role; who.dataset.agency = state.agency.agency_id; }
   // Each page is drawn into a box of its own: one left while it was still loading draws on into nothing.
   const host = document.getElementById("page");
   const page = element("div");

@@ -14,6 +14,7 @@ with a cursor to carry on from. Either way the entries, their order and the curs
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,13 @@ def microseconds(moment: datetime) -> int:
 
 def payload(event: RecordedEvent) -> dict[str, Any]:
     """The event's own fields, as JSON values (events carry no personal data: ids, places, times, codes)."""
-    return {f.name: plain(getattr(event, f.name)) for f in dataclasses.fields(event) if f.name not in _ENVELOPE}
+    return {name: plain(getattr(event, name)) for name, _ in payload_fields(type(event))}
+
+
+@functools.cache
+def payload_fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """An event class's own fields, in order, each with its default (`dataclasses.MISSING` when it has none)."""
+    return tuple((f.name, f.default) for f in dataclasses.fields(cls) if f.name not in _ENVELOPE)
 
 
 def plain(value: Any) -> Any:
@@ -62,6 +69,8 @@ def plain(value: Any) -> Any:
         return value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, tuple | list):  # an offer's buildings: a list of ids, not the tuple's repr
+        return [plain(v) for v in value]
     return str(value)
 
 

@@ -629,18 +629,24 @@ AUDIT_READERS = frozenset({Role.AUDITOR, Role.MINISTRY})
 EXPORTERS = frozenset({Role.ANALYST})
 RECORDERS = frozenset(role for step in STEPS.values() for role in step.roles)
 
-# Who is told of which events as they are recorded (the change feed, `GET /v1/feed`): each agency what it acts on.
-# A scoped role hears only of its own journeys (SCOPE: a company from the contract on), never of a trip; the events
-# are rendered as the trail renders them, with no personal data. Auditors follow the log, analysts never a journey.
+# Who is told of which events as they are recorded (the change feed, `GET /v1/feed`, and the relay's subjects): each
+# agency what it acts on. A role scoped on an aggregate's kind (SCOPES, as when recording) hears only of its own: a
+# company of its offers, contracts, buildings and journeys (from the contract on), a mission of its contracts and
+# journeys; where SCOPES does not scope it, of every one (a mission hears of every company's offers, the market).
+# Events are rendered as the trail renders them, with no personal data. Auditors follow the log, analysts never an
+# aggregate.
 _VISA = frozenset({"VisaRequested", "VisaIssued", "VisaRejected", "VisaRevoked", "Cancelled"})
 _ARRIVAL = frozenset({"FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort"})
 _TRANSPORT = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", "Boarded", "TransferCompleted"})
 _HEALTH = frozenset({"HospitalAdmitted", "HospitalDischarged", "DeathRecorded"})
 _WHEREABOUTS = frozenset({"ReportedMissing", "Found", "DeathRecorded"})
 _EXIT = frozenset({"ExitCleared", "Departed", "LegalHoldPlaced", "LegalHoldLifted"})
+_MARKET = frozenset({"OfferPublished", "OfferAmended", "OfferWithdrawn"})
+_LICENSING = frozenset({"BuildingLicensed", "LicenceSuspended", "LicenceRenewed"})
+_ON_THE_ROAD = frozenset({"TripDeparted", "CheckpointPassed", "TripArrived"})
 FEED_EVENTS: dict[Role, frozenset[str]] = {
-    Role.MISSION: frozenset(JOURNEY_STEPS),
-    Role.COMPANY: frozenset(JOURNEY_STEPS),
+    Role.MISSION: frozenset({**JOURNEY_STEPS, **CONTRACT_STEPS}) | _MARKET,
+    Role.COMPANY: frozenset({**JOURNEY_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}),
     Role.MOFA: _VISA,
     Role.GACA: _ARRIVAL | {"Departed"},
     Role.JAWAZAT: _ARRIVAL | {"VisaIssued", "VisaRevoked"} | _WHEREABOUTS | _EXIT,
@@ -648,19 +654,35 @@ FEED_EVENTS: dict[Role, frozenset[str]] = {
     Role.WUKALA: _ARRIVAL | _TRANSPORT | frozenset(TRIP_STEPS),
     Role.NAQABA: _TRANSPORT | frozenset(TRIP_STEPS),
     Role.MOH: _HEALTH | {"LegalHoldPlaced", "LegalHoldLifted"},
+    Role.AMANAH: _LICENSING,
+    Role.CIVIL_DEFENCE: frozenset({"InspectionPassed", "InspectionFailed"}),
+    Role.ROAD_SECURITY: _ON_THE_ROAD,
     Role.MINISTRY: frozenset(STEPS),
     Role.AUDITOR: frozenset(STEPS),
+}
+# Each event's scopes: those of its aggregate's kind.
+EVENT_SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
+    event: SCOPES[kind]
+    for kind, steps in (
+        ("Journey", JOURNEY_STEPS),
+        ("Trip", TRIP_STEPS),
+        ("ServiceOffer", OFFER_STEPS),
+        ("Contract", CONTRACT_STEPS),
+        ("Building", BUILDING_STEPS),
+    )
+    for event in steps
 }
 
 
 def may_follow(role: Role, agency_id: str, event: str, owners: Mapping[str, str | None] | None) -> bool:
-    """Whether an agency is told of `event`: its role hears of that event, and a scoped role only of its own journeys
-    (`owners`: the journey's SCOPE columns as of the event; None for a trip's event)."""
+    """Whether an agency is told of `event`: its role hears of that event, and a role scoped on the event's kind of
+    aggregate only of its own (`owners`: the aggregate's SCOPES columns as of the event; None when unknown)."""
     if event not in FEED_EVENTS.get(role, ()):
         return False
-    if role not in SCOPE:
+    scope = EVENT_SCOPES[event].get(role)
+    if scope is None:
         return True
-    return owners is not None and owners.get(SCOPE[role][0]) == agency_id
+    return owners is not None and owners.get(scope[0]) == agency_id
 
 
 class RecordedEvent(Aggregate.Event):

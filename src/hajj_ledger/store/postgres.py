@@ -11,7 +11,7 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from hajj_ledger.identity.vault import Sealed
@@ -248,12 +248,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
         """The events after `position`, with their positions, oldest first."""
-        with self.datastore.cursor() as curs:
+        # Rows as tuples: the relay reads whole pages of the log here, and a dict a row cost it a tenth of its time.
+        with self.datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as curs:
             curs.execute(self.written_after, (position, limit), prepare=True)
-            return [
-                (r["notification_id"], StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"]))
-                for r in curs.fetchall()
-            ]
+            return [(r[0], StoredEvent(r[1], r[2], r[3], r[4])) for r in curs.fetchall()]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         """The positions of these events (by aggregate and version), in the order asked."""
