@@ -101,7 +101,9 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
     app = create_app(store_url)
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2))
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2)
+    )
     running = threading.Thread(target=uvicorn_server.run)
     running.start()
     try:
