@@ -11,6 +11,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only cli      # the command line's start times alone (a minute), into the results
     python bench/run.py --only races    # the contract and bed races over HTTP, 1 and 2 nodes (PostgreSQL only)
     python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
+    python bench/run.py --only ingest --stores postgres  # batched ingest beside its raw baseline, in one run
     python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
@@ -1183,6 +1184,14 @@ def serving_figure(plan: serving.Plan) -> dict[str, Any]:
         return serving.measure(url, plan, lambda text: print(f"[postgres] {text}", file=sys.stderr, flush=True))
 
 
+def ingest_figures(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """Batched ingest and the raw INSERT of 1,000 rows a transaction, in one run (`--only ingest`)."""
+    ingest = repeat(sizes.runs, kind, "ingest", pilgrims=sizes.pilgrims)
+    raw_batched = repeat(sizes.runs, kind, "raw", rows=100 * 1000 if sizes is FULL else 2000, batch=1000,
+                         state_bytes=int(ingest[0]["state_bytes"]))  # fmt: skip
+    return {"ingest": summarise(ingest), "raw_batched": summarise(raw_batched)}
+
+
 def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for kind in stores:
@@ -1593,6 +1602,7 @@ def main() -> None:
             "dashboard",
             "season",
             "races",
+            "ingest",
         ],
         action="append",
         help="measure these figures alone, into the results",
@@ -1648,7 +1658,10 @@ def main() -> None:
                     continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's
-                results["figures"][kind][name] = measure[name](sizes, kind)
+                if name == "ingest":  # the batched ingest beside its raw baseline, measured in the same run
+                    results["figures"][kind].update(ingest_figures(sizes, kind))
+                else:
+                    results["figures"][kind][name] = measure[name](sizes, kind)
                 results_file.write_text(json.dumps(results, indent=2) + "\n")  # each figure kept as it is measured
     else:
         started = time.perf_counter()
