@@ -34,6 +34,7 @@ from hajj_ledger.audit.reads import payload_fields, plain
 from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
 from hajj_ledger.domain.catalogue import SCOPES
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.store.codec import current_state
 
 if TYPE_CHECKING:
     from hajj_ledger.ledger import JourneyLedger
@@ -65,7 +66,6 @@ class _Kind:
     aggregate: str  # as the trail names it
     scopes: Mapping[Role, tuple[str, str]]  # SCOPES of its aggregate: the owners to remember (none: a trip)
     fields: tuple[tuple[str, Any], ...]  # its own fields, each with its default as JSON (MISSING: none)
-    version: int  # its class's version: older stored events are upcast
 
 
 @functools.cache
@@ -75,9 +75,7 @@ def _kind(topic: str) -> _Kind:
     fields = tuple(
         (name, default if default is dataclasses.MISSING else plain(default)) for name, default in payload_fields(cls)
     )
-    return _Kind(
-        cls, cls.__name__, KIND[aggregate], SCOPES[aggregate.__name__], fields, getattr(cls, "class_version", 1)
-    )
+    return _Kind(cls, cls.__name__, KIND[aggregate], SCOPES[aggregate.__name__], fields)
 
 
 def _utc_z(moment: str) -> str:
@@ -113,7 +111,10 @@ class Following:
             rows = [row for row in rows if row[0] <= until]
         if not rows:
             return after, []
-        events = [(position, stored, kind := _kind(stored.topic), _state(stored, kind)) for position, stored in rows]
+        events = [
+            (position, stored, kind := _kind(stored.topic), current_state(kind.cls, stored.state))
+            for position, stored in rows
+        ]
         with self._lock:
             created = {stored.originator_id for _, stored, _, state in events if "originator_topic" in state}
             self._learn(
@@ -132,7 +133,7 @@ class Following:
         for stored in self.ledger.store.select_events_of(sorted(aggregates)):
             if stored.originator_version == 1 or stored.topic.endswith(CONTRACTED):
                 kind = _kind(stored.topic)
-                self._note(kind, stored.originator_id, stored.originator_version, _state(stored, kind))
+                self._note(kind, stored.originator_id, stored.originator_version, current_state(kind.cls, stored.state))
 
     def _note(self, kind: _Kind, aggregate_id: Any, version: int, state: dict[str, Any]) -> _Owned | None:
         if "originator_topic" in state:
@@ -170,13 +171,3 @@ class Following:
         )  # fmt: skip
         occurred_at = datetime.fromisoformat(stamp["occurred_at"])
         return Told(position, kind.event, Role(stamp["role"]), stamp["agency_id"], occurred_at, season, owners, body)
-
-
-def _state(stored: StoredEvent, kind: _Kind) -> dict[str, Any]:
-    """The stored event's JSON, upcast to its class's version as the codec would."""
-    state: dict[str, Any] = orjson.loads(stored.state)
-    version = state.pop("class_version", 1)
-    while version < kind.version:
-        getattr(kind.cls, f"upcast_v{version}_v{version + 1}")(state)
-        version += 1
-    return state

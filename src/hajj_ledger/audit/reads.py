@@ -260,17 +260,19 @@ class _Index:
             *parameters,
             limit,
         )
-        decode = self.ledger.mapper.to_domain_event
-        return [
-            Entry.of(r["position"], decode(Notification(  # type: ignore[arg-type]
-                id=r["position"],
-                originator_id=r["originator_id"] if self.postgres else UUID(r["originator_id"]),
-                originator_version=r["originator_version"],
-                topic=r["topic"],
-                state=bytes(r["state"]),
-            )))
-            for r in rows
-        ]  # fmt: skip
+        return [Entry.of(r["position"], self.decoded(r, "position")) for r in rows]
+
+    def decoded(self, row: Any, at: str) -> Any:
+        """A row of the log (originator, version, topic, state, and its position under `at`) as its domain event."""
+        return self.ledger.mapper.to_domain_event(
+            Notification(
+                id=row[at],
+                originator_id=row["originator_id"] if self.postgres else UUID(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+        )
 
     def _bounds(self, query: TrailQuery) -> tuple[int, int]:
         """The positions a recorded-time range can lie within: from the first block whose latest recorded time is
@@ -338,17 +340,7 @@ def events_until(ledger: JourneyLedger, aggregate_ids: Sequence[UUID], position:
             *(i.hex for i in aggregate_ids),
             position,
         )
-    decode = ledger.mapper.to_domain_event
-    return [
-        (r["at"], decode(Notification(
-            id=r["at"],
-            originator_id=r["originator_id"] if log.postgres else UUID(r["originator_id"]),
-            originator_version=r["originator_version"],
-            topic=r["topic"],
-            state=bytes(r["state"]),
-        )))
-        for r in rows
-    ]  # fmt: skip
+    return [(r["at"], log.decoded(r, "at")) for r in rows]
 
 
 def _aggregate(ledger: JourneyLedger, aggregate_id: UUID, after: int) -> list[Notification]:

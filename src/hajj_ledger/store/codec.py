@@ -63,11 +63,7 @@ class EventCodec(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         cls = resolve_topic(stored_event.topic)
-        state: dict[str, Any] = orjson.loads(stored_event.state)
-        version = state.pop("class_version", 1)
-        while version < getattr(cls, "class_version", 1):
-            getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
-            version += 1
+        state = current_state(cls, stored_event.state)
         for name, convert in _converters(cls):
             if name in state:
                 state[name] = convert(state[name])
@@ -77,6 +73,16 @@ class EventCodec(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return cast(DomainEventProtocol[UUID], event)
+
+
+def current_state(cls: type, stored: bytes) -> dict[str, Any]:
+    """A stored event's JSON state, upcast from the version it was stored at to its class's current version."""
+    state: dict[str, Any] = orjson.loads(stored)
+    version = state.pop("class_version", 1)
+    while version < getattr(cls, "class_version", 1):
+        getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
+        version += 1
+    return state
 
 
 @cache
