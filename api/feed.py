@@ -47,7 +47,7 @@ class Subscriber:
     events: frozenset[str] | None  # the event types it asked for; None: every one it may be told of
     limit: int
     after: int = 0  # the reader's position when it joined: the queue holds only events past it
-    queue: deque[Told] = field(default_factory=deque)
+    queue: deque[bytes] = field(default_factory=deque)  # the SSE messages, framed once for every subscriber
     full: bool = False  # the queue overflowed: the stream ends once the queue is drained
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -56,15 +56,15 @@ class Subscriber:
             self.agency.role, self.agency.agency_id, told.event, told.owners
         )
 
-    def offer(self, stretch: Collection[Told]) -> None:
+    def offer(self, stretch: Collection[tuple[Told, bytes]]) -> None:
         if self.full:
             return
-        for told in stretch:
+        for told, message in stretch:
             if told.position > self.after and self.admits(told):
                 if len(self.queue) == self.limit:
                     self.full = True
                     break
-                self.queue.append(told)
+                self.queue.append(message)
         self.woken.set()
 
 
@@ -113,11 +113,12 @@ class Feed:
                     continue
                 position = reached
                 watch.found()
-                loop.call_soon_threadsafe(self._hand_out, reached, stretch)
+                # Framed here, once for every subscriber, and off the event loop that serves them all.
+                loop.call_soon_threadsafe(self._hand_out, reached, [(told, frame(told)) for told in stretch])
         finally:
             watch.close()
 
-    def _hand_out(self, reached: int, stretch: list[Told]) -> None:
+    def _hand_out(self, reached: int, stretch: list[tuple[Told, bytes]]) -> None:
         for subscriber in self.subscribers:
             subscriber.offer(stretch)
         self.position = reached
@@ -150,7 +151,7 @@ class Feed:
                 if subscriber.queue:  # what came while the last was sent, in one write
                     waiting = subscriber.queue
                     subscriber.queue = deque()
-                    yield b"".join(map(frame, waiting))
+                    yield b"".join(waiting)
                 if subscriber.full:
                     yield b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
                     return

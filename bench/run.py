@@ -499,9 +499,11 @@ def steady_load(url: str, seconds: float, events_per_second: int) -> tuple[int, 
     """A simulated season recorded at `events_per_second` for `seconds`, in batches every 50 ms: the events recorded
     and the seconds it took."""
     writer = _ledger(url)
-    commands = [c for batch in _season(max(100, int(seconds * events_per_second / 28))) for c in batch]
+    # A command records 0.8 events on average in the simulated season (refusals, steps of the market): a season
+    # with twice the pilgrims that rate needs, so that its commands never run out before the clock does.
+    commands = [c for batch in _season(max(100, int(seconds * events_per_second / 14))) for c in batch]
     tick = 0.05
-    per_tick = max(1, int(events_per_second * tick / 1.08))  # ~1.08 events per command, at first
+    per_tick = max(1, int(events_per_second * tick))
     started = time.perf_counter()
     sent = recorded = ticks = 0
     while time.perf_counter() - started < seconds and sent < len(commands):
@@ -509,12 +511,15 @@ def steady_load(url: str, seconds: float, events_per_second: int) -> tuple[int, 
         recorded += sum(len(getattr(r, "events", ())) for r in results)
         sent += per_tick
         ticks += 1
-        # The events a command records vary with the season's mix (the market's steps, refusals): aim at the rate
-        # of events, not of commands.
-        per_tick = max(1, round(events_per_second * tick * sent / max(recorded, 1)))
+        # The events a command records vary with the season's mix (the market's steps, refusals): aim at the events
+        # due by the end of the next tick, at the commands-per-event seen so far, so that a short tick is made up.
+        due = events_per_second * tick * (ticks + 1) - recorded
+        per_tick = max(1, round(due * sent / max(recorded, 1)))
         time.sleep(max(0.0, started + ticks * tick - time.perf_counter()))
     elapsed = time.perf_counter() - started
     writer.close()
+    if sent >= len(commands):
+        raise RuntimeError(f"the season's commands ran out after {elapsed:.1f} s of {seconds} s")
     return recorded, elapsed
 
 
@@ -550,16 +555,19 @@ def measure_feed(url: str, seconds: float, events_per_second: int, subscribers: 
 
     async def subscriber(ready: asyncio.Event) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET /v1/feed HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+        # HTTP/1.0: the stream comes unframed (no chunked encoding), so lines are split only where reads end.
+        writer.write(f"GET /v1/feed HTTP/1.0\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
         await reader.readuntil(b"\r\n\r\n")
         ready.set()
+        partial = b""
         while not done.is_set():
             try:
                 chunk = await asyncio.wait_for(reader.read(1 << 20), 0.5)
             except TimeoutError:
                 continue
             now = time.time()
-            for line in chunk.split(b"\r\n"):
+            *lines, partial = (partial + chunk).split(b"\r\n")  # a read may end inside a line: keep its start
+            for line in lines:
                 if line.startswith(b"data: "):
                     recorded = datetime.fromisoformat(orjson.loads(line[6:])["recorded_at"]).timestamp()
                     lags.append(now - recorded)
