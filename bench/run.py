@@ -366,20 +366,24 @@ def _replicate(url: str, events: int) -> int:
     ledger = _ledger(url)
     events_table = ledger.recorder.events_table_name
     ledger.close()
+    # The states are copied as text, not through jsonb (which would respell them with spaces and its own key order):
+    # a copy is written exactly as the codec writes, `{"timestamp":"…"` first, so that readers meet the log they
+    # would meet in production.
+    recorded = "substring(convert_from(state, 'UTF8') from '^\\{\"timestamp\":\"([^\"]*)\"')::timestamptz"
     with _postgres(url) as connection:
         [base, span] = connection.execute(
-            "SELECT max(notification_id), extract(epoch FROM max(t) - min(t)) + 1 FROM (SELECT notification_id, "
-            f"(convert_from(state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz AS t FROM {events_table}) AS s"
+            "SELECT max(notification_id), extract(epoch FROM max(t) - min(t)) + 1 "
+            f"FROM (SELECT notification_id, {recorded} AS t FROM {events_table}) AS s"
         ).fetchone()  # type: ignore[misc]
         copies = -(-events // base)
         for copy in range(1, copies):
             connection.execute(
                 f"INSERT INTO {events_table} (originator_id, originator_version, topic, state) "
                 "SELECT md5(originator_id::text || %(copy)s)::uuid, originator_version, topic, "
-                "convert_to(jsonb_set(j, '{timestamp}', to_jsonb(to_char(((j ->> 'timestamp')::timestamptz "
-                "+ make_interval(secs => %(shift)s)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')))"
-                "::text, 'UTF8') "
-                f"FROM (SELECT *, convert_from(state, 'UTF8')::jsonb AS j FROM {events_table} WHERE notification_id "
+                "convert_to(regexp_replace(convert_from(state, 'UTF8'), '^\\{\"timestamp\":\"[^\"]*\"', "
+                "'{\"timestamp\":\"' || to_char((t + make_interval(secs => %(shift)s)) AT TIME ZONE 'UTC', "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') || '\"'), 'UTF8') "
+                f"FROM (SELECT *, {recorded} AS t FROM {events_table} WHERE notification_id "
                 "<= %(base)s ORDER BY notification_id LIMIT %(rows)s) AS s ORDER BY notification_id",
                 {"copy": str(copy), "shift": span * copy, "base": base, "rows": min(base, events - base * copy)},
             )

@@ -91,14 +91,17 @@ class Pseudonyms:
         """`once` of each row of `texts`, UUIDs as text (n x 36 bytes): their pseudonyms, as text, n x 36 bytes. Each
         distinct id is hashed once (a journey's recur in a page)."""
         distinct, inverse = np.unique(np.ascontiguousarray(texts).view("V36").ravel(), return_inverse=True)
-        flat, keyed = distinct.tobytes(), hashlib.blake2b(key=self.key, digest_size=16).copy
+        return self.each(distinct.view(np.uint8).reshape(-1, 36))[inverse.ravel()]
+
+    def each(self, texts: np.ndarray) -> np.ndarray:
+        """`many` without looking for repeats: for ids each seen once (commands')."""
+        flat, keyed = np.ascontiguousarray(texts).tobytes(), hashlib.blake2b(key=self.key, digest_size=16).copy
         digests = []
         for start in range(0, len(flat), 36):
             digest = keyed()  # a copy of the keyed state: cheaper than keying anew
             digest.update(flat[start : start + 36])
             digests.append(digest.digest())
-        made = uuid_texts(np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16))
-        return made[inverse.ravel()]
+        return uuid_texts(np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16))
 
     @classmethod
     def configured(cls, url: str) -> Pseudonyms:
@@ -396,7 +399,7 @@ _DIGEST = '"identity_digest":"'
 
 def _expect(data: np.ndarray, at: np.ndarray, text: bytes) -> bool:
     """Whether `text` stands at each of `at` in `data`."""
-    return bool((data[at[:, None] + np.arange(len(text))] == np.frombuffer(text, np.uint8)).all())
+    return all((data[at + offset] == byte).all() for offset, byte in enumerate(text))  # a byte at a time: no n x len
 
 
 def _strings(data: np.ndarray, begin: np.ndarray, end: np.ndarray) -> pa.Array:
@@ -465,7 +468,8 @@ def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
     topic = topic.dictionary_encode()
     names: list[str] = topic.dictionary.to_pylist()
     which = np.asarray(topic.indices)
-    spans = [stamp["command"], stamp["correlation"][stamp["correlation"] >= 0]]
+    commands = stamp["command"]  # each command's id is its own: hashed without looking for repeats
+    spans = [stamp["correlation"][stamp["correlation"] >= 0]]
     fields: dict[str, list[int]] = {}  # a person's id field: the topics (by index) that have it
     for index, name in enumerate(names):
         for field in _uuid_fields(name)[0]:
@@ -475,14 +479,15 @@ def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
         pattern = f'"{field}":"'
         found = np.asarray(pc.find_substring(state.take(having), pattern))
         spans.append(starts[having[found >= 0]] + found[found >= 0] + len(pattern))
-    at = np.concatenate(spans)
+    at = np.concatenate([commands, *spans])
     if at.size and int(at.max()) + 36 >= data.size:
         return None
     span = at[:, None] + _SPAN
     texts = data[span]
     if not (_is_uuid_text(texts) and (data[at + 36] == ord('"')).all()):
         return None
-    data[span] = pseudonyms.many(texts)
+    data[span[: commands.size]] = pseudonyms.each(texts[: commands.size])
+    data[span[commands.size :]] = pseudonyms.many(texts[commands.size :])
     rewritten = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(data)])
     dropping = np.isin(which, [i for i, name in enumerate(names) if _carries_digest(name)])
     aggregates = uuid_texts(np.frombuffer(page.ids, np.uint8).reshape(count, 16))

@@ -5,6 +5,8 @@ style filled in for SQLite or PostgreSQL.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +56,14 @@ class Packed(NamedTuple):
             b"".join(r[4] for r in rows),
             b"".join(r[5] for r in rows),
         )
+
+    def in_order(self) -> bool:
+        """Whether the positions rise from each event to the next."""
+        numbers = array("q", self.positions)
+        if sys.byteorder == "little":
+            numbers.byteswap()  # packed big-endian
+        listed = numbers.tolist()
+        return listed == sorted(listed)  # positions are unique: sorted is rising
 
     def rows(self) -> list[DigestedRow]:
         numbers = [int.from_bytes(self.positions[i : i + 8], "big", signed=True) for i in range(0, self.size * 8, 8)]
@@ -270,32 +280,32 @@ class ChainTables:
                 rows = self._events_between(cursor, low, high)
                 return Packed.of([(*row, event_digest(row[3], row[1], row[2], row[4])) for row in rows])
             # Each column aggregated into one value by the server: the page arrives as a few byte strings, with
-            # no Python object an event.
-            column = "coalesce(string_agg({}, ''::bytea ORDER BY p), ''::bytea)"
-            cursor.execute(
-                self.sql(
-                    "SELECT count(*), "
-                    + ", ".join(
-                        column.format(value)
-                        for value in (
-                            "int8send(p)",
-                            "uuid_send(originator_id)",
-                            "int8send(originator_version)",
-                            "int4send(octet_length(topic))",
-                            "convert_to(topic, 'UTF8')",
-                            "int4send(octet_length(state))",
-                            "state",
-                            "d",
-                        )
-                    )
-                    + " FROM (SELECT {position} AS p, originator_id, originator_version, topic, state, {digest} AS d "
-                    "FROM {events} WHERE {position} > %s AND {position} <= %s) AS page"
-                ),
-                (low, high),
-                binary=True,
-            )
-            size, *columns = cursor.fetchone()
-            return Packed(int(size), *map(bytes, columns))
+            # no Python object an event. The rows come to the aggregates in the order of the sorted page: one sort,
+            # where an ORDER BY in each aggregate sorted the page eight times (a third of the query's time). The
+            # order is checked on the positions; if it were ever not kept, the page is read again sorted each time.
+            column = "coalesce(string_agg({}, ''::bytea%s), ''::bytea)"
+            for ordering in ("", " ORDER BY p"):
+                page = self._aggregated(cursor, column % ordering, low, high)
+                if page.in_order():
+                    return page
+            raise AssertionError("the events of a page came back out of order")  # not reached: sorted each time
+
+    def _aggregated(self, cursor: Any, column: str, low: int, high: int) -> Packed:
+        values = ("int8send(p)", "uuid_send(originator_id)", "int8send(originator_version)",
+                  "int4send(octet_length(topic))", "convert_to(topic, 'UTF8')", "int4send(octet_length(state))", "state",
+                  "d")  # fmt: skip
+        cursor.execute(
+            self.sql(
+                "SELECT count(*), "
+                + ", ".join(column.format(value) for value in values)
+                + " FROM (SELECT {position} AS p, originator_id, originator_version, topic, state, {digest} AS d "
+                "FROM {events} WHERE {position} > %s AND {position} <= %s ORDER BY {position}) AS page"
+            ),
+            (low, high),
+            binary=True,
+        )
+        size, *columns = cursor.fetchone()
+        return Packed(int(size), *map(bytes, columns))
 
     def event_at(self, position: int) -> EventRow | None:
         rows = self.events_after(position - 1, 1)
