@@ -35,11 +35,15 @@ PAGES = (
     ("dashboard-journey.png", "mission", "#/journey/{journey}", "ar"),
     ("dashboard-worklist.png", "jawazat", "#/work", "en"),
     ("dashboard-view.png", "ministry", "#/views/journey_status?stage=housed&limit=12", "en"),
+    ("dashboard-offers.png", "mission", "#/views/service_offers?min_free=1&limit=12", "ar"),
 )
 
 
-# Every table of the page drawn, or refused (the feed's stream stays open: the network is never idle).
-TABLES_DRAWN = "[...document.querySelectorAll('.view')].every(v => v.querySelector('.pager, [data-refused], .error'))"
+# Every table of the page drawn, or refused (the feed's stream stays open: the network is never idle). A function:
+# Playwright evaluates a bare expression again at each poll, which the page's policy (no eval) refuses.
+TABLES_DRAWN = (
+    "() => [...document.querySelectorAll('.view')].every(v => v.querySelector('.pager, [data-refused], .error'))"
+)
 
 
 @contextmanager

@@ -39,6 +39,9 @@ class ColumnPublic(BaseModel):
     name: str
     type: str = Field(description="integer, text, boolean, date, timestamp or uuid")
     filter: bool = Field(description="whether `GET /v1/views/<name>` filters by it")
+    at_least: bool = Field(
+        default=False, description="whether it also takes `min_<column>`: rows with at least that value (free places)"
+    )
 
 
 class ViewPublic(BaseModel):
@@ -72,15 +75,20 @@ def _description(name: str) -> str:
 
 @router.get(
     "/views", openapi_extra=allow(Role), summary="The index of the views",
-    description="Every view the API serves at `/v1/views/<name>`: what it holds, its columns (and which filter), "
-    "its key and the roles that may read it (VIEW_READERS), and whether the caller's role is one of them.",
+    description="Every view the API serves at `/v1/views/<name>`: what it holds, its columns (and which filter, "
+    "which also bound from below with `min_<column>`; those worked out when read, as a trip overdue, last), its key "
+    "and the roles that may read it (VIEW_READERS), and whether the caller's role is one of them.",
 )  # fmt: skip
 def views(agency: Caller) -> ViewsPublic:
     items = []
     for served in PROJECTIONS:
         model = served.models[0]
         readers = VIEW_READERS[served.name]
-        columns = [ColumnPublic(name=c.name, type=_type(c), filter=c.name != "position") for c in model.view().c]
+        columns = [
+            ColumnPublic(name=c.name, type=_type(c), filter=c.name != "position", at_least=c.name in model.at_least)
+            for c in model.view().c
+        ]
+        columns += [ColumnPublic(name=name, type="boolean", filter=True) for name in model.read_columns()]
         items.append(
             ViewPublic(
                 name=served.name, description=_description(served.name), path=f"/v1/views/{served.name}",

@@ -1,7 +1,8 @@
 """The season dashboard in a real browser: Debian's Chromium driven by Playwright, against `hajj-ledger serve` on a
 small store recorded over the API by the roles that own each step. Each agency signs in with its key and sees what
-the API lets it read; the page is Arabic and right to left until switched; a step recorded over the API shows on an
-open page without a reload; and no request of any page leaves 127.0.0.1."""
+the API lets it read (the market's panel only for the roles that read the market); the page is Arabic and right to
+left until switched; a step recorded over the API shows on an open page without a reload; and no request of any page
+leaves 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from hajj_ledger.api import agencies
+from hajj_ledger.domain.catalogue import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
@@ -32,6 +34,8 @@ pytestmark = [
     pytest.mark.skipif(not IN_CI and not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
 ]
 SCOPES = {"mission": "mission-IDN-1", "company": "company-1", "other_mission": "mission-EGY-2"}
+# The market's figures in the summary (GET /v1/summary), each with the view it is counted in.
+MARKET = {"offers": "service_offers", "contracts": "contracts", "beds": "building_occupancy", "road": "trips_on_road"}
 ROLES = ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "moh", "ministry", "amanah",
          "civil_defence")  # fmt: skip
 
@@ -56,6 +60,15 @@ class Store:
         self.head = max(self.head, answer["position"])
         return answer
 
+    def get(self, role: str, path: str, **params: Any) -> Any:
+        """What the API answers the role, once the views have every step recorded so far."""
+        done = httpx.get(
+            f"{self.base}/v1{path}", params={"min_position": self.head, **params},
+            headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=30,
+        )  # fmt: skip
+        assert done.status_code == 200, (path, done.text)
+        return done.json()
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
@@ -75,24 +88,35 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         seeded.received = _journey(seeded, "mission", "IDN", "SITI NURHAYATI", through="received-at-port")
         seeded.cleared = _journey(seeded, "mission", "IDN", "AHMAD DAHLAN", through="customs-cleared")
         seeded.other = _journey(seeded, "other_mission", "EGY", "MOHAMED SALAH", through=None)
-        for view in ("journey_status", "season_funnel", "awaiting_transport"):  # the pages read a store at rest
-            caught_up = httpx.get(
-                f"{base}/v1/views/{view}", params={"min_position": seeded.head, "limit": 1},
-                headers={"Authorization": f"Bearer {keys['ministry']}"}, timeout=30,
-            )  # fmt: skip
-            assert caught_up.status_code == 200, caught_up.text
+        _road(seeded)
+        for view in ("journey_status", "season_funnel", "awaiting_transport", *MARKET.values()):  # a store at rest
+            seeded.get("ministry", f"/views/{view}", limit=1)
         yield seeded
 
 
 def _market(store: Store) -> str:
-    """A building of the company licensed and inspected, its offer, and the mission's contract on it, signed."""
+    """A building of the company licensed and inspected, its offer, and the mission's contract on it, signed; and an
+    offer of places in the camps of Mina, none contracted."""
     company = SCOPES["company"]
     building = store.post("amanah", "/buildings", as_json(building_fields(50, company_id=company)))["aggregate_id"]
     store.post("civil_defence", f"/buildings/{building}/inspection-passed", {"findings": "compliant"})
     offer = store.post("company", "/offers", as_json(offer_fields(50, [building])))["aggregate_id"]
     contract: str = store.post("mission", "/contracts", {"offer_id": offer, "places": 50})["aggregate_id"]
     store.post("company", f"/contracts/{contract}/sign", {})
+    store.post("company", "/offers", as_json(CAMPS))
     return contract
+
+
+CAMPS = offer_fields(30, [], kind="mashaer_camp", site="mina")
+
+
+def _road(store: Store) -> None:
+    """Two buses on the road: one past its expected arrival (two hours after T0), one due in two days."""
+    bus = {"operator": "SAPTCO", "origin": "JED-HAJJ", "destination": "makkah", "capacity": 49}
+    for plate, due in (("KSA-1", T0 + timedelta(hours=2)), ("KSA-2", datetime.now(UTC) + timedelta(days=2))):
+        fields = {**bus, "bus_plate": plate, "departs_at": T0, "expected_arrival": due}
+        trip = store.post("naqaba", "/trips", as_json(fields))["aggregate_id"]
+        store.post("naqaba", f"/trips/{trip}/trip-departed", {})
 
 
 def _journey(store: Store, mission: str, country: str, name: str, through: str | None) -> str:
@@ -188,7 +212,7 @@ def test_arabic_right_to_left_by_default_english_on_the_switch_and_the_key_kept_
     assert dashboard.text("#sign-in h1") == "تسجيل الدخول"
     page.fill("#key", "hl_000000000000_" + "x" * 43)
     page.click("#sign-in button[type=submit]")
-    page.wait_for_function("document.getElementById('sign-in-error').textContent !== ''")
+    page.wait_for_function("() => document.getElementById('sign-in-error').textContent !== ''")
     assert dashboard.text("#sign-in-error") == "المفتاح غير معروف أو أُلغي."
 
     dashboard.sign_in("ministry")
@@ -310,7 +334,7 @@ def test_every_view_as_a_table_with_filters_and_pages(dashboard: Dashboard) -> N
     page.select_option("#view select[name=in_hospital]", "false")
     page.fill("#view input[name=country]", "EGY")
     page.click("#view .filters button[type=submit]")
-    page.wait_for_function("location.hash.includes('country=EGY')")
+    page.wait_for_function("() => location.hash.includes('country=EGY')")
     dashboard.ready("views")
     page.wait_for_selector("#view td[data-column=journey_id]")
     assert page.locator("#view td[data-column=journey_id]").all_inner_texts() == [store.other]
@@ -319,3 +343,143 @@ def test_every_view_as_a_table_with_filters_and_pages(dashboard: Dashboard) -> N
     dashboard.sign_in("mission")
     dashboard.open("#/views/season_funnel", "views")
     page.wait_for_selector("#view [data-refused='403']")
+
+
+def _drawn(page: Any, selector: str) -> dict[str, int]:
+    """The figures a capacity chart shows, by key: the free places (its numbers), then the taken ones."""
+    found: dict[str, int] = {}
+    for figure in page.locator(f"{selector} .num").all():
+        key = figure.get_attribute("data-key")
+        found[key] = int(figure.get_attribute("data-value"))
+        found[f"{key} taken"] = int(figure.get_attribute("data-taken"))
+    return found
+
+
+def _market_shown(dashboard: Dashboard, role: str) -> dict[str, Any]:
+    """Signed in as the role, the market's panel on the glance page against the summary the API gives that role: each
+    part drawn exactly when the summary gives its figure (its view readable by the role), with the summary's
+    numbers. Returns the summary."""
+    page, store = dashboard.page, dashboard.store
+    dashboard.sign_in(role)
+    summary: dict[str, Any] = store.get(role, "/summary")
+    for figure, view in MARKET.items():
+        assert (summary[figure] is None) == (Role(role) not in VIEW_READERS[view]), (role, figure)
+    if all(summary[figure] is None for figure in MARKET):
+        return summary
+    page.wait_for_selector("#market:not([hidden]) [data-market]")
+    drawn = page.eval_on_selector_all("#market [data-market]", "parts => parts.map(p => p.dataset.market)")
+    assert drawn == [figure for figure in MARKET if summary[figure] is not None], role
+    if summary["offers"] is not None:
+        assert _drawn(page, "#market [data-market=offers]") == {
+            **{o["kind"]: o["free"] for o in summary["offers"]},
+            **{f"{o['kind']} taken": o["places"] - o["free"] for o in summary["offers"]},
+        }
+    if summary["contracts"] is not None:
+        contracts = summary["contracts"]
+        assert _drawn(page, "#market [data-market=contracts]") == {
+            "contracts": contracts["free"],
+            "contracts taken": contracts["used"],
+        }
+    if summary["beds"] is not None:
+        beds = summary["beds"]
+        assert _drawn(page, "#market [data-market=beds]") == {"beds": beds["free"], "beds taken": beds["occupied"]}
+    if summary["road"] is not None:
+        for figure in ("on_the_road", "overdue"):
+            shown = page.get_attribute(f"#market [data-market=road] [data-figure={figure}] .value", "data-value")
+            assert int(shown) == summary["road"][figure]
+    return summary
+
+
+def test_the_market_s_panel_shows_the_summary_s_figures_to_the_roles_that_read_them(dashboard: Dashboard) -> None:
+    store, page = dashboard.store, dashboard.page
+    ministry = _market_shown(dashboard, "ministry")
+    # The summary's figures are the views' own: the market's offers of the season by kind, the buses on the road.
+    offers = store.get("ministry", "/views/service_offers", season=ministry["season"], status="published")["items"]
+    by_kind: dict[str, int] = {}
+    for offer in offers:
+        by_kind[offer["kind"]] = by_kind.get(offer["kind"], 0) + offer["free"]
+    assert {o["kind"]: o["free"] for o in ministry["offers"]} == by_kind and set(by_kind) == {
+        "makkah_housing",
+        CAMPS["kind"],
+    }
+    road = store.get("ministry", "/views/trips_on_road", status="on_road")["items"]
+    overdue = [trip for trip in road if trip["overdue"]]
+    assert ministry["road"] == {"on_the_road": len(road), "overdue": len(overdue)} and 0 < len(overdue) < len(road)
+    contracts = store.get("ministry", "/views/contracts", status="signed")["items"]
+    assert ministry["contracts"]["used"] == sum(c["used"] for c in contracts) > 0
+    # In Arabic, then in English: the panel's words, the kinds named.
+    assert dashboard.text("#market h2") == "السوق: الأماكن والأسرّة والحافلات"
+    assert "مخيمات المشاعر" in dashboard.text("#market [data-market=offers]")
+    page.click("#language")
+    dashboard.ready("glance")
+    page.wait_for_selector("#market [data-market=road]")
+    assert dashboard.text("#market h2") == "The market: places, beds and buses"
+    assert "Mashaer camps" in dashboard.text("#market [data-market=offers]")
+    assert "Overdue" in dashboard.text("#market [data-market=road]")
+    page.click("#language")
+    dashboard.ready("glance")
+
+    for role in ("mission", "company", "naqaba"):  # each its own part of the market, scoped as its views are
+        page.click("#sign-out")
+        summary = _market_shown(dashboard, role)
+        assert any(summary[figure] is not None for figure in MARKET)
+    page.click("#sign-out")
+    moh = _market_shown(dashboard, "moh")  # reads none of the market's views: no panel, nothing asked for around it
+    assert all(moh[figure] is None for figure in MARKET)
+    page.wait_for_selector("#cases [data-figure=in_hospital]")
+    assert page.locator("#market").is_hidden() and page.locator("#market [data-market]").count() == 0
+    assert not [u for u in dashboard.requested if any(f"/v1/views/{view}" in u for view in MARKET.values())]
+
+
+def test_an_offer_published_over_the_api_shows_in_the_market_s_panel_without_a_reload(dashboard: Dashboard) -> None:
+    store, page = dashboard.store, dashboard.page
+    dashboard.sign_in("mission")  # told of every company's offers, as the feed tells a mission
+    page.wait_for_selector("#live[data-state=live]")
+    camps = page.locator(f"#market [data-market=offers] .num[data-key={CAMPS['kind']}]")
+    camps.wait_for()
+    before = int(camps.get_attribute("data-value"))
+    store.post("company", "/offers", as_json({**CAMPS, "places": 7}))
+    recorded = time.monotonic()
+    more = f"#market [data-market=offers] .num[data-key={CAMPS['kind']}][data-value='{before + 7}']"
+    page.wait_for_selector(more, timeout=2000)
+    assert time.monotonic() - recorded < 2
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+
+
+def test_the_market_s_views_as_tables_with_their_filters(dashboard: Dashboard) -> None:
+    store, page = dashboard.store, dashboard.page
+    dashboard.sign_in("ministry")
+    page.click("#language")  # in English
+    dashboard.open("#/views", "views")
+    for view in MARKET.values():
+        assert page.get_attribute(f"#views tr[data-view={view}]", "data-readable") == "true"
+
+    dashboard.open("#/views/service_offers", "views")
+    page.wait_for_selector("#view td[data-column=offer_id]")
+    every = store.get("ministry", "/views/service_offers")["items"]
+    assert page.locator("#view td[data-column=offer_id]").count() == len(every)
+    page.fill("#view input[name=min_free]", "1")  # at least one free place: the offers not contracted whole
+    page.click("#view .filters button[type=submit]")
+    page.wait_for_function("() => location.hash.includes('min_free=1')")
+    dashboard.ready("views")
+    page.wait_for_selector("#view td[data-column=offer_id]")
+    free = store.get("ministry", "/views/service_offers", min_free=1)["items"]
+    assert 0 < len(free) < len(every) and all(o["free"] >= 1 for o in free)
+    assert page.locator("#view td[data-column=offer_id]").all_inner_texts() == [o["offer_id"] for o in free]
+
+    dashboard.open("#/views/trips_on_road", "views")
+    page.wait_for_selector("#view td[data-column=trip_id]")
+    assert page.locator("#view th[data-column=overdue]").inner_text() == "overdue"
+    page.select_option("#view select[name=overdue]", "true")
+    page.click("#view .filters button[type=submit]")
+    page.wait_for_function("() => location.hash.includes('overdue=true')")
+    dashboard.ready("views")
+    page.wait_for_selector("#view td[data-column=trip_id]")
+    late = store.get("ministry", "/views/trips_on_road", overdue="true")["items"]
+    assert len(late) == 1 and page.locator("#view td[data-column=trip_id]").all_inner_texts() == [late[0]["trip_id"]]
+    assert page.get_attribute("#view tbody tr", "class") == "overdue"  # in red
+
+    for view in ("contracts", "building_occupancy"):
+        dashboard.open(f"#/views/{view}", "views")
+        page.wait_for_selector("#view td")
+        assert page.locator("#view input[name=min_free]").count() == 1

@@ -80,7 +80,18 @@ def test_the_index_lists_every_view_with_its_columns_and_readers(client: tuple[T
     status = items[0]
     assert status["path"] == "/v1/views/journey_status" and status["key"] == ["journey_id"]
     assert status["description"].startswith("one row per journey")
-    assert {"name": "mission_id", "type": "text", "filter": True} in status["columns"]
+    assert {"name": "mission_id", "type": "text", "filter": True, "at_least": False} in status["columns"]
+    columns = {v["name"]: {c["name"]: c for c in v["columns"]} for v in items}
+    assert columns["service_offers"]["free"]["at_least"] and columns["contracts"]["free"]["at_least"]
+    assert not columns["service_offers"]["places"]["at_least"]
+    # Worked out when read, and served in each row: listed last, a filter like the columns stored.
+    assert list(columns["trips_on_road"])[-1] == "overdue"
+    assert columns["trips_on_road"]["overdue"] == {
+        "name": "overdue",
+        "type": "boolean",
+        "filter": True,
+        "at_least": False,
+    }
     for view in items:
         assert view["readers"] == sorted(VIEW_READERS[view["name"]])
         assert view["readable"] == (Role.MISSION in VIEW_READERS[view["name"]])

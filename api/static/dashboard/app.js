@@ -1,7 +1,7 @@
 // The season dashboard: one page, its pages chosen by the address's hash (#/, #/journey/ID, #/work, #/views/NAME).
 // Everything it shows comes from the API with the agency's key: what the API refuses (403) is shown as not available
 // to the agency, never hidden by a guess made here.
-import { bars, element, stackedDays } from "./charts.js";
+import { bars, capacity, capacityLegend, element, stackedDays } from "./charts.js";
 import { NAMES, STRINGS } from "./strings.js";
 
 const KEY = "hajj-ledger.key"; // sessionStorage: gone when the tab is closed
@@ -9,7 +9,7 @@ const LANGUAGE = "hajj-ledger.language";
 const MAKKAH = "Asia/Riyadh"; // UTC+3 all year
 const RECENT = 30; // feed events kept for the glance page's list
 const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination", "last_event", "port", "site",
-  "last_known_place", "origin", "destination", "status", "mode", "gender"]);
+  "last_known_place", "origin", "destination", "status", "mode", "gender", "kind", "city", "licence", "inspection"]);
 
 const state = {
   key: sessionStorage.getItem(KEY),
@@ -172,10 +172,12 @@ async function glance(page) {
   const slots = {};
   const slot = (name, title, wide) => {
     slots[name] = element("div", { text: t("loading") });
-    grid.append(card(title, { id: name, class: wide ? "card wide" : "card" }, slots[name]));
+    return grid.appendChild(card(title, { id: name, class: wide ? "card wide" : "card" }, slots[name]));
   };
   slot("funnel", t("funnel"));
   slot("cases", t("cases"));
+  const market = slot("market", t("market"));
+  market.hidden = true; // shown once the summary gives the role any of the market's figures
   slot("arrivals", t("arrivals"), true);
   slot("in-kingdom", t("inKingdom"));
   grid.append(card(t("latestEvents"), { id: "events" }, ticker));
@@ -185,15 +187,14 @@ async function glance(page) {
     const refused = () => element("p", { class: "unavailable", "data-refused": "null", text: t("notAvailable") });
     slots.funnel.replaceChildren(summary.funnel === null ? refused() : summary.funnel.length === 0 ? t("nothingYet")
       : bars(summary.funnel.map((s) => ({ key: s.stage, label: named(s.stage), value: s.reached, extra: s.today })), number, t("todayMovement")));
-    const figure = (key, label, value, alert) => element("div", { class: alert && value ? "figure alert" : "figure", "data-figure": key },
-      value === null ? element("span", { class: "value unavailable", "data-refused": "null", title: t("notAvailable"), text: "—" })
-        : element("span", { class: "value", "data-value": value, text: number(value) }),
-      element("span", { class: "label", text: label }));
     const cases = summary.cases || { in_hospital: null, missing: null, deceased: null };
     slots.cases.replaceChildren(element("div", { class: "figures" },
       figure("in_hospital", t("inHospital"), cases.in_hospital, true), figure("missing", t("missing"), cases.missing, true),
       figure("deceased", t("deceased"), cases.deceased, true), figure("trips", t("tripsOnRoad"), summary.trips_on_the_road),
       figure("overstays", t("overstays"), summary.overstays, true)));
+    const parts = marketParts(summary);
+    market.hidden = parts.length === 0;
+    slots.market.replaceChildren(element("div", { class: "market" }, ...parts));
     slots["in-kingdom"].replaceChildren(summary.in_kingdom === null ? refused() : summary.in_kingdom.length === 0 ? t("nothingYet")
       : bars(summary.in_kingdom.map((p) => ({ key: p.place ?? "", label: named(p.place), value: p.pilgrims })), number));
     if (summary.arrivals === null) {
@@ -229,6 +230,34 @@ async function glance(page) {
   };
   listen((received) => { showTicker(); refresh(received.position); });
   await refresh(null);
+}
+
+function figure(key, label, value, alert) {
+  return element("div", { class: alert && value ? "figure alert" : "figure", "data-figure": key },
+    value === null ? element("span", { class: "value unavailable", "data-refused": "null", title: t("notAvailable"), text: "—" })
+      : element("span", { class: "value", "data-value": value, text: number(value) }),
+    element("span", { class: "label", text: label }));
+}
+
+// The market's figures that the summary gives the role: a figure of a view the role may not read is null, and is left
+// out (the page asks for nothing more); none given, no panel (an empty list).
+function marketParts(summary) {
+  const parts = { taken: t("taken"), free: t("free") };
+  const part = (key, title, content) => element("section", { "data-market": key }, element("h3", { text: title }), content);
+  const counted = (...pairs) => pairs.map(([label, value]) => `${t(label)}: ${number(value)}`).join(" · ");
+  const { offers, contracts: c, beds: b, road } = summary;
+  const charts = [
+    offers === null ? null : part("offers", t("offersByKind"), offers.length === 0 ? t("nothingYet")
+      : capacity(offers.map((o) => ({ key: o.kind, label: named(o.kind), taken: o.places - o.free, free: o.free,
+        note: counted(["offersCount", o.offers], ["placesCount", o.places]) })), number, parts)),
+    c === null ? null : part("contracts", t("contractedPlaces"), capacity([{ key: "contracts", label: t("placesRow"),
+      taken: c.used, free: c.free, note: counted(["contractsCount", c.contracts], ["usedCount", c.used], ["placesCount", c.places]) }], number, parts)),
+    b === null ? null : part("beds", t("housingBeds"), capacity([{ key: "beds", label: t("bedsRow"), taken: b.occupied,
+      free: b.free, note: counted(["buildingsCount", b.buildings], ["occupiedCount", b.occupied], ["bedsCount", b.beds]) }], number, parts)),
+  ].filter(Boolean);
+  const onRoad = road === null ? null : part("road", t("road"), element("div", { class: "figures" },
+    figure("on_the_road", t("busesOnRoad"), road.on_the_road), figure("overdue", t("overdueTrips"), road.overdue, true)));
+  return [...charts, charts.length ? capacityLegend(parts) : null, onRoad].filter(Boolean);
 }
 
 const sum = (values) => Object.values(values).reduce((a, b) => a + b, 0);
@@ -320,6 +349,11 @@ function viewTable(name, { filters = {}, editable = false, limit = 50, rowClass 
           element("option", { value: v, selected: String(chosen[column.name] ?? "") === v, text: label })))
         : element("input", { name: column.name, type: column.type === "date" ? "date" : "text", dir: "ltr", value: chosen[column.name] ?? "" });
       form.append(element("label", {}, named(column.name), input));
+      if (column.at_least) { // min_<column>: rows with at least that many (free places, beds)
+        const bound = `min_${column.name}`;
+        form.append(element("label", {}, `${named(column.name)} (${t("atLeast")})`,
+          element("input", { name: bound, type: "number", min: 0, dir: "ltr", value: chosen[bound] ?? "" })));
+      }
     }
     form.append(element("button", { type: "submit", text: t("apply") }), button(t("clear"), true, () => {
       for (const k of Object.keys(chosen)) delete chosen[k];
@@ -377,7 +411,8 @@ async function views(page, name, query) {
   if (name) {
     const limit = Number(query.get("limit")) || 50; // a page's rows: #/views/NAME?limit=N
     query.delete("limit");
-    page.replaceChildren(card(named(name), { id: "view" }, viewTable(name, { filters: Object.fromEntries(query), editable: true, limit })));
+    const late = (row) => (row.overdue ? "overdue" : null); // a trip past its expected arrival, as the view says
+    page.replaceChildren(card(named(name), { id: "view" }, viewTable(name, { filters: Object.fromEntries(query), editable: true, limit, rowClass: late })));
     return;
   }
   const result = state.views ? { status: 200, body: { items: state.views } } : await api("/v1/views");

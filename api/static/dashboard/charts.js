@@ -40,6 +40,31 @@ export function bars(rows, number, extraLabel) {
   return grid;
 }
 
+// Places taken and free, a row a pool of them (the offers of a kind, the contracts, the beds):
+// [{key, label, note, taken, free}], each bar as long as its places against the largest, its free part in gold, the
+// note under it; the figure shown is the free places. `parts` names the two in the reader's language: {taken, free}.
+export function capacity(rows, number, parts) {
+  const top = Math.max(1, ...rows.map((r) => r.taken + r.free));
+  const grid = element("div", { class: "bars capacity" });
+  for (const row of rows) {
+    const track = element("div", { class: "track", title: `${parts.taken}: ${number(row.taken)} · ${parts.free}: ${number(row.free)}` });
+    for (const [part, value] of [["taken", row.taken], ["free", row.free]]) {
+      const fill = element("div", { class: `fill ${part}` });
+      fill.style.inlineSize = `${(100 * value) / top}%`;
+      track.append(fill);
+    }
+    grid.append(element("span", { text: row.label }), track,
+      element("span", { class: "num", title: parts.free, "data-key": row.key, "data-value": row.free, "data-taken": row.taken }, number(row.free)),
+      row.note ? element("small", { class: "muted note", text: row.note }) : null);
+  }
+  return grid;
+}
+
+// What the capacity charts' two colours mean, once for them all.
+export function capacityLegend(parts) {
+  return element("div", { class: "legend" }, ...["taken", "free"].map((part) => element("span", {}, element("i", { class: `fill ${part}` }), parts[part])));
+}
+
 // Columns per day, stacked by series (a port): {days: [...], series: [{key, label, values: {day: n}}]}.
 export function stackedDays(days, series, { rtl, dayLabel, number }) {
   const width = 900, height = 260, left = 46, bottom = 26, top = 10;
