@@ -292,8 +292,8 @@ class ChainTables:
 
     def _aggregated(self, cursor: Any, column: str, low: int, high: int) -> Packed:
         values = ("int8send(p)", "uuid_send(originator_id)", "int8send(originator_version)",
-                  "int4send(octet_length(topic))", "convert_to(topic, 'UTF8')", "int4send(octet_length(state))", "state",
-                  "d")  # fmt: skip
+                  "int4send(octet_length(topic))", "convert_to(topic, 'UTF8')", "int4send(octet_length(state))",
+                  "state", "d")  # fmt: skip
         cursor.execute(
             self.sql(
                 "SELECT count(*), "
