@@ -369,7 +369,7 @@ def _replicate(url: str, events: int) -> int:
     # The states are copied as text, not through jsonb (which would respell them with spaces and its own key order):
     # a copy is written exactly as the codec writes, `{"timestamp":"…"` first, so that readers meet the log they
     # would meet in production.
-    recorded = "substring(convert_from(state, 'UTF8') from '^\\{\"timestamp\":\"([^\"]*)\"')::timestamptz"
+    recorded = 'substring(convert_from(state, \'UTF8\') from \'^\\{"timestamp":"([^"]*)"\')::timestamptz'
     with _postgres(url) as connection:
         [base, span] = connection.execute(
             "SELECT max(notification_id), extract(epoch FROM max(t) - min(t)) + 1 "
@@ -380,7 +380,7 @@ def _replicate(url: str, events: int) -> int:
             connection.execute(
                 f"INSERT INTO {events_table} (originator_id, originator_version, topic, state) "
                 "SELECT md5(originator_id::text || %(copy)s)::uuid, originator_version, topic, "
-                "convert_to(regexp_replace(convert_from(state, 'UTF8'), '^\\{\"timestamp\":\"[^\"]*\"', "
+                'convert_to(regexp_replace(convert_from(state, \'UTF8\'), \'^\\{"timestamp":"[^"]*"\', '
                 "'{\"timestamp\":\"' || to_char((t + make_interval(secs => %(shift)s)) AT TIME ZONE 'UTC', "
                 "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') || '\"'), 'UTF8') "
                 f"FROM (SELECT *, {recorded} AS t FROM {events_table} WHERE notification_id "
