@@ -15,6 +15,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
+    python bench/run.py --only season --stores postgres --season-keep hajj_season  # its store built once, kept
 """
 
 from __future__ import annotations
@@ -1126,22 +1127,55 @@ def trail_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     return {**summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def season_figure(sizes: Sizes, kind: str, events: int | None = None) -> dict[str, Any]:
+def season_figure(sizes: Sizes, kind: str, events: int | None = None, keep: str | None = None) -> dict[str, Any]:
     """One store of `events` events (default sizes.season), then its export, its as-of reads and its verify, each in
-    a fresh process; the export's time for a whole season of SEASON_PILGRIMS pilgrims, extrapolated at its rate."""
+    a fresh process; the export's time for a whole season of SEASON_PILGRIMS pilgrims, extrapolated at its rate.
+    With `keep`, the store is the PostgreSQL database of that name: built if it is not there yet, and kept, since a
+    season's store takes the better part of an hour to build (its signing keys and build figures are kept in it)."""
     from hajj_ledger.audit.signing import SigningKeys
 
     pilgrims = sizes.pilgrims if sizes is FULL else 300
-    with tempfile.TemporaryDirectory(prefix="hajj-bench-season-") as directory, fresh_store(kind) as url:
-        keys = str(SigningKeys.create(Path(directory) / "signing.json").path)
-        store = run_child("season_store", url=url, events=events or sizes.season, pilgrims=pilgrims, keys=keys)
-        exported = run_child("season_export", url=url, keys=keys, out=directory)
-        reads = run_child("season_reads", url=url, keys=keys, samples=300 if sizes is FULL else 40)
+    store_at = kept_store(keep) if keep else fresh_store(kind)
+    with tempfile.TemporaryDirectory(prefix="hajj-bench-season-") as directory, store_at as url:
+        keys = Path(directory) / "signing.json"
+        kept = _kept_season(url) if keep else None
+        if kept is None:
+            SigningKeys.create(keys)
+            store = run_child("season_store", url=url, events=events or sizes.season, pilgrims=pilgrims, keys=str(keys))
+            if keep:
+                _keep_season(url, keys.read_text(), store)
+        else:
+            text, store = kept
+            keys.write_text(text)
+        exported = run_child("season_export", url=url, keys=str(keys), out=directory)
+        reads = run_child("season_reads", url=url, keys=str(keys), samples=300 if sizes is FULL else 40)
     season_events = SEASON_PILGRIMS * store["simulated_events"] / store["simulated_pilgrims"]
     return {"median": exported["rate"], "min": exported["rate"], "max": exported["rate"], "runs": 1,
             "rss_mb": exported["rss_mb"], "store": store, "export": exported, "reads": reads,
             "season_events": season_events, "season_export_minutes": season_events / exported["rate"] / 60,
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
+
+
+@contextmanager
+def kept_store(name: str) -> Iterator[str]:
+    """The PostgreSQL database `name`, created if missing, never dropped."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        if admin.execute("SELECT FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+
+
+def _kept_season(url: str) -> tuple[str, dict[str, Any]] | None:
+    """The signing keys (their file's text) and build figures of a kept season's store; None if it is not built."""
+    with _postgres(url) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS bench_season (keys TEXT NOT NULL, store JSONB NOT NULL)")
+        found = connection.execute("SELECT keys, store FROM bench_season").fetchone()
+    return (found[0], found[1]) if found else None
+
+
+def _keep_season(url: str, keys: str, store: dict[str, Any]) -> None:
+    with _postgres(url) as connection:
+        connection.execute("INSERT INTO bench_season VALUES (%s, %s)", (keys, json.dumps(store)))
 
 
 def races_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
@@ -1634,6 +1668,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="the serving tier in one short round (a few minutes)")
     parser.add_argument("--season-events", type=int, metavar="N", help="events in the season's store (10,000,000)")
+    parser.add_argument("--season-keep", metavar="DB", help="the season's store in this PostgreSQL database, kept")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     plan = serving.QUICK if args.quick else serving.FULL
@@ -1657,7 +1692,7 @@ def main() -> None:
             "serving": lambda _, kind: serving_figure(plan),
             "trail": trail_figure,
             "dashboard": dashboard_figure,
-            "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events),
+            "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events, args.season_keep),
             "races": races_figure,
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
