@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hajj_ledger.audit.links import GENESIS
-from hajj_ledger.audit.verification import Checked, check_run
+from hajj_ledger.audit.verification import Linked, check_run
 
 
 def _link(link: bytes, piece: bytes) -> bytes:
@@ -35,10 +35,12 @@ def test_packed_pages_link_as_rows_do(
     inside = [(m, b"x" * 32 if i in forged else heads[m]) for i, m in enumerate(marks)]
     bounds = sorted({0, len(positions), *(min(c, len(positions)) for c in cuts)})
     spans = list(pairwise(bounds))
-    as_rows = [([(positions[i], pieces[i], None, False) for i in range(a, b)], []) for a, b in spans]
-    as_bytes = [(b"".join(pieces[a:b]), []) for a, b in spans]
-    rows: list[tuple[list[Checked], list[int]]] = as_rows
-    by_rows = check_run(rows, GENESIS, inside, 10**6)
+    none: list[int] = []  # no sealed position without its event
+    as_rows: list[tuple[Linked, list[int]]] = [
+        ([(positions[i], pieces[i], None, False) for i in range(a, b)], none) for a, b in spans
+    ]
+    as_bytes: list[tuple[Linked, list[int]]] = [(b"".join(pieces[a:b]), none) for a, b in spans]
+    by_rows = check_run(as_rows, GENESIS, inside, 10**6)
     by_bytes = check_run(as_bytes, GENESIS, inside, 10**6)
     assert (by_bytes.mismatched, by_bytes.events, by_bytes.last_event) == (
         by_rows.mismatched,
