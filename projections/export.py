@@ -633,7 +633,9 @@ def _copied(connection: Connection, query: sa.Select[Any], schema: pa.Schema) ->
             stream = io.BufferedReader(_CopyStream(copy), 1 << 20)
             if not stream.peek(1):
                 return  # no rows (pyarrow takes an empty file for an error)
-            read = pa_csv.ReadOptions(column_names=schema.names, block_size=4 << 20, use_threads=False)
+            # Blocks of 512 KiB: pyarrow reads a few ahead, and with 4 MiB blocks a view of 300,000 journeys took
+            # the export's peak memory from 250 to 355 MB; as fast either way.
+            read = pa_csv.ReadOptions(column_names=schema.names, block_size=1 << 19, use_threads=False)
             for batch in pa_csv.open_csv(stream, read_options=read, convert_options=options):
                 columns = [
                     c.dictionary_encode() if f.name in codes else c for f, c in zip(schema, batch.columns, strict=True)
