@@ -129,9 +129,9 @@ class Relay:
                     reading = asyncio.create_task(asyncio.to_thread(self.following.read, self.position, PAGE, until))
                     continue
                 watch.found()
-                last = await self._publish(connection, stretch)
-                # The next page is read while this one's acknowledgement comes back.
+                # The next page is read while this one is published and its acknowledgement comes back.
                 reading = asyncio.create_task(asyncio.to_thread(self.following.read, reached, PAGE, until))
+                last = await self._publish(connection, stretch)
                 self._acknowledged(stretch, await asyncio.wait_for(last, ACK_SECONDS))
             reading.cancel()
         finally:
