@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +48,7 @@ Checked = tuple[int, bytes, bytes | None, bool]
 # the pieces the link takes (position and digest, 40 bytes each) end to end.
 Linked = list[Checked] | bytes
 PIECE = 40
+Due = tuple[int, bytes] | None  # the next trusted checkpoint to check the link against (position and head)
 
 # A run of the log to check: positions after `start` up to `end`, the link at `start`, and the trusted
 # checkpoints inside it (position and head).
@@ -127,44 +128,60 @@ def check_run(
     result = RunResult()
     checkpoints = iter(inside)
     due = next(checkpoints, None)
-    sha256 = hashlib.sha256
     for rows, gone in pages:
         if isinstance(rows, bytes):  # every event matched: linked in one loop, stopping at each checkpoint
-            positions = np.frombuffer(rows, ">i8")[:: PIECE // 8]
-            done = 0
-            while due is not None and len(positions) and due[0] < positions[-1]:
-                upto = max(done, int(np.searchsorted(positions, due[0], side="right")))
-                link, done = _linked(link, rows, done, upto), upto
-                if link != due[1]:
-                    result.mismatched.append(due[0])
-                due = next(checkpoints, None)
-            link = _linked(link, rows, done, len(positions))
-            if len(positions):
-                result.events += len(positions)
-                result.last_event = int(positions[-1])
-            result.gone += gone
-            continue
-        for at, piece, differs, missing in rows:
-            while due is not None and due[0] < at:
-                if link != due[1]:
-                    result.mismatched.append(due[0])
-                due = next(checkpoints, None)
-            result.last_event = at
-            if missing and at > head:
-                result.unsealed += 1
-                continue
-            link = sha256(link + piece).digest()  # next_link, inlined: the piece is position and digest
-            result.events += 1
-            if missing:
-                result.inserted.append(at)
-            elif differs is not None and len(result.changed) < 100_000:
-                result.changed[at] = (piece[8:], bytes(differs))
+            link, due = _link_packed(rows, link, due, checkpoints, result)
+        else:
+            link, due = _link_rows(rows, link, due, checkpoints, head, result)
         result.gone += gone
     while due is not None:
         if link != due[1]:
             result.mismatched.append(due[0])
         due = next(checkpoints, None)
     return result
+
+
+def _link_rows(
+    rows: list[Checked], link: bytes, due: Due, checkpoints: Iterator[tuple[int, bytes]], head: int, result: RunResult
+) -> tuple[bytes, Due]:
+    """A page checked row by row linked onto `link`, what differs noted and each checkpoint before its last event
+    checked on the way: the link after it, and the checkpoint now due."""
+    sha256 = hashlib.sha256
+    for at, piece, differs, missing in rows:
+        while due is not None and due[0] < at:
+            if link != due[1]:
+                result.mismatched.append(due[0])
+            due = next(checkpoints, None)
+        result.last_event = at
+        if missing and at > head:
+            result.unsealed += 1
+            continue
+        link = sha256(link + piece).digest()  # next_link, inlined: the piece is position and digest
+        result.events += 1
+        if missing:
+            result.inserted.append(at)
+        elif differs is not None and len(result.changed) < 100_000:
+            result.changed[at] = (piece[8:], bytes(differs))
+    return link, due
+
+
+def _link_packed(
+    pieces: bytes, link: bytes, due: Due, checkpoints: Iterator[tuple[int, bytes]], result: RunResult
+) -> tuple[bytes, Due]:
+    """A packed page linked onto `link`, each checkpoint before its last event checked on the way: the link after
+    it, and the checkpoint now due."""
+    positions = np.frombuffer(pieces, ">i8")[:: PIECE // 8]
+    done = 0
+    while due is not None and len(positions) and due[0] < positions[-1]:
+        upto = max(done, int(np.searchsorted(positions, due[0], side="right")))
+        link, done = _linked(link, pieces, done, upto), upto
+        if link != due[1]:
+            result.mismatched.append(due[0])
+        due = next(checkpoints, None)
+    if len(positions):
+        result.events += len(positions)
+        result.last_event = int(positions[-1])
+    return _linked(link, pieces, done, len(positions)), due
 
 
 def _linked(link: bytes, pieces: bytes, start: int, end: int) -> bytes:
