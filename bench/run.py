@@ -645,7 +645,7 @@ def measure_relay(url: str, pilgrims: int) -> dict[str, Any]:
         relayed = run_child("relay_alone", url=url, stream=target.stream, root=target.root, until=head)
         elapsed = relayed["seconds"]
         _, told = Following(ledger).read(0, head)
-        messages = [(bare.subject(t, t.occurred_at), t.body) for t in told]
+        messages = [(bare.subject(t).decode(), t.body) for t in told]
         baseline = asyncio.run(_bare_publish(bare, messages, PAGE))
     finally:
         ledger.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
-from cachetools import LRUCache
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from hajj_ledger.audit.reads import payload_fields, plain
@@ -95,12 +94,37 @@ class _Owned:
         return self.owners
 
 
+def _key(aggregate_id: UUID | str) -> int:
+    return aggregate_id.int if isinstance(aggregate_id, UUID) else UUID(aggregate_id).int
+
+
+class _Known:
+    """The owners of the aggregates met most recently, at most `size` of them, by the id's integer: it is consulted
+    once an event, and a UUID hashes and compares in Python, an int in C."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.owned: OrderedDict[int, _Owned] = OrderedDict()
+
+    def get(self, key: int) -> _Owned | None:
+        owned = self.owned.get(key)
+        if owned is not None:
+            self.owned.move_to_end(key)
+        return owned
+
+    def put(self, key: int, owned: _Owned) -> None:
+        self.owned[key] = owned
+        self.owned.move_to_end(key)
+        if len(self.owned) > self.size:
+            self.owned.popitem(last=False)
+
+
 class Following:
     """Reads stretches of one ledger's log as `Told` events; safe to share between threads."""
 
     def __init__(self, ledger: JourneyLedger, known: int = KNOWN_AGGREGATES) -> None:
         self.ledger = ledger
-        self._known: LRUCache[UUID, _Owned] = LRUCache(known)
+        self._known = _Known(known)
         self._lock = threading.Lock()
 
     def read(self, after: int, limit: int, until: int | None = None) -> tuple[int, list[Told]]:
@@ -112,16 +136,16 @@ class Following:
         if not rows:
             return after, []
         events = [
-            (position, stored, kind := _kind(stored.topic), current_state(kind.cls, stored.state))
-            for position, stored in rows
+            (position, aggregate_id, version, kind := _kind(topic), current_state(kind.cls, state))
+            for position, aggregate_id, version, topic, state in rows
         ]
         with self._lock:
-            created = {stored.originator_id for _, stored, _, state in events if "originator_topic" in state}
+            created = {event[1].int for event in events if "originator_topic" in event[4]}
             self._learn(
                 {
-                    stored.originator_id
-                    for _, stored, kind, _ in events
-                    if kind.scopes and stored.originator_id not in self._known and stored.originator_id not in created
+                    aggregate_id
+                    for _, aggregate_id, _, kind, _ in events
+                    if kind.scopes and aggregate_id.int not in self._known.owned and aggregate_id.int not in created
                 }
             )
             return rows[-1][0], [self._told(*event) for event in events]
@@ -135,24 +159,24 @@ class Following:
                 kind = _kind(stored.topic)
                 self._note(kind, stored.originator_id, stored.originator_version, current_state(kind.cls, stored.state))
 
-    def _note(self, kind: _Kind, aggregate_id: Any, version: int, state: dict[str, Any]) -> _Owned | None:
+    def _note(self, kind: _Kind, aggregate_id: UUID | str, version: int, state: dict[str, Any]) -> _Owned | None:
         if "originator_topic" in state:
             owners = {column: state.get(column) for column, _ in kind.scopes.values()}
             if Role.MISSION in kind.scopes and "mission_id" not in state:  # a journey: its mission registered it
                 owners["mission_id"] = state["stamp"]["agency_id"]
-            created = self._known[aggregate_id] = _Owned(state.get("season"), owners)
+            created = _Owned(state.get("season"), owners)
+            self._known.put(_key(aggregate_id), created)
             return created
-        known = self._known.get(aggregate_id)
+        known = self._known.get(_key(aggregate_id))
         if known is not None and kind.event == CONTRACTED:
             known.owners, known.contracted = {**known.owners, "company_id": state["company_id"]}, version
         return known
 
-    def _told(self, position: int, stored: StoredEvent, kind: _Kind, state: dict[str, Any]) -> Told:
+    def _told(self, position: int, aggregate_id: UUID, version: int, kind: _Kind, state: dict[str, Any]) -> Told:
         season: int | None = None
         owners: dict[str, str | None] | None = None
-        version = stored.originator_version
         if kind.scopes:
-            owned = self._note(kind, stored.originator_id, version, state)
+            owned = self._note(kind, aggregate_id, version, state)
             if owned is not None:  # an aggregate the store has no first event of has no owner to tell
                 season, owners = owned.season, owned.as_of(version)
         stamp = state["stamp"]
@@ -162,7 +186,7 @@ class Following:
         }
         body = orjson.dumps(
             {
-                "position": position, "aggregate": kind.aggregate, "aggregate_id": str(stored.originator_id),
+                "position": position, "aggregate": kind.aggregate, "aggregate_id": str(aggregate_id),
                 "version": version, "event": kind.event, "occurred_at": _utc_z(stamp["occurred_at"]),
                 "recorded_at": _utc_z(state["timestamp"]), "agency_id": stamp["agency_id"], "role": stamp["role"],
                 "command_id": stamp["command_id"], "correlation_id": stamp["correlation_id"], "fields": fields,

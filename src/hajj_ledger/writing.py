@@ -22,11 +22,11 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
 from hajj_ledger.store.recorders import LedgerRecorder
 
@@ -111,13 +111,13 @@ class WriteCache:
             self.aggregates.clear()
             self.current_to = head()
             return
-        for position, stored in written:
-            aggregate_id = cast(UUID, stored.originator_id)
+        for position, aggregate_id, version, topic, state in written:
             cached = self.aggregates.get(aggregate_id)
-            if cached is not None and cached.version < stored.originator_version:
+            if cached is not None and cached.version < version:
                 self.stats.stale += 1
-                if cached.version + 1 == stored.originator_version:
-                    mapper.to_domain_event(stored).mutate(cached)  # type: ignore[attr-defined]
+                if cached.version + 1 == version:
+                    event = mapper.to_domain_event(StoredEvent(aggregate_id, version, topic, state))
+                    event.mutate(cached)  # type: ignore[attr-defined]
                 else:
                     del self.aggregates[aggregate_id]
             self.current_to = position

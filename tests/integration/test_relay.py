@@ -123,6 +123,7 @@ def test_subject_tokens_are_escaped_reversibly() -> None:
     assert token("mission-IDN-00007") == "mission-IDN-00007"
     assert token("a.b c*>~é") == "a~2eb~20c~2a~3e~7e~c3~a9"
     assert token("a.b") != token("a~2eb")  # `~` is escaped too: no two ids share a token
+    assert token("") == "~" and token("~") == "~7e"  # an empty id still makes a token, and no other id's
 
 
 def test_a_trip_counts_in_the_season_whose_pilgrims_it_carries() -> None:

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from hajj_ledger.identity.vault import Sealed
-from hajj_ledger.store.recorders import Receipt, VaultChanges, final_vault, sealed_from_row, vault_row
+from hajj_ledger.store.recorders import Receipt, VaultChanges, Written, final_vault, sealed_from_row, vault_row
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -246,12 +246,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+    def select_written_after(self, position: int, limit: int) -> list[Written]:
         """The events after `position`, with their positions, oldest first."""
-        # Rows as tuples: the relay reads whole pages of the log here, and a dict a row cost it a tenth of its time.
+        # Rows as tuples, in binary: the relay reads whole pages of the log here. A dict a row cost it a tenth of its
+        # time, and the text format (the state's bytes sent as hex) nearly half of the query's.
         with self.datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self.written_after, (position, limit), prepare=True)
-            return [(r[0], StoredEvent(r[1], r[2], r[3], r[4])) for r in curs.fetchall()]
+            curs.execute(self.written_after, (position, limit), prepare=True, binary=True)
+            return curs.fetchall()
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         """The positions of these events (by aggregate and version), in the order asked."""

@@ -90,8 +90,12 @@ class LedgerRecorder(Protocol):
 
     def select_events_of(self, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]: ...
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]: ...
+    def select_written_after(self, position: int, limit: int) -> list[Written]: ...
 
+
+# An event as the log's tail gives it: position, aggregate, version, topic, state. A plain tuple, not a StoredEvent:
+# the relay reads whole pages of the log, and building a frozen dataclass a row cost it an eighth of its time.
+Written = tuple[int, UUID, int, str, bytes]
 
 # A batch's changes to the vault, written in the same transaction as its events: a sealed identity to keep
 # (new or corrected), or None to destroy (erasure).
@@ -229,7 +233,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             )
             return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
 
-    def select_written_after(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+    def select_written_after(self, position: int, limit: int) -> list[Written]:
         """The events after `position`, with their positions, oldest first."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
@@ -237,7 +241,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 "WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (position, limit),
             )
-            return [(r[0], StoredEvent(UUID(r[1]), r[2], r[3], r[4])) for r in c.fetchall()]
+            return [(r[0], UUID(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
 
     def select_positions(self, events: Iterable[tuple[UUID, int, str]]) -> list[int]:
         with self.datastore.transaction(commit=False) as c:
