@@ -118,7 +118,14 @@ class Relay:
     async def _session(self, stop: threading.Event, until: int | None) -> None:
         import nats
 
-        connection = await nats.connect(self.target.url, connect_timeout=3, allow_reconnect=False)
+        lost = asyncio.Event()  # set when the connection goes: a page's acknowledgement then never comes
+
+        async def connection_lost() -> None:
+            lost.set()
+
+        connection = await nats.connect(
+            self.target.url, connect_timeout=3, allow_reconnect=False, disconnected_cb=connection_lost
+        )
         watch = LogWatch(self.ledger, stop)
         try:
             await self._resume(connection.jetstream())
@@ -135,7 +142,7 @@ class Relay:
                 # The next page is read while this one is published and its acknowledgement comes back.
                 reading = asyncio.create_task(asyncio.to_thread(self.following.read, reached, PAGE, until))
                 last = await self._publish(connection, stretch)
-                self._acknowledged(stretch, await asyncio.wait_for(last, ACK_SECONDS))
+                self._acknowledged(stretch, await _answer(last, lost))
             reading.cancel()
         finally:
             watch.close()
@@ -199,6 +206,19 @@ class Relay:
                 f"not {wanted}"
             )
         self.sequence, self.position = ack.seq, stretch[-1].position
+
+
+async def _answer(request: asyncio.Future[Any], lost: asyncio.Event) -> Any:
+    """The answer to `request`, unless the connection is lost first or it takes ACK_SECONDS."""
+    losing = asyncio.ensure_future(lost.wait())
+    try:
+        done, _ = await asyncio.wait({request, losing}, timeout=ACK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        losing.cancel()
+    if request in done:
+        return request.result()
+    request.cancel()
+    raise ConnectionError("the connection to NATS was lost") if lost.is_set() else TimeoutError("no acknowledgement")
 
 
 def publish(stop: threading.Event, database_url: str | None = None, target: Target | None = None) -> None:

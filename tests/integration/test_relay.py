@@ -1,11 +1,13 @@
 """The relay to NATS JetStream, against the real server (127.0.0.1:4222), on SQLite and PostgreSQL: the log in its
-order on the right subjects, resumed with no gap and no repeat; and `hajj-ledger publish` killed with SIGKILL mid-run
-and started again. Each test has a stream and a subject root of its own, deleted afterwards."""
+order on the right subjects, resumed with no gap and no repeat; `hajj-ledger publish` killed with SIGKILL mid-run
+and started again; and a NATS server of the test's own killed with SIGKILL mid-run and started again. Each test has
+a stream and a subject root of its own, deleted afterwards."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -24,9 +26,10 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.relay import POSITION, ROOT_VARIABLE, STREAM_VARIABLE, URL_VARIABLE, Relay, Target, token, trip_season
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE
 from tests.conftest import NATS_URL, needs_nats
-from tests.support import EXECUTABLE, arrive_and_clear, eventually, schedule_trip
+from tests.support import EXECUTABLE, arrive_and_clear, eventually, free_port, schedule_trip
 
 pytestmark = needs_nats
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"  # Debian's, as on the machine's own server
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ async def _stored(target: Target) -> list[Stored]:
     from nats.js.api import AckPolicy, ConsumerConfig
     from nats.js.errors import NotFoundError
 
-    connection = await nats.connect(NATS_URL)
+    connection = await nats.connect(target.url)
     try:
         stream = connection.jetstream()
         try:
@@ -74,7 +77,7 @@ async def _last_sequence(target: Target) -> int:
     import nats
     from nats.js.errors import NotFoundError
 
-    connection = await nats.connect(NATS_URL)
+    connection = await nats.connect(target.url)
     try:
         return int((await connection.jetstream().stream_info(target.stream)).state.last_seq)
     except NotFoundError:
@@ -91,7 +94,7 @@ async def _delete(target: Target) -> None:
     import nats
     from nats.js.errors import NotFoundError
 
-    connection = await nats.connect(NATS_URL)
+    connection = await nats.connect(target.url)
     try:
         await connection.jetstream().delete_stream(target.stream)
     except NotFoundError:
@@ -201,3 +204,38 @@ def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
     messages = stored(target)
     assert [m.position for m in messages] == expected, log.read_text()
     assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+
+
+def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_once_in_order(
+    store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "jetstream")]
+    target = Target(f"nats://127.0.0.1:{port}", "KILLED", "killed")
+    ledger = JourneyLedger(store_url)
+    stop = threading.Event()
+    relaying = threading.Thread(target=Relay(ledger, target).run, args=(stop, None))
+    nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(3):
+            arrive_and_clear(ledger, 1000)
+        expected = [p for p, _, _ in log_of(ledger)]
+        relaying.start()
+        eventually(partial(_beyond, target, 100), 60, "the relay publishing")
+        nats_server.send_signal(signal.SIGKILL)
+        nats_server.wait()
+        nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(partial(_beyond, target, len(expected) - 1), 120, "the relay done after the server came back")
+        assert any("starting again" in record.message for record in caplog.records), (
+            "the relay finished before the server was killed: make the log longer"
+        )
+        messages = stored(target)
+        assert [m.position for m in messages] == expected
+        assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+    finally:
+        stop.set()
+        if relaying.is_alive():
+            relaying.join(30)
+        nats_server.kill()
+        nats_server.wait()
+        ledger.close()
