@@ -28,8 +28,9 @@ buffer (2,000 events by default) has its stream ended after the last event it wa
 
 
 def _position(name: str, text: str) -> int:
-    if not text.isdigit():
-        raise invalid(f"{name}: an event's id (a log position) is a whole number", [{"path": f"header.{name}"}])
+    if not (text.isascii() and text.isdigit() and int(text) < 2**63):
+        reason = "an event's id (a log position): a whole number from 0 to 9223372036854775807"
+        raise invalid(f"{name}: {reason}", [{"path": f"header.{name}", "reason": reason}])
     return int(text)
 
 

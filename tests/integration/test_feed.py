@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Any
+from unittest.mock import ANY
 from uuid import UUID
 
 import httpx
@@ -287,8 +288,10 @@ def test_roles_not_told_and_bad_requests_are_refused(server: Server) -> None:
     assert analyst.status == 403 and analyst.problem["role"] == "analyst"
     unknown = Client(server, "ministry", event=["Registered", "Teleported"])
     assert unknown.status == 422 and "Teleported" in unknown.problem["detail"]
-    bad_id = Client(server, "ministry", headers={"Last-Event-ID": "seven"})
-    assert bad_id.status == 422
+    for text in ("seven", "-1", "9223372036854775808"):
+        bad_id = Client(server, "ministry", headers={"Last-Event-ID": text})
+        assert bad_id.status == 422, text
+        assert bad_id.problem["errors"] == [{"path": "header.last-event-id", "reason": ANY}], text
 
 
 def test_resuming_after_a_disconnect_misses_nothing_and_repeats_nothing(server: Server) -> None:
