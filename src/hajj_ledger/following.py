@@ -134,6 +134,8 @@ class Following:
         rows = self.ledger.store.select_written_after(after, limit)
         if until is not None and rows and rows[-1][0] > until:
             rows = [row for row in rows if row[0] <= until]
+            if not rows:  # `until` itself is not in the log (PostgreSQL's positions can skip): the stretch ends there
+                return max(after, until), []
         if not rows:
             return after, []
         events = [

@@ -171,6 +171,8 @@ class Relay:
         expected = self.sequence
         frames = []
         for told in stretch[:-1]:
+            if len(told.body) > connection.max_payload:  # `publish` would refuse it; the server would hang up
+                raise ValueError(f"position {told.position}: {len(told.body)} bytes, over the server's max_payload")
             framed = _HEADERS % (told.position, expected)
             size = len(framed) + len(told.body)
             frames.append(_HPUB % (self.target.subject(told), len(framed), size, framed, told.body))

@@ -3,7 +3,11 @@ is the trail's rendering of the decoded event, byte for byte, and each knows its
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import orjson
+import psycopg
 
 from hajj_ledger.audit.reads import Entry
 from hajj_ledger.domain.vocabulary import Role
@@ -57,3 +61,20 @@ def test_owners_first_met_past_an_aggregate_s_first_event_are_read_from_the_stor
         ("Registered", {"mission_id": MISSION_ID, "company_id": None}),
         ("PackageContracted", {"mission_id": MISSION_ID, "company_id": COMPANY_ID}),
     ]
+
+
+def test_a_stretch_read_up_to_a_position_the_log_lacks_reaches_it(ledger: JourneyLedger, store_url: str) -> None:
+    """PostgreSQL's positions can skip (a rolled-back insert keeps its sequence's numbers): read up to a missing
+    position, the stretch reaches it, so that the relay asked to stop there does (it waited for it forever)."""
+    arrive_and_clear(ledger, 2)
+    missing = ledger.head() - 3
+    if store_url.startswith("postgresql"):
+        with psycopg.connect(store_url, autocommit=True) as connection:
+            connection.execute("DELETE FROM journeyledger_events WHERE notification_id = %s", (missing,))
+    else:
+        with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)) as connection:
+            connection.execute("DELETE FROM stored_events WHERE rowid = ?", (missing,))
+    reached, told = Following(ledger).read(0, 10_000, until=missing)
+    assert (reached, told[-1].position) == (missing - 1, missing - 1)
+    assert Following(ledger).read(missing - 1, 10_000, until=missing) == (missing, [])
+    assert Following(ledger).read(missing, 10_000, until=missing) == (missing, [])

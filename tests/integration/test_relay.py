@@ -239,3 +239,40 @@ def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_
         nats_server.kill()
         nats_server.wait()
         ledger.close()
+
+
+def test_an_event_over_the_server_s_max_payload_is_named_and_nothing_after_it_is_stored(
+    ledger: JourneyLedger, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    arrive_and_clear(ledger, 3)
+    bodies = [body for _, _, body in log_of(ledger)]
+    largest = max(range(len(bodies)), key=lambda i: len(bodies[i]))
+    assert 0 < largest < len(bodies) - 1, "the largest body must be neither the first nor the last"
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(f"max_payload: {len(bodies[largest]) - 1}\n")
+    command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js"), "-c", str(config)]
+    target = Target(f"nats://127.0.0.1:{port}", "SMALL", "small")
+    stop = threading.Event()
+    relaying = threading.Thread(target=Relay(ledger, target).run, args=(stop, ledger.head()))
+    nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        eventually(partial(_answers, target), 30, "the NATS server")
+        relaying.start()
+        position = log_of(ledger)[largest][0]
+        refusal = f"position {position}: {len(bodies[largest])} bytes, over the server's max_payload"
+        eventually(lambda: any(refusal in record.message for record in caplog.records), 30, "the refusal logged")
+        assert all(m.position < position for m in stored(target))  # no gap: nothing after it goes
+    finally:
+        stop.set()
+        relaying.join(30)
+        nats_server.kill()
+        nats_server.wait()
+
+
+def _answers(target: Target) -> bool:
+    try:
+        asyncio.run(_last_sequence(target))
+    except Exception:
+        return False
+    return True
