@@ -7,28 +7,30 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import City
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+
+INSPECTION = {"InspectionPassed": "passed", "InspectionFailed": "failed"}
 
 building_occupancy = Model(
     "building_occupancy",
     lambda: [
         sa.Column("building_id", sa.Uuid),
         sa.Column("company_id", sa.String(64), nullable=False),
-        sa.Column("city", sa.String(16), nullable=False),
+        sa.Column("city", sa.String(16), nullable=False, info=one_of(City)),
         sa.Column("district", sa.String(64), nullable=False),
         sa.Column("beds", sa.Integer, nullable=False),
         sa.Column("occupied", sa.Integer, nullable=False),
         sa.Column("free", sa.Integer, nullable=False),
         sa.Column("licence_valid_until", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("licence", sa.String(16), nullable=False),
-        sa.Column("inspection", sa.String(16), nullable=False),
+        sa.Column("licence", sa.String(16), nullable=False, info=one_of(("valid", "suspended"))),
+        sa.Column("inspection", sa.String(16), nullable=False, info=one_of(("none", *INSPECTION.values()))),
     ],
     key=("building_id",),
     indexes=(("company_id", "building_id"),),
     at_least=("free",),
     fillfactor=70,  # rewritten with every bed taken and freed
 )
-INSPECTION = {"InspectionPassed": "passed", "InspectionFailed": "failed"}
 BEDS = {"BedTaken": 1, "BedFreed": -1}
 
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 from hajj_ledger.projections.service_offers import offered
+
+STATUS = {"ContractProposed": "proposed", "ContractSigned": "signed", "ContractTerminated": "terminated"}
 
 contracts = Model(
     "contracts",
@@ -20,13 +22,12 @@ contracts = Model(
         sa.Column("places", sa.Integer, nullable=False),
         sa.Column("used", sa.Integer, nullable=False),
         sa.Column("free", sa.Integer, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, info=one_of(STATUS.values())),
     ],
     key=("contract_id",),
     indexes=(("mission_id", "contract_id"), ("company_id", "contract_id")),
     at_least=("free",),
 )
-STATUS = {"ContractProposed": "proposed", "ContractSigned": "signed", "ContractTerminated": "terminated"}
 USING = {"PlaceTaken": 1, "PlaceFreed": -1}
 
 

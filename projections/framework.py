@@ -26,6 +26,12 @@ from hajj_ledger.projections.schema import physical, positions
 Key = tuple[Any, ...]
 Row = dict[str, Any]
 AT_LEAST = "min_"  # a reader's lower bound on a column: `min_free=5`
+ONE_OF = "one_of"  # a text column's `info` key: the only values it holds, so that a filter by any other is refused
+
+
+def one_of(values: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """A text column's `info`: the values it holds, all of them (`sa.Column(..., info=one_of(Stage))`)."""
+    return {ONE_OF: tuple(str(value) for value in values)}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import Stage
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 PLACE_FIELDS = ("port", "site")  # events naming where the pilgrim now is
 
@@ -20,8 +21,8 @@ journey_status = Model(
         sa.Column("country", sa.String(3), nullable=False),
         sa.Column("mission_id", sa.String(64), nullable=False),
         sa.Column("company_id", sa.String(64)),
-        sa.Column("stage", sa.String(32), nullable=False),
-        sa.Column("stage_before_bus", sa.String(32)),
+        sa.Column("stage", sa.String(32), nullable=False, info=one_of(Stage)),
+        sa.Column("stage_before_bus", sa.String(32), info=one_of(Stage)),
         sa.Column("place", sa.String(32)),
         sa.Column("trip_id", sa.Uuid),
         sa.Column("trip_destination", sa.String(32)),

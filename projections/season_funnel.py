@@ -12,15 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
-from hajj_ledger.domain.vocabulary import REGION_OF, makkah_day
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import REGION_OF, Stage, makkah_day
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 season_funnel = Model(
     "season_funnel",
     lambda: [
         sa.Column("season", sa.Integer),
         sa.Column("day", sa.Date),
-        sa.Column("stage", sa.String(32)),
+        sa.Column("stage", sa.String(32), info=one_of(Stage)),
         sa.Column("country", sa.String(3)),
         sa.Column("region", sa.String(32)),
         sa.Column("port", sa.String(16)),

@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import OfferKind, OfferSite, OfferStage
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 
 def offered() -> list[sa.Column[Any]]:
@@ -15,8 +16,8 @@ def offered() -> list[sa.Column[Any]]:
     return [
         sa.Column("company_id", sa.String(64), nullable=False),
         sa.Column("season", sa.Integer, nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("site", sa.String(16), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False, info=one_of(OfferKind)),
+        sa.Column("site", sa.String(16), nullable=False, info=one_of(OfferSite)),
     ]
 
 
@@ -31,7 +32,7 @@ service_offers = Model(
         sa.Column("price_sar", sa.Integer, nullable=False),
         sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
         sa.Column("valid_until", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, info=one_of(OfferStage)),
     ],
     key=("offer_id",),
     indexes=(("company_id", "offer_id"),),

@@ -6,7 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import TripStage
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 
 def route() -> list[sa.Column[Any]]:
@@ -28,7 +29,7 @@ trip_manifest = Model(
         sa.Column("capacity", sa.Integer, nullable=False),
         sa.Column("assigned", sa.Integer, nullable=False),
         sa.Column("boarded", sa.Integer, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, info=one_of(TripStage)),
     ],
     key=("trip_id",),
     indexes=(("origin", "departs_at"),),

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Key, Model, Projection, Rows
+from hajj_ledger.projections.framework import Key, Model, Projection, Rows, one_of
 from hajj_ledger.projections.trip_manifest import route
 
 trips_on_road = Model(
@@ -19,7 +19,7 @@ trips_on_road = Model(
         sa.Column("expected_arrival", sa.DateTime(timezone=True)),
         sa.Column("last_checkpoint", sa.String(64)),
         sa.Column("checkpoint_at", sa.DateTime(timezone=True)),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, info=one_of(("on_road", "arrived"))),
     ],
     key=("trip_id",),
     indexes=(("status", "expected_arrival"),),

@@ -31,6 +31,7 @@ from hajj_ledger.domain.vocabulary import (
     makkah_day,
 )
 from hajj_ledger.projections import PROJECTIONS, projection
+from hajj_ledger.projections.framework import ONE_OF
 
 router = APIRouter(prefix="/v1", tags=["overview"], dependencies=[Depends(caller)])
 
@@ -41,6 +42,9 @@ class ColumnPublic(BaseModel):
     filter: bool = Field(description="whether `GET /v1/views/<name>` filters by it")
     at_least: bool = Field(
         default=False, description="whether it also takes `min_<column>`: rows with at least that value (free places)"
+    )
+    one_of: list[str] | None = Field(
+        default=None, description="the only values it holds (a stage, a status); a filter by any other is refused"
     )
 
 
@@ -85,7 +89,13 @@ def views(agency: Caller) -> ViewsPublic:
         model = served.models[0]
         readers = VIEW_READERS[served.name]
         columns = [
-            ColumnPublic(name=c.name, type=_type(c), filter=c.name != "position", at_least=c.name in model.at_least)
+            ColumnPublic(
+                name=c.name,
+                type=_type(c),
+                filter=c.name != "position",
+                at_least=c.name in model.at_least,
+                one_of=list(c.info[ONE_OF]) if ONE_OF in c.info else None,
+            )
             for c in model.view().c
         ]
         columns += [ColumnPublic(name=name, type="boolean", filter=True) for name in model.read_columns()]

@@ -9,7 +9,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
@@ -27,7 +27,7 @@ from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
 from hajj_ledger.domain.catalogue import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Day, Moment
 from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.framework import AT_LEAST, Model
+from hajj_ledger.projections.framework import AT_LEAST, ONE_OF, Model
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
 
@@ -94,12 +94,15 @@ _INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
 def query_type(column: sa.Column[Any]) -> Any:
     """What a query value compared with the column may be: of its type and within what the column holds, so that no
     value reaches the database to be refused there (as a 500). Integers within the column's range (a 32-bit INTEGER
-    is not a BIGINT), text within its length and without NUL (PostgreSQL refuses it), times and dates written out
+    is not a BIGINT), text within its length and without NUL (PostgreSQL refuses it), or one of the only values it
+    holds (a stage, a status: any other is a mistake, not a filter that finds nothing), times and dates written out
     (never a number read as seconds since 1970)."""
     kind = column.type
     if isinstance(kind, sa.Integer):
         bits = next(b for t, b in _INTEGER_BITS if isinstance(kind, t))
         return Annotated[QueryInt, Field(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+    if values := column.info.get(ONE_OF):
+        return Literal[values]
     if isinstance(kind, sa.String):
         return Annotated[str, Field(max_length=kind.length, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)]
     return {datetime: Moment, date: Day}.get(kind.python_type, kind.python_type)

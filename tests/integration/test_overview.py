@@ -13,7 +13,7 @@ import pytest
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.domain.catalogue import VIEW_READERS
-from hajj_ledger.domain.vocabulary import Role, makkah_day
+from hajj_ledger.domain.vocabulary import Role, Stage, makkah_day
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import VIEWS
@@ -80,7 +80,9 @@ def test_the_index_lists_every_view_with_its_columns_and_readers(client: tuple[T
     status = items[0]
     assert status["path"] == "/v1/views/journey_status" and status["key"] == ["journey_id"]
     assert status["description"].startswith("one row per journey")
-    assert {"name": "mission_id", "type": "text", "filter": True, "at_least": False} in status["columns"]
+    assert {"name": "mission_id", "type": "text", "filter": True, "at_least": False, "one_of": None} in status[
+        "columns"
+    ]
     columns = {v["name"]: {c["name"]: c for c in v["columns"]} for v in items}
     assert columns["service_offers"]["free"]["at_least"] and columns["contracts"]["free"]["at_least"]
     assert not columns["service_offers"]["places"]["at_least"]
@@ -91,7 +93,17 @@ def test_the_index_lists_every_view_with_its_columns_and_readers(client: tuple[T
         "type": "boolean",
         "filter": True,
         "at_least": False,
+        "one_of": None,
     }
+    # A column of a closed vocabulary lists it, and a filter by any other value is refused, naming them.
+    assert columns["journey_status"]["stage"]["one_of"] == list(Stage)
+    assert columns["trips_on_road"]["status"]["one_of"] == ["on_road", "arrived"]
+    test_client, keys = client
+    headers = {"Authorization": f"Bearer {keys['ministry']}"}
+    refused = test_client.get("/v1/views/journey_status", headers=headers, params={"stage": "flying"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["path"] == "query.stage"
+    assert "'registered'" in refused.json()["errors"][0]["reason"]
+    assert get(client, "ministry", "/v1/views/journey_status", stage="received")["items"]
     for view in items:
         assert view["readers"] == sorted(VIEW_READERS[view["name"]])
         assert view["readable"] == (Role.MISSION in VIEW_READERS[view["name"]])

@@ -25,7 +25,7 @@ from hajj_ledger.domain.vocabulary import makkah_day
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import current, head, upgrade
 from hajj_ledger.projections import PROJECTIONS, projection
-from hajj_ledger.projections.framework import Projection, apply_batch
+from hajj_ledger.projections.framework import ONE_OF, Projection, apply_batch
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for, physical
 from hajj_ledger.projections.season_funnel import funnel
@@ -101,6 +101,20 @@ def test_migrations_reach_head_and_every_projection_catches_up(runner: Runner) -
     for status in runner.status():
         assert status.position == status.head == runner.ledger.head()
         assert status.lag_events == 0 and status.lag_seconds == 0.0
+
+
+def test_the_views_hold_only_the_values_their_columns_declare(runner: Runner) -> None:
+    """A filter by a value outside a column's `one_of` is refused, so a view must never hold one."""
+    runner.run(once=True)
+    declared = [(m, c) for p in PROJECTIONS for m in p.models for c in m.view().c if ONE_OF in c.info]
+    assert {(m.name, c.name) for m, c in declared} >= {("journey_status", "stage"), ("contracts", "status")}
+    held = set()
+    with runner.engine.connect() as connection:
+        for model, column in declared:
+            found = {v for (v,) in connection.execute(sa.select(column).distinct()) if v is not None}
+            assert found <= set(column.info[ONE_OF]), (model.name, column.name)
+            held |= {(model.name, column.name)} if found else set()
+    assert held == {(m.name, c.name) for m, c in declared} - {("journey_status", "stage_before_bus")}
 
 
 def test_the_views_agree_with_the_log(runner: Runner) -> None:
