@@ -206,6 +206,41 @@ def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
     assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
 
 
+def test_of_two_publishers_one_relays_and_the_other_takes_over_when_it_is_killed(
+    store_url: str, target: Target, tmp_path: Path
+) -> None:
+    ledger = JourneyLedger(store_url)
+    env = {
+        **os.environ, DATABASE_URL_VARIABLE: store_url, URL_VARIABLE: target.url, STREAM_VARIABLE: target.stream,
+        ROOT_VARIABLE: target.root,
+    }  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    publishers: list[subprocess.Popen[bytes]] = []
+    try:
+        arrive_and_clear(ledger, 300)
+        for log in logs:
+            with log.open("w") as output:
+                publishers.append(
+                    subprocess.Popen([str(EXECUTABLE), "publish"], env=env, stdout=output, stderr=subprocess.STDOUT)
+                )
+        eventually(partial(_beyond, target, len(log_of(ledger)) - 1), 60, "the log relayed")
+        [leader] = [i for i, log in enumerate(logs) if "leading: running relay" in log.read_text()]
+        publishers[leader].send_signal(signal.SIGKILL)
+        publishers[leader].wait()
+        arrive_and_clear(ledger, 100)  # recorded while no one relays, until the other takes over
+        expected = [p for p, _, _ in log_of(ledger)]
+        eventually(partial(_beyond, target, len(expected) - 1), 60, "the rest relayed by the other publisher")
+        assert "leading: running relay" in logs[1 - leader].read_text()
+        messages = stored(target)
+        assert [m.position for m in messages] == expected
+        assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+    finally:
+        for process in publishers:
+            process.terminate()
+            process.wait(20)
+        ledger.close()
+
+
 def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_once_in_order(
     store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
