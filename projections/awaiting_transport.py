@@ -6,13 +6,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import Port
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 awaiting_transport = Model(
     "awaiting_transport",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
-        sa.Column("port", sa.String(16), nullable=False),
+        sa.Column("port", sa.String(16), nullable=False, info=one_of(Port)),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("trip_id", sa.Uuid),
     ],

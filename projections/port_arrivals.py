@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.domain.vocabulary import makkah_day
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.domain.vocabulary import Port, makkah_day
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 COUNTS = ("booked", "arrived", "entry_cleared", "customs_cleared", "received")
 COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "CustomsCleared": "customs_cleared",
@@ -18,7 +18,7 @@ COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "Customs
 port_arrivals = Model(
     "port_arrivals",
     lambda: [
-        sa.Column("port", sa.String(16)),
+        sa.Column("port", sa.String(16), info=one_of(Port)),
         sa.Column("flight", sa.String(8)),
         sa.Column("day", sa.Date),
         *(sa.Column(c, sa.Integer, nullable=False) for c in COUNTS),

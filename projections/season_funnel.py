@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
-from hajj_ledger.domain.vocabulary import REGION_OF, Stage, makkah_day
+from hajj_ledger.domain.vocabulary import REGION_OF, Port, Stage, makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
 season_funnel = Model(
@@ -23,7 +23,7 @@ season_funnel = Model(
         sa.Column("stage", sa.String(32), info=one_of(Stage)),
         sa.Column("country", sa.String(3)),
         sa.Column("region", sa.String(32)),
-        sa.Column("port", sa.String(16)),
+        sa.Column("port", sa.String(16), info=one_of(("", *Port))),  # "": not yet arrived
         sa.Column("reached", sa.Integer, nullable=False),
     ],
     key=("season", "day", "stage", "country", "region", "port"),

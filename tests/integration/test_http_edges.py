@@ -75,9 +75,10 @@ def _cursor(values: list[Any]) -> str:
     [
         ("site_headcount", ["company\x00", "MINA", "B1"], {}),  # a text key, on the hot path
         ("site_headcount", ["company\x00", "MINA", "B1"], {"site": "MINA"}),  # and through the documented route
-        ("port_arrivals", ["JED", "SV\x00", "2025-05-01"], {}),
-        ("port_arrivals", ["JED", "SV123", "99999-01-01"], {"port": "JED"}),
-        ("port_arrivals", ["JED", "SV123456789", "2025-05-01"], {}),  # longer than the column
+        ("port_arrivals", ["JED-HAJJ", "SV\x00", "2025-05-01"], {}),
+        ("port_arrivals", ["JED-HAJJ", "SV123", "99999-01-01"], {"port": "JED-HAJJ"}),
+        ("port_arrivals", ["JED-HAJJ", "SV123456789", "2025-05-01"], {}),  # longer than the column
+        ("port_arrivals", ["JED", "SV123", "2025-05-01"], {}),  # not a port
         ("journey_status", ["not-a-uuid"], {"stage": "registered"}),
     ],
 )
