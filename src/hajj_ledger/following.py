@@ -95,10 +95,6 @@ class _Owned:
         return self.owners
 
 
-def _key(aggregate_id: UUID | str) -> int:
-    return aggregate_id.int if isinstance(aggregate_id, UUID) else UUID(aggregate_id).int
-
-
 class _Known:
     """The owners of the aggregates met most recently, at most `size` of them, by the id's integer: it is consulted
     once an event, and a UUID hashes and compares in Python, an int in C."""
@@ -159,18 +155,19 @@ class Following:
             return
         for stored in self.ledger.store.select_events_of(sorted(aggregates)):
             if stored.originator_version == 1 or stored.topic.endswith(CONTRACTED):
-                kind = _kind(stored.topic)
-                self._note(kind, stored.originator_id, stored.originator_version, current_state(kind.cls, stored.state))
+                kind, key = _kind(stored.topic), UUID(str(stored.originator_id)).int
+                self._note(kind, key, stored.originator_version, current_state(kind.cls, stored.state))
 
-    def _note(self, kind: _Kind, aggregate_id: UUID | str, version: int, state: dict[str, Any]) -> _Owned | None:
+    def _note(self, kind: _Kind, key: int, version: int, state: dict[str, Any]) -> _Owned | None:
+        """What the event at `version` of the aggregate whose id's integer is `key` tells of its owners."""
         if "originator_topic" in state:
             owners = {column: state.get(column) for column, _ in kind.scopes.values()}
             if Role.MISSION in kind.scopes and "mission_id" not in state:  # a journey: its mission registered it
                 owners["mission_id"] = state["stamp"]["agency_id"]
             created = _Owned(state.get("season"), owners)
-            self._known.put(_key(aggregate_id), created)
+            self._known.put(key, created)
             return created
-        known = self._known.get(_key(aggregate_id))
+        known = self._known.get(key)
         if known is not None and kind.event == CONTRACTED:
             known.owners, known.contracted = {**known.owners, "company_id": state["company_id"]}, version
         return known
@@ -179,7 +176,7 @@ class Following:
         season: int | None = None
         owners: dict[str, str | None] | None = None
         if kind.scopes:
-            owned = self._note(kind, aggregate_id, version, state)
+            owned = self._note(kind, aggregate_id.int, version, state)
             if owned is not None:  # an aggregate the store has no first event of has no owner to tell
                 season, owners = owned.season, owned.as_of(version)
         stamp = state["stamp"]

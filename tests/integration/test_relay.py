@@ -116,6 +116,37 @@ def relay_to(ledger: JourneyLedger, target: Target) -> None:
     Relay(ledger, target).run(threading.Event(), until=ledger.head())
 
 
+def publish_env(store_url: str, target: Target) -> dict[str, str]:
+    """The environment of a `hajj-ledger publish` relaying the ledger at `store_url` to `target`."""
+    return {
+        **os.environ, DATABASE_URL_VARIABLE: store_url, URL_VARIABLE: target.url, STREAM_VARIABLE: target.stream,
+        ROOT_VARIABLE: target.root,
+    }  # fmt: skip
+
+
+@dataclass
+class OwnServer:
+    """A NATS server of the test's own (a free port, its own storage), which the test may kill and start again."""
+
+    command: list[str]
+    target: Target
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def at(cls, tmp_path: Path, stream: str, *options: str) -> OwnServer:
+        port = free_port()
+        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "jetstream")]
+        return cls([*command, *options], Target(f"nats://127.0.0.1:{port}", stream, stream.lower()))
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
 def log_of(ledger: JourneyLedger) -> list[tuple[int, str, bytes]]:
     """Every event of the log: position, subject's event name, the body the feed gives."""
     _, told = Following(ledger).read(0, 1_000_000)
@@ -178,10 +209,7 @@ def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
         expected = [p for p, _, _ in log_of(ledger)]
     finally:
         ledger.close()
-    env = {
-        **os.environ, DATABASE_URL_VARIABLE: store_url, URL_VARIABLE: target.url, STREAM_VARIABLE: target.stream,
-        ROOT_VARIABLE: target.root,
-    }  # fmt: skip
+    env = publish_env(store_url, target)
     log = tmp_path / "publish.log"
     killed = 0
     for _ in range(2):  # killed twice, mid-run, then left to finish
@@ -210,10 +238,7 @@ def test_of_two_publishers_one_relays_and_the_other_takes_over_when_it_is_killed
     store_url: str, target: Target, tmp_path: Path
 ) -> None:
     ledger = JourneyLedger(store_url)
-    env = {
-        **os.environ, DATABASE_URL_VARIABLE: store_url, URL_VARIABLE: target.url, STREAM_VARIABLE: target.stream,
-        ROOT_VARIABLE: target.root,
-    }  # fmt: skip
+    env = publish_env(store_url, target)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     publishers: list[subprocess.Popen[bytes]] = []
     try:
@@ -244,22 +269,20 @@ def test_of_two_publishers_one_relays_and_the_other_takes_over_when_it_is_killed
 def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_once_in_order(
     store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
-    command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "jetstream")]
-    target = Target(f"nats://127.0.0.1:{port}", "KILLED", "killed")
+    nats_server = OwnServer.at(tmp_path, "KILLED")
+    target = nats_server.target
     ledger = JourneyLedger(store_url)
     stop = threading.Event()
     relaying = threading.Thread(target=Relay(ledger, target).run, args=(stop, None))
-    nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats_server.start()
     try:
         for _ in range(3):
             arrive_and_clear(ledger, 1000)
         expected = [p for p, _, _ in log_of(ledger)]
         relaying.start()
         eventually(partial(_beyond, target, 100), 60, "the relay publishing")
-        nats_server.send_signal(signal.SIGKILL)
-        nats_server.wait()
-        nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nats_server.kill()
+        nats_server.start()
         eventually(partial(_beyond, target, len(expected) - 1), 120, "the relay done after the server came back")
         assert any("starting again" in record.message for record in caplog.records), (
             "the relay finished before the server was killed: make the log longer"
@@ -272,7 +295,6 @@ def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_
         if relaying.is_alive():
             relaying.join(30)
         nats_server.kill()
-        nats_server.wait()
         ledger.close()
 
 
@@ -283,14 +305,13 @@ def test_an_event_over_the_server_s_max_payload_is_named_and_nothing_after_it_is
     bodies = [body for _, _, body in log_of(ledger)]
     largest = max(range(len(bodies)), key=lambda i: len(bodies[i]))
     assert 0 < largest < len(bodies) - 1, "the largest body must be neither the first nor the last"
-    port = free_port()
     config = tmp_path / "nats.conf"
     config.write_text(f"max_payload: {len(bodies[largest]) - 1}\n")
-    command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js"), "-c", str(config)]
-    target = Target(f"nats://127.0.0.1:{port}", "SMALL", "small")
+    nats_server = OwnServer.at(tmp_path, "SMALL", "-c", str(config))
+    target = nats_server.target
     stop = threading.Event()
     relaying = threading.Thread(target=Relay(ledger, target).run, args=(stop, ledger.head()))
-    nats_server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats_server.start()
     try:
         eventually(partial(_answers, target), 30, "the NATS server")
         relaying.start()
@@ -302,7 +323,6 @@ def test_an_event_over_the_server_s_max_payload_is_named_and_nothing_after_it_is
         stop.set()
         relaying.join(30)
         nats_server.kill()
-        nats_server.wait()
 
 
 def _answers(target: Target) -> bool:
