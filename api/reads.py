@@ -39,7 +39,8 @@ from starlette.responses import Response
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError, invalid
-from hajj_ledger.domain.catalogue import SCOPE, WHOLE_VIEW_READERS
+from hajj_ledger.domain.access import WHOLE_VIEW_READERS
+from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import AT_LEAST, Model
 from hajj_ledger.projections.journey_status import journey_status

@@ -15,7 +15,7 @@ from hajj_ledger.api.routes.views import keyed_page, page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
 from hajj_ledger.audit.reads import MAX_LIMIT, AsOf, Entry, TrailQuery
-from hajj_ledger.domain.catalogue import AUDIT_READERS
+from hajj_ledger.domain.access import AUDIT_READERS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Moment
 from hajj_ledger.projections import projection

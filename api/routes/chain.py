@@ -10,12 +10,10 @@ from hajj_ledger.api.deps import ChainDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
 from hajj_ledger.audit.signing import SigningKeyError
-from hajj_ledger.domain.catalogue import AUDIT_READERS
+from hajj_ledger.domain.access import AUDIT_READERS, EVERY_AGENCY
 from hajj_ledger.domain.errors import NotFoundError
-from hajj_ledger.domain.vocabulary import Role
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
-EVERY_AGENCY = frozenset(Role)
 
 
 def _no_key(error: SigningKeyError) -> ProblemError:

@@ -20,7 +20,7 @@ from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
 from hajj_ledger.audit.manifests import MANIFEST
-from hajj_ledger.domain.catalogue import EXPORTERS
+from hajj_ledger.domain.access import EXPORTERS
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.projections.export import export
 

@@ -11,7 +11,8 @@ from sse_starlette import EventSourceResponse
 from hajj_ledger.api.deps import Caller, FeedDep, allow, caller
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.schemas import QueryInt
-from hajj_ledger.domain.catalogue import FEED_EVENTS, STEPS
+from hajj_ledger.domain.access import FEED_READERS
+from hajj_ledger.domain.catalogue import STEPS
 
 router = APIRouter(prefix="/v1", tags=["feed"], dependencies=[Depends(caller)])
 
@@ -35,7 +36,7 @@ def _position(name: str, text: str) -> int:
 
 
 @router.get(
-    "/feed", openapi_extra=allow(FEED_EVENTS), summary="The change feed: the caller's events as they are recorded",
+    "/feed", openapi_extra=allow(FEED_READERS), summary="The change feed: the caller's events as they are recorded",
     description=DESCRIPTION, response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "a stream of events, without end"}},
 )  # fmt: skip

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
 from hajj_ledger.api.schemas import FoundPublic, QueryInt
-from hajj_ledger.domain.catalogue import IDENTITY_READERS, NAME_SEARCHERS
+from hajj_ledger.domain.access import IDENTITY_READERS, NAME_SEARCHERS
 from hajj_ledger.identities import find_by_name, find_by_passport
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], dependencies=[Depends(caller)])

@@ -14,7 +14,8 @@ from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
 from hajj_ledger.audit.reads import event_json
-from hajj_ledger.domain.catalogue import HISTORY_READERS, IDENTITY_READERS, SCOPE, VIEW_READERS
+from hajj_ledger.domain.access import HISTORY_READERS, IDENTITY_READERS, VIEW_READERS
+from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.domain.errors import NotFoundError
 from hajj_ledger.identities import identity_of
 from hajj_ledger.ledger import JourneyLedger

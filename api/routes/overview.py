@@ -18,14 +18,14 @@ from hajj_ledger.api.deps import Caller, ReadModelsDep, ReadsDep, allow, caller
 from hajj_ledger.api.reads import await_position, scope_column
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import QueryInt
-from hajj_ledger.domain.catalogue import IN_KINGDOM, VIEW_READERS
+from hajj_ledger.domain.access import EVERY_AGENCY, SUMMARY_READERS, SUMMARY_VIEWS, VIEW_READERS
+from hajj_ledger.domain.catalogue import IN_KINGDOM
 from hajj_ledger.domain.vocabulary import (
     PORT_MODES,
     ContractStage,
     Day,
     OfferStage,
     Port,
-    Role,
     Stage,
     TripStage,
     makkah_day,
@@ -78,7 +78,7 @@ def _description(name: str) -> str:
 
 
 @router.get(
-    "/views", openapi_extra=allow(Role), summary="The index of the views",
+    "/views", openapi_extra=allow(EVERY_AGENCY), summary="The index of the views",
     description="Every view the API serves at `/v1/views/<name>`: what it holds, its columns (and which filter, "
     "which also bound from below with `min_<column>`; those worked out when read, as a trip overdue, last), its key "
     "and the roles that may read it (VIEW_READERS), and whether the caller's role is one of them.",
@@ -320,14 +320,6 @@ def _latest_season(connection: Connection, agency: Agency) -> int | None:
             if season is not None:
                 return season
     return None
-
-
-# The views the summary counts in: it waits for those the caller reads to reach `min_position`.
-SUMMARY_VIEWS = (
-    "season_funnel", "port_arrivals", "journey_status", "trip_manifest", "overstay_watch", "service_offers",
-    "contracts", "building_occupancy", "trips_on_road",
-)  # fmt: skip
-SUMMARY_READERS = frozenset().union(*(VIEW_READERS[name] for name in SUMMARY_VIEWS))
 
 
 @router.get(

@@ -24,7 +24,7 @@ from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.routes.journeys import MinPosition
 from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
-from hajj_ledger.domain.catalogue import VIEW_READERS
+from hajj_ledger.domain.access import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Day, Moment
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import AT_LEAST, ONE_OF, Model

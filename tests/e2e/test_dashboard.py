@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from hajj_ledger.api import agencies
-from hajj_ledger.domain.catalogue import VIEW_READERS
+from hajj_ledger.domain.access import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for

@@ -16,7 +16,7 @@ from httpx import Response
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
-from hajj_ledger.domain.catalogue import WHOLE_VIEW_READERS
+from hajj_ledger.domain.access import WHOLE_VIEW_READERS
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import head, upgrade

@@ -12,7 +12,7 @@ import pytest
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
-from hajj_ledger.domain.catalogue import VIEW_READERS
+from hajj_ledger.domain.access import VIEW_READERS
 from hajj_ledger.domain.vocabulary import Role, Stage, makkah_day
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade

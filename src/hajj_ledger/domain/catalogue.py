@@ -600,33 +600,7 @@ SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
     "Building": {Role.COMPANY: ("company_id", "the building is operated by another company")},
 }
 
-# Who reads which read model (projections/, by name) and a journey's history. A scoped role sees only its own rows
-# (SCOPE's column), so only views with that column are granted to it. Auditors read the log itself; analysts the
-# season's counts (and, later, pseudonymised exports), never a single journey.
-_OPERATIONS = frozenset(Role) - {Role.AUDITOR, Role.ANALYST}
-VIEW_READERS: dict[str, frozenset[Role]] = {
-    "journey_status": _OPERATIONS,
-    "port_arrivals": frozenset({Role.GACA, Role.JAWAZAT, Role.CUSTOMS, Role.WUKALA, Role.MINISTRY}),
-    "awaiting_transport": frozenset({Role.WUKALA, Role.NAQABA, Role.JAWAZAT, Role.MINISTRY}),
-    "trip_manifest": frozenset({Role.NAQABA, Role.WUKALA, Role.MINISTRY}),
-    "site_headcount": frozenset({Role.COMPANY, Role.MOH, Role.MINISTRY}),
-    "health_cases": frozenset({Role.MOH, Role.MINISTRY}),
-    "missing_persons": frozenset({Role.MISSION, Role.COMPANY, Role.JAWAZAT, Role.MOH, Role.MINISTRY}),
-    "overstay_watch": frozenset({Role.MISSION, Role.JAWAZAT, Role.MINISTRY}),
-    "season_funnel": frozenset({Role.MINISTRY, Role.ANALYST, Role.AUDITOR}),
-    "service_offers": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
-    "contracts": frozenset({Role.MISSION, Role.COMPANY, Role.MINISTRY}),
-    "building_occupancy": frozenset({Role.AMANAH, Role.CIVIL_DEFENCE, Role.COMPANY, Role.MINISTRY}),
-    "trips_on_road": frozenset({Role.ROAD_SECURITY, Role.NAQABA, Role.MINISTRY}),
-}
-# Views a scoped role reads whole, every agency's rows: the market is every company's offers, open to each mission.
-WHOLE_VIEW_READERS: dict[str, frozenset[Role]] = {"service_offers": frozenset({Role.MISSION})}
-HISTORY_READERS = _OPERATIONS | {Role.AUDITOR}
-# Who reads the audit trail across the ledger, a journey as of a past moment, the views as of a past position,
-# and asks for a checkpoint or an event's proof. Published checkpoints and signing keys are for every agency.
-AUDIT_READERS = frozenset({Role.AUDITOR, Role.MINISTRY})
-# Who takes pseudonymised snapshots of the whole ledger for their own tools.
-EXPORTERS = frozenset({Role.ANALYST})
+# Who reads what, and why: domain/access.py. Who records anything (the batch route's roles):
 RECORDERS = frozenset(role for step in STEPS.values() for role in step.roles)
 
 # Who is told of which events as they are recorded (the change feed, `GET /v1/feed`, and the relay's subjects): each
