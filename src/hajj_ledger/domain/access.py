@@ -27,7 +27,7 @@ class Read:
     """One thing agencies read, where it is served, and who may read it, each grant with its reason."""
 
     what: str
-    routes: tuple[str, ...]  # "METHOD /path", as the app's routes name them
+    routes: tuple[str, ...]  # "METHOD /path", as the OpenAPI document names them
     grants: Mapping[Role, str]  # each reader, and the duty it reads it for
     whole: frozenset[Role] = field(default_factory=frozenset)  # scoped roles that read every agency's rows
 
@@ -224,7 +224,7 @@ READS: dict[str, Read] = {
     ),
     "exports": Read(
         "pseudonymised snapshots of the whole ledger, their progress and files",
-        ("POST /v1/exports", "GET /v1/exports/{export_id}", "GET /v1/exports/{export_id}/files/{name:path}"),
+        ("POST /v1/exports", "GET /v1/exports/{export_id}", "GET /v1/exports/{export_id}/files/{name}"),
         {Role.ANALYST: "statistics and planning on pseudonymised data, in its own tools"},
     ),
     "summary": Read("the season at a glance", ("GET /v1/summary",), _summary()),
