@@ -1,14 +1,17 @@
-"""Who may record what: every role against every step, and the missions' and companies' scope."""
+"""Who may record what: every role against every step, and the missions' and companies' scope; who may read what:
+the access table against the domain, the views and the README."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
+from hajj_ledger.domain.access import READS, VIEW_READERS, VIEWS, render_markdown
 from hajj_ledger.domain.building import Building
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, TRIP_STEPS
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, SCOPE, STEPS, TRIP_STEPS
 from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
@@ -22,6 +25,7 @@ from hajj_ledger.domain.vocabulary import (
     Stage,
     Stamp,
 )
+from hajj_ledger.projections import PROJECTIONS
 from tests.support import (
     COMPANY_ID,
     MARKET_PATH_TO,
@@ -198,3 +202,50 @@ def test_a_mission_acts_only_on_its_own_contracts_and_on_any_offer() -> None:
     bought = offer()
     record(bought, "ContractNoted", agency_id="mission-PAK-9")
     assert bought.active_contracts
+
+
+# Who reads what: domain/access.py.
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_every_view_is_in_the_access_table_and_every_grant_says_why() -> None:
+    assert list(VIEWS) == [p.name for p in PROJECTIONS]
+    for name, read in READS.items():
+        assert read.what and read.routes and read.grants, name
+        assert all(why.strip() for why in read.grants.values()), name
+        assert read.whole <= read.readers, name
+
+
+def test_a_scoped_role_is_granted_only_views_with_its_own_column() -> None:
+    """A mission or a company sees its own rows of a view by the view's column of its scope (a mission_id, a
+    company_id); a view without that column would show it every agency's rows, unless granted whole."""
+    for projection in PROJECTIONS:
+        read, columns = VIEWS[projection.name], projection.models[0].view().c
+        for role in read.readers & SCOPE.keys():
+            assert role in read.whole or SCOPE[role][0] in columns, (projection.name, role)
+
+
+def test_only_the_agencies_that_record_a_journey_s_steps_read_journeys() -> None:
+    """Need-to-know (issue 27): a journey's status and history are for the agencies that record its steps (and the
+    history for auditors); the municipality, Civil Defence and road security record none and read neither."""
+    recorders = frozenset().union(*(step.roles for step in JOURNEY_STEPS.values()))
+    assert VIEW_READERS["journey_status"] == recorders
+    history = READS["journey history"].readers
+    assert history == recorders | {Role.AUDITOR}
+    assert not {Role.AMANAH, Role.CIVIL_DEFENCE, Role.ROAD_SECURITY} & (recorders | history)
+
+
+def test_reads_follow_the_domain() -> None:
+    """Spot checks against domain.md and the README, written out independently of the table."""
+    assert VIEW_READERS["trips_on_road"] == {Role.ROAD_SECURITY, Role.NAQABA, Role.MINISTRY}
+    assert VIEW_READERS["building_occupancy"] == {Role.AMANAH, Role.CIVIL_DEFENCE, Role.COMPANY, Role.MINISTRY}
+    assert VIEW_READERS["health_cases"] == {Role.MOH, Role.MINISTRY}
+    assert READS["audit"].readers == {Role.AUDITOR, Role.MINISTRY} and READS["exports"].readers == {Role.ANALYST}
+    single = ("journey_status", "journey history", "identity", "names", "missing_persons", "overstay_watch")
+    assert not any(Role.ANALYST in READS[name].readers for name in single)  # analysts never a single journey
+    assert all(Role.MINISTRY in read.readers for name, read in READS.items() if name not in ("exports", "names"))
+
+
+def test_the_readme_shows_who_reads_what_as_the_access_table_has_it() -> None:
+    assert render_markdown() in README.read_text()
