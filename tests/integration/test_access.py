@@ -62,15 +62,15 @@ class World:
         method, template = route.split(" ")
         path = template.format(journey_id=self.journey, export_id=self.export, name=MANIFEST)
         at_head = {"position": self.head}
-        query = {
+        queries: dict[str, dict[str, Any]] = {
             "/v1/identities/by-passport": {"number": NAMES["passport_number"], "country": NAMES["passport_country"]},
             "/v1/identities/by-name": {"name": "alansari"},
             "/v1/audit/journeys/{journey_id}": at_head,
             "/v1/audit/views/journey_status": at_head,
             "/v1/audit/views/season_funnel": at_head,
             "/v1/audit/proof": {"position": 1},
-        }.get(template, {})
-        return method, path, query, {"format": "csv"} if template == "/v1/exports" else None
+        }
+        return method, path, queries.get(template, {}), {"format": "csv"} if template == "/v1/exports" else None
 
     def ask(self, role: Role, route: str) -> httpx.Response:
         method, path, query, body = self.request(route)

@@ -16,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hajj_ledger.domain.catalogue import FEED_EVENTS, IDENTITY_READERS, NAME_SEARCHERS
+# Who reads identities is the vault's rule too (check_identity_reader): the identity routes take it from here.
+from hajj_ledger.domain.catalogue import FEED_EVENTS
+from hajj_ledger.domain.catalogue import IDENTITY_READERS as IDENTITY_READERS
+from hajj_ledger.domain.catalogue import NAME_SEARCHERS as NAME_SEARCHERS
 from hajj_ledger.domain.vocabulary import Role
 
 M, C = Role.MISSION, Role.COMPANY
