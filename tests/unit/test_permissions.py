@@ -211,6 +211,8 @@ README = Path(__file__).parents[2] / "README.md"
 
 def test_every_view_is_in_the_access_table_and_every_grant_says_why() -> None:
     assert list(VIEWS) == [p.name for p in PROJECTIONS]
+    routes = [route for read in READS.values() for route in read.routes]
+    assert len(routes) == len(set(routes)), "a route served by two reads"
     for name, read in READS.items():
         assert read.what and read.routes and read.grants, name
         assert all(why.strip() for why in read.grants.values()), name
