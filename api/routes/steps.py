@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import Response
 
-from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
+from hajj_ledger.api.deps import Caller, LedgerDep, Text, allow, caller
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
 from hajj_ledger.domain.catalogue import STEPS
@@ -25,7 +25,7 @@ from hajj_ledger.domain.commands import (
 )
 
 IdempotencyKey = Annotated[
-    str | None,
+    Text | None,
     Header(min_length=1, max_length=200, description="repeating a request with the same key repeats its first outcome"),
 ]
 RESPONSES: dict[int | str, dict[str, Any]] = {
