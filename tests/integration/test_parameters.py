@@ -110,11 +110,15 @@ def _good(parameter: dict[str, Any], journey_id: str) -> str | None:
 
 def _body(operation: dict[str, Any], made: dict[str, Command]) -> dict[str, Any] | None:
     """A body the operation takes, where the season made a command of its event: recorded already (its command id
-    with it), so that nothing is stored again; else an empty one (the parameters are checked all the same)."""
+    with it), so that nothing is stored again; else an empty one (the parameters are checked all the same, but the
+    request stops there)."""
     if "requestBody" not in operation:
         return None
-    event = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
-    command = made.get(event.removesuffix("Create"))
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    event = schema.removeprefix("#/components/schemas/").removesuffix("Create")
+    if event == "Batch":  # every command of the season again
+        return {"commands": [c.model_dump(mode="json") for c in made.values()]}
+    command = made.get(event)
     if command is None:
         return {}
     return command.model_dump(mode="json", exclude={"event", command.target})
