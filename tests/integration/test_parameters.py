@@ -103,13 +103,11 @@ def _body(operation: dict[str, Any], schemas: dict[str, Any], used: str) -> dict
     never stored again, whatever its parameters."""
     if "requestBody" not in operation:
         return None
-    body = _example(operation["requestBody"]["content"]["application/json"]["schema"], schemas)
+    body: dict[str, Any] = _example(operation["requestBody"]["content"]["application/json"]["schema"], schemas)
     if "commands" in body:  # a batch: of one registration
-        body["commands"] = [{"event": "Registered", **_example({"$ref": "RegisteredCreate"}, schemas)}]
-        body["commands"][0]["command_id"] = used
-    else:
-        body["command_id"] = used
-    return body
+        registration = _example({"$ref": "RegisteredCreate"}, schemas)
+        return {"commands": [{**registration, "event": "Registered", "command_id": used}]}
+    return {**body, "command_id": used}
 
 
 EXAMPLES = ("x", "X1", "EGY", "SV123", "AB1234567")  # text: the first the field's pattern takes
