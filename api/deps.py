@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 import sqlalchemy as sa
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from pydantic.config import JsonDict
@@ -206,4 +206,9 @@ else:
     EventName = Literal[tuple(STEPS)]  # an event's name, such as VisaIssued: any other is refused, naming them
 MinPosition = Annotated[
     Position | None, Query(description="wait (bounded) until the views have applied the log up to here")
+]
+IdempotencyKeyText = Annotated[Text, Field(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[
+    IdempotencyKeyText | None,
+    Header(description="repeating a request with the same key repeats its first outcome"),
 ]

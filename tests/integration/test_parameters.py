@@ -18,7 +18,7 @@ from hajj_ledger.projections import FOLLOWED
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.simulation.season import simulate
 from tests.integration.test_api import Api, api, is_problem, operations  # noqa: F401 (the fixture)
-from tests.support import T0, TestClient
+from tests.support import T0, TestClient, registration
 
 BAD = {
     "NUL": "a\x00b",
@@ -136,6 +136,17 @@ def _example(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
         case "boolean", _:
             return False
     return []
+
+
+def test_a_header_is_refused_alike_before_fastapi_and_through_it(api: Api) -> None:  # noqa: F811 (the fixture)
+    """A plainly valid step is recorded before FastAPI (api/hot.py): an Idempotency-Key it refuses there goes on to
+    the documented route, which refuses it naming the header, and nothing is stored."""
+    head = api.head()
+    assert api.register() and api.head() == head + 1  # the mission's key in the cache: the next may go before FastAPI
+    for key in ("a\x00b", "k" * 201, ""):
+        answer = api.post("mission", "/v1/journeys", registration(), **{"Idempotency-Key": key})
+        assert [e["path"] for e in is_problem(answer, 422)["errors"]] == ["header.idempotency-key"], key
+    assert api.head() == head + 1
 
 
 def test_the_views_as_of_a_position_take_the_filters_of_the_serving_ones(season: Api) -> None:
