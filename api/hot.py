@@ -30,6 +30,7 @@ from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
 from hajj_ledger.api.recording import command_id, record_parsed
 from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
+from hajj_ledger.audit.reads import MAX_LIMIT
 from hajj_ledger.domain.commands import CommandBase, parse_command
 from hajj_ledger.domain.errors import LedgerError
 
@@ -88,7 +89,7 @@ class HotReads:
             return None
         limit = _whole(query.get("limit", "100"))
         cursor = query.get("cursor")
-        if limit is None or not 1 <= limit <= 1000 or (cursor is not None and not CURSOR.fullmatch(cursor)):
+        if limit is None or not 1 <= limit <= MAX_LIMIT or (cursor is not None and not CURSOR.fullmatch(cursor)):
             return None
         position = _whole(query.get("min_position"))
         if "min_position" in query and position is None:
