@@ -1,4 +1,5 @@
-"""What routes depend on: the services and the calling agency (authorised against the route's declared roles).
+"""What routes depend on: the services, the calling agency (authorised against the route's declared roles), and the
+parameters they take, each declared once here with the checks of what it is compared with or stored as.
 
 Routes open their read connections themselves: a connection held by a yield dependency is given back only after
 the response, and under load every pool thread waited for a connection that only a queued teardown could give
@@ -8,19 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args, get_origin
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
-from fastapi import Depends, Request
+import sqlalchemy as sa
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, Field
+from pydantic.config import JsonDict
 from sqlalchemy.engine import Engine
 
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
+from hajj_ledger.api.schemas import QueryInt
 from hajj_ledger.audit.chain import Chain
-from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.audit.reads import MAX_LIMIT
+from hajj_ledger.domain.catalogue import STEPS
+from hajj_ledger.domain.vocabulary import Day, Moment, Role
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections.framework import ONE_OF
 from hajj_ledger.projections.replay import PastViews
 
 ROLES = "x-roles"  # the OpenAPI extension naming the roles a route serves
@@ -150,3 +159,56 @@ def _many(annotation: Any) -> bool:
 
 
 Caller = Annotated[Agency, Depends(caller)]
+
+
+# The parameters routes take (query, path, header), each declared once, here, with the checks of the column it is
+# compared with or stored as: no value reaches a database to be refused there (a 500). Routes give each its `Query`,
+# `Header` or `Path` and description.
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
+_NO_NUL: JsonDict = {"pattern": r"^[^\x00]*$"}  # for the OpenAPI document; `_no_nul` says why a value is refused
+# Text without NUL (PostgreSQL refuses it in text); each use bounds its length as its column does.
+Text = Annotated[str, Field(json_schema_extra=_NO_NUL), AfterValidator(_no_nul)]
+# The range of each integer column type: the database refuses a value beyond it ("integer out of range").
+_INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
+
+
+def column_type(column: sa.Column[Any]) -> Any:
+    """What a value compared with the column may be: of its type and within what the column holds. Integers within
+    the column's range (a 32-bit INTEGER is not a BIGINT), text within its length and without NUL, or one of the
+    only values it holds (a stage, a status: any other is a mistake, not a filter that finds nothing), times and
+    dates written out (never a number read as seconds since 1970)."""
+    kind = column.type
+    if isinstance(kind, sa.Integer):
+        bits = next(b for t, b in _INTEGER_BITS if isinstance(kind, t))
+        return Annotated[QueryInt, Field(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+    if values := column.info.get(ONE_OF):
+        return Literal[values]
+    if isinstance(kind, sa.String):
+        return Annotated[Text, Field(max_length=kind.length)]
+    return {datetime: Moment, date: Day}.get(kind.python_type, kind.python_type)
+
+
+AgencyId = Annotated[Text, Field(max_length=64)]  # as the agencies table and the views' mission_id, company_id hold it
+Position = Annotated[QueryInt, Field(ge=0)]  # a position in the log (BIGINT)
+Limit = Annotated[QueryInt, Field(ge=1, le=MAX_LIMIT)]  # items in a page
+Season = Annotated[QueryInt, Field(ge=1, le=9999)]  # a Hijri year
+PageCursor = Annotated[Text, Field(max_length=2000)]  # a view's `next_cursor`: its key's values, encoded
+if TYPE_CHECKING:
+    EventName = str
+else:
+    EventName = Literal[tuple(STEPS)]  # an event's name, such as VisaIssued: any other is refused, naming them
+MinPosition = Annotated[
+    Position | None, Query(description="wait (bounded) until the views have applied the log up to here")
+]
+IdempotencyKeyText = Annotated[Text, Field(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[
+    IdempotencyKeyText | None,
+    Header(description="repeating a request with the same key repeats its first outcome"),
+]

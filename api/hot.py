@@ -20,21 +20,24 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import ROLES, Services
+from hajj_ledger.api.deps import ROLES, IdempotencyKeyText, Services
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
 from hajj_ledger.api.recording import command_id, record_parsed
 from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
+from hajj_ledger.audit.reads import MAX_LIMIT
 from hajj_ledger.domain.commands import CommandBase, parse_command
 from hajj_ledger.domain.errors import LedgerError
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}")
+IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKeyText)  # as the documented routes take the header
 JOURNEYS, VIEWS = "/v1/journeys/", "/v1/views/"
 
 
@@ -86,7 +89,7 @@ class HotReads:
             return None
         limit = _whole(query.get("limit", "100"))
         cursor = query.get("cursor")
-        if limit is None or not 1 <= limit <= 1000 or (cursor is not None and not CURSOR.fullmatch(cursor)):
+        if limit is None or not 1 <= limit <= MAX_LIMIT or (cursor is not None and not CURSOR.fullmatch(cursor)):
             return None
         position = _whole(query.get("min_position"))
         if "min_position" in query and position is None:
@@ -162,7 +165,7 @@ class HotWrites:
             not isinstance(data, dict)
             or "event" in data
             or (command.target and command.target in data)
-            or (key_text is not None and not 1 <= len(key_text) <= 200)
+            or (key_text is not None and not _plain_key(key_text))
         ):
             return None, again
         data["event"] = command.model_fields["event"].default
@@ -189,6 +192,14 @@ def hot_writes(router: APIRouter) -> HotWrites:
         if isinstance(route, APIRoute) and route.path in paths:
             routes[re.sub(r"\{[a-z_]+\}", "{id}", route.path)] = (route, paths[route.path])
     return HotWrites(routes)
+
+
+def _plain_key(text: str) -> bool:
+    try:
+        IDEMPOTENCY_KEY.validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 async def _read(receive: Receive) -> bytes:

@@ -22,7 +22,7 @@ import sqlite3
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,7 @@ from hajj_ledger.audit.reads import events_until, journeys_at, within_head
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PAST_VIEWS, PROJECTIONS, projection
-from hajj_ledger.projections.framework import Projection, Rows
+from hajj_ledger.projections.framework import AT_LEAST, Projection, Rows
 from hajj_ledger.projections.runner import Runner, install
 from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.store.connections import direct_url
@@ -102,20 +102,39 @@ def target(into: str, database_url: str, until: int) -> Target:
     return Target(engine, f"schema {into}")
 
 
-def journey_status_at(ledger: JourneyLedger, position: int, after: UUID | None, limit: int) -> list[dict[str, Any]]:
+def journey_status_at(
+    ledger: JourneyLedger, position: int, after: UUID | None, limit: int, filters: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """At most `limit` rows of `journey_status` as of `position`, in the order of their journey ids, after `after`:
     exactly the rows a replay of the log to `position` holds (each is what the projection makes of its journey's
-    events up to there), at the cost of those journeys alone."""
+    events up to there), at the cost of those journeys alone. With `filters` (a column's value, or `min_<column>`
+    its least), only the rows they admit: journeys are read on until `limit` of them are found."""
     within_head(ledger, position, "position")
     status = projection("journey_status")
     [model] = status.models
-    journeys = journeys_at(ledger, position, after, limit)
-    rows = Rows({model.name: {}})
-    for at, event in events_until(ledger, journeys, position):
-        if type(event).__name__ in status.events:
-            status.apply(event, at, rows)
-    made = rows.rows[model.name]
-    return [{c: made[(j,)].get(c) for c in model.column_names} for j in journeys if (j,) in made]
+    wanted = {name: value for name, value in (filters or {}).items() if value is not None}
+    found: list[dict[str, Any]] = []
+    while True:
+        journeys = journeys_at(ledger, position, after, limit)
+        rows = Rows({model.name: {}})
+        for at, event in events_until(ledger, journeys, position):
+            if type(event).__name__ in status.events:
+                status.apply(event, at, rows)
+        made = rows.rows[model.name]
+        replayed = ({c: made[(j,)].get(c) for c in model.column_names} for j in journeys if (j,) in made)
+        found += [row for row in replayed if _admits(row, wanted)]
+        if len(found) >= limit or len(journeys) < limit:
+            return found[:limit]
+        after = journeys[-1]
+
+
+def _admits(row: dict[str, Any], filters: Mapping[str, Any]) -> bool:
+    """Whether a row has each filter's value (`min_<column>`: at least it), as the views' page query asks."""
+    for name, value in filters.items():
+        column = name.removeprefix(AT_LEAST)
+        if row[column] is None or (row[column] < value if column != name else row[column] != value):
+            return False
+    return True
 
 
 class PastViews:
@@ -137,8 +156,10 @@ class PastViews:
         self._taken: dict[int, Path] = {}  # snapshot position: its file
         self._lock = threading.Lock()  # one build at a time; a second asker of the same position finds it built
 
-    def journey_status(self, position: int, after: UUID | None, limit: int) -> list[dict[str, Any]]:
-        return journey_status_at(self.ledger, position, after, limit)
+    def journey_status(
+        self, position: int, after: UUID | None, limit: int, filters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return journey_status_at(self.ledger, position, after, limit, filters)
 
     @contextmanager
     def at(self, position: int) -> Iterator[Connection]:

@@ -4,17 +4,28 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import Caller, PastViewsDep, ReadsDep, allow, caller
+from hajj_ledger.api.deps import (
+    AgencyId,
+    Caller,
+    EventName,
+    Limit,
+    PastViewsDep,
+    Position,
+    ReadsDep,
+    allow,
+    caller,
+)
 from hajj_ledger.api.problems import ProblemError, invalid
-from hajj_ledger.api.routes.views import keyed_page, page
-from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, QueryInt, RefusedPublic, TrailPublic
+from hajj_ledger.api.routes.views import Cursor, filters, keyed_page, page
+from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
-from hajj_ledger.audit.reads import MAX_LIMIT, AsOf, Entry, TrailQuery
+from hajj_ledger.audit.reads import AsOf, Entry, TrailQuery
 from hajj_ledger.domain.access import AUDIT_READERS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Moment
@@ -22,23 +33,14 @@ from hajj_ledger.projections import projection
 from hajj_ledger.projections.replay import PastViews
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
-Position = Annotated[QueryInt | None, Query(ge=0)]
-Limit = Annotated[QueryInt, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=20, description="a page's `next_cursor`")]
+# The trail's cursor is the position to carry on after: at most 18 digits, so that the one after it is a BIGINT too.
+TrailCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="a page's `next_cursor`")]
 
 
 def _invalid(error: ValidationError) -> ProblemError:
     """The ledger names the field; here it is a query parameter."""
     errors = [{"path": f"query.{field}", "reason": reason} for field, reason in error.problems]
     return invalid(error.message, errors)
-
-
-def _after(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit():
-        raise invalid("cursor: not one this trail gave", [{"path": "query.cursor"}])
-    return int(cursor)
 
 
 def _entry(entry: Entry) -> dict[str, Any]:
@@ -51,18 +53,18 @@ def _entry(entry: Entry) -> dict[str, Any]:
 def events(
     reads: ReadsDep,
     aggregate_id: Annotated[UUID | None, Query(description="a journey's or a trip's events only")] = None,
-    agency_id: Annotated[str | None, Query(max_length=64, description="recorded by this agency")] = None,
-    event: Annotated[str | None, Query(max_length=64, description="of this type, e.g. VisaIssued")] = None,
+    agency_id: Annotated[AgencyId | None, Query(description="recorded by this agency")] = None,
+    event: Annotated[EventName | None, Query(description="of this type, e.g. VisaIssued")] = None,
     recorded_from: Annotated[Moment | None, Query(description="recorded at or after")] = None,
     recorded_until: Annotated[Moment | None, Query(description="recorded at or before")] = None,
-    from_position: Position = None,
-    until_position: Position = None,
-    cursor: Cursor = None,
+    from_position: Annotated[Position | None, Query(description="at or after this position")] = None,
+    until_position: Annotated[Position | None, Query(description="at or before this position")] = None,
+    cursor: TrailCursor = None,
     limit: Limit = 100,
 ) -> TrailPublic:
     try:
         query = TrailQuery(aggregate_id, agency_id, event, recorded_from, recorded_until, from_position, until_position)
-        start = _after(cursor)
+        start = 0 if cursor is None else int(cursor)
         # a standby's log, if any
         trail = reads.from_log(lambda ledger: audit.trail(ledger, query, start, limit))
     except ValidationError as error:
@@ -81,7 +83,7 @@ def events(
 def journey_as_of(
     journey_id: UUID,
     reads: ReadsDep,
-    position: Position = None,
+    position: Annotated[Position | None, Query(description="what the ledger knew at this position")] = None,
     recorded_at: Annotated[Moment | None, Query(description="what the ledger had recorded by then")] = None,
     occurred_at: Annotated[Moment | None, Query(description="what had happened by then, by agencies' clocks")] = None,
 ) -> PastJourneyPublic:
@@ -98,30 +100,39 @@ def _add_view(name: str) -> None:
     model = projection(name).models[0]
 
     def view_as_of(
-        agency: Caller,
-        past: PastViewsDep,
-        position: Annotated[QueryInt, Query(ge=0, description="as of this position (at most the head)")],
-        cursor: Annotated[str | None, Query(max_length=2000)] = None,
-        limit: Limit = 100,
+        agency: Any, past: PastViews, position: int, cursor: str | None, limit: int, **filtered: Any
     ) -> PagePublic:
         try:
             if name == "journey_status":  # a page from its journeys' own events
 
                 def read(after: list[Any] | None, count: int) -> list[dict[str, Any]]:
-                    return past.journey_status(position, after[0] if after else None, count)
+                    return past.journey_status(position, after[0] if after else None, count, filtered)
 
                 rows, next_cursor = keyed_page(model, cursor, limit, read)
             else:
                 with past.at(position) as connection:
-                    rows, next_cursor = page(connection, model, agency, {}, cursor, limit)
+                    rows, next_cursor = page(connection, model, agency, filtered, cursor, limit)
         except ValidationError as error:
             raise _invalid(error) from None
         return PagePublic(items=rows, next_cursor=next_cursor, position=position)
 
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    as_of = Annotated[Position, Query(description="as of this position (at most the head)")]
+    view_as_of.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("agency", keyword, annotation=Caller),
+            inspect.Parameter("past", keyword, annotation=PastViewsDep),
+            inspect.Parameter("position", keyword, annotation=as_of),
+            inspect.Parameter("cursor", keyword, default=None, annotation=Cursor),
+            inspect.Parameter("limit", keyword, default=100, annotation=Limit),
+            *filters(model),  # those of the serving view, with the same checks
+        ]
+    )
     view_as_of.__name__ = f"{name}_as_of"
     router.add_api_route(
         f"/views/{name}", view_as_of, methods=["GET"], response_model=PagePublic, openapi_extra=allow(AUDIT_READERS),
-        summary=f"The {name} view as of a past position, made apart from the serving one",
+        summary=f"The {name} view as of a past position, made apart from the serving one; filtered and paged as "
+        f"`/v1/views/{name}` is",
     )  # fmt: skip
 
 

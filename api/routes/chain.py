@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import ChainDep, allow, caller
+from hajj_ledger.api.deps import ChainDep, Limit, Position, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
-from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, QueryInt, SigningKeysPublic
+from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, SigningKeysPublic
 from hajj_ledger.audit.signing import SigningKeyError
 from hajj_ledger.domain.access import AUDIT_READERS, EVERY_AGENCY
 from hajj_ledger.domain.errors import NotFoundError
@@ -28,8 +28,8 @@ def _no_key(error: SigningKeyError) -> ProblemError:
 )
 def checkpoints(
     chain: ChainDep,
-    after: Annotated[QueryInt | None, Query(description="the last position of the previous page")] = None,
-    limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
+    after: Annotated[Position | None, Query(description="the last position of the previous page")] = None,
+    limit: Limit = 100,
 ) -> CheckpointsPublic:
     signed = chain.checkpoints(after if after is not None else -(2**63), limit + 1)
     page = [CheckpointPublic(**c.to_json()) for c in signed[:limit]]
@@ -65,7 +65,7 @@ def keys(chain: ChainDep) -> SigningKeysPublic:
     summary="What an auditor needs to check one event offline against a signed checkpoint",
     description="Check it with the public keys alone: the README's `check_proof.py` does it in a few lines.",
 )
-def proof(chain: ChainDep, position: Annotated[QueryInt, Query(description="the event's position")]) -> ProofPublic:
+def proof(chain: ChainDep, position: Annotated[Position, Query(description="the event's position")]) -> ProofPublic:
     try:
         return ProofPublic(**chain.proof(position))
     except NotFoundError as error:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
+from hajj_ledger.api.deps import Caller, IdempotencyKey, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record_batch
-from hajj_ledger.api.routes.steps import IdempotencyKey
 from hajj_ledger.api.schemas import BatchCreate, BatchPublic
 from hajj_ledger.domain.catalogue import RECORDERS
 

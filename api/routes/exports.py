@@ -10,13 +10,14 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
+from pydantic import Field
 
-from hajj_ledger.api.deps import Caller, StoreUrlDep, allow, caller
+from hajj_ledger.api.deps import Caller, StoreUrlDep, Text, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import ExportCreate, ExportPublic
 from hajj_ledger.audit.manifests import MANIFEST
@@ -108,7 +109,7 @@ def progress(export_id: UUID, agency: Caller) -> ExportPublic:
     summary="One file of a finished export, streamed",
     response_class=FileResponse,
 )
-def download(export_id: UUID, name: str, agency: Caller) -> FileResponse:
+def download(export_id: UUID, name: Annotated[Text, Field(max_length=255)], agency: Caller) -> FileResponse:
     directory, status = _status(export_id, agency.agency_id)
     if status["state"] != "done":
         raise ProblemError(409, "not-ready", "Not ready", f"export {export_id} is {status['state']}")

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
-from hajj_ledger.api.schemas import FoundPublic, QueryInt
+from hajj_ledger.api.deps import Caller, LedgerDep, Limit, Text, allow, caller
+from hajj_ledger.api.schemas import FoundPublic
 from hajj_ledger.domain.access import IDENTITY_READERS, NAME_SEARCHERS
 from hajj_ledger.identities import find_by_name, find_by_passport
 
@@ -28,7 +28,7 @@ def by_passport(
 def by_name(
     agency: Caller,
     ledger: LedgerDep,
-    name: Annotated[str, Query(min_length=1, max_length=200, description="Arabic script or any Latin spelling")],
-    limit: Annotated[QueryInt, Query(ge=1, le=1000)] = 100,
+    name: Annotated[Text, Query(min_length=1, max_length=200, description="Arabic script or any Latin spelling")],
+    limit: Limit = 100,
 ) -> FoundPublic:
     return FoundPublic(journey_ids=find_by_name(ledger, name, agency.actor, limit))

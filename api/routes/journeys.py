@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, LedgerDep, ReadsDep, allow, caller
+from hajj_ledger.api.deps import Caller, LedgerDep, MinPosition, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
-from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, QueryInt, utc
+from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
 from hajj_ledger.audit.reads import event_json
 from hajj_ledger.domain.access import HISTORY_READERS, IDENTITY_READERS, VIEW_READERS
 from hajj_ledger.domain.catalogue import SCOPE
@@ -21,9 +21,6 @@ from hajj_ledger.identities import identity_of
 from hajj_ledger.ledger import JourneyLedger
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(caller)])
-MinPosition = Annotated[
-    QueryInt | None, Query(ge=0, description="wait (bounded) until the views have applied the log up to here")
-]
 
 
 def journey_not_found(journey_id: UUID) -> ProblemError:

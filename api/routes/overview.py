@@ -14,10 +14,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ReadModelsDep, ReadsDep, allow, caller
+from hajj_ledger.api.deps import Caller, MinPosition, ReadModelsDep, ReadsDep, Season, allow, caller
 from hajj_ledger.api.reads import await_position, scope_column
-from hajj_ledger.api.routes.journeys import MinPosition
-from hajj_ledger.api.schemas import QueryInt
 from hajj_ledger.domain.access import EVERY_AGENCY, SUMMARY_READERS, SUMMARY_VIEWS, VIEW_READERS
 from hajj_ledger.domain.catalogue import IN_KINGDOM
 from hajj_ledger.domain.vocabulary import (
@@ -338,7 +336,7 @@ def summary(
     agency: Caller,
     engine: ReadModelsDep,
     reads: ReadsDep,
-    season: Annotated[QueryInt | None, Query(ge=1, le=9999, description="a season (Hijri year)")] = None,
+    season: Annotated[Season | None, Query(description="a season (Hijri year)")] = None,
     day: Annotated[Day | None, Query(description="the day whose movement 'today' shows (in Makkah)")] = None,
     min_position: MinPosition = None,
 ) -> SummaryPublic:

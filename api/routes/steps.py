@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import Response
 
-from hajj_ledger.api.deps import Caller, LedgerDep, allow, caller
+from hajj_ledger.api.deps import Caller, IdempotencyKey, LedgerDep, allow, caller
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
 from hajj_ledger.domain.catalogue import STEPS
@@ -24,10 +24,6 @@ from hajj_ledger.domain.commands import (
     TripCommand,
 )
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(min_length=1, max_length=200, description="repeating a request with the same key repeats its first outcome"),
-]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": OutcomePublic, "description": "recorded before: the first outcome, nothing stored"},
 }

@@ -9,27 +9,25 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AfterValidator, Field, TypeAdapter
-from pydantic.config import JsonDict
+from pydantic import TypeAdapter
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, ReadsDep, allow, caller
+from hajj_ledger.api.deps import Caller, Limit, MinPosition, PageCursor, ReadsDep, allow, caller, column_type
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
-from hajj_ledger.api.routes.journeys import MinPosition
-from hajj_ledger.api.schemas import PagePublic, QueryInt, utc
+from hajj_ledger.api.schemas import PagePublic, utc
 from hajj_ledger.domain.access import VIEW_READERS
-from hajj_ledger.domain.vocabulary import Day, Moment
 from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.framework import AT_LEAST, ONE_OF, Model
+from hajj_ledger.projections.framework import AT_LEAST, Model
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
+Cursor = Annotated[PageCursor | None, Query(description="a page's `next_cursor`")]
 
 
 def _cursor(row: dict[str, Any], key: tuple[str, ...]) -> str:
@@ -49,7 +47,7 @@ def _after(cursor: str, view: sa.Table, key: tuple[str, ...]) -> list[Any]:
 @functools.cache
 def _value(column: sa.Column[Any]) -> TypeAdapter[Any]:
     """A cursor's value for a key column, held to what the column holds, as a filter on it is."""
-    return TypeAdapter(query_type(column))
+    return TypeAdapter(column_type(column))
 
 
 def page(
@@ -80,38 +78,41 @@ def _cut(rows: list[dict[str, Any]], model: Model, limit: int) -> tuple[list[dic
     return rows, _cursor(rows[-1], model.key) if more else None
 
 
-def _no_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain a NUL character")
-    return text
-
-
-_NO_NUL: JsonDict = {"pattern": r"^[^\x00]*$"}  # for the OpenAPI document; `_no_nul` says why a value is refused
-# The range of each integer column type: the database refuses a value beyond it ("integer out of range").
-_INTEGER_BITS = ((sa.BigInteger, 64), (sa.SmallInteger, 16), (sa.Integer, 32))
-
-
-def query_type(column: sa.Column[Any]) -> Any:
-    """What a query value compared with the column may be: of its type and within what the column holds, so that no
-    value reaches the database to be refused there (as a 500). Integers within the column's range (a 32-bit INTEGER
-    is not a BIGINT), text within its length and without NUL (PostgreSQL refuses it), or one of the only values it
-    holds (a stage, a status: any other is a mistake, not a filter that finds nothing), times and dates written out
-    (never a number read as seconds since 1970)."""
-    kind = column.type
-    if isinstance(kind, sa.Integer):
-        bits = next(b for t, b in _INTEGER_BITS if isinstance(kind, t))
-        return Annotated[QueryInt, Field(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
-    if values := column.info.get(ONE_OF):
-        return Literal[values]
-    if isinstance(kind, sa.String):
-        return Annotated[str, Field(max_length=kind.length, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)]
-    return {datetime: Moment, date: Day}.get(kind.python_type, kind.python_type)
+def filters(model: Model) -> list[inspect.Parameter]:
+    """A view's filters, as a route's keyword parameters: a row's column equal to a value, a column worked out when
+    read, a column at least a value; each checked as its column is."""
+    view = model.view()
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return [
+        *(
+            inspect.Parameter(
+                c.name, keyword, default=None,
+                annotation=Annotated[column_type(c) | None, Query(description=f"only rows with this {c.name}")],
+            )
+            for c in view.c
+            if c.type.python_type in FILTERABLE and c.name != "position"
+        ),
+        *(
+            inspect.Parameter(
+                name, keyword, default=None,
+                annotation=Annotated[bool | None, Query(description=f"only rows {name} (or not) as of this moment")],
+            )
+            for name in model.read_columns()
+        ),
+        *(
+            inspect.Parameter(
+                f"{AT_LEAST}{name}", keyword, default=None,
+                annotation=Annotated[
+                    column_type(view.c[name]) | None, Query(description=f"only rows with at least this {name}")
+                ],
+            )
+            for name in model.at_least
+        ),
+    ]  # fmt: skip
 
 
 def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
-    filterable = [c for c in view.c if c.type.python_type in FILTERABLE and c.name != "position"]
-    bounded = [view.c[name] for name in model.at_least]
 
     async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
@@ -123,33 +124,11 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     parameters = [
         inspect.Parameter("agency", keyword, annotation=Caller),
         inspect.Parameter("reads", keyword, annotation=ReadsDep),
-        inspect.Parameter(
-            "cursor", keyword, default=None, annotation=Annotated[str | None, Query(max_length=2000)]
-        ),
-        inspect.Parameter("limit", keyword, default=100, annotation=Annotated[QueryInt, Query(ge=1, le=1000)]),
+        inspect.Parameter("cursor", keyword, default=None, annotation=Cursor),
+        inspect.Parameter("limit", keyword, default=100, annotation=Limit),
         inspect.Parameter("min_position", keyword, default=None, annotation=MinPosition),
-        *(
-            inspect.Parameter(
-                c.name, keyword, default=None,
-                annotation=Annotated[query_type(c) | None, Query(description=f"only rows with this {c.name}")],
-            )
-            for c in filterable
-        ),
-        *(
-            inspect.Parameter(
-                name, keyword, default=None,
-                annotation=Annotated[bool | None, Query(description=f"only rows {name} (or not) as of this moment")],
-            )
-            for name in model.read_columns()
-        ),
-        *(
-            inspect.Parameter(
-                f"{AT_LEAST}{c.name}", keyword, default=None,
-                annotation=Annotated[query_type(c) | None, Query(description=f"only rows with at least this {c.name}")],
-            )
-            for c in bounded
-        ),
-    ]  # fmt: skip
+        *filters(model),
+    ]
     handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     handler.__name__ = f"list_{name}"
     router.add_api_route(
