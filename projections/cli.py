@@ -81,7 +81,10 @@ def _export(args: argparse.Namespace) -> int:
     print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
     for name, table in tables.items():
         print(f"  {name:<24}{table['rows']:>12,} rows in {len(table['files'])} file(s)")
-    print(f"Check it with: {invocation()} verify --export {args.out} --keys PUBLIC.json")
+    print(
+        f"Check it with: {invocation()} verify --export {args.out} (from any directory here; on another machine with "
+        "--keys PUBLIC.json, from `signing-key public`)"
+    )
     return 0
 
 
