@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -232,7 +233,7 @@ def test_verify_export_finds_its_keys_from_any_directory_and_never_makes_one(
     assert "--keys FILE" in json.loads(capsys.readouterr().out)["problems"][0]
 
 
-@pytest.mark.parametrize("command", [["checkpoint"], ["seal"], ["signing-key", "public"], ["verify"]])
+@pytest.mark.parametrize("command", [["checkpoint"], ["seal"], ["signing-key", "public"], ["verify"], ["serve"]])
 def test_a_missing_signing_key_file_is_named_with_its_variable_and_how_to_make_one(
     command: list[str],
     recorded: str,
@@ -245,6 +246,20 @@ def test_a_missing_signing_key_file_is_named_with_its_variable_and_how_to_make_o
     line = one_line(capsys.readouterr().err)
     assert str(tmp_path / "keys" / "signing.json") in line and "HAJJ_LEDGER_SIGNING_KEY_FILE" in line
     assert "signing-key new" in line and "Errno" not in line
+
+
+def test_serve_on_a_busy_port_says_so_and_how_to_fix_it_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli(monkeypatch, f"sqlite:///{tmp_path}/ledger.sqlite3", "serve", "--port", str(port)) == 2
+    ran = capsys.readouterr()
+    line = one_line(ran.err)
+    assert f"port {port} on 127.0.0.1 is in use" in line and f"--port {port + 1}" in line
+    assert "Serving" not in ran.out
 
 
 def test_a_rerun_simulation_counts_repeats_apart(

@@ -30,7 +30,7 @@ def register(commands: Any) -> None:
     seal.add_argument("--follow", action="store_true", help="keep sealing as the log grows")
     seal.add_argument("--every", type=int, help="positions between checkpoints (default 1,000)")
     seal.add_argument("--seconds", type=float, default=60.0, help="with --follow: a checkpoint at least this often")
-    seal.set_defaults(run=_seal, store=WRITE)
+    seal.set_defaults(run=_seal, store=WRITE, needs=(named_signing_key,))
 
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
     checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(signing_key,))
@@ -81,11 +81,21 @@ def register(commands: Any) -> None:
 
 def signing_key(url: str) -> None:
     """The keys that sign the chain's checkpoints, for the commands that sign."""
+    _usable_signing_key(url, required=True)
+
+
+def named_signing_key(url: str) -> None:
+    """The signing key file, when one is named (or the demo store's), for the commands that sign when they can: a
+    server or a sealer stops at once for a file it cannot use, rather than sign nothing for want of it."""
+    _usable_signing_key(url, required=False)
+
+
+def _usable_signing_key(url: str, *, required: bool) -> None:
     from hajj_ledger.audit.chain import signing_keys
     from hajj_ledger.audit.signing import SigningKeyError
 
     try:
-        signing_keys(url, required=True)
+        signing_keys(url, required=required)
     except SigningKeyError as error:
         raise SetupError(str(error)) from None
 
