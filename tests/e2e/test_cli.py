@@ -39,6 +39,18 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [(["histroy"], "'history'"), (["serv"], "'serve'"), (["identity", "shwo"], "'show'"),
+     (["signing-key", "publik"], "'public'"), (["view", "jorney_status"], "'journey_status'")],
+)  # fmt: skip
+def test_a_mistyped_command_gets_a_did_you_mean(tmp_path: Path, typed: list[str], meant: str) -> None:
+    mistyped = run(f"sqlite:///{tmp_path}/l.db", *typed)
+    assert mistyped.returncode == 2 and f"invalid choice: {typed[-1]!r}; did you mean {meant}?" in mistyped.stderr
+    nonsense = run(f"sqlite:///{tmp_path}/l.db", "zzzzz")
+    assert nonsense.returncode == 2 and "did you mean" not in nonsense.stderr and "'history'" in nonsense.stderr
+
+
 def test_record_then_history(store_url: str) -> None:
     pilgrim = uuid4()
     registration = registration_command("NGA", pilgrim_id=str(pilgrim))
