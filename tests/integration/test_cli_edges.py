@@ -203,7 +203,8 @@ def test_verify_export_finds_its_keys_from_any_directory_and_never_makes_one(
     another directory (the manifest names the key file that signed it), where no key is made; keys that do not hold
     the signer's, or none at all, are "not verified" (4), never "altered" (1)."""
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir(), elsewhere.mkdir()
+    project.mkdir()
+    elsewhere.mkdir()
     monkeypatch.delenv("HAJJ_LEDGER_SIGNING_KEY_FILE")
     monkeypatch.delenv("HAJJ_LEDGER_DATABASE_URL", raising=False)
     monkeypatch.chdir(project)

@@ -339,7 +339,9 @@ def _duckdb_counts(table: Path, column: str) -> dict[str, int]:
     import duckdb
 
     files = f"{table}/*.parquet" if table.is_dir() else str(table)
-    return dict(duckdb.sql(f"SELECT {column}, count(*) FROM read_parquet('{files}') GROUP BY {column}").fetchall())
+    grouped = duckdb.sql(f"SELECT {column}, count(*) FROM read_parquet('{files}') GROUP BY {column}")
+    assert grouped is not None
+    return dict(grouped.fetchall())
 
 
 def _pandas_counts(table: Path, column: str) -> dict[str, int]:
