@@ -194,6 +194,9 @@ def test_verify_names_a_chain_no_signed_checkpoint_vouches_for_with_its_own_stat
     assert cli(monkeypatch, recorded, "verify", "--json") == 5
     report = json.loads(capsys.readouterr().out)
     assert (report["checkpoints"], report["exit"]) == (0, 5)
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    assert "5 no signed checkpoint vouches for the chain" in " ".join(capsys.readouterr().out.split())
 
 
 def test_verify_export_finds_its_keys_from_any_directory_and_never_makes_one(

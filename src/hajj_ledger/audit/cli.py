@@ -35,13 +35,13 @@ def register(commands: Any) -> None:
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
     checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(signing_key,))
 
-    verify = commands.add_parser(
-        "verify", help="re-read the store (or an export): check every event against the chain and every "
-        f"checkpoint's signature; exit {VERIFIED} all checked and intact, {TAMPERED} altered, 2 cannot run as "
-        f"configured, {NOT_SEALED} events older than the grace period not sealed (or none sealed), {NOT_SIGNED} "
-        f"signatures not checked: no public key, or not the signer's, {NO_CHECKPOINT} no signed checkpoint covers "
-        "the chain",
-    )  # fmt: skip
+    checks = (
+        "re-read the store (or an export): check every event against the chain and every checkpoint's signature; "
+        f"exit {VERIFIED} all checked and intact, {TAMPERED} altered, 2 cannot run as configured, {NOT_SEALED} events "
+        f"older than the grace period not sealed (or none sealed), {NOT_SIGNED} signatures not checked: no public "
+        f"key, or not the signer's, {NO_CHECKPOINT} no signed checkpoint vouches for the chain"
+    )
+    verify = commands.add_parser("verify", help=checks, description=checks)
     verify.add_argument(
         "--keys", type=Path, metavar="FILE",
         help="the public keys to trust, as `signing-key public` prints them (- for stdin); default: the signing "
