@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hajj_ledger.audit.cli import named_signing_key
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Role
-from hajj_ledger.preflight import WRITE
+from hajj_ledger.preflight import WRITE, SetupError
 
 if TYPE_CHECKING:
     from hajj_ledger.audit.signing import SigningKeys
@@ -42,7 +43,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--no-project", action="store_true", help="do not run the projection runner beside the server")
     serve.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer beside the server")
     serve.add_argument("--demo-keys", action="store_true", help="(demo store) make a key per role and print them")
-    serve.set_defaults(run=_serve, store=WRITE)
+    serve.set_defaults(run=_serve, store=WRITE, needs=(named_signing_key,))
 
     worker = commands.add_parser(
         "worker", help="offer to lead: run the projection runner and the sealer while this node leads (no HTTP)"
@@ -51,7 +52,7 @@ def register(commands: Any) -> None:
     worker.add_argument("--no-seal", action="store_true", help="do not run the chain's sealer")
     worker.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)  # `serve`'s: 1 or 0 as leadership changes
     worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # `serve`'s pid: the worker ends with it
-    worker.set_defaults(run=_worker, store=WRITE)
+    worker.set_defaults(run=_worker, store=WRITE, needs=(named_signing_key,))
 
     agency = commands.add_parser("agency", help="the agencies that may use the HTTP API, and their keys")
     actions = agency.add_subparsers(required=True, metavar="ACTION")
@@ -117,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
     from hajj_ledger.api import metrics
     from hajj_ledger.api.app import configure_logging
 
+    _check_port(args.host, args.port)
     _migrated()
     if args.demo_keys:
         _print_demo_keys()
@@ -142,6 +144,30 @@ def _serve(args: argparse.Namespace) -> int:
 
         Multiprocess(config, sockets=[SharedPort(args.host, args.port)]).run()
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Before anything says "Serving": the address can be listened on. Bound without SO_REUSEPORT, so that a port
+    held by any listener, `serve`'s own workers' included, is found in use."""
+    import errno
+    import socket
+
+    from hajj_ledger.api.listener import family
+
+    probe = socket.socket(family(host), socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a port just freed is free
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise SetupError(
+                f"port {port} on {host} is in use (another server?): stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'` names it), or serve on another port: --port {port + 1} "
+                f"(or HAJJ_LEDGER_PORT)"
+            ) from None
+        raise SetupError(f"cannot listen on {host}:{port}: {error.strerror or error} (--host, --port)") from None
+    finally:
+        probe.close()
 
 
 def _keep_worker_running(flags: list[str]) -> None:

@@ -16,7 +16,7 @@ class SharedPort(socket.socket):
     its sockets to its workers) as a listener of that worker's own. Bound here, so that a port in use fails at once."""
 
     def __init__(self, host: str, port: int) -> None:
-        super().__init__(_family(host), socket.SOCK_STREAM)
+        super().__init__(family(host), socket.SOCK_STREAM)
         _share(self)
         self.bind((host, port))  # never listens: connections go to the workers' listeners only
         self.address = (host, self.getsockname()[1])  # port 0 chooses one port, for every worker
@@ -27,14 +27,14 @@ class SharedPort(socket.socket):
 
 def listener(host: str, port: int) -> socket.socket:
     """A worker's own socket on the shared port; the server makes it listen."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock = socket.socket(family(host), socket.SOCK_STREAM)
     _share(sock)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
 
 
-def _family(host: str) -> socket.AddressFamily:
+def family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 

@@ -81,7 +81,10 @@ def _export(args: argparse.Namespace) -> int:
     print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
     for name, table in tables.items():
         print(f"  {name:<24}{table['rows']:>12,} rows in {len(table['files'])} file(s)")
-    print(f"Check it with: {invocation()} verify --export {args.out} --keys PUBLIC.json")
+    print(
+        f"Check it with: {invocation()} verify --export {args.out} (from any directory here; on another machine with "
+        "--keys PUBLIC.json, from `signing-key public`)"
+    )
     return 0
 
 
@@ -166,6 +169,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    import orjson
+
     from hajj_ledger.audit.reads import plain
     from hajj_ledger.projections import projection
 
@@ -179,8 +184,10 @@ def _view(args: argparse.Namespace) -> int:
         rows = _past_rows(args.name, args.as_of, args.limit, query, parameters)
     else:
         raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
+    # As the API writes them: times in UTC with `Z` (SQLite's come back without their zone); keys are plain text.
+    as_the_api = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
     for row in rows:
-        print(json.dumps({k: plain(v) for k, v in row.items()}, ensure_ascii=False))
+        print(orjson.dumps({str(k): v for k, v in row.items()}, default=plain, option=as_the_api).decode())
     return 0
 
 

@@ -249,9 +249,12 @@ class Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
             # Dictionary pages for the columns of codes only: for ids, JSON and digests (nearly all distinct) the
-            # writer would build a dictionary of each page's values only to give it up.
+            # writer would build a dictionary of each page's values only to give it up. The codes come as Arrow
+            # dictionaries (cheap to make, written as they are) but without Arrow's schema in the file they read
+            # back as plain strings: each page has a dictionary of its own, and pyarrow refuses to group a column
+            # whose dictionaries differ between row groups or files.
             codes = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-            self._parquet = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=codes)
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=codes, store_schema=False)
         else:
             self._file = path.open("w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._file)
@@ -297,7 +300,12 @@ def _csv_value(value: Any) -> Any:
 
 
 def _schema_json(schema: pa.Schema) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    """The columns as the files read back: codes as plain strings (see Writer)."""
+    return [{"name": f.name, "type": str(_read_type(f.type)), "nullable": f.nullable} for f in schema]
+
+
+def _read_type(kind: pa.DataType) -> pa.DataType:
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 
 def export(

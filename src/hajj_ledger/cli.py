@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import os
 import sys
@@ -77,8 +78,21 @@ def _closed_pipe() -> int:
     return CLOSED_PIPE
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's, saying "did you mean" for a mistyped command, action or choice (nested parsers are of this class
+    too: argparse makes them of their parent's)."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and isinstance(value, str) and value not in action.choices:
+            close = difflib.get_close_matches(value, [str(c) for c in action.choices], n=3, cutoff=0.6)
+            if close:
+                guess = " or ".join(repr(c) for c in close)
+                raise argparse.ArgumentError(action, f"invalid choice: {value!r}; did you mean {guess}?")
+        super()._check_value(action, value)
+
+
 def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hajj-ledger",
         description="An event-sourced ledger of Hajj pilgrims' journeys. "
         f"The store is {DATABASE_URL_VARIABLE} (default {DEFAULT_DATABASE_URL}).",

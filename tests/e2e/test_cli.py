@@ -39,6 +39,18 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [(["histroy"], "'history'"), (["serv"], "'serve'"), (["identity", "shwo"], "'show'"),
+     (["signing-key", "publik"], "'public'"), (["view", "jorney_status"], "'journey_status'")],
+)  # fmt: skip
+def test_a_mistyped_command_gets_a_did_you_mean(tmp_path: Path, typed: list[str], meant: str) -> None:
+    mistyped = run(f"sqlite:///{tmp_path}/l.db", *typed)
+    assert mistyped.returncode == 2 and f"invalid choice: {typed[-1]!r}; did you mean {meant}?" in mistyped.stderr
+    nonsense = run(f"sqlite:///{tmp_path}/l.db", "zzzzz")
+    assert nonsense.returncode == 2 and "did you mean" not in nonsense.stderr and "'history'" in nonsense.stderr
+
+
 def test_record_then_history(store_url: str) -> None:
     pilgrim = uuid4()
     registration = registration_command("NGA", pilgrim_id=str(pilgrim))
@@ -207,6 +219,9 @@ def test_read_model_commands(store_url: str) -> None:
     assert run(store_url, "project", "--once").returncode == 0
     caught_up = json.loads(run(store_url, "status", "--json").stdout)
     assert all(s["lag_events"] == 0 and s["generation"] == "a" for s in caught_up)
+    viewed = [json.loads(line) for line in run(store_url, "view", "journey_status", "--limit", "5").stdout.splitlines()]
+    times = [row[name] for row in viewed for name in ("last_occurred_at", "last_recorded_at")]
+    assert len(times) == 10 and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times
     rebuilt = run(store_url, "rebuild", "trip_manifest")
     assert rebuilt.returncode == 0 and "swapped in" in rebuilt.stdout
     after = {s["projection"]: s for s in json.loads(run(store_url, "status", "--json").stdout)}
@@ -290,7 +305,7 @@ def test_trail_as_of_view_and_replay(store_url: str, tmp_path: Path) -> None:
     view = run(store_url, "view", "journey_status", "--as-of", str(position), "--limit", "1000")
     assert view.returncode == 0, view.stderr
     statuses = [json.loads(line) for line in view.stdout.splitlines()]
-    assert statuses and all(s["position"] <= position for s in statuses)
+    assert statuses and all(s["position"] <= position and s["last_recorded_at"].endswith("Z") for s in statuses)
 
     replayed = run(store_url, "replay", "--until", str(position), "--into", str(tmp_path / "replays"))
     assert replayed.returncode == 0, replayed.stderr

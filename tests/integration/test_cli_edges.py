@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -175,6 +176,94 @@ def test_verify_needs_only_public_keys_and_says_when_it_had_none(
     assert "NOT VERIFIED" in capsys.readouterr().out
     assert cli(monkeypatch, recorded, "verify", "--keys", str(public)) == 0
     assert "OK: every sealed event" in capsys.readouterr().out
+
+
+def test_verify_names_a_chain_no_signed_checkpoint_vouches_for_with_its_own_status(
+    recorded: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sealed without a signing key (a deployment that never set one): the events match the chain, but nothing
+    signed vouches for the chain, so `verify` says so with a status of its own, and never OK."""
+    monkeypatch.delenv("HAJJ_LEDGER_SIGNING_KEY_FILE")
+    ledger = JourneyLedger(recorded)
+    Chain(ledger).seal_all()
+    ledger.close()
+    assert cli(monkeypatch, recorded, "verify") == 5
+    out = capsys.readouterr().out
+    assert "no signed checkpoint" in out and "NOT VERIFIED" in out and "OK" not in out
+    assert "HAJJ_LEDGER_SIGNING_KEY_FILE" in out and "hajj-ledger checkpoint" in out
+    assert cli(monkeypatch, recorded, "verify", "--json") == 5
+    report = json.loads(capsys.readouterr().out)
+    assert (report["checkpoints"], report["exit"]) == (0, 5)
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    assert "5 no signed checkpoint vouches for the chain" in " ".join(capsys.readouterr().out.split())
+
+
+def test_verify_export_finds_its_keys_from_any_directory_and_never_makes_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo store, as `make run` leaves it in the project's directory: its export verifies the same from
+    another directory (the manifest names the key file that signed it), where no key is made; keys that do not hold
+    the signer's, or none at all, are "not verified" (4), never "altered" (1)."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.delenv("HAJJ_LEDGER_SIGNING_KEY_FILE")
+    monkeypatch.delenv("HAJJ_LEDGER_DATABASE_URL", raising=False)
+    monkeypatch.chdir(project)
+    ledger = JourneyLedger()  # the demo store: var/hajj-ledger.sqlite3 here
+    ledger.record(parse_command_json(registration()), Actor("mission-EGY-00001", Role.MISSION))
+    ledger.close()
+    assert main(["export", "--out", "exp"]) == 0
+    assert (project / "var" / "demo-signing-keys.json").exists()
+    capsys.readouterr()
+    for directory in (project, elsewhere):
+        monkeypatch.chdir(directory)
+        assert main(["verify", "--export", str(project / "exp")]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("OK") and str(project / "var" / "demo-signing-keys.json") in out
+    assert not (elsewhere / "var").exists()
+
+    stranger = tmp_path / "stranger.json"
+    assert main(["signing-key", "new", str(stranger)]) == 0
+    monkeypatch.setenv("HAJJ_LEDGER_SIGNING_KEY_FILE", str(stranger))
+    capsys.readouterr()
+    assert main(["verify", "--export", str(project / "exp")]) == 4
+    out = capsys.readouterr().out
+    assert "NOT VERIFIED" in out and str(stranger) in out and "--keys" in out
+    monkeypatch.delenv("HAJJ_LEDGER_SIGNING_KEY_FILE")
+    (project / "var" / "demo-signing-keys.json").unlink()
+    assert main(["verify", "--export", str(project / "exp"), "--json"]) == 4
+    assert "--keys FILE" in json.loads(capsys.readouterr().out)["problems"][0]
+
+
+@pytest.mark.parametrize("command", [["checkpoint"], ["seal"], ["signing-key", "public"], ["verify"], ["serve"]])
+def test_a_missing_signing_key_file_is_named_with_its_variable_and_how_to_make_one(
+    command: list[str],
+    recorded: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HAJJ_LEDGER_SIGNING_KEY_FILE", str(tmp_path / "keys" / "signing.json"))
+    assert cli(monkeypatch, recorded, *command) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(tmp_path / "keys" / "signing.json") in line and "HAJJ_LEDGER_SIGNING_KEY_FILE" in line
+    assert "signing-key new" in line and "Errno" not in line
+
+
+def test_serve_on_a_busy_port_says_so_and_how_to_fix_it_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli(monkeypatch, f"sqlite:///{tmp_path}/ledger.sqlite3", "serve", "--port", str(port)) == 2
+    ran = capsys.readouterr()
+    line = one_line(ran.err)
+    assert f"port {port} on 127.0.0.1 is in use" in line and f"--port {port + 1}" in line
+    assert "Serving" not in ran.out
 
 
 def test_a_rerun_simulation_counts_repeats_apart(

@@ -9,7 +9,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,55 @@ def test_an_export_made_event_by_event_goes_on_by_column_and_joins(
     again = tmp_path / "again"
     export(again, at=head, url=season)
     assert read(again, EVENTS).to_pylist() == events.to_pylist()
+
+
+def _pyarrow_counts(table: Path, column: str) -> dict[str, int]:
+    grouped = pq.read_table(table).group_by(column).aggregate([(column, "count")])
+    return dict(zip(grouped.column(column).to_pylist(), grouped.column(f"{column}_count").to_pylist(), strict=True))
+
+
+def _duckdb_counts(table: Path, column: str) -> dict[str, int]:
+    import duckdb
+
+    files = f"{table}/*.parquet" if table.is_dir() else str(table)
+    grouped = duckdb.sql(f"SELECT {column}, count(*) FROM read_parquet('{files}') GROUP BY {column}")
+    assert grouped is not None
+    return dict(grouped.fetchall())
+
+
+def _pandas_counts(table: Path, column: str) -> dict[str, int]:
+    import pandas as pd
+
+    return {k: int(v) for k, v in pd.read_parquet(table).groupby(column).size().items()}
+
+
+@pytest.mark.parametrize(
+    "counts", [_pyarrow_counts, _duckdb_counts, _pandas_counts], ids=["pyarrow", "duckdb", "pandas"]
+)
+def test_an_analyst_reads_the_whole_export_and_groups_it_by_a_code_in_pyarrow_duckdb_and_pandas(
+    season: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counts: Callable[[Path, str], dict[str, int]]
+) -> None:
+    """The export as analysts first query it: every table read whole as it lies on disk (the events' directory of
+    parts as one dataset), grouped by a column of codes, with the counts the store holds. Pages of 100 events and an
+    incremental part give the files many row groups, each with a dictionary of its own codes."""
+    monkeypatch.setattr(exports, "PAGE", 100)
+    ledger = JourneyLedger(season)
+    head = ledger.head()
+    events = Counter(n.topic.rsplit(".", 1)[-1] for n in ledger.recorder.select_notifications(start=1, limit=head))
+    ledger.close()
+    out = tmp_path / "export"
+    export(out, at=head // 2, url=season)
+    manifest = export(out, since=head // 2, url=season)
+    assert len(manifest["tables"][EVENTS]["files"]) == 2
+    assert counts(out / EVENTS, "event") == events
+    engine = engine_for(season)
+    with engine.connect() as connection:
+        for model in MODELS:
+            codes = [c.name for c in model.columns() if isinstance(c.type, sa.String) and not c.nullable]
+            if codes and manifest["tables"][model.name]["rows"]:
+                rows = connection.execute(sa.select(model.view().c[codes[0]])).scalars()
+                assert counts(out / f"{model.name}.parquet", codes[0]) == Counter(rows), model.name
+    engine.dispose()
 
 
 # Over HTTP, for the analyst role: ask, follow, download.

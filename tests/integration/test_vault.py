@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -21,7 +22,8 @@ from hajj_ledger.identity.vault import MasterKeys, VaultKeyError, generate_key
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.store import postgres as postgres_store
 from hajj_ledger.store import recorders as store
-from tests.support import NAMES, actor, command
+from tests.integration.test_api import Api, api, is_problem  # noqa: F401 (the fixture)
+from tests.support import NAMES, actor, command, registration
 
 CORRECTED = {**NAMES, "name_latin": "ABDELRAHMAN BEN MUHAMMAD ELANSARY"}
 
@@ -262,3 +264,45 @@ def test_name_search_finds_every_spelling_within_the_mission_only(ledger: Journe
             find_by_name(ledger, "Mohamed", actor(role))
     with pytest.raises(ValidationError, match="name: no letters"):
         find_by_name(ledger, " - ", mission)
+
+
+TODAY = datetime.now(UTC).date()
+IMPLAUSIBLE = [
+    ("passport_number", "string", "not a passport number"),  # letters only: no passport's number
+    ("passport_number", "A12345678901", "not a passport number"),  # longer than ICAO 9303's 9 characters
+    ("passport_number", "A1234-567", "not a passport number"),
+    ("date_of_birth", TODAY.isoformat(), "not in the past"),
+    ("date_of_birth", (TODAY + timedelta(days=400)).isoformat(), "not in the past"),
+    ("date_of_birth", date(TODAY.year - 131, 1, 1).isoformat(), "older than 130 years"),
+    ("passport_country", "YXD", "not a country's ISO 3166-1 alpha-3 code"),
+    ("nationality", "XXX", "not a country's ISO 3166-1 alpha-3 code"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), IMPLAUSIBLE, ids=[f"{f}={v}" for f, v, _ in IMPLAUSIBLE])
+def test_an_implausible_identity_is_refused_naming_the_field_and_nothing_is_stored(
+    ledger: JourneyLedger, field: str, value: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        register(ledger, {**NAMES, field: value})
+    assert [(f, reason in why) for f, why in refused.value.problems] == [(f"identity.{field}", True)]
+    assert ledger.head() == 0 and ledger.store.select_all_sealed() == []
+
+
+def test_a_passport_number_is_kept_as_the_machine_readable_zone_prints_it(ledger: JourneyLedger) -> None:
+    journey_id = register(ledger, {**NAMES, "passport_number": "p 987 6543"})
+    assert identity_of(ledger, journey_id, actor(Role.MISSION)).passport_number == "P9876543"
+    assert find_by_passport(ledger, "P9876543", "EGY", actor(Role.JAWAZAT)) == [journey_id]
+    assert Identity.model_validate({**NAMES, "date_of_birth": (TODAY - timedelta(days=1)).isoformat()})
+
+
+def test_an_implausible_identity_over_http_is_a_422_naming_each_field_and_why(api: Api) -> None:  # noqa: F811
+    identity = {**NAMES, "passport_number": "string", "date_of_birth": TODAY.isoformat(), "passport_country": "YXD"}
+    answer = is_problem(api.post("mission", "/v1/journeys", registration(country="YXD", identity=identity)), 422)
+    reasons = {e["path"].removeprefix("body."): e["reason"] for e in answer["errors"]}
+    assert set(reasons) == {
+        "country", "identity.passport_number", "identity.date_of_birth", "identity.passport_country"
+    }, reasons  # fmt: skip
+    assert "'YXD' is not a country's ISO 3166-1 alpha-3 code" in reasons["country"]
+    assert "'string' is not a passport number" in reasons["identity.passport_number"]
+    assert "is not in the past" in reasons["identity.date_of_birth"]

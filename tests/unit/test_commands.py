@@ -101,7 +101,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
             "country": "Indonesia",
         },
         "country",
-        "pattern",
+        "not a country's ISO 3166-1 alpha-3 code",
     ),
 ]
 

@@ -27,7 +27,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 
 from hajj_ledger.audit.chain_sql import ChainTables
 from hajj_ledger.audit.links import FIRST, GENESIS, Checkpoint, checkpoint_message, event_digest, next_link
-from hajj_ledger.audit.signing import PublicKeys, SigningKeyError, SigningKeys
+from hajj_ledger.audit.signing import NoSigningKeyError, PublicKeys, SigningKeyError, SigningKeys
 from hajj_ledger.audit.verification import Finding, Report, check_run, conclude, runs
 from hajj_ledger.domain.errors import NotFoundError
 from hajj_ledger.leadership import LogWatch
@@ -40,11 +40,12 @@ RETRY_SECONDS = 0.1  # the first wait for a store that is away; doubled up to 5 
 log = logging.getLogger("hajj_ledger.chain")
 
 
-def signing_keys(url: str | None = None, *, required: bool) -> SigningKeys | None:
-    """The configured signing keys (the demo store makes its own); None if there are none and none are required."""
+def signing_keys(url: str | None = None, *, required: bool, create: bool = True) -> SigningKeys | None:
+    """The configured signing keys (the demo store makes its own, if `create`); None if none is configured and none
+    is required. A key file named but unusable is an error either way: nothing is signed by mistake without it."""
     try:
-        return SigningKeys.configured(demo=(url or database_url()) == DEFAULT_DATABASE_URL)
-    except SigningKeyError:
+        return SigningKeys.configured(demo=(url or database_url()) == DEFAULT_DATABASE_URL, create=create)
+    except NoSigningKeyError:
         if required:
             raise
         return None
@@ -189,6 +190,7 @@ class Chain:
         head, _ = self.tables.seal_state()
         checkpoints = self.tables.checkpoints(FIRST, None)
         report = Report(sealed_head=head, checkpoints=len(checkpoints))
+        report.last_checkpoint = checkpoints[-1].position if checkpoints else 0
         trusted = []
         if public is None:
             report.unchecked_checkpoints, checkpoints = len(checkpoints), []

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hajj_ledger import preflight
 from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
 if TYPE_CHECKING:
+    from hajj_ledger.audit.signing import PublicKeys
     from hajj_ledger.audit.verification import Report
 
-VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED = 0, 1, 3, 4  # `verify`'s exit statuses (2: cannot run as configured)
+# `verify`'s exit statuses (2: cannot run as configured): 0 only for what was checked whole.
+VERIFIED, TAMPERED, NOT_SEALED, NOT_SIGNED, NO_CHECKPOINT = 0, 1, 3, 4, 5
 GRACE_SECONDS = 300  # events younger than this may wait for the sealer; older unsealed ones fail `verify`
 
 
@@ -26,20 +30,22 @@ def register(commands: Any) -> None:
     seal.add_argument("--follow", action="store_true", help="keep sealing as the log grows")
     seal.add_argument("--every", type=int, help="positions between checkpoints (default 1,000)")
     seal.add_argument("--seconds", type=float, default=60.0, help="with --follow: a checkpoint at least this often")
-    seal.set_defaults(run=_seal, store=WRITE)
+    seal.set_defaults(run=_seal, store=WRITE, needs=(named_signing_key,))
 
     checkpoint = commands.add_parser("checkpoint", help="seal to the head and sign a checkpoint there, now")
     checkpoint.set_defaults(run=_checkpoint, store=WRITE, needs=(signing_key,))
 
-    verify = commands.add_parser(
-        "verify", help="re-read the store: check every event against the chain and every checkpoint's signature "
-        f"(exit 0 all checked and intact, {TAMPERED} altered, {NOT_SEALED} events older than the grace period not "
-        f"sealed, {NOT_SIGNED} checkpoints not checked for want of a public key)",
-    )  # fmt: skip
+    checks = (
+        "re-read the store (or an export): check every event against the chain and every checkpoint's signature; "
+        f"exit {VERIFIED} all checked and intact, {TAMPERED} altered, 2 cannot run as configured, {NOT_SEALED} events "
+        f"older than the grace period not sealed (or none sealed), {NOT_SIGNED} signatures not checked: no public "
+        f"key, or not the signer's, {NO_CHECKPOINT} no signed checkpoint vouches for the chain"
+    )
+    verify = commands.add_parser("verify", help=checks, description=checks)
     verify.add_argument(
         "--keys", type=Path, metavar="FILE",
         help="the public keys to trust, as `signing-key public` prints them (- for stdin); default: the signing "
-        f"key file's ({KEY_FILE_VARIABLE}), if any",
+        f"key file's ({KEY_FILE_VARIABLE}), else for an export the key file it names, else the demo store's",
     )  # fmt: skip
     verify.add_argument(
         "--grace", type=float, default=GRACE_SECONDS, metavar="SECONDS",
@@ -75,11 +81,21 @@ def register(commands: Any) -> None:
 
 def signing_key(url: str) -> None:
     """The keys that sign the chain's checkpoints, for the commands that sign."""
+    _usable_signing_key(url, required=True)
+
+
+def named_signing_key(url: str) -> None:
+    """The signing key file, when one is named (or the demo store's), for the commands that sign when they can: a
+    server or a sealer stops at once for a file it cannot use, rather than sign nothing for want of it."""
+    _usable_signing_key(url, required=False)
+
+
+def _usable_signing_key(url: str, *, required: bool) -> None:
     from hajj_ledger.audit.chain import signing_keys
     from hajj_ledger.audit.signing import SigningKeyError
 
     try:
-        signing_keys(url, required=True)
+        signing_keys(url, required=required)
     except SigningKeyError as error:
         raise SetupError(str(error)) from None
 
@@ -118,21 +134,11 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from hajj_ledger import preflight
-    from hajj_ledger.audit.chain import Chain, signing_keys
-    from hajj_ledger.audit.signing import PublicKeys
+    from hajj_ledger.audit.chain import Chain
 
-    public: PublicKeys | None
-    if args.keys is not None:
-        public = PublicKeys.from_json(json.load(sys.stdin)) if str(args.keys) == "-" else PublicKeys.read(args.keys)
-    else:
-        keys = signing_keys(required=False)
-        public = keys.public if keys is not None else None
     if args.export:
-        if public is None:
-            print("hajj-ledger: an export is checked against public keys: give --keys FILE", file=sys.stderr)
-            return NOT_SIGNED
-        return _verify_export(args, public)
+        return _verify_export(args)
+    public, _ = _public_keys(args.keys)
     preflight.check(READ)
     from hajj_ledger.ledger import JourneyLedger
 
@@ -150,15 +156,57 @@ def _verify(args: argparse.Namespace) -> int:
     return code
 
 
-def _verify_export(args: argparse.Namespace, public: Any) -> int:
-    from hajj_ledger.audit.manifests import verify_export
+def _public_keys(given: Path | None, named: Path | None = None) -> tuple[PublicKeys | None, str]:
+    """The public keys `verify` trusts, and where they came from: those given; else the signing key file's; else
+    the key file an export names (where it exists); else the demo store's, if there is one here. Only read: never
+    made, so that no directory holds keys of its own that nothing was signed with."""
+    from hajj_ledger.audit.chain import signing_keys
+    from hajj_ledger.audit.signing import PublicKeys
 
-    problems = verify_export(args.export, public)
-    if args.json:
-        print(json.dumps({"ok": not problems, "problems": problems}))
+    if given is not None:
+        if str(given) == "-":
+            return PublicKeys.from_json(json.load(sys.stdin)), "the public keys read from stdin"
+        return PublicKeys.read(given), f"the public keys of {given}"
+    if named is not None and not os.environ.get(KEY_FILE_VARIABLE):
+        return PublicKeys.read(named), f"the public keys of {named}, the key file the export names"
+    keys = signing_keys(required=False, create=False)
+    if keys is None:
+        return None, "no public keys"
+    return keys.public, f"the public keys of {keys.path.absolute()}"
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    from hajj_ledger.audit.manifests import MANIFEST, named_key_file, read_manifest, signers, verify_export
+
+    manifest = read_manifest(args.export)
+    if manifest is None:
+        raise SetupError(f"no {MANIFEST} in {args.export}: give the directory `export --out DIR` wrote")
+    public, source = _public_keys(args.keys, named_key_file(manifest, args.export))
+    unknown = [key for key in signers(manifest) if public is None or key not in public.keys]
+    if public is None:
+        why = (
+            f"no public key to check {args.export}'s signatures (key {', '.join(unknown)}) with: give --keys FILE "
+            f"(`{preflight.invocation()} signing-key public` prints them where the ledger runs; GET /v1/audit/keys), "
+            f"or set {KEY_FILE_VARIABLE}"
+        )
+        code, problems = NOT_SIGNED, [f"NOT VERIFIED: {why}"]
+    elif unknown:
+        why = (
+            f"{args.export} is signed by key {', '.join(unknown)}, which {source} do not hold (they hold "
+            f"{', '.join(public.keys) or 'none'}): give the public keys of the ledger that made it (--keys FILE)"
+        )
+        code, problems = NOT_SIGNED, [f"NOT VERIFIED: {why}"]
     else:
-        print("\n".join(problems) or f"OK: {args.export} is exactly what the ledger held (signed manifest).")
-    return TAMPERED if problems else VERIFIED
+        problems = verify_export(args.export, public)
+        code = TAMPERED if problems else VERIFIED
+    if args.json:
+        print(json.dumps({"ok": code == VERIFIED, "problems": problems, "keys": source, "exit": code}))
+    elif code == VERIFIED:
+        print(f"OK: {args.export} is exactly what the ledger held: every file matches the manifest, whose signature "
+              f"and checkpoint check with {source}.")  # fmt: skip
+    else:
+        print("\n".join(problems))
+    return code
 
 
 def _overdue(ledger: Any, sealed_head: int, grace: float) -> int:
@@ -178,6 +226,8 @@ def _verdict(report: Report, overdue: int) -> int:
         return TAMPERED
     if overdue or report.events == 0:
         return NOT_SEALED
+    if report.checkpoints == 0:  # a key would check nothing: no signature vouches for the chain
+        return NO_CHECKPOINT
     if report.unchecked_checkpoints:
         return NOT_SIGNED
     return VERIFIED
@@ -191,6 +241,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "events": report.events,
         "unsealed": report.unsealed,
         "checkpoints": report.checkpoints,
+        "last_checkpoint": report.last_checkpoint,
+        "unchecked_checkpoints": report.unchecked_checkpoints,
         "first": None if first is None else vars(first),
         "findings": [vars(f) for f in report.findings[:1000]],
         "findings_total": len(report.findings),
@@ -198,11 +250,12 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def _print_report(report: Report, overdue: int, grace: float) -> None:
-    signed = (
-        f"{report.checkpoints:,} signed checkpoints"
-        if not report.unchecked_checkpoints
-        else f"no checkpoint signature ({report.unchecked_checkpoints:,} checkpoints, no public key given)"
-    )
+    if report.checkpoints == 0:
+        signed = "no signed checkpoint (none was made)"
+    elif report.unchecked_checkpoints:
+        signed = f"no checkpoint's signature ({report.unchecked_checkpoints:,} checkpoints, no public key given)"
+    else:
+        signed = f"the signatures of {report.checkpoints:,} checkpoints (the latest at {report.last_checkpoint:,})"
     print(
         f"Checked {report.events:,} events up to position {report.sealed_head:,} against the chain, "
         f"and {signed}; {report.unsealed:,} newer events not sealed yet."
@@ -218,10 +271,19 @@ def _print_report(report: Report, overdue: int, grace: float) -> None:
         print("NOT VERIFIED: no event is sealed, so nothing was checked; run `hajj-ledger seal` (or a worker).")
     elif overdue:
         print(f"NOT VERIFIED: {overdue:,} events recorded over {grace:,.0f} s ago are not sealed; is a sealer running?")
+    elif report.checkpoints == 0:
+        print(
+            "NOT VERIFIED: the events match the chain, but no signed checkpoint vouches for the chain itself, so "
+            "both could have been rewritten together. The sealer ran without a signing key: set "
+            f"{KEY_FILE_VARIABLE} where it runs (`hajj-ledger signing-key new FILE` makes one), then "
+            "`hajj-ledger checkpoint`."
+        )
     elif report.unchecked_checkpoints:
         print("NOT VERIFIED: the chain holds, but no checkpoint's signature was checked; give --keys FILE.")
     else:
-        print("OK: every sealed event is exactly what was sealed, and every checkpoint's signature checks.")
+        later = report.sealed_head - report.last_checkpoint
+        rest = f"; the {later:,} positions sealed after the latest checkpoint rest on the chain alone" if later else ""
+        print(f"OK: every sealed event is exactly what was sealed, and every checkpoint's signature checks{rest}.")
 
 
 def _proof(args: argparse.Namespace) -> int:

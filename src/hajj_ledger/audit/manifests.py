@@ -36,9 +36,36 @@ def _signed_bytes(manifest: dict[str, Any]) -> bytes:
 
 
 def sign_manifest(manifest: dict[str, Any], keys: SigningKeys | None) -> None:
+    """Signed with the current key; names the key file that signed it, whose public keys check it on this machine
+    (from any directory: `verify --export` finds them there)."""
     assert keys is not None
+    manifest["key_file"] = str(keys.path.absolute())
     key_id, signature = keys.sign(_signed_bytes(manifest))
     manifest["signature"] = {"key_id": key_id, "value": base64.b64encode(signature).decode()}
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def signers(manifest: dict[str, Any]) -> list[str]:
+    """The ids of the keys that signed the manifest and the checkpoint it carries."""
+    ids = [
+        (manifest.get("signature") or {}).get("key_id"),
+        manifest.get("chain", {}).get("checkpoint", {}).get("key_id"),
+    ]
+    return list(dict.fromkeys(str(i) for i in ids if i))
+
+
+def named_key_file(manifest: dict[str, Any], directory: Path) -> Path | None:
+    """The key file the manifest names, where it exists outside the export: a file shipped inside an export proves
+    nothing about where it came from."""
+    named = manifest.get("key_file")
+    if not named or not Path(named).is_file():
+        return None
+    inside = Path(named).resolve().is_relative_to(directory.resolve())
+    return None if inside else Path(named)
 
 
 def verify_export(directory: Path, public: PublicKeys) -> list[str]:

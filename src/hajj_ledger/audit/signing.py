@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE
+from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE, invocation
 
 KEY_FILE_VARIABLE = SIGNING_KEY_FILE_VARIABLE
 DEMO_KEY_FILE = Path("var/demo-signing-keys.json")
@@ -28,6 +28,10 @@ DEMO_KEY_FILE = Path("var/demo-signing-keys.json")
 
 class SigningKeyError(ValueError):
     """No usable signing key, or an unreadable key file."""
+
+
+class NoSigningKeyError(SigningKeyError):
+    """No signing key is configured at all (as opposed to a key file named but unusable)."""
 
 
 def _new_key_id() -> str:
@@ -74,6 +78,11 @@ class PublicKeys:
     def read(cls, path: str | Path) -> PublicKeys:
         try:
             return cls.from_json(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise SigningKeyError(
+                f"no public keys file {Path(path).absolute()}: `{invocation()} signing-key public > FILE` where the "
+                "ledger runs (or GET /v1/audit/keys) gives them"
+            ) from None
         except (OSError, json.JSONDecodeError) as error:
             raise SigningKeyError(f"public keys: cannot read {path}: {error}") from None
 
@@ -123,21 +132,30 @@ class SigningKeys:
             private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["private"]))
             public = PublicKeys.from_json(data)
             current = data["current"]
+        except FileNotFoundError:
+            raise SigningKeyError(
+                f"no signing key file {path.absolute()} ({KEY_FILE_VARIABLE}): make one with `{invocation()} "
+                f"signing-key new {path}`, or set {KEY_FILE_VARIABLE} to the ledger's key file"
+            ) from None
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise SigningKeyError(f"{KEY_FILE_VARIABLE}: cannot read {path}: {error}") from None
+            raise SigningKeyError(
+                f"{KEY_FILE_VARIABLE}: {path} is not a usable signing key file ({error}); "
+                f"`{invocation()} signing-key new FILE` makes one"
+            ) from None
         if public_bytes(public.keys.get(current) or private.public_key()) != public_bytes(private.public_key()):
             raise SigningKeyError(f"{path}: the current key {current!r} does not match its private key")
         public.keys.setdefault(current, private.public_key())
         return cls(path, current, private, public)
 
     @classmethod
-    def configured(cls, *, demo: bool) -> SigningKeys:
-        """From the file HAJJ_LEDGER_SIGNING_KEY_FILE names; the demo store alone gets one made on first use."""
+    def configured(cls, *, demo: bool, create: bool = True) -> SigningKeys:
+        """From the file HAJJ_LEDGER_SIGNING_KEY_FILE names; the demo store alone gets one made on first use (unless
+        not `create`: what only checks signatures never makes a key)."""
         named = os.environ.get(KEY_FILE_VARIABLE)
         if named:
             return cls.read(Path(named))
-        if demo:
+        if demo and (create or DEMO_KEY_FILE.exists()):
             return cls.read(DEMO_KEY_FILE) if DEMO_KEY_FILE.exists() else cls.create(DEMO_KEY_FILE)
-        raise SigningKeyError(
-            f"no signing key: set {KEY_FILE_VARIABLE} to a key file (`hajj-ledger signing-key new FILE` makes one)"
+        raise NoSigningKeyError(
+            f"no signing key: set {KEY_FILE_VARIABLE} to a key file (`{invocation()} signing-key new FILE` makes one)"
         )

@@ -29,6 +29,7 @@ class Report:
     events: int = 0  # events checked against the chain
     unsealed: int = 0  # events after the sealed head: not covered yet
     checkpoints: int = 0
+    last_checkpoint: int = 0  # the position of the latest checkpoint (0: none)
     unchecked_checkpoints: int = 0  # checkpoints whose signature was not checked: no public key was given
     findings: list[Finding] = field(default_factory=list)
 

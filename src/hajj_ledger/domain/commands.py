@@ -16,6 +16,7 @@ from uuid import UUID
 
 import pydantic
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,13 @@ from pydantic import (
 )
 
 from hajj_ledger.domain.catalogue import LATE_TOLERANCE, STEPS
+from hajj_ledger.domain.documents import (
+    COUNTRIES,
+    MAX_AGE_YEARS,
+    checked_country,
+    checked_date_of_birth,
+    checked_passport_number,
+)
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import (
     HOUSING,
@@ -50,20 +58,38 @@ Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _./-]{0,63}$")]
 FlightNumber = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,3}[0-9]{1,4}[A-Z]?$")]
 PlaceCode = Annotated[str, Field(description="a site (makkah, mina, ...) or a port code (JED-HAJJ, ...)")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Checked as documents are (domain/documents.py); the schema shows the forms, the checks give the reasons.
+Country = Annotated[
+    str,
+    AfterValidator(checked_country),
+    Field(json_schema_extra={"enum": sorted(COUNTRIES)}, description="ISO 3166-1 alpha-3"),
+]
+PassportNumber = Annotated[
+    str,
+    AfterValidator(checked_passport_number),
+    Field(
+        json_schema_extra={"pattern": r"^[A-Z0-9]{5,9}$"},
+        description="as the passport's machine-readable zone prints it (ICAO 9303): 5 to 9 letters A-Z and digits, "
+        "at least one a digit; spaces are dropped and letters upper-cased",
+    ),
+]
 
 
 class Identity(BaseModel):
     """Who a pilgrim is, as a registration carries it and the identity vault keeps it, never in an event: names as
-    written (Arabic script, and the passport's Latin form, verbatim)."""
+    written (Arabic script, and the passport's Latin form, verbatim); the passport's number, countries and the date
+    of birth checked as documents are."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use: starts faster
 
     name_arabic: Name
     name_latin: Name
-    passport_number: str = Field(pattern=r"^[A-Za-z0-9]{5,20}$")
-    passport_country: str = Field(pattern=r"^[A-Z]{3}$")
-    nationality: str = Field(pattern=r"^[A-Z]{3}$")
-    date_of_birth: Day
+    passport_number: PassportNumber
+    passport_country: Country
+    nationality: Country
+    date_of_birth: Annotated[
+        Day, AfterValidator(checked_date_of_birth), Field(description=f"in the past, at most {MAX_AGE_YEARS} years ago")
+    ]
     gender: Literal["female", "male"]
 
 
@@ -133,7 +159,7 @@ class Register(CommandBase):
     event: Literal["Registered"] = "Registered"
     pilgrim_id: UUID = Field(description="the pilgrim's pseudonymous id; never a passport number")
     season: StrictInt = Field(ge=1400, le=1600, description="the Hijri year of the season")
-    country: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the sending country")
+    country: Country = Field(description="ISO 3166-1 alpha-3 of the sending country")
     pre_cleared: StrictBool = Field(default=False, description="cleared at origin (Makkah Route)")
     identity: Identity | None = Field(
         default=None, description="who the pilgrim is: kept encrypted in the vault, never in an event"

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import os
-import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.documents import passport_number
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.identity.spelling import name_keys
 
@@ -159,7 +159,7 @@ class MasterKeys:
         return self._sealed(sealed.journey_id, data_key, sealed.ciphertext, identity, sealed.scope)
 
     def passport_index(self, number: str, country: str) -> bytes:
-        normalised = f"{unicodedata.normalize('NFKC', number).upper().replace(' ', '')}|{country.upper()}"
+        normalised = f"{passport_number(number)}|{country.upper()}"
         return hmac.digest(self._index_key, normalised.encode(), "sha256")
 
     def name_index(self, scope: str, keys: set[str]) -> tuple[bytes, ...]:
