@@ -30,6 +30,7 @@ from tests.support import (
     offer_fields,
     open_market,
     registered,
+    ride,
     schedule_trip,
 )
 
@@ -150,10 +151,7 @@ class BuildingMachine(_Machine):
     def house(self, beds: int) -> None:
         self.market = open_market(self.ledger, 5, beds)
         journeys = arrive_and_clear(self.ledger, 5, self.market)
-        trip = schedule_trip(self.ledger, 5)
-        for event in ("BusAssigned", "Boarded", "TransferCompleted"):
-            self.ledger.record_batch([(command(event, journey_id=j, trip_id=trip), Actor("naqaba-1", Role.NAQABA))
-                                      for j in journeys])  # fmt: skip
+        ride(self.ledger, journeys, schedule_trip(self.ledger, 5))
         self.journeys = journeys
         self.beds = beds
 
