@@ -136,7 +136,6 @@ HOLDERS = [Role.JAWAZAT, Role.MOH, Role.MINISTRY]  # an overstay under investiga
 ON_ASSIGNED_TRIP = Condition(
     "the trip it was assigned to", lambda j, f: f["trip_id"] == j.trip_id, possible=lambda j: j.trip_id is not None
 )
-
 SEAT_FREE = Condition(
     "a free seat",
     lambda t, f: len(t.seats) < t.capacity,
@@ -149,11 +148,16 @@ NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
 AFTER_DEPARTURE = Condition(
     "not before its departure",
     lambda t, f: _stamp(f).occurred_at >= t.departed_at,
-    refusal=lambda t, f: OccurredTooEarlyError(
-        f"{_stamp(f).occurred_at.isoformat()} is before the trip's departure, at {t.departed_at.isoformat()}"
-    ),
+    refusal=lambda t, f: _before_departure_of(t, f),
     possible=lambda t: True,
 )
+
+
+def _before_departure_of(trip: Any, fields: Mapping[str, Any]) -> LedgerError:
+    return OccurredTooEarlyError(
+        f"{_stamp(fields).occurred_at.isoformat()} is before the departure of trip {trip.id}, at "
+        f"{trip.departed_at.isoformat()}"
+    )
 
 
 def _with(name: str, test: Callable[[Any, Any, Mapping[str, Any]], bool]) -> Callable[[Any, Mapping[str, Any]], bool]:
@@ -175,13 +179,9 @@ def _trip_not(event: str, needs: str) -> Callable[[Any, Mapping[str, Any]], Ledg
 
 
 def _before_departure(j: Any, f: Mapping[str, Any]) -> LedgerError:
-    trip = f["trip"]
-    if trip.departed_at is None:
+    if f["trip"].departed_at is None:
         return _trip_not("TransferCompleted", "departed")(j, f)
-    return OccurredTooEarlyError(
-        f"{_stamp(f).occurred_at.isoformat()} is before the departure of trip {trip.id}, at "
-        f"{trip.departed_at.isoformat()}"
-    )
+    return _before_departure_of(f["trip"], f)
 
 
 TRIP_BOARDING = Condition(

@@ -98,7 +98,7 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
         departs = ready + draft.minutes(20, 40)
         draft.trips.append(
             Planned(
-                departs - timedelta(hours=12),
+                after - timedelta(hours=12),  # half a day before the group was due to leave
                 next(draft.seq),
                 NAQABA,
                 "TripScheduled",
