@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import from_ledger
-from hajj_ledger.domain.catalogue import SCOPE, RecordedEvent, may_record
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, RecordedEvent, may_record
 from hajj_ledger.domain.commands import Command, parse_command
 from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
 from hajj_ledger.domain.vocabulary import Actor
@@ -112,8 +112,9 @@ def only_its_recorder(ledger: JourneyLedger, agency: Agency, command: Command, r
         return result
     if not may_record(agency.role, command.event):
         return PermissionDeniedError(agency.role, command.event)
-    if agency.role in SCOPE:
-        return PermissionDeniedError(agency.role, command.event, SCOPE[agency.role][1])
+    scope = EVENT_SCOPES[command.event].get(agency.role)  # the scope of the command's kind of aggregate
+    if scope is not None:
+        return PermissionDeniedError(agency.role, command.event, scope[1])
     return IdempotencyKeyReusedError(f"command_id {command.command_id} was used by another agency")
 
 

@@ -134,6 +134,8 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
             (Role.NAQABA, "TransferCompleted", {}),
         ]
         for role, event, fields in steps:
+            if event == "TransferCompleted":  # the buses leave first, as a transfer needs
+                record(*((Actor("naqaba-race", Role.NAQABA), "TripDeparted", {"trip_id": t}) for t in trips))
             actor = missions[0] if role is Role.MISSION else Actor(f"{role}-race", role)
             record(*(
                 (actor, event, {"journey_id": j, **fields, **({"trip_id": trips[n // 100]} if role is Role.NAQABA

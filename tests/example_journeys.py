@@ -200,6 +200,8 @@ def _full_journey(ledger: JourneyLedger, market: _Market) -> UUID:
     ).aggregate_id
     step(NAQABA, "BusAssigned", "2025-06-20T06:10", journey_id=j, trip_id=to_airport)
     step(NAQABA, "Boarded", "2025-06-20T06:50", journey_id=j, trip_id=to_airport)
+    step(NAQABA, "TripDeparted", "2025-06-20T07:00", trip_id=to_airport)
+    step(NAQABA, "TripArrived", "2025-06-20T08:05", trip_id=to_airport)
     step(NAQABA, "TransferCompleted", "2025-06-20T08:10", journey_id=j, trip_id=to_airport)
     step(JAWAZAT, "ExitCleared", "2025-06-20T09:30", journey_id=j, port="JED-HAJJ")
     step(GACA, "Departed", "2025-06-20T12:05", journey_id=j, port="JED-HAJJ", flight="GA8202")

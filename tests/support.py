@@ -510,6 +510,19 @@ def schedule_trip(ledger: JourneyLedger, capacity: int = 49) -> UUID:
     return outcome.aggregate_id
 
 
+def ride(ledger: JourneyLedger, journeys: list[UUID], trip_id: UUID) -> None:
+    """The journeys taken by bus on the trip, as in life: each assigned a seat and boarded, the bus departed, each
+    transfer completed."""
+    for event in ("BusAssigned", "Boarded", "TripDeparted", "TransferCompleted"):
+        commands = (
+            [command(event, trip_id=trip_id)]
+            if event == "TripDeparted"
+            else [command(event, journey_id=j, trip_id=trip_id) for j in journeys]
+        )
+        results = ledger.record_batch([(c, actor(Role.NAQABA)) for c in commands])
+        assert all(isinstance(r, Outcome) for r in results), results
+
+
 def project(url: str) -> None:
     """The views caught up with the log, as `hajj-ledger project --once` does."""
     runner = Runner(PROJECTIONS, url)

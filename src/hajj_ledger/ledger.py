@@ -35,11 +35,13 @@ from hajj_ledger.domain.commands import (
     AmendContract,
     AmendOffer,
     AssignBus,
+    Board,
     BuildingCommand,
     CancelBusAssignment,
     CheckInHousing,
     Command,
     CommandBase,
+    CompleteTransfer,
     ContractCommand,
     ContractPackage,
     CorrectIdentity,
@@ -443,9 +445,9 @@ class JourneyLedger(Application[UUID]):
                 return [journey, trip]
             case JourneyCommand():
                 journey = unit.get(command.journey_id, Journey)
-                held = _held(journey, command.event, unit)
-                if held:  # the step frees what the journey held: every change checked before any is made
-                    check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments()})
+                held, read = _held(journey, command.event, unit), _read(journey, command.event, unit)
+                if held or read:  # checked against what it frees or reads, before any change is made
+                    check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments(), **read})
                     for steps, event, aggregate, _ in held:
                         check_step(steps, event, aggregate, {"stamp": stamp, "journey_id": journey.id})
                 getattr(journey, command.method)(stamp, **command.arguments())
@@ -598,12 +600,20 @@ def _held(journey: Journey, event: str, unit: _Unit) -> list[tuple[Any, str, Any
     return held
 
 
+def _read(journey: Journey, event: str, unit: _Unit) -> dict[str, Any]:
+    """The other aggregates a journey's step is checked against, and changes not: the trip it rides (boarding,
+    transfer), as the catalogue's conditions name it."""
+    if event in ("Boarded", "TransferCompleted") and journey.trip_id is not None:
+        return {"trip": unit.get(journey.trip_id, Trip)}
+    return {}
+
+
 def _subjects(command: Command, *, creations: bool) -> tuple[UUID, ...]:
     """The aggregates a command reads first (its journey and the trip, contract or building it takes a seat, a place
-    or a bed on; the buildings an offer names), and, if asked, the one it creates. What they lead to (a contract's
-    offer, a journey's contract) is loaded when reached."""
+    or a bed on, or rides; the buildings an offer names), and, if asked, the one it creates. What they lead to (a
+    contract's offer, a journey's contract) is loaded when reached."""
     match command:
-        case AssignBus() | CancelBusAssignment():
+        case AssignBus() | CancelBusAssignment() | Board() | CompleteTransfer():
             return (command.journey_id, command.trip_id)
         case ContractPackage():
             return (command.journey_id, command.contract_id)

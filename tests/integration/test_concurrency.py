@@ -31,6 +31,7 @@ from tests.support import (
     offer_fields,
     open_market,
     registered,
+    ride,
     schedule_trip,
 )
 
@@ -205,9 +206,7 @@ def test_32_check_ins_race_for_the_last_3_beds(
 ) -> None:
     market = open_market(ledger, RACERS + 1, BEDS + 1)
     journeys = arrive_and_clear(ledger, RACERS + 1, market)
-    trip_id = schedule_trip(ledger, capacity=RACERS + 1)
-    for event in ("BusAssigned", "Boarded", "TransferCompleted"):
-        ledger.record_batch([(command(event, journey_id=j, trip_id=trip_id), actor(Role.NAQABA)) for j in journeys])
+    ride(ledger, journeys, schedule_trip(ledger, capacity=RACERS + 1))
     housing = {"site": "makkah", "building": "B-1", "building_id": market.building_id}
     ledger.record(command("HousingCheckedIn", journey_id=journeys[0], **housing), actor(Role.COMPANY))
     results = _racing(store_url, monkeypatch, [

@@ -107,6 +107,7 @@ class JourneyMachine(RuleBasedStateMachine):
         self.directory = tempfile.mkdtemp(prefix="hajj-ledger-machine-")
         self.ledger = JourneyLedger(f"sqlite:///{self.directory}/ledger.sqlite3")
         self.capacity: dict[UUID, int] = {}
+        self.departed: set[UUID] = set()  # trips on the road: their riders' transfers complete, no one boards
         self.known_journeys: list[UUID] = []
         # Company A's building and offer, with a contract of each mission on it (mission B's refused to A's journeys).
         self.markets = [open_market(self.ledger, 4, 3, mission=m, company=COMPANIES[0]) for m in sorted(set(MISSIONS))]
@@ -139,7 +140,7 @@ class JourneyMachine(RuleBasedStateMachine):
     def register(self, data: st.DataObject) -> UUID:
         return self._register(data, data.draw(_mostly(Role.MISSION)))
 
-    @precondition(lambda self: len(self.capacity) < 3)
+    @precondition(lambda self: len(self.capacity.keys() - self.departed) < 3)
     @rule(capacity=st.integers(1, 3), data=st.data())
     def schedule_trip(self, capacity: int, data: st.DataObject) -> None:
         self._schedule(capacity, data)
@@ -205,6 +206,9 @@ class JourneyMachine(RuleBasedStateMachine):
                 fields = {"trip_id": current.trip_id or data.draw(st.sampled_from(trips))}
             role = sorted(JOURNEY_STEPS[event].roles)[0]
             agency = {Role.MISSION: current.mission_id, Role.COMPANY: current.company_id}
+            if event == "TransferCompleted":  # the bus leaves first, as a transfer needs
+                self.ledger.record_batch([(command("TripDeparted", **fields), Actor("naqaba-1", Role.NAQABA))])
+                self.departed.add(fields["trip_id"])
             self.ledger.record_batch(
                 [
                     (

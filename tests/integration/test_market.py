@@ -1,30 +1,42 @@
 """The market and housing through the ledger, on both stores: each multi-aggregate step checks every aggregate it
-touches before changing any, and stores them in one transaction."""
+touches (or reads: a building returned to, a trip ridden) before changing any, and stores them in one transaction."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
-from hajj_ledger.domain.errors import ContractFullError, IllegalStepError, LedgerError, PermissionDeniedError
+from hajj_ledger.domain.errors import (
+    ContractFullError,
+    IllegalStepError,
+    LedgerError,
+    OccurredTooEarlyError,
+    PermissionDeniedError,
+)
 from hajj_ledger.domain.vocabulary import Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
+from tests.integration.test_api import COMPANY_2, PAK, Api, api, is_problem  # noqa: F401 (the fixture)
 from tests.support import (
+    T0,
     Market,
     actor,
     arrive_and_clear,
+    as_json,
     building_fields,
     command,
     contract_journeys,
     offer_fields,
     open_market,
     registered,
+    ride,
     schedule_trip,
 )
 
 HOUSING = {"site": "makkah", "building": "B-1"}
+WEEK = timedelta(days=7)
 
 
 def _do(ledger: JourneyLedger, role: Role, event: str, **fields: Any) -> Outcome:
@@ -33,9 +45,7 @@ def _do(ledger: JourneyLedger, role: Role, event: str, **fields: Any) -> Outcome
 
 def _transferred(ledger: JourneyLedger, count: int, market: Market) -> list[UUID]:
     journeys = arrive_and_clear(ledger, count, market)
-    trip_id = schedule_trip(ledger, capacity=count)
-    for event in ("BusAssigned", "Boarded", "TransferCompleted"):
-        ledger.record_batch([(command(event, journey_id=j, trip_id=trip_id), actor(Role.NAQABA)) for j in journeys])
+    ride(ledger, journeys, schedule_trip(ledger, capacity=count))
     return journeys
 
 
@@ -128,3 +138,83 @@ def test_signing_amending_and_terminating_move_the_offers_places(ledger: Journey
     _do(ledger, Role.COMPANY, "OfferWithdrawn", offer_id=market.offer_id, reason="no_demand")
     refusal = _refused(ledger, Role.MISSION, "ContractProposed", offer_id=market.offer_id, places=1)
     assert "current stage 'withdrawn'" in str(refusal)
+
+
+def test_a_pilgrim_back_to_its_bed_needs_the_building_licensed_and_inspected(ledger: JourneyLedger) -> None:
+    market = open_market(ledger, 1, 1)
+    [journey] = _transferred(ledger, 1, market)
+    house = {"journey_id": journey, "building_id": market.building_id, **HOUSING}
+    _do(ledger, Role.COMPANY, "HousingCheckedIn", **house)
+    _do(ledger, Role.COMPANY, "MovedToSite", journey_id=journey, site="mina")
+    _do(ledger, Role.AMANAH, "LicenceSuspended", building_id=market.building_id, reason="fire_risk")
+    refusal = _refused(ledger, Role.COMPANY, "HousingCheckedIn", **house)
+    assert isinstance(refusal, IllegalStepError) and refusal.stage == Stage.AT_SITE
+    assert f"building {market.building_id} is suspended" in str(refusal)
+    _do(ledger, Role.AMANAH, "LicenceRenewed", building_id=market.building_id, licence_valid_until=T0 + WEEK)
+    _do(ledger, Role.CIVIL_DEFENCE, "InspectionFailed", building_id=market.building_id, findings="alarms_faulty")
+    refusal = _refused(ledger, Role.COMPANY, "HousingCheckedIn", **house)
+    assert f"building {market.building_id} needs its latest inspection passed" in str(refusal)
+    _do(ledger, Role.CIVIL_DEFENCE, "InspectionPassed", building_id=market.building_id, findings="compliant")
+    assert _do(ledger, Role.COMPANY, "HousingCheckedIn", **house).events == ("HousingCheckedIn",)
+
+
+def test_a_check_out_names_where_the_pilgrim_is_checked_in_or_is_refused(ledger: JourneyLedger) -> None:
+    market, other = open_market(ledger, 1, 1), open_market(ledger, 1, 1)
+    [journey] = _transferred(ledger, 1, market)
+    _do(ledger, Role.COMPANY, "HousingCheckedIn", journey_id=journey, building_id=market.building_id, **HOUSING)
+    for elsewhere in ({"site": "madinah", "building": "M-9"}, {"site": "makkah", "building": "B-2"}):
+        refusal = _refused(ledger, Role.COMPANY, "HousingCheckedOut", journey_id=journey, **elsewhere)
+        assert isinstance(refusal, IllegalStepError) and refusal.stage == Stage.HOUSED
+        assert (
+            f"the pilgrim is checked in at B-1 (building {market.building_id}) in makkah, not "
+            f"{elsewhere['building']} in {elsewhere['site']}"
+        ) in str(refusal)
+    assert ledger.building(market.building_id).occupants == {journey}  # the real bed still held
+    assert not ledger.building(other.building_id).occupants
+    assert _do(ledger, Role.COMPANY, "HousingCheckedOut", journey_id=journey, **HOUSING).events == (
+        "HousingCheckedOut", "BedFreed",
+    )  # fmt: skip
+
+
+def test_a_ride_follows_its_trips_clock(ledger: JourneyLedger) -> None:
+    """The trip departs at 14:00: a transfer at 11:57 is refused while it waits, and once it has left; a boarding
+    once it has left too."""
+    journeys = arrive_and_clear(ledger, 2)
+    trip_id = schedule_trip(ledger, capacity=2)
+    at = {"trip_id": trip_id}
+    for journey in journeys:
+        _do(ledger, Role.NAQABA, "BusAssigned", journey_id=journey, **at)
+    _do(ledger, Role.NAQABA, "Boarded", journey_id=journeys[0], **at)
+    early, departs = {"occurred_at": T0 + timedelta(hours=3, minutes=57)}, T0 + timedelta(hours=6)
+    refusal = _refused(ledger, Role.NAQABA, "TransferCompleted", journey_id=journeys[0], **at, **early)
+    assert isinstance(refusal, IllegalStepError) and f"trip {trip_id} is scheduled" in str(refusal)
+    _do(ledger, Role.NAQABA, "TripDeparted", trip_id=trip_id, occurred_at=departs)
+    refusal = _refused(ledger, Role.NAQABA, "TransferCompleted", journey_id=journeys[0], **at, **early)
+    assert isinstance(refusal, OccurredTooEarlyError) and f"before the departure of trip {trip_id}" in str(refusal)
+    refusal = _refused(ledger, Role.NAQABA, "Boarded", journey_id=journeys[1], **at, occurred_at=departs)
+    assert f"trip {trip_id} is departed; Boarded needs it scheduled" in str(refusal)
+    later = {"occurred_at": departs + timedelta(hours=2)}
+    assert _do(ledger, Role.NAQABA, "TransferCompleted", journey_id=journeys[0], **at, **later).events == (
+        "TransferCompleted",
+    )
+
+
+@pytest.fixture
+def http(api: Api) -> Api:  # noqa: F811 (the imported fixture)
+    return api
+
+
+def test_a_command_id_another_agency_used_is_refused_naming_the_aggregates_kind(http: Api) -> None:
+    """Company 2 sends company 1's offer's command id again, a mission another mission's contract's: each refusal
+    names the offer or the contract, as the same command without a receipt would."""
+    building = http.created("amanah", "/v1/buildings", building_fields(50))
+    used = str(uuid4())
+    offer = as_json({"occurred_at": T0, "command_id": used, **offer_fields(5, [building])})
+    assert http.post("company", "/v1/offers", offer).status_code == 201
+    body = is_problem(http.post(COMPANY_2, "/v1/offers", offer), 403)
+    assert "the offer is another company's" in body["detail"] and "journey" not in body["detail"], body
+    proposal = as_json({"occurred_at": T0, "command_id": str(uuid4()), "offer_id": http.created(
+        "company", "/v1/offers", offer_fields(5, [building])), "places": 1})  # fmt: skip
+    assert http.post("mission", "/v1/contracts", proposal).status_code == 201
+    body = is_problem(http.post(PAK, "/v1/contracts", proposal), 403)
+    assert "the contract is another mission's" in body["detail"], body

@@ -30,6 +30,7 @@ from tests.support import (
     offer_fields,
     open_market,
     registered,
+    ride,
     schedule_trip,
 )
 
@@ -150,10 +151,7 @@ class BuildingMachine(_Machine):
     def house(self, beds: int) -> None:
         self.market = open_market(self.ledger, 5, beds)
         journeys = arrive_and_clear(self.ledger, 5, self.market)
-        trip = schedule_trip(self.ledger, 5)
-        for event in ("BusAssigned", "Boarded", "TransferCompleted"):
-            self.ledger.record_batch([(command(event, journey_id=j, trip_id=trip), Actor("naqaba-1", Role.NAQABA))
-                                      for j in journeys])  # fmt: skip
+        ride(self.ledger, journeys, schedule_trip(self.ledger, 5))
         self.journeys = journeys
         self.beds = beds
 
@@ -175,7 +173,15 @@ class BuildingMachine(_Machine):
         journey = data.draw(st.sampled_from(self.journeys))
         given: dict[str, dict[str, Any]] = {
             "HousingCheckedIn": {"site": "makkah", "building": "B-1", "building_id": self.market.building_id},
-            "HousingCheckedOut": {"site": "makkah", "building": "B-1"},
+            "HousingCheckedOut": data.draw(
+                st.sampled_from(
+                    [{"site": "makkah", "building": "B-1"}] * 3
+                    + [
+                        {"site": "makkah", "building": "B-2"},
+                        {"site": "madinah", "building": "B-1"},
+                    ]
+                )
+            ),  # now and then where the pilgrim is not (refused)
             "MovedToSite": {"site": "mina"},
             "DeathRecorded": {"facility": "H-1"},
         }
@@ -193,9 +199,26 @@ class BuildingMachine(_Machine):
             building = cast(Any, event).mutate(building)
         house = self._replays(self.market.building_id)
         assert len(house.occupants) <= self.beds
+        self._every_check_in_open_and_every_check_out_where_the_pilgrim_was()
         journeys: list[Journey] = [self.ledger.journey(j) for j in self.journeys]
         assert house.occupants == {j.id for j in journeys if j.building_id == house.id}
         assert all(j.stage in (Stage.HOUSED, Stage.AT_SITE) for j in journeys if j.building_id)
+
+    def _every_check_in_open_and_every_check_out_where_the_pilgrim_was(self) -> None:
+        """The log in order: each check-in, a bed taken or one kept, met the building's licence and inspection as
+        they stood; each check-out named the site and building of its journey's check-in."""
+        building: Any = None
+        housed_in: dict[UUID, tuple[str, str]] = {}
+        for row in self.ledger.recorder.select_notifications(start=1, limit=100_000):
+            event: Any = self.ledger.mapper.to_domain_event(row)
+            if event.originator_id == self.market.building_id:
+                building = event.mutate(building)
+            elif isinstance(event, Journey.HousingCheckedIn):
+                assert building.stage == BuildingStage.LICENSED and building.inspected
+                assert event.stamp.occurred_at <= building.licence_valid_until
+                housed_in[event.originator_id] = (event.site, event.building)
+            elif isinstance(event, Journey.HousingCheckedOut):
+                assert housed_in.pop(event.originator_id) == (event.site, event.building)
 
 
 SETTINGS = settings(

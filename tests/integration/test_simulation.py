@@ -271,3 +271,27 @@ def test_buses_pass_one_to_three_checkpoints_on_the_road(season: tuple[JourneyLe
                 on_road[event.originator_id] = False
     assert on_road and not any(on_road.values())
     assert set(passed) == set(on_road) and set(passed.values()) == {1, 2, 3}
+
+
+def test_every_ride_lies_within_its_trip(season: tuple[JourneyLedger, Summary]) -> None:
+    """Both clocks agree: each rider boards before the bus leaves, is handed over once it has arrived, and rides
+    about as long as the route takes."""
+    trips: dict[UUID, dict[str, Any]] = defaultdict(dict)
+    boarded: dict[tuple[UUID, UUID], Any] = {}
+    transferred: dict[tuple[UUID, UUID], Any] = {}
+    for event in events(season[0]):
+        match event:
+            case Trip.TripScheduled():
+                assert event.expected_arrival is not None
+                trips[event.originator_id]["route"] = event.expected_arrival - event.departs_at
+            case Trip.TripDeparted() | Trip.TripArrived():
+                trips[event.originator_id][type(event).__name__] = event.stamp.occurred_at
+            case Journey.Boarded():
+                boarded[(event.originator_id, event.trip_id)] = event.stamp.occurred_at
+            case Journey.TransferCompleted():
+                transferred[(event.originator_id, event.trip_id)] = event.stamp.occurred_at
+    assert len(transferred) > 2 * PILGRIMS
+    for ride, off in transferred.items():
+        trip, on = trips[ride[1]], boarded[ride]
+        assert on <= trip["TripDeparted"] <= trip.get("TripArrived", off) <= off, (ride, on, off, trip)
+        assert trip["route"] <= off - on <= trip["route"] + timedelta(hours=1), (ride, on, off, trip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,12 +13,25 @@ from hajj_ledger.domain.catalogue import (
     IDENTITY_STEPS,
     JOURNEY_STEPS,
     OFFER_STEPS,
+    check_step,
     render_markdown,
 )
-from hajj_ledger.domain.errors import IllegalStepError, PermissionDeniedError
+from hajj_ledger.domain.errors import IllegalStepError, OccurredTooEarlyError, PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import ENDED, BuildingStage, ContractStage, Mode, OfferStage, Role, Stage
-from tests.support import JED, MARKET_PATH_TO, MARKET_STEP, STEP, T0, journey_at, market_at, record, stamp
+from tests.support import (
+    JED,
+    MARKET_PATH_TO,
+    MARKET_STEP,
+    STEP,
+    T0,
+    TRIP_ID,
+    journey_at,
+    market_at,
+    record,
+    stamp,
+    trip,
+)
 
 STEPS_AFTER_REGISTRATION = [e for e in JOURNEY_STEPS if e != "Registered"]
 
@@ -202,3 +216,22 @@ def test_every_market_step_is_tried_every_stage_reachable_and_the_tables_render(
         stages = {s for step in steps.values() for s in step.from_} | {s.to for s in steps.values()} - {None}
         assert stages <= set(MARKET_PATH_TO)
         assert all(f"| {event} | " in render_markdown(steps) for event in steps)
+
+
+def test_a_ride_follows_its_trip_boarding_before_it_leaves_and_the_transfer_after() -> None:
+    """The ledger passes the journey's trip in as `trip` (as it loaded it); the catalogue's conditions ask it."""
+    journey, bus = journey_at(Stage.BUS_ASSIGNED), trip()
+    naqaba, left = stamp(Role.NAQABA), T0 + timedelta(hours=6)
+    fields = {"stamp": naqaba, "trip_id": TRIP_ID, "trip": bus}
+    check_step(JOURNEY_STEPS, "Boarded", journey, fields)  # still scheduled
+    with pytest.raises(IllegalStepError, match=f"trip {bus.id} is scheduled; TransferCompleted needs it departed"):
+        check_step(JOURNEY_STEPS, "TransferCompleted", journey_at(Stage.BOARDED), fields)
+    bus.depart(stamp(Role.NAQABA, at=left))
+    with pytest.raises(IllegalStepError, match=f"trip {bus.id} is departed; Boarded needs it scheduled"):
+        check_step(JOURNEY_STEPS, "Boarded", journey, fields)
+    with pytest.raises(OccurredTooEarlyError, match=f"is before the departure of trip {bus.id}, at 2025-05-01T14:00"):
+        check_step(JOURNEY_STEPS, "TransferCompleted", journey_at(Stage.BOARDED), fields)
+    arrived = {**fields, "stamp": stamp(Role.NAQABA, at=left + timedelta(hours=2))}
+    check_step(JOURNEY_STEPS, "TransferCompleted", journey_at(Stage.BOARDED), arrived)
+    bus.arrive(stamp(Role.NAQABA, at=left + timedelta(hours=1)))
+    check_step(JOURNEY_STEPS, "TransferCompleted", journey_at(Stage.BOARDED), arrived)  # the bus's arrival first

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.domain.errors import IllegalStepError, TripFullError
-from hajj_ledger.domain.vocabulary import Role, TripStage
-from tests.support import stamp, trip
+from hajj_ledger.domain.errors import IllegalStepError, OccurredTooEarlyError, TripFullError
+from hajj_ledger.domain.vocabulary import Role, Stamp, TripStage
+from tests.support import T0, stamp, trip
 
 NQ = Role.NAQABA
 
@@ -58,3 +58,33 @@ def test_road_security_records_checkpoints_only_while_the_trip_is_on_the_road() 
     bus.arrive(stamp(NQ))
     with pytest.raises(IllegalStepError, match="current stage 'arrived'"):
         bus.pass_checkpoint(road, "CP-3")
+
+
+def test_nothing_happens_on_the_road_before_the_trip_departed_late_correction_or_not() -> None:
+    bus = trip()
+    left = T0 + timedelta(hours=18)
+    bus.depart(stamp(NQ, at=left))
+    with pytest.raises(OccurredTooEarlyError, match=f"08:00:00\\+00:00 is before the departure of trip {bus.id}, at "
+                                                    "2025-05-02T02:00:00\\+00:00"):  # fmt: skip
+        bus.pass_checkpoint(stamp(Role.ROAD_SECURITY), "CP-1")  # dated 18 h before it left
+    with pytest.raises(OccurredTooEarlyError, match="before the departure of trip"):
+        bus.arrive(late(NQ, left - timedelta(minutes=1)))
+    bus.pass_checkpoint(stamp(Role.ROAD_SECURITY, at=left + timedelta(hours=1)), "CP-1")
+    bus.arrive(stamp(NQ, at=left + timedelta(hours=2)))
+    assert bus.stage == TripStage.ARRIVED and bus.checkpoint_at == left + timedelta(hours=1)
+
+
+def test_a_trips_step_more_than_the_tolerance_before_its_latest_is_a_late_correction() -> None:
+    bus, latest = trip(), T0 + timedelta(hours=10)
+    bus.depart(stamp(NQ, at=latest))
+    bus.pass_checkpoint(stamp(Role.ROAD_SECURITY, at=latest + timedelta(hours=7)), "CP-2")
+    earlier = latest + timedelta(minutes=30)  # on the road, but 6 h 30 min before the trip's latest step
+    with pytest.raises(OccurredTooEarlyError, match="6:30:00 before the trip's latest step"):
+        bus.pass_checkpoint(stamp(Role.ROAD_SECURITY, at=earlier), "CP-1")
+    bus.pass_checkpoint(late(Role.ROAD_SECURITY, earlier), "CP-1")  # road security reports from the field
+    assert bus.last_checkpoint == "CP-1" and bus.version == 4
+
+
+def late(role: Role, at: datetime) -> Stamp:
+    """A late correction by `role`, of a step at `at`."""
+    return Stamp(f"{role}-1", role, at, uuid4(), None, "paper_record")

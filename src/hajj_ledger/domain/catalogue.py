@@ -145,6 +145,19 @@ SEAT_HELD = Condition(
     "the journey to hold a seat", lambda t, f: f["journey_id"] in t.seats, possible=lambda t: bool(t.seats)
 )
 NO_SEAT_HELD = Condition("no seat held", lambda t, f: not t.seats)
+AFTER_DEPARTURE = Condition(
+    "not before its departure",
+    lambda t, f: _stamp(f).occurred_at >= t.departed_at,
+    refusal=lambda t, f: _before_departure_of(t, f),
+    possible=lambda t: True,
+)
+
+
+def _before_departure_of(trip: Any, fields: Mapping[str, Any]) -> LedgerError:
+    return OccurredTooEarlyError(
+        f"{_stamp(fields).occurred_at.isoformat()} is before the departure of trip {trip.id}, at "
+        f"{trip.departed_at.isoformat()}"
+    )
 
 
 def _with(name: str, test: Callable[[Any, Any, Mapping[str, Any]], bool]) -> Callable[[Any, Mapping[str, Any]], bool]:
@@ -153,6 +166,34 @@ def _with(name: str, test: Callable[[Any, Any, Mapping[str, Any]], bool]) -> Cal
     afterwards has no other to ask, and the condition is not asked again."""
     return lambda a, f: name not in f or (f[name] is not None and test(a, f[name], f))
 
+
+# A ride follows its trip. TripArrived is the bus reaching its destination, the trip's one event; TransferCompleted
+# is a pilgrim handed over there, each pilgrim's. So a pilgrim boards a bus still waiting to leave, and its transfer
+# completes on a bus that has left (arrived or not yet recorded so), never before it left.
+def _trip_not(event: str, needs: str) -> Callable[[Any, Mapping[str, Any]], LedgerError]:
+    def refusal(j: Any, f: Mapping[str, Any]) -> LedgerError:
+        why = f"refused: trip {f['trip'].id} is {f['trip'].stage}; {event} needs it {needs}"
+        return IllegalStepError(event, j.stage, allowed_now(JOURNEY_STEPS, j), reason=why)
+
+    return refusal
+
+
+def _before_departure(j: Any, f: Mapping[str, Any]) -> LedgerError:
+    if f["trip"].departed_at is None:
+        return _trip_not("TransferCompleted", "departed")(j, f)
+    return _before_departure_of(f["trip"], f)
+
+
+TRIP_BOARDING = Condition(
+    "its trip not yet departed",
+    _with("trip", lambda j, trip, f: trip.stage is TripStage.SCHEDULED),
+    refusal=_trip_not("Boarded", "scheduled"),
+)
+TRIP_LEFT = Condition(
+    "its trip departed, and not before it left",
+    _with("trip", lambda j, trip, f: trip.departed_at is not None and _stamp(f).occurred_at >= trip.departed_at),
+    refusal=_before_departure,
+)
 
 # The market: offers, contracts on them, and the places both count.
 OFFERED_BUILDINGS = Condition(
@@ -315,6 +356,38 @@ ONE_BED = Condition(
     lambda j, f: j.building_id is None or j.building_id == f.get("building_id"),
     possible=lambda j: True,
 )
+HOUSE_OPEN = Condition(
+    "the building licensed, its licence valid and its latest inspection passed, back to a bed held too",
+    _with("house", lambda j, house, f: not _closed(house, f)),
+    refusal=lambda j, f: IllegalStepError(
+        "HousingCheckedIn",
+        j.stage,
+        allowed_now(JOURNEY_STEPS, j),
+        reason=f"refused: building {f['house'].id} {' and '.join(_closed(f['house'], f))}",
+    ),
+)
+
+
+def _closed(building: Any, fields: Mapping[str, Any]) -> list[str]:
+    """What keeps a building from housing a pilgrim, in a bed taken or one kept: what a bed taken needs (its stage
+    and conditions) but a free bed."""
+    step = BUILDING_STEPS["BedTaken"]
+    why = [] if building.stage in step.from_ else [f"is {building.stage}"]
+    return why + [f"needs {c.text}" for c in step.conditions if c is not BED_FREE and not c.holds(building, fields)]
+
+
+CHECKED_IN_THERE = Condition(
+    "the site and building checked into",
+    lambda j, f: j.housed_in == (f["site"], f["building"]),
+    refusal=lambda j, f: IllegalStepError(
+        "HousingCheckedOut",
+        j.stage,
+        allowed_now(JOURNEY_STEPS, j),
+        reason=f"refused: the pilgrim is checked in at {j.housed_in[1]} (building {j.building_id}) in "
+        f"{j.housed_in[0]}, not {f['building']} in {f['site']}",
+    ),
+    possible=lambda j: True,
+)
 
 
 @dataclass(frozen=True)
@@ -387,8 +460,16 @@ JOURNEY_STEPS: dict[str, Step] = {
             ON_ASSIGNED_TRIP,
             note="back to the stage before the bus; the seat is released",
         ),
-        _step("Boarded", [NQ], [Stage.BUS_ASSIGNED], Stage.BOARDED, ON_ASSIGNED_TRIP, PRESENT),
-        _step("TransferCompleted", [NQ], [Stage.BOARDED], Stage.TRANSFERRED, ON_ASSIGNED_TRIP),
+        _step("Boarded", [NQ], [Stage.BUS_ASSIGNED], Stage.BOARDED, ON_ASSIGNED_TRIP, PRESENT, TRIP_BOARDING),
+        _step(
+            "TransferCompleted",
+            [NQ],
+            [Stage.BOARDED],
+            Stage.TRANSFERRED,
+            ON_ASSIGNED_TRIP,
+            TRIP_LEFT,
+            note="the pilgrim handed over at the destination (the bus's own arrival is TripArrived)",
+        ),
         _step(
             "HousingCheckedIn",
             [C],
@@ -397,9 +478,10 @@ JOURNEY_STEPS: dict[str, Step] = {
             PRESENT,
             OF_THE_CONTRACT,
             ONE_BED,
+            HOUSE_OPEN,
             note="and a bed is taken in the building",
         ),
-        _step("HousingCheckedOut", [C], [Stage.HOUSED], Stage.CHECKED_OUT, note="the bed is freed"),
+        _step("HousingCheckedOut", [C], [Stage.HOUSED], Stage.CHECKED_OUT, CHECKED_IN_THERE, note="the bed is freed"),
         _step("MovedToSite", [C], SETTLED, Stage.AT_SITE, PRESENT),
         _step("HospitalAdmitted", [Role.MOH], IN_KINGDOM, None, NOT_IN_HOSPITAL),
         _step("HospitalDischarged", [Role.MOH], IN_KINGDOM, None, IN_HOSPITAL),
@@ -470,9 +552,11 @@ TRIP_STEPS: dict[str, Step] = {
         _step("SeatReserved", [NQ], [TripStage.SCHEDULED], None, SEAT_FREE),
         _step("SeatReleased", [NQ], [TripStage.SCHEDULED, TripStage.DEPARTED], None, SEAT_HELD),
         _step("TripDeparted", [NQ], [TripStage.SCHEDULED], TripStage.DEPARTED),
-        _step("TripArrived", [NQ], [TripStage.DEPARTED], TripStage.ARRIVED),
+        _step("TripArrived", [NQ], [TripStage.DEPARTED], TripStage.ARRIVED, AFTER_DEPARTURE),
         _step("TripCancelled", [NQ], [TripStage.SCHEDULED], TripStage.CANCELLED, NO_SEAT_HELD),
-        _step("CheckpointPassed", [Role.ROAD_SECURITY], [TripStage.DEPARTED], note="on the road"),
+        _step(
+            "CheckpointPassed", [Role.ROAD_SECURITY], [TripStage.DEPARTED], None, AFTER_DEPARTURE, note="on the road"
+        ),
     )
 }
 
@@ -694,30 +778,36 @@ def allowed_now(steps: Mapping[str, Step], aggregate: Any) -> list[str]:
     ]
 
 
-# Business time. A step may be reported after a later one of the same journey: port offices sync their handheld
-# devices once a shift (up to about 6 hours behind), and a device's clock may be some minutes off. Beyond that the
-# report is a late correction, said so with a reason, by the agencies working in the field; before registration
-# nothing happens to a journey.
+# Business time. A step may be reported after a later one of the same journey, or the same trip: port offices sync
+# their handheld devices once a shift (up to about 6 hours behind), and a device's clock may be some minutes off.
+# Beyond that the report is a late correction, said so with a reason, by the agencies working in the field; before
+# registration nothing happens to a journey (nor on the road before a trip's departure: AFTER_DEPARTURE).
 LATE_TOLERANCE = timedelta(hours=6)
-LATE_REPORTERS = frozenset({Role.GACA, Role.JAWAZAT, Role.CUSTOMS, Role.WUKALA, Role.NAQABA, Role.COMPANY, Role.MOH})
+LATE_REPORTERS = frozenset(
+    {Role.GACA, Role.JAWAZAT, Role.CUSTOMS, Role.WUKALA, Role.NAQABA, Role.ROAD_SECURITY, Role.COMPANY, Role.MOH}
+)
+TIMED = ("Journey", "Trip")  # the kinds whose steps keep business time
 
 
-def check_time(event: str, journey: Any, stamp: Stamp) -> None:
-    """Refuse a step that happened before the journey's registration, or more than LATE_TOLERANCE before its latest
-    step, unless it is a late correction by an agency in the field."""
-    at = stamp.occurred_at.isoformat()
-    if stamp.occurred_at < journey.registered_at:
-        raise OccurredTooEarlyError(f"{at} is before the journey's registration at {journey.registered_at.isoformat()}")
-    if stamp.late_reason is None and stamp.occurred_at < journey.last_occurred_at - LATE_TOLERANCE:
+def check_time(event: str, aggregate: Any, stamp: Stamp) -> None:
+    """Refuse a step that happened before the journey's registration, or more than LATE_TOLERANCE before the
+    journey's (or the trip's) latest step, unless it is a late correction by an agency in the field."""
+    at, kind = stamp.occurred_at.isoformat(), type(aggregate).__name__.lower()
+    if kind == "journey" and stamp.occurred_at < aggregate.registered_at:
         raise OccurredTooEarlyError(
-            f"{at} is {journey.last_occurred_at - stamp.occurred_at} before the journey's latest step, at "
-            f"{journey.last_occurred_at.isoformat()}; a report more than {LATE_TOLERANCE} late is recorded as a "
+            f"{at} is before the journey's registration at {aggregate.registered_at.isoformat()}"
+        )
+    if stamp.late_reason is None and stamp.occurred_at < aggregate.last_occurred_at - LATE_TOLERANCE:
+        raise OccurredTooEarlyError(
+            f"{at} is {aggregate.last_occurred_at - stamp.occurred_at} before the {kind}'s latest step, at "
+            f"{aggregate.last_occurred_at.isoformat()}; a report more than {LATE_TOLERANCE} late is recorded as a "
             "late correction (late_correction: its reason)"
         )
 
 
 def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Mapping[str, Any]) -> None:
-    """Refuse `event` on `aggregate` unless the role, the stage, every condition and (journeys) the time allow it."""
+    """Refuse `event` on `aggregate` unless the role, the stage, every condition and (journeys, trips) the time allow
+    it."""
     step = steps[event]
     stamp = _stamp(fields)
     if stamp.role not in step.roles:
@@ -743,7 +833,7 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
                 allowed_now(steps, aggregate),
                 reason=f"refused: needs {condition.text}",
             )
-    if aggregate is not None and steps is JOURNEY_STEPS:
+    if aggregate is not None and type(aggregate).__name__ in TIMED:
         check_time(event, aggregate, stamp)
 
 

@@ -36,7 +36,7 @@ class Journey(Aggregate):
             aggregate.last_occurred_at = max(aggregate.last_occurred_at, self.stamp.occurred_at)
             if aggregate.stage in ENDED and aggregate.ended_at is None:
                 aggregate.ended_at = self.stamp.occurred_at  # when the journey ended, for retention
-                aggregate.building_id = None  # its bed freed with the step that ended it
+                aggregate.building_id = aggregate.housed_in = None  # its bed freed with the step that ended it
 
     class Registered(Event, Aggregate.Created):
         pilgrim_id: UUID
@@ -203,6 +203,7 @@ class Journey(Aggregate):
         self.package_id: str | None = None
         self.contract_id: UUID | None = None
         self.building_id: UUID | None = None  # the building holding its bed, while housed
+        self.housed_in: tuple[Site, str] | None = None  # the site and the company's name of that building
         self.stage = Stage.REGISTERED
         self.visa_valid_until: datetime | None = None
         self.flights: dict[str, str] = {}
@@ -300,11 +301,13 @@ class Journey(Aggregate):
     def check_in_housing(self, stamp: Stamp, site: Site, building: str, building_id: UUID | None = None) -> None:
         self.place = site
         self.building_id = building_id
+        self.housed_in = (site, building)
 
     @event(HousingCheckedOut)
     def check_out_housing(self, stamp: Stamp, site: Site, building: str) -> None:
         self.place = site
         self.building_id = None
+        self.housed_in = None
 
     @event(MovedToSite)
     def move_to_site(self, stamp: Stamp, site: Site) -> None:

@@ -18,6 +18,10 @@ class Trip(Aggregate):
     class Event(RecordedEvent):
         steps = TRIP_STEPS
 
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.last_occurred_at = max(aggregate.last_occurred_at, self.stamp.occurred_at)
+
     class TripScheduled(Event, Aggregate.Created):
         trip_id: UUID  # the originator id too: chosen by the caller, so a retry cannot make a second trip
         operator: str
@@ -90,6 +94,8 @@ class Trip(Aggregate):
         self.checkpoint_at: datetime | None = None
         self.stage = TripStage.SCHEDULED  # moved on by the catalogue's steps, as a journey's stage is
         self.seats: set[UUID] = set()
+        self.departed_at: datetime | None = None  # when it left, by the naqaba's account
+        self.last_occurred_at = stamp.occurred_at
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         check_step(TRIP_STEPS, event_class.__name__, self, kwargs)
@@ -105,7 +111,7 @@ class Trip(Aggregate):
 
     @event(TripDeparted)
     def depart(self, stamp: Stamp) -> None:
-        pass
+        self.departed_at = stamp.occurred_at
 
     @event(TripArrived)
     def arrive(self, stamp: Stamp) -> None:

@@ -45,7 +45,9 @@ class MissionPlanner(Draft):
             first_city = Site.MADINAH if port is Port.MED_AIRPORT else Site.MAKKAH
             arrive(self, group, port, first_city)
             if first_city is Site.MADINAH:
-                leave = min(group[-1].steps[-1].at + timedelta(days=8), self.day(-2, 4, 10))
+                # Eight days after the last of them arrived (the flights land in no order), or before Hajj.
+                settled = max(p.steps[-1].at for p in group)
+                leave = min(settled + timedelta(days=8), self.day(-2, 4, 10))
                 transfer(self, group, Site.MADINAH, Site.MAKKAH, leave)
             hajj(self, group, back_from_mina)
             depart(self, group, port, departure_day, madinah_first=first_city is Site.MADINAH)

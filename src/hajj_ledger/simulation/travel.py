@@ -86,17 +86,19 @@ def arrive(draft: Draft, group: list[Pilgrim], port: Port, city: Site) -> None:
 
 
 def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Port | Site, after: datetime) -> None:
-    """Buses of ~49 seats for a group that travels together, leaving once all are ready."""
-    hours = _TRAVEL_HOURS.get((origin, destination)) or _TRAVEL_HOURS.get((destination, origin), 8.0)
+    """Buses of ~49 seats for a group that travels together, each leaving once all its riders are ready (a late
+    arrival keeps the bus waiting): every rider boards before it leaves, and is handed over at the destination once
+    it has arrived, both clocks agreeing."""
+    hours = timedelta(hours=_TRAVEL_HOURS.get((origin, destination)) or _TRAVEL_HOURS.get((destination, origin), 8.0))
     seats = draft.rng.randint(*cal.BUS_SEATS)
     for start in range(0, len(group), seats):
         riders = group[start : start + seats]
         trip_id = draft.uuid()
-        departs = after + draft.minutes(20, 40)
-        arrives = departs + timedelta(hours=hours)
+        ready = max(after, *(p.steps[-1].at for p in riders))
+        departs = ready + draft.minutes(20, 40)
         draft.trips.append(
             Planned(
-                departs - timedelta(hours=12),
+                after - timedelta(hours=12),  # half a day before the group was due to leave
                 next(draft.seq),
                 NAQABA,
                 "TripScheduled",
@@ -108,7 +110,7 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
                     "destination": str(destination),
                     "departs_at": departs,
                     "capacity": seats,
-                    "expected_arrival": arrives,
+                    "expected_arrival": departs + hours,
                 },
                 draft.uuid(),
             )
@@ -122,21 +124,20 @@ def bus(draft: Draft, group: list[Pilgrim], origin: Port | Site, destination: Po
                 journey_id=p.journey_id,
                 trip_id=trip_id,
             )
-            draft.add(p, departs - draft.minutes(0, 10), NAQABA, "Boarded", journey_id=p.journey_id, trip_id=trip_id)
+            draft.add(p, departs - draft.minutes(1, 10), NAQABA, "Boarded", journey_id=p.journey_id, trip_id=trip_id)
             draft.add(
                 p,
-                departs + timedelta(hours=hours) + draft.minutes(0, 30),
+                departs + hours + draft.minutes(1, 30),
                 NAQABA,
                 "TransferCompleted",
                 journey_id=p.journey_id,
                 trip_id=trip_id,
             )
-        boarded = max((p.steps[-2].at for p in riders), default=departs)
-        on_road(draft, trip_id, max(departs, boarded + timedelta(minutes=1)), timedelta(hours=hours))
+        on_road(draft, trip_id, departs, hours)
 
 
 def on_road(draft: Draft, trip_id: UUID, departed: datetime, hours: timedelta) -> None:
-    """The bus leaves once its riders have boarded, passes road security's checkpoints, and arrives."""
+    """The bus leaves, passes road security's checkpoints, and arrives."""
     rng = draft.rng
     draft.trips.append(Planned(departed, next(draft.seq), NAQABA, "TripDeparted", {"trip_id": trip_id}, draft.uuid()))
     count = rng.randint(*cal.CHECKPOINTS)
