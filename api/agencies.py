@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +36,8 @@ agencies = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
+RECHECK_VARIABLE, RECHECK = "HAJJ_LEDGER_KEY_RECHECK", 2.0  # seconds between a long-lived answer's looks at its key
+REVOKED = "the key was revoked"
 KEY = re.compile(r"^hl_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$", re.IGNORECASE)
 
@@ -124,6 +128,35 @@ class Keys:
         if row is None or row["revoked_at"] is not None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
             return None
         return Agency(row["agency_id"], row["name"], Role(row["role"]))
+
+
+class Standing:
+    """Whether the key of a long-lived answer (a feed's stream, a wait for `min_position`) still stands: looked up in
+    the store itself, past the key cache (a revocation reaches the cache only when its answer expires), once every
+    `every` seconds, so that the answer ends within that time of `hajj-ledger agency revoke`."""
+
+    def __init__(self, engine: Engine, agency: Agency) -> None:
+        self.engine = engine
+        self.agency_id = agency.agency_id
+        self.every = float(os.environ.get(RECHECK_VARIABLE, RECHECK))
+        self._next_look = time.monotonic() + self.every
+
+    def left(self) -> float:
+        """Seconds until the next look."""
+        return max(0.0, self._next_look - time.monotonic())
+
+    def due(self) -> bool:
+        return self.left() == 0.0
+
+    def revoked(self, connection: Connection | None = None) -> bool:
+        """Whether the agency's key is revoked now (through `connection` when the caller holds one)."""
+        self._next_look = time.monotonic() + self.every
+        if connection is None:
+            with self.engine.connect() as connection:
+                return self.revoked(connection)
+        found = connection.execute(sa.select(agencies.c.revoked_at).where(agencies.c.agency_id == self.agency_id))
+        row = found.first()
+        return row is None or row.revoked_at is not None
 
 
 def _hash(key: str) -> bytes:

@@ -9,12 +9,19 @@ stops taking events once full, its stream ends after the last event it was given
 writers, who never see it.
 
 A subscriber that starts behind the reader reads the log itself up to where the reader was when it joined; the
-events the reader brought meanwhile wait in its queue, so it misses nothing and is told nothing twice.
+events the reader brought meanwhile wait in its queue, so it misses nothing and is told nothing twice. It reads
+through a `Following` of its own: owners are learned in log order, and the reader's, which decide what every live
+subscriber is told, are learned by the reader alone, whatever stretch of the past a subscriber asks for.
+
+A stream starts with a comment line, sent at once (a client sees the answer's status line then, not with the first
+heartbeat), and looks at its key every few seconds (`Standing`): once the key is revoked, it ends with a `revoked`
+event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -22,7 +29,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
-from hajj_ledger.api.agencies import Agency
+import orjson
+
+from hajj_ledger.api.agencies import REVOKED, Agency, Standing
 from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
@@ -31,6 +40,10 @@ from hajj_ledger.ledger import JourneyLedger
 BUFFER_VARIABLE, BUFFER = "HAJJ_LEDGER_FEED_BUFFER", 2000  # events a subscriber's queue holds
 HEARTBEAT_VARIABLE, HEARTBEAT = "HAJJ_LEDGER_FEED_HEARTBEAT", 15.0  # seconds between comment lines
 PAGE = 1000  # events read from the log at once
+BACKLOG_KNOWN = 10 * PAGE  # aggregates a subscriber reading the past remembers the owners of (others: from the store)
+OPENING = b": following the log\r\n\r\n"
+FELL_BEHIND = b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
+REVOKED_EVENT = b"event: revoked\r\ndata: " + orjson.dumps({"reason": REVOKED}) + b"\r\n\r\n"
 log = logging.getLogger("hajj_ledger.api.feed")
 
 
@@ -123,26 +136,35 @@ class Feed:
             subscriber.offer(stretch)
         self.position = reached
 
-    async def stream(self, agency: Agency, after: int | None, events: frozenset[str] | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, agency: Agency, after: int | None, events: frozenset[str] | None, standing: Standing
+    ) -> AsyncIterator[bytes]:
         """The SSE messages of one subscriber: the events after `after` (default: from now) that it may be told of
-        and asked for, in log order; it ends after the last one given when the subscriber falls too far behind."""
+        and asked for, in log order; it ends after the last one given when the subscriber falls too far behind, and
+        with a `revoked` event once its key is revoked."""
         await self._start()
         subscriber = Subscriber(agency, events, self.buffer)
         given = self.position if after is None else after
+        past = Following(self.ledger, BACKLOG_KNOWN)
         try:
             # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins the
             # reader within a page of it, and reads on alone up to where the reader was then.
-            joined, progressed = False, True
+            joined = self.position - given <= PAGE
+            if joined:
+                self._join(subscriber, given)
+            yield OPENING  # once joined: a client told nothing yet misses nothing recorded after this line
+            progressed = True
             while not joined or given < subscriber.after:
                 if not joined and (self.position - given <= PAGE or not progressed):
-                    subscriber.after, joined = max(self.position, given), True
-                    self.subscribers.add(subscriber)
+                    self._join(subscriber, given)
+                    joined = True
                     continue
-                reached, backlog = await asyncio.to_thread(
-                    self.following.read, given, PAGE, subscriber.after if joined else None
-                )
+                reached, backlog = await asyncio.to_thread(past.read, given, PAGE, subscriber.after if joined else None)
                 if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
                     yield chunk
+                if standing.due() and await asyncio.to_thread(standing.revoked):
+                    yield REVOKED_EVENT
+                    return
                 progressed = reached > given
                 if joined and not progressed:
                     break
@@ -153,9 +175,20 @@ class Feed:
                     subscriber.queue = deque()
                     yield b"".join(waiting)
                 if subscriber.full:
-                    yield b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
+                    yield FELL_BEHIND
+                    return
+                if standing.due() and await asyncio.to_thread(standing.revoked):
+                    yield REVOKED_EVENT
                     return
                 subscriber.woken.clear()
-                await subscriber.woken.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(standing.left()):
+                        await subscriber.woken.wait()
         finally:
             self.subscribers.discard(subscriber)
+
+    def _join(self, subscriber: Subscriber, given: int) -> None:
+        """From now on, the subscriber's queue takes the events past where the reader is; it reads alone only up to
+        there."""
+        subscriber.after = max(self.position, given)
+        self.subscribers.add(subscriber)

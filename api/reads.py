@@ -37,8 +37,8 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.problems import ProblemError, invalid
+from hajj_ledger.api.agencies import REVOKED, Agency, Standing
+from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.domain.catalogue import SCOPE, WHOLE_VIEW_READERS
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import AT_LEAST, Model
@@ -173,24 +173,33 @@ def views_behind(names: Sequence[str], reached: int, wanted: int) -> ProblemErro
     return problem
 
 
-def beyond_head(position: int, head: int) -> ProblemError:
+def beyond_head(position: int, head: int, path: str = "query.min_position") -> ProblemError:
+    """The refusal of a position past the ledger's head, given as `path` (`query.after`, `header.last-event-id`)."""
     return invalid(
-        f"min_position: {position} is beyond the ledger's head ({head})",
-        [{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
+        f"{path.partition('.')[2]}: {position} is beyond the ledger's head ({head})",
+        [{"path": path, "reason": f"beyond the ledger's head ({head})"}],
     )
 
 
 def await_position(
-    connection: Connection, names: Iterable[str], position: int | None, max_wait: float, head: Callable[[], int]
+    connection: Connection,
+    names: Iterable[str],
+    position: int | None,
+    max_wait: float,
+    head: Callable[[], int],
+    agency: Agency,
 ) -> None:
     """SQLite's: return once every named view has applied the log up to `position`; otherwise, after a bounded
-    wait, answer that the views are behind (503, Retry-After)."""
+    wait, answer that the views are behind (503, Retry-After), or that the agency's key was revoked meanwhile."""
     if position is None:
         return
     names = list(names)
     deadline = time.monotonic() + max_wait
+    standing = Standing(connection.engine, agency)
     checked = False
     while True:
+        if standing.due() and standing.revoked(connection):
+            raise unauthorized(REVOKED)
         reached = connection.execute(position_query(), {"names": names}).scalar() or 0
         connection.rollback()  # the next look must see other transactions' commits
         if reached >= position:
@@ -289,9 +298,9 @@ class Reads:
 
     # The reads.
 
-    async def journey(self, journey_id: UUID, min_position: int | None) -> Row | None:
+    async def journey(self, journey_id: UUID, min_position: int | None, agency: Agency) -> Row | None:
         if not self.postgres:
-            return await run_in_threadpool(self._journey_sqlite, journey_id, min_position)
+            return await run_in_threadpool(self._journey_sqlite, journey_id, min_position, agency)
         sql = _postgres(journey_query())
 
         async def read(connection: psycopg.AsyncConnection[Any]) -> Row | None:
@@ -299,7 +308,7 @@ class Reads:
             await cursor.execute(sql, {"journey_id": journey_id})
             return await cursor.fetchone()
 
-        return await self._read(["journey_status"], min_position, read)
+        return await self._read(["journey_status"], min_position, read, agency)
 
     async def page(
         self,
@@ -313,7 +322,7 @@ class Reads:
     ) -> Page:
         query, parameters = page_parameters(model, agency, filters, after, limit)
         if not self.postgres:
-            return await run_in_threadpool(self._page_sqlite, name, query, parameters, min_position)
+            return await run_in_threadpool(self._page_sqlite, name, query, parameters, min_position, agency)
         sql = _postgres(query)
 
         async def read(connection: psycopg.AsyncConnection[Any]) -> Page:
@@ -324,7 +333,7 @@ class Reads:
             reached = await cursor.fetchone()
             return rows, (reached or {}).get("min") or 0
 
-        return await self._read([name], min_position, read)
+        return await self._read([name], min_position, read, agency)
 
     # PostgreSQL: choosing the source.
 
@@ -333,11 +342,15 @@ class Reads:
         names: Sequence[str],
         position: int | None,
         read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+        agency: Agency,
     ) -> T:
         assert self.primary is not None
         deadline = time.monotonic() + self.max_wait
+        standing = Standing(self.engine, agency)
         checked_head = False
         while True:
+            if standing.due() and await run_in_threadpool(standing.revoked):
+                raise unauthorized(REVOKED)
             last_look = time.monotonic() >= deadline
             reached = 0
             for source in self._sources(primary=last_look):
@@ -394,15 +407,17 @@ class Reads:
 
     # SQLite: the same queries, in a thread.
 
-    def _journey_sqlite(self, journey_id: UUID, position: int | None) -> Row | None:
+    def _journey_sqlite(self, journey_id: UUID, position: int | None, agency: Agency) -> Row | None:
         with self.engine.connect() as connection:
-            await_position(connection, ["journey_status"], position, self.max_wait, self.head)
+            await_position(connection, ["journey_status"], position, self.max_wait, self.head, agency)
             found = connection.execute(journey_query(), {"journey_id": journey_id}).mappings().first()
         return _plain(found) if found else None
 
-    def _page_sqlite(self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None) -> Page:
+    def _page_sqlite(
+        self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None, agency: Agency
+    ) -> Page:
         with self.engine.connect() as connection:
-            await_position(connection, [name], position, self.max_wait, self.head)
+            await_position(connection, [name], position, self.max_wait, self.head, agency)
             rows = [_plain(r) for r in connection.execute(query, parameters).mappings()]
             reached = connection.execute(position_query(), {"names": [name]}).scalar()
         return rows, reached or 0

@@ -355,7 +355,7 @@ def summary(
 
     with engine.connect() as connection:
         counts = [name for name in SUMMARY_VIEWS if agency.role in VIEW_READERS[name]]
-        await_position(connection, counts, min_position, reads.max_wait, reads.head)
+        await_position(connection, counts, min_position, reads.max_wait, reads.head, agency)
         now = datetime.now(UTC)
         day = day or makkah_day(now)
         chosen = season if season is not None else _latest_season(connection, agency)

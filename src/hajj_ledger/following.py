@@ -160,14 +160,16 @@ class Following:
 
     def _note(self, kind: _Kind, key: int, version: int, state: dict[str, Any]) -> _Owned | None:
         """What the event at `version` of the aggregate whose id's integer is `key` tells of its owners."""
+        known = self._known.get(key)
         if "originator_topic" in state:
+            if known is not None:  # met again (a stretch read anew): what was learned since stays
+                return known
             owners = {column: state.get(column) for column, _ in kind.scopes.values()}
             if Role.MISSION in kind.scopes and "mission_id" not in state:  # a journey: its mission registered it
                 owners["mission_id"] = state["stamp"]["agency_id"]
             created = _Owned(state.get("season"), owners)
             self._known.put(key, created)
             return created
-        known = self._known.get(key)
         if known is not None and kind.event == CONTRACTED:
             known.owners, known.contracted = {**known.owners, "company_id": state["company_id"]}, version
         return known
