@@ -1,12 +1,15 @@
 """The change feed over HTTP, through a real server (uvicorn) on SQLite and PostgreSQL: who is told of what, resuming
-with no gap and no repeat, a client that falls behind, heartbeats."""
+with no gap and no repeat (and changing nothing live clients are told, on two nodes), a client that falls behind,
+heartbeats, a revoked key."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -20,10 +23,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from hajj_ledger.api import agencies
+from hajj_ledger.api import agencies, feed
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE
+from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
@@ -39,6 +44,7 @@ class Server:
     url: str
     keys: dict[str, str]
     app: FastAPI
+    loop: asyncio.AbstractEventLoop  # the server's
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
     contracts: dict[tuple[str, str], UUID] = field(default_factory=dict)
 
@@ -101,6 +107,13 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
+    with serving(store_url, keys) as found:
+        yield found
+
+
+@contextmanager
+def serving(store_url: str, keys: dict[str, str]) -> Iterator[Server]:
+    """A node of the API on the store, served by uvicorn in a thread."""
     app = create_app(store_url)
     uvicorn_server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2)
@@ -109,8 +122,9 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
     running.start()
     try:
         eventually(lambda: uvicorn_server.started, 30, "the server started")
-        port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
-        found = Server(f"http://127.0.0.1:{port}", store_url, keys, app)
+        listening = uvicorn_server.servers[0]
+        port = listening.sockets[0].getsockname()[1]
+        found = Server(f"http://127.0.0.1:{port}", store_url, keys, app, listening.get_loop())
         yield found
         found.http.close()
     finally:
@@ -120,13 +134,14 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
 
 @dataclass
 class Message:
-    id: int
+    id: int | None  # None: a message that is no event of the log (`revoked`)
     event: str
     data: dict[str, Any]
 
 
 class Client:
-    """A client of the feed, reading its stream in a thread of its own."""
+    """A client of the feed, reading its stream in a thread of its own; answered once it has the status line and the
+    stream's first line (from then on, it is told of whatever is recorded)."""
 
     def __init__(self, server: Server, who: str, headers: dict[str, str] | None = None, **params: Any) -> None:
         self.messages: list[Message] = []
@@ -150,9 +165,9 @@ class Client:
                     self.status = response.status_code
                     return
                 self.status = response.status_code
-                self.answered.set()
                 fields: dict[str, str] = {}
                 for line in response.iter_lines():
+                    self.answered.set()
                     if self.stopping:
                         return
                     if line.startswith(":"):
@@ -161,7 +176,8 @@ class Client:
                         name, _, value = line.partition(": ")
                         fields[name] = value
                     elif fields:
-                        self.messages.append(Message(int(fields["id"]), fields["event"], orjson.loads(fields["data"])))
+                        position = int(fields["id"]) if "id" in fields else None
+                        self.messages.append(Message(position, fields["event"], orjson.loads(fields["data"])))
                         fields = {}
                 self.ended = True
         finally:
@@ -173,7 +189,7 @@ class Client:
         assert not self.thread.is_alive()
 
     def ids(self) -> list[int]:
-        return [m.id for m in self.messages]
+        return [m.id for m in self.messages if m.id is not None]
 
     def has(self, count: int) -> bool:
         return len(self.messages) >= count
@@ -393,3 +409,115 @@ def test_a_client_that_stops_reading_slows_no_one(server: Server) -> None:
     stalled.close()
     ids = [int(line.split(b": ")[1]) for line in received.split(b"\r\n") if line.startswith(b"id: ")]
     assert b"fell behind" in received and ids == reader.ids()[: len(ids)] and len(ids) < total, len(ids)
+
+
+FOLLOWERS = (EGY, PAK, COMPANY, COMPANY_2, "ministry", "mofa")  # who follows live, on each node
+RESUMERS = (EGY, COMPANY, COMPANY_2, "ministry")  # who resumes from the past, on each node
+
+
+@pytest.mark.parametrize("server", [10_000], indirect=True)
+def test_resumed_feeds_change_nothing_live_clients_are_told(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two nodes of one store, clients follow live while others resume from before many registrations (by
+    `after` and by `Last-Event-ID`), and some leave halfway through the past: their last stretch met registrations,
+    not yet the contracts. Every client is told exactly what a fresh reader of the log tells it, and a company hears
+    of its contracted pilgrims' later steps (a node forgot who owned a journey: the company heard none)."""
+    monkeypatch.setattr(feed, "PAGE", 4)  # the past in short stretches: many end between a registration and a contract
+    with serving(server.url, server.keys) as other:
+        nodes = (server, other)
+        contracts = {m: str(server.contract_of(m, c)) for m, c in ((EGY, COMPANY), (PAK, COMPANY_2))}
+        start = server.positions()[-1]
+        clients = [(who, start, Client(node, who)) for node in nodes for who in FOLLOWERS]
+        for hub in (node.app.state.services.feed for node in nodes):
+            eventually(partial(_following, hub, start), 10, "the followers joined")
+        journeys = {mission: [server.register(mission) for _ in range(8)] for mission in (EGY, PAK)}
+        for mission, ids in journeys.items():
+            for journey in ids:
+                server.step(mission, journey, "package-contracted", contract_id=contracts[mission], package_id="PKG-1")
+        middle = server.positions()[-30]  # among the contracts
+        try:
+            for steps in (_visa, _arrival):
+                for node in nodes:
+                    for who in RESUMERS:
+                        clients += [
+                            (who, start, Client(node, who, after=start)),
+                            (who, start, Client(node, who, headers={"Last-Event-ID": str(start)})),
+                            (who, middle, Client(node, who, after=middle)),
+                        ]
+                _all_told(server, clients)
+                for node in nodes:  # the last to read the past before the next steps
+                    for chunks in (2, 3, 4):  # the opening line, then 1 to 3 stretches of the past
+                        _leave_halfway(node, "ministry", start, chunks)
+                for mission, ids in journeys.items():
+                    for journey in ids:
+                        steps(server, mission, journey)
+            told = _all_told(server, clients)
+            time.sleep(3 * HEARTBEAT)  # and nothing more
+        finally:
+            for _, _, client in clients:
+                client.close()
+    for who, after, client in clients:
+        assert client.ids() == _told_to(told, server, who, after), (who, after)
+    for who, _, client in clients[: len(FOLLOWERS) * 2]:
+        if who in (COMPANY, COMPANY_2):  # each of its 8 pilgrims' steps from the contract on
+            events = [m.event for m in client.messages]
+            assert all(events.count(e) == 8 for e in ("PackageContracted", "VisaIssued", "EntryCleared")), events
+
+
+def _following(hub: feed.Feed, start: int) -> bool:
+    return len(hub.subscribers) == len(FOLLOWERS) and hub.position == start
+
+
+def _all_told(server: Server, clients: list[tuple[str, int, Client]]) -> list[Told]:
+    """Once each client is told what a fresh reader of the log tells it: the log as that reader tells of it."""
+    told = _freshly_told(server)
+    for who, after, client in clients:
+        expected = _told_to(told, server, who, after)
+        eventually(partial(_told, client, expected), 30, f"{who} after {after} told what a fresh reader tells")
+    return told
+
+
+def _told(client: Client, expected: list[int]) -> bool:
+    return client.ids() == expected
+
+
+def _visa(server: Server, mission: str, journey: UUID) -> None:
+    server.step(mission, journey, "visa-requested")
+    server.step("mofa", journey, "visa-issued", valid_until=(T0 + timedelta(days=90)).isoformat())
+
+
+def _arrival(server: Server, _mission: str, journey: UUID) -> None:
+    server.step("gaca", journey, "arrived-at-port", port="JED-HAJJ", mode="air", flight="SV1")
+    server.step("jawazat", journey, "entry-cleared", port="JED-HAJJ")
+
+
+def _leave_halfway(node: Server, who: str, after: int, chunks: int) -> None:
+    """A client that leaves while reading the past: its stream, on the node's own hub, read `chunks` writes in, then
+    closed (as a client's disconnect closes it)."""
+    services = node.app.state.services
+    agency = services.keys.agency(node.keys[who])
+
+    async def read() -> None:
+        stream = services.feed.stream(agency, after, None, agencies.Standing(services.engine, agency))
+        try:
+            for _ in range(chunks):
+                await anext(stream)
+        finally:
+            await stream.aclose()
+
+    asyncio.run_coroutine_threadsafe(read(), node.loop).result(30)
+
+
+def _freshly_told(server: Server) -> list[Told]:
+    """The log as a reader of its own tells of it, from the start."""
+    ledger = JourneyLedger(server.url, create_tables=False)
+    try:
+        return Following(ledger).read(0, 100_000)[1]
+    finally:
+        ledger.close()
+
+
+def _told_to(told: list[Told], server: Server, who: str, after: int) -> list[int]:
+    agency = server.app.state.services.keys.agency(server.keys[who])
+    return [
+        t.position for t in told if t.position > after and may_follow(agency.role, agency.agency_id, t.event, t.owners)
+    ]
