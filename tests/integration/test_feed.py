@@ -25,8 +25,8 @@ from fastapi import FastAPI
 
 from hajj_ledger.api import agencies, feed
 from hajj_ledger.api.app import create_app
-from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE
-from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE, OPENING
+from hajj_ledger.domain.catalogue import FEED_EVENTS, may_follow
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
@@ -521,3 +521,110 @@ def _told_to(told: list[Told], server: Server, who: str, after: int) -> list[int
     return [
         t.position for t in told if t.position > after and may_follow(agency.role, agency.agency_id, t.event, t.owners)
     ]
+
+
+def test_the_stream_opens_at_once(server: Server) -> None:
+    """The status line and a first comment line come at once, not with the first heartbeat (15 s by default)."""
+    server.app.state.services.feed.heartbeat = 600.0
+    head = f"GET /v1/feed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.keys['ministry']}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", int(server.base.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(head.encode())
+        received = b""
+        while OPENING not in received:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ") and b"content-type: text/event-stream" in received
+
+
+def test_a_filter_by_an_event_the_role_is_never_told_of_is_refused(server: Server) -> None:
+    mofa = Client(server, "mofa", event=["VisaIssued", "HospitalAdmitted", "Departed"])
+    assert mofa.status == 422 and mofa.problem["errors"] == [
+        {"path": "query.event", "reason": f"role mofa is never told of {name}"}
+        for name in ("Departed", "HospitalAdmitted")
+    ]
+    assert mofa.problem["detail"].endswith(f"it may follow: {', '.join(sorted(FEED_EVENTS[Role.MOFA]))}")
+    told = Client(server, "mofa", event=["VisaIssued"])
+    told.close()
+    assert told.status == 200
+
+
+def test_a_position_past_the_head_is_refused_as_min_position_is(server: Server) -> None:
+    """Past the head, the stream would silently skip what is recorded next, up to that position."""
+    server.register(EGY)
+    head = server.positions()[-1]
+    authorization = {"Authorization": f"Bearer {server.keys['ministry']}"}
+    view = server.http.get(f"{server.base}/v1/views/journey_status?min_position={head + 50}", headers=authorization)
+    assert view.status_code == 422
+    for name, client in (
+        ("last-event-id", Client(server, "ministry", headers={"Last-Event-ID": str(head + 50)})),
+        ("after", Client(server, "ministry", after=head + 50)),
+    ):
+        path = f"{'header' if name == 'last-event-id' else 'query'}.{name}"
+        assert client.status == 422 and client.problem["errors"] == [
+            {"path": path, "reason": f"beyond the ledger's head ({head})"}
+        ]
+        assert client.problem["detail"] == view.json()["detail"].replace("min_position", name)
+    at_head = Client(server, "ministry", after=head)
+    at_head.close()
+    assert at_head.status == 200
+
+
+def test_a_revoked_key_s_open_stream_ends(server: Server) -> None:
+    """Within the promised 5 s (its key looked at every 2 s): here, within a generous bound, with a `revoked` event;
+    another agency's stream goes on."""
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, server.keys["desk"] = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        live, resumed, other = Client(server, "desk"), Client(server, "desk", after=0), Client(server, "ministry")
+        try:
+            server.register(EGY)
+            eventually(lambda: live.has(1) and resumed.has(1) and other.has(1), 10, "the streams told of an event")
+            with engine.begin() as connection:
+                agencies.revoke(connection, "ministry-the-ministry-s-desk")
+            eventually(lambda: live.ended and resumed.ended, 15, "the revoked key's streams ended")
+            server.register(EGY)
+            eventually(lambda: other.has(2), 10, "the other stream told of the next event")
+        finally:
+            for client in (live, resumed, other):
+                client.close()
+    finally:
+        engine.dispose()
+    revoked = Message(None, "revoked", {"reason": "the key was revoked"})
+    assert live.messages[-1] == resumed.messages[-1] == revoked and not other.ended
+
+
+def test_a_revoked_key_s_wait_for_a_position_ends(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read waiting for `min_position` (the views never reach it here: nothing fills them) answers 401 once its
+    key is revoked, not the 503 its wait would end with."""
+    monkeypatch.setenv(agencies.RECHECK_VARIABLE, "0.2")
+    server.app.state.services.reads.max_wait = 30.0
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, key = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        journey = server.register(EGY)
+        head = server.positions()[-1]
+        paths = [f"/v1/views/journey_status?min_position={head}", f"/v1/journeys/{journey}?min_position={head}"]
+        paths += [f"/v1/summary?min_position={head}", f"/v1/views/season_funnel?min_position={head}&season=1446"]
+        answers: dict[str, httpx.Response] = {}
+        authorization = {"Authorization": f"Bearer {key}"}
+
+        def ask(path: str) -> None:
+            answers[path] = httpx.get(f"{server.base}{path}", headers=authorization, timeout=60)
+
+        assert server.http.get(f"{server.base}/v1/agency", headers=authorization).status_code == 200
+        waiting = [threading.Thread(target=ask, args=(path,)) for path in paths]
+        for thread in waiting:  # let in by the key cache for a few seconds more, whenever they come
+            thread.start()
+        time.sleep(0.5)
+        with engine.begin() as connection:
+            agencies.revoke(connection, "ministry-the-ministry-s-desk")
+        for thread in waiting:
+            thread.join(60)
+    finally:
+        engine.dispose()
+    for path in paths:
+        assert answers[path].status_code == 401, (path, answers[path].text)
+        assert answers[path].json()["detail"] == "the key was revoked", path
