@@ -11,7 +11,10 @@ Events name their aggregate, not its owners: those come from its first event (a 
 it, an offer's company, a contract's mission and company, a building's operator) and, for a journey, its
 `PackageContracted`; remembered as they pass, and read from the store in one query for the aggregates a stretch of
 the log meets first. A company is told of a journey's events from its contract on, whenever the stretch is read
-(live, or resumed a day later), so what an agency is told never depends on when it asked.
+(live, or resumed a day later), so what an agency is told never depends on when it asked. What a `Following` learns
+decides what its reader tells, so the one that tells live readers follows the log alone, in its order; a reader of
+the past reads through one of its own (api/feed.py). Meeting a first event again (a stretch read anew) keeps what
+was learned since.
 """
 
 from __future__ import annotations
