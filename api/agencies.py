@@ -151,11 +151,12 @@ class Standing:
     def revoked(self, connection: Connection | None = None) -> bool:
         """Whether the agency's key is revoked now (through `connection` when the caller holds one)."""
         self._next_look = time.monotonic() + self.every
+        query = sa.select(agencies.c.revoked_at).where(agencies.c.agency_id == self.agency_id)
         if connection is None:
-            with self.engine.connect() as connection:
-                return self.revoked(connection)
-        found = connection.execute(sa.select(agencies.c.revoked_at).where(agencies.c.agency_id == self.agency_id))
-        row = found.first()
+            with self.engine.connect() as opened:
+                row = opened.execute(query).first()
+        else:
+            row = connection.execute(query).first()
         return row is None or row.revoked_at is not None
 
 

@@ -162,7 +162,7 @@ class Feed:
                 reached, backlog = await asyncio.to_thread(past.read, given, PAGE, subscriber.after if joined else None)
                 if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
                     yield chunk
-                if standing.due() and await asyncio.to_thread(standing.revoked):
+                if standing.due() and await _revoked(standing):
                     yield REVOKED_EVENT
                     return
                 progressed = reached > given
@@ -177,7 +177,7 @@ class Feed:
                 if subscriber.full:
                     yield FELL_BEHIND
                     return
-                if standing.due() and await asyncio.to_thread(standing.revoked):
+                if standing.due() and await _revoked(standing):
                     yield REVOKED_EVENT
                     return
                 subscriber.woken.clear()
@@ -192,3 +192,13 @@ class Feed:
         there."""
         subscriber.after = max(self.position, given)
         self.subscribers.add(subscriber)
+
+
+async def _revoked(standing: Standing) -> bool:
+    """Whether the stream's key is revoked; a look that fails (the database away: no event comes meanwhile either)
+    is taken again at the next, and the stream goes on."""
+    try:
+        return await asyncio.to_thread(standing.revoked)
+    except Exception:
+        log.warning("the feed could not look at a key; looking again in %.0f s", standing.every, exc_info=True)
+        return False
