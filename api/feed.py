@@ -86,7 +86,7 @@ class Feed:
 
     def __init__(self, ledger: JourneyLedger) -> None:
         self.ledger = ledger
-        self.following = Following(ledger)
+        self.following = Following(ledger)  # the reader's alone: what it learns decides what live subscribers hear
         self.buffer = int(os.environ.get(BUFFER_VARIABLE, BUFFER))
         self.heartbeat = float(os.environ.get(HEARTBEAT_VARIABLE, HEARTBEAT))
         self.position = 0  # how far the reader has handed the log to the subscribers (on the event loop)
