@@ -14,14 +14,13 @@ through a `Following` of its own: owners are learned in log order, and the reade
 subscriber is told, are learned by the reader alone, whatever stretch of the past a subscriber asks for.
 
 A stream starts with a comment line, sent at once (a client sees the answer's status line then, not with the first
-heartbeat), and looks at its key every few seconds (`Standing`): once the key is revoked, it ends with a `revoked`
+heartbeat); once its key is revoked (the process's `Revocations` looks every few seconds), it ends with a `revoked`
 event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from hajj_ledger.api.agencies import REVOKED, Agency, Standing
+from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
 from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
@@ -84,8 +83,9 @@ class Subscriber:
 class Feed:
     """The hub of one process: its reader starts with the first subscriber and runs until `close`."""
 
-    def __init__(self, ledger: JourneyLedger) -> None:
+    def __init__(self, ledger: JourneyLedger, revocations: Revocations) -> None:
         self.ledger = ledger
+        self.revocations = revocations
         self.following = Following(ledger)  # the reader's alone: what it learns decides what live subscribers hear
         self.buffer = int(os.environ.get(BUFFER_VARIABLE, BUFFER))
         self.heartbeat = float(os.environ.get(HEARTBEAT_VARIABLE, HEARTBEAT))
@@ -136,9 +136,7 @@ class Feed:
             subscriber.offer(stretch)
         self.position = reached
 
-    async def stream(
-        self, agency: Agency, after: int | None, events: frozenset[str] | None, standing: Standing
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, agency: Agency, after: int | None, events: frozenset[str] | None) -> AsyncIterator[bytes]:
         """The SSE messages of one subscriber: the events after `after` (default: from now) that it may be told of
         and asked for, in log order; it ends after the last one given when the subscriber falls too far behind, and
         with a `revoked` event once its key is revoked."""
@@ -146,59 +144,50 @@ class Feed:
         subscriber = Subscriber(agency, events, self.buffer)
         given = self.position if after is None else after
         past = Following(self.ledger, BACKLOG_KNOWN)
-        try:
-            # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins the
-            # reader within a page of it, and reads on alone up to where the reader was then.
-            joined = self.position - given <= PAGE
-            if joined:
-                self._join(subscriber, given)
-            yield OPENING  # once joined: a client told nothing yet misses nothing recorded after this line
-            progressed = True
-            while not joined or given < subscriber.after:
-                if not joined and (self.position - given <= PAGE or not progressed):
+        loop = asyncio.get_running_loop()
+        with self.revocations.watching(agency, lambda: loop.call_soon_threadsafe(subscriber.woken.set)) as key:
+            try:
+                # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins
+                # the reader within a page of it, and reads on alone up to where the reader was then.
+                joined = self.position - given <= PAGE
+                if joined:
                     self._join(subscriber, given)
-                    joined = True
-                    continue
-                reached, backlog = await asyncio.to_thread(past.read, given, PAGE, subscriber.after if joined else None)
-                if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
-                    yield chunk
-                if standing.due() and await _revoked(standing):
-                    yield REVOKED_EVENT
-                    return
-                progressed = reached > given
-                if joined and not progressed:
-                    break
-                given = reached
-            while True:
-                if subscriber.queue:  # what came while the last was sent, in one write
-                    waiting = subscriber.queue
-                    subscriber.queue = deque()
-                    yield b"".join(waiting)
-                if subscriber.full:
-                    yield FELL_BEHIND
-                    return
-                if standing.due() and await _revoked(standing):
-                    yield REVOKED_EVENT
-                    return
-                subscriber.woken.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(standing.left()):
-                        await subscriber.woken.wait()
-        finally:
-            self.subscribers.discard(subscriber)
+                yield OPENING  # once joined: a client told nothing yet misses nothing recorded after this line
+                progressed = True
+                while not joined or given < subscriber.after:
+                    if not joined and (self.position - given <= PAGE or not progressed):
+                        self._join(subscriber, given)
+                        joined = True
+                        continue
+                    until = subscriber.after if joined else None
+                    reached, backlog = await asyncio.to_thread(past.read, given, PAGE, until)
+                    if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
+                        yield chunk
+                    if key.revoked:
+                        yield REVOKED_EVENT
+                        return
+                    progressed = reached > given
+                    if joined and not progressed:
+                        break
+                    given = reached
+                while True:
+                    if subscriber.queue:  # what came while the last was sent, in one write
+                        waiting = subscriber.queue
+                        subscriber.queue = deque()
+                        yield b"".join(waiting)
+                    if subscriber.full:
+                        yield FELL_BEHIND
+                        return
+                    if key.revoked:
+                        yield REVOKED_EVENT
+                        return
+                    subscriber.woken.clear()
+                    await subscriber.woken.wait()  # an event, or the key revoked
+            finally:
+                self.subscribers.discard(subscriber)
 
     def _join(self, subscriber: Subscriber, given: int) -> None:
         """From now on, the subscriber's queue takes the events past where the reader is; it reads alone only up to
         there."""
         subscriber.after = max(self.position, given)
         self.subscribers.add(subscriber)
-
-
-async def _revoked(standing: Standing) -> bool:
-    """Whether the stream's key is revoked; a look that fails (the database away: no event comes meanwhile either)
-    is taken again at the next, and the stream goes on."""
-    try:
-        return await asyncio.to_thread(standing.revoked)
-    except Exception:
-        log.warning("the feed could not look at a key; looking again in %.0f s", standing.every, exc_info=True)
-        return False

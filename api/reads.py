@@ -15,6 +15,7 @@ On SQLite (the embedded demo store) the same queries run through SQLAlchemy in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -37,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hajj_ledger.api.agencies import REVOKED, Agency, Standing
+from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.domain.catalogue import SCOPE, WHOLE_VIEW_READERS
 from hajj_ledger.ledger import JourneyLedger
@@ -181,38 +182,6 @@ def beyond_head(position: int, head: int, path: str = "query.min_position") -> P
     )
 
 
-def await_position(
-    connection: Connection,
-    names: Iterable[str],
-    position: int | None,
-    max_wait: float,
-    head: Callable[[], int],
-    agency: Agency,
-) -> None:
-    """SQLite's: return once every named view has applied the log up to `position`; otherwise, after a bounded
-    wait, answer that the views are behind (503, Retry-After), or that the agency's key was revoked meanwhile."""
-    if position is None:
-        return
-    names = list(names)
-    deadline = time.monotonic() + max_wait
-    standing = Standing(connection.engine, agency)
-    checked = False
-    while True:
-        if standing.due() and standing.revoked(connection):
-            raise unauthorized(REVOKED)
-        reached = connection.execute(position_query(), {"names": names}).scalar() or 0
-        connection.rollback()  # the next look must see other transactions' commits
-        if reached >= position:
-            return
-        if not checked:
-            checked = True
-            if position > (known := head()):
-                raise beyond_head(position, known)
-        if time.monotonic() >= deadline:
-            raise views_behind(names, reached, position)
-        time.sleep(POLL)
-
-
 class Source:
     """One database the reads may go to: the primary, or a standby."""
 
@@ -251,6 +220,7 @@ class Reads:
         database_url: str,
         max_wait: float,
         engine: Engine,
+        revocations: Revocations,
         *,
         standbys: Sequence[str] = (),
         size: int | None = None,
@@ -259,6 +229,7 @@ class Reads:
         self.max_wait = max_wait
         self.head = ledger.head  # a position a client was given is the primary's
         self.engine = engine
+        self.revocations = revocations  # whether the key of a read waiting for a position was revoked meanwhile
         self.postgres = database_url.startswith(("postgresql://", "postgres://"))
         size = pool_size() if size is None else size
         self.primary = Source(database_url, size, standby=False) if self.postgres else None
@@ -346,39 +317,40 @@ class Reads:
     ) -> T:
         assert self.primary is not None
         deadline = time.monotonic() + self.max_wait
-        standing = Standing(self.engine, agency)
         checked_head = False
-        while True:
-            if standing.due() and await run_in_threadpool(standing.revoked):
-                raise unauthorized(REVOKED)
-            last_look = time.monotonic() >= deadline
-            reached = 0
-            for source in self._sources(primary=last_look):
-                try:
-                    done, value, seen = await self._attempt(source, names, position, read)
-                except AWAY as error:
-                    if source.standby:
-                        source.leave_out(error)
-                        continue
-                    if isinstance(error, PoolTimeout):
-                        raise
-                    # The primary dropped its connections (a restart): the pool drops those that are broken, and
-                    # the read is tried once more.
-                    await source.pool.check()
-                    done, value, seen = await self._attempt(source, names, position, read)
-                if done:
-                    return cast(T, value)
-                reached = max(reached, seen)
-            if position is None:  # every standby failed at once: the primary next
-                continue
-            if not checked_head:
-                checked_head = True
-                head = await run_in_threadpool(self.head)
-                if position > head:
-                    raise beyond_head(position, head)
-            if last_look:
-                raise views_behind(names, reached, position)
-            await asyncio.sleep(POLL)
+        waiting = self.revocations.watching(agency) if position is not None else contextlib.nullcontext(None)
+        with waiting as key:
+            while True:
+                if key is not None and key.revoked:
+                    raise unauthorized(REVOKED)
+                last_look = time.monotonic() >= deadline
+                reached = 0
+                for source in self._sources(primary=last_look):
+                    try:
+                        done, value, seen = await self._attempt(source, names, position, read)
+                    except AWAY as error:
+                        if source.standby:
+                            source.leave_out(error)
+                            continue
+                        if isinstance(error, PoolTimeout):
+                            raise
+                        # The primary dropped its connections (a restart): the pool drops those that are broken, and
+                        # the read is tried once more.
+                        await source.pool.check()
+                        done, value, seen = await self._attempt(source, names, position, read)
+                    if done:
+                        return cast(T, value)
+                    reached = max(reached, seen)
+                if position is None:  # every standby failed at once: the primary next
+                    continue
+                if not checked_head:
+                    checked_head = True
+                    head = await run_in_threadpool(self.head)
+                    if position > head:
+                        raise beyond_head(position, head)
+                if last_look:
+                    raise views_behind(names, reached, position)
+                await asyncio.sleep(POLL)
 
     @staticmethod
     async def _attempt(
@@ -407,9 +379,35 @@ class Reads:
 
     # SQLite: the same queries, in a thread.
 
+    def await_position(
+        self, connection: Connection, names: Iterable[str], position: int | None, agency: Agency
+    ) -> None:
+        """SQLite's: return once every named view has applied the log up to `position`; otherwise, after a bounded
+        wait, answer that the views are behind (503, Retry-After), or that the agency's key was revoked meanwhile."""
+        if position is None:
+            return
+        names = list(names)
+        deadline = time.monotonic() + self.max_wait
+        checked = False
+        with self.revocations.watching(agency) as key:
+            while True:
+                if key.revoked:
+                    raise unauthorized(REVOKED)
+                reached = connection.execute(position_query(), {"names": names}).scalar() or 0
+                connection.rollback()  # the next look must see other transactions' commits
+                if reached >= position:
+                    return
+                if not checked:
+                    checked = True
+                    if position > (known := self.head()):
+                        raise beyond_head(position, known)
+                if time.monotonic() >= deadline:
+                    raise views_behind(names, reached, position)
+                time.sleep(POLL)
+
     def _journey_sqlite(self, journey_id: UUID, position: int | None, agency: Agency) -> Row | None:
         with self.engine.connect() as connection:
-            await_position(connection, ["journey_status"], position, self.max_wait, self.head, agency)
+            self.await_position(connection, ["journey_status"], position, agency)
             found = connection.execute(journey_query(), {"journey_id": journey_id}).mappings().first()
         return _plain(found) if found else None
 
@@ -417,7 +415,7 @@ class Reads:
         self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None, agency: Agency
     ) -> Page:
         with self.engine.connect() as connection:
-            await_position(connection, [name], position, self.max_wait, self.head, agency)
+            self.await_position(connection, [name], position, agency)
             rows = [_plain(r) for r in connection.execute(query, parameters).mappings()]
             reached = connection.execute(position_query(), {"names": [name]}).scalar()
         return rows, reached or 0

@@ -9,8 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette import EventSourceResponse
 
-from hajj_ledger.api.agencies import Standing
-from hajj_ledger.api.deps import Caller, FeedDep, KeysDep, allow, caller
+from hajj_ledger.api.deps import Caller, FeedDep, allow, caller
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
 from hajj_ledger.api.schemas import QueryInt
@@ -48,7 +47,6 @@ def _position(name: str, text: str) -> int:
 async def feed(
     agency: Caller,
     hub: FeedDep,
-    keys: KeysDep,
     after: Annotated[QueryInt | None, Query(ge=0, description="start after this position (an event's id)")] = None,
     event: Annotated[
         list[str] | None, Query(max_length=64, description="only events of these types; repeat for several")
@@ -73,5 +71,5 @@ async def feed(
     start = _position("last-event-id", last_event_id) if last_event_id is not None else after
     if start is not None and start > (head := await asyncio.to_thread(hub.ledger.head)):
         raise beyond_head(start, head, "header.last-event-id" if last_event_id is not None else "query.after")
-    stream = hub.stream(agency, start, frozenset(event) if event else None, Standing(keys.engine, agency))
+    stream = hub.stream(agency, start, frozenset(event) if event else None)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

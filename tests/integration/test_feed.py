@@ -8,7 +8,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -497,7 +497,7 @@ def _leave_halfway(node: Server, who: str, after: int, chunks: int) -> None:
     agency = services.keys.agency(node.keys[who])
 
     async def read() -> None:
-        stream = services.feed.stream(agency, after, None, agencies.Standing(services.engine, agency))
+        stream = services.feed.stream(agency, after, None)
         try:
             for _ in range(chunks):
                 await anext(stream)
@@ -595,10 +595,10 @@ def test_a_revoked_key_s_open_stream_ends(server: Server) -> None:
     assert live.messages[-1] == resumed.messages[-1] == revoked and not other.ended
 
 
-def test_a_revoked_key_s_wait_for_a_position_ends(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_revoked_key_s_wait_for_a_position_ends(server: Server) -> None:
     """A read waiting for `min_position` (the views never reach it here: nothing fills them) answers 401 once its
     key is revoked, not the 503 its wait would end with."""
-    monkeypatch.setenv(agencies.RECHECK_VARIABLE, "0.2")
+    server.app.state.services.reads.revocations.every = 0.2
     server.app.state.services.reads.max_wait = 30.0
     engine = engine_for(server.url)
     try:
@@ -628,3 +628,40 @@ def test_a_revoked_key_s_wait_for_a_position_ends(server: Server, monkeypatch: p
     for path in paths:
         assert answers[path].status_code == 401, (path, answers[path].text)
         assert answers[path].json()["detail"] == "the key was revoked", path
+
+
+def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One look at the store every interval for all the streams a process holds open, whatever their number (the
+    key of each looked at alone, 50 clients took the connections the requests' key checks wait for); none while
+    no stream is open."""
+    revocations = server.app.state.services.feed.revocations
+    revocations.every = 0.2
+    looks: list[set[str]] = []
+    look = revocations.revoked
+
+    def counted(agency_ids: Collection[str]) -> set[str]:
+        looks.append(set(agency_ids))
+        return look(agency_ids)
+
+    monkeypatch.setattr(revocations, "revoked", counted)
+    server.register(EGY)
+    time.sleep(3 * revocations.every)
+    assert looks == []
+    who = [EGY, PAK, COMPANY, "naqaba", "moh", "ministry"]
+    clients = [Client(server, name, **after) for name in who for after in ({}, {"after": 0})]
+    try:
+        agency_ids = {server.app.state.services.keys.agency(server.keys[name]).agency_id for name in who}
+        opened = len(looks)  # the look under way, if any, may have begun before the last stream opened
+        eventually(lambda: len(looks) >= opened + 5, 10, "five looks")
+        assert all(ids == agency_ids for ids in looks[opened + 1 :])
+        since, seen = time.monotonic(), len(looks)
+        time.sleep(10 * revocations.every)
+        # At least `every` apart, whatever the number of streams: a look for each would make some 120 here.
+        assert len(looks) - seen <= (time.monotonic() - since) / revocations.every + 1
+    finally:
+        for client in clients:
+            client.close()
+    eventually(lambda: not revocations.open, 10, "the streams closed")
+    seen = len(looks)
+    time.sleep(3 * revocations.every)
+    assert len(looks) <= seen + 1  # one may have begun as the last stream closed
