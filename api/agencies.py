@@ -138,7 +138,7 @@ class Watched:
     """A long-lived answer's hold on its agency's key: `revoked` once the watch finds the key revoked."""
 
     agency_id: str
-    wake: Callable[[], None]  # called (in the watch's thread) once the key is found revoked
+    wake: Callable[[], object]  # called (in the watch's thread) once the key is found revoked
     revoked: bool = False
 
 
@@ -157,7 +157,7 @@ class Revocations:
         self._stop = threading.Event()
 
     @contextmanager
-    def watching(self, agency: Agency, wake: Callable[[], None] = lambda: None) -> Iterator[Watched]:
+    def watching(self, agency: Agency, wake: Callable[[], object] = lambda: None) -> Iterator[Watched]:
         watched = Watched(agency.agency_id, wake)
         with self._lock:
             self.open.setdefault(watched.agency_id, set()).add(watched)

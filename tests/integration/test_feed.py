@@ -634,7 +634,7 @@ def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatc
     """One look at the store every interval for all the streams a process holds open, whatever their number (the
     key of each looked at alone, 50 clients took the connections the requests' key checks wait for); none while
     no stream is open."""
-    revocations = server.app.state.services.feed.revocations
+    revocations: agencies.Revocations = server.app.state.services.feed.revocations
     revocations.every = 0.2
     looks: list[set[str]] = []
     look = revocations.revoked
@@ -648,7 +648,7 @@ def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatc
     time.sleep(3 * revocations.every)
     assert looks == []
     who = [EGY, PAK, COMPANY, "naqaba", "moh", "ministry"]
-    clients = [Client(server, name, **after) for name in who for after in ({}, {"after": 0})]
+    clients = [Client(server, name) for name in who] + [Client(server, name, after=0) for name in who]
     try:
         agency_ids = {server.app.state.services.keys.agency(server.keys[name]).agency_id for name in who}
         opened = len(looks)  # the look under way, if any, may have begun before the last stream opened
