@@ -20,6 +20,7 @@ from uuid import UUID
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
@@ -665,3 +666,38 @@ def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatc
     seen = len(looks)
     time.sleep(3 * revocations.every)
     assert len(looks) <= seen + 1  # one may have begun as the last stream closed
+
+
+def test_a_look_at_the_keys_that_fails_is_taken_again(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away: the look is logged and taken again at the next interval, and the streams go on (no event
+    comes meanwhile either); a revoked key's stream ends at the first look that works."""
+    revocations: agencies.Revocations = server.app.state.services.feed.revocations
+    revocations.every = 0.2
+    failed: list[set[str]] = []
+    look = revocations.revoked
+
+    def away(agency_ids: Collection[str]) -> set[str]:
+        failed.append(set(agency_ids))
+        raise sa.exc.OperationalError("SELECT", None, ConnectionError("the database is away"))
+
+    monkeypatch.setattr(revocations, "revoked", away)
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, server.keys["desk"] = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        desk = Client(server, "desk")
+        try:
+            with engine.begin() as connection:
+                agencies.revoke(connection, "ministry-the-ministry-s-desk")
+            eventually(lambda: len(failed) >= 3, 10, "three looks that failed")
+            assert not desk.ended
+            monkeypatch.setattr(revocations, "revoked", look)
+            eventually(lambda: desk.ended, 10, "the revoked key's stream ended")
+        finally:
+            desk.close()
+    finally:
+        engine.dispose()
+    assert desk.messages == [Message(None, "revoked", {"reason": "the key was revoked"})]
+    assert "could not look at the open answers' keys" in caplog.text
