@@ -635,16 +635,7 @@ def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatc
     """One look at the store every interval for all the streams a process holds open, whatever their number (the
     key of each looked at alone, 50 clients took the connections the requests' key checks wait for); none while
     no stream is open."""
-    revocations: agencies.Revocations = server.app.state.services.feed.revocations
-    revocations.every = 0.2
-    looks: list[set[str]] = []
-    look = revocations.revoked
-
-    def counted(agency_ids: Collection[str]) -> set[str]:
-        looks.append(set(agency_ids))
-        return look(agency_ids)
-
-    monkeypatch.setattr(revocations, "revoked", counted)
+    revocations, looks = _looks(server, monkeypatch, threading.Event())
     server.register(EGY)
     time.sleep(3 * revocations.every)
     assert looks == []
@@ -673,16 +664,9 @@ def test_a_look_at_the_keys_that_fails_is_taken_again(
 ) -> None:
     """The database away: the look is logged and taken again at the next interval, and the streams go on (no event
     comes meanwhile either); a revoked key's stream ends at the first look that works."""
-    revocations: agencies.Revocations = server.app.state.services.feed.revocations
-    revocations.every = 0.2
-    failed: list[set[str]] = []
-    look = revocations.revoked
-
-    def away(agency_ids: Collection[str]) -> set[str]:
-        failed.append(set(agency_ids))
-        raise sa.exc.OperationalError("SELECT", None, ConnectionError("the database is away"))
-
-    monkeypatch.setattr(revocations, "revoked", away)
+    away = threading.Event()
+    away.set()
+    _, looks = _looks(server, monkeypatch, away)
     engine = engine_for(server.url)
     try:
         with engine.begin() as connection:
@@ -691,9 +675,9 @@ def test_a_look_at_the_keys_that_fails_is_taken_again(
         try:
             with engine.begin() as connection:
                 agencies.revoke(connection, "ministry-the-ministry-s-desk")
-            eventually(lambda: len(failed) >= 3, 10, "three looks that failed")
+            eventually(lambda: len(looks) >= 3, 10, "three looks that failed")
             assert not desk.ended
-            monkeypatch.setattr(revocations, "revoked", look)
+            away.clear()
             eventually(lambda: desk.ended, 10, "the revoked key's stream ended")
         finally:
             desk.close()
@@ -701,3 +685,23 @@ def test_a_look_at_the_keys_that_fails_is_taken_again(
         engine.dispose()
     assert desk.messages == [Message(None, "revoked", {"reason": "the key was revoked"})]
     assert "could not look at the open answers' keys" in caplog.text
+
+
+def _looks(
+    server: Server, monkeypatch: pytest.MonkeyPatch, away: threading.Event
+) -> tuple[agencies.Revocations, list[set[str]]]:
+    """The server's watch of the open answers' keys, looking every 0.2 s, and the agencies each of its looks asks
+    about; while `away` is set, each fails as with the database away."""
+    revocations: agencies.Revocations = server.app.state.services.feed.revocations
+    revocations.every = 0.2
+    looks: list[set[str]] = []
+    look = revocations.revoked
+
+    def counted(agency_ids: Collection[str]) -> set[str]:
+        looks.append(set(agency_ids))
+        if away.is_set():
+            raise sa.exc.OperationalError("SELECT", None, ConnectionError("the database is away"))
+        return look(agency_ids)
+
+    monkeypatch.setattr(revocations, "revoked", counted)
+    return revocations, looks
