@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
 import secrets
 import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,8 +38,11 @@ agencies = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
+RECHECK_VARIABLE, RECHECK = "HAJJ_LEDGER_KEY_RECHECK", 2.0  # seconds between the looks at open answers' keys
+REVOKED = "the key was revoked"
 KEY = re.compile(r"^hl_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$", re.IGNORECASE)
+log = logging.getLogger("hajj_ledger.api")
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,82 @@ class Keys:
         if row is None or row["revoked_at"] is not None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
             return None
         return Agency(row["agency_id"], row["name"], Role(row["role"]))
+
+
+@dataclass(eq=False)
+class Watched:
+    """A long-lived answer's hold on its agency's key: `revoked` once the watch finds the key revoked."""
+
+    agency_id: str
+    wake: Callable[[], object]  # called (in the watch's thread) once the key is found revoked
+    revoked: bool = False
+
+
+class Revocations:
+    """Whether the keys of the long-lived answers (a feed's stream, a wait for `min_position`) still stand, for the
+    whole process: while any is open, a thread looks in the store itself (past the key cache: a revocation reaches
+    the cache only when its answer expires), in one query for them all, every `every` seconds, so that each ends
+    within that time of `hajj-ledger agency revoke`; with none open, nothing is looked at."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.every = float(os.environ.get(RECHECK_VARIABLE, RECHECK))
+        self.open: dict[str, set[Watched]] = {}  # the answers open, by agency
+        self._lock = threading.Lock()
+        self._looking: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @contextmanager
+    def watching(self, agency: Agency, wake: Callable[[], object] = lambda: None) -> Iterator[Watched]:
+        watched = Watched(agency.agency_id, wake)
+        with self._lock:
+            self.open.setdefault(watched.agency_id, set()).add(watched)
+            if self._looking is None:
+                self._looking = threading.Thread(target=self._look_on, name="key watch", daemon=True)
+                self._looking.start()
+        try:
+            yield watched
+        finally:
+            with self._lock:
+                others = self.open[watched.agency_id]
+                others.discard(watched)
+                if not others:
+                    del self.open[watched.agency_id]
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            looking = self._looking
+        if looking is not None:
+            looking.join(10)
+
+    def revoked(self, agency_ids: Collection[str]) -> set[str]:
+        """Those of the agencies whose key is revoked (or that are gone)."""
+        standing = sa.select(agencies.c.agency_id).where(
+            agencies.c.agency_id.in_(agency_ids), agencies.c.revoked_at.is_(None)
+        )
+        with self.engine.connect() as connection:
+            return set(agency_ids) - set(connection.scalars(standing))
+
+    def _look_on(self) -> None:
+        while not self._stop.wait(self.every):
+            with self._lock:
+                if not self.open:  # ends; the next answer opened starts another
+                    self._looking = None
+                    return
+                agency_ids = list(self.open)
+            try:
+                revoked = self.revoked(agency_ids)
+            except Exception:  # the database away: no event comes meanwhile either, and the answers go on
+                log.warning(
+                    "could not look at the open answers' keys; looking again in %.0f s", self.every, exc_info=True
+                )
+                continue
+            with self._lock:
+                ending = [watched for agency_id in revoked for watched in self.open.get(agency_id, ())]
+            for watched in ending:
+                watched.revoked = True
+                watched.wake()
 
 
 def _hash(key: str) -> bytes:

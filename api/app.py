@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger.api import metrics, problems
-from hajj_ledger.api.agencies import Keys
+from hajj_ledger.api.agencies import Keys, Revocations
 from hajj_ledger.api.dashboard import add_dashboard
 from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
@@ -68,9 +68,10 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
-        reads = Reads(ledger, database_url or store.database_url(), wait, engine, standbys=standby_urls())
+        revocations = Revocations(engine)  # one watch of the keys of the open answers, the feed's and the waits'
+        reads = Reads(ledger, database_url or store.database_url(), wait, engine, revocations, standbys=standby_urls())
         await reads.open()
-        feed = Feed(ledger)
+        feed = Feed(ledger, revocations)
         app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, feed, database_url)
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         writes = metrics.WriteCounters(lambda: ledger.stats)
@@ -87,6 +88,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
             metrics.REGISTRY.unregister(lag)
             await reads.close()
             await asyncio.to_thread(feed.close)
+            await asyncio.to_thread(revocations.close)
             past.close()
             ledger.close()
             engine.dispose()

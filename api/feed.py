@@ -9,7 +9,13 @@ stops taking events once full, its stream ends after the last event it was given
 writers, who never see it.
 
 A subscriber that starts behind the reader reads the log itself up to where the reader was when it joined; the
-events the reader brought meanwhile wait in its queue, so it misses nothing and is told nothing twice.
+events the reader brought meanwhile wait in its queue, so it misses nothing and is told nothing twice. It reads
+through a `Following` of its own: owners are learned in log order, and the reader's, which decide what every live
+subscriber is told, are learned by the reader alone, whatever stretch of the past a subscriber asks for.
+
+A stream starts with a comment line, sent at once (a client sees the answer's status line then, not with the first
+heartbeat); once its key is revoked (the process's `Revocations` looks every few seconds), it ends with a `revoked`
+event.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
-from hajj_ledger.api.agencies import Agency
+import orjson
+
+from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
 from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
@@ -31,6 +39,10 @@ from hajj_ledger.ledger import JourneyLedger
 BUFFER_VARIABLE, BUFFER = "HAJJ_LEDGER_FEED_BUFFER", 2000  # events a subscriber's queue holds
 HEARTBEAT_VARIABLE, HEARTBEAT = "HAJJ_LEDGER_FEED_HEARTBEAT", 15.0  # seconds between comment lines
 PAGE = 1000  # events read from the log at once
+BACKLOG_KNOWN = 10 * PAGE  # aggregates a subscriber reading the past remembers the owners of (others: from the store)
+OPENING = b": following the log\r\n\r\n"
+FELL_BEHIND = b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
+REVOKED_EVENT = b"event: revoked\r\ndata: " + orjson.dumps({"reason": REVOKED}) + b"\r\n\r\n"
 log = logging.getLogger("hajj_ledger.api.feed")
 
 
@@ -71,9 +83,10 @@ class Subscriber:
 class Feed:
     """The hub of one process: its reader starts with the first subscriber and runs until `close`."""
 
-    def __init__(self, ledger: JourneyLedger) -> None:
+    def __init__(self, ledger: JourneyLedger, revocations: Revocations) -> None:
         self.ledger = ledger
-        self.following = Following(ledger)
+        self.revocations = revocations
+        self.following = Following(ledger)  # the reader's alone: what it learns decides what live subscribers hear
         self.buffer = int(os.environ.get(BUFFER_VARIABLE, BUFFER))
         self.heartbeat = float(os.environ.get(HEARTBEAT_VARIABLE, HEARTBEAT))
         self.position = 0  # how far the reader has handed the log to the subscribers (on the event loop)
@@ -125,37 +138,56 @@ class Feed:
 
     async def stream(self, agency: Agency, after: int | None, events: frozenset[str] | None) -> AsyncIterator[bytes]:
         """The SSE messages of one subscriber: the events after `after` (default: from now) that it may be told of
-        and asked for, in log order; it ends after the last one given when the subscriber falls too far behind."""
+        and asked for, in log order; it ends after the last one given when the subscriber falls too far behind, and
+        with a `revoked` event once its key is revoked."""
         await self._start()
         subscriber = Subscriber(agency, events, self.buffer)
         given = self.position if after is None else after
-        try:
-            # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins the
-            # reader within a page of it, and reads on alone up to where the reader was then.
-            joined, progressed = False, True
-            while not joined or given < subscriber.after:
-                if not joined and (self.position - given <= PAGE or not progressed):
-                    subscriber.after, joined = max(self.position, given), True
-                    self.subscribers.add(subscriber)
-                    continue
-                reached, backlog = await asyncio.to_thread(
-                    self.following.read, given, PAGE, subscriber.after if joined else None
-                )
-                if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
-                    yield chunk
-                progressed = reached > given
-                if joined and not progressed:
-                    break
-                given = reached
-            while True:
-                if subscriber.queue:  # what came while the last was sent, in one write
-                    waiting = subscriber.queue
-                    subscriber.queue = deque()
-                    yield b"".join(waiting)
-                if subscriber.full:
-                    yield b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
-                    return
-                subscriber.woken.clear()
-                await subscriber.woken.wait()
-        finally:
-            self.subscribers.discard(subscriber)
+        past = Following(self.ledger, BACKLOG_KNOWN)
+        loop = asyncio.get_running_loop()
+        with self.revocations.watching(agency, lambda: loop.call_soon_threadsafe(subscriber.woken.set)) as key:
+            try:
+                # Far behind, it reads the log alone first, so that its queue does not fill while it does; it joins
+                # the reader within a page of it, and reads on alone up to where the reader was then.
+                joined = self.position - given <= PAGE
+                if joined:
+                    self._join(subscriber, given)
+                yield OPENING  # once joined: a client told nothing yet misses nothing recorded after this line
+                progressed = True
+                while not joined or given < subscriber.after:
+                    if not joined and (self.position - given <= PAGE or not progressed):
+                        self._join(subscriber, given)
+                        joined = True
+                        continue
+                    until = subscriber.after if joined else None
+                    reached, backlog = await asyncio.to_thread(past.read, given, PAGE, until)
+                    if chunk := b"".join(frame(told) for told in backlog if subscriber.admits(told)):
+                        yield chunk
+                    if key.revoked:
+                        yield REVOKED_EVENT
+                        return
+                    progressed = reached > given
+                    if joined and not progressed:
+                        break
+                    given = reached
+                while True:
+                    if subscriber.queue:  # what came while the last was sent, in one write
+                        waiting = subscriber.queue
+                        subscriber.queue = deque()
+                        yield b"".join(waiting)
+                    if subscriber.full:
+                        yield FELL_BEHIND
+                        return
+                    if key.revoked:
+                        yield REVOKED_EVENT
+                        return
+                    subscriber.woken.clear()
+                    await subscriber.woken.wait()  # an event, or the key revoked
+            finally:
+                self.subscribers.discard(subscriber)
+
+    def _join(self, subscriber: Subscriber, given: int) -> None:
+        """From now on, the subscriber's queue takes the events past where the reader is; it reads alone only up to
+        there."""
+        subscriber.after = max(self.position, given)
+        self.subscribers.add(subscriber)

@@ -15,6 +15,7 @@ On SQLite (the embedded demo store) the same queries run through SQLAlchemy in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -37,8 +38,8 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.problems import ProblemError, invalid
+from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
+from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.domain.access import WHOLE_VIEW_READERS
 from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.ledger import JourneyLedger
@@ -174,35 +175,12 @@ def views_behind(names: Sequence[str], reached: int, wanted: int) -> ProblemErro
     return problem
 
 
-def beyond_head(position: int, head: int) -> ProblemError:
+def beyond_head(position: int, head: int, path: str = "query.min_position") -> ProblemError:
+    """The refusal of a position past the ledger's head, given as `path` (`query.after`, `header.last-event-id`)."""
     return invalid(
-        f"min_position: {position} is beyond the ledger's head ({head})",
-        [{"path": "query.min_position", "reason": f"beyond the ledger's head ({head})"}],
+        f"{path.partition('.')[2]}: {position} is beyond the ledger's head ({head})",
+        [{"path": path, "reason": f"beyond the ledger's head ({head})"}],
     )
-
-
-def await_position(
-    connection: Connection, names: Iterable[str], position: int | None, max_wait: float, head: Callable[[], int]
-) -> None:
-    """SQLite's: return once every named view has applied the log up to `position`; otherwise, after a bounded
-    wait, answer that the views are behind (503, Retry-After)."""
-    if position is None:
-        return
-    names = list(names)
-    deadline = time.monotonic() + max_wait
-    checked = False
-    while True:
-        reached = connection.execute(position_query(), {"names": names}).scalar() or 0
-        connection.rollback()  # the next look must see other transactions' commits
-        if reached >= position:
-            return
-        if not checked:
-            checked = True
-            if position > (known := head()):
-                raise beyond_head(position, known)
-        if time.monotonic() >= deadline:
-            raise views_behind(names, reached, position)
-        time.sleep(POLL)
 
 
 class Source:
@@ -243,6 +221,7 @@ class Reads:
         database_url: str,
         max_wait: float,
         engine: Engine,
+        revocations: Revocations,
         *,
         standbys: Sequence[str] = (),
         size: int | None = None,
@@ -251,6 +230,7 @@ class Reads:
         self.max_wait = max_wait
         self.head = ledger.head  # a position a client was given is the primary's
         self.engine = engine
+        self.revocations = revocations  # whether the key of a read waiting for a position was revoked meanwhile
         self.postgres = database_url.startswith(("postgresql://", "postgres://"))
         size = pool_size() if size is None else size
         self.primary = Source(database_url, size, standby=False) if self.postgres else None
@@ -290,9 +270,9 @@ class Reads:
 
     # The reads.
 
-    async def journey(self, journey_id: UUID, min_position: int | None) -> Row | None:
+    async def journey(self, journey_id: UUID, min_position: int | None, agency: Agency) -> Row | None:
         if not self.postgres:
-            return await run_in_threadpool(self._journey_sqlite, journey_id, min_position)
+            return await run_in_threadpool(self._journey_sqlite, journey_id, min_position, agency)
         sql = _postgres(journey_query())
 
         async def read(connection: psycopg.AsyncConnection[Any]) -> Row | None:
@@ -300,7 +280,7 @@ class Reads:
             await cursor.execute(sql, {"journey_id": journey_id})
             return await cursor.fetchone()
 
-        return await self._read(["journey_status"], min_position, read)
+        return await self._read(["journey_status"], min_position, read, agency)
 
     async def page(
         self,
@@ -314,7 +294,7 @@ class Reads:
     ) -> Page:
         query, parameters = page_parameters(model, agency, filters, after, limit)
         if not self.postgres:
-            return await run_in_threadpool(self._page_sqlite, name, query, parameters, min_position)
+            return await run_in_threadpool(self._page_sqlite, name, query, parameters, min_position, agency)
         sql = _postgres(query)
 
         async def read(connection: psycopg.AsyncConnection[Any]) -> Page:
@@ -325,7 +305,7 @@ class Reads:
             reached = await cursor.fetchone()
             return rows, (reached or {}).get("min") or 0
 
-        return await self._read([name], min_position, read)
+        return await self._read([name], min_position, read, agency)
 
     # PostgreSQL: choosing the source.
 
@@ -334,39 +314,44 @@ class Reads:
         names: Sequence[str],
         position: int | None,
         read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+        agency: Agency,
     ) -> T:
         assert self.primary is not None
         deadline = time.monotonic() + self.max_wait
         checked_head = False
-        while True:
-            last_look = time.monotonic() >= deadline
-            reached = 0
-            for source in self._sources(primary=last_look):
-                try:
-                    done, value, seen = await self._attempt(source, names, position, read)
-                except AWAY as error:
-                    if source.standby:
-                        source.leave_out(error)
-                        continue
-                    if isinstance(error, PoolTimeout):
-                        raise
-                    # The primary dropped its connections (a restart): the pool drops those that are broken, and
-                    # the read is tried once more.
-                    await source.pool.check()
-                    done, value, seen = await self._attempt(source, names, position, read)
-                if done:
-                    return cast(T, value)
-                reached = max(reached, seen)
-            if position is None:  # every standby failed at once: the primary next
-                continue
-            if not checked_head:
-                checked_head = True
-                head = await run_in_threadpool(self.head)
-                if position > head:
-                    raise beyond_head(position, head)
-            if last_look:
-                raise views_behind(names, reached, position)
-            await asyncio.sleep(POLL)
+        waiting = self.revocations.watching(agency) if position is not None else contextlib.nullcontext(None)
+        with waiting as key:
+            while True:
+                if key is not None and key.revoked:
+                    raise unauthorized(REVOKED)
+                last_look = time.monotonic() >= deadline
+                reached = 0
+                for source in self._sources(primary=last_look):
+                    try:
+                        done, value, seen = await self._attempt(source, names, position, read)
+                    except AWAY as error:
+                        if source.standby:
+                            source.leave_out(error)
+                            continue
+                        if isinstance(error, PoolTimeout):
+                            raise
+                        # The primary dropped its connections (a restart): the pool drops those that are broken, and
+                        # the read is tried once more.
+                        await source.pool.check()
+                        done, value, seen = await self._attempt(source, names, position, read)
+                    if done:
+                        return cast(T, value)
+                    reached = max(reached, seen)
+                if position is None:  # every standby failed at once: the primary next
+                    continue
+                if not checked_head:
+                    checked_head = True
+                    head = await run_in_threadpool(self.head)
+                    if position > head:
+                        raise beyond_head(position, head)
+                if last_look:
+                    raise views_behind(names, reached, position)
+                await asyncio.sleep(POLL)
 
     @staticmethod
     async def _attempt(
@@ -395,15 +380,43 @@ class Reads:
 
     # SQLite: the same queries, in a thread.
 
-    def _journey_sqlite(self, journey_id: UUID, position: int | None) -> Row | None:
+    def await_position(
+        self, connection: Connection, names: Iterable[str], position: int | None, agency: Agency
+    ) -> None:
+        """SQLite's: return once every named view has applied the log up to `position`; otherwise, after a bounded
+        wait, answer that the views are behind (503, Retry-After), or that the agency's key was revoked meanwhile."""
+        if position is None:
+            return
+        names = list(names)
+        deadline = time.monotonic() + self.max_wait
+        checked = False
+        with self.revocations.watching(agency) as key:
+            while True:
+                if key.revoked:
+                    raise unauthorized(REVOKED)
+                reached = connection.execute(position_query(), {"names": names}).scalar() or 0
+                connection.rollback()  # the next look must see other transactions' commits
+                if reached >= position:
+                    return
+                if not checked:
+                    checked = True
+                    if position > (known := self.head()):
+                        raise beyond_head(position, known)
+                if time.monotonic() >= deadline:
+                    raise views_behind(names, reached, position)
+                time.sleep(POLL)
+
+    def _journey_sqlite(self, journey_id: UUID, position: int | None, agency: Agency) -> Row | None:
         with self.engine.connect() as connection:
-            await_position(connection, ["journey_status"], position, self.max_wait, self.head)
+            self.await_position(connection, ["journey_status"], position, agency)
             found = connection.execute(journey_query(), {"journey_id": journey_id}).mappings().first()
         return _plain(found) if found else None
 
-    def _page_sqlite(self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None) -> Page:
+    def _page_sqlite(
+        self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None, agency: Agency
+    ) -> Page:
         with self.engine.connect() as connection:
-            await_position(connection, [name], position, self.max_wait, self.head)
+            self.await_position(connection, [name], position, agency)
             rows = [_plain(r) for r in connection.execute(query, parameters).mappings()]
             reached = connection.execute(position_query(), {"names": [name]}).scalar()
         return rows, reached or 0

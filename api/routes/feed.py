@@ -3,6 +3,7 @@ role, a scoped role of its own journeys only (the hub: api/feed.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -10,6 +11,7 @@ from sse_starlette import EventSourceResponse
 
 from hajj_ledger.api.deps import Caller, FeedDep, allow, caller
 from hajj_ledger.api.problems import invalid
+from hajj_ledger.api.reads import beyond_head
 from hajj_ledger.api.schemas import QueryInt
 from hajj_ledger.domain.access import FEED_READERS
 from hajj_ledger.domain.catalogue import STEPS
@@ -23,9 +25,12 @@ the catalogue). Each message has the event's log position as its `id`, its name 
 event as the audit trail gives it (both clocks, who recorded it, its fields; no personal data).
 
 Resume after a disconnect with the `Last-Event-ID` header (a browser's EventSource sends it by itself) or `after`:
-the events after that position, none missed and none repeated. Without either, the stream starts at the present.
-A comment line is sent while nothing happens (every 15 s by default). A client that falls behind by more than its
-buffer (2,000 events by default) has its stream ended after the last event it was sent: resume from that id."""
+the events after that position, none missed and none repeated; a position past the ledger's head is refused (422).
+Without either, the stream starts at the present. `event` takes only events the caller's role is told of (422
+names them). The stream opens with a comment line, sent at once, and a comment line is sent while nothing happens
+(every 15 s by default). A client that falls behind by more than its buffer (2,000 events by default) has its stream
+ended after the last event it was sent: resume from that id. Once the caller's key is revoked, the stream ends
+within seconds with a `revoked` event (its `data`: `{"reason": ...}`)."""
 
 
 def _position(name: str, text: str) -> int:
@@ -57,6 +62,15 @@ async def feed(
             f"event: no event {', '.join(unknown)}; known: {', '.join(STEPS)}",
             [{"path": "query.event", "reason": f"unknown event {name}"} for name in unknown],
         )
+    told = FEED_EVENTS[agency.role]
+    untold = sorted(set(event or ()) - told)
+    if untold:
+        raise invalid(
+            f"event: role {agency.role} is never told of {', '.join(untold)}; it may follow: {', '.join(sorted(told))}",
+            [{"path": "query.event", "reason": f"role {agency.role} is never told of {name}"} for name in untold],
+        )
     start = _position("last-event-id", last_event_id) if last_event_id is not None else after
+    if start is not None and start > (head := await asyncio.to_thread(hub.ledger.head)):
+        raise beyond_head(start, head, "header.last-event-id" if last_event_id is not None else "query.after")
     stream = hub.stream(agency, start, frozenset(event) if event else None)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

@@ -38,7 +38,7 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
     response_model=dict[str, Any],
 )  # fmt: skip
 async def status(journey_id: UUID, agency: Caller, reads: ReadsDep, min_position: MinPosition = None) -> Response:
-    row = await reads.journey(journey_id, min_position)
+    row = await reads.journey(journey_id, min_position, agency)
     if row is None:
         raise journey_not_found(journey_id)
     check_scope(agency, row, journey_id)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import Caller, MinPosition, ReadModelsDep, ReadsDep, Season, allow, caller
-from hajj_ledger.api.reads import await_position, scope_column
+from hajj_ledger.api.reads import scope_column
 from hajj_ledger.domain.access import EVERY_AGENCY, SUMMARY_READERS, SUMMARY_VIEWS, VIEW_READERS
 from hajj_ledger.domain.catalogue import IN_KINGDOM
 from hajj_ledger.domain.vocabulary import (
@@ -345,7 +345,7 @@ def summary(
 
     with engine.connect() as connection:
         counts = [name for name in SUMMARY_VIEWS if agency.role in VIEW_READERS[name]]
-        await_position(connection, counts, min_position, reads.max_wait, reads.head)
+        reads.await_position(connection, counts, min_position, agency)
         now = datetime.now(UTC)
         day = day or makkah_day(now)
         chosen = season if season is not None else _latest_season(connection, agency)

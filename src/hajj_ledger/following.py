@@ -11,7 +11,10 @@ Events name their aggregate, not its owners: those come from its first event (a 
 it, an offer's company, a contract's mission and company, a building's operator) and, for a journey, its
 `PackageContracted`; remembered as they pass, and read from the store in one query for the aggregates a stretch of
 the log meets first. A company is told of a journey's events from its contract on, whenever the stretch is read
-(live, or resumed a day later), so what an agency is told never depends on when it asked.
+(live, or resumed a day later), so what an agency is told never depends on when it asked. What a `Following` learns
+decides what its reader tells, so the one that tells live readers follows the log alone, in its order; a reader of
+the past reads through one of its own (api/feed.py). Meeting a first event again (a stretch read anew) keeps what
+was learned since.
 """
 
 from __future__ import annotations
@@ -160,14 +163,16 @@ class Following:
 
     def _note(self, kind: _Kind, key: int, version: int, state: dict[str, Any]) -> _Owned | None:
         """What the event at `version` of the aggregate whose id's integer is `key` tells of its owners."""
+        known = self._known.get(key)
         if "originator_topic" in state:
+            if known is not None:  # met again (a stretch read anew): what was learned since stays
+                return known
             owners = {column: state.get(column) for column, _ in kind.scopes.values()}
             if Role.MISSION in kind.scopes and "mission_id" not in state:  # a journey: its mission registered it
                 owners["mission_id"] = state["stamp"]["agency_id"]
             created = _Owned(state.get("season"), owners)
             self._known.put(key, created)
             return created
-        known = self._known.get(key)
         if known is not None and kind.event == CONTRACTED:
             known.owners, known.contracted = {**known.owners, "company_id": state["company_id"]}, version
         return known

@@ -25,7 +25,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import IN_CI
-from tests.support import T0, as_json, building_fields, offer_fields, serving
+from tests.support import T0, as_json, building_fields, offer_fields, run_cli, serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` is never run
@@ -49,6 +49,7 @@ class Store:
     other: str  # journey of mission-EGY-2
     head: int = 0  # the position of the last step recorded
     contract: str = ""  # mission-IDN-1's signed contract with company-1, its journeys' package
+    url: str = ""  # the store's
 
     def post(self, role: str, path: str, body: dict[str, Any], at: datetime = T0) -> dict[str, Any]:
         done = httpx.post(
@@ -83,7 +84,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         keys["other_mission"] = agencies.add(connection, Role.MISSION, "other", SCOPES["other_mission"])[1]
     engine.dispose()
     with serving({**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}, directory / "serve.log") as [base]:
-        seeded = Store(base, keys, "", "", "")
+        seeded = Store(base, keys, "", "", "", url=url)
         seeded.contract = _market(seeded)
         seeded.received = _journey(seeded, "mission", "IDN", "SITI NURHAYATI", through="received-at-port")
         seeded.cleared = _journey(seeded, "mission", "IDN", "AHMAD DAHLAN", through="customs-cleared")
@@ -483,3 +484,21 @@ def test_the_market_s_views_as_tables_with_their_filters(dashboard: Dashboard) -
         dashboard.open(f"#/views/{view}", "views")
         page.wait_for_selector("#view td")
         assert page.locator("#view input[name=min_free]").count() == 1
+
+
+def test_a_revoked_key_s_open_dashboard_returns_to_the_sign_in(dashboard: Dashboard) -> None:
+    """`hajj-ledger agency revoke` ends the key's open feed (with a `revoked` event): the dashboard returns to its
+    sign-in form, saying why, without a reload (it stayed signed in, following the feed)."""
+    store, page = dashboard.store, dashboard.page
+    engine = engine_for(store.url)
+    with engine.begin() as connection:
+        desk, store.keys["desk"] = agencies.add(connection, Role.MINISTRY, "dashboard desk")
+    engine.dispose()
+    dashboard.sign_in("desk")
+    page.wait_for_selector("#live[data-state=live]")
+    assert run_cli("agency", "revoke", desk.agency_id, env={"HAJJ_LEDGER_DATABASE_URL": store.url}).returncode == 0
+    page.wait_for_selector("#sign-in:not([hidden])", timeout=20_000)
+    assert dashboard.text("#sign-in-error") == "المفتاح غير معروف أو أُلغي."
+    assert page.evaluate(
+        "[performance.getEntriesByType('navigation').length, sessionStorage.getItem('hajj-ledger.key')]"
+    ) == [1, None]

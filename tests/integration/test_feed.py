@@ -1,12 +1,15 @@
 """The change feed over HTTP, through a real server (uvicorn) on SQLite and PostgreSQL: who is told of what, resuming
-with no gap and no repeat, a client that falls behind, heartbeats."""
+with no gap and no repeat (and changing nothing live clients are told, on two nodes), a client that falls behind,
+heartbeats, a revoked key."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -17,13 +20,16 @@ from uuid import UUID
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
-from hajj_ledger.api import agencies
+from hajj_ledger.api import agencies, feed
 from hajj_ledger.api.app import create_app
-from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE
+from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE, OPENING
+from hajj_ledger.domain.catalogue import FEED_EVENTS, may_follow
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
@@ -39,6 +45,7 @@ class Server:
     url: str
     keys: dict[str, str]
     app: FastAPI
+    loop: asyncio.AbstractEventLoop  # the server's
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
     contracts: dict[tuple[str, str], UUID] = field(default_factory=dict)
 
@@ -101,6 +108,13 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
+    with serving(store_url, keys) as found:
+        yield found
+
+
+@contextmanager
+def serving(store_url: str, keys: dict[str, str]) -> Iterator[Server]:
+    """A node of the API on the store, served by uvicorn in a thread."""
     app = create_app(store_url)
     uvicorn_server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2)
@@ -109,8 +123,9 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
     running.start()
     try:
         eventually(lambda: uvicorn_server.started, 30, "the server started")
-        port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
-        found = Server(f"http://127.0.0.1:{port}", store_url, keys, app)
+        listening = uvicorn_server.servers[0]
+        port = listening.sockets[0].getsockname()[1]
+        found = Server(f"http://127.0.0.1:{port}", store_url, keys, app, listening.get_loop())
         yield found
         found.http.close()
     finally:
@@ -120,13 +135,14 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
 
 @dataclass
 class Message:
-    id: int
+    id: int | None  # None: a message that is no event of the log (`revoked`)
     event: str
     data: dict[str, Any]
 
 
 class Client:
-    """A client of the feed, reading its stream in a thread of its own."""
+    """A client of the feed, reading its stream in a thread of its own; answered once it has the status line and the
+    stream's first line (from then on, it is told of whatever is recorded)."""
 
     def __init__(self, server: Server, who: str, headers: dict[str, str] | None = None, **params: Any) -> None:
         self.messages: list[Message] = []
@@ -150,9 +166,9 @@ class Client:
                     self.status = response.status_code
                     return
                 self.status = response.status_code
-                self.answered.set()
                 fields: dict[str, str] = {}
                 for line in response.iter_lines():
+                    self.answered.set()
                     if self.stopping:
                         return
                     if line.startswith(":"):
@@ -161,7 +177,8 @@ class Client:
                         name, _, value = line.partition(": ")
                         fields[name] = value
                     elif fields:
-                        self.messages.append(Message(int(fields["id"]), fields["event"], orjson.loads(fields["data"])))
+                        position = int(fields["id"]) if "id" in fields else None
+                        self.messages.append(Message(position, fields["event"], orjson.loads(fields["data"])))
                         fields = {}
                 self.ended = True
         finally:
@@ -173,7 +190,7 @@ class Client:
         assert not self.thread.is_alive()
 
     def ids(self) -> list[int]:
-        return [m.id for m in self.messages]
+        return [m.id for m in self.messages if m.id is not None]
 
     def has(self, count: int) -> bool:
         return len(self.messages) >= count
@@ -393,3 +410,298 @@ def test_a_client_that_stops_reading_slows_no_one(server: Server) -> None:
     stalled.close()
     ids = [int(line.split(b": ")[1]) for line in received.split(b"\r\n") if line.startswith(b"id: ")]
     assert b"fell behind" in received and ids == reader.ids()[: len(ids)] and len(ids) < total, len(ids)
+
+
+FOLLOWERS = (EGY, PAK, COMPANY, COMPANY_2, "ministry", "mofa")  # who follows live, on each node
+RESUMERS = (EGY, COMPANY, COMPANY_2, "ministry")  # who resumes from the past, on each node
+
+
+@pytest.mark.parametrize("server", [10_000], indirect=True)
+def test_resumed_feeds_change_nothing_live_clients_are_told(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two nodes of one store, clients follow live while others resume from before many registrations (by
+    `after` and by `Last-Event-ID`), and some leave halfway through the past: their last stretch met registrations,
+    not yet the contracts. Every client is told exactly what a fresh reader of the log tells it, and a company hears
+    of its contracted pilgrims' later steps (a node forgot who owned a journey: the company heard none)."""
+    monkeypatch.setattr(feed, "PAGE", 4)  # the past in short stretches: many end between a registration and a contract
+    with serving(server.url, server.keys) as other:
+        nodes = (server, other)
+        contracts = {m: str(server.contract_of(m, c)) for m, c in ((EGY, COMPANY), (PAK, COMPANY_2))}
+        start = server.positions()[-1]
+        clients = [(who, start, Client(node, who)) for node in nodes for who in FOLLOWERS]
+        for hub in (node.app.state.services.feed for node in nodes):
+            eventually(partial(_following, hub, start), 10, "the followers joined")
+        journeys = {mission: [server.register(mission) for _ in range(8)] for mission in (EGY, PAK)}
+        for mission, ids in journeys.items():
+            for journey in ids:
+                server.step(mission, journey, "package-contracted", contract_id=contracts[mission], package_id="PKG-1")
+        middle = server.positions()[-30]  # among the contracts
+        try:
+            for steps in (_visa, _arrival):
+                for node in nodes:
+                    for who in RESUMERS:
+                        clients += [
+                            (who, start, Client(node, who, after=start)),
+                            (who, start, Client(node, who, headers={"Last-Event-ID": str(start)})),
+                            (who, middle, Client(node, who, after=middle)),
+                        ]
+                _all_told(server, clients)
+                for node in nodes:  # the last to read the past before the next steps
+                    for chunks in (2, 3, 4):  # the opening line, then 1 to 3 stretches of the past
+                        _leave_halfway(node, "ministry", start, chunks)
+                for mission, ids in journeys.items():
+                    for journey in ids:
+                        steps(server, mission, journey)
+            told = _all_told(server, clients)
+            time.sleep(3 * HEARTBEAT)  # and nothing more
+        finally:
+            for _, _, client in clients:
+                client.close()
+    for who, after, client in clients:
+        assert client.ids() == _told_to(told, server, who, after), (who, after)
+    for who, _, client in clients[: len(FOLLOWERS) * 2]:
+        if who in (COMPANY, COMPANY_2):  # each of its 8 pilgrims' steps from the contract on
+            events = [m.event for m in client.messages]
+            assert all(events.count(e) == 8 for e in ("PackageContracted", "VisaIssued", "EntryCleared")), events
+
+
+def _following(hub: feed.Feed, start: int) -> bool:
+    return len(hub.subscribers) == len(FOLLOWERS) and hub.position == start
+
+
+def _all_told(server: Server, clients: list[tuple[str, int, Client]]) -> list[Told]:
+    """Once each client is told what a fresh reader of the log tells it: the log as that reader tells of it."""
+    told = _freshly_told(server)
+    for who, after, client in clients:
+        expected = _told_to(told, server, who, after)
+        eventually(partial(_told, client, expected), 30, f"{who} after {after} told what a fresh reader tells")
+    return told
+
+
+def _told(client: Client, expected: list[int]) -> bool:
+    return client.ids() == expected
+
+
+def _visa(server: Server, mission: str, journey: UUID) -> None:
+    server.step(mission, journey, "visa-requested")
+    server.step("mofa", journey, "visa-issued", valid_until=(T0 + timedelta(days=90)).isoformat())
+
+
+def _arrival(server: Server, _mission: str, journey: UUID) -> None:
+    server.step("gaca", journey, "arrived-at-port", port="JED-HAJJ", mode="air", flight="SV1")
+    server.step("jawazat", journey, "entry-cleared", port="JED-HAJJ")
+
+
+def _leave_halfway(node: Server, who: str, after: int, chunks: int) -> None:
+    """A client that leaves while reading the past: its stream, on the node's own hub, read `chunks` writes in, then
+    closed (as a client's disconnect closes it)."""
+    services = node.app.state.services
+    agency = services.keys.agency(node.keys[who])
+
+    async def read() -> None:
+        stream = services.feed.stream(agency, after, None)
+        try:
+            for _ in range(chunks):
+                await anext(stream)
+        finally:
+            await stream.aclose()
+
+    asyncio.run_coroutine_threadsafe(read(), node.loop).result(30)
+
+
+def _freshly_told(server: Server) -> list[Told]:
+    """The log as a reader of its own tells of it, from the start."""
+    ledger = JourneyLedger(server.url, create_tables=False)
+    try:
+        return Following(ledger).read(0, 100_000)[1]
+    finally:
+        ledger.close()
+
+
+def _told_to(told: list[Told], server: Server, who: str, after: int) -> list[int]:
+    agency = server.app.state.services.keys.agency(server.keys[who])
+    return [
+        t.position for t in told if t.position > after and may_follow(agency.role, agency.agency_id, t.event, t.owners)
+    ]
+
+
+def test_the_stream_opens_at_once(server: Server) -> None:
+    """The status line and a first comment line come at once, not with the first heartbeat (15 s by default)."""
+    server.app.state.services.feed.heartbeat = 600.0
+    head = f"GET /v1/feed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.keys['ministry']}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", int(server.base.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(head.encode())
+        received = b""
+        while OPENING not in received:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ") and b"content-type: text/event-stream" in received
+
+
+def test_a_filter_by_an_event_the_role_is_never_told_of_is_refused(server: Server) -> None:
+    mofa = Client(server, "mofa", event=["VisaIssued", "HospitalAdmitted", "Departed"])
+    assert mofa.status == 422 and mofa.problem["errors"] == [
+        {"path": "query.event", "reason": f"role mofa is never told of {name}"}
+        for name in ("Departed", "HospitalAdmitted")
+    ]
+    assert mofa.problem["detail"].endswith(f"it may follow: {', '.join(sorted(FEED_EVENTS[Role.MOFA]))}")
+    told = Client(server, "mofa", event=["VisaIssued"])
+    told.close()
+    assert told.status == 200
+
+
+def test_a_position_past_the_head_is_refused_as_min_position_is(server: Server) -> None:
+    """Past the head, the stream would silently skip what is recorded next, up to that position."""
+    server.register(EGY)
+    head = server.positions()[-1]
+    authorization = {"Authorization": f"Bearer {server.keys['ministry']}"}
+    view = server.http.get(f"{server.base}/v1/views/journey_status?min_position={head + 50}", headers=authorization)
+    assert view.status_code == 422
+    for name, client in (
+        ("last-event-id", Client(server, "ministry", headers={"Last-Event-ID": str(head + 50)})),
+        ("after", Client(server, "ministry", after=head + 50)),
+    ):
+        path = f"{'header' if name == 'last-event-id' else 'query'}.{name}"
+        assert client.status == 422 and client.problem["errors"] == [
+            {"path": path, "reason": f"beyond the ledger's head ({head})"}
+        ]
+        assert client.problem["detail"] == view.json()["detail"].replace("min_position", name)
+    at_head = Client(server, "ministry", after=head)
+    at_head.close()
+    assert at_head.status == 200
+
+
+def test_a_revoked_key_s_open_stream_ends(server: Server) -> None:
+    """Within the promised 5 s (its key looked at every 2 s): here, within a generous bound, with a `revoked` event;
+    another agency's stream goes on."""
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, server.keys["desk"] = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        live, resumed, other = Client(server, "desk"), Client(server, "desk", after=0), Client(server, "ministry")
+        try:
+            server.register(EGY)
+            eventually(lambda: live.has(1) and resumed.has(1) and other.has(1), 10, "the streams told of an event")
+            with engine.begin() as connection:
+                agencies.revoke(connection, "ministry-the-ministry-s-desk")
+            eventually(lambda: live.ended and resumed.ended, 15, "the revoked key's streams ended")
+            server.register(EGY)
+            eventually(lambda: other.has(2), 10, "the other stream told of the next event")
+        finally:
+            for client in (live, resumed, other):
+                client.close()
+    finally:
+        engine.dispose()
+    revoked = Message(None, "revoked", {"reason": "the key was revoked"})
+    assert live.messages[-1] == resumed.messages[-1] == revoked and not other.ended
+
+
+def test_a_revoked_key_s_wait_for_a_position_ends(server: Server) -> None:
+    """A read waiting for `min_position` (the views never reach it here: nothing fills them) answers 401 once its
+    key is revoked, not the 503 its wait would end with."""
+    server.app.state.services.reads.revocations.every = 0.2
+    server.app.state.services.reads.max_wait = 30.0
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, key = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        journey = server.register(EGY)
+        head = server.positions()[-1]
+        paths = [f"/v1/views/journey_status?min_position={head}", f"/v1/journeys/{journey}?min_position={head}"]
+        paths += [f"/v1/summary?min_position={head}", f"/v1/views/season_funnel?min_position={head}&season=1446"]
+        answers: dict[str, httpx.Response] = {}
+        authorization = {"Authorization": f"Bearer {key}"}
+
+        def ask(path: str) -> None:
+            answers[path] = httpx.get(f"{server.base}{path}", headers=authorization, timeout=60)
+
+        assert server.http.get(f"{server.base}/v1/agency", headers=authorization).status_code == 200
+        waiting = [threading.Thread(target=ask, args=(path,)) for path in paths]
+        for thread in waiting:  # let in by the key cache for a few seconds more, whenever they come
+            thread.start()
+        time.sleep(0.5)
+        with engine.begin() as connection:
+            agencies.revoke(connection, "ministry-the-ministry-s-desk")
+        for thread in waiting:
+            thread.join(60)
+    finally:
+        engine.dispose()
+    for path in paths:
+        assert answers[path].status_code == 401, (path, answers[path].text)
+        assert answers[path].json()["detail"] == "the key was revoked", path
+
+
+def test_the_open_streams_keys_are_looked_at_together(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One look at the store every interval for all the streams a process holds open, whatever their number (the
+    key of each looked at alone, 50 clients took the connections the requests' key checks wait for); none while
+    no stream is open."""
+    revocations, looks = _looks(server, monkeypatch, threading.Event())
+    server.register(EGY)
+    time.sleep(3 * revocations.every)
+    assert looks == []
+    who = [EGY, PAK, COMPANY, "naqaba", "moh", "ministry"]
+    clients = [Client(server, name) for name in who] + [Client(server, name, after=0) for name in who]
+    try:
+        agency_ids = {server.app.state.services.keys.agency(server.keys[name]).agency_id for name in who}
+        opened = len(looks)  # the look under way, if any, may have begun before the last stream opened
+        eventually(lambda: len(looks) >= opened + 5, 10, "five looks")
+        assert all(ids == agency_ids for ids in looks[opened + 1 :])
+        since, seen = time.monotonic(), len(looks)
+        time.sleep(10 * revocations.every)
+        # At least `every` apart, whatever the number of streams: a look for each would make some 120 here.
+        assert len(looks) - seen <= (time.monotonic() - since) / revocations.every + 1
+    finally:
+        for client in clients:
+            client.close()
+    eventually(lambda: not revocations.open, 10, "the streams closed")
+    seen = len(looks)
+    time.sleep(3 * revocations.every)
+    assert len(looks) <= seen + 1  # one may have begun as the last stream closed
+
+
+def test_a_look_at_the_keys_that_fails_is_taken_again(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away: the look is logged and taken again at the next interval, and the streams go on (no event
+    comes meanwhile either); a revoked key's stream ends at the first look that works."""
+    away = threading.Event()
+    away.set()
+    _, looks = _looks(server, monkeypatch, away)
+    engine = engine_for(server.url)
+    try:
+        with engine.begin() as connection:
+            _, server.keys["desk"] = agencies.add(connection, Role.MINISTRY, "the ministry's desk")
+        desk = Client(server, "desk")
+        try:
+            with engine.begin() as connection:
+                agencies.revoke(connection, "ministry-the-ministry-s-desk")
+            eventually(lambda: len(looks) >= 3, 10, "three looks that failed")
+            assert not desk.ended
+            away.clear()
+            eventually(lambda: desk.ended, 10, "the revoked key's stream ended")
+        finally:
+            desk.close()
+    finally:
+        engine.dispose()
+    assert desk.messages == [Message(None, "revoked", {"reason": "the key was revoked"})]
+    assert "could not look at the open answers' keys" in caplog.text
+
+
+def _looks(
+    server: Server, monkeypatch: pytest.MonkeyPatch, away: threading.Event
+) -> tuple[agencies.Revocations, list[set[str]]]:
+    """The server's watch of the open answers' keys, looking every 0.2 s, and the agencies each of its looks asks
+    about; while `away` is set, each fails as with the database away."""
+    revocations: agencies.Revocations = server.app.state.services.feed.revocations
+    revocations.every = 0.2
+    looks: list[set[str]] = []
+    look = revocations.revoked
+
+    def counted(agency_ids: Collection[str]) -> set[str]:
+        looks.append(set(agency_ids))
+        if away.is_set():
+            raise sa.exc.OperationalError("SELECT", None, ConnectionError("the database is away"))
+        return look(agency_ids)
+
+    monkeypatch.setattr(revocations, "revoked", counted)
+    return revocations, looks

@@ -78,3 +78,20 @@ def test_a_stretch_read_up_to_a_position_the_log_lacks_reaches_it(ledger: Journe
     assert (reached, told[-1].position) == (missing - 1, missing - 1)
     assert Following(ledger).read(missing - 1, 10_000, until=missing) == (missing, [])
     assert Following(ledger).read(missing, 10_000, until=missing) == (missing, [])
+
+
+def test_meeting_a_creation_event_again_keeps_the_owners_learned_since(ledger: JourneyLedger) -> None:
+    """A stretch read anew from before a journey's registration, ending before its contract (a client that left
+    halfway through the past), meets its `Registered` again: what the reader learned since stays (the company, from
+    the `PackageContracted`), and so does what it tells of the journey's later steps."""
+    journeys = arrive_and_clear(ledger, 1)  # registered first, at position 1, then the market and the contract
+    following = Following(ledger)
+    following.read(0, 10_000)
+    _, again = following.read(0, 1)
+    head = ledger.head()
+    ledger.record(command("HospitalAdmitted", journey_id=journeys[0], facility="JED-KFH"), actor(Role.MOH))
+    _, later = following.read(head, 10)
+    assert [(t.event, t.owners) for t in again] == [("Registered", {"mission_id": MISSION_ID, "company_id": None})]
+    assert [(t.event, t.owners) for t in later] == [
+        ("HospitalAdmitted", {"mission_id": MISSION_ID, "company_id": COMPANY_ID})
+    ]

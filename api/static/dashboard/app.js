@@ -105,6 +105,7 @@ function follow() {
         if (response.ok && response.body) {
           show("live");
           await readEvents(response.body, (message) => {
+            if (message.event === "revoked") return signOut(t("keyRefused")); // the stream's last message
             last = message.id ?? last;
             deliver(message);
           });
