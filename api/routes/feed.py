@@ -9,12 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette import EventSourceResponse
 
-from hajj_ledger.api.deps import Caller, FeedDep, allow, caller
+from hajj_ledger.api.deps import Caller, FeedDep, Position, allow, caller
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
-from hajj_ledger.api.schemas import QueryInt
 from hajj_ledger.domain.access import FEED_READERS
-from hajj_ledger.domain.catalogue import STEPS
+from hajj_ledger.domain.catalogue import FEED_EVENTS, STEPS
 
 router = APIRouter(prefix="/v1", tags=["feed"], dependencies=[Depends(caller)])
 
@@ -48,7 +47,7 @@ def _position(name: str, text: str) -> int:
 async def feed(
     agency: Caller,
     hub: FeedDep,
-    after: Annotated[QueryInt | None, Query(ge=0, description="start after this position (an event's id)")] = None,
+    after: Annotated[Position | None, Query(description="start after this position (an event's id)")] = None,
     event: Annotated[
         list[str] | None, Query(max_length=64, description="only events of these types; repeat for several")
     ] = None,
