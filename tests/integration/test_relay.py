@@ -26,8 +26,17 @@ from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.relay import EXPECTED, POSITION, ROOT_VARIABLE, STREAM_VARIABLE, URL_VARIABLE, Relay, Target
-from hajj_ledger.relay import token, trip_season
+from hajj_ledger.relay import (
+    EXPECTED,
+    POSITION,
+    ROOT_VARIABLE,
+    STREAM_VARIABLE,
+    URL_VARIABLE,
+    Relay,
+    Target,
+    token,
+    trip_season,
+)
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE
 from tests.conftest import NATS_URL, needs_nats
 from tests.support import EXECUTABLE, arrive_and_clear, eventually, free_port, schedule_trip
