@@ -234,7 +234,11 @@ def _nats_users(args: argparse.Namespace) -> int:
     if args.registry:
         from hajj_ledger.ledger import JourneyLedger
 
-        agencies += registered(JourneyLedger(create_tables=False))
+        ledger = JourneyLedger(create_tables=False)
+        try:
+            agencies += registered(ledger)
+        finally:
+            ledger.close()
     if not agencies:
         raise ValidationError("agency", "give agencies (--agency ROLE:ID, repeated) or --registry")
     target = Target.configured()

@@ -110,8 +110,10 @@ def registered(ledger: JourneyLedger) -> list[AgencyUser]:
     recorder: Any = ledger.recorder
     query = "SELECT agency_id, role FROM agencies WHERE revoked_at IS NULL ORDER BY agency_id"
     if isinstance(recorder, PostgresApplicationRecorder):
+        from psycopg.rows import tuple_row
+
         with recorder.datastore.get_connection() as connection:
-            rows = connection.execute(query).fetchall()
+            rows = connection.cursor(row_factory=tuple_row).execute(query).fetchall()
     else:
         with recorder.datastore.transaction(commit=False) as cursor:
             rows = cursor.sqlite_cursor.execute(query).fetchall()
