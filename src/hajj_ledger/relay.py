@@ -37,7 +37,6 @@ import logging
 import os
 import re
 import threading
-from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -56,7 +55,6 @@ URL_VARIABLE, URL = "HAJJ_LEDGER_NATS_URL", "nats://127.0.0.1:4222"
 STREAM_VARIABLE, STREAM = "HAJJ_LEDGER_NATS_STREAM", "HAJJ_LEDGER"
 ROOT_VARIABLE, ROOT = "HAJJ_LEDGER_NATS_SUBJECT_ROOT", "hajj"
 PAGE = 5000  # events read from the log, then published, at once
-WINDOW = 2  # pages published before the first one's acknowledgement is awaited
 ACK_SECONDS = 10.0  # a message not acknowledged by then ends the session (the server may have gone)
 RETRY_SECONDS = 1.0  # after a failure, the relay starts again from the stream's last message this much later
 POSITION = "Nats-Msg-Id"
@@ -136,7 +134,6 @@ class Relay:
         self.following = Following(ledger)
         self.position = 0  # the position of the last event whose every message the stream holds
         self.sequence = 0  # the stream's last sequence
-        self.sent = 0  # the sequence of the last message sent (the stream's last once every page is acknowledged)
         self.published = 0  # messages of the event after `position` the stream holds already (the rest go first)
 
     def run(self, stop: threading.Event, until: int | None = None) -> None:
@@ -164,26 +161,20 @@ class Relay:
         watch = LogWatch(self.ledger, stop)
         try:
             await self._resume(connection.jetstream())
-            published: deque[tuple[list[Told], int, asyncio.Future[Any] | None]] = deque()  # not acknowledged yet
             reading = asyncio.create_task(asyncio.to_thread(self.following.read, self.position, PAGE, until))
             while not stop.is_set():
                 reached, stretch = await reading
+                if until is not None and reached >= until and not stretch:
+                    return
                 if not stretch:
-                    while published:
-                        self._acknowledged(*await _settled(published.popleft(), lost))
-                    if until is not None and reached >= until:
-                        return
                     await asyncio.to_thread(watch.wait)
                     reading = asyncio.create_task(asyncio.to_thread(self.following.read, self.position, PAGE, until))
                     continue
                 watch.found()
-                # The next page is read while this one is published, and published before this one's acknowledgement
-                # comes back: the server stores one while the relay reads and frames the next. Should one message
-                # fail, every one after it, of either page, is refused too (it was to follow it).
+                # The next page is read while this one is published and its acknowledgement comes back.
                 reading = asyncio.create_task(asyncio.to_thread(self.following.read, reached, PAGE, until))
-                published.append(await self._publish(connection, stretch))
-                if len(published) == WINDOW:
-                    self._acknowledged(*await _settled(published.popleft(), lost))
+                last, messages = await self._publish(connection, stretch)
+                self._acknowledged(stretch, messages, await _answer(last, lost) if last else None)
             reading.cancel()
         finally:
             watch.close()
@@ -199,7 +190,7 @@ class Relay:
             info = await stream.add_stream(
                 StreamConfig(name=self.target.stream, subjects=[f"{self.target.root}.>"], storage=StorageType.FILE)
             )
-        self.sequence = self.sent = info.state.last_seq
+        self.sequence = info.state.last_seq
         self.position = self.published = 0
         if self.sequence:
             last = await stream.get_msg(self.target.stream, seq=self.sequence)
@@ -209,14 +200,12 @@ class Relay:
                 self.position, self.published = self.position - 1, int(rank) + 1
         log.info("relay: stream %s at sequence %d, position %d", self.target.stream, self.sequence, self.position)
 
-    async def _publish(
-        self, connection: Any, stretch: list[Told]
-    ) -> tuple[list[Told], int, asyncio.Future[Any] | None]:
+    async def _publish(self, connection: Any, stretch: list[Told]) -> tuple[asyncio.Future[Any] | None, int]:
         """Publish a page's messages, every one but the last without asking for an acknowledgement, the last one as
-        a request, whose answer comes once the stream has taken (or refused) every message before it: the page, how
-        many messages it made, and the request (None: it made none)."""
-        expected = self.sent
-        skip, self.published = self.published, 0  # after a resume: the first event's messages the stream holds already
+        a request, whose answer comes once the stream has taken (or refused) every message before it; and how many
+        there are (none: no request)."""
+        expected = self.sequence
+        skip = self.published  # after a resume: the first event's messages the stream holds already
         frames = []
         last: tuple[bytes, int, int, Told] | None = None
         for told in stretch:
@@ -230,9 +219,8 @@ class Relay:
                 frames.append(_HPUB % (subject, len(framed), len(framed) + len(told.body), framed, told.body))
                 last = subject, rank, expected, told
                 expected += 1
-        self.sent = expected
         if last is None:
-            return stretch, 0, None
+            return None, 0
         # The messages are framed here and go to the connection's write queue as one piece, where nats-py's `publish`
         # ends too: `publish` builds and checks each message's headers itself, at a cost a message as high as reading
         # and rendering the event from the log. The relay's tests publish through this against the real server.
@@ -242,7 +230,7 @@ class Relay:
         headers = {POSITION: f"{told.position}.{rank}", EXPECTED: str(follows)}
         request = connection.request(subject.decode(), told.body, timeout=ACK_SECONDS, headers=headers)
         answer: asyncio.Future[Any] = asyncio.ensure_future(request)
-        return stretch, len(frames), answer
+        return answer, len(frames)
 
     def _acknowledged(self, stretch: list[Told], messages: int, answer: Any) -> None:
         """The page is stored, in order, only if its last message is stored right after all the others: each was to
@@ -264,15 +252,7 @@ class Relay:
                     f"not {wanted}"
                 )
             self.sequence = ack.seq
-        self.position = stretch[-1].position
-
-
-async def _settled(
-    published: tuple[list[Told], int, asyncio.Future[Any] | None], lost: asyncio.Event
-) -> tuple[list[Told], int, Any]:
-    """A published page, its messages and its acknowledgement (None: it made no message)."""
-    stretch, messages, request = published
-    return stretch, messages, await _answer(request, lost) if request is not None else None
+        self.position, self.published = stretch[-1].position, 0
 
 
 async def _answer(request: asyncio.Future[Any], lost: asyncio.Event) -> Any:
