@@ -76,7 +76,7 @@ def creating(consumer: Filter, reading: Filter | None = None) -> dict[str, Any]:
     return {"stream_name": STREAM, "config": config}
 
 
-async def _refusals(url: str, agency: AgencyUser, password: str, other: AgencyUser) -> list[str]:
+async def _refusals(url: str, agency: AgencyUser, password: str, other: AgencyUser) -> None:
     """What the server reports of the agency's user trying the other's subjects and everything else it may not."""
     own, theirs = agency.filters(ROOT)[0], other.filters(ROOT)[0]
     async with connected(url, agency.agency_id, password, agency.inbox) as (connection, errors):
@@ -112,12 +112,15 @@ async def _refusals(url: str, agency: AgencyUser, password: str, other: AgencyUs
         refused = [*asking, theirs.subjects, f"{ROOT}.>", "_INBOX.>", f"{other.inbox}.>", ">", forged]
         missing = [s for s in refused if not any(REFUSED in e and f'"{s.lower()}"' in e for e in errors)]
         assert not missing, (missing, errors)
-        return errors
 
 
 async def _last_sequence(url: str, password: str) -> int:
     async with connected(url, "relay", password) as (connection, _):
         return int((await connection.jetstream().stream_info(STREAM)).state.last_seq)
+
+
+def _owners(told: list[Told], column: str) -> list[str]:
+    return sorted({owner for t in told if t.owners and (owner := t.owners.get(column))})
 
 
 def _audience(told: list[Told], agency: AgencyUser) -> list[tuple[int, str]]:
@@ -134,8 +137,7 @@ def test_each_agency_s_user_reads_exactly_its_events_and_only_the_relay_publishe
     season: tuple[JourneyLedger, list[Told]], tmp_path: Path
 ) -> None:
     ledger, told = season
-    missions = sorted({t.owners["mission_id"] for t in told if t.owners and t.owners.get("mission_id")})
-    companies = sorted({t.owners["company_id"] for t in told if t.owners and t.owners.get("company_id")})
+    missions, companies = _owners(told, "mission_id"), _owners(told, "company_id")
     assert len(missions) >= 2 and companies, (missions, companies)
     agencies = [
         AgencyUser(missions[0], Role.MISSION), AgencyUser(missions[1], Role.MISSION),
