@@ -1435,7 +1435,8 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
                 f"| {kind} | relay to NATS JetStream, events/s, acknowledged{fan_out} | {_fmt(relay['median'])} | "
                 f"{_fmt(relay['min'])}-{_fmt(relay['max'])} | {relay['runs']} | "
                 + (
-                    f"{_fmt(bare)} (bare nats-py publish loop, same messages) | {relay['median'] / bare:.2f}x"
+                    f"{_fmt(bare)} (bare nats-py publish loop{', same messages' if fanned else ''}) | "
+                    f"{relay['median'] / bare:.2f}x"
                     if bare
                     else " | "
                 )
