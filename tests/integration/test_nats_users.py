@@ -23,7 +23,7 @@ from hajj_ledger.nats_users import AgencyUser, Filter
 from hajj_ledger.relay import ROOT_VARIABLE, STREAM_VARIABLE, Relay, Target, token
 from hajj_ledger.simulation.season import simulate
 from tests.integration.test_relay import OwnServer, _answers
-from tests.support import eventually, run_cli
+from tests.support import arrive_and_clear, eventually, run_cli
 
 STREAM, ROOT = "HAJJ", "hajj"  # OwnServer's root is its stream's name in lower case
 REFUSED = "permissions violation"  # as nats-py reports it, in lower case
@@ -172,6 +172,18 @@ def test_each_agency_s_user_reads_exactly_its_events_and_only_the_relay_publishe
         for agency, other in [(agencies[0], agencies[1]), (agencies[3], agencies[2]), (agencies[2], agencies[0])]:
             asyncio.run(_refusals(url, agency, passwords[agency.agency_id], other))
         assert asyncio.run(_last_sequence(url, passwords["relay"])) == published  # no agency published
+        # The relay, as its user, resumes after the stream's last message (which it reads) with what came since.
+        arrive_and_clear(ledger, 2)
+        since = Following(ledger).read(told[-1].position, 1_000_000)[1]
+        stop = threading.Event()
+        relaying = threading.Thread(target=Relay(ledger, Target(relay_url, STREAM, ROOT)).run, args=(stop, None))
+        relaying.start()
+        try:
+            more = sum(len(Target(url, STREAM, ROOT).subjects(t)) for t in since)
+            eventually(lambda: asyncio.run(_last_sequence(url, passwords["relay"])) == published + more, 30, "resumed")
+        finally:
+            stop.set()
+            relaying.join(30)
     finally:
         nats_server.kill()
 
