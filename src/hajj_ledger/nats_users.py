@@ -2,13 +2,14 @@
 publish, and one for each agency, which may read its own subjects and nothing else.
 
 An agency reads through JetStream consumers of its own, one for each subject filter of its (`Filter`): its name is
-the agency's token (`~all` after it for the messages every agency of its role reads), and its filter the agency's
-subjects, so the user may create it only with that filter (the create request's subject carries the filter, and the
-server checks the two agree: nats-py's `pull_subscribe(filter, durable=name, stream=...)` sends it so), read it, pull
-from it, acknowledge and delete it. Its replies come on an inbox of its own, `_INBOX_<token>.>` (nats-py's
-`connect(inbox_prefix=...)`): a shared `_INBOX.>` would let any user read every other's replies, and so its events.
-It may also subscribe to its subjects as they are published. It may not read the stream's information (which counts
-the messages of every subject, so of every agency), list the consumers, read messages directly, nor publish.
+the agency's token (`~all` after it for the messages every agency of its role reads, the ministry's and the auditors'
+being the log's, which they share), and its filter the agency's subjects, so the user may create it only with that
+filter (the create request's subject carries the filter, and the server checks the two agree: nats-py's
+`pull_subscribe(filter, durable=name, stream=...)` sends it so), read it, pull from it, acknowledge and delete it.
+Its replies come on an inbox of its own, `_INBOX_<token>.>` (nats-py's `connect(inbox_prefix=...)`): a shared
+`_INBOX.>` would let any user read every other's replies, and so its events. It may also subscribe to its subjects as
+they are published. It may not read the stream's information (which counts the messages of every subject, so of every
+agency), list the consumers, read messages directly, nor publish.
 
 Passwords are generated (256 random bits), kept in a credentials file readable by its owner alone; a user already
 in that file keeps its password when the command runs again (for one more agency), so the agencies' systems need
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hajj_ledger.domain.catalogue import FEED_EVENTS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Role
-from hajj_ledger.relay import ALL, Target, hearers, token
+from hajj_ledger.relay import ALL, Target, audience, hearers, token
 
 if TYPE_CHECKING:
     from hajj_ledger.ledger import JourneyLedger
@@ -56,15 +57,15 @@ class AgencyUser:
         return f"{INBOX}_{token(self.agency_id)}"
 
     def filters(self, root: str) -> list[Filter]:
-        """Its consumers: one on its own subjects if its role is scoped on some event it hears, one on its role's
+        """Its consumers: one on its own subjects if its role is scoped on some event it hears, one on its audience's
         `all` subjects if it hears some event of every agency (a mission: its journeys and contracts, and the
-        market's offers)."""
-        heard = FEED_EVENTS.get(self.role, ())
-        columns = {column for event in heard for role, column in hearers(event) if role == self.role}
+        market's offers; the ministry and the auditors: the log's)."""
+        heard, role = FEED_EVENTS.get(self.role, ()), audience(self.role)
+        columns = {column for event in heard for told, column in hearers(event) if told == role}
         own = token(self.agency_id)
-        found = [Filter(own, f"{root}.*.{self.role}.{own}.>")] if columns - {None} else []
+        found = [Filter(own, f"{root}.*.{role}.{own}.>")] if columns - {None} else []
         if None in columns:
-            found.append(Filter(f"{own}~{ALL}", f"{root}.*.{self.role}.{ALL}.>"))
+            found.append(Filter(f"{own}~{ALL}", f"{root}.*.{role}.{ALL}.>"))
         return found
 
     def permissions(self, target: Target) -> dict[str, Any]:

@@ -6,8 +6,10 @@ An event's audiences are the feed's (`may_follow`): each role told of it (FEED_E
 aggregate (EVENT_SCOPES: a journey's mission and company, an offer's company, a contract's mission and company, a
 building's company) as the agency that owns it then, any other role as all its agencies at once. Each audience gets
 the event on `<root>.<season>.<role>.<agency>.<event>` (root `hajj`), `<agency>` being `all` for a role told of every
-such event (the ministry, the auditors, MOFA of every visa, a mission of every company's offers...); a scoped role
-whose owner is not known yet (a journey's company before its contract) is told nothing. The body is the event as the
+such event (MOFA of every visa, a mission of every company's offers...); a scoped role whose owner is not known yet (a
+journey's company before its contract) is told nothing. The roles told of every event of the ledger, unscoped (the
+ministry and the auditors), are one audience, `log` in the role's place: they may read exactly the same messages, so
+each event is one message for them all, `<root>.<season>.log.all.<event>`. The body is the event as the
 change feed and the trail give it (JSON, no personal data), rendered from the stored JSON without building domain
 events (`Following`), the same for every audience.
 A journey's, an offer's and a contract's events are in their season. A trip's and a building's carry none: theirs
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS, STEPS
 from hajj_ledger.domain.vocabulary import Role, makkah_day
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
@@ -60,6 +62,13 @@ RETRY_SECONDS = 1.0  # after a failure, the relay starts again from the stream's
 POSITION = "Nats-Msg-Id"
 EXPECTED = "Nats-Expected-Last-Sequence"
 ALL = "all"  # the agency token of the messages every agency of a role may read
+LOG = "log"  # the role token of the messages of the roles told of every event (the ministry, the auditors)
+# Roles told of every event of the ledger, unscoped: they read the same messages, so they share them.
+LOG_READERS = frozenset(
+    role
+    for role in Role
+    if FEED_EVENTS.get(role) == frozenset(STEPS) and not any(role in scopes for scopes in EVENT_SCOPES.values())
+)
 _HEADERS = f"NATS/1.0\r\n{POSITION}: %d.%d\r\n{EXPECTED}: %d\r\n\r\n".encode()  # a message's, as HPUB frames them
 _HPUB = b"HPUB %s %d %d\r\n%s%s\r\n"  # subject, the headers' size, headers and body's, headers, body
 log = logging.getLogger("hajj_ledger.relay")
@@ -73,14 +82,23 @@ def token(text: str) -> str:
     return _UNSAFE.sub(lambda found: "".join(f"~{byte:02x}" for byte in found.group().encode()), text) or "~"
 
 
+def audience(role: Role) -> str:
+    """The subjects' token of a role's audience: `log` for the roles told of every event, its own name for others."""
+    return LOG if role in LOG_READERS else role.value
+
+
 @functools.cache
 def hearers(event: str) -> tuple[tuple[str, str | None], ...]:
-    """The roles told of `event`, each with the owners' column it is scoped on (None: it hears of every one), in a
-    fixed order: an event's audiences, and so their messages' ranks, are the same whenever it is relayed."""
+    """The audiences told of `event`, each with the owners' column it is scoped on (None: it hears of every one), once
+    each and in a fixed order: an event's audiences, and so their messages' ranks, are the same whenever it is
+    relayed."""
     scopes = EVENT_SCOPES.get(event, {})
-    return tuple(
-        (role.value, scopes[role][0] if role in scopes else None) for role in Role if event in FEED_EVENTS.get(role, ())
-    )
+    found = {
+        (audience(role), scopes[role][0] if role in scopes else None): None
+        for role in Role
+        if event in FEED_EVENTS.get(role, ())
+    }
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,7 +139,7 @@ class Target:
 
 @functools.lru_cache(maxsize=65_536)  # a season's subjects are few: agencies times their events
 def _subject(root: str, season: int, role: str, agency_id: str | None, event: str) -> bytes:
-    """The subject of an agency's message (None: of every agency of the role)."""
+    """The subject of an agency's message (None: of every agency of the role, or of the log's audience)."""
     return f"{root}.{season}.{role}.{ALL if agency_id is None else token(agency_id)}.{event}".encode()
 
 

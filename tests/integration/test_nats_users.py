@@ -143,6 +143,7 @@ def test_each_agency_s_user_reads_exactly_its_events_and_only_the_relay_publishe
         AgencyUser(missions[0], Role.MISSION), AgencyUser(missions[1], Role.MISSION),
         AgencyUser(companies[0], Role.COMPANY), AgencyUser("ministry-hajj", Role.MINISTRY),
         AgencyUser("mofa-visas", Role.MOFA), AgencyUser("naqaba-cars", Role.NAQABA),
+        AgencyUser("auditor-diwan", Role.AUDITOR),
     ]  # fmt: skip
     config, credentials = tmp_path / "users.conf", tmp_path / "credentials.json"
     ran = run_cli(
@@ -169,7 +170,11 @@ def test_each_agency_s_user_reads_exactly_its_events_and_only_the_relay_publishe
             read = asyncio.run(_read(url, agency, passwords[agency.agency_id]))
             assert [(position, event) for _, position, event in read] == _audience(told, agency), agency
             assert read, agency
-        for agency, other in [(agencies[0], agencies[1]), (agencies[3], agencies[2]), (agencies[2], agencies[0])]:
+        # The ministry and the auditors share the log's messages, which no other agency may read.
+        ministry, mofa, auditor = agencies[3], agencies[4], agencies[6]
+        assert ministry.filters(ROOT)[0].subjects == auditor.filters(ROOT)[0].subjects == f"{ROOT}.*.log.all.>"
+        pairs = [(agencies[0], agencies[1]), (ministry, agencies[2]), (agencies[2], agencies[0]), (mofa, ministry)]
+        for agency, other in [*pairs, (agencies[0], auditor), (auditor, mofa)]:
             asyncio.run(_refusals(url, agency, passwords[agency.agency_id], other))
         assert asyncio.run(_last_sequence(url, passwords["relay"])) == published  # no agency published
         # The relay, as its user, resumes after the stream's last message (which it reads) with what came since.
