@@ -93,12 +93,12 @@ def hearers(event: str) -> tuple[tuple[str, str | None], ...]:
     each and in a fixed order: an event's audiences, and so their messages' ranks, are the same whenever it is
     relayed."""
     scopes = EVENT_SCOPES.get(event, {})
-    found = {
-        (audience(role), scopes[role][0] if role in scopes else None): None
+    told = (
+        (audience(role), scopes[role][0] if role in scopes else None)
         for role in Role
         if event in FEED_EVENTS.get(role, ())
-    }
-    return tuple(found)
+    )
+    return tuple(dict.fromkeys(told))  # the log's once, where its first reader comes
 
 
 @functools.lru_cache(maxsize=4096)
