@@ -625,10 +625,12 @@ NATS_URL = os.environ.get("HAJJ_LEDGER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 
 def measure_relay(url: str, pilgrims: int) -> dict[str, Any]:
     """Events a second the relay publishes to NATS JetStream (a stream of its own, file storage, deleted after),
-    acknowledged, from an empty stream to the head of a simulated season's log; and, as its baseline in the same
-    run, a bare nats-py loop publishing the same subjects and bodies, with the same headers and the same one
-    acknowledgement a page, to another stream (the messages rendered before its clock starts)."""
+    acknowledged, from an empty stream to the head of a simulated season's log, each event once for each of its
+    audiences; and, as its baseline in the same run, a bare nats-py loop publishing the same messages (subjects and
+    bodies), with the same headers and the same one acknowledgement a page, to another stream (the messages rendered
+    before its clock starts), in events a second too. With the messages an event, and how many go to each role."""
     import asyncio
+    from collections import Counter
 
     from hajj_ledger.following import Following
     from hajj_ledger.relay import PAGE, Target
@@ -645,13 +647,18 @@ def measure_relay(url: str, pilgrims: int) -> dict[str, Any]:
         relayed = run_child("relay_alone", url=url, stream=target.stream, root=target.root, until=head)
         elapsed = relayed["seconds"]
         _, told = Following(ledger).read(0, head)
-        messages = [(bare.subject(t).decode(), t.body) for t in told]
-        baseline = asyncio.run(_bare_publish(bare, messages, PAGE))
+        messages = [(subject.decode(), t.body) for t in told for subject in bare.subjects(t)]
+        page = round(PAGE * len(messages) / len(told))  # the messages of a page of the relay's, on average
+        bare_seconds = asyncio.run(_bare_publish(bare, messages, page))
     finally:
         ledger.close()
         asyncio.run(_delete_streams(target, bare))
-    rate = head / elapsed
+    rate, baseline = head / elapsed, head / bare_seconds
+    roles = Counter(subject.split(".")[2] for subject, _ in messages)
     return {"rate": rate, "events": head, "seconds": elapsed, "baseline": baseline, "ratio": rate / baseline,
+            "messages": len(messages), "messages_per_event": len(messages) / len(told),
+            "baseline_messages_per_s": len(messages) / bare_seconds,
+            "messages_per_event_by_role": {role: n / len(told) for role, n in roles.most_common()},
             "relay_rss_mb": relayed["rss_mb"]}  # fmt: skip
 
 
@@ -668,8 +675,8 @@ def measure_relay_alone(url: str, stream: str, root: str, until: int) -> dict[st
 
 
 async def _bare_publish(target: Any, messages: list[tuple[str, bytes]], page: int) -> float:
-    """Messages a second a plain nats-py loop gets acknowledged: each published with its id and expected sequence,
-    the last of each page as a request whose answer acknowledges the page."""
+    """Seconds a plain nats-py loop takes to get `messages` acknowledged: each published with its id and expected
+    sequence, the last of each page (`page` messages) as a request whose answer acknowledges the page."""
     import nats
     import orjson
     from nats.js.api import StorageType, StreamConfig
@@ -690,7 +697,7 @@ async def _bare_publish(target: Any, messages: list[tuple[str, bytes]], page: in
             headers = {"Nats-Msg-Id": str(last + 1), "Nats-Expected-Last-Sequence": str(last)}
             answer = await connection.request(subject, body, timeout=10, headers=headers)
             assert orjson.loads(answer.data)["seq"] == last + 1, answer.data
-        return len(messages) / (time.perf_counter() - started)
+        return time.perf_counter() - started
     finally:
         await connection.close()
 
@@ -1422,10 +1429,17 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
             relay = f["relay"]
             baselines = [d["baseline"] for d in relay["details"] if "baseline" in d]  # results before it had none
             bare = statistics.median(baselines) if baselines else 0
+            fanned = [d["messages_per_event"] for d in relay["details"] if "messages_per_event" in d]
+            fan_out = f" ({fanned[0]:.2f} messages an event, one per audience)" if fanned else ""
             rows.append(
-                f"| {kind} | relay to NATS JetStream, events/s, acknowledged | {_fmt(relay['median'])} | "
+                f"| {kind} | relay to NATS JetStream, events/s, acknowledged{fan_out} | {_fmt(relay['median'])} | "
                 f"{_fmt(relay['min'])}-{_fmt(relay['max'])} | {relay['runs']} | "
-                + (f"{_fmt(bare)} (bare nats-py publish loop) | {relay['median'] / bare:.2f}x" if bare else " | ")
+                + (
+                    f"{_fmt(bare)} (bare nats-py publish loop{', same messages' if fanned else ''}) | "
+                    f"{relay['median'] / bare:.2f}x"
+                    if bare
+                    else " | "
+                )
                 + f" | ≥ 20,000/s | {'yes' if relay['median'] >= 20_000 else '**no**'} | {_relay_rss(relay)} |"
             )
     for kind in figures:

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -195,6 +196,24 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     publish.set_defaults(run=_publish, store=READ)
 
+    nats_users = commands.add_parser(
+        "nats-users",
+        help="write the NATS server's users for the relay's stream: the relay publishes, each agency reads its own",
+    )
+    nats_users.add_argument(
+        "--agency", action="append", default=[], metavar="ROLE:ID", help="an agency, e.g. mission:mission-IDN-00007"
+    )
+    nats_users.add_argument(
+        "--registry", action="store_true", help="every agency of the registry whose key is not revoked (`agency add`)"
+    )
+    nats_users.add_argument("--config", type=Path, required=True, help="the server's authorization block, written")
+    nats_users.add_argument(
+        "--credentials", type=Path, required=True,
+        help="the users' passwords (JSON, owner-only): kept for the users in it, made for the others",
+    )  # fmt: skip
+    nats_users.add_argument("--relay-user", default="relay", help="the relay's user name (default relay)")
+    nats_users.set_defaults(run=_nats_users)
+
     audit_cli.register(commands)
     # The read side, the migrations, the HTTP face and the demo add their own commands (entry points), so this module
     # imports none of them. Only when the command line may name one of theirs: finding entry points takes longer than
@@ -218,6 +237,30 @@ def _publish(args: argparse.Namespace) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     lead({"relay": publish}, stop, leader_lock(role="relay"))
+    return 0
+
+
+def _nats_users(args: argparse.Namespace) -> int:
+    from hajj_ledger.nats_users import parse_agency, registered, write_users
+    from hajj_ledger.relay import Target
+
+    agencies = [parse_agency(text) for text in args.agency]
+    if args.registry:
+        from hajj_ledger.ledger import JourneyLedger
+
+        ledger = JourneyLedger(create_tables=False)
+        try:
+            agencies += registered(ledger)
+        finally:
+            ledger.close()
+    if not agencies:
+        raise ValidationError("agency", "give agencies (--agency ROLE:ID, repeated) or --registry")
+    target = Target.configured()
+    written, left = write_users(agencies, target, args.config, args.credentials, args.relay_user)
+    print(f"{len(written) + 1} users for stream {target.stream} ({target.root}.>) written to {args.config}; "
+          f"their passwords are in {args.credentials} (never printed)")  # fmt: skip
+    for agency in left:
+        print(f"  no user for {agency.role} {agency.agency_id}: its role is told of no event")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The relay to NATS JetStream, against the real server (127.0.0.1:4222), on SQLite and PostgreSQL: the log in its
-order on the right subjects, resumed with no gap and no repeat; `hajj-ledger publish` killed with SIGKILL mid-run
+order, each event on the subject of each of its audiences (those the feed tells of it), resumed with no gap and no
+repeat, also from an event half published; `hajj-ledger publish` killed with SIGKILL mid-run
 and started again; and a NATS server of the test's own killed with SIGKILL mid-run and started again. Each test has
 a stream and a subject root of its own, deleted afterwards."""
 
@@ -21,9 +22,24 @@ from uuid import uuid4
 import orjson
 import pytest
 
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS, may_follow
+from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.relay import POSITION, ROOT_VARIABLE, STREAM_VARIABLE, URL_VARIABLE, Relay, Target, token, trip_season
+from hajj_ledger.relay import (
+    EXPECTED,
+    LOG,
+    LOG_READERS,
+    POSITION,
+    ROOT_VARIABLE,
+    STREAM_VARIABLE,
+    URL_VARIABLE,
+    Relay,
+    Target,
+    audience,
+    token,
+    trip_season,
+)
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE
 from tests.conftest import NATS_URL, needs_nats
 from tests.support import EXECUTABLE, arrive_and_clear, eventually, free_port, schedule_trip
@@ -37,6 +53,7 @@ class Stored:
     sequence: int
     subject: str
     position: int
+    rank: int  # its audience's among the event's
     body: dict[str, Any]
 
 
@@ -58,9 +75,10 @@ async def _stored(target: Target) -> list[Stored]:
         found: list[Stored] = []
         while len(found) < total:
             for message in await consumer.fetch(min(1000, total - len(found)), timeout=10):
+                position, rank = (message.headers or {})[POSITION].split(".")
                 found.append(
                     Stored(
-                        message.metadata.sequence.stream, message.subject, int((message.headers or {})[POSITION]),
+                        message.metadata.sequence.stream, message.subject, int(position), int(rank),
                         orjson.loads(message.data),
                     )
                 )  # fmt: skip
@@ -153,11 +171,33 @@ def log_of(ledger: JourneyLedger) -> list[tuple[int, str, bytes]]:
     return [(t.position, t.event, t.body) for t in told]
 
 
+def messages_of(ledger: JourneyLedger, target: Target) -> list[tuple[int, int, str, bytes]]:
+    """Every message the log makes: its event's position, its audience's rank, its subject, its body."""
+    _, told = Following(ledger).read(0, 1_000_000)
+    return [(t.position, rank, s.decode(), t.body) for t in told for rank, s in enumerate(target.subjects(t))]
+
+
+def positions_of(ledger: JourneyLedger, target: Target) -> list[int]:
+    """The position of every message the log makes, in their order."""
+    return [position for position, _, _, _ in messages_of(ledger, target)]
+
+
 def test_subject_tokens_are_escaped_reversibly() -> None:
     assert token("mission-IDN-00007") == "mission-IDN-00007"
     assert token("a.b c*>~é") == "a~2eb~20c~2a~3e~7e~c3~a9"
     assert token("a.b") != token("a~2eb")  # `~` is escaped too: no two ids share a token
     assert token("") == "~" and token("~") == "~7e"  # an empty id still makes a token, and no other id's
+    assert token("all") == "~61ll" and token("~61ll") == "~7e61ll"  # `all` is every agency of a role, no agency's
+
+
+def test_only_roles_told_of_the_same_events_unscoped_share_an_audience() -> None:
+    assert {Role.MINISTRY, Role.AUDITOR} == LOG_READERS and LOG not in set(Role)
+    for role in Role:
+        sharing = [other for other in Role if other != role and audience(other) == audience(role)]
+        for other in sharing:  # what one may read, the other is told of: each event, of every agency
+            assert FEED_EVENTS[other] == FEED_EVENTS[role], (role, other)
+            assert not any(role in scopes or other in scopes for scopes in EVENT_SCOPES.values()), (role, other)
+    assert {audience(role) for role in Role} == {role.value for role in Role} - {"ministry", "auditor"} | {LOG}
 
 
 def test_a_trip_counts_in_the_season_whose_pilgrims_it_carries() -> None:
@@ -177,25 +217,96 @@ def test_the_log_is_relayed_in_order_and_resumed_without_gap_or_repeat(ledger: J
     relay_to(ledger, target)
     relay_to(ledger, target)  # nothing new: nothing sent
     messages = stored(target)
-    expected = log_of(ledger)
+    expected = messages_of(ledger, target)
     assert messages[: len(first)] == first
     assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
-    assert [m.position for m in messages] == [p for p, _, _ in expected]
-    assert [m.body for m in messages] == [orjson.loads(b) for _, _, b in expected]
-    registered = next(m for m in messages if m.subject.endswith(".Registered"))
-    assert registered.subject == f"{target.root}.1446.mission.mission-IDN-1.Registered"
-    # The market's events are in the offer's season; a building's, like a trip's, in the year of its day.
-    published = next(m for m in messages if m.subject.endswith(".OfferPublished"))
-    assert published.subject == f"{target.root}.1446.company.company-1.OfferPublished"
-    proposed = next(m for m in messages if m.subject.endswith(".ContractProposed"))
-    assert proposed.subject == f"{target.root}.1446.mission.mission-IDN-1.ContractProposed"
-    licensed = next(m for m in messages if m.subject.endswith(".BuildingLicensed"))
-    assert licensed.subject == f"{target.root}.1446.amanah.amanah-1.BuildingLicensed"
-    assert registered.body["aggregate_id"] == str(journeys[0])
-    scheduled = next(m for m in messages if m.body["aggregate_id"] == str(trip))
-    assert scheduled.subject == f"{target.root}.1446.naqaba.naqaba-1.TripScheduled"
+    assert [(m.position, m.rank, m.subject) for m in messages] == [(p, r, s) for p, r, s, _ in expected]
+    assert [m.body for m in messages] == [orjson.loads(b) for _, _, _, b in expected]
+    assert {m.position for m in messages} == {p for p, _, _ in log_of(ledger)}
+
+    def subjects(event: str, aggregate_id: str | None = None) -> list[str]:
+        """The subjects of the first such event (of that aggregate), the root left out."""
+        found = [m for m in messages if m.body["event"] == event and aggregate_id in (None, m.body["aggregate_id"])]
+        return [m.subject.removeprefix(f"{target.root}.") for m in found if m.position == found[0].position]
+
+    # A journey's events go to its mission, and to its company from the contract on; a role told of every such
+    # event hears it on `all`. The market's events are in the offer's season; a building's, like a trip's, in the
+    # year of its day.
+    # The ministry and the auditors, told of every event, share one message an event, the log's.
+    assert subjects("Registered", str(journeys[0])) == [
+        "1446.mission.mission-IDN-1.Registered", "1446.log.all.Registered",
+    ]  # fmt: skip
+    assert subjects("VisaIssued") == [
+        "1446.mission.mission-IDN-1.VisaIssued", "1446.company.company-1.VisaIssued", "1446.mofa.all.VisaIssued",
+        "1446.jawazat.all.VisaIssued", "1446.log.all.VisaIssued",
+    ]  # fmt: skip
+    assert subjects("OfferPublished") == [  # the market is open to every mission
+        "1446.mission.all.OfferPublished", "1446.company.company-1.OfferPublished", "1446.log.all.OfferPublished",
+    ]  # fmt: skip
+    assert subjects("ContractProposed") == [
+        "1446.mission.mission-IDN-1.ContractProposed", "1446.company.company-1.ContractProposed",
+        "1446.log.all.ContractProposed",
+    ]  # fmt: skip
+    assert subjects("BuildingLicensed") == [
+        "1446.company.company-1.BuildingLicensed", "1446.log.all.BuildingLicensed", "1446.amanah.all.BuildingLicensed",
+    ]  # fmt: skip
+    assert subjects("TripScheduled", str(trip)) == [
+        "1446.wukala.all.TripScheduled", "1446.naqaba.all.TripScheduled", "1446.log.all.TripScheduled",
+    ]  # fmt: skip
     received = [m for m in messages if m.subject.endswith(".ReceivedAtPort")]
-    assert len(received) == 8 and all(m.subject.startswith(f"{target.root}.1446.wukala.wukala-1.") for m in received)
+    assert len(received) == 8 * 8 and len({(m.position, m.subject) for m in received}) == 8 * 8
+    assert {m.subject.split(".")[2] for m in received} == {
+        "mission", "company", "gaca", "jawazat", "customs", "wukala", "naqaba", "log",
+    }  # fmt: skip
+
+
+def test_each_event_goes_to_exactly_the_agencies_the_feed_tells_of_it_once(
+    ledger: JourneyLedger, target: Target
+) -> None:
+    arrive_and_clear(ledger, 3)
+    schedule_trip(ledger)
+    _, told = Following(ledger).read(0, 1_000_000)
+    for event in told:
+        subjects = [s.decode().split(".") for s in target.subjects(event)]
+        assert len({(role, agency) for _, _, role, agency, _ in subjects}) == len(subjects), event  # once each
+        owners = [owner for owner in (event.owners or {}).values() if owner is not None]
+        for role in Role:
+            for agency in [*owners, "mission-EGY-9", "company-9", f"{role}-9"]:
+                published = [target.root, "1446", audience(role), token(agency), event.event] in subjects or [
+                    target.root, "1446", audience(role), "all", event.event,
+                ] in subjects  # fmt: skip
+                assert published == may_follow(role, agency, event.event, event.owners), (event, role, agency)
+
+
+def test_an_event_half_published_when_the_relay_stopped_is_finished_first(
+    ledger: JourneyLedger, target: Target
+) -> None:
+    arrive_and_clear(ledger, 2)
+    expected = messages_of(ledger, target)
+    # The relay stopped after the first two of a ReceivedAtPort's nine messages.
+    cut = next(i for i, (_, _, subject, _) in enumerate(expected) if subject.endswith(".ReceivedAtPort")) + 2
+    asyncio.run(_publish_as_the_relay(target, expected[:cut]))
+    relay_to(ledger, target)
+    messages = stored(target)
+    assert [(m.position, m.rank, m.subject) for m in messages] == [(p, r, s) for p, r, s, _ in expected]
+    assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+
+
+async def _publish_as_the_relay(target: Target, messages: list[tuple[int, int, str, bytes]]) -> None:
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    connection = await nats.connect(target.url)
+    try:
+        stream = connection.jetstream()
+        await stream.add_stream(
+            StreamConfig(name=target.stream, subjects=[f"{target.root}.>"], storage=StorageType.FILE)
+        )
+        for sequence, (position, rank, subject, body) in enumerate(messages):
+            headers = {POSITION: f"{position}.{rank}", EXPECTED: str(sequence)}
+            await stream.publish(subject, body, stream=target.stream, headers=headers)
+    finally:
+        await connection.close()
 
 
 def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
@@ -205,8 +316,7 @@ def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
     try:
         for _ in range(3):
             arrive_and_clear(ledger, 1000)
-        head = ledger.head()
-        expected = [p for p, _, _ in log_of(ledger)]
+        expected = positions_of(ledger, target)
     finally:
         ledger.close()
     env = publish_env(store_url, target)
@@ -221,7 +331,7 @@ def test_publish_killed_mid_run_resumes_with_order_kept_and_nothing_twice(
             process.send_signal(signal.SIGKILL)
             process.wait()
         killed = asyncio.run(_last_sequence(target))
-        assert killed < head, "the relay finished before it was killed: make the log longer"
+        assert killed < len(expected), "the relay finished before it was killed: make the log longer"
     with log.open("a") as output:
         process = subprocess.Popen([str(EXECUTABLE), "publish"], env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
@@ -248,12 +358,12 @@ def test_of_two_publishers_one_relays_and_the_other_takes_over_when_it_is_killed
                 publishers.append(
                     subprocess.Popen([str(EXECUTABLE), "publish"], env=env, stdout=output, stderr=subprocess.STDOUT)
                 )
-        eventually(partial(_beyond, target, len(log_of(ledger)) - 1), 60, "the log relayed")
+        eventually(partial(_beyond, target, len(positions_of(ledger, target)) - 1), 60, "the log relayed")
         [leader] = [i for i, log in enumerate(logs) if "leading: running relay" in log.read_text()]
         publishers[leader].send_signal(signal.SIGKILL)
         publishers[leader].wait()
         arrive_and_clear(ledger, 100)  # recorded while no one relays, until the other takes over
-        expected = [p for p, _, _ in log_of(ledger)]
+        expected = positions_of(ledger, target)
         eventually(partial(_beyond, target, len(expected) - 1), 60, "the rest relayed by the other publisher")
         assert "leading: running relay" in logs[1 - leader].read_text()
         messages = stored(target)
@@ -278,7 +388,7 @@ def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_
     try:
         for _ in range(3):
             arrive_and_clear(ledger, 1000)
-        expected = [p for p, _, _ in log_of(ledger)]
+        expected = positions_of(ledger, target)
         relaying.start()
         eventually(partial(_beyond, target, 100), 60, "the relay publishing")
         nats_server.kill()
