@@ -55,11 +55,15 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
             found = dataclasses.replace(found, schema=schema)
         engine = sa.create_engine(
             "postgresql+psycopg://",  # where, and how: libpq's whole connection string (several hosts, TLS, ...)
-            connect_args={"conninfo": found.conninfo, **found.connect_kwargs()},
+            connect_args=found.connect_kwargs(),
             pool_size=pool_size,
             max_overflow=0,
             pool_recycle=3600,  # renewed hourly, as the event store's connections are
         )
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _where(dialect, record, cargs, cparams):  # type: ignore[no-untyped-def]
+            cargs[:] = [found.conninfo]  # the URL given to SQLAlchemy is empty: libpq's string says it all
 
         @sa.event.listens_for(engine, "connect")
         def _check_schema(dbapi_connection, _record):  # type: ignore[no-untyped-def]

@@ -284,7 +284,7 @@ class GroupCommit(Generic[C, R]):
                 self._supervisor.start()
 
     def _new_writer(self) -> threading.Thread:
-        writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
+        writer = threading.Thread(target=self._run_writer, name="ledger-writer", daemon=True)
         writer.start()
         return writer
 
@@ -310,6 +310,12 @@ class GroupCommit(Generic[C, R]):
             self._writer = self._new_writer()
             # Ending again soon after: a longer pause next time (a writer that ends at once must not spin).
             pause = min(pause * 2, 0.8) if time.monotonic() - died_at < 5 else self.RESTART_SECONDS
+
+    def _run_writer(self) -> None:
+        try:
+            self._write_queued()
+        except BaseException:  # whatever ends it, said here with its traceback; the supervisor starts another
+            log.exception("the ledger's writer failed")
 
     def _write_queued(self) -> None:
         while (first := self._queue.get()) is not None:
