@@ -269,6 +269,8 @@ def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
 def _problem_for(error: Exception) -> ProblemError:
     """Anything a route let through, as a problem: what is known of the store (503: nothing recorded, or the outcome
     unknown), the database away (503), else 500 with its log line. Never a bare 500."""
+    if isinstance(error, ProblemError):  # raised outside FastAPI's handlers (a hot write, say): as it says
+        return error
     if (known := for_store_error(error)) is not None:
         access_log.warning("store: %s", error)
         return known
