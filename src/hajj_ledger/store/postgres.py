@@ -4,6 +4,7 @@ round trip. In a module of its own so that a SQLite store never imports psycopg 
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.postgres import ConnectionPool, PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
+from psycopg.pq import ConnStatus
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool.base import AttemptWithBackoff
@@ -194,8 +196,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             [r.outcome_json() for r in receipts],
         )
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            if connection.closed:  # found broken before anything was sent: nothing was recorded
-                raise psycopg.OperationalError("the connection is closed")
+            if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded
+                raise psycopg.OperationalError("the connection was closed by the server before the batch was sent")
             try:
                 if vault:
                     with connection.transaction():
@@ -355,6 +357,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             positions = [int(r["notification_id"]) for r in curs.fetchall()]
         assert len(positions) == len(keys), "a receipt names an event the store does not hold"
         return positions
+
+
+def _peer_gone(connection: psycopg.Connection[Any]) -> bool:
+    """Whether the server has closed this pooled connection (it went away, or restarted, while the connection sat in
+    the pool): a look at the socket, without a round trip. Then a batch is known not to have been sent; otherwise a
+    connection lost once the batch was written leaves its outcome unknown."""
+    if connection.closed:
+        return True
+    try:
+        readable = select.select([connection.fileno()], [], [], 0)[0]
+        if readable:  # the end of the stream, or a message the server sent unasked (a notice, a parameter's change)
+            connection.pgconn.consume_input()
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return connection.pgconn.status != ConnStatus.OK
 
 
 def _unwrapped(method: Any) -> Any:
