@@ -62,14 +62,24 @@ class Cluster:
     def stop(self) -> None:
         _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
 
+    def crash(self) -> None:
+        """Gone at once, as a machine that fails (no shutdown checkpoint, every connection cut)."""
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def promote(self) -> None:
+        """A standby made the primary (it waits until the server takes writes)."""
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "promote")
+
     def sql(self, statement: str) -> Any:
         with psycopg.connect(self.url, autocommit=True) as connection:
             return connection.execute(statement).fetchone()
 
 
-@pytest.fixture(scope="module")
-def clusters() -> Iterator[tuple[Cluster, Cluster]]:
-    """A primary and a streaming standby of it, torn down afterwards."""
+@contextlib.contextmanager
+def primary_and_standby(*, synchronous: bool = False) -> Iterator[tuple[Cluster, Cluster]]:
+    """A private primary and a streaming standby of it (`pg_basebackup -R`), on free ports, torn down afterwards.
+    `synchronous`: the primary waits for the standby's flush before each commit returns (RPO 0); set after the base
+    backup, so that the standby, once promoted, waits for no standby of its own."""
     root = Path(tempfile.mkdtemp(prefix="hajj-ledger-replica-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -92,12 +102,26 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
         )  # fmt: skip
         standby.start()
         started.append(standby)
+        if synchronous:
+            primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            primary.sql("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")[0] != 1:
+                assert time.monotonic() < deadline, "the standby never became synchronous"
+                time.sleep(0.05)
         yield primary, standby
     finally:
         for cluster in reversed(started):
             with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
                 cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clusters() -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary and a streaming standby of it, torn down afterwards."""
+    with primary_and_standby() as pair:
+        yield pair
 
 
 def _caught_up(primary: Cluster, standby: Cluster) -> None:
