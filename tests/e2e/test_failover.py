@@ -10,6 +10,7 @@ crash the views showed a write made after it. `bench/run.py --only failover` run
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import statistics
 import subprocess
@@ -91,7 +92,7 @@ class Load:
         """The longest time without an acknowledgement, among the gaps that end after `moment`."""
         with self.lock:
             times = sorted(t for t, _ in self.acknowledged.values())
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b > moment]
+        gaps = [b - a for a, b in itertools.pairwise(times) if b > moment]
         return max(gaps, default=float("inf"))
 
 

@@ -103,8 +103,9 @@ def primary_and_standby(*, synchronous: bool = False) -> Iterator[tuple[Cluster,
         standby.start()
         started.append(standby)
         if synchronous:
-            primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
-            primary.sql("SELECT pg_reload_conf()")
+            with psycopg.connect(primary.url, autocommit=True) as admin:
+                admin.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                admin.execute("SELECT pg_reload_conf()")
             deadline = time.monotonic() + 30
             while primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")[0] != 1:
                 assert time.monotonic() < deadline, "the standby never became synchronous"
