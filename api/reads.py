@@ -50,7 +50,7 @@ READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"
 DEFAULT_POOL_SIZE = 8
 LEFT_OUT_FOR = 5.0  # seconds a standby that failed is not asked
 STANDBY_TIMEOUT = 0.5  # seconds to wait for a standby's connection before asking another source
-PRIMARY_TIMEOUT = 5.0  # seconds to wait for the primary's: longer only while it is away (then 503)
+PRIMARY_TIMEOUT = 4.0  # seconds to wait for the primary's: longer only while it is away (then 503, within the grace)
 POLL = 0.02  # seconds between two looks at the views' positions while waiting for `min_position`
 
 log = logging.getLogger("hajj_ledger.api")

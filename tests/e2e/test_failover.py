@@ -96,6 +96,32 @@ class Load:
         return max(gaps, default=float("inf"))
 
 
+@dataclass
+class FeedReader:
+    """A change-feed subscriber of one node, from the start of the log, resuming with Last-Event-ID whenever its
+    stream ends: the positions it was told, in order."""
+
+    base: str
+    key: str
+    positions: list[int] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        while not self.stop.is_set():
+            last = {"Last-Event-ID": str(self.positions[-1])} if self.positions else {}
+            asked = {"params": {"after": 0}} if not last else {}
+            request = httpx.stream("GET", f"{self.base}/v1/feed", headers={**headers, **last},
+                                   timeout=httpx.Timeout(10, read=5), **asked)  # type: ignore[arg-type]  # fmt: skip
+            with contextlib.suppress(httpx.TransportError), request as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("id: "):
+                        self.positions.append(int(line[4:]))
+                    if self.stop.is_set():
+                        return
+            self.stop.wait(0.1)
+
+
 @dataclass(frozen=True)
 class Measured:
     writes_unavailable: float  # seconds: the longest gap between acknowledged writes across the crash
@@ -110,14 +136,16 @@ def failover(tmp_path: Path, *, before: float = 3.0, after: float = 3.0) -> Meas
     """The whole scenario, checked; its figures."""
     with primary_and_standby(synchronous=True) as (primary, standby):
         url = f"postgresql://postgres@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/ledger"
-        env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
+        env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url, "HAJJ_LEDGER_FEED_HEARTBEAT": "1"}
         nodes: list[Node] = []
         try:
             key = mission_key(env)
             nodes += [Node(env, tmp_path), Node(env, tmp_path)]
             eventually(lambda: [n.leads() for n in nodes].count(True) == 1, 20, "one leader")
             load = Load([n.base for n in nodes], key)
+            feed = FeedReader(nodes[0].base, key)
             clients = [threading.Thread(target=load.run, args=(i,), daemon=True) for i in range(CLIENTS)]
+            clients.append(threading.Thread(target=feed.run, daemon=True))
             for thread in clients:
                 thread.start()
             time.sleep(before)
@@ -136,9 +164,15 @@ def failover(tmp_path: Path, *, before: float = 3.0, after: float = 3.0) -> Meas
             del views
             time.sleep(after)
             load.stop.set()
-            for thread in clients:
+            for thread in clients[:-1]:
                 thread.join(90)
             assert not load.refused, load.refused[:3]
+            # The feed read on across the promotion, from where it was: every acknowledged write, once, in order.
+            told = {p for _, p in load.acknowledged.values()}
+            eventually(lambda: told <= set(feed.positions), 30, "the feed told every acknowledged write")
+            feed.stop.set()
+            clients[-1].join(30)
+            assert feed.positions == sorted(set(feed.positions)), "the feed repeated or reordered a position"
             writes_unavailable = load.longest_gap_across(crashed)
 
             eventually(lambda: [n.leads() for n in nodes].count(True) == 1, 20, "one leader after the promotion")

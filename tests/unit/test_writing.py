@@ -143,8 +143,12 @@ def test_a_caller_cancelled_at_every_point_of_a_batchs_life_never_reaches_the_wr
         handing_out = asyncio.ensure_future(submitted(commit, 4))
         done = threading.Event()
 
+        def cancel_on_the_loop() -> None:
+            handing_out.cancel()
+            done.set()
+
         def cancel_now() -> None:
-            loop.call_soon_threadsafe(lambda: (handing_out.cancel(), done.set()))
+            loop.call_soon_threadsafe(cancel_on_the_loop)
             assert done.wait(5)
             time.sleep(0.02)  # the cancellation has run on the loop
 

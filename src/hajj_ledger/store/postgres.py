@@ -219,7 +219,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     # a database that is away is reported within the pool's wait (`connect_timeout`).
 
     def max_notification_id(self) -> int | None:
-        return self._once_more(_unwrapped(PostgresApplicationRecorder.max_notification_id), self)
+        found: int | None = self._once_more(_unwrapped(PostgresApplicationRecorder.max_notification_id), self)
+        return found
 
     def select_events(self, *args: Any, **kwargs: Any) -> Any:
         return self._once_more(_unwrapped(PostgresApplicationRecorder.select_events), self, *args, **kwargs)
