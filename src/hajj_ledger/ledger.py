@@ -122,7 +122,7 @@ class JourneyLedger(Application[UUID]):
         self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
         # Looked up at each batch, not bound now: whatever `record_batch` is then (a subclass's, a test's) records.
         self._group: GroupCommit[tuple[Command, Actor], Result] = GroupCommit(
-            lambda commands: self.record_batch(commands), self.GROUP_COMMIT_MAX, _queued_behind
+            lambda commands: self.record_batch(commands), self.GROUP_COMMIT_MAX, _queued_behind, self.stats
         )
         # PostgreSQL: a batch that finds the store away tries again for a while (a promotion, a restart).
         self._postgres = self.database_url.startswith(("postgresql://", "postgres://"))

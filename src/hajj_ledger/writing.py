@@ -51,6 +51,7 @@ class WriteStats:
     reruns: int = 0  # batches run again after a conflict
     give_ups: int = 0  # batches refused after the last attempt
     stale: int = 0  # events other writers recorded on cached aggregates (applied to them, or the copy forgotten)
+    writer_restarts: int = 0  # times the writer thread ended unexpectedly and was started again
 
 
 def with_reruns(attempt: Callable[[bool], list[R]], attempts: int, stats: WriteStats) -> list[R] | None:
@@ -238,17 +239,22 @@ class GroupCommit(Generic[C, R]):
         record_batch: Callable[[list[C]], list[R]],
         most: int,
         fail_queued: Callable[[BaseException], BaseException | None] = lambda error: None,
+        stats: WriteStats | None = None,
     ) -> None:
         self.record_batch = record_batch
         self.most = most
         self.fail_queued = fail_queued  # for a batch's error, what the commands queued behind it are told, if any
-        self.restarts = 0
+        self.stats = stats or WriteStats()
         self._queue: SimpleQueue[_Queued[C, R] | None] = SimpleQueue()
         self._writer: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
         self._started = threading.Lock()
         self._closing = threading.Event()
         self._batch: list[_Queued[C, R]] = []  # the batch being recorded, for the supervisor if the writer ends
+
+    @property
+    def restarts(self) -> int:
+        return self.stats.writer_restarts
 
     @property
     def down(self) -> bool:
@@ -303,7 +309,7 @@ class GroupCommit(Generic[C, R]):
                 _settle(queued.result, error=WriterDiedError(
                     "the ledger's writer stopped while recording this command; it may or may not have been recorded"
                 ))  # fmt: skip
-            self.restarts += 1
+            self.stats.writer_restarts += 1
             died_at = time.monotonic()
             if self._closing.wait(pause):
                 return
