@@ -49,7 +49,11 @@ _PROBLEM = {"application/problem+json": {"schema": ProblemPublic.model_json_sche
 # Every route answers its refusals so; declaring 4XX also replaces FastAPI's own (application/json) 422 entry.
 RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"description": "refused: a problem document says why", "content": _PROBLEM},
-    "5XX": {"description": "the database or the vault is unavailable (503, Retry-After)", "content": _PROBLEM},
+    "5XX": {
+        "description": "the database or the vault is unavailable (503 unavailable, Retry-After: nothing recorded), or "
+        "a write's outcome is unknown (503 outcome-unknown: send it again with the same command_id to settle it)",
+        "content": _PROBLEM,
+    },
 }
 
 

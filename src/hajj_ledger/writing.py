@@ -135,25 +135,26 @@ class WriteCache:
 WRITE_PATIENCE = 2.5  # seconds a batch keeps trying while the store is away (a promotion takes about one)
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it, ten deep at most."""
+    cause: BaseException | None = error
+    for _ in range(10):
+        if cause is None:
+            return
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
 def store_away(error: BaseException) -> bool:
     """Whether the error is the store being away or read-only, by its name or its causes' (the event store's library
     wraps psycopg's errors in classes of the same names)."""
-    names: set[str] = set()
-    cause: BaseException | None = error
-    while cause is not None and len(names) < 10:
-        names.add(type(cause).__name__)
-        cause = cause.__cause__ or cause.__context__
-    return bool(names & AWAY) or is_read_only(error)
+    return any(type(cause).__name__ in AWAY for cause in _causes(error)) or is_read_only(error)
 
 
 def _in_chain(error: BaseException, kind: type[BaseException] | str) -> bool:
-    seen = 0
-    cause: BaseException | None = error
-    while cause is not None and seen < 10:
-        if (type(cause).__name__ == kind) if isinstance(kind, str) else isinstance(cause, kind):
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
+    return any(
+        type(cause).__name__ == kind if isinstance(kind, str) else isinstance(cause, kind) for cause in _causes(error)
+    )
 
 
 def within_patience(
