@@ -154,7 +154,7 @@ def leader_lock(url: str | None = None, role: str = "leader") -> Lock:
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(path.with_name(f"{path.name}.{role}"))
-    schema = Postgres.from_url(url).schema  # refuses a URL of neither kind, naming the forms
+    schema = Postgres.from_url(url).schema
     return PostgresLock(direct_database_url(url), f"hajj_ledger.{role}/{schema}")
 
 
