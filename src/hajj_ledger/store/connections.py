@@ -148,11 +148,14 @@ class Postgres:
         rest = [(n, v) for n, v in query if n not in ("schema", "pool_mode")]  # connect_timeout is libpq's too
         try:
             found = {k: str(v) for k, v in conninfo_to_dict(_with_query(url, rest)).items()}
+            refused = ""
         except ProgrammingError as error:  # libpq's own words: "invalid URI query parameter: "sslmod""
+            found, refused = {}, str(error).strip()
+        if refused:  # raised here, not in the handler: psycopg's errors behind it would read as the database away
             raise ValueError(
-                f"{variable}: libpq refuses the URL ({str(error).strip()}); it takes libpq's parameters and the "
-                f"ledger's {', '.join(OWN_PARAMETERS)}: {POSTGRES_FORM}"
-            ) from None
+                f"{variable}: libpq refuses the URL ({refused}); it takes libpq's parameters and the ledger's "
+                f"{', '.join(OWN_PARAMETERS)}: {POSTGRES_FORM}"
+            )
         schema = own.get("schema", "public")
         if not SCHEMA_NAME.fullmatch(schema) or schema.startswith("pg_"):
             raise ValueError(f"{variable}: schema {schema!r} is not a plain lower-case name (a-z, 0-9, _)")
