@@ -160,3 +160,14 @@ def test_what_needs_a_session_goes_to_the_direct_url(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HAJJ_LEDGER_DIRECT_DATABASE_URL", pooled)
     with pytest.raises(ValueError, match="must reach PostgreSQL directly"):
         direct_url(pooled)
+
+
+def test_a_url_libpq_refuses_is_told_as_a_refusal_not_as_the_database_away() -> None:
+    from hajj_ledger.preflight import describe
+
+    with pytest.raises(ValueError, match="libpq refuses") as refused:
+        Postgres.from_url(f"{URL}?sslmod=require")
+    line, code = describe(refused.value)
+    assert code == 2 and line.startswith(
+        'HAJJ_LEDGER_DATABASE_URL: libpq refuses the URL (invalid URI query parameter: "sslmod")'
+    )
