@@ -30,7 +30,7 @@ from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
-from hajj_ledger.api.problems import MAX_BODY, ProblemError, unauthorized, unavailable
+from hajj_ledger.api.problems import MAX_BODY, ProblemError, for_store_error, unauthorized, unavailable
 from hajj_ledger.api.reads import Reads, database_away, standby_urls
 from hajj_ledger.api.routes import (
     agency,
@@ -56,6 +56,7 @@ from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.store import recorders as store
 
 access_log = logging.getLogger("hajj_ledger.access")
+WRITER_CLOSE_SECONDS = 3.0  # at shutdown, the batch under way is waited for this long (its store's patience, 2.5 s)
 
 
 def create_app(database_url: str | None = None, *, max_wait: float | None = None) -> FastAPI:
@@ -90,7 +91,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
             await asyncio.to_thread(feed.close)
             await asyncio.to_thread(revocations.close)
             past.close()
-            ledger.close()
+            ledger.close(timeout=WRITER_CLOSE_SECONDS)
             engine.dispose()
 
     app = FastAPI(
@@ -268,6 +269,13 @@ def _refusal(scope: Scope, headers: dict[str, str]) -> ProblemError | None:
 
 
 def _problem_for(error: Exception) -> ProblemError:
+    """Anything a route let through, as a problem: what is known of the store (503: nothing recorded, or the outcome
+    unknown), the database away (503), else 500 with its log line. Never a bare 500."""
+    if isinstance(error, ProblemError):  # raised outside FastAPI's handlers (a hot write, say): as it says
+        return error
+    if (known := for_store_error(error)) is not None:
+        access_log.warning("store: %s", error)
+        return known
     if database_away(error):
         access_log.warning("database away: %s", error)
         return unavailable("the database is not reachable; retry shortly")

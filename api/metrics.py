@@ -44,6 +44,7 @@ _WRITE_COUNTERS = {
     "reruns": "batches run again after a conflict",
     "give_ups": "batches refused after the last attempt (answered 409)",
     "stale": "cached journeys and trips found changed by another writer, and forgotten",
+    "writer_restarts": "times the writer thread ended unexpectedly and was started again (its batch: outcome unknown)",
 }
 
 

@@ -26,6 +26,7 @@ from hajj_ledger.domain.errors import (
     ValidationError,
 )
 from hajj_ledger.identity.vault import VaultKeyError
+from hajj_ledger.store.connections import OutcomeUnknownError, StoreUnavailableError
 
 log = logging.getLogger("hajj_ledger.api")
 MAX_BODY = 2 * 1024 * 1024  # a request body's limit: a batch of 1,000 commands with identities fits well under it
@@ -48,7 +49,11 @@ _PROBLEM = {"application/problem+json": {"schema": ProblemPublic.model_json_sche
 # Every route answers its refusals so; declaring 4XX also replaces FastAPI's own (application/json) 422 entry.
 RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"description": "refused: a problem document says why", "content": _PROBLEM},
-    "5XX": {"description": "the database or the vault is unavailable (503, Retry-After)", "content": _PROBLEM},
+    "5XX": {
+        "description": "the database or the vault is unavailable (503 unavailable, Retry-After: nothing recorded), or "
+        "a write's outcome is unknown (503 outcome-unknown: send it again with the same command_id to settle it)",
+        "content": _PROBLEM,
+    },
 }
 
 
@@ -92,6 +97,30 @@ def unavailable(detail: str, retry_after: int = 1) -> ProblemError:
     problem = ProblemError(503, "unavailable", "Service unavailable", detail)
     problem.headers["Retry-After"] = str(retry_after)
     return problem
+
+
+def outcome_unknown(command_ids: list[str], detail: str | None = None) -> ProblemError:
+    """A write whose commit may or may not have happened (the connection was lost after it was sent, or the answer
+    did not come within the write's bound): sending the same command id again settles it, recorded once."""
+    ids = ", ".join(command_ids[:3]) + (f" and {len(command_ids) - 3} more" if len(command_ids) > 3 else "")
+    problem = ProblemError(
+        503, "outcome-unknown", "Outcome unknown",
+        detail or f"the database did not confirm whether the command was recorded ({ids}): send it again with the "
+        "same command_id (or the same Idempotency-Key); it is recorded once, or answered as a repeat if it was",
+        command_ids=command_ids,
+    )  # fmt: skip
+    problem.headers["Retry-After"] = "1"
+    return problem
+
+
+def for_store_error(error: BaseException, command_ids: list[str] | None = None) -> ProblemError | None:
+    """The problem for an error of the store's that says what is known: the outcome unknown (503 outcome-unknown,
+    with the command ids that settle it), or nothing recorded (503 unavailable). None for any other error."""
+    if isinstance(error, OutcomeUnknownError):
+        return outcome_unknown(command_ids or [])
+    if isinstance(error, StoreUnavailableError):
+        return unavailable("the database is not reachable; nothing was recorded: retry shortly", error.retry_after)
+    return None
 
 
 def from_ledger(error: LedgerError) -> ProblemError:

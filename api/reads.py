@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
@@ -46,14 +45,14 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import AT_LEAST, Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
-from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, split_urls, with_parameter
 
 READ_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_READ_POOL_SIZE"
 READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"
 DEFAULT_POOL_SIZE = 8
 LEFT_OUT_FOR = 5.0  # seconds a standby that failed is not asked
 STANDBY_TIMEOUT = 0.5  # seconds to wait for a standby's connection before asking another source
-PRIMARY_TIMEOUT = 5.0  # seconds to wait for the primary's: longer only while it is away (then 503)
+PRIMARY_TIMEOUT = 4.0  # seconds to wait for the primary's: longer only while it is away (then 503, within the grace)
 POLL = 0.02  # seconds between two looks at the views' positions while waiting for `min_position`
 
 log = logging.getLogger("hajj_ledger.api")
@@ -82,7 +81,8 @@ def pool_size() -> int:
 
 
 def standby_urls() -> list[str]:
-    return [u.strip() for u in os.environ.get(READ_URL_VARIABLE, "").split(",") if u.strip()]
+    """The standbys' URLs, comma-separated; a URL may itself name several hosts (libpq's `h1:5432,h2:5432`)."""
+    return split_urls(os.environ.get(READ_URL_VARIABLE, ""))
 
 
 # The queries, built once per shape with SQLAlchemy (the same SQL either store runs) and compiled once for psycopg.
@@ -187,13 +187,14 @@ class Source:
     """One database the reads may go to: the primary, or a standby."""
 
     def __init__(self, url: str, size: int, *, standby: bool) -> None:
-        found = Postgres.from_url(url, READ_URL_VARIABLE if standby else DATABASE_URL_VARIABLE)
-        self.url = url
+        found = Postgres.from_url(url, READ_URL_VARIABLE if standby else DATABASE_URL_VARIABLE, writes=not standby)
+        # A standby's URL is taken as written: several hosts there are any of them (libpq's default), not the one
+        # that takes writes, for its log's reads too (a ledger of its own below).
+        self.url = with_parameter(url, "target_session_attrs", "any") if standby else url
         self.standby = standby
         self.ledger: JourneyLedger | None = None  # a standby's, for reads of the log: made when first needed
         self.ledger_made = threading.Lock()
-        parts = urlsplit(url)
-        self.name = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self.name = found.name
         self.left_out_until = 0.0
 
         # The schema and, behind a transaction pooler, no prepared statements: as every connection of the ledger.

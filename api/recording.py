@@ -16,14 +16,18 @@ from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.problems import from_ledger
+from hajj_ledger.api.problems import ProblemError, for_store_error, from_ledger, outcome_unknown, unavailable
 from hajj_ledger.domain.catalogue import EVENT_SCOPES, RecordedEvent, may_record
 from hajj_ledger.domain.commands import Command, parse_command
 from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
 from hajj_ledger.domain.vocabulary import Actor
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
+from hajj_ledger.store.connections import StoreUnavailableError
 
 IDEMPOTENCY = uuid5(NAMESPACE_URL, "https://hajj-ledger.org/idempotency-key")
+# The longest a single command's request waits for its outcome: the store's patience (writing.WRITE_PATIENCE, 2.5 s)
+# and the last attempt's wait for a connection fit in it, and it ends well within the server's shutdown grace (5 s).
+WRITE_ANSWER_SECONDS = 4.0
 
 
 def command_id(agency: Agency, key: str | None, index: int | None = None) -> UUID:
@@ -49,7 +53,19 @@ async def record(ledger: JourneyLedger, agency: Agency, data: dict[str, Any], ke
 
 
 async def record_parsed(ledger: JourneyLedger, agency: Agency, command: Command) -> Response:
-    outcome = await asyncio.wrap_future(ledger.submit(command, agency.actor))
+    """The command's outcome within WRITE_ANSWER_SECONDS. Past that, or when the store is away: 503, saying whether
+    it was recorded (no: it had not left the queue, and never will) or may have been (the same command id settles
+    it). A caller cancelled meanwhile takes its command out of the queue if it is still there; the writer never
+    hears of it."""
+    future = ledger.submit(command, agency.actor)
+    try:
+        outcome = await asyncio.wait_for(asyncio.wrap_future(future), WRITE_ANSWER_SECONDS)
+    except TimeoutError:
+        if future.cancelled():  # taken out of the queue before its batch began: it is never recorded
+            raise unavailable("the database did not answer in time; nothing was recorded: retry shortly") from None
+        raise outcome_unknown([str(command.command_id)]) from None
+    except StoreUnavailableError as error:
+        raise cast(ProblemError, for_store_error(error, [str(command.command_id)])) from error
     if _about_a_receipt(outcome):
         outcome = await run_in_threadpool(only_its_recorder, ledger, agency, command, outcome)
     if isinstance(outcome, LedgerError):
@@ -77,7 +93,10 @@ def record_batch(ledger: JourneyLedger, agency: Agency, items: list[dict[str, An
     actor = Actor(agency.agency_id, agency.role)
     appended = 0
     if parsed:
-        outcomes: list[Result] = ledger.record_batch([(c, actor) for _, c in parsed])
+        try:
+            outcomes: list[Result] = ledger.record_batch([(c, actor) for _, c in parsed])
+        except StoreUnavailableError as error:  # the whole batch: recorded or not, all together
+            raise cast(ProblemError, for_store_error(error, [str(c.command_id) for _, c in parsed])) from error
         for (index, command), first in zip(parsed, outcomes, strict=True):
             result = only_its_recorder(ledger, agency, command, first) if _about_a_receipt(first) else first
             if isinstance(result, Outcome):

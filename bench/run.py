@@ -16,6 +16,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
     python bench/run.py --only season --stores postgres --season-keep hajj_season  # its store built once, kept
+    python bench/run.py --only failover  # a promotion under load: private primary and synchronous standby (root)
 """
 
 from __future__ import annotations
@@ -1200,6 +1201,42 @@ def _keep_season(url: str, keys: str, store: dict[str, Any]) -> None:
         connection.execute("INSERT INTO bench_season VALUES (%s, %s)", (keys, json.dumps(store)))
 
 
+FAILOVER_WRITES_TARGET = 2.0  # seconds without an acknowledged write across a promotion
+FAILOVER_RESUMED_TARGET = 5.0  # seconds from the primary's crash until the leader's views show a write made after it
+
+
+def failover_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """A promotion under load (tests/e2e/test_failover.py, checked as the test checks it), `sizes.runs` times: a
+    private primary and its synchronous standby made with initdb and pg_basebackup, two nodes holding one URL naming
+    both, four clients; the primary crashes, the standby is promoted. Medians of the seconds without an acknowledged
+    write, and until the views (and the seal) showed a write made after the crash."""
+    from tests.e2e.test_failover import failover, medians
+
+    runs = []
+    for _ in range(sizes.runs):
+        with tempfile.TemporaryDirectory(prefix="hajj-bench-failover-") as directory:
+            runs.append(failover(Path(directory), before=3.0 if sizes is FULL else 1.0))
+    return {**medians(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def failover_rows(kind: str, figure: dict[str, Any]) -> list[str]:
+    found = []
+    for key, label, target in (
+        ("writes_unavailable", "failover: writes unavailable across a promotion under load, s (longest gap between "
+         "acknowledged writes; 2 nodes, 4 clients, synchronous standby promoted)", FAILOVER_WRITES_TARGET),
+        ("views_resumed", "failover: from the primary's crash to the views showing a write made after it, s (the "
+         "leader resumed on the new primary)", FAILOVER_RESUMED_TARGET),
+        ("sealed_resumed", "failover: from the primary's crash to the seal reaching that write, s",
+         FAILOVER_RESUMED_TARGET),
+    ):  # fmt: skip
+        f = figure[key]
+        found.append(
+            f"| {kind} | {label} | {f['median']:.2f} | {f['min']:.2f}-{f['max']:.2f} | {figure['runs']} |  |  | "
+            f"≤ {target:g} s | {'yes' if f['median'] <= target else '**no**'} |  |"
+        )
+    return found
+
+
 def races_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     """The contract and bed races (bench/races.py), each run on a fresh store; the time is the slowest race's."""
     runs = repeat(sizes.runs, kind, "races", racers=sizes.racers, places=sizes.race_places, beds=sizes.race_beds)
@@ -1442,6 +1479,9 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
                 )
                 + f" | ≥ 20,000/s | {'yes' if relay['median'] >= 20_000 else '**no**'} | {_relay_rss(relay)} |"
             )
+    for kind in figures:
+        if "failover" in figures[kind]:  # measured apart: `--only failover`
+            rows += failover_rows(kind, figures[kind]["failover"])
     for kind in figures:
         f, pg = figures[kind], kind == "postgres"
         details = f["identity"]["details"]
@@ -1697,6 +1737,7 @@ def main() -> None:
             "season",
             "races",
             "ingest",
+            "failover",
         ],
         action="append",
         help="measure these figures alone, into the results",
@@ -1729,6 +1770,7 @@ def main() -> None:
             "dashboard": dashboard_figure,
             "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events, args.season_keep),
             "races": races_figure,
+            "failover": failover_figure,
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
@@ -1749,7 +1791,7 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name in ("serving", "trail", "season", "races") and kind != "postgres":
+                if name in ("serving", "trail", "season", "races", "failover") and kind != "postgres":
                     continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's

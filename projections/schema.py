@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.store.connections import Postgres
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, url_refusal
 
 metadata = sa.MetaData()
 GENERATIONS = ("a", "b")
@@ -54,14 +54,16 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
         if schema is not None:
             found = dataclasses.replace(found, schema=schema)
         engine = sa.create_engine(
-            sa.URL.create(
-                "postgresql+psycopg", found.user, found.password or None, found.host, found.port, found.dbname
-            ),
+            "postgresql+psycopg://",  # where, and how: libpq's whole connection string (several hosts, TLS, ...)
             connect_args=found.connect_kwargs(),
             pool_size=pool_size,
             max_overflow=0,
             pool_recycle=3600,  # renewed hourly, as the event store's connections are
         )
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _where(dialect, record, cargs, cparams):  # type: ignore[no-untyped-def]
+            cargs[:] = [found.conninfo]  # the URL given to SQLAlchemy is empty: libpq's string says it all
 
         @sa.event.listens_for(engine, "connect")
         def _check_schema(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -87,7 +89,8 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
             connection.exec_driver_sql("BEGIN")
 
         return engine
-    raise ValueError(f"unsupported store {url!r}")
+    got = f"{url.split('://')[0]}://..." if "://" in url else repr(url)
+    raise url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}")
 
 
 def create_schema(database_url: str) -> None:

@@ -23,6 +23,11 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="The database answers and its schema is at the migrations' head")
 def readyz(ledger: LedgerDep, read_models: ReadModelsDep) -> JSONResponse:
     checks: dict[str, Any] = {}
+    if ledger.writer_down:  # ended, and started again within a second: no write would be recorded meanwhile
+        return JSONResponse(
+            {"status": "unavailable", "writer": "restarting", "detail": "the ledger's writer is being started again"},
+            status_code=503, headers={"Retry-After": "1"},
+        )  # fmt: skip
     try:  # through the read side's engine, which fails at once while the database is away (the ledger retries)
         checks["migration"] = current(read_models)
         checks["ledger_position"] = ledger.head()

@@ -73,8 +73,9 @@ from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp
 from hajj_ledger.identity.vault import MasterKeys, Sealed
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
+from hajj_ledger.store.connections import StoreUnavailableError
 from hajj_ledger.store.recorders import LedgerRecorder, Receipt
-from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns
+from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns, within_patience
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
 # What a command creates, named by the caller or derived from its command id: the field and the namespace.
@@ -123,12 +124,24 @@ class JourneyLedger(Application[UUID]):
         self._writing = threading.Lock()  # cached aggregates are changed in place: one batch at a time
         # Looked up at each batch, not bound now: whatever `record_batch` is then (a subclass's, a test's) records.
         self._group: GroupCommit[tuple[Command, Actor], Result] = GroupCommit(
-            lambda commands: self.record_batch(commands), self.GROUP_COMMIT_MAX
+            lambda commands: self.record_batch(commands), self.GROUP_COMMIT_MAX, _queued_behind, self.stats
         )
+        # PostgreSQL: a batch that finds the store away tries again for a while (a promotion, a restart).
+        self._postgres = self.database_url.startswith(("postgresql://", "postgres://"))
 
-    def close(self) -> None:
-        self._group.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Stop writing (after the batch under way, waited for `timeout` seconds at most) and close the store."""
+        self._group.close(timeout)
         super().close()
+
+    @property
+    def writer_down(self) -> bool:
+        """The writer thread has ended and is being started again (for /readyz)."""
+        return self._group.down
+
+    @property
+    def writer_restarts(self) -> int:
+        return self._group.restarts
 
     def construct_mapper(self) -> Mapper[UUID]:
         return EventCodec()
@@ -215,8 +228,12 @@ class JourneyLedger(Application[UUID]):
         with collector_paused(set_aside=len(commands) >= self.SET_ASIDE_FROM):
             with self._writing:
                 self.stats.batches += 1
-            results = with_reruns(lambda careful: self._record_once(commands, careful=careful), self.MAX_ATTEMPTS,
-                                  self.stats)  # fmt: skip
+
+            def attempt(after_away: bool) -> list[Result] | None:
+                return with_reruns(lambda careful: self._record_once(commands, careful=careful or after_away),
+                                   self.MAX_ATTEMPTS, self.stats)  # fmt: skip
+
+            results = within_patience(attempt, self._recover) if self._postgres else attempt(False)
         if results is not None:
             return results
         conflict = ConflictError(
@@ -251,6 +268,11 @@ class JourneyLedger(Application[UUID]):
         recordings = self._save(unit)  # only what this batch created: nothing to forget if it fails
         with self._writing:
             return self._recorded(unit, results, recordings)
+
+    def _recover(self) -> None:
+        recover = getattr(self.store, "recover", None)
+        if recover is not None:
+            recover()
 
     def _save(self, unit: _Unit) -> list[Recording[UUID]]:
         return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
@@ -513,6 +535,13 @@ class JourneyLedger(Application[UUID]):
         journey = unit.add(Journey.register(stamp, **arguments, identity_digest=sealed.fingerprint))
         unit.vault.append((journey.id, sealed))
         return journey
+
+
+def _queued_behind(error: BaseException) -> BaseException | None:
+    """What the commands queued behind a batch that found the store away are told at once: they were not tried."""
+    if isinstance(error, StoreUnavailableError):
+        return StoreUnavailableError(f"the store is away ({error}); this command was not recorded")
+    return None
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

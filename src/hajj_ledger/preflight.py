@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hajj_ledger.store.connections import AWAY, DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, Postgres
+from hajj_ledger.store.connections import AWAY, DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, Postgres, url_refusal
 
 DEBUG_VARIABLE = "HAJJ_LEDGER_DEBUG"
 SIGNING_KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
@@ -81,13 +81,18 @@ def check_store(url: str, *, write: bool) -> None:
         try:
             psycopg.connect(found.conninfo, connect_timeout=10, **found.connect_kwargs()).close()
         except psycopg.OperationalError as error:
-            raise SetupError(unreachable(str(error), found.host, found.port, found.dbname)) from None
+            raise SetupError(unreachable(str(error), found.name, found.dbname)) from None
+        return
+    got = f"{url.split('://')[0]}://..." if "://" in url else repr(url)
+    raise SetupError(str(url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}")))
 
 
-def unreachable(message: str, host: str, port: int, dbname: str) -> str:
-    """One line for a connection that failed: the cause first, then the fix."""
-    where = f"PostgreSQL at {host}:{port}"
+def unreachable(message: str, hosts: str, dbname: str) -> str:
+    """One line for a connection that failed (`hosts`: HOST:PORT, or several so): the cause first, then the fix."""
+    where = f"PostgreSQL at {hosts}"
     if "translate host name" in message or "Name or service not known" in message:
+        named = re.search(r'translate host name "([^"]*)"', message)
+        host = named.group(1) if named else hosts.rsplit(":", 1)[0]
         return f"cannot resolve host {host!r} ({DATABASE_URL_VARIABLE}): check the host name"
     if "Connection refused" in message:
         return f"{where} refused the connection: is PostgreSQL running there? ({DATABASE_URL_VARIABLE})"
@@ -97,6 +102,11 @@ def unreachable(message: str, host: str, port: int, dbname: str) -> str:
         return f"{where} refused the credentials in {DATABASE_URL_VARIABLE}: check the user and password"
     if "timeout expired" in message:
         return f"{where} did not answer in time: check the host and port ({DATABASE_URL_VARIABLE})"
+    if "read-write" in message or "is in hot standby" in message or "read-only" in message:
+        return (
+            f"no host of {where} takes writes (each is a standby, or read-only): promote one, or fix "
+            f"{DATABASE_URL_VARIABLE} (target_session_attrs)"
+        )
     last = [line.strip() for line in message.splitlines() if line.strip()]
     return f"cannot connect to {where}: {last[-1] if last else message}"
 

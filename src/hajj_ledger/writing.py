@@ -8,30 +8,38 @@ for re-running a batch that met a concurrent writer.
   current brings the cached copies up to date (their new events applied, or the copy forgotten).
 - **Re-runs.** A save refused by the store's keys (a concurrent writer changed an aggregate, or recorded the same
   command id) runs the batch again carefully, a bounded number of times, with a growing random pause.
+- **Patience.** A batch that finds the store away (a lost connection, a server that has become read-only, no
+  connection to be had) runs again, its connections made afresh, for WRITE_PATIENCE seconds; then it fails,
+  saying whether anything may have been recorded (OutcomeUnknownError) or not (StoreUnavailableError).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
+from hajj_ledger.store.connections import AWAY, OutcomeUnknownError, StoreUnavailableError, is_read_only
 from hajj_ledger.store.recorders import LedgerRecorder
+
+log = logging.getLogger("hajj_ledger.writing")
 
 C = TypeVar("C")  # a command with its actor
 R = TypeVar("R")  # its result
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +51,7 @@ class WriteStats:
     reruns: int = 0  # batches run again after a conflict
     give_ups: int = 0  # batches refused after the last attempt
     stale: int = 0  # events other writers recorded on cached aggregates (applied to them, or the copy forgotten)
+    writer_restarts: int = 0  # times the writer thread ended unexpectedly and was started again
 
 
 def with_reruns(attempt: Callable[[bool], list[R]], attempts: int, stats: WriteStats) -> list[R] | None:
@@ -123,42 +132,197 @@ class WriteCache:
             self.current_to = position
 
 
+WRITE_PATIENCE = 2.5  # seconds a batch keeps trying while the store is away (a promotion takes about one)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it, ten deep at most."""
+    cause: BaseException | None = error
+    for _ in range(10):
+        if cause is None:
+            return
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def store_away(error: BaseException) -> bool:
+    """Whether the error is the store being away or read-only, by its name or its causes' (the event store's library
+    wraps psycopg's errors in classes of the same names)."""
+    return any(type(cause).__name__ in AWAY for cause in _causes(error)) or is_read_only(error)
+
+
+def _in_chain(error: BaseException, kind: type[BaseException] | str) -> bool:
+    return any(
+        type(cause).__name__ == kind if isinstance(kind, str) else isinstance(cause, kind) for cause in _causes(error)
+    )
+
+
+def within_patience(
+    attempt: Callable[[bool], T],
+    recover: Callable[[], None],
+    patience: float = WRITE_PATIENCE,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`attempt(careful)` again while the store is away, for `patience` seconds: first trusting, then carefully (a
+    batch that may have been recorded is then answered as a repeat). A lost connection or a read-only server has
+    every pooled connection made afresh first (`recover`); a pool with none to spare is simply waited for.
+
+    Raises OutcomeUnknownError when some attempt may have been recorded and none could say, StoreUnavailableError
+    when nothing was."""
+    started = time.monotonic()
+    unknown = False
+    pause = 0.05
+    careful = False
+    while True:
+        try:
+            return attempt(careful)
+        except Exception as error:
+            if not store_away(error):
+                raise
+            unknown = unknown or _in_chain(error, OutcomeUnknownError)
+            if not _in_chain(error, "PoolTimeout"):
+                recover()
+            if time.monotonic() - started + pause > patience:
+                if unknown:
+                    raise OutcomeUnknownError(
+                        f"the store did not confirm the batch and could not be asked again within {patience:g} s: "
+                        "each command was recorded, or not; send it again with the same command id to settle it"
+                    ) from error
+                raise StoreUnavailableError(
+                    f"the store could not be reached within {patience:g} s; nothing was recorded"
+                ) from error
+            log.warning("the store is away (%s): trying again in %.2f s", _first_line(error), pause)
+            sleep(pause)
+            pause = min(pause * 2, 0.4)
+            careful = True
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 @dataclass(frozen=True)
 class _Queued(Generic[C, R]):
     command: C
     result: Future[R]
 
 
-class GroupCommit(Generic[C, R]):
-    """One writer thread recording, as one batch, whatever commands have queued up (up to `most` at a time)."""
+class WriterDiedError(OutcomeUnknownError):
+    """The writer thread ended while recording a batch (it is started again at once): each of that batch's commands
+    was recorded, or not; sending it again with the same command id settles it."""
 
-    def __init__(self, record_batch: Callable[[list[C]], list[R]], most: int) -> None:
+
+def _settle(future: Future[R], result: R | None = None, error: BaseException | None = None) -> None:
+    """Tell a caller its outcome, unless it is told already (or gave up before its batch began)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(R, result))
+    except InvalidStateError:
+        pass
+
+
+class GroupCommit(Generic[C, R]):
+    """One writer thread recording, as one batch, whatever commands have queued up (up to `most` at a time).
+
+    The writer cannot be stopped by its callers: a caller that gives up (a cancelled request) before its batch
+    begins is left out of it, and after that its cancellation has no effect; the writer never sees it. The writer
+    is supervised: a thread that ends for any reason other than `close` (an error escaping a batch) is started again
+    within RESTART_SECONDS, its batch's callers told the outcome is unknown, and `down` says so meanwhile (the API's
+    /readyz answers 503). A batch that fails because the store is away fails, with it, every command queued by then:
+    they were not tried, and their callers hear at once rather than a batch's patience later."""
+
+    RESTART_SECONDS = 0.1  # the pause before a writer that ended is started again (0.8 s at most, doubling)
+
+    def __init__(
+        self,
+        record_batch: Callable[[list[C]], list[R]],
+        most: int,
+        fail_queued: Callable[[BaseException], BaseException | None] = lambda error: None,
+        stats: WriteStats | None = None,
+    ) -> None:
         self.record_batch = record_batch
         self.most = most
+        self.fail_queued = fail_queued  # for a batch's error, what the commands queued behind it are told, if any
+        self.stats = stats or WriteStats()
         self._queue: SimpleQueue[_Queued[C, R] | None] = SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._supervisor: threading.Thread | None = None
         self._started = threading.Lock()
+        self._closing = threading.Event()
+        self._batch: list[_Queued[C, R]] = []  # the batch being recorded, for the supervisor if the writer ends
+
+    @property
+    def restarts(self) -> int:
+        return self.stats.writer_restarts
+
+    @property
+    def down(self) -> bool:
+        """The writer has ended and is not running again yet."""
+        return self._supervisor is not None and not self._closing.is_set() and not _alive(self._writer)
 
     def submit(self, command: C) -> Future[R]:
-        """Queue one command for the next batch; the future holds its result."""
+        """Queue one command for the next batch; the future holds its result. Cancelling it succeeds only while the
+        command waits in the queue: then it is never recorded."""
         waiting: Future[R] = Future()
         self._start()
         self._queue.put(_Queued(command, waiting))
         return waiting
 
-    def close(self) -> None:
-        if self._writer is not None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop after the batch under way; the writer is waited for `timeout` seconds at most (it is a daemon)."""
+        if self._supervisor is not None:
+            self._closing.set()
             self._queue.put(None)
-            self._writer.join()
-            self._writer = None
+            self._supervisor.join(timeout)
+            self._supervisor = None
+            self._fail_queue(StoreUnavailableError("the ledger is shutting down: nothing was recorded"))
 
     def _start(self) -> None:
-        if self._writer is not None:  # started: no lock on the hot path
+        if self._supervisor is not None:  # started: no lock on the hot path
             return
         with self._started:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_queued, name="ledger-writer", daemon=True)
-                self._writer.start()
+            if self._supervisor is None:
+                self._closing.clear()
+                self._writer = self._new_writer()
+                self._supervisor = threading.Thread(target=self._supervise, name="ledger-writer-supervisor",
+                                                    daemon=True)  # fmt: skip
+                self._supervisor.start()
+
+    def _new_writer(self) -> threading.Thread:
+        writer = threading.Thread(target=self._run_writer, name="ledger-writer", daemon=True)
+        writer.start()
+        return writer
+
+    def _supervise(self) -> None:
+        pause = self.RESTART_SECONDS
+        while True:
+            writer = self._writer
+            assert writer is not None
+            writer.join()
+            if self._closing.is_set():
+                return
+            lost, self._batch = self._batch, []
+            log.critical("the ledger's writer ended unexpectedly; starting it again (%d command(s) unknown)",
+                         len(lost))  # fmt: skip
+            for queued in lost:
+                _settle(queued.result, error=WriterDiedError(
+                    "the ledger's writer stopped while recording this command; it may or may not have been recorded"
+                ))  # fmt: skip
+            self.stats.writer_restarts += 1
+            died_at = time.monotonic()
+            if self._closing.wait(pause):
+                return
+            self._writer = self._new_writer()
+            # Ending again soon after: a longer pause next time (a writer that ends at once must not spin).
+            pause = min(pause * 2, 0.8) if time.monotonic() - died_at < 5 else self.RESTART_SECONDS
+
+    def _run_writer(self) -> None:
+        try:
+            self._write_queued()
+        except BaseException:  # whatever ends it, said here with its traceback; the supervisor starts another
+            log.exception("the ledger's writer failed")
 
     def _write_queued(self) -> None:
         while (first := self._queue.get()) is not None:
@@ -173,16 +337,41 @@ class GroupCommit(Generic[C, R]):
                     stop = True
                     break
                 batch.append(item)
-            try:
-                results = self.record_batch([q.command for q in batch])
-            except BaseException as error:  # the store is away, say: every caller hears of it
-                for q in batch:
-                    q.result.set_exception(error)
-            else:
-                for q, result in zip(batch, results, strict=True):
-                    q.result.set_result(result)
+            # A caller that gave up while queued is left out; the others can no longer be cancelled.
+            batch = [q for q in batch if q.result.set_running_or_notify_cancel()]
+            if batch:
+                self._batch = batch
+                try:
+                    results = self.record_batch([q.command for q in batch])
+                except Exception as error:  # the store is away, say: every caller hears of it
+                    for q in batch:
+                        _settle(q.result, error=error)
+                    self._batch = []
+                    if (told := self.fail_queued(error)) is not None:
+                        self._fail_queue(told)
+                else:
+                    for q, result in zip(batch, results, strict=True):
+                        _settle(q.result, result)
+                    self._batch = []
             if stop:
                 return
+
+    def _fail_queue(self, error: BaseException) -> None:
+        """Every command queued now is told `error` (none of them was tried)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except Empty:
+                return
+            if item is None:
+                self._queue.put(None)
+                return
+            if item.result.set_running_or_notify_cancel():
+                _settle(item.result, error=error)
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
 
 
 @contextmanager

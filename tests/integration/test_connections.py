@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -16,15 +18,30 @@ import sqlalchemy as sa
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.domain.commands import parse_command
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.leadership import leader_lock
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.migrations import current, head
+from hajj_ledger.migrations import current, head, upgrade
 from hajj_ledger.projections.export import export
 from hajj_ledger.projections.replay import replay, row_counts, target
 from hajj_ledger.projections.schema import SchemaError, engine_for
 from hajj_ledger.simulation.season import simulate
+from hajj_ledger.store.connections import Postgres
+from hajj_ledger.writing import GroupCommit
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, NAMES, TestClient, project, registration
+from tests.support import (
+    EXECUTABLE,
+    NAMES,
+    TestClient,
+    actor,
+    eventually,
+    free_port,
+    project,
+    registration,
+    registration_command,
+)
+from tests.tcp_proxy import Proxy
 
 pytestmark = [
     pytest.mark.postgres,
@@ -248,8 +265,167 @@ def test_an_engine_on_a_missing_schema_says_so(postgres_url: str) -> None:
 
 
 def test_a_url_parameter_the_ledger_does_not_know_is_refused_by_name(postgres_url: str) -> None:
-    for url, named in ((f"{postgres_url}?sslmode=require", "'sslmode'"), (f"{postgres_url}?pool_size=4", "WRITE")):
+    for url, named in ((f"{postgres_url}?sslmod=require", '"sslmod"'), (f"{postgres_url}?pool_size=4", "WRITE")):
         with pytest.raises(ValueError, match=named):
             JourneyLedger(url)
         with pytest.raises(ValueError, match=named):
             engine_for(url)
+
+
+# libpq's URLs, and a database that goes away: through a TCP proxy of the test's own (tests/tcp_proxy.py), so that
+# the shared PostgreSQL is never stopped.
+
+ANSWER_BOUND = 5.0  # seconds: while the database is unreachable, a request is answered 503 within this (README)
+
+
+def _port() -> int:
+    return Postgres.from_url(POSTGRES_URL).port
+
+
+def _with_agencies(url: str) -> tuple[str, str]:
+    """The read models migrated, a ministry and a mission added: their keys."""
+    engine = engine_for(url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            _, ministry = agencies.add(connection, Role.MINISTRY, "the ministry")
+            _, mission = agencies.add(connection, Role.MISSION, "a mission", "mission-EGY-1")
+    finally:
+        engine.dispose()
+    return ministry, mission
+
+
+def test_a_url_naming_a_host_that_is_down_first_reaches_the_one_that_answers(postgres_url: str) -> None:
+    dead = free_port()  # nothing listens there
+    name = postgres_url.rsplit("/", 1)[1]
+    url = f"postgresql://postgres@127.0.0.1:{dead},127.0.0.1:{_port()}/{name}?application_name=two-hosts"
+    assert dict(Postgres.from_url(url).parameters)["target_session_attrs"] == "read-write"
+    ledger = JourneyLedger(url)
+    try:
+        outcome = ledger.record(parse_command(registration_command("IDN")), actor(Role.MISSION))
+        assert outcome.position == 1
+        engine = engine_for(url)
+        try:
+            with engine.connect() as connection:
+                assert connection.execute(sa.text("SELECT current_setting('application_name')")).scalar() == (
+                    "two-hosts"
+                )
+        finally:
+            engine.dispose()
+        lock = leader_lock(url)
+        try:
+            assert lock.acquire() and lock.held()
+        finally:
+            lock.release()
+    finally:
+        ledger.close()
+
+
+def test_a_write_while_the_database_is_away_is_answered_503_in_time_then_works_again(postgres_url: str) -> None:
+    ministry, mission = _with_agencies(postgres_url)
+    proxy = Proxy(_port())
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}"
+    writer = {"Authorization": f"Bearer {mission}"}
+    reader = {"Authorization": f"Bearer {ministry}"}
+    try:
+        with TestClient(create_app(url, max_wait=0.5)) as client:
+            assert client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201
+            assert client.get("/v1/views/journey_status", headers=reader).status_code == 200
+
+            # Every connection lost (a restart, a promotion): the next write is recorded, no error seen.
+            proxy.cut()
+            answer = client.post("/v1/journeys", json=registration(), headers=writer)
+            assert answer.status_code == 201, answer.text
+
+            # Unreachable: 503, Retry-After, within the bound; nothing recorded; /readyz says so.
+            proxy.down()
+            for _ in range(2):
+                started = time.monotonic()
+                answer = client.post("/v1/journeys", json=registration(), headers=writer)
+                took = time.monotonic() - started
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["retry-after"] == "1" and took < ANSWER_BOUND, took
+                assert answer.json()["type"].endswith("/unavailable"), answer.json()
+            started = time.monotonic()
+            assert client.get("/v1/views/journey_status", headers=reader).status_code == 503
+            assert time.monotonic() - started < ANSWER_BOUND + 1
+            assert client.get("/readyz").status_code == 503
+
+            # Back: writes are recorded again within a second or two, without a restart.
+            proxy.up()
+            eventually(
+                lambda: client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201, 5,
+                "writes again",
+            )  # fmt: skip
+            assert client.get("/readyz").status_code == 200
+    finally:
+        proxy.close()
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (3,)
+
+
+def test_a_write_whose_commit_went_unconfirmed_is_answered_outcome_unknown_and_its_command_id_settles_it(
+    postgres_url: str,
+) -> None:
+    _, mission = _with_agencies(postgres_url)
+    proxy = Proxy(_port())
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}"
+    writer = {"Authorization": f"Bearer {mission}"}
+    body = {**registration(), "command_id": str(uuid4())}
+    answers: list[Any] = []
+    try:
+        with TestClient(create_app(url, max_wait=0.5)) as client:
+            for _ in range(4):  # each pooled connection has prepared the append: it is then sent in one piece
+                assert client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201
+            proxy.muted.set()  # the server runs what it is sent; its answers are lost
+            sending = threading.Thread(
+                target=lambda: answers.append(client.post("/v1/journeys", json=body, headers=writer))
+            )
+            started = time.monotonic()
+            sending.start()
+            time.sleep(0.5)
+            proxy.down()
+            proxy.muted.clear()
+            sending.join(10)
+            took = time.monotonic() - started
+            [answer] = answers
+            assert answer.status_code == 503, answer.text
+            problem = answer.json()
+            assert problem["type"].endswith("/outcome-unknown") and problem["command_ids"] == [body["command_id"]]
+            assert "same command_id" in problem["detail"] and answer.headers["retry-after"] == "1"
+            assert took < ANSWER_BOUND, took
+            with psycopg.connect(postgres_url) as connection:  # it was committed: the server ran it
+                found = connection.execute(
+                    "SELECT count(*) FROM command_receipts WHERE command_id = %s", (body["command_id"],)
+                ).fetchone()
+                assert found == (1,)
+            # The same command id, once the database is back: answered as the repeat it is, recorded once.
+            proxy.up()
+            again = client.post("/v1/journeys", json=body, headers=writer)
+            assert again.status_code == 200 and again.json()["repeated"] is True, again.text
+    finally:
+        proxy.close()
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (5,)
+
+
+def test_readyz_answers_503_while_the_writer_is_started_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GroupCommit, "RESTART_SECONDS", 0.5)
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    _, mission = _with_agencies(url)
+    writer = {"Authorization": f"Bearer {mission}"}
+    with TestClient(create_app(url)) as client:
+        ledger: JourneyLedger = client.app.state.services.ledger  # type: ignore[attr-defined]
+        assert client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201
+        real = ledger.record_batch
+
+        def dies(commands: Any) -> Any:
+            monkeypatch.setattr(ledger, "record_batch", real)
+            raise SystemExit("the writer's end")
+
+        monkeypatch.setattr(ledger, "record_batch", dies)
+        lost = client.post("/v1/journeys", json=registration(), headers=writer)
+        assert lost.status_code == 503 and lost.json()["type"].endswith("/outcome-unknown"), lost.text
+        assert client.get("/readyz").status_code == 503
+        eventually(lambda: client.get("/readyz").status_code == 200, 1.0, "the writer started again")
+        assert client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201

@@ -24,11 +24,14 @@ import pytest
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.reads import READ_URL_VARIABLE
+from hajj_ledger.domain.commands import parse_command
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import IN_CI
-from tests.support import TestClient, free_port, project, registration
+from tests.support import TestClient, actor, free_port, project, registration, registration_command
+from tests.tcp_proxy import Proxy
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 MAX_WAIT = 1.0
@@ -62,14 +65,24 @@ class Cluster:
     def stop(self) -> None:
         _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
 
+    def crash(self) -> None:
+        """Gone at once, as a machine that fails (no shutdown checkpoint, every connection cut)."""
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def promote(self) -> None:
+        """A standby made the primary (it waits until the server takes writes)."""
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "promote")
+
     def sql(self, statement: str) -> Any:
         with psycopg.connect(self.url, autocommit=True) as connection:
             return connection.execute(statement).fetchone()
 
 
-@pytest.fixture(scope="module")
-def clusters() -> Iterator[tuple[Cluster, Cluster]]:
-    """A primary and a streaming standby of it, torn down afterwards."""
+@contextlib.contextmanager
+def primary_and_standby(*, synchronous: bool = False) -> Iterator[tuple[Cluster, Cluster]]:
+    """A private primary and a streaming standby of it (`pg_basebackup -R`), on free ports, torn down afterwards.
+    `synchronous`: the primary waits for the standby's flush before each commit returns (RPO 0); set after the base
+    backup, so that the standby, once promoted, waits for no standby of its own."""
     root = Path(tempfile.mkdtemp(prefix="hajj-ledger-replica-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -92,12 +105,27 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
         )  # fmt: skip
         standby.start()
         started.append(standby)
+        if synchronous:
+            with psycopg.connect(primary.url, autocommit=True) as admin:
+                admin.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                admin.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")[0] != 1:
+                assert time.monotonic() < deadline, "the standby never became synchronous"
+                time.sleep(0.05)
         yield primary, standby
     finally:
         for cluster in reversed(started):
             with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
                 cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clusters() -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary and a streaming standby of it, torn down afterwards."""
+    with primary_and_standby() as pair:
+        yield pair
 
 
 def _caught_up(primary: Cluster, standby: Cluster) -> None:
@@ -196,3 +224,29 @@ def test_a_restarted_primary_costs_no_failed_read(clusters: tuple[Cluster, Clust
         for _ in range(3):
             answer = client.get("/v1/views/journey_status", headers=reader)
             assert answer.status_code == 200, answer.text
+
+
+def test_a_write_that_lands_on_a_standby_drops_the_pool_and_is_recorded_on_the_primary(
+    clusters: tuple[Cluster, Cluster],
+) -> None:
+    """Pooled connections on a server that takes no writes (a standby; a primary since demoted) are dropped at the
+    first write they refuse, and made again to wherever the URL leads now: the write is recorded, no error seen.
+    A proxy of the test's own stands for the address that moves (a virtual IP, a DNS name)."""
+    primary, standby = clusters
+    JourneyLedger(primary.url).close()  # the event store's tables, replicated to the standby
+    _caught_up(primary, standby)
+    proxy = Proxy(standby.port)
+    ledger = JourneyLedger(f"postgresql://postgres@127.0.0.1:{proxy.port}/ledger", create_tables=False)
+    try:
+        ledger.head()  # the pool's connections are open, on the standby
+        proxy.target = ("127.0.0.1", primary.port)  # from now on the address reaches the primary
+        outcome = ledger.record(parse_command(registration_command("IDN")), actor(Role.MISSION))
+        assert outcome.position >= 1 and not outcome.repeated
+    finally:
+        ledger.close()
+        proxy.close()
+    with psycopg.connect(primary.url) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM command_receipts WHERE command_id = %s", (outcome.command_id,)
+        ).fetchone()
+    assert found == (1,)

@@ -29,7 +29,7 @@ from hajj_ledger.store.connections import Postgres, for_batch_jobs, patiently
     ],
 )
 def test_a_failed_connection_is_named(message: str, says: str) -> None:
-    line = preflight.unreachable(message, "db.example", 1, "ledgr")
+    line = preflight.unreachable(message, "db.example:1", "ledgr")
     assert says in line and "\n" not in line
 
 

@@ -1,14 +1,23 @@
-"""How the ledger reaches PostgreSQL: one URL with a few parameters of the ledger's own, and the pools' sizes.
+"""How the ledger reaches PostgreSQL: URLs as libpq takes them, a few parameters of the ledger's own, and the pools'
+sizes.
 
-`postgresql://USER[:PASSWORD]@HOST[:PORT]/DB` takes these query parameters, and no others:
+A URL is libpq's (https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNSTRING): one host or several,
+`postgresql://USER[:PASSWORD]@HOST1[:PORT1][,HOST2[:PORT2]...]/DB[?PARAMETERS]`, and any parameter libpq takes
+(`target_session_attrs`, `sslmode`, `application_name`, `host=` for a socket directory, ...). libpq reads it: what it
+refuses is refused at start-up, named by the variable. Where a URL names several hosts and no `target_session_attrs`,
+the write and direct URLs get `target_session_attrs=read-write`: the ledger connects to whichever host takes writes
+(the primary, or a standby since promoted) and never to a standby. libpq's environment variables (`PGSSLMODE`, ...)
+apply as ever to what the URL leaves unsaid, except the host, port, user and database: unsaid, they are
+127.0.0.1, 5432, postgres and postgres.
+
+The ledger's own query parameters, taken out before libpq sees the URL:
 - `schema=NAME`: the schema holding everything of this ledger (default `public`); `hajj-ledger migrate` makes it.
-- `connect_timeout=S`: seconds the event store waits for a pooled connection, ten tries (default 1).
+- `connect_timeout=S`: libpq's own (seconds to wait for each host), and the seconds the event store waits for a
+  pooled connection (default 1; libpq waits at least 2).
 - `pool_mode=transaction`: the URL reaches PostgreSQL through PgBouncer in transaction mode (or another transaction
   pooler), where consecutive transactions of one client may run on different server connections: no statement is
   prepared on it and no session state is relied on. What needs a session of its own (LISTEN, session advisory
   locks, DDL) goes to `HAJJ_LEDGER_DIRECT_DATABASE_URL`.
-They are the ledger's: libpq never sees them. TLS and the like are libpq's environment variables (`PGSSLMODE`, ...),
-which every connection the ledger opens reads.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -35,55 +44,177 @@ WRITE_POOL_OVERFLOW = 8
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting anywhere, no case folding surprises
 POOL_MODES = ("session", "transaction")
-# What a database that is away, or has no connection to spare, raises (psycopg's, the pool's, eventsourcing's).
-AWAY = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout"})
+OWN_PARAMETERS = ("schema", "connect_timeout", "pool_mode")  # the ledger's: taken out before libpq sees the URL
+SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")  # libpq 14+'s
+# The forms a URL may take, as every refusal of one names them.
+POSTGRES_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST[:PORT]...]/DB[?PARAMETERS]"
+SQLITE_FORM = "sqlite:///PATH"
+STORE_FORMS = f"{SQLITE_FORM} (a file) or {POSTGRES_FORM} (libpq's URL)"
+# What a database that is away, or has no connection to spare, raises (psycopg's, the pool's, eventsourcing's,
+# the ledger's own below).
+AWAY = frozenset(
+    {
+        "OperationalError", "InterfaceError", "PoolTimeout", "PoolError", "ConnectionTimeout",
+        "StoreUnavailableError", "OutcomeUnknownError",
+    }
+)  # fmt: skip
+READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction: a write reached a standby (or a demoted primary)
+
+
+class StoreUnavailableError(Exception):
+    """The store could not be reached (or only a read-only server could) within the time a write may take: nothing
+    was recorded. The same command, sent again, is recorded once."""
+
+    retry_after = 1  # seconds
+
+
+class OutcomeUnknownError(StoreUnavailableError):
+    """The connection was lost after a batch was sent and before the store confirmed it, and the store could not be
+    asked again in time: each command was recorded, or not. Sending it again with the same command id settles it:
+    recorded then if it was not, answered as a repeat if it was."""
+
+
+def url_refusal(variable: str, url: str, why: str, forms: str = STORE_FORMS) -> ValueError:
+    """A URL refused: the variable, what is wrong, and the forms expected (a path given for a URL gets the form it
+    was likely meant as)."""
+    hint = ""
+    if "://" not in url and url.strip():
+        hint = f" (a file path? then sqlite:///{url.strip()})" if "sqlite:" in forms or SQLITE_FORM in forms else ""
+    return ValueError(f"{variable}: {why}; expected {forms}{hint}")
+
+
+def split_urls(text: str) -> list[str]:
+    """URLs given one after another, comma-separated (`HAJJ_LEDGER_READ_DATABASE_URL`): a comma starts a new URL
+    only where a scheme follows it, since a libpq URL itself may name several hosts (`h1:5432,h2:5432`)."""
+    urls = [u.strip().rstrip(",").strip() for u in re.split(r",\s*(?=[a-z][a-z0-9+.-]*://)", text)]
+    return [u for u in urls if u]
+
+
+def with_parameter(url: str, name: str, value: str) -> str:
+    """`url` with the query parameter `name=value`, unless it gives one of that name already."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(n == name for n, _ in query):
+        return url
+    return _with_query(url, [*query, (name, value)])
+
+
+def _with_query(url: str, query: list[tuple[str, str]]) -> str:
+    """`url` with its query replaced (by string: `urlunsplit` turns `postgresql:///db` into `postgresql:/db`)."""
+    base = url.split("?", 1)[0]
+    return f"{base}?{urlencode(query)}" if query else base
+
+
+def is_read_only(error: BaseException) -> bool:
+    """Whether the error, or what caused it, is a write refused by a server in recovery (a standby) or read-only."""
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 10:
+        if getattr(cause, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)
 class Postgres:
-    """A PostgreSQL URL of the ledger, taken apart."""
+    """A PostgreSQL URL of the ledger, taken apart: libpq's parameters, and the ledger's own."""
 
-    host: str
-    port: int
-    dbname: str
-    user: str
-    password: str
+    parameters: tuple[tuple[str, str], ...]  # libpq's, as it read them from the URL, with the ledger's defaults
     schema: str = "public"
     connect_timeout: int = 1
     pool_mode: str = "session"
 
     @classmethod
-    def from_url(cls, url: str, variable: str = DATABASE_URL_VARIABLE) -> Postgres:
+    def from_url(cls, url: str, variable: str = DATABASE_URL_VARIABLE, *, writes: bool = True) -> Postgres:
+        """`writes`: the URL is for writing (the write and direct URLs): several hosts mean "the one that takes
+        writes" unless the URL says otherwise. A standby's (read) URL is taken as it is."""
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"{variable}: expected postgresql://USER@HOST:PORT/DB, got {parts.scheme!r}")
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        for name in query:
-            if name not in ("schema", "connect_timeout", "pool_mode"):
-                hint = (
-                    f"; pool sizes are {WRITE_POOL_SIZE_VARIABLE} and {WRITE_POOL_OVERFLOW_VARIABLE}"
-                    if name in ("pool_size", "max_overflow")
-                    else "; libpq's own settings go in its environment variables (PGSSLMODE, ...)"
-                )
+            got = f"{parts.scheme}://..." if parts.scheme else repr(url)
+            forms = STORE_FORMS if variable == DATABASE_URL_VARIABLE else f"{POSTGRES_FORM} (libpq's URL)"
+            raise url_refusal(variable, url, f"got {got}", forms)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        own = {name: value for name, value in query if name in OWN_PARAMETERS}
+        for name in ("pool_size", "max_overflow"):
+            if name in dict(query):
                 raise ValueError(
-                    f"{variable}: unknown parameter {name!r} (the URL takes schema, connect_timeout, pool_mode{hint})"
+                    f"{variable}: unknown parameter {name!r}: pool sizes are {WRITE_POOL_SIZE_VARIABLE} and "
+                    f"{WRITE_POOL_OVERFLOW_VARIABLE}"
                 )
-        schema = query.get("schema", "public")
+        from psycopg import ProgrammingError  # here: psycopg is not needed on SQLite
+        from psycopg.conninfo import conninfo_to_dict
+
+        rest = [(n, v) for n, v in query if n not in ("schema", "pool_mode")]  # connect_timeout is libpq's too
+        try:
+            found = {k: str(v) for k, v in conninfo_to_dict(_with_query(url, rest)).items()}
+            refused = ""
+        except ProgrammingError as error:  # libpq's own words: "invalid URI query parameter: "sslmod""
+            found, refused = {}, str(error).strip()
+        if refused:  # raised here, not in the handler: psycopg's errors behind it would read as the database away
+            raise ValueError(
+                f"{variable}: libpq refuses the URL ({refused}); it takes libpq's parameters and the ledger's "
+                f"{', '.join(OWN_PARAMETERS)}: {POSTGRES_FORM}"
+            )
+        schema = own.get("schema", "public")
         if not SCHEMA_NAME.fullmatch(schema) or schema.startswith("pg_"):
             raise ValueError(f"{variable}: schema {schema!r} is not a plain lower-case name (a-z, 0-9, _)")
-        pool_mode = query.get("pool_mode", "session")
+        pool_mode = own.get("pool_mode", "session")
         if pool_mode not in POOL_MODES:
             raise ValueError(f"{variable}: pool_mode {pool_mode!r} is not one of {', '.join(POOL_MODES)}")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
-            dbname=unquote(parts.path.lstrip("/")) or "postgres",
-            user=unquote(parts.username or "postgres"),
-            password=unquote(parts.password or ""),
-            schema=schema,
-            connect_timeout=_positive(variable, "connect_timeout", query.get("connect_timeout", "1")),
-            pool_mode=pool_mode,
-        )
+        timeout = _positive(variable, "connect_timeout", own.get("connect_timeout", "1"))
+        if "host" not in found and "hostaddr" not in found:
+            found["host"] = "127.0.0.1"
+        found.setdefault("user", "postgres")
+        found.setdefault("dbname", "postgres")
+        found["connect_timeout"] = str(timeout)
+        ports = [p for p in found.get("port", "").split(",") if p]
+        if any(not p.isdigit() or not 0 < int(p) < 65536 for p in ports):
+            raise url_refusal(variable, url, f"port {found['port']!r} is not a port number (1-65535)", POSTGRES_FORM)
+        attrs = found.get("target_session_attrs")
+        if attrs is not None and attrs not in SESSION_ATTRS:
+            raise ValueError(f"{variable}: target_session_attrs {attrs!r} is not one of {', '.join(SESSION_ATTRS)}")
+        if attrs is None and writes and "," in found["host"]:
+            found["target_session_attrs"] = "read-write"
+        return cls(tuple(found.items()), schema=schema, connect_timeout=timeout, pool_mode=pool_mode)
+
+    def _get(self, name: str, default: str = "") -> str:
+        return dict(self.parameters).get(name, default)
+
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """Each host with its port, in the URL's order (libpq's rule: one port for all, or one each)."""
+        hosts = self._get("host") or self._get("hostaddr")
+        names = hosts.split(",")
+        ports = [int(p) if p else 5432 for p in self._get("port").split(",")]
+        ports = ports * len(names) if len(ports) == 1 else ports
+        return [(h or "127.0.0.1", p) for h, p in zip(names, ports + [5432] * len(names), strict=False)]
+
+    @property
+    def host(self) -> str:
+        """The first host."""
+        return self.hosts[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.hosts[0][1]
+
+    @property
+    def name(self) -> str:
+        """Where, to say so: `HOST:PORT`, or several so, comma-separated."""
+        return ",".join(f"{h}:{p}" for h, p in self.hosts)
+
+    @property
+    def dbname(self) -> str:
+        return self._get("dbname")
+
+    @property
+    def user(self) -> str:
+        return self._get("user")
+
+    @property
+    def password(self) -> str:
+        return self._get("password")
 
     @property
     def transaction_pooled(self) -> bool:
@@ -91,13 +222,10 @@ class Postgres:
 
     @property
     def conninfo(self) -> str:
-        """The libpq connection string: where to connect, nothing of the ledger's own."""
-        found: dict[str, str | int] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
-        if self.password:
-            found["password"] = self.password
+        """The libpq connection string: every parameter of libpq's the URL gave, nothing of the ledger's own."""
         from psycopg.conninfo import make_conninfo  # here: psycopg is not needed on SQLite
 
-        return make_conninfo("", **found)
+        return make_conninfo("", **dict(self.parameters))
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for every psycopg connection on this URL (`psycopg.connect`, a pool's `kwargs`).
@@ -108,7 +236,8 @@ class Postgres:
         stay on whichever server connection ran it), so the server must give it: see `search_path_problem`."""
         if self.transaction_pooled:
             return {"prepare_threshold": None}
-        return {"options": f"-csearch_path={self.schema}"}
+        given = self._get("options")  # the URL's own startup options, kept
+        return {"options": f"{given} -csearch_path={self.schema}".strip()}
 
     def search_path_problem(self, current_schema: str | None) -> str | None:
         """What is wrong when a connection's `current_schema()` is not the ledger's schema; None when it is."""
@@ -192,7 +321,7 @@ def for_batch_jobs(url: str) -> str:
         return url
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.setdefault("connect_timeout", str(BATCH_CONNECT_TIMEOUT))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return _with_query(url, list(query.items()))
 
 
 def patiently(

@@ -3,19 +3,66 @@ round trip. In a module of its own so that a SQLite store never imports psycopg 
 
 from __future__ import annotations
 
+import logging
+import select
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import retry
+from eventsourcing.postgres import ConnectionPool, PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg.pq import ConnStatus
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Identifier
+from psycopg_pool.base import AttemptWithBackoff
 
 from hajj_ledger.identity.vault import Sealed
+from hajj_ledger.store.connections import OutcomeUnknownError
 from hajj_ledger.store.recorders import Receipt, VaultChanges, Written, final_vault, sealed_from_row, vault_row
+
+log = logging.getLogger("hajj_ledger.store")
+
+
+class _Quickly(AttemptWithBackoff):
+    """The pool's attempts to connect again after a failure: from 0.1 s, growing by half, never more than 0.5 s
+    apart (psycopg_pool's own start at 1 s and double: a promotion that took 2 s was followed 3 s later)."""
+
+    INITIAL_DELAY = 0.1
+    DELAY_BACKOFF = 1.5
+    LONGEST = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.LONGEST)
+
+
+class FailoverPool(ConnectionPool[Any]):
+    """The event store's pool: libpq's whole connection string (several hosts, `target_session_attrs`, TLS), and
+    connections made again quickly while the database is away (during a promotion, say)."""
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or _Quickly(timeout=self.reconnect_timeout), growing)
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """The library's factory, its pool replaced (before it opens) by one that connects with the URL's own
+    connection string (`POSTGRES_CONNINFO`) rather than the host, port, database and user alone."""
+
+    def __init__(self, env: Environment | EnvType | None):
+        super().__init__(env)
+        conninfo = self.env.get("POSTGRES_CONNINFO")
+        if not conninfo:
+            return
+        given = self.datastore.pool
+        self.datastore.pool = FailoverPool(
+            conninfo, connection_class=given.connection_class, kwargs={"row_factory": dict_row},
+            min_size=given.min_size, max_size=given.max_size, open=False, configure=given._configure,
+            check=given._check, timeout=given.timeout, max_waiting=given.max_waiting,
+            max_lifetime=given.max_lifetime, name="ledger-writes",
+        )  # fmt: skip
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -115,7 +162,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             finally:
                 connection.execute("SELECT pg_advisory_unlock(hashtext('hajj_ledger.create_table'))")
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self,
         stored_events: Sequence[StoredEvent],
@@ -133,6 +179,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         of the violation itself; and psycopg kept as prepared a statement whose preparation the server had skipped,
         so the connection's next insert failed with "prepared statement _pg3_N does not exist". Here the first
         failure is raised as what it is, and nothing is half-written.
+
+        Not retried here (the library's retried ten times): a connection lost once the statement was sent leaves
+        its outcome unknown, raised as OutcomeUnknownError; the ledger runs the batch again, within its patience,
+        and the receipts' keys settle it (a repeat, if the first had committed).
         """
         if not stored_events and not receipts and not vault:
             return []
@@ -146,13 +196,53 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             [r.outcome_json() for r in receipts],
         )
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            if vault:
-                with connection.transaction():
-                    self._write_vault(curs, vault)
+            if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded
+                raise psycopg.OperationalError("the connection was closed by the server before the batch was sent")
+            try:
+                if vault:
+                    with connection.transaction():
+                        self._write_vault(curs, vault)
+                        curs.execute(self.append, arguments, prepare=True)
+                else:
                     curs.execute(self.append, arguments, prepare=True)
-            else:
-                curs.execute(self.append, arguments, prepare=True)
-            return [row["notification_id"] for row in curs]
+                return [row["notification_id"] for row in curs]
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                state = error.sqlstate or ""
+                if state and not state.startswith(("08", "57P")):  # the server refused it (a lock timeout, ...)
+                    raise
+                raise OutcomeUnknownError(
+                    f"the connection was lost before the store confirmed {len(receipts)} command(s) ({error})"
+                ) from error
+
+    # The library retries these ten times, 0.2 s apart, each waiting for a pooled connection: twelve seconds before
+    # a database that is away is reported. Here a lost connection is made afresh and the read tried once more;
+    # a database that is away is reported within the pool's wait (`connect_timeout`).
+
+    def max_notification_id(self) -> int | None:
+        found: int | None = self._once_more(_unwrapped(PostgresApplicationRecorder.max_notification_id), self)
+        return found
+
+    def select_events(self, *args: Any, **kwargs: Any) -> Any:
+        return self._once_more(_unwrapped(PostgresApplicationRecorder.select_events), self, *args, **kwargs)
+
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Any:
+        return self._once_more(_unwrapped(PostgresApplicationRecorder.select_notifications), self, *args, **kwargs)
+
+    def _once_more(self, read: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except (InterfaceError, OperationalError) as error:
+            if type(error.__cause__).__name__ == "PoolTimeout":  # away, or busy: nothing to make afresh
+                raise
+            self.recover()
+            return read(*args, **kwargs)
+
+    def recover(self) -> None:
+        """After a write found its connection lost or its server read-only (a failover, a restart): every pooled
+        connection is dropped and made again (those in use are dropped when returned), to whichever host takes
+        writes now."""
+        log.warning("the store's connections are dropped and made again")
+        self.datastore.pool.drain()
 
     def _write_vault(self, curs: Cursor[DictRow], vault: VaultChanges) -> None:
         kept, destroyed = final_vault(vault)
@@ -268,6 +358,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             positions = [int(r["notification_id"]) for r in curs.fetchall()]
         assert len(positions) == len(keys), "a receipt names an event the store does not hold"
         return positions
+
+
+def _peer_gone(connection: psycopg.Connection[Any]) -> bool:
+    """Whether the server has closed this pooled connection (it went away, or restarted, while the connection sat in
+    the pool): a look at the socket, without a round trip. Then a batch is known not to have been sent; otherwise a
+    connection lost once the batch was written leaves its outcome unknown."""
+    if connection.closed:
+        return True
+    try:
+        readable = select.select([connection.fileno()], [], [], 0)[0]
+        if readable:  # the end of the stream, or a message the server sent unasked (a notice, a parameter's change)
+            connection.pgconn.consume_input()
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return connection.pgconn.status != ConnStatus.OK
+
+
+def _unwrapped(method: Any) -> Any:
+    """A library method without its retry decorator."""
+    return getattr(method, "__wrapped__", method)
 
 
 class TransactionPooledLedgerRecorder(PostgresLedgerRecorder):

@@ -29,8 +29,10 @@ from hajj_ledger.store.connections import (
 )
 from hajj_ledger.store.connections import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
 from hajj_ledger.store.connections import (
+    STORE_FORMS,
     Postgres,
     direct_url,
+    url_refusal,
     write_pool_overflow,
     write_pool_size,
 )
@@ -300,13 +302,13 @@ def _use_wal(path: str) -> None:
 
 
 def store_env(url: str) -> dict[str, str]:
-    """The eventsourcing environment for a `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` URL (its parameters:
-    hajj_ledger.store.connections)."""
+    """The eventsourcing environment for a `sqlite:///PATH` or a PostgreSQL URL (libpq's, with the ledger's
+    parameters: hajj_ledger.store.connections)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
         if not path:
-            raise ValueError(f"{DATABASE_URL_VARIABLE}: expected sqlite:///PATH, got {url!r}")
+            raise url_refusal(DATABASE_URL_VARIABLE, url, f"no file in {url!r}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         _use_wal(path)
         return {
@@ -320,7 +322,10 @@ def store_env(url: str) -> dict[str, str]:
         # By name: psycopg and the library's PostgreSQL module are imported only for a PostgreSQL store.
         recorder = "TransactionPooledLedgerRecorder" if found.transaction_pooled else "PostgresLedgerRecorder"
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # The library's factory, whose pool connects with the whole of libpq's URL (hosts, target_session_attrs,
+            # TLS, ...) and follows a promotion: hajj_ledger.store.postgres.
+            "PERSISTENCE_MODULE": "hajj_ledger.store.postgres:LedgerPostgresFactory",
+            "POSTGRES_CONNINFO": found.conninfo,
             "POSTGRES_DBNAME": found.dbname,
             "POSTGRES_HOST": found.host,
             "POSTGRES_PORT": str(found.port),
@@ -339,10 +344,8 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0" if found.transaction_pooled else "5",
             "APPLICATION_RECORDER_TOPIC": f"hajj_ledger.store.postgres:{recorder}",
         }
-    raise ValueError(
-        f"{DATABASE_URL_VARIABLE}: unsupported store {parts.scheme!r}; "
-        "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-    )
+    got = f"{parts.scheme}://..." if parts.scheme else repr(url)
+    raise url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}", STORE_FORMS)
 
 
 def direct_database_url() -> str:
