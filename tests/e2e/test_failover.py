@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import os
 import statistics
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,13 +24,10 @@ import httpx
 import psycopg
 import pytest
 
-from hajj_ledger.projections import PROJECTIONS
-from hajj_ledger.projections.runner import Runner
 from tests.conftest import IN_CI
-from tests.e2e.test_leadership import Node, mission_key, reached
-from tests.integration.test_projections import clean_rebuild, table_rows
+from tests.e2e.test_leadership import Node, mission_key, reached, views_and_chain_hold
 from tests.integration.test_read_replica import BIN, Cluster, primary_and_standby
-from tests.support import EXECUTABLE, eventually, registration
+from tests.support import eventually, registration
 
 # The test's bounds: generous beside the targets (2 s and 5 s, measured by the benchmark alone), since the test runs
 # on a machine shared with two PostgreSQL clusters, two nodes and their clients.
@@ -205,18 +201,7 @@ def _check_the_log(standby: Cluster, load: Load) -> None:
 
 
 def _check_the_views_and_the_chain(standby: Cluster, env: dict[str, str]) -> None:
-    runner = Runner(PROJECTIONS, standby.url)
-    try:
-        for projection in PROJECTIONS:
-            assert table_rows(runner, projection) == clean_rebuild(runner, projection), projection.name
-    finally:
-        runner.close()
-    verified = subprocess.run(
-        [str(EXECUTABLE), "verify", "--json"], capture_output=True, text=True, timeout=120, check=False,
-        env={**env, "HAJJ_LEDGER_DATABASE_URL": standby.url},
-    )  # fmt: skip
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert '"unsealed": 0' in verified.stdout, verified.stdout
+    assert '"unsealed": 0' in (report := views_and_chain_hold(standby.url, env)), report
 
 
 def test_a_promotion_under_load_loses_no_acknowledged_write_and_the_leader_resumes(tmp_path: Path) -> None:
