@@ -47,6 +47,6 @@ clean:
 bench: install
 	$(BIN)/python bench/run.py
 
-# The dashboard's main pages on a fresh demo store, into docs/ (the README shows them); needs /usr/bin/chromium.
+# The dashboard's main pages on a fresh demo store, into docs/ (docs/dashboard.md shows them); needs /usr/bin/chromium.
 screenshots: install
 	$(BIN)/python bench/dashboard.py --screenshots docs

@@ -844,8 +844,8 @@ def measure_chain(url: str, baseline_url: str, pilgrims: int, proofs: int) -> di
     report = chain.verify(keys.public)
     verify_seconds = time.perf_counter() - started
     assert report.ok, report.findings[:3]
-    script = re.search(r"```python\n(# check_proof\.py.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert script, "README.md shows no check_proof.py"
+    script = re.search(r"```python\n(# check_proof\.py.*?)```", (ROOT / "docs" / "auditing.md").read_text(), re.S)
+    assert script, "docs/auditing.md shows no check_proof.py"
     (directory / "check_proof.py").write_text(script.group(1))
     (directory / "keys.json").write_text(json.dumps(keys.public.to_json()))
     rng = random.Random(SEED)

@@ -63,7 +63,7 @@ def keys(chain: ChainDep) -> SigningKeysPublic:
     "/proof",
     openapi_extra=allow(AUDIT_READERS),
     summary="What an auditor needs to check one event offline against a signed checkpoint",
-    description="Check it with the public keys alone: the README's `check_proof.py` does it in a few lines.",
+    description="Check it with the public keys alone: `check_proof.py` in docs/auditing.md does it in a few lines.",
 )
 def proof(chain: ChainDep, position: Annotated[Position, Query(description="the event's position")]) -> ProofPublic:
     try:

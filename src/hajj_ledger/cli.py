@@ -3,7 +3,7 @@
 It starts fast: this module and the parsers import little, and each command imports what it needs when it runs.
 Every failure is one line on stderr (a traceback only with HAJJ_LEDGER_DEBUG=1); exit statuses: 0 done, 1 refused
 or failed (a refusal is one JSON line), 2 the store or a key cannot be used as configured, 70 an unexpected error,
-141 stdout was closed early (`| head`); `verify` has its own (README).
+141 stdout was closed early (`| head`); `verify` has its own (docs/auditing.md).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from hajj_ledger.domain.catalogue import TABLES, render_markdown
 from hajj_ledger.ledger import JourneyLedger
 from tests.support import COMPANY_ID, EXECUTABLE, T0, Ran, open_market, registration_command, run_cli
 
-README = Path(__file__).parents[2] / "README.md"
+DOC = Path(__file__).parents[2] / "docs" / "journey.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
 
 
@@ -205,8 +205,8 @@ def test_simulate_prints_a_summary(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("title", list(TABLES))
-def test_the_readme_shows_the_catalogue_as_it_is(title: str) -> None:
-    assert render_markdown(TABLES[title]) in README.read_text()
+def test_the_docs_show_the_catalogue_as_it_is(title: str) -> None:
+    assert render_markdown(TABLES[title]) in DOC.read_text()
 
 
 def test_read_model_commands(store_url: str) -> None:

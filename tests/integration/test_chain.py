@@ -1,6 +1,6 @@
 """The hash chain on SQLite and PostgreSQL: every kind of tampering done directly in the database is found at its
 exact position; an untouched ledger verifies, also after erasures; checkpoints survive key rotation; one event's
-proof checks offline with the README's script and the public keys alone."""
+proof checks offline with the script in docs/auditing.md and the public keys alone."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.simulation.season import simulate
 
-README = Path(__file__).parents[2] / "README.md"
+DOC = Path(__file__).parents[2] / "docs" / "auditing.md"
 TAMPERING = settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
 )
@@ -342,18 +342,18 @@ def test_the_sealer_follows_the_log_while_agencies_write(store_url: str, tmp_pat
     assert chain.verify(keys.public).ok
 
 
-# One event's proof, checked offline by the README's script with nothing but the public keys.
+# One event's proof, checked offline by the script in docs/auditing.md with nothing but the public keys.
 
 
-def readme_script() -> str:
-    match = re.search(r"```python\n(# check_proof\.py.*?)```", README.read_text(), re.S)
-    assert match, "README.md shows no check_proof.py script"
+def proof_script() -> str:
+    match = re.search(r"```python\n(# check_proof\.py.*?)```", DOC.read_text(), re.S)
+    assert match, "docs/auditing.md shows no check_proof.py script"
     return match.group(1)
 
 
 def check_offline(tmp_path: Path, proof: dict[str, Any], public: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     script, proof_file, keys_file = tmp_path / "check_proof.py", tmp_path / "proof.json", tmp_path / "keys.json"
-    script.write_text(readme_script())
+    script.write_text(proof_script())
     proof_file.write_text(json.dumps(proof))
     keys_file.write_text(json.dumps(public))
     environment = {"PATH": os.environ["PATH"]}  # nothing of the ledger's configuration

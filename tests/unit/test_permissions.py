@@ -1,5 +1,5 @@
 """Who may record what: every role against every step, and the missions' and companies' scope; who may read what:
-the access table against the domain, the views and the README."""
+the access table against the domain, the views and the docs."""
 
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def test_a_mission_acts_only_on_its_own_contracts_and_on_any_offer() -> None:
 
 # Who reads what: domain/access.py.
 
-README = Path(__file__).parents[2] / "README.md"
+DOC = Path(__file__).parents[2] / "docs" / "access.md"
 
 
 def test_every_view_is_in_the_access_table_and_every_grant_says_why() -> None:
@@ -239,7 +239,7 @@ def test_only_the_agencies_that_record_a_journey_s_steps_read_journeys() -> None
 
 
 def test_reads_follow_the_domain() -> None:
-    """Spot checks against domain.md and the README, written out independently of the table."""
+    """Spot checks against domain.md and docs/access.md, written out independently of the table."""
     assert VIEW_READERS["trips_on_road"] == {Role.ROAD_SECURITY, Role.NAQABA, Role.MINISTRY}
     assert VIEW_READERS["building_occupancy"] == {Role.AMANAH, Role.CIVIL_DEFENCE, Role.COMPANY, Role.MINISTRY}
     assert VIEW_READERS["health_cases"] == {Role.MOH, Role.MINISTRY}
@@ -249,5 +249,5 @@ def test_reads_follow_the_domain() -> None:
     assert all(Role.MINISTRY in read.readers for name, read in READS.items() if name not in ("exports", "names"))
 
 
-def test_the_readme_shows_who_reads_what_as_the_access_table_has_it() -> None:
-    assert render_markdown() in README.read_text()
+def test_the_docs_show_who_reads_what_as_the_access_table_has_it() -> None:
+    assert render_markdown() in DOC.read_text()

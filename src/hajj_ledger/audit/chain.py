@@ -4,7 +4,7 @@ Each event's stored bytes (topic, originator id, version, state) hash to a diges
 the previous link, the position and that digest, in commit order. A sealer follows the log after the writers (it
 never slows them), keeping a digest per position and, every so often and on demand, a checkpoint: the position,
 the link there (the head), the time and the key id, signed with Ed25519. An auditor holding only the public keys
-can then check the whole store (`verify`) or one event (`proof` plus the script in the README).
+can then check the whole store (`verify`) or one event (`proof` plus the script in docs/auditing.md).
 
 The events hold no identity (that lives in the vault), so erasing one never touches what the chain covers.
 

@@ -3,7 +3,7 @@ trail, exports, the summary, the feed, ...), the HTTP routes that serve it, and 
 that grant serves. Need-to-know (the PDPL): a role reads only what one of its duties needs.
 
 This one table decides every read: the routes declare their roles from it (`api/routes/`), the views' index and the
-summary count from it, and the README's roles table is rendered from it (`render_markdown`). Who records what is the
+summary count from it, and the roles tables of docs/access.md are rendered from it (`render_markdown`). Who records what is the
 event catalogue's (`catalogue.py`); who is told of which event (`FEED_EVENTS`) and who reads identities
 (`IDENTITY_READERS`, `NAME_SEARCHERS`) are kept there too, and their grants here are made from them.
 
@@ -268,7 +268,7 @@ def _code(names: Iterable[str]) -> str:
 
 
 def render_markdown() -> str:
-    """Two tables as people read them (README): each read and where it is served; each role's reads and why (the
+    """Two tables as people read them (docs/access.md): each read and where it is served; each role's reads and why (the
     reads of one reason on one row; those every role reads for the same reason once, last)."""
     lines = ["| read | what it gives | over HTTP |", "|---|---|---|"]
     lines += [f"| {_code([name])} | {read.what} | {_code(read.routes)} |" for name, read in READS.items()]

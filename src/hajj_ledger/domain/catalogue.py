@@ -1,7 +1,7 @@
 """The event catalogue: every step the ledger records, who may record it, and from where.
 
 This one table is the journey's rules and the permissions both. The aggregates enforce it before they create any
-event (`Journey.trigger_event`, `Trip.trigger_event`); the README and the API docs render it with `render_markdown`.
+event (`Journey.trigger_event`, `Trip.trigger_event`); docs/journey.md and the API docs render it with `render_markdown`.
 """
 
 from __future__ import annotations
@@ -658,7 +658,7 @@ BUILDING_STEPS: dict[str, Step] = {
 }
 
 STEPS: dict[str, Step] = {**JOURNEY_STEPS, **TRIP_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}
-# Each kind of aggregate's steps, for the README, the command line and the API docs.
+# Each kind of aggregate's steps, for docs/journey.md, the command line and the API docs.
 TABLES: dict[str, Mapping[str, Step]] = {
     "Journey steps": JOURNEY_STEPS,
     "Trip steps": TRIP_STEPS,
@@ -848,7 +848,7 @@ def _cell(values: Iterable[StrEnum]) -> str:
 
 
 def render_markdown(steps: Mapping[str, Step] = JOURNEY_STEPS) -> str:
-    """The table as people read it (README, API docs)."""
+    """The table as people read it (docs/journey.md, the API docs)."""
     lines = [
         "| event | recorded by | allowed from | leads to | also needs |",
         "|---|---|---|---|---|",
