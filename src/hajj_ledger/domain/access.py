@@ -3,8 +3,8 @@ trail, exports, the summary, the feed, ...), the HTTP routes that serve it, and 
 that grant serves. Need-to-know (the PDPL): a role reads only what one of its duties needs.
 
 This one table decides every read: the routes declare their roles from it (`api/routes/`), the views' index and the
-summary count from it, and the roles tables of docs/access.md are rendered from it (`render_markdown`). Who records what is the
-event catalogue's (`catalogue.py`); who is told of which event (`FEED_EVENTS`) and who reads identities
+summary count from it, and docs/access.md's roles tables are rendered from it (`render_markdown`). Who records
+what is the event catalogue's (`catalogue.py`); who is told of which event (`FEED_EVENTS`) and who reads identities
 (`IDENTITY_READERS`, `NAME_SEARCHERS`) are kept there too, and their grants here are made from them.
 
 A scoped role (SCOPE: a mission, a company) reads only its own rows of a view, by the view's column of that name, so

@@ -1,7 +1,8 @@
 """The event catalogue: every step the ledger records, who may record it, and from where.
 
 This one table is the journey's rules and the permissions both. The aggregates enforce it before they create any
-event (`Journey.trigger_event`, `Trip.trigger_event`); docs/journey.md and the API docs render it with `render_markdown`.
+event (`Journey.trigger_event`, `Trip.trigger_event`); docs/journey.md and the API docs render it with
+`render_markdown`.
 """
 
 from __future__ import annotations
