@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
+from hajj_ledger.api.agencies import REVOKED, Agency, Revocations, Watched
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.domain.access import WHOLE_VIEW_READERS
 from hajj_ledger.domain.catalogue import SCOPE
@@ -45,7 +45,7 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import AT_LEAST, Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
-from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, split_urls, with_parameter
+from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, causes, split_urls, with_parameter
 
 READ_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_READ_POOL_SIZE"
 READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"
@@ -68,12 +68,7 @@ AWAY_NAMES = frozenset({"OperationalError", "InterfaceError", "PoolTimeout", "Po
 def database_away(error: BaseException) -> bool:
     """Whether the error is what a driver raises while its database is away (the event store's library wraps
     psycopg's errors in its own classes of the same names)."""
-    names: set[str] = set()
-    cause: BaseException | None = error
-    while cause is not None and len(names) < 10:
-        names.add(type(cause).__name__)
-        cause = cause.__cause__ or cause.__context__
-    return bool(names & AWAY_NAMES)
+    return any(type(cause).__name__ in AWAY_NAMES for cause in causes(error))
 
 
 def pool_size() -> int:
@@ -320,8 +315,8 @@ class Reads:
         assert self.primary is not None
         deadline = time.monotonic() + self.max_wait
         checked_head = False
-        waiting = self.revocations.watching(agency) if position is not None else contextlib.nullcontext(None)
-        with waiting as key:
+        key: Watched | None = None  # the agency's key is watched once the read has to wait, not before
+        with contextlib.ExitStack() as waiting:
             while True:
                 if key is not None and key.revoked:
                     raise unauthorized(REVOKED)
@@ -352,6 +347,7 @@ class Reads:
                         raise beyond_head(position, head)
                 if last_look:
                     raise views_behind(names, reached, position)
+                key = key or waiting.enter_context(self.revocations.watching(agency))
                 await asyncio.sleep(POLL)
 
     @staticmethod
@@ -391,9 +387,10 @@ class Reads:
         names = list(names)
         deadline = time.monotonic() + self.max_wait
         checked = False
-        with self.revocations.watching(agency) as key:
+        key: Watched | None = None  # as on PostgreSQL: watched once the read has to wait
+        with contextlib.ExitStack() as waiting:
             while True:
-                if key.revoked:
+                if key is not None and key.revoked:
                     raise unauthorized(REVOKED)
                 reached = connection.execute(position_query(), {"names": names}).scalar() or 0
                 connection.rollback()  # the next look must see other transactions' commits
@@ -405,6 +402,7 @@ class Reads:
                         raise beyond_head(position, known)
                 if time.monotonic() >= deadline:
                     raise views_behind(names, reached, position)
+                key = key or waiting.enter_context(self.revocations.watching(agency))
                 time.sleep(POLL)
 
     def _journey_sqlite(self, journey_id: UUID, position: int | None, agency: Agency) -> Row | None:

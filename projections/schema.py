@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, url_refusal
+from hajj_ledger.store.connections import Postgres, unsupported_store
 
 metadata = sa.MetaData()
 GENERATIONS = ("a", "b")
@@ -89,8 +89,7 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
             connection.exec_driver_sql("BEGIN")
 
         return engine
-    got = f"{url.split('://')[0]}://..." if "://" in url else repr(url)
-    raise url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}")
+    raise unsupported_store(url)
 
 
 def create_schema(database_url: str) -> None:

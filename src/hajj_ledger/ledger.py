@@ -139,10 +139,6 @@ class JourneyLedger(Application[UUID]):
         """The writer thread has ended and is being started again (for /readyz)."""
         return self._group.down
 
-    @property
-    def writer_restarts(self) -> int:
-        return self._group.restarts
-
     def construct_mapper(self) -> Mapper[UUID]:
         return EventCodec()
 

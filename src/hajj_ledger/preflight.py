@@ -13,7 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hajj_ledger.store.connections import AWAY, DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, Postgres, url_refusal
+from hajj_ledger.store.connections import (
+    AWAY,
+    DATABASE_URL_VARIABLE,
+    DEFAULT_DATABASE_URL,
+    Postgres,
+    causes,
+    first_line,
+    unsupported_store,
+)
 
 DEBUG_VARIABLE = "HAJJ_LEDGER_DEBUG"
 SIGNING_KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
@@ -83,8 +91,7 @@ def check_store(url: str, *, write: bool) -> None:
         except psycopg.OperationalError as error:
             raise SetupError(unreachable(str(error), found.name, found.dbname)) from None
         return
-    got = f"{url.split('://')[0]}://..." if "://" in url else repr(url)
-    raise SetupError(str(url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}")))
+    raise SetupError(str(unsupported_store(url)))
 
 
 def unreachable(message: str, hosts: str, dbname: str) -> str:
@@ -114,32 +121,26 @@ def unreachable(message: str, hosts: str, dbname: str) -> str:
 def describe(error: BaseException) -> tuple[str, int]:
     """One line for a command that failed, and its exit status: 2 when the store or a key cannot be used as
     configured, 1 for a file the command could not use, 70 for anything unexpected."""
-    chain = [error]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
-        chain.append(cause)
+    chain = list(causes(error))
     url = configured_url()
     if any(type(e).__name__ == "UndefinedTable" or "no such table" in str(e) for e in chain):
         return f"the store at {_safe(url)} holds no ledger yet: record into it, or check {DATABASE_URL_VARIABLE}", 2
     if any(type(e).__module__ == "sqlite3" for e in chain):
-        return f"the SQLite store {url.removeprefix('sqlite:///')}: {_first_line(error)}", 2
+        return f"the SQLite store {url.removeprefix('sqlite:///')}: {first_line(error)}", 2
     if any(type(e).__name__ in AWAY for e in chain):
         if url.startswith(("postgresql://", "postgres://")):
             try:  # the pool's "couldn't get a connection" hides why: ask the database directly
                 check_store(url, write=True)
             except SetupError as found:
                 return str(found), 2
-        return f"the database is busy or away: {_first_line(error)}", 2
+        return f"the database is busy or away: {first_line(error)}", 2
     if isinstance(error, ValueError):  # configuration: a URL, a key, a set-up step not done
         return str(error), 2
     if isinstance(error, OSError):
         return str(error), 1
-    return f"unexpected {type(error).__name__}: {_first_line(error)} ({DEBUG_VARIABLE}=1 shows where)", 70
+    return f"unexpected {type(error).__name__}: {first_line(error)} ({DEBUG_VARIABLE}=1 shows where)", 70
 
 
 def _safe(url: str) -> str:
     """A URL without its password, to print."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -32,7 +32,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
-from hajj_ledger.store.connections import AWAY, OutcomeUnknownError, StoreUnavailableError, is_read_only
+from hajj_ledger.store.connections import (
+    AWAY,
+    OutcomeUnknownError,
+    StoreUnavailableError,
+    causes,
+    first_line,
+    is_read_only,
+)
 from hajj_ledger.store.recorders import LedgerRecorder
 
 log = logging.getLogger("hajj_ledger.writing")
@@ -135,25 +142,15 @@ class WriteCache:
 WRITE_PATIENCE = 2.5  # seconds a batch keeps trying while the store is away (a promotion takes about one)
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """The error and what caused it, ten deep at most."""
-    cause: BaseException | None = error
-    for _ in range(10):
-        if cause is None:
-            return
-        yield cause
-        cause = cause.__cause__ or cause.__context__
-
-
 def store_away(error: BaseException) -> bool:
     """Whether the error is the store being away or read-only, by its name or its causes' (the event store's library
     wraps psycopg's errors in classes of the same names)."""
-    return any(type(cause).__name__ in AWAY for cause in _causes(error)) or is_read_only(error)
+    return any(type(cause).__name__ in AWAY for cause in causes(error)) or is_read_only(error)
 
 
 def _in_chain(error: BaseException, kind: type[BaseException] | str) -> bool:
     return any(
-        type(cause).__name__ == kind if isinstance(kind, str) else isinstance(cause, kind) for cause in _causes(error)
+        type(cause).__name__ == kind if isinstance(kind, str) else isinstance(cause, kind) for cause in causes(error)
     )
 
 
@@ -191,14 +188,10 @@ def within_patience(
                 raise StoreUnavailableError(
                     f"the store could not be reached within {patience:g} s; nothing was recorded"
                 ) from error
-            log.warning("the store is away (%s): trying again in %.2f s", _first_line(error), pause)
+            log.warning("the store is away (%s): trying again in %.2f s", first_line(error), pause)
             sleep(pause)
             pause = min(pause * 2, 0.4)
             careful = True
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -83,6 +83,12 @@ def url_refusal(variable: str, url: str, why: str, forms: str = STORE_FORMS) -> 
     return ValueError(f"{variable}: {why}; expected {forms}{hint}")
 
 
+def unsupported_store(url: str) -> ValueError:
+    """HAJJ_LEDGER_DATABASE_URL naming neither SQLite nor PostgreSQL."""
+    scheme = urlsplit(url).scheme
+    return url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {f'{scheme}://...' if scheme else repr(url)}")
+
+
 def split_urls(text: str) -> list[str]:
     """URLs given one after another, comma-separated (`HAJJ_LEDGER_READ_DATABASE_URL`): a comma starts a new URL
     only where a scheme follows it, since a libpq URL itself may name several hosts (`h1:5432,h2:5432`)."""
@@ -105,15 +111,24 @@ def _with_query(url: str, query: list[tuple[str, str]]) -> str:
     return f"{base}?{urlencode(query)}" if query else base
 
 
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it, ten deep at most (a chain can loop)."""
+    cause: BaseException | None = error
+    for _ in range(10):
+        if cause is None:
+            return
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def first_line(error: BaseException) -> str:
+    """The error's message in one line, to print (its class's name when it has none)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def is_read_only(error: BaseException) -> bool:
     """Whether the error, or what caused it, is a write refused by a server in recovery (a standby) or read-only."""
-    seen = 0
-    cause: BaseException | None = error
-    while cause is not None and seen < 10:
-        if getattr(cause, "sqlstate", None) == READ_ONLY_SQLSTATE:
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
+    return any(getattr(cause, "sqlstate", None) == READ_ONLY_SQLSTATE for cause in causes(error))
 
 
 @dataclass(frozen=True)
@@ -334,7 +349,7 @@ def patiently(
 
     def say(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error) if error is not None else ""
         pause = state.next_action.sleep if state.next_action is not None else 0.0
         print(f"hajj-ledger {job}: the database is busy or away ({first}); trying again in {pause:.0f} s",
               file=sys.stderr)  # fmt: skip

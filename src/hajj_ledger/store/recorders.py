@@ -29,9 +29,9 @@ from hajj_ledger.store.connections import (
 )
 from hajj_ledger.store.connections import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
 from hajj_ledger.store.connections import (
-    STORE_FORMS,
     Postgres,
     direct_url,
+    unsupported_store,
     url_refusal,
     write_pool_overflow,
     write_pool_size,
@@ -344,8 +344,7 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0" if found.transaction_pooled else "5",
             "APPLICATION_RECORDER_TOPIC": f"hajj_ledger.store.postgres:{recorder}",
         }
-    got = f"{parts.scheme}://..." if parts.scheme else repr(url)
-    raise url_refusal(DATABASE_URL_VARIABLE, url, f"unsupported store {got}", STORE_FORMS)
+    raise unsupported_store(url)
 
 
 def direct_database_url() -> str:
