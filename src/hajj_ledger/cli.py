@@ -271,7 +271,8 @@ def _record(args: argparse.Namespace) -> int:
 
     text = args.json if args.json is not None else sys.stdin.read()
     command = parse_command_json(text)
-    outcome = JourneyLedger().record(command, Actor(args.agency, Role(args.role)))
+    with JourneyLedger() as ledger:
+        outcome = ledger.record(command, Actor(args.agency, Role(args.role)))
     print(json.dumps(outcome_json(outcome)))
     return 0
 
@@ -280,10 +281,10 @@ def _history(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.reads import print_history
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
-    events = ledger.history(_journey_id(ledger, args.id, args.season))
-    print_history(events, as_json=args.json)
-    return 0
+    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
+        events = ledger.history(_journey_id(ledger, args.id, args.season))
+        print_history(events, as_json=args.json)
+        return 0
 
 
 def moment(text: str) -> datetime:
@@ -301,28 +302,28 @@ def _trail(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.reads import TrailQuery, trail
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
-    query = TrailQuery(
-        aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
-        event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
-        from_position=args.from_position, until_position=args.until_position,
-    )  # fmt: skip
-    page = trail(ledger, query, args.after, args.limit)
-    for entry in page.entries:
-        row = entry_json(entry)
-        if args.json:
-            print(json.dumps(row, ensure_ascii=False))
-        else:
-            details = " ".join(f"{k}={v}" for k, v in row["fields"].items())
-            print(
-                f"{row['position']:>8}  {row['event']:<22} {row['aggregate']} {row['aggregate_id']} "
-                f"v{row['version']}  happened {row['occurred_at']}  recorded {row['recorded_at']}  "
-                f"by {row['role']}:{row['agency_id']}  command {row['command_id']}  "
-                f"correlation {row['correlation_id'] or '-'}  {details}"
-            )
-    if page.next_after is not None:
-        print(f"more: --after {page.next_after}", file=sys.stderr)
-    return 0
+    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
+        query = TrailQuery(
+            aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
+            event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
+            from_position=args.from_position, until_position=args.until_position,
+        )  # fmt: skip
+        page = trail(ledger, query, args.after, args.limit)
+        for entry in page.entries:
+            row = entry_json(entry)
+            if args.json:
+                print(json.dumps(row, ensure_ascii=False))
+            else:
+                details = " ".join(f"{k}={v}" for k, v in row["fields"].items())
+                print(
+                    f"{row['position']:>8}  {row['event']:<22} {row['aggregate']} {row['aggregate_id']} "
+                    f"v{row['version']}  happened {row['occurred_at']}  recorded {row['recorded_at']}  "
+                    f"by {row['role']}:{row['agency_id']}  command {row['command_id']}  "
+                    f"correlation {row['correlation_id'] or '-'}  {details}"
+                )
+        if page.next_after is not None:
+            print(f"more: --after {page.next_after}", file=sys.stderr)
+        return 0
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -335,11 +336,11 @@ def _as_of(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.reads import AsOf, journey_as_of
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
-    at = AsOf(args.position, args.recorded_at, args.occurred_at)
-    past = journey_as_of(ledger, _journey_id(ledger, args.id, args.season), at)
-    print(json.dumps(past_journey_json(past), ensure_ascii=False))
-    return 0
+    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
+        at = AsOf(args.position, args.recorded_at, args.occurred_at)
+        past = journey_as_of(ledger, _journey_id(ledger, args.id, args.season), at)
+        print(json.dumps(past_journey_json(past), ensure_ascii=False))
+        return 0
 
 
 def past_journey_json(past: PastJourney) -> dict[str, Any]:
@@ -359,20 +360,20 @@ def _erase(args: argparse.Namespace) -> int:
     from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger()
-    journey_id = _journey_id(ledger, args.id, args.season)
-    command = parse_command(
-        {
-            "event": "IdentityErased",
-            "command_id": str(uuid4()),
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "journey_id": str(journey_id),
-            "reason": args.reason,
-        }
-    )
-    outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
-    print(json.dumps(outcome_json(outcome)))
-    return 0
+    with JourneyLedger() as ledger:
+        journey_id = _journey_id(ledger, args.id, args.season)
+        command = parse_command(
+            {
+                "event": "IdentityErased",
+                "command_id": str(uuid4()),
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "journey_id": str(journey_id),
+                "reason": args.reason,
+            }
+        )
+        outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
+        print(json.dumps(outcome_json(outcome)))
+        return 0
 
 
 def _identity_show(args: argparse.Namespace) -> int:
@@ -380,11 +381,11 @@ def _identity_show(args: argparse.Namespace) -> int:
     from hajj_ledger.identities import identity_of
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
-    journey_id = _journey_id(ledger, args.id, args.season)
-    identity = identity_of(ledger, journey_id, Actor(args.agency, Role(args.role)))
-    print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
-    return 0
+    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
+        journey_id = _journey_id(ledger, args.id, args.season)
+        identity = identity_of(ledger, journey_id, Actor(args.agency, Role(args.role)))
+        print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
+        return 0
 
 
 def _identity_find(args: argparse.Namespace) -> int:
@@ -392,24 +393,25 @@ def _identity_find(args: argparse.Namespace) -> int:
     from hajj_ledger.identities import find_by_name, find_by_passport
     from hajj_ledger.ledger import JourneyLedger
 
-    ledger = JourneyLedger(create_tables=False)  # a reader creates nothing
-    reader = Actor(args.agency, Role(args.role))
-    if args.passport is not None:
-        if not args.country:
-            raise ValidationError("country", "is required with --passport (the passport's issuing country)")
-        found = find_by_passport(ledger, args.passport, args.country, reader)
-    else:
-        found = find_by_name(ledger, args.name, reader)
-    for journey_id in found:
-        print(journey_id)
-    return 0 if found else 1
+    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
+        reader = Actor(args.agency, Role(args.role))
+        if args.passport is not None:
+            if not args.country:
+                raise ValidationError("country", "is required with --passport (the passport's issuing country)")
+            found = find_by_passport(ledger, args.passport, args.country, reader)
+        else:
+            found = find_by_name(ledger, args.name, reader)
+        for journey_id in found:
+            print(journey_id)
+        return 0 if found else 1
 
 
 def _identity_rotate(args: argparse.Namespace) -> int:
     from hajj_ledger.identities import rotate_master_key
     from hajj_ledger.ledger import JourneyLedger
 
-    rewrapped = rotate_master_key(JourneyLedger())
+    with JourneyLedger() as ledger:
+        rewrapped = rotate_master_key(ledger)
     print(f"{rewrapped:,} data keys re-wrapped with the current master key.")
     return 0
 
@@ -421,16 +423,16 @@ def _retention(args: argparse.Namespace) -> int:
 
     if args.after_days < 0:
         raise ValidationError("after_days", "must not be negative")
-    ledger = JourneyLedger()
-    cutoff = datetime.now(UTC) - timedelta(days=args.after_days)
-    report = apply_retention(ledger, cutoff, Actor(args.agency, Role.MINISTRY))
-    print(f"Identities of journeys ended before {cutoff:%Y-%m-%d}: {report.erased:,} erased.")
-    print(f"Kept: {report.kept:,} not ended or ended since; {len(report.held):,} under a legal hold.")
-    for journey_id, holds in list(report.held.items())[:20]:
-        print(f"  held: journey {journey_id}: {', '.join(holds)}")
-    for refusal in report.refused[:20]:
-        print(f"  refused: {refusal}")
-    return 0 if not report.refused else 1
+    with JourneyLedger() as ledger:
+        cutoff = datetime.now(UTC) - timedelta(days=args.after_days)
+        report = apply_retention(ledger, cutoff, Actor(args.agency, Role.MINISTRY))
+        print(f"Identities of journeys ended before {cutoff:%Y-%m-%d}: {report.erased:,} erased.")
+        print(f"Kept: {report.kept:,} not ended or ended since; {len(report.held):,} under a legal hold.")
+        for journey_id, holds in list(report.held.items())[:20]:
+            print(f"  held: journey {journey_id}: {', '.join(holds)}")
+        for refusal in report.refused[:20]:
+            print(f"  refused: {refusal}")
+        return 0 if not report.refused else 1
 
 
 def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
@@ -471,11 +473,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.pilgrims < 1:
         raise ValidationError("pilgrims", "must be at least 1")
-    ledger = JourneyLedger()
-    bar = progress_bar(sys.stderr, args.pilgrims)
-    summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
-    print("\n".join(summary.lines()))
-    return 0 if not summary.refused else 1
+    with JourneyLedger() as ledger:
+        bar = progress_bar(sys.stderr, args.pilgrims)
+        summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
+        print("\n".join(summary.lines()))
+        return 0 if not summary.refused else 1
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:

@@ -8,13 +8,14 @@ How batches are formed (group commit), cached and re-run after meeting a concurr
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -133,6 +134,17 @@ class JourneyLedger(Application[UUID]):
         """Stop writing (after the batch under way, waited for `timeout` seconds at most) and close the store."""
         self._group.close(timeout)
         super().close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A ledger nobody closed can be collected on one of its own pool's threads, which cannot join itself.
+        with contextlib.suppress(AttributeError, RuntimeError):
+            self.close()
 
     @property
     def writer_down(self) -> bool:

@@ -112,14 +112,15 @@ def _seal(args: argparse.Namespace) -> int:
     keys = signing_keys(required=False)
     if keys is None:
         print(f"hajj-ledger: no signing key ({KEY_FILE_VARIABLE}): sealing without checkpoints", file=sys.stderr)
-    chain = Chain(JourneyLedger(), keys, every=args.every)
-    if args.follow:
-        stop = threading.Event()
-        stop_on_signals(stop)
-        chain.follow(stop, args.seconds)
-        return 0
-    sealed = chain.seal_all()
-    latest = chain.checkpoint() if keys is not None else None
+    with JourneyLedger() as ledger:
+        chain = Chain(ledger, keys, every=args.every)
+        if args.follow:
+            stop = threading.Event()
+            stop_on_signals(stop)
+            chain.follow(stop, args.seconds)
+            return 0
+        sealed = chain.seal_all()
+        latest = chain.checkpoint() if keys is not None else None
     print(f"Sealed {sealed:,} events; latest checkpoint: {json.dumps(latest.to_json()) if latest else 'none'}")
     return 0
 
@@ -128,7 +129,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
-    made = Chain(JourneyLedger(), signing_keys(required=True)).checkpoint()
+    with JourneyLedger() as ledger:
+        made = Chain(ledger, signing_keys(required=True)).checkpoint()
     print(json.dumps(made.to_json() if made else None))
     return 0
 
@@ -290,11 +292,9 @@ def _proof(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.chain import Chain, signing_keys
     from hajj_ledger.ledger import JourneyLedger
 
-    print(
-        json.dumps(
-            Chain(JourneyLedger(create_tables=False), signing_keys(required=False)).proof(args.position), indent=2
-        )
-    )
+    with JourneyLedger(create_tables=False) as ledger:
+        proof = Chain(ledger, signing_keys(required=False)).proof(args.position)
+    print(json.dumps(proof, indent=2))
     return 0
 
 
