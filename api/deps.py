@@ -30,6 +30,7 @@ from hajj_ledger.domain.catalogue import STEPS
 from hajj_ledger.domain.vocabulary import Day, Moment, Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import ONE_OF
+from hajj_ledger.projections.read_season import default_season
 from hajj_ledger.projections.replay import PastViews
 
 ROLES = "x-roles"  # the OpenAPI extension naming the roles a route serves
@@ -51,6 +52,13 @@ class Services:
     reads: Reads  # the hot reads: a journey's status, the views' pages
     feed: Feed  # the change feed's hub
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
+
+
+def current_season_of(engine: Engine) -> int | None:
+    """The season a read shows when none is asked for (None: no season in the views yet); it asks the database, so
+    an async route calls it on a thread of the pool."""
+    with engine.connect() as connection:
+        return default_season(connection)
 
 
 def _service(name: str) -> Any:
@@ -199,6 +207,10 @@ AgencyId = Annotated[Text, Field(max_length=64)]  # as the agencies table and th
 Position = Annotated[QueryInt, Field(ge=0)]  # a position in the log (BIGINT)
 Limit = Annotated[QueryInt, Field(ge=1, le=MAX_LIMIT)]  # items in a page
 Season = Annotated[QueryInt, Field(ge=1, le=9999)]  # a Hijri year
+# Every read is of one season: the one asked for, else the current one (`current_season_of`).
+SeasonQuery = Annotated[
+    Season | None, Query(description="a season (Hijri year); default: the current season (see GET /v1/summary)")
+]
 PageCursor = Annotated[Text, Field(max_length=2000)]  # a view's `next_cursor`: its key's values, encoded
 if TYPE_CHECKING:
     EventName = str

@@ -58,14 +58,17 @@ class Subscriber:
     agency: Agency
     events: frozenset[str] | None  # the event types it asked for; None: every one it may be told of
     limit: int
+    season: int | None = None  # the season it follows (and events of no season: trips, buildings); None: every one
     after: int = 0  # the reader's position when it joined: the queue holds only events past it
     queue: deque[bytes] = field(default_factory=deque)  # the SSE messages, framed once for every subscriber
     full: bool = False  # the queue overflowed: the stream ends once the queue is drained
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def admits(self, told: Told) -> bool:
-        return (self.events is None or told.event in self.events) and may_follow(
-            self.agency.role, self.agency.agency_id, told.event, told.owners
+        return (
+            (self.events is None or told.event in self.events)
+            and (self.season is None or told.season is None or told.season == self.season)
+            and may_follow(self.agency.role, self.agency.agency_id, told.event, told.owners)
         )
 
     def offer(self, stretch: Collection[tuple[Told, bytes]]) -> None:
@@ -136,12 +139,14 @@ class Feed:
             subscriber.offer(stretch)
         self.position = reached
 
-    async def stream(self, agency: Agency, after: int | None, events: frozenset[str] | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, agency: Agency, after: int | None, events: frozenset[str] | None, season: int | None = None
+    ) -> AsyncIterator[bytes]:
         """The SSE messages of one subscriber: the events after `after` (default: from now) that it may be told of
         and asked for, in log order; it ends after the last one given when the subscriber falls too far behind, and
         with a `revoked` event once its key is revoked."""
         await self._start()
-        subscriber = Subscriber(agency, events, self.buffer)
+        subscriber = Subscriber(agency, events, self.buffer, season)
         given = self.position if after is None else after
         past = Following(self.ledger, BACKLOG_KNOWN)
         loop = asyncio.get_running_loop()

@@ -57,6 +57,9 @@ class PagePublic(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
     position: int = Field(description="the lowest position the views served here had reached")
+    season: int | None = Field(
+        default=None, description="the season the rows are of, for a view by season (null: none in the views yet)"
+    )
 
 
 class EventPublic(BaseModel):

@@ -13,29 +13,45 @@ awaiting_transport = Model(
     "awaiting_transport",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
         sa.Column("port", sa.String(16), nullable=False, info=one_of(Port)),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("trip_id", sa.Uuid),
     ],
     key=("journey_id",),
-    indexes=(("port", "since"),),
+    indexes=(("season", "port", "since"),),
+)
+# Each journey's season, from its registration, for when it waits.
+seasons = Model(
+    "awaiting_transport_journeys",
+    lambda: [
+        sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
+    ],
+    key=("journey_id",),
 )
 GONE = {"Boarded", "DeathRecorded"}
 
 
 class AwaitingTransport(Projection):
     name = "awaiting_transport"
-    version = 1
-    models = (awaiting_transport,)
-    events = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
-    by_aggregate = (awaiting_transport,)
+    version = 2  # 2: a season column
+    models = (awaiting_transport, seasons)
+    events = frozenset({"Registered", "ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
+    by_aggregate = (awaiting_transport, seasons)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
         name = type(event).__name__
+        if name == "Registered":
+            rows.put(seasons, key, {"journey_id": key[0], "season": event.season})
+            return
         if name == "ReceivedAtPort":
-            rows.put(awaiting_transport, key, {"journey_id": event.originator_id, "port": str(event.port),
-                                               "since": event.stamp.occurred_at, "trip_id": None})  # fmt: skip
+            journey = rows.get(seasons, key)
+            if journey is not None:
+                rows.put(awaiting_transport, key, {"journey_id": key[0], "season": journey["season"],
+                                                   "port": str(event.port), "since": event.stamp.occurred_at,
+                                                   "trip_id": None})  # fmt: skip
             return
         waiting = rows.get(awaiting_transport, key)
         if waiting is None:

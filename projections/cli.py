@@ -22,7 +22,7 @@ from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS, VIEWS
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from hajj_ledger.projections.framework import Projection
+    from hajj_ledger.projections.framework import Model, Projection
 
 
 def register(commands: Any) -> None:
@@ -57,6 +57,7 @@ def register(commands: Any) -> None:
         help=f"at most the ledger's head; for {' and '.join(PAST_VIEWS)} only (default: the serving view, now)",
     )  # fmt: skip
     view.add_argument("--limit", type=int, default=100)
+    view.add_argument("--season", type=int, help="a view by season: this season's rows (default: the current season)")
     view.set_defaults(run=_view, store=READ)
 
     exporting = commands.add_parser(
@@ -67,6 +68,10 @@ def register(commands: Any) -> None:
     exporting.add_argument("--at", type=int, metavar="POSITION", help="default: the head of the log")
     exporting.add_argument("--since", type=int, metavar="POSITION", help="only what came after the export in --out")
     exporting.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    exporting.add_argument(
+        "--season", type=int,
+        help="the read models' rows of this season (default: the current one; with --since, the previous export's)",
+    )  # fmt: skip
     exporting.set_defaults(run=_export, store=READ, batch=True)
 
 
@@ -75,10 +80,12 @@ def _export(args: argparse.Namespace) -> int:
     from hajj_ledger.projections.export import export
 
     manifest = export(
-        args.out, at=args.at, since=args.since, fmt=args.format, progress=progress_bar(sys.stderr, "positions exported")
-    )
+        args.out, at=args.at, since=args.since, fmt=args.format, season=args.season,
+        progress=progress_bar(sys.stderr, "positions exported"),
+    )  # fmt: skip
     tables = manifest["tables"]
-    print(f"Exported to {args.out} as of position {manifest['position']:,} ({manifest['format']}):")
+    season = f"season {manifest['season']}" if manifest["season"] is not None else "no season yet"
+    print(f"Exported to {args.out} as of position {manifest['position']:,}, {season} ({manifest['format']}):")
     for name, table in tables.items():
         print(f"  {name:<24}{table['rows']:>12,} rows in {len(table['files'])} file(s)")
     print(
@@ -175,20 +182,45 @@ def _view(args: argparse.Namespace) -> int:
     from hajj_ledger.projections import projection
 
     model = projection(args.name).models[0]
-    query = model.readable().order_by(*(model.view().c[k] for k in model.key)).limit(args.limit)
+    view = model.view()
+    query = model.readable().order_by(*(view.c[k] for k in model.key)).limit(args.limit)
     parameters = {"now": datetime.now(UTC)} if model.at_read is not None else {}
     rows: Sequence[Mapping[Any, Any]]
+    if args.as_of is not None and args.name not in PAST_VIEWS:
+        raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
+    season = _season(args.season)
+    query = _only(model, season, query)
     if args.as_of is None:
         rows = _serving_rows(query, parameters)
-    elif args.name in PAST_VIEWS:
-        rows = _past_rows(args.name, args.as_of, args.limit, query, parameters)
     else:
-        raise ValidationError("as-of", f"{args.name} is read now only; as of a past position: {', '.join(PAST_VIEWS)}")
+        rows = _past_rows(args.name, args.as_of, season, args.limit, query, parameters)
     # As the API writes them: times in UTC with `Z` (SQLite's come back without their zone); keys are plain text.
     as_the_api = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
     for row in rows:
         print(orjson.dumps({str(k): v for k, v in row.items()}, default=plain, option=as_the_api).decode())
     return 0
+
+
+def _only(model: Model, season: int | None, query: sa.Select[Any]) -> sa.Select[Any]:
+    """A view by season read for one season (None: the views hold no season yet, nothing to keep apart)."""
+    from hajj_ledger.projections.read_season import SEASON, by_season
+
+    return query.where(model.view().c[SEASON] == season) if season is not None and by_season(model) else query
+
+
+def _season(season: int | None) -> int | None:
+    """The season asked for, else the current one, as the serving views say."""
+    from hajj_ledger.projections.read_season import chosen_season
+    from hajj_ledger.projections.schema import engine_for
+
+    if season is not None:
+        return season
+    engine = engine_for()
+    try:
+        with engine.connect() as connection:
+            return chosen_season(connection, None)
+    finally:
+        engine.dispose()
 
 
 def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.RowMapping]:
@@ -203,16 +235,17 @@ def _serving_rows(query: sa.Select[Any], parameters: dict[str, Any]) -> list[sa.
 
 
 def _past_rows(
-    name: str, position: int, limit: int, query: sa.Select[Any], parameters: dict[str, Any]
+    name: str, position: int, season: int | None, limit: int, query: sa.Select[Any], parameters: dict[str, Any]
 ) -> Sequence[Mapping[Any, Any]]:
     from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.read_season import SEASON
     from hajj_ledger.projections.replay import PastViews
 
     ledger = JourneyLedger(create_tables=False)
     past = PastViews(ledger)
     try:
         if name == "journey_status":
-            return past.journey_status(position, None, limit)
+            return past.journey_status(position, None, limit, {SEASON: season})
         with past.at(position) as connection:
             return list(connection.execute(query, parameters).mappings().all())
     finally:

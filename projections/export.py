@@ -1,9 +1,13 @@
 """Analysts' snapshots: the events and every read model as of one log position, pseudonymised, in Parquet or CSV.
 
 One directory per export: `events/` (one file per export run: a later `--since` run appends a part), one file per
-read model, and `manifest.json`: the position, row counts, the SHA-256 and schema of every file, and the chain's
-signed checkpoint covering the position, with the manifest itself signed by the ledger's key. `hajj-ledger verify
---export DIR` checks all of it (`hajj_ledger.audit.manifests`).
+read model, and `manifest.json`: the position, the season, row counts, the SHA-256 and schema of every file, and the
+chain's signed checkpoint covering the position, with the manifest itself signed by the ledger's key.
+
+An export is of one season: each read model whose rows are of a season (a `season` column) holds that season's rows
+only (trips and buildings are of no season: whole). The events are the whole log up to the position, as the chain's
+proof needs every one; an event names its journey, whose season the exported `journey_status` gives.
+`hajj-ledger verify --export DIR` checks all of it (`hajj_ledger.audit.manifests`).
 
 Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (BLAKE2b keyed with
 the export key, shaped as a UUID), so exports made with one key join with each other and with nothing else; the
@@ -52,6 +56,7 @@ from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import EXPORT_FORMATS, PROJECTIONS
 from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.read_season import SEASON, by_season, default_season
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
 from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
@@ -239,6 +244,7 @@ class Export:
     fmt: str
     pseudonyms: Pseudonyms
     manifest: dict[str, Any]
+    season: int | None = None  # the season the read models' rows are of; None: the current one, once known
 
 
 class Writer:
@@ -316,8 +322,10 @@ def export(
     fmt: str = "parquet",
     url: str | None = None,
     progress: Progress | None = None,
+    season: int | None = None,
 ) -> dict[str, Any]:
-    """Export the events up to `at` (default: the head) and every read model as of `at` into `out`; with
+    """Export the events up to `at` (default: the head) and every read model as of `at` into `out`, the rows of a
+    model by season those of `season` only (default: the current season; with `since`, the previous export's); with
     `since`, only the events after it, appended to the export already in `out` (which must end at `since`)."""
     url = url or database_url()
     if fmt not in FORMATS:
@@ -335,7 +343,7 @@ def export(
         checkpoint = chain.checkpoint()  # seals up to the head: a checkpoint at or after `at` exists from here
         covering = chain.tables.checkpoint_at_or_after(at)
         assert checkpoint is not None and covering is not None
-        run = Export(out, at, since or 0, fmt, Pseudonyms.configured(url), manifest)
+        run = Export(out, at, since or 0, fmt, Pseudonyms.configured(url), manifest, _season(manifest, season))
         if manifest.get("pseudonym_key_id", run.pseudonyms.key_id) != run.pseudonyms.key_id:
             raise ValidationError(KEY_VARIABLE, "the previous export in that directory was made with another key")
         _write_events(chain, run, progress)
@@ -346,6 +354,7 @@ def export(
             position=at,
             exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
             pseudonym_key_id=run.pseudonyms.key_id,
+            season=run.season,
             chain={
                 "following": [[p, d.hex()] for p, d in chain.tables.digests(at, covering.position)],
                 "checkpoint": covering.to_json(),
@@ -374,6 +383,14 @@ def _previous(out: Path, since: int | None, fmt: str) -> dict[str, Any]:
     if manifest["format"] != fmt:
         raise ValidationError("format", f"the export in {out} is {manifest['format']}")
     return manifest
+
+
+def _season(manifest: dict[str, Any], season: int | None) -> int | None:
+    """The season of an export's read models: the one asked for; appending, the previous export's, and no other."""
+    previous: int | None = manifest.get("season")
+    if previous is not None and season not in (None, previous):
+        raise ValidationError("season", f"the export being appended to is of season {previous}, not {season}")
+    return season if season is not None else previous
 
 
 def _write_events(chain: Chain, run: Export, progress: Progress | None) -> None:
@@ -586,6 +603,8 @@ def _write_models(url: str, run: Export) -> None:
 
 def _models_from(connection: Connection, run: Export) -> None:
     copied = connection.dialect.name == "postgresql"
+    if run.season is None:
+        run.season = default_season(connection)
     for projection in PROJECTIONS:
         for model in projection.models:
             schema = model_schema(model)
@@ -594,6 +613,8 @@ def _models_from(connection: Connection, run: Export) -> None:
             ids = {c.name: c.name not in KEPT_UUIDS for c in model.columns() if isinstance(c.type, sa.Uuid)}
             view = model.view()
             query = sa.select(*(view.c[n] for n in schema.names)).order_by(*(view.c[k] for k in model.key))
+            if run.season is not None and by_season(model):  # one season's rows; trips and buildings have none
+                query = query.where(view.c[SEASON] == run.season)
             pages = _copied(connection, query, schema) if copied else _fetched(connection, query, schema, ids)
             written = False
             for page in pages:

@@ -12,6 +12,7 @@ missing_persons = Model(
     "missing_persons",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
         sa.Column("mission_id", sa.String(64), nullable=False),
         sa.Column("company_id", sa.String(64)),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
@@ -19,13 +20,14 @@ missing_persons = Model(
         sa.Column("reported_by", sa.String(64), nullable=False),
     ],
     key=("journey_id",),
-    indexes=(("since",),),
+    indexes=(("season", "since"),),
 )
 # Who each pilgrim belongs to and where they were last recorded, for when they go missing.
 last_known = Model(
     "missing_persons_journeys",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
         sa.Column("mission_id", sa.String(64), nullable=False),
         sa.Column("company_id", sa.String(64)),
         sa.Column("place", sa.String(32)),
@@ -39,7 +41,7 @@ ENDS = {"Departed", "DeathRecorded", "Cancelled"}
 
 class MissingPersons(Projection):
     name = "missing_persons"
-    version = 1
+    version = 2  # 2: a season column
     models = (missing_persons, last_known)
     events = frozenset({"Registered", "PackageContracted", "BusAssigned", "ReportedMissing", "Found", *PLACED, *ENDS})
     by_aggregate = (last_known, missing_persons)
@@ -48,7 +50,8 @@ class MissingPersons(Projection):
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "Registered":
-            rows.put(last_known, key, {"journey_id": key[0], "mission_id": event.stamp.agency_id, "company_id": None,
+            rows.put(last_known, key, {"journey_id": key[0], "season": event.season,
+                                       "mission_id": event.stamp.agency_id, "company_id": None,
                                        "place": None})  # fmt: skip
             return
         known = rows.get(last_known, key)
@@ -59,7 +62,8 @@ class MissingPersons(Projection):
             rows.delete(missing_persons, key)
         elif name == "ReportedMissing":
             rows.put(missing_persons, key, {
-                "journey_id": key[0], "mission_id": known["mission_id"], "company_id": known["company_id"],
+                "journey_id": key[0], "season": known["season"], "mission_id": known["mission_id"],
+                "company_id": known["company_id"],
                 "since": event.stamp.occurred_at, "last_known_place": known["place"],
                 "reported_by": event.stamp.agency_id,
             })  # fmt: skip

@@ -13,6 +13,7 @@ overstay_watch = Model(
     "overstay_watch",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False),
         sa.Column("mission_id", sa.String(64), nullable=False),
         sa.Column("country", sa.String(3), nullable=False),
         sa.Column("visa_valid_until", sa.DateTime(timezone=True)),
@@ -20,14 +21,14 @@ overstay_watch = Model(
         sa.Column("in_kingdom", sa.Boolean, nullable=False),
     ],
     key=("journey_id",),
-    indexes=(("in_kingdom", "visa_valid_until"),),
+    indexes=(("season", "in_kingdom", "visa_valid_until"),),
 )
 GONE = {"ExitCleared", "Departed", "DeathRecorded", "Cancelled"}
 
 
 class OverstayWatch(Projection):
     name = "overstay_watch"
-    version = 1
+    version = 2  # 2: a season column
     models = (overstay_watch,)
     events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
     by_aggregate = (overstay_watch,)
@@ -36,7 +37,8 @@ class OverstayWatch(Projection):
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "Registered":
-            rows.put(overstay_watch, key, {"journey_id": key[0], "mission_id": event.stamp.agency_id,
+            rows.put(overstay_watch, key, {"journey_id": key[0], "season": event.season,
+                                           "mission_id": event.stamp.agency_id,
                                            "country": event.country, "visa_valid_until": None, "entered_at": None,
                                            "in_kingdom": False})  # fmt: skip
             return

@@ -1,6 +1,6 @@
-"""`port_arrivals`: per port, flight and day (in Makkah), how many were booked, arrived, cleared and received
-(Passports, GACA, the agents office). Land and sea arrivals have no flight: their flight is ''. A day belongs to one
-season's arrival window (the weeks before Hajj, a year from the next), so seasons do not mix here."""
+"""`port_arrivals`: per season, port, flight and day (in Makkah), how many were booked, arrived, cleared and
+received (Passports, GACA, the agents office). Land and sea arrivals have no flight: their flight is ''. Each count is
+of its journey's season: a flight booked for next season's pilgrims while this season's still arrive counts apart."""
 
 from __future__ import annotations
 
@@ -18,22 +18,25 @@ COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "Customs
 port_arrivals = Model(
     "port_arrivals",
     lambda: [
+        sa.Column("season", sa.Integer),
         sa.Column("port", sa.String(16), info=one_of(Port)),
         sa.Column("flight", sa.String(8)),
         sa.Column("day", sa.Date),
         *(sa.Column(c, sa.Integer, nullable=False) for c in COUNTS),
     ],
-    key=("port", "flight", "day"),
-    indexes=(("day", "port"),),
+    key=("season", "port", "flight", "day"),
+    indexes=(("season", "day", "port"),),
 )
-# Which arrival a journey belongs to, so that its clearances count against the right flight and day.
+# Each journey's season (from its registration) and arrival (once arrived), so that its booking counts in its season
+# and its clearances against the right flight and day.
 arrivals_by_journey = Model(
     "port_arrivals_journeys",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
-        sa.Column("port", sa.String(16), nullable=False),
-        sa.Column("flight", sa.String(8), nullable=False),
-        sa.Column("day", sa.Date, nullable=False),
+        sa.Column("season", sa.Integer, nullable=False),
+        sa.Column("port", sa.String(16)),
+        sa.Column("flight", sa.String(8)),
+        sa.Column("day", sa.Date),
     ],
     key=("journey_id",),
 )
@@ -41,30 +44,33 @@ arrivals_by_journey = Model(
 
 class PortArrivals(Projection):
     name = "port_arrivals"
-    version = 2  # 2: days in Makkah time
+    version = 3  # 2: days in Makkah time; 3: a season column
     models = (port_arrivals, arrivals_by_journey)
-    events = frozenset({"FlightBooked", *COUNTED})
-
-    def keys(self, event: Any) -> list[tuple[Model, tuple[Any, ...]]]:
-        journey = (arrivals_by_journey, (event.originator_id,))
-        return [] if type(event).__name__ == "FlightBooked" else [journey]
+    events = frozenset({"Registered", "FlightBooked", *COUNTED})
+    by_aggregate = (arrivals_by_journey,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         name = type(event).__name__
+        key = (event.originator_id,)
+        if name == "Registered":
+            rows.put(arrivals_by_journey, key, {"journey_id": key[0], "season": event.season, "port": None,
+                                                "flight": None, "day": None})  # fmt: skip
+            return
+        journey = rows.get(arrivals_by_journey, key)
+        if journey is None:
+            return
+        season = journey["season"]
         if name == "FlightBooked":
             if event.direction == "arrival":
-                self._count(rows, (str(event.port), event.flight, makkah_day(event.scheduled_at)), "booked")
+                self._count(rows, (season, str(event.port), event.flight, makkah_day(event.scheduled_at)), "booked")
             return
         if name == "ArrivedAtPort":
-            key = (str(event.port), event.flight or "", makkah_day(event.stamp.occurred_at))
-            rows.put(arrivals_by_journey, (event.originator_id,),
-                     {"journey_id": event.originator_id, "port": key[0], "flight": key[1], "day": key[2]})  # fmt: skip
-        else:
-            arrival = rows.get(arrivals_by_journey, (event.originator_id,))
-            if arrival is None:
-                return
-            key = (arrival["port"], arrival["flight"], arrival["day"])
-        self._count(rows, key, COUNTED[name])
+            journey = {**journey, "port": str(event.port), "flight": event.flight or "",
+                       "day": makkah_day(event.stamp.occurred_at)}  # fmt: skip
+            rows.put(arrivals_by_journey, key, journey)
+        elif journey["day"] is None:
+            return
+        self._count(rows, (season, journey["port"], journey["flight"], journey["day"]), COUNTED[name])
 
     @staticmethod
     def _count(rows: Rows, key: tuple[Any, ...], column: str) -> None:

@@ -1,4 +1,5 @@
-"""`site_headcount`: per company and site (and building, where housed), how many of its pilgrims are there now."""
+"""`site_headcount`: per season, company and site (and building, where housed), how many of its pilgrims are there
+now."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ from hajj_ledger.projections.framework import Model, Projection, Rows
 site_headcount = Model(
     "site_headcount",
     lambda: [
+        sa.Column("season", sa.Integer),
         sa.Column("company_id", sa.String(64)),
         sa.Column("site", sa.String(16)),
         sa.Column("building", sa.String(64)),
         sa.Column("present", sa.Integer, nullable=False),
     ],
-    key=("company_id", "site", "building"),
+    key=("season", "company_id", "site", "building"),
 )
-# Where each pilgrim is counted now ('' building: at a site, not housed).
+# Each pilgrim's season, company and where they are counted now ('' building: at a site, not housed; no company: not
+# contracted yet, nowhere counted).
 whereabouts = Model(
     "site_headcount_journeys",
     lambda: [
         sa.Column("journey_id", sa.Uuid),
-        sa.Column("company_id", sa.String(64), nullable=False),
+        sa.Column("season", sa.Integer, nullable=False),
+        sa.Column("company_id", sa.String(64)),
         sa.Column("site", sa.String(16)),
         sa.Column("building", sa.String(64)),
     ],
@@ -35,29 +39,34 @@ ARRIVES = {"HousingCheckedIn", "MovedToSite", "Found"}
 
 class SiteHeadcount(Projection):
     name = "site_headcount"
-    version = 1
+    version = 2  # 2: a season column
     models = (site_headcount, whereabouts)
-    events = frozenset({"PackageContracted", *LEAVES, *ARRIVES})
+    events = frozenset({"Registered", "PackageContracted", *LEAVES, *ARRIVES})
     by_aggregate = (whereabouts,)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
         name = type(event).__name__
-        if name == "PackageContracted":
-            rows.put(whereabouts, key, {"journey_id": key[0], "company_id": event.company_id, "site": None,
+        if name == "Registered":
+            rows.put(whereabouts, key, {"journey_id": key[0], "season": event.season, "company_id": None, "site": None,
                                         "building": None})  # fmt: skip
             return
         found = rows.get(whereabouts, key)
         if found is None:
             return
         here = dict(found)
+        if name == "PackageContracted":
+            rows.put(whereabouts, key, {**here, "company_id": event.company_id, "site": None, "building": None})
+            return
+        if here["company_id"] is None:
+            return
         if here["site"] is not None:
-            self._count(rows, (here["company_id"], here["site"], here["building"]), -1)
+            self._count(rows, here, -1)
             here.update(site=None, building=None)
         if name in ARRIVES:
             here.update(site=str(event.site), building=getattr(event, "building", ""))
-            self._count(rows, (here["company_id"], here["site"], here["building"]), 1)
+            self._count(rows, here, 1)
         rows.put(whereabouts, key, here)
 
-    def _count(self, rows: Rows, key: tuple[Any, ...], change: int) -> None:
-        rows.add(site_headcount, key, present=change)
+    def _count(self, rows: Rows, here: dict[str, Any], change: int) -> None:
+        rows.add(site_headcount, (here["season"], here["company_id"], here["site"], here["building"]), present=change)

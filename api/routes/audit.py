@@ -17,9 +17,11 @@ from hajj_ledger.api.deps import (
     Limit,
     PastViewsDep,
     Position,
+    ReadModelsDep,
     ReadsDep,
     allow,
     caller,
+    current_season_of,
 )
 from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.api.routes.views import Cursor, filters, keyed_page, page
@@ -30,6 +32,7 @@ from hajj_ledger.domain.access import AUDIT_READERS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Moment
 from hajj_ledger.projections import projection
+from hajj_ledger.projections.read_season import SEASON
 from hajj_ledger.projections.replay import PastViews
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(caller)])
@@ -100,8 +103,10 @@ def _add_view(name: str) -> None:
     model = projection(name).models[0]
 
     def view_as_of(
-        agency: Any, past: PastViews, position: int, cursor: str | None, limit: int, **filtered: Any
+        agency: Any, past: PastViews, engine: Any, position: int, cursor: str | None, limit: int, **filtered: Any
     ) -> PagePublic:
+        if filtered.get(SEASON) is None:  # one season's rows, as the serving view gives them
+            filtered[SEASON] = current_season_of(engine)
         try:
             if name == "journey_status":  # a page from its journeys' own events
 
@@ -114,7 +119,7 @@ def _add_view(name: str) -> None:
                     rows, next_cursor = page(connection, model, agency, filtered, cursor, limit)
         except ValidationError as error:
             raise _invalid(error) from None
-        return PagePublic(items=rows, next_cursor=next_cursor, position=position)
+        return PagePublic(items=rows, next_cursor=next_cursor, position=position, season=filtered[SEASON])
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     as_of = Annotated[Position, Query(description="as of this position (at most the head)")]
@@ -122,6 +127,7 @@ def _add_view(name: str) -> None:
         [
             inspect.Parameter("agency", keyword, annotation=Caller),
             inspect.Parameter("past", keyword, annotation=PastViewsDep),
+            inspect.Parameter("engine", keyword, annotation=ReadModelsDep),
             inspect.Parameter("position", keyword, annotation=as_of),
             inspect.Parameter("cursor", keyword, default=None, annotation=Cursor),
             inspect.Parameter("limit", keyword, default=100, annotation=Limit),

@@ -9,7 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette import EventSourceResponse
 
-from hajj_ledger.api.deps import Caller, FeedDep, Position, allow, caller
+from hajj_ledger.api.deps import (
+    Caller,
+    FeedDep,
+    Position,
+    ReadModelsDep,
+    SeasonQuery,
+    allow,
+    caller,
+    current_season_of,
+)
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
 from hajj_ledger.domain.access import FEED_READERS
@@ -26,9 +35,11 @@ event as the audit trail gives it (both clocks, who recorded it, its fields; no 
 Resume after a disconnect with the `Last-Event-ID` header (a browser's EventSource sends it by itself) or `after`:
 the events after that position, none missed and none repeated; a position past the ledger's head is refused (422).
 Without either, the stream starts at the present. `event` takes only events the caller's role is told of (422
-names them). The stream opens with a comment line, sent at once, and a comment line is sent while nothing happens
-(every 15 s by default). A client that falls behind by more than its buffer (2,000 events by default) has its stream
-ended after the last event it was sent: resume from that id. Once the caller's key is revoked, the stream ends
+names them). The stream is of one season: the events of the journeys, offers and contracts of `season` (by default
+the season current when the stream opens), and those of trips and buildings, which are of no season. The stream
+opens with a comment line, sent at once, and a comment line is sent while nothing happens (every 15 s by default).
+A client that falls behind by more than its buffer (2,000 events by default) has its stream ended after the last
+event it was sent: resume from that id. Once the caller's key is revoked, the stream ends
 within seconds with a `revoked` event (its `data`: `{"reason": ...}`)."""
 
 
@@ -47,7 +58,9 @@ def _position(name: str, text: str) -> int:
 async def feed(
     agency: Caller,
     hub: FeedDep,
+    engine: ReadModelsDep,
     after: Annotated[Position | None, Query(description="start after this position (an event's id)")] = None,
+    season: SeasonQuery = None,
     event: Annotated[
         list[str] | None, Query(max_length=64, description="only events of these types; repeat for several")
     ] = None,
@@ -71,5 +84,7 @@ async def feed(
     start = _position("last-event-id", last_event_id) if last_event_id is not None else after
     if start is not None and start > (head := await asyncio.to_thread(hub.ledger.head)):
         raise beyond_head(start, head, "header.last-event-id" if last_event_id is not None else "query.after")
-    stream = hub.stream(agency, start, frozenset(event) if event else None)
+    if season is None:
+        season = await asyncio.to_thread(current_season_of, engine)
+    stream = hub.stream(agency, start, frozenset(event) if event else None, season)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, MinPosition, ReadModelsDep, ReadsDep, Season, allow, caller
+from hajj_ledger.api.deps import Caller, MinPosition, ReadModelsDep, ReadsDep, SeasonQuery, allow, caller
 from hajj_ledger.api.reads import scope_column
 from hajj_ledger.domain.access import EVERY_AGENCY, SUMMARY_READERS, SUMMARY_VIEWS, VIEW_READERS
 from hajj_ledger.domain.catalogue import IN_KINGDOM
@@ -30,6 +30,7 @@ from hajj_ledger.domain.vocabulary import (
 )
 from hajj_ledger.projections import PROJECTIONS, projection
 from hajj_ledger.projections.framework import ONE_OF
+from hajj_ledger.projections.read_season import chosen_season
 
 router = APIRouter(prefix="/v1", tags=["overview"], dependencies=[Depends(caller)])
 
@@ -157,7 +158,10 @@ class RoadPublic(BaseModel):
 
 
 class SummaryPublic(BaseModel):
-    season: int | None = Field(description="the season the funnel, the places and the cases count (null: none yet)")
+    season: int | None = Field(
+        description="the one season every figure of journeys, offers and contracts counts: the one asked for, else "
+        "the current one (null: no season in the views yet)"
+    )
     day: date = Field(description="the day 'today' means, in Makkah")
     funnel: list[StagePublic] | None = Field(description="season_funnel; null when the role may not read it")
     arrivals: list[ArrivalsPublic] | None = Field(description="port_arrivals, per day, port and mode")
@@ -203,10 +207,11 @@ def _count_day(view: sa.Table, day: date) -> Any:
     return sa.func.coalesce(sa.func.sum(sa.case((view.c.day == day, view.c.reached), else_=0)), 0)
 
 
-def _arrivals(connection: Connection, agency: Agency) -> list[ArrivalsPublic]:
+def _arrivals(connection: Connection, agency: Agency, season: int) -> list[ArrivalsPublic]:
     view = _view("port_arrivals")
     query = _scoped(
         sa.select(view.c.day, view.c.port, sa.func.sum(view.c.arrived))
+        .where(view.c.season == season)
         .group_by(view.c.day, view.c.port)
         .having(sa.func.sum(view.c.arrived) > 0)
         .order_by(view.c.day, view.c.port),
@@ -247,11 +252,12 @@ def _cases(connection: Connection, agency: Agency, season: int) -> CasesPublic:
     return CasesPublic(in_hospital=in_hospital, missing=missing, deceased=deceased)
 
 
-def _overstays(connection: Connection, agency: Agency, now: datetime) -> int:
+def _overstays(connection: Connection, agency: Agency, season: int, now: datetime) -> int:
     view = _view("overstay_watch")
     query = _scoped(
-        sa.select(sa.func.count()).where(view.c.in_kingdom, view.c.visa_valid_until < now), "overstay_watch", agency
-    )
+        sa.select(sa.func.count()).where(view.c.season == season, view.c.in_kingdom, view.c.visa_valid_until < now),
+        "overstay_watch", agency,
+    )  # fmt: skip
     return int(connection.execute(query).scalar_one())
 
 
@@ -307,19 +313,6 @@ def _road(connection: Connection, agency: Agency, now: datetime) -> RoadPublic:
     return RoadPublic(on_the_road=on_the_road, overdue=late)
 
 
-def _latest_season(connection: Connection, agency: Agency) -> int | None:
-    """The newest season the caller's views count: the journeys' own, else the funnel's, else the market's."""
-    for name in ("journey_status", "season_funnel", "contracts", "service_offers"):
-        if agency.role in VIEW_READERS[name]:
-            view = _view(name)
-            season: int | None = connection.execute(
-                _scoped(sa.select(sa.func.max(view.c.season)), name, agency)
-            ).scalar()
-            if season is not None:
-                return season
-    return None
-
-
 @router.get(
     "/summary", openapi_extra=allow(SUMMARY_READERS), summary="The season at a glance",
     description="The figures of the season at a glance, each from the view it is counted in, and each only for a "
@@ -328,7 +321,9 @@ def _latest_season(connection: Connection, agency: Agency) -> int | None:
     "pilgrims in the Kingdom by place, and those in hospital, missing and deceased (journey_status), trips on the "
     "road (trip_manifest), overstays (overstay_watch); the market's free places by kind (service_offers), places "
     "contracted, used and free (contracts), beds occupied and free (building_occupancy), trips on the road and "
-    "overdue (trips_on_road). `season` defaults to the newest the caller's views hold, `day` to today in Makkah. "
+    "overdue (trips_on_road). Every figure of journeys, offers and contracts is of one season: `season`, by default "
+    "the current one (the same for every caller); trips and buildings are of no season, their figures are of now. "
+    "`day` defaults to today in Makkah. "
     "With `min_position`, it answers once every view it counts for the caller has applied the log up to there, "
     "waiting (bounded) as the views do, else 503 with Retry-After.",
 )  # fmt: skip
@@ -336,7 +331,7 @@ def summary(
     agency: Caller,
     engine: ReadModelsDep,
     reads: ReadsDep,
-    season: Annotated[Season | None, Query(description="a season (Hijri year)")] = None,
+    season: SeasonQuery = None,
     day: Annotated[Day | None, Query(description="the day whose movement 'today' shows (in Makkah)")] = None,
     min_position: MinPosition = None,
 ) -> SummaryPublic:
@@ -348,17 +343,17 @@ def summary(
         reads.await_position(connection, counts, min_position, agency)
         now = datetime.now(UTC)
         day = day or makkah_day(now)
-        chosen = season if season is not None else _latest_season(connection, agency)
+        chosen = chosen_season(connection, season)
         counted = chosen if chosen is not None else 0  # no season yet: every season's figures are empty
         return SummaryPublic(
             season=chosen,
             day=day,
             funnel=readable("season_funnel", lambda: _funnel(connection, agency, counted, day)),
-            arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency)),
+            arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency, counted)),
             in_kingdom=readable("journey_status", lambda: _in_kingdom(connection, agency, counted)),
             trips_on_the_road=readable("trip_manifest", lambda: _trips(connection, agency)),
             cases=readable("journey_status", lambda: _cases(connection, agency, counted)),
-            overstays=readable("overstay_watch", lambda: _overstays(connection, agency, now)),
+            overstays=readable("overstay_watch", lambda: _overstays(connection, agency, counted, now)),
             offers=readable("service_offers", lambda: _offers(connection, agency, counted)),
             contracts=readable("contracts", lambda: _contracts(connection, agency, counted)),
             beds=readable("building_occupancy", lambda: _beds(connection, agency)),

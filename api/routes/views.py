@@ -2,7 +2,8 @@
 generated from the projection list and its columns.
 
 Pages follow the view's key (a keyset cursor): a page never skips nor repeats a row that exists throughout,
-however many writes land between pages."""
+however many writes land between pages. A view whose rows are each of one season (a `season` column) gives one
+season's rows only: the `season` asked for, else the current one, named in the answer."""
 
 import base64
 import functools
@@ -16,15 +17,28 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, Limit, MinPosition, PageCursor, ReadsDep, allow, caller, column_type
+from hajj_ledger.api.deps import (
+    Caller,
+    Limit,
+    MinPosition,
+    PageCursor,
+    ReadsDep,
+    SeasonQuery,
+    allow,
+    caller,
+    column_type,
+    current_season_of,
+)
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
 from hajj_ledger.api.schemas import PagePublic, utc
 from hajj_ledger.domain.access import VIEW_READERS
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import AT_LEAST, Model
+from hajj_ledger.projections.read_season import SEASON, by_season
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
 Cursor = Annotated[PageCursor | None, Query(description="a page's `next_cursor`")]
@@ -87,7 +101,9 @@ def filters(model: Model) -> list[inspect.Parameter]:
         *(
             inspect.Parameter(
                 c.name, keyword, default=None,
-                annotation=Annotated[column_type(c) | None, Query(description=f"only rows with this {c.name}")],
+                annotation=SeasonQuery if c.name == SEASON else Annotated[
+                    column_type(c) | None, Query(description=f"only rows with this {c.name}")
+                ],
             )
             for c in view.c
             if c.type.python_type in FILTERABLE and c.name != "position"
@@ -113,12 +129,16 @@ def filters(model: Model) -> list[inspect.Parameter]:
 
 def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
+    seasonal = by_season(model)
 
     async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
+        if seasonal and filters.get(SEASON) is None:  # one season's rows, never two
+            filters[SEASON] = await run_in_threadpool(current_season_of, reads.engine)
         rows, reached = await reads.page(name, model, agency, filters, after, limit, min_position)
         items, next_cursor = _cut(rows, model, limit)
-        return answer({"items": items, "next_cursor": next_cursor, "position": reached})
+        body = {"items": items, "next_cursor": next_cursor, "position": reached}
+        return answer({**body, SEASON: filters[SEASON]} if seasonal else body)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [

@@ -1,0 +1,42 @@
+"""Every read of one season: the views of journeys that had no `season` column gain one (`port_arrivals`,
+`awaiting_transport`, `site_headcount`, `missing_persons`, `overstay_watch`), so that a next season's registrations,
+bookings and arrivals count apart from the current season's.
+
+They are installed afresh at position 0, with the new columns; the projection runner (`hajj-ledger project`, or
+`serve`) rebuilds them from the log, as it does any view whose code changed. Until it has caught up they are partial
+(`hajj-ledger status` shows their lag).
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from hajj_ledger.projections import projection
+from hajj_ledger.projections.runner import install, uninstall
+
+revision = "0008"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+NAMES = ("port_arrivals", "awaiting_transport", "site_headcount", "missing_persons", "overstay_watch")
+
+
+def upgrade() -> None:
+    _reinstall()
+
+
+def downgrade() -> None:
+    # The code in place defines the tables: installed afresh for the runner to rebuild, as on upgrade.
+    _reinstall()
+
+
+def _reinstall() -> None:
+    connection = op.get_bind()
+    projections = [projection(name) for name in NAMES]
+    uninstall(connection, projections)
+    install(connection, projections)
