@@ -39,6 +39,12 @@ def newest_season(connection: Connection) -> int | None:
     return None
 
 
+def seasons(connection: Connection) -> list[int]:
+    """The seasons the views hold (journeys', offers', contracts'), newest first: those a reader may choose from."""
+    found = sa.union(*(sa.select(model.view().c.season) for model in (season_funnel, contracts, service_offers)))
+    return sorted(connection.execute(found).scalars(), reverse=True)
+
+
 def by_season(model: Model) -> bool:
     """Whether each of a read model's rows is of one season (it has a `season` column)."""
     return SEASON in model.column_names

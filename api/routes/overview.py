@@ -30,7 +30,7 @@ from hajj_ledger.domain.vocabulary import (
 )
 from hajj_ledger.projections import PROJECTIONS, projection
 from hajj_ledger.projections.framework import ONE_OF
-from hajj_ledger.projections.read_season import chosen_season
+from hajj_ledger.projections.read_season import chosen_season, seasons
 
 router = APIRouter(prefix="/v1", tags=["overview"], dependencies=[Depends(caller)])
 
@@ -162,6 +162,7 @@ class SummaryPublic(BaseModel):
         description="the one season every figure of journeys, offers and contracts counts: the one asked for, else "
         "the current one (null: no season in the views yet)"
     )
+    seasons: list[int] = Field(description="the seasons the views hold, newest first: those there is a page of")
     day: date = Field(description="the day 'today' means, in Makkah")
     funnel: list[StagePublic] | None = Field(description="season_funnel; null when the role may not read it")
     arrivals: list[ArrivalsPublic] | None = Field(description="port_arrivals, per day, port and mode")
@@ -347,6 +348,7 @@ def summary(
         counted = chosen if chosen is not None else 0  # no season yet: every season's figures are empty
         return SummaryPublic(
             season=chosen,
+            seasons=seasons(connection),
             day=day,
             funnel=readable("season_funnel", lambda: _funnel(connection, agency, counted, day)),
             arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency, counted)),

@@ -6,6 +6,7 @@ import { NAMES, STRINGS } from "./strings.js";
 
 const KEY = "hajj-ledger.key"; // sessionStorage: gone when the tab is closed
 const LANGUAGE = "hajj-ledger.language";
+const SEASON = "hajj-ledger.season"; // the season chosen; none: the current one, whichever the ledger says it is
 const MAKKAH = "Asia/Riyadh"; // UTC+3 all year
 const RECENT = 30; // feed events kept for the glance page's list
 const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination", "last_event", "port", "site",
@@ -14,6 +15,8 @@ const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination",
 const state = {
   key: sessionStorage.getItem(KEY),
   lang: sessionStorage.getItem(LANGUAGE) || "ar",
+  season: sessionStorage.getItem(SEASON), // every page is of one season: this one, else the current one
+  seasons: null, // the seasons there are pages of, and the current one (GET /v1/summary), once known
   views: null, // the index of views (GET /v1/views), once signed in
   agency: null, // who the key belongs to (GET /v1/agency), once signed in
   recent: [],
@@ -99,7 +102,7 @@ function follow() {
       try {
         const headers = { Authorization: `Bearer ${state.key}`, Accept: "text/event-stream" };
         if (last !== null) headers["Last-Event-ID"] = last;
-        const response = await fetch("/v1/feed", { headers, signal: controller.signal, cache: "no-store" });
+        const response = await fetch(seasonal("/v1/feed"), { headers, signal: controller.signal, cache: "no-store" });
         if (response.status === 403 || response.status === 404) { show("unavailable"); return; }
         if (response.status === 401) { signOut(t("keyRefused")); return; }
         if (response.ok && response.body) {
@@ -222,8 +225,8 @@ async function glance(page) {
     if (busy) { wanted = Math.max(wanted ?? 0, position ?? 0); return; }
     busy = true;
     // The summary answers once every view it counts has the event (it waits a little, else says 503: ask again).
-    const result = await api(position ? `/v1/summary?min_position=${position}` : "/v1/summary");
-    if (result.status === 200) fill(result.body);
+    const result = await api(seasonal(position ? `/v1/summary?min_position=${position}` : "/v1/summary"));
+    if (result.status === 200) { fill(result.body); showSeasons(result.body); }
     else if (result.status === 503) wanted = Math.max(wanted ?? 0, position);
     else for (const name of Object.keys(slots)) slots[name].replaceChildren(outcome(result, () => null));
     busy = false;
@@ -323,6 +326,8 @@ function viewTable(name, { filters = {}, editable = false, limit = 50, rowClass 
     const query = new URLSearchParams({ limit: String(limit) });
     for (const [k, v] of Object.entries(chosen)) if (v !== "" && v !== null && v !== undefined) query.set(k, v);
     if (cursors[at]) query.set("cursor", cursors[at]);
+    const bySeason = described && described.columns.some((c) => c.name === "season");
+    if (bySeason && state.season && !query.has("season")) query.set("season", state.season); // the season chosen
     box.replaceChildren(filterForm(), element("p", { class: "muted", text: t("loading") }));
     const result = await api(`/v1/views/${name}?${query}`);
     box.replaceChildren(filterForm(), outcome(result, (page) => {
@@ -427,11 +432,40 @@ async function views(page, name, query) {
 
 // The frame: language, clock, sign-in, routing.
 
+// The season shown: every page reads one season, the one chosen here, else the current one (the API's default).
+function seasonal(path) {
+  if (!state.season) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}season=${encodeURIComponent(state.season)}`;
+}
+
+function showSeasons(summary) {
+  if (summary) state.seasons = { current: summary.season, all: summary.seasons };
+  const choice = document.getElementById("season-choice");
+  const select = document.getElementById("season-select");
+  choice.hidden = !(state.key && state.seasons);
+  if (!state.seasons) return;
+  const { current, all } = state.seasons;
+  const chosen = state.season && !all.includes(Number(state.season)) ? [Number(state.season)] : [];
+  select.replaceChildren(
+    element("option", { value: "", selected: !state.season, text: current ? `${t("currentSeason")} (${year(current)})` : t("currentSeason") }),
+    ...[...chosen, ...all].map((s) => element("option", { value: String(s), selected: String(s) === state.season, text: year(s) })));
+}
+
+function chooseSeason(value) {
+  state.season = value || null;
+  if (state.season) sessionStorage.setItem(SEASON, state.season);
+  else sessionStorage.removeItem(SEASON);
+  state.recent = []; // the events told were of the season shown before
+  if (state.feed) { state.feed.abort(); follow(); }
+  route();
+}
+
 function translate() {
   document.documentElement.lang = state.lang;
   document.documentElement.dir = state.lang === "ar" ? "rtl" : "ltr";
   document.title = t("title");
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+  showSeasons(null);
   tick();
 }
 
@@ -447,6 +481,7 @@ function signOut(reason) {
   state.views = null;
   state.agency = null;
   state.recent = [];
+  state.seasons = null;
   sessionStorage.removeItem(KEY);
   document.getElementById("sign-in-error").textContent = reason || "";
   route();
@@ -461,6 +496,8 @@ async function signIn(key) {
   state.views = index.status === 200 ? index.body.items : null;
   const agency = await api("/v1/agency");
   state.agency = agency.status === 200 ? agency.body : null;
+  const summary = await api(seasonal("/v1/summary")); // which seasons there are pages of (refused: no choice shown)
+  showSeasons(summary.status === 200 ? summary.body : null);
   follow();
   return null;
 }
@@ -471,6 +508,7 @@ async function route() {
   document.getElementById("sign-in").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
+  document.getElementById("season-choice").hidden = !(signedIn && state.seasons);
   const who = document.getElementById("agency");
   who.hidden = !(signedIn && state.agency);
   who.textContent = state.agency ? `${state.agency.name} · ${named(state.agency.role)}` : "";
@@ -510,6 +548,7 @@ async function start() {
     route();
   });
   document.getElementById("sign-out").addEventListener("click", () => signOut(""));
+  document.getElementById("season-select").addEventListener("change", (event) => chooseSeason(event.target.value));
   document.getElementById("sign-in").addEventListener("submit", async (event) => {
     event.preventDefault();
     const refused = await signIn(document.getElementById("key").value.trim());

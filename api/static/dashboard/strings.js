@@ -91,6 +91,8 @@ export const STRINGS = {
     busesOnRoad: "على الطريق",
     overdueTrips: "متأخرة عن موعد الوصول",
     atLeast: "على الأقل",
+    seasonShown: "موسم العرض",
+    currentSeason: "الموسم الحالي",
   },
   en: {
     title: "Hajj season dashboard",
@@ -181,6 +183,8 @@ export const STRINGS = {
     busesOnRoad: "On the road",
     overdueTrips: "Overdue",
     atLeast: "at least",
+    seasonShown: "Season shown",
+    currentSeason: "The current season",
   },
 };
 
