@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections import projection as named
 from hajj_ledger.projections.framework import PositionMovedError, Projection, advance, apply_batch
 from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions, replace_view
 from hajj_ledger.projections.status import NotInstalledError, Status, read
@@ -49,6 +50,14 @@ def uninstall(connection: Connection, projections: Sequence[Projection]) -> None
             for generation in GENERATIONS:
                 connection.execute(sa.text(f'DROP TABLE IF EXISTS "{physical(model.name, generation)}"'))
         connection.execute(sa.delete(positions).where(positions.c.projection == projection.name))
+
+
+def reinstall(connection: Connection, names: Sequence[str]) -> None:
+    """The named projections' tables dropped and installed afresh at position 0 (the code in place defines them), for
+    the runner to rebuild from the log: what a migration that changes a view's columns does, up or down."""
+    projections = [named(name) for name in names]
+    uninstall(connection, projections)
+    install(connection, projections)
 
 
 class Runner:

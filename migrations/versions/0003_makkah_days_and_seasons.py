@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from hajj_ledger.projections import projection
-from hajj_ledger.projections.runner import install, uninstall
+from hajj_ledger.projections.runner import reinstall
 
 revision = "0003"
 down_revision = "0002"
@@ -26,16 +25,8 @@ NAMES = ("season_funnel", "port_arrivals", "health_cases")
 
 
 def upgrade() -> None:
-    _reinstall()
+    reinstall(op.get_bind(), NAMES)
 
 
 def downgrade() -> None:
-    # The code in place defines the tables: installed afresh for the runner to rebuild, as on upgrade.
-    _reinstall()
-
-
-def _reinstall() -> None:
-    connection = op.get_bind()
-    projections = [projection(name) for name in NAMES]
-    uninstall(connection, projections)
-    install(connection, projections)
+    reinstall(op.get_bind(), NAMES)  # the code in place defines the tables, installed afresh as on upgrade
