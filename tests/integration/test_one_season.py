@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hajj_ledger.api import agencies
+from hajj_ledger.api.feed import HEARTBEAT_VARIABLE
 from hajj_ledger.cli import main
 from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.domain.vocabulary import Role, makkah_day
@@ -38,8 +39,9 @@ DAY = makkah_day(T0).isoformat()
 
 
 @pytest.fixture
-def server(store_url: str) -> Iterator[Server]:
+def server(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     """A node of the API on a store holding the current season, simulated whole, and its views caught up."""
+    monkeypatch.setenv(HEARTBEAT_VARIABLE, "0.2")  # a feed's client, told to stop, hears of it within the beat
     JourneyLedger(store_url).close()  # the log's tables first, then the read models' (which index the log)
     engine = engine_for(store_url)
     upgrade(engine)
@@ -81,8 +83,9 @@ def _rows(server: Server, name: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def _pages(server: Server, **params: Any) -> dict[str, Any]:
-    """What the ministry sees: the summary (but its figures of no season) and every view by season, whole."""
-    summary = {k: v for k, v in _get(server, "/v1/summary", day=DAY, **params).items() if k not in OF_NOW}
+    """What the ministry sees: the summary (but its figures of no season, and the list of seasons there are) and every
+    view by season, whole."""
+    summary = {k: v for k, v in _get(server, "/v1/summary", day=DAY, **params).items() if k not in (*OF_NOW, "seasons")}
     return {"summary": summary, **{name: _rows(server, name, **params) for name in BY_SEASON}}
 
 
@@ -113,7 +116,7 @@ def test_every_page_shows_the_season_asked_for_and_the_next_season_changes_none_
     assert before["summary"]["season"] == CURRENT
     assert {s["stage"]: s["reached"] for s in before["summary"]["funnel"]}["registered"] == PILGRIMS
     assert len(before["journey_status"]) == PILGRIMS
-    assert before["port_arrivals"] and before["overstay_watch"]  # the current season's arrivals are there to keep
+    assert before["port_arrivals"] and before["site_headcount"]  # the current season's arrivals and sites, to keep
     exported_before = _exported(url, tmp_path / "before", CURRENT)[1]
     cli_before = {name: _cli_view(url, name, monkeypatch, capsys, "--season", str(CURRENT)) for name in BY_SEASON}
     feed = Client(server, "ministry", after=0, season=CURRENT)
@@ -145,6 +148,7 @@ def test_every_page_shows_the_season_asked_for_and_the_next_season_changes_none_
     after = _pages(server, season=CURRENT)
     assert after == before
     following = _pages(server, season=NEXT)
+    assert _get(server, "/v1/summary", season=CURRENT)["seasons"] == [NEXT, CURRENT]
     assert following["summary"]["season"] == NEXT
     assert {s["stage"]: s["reached"] for s in following["summary"]["funnel"]}["registered"] == PILGRIMS
     for name in BY_SEASON:
@@ -171,7 +175,7 @@ def test_a_read_that_names_no_season_reads_the_current_one(server: Server) -> No
     _simulated(server.url, NEXT, seed=6)
     summary = _get(server, "/v1/summary", day=DAY)
     assert summary["season"] == NEXT
-    assert {k: v for k, v in summary.items() if k not in OF_NOW} == _pages(server, season=NEXT)["summary"]
+    assert {k: v for k, v in summary.items() if k not in (*OF_NOW, "seasons")} == _pages(server, season=NEXT)["summary"]
     for name in BY_SEASON:
         page = _get(server, f"/v1/views/{name}", limit=500)
         assert page["season"] == NEXT and {row["season"] for row in page["items"]} <= {NEXT}, name
