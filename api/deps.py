@@ -23,7 +23,7 @@ from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
-from hajj_ledger.api.schemas import QueryInt
+from hajj_ledger.api.schemas import HIJRI_YEAR, QueryInt
 from hajj_ledger.audit.chain import Chain
 from hajj_ledger.audit.reads import MAX_LIMIT
 from hajj_ledger.domain.catalogue import STEPS
@@ -206,7 +206,7 @@ def column_type(column: sa.Column[Any]) -> Any:
 AgencyId = Annotated[Text, Field(max_length=64)]  # as the agencies table and the views' mission_id, company_id hold it
 Position = Annotated[QueryInt, Field(ge=0)]  # a position in the log (BIGINT)
 Limit = Annotated[QueryInt, Field(ge=1, le=MAX_LIMIT)]  # items in a page
-Season = Annotated[QueryInt, Field(ge=1, le=9999)]  # a Hijri year
+Season = Annotated[QueryInt, HIJRI_YEAR]  # a Hijri year
 # Every read is of one season: the one asked for, else the current one (`current_season_of`).
 SeasonQuery = Annotated[
     Season | None, Query(description="a season (Hijri year); default: the current season (see GET /v1/summary)")

@@ -22,6 +22,7 @@ def _whole_number(value: object) -> object:
 
 # "0.0" or "1e3" is refused, not rounded; and a value no database integer holds is refused, not a 500.
 QueryInt = Annotated[int, BeforeValidator(_whole_number), Field(ge=-(2**63), le=2**63 - 1)]
+HIJRI_YEAR = Field(ge=1, le=9999)  # what a season is, asked for in a query (`deps.Season`) or a body
 
 
 class OutcomePublic(BaseModel):
@@ -206,6 +207,9 @@ class ExportCreate(BaseModel):
 
     at: int | None = Field(None, ge=1, le=2**63 - 1, description="the log position; default: the head")
     format: Literal["parquet", "csv"] = "parquet"
+    season: Annotated[int, HIJRI_YEAR] | None = Field(
+        None, description="the season of the read models' rows (trips and buildings: whole); default: the current one"
+    )
 
 
 class ExportFilePublic(BaseModel):
@@ -219,6 +223,7 @@ class ExportPublic(BaseModel):
     done: int = Field(description="log positions exported so far")
     total: int = Field(description="log positions to export (0 until known)")
     position: int | None = Field(description="the position the export is as of, once done")
+    season: int | None = Field(default=None, description="the season the export's read models are of, once done")
     error: str | None
     files: list[ExportFilePublic] = Field(description="once done: the manifest and every file, to download")
 

@@ -47,14 +47,15 @@ def _run(directory: Path, files: Path, body: ExportCreate, url: str | None, owne
         _write_status(directory, state="running", owner=owner, done=done, total=total, started_at=started)
 
     try:
-        manifest = export(files, at=body.at, fmt=body.format, url=url, progress=progress)
+        manifest = export(files, at=body.at, fmt=body.format, url=url, progress=progress, season=body.season)
     except (LedgerError, ValueError) as error:
         _write_status(directory, state="failed", owner=owner, error=str(error), started_at=started)
     except Exception as error:
         _write_status(directory, state="failed", owner=owner, error=type(error).__name__, started_at=started)
     else:
         total = manifest["position"]
-        _write_status(directory, state="done", owner=owner, done=total, total=total, started_at=started, position=total)
+        _write_status(directory, state="done", owner=owner, done=total, total=total, started_at=started, position=total,
+                      season=manifest["season"])  # fmt: skip
 
 
 def _status(export_id: UUID, owner: str) -> tuple[Path, dict[str, Any]]:
@@ -80,6 +81,7 @@ def _public(export_id: UUID, directory: Path, status: dict[str, Any]) -> ExportP
         done=status.get("done", 0),
         total=status.get("total", 0),
         position=status.get("position"),
+        season=status.get("season"),
         error=status.get("error"),
         files=files,
     )

@@ -16,6 +16,7 @@ import pytest
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.feed import HEARTBEAT_VARIABLE
+from hajj_ledger.api.routes.exports import EXPORTS_VARIABLE
 from hajj_ledger.cli import main
 from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.domain.vocabulary import Role, makkah_day
@@ -46,7 +47,10 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     engine = engine_for(store_url)
     upgrade(engine)
     with engine.begin() as connection:
-        keys = {str(role): agencies.add(connection, role, f"the {role}")[1] for role in (Role.MINISTRY, Role.AUDITOR)}
+        keys = {
+            str(role): agencies.add(connection, role, f"the {role}")[1]
+            for role in (Role.MINISTRY, Role.AUDITOR, Role.ANALYST)
+        }
     engine.dispose()
     _simulated(store_url, CURRENT, seed=5)
     with serving(store_url, keys) as found:
@@ -162,11 +166,28 @@ def test_every_page_shows_the_season_asked_for_and_the_next_season_changes_none_
     next_manifest, exported_next = _exported(url, tmp_path / "next", NEXT)
     assert next_manifest["season"] == NEXT
     assert all(row["season"] == NEXT for rows in exported_next.values() for row in rows)
+    monkeypatch.setenv(EXPORTS_VARIABLE, str(tmp_path / "over-http"))
+    asked = server.http.post(f"{server.base}/v1/exports", json={"season": CURRENT, "format": "csv"},
+                             headers={"Authorization": f"Bearer {server.keys['analyst']}"})  # fmt: skip
+    assert asked.status_code == 202, asked.text
+    done = _export_done(server, asked.json()["export_id"])
+    assert done["season"] == CURRENT, done
 
     # The command line's views, as the API's.
     for name in BY_SEASON:
         assert _cli_view(url, name, monkeypatch, capsys, "--season", str(CURRENT)) == cli_before[name], name
         assert {row["season"] for row in _cli_view(url, name, monkeypatch, capsys, "--season", str(NEXT))} <= {NEXT}
+
+
+def _export_done(server: Server, export_id: str) -> dict[str, Any]:
+    progress: dict[str, Any] = {}
+
+    def finished() -> bool:
+        progress.update(_get(server, f"/v1/exports/{export_id}", "analyst"))
+        return progress["state"] != "running"
+
+    eventually(finished, 120, "the export finished")
+    return progress
 
 
 def test_a_read_that_names_no_season_reads_the_current_one(server: Server) -> None:
