@@ -180,11 +180,12 @@ def test_every_page_shows_the_season_asked_for_and_the_next_season_changes_none_
 
 
 def _export_done(server: Server, export_id: str) -> dict[str, Any]:
+    """The export's progress, once it has finished."""
     progress: dict[str, Any] = {}
 
     def finished() -> bool:
         progress.update(_get(server, f"/v1/exports/{export_id}", "analyst"))
-        return progress["state"] != "running"
+        return bool(progress["state"] != "running")
 
     eventually(finished, 120, "the export finished")
     return progress
