@@ -210,14 +210,18 @@ def _only(model: Model, season: int | None, query: sa.Select[Any]) -> sa.Select[
 
 def _season(season: int | None) -> int | None:
     """The season asked for, else the current one, as the serving views say."""
+    import sqlalchemy as sa
+
     from hajj_ledger.projections.read_season import chosen_season
-    from hajj_ledger.projections.schema import engine_for
+    from hajj_ledger.projections.schema import engine_for, positions
 
     if season is not None:
         return season
     engine = engine_for()
     try:
         with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(positions.name):  # no read models yet: no season to keep apart
+                return None
             return chosen_season(connection, None)
     finally:
         engine.dispose()

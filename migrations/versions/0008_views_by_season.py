@@ -7,7 +7,7 @@ They are installed afresh at position 0, with the new columns; the projection ru
 (`hajj-ledger status` shows their lag).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from hajj_ledger.projections.runner import reinstall
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
