@@ -1,20 +1,22 @@
 """Every read is of one season, on SQLite and PostgreSQL, through a real server: with two overlapping seasons in one
 store, every page (the summary, every view of journeys, the change feed with `?season=`, the command line's `view`)
-and an export show exactly the season asked for; the next season's registrations and everything after them change
-nothing on the current season's pages and figures."""
+and an export show exactly the season asked for, by default the calendar's current one; the next season's
+registrations and everything after them change nothing on the current season's pages and figures."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pyarrow.parquet as pq
 import pytest
 
 from hajj_ledger.api import agencies
+from hajj_ledger.api.app import create_app
 from hajj_ledger.api.feed import HEARTBEAT_VARIABLE
 from hajj_ledger.api.routes.exports import EXPORTS_VARIABLE
 from hajj_ledger.cli import main
@@ -29,11 +31,12 @@ from hajj_ledger.projections.read_season import by_season
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.integration.test_feed import Client, Server, serving
-from tests.support import T0, actor, command, eventually, project
+from tests.support import T0, TestClient, actor, command, eventually, project
 
 CURRENT, NEXT = 1446, 1447
 PILGRIMS = 10
 BY_SEASON = [p.name for p in PROJECTIONS if by_season(p.models[0])]
+SEASONS_TABLES = {model.name for p in PROJECTIONS for model in p.models if by_season(model)}  # as exported
 # The summary's figures of things of no season (trips, buildings): of now, whichever season is asked for.
 OF_NOW = ("trips_on_the_road", "beds", "road")
 DAY = makkah_day(T0).isoformat()
@@ -52,6 +55,14 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
             for role in (Role.MINISTRY, Role.AUDITOR, Role.ANALYST)
         }
     engine.dispose()
+    # The current season by the calendar: its window (registration opens .. its last departures) holds today, and
+    # the next season's registrations, bookings and arrivals come while it runs.
+    ledger = JourneyLedger(store_url)
+    try:
+        until = makkah_day(datetime.now(UTC)) + timedelta(days=365)
+        ledger.record(command("SeasonOpened", season=CURRENT, departures_until=until), actor(Role.MINISTRY))
+    finally:
+        ledger.close()
     _simulated(store_url, CURRENT, seed=5)
     with serving(store_url, keys) as found:
         yield found
@@ -99,7 +110,7 @@ def _exported(url: str, out: Path, season: int | None) -> tuple[dict[str, Any], 
     tables = {
         name: pq.read_table(out / entry["files"][0]["file"]).to_pylist()
         for name, entry in manifest["tables"].items()
-        if name != "events" and "season" in {column["name"] for column in entry["schema"]}
+        if name in SEASONS_TABLES
     }
     return manifest, tables
 
@@ -148,9 +159,10 @@ def test_every_page_shows_the_season_asked_for_and_the_next_season_changes_none_
         if t.season in (CURRENT, None) and may_follow(Role.MINISTRY, "ministry", t.event, t.owners)
     ]  # fmt: skip
 
-    # The summary and every view of the current season, exactly as before; the next season's, its own alone.
+    # The summary and every view of the current season, exactly as before, asked for or by default; the next season's,
+    # its own alone.
     after = _pages(server, season=CURRENT)
-    assert after == before
+    assert after == before and _pages(server) == before
     following = _pages(server, season=NEXT)
     assert _get(server, "/v1/summary", season=CURRENT)["seasons"] == [NEXT, CURRENT]
     assert following["summary"]["season"] == NEXT
@@ -191,17 +203,41 @@ def _export_done(server: Server, export_id: str) -> dict[str, Any]:
     return progress
 
 
-def test_a_read_that_names_no_season_reads_the_current_one(server: Server) -> None:
-    """Until the seasons' calendar is kept, the current season is the newest the views hold; whichever it is, a read
-    without `season` is of it alone, and says which."""
+def test_every_read_that_names_no_season_reads_the_current_one(server: Server) -> None:
+    """By the calendar, the current season is the one whose window holds today, though the next one's journeys are
+    newer: a read without `season` is of it alone, and says which."""
     _simulated(server.url, NEXT, seed=6)
-    summary = _get(server, "/v1/summary", day=DAY)
-    assert summary["season"] == NEXT
-    assert {k: v for k, v in summary.items() if k not in (*OF_NOW, "seasons")} == _pages(server, season=NEXT)["summary"]
+    current = _pages(server, season=CURRENT)
+    assert _pages(server) == current and current["summary"]["season"] == CURRENT
     for name in BY_SEASON:
-        page = _get(server, f"/v1/views/{name}", limit=500)
-        assert page["season"] == NEXT and {row["season"] for row in page["items"]} <= {NEXT}, name
+        assert _get(server, f"/v1/views/{name}", limit=1)["season"] == CURRENT, name
     assert "season" not in _get(server, "/v1/views/trip_manifest")  # trips are of no season
+    assert len(_get(server, "/v1/views/seasons")["items"]) == 2  # the calendar lists every season
     for name in ("journey_status", "season_funnel"):  # the auditors' views as of a past position, as the serving ones
         past = _get(server, f"/v1/audit/views/{name}", "auditor", position=server.positions()[-1], limit=500)
-        assert past["season"] == NEXT and {row["season"] for row in past["items"]} <= {NEXT}, name
+        assert past["season"] == CURRENT and past["items"], name
+        assert {row["season"] for row in past["items"]} == {CURRENT}, name
+
+
+def test_a_store_where_no_season_was_opened_reads_the_newest(store_url: str) -> None:
+    """A store older than the calendar still shows something: the newest season its views hold, that one alone."""
+    ledger = JourneyLedger(store_url)
+    try:
+        for season in (CURRENT, NEXT, NEXT):
+            registered = command("Registered", pilgrim_id=uuid4(), season=season, country="IDN")
+            ledger.record(registered, actor(Role.MISSION))
+    finally:
+        ledger.close()
+    engine = engine_for(store_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        key = agencies.add(connection, Role.MINISTRY, "the ministry")[1]
+    engine.dispose()
+    project(store_url)
+    with TestClient(create_app(store_url)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        summary = client.get("/v1/summary", headers=headers).json()
+        assert (summary["season"], summary["seasons"]) == (NEXT, [NEXT, CURRENT])
+        assert {s["stage"]: s["reached"] for s in summary["funnel"]} == {"registered": 2}
+        page = client.get("/v1/views/journey_status", headers=headers).json()
+        assert page["season"] == NEXT and [row["season"] for row in page["items"]] == [NEXT, NEXT]
