@@ -226,7 +226,7 @@ async function glance(page) {
     busy = true;
     // The summary answers once every view it counts has the event (it waits a little, else says 503: ask again).
     const result = await api(seasonal(position ? `/v1/summary?min_position=${position}` : "/v1/summary"));
-    if (result.status === 200) { fill(result.body); showSeasons(result.body); }
+    if (result.status === 200) { fill(result.body); learnSeasons([], result.body); }
     else if (result.status === 503) wanted = Math.max(wanted ?? 0, position);
     else for (const name of Object.keys(slots)) slots[name].replaceChildren(outcome(result, () => null));
     busy = false;
@@ -438,11 +438,23 @@ function seasonal(path) {
   return `${path}${path.includes("?") ? "&" : "?"}season=${encodeURIComponent(state.season)}`;
 }
 
-function showSeasons(summary) {
-  if (summary) state.seasons = { current: summary.season, all: summary.seasons };
+// The seasons to choose from: those the ministry opened (GET /v1/seasons, which says which is current) and those the
+// summary counts in (a store older than the calendar has only these).
+function learnSeasons(calendar, summary) {
+  const known = state.seasons || { current: null, all: [] };
+  const current = calendar.find((s) => s.current);
+  const all = new Set([...known.all, ...calendar.map((s) => s.season), ...(summary ? summary.seasons : [])]);
+  state.seasons = {
+    current: current ? current.season : known.current ?? (summary && !state.season ? summary.season : null),
+    all: [...all].sort((a, b) => b - a),
+  };
+  showSeasons();
+}
+
+function showSeasons() {
   const choice = document.getElementById("season-choice");
   const select = document.getElementById("season-select");
-  choice.hidden = !(state.key && state.seasons);
+  choice.hidden = !(state.key && state.seasons && state.seasons.all.length);
   if (!state.seasons) return;
   const { current, all } = state.seasons;
   const chosen = state.season && !all.includes(Number(state.season)) ? [Number(state.season)] : [];
@@ -465,7 +477,7 @@ function translate() {
   document.documentElement.dir = state.lang === "ar" ? "rtl" : "ltr";
   document.title = t("title");
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
-  showSeasons(null);
+  showSeasons();
   tick();
 }
 
@@ -496,8 +508,8 @@ async function signIn(key) {
   state.views = index.status === 200 ? index.body.items : null;
   const agency = await api("/v1/agency");
   state.agency = agency.status === 200 ? agency.body : null;
-  const summary = await api(seasonal("/v1/summary")); // which seasons there are pages of (refused: no choice shown)
-  showSeasons(summary.status === 200 ? summary.body : null);
+  const calendar = await api("/v1/seasons");
+  learnSeasons(calendar.status === 200 ? calendar.body : [], null);
   follow();
   return null;
 }
@@ -508,7 +520,7 @@ async function route() {
   document.getElementById("sign-in").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
-  document.getElementById("season-choice").hidden = !(signedIn && state.seasons);
+  document.getElementById("season-choice").hidden = !(signedIn && state.seasons && state.seasons.all.length);
   const who = document.getElementById("agency");
   who.hidden = !(signedIn && state.agency);
   who.textContent = state.agency ? `${state.agency.name} · ${named(state.agency.role)}` : "";
