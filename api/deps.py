@@ -7,6 +7,8 @@ back (30 s, then an error)."""
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from pydantic.config import JsonDict
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.feed import Feed
@@ -54,11 +57,48 @@ class Services:
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
-def current_season_of(engine: Engine) -> int | None:
-    """The season a read shows when none is asked for (None: no season in the views yet); it asks the database, so
-    an async route calls it on a thread of the pool."""
-    with engine.connect() as connection:
-        return default_season(connection)
+class CurrentSeason:
+    """The current season of one process's read models, looked up at most once a second (`FRESH_FOR`): every read
+    that names no season asks for it, and it changes only when the ministry opens a season or a day turns."""
+
+    FRESH_FOR = 1.0  # seconds
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.season: int | None = None
+        self.until = 0.0  # monotonic time until which `season` is fresh
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() < self.until
+
+    def read(self) -> int | None:
+        """The current season (None: no season in the views yet); it may ask the database, so an async route calls
+        it on a thread of the pool unless it is `fresh`."""
+        if not self.fresh:
+            with self.engine.connect() as connection:
+                self.season = default_season(connection)
+            self.until = time.monotonic() + self.FRESH_FOR
+        return self.season
+
+
+_CURRENT: weakref.WeakKeyDictionary[Engine, CurrentSeason] = weakref.WeakKeyDictionary()
+
+
+def current_season_of(engine: Engine) -> CurrentSeason:
+    """The current season of the read models behind `engine`, one lookup a second for the whole process."""
+    found = _CURRENT.get(engine)
+    if found is None:
+        found = _CURRENT[engine] = CurrentSeason(engine)
+    return found
+
+
+async def season_or_current(engine: Engine, season: int | None) -> int | None:
+    """The season a read shows: the one asked for, else the current one (on a thread of the pool, if it must ask)."""
+    if season is not None:
+        return season
+    current = current_season_of(engine)
+    return current.season if current.fresh else await run_in_threadpool(current.read)
 
 
 def _service(name: str) -> Any:
@@ -207,9 +247,9 @@ AgencyId = Annotated[Text, Field(max_length=64)]  # as the agencies table and th
 Position = Annotated[QueryInt, Field(ge=0)]  # a position in the log (BIGINT)
 Limit = Annotated[QueryInt, Field(ge=1, le=MAX_LIMIT)]  # items in a page
 Season = Annotated[QueryInt, HIJRI_YEAR]  # a Hijri year
-# Every read is of one season: the one asked for, else the current one (`current_season_of`).
+# Every read is of one season: the one asked for, else the current one (`season_or_current`).
 SeasonQuery = Annotated[
-    Season | None, Query(description="a season (Hijri year); default: the current season (see GET /v1/summary)")
+    Season | None, Query(description="a season (Hijri year); default: the current season (GET /v1/seasons says which)")
 ]
 PageCursor = Annotated[Text, Field(max_length=2000)]  # a view's `next_cursor`: its key's values, encoded
 if TYPE_CHECKING:

@@ -106,7 +106,7 @@ def _add_view(name: str) -> None:
         agency: Any, past: PastViews, engine: Any, position: int, cursor: str | None, limit: int, **filtered: Any
     ) -> PagePublic:
         if filtered.get(SEASON) is None:  # one season's rows, as the serving view gives them
-            filtered[SEASON] = current_season_of(engine)
+            filtered[SEASON] = current_season_of(engine).read()
         try:
             if name == "journey_status":  # a page from its journeys' own events
 

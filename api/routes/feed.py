@@ -17,7 +17,7 @@ from hajj_ledger.api.deps import (
     SeasonQuery,
     allow,
     caller,
-    current_season_of,
+    season_or_current,
 )
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
@@ -84,7 +84,6 @@ async def feed(
     start = _position("last-event-id", last_event_id) if last_event_id is not None else after
     if start is not None and start > (head := await asyncio.to_thread(hub.ledger.head)):
         raise beyond_head(start, head, "header.last-event-id" if last_event_id is not None else "query.after")
-    if season is None:
-        season = await asyncio.to_thread(current_season_of, engine)
+    season = await season_or_current(engine, season)
     stream = hub.stream(agency, start, frozenset(event) if event else None, season)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

@@ -17,7 +17,6 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import TypeAdapter
-from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import (
@@ -30,7 +29,7 @@ from hajj_ledger.api.deps import (
     allow,
     caller,
     column_type,
-    current_season_of,
+    season_or_current,
 )
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import answer, page_parameters
@@ -133,8 +132,8 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
 
     async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
-        if seasonal and filters.get(SEASON) is None:  # one season's rows, never two
-            filters[SEASON] = await run_in_threadpool(current_season_of, reads.engine)
+        if seasonal:  # one season's rows, never two
+            filters[SEASON] = await season_or_current(reads.engine, filters.get(SEASON))
         rows, reached = await reads.page(name, model, agency, filters, after, limit, min_position)
         items, next_cursor = _cut(rows, model, limit)
         body = {"items": items, "next_cursor": next_cursor, "position": reached}
