@@ -5,10 +5,10 @@ way.
 Measured (py-spy, then cProfile): routing through the included routers and solving each route's dependencies cost
 more CPU than the query. The Guard middleware asks this first; it takes only requests whose every part it can judge
 at a glance: a canonical journey id, a key in the key cache whose role the route allows, and query parameters from a
-short list, each given once, with plain values (`min_position`, `limit`, `cursor`; no filters). Those it answers
-itself, with the same reads, scope check and problems as the documented routes. Every other request (a filter, an
-odd value, an unknown key, a forbidden role) goes on to the documented route, which validates and refuses exactly
-as the OpenAPI document says.
+short list, each given once, with plain values (`min_position`, `limit`, `cursor`, a view's `season`; no filters).
+Those it answers itself, with the same reads, scope check and problems as the documented routes. Every other request
+(a filter, an odd value, an unknown key, a forbidden role) goes on to the documented route, which validates and
+refuses exactly as the OpenAPI document says.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from hajj_ledger.domain.errors import LedgerError
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}")
+HIJRI_YEAR = re.compile(r"[1-9][0-9]{0,3}")  # 1 to 9999, as `deps.Season` takes it
+SEASON = "season"
+PAGE_PARAMETERS = frozenset({"min_position", "limit", "cursor"})
 IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKeyText)  # as the documented routes take the header
 JOURNEYS, VIEWS = "/v1/journeys/", "/v1/views/"
 
@@ -48,6 +51,8 @@ class HotReads:
     def __init__(self, status: APIRoute, views: dict[str, APIRoute]) -> None:
         self.status = status
         self.views = views
+        # The views by season, which take `season` here too.
+        self.by_season = {r.path for r in views.values() if SEASON in {p.alias for p in r.dependant.query_params}}
 
     async def answer(self, scope: Scope) -> Response | None:
         if scope["method"] != "GET":
@@ -85,7 +90,7 @@ class HotReads:
         return await status(UUID(text), agency, services.reads, position)
 
     async def _page(self, services: Services, agency: Agency, view: APIRoute, query: dict[str, str]) -> Response | None:
-        if not set(query) <= {"min_position", "limit", "cursor"}:
+        if not set(query) <= (PAGE_PARAMETERS | {SEASON} if view.path in self.by_season else PAGE_PARAMETERS):
             return None
         limit = _whole(query.get("limit", "100"))
         cursor = query.get("cursor")
@@ -94,8 +99,12 @@ class HotReads:
         position = _whole(query.get("min_position"))
         if "min_position" in query and position is None:
             return None
+        season = query.get(SEASON)
+        if season is not None and not HIJRI_YEAR.fullmatch(season):
+            return None
+        seasons = {} if season is None else {SEASON: int(season)}
         page: Response = await view.endpoint(
-            agency=agency, reads=services.reads, cursor=cursor, limit=limit, min_position=position
+            agency=agency, reads=services.reads, cursor=cursor, limit=limit, min_position=position, **seasons
         )
         return page
 

@@ -54,6 +54,7 @@ def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: s
         (keys["ministry"], view, {}), (keys["mission"], view, {"limit": 1}), (keys[PAK], view, {"limit": 1000}),
         (keys["ministry"], view, {"limit": 1, "cursor": cursor, "min_position": 0}),
         (keys["ministry"], "/v1/views/season_funnel", {}),
+        (keys["ministry"], view, {"season": 1446}), (keys["mission"], view, {"season": 1447, "limit": 1}),
     ]  # fmt: skip
     odd: list[tuple[str, str, Any]] = [
         (keys["ministry"], status, {"min_position": head + 1000}), (keys["ministry"], status, {"min_position": "1e3"}),
@@ -68,6 +69,9 @@ def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: s
         (keys["ministry"], view, {"cursor": "!!"}), (keys["ministry"], view, {"stage": "registered"}),
         (keys["ministry"], view, {"unknown": 1}), (keys["ministry"], view, {"limit": [1, 2]}),
         (keys["ministry"], view, {"min_position": head + 1000}), (keys["ministry"], "/v1/views/nothing", {}),
+        (keys["ministry"], view, {"season": 0}), (keys["ministry"], view, {"season": "01446"}),
+        (keys["ministry"], view, {"season": 10000}), (keys["ministry"], view, {"season": [1446, 1446]}),
+        (keys["ministry"], "/v1/views/trip_manifest", {"season": 1446}),  # trips are of no season
     ]  # fmt: skip
     return valid + odd
 
@@ -114,8 +118,8 @@ def test_the_hot_route_answers_as_the_documented_routes(
         route.handle = counted  # type: ignore[method-assign]
     answers()  # every key is in the cache from here on
     with_hot = answers()
-    valid = 10
-    assert [a[0] for a in with_hot[:valid]] == [200, 200, 200, 404, 404, 200, 200, 200, 200, 200]
+    valid = 12
+    assert [a[0] for a in with_hot[:valid]] == [200, 200, 200, 404, 404, 200, 200, 200, 200, 200, 200, 200]
     assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
     assert sum(a[3] for a in with_hot[valid:]) >= 15  # most odd ones are handed on; a few it refuses alike
     assert all(a[0] < 500 for a in with_hot)
