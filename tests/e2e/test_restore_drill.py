@@ -113,6 +113,7 @@ class Drilled:
     """A drill's figures: seconds of each phase of the recovery, and what was, or would have been, lost."""
 
     events: int  # in the store when it was backed up
+    store_bytes: int  # the ledger's database then
     backup: float  # the full backup (before the crash: not part of the recovery)
     backup_bytes: int  # the repository's size after it (the backup and the WAL archived so far)
     restore: float  # `pgbackrest restore` into a new data directory: the backup's files and the recovery settings
@@ -141,16 +142,18 @@ def drill(
     rounds: int = 3,
     commands: int = 20,
     unarchived_for: float = 1.0,
+    server: dict[str, str] | None = None,
 ) -> Drilled:
     """The whole drill, checked; its figures. `grow` fills the store before the first writes (the benchmark's
     10 M events); each write phase is `rounds` rounds of `commands` registrations; the writes that are never
-    archived go on for `unarchived_for` seconds before the crash."""
+    archived go on for `unarchived_for` seconds before the crash; `server`: more of the primary's settings."""
     repository = Repository(root / "pgbackrest")
     as_postgres("mkdir", "-p", str(repository.directory))
     primary = Cluster(root / "primary", free_port())
     repository.serve(primary)
     # archive_timeout as the docs advise: at most a minute of writes waits in an unfinished WAL segment.
-    settings = {"archive_mode": "on", "archive_command": repository.archive_command, "archive_timeout": "60"}
+    settings = {"archive_mode": "on", "archive_command": repository.archive_command, "archive_timeout": "60",
+                **(server or {})}  # fmt: skip
     primary = new_primary(primary.directory, settings, port=primary.port)
     restored = Cluster(root / "restored", free_port())
     with running(primary, restored):
@@ -168,6 +171,7 @@ def drill(
             cli("project", "--once", env=ledger_env)
             cli("seal", env=ledger_env)
             events = ledger.head()
+            [store_bytes] = admin.execute("SELECT pg_database_size(current_database())").fetchone()  # type: ignore[misc]
             started = time.monotonic()
             repository.run("backup", "--type=full")
             backup = time.monotonic() - started
@@ -215,8 +219,8 @@ def drill(
         assert not lost, f"{len(lost)} command(s) acknowledged before the restore point lost, e.g. {sorted(lost)[:3]}"
         assert '"unsealed": 0' in (report := views_and_chain_hold(restored.url, restored_env)), report
     return Drilled(
-        events, backup, backup_bytes, restore, replay, seal, verify, views, answering, len(before), len(lost),
-        len(after), len(unarchived), unarchived_seconds,
+        events, store_bytes, backup, backup_bytes, restore, replay, seal, verify, views, answering, len(before),
+        len(lost), len(after), len(unarchived), unarchived_seconds,
     )  # fmt: skip
 
 
