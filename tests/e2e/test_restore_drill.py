@@ -143,13 +143,14 @@ def drill(
     commands: int = 20,
     unarchived_for: float = 1.0,
     server: dict[str, str] | None = None,
-    to_the_end: bool = True,
+    thorough: bool = True,
 ) -> Drilled:
     """The whole drill, checked; its figures. `grow` fills the store before the first writes (the benchmark's
     10 M events); each write phase is `rounds` rounds of `commands` registrations; the writes that are never
     archived go on for `unarchived_for` seconds before the crash; `server`: more of the primary's settings.
-    `to_the_end`: what archiving alone loses is also found by a restore to the end of the archive (a second restore:
-    the benchmark leaves it out on 10 M events, and counts by WAL segment, as this checks)."""
+    `thorough`: the checks that cost the store's size again, which the benchmark leaves out on 10 M events: what
+    archiving alone loses found by a second restore, to the end of the archive, as well as counted by WAL segment;
+    every view compared with a rebuild from the log."""
     repository = Repository(root / "pgbackrest")
     as_postgres("mkdir", "-p", str(repository.directory))
     primary = Cluster(root / "primary", free_port())
@@ -192,7 +193,7 @@ def drill(
             primary.crash()
             unarchived_seconds = time.monotonic() - unarchived_since
         unarchived = {c for c, segment in writes.acknowledged.items() if segment[8:] > last_archived[8:]}
-        if to_the_end:
+        if thorough:
             kept = restored_receipts(repository, Cluster(root / "archived", free_port()))
             assert set(writes.acknowledged) - kept == unarchived, "archiving alone lost other commands than counted"
 
@@ -222,7 +223,8 @@ def drill(
         assert not (after & receipts), f"{len(after & receipts)} command(s) after the restore point were restored"
         lost = before - receipts
         assert not lost, f"{len(lost)} command(s) acknowledged before the restore point lost, e.g. {sorted(lost)[:3]}"
-        assert '"unsealed": 0' in (report := views_and_chain_hold(restored.url, restored_env)), report
+        if thorough:
+            assert '"unsealed": 0' in (report := views_and_chain_hold(restored.url, restored_env)), report
     return Drilled(
         events, store_bytes, backup, backup_bytes, restore, replay, seal, verify, views, answering, len(before),
         len(lost), len(after), len(unarchived), unarchived_seconds,
