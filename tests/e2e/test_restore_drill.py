@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -91,11 +92,12 @@ def pgbackrest_present() -> None:
 @dataclass
 class Writes:
     """Registrations recorded through the ledger, a round at a time: the acknowledged command ids, each with the
-    WAL segment holding its commit at the latest (the segment of the primary's WAL position once it was answered)."""
+    WAL segment holding its commit at the latest (the segment of the primary's WAL position once it was answered)
+    and when it was answered."""
 
     ledger: JourneyLedger
     admin: psycopg.Connection[Any]
-    acknowledged: dict[str, str] = field(default_factory=dict)  # command id: WAL segment
+    acknowledged: dict[str, tuple[str, float]] = field(default_factory=dict)  # command id: (WAL segment, when)
 
     def round(self, commands: int) -> set[str]:
         batch = [registration_command("IDN") for _ in range(commands)]
@@ -104,7 +106,7 @@ class Writes:
         row = self.admin.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
         assert row is not None
         ids = {c["command_id"] for c in batch}
-        self.acknowledged.update(dict.fromkeys(ids, row[0]))
+        self.acknowledged.update(dict.fromkeys(ids, (row[0], time.monotonic())))
         return ids
 
 
@@ -126,7 +128,7 @@ class Drilled:
     lost_before_point: int  # of those, missing from the restored store (RPO of a point-in-time restore: 0)
     after_point: int  # acknowledged after it: none may be in the restored store
     unarchived: int  # acknowledged after the last WAL segment archived before the crash: archiving alone loses them
-    unarchived_seconds: float  # how long those writes went on before the crash
+    unarchived_seconds: float  # from the first of them being acknowledged to the crash
 
     @property
     def rto(self) -> float:
@@ -191,8 +193,9 @@ def drill(
                 after |= writes.round(commands)
             [last_archived] = admin.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()  # type: ignore[misc]
             primary.crash()
-            unarchived_seconds = time.monotonic() - unarchived_since
-        unarchived = {c for c, segment in writes.acknowledged.items() if segment[8:] > last_archived[8:]}
+            crashed = time.monotonic()
+        unarchived = {c for c, (segment, _) in writes.acknowledged.items() if segment[8:] > last_archived[8:]}
+        first_unarchived = min((writes.acknowledged[c][1] for c in unarchived), default=crashed)
         if thorough:
             kept = restored_receipts(repository, Cluster(root / "archived", free_port()))
             assert set(writes.acknowledged) - kept == unarchived, "archiving alone lost other commands than counted"
@@ -227,7 +230,7 @@ def drill(
             assert '"unsealed": 0' in (report := views_and_chain_hold(restored.url, restored_env)), report
     return Drilled(
         events, store_bytes, backup, backup_bytes, restore, replay, seal, verify, views, answering, len(before),
-        len(lost), len(after), len(unarchived), unarchived_seconds,
+        len(lost), len(after), len(unarchived), crashed - first_unarchived,
     )  # fmt: skip
 
 
@@ -296,3 +299,10 @@ def test_a_point_in_time_restore_brings_back_every_acknowledged_command_before_t
     print(f"restore drill: {drilled}, RTO {drilled.rto:.1f} s")
     assert drilled.before_point > 0 and drilled.after_point > 0, drilled
     assert drilled.unarchived > 0, drilled  # archiving alone loses the writes of the unfinished segment
+
+
+def test_without_pgbackrest_the_drill_fails_under_ci_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "PGBACKREST", "/nowhere/pgbackrest")
+    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match=r"pgBackRest is not installed \(Debian: apt-get install"):
+        pgbackrest_present()
