@@ -59,7 +59,7 @@ class Repository:
     def archive_command(self) -> str:
         return f"{PGBACKREST} --config={self.config} --stanza={STANZA} archive-push %p"
 
-    def serve(self, cluster: Cluster) -> None:
+    def configure(self, cluster: Cluster) -> None:
         """The stanza's configuration, for `cluster` (after a restore: for the new cluster, before it starts, so that
         it archives its own WAL)."""
         as_postgres("mkdir", "-p", str(self.directory / "repo"), str(self.directory / "spool"))
@@ -156,7 +156,7 @@ def drill(
     repository = Repository(root / "pgbackrest")
     as_postgres("mkdir", "-p", str(repository.directory))
     primary = Cluster(root / "primary", free_port())
-    repository.serve(primary)
+    repository.configure(primary)
     # archive_timeout as the docs advise: at most a minute of writes waits in an unfinished WAL segment.
     settings = {"archive_mode": "on", "archive_command": repository.archive_command, "archive_timeout": "60",
                 **(server or {})}  # fmt: skip
@@ -206,7 +206,7 @@ def drill(
         repository.run(
             f"--pg1-path={restored.data}", "restore", "--type=name", f"--target={POINT}", "--target-action=promote"
         )
-        repository.serve(restored)
+        repository.configure(restored)
         restore = time.monotonic() - started
         started = time.monotonic()
         restored.start()
