@@ -17,6 +17,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
     python bench/run.py --only season --stores postgres --season-keep hajj_season  # its store built once, kept
     python bench/run.py --only failover  # a promotion under load: private primary and synchronous standby (root)
+    python bench/run.py --only restore   # a pgBackRest restore drill, 10 M events, private cluster (--season-events N)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1237,6 +1238,89 @@ def failover_rows(kind: str, figure: dict[str, Any]) -> list[str]:
     return found
 
 
+RESTORE_RTO_TARGET = 15 * 60  # seconds from the decision to restore to the ledger answering, verified, views current
+
+
+def restore_figure(sizes: Sizes, kind: str, events: int | None = None) -> dict[str, Any]:
+    """The restore drill (tests/e2e/test_restore_drill.py, checked as the test checks it) on a private primary
+    grown to `events` events (default sizes.season: 10 M) as the season's store is (simulated, copied in SQL with
+    fresh aggregate ids, sealed with signed checkpoints, every view caught up), archiving its WAL into a private
+    pgBackRest repository: a full backup, writes, a named restore point, writes, a crash, a point-in-time restore
+    into a new data directory. The RTO and each of its phases; the RPO to the point (acknowledged commands missing)
+    and what archiving alone would have lost (acknowledged commands after the last archived WAL segment)."""
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
+    from tests.clusters import private_root
+    from tests.e2e.test_restore_drill import drill
+
+    full = sizes is FULL
+    grown: dict[str, Any] = {}
+    with private_root("hajj-bench-restore-") as root:
+        keys = SigningKeys.create(root / "signing.json").path
+        env = {**os.environ, KEY_FILE_VARIABLE: str(keys)}
+
+        def grow(url: str) -> None:
+            pilgrims = sizes.pilgrims if full else 300
+            grown.update(run_child("season_store", url=url, events=events or sizes.season, pilgrims=pilgrims,
+                                   keys=str(keys)))  # fmt: skip
+
+        server = {"shared_buffers": "1GB", "max_wal_size": "8GB"} if full else {}
+        drilled = drill(root, env, grow=grow, rounds=3, commands=1000 if full else 20,
+                        unarchived_for=10.0 if full else 1.0, server=server, thorough=not full)  # fmt: skip
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    found = {"median": drilled.rto, "min": drilled.rto, "max": drilled.rto, "runs": 1, "store": grown,
+             **asdict(drilled), "rto": drilled.rto, "when": when}  # fmt: skip
+    if drilled.events < sizes.season:  # a smaller store: what grows with it scaled up to a season's
+        scale = sizes.season / drilled.events
+        grows = {"restore": drilled.restore * scale, "verify": drilled.verify * scale, "backup": drilled.backup * scale}
+        rto = drilled.rto + (drilled.restore + drilled.verify) * (scale - 1)
+        found["extrapolated"] = {"events": sizes.season, "scale": scale, "rto": rto, **grows}
+    return found
+
+
+def restore_rows(kind: str, f: dict[str, Any]) -> list[str]:
+    events = f"{f['events']:,} events, {f['store_bytes'] / 2**30:.1f} GiB"
+    phases = ", ".join(
+        f"{name} {f[key]:.1f}"
+        for key, name in (("restore", "restore"), ("replay", "WAL replay"), ("seal", "seal"), ("verify", "verify"),
+                          ("views", "views caught up"), ("answering", "first command acknowledged"))
+    )  # fmt: skip
+    lost = f["lost_before_point"]
+
+    def rto_row(label: str, seconds: float) -> str:
+        met = "yes" if seconds <= RESTORE_RTO_TARGET else "**no**"
+        return f"| {kind} | {label} | {seconds:.1f} |  | 1 |  |  | ≤ {RESTORE_RTO_TARGET:g} s | {met} |  |"
+
+    rows = [
+        rto_row(
+            f"restore drill: RTO, s, from the decision to restore to the ledger answering, verified, its views current "
+            f"({events}, pgBackRest full backup + WAL archive, point-in-time restore into a new cluster; phases, s: "
+            f"{phases})",
+            f["rto"],
+        )
+    ]
+    if x := f.get("extrapolated"):
+        rows.append(
+            rto_row(
+                f"restore drill: RTO extrapolated to {x['events']:,} events, s (restore {x['restore']:.0f} s and "
+                f"verify {x['verify']:.0f} s: scaled x{x['scale']:.2f} with the store, fixed costs and all; the WAL "
+                "replay, seal, views and first command grow with the writes since the backup, not with the store)",
+                x["rto"],
+            )
+        )
+    return [
+        *rows,
+        f"| {kind} | restore drill: RPO to the restore point, acknowledged commands missing (of "
+        f"{f['before_point']:,} acknowledged before it; {f['after_point']:,} after it, none restored) | {lost} |  | 1 "
+        f"|  |  | 0 | {'yes' if lost == 0 else '**no**'} |  |",
+        f"| {kind} | restore drill: archiving alone (archive_timeout 60 s), acknowledged commands after the last "
+        f"archived WAL segment at the crash, lost to a restore to the end of the archive (the last "
+        f"{f['unarchived_seconds']:.1f} s of writes) | {f['unarchived']:,} |  | 1 |  |  | stated | ≤ 60 s of "
+        "writes |  |",
+        f"| {kind} | restore drill: full backup, s ({events}; the repository then {f['backup_bytes'] / 2**30:.1f} GiB, "
+        f"lz4) | {f['backup']:.1f} |  | 1 |  |  |  |  |  |",
+    ]
+
+
 def races_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     """The contract and bed races (bench/races.py), each run on a fresh store; the time is the slowest race's."""
     runs = repeat(sizes.runs, kind, "races", racers=sizes.racers, places=sizes.race_places, beds=sizes.race_beds)
@@ -1482,6 +1566,8 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
     for kind in figures:
         if "failover" in figures[kind]:  # measured apart: `--only failover`
             rows += failover_rows(kind, figures[kind]["failover"])
+        if "restore" in figures[kind]:  # measured apart: `--only restore`
+            rows += restore_rows(kind, figures[kind]["restore"])
     for kind in figures:
         f, pg = figures[kind], kind == "postgres"
         details = f["identity"]["details"]
@@ -1738,6 +1824,7 @@ def main() -> None:
             "races",
             "ingest",
             "failover",
+            "restore",
         ],
         action="append",
         help="measure these figures alone, into the results",
@@ -1771,6 +1858,7 @@ def main() -> None:
             "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events, args.season_keep),
             "races": races_figure,
             "failover": failover_figure,
+            "restore": lambda sizes, kind: restore_figure(sizes, kind, args.season_events),
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
@@ -1791,7 +1879,7 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name in ("serving", "trail", "season", "races", "failover") and kind != "postgres":
+                if name in ("serving", "trail", "season", "races", "failover", "restore") and kind != "postgres":
                     continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's

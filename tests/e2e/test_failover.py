@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
+from tests.clusters import BIN, Cluster, primary_and_standby
 from tests.conftest import IN_CI
 from tests.e2e.test_leadership import Node, mission_key, reached, views_and_chain_hold
-from tests.integration.test_read_replica import BIN, Cluster, primary_and_standby
 from tests.support import eventually, registration
 
 # The test's bounds: generous beside the targets (2 s and 5 s, measured by the benchmark alone), since the test runs

@@ -6,16 +6,8 @@ primary is not found there, and a read asking for its position waits, then is an
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import psycopg
@@ -29,96 +21,17 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
+from tests.clusters import BIN, Cluster, primary_and_standby
 from tests.conftest import IN_CI
-from tests.support import TestClient, actor, free_port, project, registration, registration_command
+from tests.support import TestClient, actor, project, registration, registration_command
 from tests.tcp_proxy import Proxy
 
-BIN = Path("/usr/lib/postgresql/15/bin")
 MAX_WAIT = 1.0
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not IN_CI and not (BIN / "initdb").exists(), reason="no PostgreSQL 15 binaries"),
     pytest.mark.xdist_group("replica"),  # one worker builds the clusters (a module fixture) for all the tests
 ]
-
-
-def _as_postgres(*command: str) -> None:
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
-
-
-@dataclass
-class Cluster:
-    directory: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/ledger"
-
-    def start(self) -> None:
-        _as_postgres(
-            str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.directory / "log"), "-w",
-            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}", "start",
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
-
-    def crash(self) -> None:
-        """Gone at once, as a machine that fails (no shutdown checkpoint, every connection cut)."""
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
-
-    def promote(self) -> None:
-        """A standby made the primary (it waits until the server takes writes)."""
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "promote")
-
-    def sql(self, statement: str) -> Any:
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            return connection.execute(statement).fetchone()
-
-
-@contextlib.contextmanager
-def primary_and_standby(*, synchronous: bool = False) -> Iterator[tuple[Cluster, Cluster]]:
-    """A private primary and a streaming standby of it (`pg_basebackup -R`), on free ports, torn down afterwards.
-    `synchronous`: the primary waits for the standby's flush before each commit returns (RPO 0); set after the base
-    backup, so that the standby, once promoted, waits for no standby of its own."""
-    root = Path(tempfile.mkdtemp(prefix="hajj-ledger-replica-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    primary = Cluster(root / "primary", free_port())
-    standby = Cluster(root / "standby", free_port())
-    started: list[Cluster] = []
-    try:
-        for cluster in (primary, standby):
-            _as_postgres("mkdir", "-p", str(cluster.directory))
-        _as_postgres(
-            str(BIN / "initdb"), "-D", str(primary.directory / "data"), "-U", "postgres", "--auth=trust", "--no-sync"
-        )
-        primary.start()
-        started.append(primary)
-        with psycopg.connect(primary.url.replace("/ledger", "/postgres"), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE ledger")
-        _as_postgres(
-            str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-            "-D", str(standby.directory / "data"), "-R", "-X", "stream", "--checkpoint=fast",
-        )  # fmt: skip
-        standby.start()
-        started.append(standby)
-        if synchronous:
-            with psycopg.connect(primary.url, autocommit=True) as admin:
-                admin.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
-                admin.execute("SELECT pg_reload_conf()")
-            deadline = time.monotonic() + 30
-            while primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")[0] != 1:
-                assert time.monotonic() < deadline, "the standby never became synchronous"
-                time.sleep(0.05)
-        yield primary, standby
-    finally:
-        for cluster in reversed(started):
-            with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
-                cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
