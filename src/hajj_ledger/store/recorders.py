@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.identity.vault import Sealed
+from hajj_ledger.store.seasons import NO_SEASON
 from hajj_ledger.store.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
 )
@@ -107,9 +108,17 @@ VaultChanges = Sequence[tuple[UUID, Sealed | None]]
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS command_receipts ("
-            "command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, outcome TEXT NOT NULL)",
+            # The library's table with each event's season (store.seasons), which a season's close deletes by.
+            *(
+                statement.replace("state BLOB, ", "state BLOB, season INTEGER NOT NULL DEFAULT 0, ")
+                for statement in super().construct_create_table_statements()
+            ),
+            f"CREATE INDEX IF NOT EXISTS {self.events_table_name}_season ON {self.events_table_name} (season)",
+            "CREATE TABLE IF NOT EXISTS command_receipts (command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
+            "outcome TEXT NOT NULL, season INTEGER NOT NULL DEFAULT 0)",
+            # The highest position a closed season took out of the log: SQLite would otherwise give a position
+            # again once the events above it were deleted, and the chain has sealed it.
+            "CREATE TABLE IF NOT EXISTS log_floor (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS identity_vault (journey_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
             "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL, "
             "scope TEXT NOT NULL, name_index BLOB NOT NULL)",
@@ -127,20 +136,29 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         *,
         receipts: Sequence[Receipt] = (),
         vault: VaultChanges = (),
+        seasons: Mapping[UUID, int] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        # One executemany instead of the library's statement per event. The rowids are consecutive: this
-        # transaction holds SQLite's write lock from its first insert to its commit, and events are never deleted.
+        # One executemany instead of the library's statement per event, each at the position after the newest event
+        # and after any a closed season took out (log_floor). The rowids are consecutive: this transaction holds
+        # SQLite's write lock from its first insert (the first statement: a read first would be refused the lock
+        # while another writer holds it, "database is locked", rather than wait) to its commit.
+        events = self.events_table_name
         c.executemany(
-            self.insert_events_statement,
-            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events],  # type: ignore[union-attr]
+            f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) VALUES ("
+            f"max(coalesce((SELECT max(rowid) FROM {events}), 0), coalesce((SELECT position FROM log_floor), 0)) + 1, "
+            "?, ?, ?, ?, ?)",
+            [
+                (e.originator_id.hex, e.originator_version, e.topic, e.state, season_in(seasons, e.originator_id))  # type: ignore[union-attr]
+                for e in stored_events
+            ],
         )
         c.execute(self.select_max_notification_id_statement)
-        last = int(c.fetchone()[0])
+        last = int(c.fetchone()[0]) if stored_events else 0
         ids = list(range(last - len(stored_events) + 1, last + 1))
         c.executemany(
-            "INSERT INTO command_receipts VALUES (?, ?, ?)",
-            [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
+            "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
+            [(r.command_id.hex, r.fingerprint, r.outcome_json(), season_in(seasons, r.aggregate_id)) for r in receipts],
         )
         if vault:
             kept, destroyed = final_vault(vault)
@@ -205,7 +223,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         marks = ",".join("?" * len(command_ids))
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT * FROM command_receipts WHERE command_id IN ({marks})",
+                f"SELECT command_id, fingerprint, outcome FROM command_receipts WHERE command_id IN ({marks})",
                 [i.hex for i in command_ids],
             )
             rows = c.fetchall()
@@ -255,6 +273,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 )
                 positions.append(int(c.fetchone()[0]))
             return positions
+
+
+def season_in(seasons: Mapping[UUID, int] | None, aggregate_id: UUID) -> int:
+    """An aggregate's season as the ledger gave it with a batch (store.seasons); of no season if not given."""
+    return seasons.get(aggregate_id, NO_SEASON) if seasons else NO_SEASON
 
 
 def final_vault(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
