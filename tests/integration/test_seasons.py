@@ -1,0 +1,258 @@
+"""Closing a season on SQLite and PostgreSQL: archived, verified from its place, taken out of the hot store (which
+still verifies), read back from its archive exactly as before, found out when tampered with, left whole when the
+close fails half-way, and restored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from hajj_ledger.archive.seasons import SeasonClosedError, close, closed_seasons, open_season, restore
+from hajj_ledger.archive.target import MANIFEST, ArchiveError
+from hajj_ledger.archive.verification import EVENTS, verify_archive
+from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.reads import AsOf, TrailQuery, event_json, journey_as_of, trail
+from hajj_ledger.audit.signing import SigningKeys
+from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections.replay import replay
+from hajj_ledger.projections.runner import Runner
+from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.projections.seasons import SeasonViews
+from hajj_ledger.simulation.season import simulate
+
+CLOSED, OPEN = 1446, 1447
+
+
+def _keys() -> SigningKeys:
+    keys = signing_keys(required=True)
+    assert keys is not None
+    return keys
+
+
+def _project(url: str) -> None:
+    runner = Runner(FOLLOWED, url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
+
+
+@pytest.fixture
+def seasons(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JourneyLedger]:
+    """Two simulated seasons in one store, its views current and its log sealed; closed seasons open under tmp."""
+    monkeypatch.setenv("HAJJ_LEDGER_SEASON_CACHE", str(tmp_path / "cache"))
+    ledger = JourneyLedger(store_url)
+    simulate(ledger, 12, CLOSED, 4)
+    simulate(ledger, 6, OPEN, 5)
+    engine = engine_for(store_url)
+    upgrade(engine)
+    engine.dispose()
+    _project(store_url)
+    Chain(ledger, _keys()).checkpoint()
+    yield ledger
+    ledger.close()
+
+
+def _season_events(ledger: JourneyLedger, season: int) -> list[tuple[int, UUID]]:
+    """(position, aggregate) of every event of `season` in the store."""
+    with ledger.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        postgres = ledger.database_url.startswith("postgres")
+        events, position = ("journeyledger_events", "notification_id") if postgres else ("stored_events", "rowid")
+        cursor.execute(
+            f"SELECT {position} AS at, originator_id FROM {events} WHERE season = {'%s' if postgres else '?'} "
+            f"ORDER BY {position}",
+            (season,),
+        )
+        return [(r["at"] if postgres else r[0], r["originator_id"] if postgres else UUID(r[1])) for r in cursor.fetchall()]
+
+
+def _view_rows(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every view and of the trail's index, in key order."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                model.name: [
+                    {k: _utc(v) for k, v in row.items()}
+                    for row in connection.execute(
+                        sa.select(model.view()).order_by(*(model.view().c[k] for k in model.key))
+                    ).mappings()
+                ]
+                for projection in FOLLOWED
+                for model in projection.models
+            }
+    finally:
+        engine.dispose()
+
+
+def _utc(value: Any) -> Any:
+    """A time as the API gives it, from either store: in UTC (SQLite's come back without their zone)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _seasons_rows(rows: dict[str, list[dict[str, Any]]], season_ids: set[UUID], positions: set[int]) -> dict[str, Any]:
+    """The rows of each archived view that are the season's (SeasonViews' rule, applied in Python)."""
+    names = {t.name for t in SeasonViews().tables()}
+    mine: dict[str, Any] = {}
+    for name in names:
+        mine[name] = [
+            r
+            for r in rows[name]
+            if r.get("season") == CLOSED
+            or any(r.get(k) in season_ids for k in ("journey_id", "trip_id", "offer_id", "contract_id"))
+            or (name == "trail_index" and r["position"] in positions)
+        ]
+    return mine
+
+
+def _audit_answers(ledger: JourneyLedger, journeys: list[UUID], positions: list[int]) -> dict[str, Any]:
+    """What an auditor asks of a season: journeys' histories, journeys as of positions, trails by filter."""
+    histories = {j: [event_json(e) for e in ledger.history(j)] for j in journeys}
+    own = {j: [n.id for n in ledger.store.select_aggregate_notifications(j)] for j in journeys}
+    as_of = {
+        (j, p): journey_as_of(ledger, j, AsOf(position=p)).state()
+        for j in journeys
+        for p in (own[j][0], own[j][len(own[j]) // 2], positions[-1])
+    }
+    first = ledger.history(journeys[0])[0]
+    trails = {
+        name: [(e.position, e.event, e.agency_id) for e in trail(ledger, query, 0, 1000).entries]
+        for name, query in {
+            "journey": TrailQuery(aggregate_id=journeys[0]),
+            "agency": TrailQuery(agency_id=first.stamp.agency_id, from_position=positions[0]),
+            "event": TrailQuery(event="VisaIssued", from_position=positions[0], until_position=positions[-1]),
+        }.items()
+    }
+    return {"histories": histories, "as_of": as_of, "trails": trails}
+
+
+def test_a_closed_season_leaves_the_store_which_still_verifies_and_comes_back_whole(
+    seasons: JourneyLedger, tmp_path: Path
+) -> None:
+    ledger, url = seasons, str(tmp_path / "archive" / str(CLOSED))
+    before = _view_rows(ledger.database_url)
+    replayed = _replayed(ledger.database_url, tmp_path / "before.sqlite3")
+    events = _season_events(ledger, CLOSED)
+    kept = _season_events(ledger, OPEN)
+
+    manifest = close(ledger, CLOSED, url, _keys(), SeasonViews(ledger.database_url))
+
+    assert manifest["events"] == {"first": events[0][0], "last": events[-1][0], "count": len(events)}
+    assert _season_events(ledger, CLOSED) == [] and _season_events(ledger, OPEN) == kept
+    assert [c.season for c in closed_seasons(ledger)] == [CLOSED]
+    report = Chain(ledger).verify(_keys().public)
+    assert report.ok, report.findings
+    verdict = verify_archive(url, _keys().public)
+    assert verdict.ok and verdict.events == len(events), verdict.problems
+    season_ids = {i for _, i in events}
+    after = _view_rows(ledger.database_url)
+    assert not any(_seasons_rows(after, season_ids, {p for p, _ in events}).values())
+    with pytest.raises(SeasonClosedError, match="closed already"):
+        close(ledger, CLOSED, str(tmp_path / "again"), _keys())
+
+    restore(ledger, CLOSED, url, _keys().public, SeasonViews(ledger.database_url))
+
+    assert _season_events(ledger, CLOSED) == events and closed_seasons(ledger) == []
+    report = Chain(ledger).verify(_keys().public)
+    assert report.ok and report.events >= len(events) + len(kept), report.findings
+    assert _view_rows(ledger.database_url) == before
+    assert _replayed(ledger.database_url, tmp_path / "after.sqlite3") == replayed
+
+
+def _replayed(url: str, path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every view replayed from the whole log, aside."""
+    engine = engine_for(f"sqlite:///{path}")
+    try:
+        with JourneyLedger(url, create_tables=False) as ledger:
+            replay(url, ledger.head(), engine, FOLLOWED)
+    finally:
+        engine.dispose()
+    return _view_rows(f"sqlite:///{path}")
+
+
+def test_a_closed_season_answers_from_its_archive_exactly_as_before(seasons: JourneyLedger, tmp_path: Path) -> None:
+    ledger, url = seasons, str(tmp_path / "archive")
+    events = _season_events(ledger, CLOSED)
+    journeys = sorted({i for _, i in events if _is_journey(ledger, i)})[:4]
+    positions = [events[0][0], events[len(events) // 2][0], events[-1][0]]
+    asked = _audit_answers(ledger, journeys, positions)
+    # A proof names the first checkpoint covering its event: the close signs one at the season's last event.
+    Chain(ledger, _keys()).checkpoint_at(positions[-1])
+    proofs = {p: Chain(ledger).proof(p) for p in positions}
+    rows = _seasons_rows(_view_rows(ledger.database_url), {i for _, i in events}, {p for p, _ in events})
+
+    close(ledger, CLOSED, url, _keys(), SeasonViews(ledger.database_url))
+    store = open_season(CLOSED, url, _keys().public, SeasonViews())
+
+    with JourneyLedger(store, create_tables=False) as archived:
+        assert _audit_answers(archived, journeys, positions) == asked
+        assert {p: Chain(archived).proof(p) for p in positions} == proofs
+    opened = _view_rows(store)
+    assert {name: opened[name] for name in rows} == rows
+
+
+def _is_journey(ledger: JourneyLedger, aggregate_id: UUID) -> bool:
+    return ledger.store.select_aggregate_notifications(aggregate_id)[0].topic.endswith("Journey.Registered")
+
+
+def test_a_changed_archive_file_is_found_and_named(seasons: JourneyLedger, tmp_path: Path) -> None:
+    url = tmp_path / "archive"
+    close(seasons, CLOSED, str(url), _keys())
+    table = pq.read_table(url / EVENTS)
+    states = table.column("state").to_pylist()
+    states[3] = states[3].replace(b'"', b"'", 1)
+    pq.write_table(table.set_column(4, "state", pa.array(states, pa.binary())), url / EVENTS)
+
+    verdict = verify_archive(str(url), _keys().public)
+
+    assert verdict.problems == [f"{EVENTS}: differs from the file archived (SHA-256)"]
+    manifest = json.loads((url / MANIFEST).read_text())
+    manifest["files"][EVENTS]["sha256"] = verdict.problems and _sha256(url / EVENTS)  # re-signed by a forger: no key
+    (url / MANIFEST).write_text(json.dumps(manifest))
+    assert verify_archive(str(url), _keys().public).problems[0].startswith(f"{MANIFEST}: signature does not verify")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_close_that_fails_half_way_leaves_the_hot_store_whole(
+    seasons: JourneyLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = seasons
+    events = _season_events(ledger, CLOSED)
+    before = _view_rows(ledger.database_url)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(ArchiveError, match="cannot make the archive's directory"):
+        close(ledger, CLOSED, str(blocker / "archive"), _keys(), SeasonViews(ledger.database_url))
+
+    def broken(*_: Any) -> Iterator[pa.Table]:
+        raise ArchiveError("the target went away while the views were written")
+        yield
+
+    views = SeasonViews(ledger.database_url)
+    monkeypatch.setattr(views, "read", broken)
+    with pytest.raises(ArchiveError, match="went away"):
+        close(ledger, CLOSED, str(tmp_path / "half"), _keys(), views)
+
+    assert _season_events(ledger, CLOSED) == events and closed_seasons(ledger) == []
+    assert _view_rows(ledger.database_url) == before
+    report = Chain(ledger).verify(_keys().public)
+    assert report.ok, report.findings
