@@ -237,12 +237,16 @@ def _register_season(commands: Any) -> None:
     closing.add_argument("--to", required=True, metavar="URL", help="a pyarrow filesystem URL: a path, file://, s3://")
     closing.set_defaults(run=_season_close, store=WRITE)
     keys_help = f"the public keys to trust (`signing-key public` prints them); default: {KEY_FILE_VARIABLE}'s"
-    verifying = actions.add_parser("verify", help="check a season's archive alone against its signed manifest and chain")
+    verifying = actions.add_parser(
+        "verify", help="check a season's archive alone against its signed manifest and chain"
+    )
     verifying.add_argument("url", metavar="URL")
     verifying.add_argument("--keys", metavar="FILE", help=keys_help)
     verifying.add_argument("--json", action="store_true")
     verifying.set_defaults(run=_season_verify)
-    restoring = actions.add_parser("restore", help="bring a closed season back into the store, its archive verified first")
+    restoring = actions.add_parser(
+        "restore", help="bring a closed season back into the store, its archive verified first"
+    )
     restoring.add_argument("season", type=int)
     restoring.add_argument("--from", dest="url", required=True, metavar="URL")
     restoring.add_argument("--keys", metavar="FILE", help=keys_help)
@@ -268,9 +272,9 @@ def public_keys(path: str | None) -> Any:
 
 def _season_close(args: Any) -> int:
     from hajj_ledger.archive.seasons import close
-    from hajj_ledger.projections.seasons import SeasonViews
     from hajj_ledger.audit.chain import signing_keys
     from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.seasons import SeasonViews
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -302,8 +306,8 @@ def _season_verify(args: Any) -> int:
 
 def _season_restore(args: Any) -> int:
     from hajj_ledger.archive.seasons import restore
-    from hajj_ledger.projections.seasons import SeasonViews
     from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.seasons import SeasonViews
 
     with JourneyLedger() as ledger:
         verdict = restore(ledger, args.season, args.url, public_keys(args.keys), SeasonViews())
@@ -314,13 +318,15 @@ def _season_restore(args: Any) -> int:
 def season_store(season: int, keys: str | None, *, views: bool) -> str:
     """The store URL of a closed season opened for reading (loaded once), found by the hot store's registry."""
     from hajj_ledger.archive.seasons import closed_seasons, open_season
-    from hajj_ledger.projections.seasons import SeasonViews
     from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.seasons import SeasonViews
 
     with JourneyLedger() as ledger:
         found = {closed.season: closed for closed in closed_seasons(ledger)}
     if season not in found:
-        raise ValidationError("season", f"season {season} is not closed in this store (closed: {sorted(found) or 'none'})")
+        raise ValidationError(
+            "season", f"season {season} is not closed in this store (closed: {sorted(found) or 'none'})"
+        )
     return open_season(season, found[season].url, public_keys(keys), SeasonViews() if views else None)
 
 

@@ -139,4 +139,3 @@ def _installed(connection: sa.Connection) -> None:
 
 def _now() -> Any:
     return datetime.now(UTC)
-

@@ -74,7 +74,9 @@ def _season_events(ledger: JourneyLedger, season: int) -> list[tuple[int, UUID]]
             f"ORDER BY {position}",
             (season,),
         )
-        return [(r["at"] if postgres else r[0], r["originator_id"] if postgres else UUID(r[1])) for r in cursor.fetchall()]
+        return [
+            (r["at"] if postgres else r[0], r["originator_id"] if postgres else UUID(r[1])) for r in cursor.fetchall()
+        ]
 
 
 def _view_rows(url: str) -> dict[str, list[dict[str, Any]]]:

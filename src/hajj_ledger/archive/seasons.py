@@ -233,9 +233,9 @@ class _Store:
                  closed.events, closed.closed_at),
             )  # fmt: skip
             if self.postgres:
-                for table in (self.events_name, "command_receipts"):
-                    partition = self._qualified(season_partition(table, season))
-                    cursor.execute(f"ALTER TABLE {self._qualified(table)} DETACH PARTITION {partition}")
+                for name in (self.events_name, "command_receipts"):
+                    partition = self._qualified(season_partition(name, season))
+                    cursor.execute(f"ALTER TABLE {self._qualified(name)} DETACH PARTITION {partition}")
                     cursor.execute(f"DROP TABLE {partition}")
             else:
                 cursor.execute(self.sql("DELETE FROM {events} WHERE season = %s"), (season,))
@@ -293,21 +293,25 @@ class _Store:
                         for c, f, o in zip(*(c.to_pylist() for c in batch.columns), strict=True):
                             writing.write_row((UUID(c), f, o, season))
             else:
-                for batch in target.batches(EVENTS):
-                    cursor.executemany(
-                        f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        [(p, i.hex(), v, t, s, season) for p, i, v, t, s in
-                         zip(*(c.to_pylist() for c in batch.columns), strict=True)],
-                    )  # fmt: skip
-                for batch in target.batches(RECEIPTS):
-                    cursor.executemany(
-                        f"INSERT INTO {receipts} VALUES (?, ?, ?, ?)",
-                        [(UUID(c).hex, f, o, season) for c, f, o in
-                         zip(*(c.to_pylist() for c in batch.columns), strict=True)],
-                    )  # fmt: skip
+                _into_sqlite(cursor, events, target, season)
             cursor.execute(self.sql("DELETE FROM {archived} WHERE season = %s"), (season,))
             cursor.execute(self.sql("DELETE FROM {registry} WHERE season = %s"), (season,))
+
+
+def _into_sqlite(cursor: Any, events: str, target: Target, season: int) -> None:
+    """The archived events, at their positions, and receipts into a SQLite store."""
+    for batch in target.batches(EVENTS):
+        cursor.executemany(
+            f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(p, i.hex(), v, t, s, season) for p, i, v, t, s in
+             zip(*(c.to_pylist() for c in batch.columns), strict=True)],
+        )  # fmt: skip
+    for batch in target.batches(RECEIPTS):
+        cursor.executemany(
+            "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
+            [(UUID(c).hex, f, o, season) for c, f, o in zip(*(c.to_pylist() for c in batch.columns), strict=True)],
+        )
 
 
 def close(
@@ -356,7 +360,9 @@ def close(
         "files": files,
         "views": [t.name for t in tables],
         "chain": {
-            "start": {"position": start.position, "head": start.head.hex()} if start else {"position": None, "head": ""},
+            "start": {"position": start.position, "head": start.head.hex()}
+            if start
+            else {"position": None, "head": ""},
             "checkpoint": checkpoint.to_json(),
         },
     }
@@ -364,7 +370,9 @@ def close(
     target.write_json(MANIFEST, manifest)
     verdict = verify_archive(url, keys.public)  # read back from where it lies, not from memory
     if not verdict.ok:
-        raise ArchiveError(f"the archive at {url} does not verify, so season {season} stays: {'; '.join(verdict.problems)}")
+        raise ArchiveError(
+            f"the archive at {url} does not verify, so season {season} stays: {'; '.join(verdict.problems)}"
+        )
     closed = Closed(season, url, target.sha256(MANIFEST), first, last, count, manifest["closed_at"])
     store.take_out(season, closed, tables)
     return manifest
@@ -395,9 +403,7 @@ def closed_seasons(ledger: JourneyLedger) -> list[Closed]:
     return _Store(ledger).all_closed()
 
 
-def restore(
-    ledger: JourneyLedger, season: int, url: str, public: PublicKeys, views: Views | None = None
-) -> Verdict:
+def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, views: Views | None = None) -> Verdict:
     """Bring a closed season back into the hot store from its archive, verified first."""
     store = _Store(ledger)
     closed = store.closed(season)
@@ -405,7 +411,9 @@ def restore(
         raise SeasonClosedError(f"season {season} is not closed in this store: nothing to restore")
     verdict = verify_archive(url, public)
     if not verdict.ok:
-        raise ArchiveError(f"the archive at {url} does not verify, so nothing was restored: {'; '.join(verdict.problems)}")
+        raise ArchiveError(
+            f"the archive at {url} does not verify, so nothing was restored: {'; '.join(verdict.problems)}"
+        )
     if verdict.season != season:
         raise ValidationError("season", f"the archive at {url} is of season {verdict.season}, not {season}")
     target = Target(url)
@@ -448,7 +456,7 @@ def open_season(season: int, url: str, public: PublicKeys, views: Views | None =
 
 def _has_part(path: Path, part: str) -> bool:
     with closing(sqlite3.connect(path)) as connection:
-        return connection.execute("SELECT count(*) FROM season_cache WHERE part = ?", (part,)).fetchone()[0] > 0
+        return bool(connection.execute("SELECT count(*) FROM season_cache WHERE part = ?", (part,)).fetchone()[0])
 
 
 def _load(season: int, url: str, public: PublicKeys, path: Path) -> None:
@@ -469,23 +477,15 @@ def _load(season: int, url: str, public: PublicKeys, path: Path) -> None:
         ledger.close()
     with closing(sqlite3.connect(building)) as connection, connection:
         connection.execute("CREATE TABLE season_cache (part TEXT PRIMARY KEY)")
-        for batch in target.batches(EVENTS):
-            connection.executemany(
-                f"INSERT INTO {store.events_name} (rowid, originator_id, originator_version, topic, state, season) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(p, i.hex(), v, t, s, season) for p, i, v, t, s in
-                 zip(*(c.to_pylist() for c in batch.columns), strict=True)],
-            )  # fmt: skip
-        for batch in target.batches(RECEIPTS):
-            connection.executemany(
-                "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
-                [(UUID(c).hex, f, o, season) for c, f, o in zip(*(c.to_pylist() for c in batch.columns), strict=True)],
-            )
+        _into_sqlite(connection, store.events_name, target, season)
         for batch in target.batches(CHAIN):
-            connection.executemany("INSERT INTO ledger_chain VALUES (?, ?)", zip(*(c.to_pylist() for c in batch.columns)))
+            connection.executemany(
+                "INSERT INTO ledger_chain VALUES (?, ?)", zip(*(c.to_pylist() for c in batch.columns), strict=True)
+            )
         for batch in target.batches(CHECKPOINTS):
             connection.executemany(
-                "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?, ?)", zip(*(c.to_pylist() for c in batch.columns))
+                "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?, ?)",
+                zip(*(c.to_pylist() for c in batch.columns), strict=True),
             )
         checkpoint = manifest["chain"]["checkpoint"]
         connection.execute(

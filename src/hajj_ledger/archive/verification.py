@@ -94,7 +94,9 @@ def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, p
     season_checkpoint = chain["checkpoint"]
     end = trusted.get(season_checkpoint["position"])
     if end is None or end.head.hex() != season_checkpoint["head"]:
-        problems.append(f"{CHECKPOINTS}: no signed checkpoint at the season's last position {season_checkpoint['position']}")
+        problems.append(
+            f"{CHECKPOINTS}: no signed checkpoint at the season's last position {season_checkpoint['position']}"
+        )
         return 0
     start = chain["start"]
     begun = trusted.get(start["position"]) if start["position"] is not None else None
@@ -110,7 +112,10 @@ def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, p
         positions = batch.column(0).to_numpy()
         digests = batch.column(1).to_pylist()
         pieces = np.hstack(
-            (positions.astype(">i8").view(np.uint8).reshape(-1, 8), np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32))
+            (
+                positions.astype(">i8").view(np.uint8).reshape(-1, 8),
+                np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32),
+            )
         ).tobytes()
         # The season's events in this stretch of the chain, each matched with the digest sealed at its position.
         while pending is not None and len(pending[0]) and pending[0][0] <= positions[-1]:
@@ -177,7 +182,8 @@ def _events(target: Target) -> Iterator[tuple[np.ndarray, list[bytes]]]:
         for originator_id, version, topic, state in zip(ids, versions, topics, states, strict=True):
             name = topic.encode()  # event_digest, inlined
             digests.append(
-                sha256(len(name).to_bytes(2, "big") + name + originator_id + version.to_bytes(8, "big") + state).digest()
+                sha256(
+                    len(name).to_bytes(2, "big") + name + originator_id + version.to_bytes(8, "big") + state
+                ).digest()
             )
         yield positions, digests
-

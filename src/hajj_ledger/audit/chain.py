@@ -166,7 +166,9 @@ class Chain:
         checkpoint. A position not yet covered gets a checkpoint made on demand."""
         event = self.tables.event_at(position)
         if event is None and (season := self.tables.archived_season(position)) is not None:
-            raise NotFoundError(f"position {position} is in closed season {season}'s archive: ask with --season {season}")
+            raise NotFoundError(
+                f"position {position} is in closed season {season}'s archive: ask with --season {season}"
+            )
         if event is None:
             raise NotFoundError(f"no event at position {position}")
         covering = self.tables.checkpoint_at_or_after(position)

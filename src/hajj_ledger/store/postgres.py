@@ -86,9 +86,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # unique as the library's.
         statements = self.sql_create_statements
         unique = next(i for i, s in enumerate(statements) if self.notification_id_index_name in repr(s))
-        statements[unique] = SQL("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {events} (notification_id, season)").format(
-            index=Identifier(self.notification_id_index_name), events=self.events_table
-        )
+        statements[unique] = SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {events} (notification_id, season)"
+        ).format(index=Identifier(self.notification_id_index_name), events=self.events_table)
         statements[self.create_table_statement_index : self.create_table_statement_index + 1] = [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {events} (originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
@@ -102,7 +102,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ).format(self.receipts_table),
             *(
                 SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES IN (0)").format(
-                    Identifier(datastore.schema, season_partition(table, NO_SEASON)), Identifier(datastore.schema, table)
+                    Identifier(datastore.schema, season_partition(table, NO_SEASON)),
+                    Identifier(datastore.schema, table),
                 )
                 for table in (events_table_name, "command_receipts")
             ),

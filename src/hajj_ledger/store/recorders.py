@@ -24,7 +24,6 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.identity.vault import Sealed
-from hajj_ledger.store.seasons import NO_SEASON
 from hajj_ledger.store.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
 )
@@ -37,6 +36,7 @@ from hajj_ledger.store.connections import (
     write_pool_overflow,
     write_pool_size,
 )
+from hajj_ledger.store.seasons import NO_SEASON
 
 
 @dataclass(frozen=True)
@@ -275,9 +275,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             return positions
 
 
-def season_in(seasons: Mapping[UUID, int] | None, aggregate_id: UUID) -> int:
+def season_in(seasons: Mapping[UUID, int] | None, aggregate_id: object) -> int:
     """An aggregate's season as the ledger gave it with a batch (store.seasons); of no season if not given."""
-    return seasons.get(aggregate_id, NO_SEASON) if seasons else NO_SEASON
+    return seasons.get(aggregate_id, NO_SEASON) if seasons and isinstance(aggregate_id, UUID) else NO_SEASON
 
 
 def final_vault(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
