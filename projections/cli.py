@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
 from hajj_ledger.preflight import READ, WRITE, invocation
 from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS, VIEWS
 
@@ -57,6 +58,8 @@ def register(commands: Any) -> None:
         help=f"at most the ledger's head; for {' and '.join(PAST_VIEWS)} only (default: the serving view, now)",
     )  # fmt: skip
     view.add_argument("--limit", type=int, default=100)
+    view.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    view.add_argument("--archived", action="store_true", help="the closed season --season's rows, from its archive")
     view.set_defaults(run=_view, store=READ)
 
     exporting = commands.add_parser(
@@ -176,6 +179,11 @@ def _view(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.reads import plain
     from hajj_ledger.projections import projection
 
+    if args.archived:  # the season's store is opened (hajj_ledger.cli); its views' rows are loaded once, here
+        from hajj_ledger.archive.seasons import open_season
+        from hajj_ledger.projections.seasons import SeasonViews
+
+        open_season(args.season, args.archive_url, public_keys(None), SeasonViews())
     model = projection(args.name).models[0]
     query = model.readable().order_by(*(model.view().c[k] for k in model.key)).limit(args.limit)
     parameters = {"now": datetime.now(UTC)} if model.at_read is not None else {}
@@ -287,20 +295,11 @@ def _season_close(args: Any) -> int:
 
 
 def _season_verify(args: Any) -> int:
-    import json
 
     from hajj_ledger.archive.verification import verify_archive
 
     verdict = verify_archive(args.url, public_keys(args.keys))
-    rate = verdict.events / verdict.seconds if verdict.seconds else 0.0
-    if args.json:
-        print(json.dumps({"ok": verdict.ok, "season": verdict.season, "events": verdict.events,
-                          "seconds": round(verdict.seconds, 3), "problems": verdict.problems}))  # fmt: skip
-    elif verdict.ok:
-        print(f"OK: season {verdict.season}'s archive at {args.url} is exactly what the chain sealed: "
-              f"{verdict.events:,} events checked in {verdict.seconds:.1f} s ({rate:,.0f} events/s).")  # fmt: skip
-    else:
-        print("\n".join(verdict.problems))
+    print(verdict.told(args.url, as_json=args.json))
     return 0 if verdict.ok else 1
 
 
@@ -315,23 +314,13 @@ def _season_restore(args: Any) -> int:
     return 0
 
 
-def season_store(season: int, keys: str | None, *, views: bool) -> str:
-    """The store URL of a closed season opened for reading (loaded once), found by the hot store's registry."""
-    from hajj_ledger.archive.seasons import closed_seasons, open_season
-    from hajj_ledger.ledger import JourneyLedger
+def _season_open(args: Any) -> int:
+    from hajj_ledger.archive.seasons import open_season, opened
     from hajj_ledger.projections.seasons import SeasonViews
 
-    with JourneyLedger() as ledger:
-        found = {closed.season: closed for closed in closed_seasons(ledger)}
-    if season not in found:
-        raise ValidationError(
-            "season", f"season {season} is not closed in this store (closed: {sorted(found) or 'none'})"
-        )
-    return open_season(season, found[season].url, public_keys(keys), SeasonViews() if views else None)
-
-
-def _season_open(args: Any) -> int:
-    print(season_store(args.season, args.keys, views=True))
+    public = public_keys(args.keys)
+    url, _ = opened(args.season, public)
+    print(open_season(args.season, url, public, SeasonViews()))
     return 0
 
 

@@ -258,3 +258,46 @@ def test_a_close_that_fails_half_way_leaves_the_hot_store_whole(
     assert _view_rows(ledger.database_url) == before
     report = Chain(ledger).verify(_keys().public)
     assert report.ok, report.findings
+
+
+def test_the_command_line_closes_reads_verifies_and_restores_a_season(
+    seasons: JourneyLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hajj_ledger.cli import main
+
+    ledger, url = seasons, str(tmp_path / "archive")
+    monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", ledger.database_url)
+    journey = next(i for _, i in _season_events(ledger, CLOSED) if _is_journey(ledger, i))
+    last = _season_events(ledger, CLOSED)[-1][0]
+    Chain(ledger, _keys()).checkpoint_at(last)  # as the close will: the proof's covering checkpoint
+
+    def run(*argv: str) -> str:
+        monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", ledger.database_url)  # each command a process of its own
+        code = main(list(argv))
+        out = capsys.readouterr().out
+        assert code == 0, out
+        return out
+
+    reads = [
+        ("history", str(journey), "--json"),
+        ("trail", "--event", "VisaIssued", "--json"),
+        ("as-of", str(journey), "--position", str(last)),
+        ("proof", str(last)),
+        ("view", "journey_status", "--limit", "1000"),
+    ]
+    before = [run(*read) for read in reads]
+    assert "closed" in run("season", "close", str(CLOSED), "--to", url)
+    assert "OK" in run("season", "verify", url)
+    assert "OK" in run("verify", "--archived", "--season", str(CLOSED))
+    assert str(CLOSED) in run("season", "list")
+    mine = {str(i) for _, i in _season_events(ledger, OPEN)}
+    after = [run(*read, "--archived", "--season", str(CLOSED)) for read in reads]
+    assert [after[0], *after[2:4]] == [before[0], *before[2:4]]
+    # The trail and the view over the whole store: the closed season's part of them.
+    trail = [line for line in before[1].splitlines() if json.loads(line)["aggregate_id"] not in mine]
+    assert after[1].splitlines() == trail
+    season_rows = [line for line in before[4].splitlines() if json.loads(line)["journey_id"] not in mine]
+    assert after[4].splitlines() == season_rows
+
+    assert "restored" in run("season", "restore", str(CLOSED), "--from", url)
+    assert [run(*read) for read in reads] == before

@@ -437,6 +437,16 @@ def season_url(season: int) -> str:
     return f"sqlite:///{(cache_directory() / f'season-{season}.sqlite').absolute()}"
 
 
+def opened(season: int, public: PublicKeys) -> tuple[str, str]:
+    """A closed season of the configured store opened for reading: (its archive's URL, its store's URL)."""
+    with JourneyLedger(create_tables=False) as ledger:
+        found = {closed.season: closed for closed in closed_seasons(ledger)}
+    if season not in found:
+        closed = ", ".join(map(str, sorted(found))) or "none"
+        raise ValidationError("season", f"season {season} is not closed in this store (closed: {closed})")
+    return found[season].url, open_season(season, found[season].url, public)
+
+
 def open_season(season: int, url: str, public: PublicKeys, views: Views | None = None) -> str:
     """The store URL of a closed season's archive opened for reading, loaded and verified on first use (and its
     views' rows, once asked with `views`)."""

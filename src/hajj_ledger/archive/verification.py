@@ -10,6 +10,7 @@ chain's links must reach the head of every signed checkpoint on the way.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,17 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def told(self, url: str, *, as_json: bool) -> str:
+        """The verdict as the command line says it."""
+        if as_json:
+            return json.dumps({"ok": self.ok, "season": self.season, "events": self.events,
+                               "seconds": round(self.seconds, 3), "problems": self.problems})  # fmt: skip
+        if not self.ok:
+            return "\n".join(self.problems)
+        rate = self.events / self.seconds if self.seconds else 0.0
+        return (f"OK: season {self.season}'s archive at {url} is exactly what the chain sealed: {self.events:,} "
+                f"events checked in {self.seconds:.1f} s ({rate:,.0f} events/s).")  # fmt: skip
 
 
 def verify_archive(url: str, public: PublicKeys) -> Verdict:
