@@ -301,3 +301,57 @@ def test_the_command_line_closes_reads_verifies_and_restores_a_season(
 
     assert "restored" in run("season", "restore", str(CLOSED), "--from", url)
     assert [run(*read) for read in reads] == before
+
+
+def _unseasoned(ledger: JourneyLedger) -> None:
+    """The store turned back into what it was before seasons were kept: no season columns, the log unpartitioned."""
+    statements = (
+        [
+            "DROP INDEX stored_events_season",
+            "ALTER TABLE stored_events DROP COLUMN season",
+            "ALTER TABLE command_receipts DROP COLUMN season",
+            "DROP TABLE log_floor",
+        ]
+        if not ledger.database_url.startswith("postgres")
+        else [
+            "CREATE TABLE old_events (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, "
+            "state bytea, notification_id bigint NOT NULL DEFAULT nextval('journeyledger_events_notification_id_seq'), "
+            "PRIMARY KEY (originator_id, originator_version))",
+            "INSERT INTO old_events SELECT originator_id, originator_version, topic, state, notification_id "
+            "FROM journeyledger_events",
+            "ALTER SEQUENCE journeyledger_events_notification_id_seq OWNED BY old_events.notification_id",
+            "DROP TABLE journeyledger_events",
+            "ALTER TABLE old_events RENAME TO journeyledger_events",
+            "ALTER TABLE journeyledger_events RENAME CONSTRAINT old_events_pkey TO journeyledger_events_pkey",
+            "CREATE UNIQUE INDEX journeyledger_events_notification_id_idx ON journeyledger_events (notification_id)",
+            "CREATE TABLE old_receipts (command_id uuid PRIMARY KEY, fingerprint text NOT NULL, outcome text NOT NULL)",
+            "INSERT INTO old_receipts SELECT command_id, fingerprint, outcome FROM command_receipts",
+            "DROP TABLE command_receipts",
+            "ALTER TABLE old_receipts RENAME TO command_receipts",
+            "ALTER TABLE command_receipts RENAME CONSTRAINT old_receipts_pkey TO command_receipts_pkey",
+            "UPDATE alembic_version SET version_num = '0006'",
+        ]
+    )
+    with ledger.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def test_a_store_made_before_seasons_were_kept_gets_them_and_closes(seasons: JourneyLedger, tmp_path: Path) -> None:
+    ledger = seasons
+    closed, kept = _season_events(ledger, CLOSED), _season_events(ledger, OPEN)
+    url = ledger.database_url
+    _unseasoned(ledger)
+    ledger.close()
+    engine = engine_for(url)
+    upgrade(engine)  # migration 0009 on PostgreSQL; the ledger below upgrades SQLite itself
+    engine.dispose()
+
+    with JourneyLedger(url) as upgraded:
+        assert _season_events(upgraded, CLOSED) == closed and _season_events(upgraded, OPEN) == kept
+        simulate(upgraded, 3, 1448, 6)  # appending carries on after the last position
+        assert _season_events(upgraded, 1448)[0][0] > kept[-1][0]
+        close(upgraded, CLOSED, str(tmp_path / "archive"), _keys(), SeasonViews(url))
+        assert _season_events(upgraded, CLOSED) == []
+        report = Chain(upgraded, _keys()).verify(_keys().public)
+        assert report.ok, report.findings

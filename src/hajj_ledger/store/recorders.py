@@ -36,7 +36,7 @@ from hajj_ledger.store.connections import (
     write_pool_overflow,
     write_pool_size,
 )
-from hajj_ledger.store.seasons import NO_SEASON
+from hajj_ledger.store.seasons import NO_SEASON, first_seasons
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,30 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "PRIMARY KEY (entry, journey_id)) WITHOUT ROWID",
             "CREATE INDEX IF NOT EXISTS identity_names_journey ON identity_names (journey_id)",
         ]
+
+    def create_table(self) -> None:
+        """The library's tables; a store made before seasons were kept gets its season columns first, each event and
+        receipt its aggregate's season (store.seasons)."""
+        events = self.events_table_name
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (events,))
+            made = c.fetchone()[0]
+            c.execute("SELECT count(*) FROM pragma_table_info(?) WHERE name = 'season'", (events,))
+            if made and not c.fetchone()[0]:
+                c.execute(f"ALTER TABLE {events} ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute("ALTER TABLE command_receipts ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute(f"SELECT originator_id, state FROM {events} WHERE originator_version = 1")
+                c.execute("CREATE TEMPORARY TABLE aggregate_seasons (id TEXT PRIMARY KEY, season INTEGER NOT NULL)")
+                c.executemany("INSERT INTO aggregate_seasons VALUES (?, ?)", list(first_seasons(c.fetchall())))
+                c.execute(
+                    f"UPDATE {events} SET season = s.season FROM aggregate_seasons AS s WHERE s.id = {events}.originator_id"
+                )
+                c.execute(
+                    "UPDATE command_receipts SET season = s.season FROM aggregate_seasons AS s "
+                    "WHERE s.id = json_extract(command_receipts.outcome, '$.aggregate_id')"
+                )
+                c.execute("DROP TABLE aggregate_seasons")
+        super().create_table()
 
     def _insert_events(
         self,

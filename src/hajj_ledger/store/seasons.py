@@ -9,6 +9,7 @@ day (departures run until mid-Muharram, so a day counts for the Hijri year of si
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,15 @@ def season_of(aggregate: Any) -> int:
     if isinstance(departs_at, datetime):
         return season_on(departs_at)
     return NO_SEASON
+
+
+def first_seasons(first_events: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[Any, int]]:
+    """(aggregate id, season) from (aggregate id, its first event's state as stored), for the aggregates of a season:
+    what a store made before seasons were kept is given (migration 0009; SQLite at the ledger's start)."""
+    for aggregate_id, state in first_events:
+        season = season_of_first(state)
+        if season != NO_SEASON:
+            yield aggregate_id, season
 
 
 def season_of_first(state: bytes) -> int:
