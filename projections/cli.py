@@ -181,7 +181,7 @@ def _view(args: argparse.Namespace) -> int:
 
     if args.archived:  # the season's store is opened (hajj_ledger.cli); its views' rows are loaded once, here
         from hajj_ledger.archive.seasons import open_season
-        from hajj_ledger.projections.seasons import SeasonViews
+        from hajj_ledger.projections.closing import SeasonViews
 
         open_season(args.season, args.archive_url, public_keys(None), SeasonViews())
     model = projection(args.name).models[0]
@@ -282,7 +282,7 @@ def _season_close(args: Any) -> int:
     from hajj_ledger.archive.seasons import close
     from hajj_ledger.audit.chain import signing_keys
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.projections.seasons import SeasonViews
+    from hajj_ledger.projections.closing import SeasonViews
 
     keys = signing_keys(required=True)
     assert keys is not None
@@ -306,7 +306,7 @@ def _season_verify(args: Any) -> int:
 def _season_restore(args: Any) -> int:
     from hajj_ledger.archive.seasons import restore
     from hajj_ledger.ledger import JourneyLedger
-    from hajj_ledger.projections.seasons import SeasonViews
+    from hajj_ledger.projections.closing import SeasonViews
 
     with JourneyLedger() as ledger:
         verdict = restore(ledger, args.season, args.url, public_keys(args.keys), SeasonViews())
@@ -316,7 +316,7 @@ def _season_restore(args: Any) -> int:
 
 def _season_open(args: Any) -> int:
     from hajj_ledger.archive.seasons import open_season, opened
-    from hajj_ledger.projections.seasons import SeasonViews
+    from hajj_ledger.projections.closing import SeasonViews
 
     public = public_keys(args.keys)
     url, _ = opened(args.season, public)

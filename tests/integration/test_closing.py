@@ -28,7 +28,7 @@ from hajj_ledger.projections import FOLLOWED
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.projections.seasons import SeasonViews
+from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.simulation.season import simulate
 
 CLOSED, OPEN = 1446, 1447
