@@ -42,6 +42,7 @@ from hajj_ledger.api.routes import (
     journeys,
     operations,
     overview,
+    seasons,
     steps,
     views,
 )  # fmt: skip
@@ -108,7 +109,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     view_router, step_router = views.router(), steps.router()
     routers = (
         step_router, commands.router, journeys.router, identities.router, view_router, audit.router,
-        chain.router, exports.router, feed_route.router, overview.router, agency.router,
+        chain.router, exports.router, feed_route.router, overview.router, agency.router, seasons.router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from hajj_ledger.domain.commands import CommandBase
+from hajj_ledger.domain.vocabulary import SeasonStage
 
 MAX_BATCH = 1000
 
@@ -228,3 +229,25 @@ class AgencyPublic(BaseModel):
         description="for a role that reads and records only its own (a mission, a company): the column its rows are "
         "found by (`mission_id`, `company_id`), which holds its agency id; null: the role reads every agency's"
     )
+
+
+class SeasonPublic(BaseModel):
+    """A season the ministry opened, with its calendar: days in Makkah, each window's first and last day included."""
+
+    season: int = Field(description="the Hijri year")
+    stage: SeasonStage = Field(description="open, running (from its first arrival day), closing, closed, archived")
+    current: bool = Field(description="the season reads default to: the one whose window holds today")
+    registration_from: date
+    registration_until: date
+    arrivals_from: date
+    arrivals_until: date
+    hajj_from: date = Field(description="8 Dhu al-Hijjah")
+    hajj_until: date = Field(description="13 Dhu al-Hijjah")
+    hajj_days: str = Field(description="the days of the Hajj in the Hijri calendar (Umm al-Qura)")
+    departures_until: date = Field(description="the last day of departures")
+    opened_at: datetime
+    archive_url: str | None = Field(description="once closed: where its events were archived")
+    manifest_digest: str | None = Field(description="once closed: hex SHA-256 of the archive's manifest")
+    first_position: int | None
+    last_position: int | None
+    event_count: int | None

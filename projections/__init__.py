@@ -39,6 +39,7 @@ VIEWS = (
     "contracts",
     "building_occupancy",
     "trips_on_road",
+    "seasons",
 )
 FOLLOWED_NAMES = (*VIEWS, "trail_index")
 

@@ -14,9 +14,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from hajj_ledger.cli import main
 from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import PRE_ARRIVAL, STEPS
 from hajj_ledger.domain.commands import Command, parse_command
-from hajj_ledger.domain.errors import LedgerError
+from hajj_ledger.domain.errors import ConflictError, LedgerError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
 from hajj_ledger.domain.trip import Trip
@@ -155,6 +155,7 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, stdin: str = "") -
 
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+OPENED_AT = datetime(2024, 1, 1, tzinfo=UTC)  # when the tests' seasons are opened: before anything else
 MISSION_ID = "mission-IDN-1"
 COMPANY_ID = "company-1"
 TRIP_ID = UUID("00000000-0000-4000-8000-0000000000aa")
@@ -373,7 +374,7 @@ def trip(capacity: int = 49) -> Trip:
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value) if isinstance(value, UUID) else value
 
@@ -479,6 +480,13 @@ def arrive_and_clear(ledger: JourneyLedger, count: int, market: Market | None = 
         results = ledger.record_batch([(command(event, journey_id=j, **fields), actor(role)) for j in journeys])
         assert all(isinstance(r, Outcome) for r in results), results
     return journeys
+
+
+def open_season(ledger: JourneyLedger, season: int = 1446, **calendar: Any) -> None:
+    """The season opened by the ministry, with its calendar (the defaults, unless days are given); once: a season
+    opened already is left as it is."""
+    with suppress(ConflictError):
+        ledger.record(command("SeasonOpened", season=season, occurred_at=OPENED_AT, **calendar), actor(Role.MINISTRY))
 
 
 def _registered(ledger: JourneyLedger, pilgrims: list[UUID]) -> list[UUID]:

@@ -21,6 +21,7 @@ from hajj_ledger.domain.commands import (
     ContractCommand,
     JourneyCommand,
     OfferCommand,
+    SeasonCommand,
     TripCommand,
 )
 
@@ -45,7 +46,8 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
         inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKey, default=None),
     ]
     if target:
-        parameters.append(inspect.Parameter(target, inspect.Parameter.KEYWORD_ONLY, annotation=UUID))
+        kind = int if target == "season" else UUID  # a season is named by its number
+        parameters.append(inspect.Parameter(target, inspect.Parameter.KEYWORD_ONLY, annotation=kind))
     handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     handler.__name__ = f"record_{slug(event).replace('-', '_')}"
     router.add_api_route(
@@ -63,8 +65,13 @@ COLLECTIONS: dict[type[CommandBase], tuple[str, str]] = {
     OfferCommand: ("/v1/offers", "OfferPublished"),
     ContractCommand: ("/v1/contracts", "ContractProposed"),
     BuildingCommand: ("/v1/buildings", "BuildingLicensed"),
+    SeasonCommand: ("/v1/seasons", "SeasonOpened"),
 }
 VERBS = {
+    "SeasonClosing": "begin-closing",
+    "SeasonClosed": "close",
+    "SeasonArchived": "archive",
+    "SeasonRestored": "restore",
     "OfferAmended": "amend",
     "OfferWithdrawn": "withdraw",
     "ContractSigned": "sign",

@@ -30,6 +30,7 @@ from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
     OFFER_STEPS,
     TRIP_STEPS,
+    check_season,
     check_step,
 )
 from hajj_ledger.domain.commands import (
@@ -50,11 +51,13 @@ from hajj_ledger.domain.commands import (
     JourneyCommand,
     LicenseBuilding,
     OfferCommand,
+    OpenSeason,
     ProposeContract,
     PublishOffer,
     RecordIdentity,
     Register,
     ScheduleTrip,
+    SeasonCommand,
     SignContract,
     TerminateContract,
     TripCommand,
@@ -69,6 +72,7 @@ from hajj_ledger.domain.errors import (
 )
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
+from hajj_ledger.domain.season import Calendar, Season
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp
 from hajj_ledger.identity.vault import MasterKeys, Sealed
@@ -87,7 +91,7 @@ CREATED: dict[type[CommandBase], tuple[str, UUID]] = {
     ProposeContract: ("contract_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/contract")),
     LicenseBuilding: ("building_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/building")),
 }
-A = TypeVar("A", Journey, Trip, ServiceOffer, Contract, Building)
+A = TypeVar("A", Journey, Trip, ServiceOffer, Contract, Building, Season)
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,9 @@ class JourneyLedger(Application[UUID]):
 
     def building(self, building_id: UUID) -> Building:
         return self._get(building_id, Building)
+
+    def season(self, season: int) -> Season:
+        return self._get(Season.create_id(season), Season)
 
     def history(self, journey_id: UUID) -> list[Journey.Event]:
         """Every event of a journey, oldest first."""
@@ -395,9 +402,20 @@ class JourneyLedger(Application[UUID]):
 
         Commands that change two aggregates check both before changing either, so a refusal changes nothing.
         """
+        _check_calendar(command, stamp, unit)
         match command:
             case Register():
                 return [self._register(command, stamp, unit)]
+            case OpenSeason():
+                arguments = command.arguments()
+                season = arguments.pop("season")
+                if unit.exists(Season.create_id(season)):
+                    raise ConflictError(f"season {season} was opened already")
+                return [unit.add(Season.open(stamp, season, Calendar.of(season, **arguments)))]
+            case SeasonCommand():
+                season_aggregate = unit.get(Season.create_id(command.season), Season)
+                getattr(season_aggregate, command.method)(stamp, **command.arguments())
+                return [season_aggregate]
             case ScheduleTrip():
                 arguments = {**command.arguments(), "trip_id": self._new_id(command, unit)}
                 return [unit.add(Trip.schedule(stamp, **arguments))]
@@ -538,6 +556,8 @@ class JourneyLedger(Application[UUID]):
                 f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: {journey_id}"
             )
         arguments = command.arguments()
+        calendar = unit.find(Season.create_id(command.season), Season)
+        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp, **arguments, "calendar": calendar})
         identity = arguments.pop("identity")
         if identity is None:
             return unit.add(Journey.register(stamp, **arguments))
@@ -610,6 +630,14 @@ class _Unit:
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
         return aggregate
 
+    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """`get`, or None when there is none (remembered, for the rest of the batch)."""
+        try:
+            return self.get(aggregate_id, kind)
+        except NotFoundError:
+            self.absent.add(aggregate_id)
+            return None
+
     def exists(self, aggregate_id: UUID) -> bool:
         if aggregate_id in self.aggregates or aggregate_id in self.ledger._cache:
             return True
@@ -620,6 +648,18 @@ class _Unit:
     def add(self, aggregate: A) -> A:
         self.aggregates[aggregate.id] = aggregate
         return aggregate
+
+
+def _check_calendar(command: Command, stamp: Stamp, unit: _Unit) -> None:
+    """Refuse a step of a journey whose season is closing or later, and an arrival outside the season's arrivals
+    window (a registration is checked against its season in `_register`)."""
+    if not isinstance(command, JourneyCommand):
+        return
+    journey = unit.get(command.journey_id, Journey)
+    calendar = unit.find(Season.create_id(journey.season), Season)
+    check_season(command.event, journey.season, calendar)
+    if command.event == "ArrivedAtPort":
+        check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments(), "calendar": calendar})
 
 
 def _offer_of(journey: Journey, unit: _Unit) -> ServiceOffer | None:
@@ -672,12 +712,16 @@ def _subjects(command: Command, *, creations: bool) -> tuple[UUID, ...]:
             return (command.contract_id,)
         case BuildingCommand():
             return (command.building_id,)
+        case SeasonCommand():
+            return (Season.create_id(command.season),)
         case ProposeContract():
             return (command.offer_id, *((_created_id(command),) if creations else ()))
         case PublishOffer():
             return (*command.building_ids, *((_created_id(command),) if creations else ()))
         case Register() if creations:
             return (Journey.create_id(command.season, command.pilgrim_id),)
+        case OpenSeason() if creations:
+            return (Season.create_id(command.season),)
         case ScheduleTrip() | LicenseBuilding() if creations:
             return (_created_id(command),)
     return ()

@@ -11,7 +11,7 @@ import pytest
 
 from hajj_ledger.domain.access import READS, VIEW_READERS, VIEWS, render_markdown
 from hajj_ledger.domain.building import Building
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, SCOPE, STEPS, TRIP_STEPS
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, SCOPE, SEASON_STEPS, STEPS, TRIP_STEPS
 from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
@@ -102,6 +102,7 @@ def test_roles_follow_the_domain() -> None:
         "IdentityErased",
         "LegalHoldPlaced",
         "LegalHoldLifted",
+        *SEASON_STEPS,  # the season's calendar and its closing: the ministry's alone
     ]
 
 

@@ -176,6 +176,13 @@ VIEWS: dict[str, Read] = {
             Role.MINISTRY: OVERSIGHT,
         },
     ),
+    "seasons": Read(
+        "per season the ministry opened: its calendar (registration, arrivals, the days of the Hajj, departures), its "
+        "stage, its archive once closed; which is the current season",
+        ("GET /v1/views/seasons", "GET /v1/seasons"),
+        _every_agency("the season's calendar: when it registers, arrives, moves or leaves pilgrims"),
+        whole=frozenset({M, C}),
+    ),
 }
 
 # The views the season at a glance counts in (`GET /v1/summary`): each figure for the roles that read its view, once

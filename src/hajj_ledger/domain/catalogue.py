@@ -23,6 +23,7 @@ from hajj_ledger.domain.errors import (
     LedgerError,
     OccurredTooEarlyError,
     OfferFullError,
+    OutsideSeasonError,
     PermissionDeniedError,
     TripFullError,
 )
@@ -34,9 +35,11 @@ from hajj_ledger.domain.vocabulary import (
     Direction,
     OfferStage,
     Role,
+    SeasonStage,
     Stage,
     Stamp,
     TripStage,
+    makkah_day,
 )
 
 PRE_ARRIVAL = frozenset(
@@ -391,6 +394,59 @@ CHECKED_IN_THERE = Condition(
 )
 
 
+# The season's calendar (domain/season.py): the ledger loads a journey's season and passes it as `calendar` (None:
+# never opened). A registration needs its season open and the day in its registration window; an arrival, the day
+# in its arrivals window; every step of a journey, its season not closing or later (`check_season`). Days are days
+# in Makkah, of the business clock (`occurred_at`): a late report of a day within the window is still accepted.
+def _in_window(window: str, event: str) -> Condition:
+    def holds(j: Any, f: Mapping[str, Any]) -> bool:
+        if "calendar" not in f:  # the aggregate recording its own event: the ledger asked already
+            return True
+        calendar = f["calendar"]
+        if calendar is None:  # a journey of a season never opened was recorded before seasons were: nothing to keep
+            return True
+        return bool(calendar.stage is SeasonStage.OPEN and calendar.within(window, _stamp(f).occurred_at))
+
+    def refusal(j: Any, f: Mapping[str, Any]) -> LedgerError:
+        calendar, season = f["calendar"], f["season"] if j is None else j.season
+        if calendar is None:
+            return OutsideSeasonError(event, season, None, f"season {season} has not been opened by the ministry")
+        at = _stamp(f).occurred_at
+        if calendar.stage is not SeasonStage.OPEN:
+            return OutsideSeasonError(event, season, calendar.stage, "the season is no longer open")
+        first, last = calendar.window(window)
+        why = f"{makkah_day(at)} (in Makkah) is outside the season's {window} window, {first} to {last}"
+        return OutsideSeasonError(event, season, calendar.stage_on(at), why)
+
+    return Condition(
+        f"its season open, and the day within its {window} window", holds, refusal=refusal, possible=lambda j: True
+    )
+
+
+IN_REGISTRATION_WINDOW = _in_window("registration", "Registered")
+IN_ARRIVALS_WINDOW = _in_window("arrivals", "ArrivedAtPort")
+
+
+def check_season(event: str, season: int, calendar: Any) -> None:
+    """Refuse any step of a journey whose season is closing or later: its history is being archived."""
+    if calendar is not None and calendar.stage is not SeasonStage.OPEN:
+        raise OutsideSeasonError(event, season, calendar.stage, "its journeys take no more steps once closing begins")
+
+
+DEPARTURES_OVER = Condition(
+    "the last day of departures and the grace period past",
+    lambda s, f: makkah_day(_stamp(f).occurred_at) > s.closes_after,
+    refusal=lambda s, f: IllegalStepError(
+        "SeasonClosing",
+        s.stage_on(_stamp(f).occurred_at),
+        allowed_now(SEASON_STEPS, s),
+        reason=f"refused: closing begins after {s.closes_after} (the last day of departures, {s.departures_until}, "
+        f"and {s.CLOSING_GRACE.days} days' grace), not on {makkah_day(_stamp(f).occurred_at)}",
+    ),
+    possible=lambda s: True,
+)
+
+
 @dataclass(frozen=True)
 class Step:
     event: str
@@ -417,7 +473,7 @@ M, C, NQ = Role.MISSION, Role.COMPANY, Role.NAQABA
 JOURNEY_STEPS: dict[str, Step] = {
     s.event: s
     for s in (
-        _step("Registered", [M], [], Stage.REGISTERED, OWN_COUNTRY),
+        _step("Registered", [M], [], Stage.REGISTERED, OWN_COUNTRY, IN_REGISTRATION_WINDOW),
         _step(
             "PackageContracted",
             [M],
@@ -442,6 +498,7 @@ JOURNEY_STEPS: dict[str, Step] = {
             [Stage.VISA_ISSUED],
             Stage.ARRIVED,
             VISA_VALID,
+            IN_ARRIVALS_WINDOW,
         ),
         _step("EntryCleared", [Role.JAWAZAT], [Stage.ARRIVED], Stage.ENTRY_CLEARED),
         _step("CustomsCleared", [Role.CUSTOMS], [Stage.ENTRY_CLEARED], Stage.CUSTOMS_CLEARED),
@@ -658,7 +715,35 @@ BUILDING_STEPS: dict[str, Step] = {
     )
 }
 
-STEPS: dict[str, Step] = {**JOURNEY_STEPS, **TRIP_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}
+# A season, as the ministry opens it with its calendar and closes it once its journeys are over (domain/season.py).
+MIN = [Role.MINISTRY]
+SEASON_STEPS: dict[str, Step] = {
+    s.event: s
+    for s in (
+        _step("SeasonOpened", MIN, [], SeasonStage.OPEN, note="with its calendar; running from its first arrival day"),
+        _step(
+            "SeasonClosing",
+            MIN,
+            [SeasonStage.OPEN, SeasonStage.RUNNING],
+            SeasonStage.CLOSING,
+            DEPARTURES_OVER,
+            note="no step of its journeys is accepted from then on",
+        ),
+        _step("SeasonClosed", MIN, [SeasonStage.CLOSING], SeasonStage.CLOSED, note="its archive written and verified"),
+        _step("SeasonArchived", MIN, [SeasonStage.CLOSED], SeasonStage.ARCHIVED, note="taken out of the hot store"),
+        _step(
+            "SeasonRestored",
+            MIN,
+            [SeasonStage.ARCHIVED],
+            SeasonStage.CLOSED,
+            note="back from the archive into the hot store",
+        ),
+    )
+}
+
+STEPS: dict[str, Step] = {
+    **JOURNEY_STEPS, **TRIP_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS, **SEASON_STEPS
+}  # fmt: skip
 # Each kind of aggregate's steps, for docs/journey.md, the command line and the API docs.
 TABLES: dict[str, Mapping[str, Step]] = {
     "Journey steps": JOURNEY_STEPS,
@@ -666,6 +751,7 @@ TABLES: dict[str, Mapping[str, Step]] = {
     "Offer steps": OFFER_STEPS,
     "Contract steps": CONTRACT_STEPS,
     "Building steps": BUILDING_STEPS,
+    "Season steps": SEASON_STEPS,
 }
 
 # Roles that act only on their own journeys: the journey attribute naming the owner, and the refusal.
@@ -683,6 +769,7 @@ SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
         Role.COMPANY: ("company_id", "the contract is on another company's offer"),
     },
     "Building": {Role.COMPANY: ("company_id", "the building is operated by another company")},
+    "Season": {},
 }
 
 # Who reads what, and why: domain/access.py. Who records anything (the batch route's roles):
@@ -728,6 +815,7 @@ EVENT_SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
         ("ServiceOffer", OFFER_STEPS),
         ("Contract", CONTRACT_STEPS),
         ("Building", BUILDING_STEPS),
+        ("Season", SEASON_STEPS),
     )
     for event in steps
 }

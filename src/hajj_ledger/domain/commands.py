@@ -155,10 +155,20 @@ class BuildingCommand(CommandBase):
     building_id: UUID
 
 
+SeasonNumber = Annotated[StrictInt, Field(ge=1400, le=1600, description="the Hijri year of the season")]
+
+
+class SeasonCommand(CommandBase):
+    """A step of a season opened before: its target is the season's number (the aggregate's id follows from it)."""
+
+    target = "season"
+    season: SeasonNumber
+
+
 class Register(CommandBase):
     event: Literal["Registered"] = "Registered"
     pilgrim_id: UUID = Field(description="the pilgrim's pseudonymous id; never a passport number")
-    season: StrictInt = Field(ge=1400, le=1600, description="the Hijri year of the season")
+    season: SeasonNumber
     country: Country = Field(description="ISO 3166-1 alpha-3 of the sending country")
     pre_cleared: StrictBool = Field(default=False, description="cleared at origin (Makkah Route)")
     identity: Identity | None = Field(
@@ -510,6 +520,61 @@ class FailInspection(BuildingCommand):
     findings: Code
 
 
+class OpenSeason(CommandBase):
+    """A season opened by the ministry with its calendar, days in Makkah: each day not given is worked out from the
+    Hijri year by the Umm al-Qura calendar (docs/journey.md says how)."""
+
+    event: Literal["SeasonOpened"] = "SeasonOpened"
+    season: SeasonNumber
+    registration_from: Day | None = Field(default=None, description="default: 8 Dhu al-Hijjah of the year before")
+    registration_until: Day | None = Field(default=None, description="default: the last day of Dhu al-Qadah")
+    arrivals_from: Day | None = Field(default=None, description="default: 33 days before 6 Dhu al-Hijjah")
+    arrivals_until: Day | None = Field(default=None, description="default: 7 Dhu al-Hijjah")
+    hajj_from: Day | None = Field(default=None, description="8 Dhu al-Hijjah, the first of the six days of the Hajj")
+    departures_until: Day | None = Field(default=None, description="default: 15 Muharram of the next year")
+
+
+class BeginSeasonClosing(SeasonCommand):
+    """Closing begun: from then on no step of the season's journeys is accepted."""
+
+    event: Literal["SeasonClosing"] = "SeasonClosing"
+    method = "begin_closing"
+
+
+class CloseSeason(SeasonCommand):
+    """The season's archive written and verified."""
+
+    event: Literal["SeasonClosed"] = "SeasonClosed"
+    method = "close"
+    archive_url: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
+    manifest_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the manifest")]
+    first_position: StrictInt = Field(ge=1, description="of the season's first event in the log")
+    last_position: StrictInt = Field(ge=1, description="of its last")
+    event_count: StrictInt = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _positions_in_order(self) -> CloseSeason:
+        if self.last_position < self.first_position:
+            raise ValueError("last_position: must not be before first_position")
+        if self.event_count > self.last_position - self.first_position + 1:
+            raise ValueError("event_count: more events than positions from first_position to last_position")
+        return self
+
+
+class ArchiveSeason(SeasonCommand):
+    """Taken out of the hot store."""
+
+    event: Literal["SeasonArchived"] = "SeasonArchived"
+    method = "archive"
+
+
+class RestoreSeason(SeasonCommand):
+    """Brought back from the archive into the hot store."""
+
+    event: Literal["SeasonRestored"] = "SeasonRestored"
+    method = "restore"
+
+
 class PassCheckpoint(TripCommand):
     event: Literal["CheckpointPassed"] = "CheckpointPassed"
     method = "pass_checkpoint"
@@ -580,7 +645,12 @@ Command = Annotated[
     | SuspendLicence
     | RenewLicence
     | PassInspection
-    | FailInspection,
+    | FailInspection
+    | OpenSeason
+    | BeginSeasonClosing
+    | CloseSeason
+    | ArchiveSeason
+    | RestoreSeason,
     Field(discriminator="event"),
 ]
 

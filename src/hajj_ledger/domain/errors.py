@@ -63,6 +63,18 @@ class IllegalStepError(LedgerError):
         super().__init__(f"{event}: {why}; current stage '{stage}'; allowed steps: {steps}")
 
 
+class OutsideSeasonError(IllegalStepError):
+    """A step its season's calendar does not allow: the season not open, closing or later, or the day outside the
+    window the step belongs to. `stage` is the season's."""
+
+    def __init__(self, event: str, season: int, stage: str | None, reason: str) -> None:
+        LedgerError.__init__(self, f"{event}: refused: {reason}; season {season} is '{stage or 'not opened'}'")
+        self.event = event
+        self.season = season
+        self.stage = str(stage or "not opened")
+        self.allowed = []
+
+
 class IdentityErasedError(NotFoundError):
     """The pilgrim's identity was destroyed; the journey's events remain."""
 

@@ -218,6 +218,17 @@ class ContractStage(StrEnum):
     TERMINATED = "terminated"
 
 
+class SeasonStage(StrEnum):
+    """Where a season stands. Open until its first arrival day, then running (by the calendar and the business
+    clock, no event marks it); closing, closed and archived as the ministry records them."""
+
+    OPEN = "open"
+    RUNNING = "running"
+    CLOSING = "closing"  # no command for its journeys is accepted any more
+    CLOSED = "closed"  # its archive written and verified
+    ARCHIVED = "archived"  # taken out of the hot store (restored: closed again)
+
+
 class BuildingStage(StrEnum):
     """A building's licence: a suspended one takes no new pilgrims."""
 

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TextIO
+from uuid import NAMESPACE_URL, uuid5
 
-from hajj_ledger.domain.errors import LedgerError, ValidationError
-from hajj_ledger.ledger import JourneyLedger, Outcome
+from hajj_ledger.domain.commands import OpenSeason
+from hajj_ledger.domain.errors import ConflictError, LedgerError, ValidationError
+from hajj_ledger.domain.vocabulary import Actor, Role
+from hajj_ledger.ledger import JourneyLedger, Outcome, Result
 from hajj_ledger.progress import progress_bar as shared_progress_bar
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.drafting import Planned
@@ -28,6 +31,8 @@ from hajj_ledger.simulation.missions import missions
 from hajj_ledger.simulation.planner import MissionPlanner
 from hajj_ledger.store.connections import patiently
 
+SIMULATION = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/simulation")
+MINISTRY = Actor("ministry", Role.MINISTRY)
 BATCH = 1000  # commands per ledger transaction
 CHUNK = 1500  # pilgrims planned at a time
 
@@ -93,11 +98,13 @@ def simulate(
     summary = Summary(pilgrims=pilgrims)
     started = time.perf_counter()
     done = 0
+    opened = open_season(ledger, season)
     for count, planned in chunks(pilgrims, seed, season):
         for start in range(0, len(planned), BATCH):
             batch = planned[start : start + BATCH]
             commands = [(step.command(), step.actor) for step in batch]
-            results = patiently(partial(ledger.record_batch, commands), "simulate")
+            results = opened + patiently(partial(ledger.record_batch, commands), "simulate")
+            opened = []
             for result in results:
                 summary.commands += 1
                 if isinstance(result, Outcome) and result.repeated:
@@ -114,6 +121,22 @@ def simulate(
             progress(done, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def open_season(ledger: JourneyLedger, season: int) -> list[Result]:
+    """The season opened by the ministry with its default calendar, well before its registrations; a season opened
+    already (by the ministry with its own calendar) is left as it is, and an earlier run's opening is repeated."""
+    opening = OpenSeason(
+        command_id=uuid5(SIMULATION, f"season:{season}"),
+        occurred_at=cal.arafat_day(season) - timedelta(days=400),
+        season=season,
+    )
+    result = patiently(partial(ledger.record_batch, [(opening, MINISTRY)]), "simulate")[0]
+    if isinstance(result, ConflictError):  # opened before, not by the simulator
+        return []
+    if isinstance(result, LedgerError):
+        raise result
+    return [result]
 
 
 def _reason(error: LedgerError) -> str:

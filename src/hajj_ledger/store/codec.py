@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from functools import cache
 from typing import Any, cast
@@ -131,6 +131,8 @@ def _converter(hint: Any) -> Convert | None:
         return tuple if element is None else (lambda v: tuple(map(element, v)))
     if hint is datetime:
         return datetime.fromisoformat
+    if hint is date:
+        return date.fromisoformat
     if hint is UUID:
         return UUID
     if hint is Stamp:

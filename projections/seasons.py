@@ -1,0 +1,94 @@
+"""`seasons`: one row per season the ministry opened: its calendar (days in Makkah), its stage as recorded and, once
+closed, its archive; and the current season, which every read defaults to (`current_season`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hajj_ledger.domain.catalogue import SEASON_STEPS
+from hajj_ledger.domain.season import CALENDAR_FIELDS, Season
+from hajj_ledger.domain.vocabulary import SeasonStage, makkah_day
+from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+
+ARCHIVE = ("archive_url", "manifest_digest", "first_position", "last_position", "event_count")
+
+seasons = Model(
+    "seasons",
+    lambda: [
+        sa.Column("season_id", sa.Uuid),
+        sa.Column("season", sa.Integer, nullable=False, unique=True),
+        # As recorded: a season is running from its first arrival day, by the clock (`season_rows`).
+        sa.Column("stage", sa.String(16), nullable=False, info=one_of(SeasonStage)),
+        *(sa.Column(name, sa.Date, nullable=False) for name in CALENDAR_FIELDS),
+        sa.Column("hajj_until", sa.Date, nullable=False),
+        sa.Column("hajj_days", sa.String(64), nullable=False),  # in the Hijri calendar: 8-13 Dhu al-Hijjah 1446
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("archive_url", sa.String(2000)),
+        sa.Column("manifest_digest", sa.String(64)),
+        sa.Column("first_position", sa.BigInteger),
+        sa.Column("last_position", sa.BigInteger),
+        sa.Column("event_count", sa.BigInteger),
+    ],
+    key=("season_id",),
+)
+
+
+class Seasons(Projection):
+    name = "seasons"
+    version = 1
+    models = (seasons,)
+    events = frozenset(SEASON_STEPS)
+    by_aggregate = (seasons,)
+
+    def apply(self, event: Any, position: int, rows: Rows) -> None:
+        key = (event.originator_id,)
+        name = type(event).__name__
+        if name == "SeasonOpened":
+            row = {c: getattr(event, c) for c in ("season", *CALENDAR_FIELDS, "hajj_until")}
+            row.update(dict.fromkeys(ARCHIVE), season_id=key[0], opened_at=event.stamp.occurred_at)
+            row["hajj_days"] = Season.hajj_days_of(event.hajj_from, event.hajj_until)
+        else:
+            found = rows.get(seasons, key)
+            if found is None:
+                return
+            row = dict(found)
+            if name == "SeasonClosed":
+                row.update({c: getattr(event, c) for c in ARCHIVE})
+        row["stage"] = str(SEASON_STEPS[name].to)
+        rows.put(seasons, key, row)
+
+
+def season_rows(connection: sa.Connection, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every season opened, oldest first: its row, with its stage as of `now` (open turns running on its first
+    arrival day in Makkah) and whether it is the current season."""
+    today = makkah_day(now or datetime.now(UTC))
+    view = seasons.view()
+    found = [dict(row) for row in connection.execute(sa.select(view).order_by(view.c.season)).mappings()]
+    current = _current(found, today)
+    for row in found:
+        if row["stage"] == SeasonStage.OPEN and today >= row["arrivals_from"]:
+            row["stage"] = str(SeasonStage.RUNNING)
+        row["current"] = row["season"] == current
+    return found
+
+
+def current_season(connection: sa.Connection, now: datetime | None = None) -> int | None:
+    """The season today (in Makkah, `now` or the clock's) belongs to: among the seasons opened, the one whose window
+    (registration opens .. the last day of departures) holds today, the earlier when two do (the next season's
+    registration opens while the current one is in the Hajj); if none holds today, the latest that has begun; if none
+    has begun, the first to begin; None when no season was ever opened."""
+    view = seasons.view()
+    columns = (view.c.season, view.c.registration_from, view.c.departures_until)
+    found = [dict(row) for row in connection.execute(sa.select(*columns).order_by(view.c.season)).mappings()]
+    return _current(found, makkah_day(now or datetime.now(UTC)))
+
+
+def _current(rows: list[dict[str, Any]], today: date) -> int | None:
+    """`current_season` over the rows, ordered by season."""
+    holding = [r["season"] for r in rows if r["registration_from"] <= today <= r["departures_until"]]
+    begun = [r["season"] for r in rows if r["registration_from"] <= today]
+    chosen = holding[:1] or begun[-1:] or [r["season"] for r in rows][:1]
+    return chosen[0] if chosen else None
