@@ -5,7 +5,7 @@ positions, and the sequence of positions carries on. The old append function goe
 the new one. A SQLite store gets its season column from the ledger itself when it starts (store.recorders).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007 (0006 at first: chained after the seasons view once it was on main)
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ from hajj_ledger.projections.status import POSTGRES_EVENTS
 from hajj_ledger.store.seasons import first_seasons, season_partition
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -62,12 +62,21 @@ def _partition(cursor: Any, events: str) -> None:
     )
     # Each aggregate's season, from its first event.
     cursor.execute("CREATE TEMPORARY TABLE aggregate_seasons (originator_id uuid PRIMARY KEY, season integer)")
-    with cursor.connection.cursor(name="first_events") as reading:
-        reading.execute(f"SELECT originator_id, state FROM {old_events} WHERE originator_version = 1")
-        rows = ((i, bytes(s)) for i, s in reading)
+    after = None  # a page at a time, by id: the pages are read and written on the one connection in turn
+    while True:
+        cursor.execute(
+            f"SELECT originator_id, topic, state FROM {old_events} WHERE originator_version = 1 "
+            + ("AND originator_id > %s " if after else "")
+            + "ORDER BY originator_id LIMIT 10000",
+            (after,) if after else (),
+        )
+        rows = [(i, t, bytes(s)) for i, t, s in cursor.fetchall()]
+        if not rows:
+            break
         with cursor.copy("COPY aggregate_seasons FROM STDIN") as copy:
             for row in first_seasons(rows):
                 copy.write_row(row)
+        after = rows[-1][0]
     cursor.execute("SELECT DISTINCT season FROM aggregate_seasons")
     for season in {0, *(s for (s,) in cursor.fetchall())}:
         for table in (events, RECEIPTS):
@@ -87,9 +96,7 @@ def _partition(cursor: Any, events: str) -> None:
     cursor.execute(registrations_index(events, "notification_id"))
     cursor.execute(f"DROP TABLE {old_events}, {old_receipts}")
     cursor.execute("DROP TABLE aggregate_seasons")
-    cursor.execute(
-        f"DROP FUNCTION IF EXISTS {events}_append(uuid[], int8[], text[], bytea[], uuid[], text[], text[])"
-    )
+    cursor.execute(f"DROP FUNCTION IF EXISTS {events}_append(uuid[], int8[], text[], bytea[], uuid[], text[], text[])")
 
 
 def downgrade() -> None:

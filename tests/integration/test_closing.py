@@ -9,26 +9,29 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from hajj_ledger.archive.seasons import SeasonClosedError, close, closed_seasons, open_season, restore
+from hajj_ledger.archive.seasons import MINISTRY, SeasonClosedError, close, closed_seasons, open_season, restore
 from hajj_ledger.archive.target import MANIFEST, ArchiveError
 from hajj_ledger.archive.verification import EVENTS, verify_archive
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.audit.reads import AsOf, TrailQuery, event_json, journey_as_of, trail
 from hajj_ledger.audit.signing import SigningKeys
+from hajj_ledger.domain.commands import OpenSeason
+from hajj_ledger.domain.errors import IllegalStepError
+from hajj_ledger.domain.vocabulary import SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
-from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.simulation.season import simulate
 
 CLOSED, OPEN = 1446, 1447
@@ -146,7 +149,8 @@ def test_a_closed_season_leaves_the_store_which_still_verifies_and_comes_back_wh
 ) -> None:
     ledger, url = seasons, str(tmp_path / "archive" / str(CLOSED))
     before = _view_rows(ledger.database_url)
-    replayed = _replayed(ledger.database_url, tmp_path / "before.sqlite3")
+    head = ledger.head()  # the season's stages are recorded after it: the views of the log before the close
+    replayed = _replayed(ledger.database_url, tmp_path / "before.sqlite3", head)
     events = _season_events(ledger, CLOSED)
     kept = _season_events(ledger, OPEN)
 
@@ -171,15 +175,14 @@ def test_a_closed_season_leaves_the_store_which_still_verifies_and_comes_back_wh
     report = Chain(ledger).verify(_keys().public)
     assert report.ok and report.events >= len(events) + len(kept), report.findings
     assert _view_rows(ledger.database_url) == before
-    assert _replayed(ledger.database_url, tmp_path / "after.sqlite3") == replayed
+    assert _replayed(ledger.database_url, tmp_path / "after.sqlite3", head) == replayed
 
 
-def _replayed(url: str, path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every view replayed from the whole log, aside."""
+def _replayed(url: str, path: Path, until: int) -> dict[str, list[dict[str, Any]]]:
+    """Every view replayed from the log up to `until`, aside."""
     engine = engine_for(f"sqlite:///{path}")
     try:
-        with JourneyLedger(url, create_tables=False) as ledger:
-            replay(url, ledger.head(), engine, FOLLOWED)
+        replay(url, until, engine, FOLLOWED)
     finally:
         engine.dispose()
     return _view_rows(f"sqlite:///{path}")
@@ -329,7 +332,7 @@ def _unseasoned(ledger: JourneyLedger) -> None:
             "DROP TABLE command_receipts",
             "ALTER TABLE old_receipts RENAME TO command_receipts",
             "ALTER TABLE command_receipts RENAME CONSTRAINT old_receipts_pkey TO command_receipts_pkey",
-            "UPDATE alembic_version SET version_num = '0006'",
+            "UPDATE alembic_version SET version_num = '0007'",
         ]
     )
     with ledger.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
@@ -349,9 +352,28 @@ def test_a_store_made_before_seasons_were_kept_gets_them_and_closes(seasons: Jou
 
     with JourneyLedger(url) as upgraded:
         assert _season_events(upgraded, CLOSED) == closed and _season_events(upgraded, OPEN) == kept
-        simulate(upgraded, 3, 1448, 6)  # appending carries on after the last position
-        assert _season_events(upgraded, 1448)[0][0] > kept[-1][0]
+        simulate(upgraded, 3, 1445, 6)  # appending carries on after the last position
+        assert _season_events(upgraded, 1445)[0][0] > kept[-1][0]
         close(upgraded, CLOSED, str(tmp_path / "archive"), _keys(), SeasonViews(url))
         assert _season_events(upgraded, CLOSED) == []
         report = Chain(upgraded, _keys()).verify(_keys().public)
         assert report.ok, report.findings
+
+
+def test_a_season_is_not_closed_before_its_calendar_allows_and_its_stages_are_recorded(
+    seasons: JourneyLedger, tmp_path: Path
+) -> None:
+    ledger = seasons
+    now = datetime.now(UTC)
+    ledger.record(OpenSeason(command_id=uuid4(), occurred_at=now, season=1448), MINISTRY)
+    with pytest.raises(IllegalStepError, match="closing begins after") as refused:
+        close(ledger, 1448, str(tmp_path / "early"), _keys())
+    assert refused.value.stage in ("open", "running") and ledger.season(1448).stage == SeasonStage.OPEN
+
+    close(ledger, CLOSED, str(tmp_path / "archive"), _keys())
+    archived = ledger.season(CLOSED)
+    assert archived.stage == SeasonStage.ARCHIVED and archived.archive_written is not None
+    assert archived.archive_written.url == (tmp_path / "archive").as_uri()
+    assert archived.archive_written.event_count == closed_seasons(ledger)[0].events
+    restore(ledger, CLOSED, str(tmp_path / "archive"), _keys().public)
+    assert ledger.season(CLOSED).stage == SeasonStage.CLOSED

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pyarrow as pa
 
@@ -42,13 +42,16 @@ from hajj_ledger.audit.chain_sql import ChainTables
 from hajj_ledger.audit.links import FIRST
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
+from hajj_ledger.domain.commands import ArchiveSeason, BeginSeasonClosing, CloseSeason, RestoreSeason
 from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
+from hajj_ledger.domain.vocabulary import Actor, Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.store.seasons import NO_SEASON, season_partition
 
 PAGE = 20_000
 CACHE_VARIABLE = "HAJJ_LEDGER_SEASON_CACHE"  # where closed seasons are opened for reading (default var/seasons)
 REGISTRY = "season_archives"
+MINISTRY = Actor("ministry", Role.MINISTRY)  # who closes, archives and restores a season
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -318,12 +321,24 @@ def close(
     ledger: JourneyLedger, season: int, url: str, keys: SigningKeys, views: Views | None = None
 ) -> dict[str, Any]:
     """Archive `season` at `url`, verify the archive there, then take the season out of the hot store; returns the
-    archive's manifest. Refused for a season already closed, one with no events, and the events of no season."""
+    archive's manifest. Each stage is recorded on the season (hajj_ledger.domain.season) as the ministry: closing
+    begun (refused, with the reason, before its calendar allows), closed (the archive written and verified),
+    archived (taken out). A close that stopped once the archive was verified takes up from there."""
     if season == NO_SEASON:
         raise ValidationError("season", "events of no season (licensed buildings) are never closed")
+    url = archive_url(url)
     store = _Store(ledger)
     if (found := store.closed(season)) is not None:
         raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
+    stage = ledger.season(season).stage
+    if stage in (SeasonStage.OPEN, SeasonStage.RUNNING):
+        _record(ledger, BeginSeasonClosing, season)
+    elif stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
+        written = ledger.season(season).archive_written
+        assert written is not None
+        return _take_out(ledger, store, season, written.url, keys, views)
+    elif stage is not SeasonStage.CLOSING:
+        raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
     first, last, count = store.extent(season)
     if count == 0:
         raise NotFoundError(f"season {season} has no events in the store")
@@ -368,14 +383,43 @@ def close(
     }
     sign_manifest(manifest, keys)
     target.write_json(MANIFEST, manifest)
-    verdict = verify_archive(url, keys.public)  # read back from where it lies, not from memory
+    return _take_out(ledger, store, season, url, keys, views)
+
+
+def _take_out(
+    ledger: JourneyLedger, store: _Store, season: int, url: str, keys: SigningKeys, views: Views | None
+) -> dict[str, Any]:
+    """The archive at `url` verified where it lies (read back, not from memory), the stage recorded, then the season
+    out of the hot store."""
+    verdict = verify_archive(url, keys.public)
     if not verdict.ok:
-        raise ArchiveError(
-            f"the archive at {url} does not verify, so season {season} stays: {'; '.join(verdict.problems)}"
-        )
-    closed = Closed(season, url, target.sha256(MANIFEST), first, last, count, manifest["closed_at"])
-    store.take_out(season, closed, tables)
+        problems = "; ".join(verdict.problems)
+        raise ArchiveError(f"the archive at {url} does not verify, so season {season} stays: {problems}")
+    target = Target(url)
+    manifest = target.read_json(MANIFEST)
+    events = manifest["events"]
+    digest = target.sha256(MANIFEST)
+    if ledger.season(season).stage is SeasonStage.CLOSING:
+        _record(ledger, CloseSeason, season, archive_url=url, manifest_digest=digest, first_position=events["first"],
+                last_position=events["last"], event_count=events["count"])  # fmt: skip
+    closed = Closed(season, url, digest, events["first"], events["last"], events["count"], manifest["closed_at"])
+    store.take_out(season, closed, list(views.tables()) if views is not None else [])
+    _record(ledger, ArchiveSeason, season)
     return manifest
+
+
+def archive_url(url: str) -> str:
+    """An archive's place as a URL: a local path becomes a file:// URL."""
+    return url if "://" in url else Path(url).absolute().as_uri()
+
+
+SeasonStep = BeginSeasonClosing | CloseSeason | ArchiveSeason | RestoreSeason
+
+
+def _record(ledger: JourneyLedger, command: type[SeasonStep], season: int, **fields: Any) -> None:
+    """A stage of the season, recorded as the ministry records it."""
+    made = command(command_id=uuid4(), occurred_at=datetime.now(UTC), season=season, **fields)
+    ledger.record(made, MINISTRY)
 
 
 def _chain(tables: ChainTables, after: int, last: int) -> Iterator[pa.Table]:
@@ -404,7 +448,8 @@ def closed_seasons(ledger: JourneyLedger) -> list[Closed]:
 
 
 def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, views: Views | None = None) -> Verdict:
-    """Bring a closed season back into the hot store from its archive, verified first."""
+    """Bring a closed season back into the hot store from its archive, verified first; recorded on the season."""
+    url = archive_url(url)
     store = _Store(ledger)
     closed = store.closed(season)
     if closed is None:
@@ -420,6 +465,7 @@ def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, vi
     if target.sha256(MANIFEST) != closed.manifest_sha256:
         raise ValidationError("url", f"{url} is not the archive season {season} was closed to ({closed.url})")
     store.put_back(season, target)
+    _record(ledger, RestoreSeason, season)
     if views is not None:
         for table in views.tables():
             views.write(table, target.batches(f"views/{table.name}.parquet"), ledger.database_url)

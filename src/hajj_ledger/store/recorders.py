@@ -140,11 +140,13 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             if made and not c.fetchone()[0]:
                 c.execute(f"ALTER TABLE {events} ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
                 c.execute("ALTER TABLE command_receipts ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
-                c.execute(f"SELECT originator_id, state FROM {events} WHERE originator_version = 1")
+                c.execute(f"SELECT originator_id, topic, state FROM {events} WHERE originator_version = 1")
+                seasons = list(first_seasons(c.fetchall()))
                 c.execute("CREATE TEMPORARY TABLE aggregate_seasons (id TEXT PRIMARY KEY, season INTEGER NOT NULL)")
-                c.executemany("INSERT INTO aggregate_seasons VALUES (?, ?)", list(first_seasons(c.fetchall())))
+                c.executemany("INSERT INTO aggregate_seasons VALUES (?, ?)", seasons)
                 c.execute(
-                    f"UPDATE {events} SET season = s.season FROM aggregate_seasons AS s WHERE s.id = {events}.originator_id"
+                    f"UPDATE {events} SET season = s.season FROM aggregate_seasons AS s "
+                    f"WHERE s.id = {events}.originator_id"
                 )
                 c.execute(
                     "UPDATE command_receipts SET season = s.season FROM aggregate_seasons AS s "

@@ -14,8 +14,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
+from eventsourcing.utils import get_topic
+
+from hajj_ledger.domain.season import Season
 
 NO_SEASON = 0
+SEASON_TOPIC = get_topic(Season) + "."  # a season's own events' topics begin so
 _SEASON_REACH = timedelta(days=60)  # a trip on 15 Muharram 1447 still carries pilgrims of season 1446
 
 
@@ -35,7 +39,10 @@ def _hijri_year(day: date) -> int:
 
 
 def season_of(aggregate: Any) -> int:
-    """The season of an aggregate the ledger holds."""
+    """The season of an aggregate the ledger holds. A season's own aggregate (its calendar and stages) is of no
+    season: it records the season's close, so it never leaves with it."""
+    if isinstance(aggregate, Season):
+        return NO_SEASON
     season = getattr(aggregate, "season", None)
     if isinstance(season, int):
         return season
@@ -45,10 +52,12 @@ def season_of(aggregate: Any) -> int:
     return NO_SEASON
 
 
-def first_seasons(first_events: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[Any, int]]:
-    """(aggregate id, season) from (aggregate id, its first event's state as stored), for the aggregates of a season:
-    what a store made before seasons were kept is given (migration 0009; SQLite at the ledger's start)."""
-    for aggregate_id, state in first_events:
+def first_seasons(first_events: Iterable[tuple[Any, str, bytes]]) -> Iterator[tuple[Any, int]]:
+    """(aggregate id, season) from (aggregate id, its first event's topic and state as stored), for the aggregates of
+    a season: what a store made before seasons were kept is given (migration 0009; SQLite at the ledger's start)."""
+    for aggregate_id, topic, state in first_events:
+        if topic.startswith(SEASON_TOPIC):
+            continue
         season = season_of_first(state)
         if season != NO_SEASON:
             yield aggregate_id, season
