@@ -118,33 +118,27 @@ def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, p
     link = bytes.fromhex(start["head"]) if start["position"] is not None else GENESIS
     due = sorted(p for p in trusted if start["position"] is None or p > start["position"])
     events = _events(target)
-    pending: tuple[np.ndarray, list[bytes]] | None = next(events, None)
+    pending: tuple[np.ndarray, np.ndarray] | None = next(events, None)
     checked = last = 0
     for batch in target.batches(CHAIN):
         positions = batch.column(0).to_numpy()
-        digests = batch.column(1).to_pylist()
-        pieces = np.hstack(
-            (
-                positions.astype(">i8").view(np.uint8).reshape(-1, 8),
-                np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32),
-            )
-        ).tobytes()
+        digests = np.frombuffer(b"".join(batch.column(1).to_pylist()), np.uint8).reshape(-1, 32)
+        pieces = np.hstack((positions.astype(">i8").view(np.uint8).reshape(-1, 8), digests)).tobytes()
         # The season's events in this stretch of the chain, each matched with the digest sealed at its position.
         while pending is not None and len(pending[0]) and pending[0][0] <= positions[-1]:
             at_positions, event_digests = pending
             upto = int(np.searchsorted(at_positions, positions[-1], side="right"))
-            index = np.searchsorted(positions, at_positions[:upto])
-            inside = index < len(positions)
-            matched = np.zeros(upto, dtype=bool)
-            matched[inside] = positions[index[inside]] == at_positions[:upto][inside]
-            for k in range(upto):
-                if not matched[k]:
-                    problems.append(f"{EVENTS}: position {int(at_positions[k])} is not in the chain")
-                elif digests[index[k]] != event_digests[k]:
-                    problems.append(f"{EVENTS}: the event at position {int(at_positions[k])} differs from the "
-                                    "one the chain sealed")  # fmt: skip
-                if len(problems) > 100:
-                    return checked
+            at = at_positions[:upto]
+            index = np.minimum(np.searchsorted(positions, at), len(positions) - 1)
+            sealed = positions[index] == at
+            same = sealed & (digests[index] == event_digests[:upto]).all(axis=1)
+            for k in np.flatnonzero(~same)[:100]:
+                problems.append(
+                    f"{EVENTS}: position {int(at[k])} is not in the chain" if not sealed[k] else
+                    f"{EVENTS}: the event at position {int(at[k])} differs from the one the chain sealed"
+                )  # fmt: skip
+            if len(problems) > 100:
+                return checked
             checked += upto
             rest = (at_positions[upto:], event_digests[upto:])
             pending = rest if len(rest[0]) else next(events, None)
@@ -184,7 +178,7 @@ def _link(
     return link, due
 
 
-def _events(target: Target) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+def _events(target: Target) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The archived events a batch at a time: their positions and each one's digest of its stored bytes."""
     sha256 = hashlib.sha256
     for batch in target.batches(EVENTS, ["position", "originator_id", "originator_version", "topic", "state"]):
@@ -198,4 +192,4 @@ def _events(target: Target) -> Iterator[tuple[np.ndarray, list[bytes]]]:
                     len(name).to_bytes(2, "big") + name + originator_id + version.to_bytes(8, "big") + state
                 ).digest()
             )
-        yield positions, digests
+        yield positions, np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
