@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.audit.links import GENESIS, Checkpoint
@@ -29,6 +33,8 @@ RECEIPTS = "receipts.parquet"
 CHAIN = "chain.parquet"
 CHECKPOINTS = "checkpoints.parquet"
 PIECE = 40  # a link's input after the previous link: the position (8 bytes) and the digest (32)
+PARALLEL_FROM = 500_000  # events from which an archive's events are hashed by worker processes
+WORKERS = 2
 
 
 @dataclass
@@ -179,17 +185,45 @@ def _link(
 
 
 def _events(target: Target) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The archived events a batch at a time: their positions and each one's digest of its stored bytes."""
+    """The archived events a row group at a time: their positions and each one's digest of its stored bytes. A large
+    archive's are hashed by worker processes, a few row groups ahead, while this one links the chain."""
+    with target.fs.open_input_file(target.path(EVENTS)) as file:
+        metadata = pq.ParquetFile(file).metadata
+    groups, rows = metadata.num_row_groups, metadata.num_rows
+    if rows < PARALLEL_FROM:
+        yield from (_digested(target.url, group) for group in range(groups))
+        return
+    with ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn")) as workers:
+        ahead: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
+        for group in range(groups):
+            ahead.append(workers.submit(_digested, target.url, group))
+            if len(ahead) > 2 * WORKERS:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _digested(url: str, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """One row group of the events: positions, and each event's digest (event_digest, by column where it can)."""
+    target = Target(url)
+    with target.fs.open_input_file(target.path(EVENTS)) as file:
+        batch = pq.ParquetFile(file).read_row_group(group)
+    positions = batch.column("position").to_numpy()
+    count = len(positions)
+    ids = batch.column("originator_id").combine_chunks()
+    id_bytes = np.frombuffer(ids.buffers()[1], np.uint8)[ids.offset * 16 : (ids.offset + count) * 16].tobytes()
+    versions = batch.column("originator_version").to_numpy().astype(">u8").tobytes()
+    prefixes: dict[str, bytes] = {}
+    for topic in batch.column("topic").unique().to_pylist():
+        name = topic.encode()
+        prefixes[topic] = len(name).to_bytes(2, "big") + name
     sha256 = hashlib.sha256
-    for batch in target.batches(EVENTS, ["position", "originator_id", "originator_version", "topic", "state"]):
-        positions = batch.column(0).to_numpy()
-        ids, versions, topics, states = (batch.column(i).to_pylist() for i in range(1, 5))
-        digests = []
-        for originator_id, version, topic, state in zip(ids, versions, topics, states, strict=True):
-            name = topic.encode()  # event_digest, inlined
-            digests.append(
-                sha256(
-                    len(name).to_bytes(2, "big") + name + originator_id + version.to_bytes(8, "big") + state
-                ).digest()
+    digests = b"".join(
+        [
+            sha256(prefixes[topic] + id_bytes[16 * k : 16 * k + 16] + versions[8 * k : 8 * k + 8] + state).digest()
+            for k, (topic, state) in enumerate(
+                zip(batch.column("topic").to_pylist(), batch.column("state").to_pylist(), strict=True)
             )
-        yield positions, np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
+        ]
+    )
+    return positions, np.frombuffer(digests, np.uint8).reshape(-1, 32)
