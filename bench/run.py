@@ -1145,8 +1145,10 @@ def _closing_rows(kind: str, f: dict[str, Any]) -> list[str]:
     rows = []
     for c in f["closes"]:
         shrunk = c["store_before"] - c["store_after"]
-        rows.append(line(f"closing season {c['season']} ({c['events']:,} events): archive, verify, take out, minutes",
-                         f"{c['seconds'] / 60:.1f}", "≤ 10 min at 10 M", c["seconds"] <= 600))  # fmt: skip
+        at_10m = c["seconds"] * 10_000_000 / c["events"] / 60  # the time grows with the events: all of it is per event
+        rows.append(line(f"closing season {c['season']} ({c['events']:,} events): archive, verify, take out, minutes "
+                         "(extrapolated to 10 M events)", f"{c['seconds'] / 60:.1f} ({at_10m:.1f})",
+                         "≤ 10 min at 10 M", at_10m <= 10))  # fmt: skip
         rows.append(line(f"closing season {c['season']}: the store shrank by, MB (its partitions: "
                          f"{c['season_bytes'] / 2**20:,.0f} MB)", f"{shrunk / 2**20:,.0f}",
                          "its size", shrunk >= 0.95 * c["season_bytes"]))  # fmt: skip
