@@ -16,6 +16,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
     python bench/run.py --only season --stores postgres --season-keep hajj_season  # its store built once, kept
+    python bench/run.py --only seasons  # closing two seasons of 10 M events each, verify, append (--season-events N)
     python bench/run.py --only failover  # a promotion under load: private primary and synchronous standby (root)
     python bench/run.py --only restore   # a pgBackRest restore drill, 10 M events, private cluster (--season-events N)
 """
@@ -1029,6 +1030,137 @@ def measure_season_reads(url: str, keys: str, samples: int) -> dict[str, Any]:
             "as_of_page": _quantiles(pages), "journey_as_of": _quantiles(past), "samples": samples}  # fmt: skip
 
 
+# Closing a season (`--only seasons`, PostgreSQL): two seasons of `events` events each (a simulated season's log
+# copied in SQL with fresh aggregate ids, in its own season's partition), sealed; each closed to a local archive.
+
+
+def _copy_season(url: str, season: int, events: int) -> None:
+    """Grow `season`'s part of the log to `events` by copying its simulated events in SQL with fresh aggregate ids."""
+    ledger = _ledger(url)
+    events_table = ledger.recorder.events_table_name
+    ledger.close()
+    with _postgres(url) as connection:
+        [base] = connection.execute(f"SELECT count(*) FROM {events_table} WHERE season = %s", (season,)).fetchone()  # type: ignore[misc]
+        for copy in range(1, -(-events // base)):
+            connection.execute(
+                f"INSERT INTO {events_table} (originator_id, originator_version, topic, state, season) "
+                "SELECT md5(originator_id::text || %(copy)s)::uuid, originator_version, topic, state, season "
+                f"FROM (SELECT * FROM {events_table} WHERE season = %(season)s ORDER BY notification_id "
+                "LIMIT %(rows)s) AS s ORDER BY notification_id",
+                {"copy": f"{season}-{copy}", "season": season, "rows": min(base, events - base * copy)},
+            )
+
+
+def _store_bytes(url: str) -> int:
+    """The hot store's size: every table of its schema, with its indexes and TOAST."""
+    with _postgres(url) as connection:
+        [size] = connection.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class AS c JOIN pg_namespace AS n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ).fetchone()  # type: ignore[misc]
+    return int(size)
+
+
+def _season_bytes(url: str, season: int) -> int:
+    with _postgres(url) as connection:
+        [size] = connection.execute(
+            "SELECT pg_total_relation_size('journeyledger_events_s' || %s) "
+            "+ pg_total_relation_size('command_receipts_s' || %s)",
+            (season, season),
+        ).fetchone()  # type: ignore[misc]
+    return int(size)
+
+
+def measure_closing(
+    url: str, fresh: str, events: int, pilgrims: int, appended: int, keys: str, out: str
+) -> dict[str, Any]:
+    """Close two seasons of `events` events, each timed, with the store's size before and after; verify an archive;
+    then the append rate (a simulated season of `appended` pilgrims) on this store and on a fresh one, in turn."""
+    from hajj_ledger.archive.seasons import close
+    from hajj_ledger.archive.verification import verify_archive
+    from hajj_ledger.audit.chain import Chain, signing_keys
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE
+    from hajj_ledger.simulation.season import simulate
+
+    os.environ[KEY_FILE_VARIABLE] = keys
+    closed = (1445, 1446)
+    ledger = _ledger(url)
+    for season in closed:
+        simulate(ledger, pilgrims, season, SEED)
+    ledger.close()
+    for season in closed:
+        _copy_season(url, season, events)
+    ledger = _ledger(url)
+    signing = signing_keys(url, required=True)
+    assert signing is not None
+    started = time.perf_counter()
+    Chain(ledger, signing).checkpoint()
+    seal_rate = 2 * events / (time.perf_counter() - started)
+    with _postgres(url) as connection:
+        connection.execute("VACUUM ANALYZE")
+    closes = []
+    for season in closed:
+        before, season_bytes = _store_bytes(url), _season_bytes(url, season)
+        started = time.perf_counter()
+        count = close(ledger, season, f"{out}/{season}", signing)["events"]["count"]
+        seconds = time.perf_counter() - started
+        closes.append({"season": season, "events": count, "seconds": seconds, "store_before": before,
+                       "store_after": _store_bytes(url), "season_bytes": season_bytes})  # fmt: skip
+    verdict = verify_archive(f"{out}/{closed[-1]}", signing.public)
+    assert verdict.ok, verdict.problems
+    rates = {}
+    for name, at in (("fresh", fresh), ("closed", url)):  # the same season appended to each, in turn
+        target = ledger if at == url else _ledger(at)
+        started = time.perf_counter()
+        head = target.head()
+        simulate(target, appended, 1447, SEED + 1)
+        rates[name] = (target.head() - head) / (time.perf_counter() - started)
+        if target is not ledger:
+            target.close()
+    ledger.close()
+    return {"rate": verdict.events / verdict.seconds, "seal_rate": seal_rate, "closes": closes,
+            "verify_rate": verdict.events / verdict.seconds, "verified": verdict.events, "append": rates}  # fmt: skip
+
+
+def closing_figure(sizes: Sizes, kind: str, events: int | None = None) -> dict[str, Any]:
+    pilgrims = sizes.pilgrims if sizes is FULL else 40
+    from hajj_ledger.audit.signing import SigningKeys
+
+    with (
+        tempfile.TemporaryDirectory(prefix="hajj-bench-closing-") as directory,
+        fresh_store(kind) as url,
+        fresh_store(kind) as fresh,
+    ):
+        keys = Path(directory) / "signing.json"
+        SigningKeys.create(keys)
+        found = run_child("closing", url=url, fresh=fresh, events=events or sizes.season, pilgrims=pilgrims,
+                          appended=1000 if sizes is FULL else 20, keys=str(keys), out=directory)  # fmt: skip
+    return {"median": found["rate"], "min": found["rate"], "max": found["rate"], "runs": 1, "rss_mb": found["rss_mb"],
+            **found, "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
+
+
+def _closing_rows(kind: str, f: dict[str, Any]) -> list[str]:
+    def line(label: str, value: str, target: str, met: bool) -> str:
+        return f"| {kind} | {label} | {value} |  | 1 |  |  | {target} | {'yes' if met else '**no**'} |  |"
+
+    rows = []
+    for c in f["closes"]:
+        shrunk = c["store_before"] - c["store_after"]
+        at_10m = c["seconds"] * 10_000_000 / c["events"] / 60  # the time grows with the events: all of it is per event
+        rows.append(line(f"closing season {c['season']} ({c['events']:,} events): archive, verify, take out, minutes "
+                         "(extrapolated to 10 M events)", f"{c['seconds'] / 60:.1f} ({at_10m:.1f})",
+                         "≤ 10 min at 10 M", at_10m <= 10))  # fmt: skip
+        rows.append(line(f"closing season {c['season']}: the store shrank by, MB (its partitions: "
+                         f"{c['season_bytes'] / 2**20:,.0f} MB)", f"{shrunk / 2**20:,.0f}",
+                         "its size", shrunk >= 0.95 * c["season_bytes"]))  # fmt: skip
+    rows.append(line(f"an archived season verified alone, events/s ({f['verified']:,} events)",
+                     _fmt(f["verify_rate"]), "≥ 150,000/s", f["verify_rate"] >= 150_000))  # fmt: skip
+    ratio = f["append"]["closed"] / f["append"]["fresh"]
+    rows.append(line(f"appending with two closed seasons behind, events/s (fresh store: {_fmt(f['append']['fresh'])})",
+                     f"{_fmt(f['append']['closed'])} ({ratio:.2f}x)", "within 5%", ratio >= 0.95))  # fmt: skip
+    return rows
+
+
 def _insert_sealed(ledger: Any, sealed: list[Any]) -> None:
     """Through the recorder's own vault writes, without events (what a season of registrations leaves)."""
     recorder = ledger.recorder
@@ -1058,6 +1190,7 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "season_store": measure_season_store,
     "season_export": measure_season_export,
     "season_reads": measure_season_reads,
+    "closing": measure_closing,
     "ingest": measure_ingest,
     "raw": measure_raw,
     "library_default": measure_library_default,
@@ -1668,6 +1801,8 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
     for kind in figures:
         if "season" in figures[kind]:
             rows.extend(_season_rows(kind, figures[kind]["season"]))
+        if "seasons" in figures[kind]:
+            rows.extend(_closing_rows(kind, figures[kind]["seasons"]))
     for kind in figures:
         if "trail" not in figures[kind]:
             continue
@@ -1821,6 +1956,7 @@ def main() -> None:
             "relay",
             "dashboard",
             "season",
+            "seasons",
             "races",
             "ingest",
             "failover",
@@ -1856,6 +1992,7 @@ def main() -> None:
             "trail": trail_figure,
             "dashboard": dashboard_figure,
             "season": lambda sizes, kind: season_figure(sizes, kind, args.season_events, args.season_keep),
+            "seasons": lambda sizes, kind: closing_figure(sizes, kind, args.season_events),
             "races": races_figure,
             "failover": failover_figure,
             "restore": lambda sizes, kind: restore_figure(sizes, kind, args.season_events),
@@ -1879,7 +2016,8 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                if name in ("serving", "trail", "season", "races", "failover", "restore") and kind != "postgres":
+                postgres_only = ("serving", "trail", "season", "seasons", "races", "failover", "restore")
+                if name in postgres_only and kind != "postgres":
                     continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":
                     continue  # the demo store's

@@ -58,6 +58,7 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     view.add_argument("--limit", type=int, default=100)
     view.add_argument("--season", type=int, help="a view by season: this season's rows (default: the current season)")
+    view.add_argument("--archived", action="store_true", help="the closed season --season's rows, from its archive")
     view.set_defaults(run=_view, store=READ)
 
     exporting = commands.add_parser(
@@ -73,6 +74,8 @@ def register(commands: Any) -> None:
         help="the read models' rows of this season (default: the current one; with --since, the previous export's)",
     )  # fmt: skip
     exporting.set_defaults(run=_export, store=READ, batch=True)
+
+    _register_season(commands)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -181,6 +184,14 @@ def _view(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.reads import plain
     from hajj_ledger.projections import projection
 
+    if args.archived:  # the season's store is opened (hajj_ledger.cli); its views' rows are loaded once, here
+        from hajj_ledger.archive.seasons import open_season
+
+        if args.season is None:
+            raise ValidationError("season", "--archived reads one closed season: name it with --season")
+        from hajj_ledger.projections.closing import SeasonViews
+
+        open_season(args.season, args.archive_url, public_keys(None), SeasonViews())
     model = projection(args.name).models[0]
     view = model.view()
     query = model.readable().order_by(*(view.c[k] for k in model.key)).limit(args.limit)
@@ -255,3 +266,108 @@ def _past_rows(
     finally:
         past.close()
         ledger.close()
+
+
+# The commands: `hajj-ledger season close|verify|restore|open|list`.
+
+
+def _register_season(commands: Any) -> None:
+    from hajj_ledger.audit.signing import KEY_FILE_VARIABLE
+
+    season = commands.add_parser("season", help="close a season (archive it with its proofs), verify, restore, open")
+    actions = season.add_subparsers(dest="action", required=True, metavar="ACTION")
+    closing = actions.add_parser(
+        "close", help="archive a season to URL, verify the archive there, then take the season out of the store"
+    )
+    closing.add_argument("season", type=int)
+    closing.add_argument("--to", required=True, metavar="URL", help="a pyarrow filesystem URL: a path, file://, s3://")
+    closing.set_defaults(run=_season_close, store=WRITE)
+    keys_help = f"the public keys to trust (`signing-key public` prints them); default: {KEY_FILE_VARIABLE}'s"
+    verifying = actions.add_parser(
+        "verify", help="check a season's archive alone against its signed manifest and chain"
+    )
+    verifying.add_argument("url", metavar="URL")
+    verifying.add_argument("--keys", metavar="FILE", help=keys_help)
+    verifying.add_argument("--json", action="store_true")
+    verifying.set_defaults(run=_season_verify)
+    restoring = actions.add_parser(
+        "restore", help="bring a closed season back into the store, its archive verified first"
+    )
+    restoring.add_argument("season", type=int)
+    restoring.add_argument("--from", dest="url", required=True, metavar="URL")
+    restoring.add_argument("--keys", metavar="FILE", help=keys_help)
+    restoring.set_defaults(run=_season_restore, store=WRITE)
+    opening = actions.add_parser("open", help="load a closed season's archive for reading (`--season` of the reads)")
+    opening.add_argument("season", type=int)
+    opening.add_argument("--keys", metavar="FILE", help=keys_help)
+    opening.set_defaults(run=_season_open, store=READ)
+    listing = actions.add_parser("list", help="the closed seasons and their archives")
+    listing.set_defaults(run=_season_list, store=READ)
+
+
+def public_keys(path: str | None) -> Any:
+    from hajj_ledger.audit.chain import signing_keys
+    from hajj_ledger.audit.signing import PublicKeys
+
+    if path:
+        return PublicKeys.read(path)
+    keys = signing_keys(required=True, create=False)
+    assert keys is not None
+    return keys.public
+
+
+def _season_close(args: Any) -> int:
+    from hajj_ledger.archive.seasons import close
+    from hajj_ledger.audit.chain import signing_keys
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.closing import SeasonViews
+
+    keys = signing_keys(required=True)
+    assert keys is not None
+    with JourneyLedger() as ledger:
+        manifest = close(ledger, args.season, args.to, keys, SeasonViews())
+    events = manifest["events"]
+    print(f"Season {args.season} closed: {events['count']:,} events (positions {events['first']} to {events['last']}) "
+          f"archived to {args.to}, verified there, and taken out of the store.")  # fmt: skip
+    return 0
+
+
+def _season_verify(args: Any) -> int:
+
+    from hajj_ledger.archive.verification import verify_archive
+
+    verdict = verify_archive(args.url, public_keys(args.keys))
+    print(verdict.told(args.url, as_json=args.json))
+    return 0 if verdict.ok else 1
+
+
+def _season_restore(args: Any) -> int:
+    from hajj_ledger.archive.seasons import restore
+    from hajj_ledger.ledger import JourneyLedger
+    from hajj_ledger.projections.closing import SeasonViews
+
+    with JourneyLedger() as ledger:
+        verdict = restore(ledger, args.season, args.url, public_keys(args.keys), SeasonViews())
+    print(f"Season {args.season} restored from {args.url}: {verdict.events:,} events, verified first.")
+    return 0
+
+
+def _season_open(args: Any) -> int:
+    from hajj_ledger.archive.seasons import open_season, opened
+    from hajj_ledger.projections.closing import SeasonViews
+
+    public = public_keys(args.keys)
+    url, _ = opened(args.season, public)
+    print(open_season(args.season, url, public, SeasonViews()))
+    return 0
+
+
+def _season_list(args: Any) -> int:
+    from hajj_ledger.archive.seasons import closed_seasons
+    from hajj_ledger.ledger import JourneyLedger
+
+    with JourneyLedger() as ledger:
+        for closed in closed_seasons(ledger):
+            print(f"{closed.season}  {closed.events:>12,} events  positions {closed.first_position}-"
+                  f"{closed.last_position}  closed {closed.closed_at}  {closed.url}")  # fmt: skip
+    return 0

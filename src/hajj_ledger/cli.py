@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.reads.MAX_LIMIT)
 CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
+ARCHIVED = "read the closed season --season from its archive (`season close`), opened as a store of its own"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "batch", False):
             _wait_for_connections()
+        if getattr(args, "archived", False):
+            _archived(args)
         preflight.check(getattr(args, "store", None), getattr(args, "needs", ()))
         code = int(args.run(args))
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
@@ -58,6 +61,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, code = preflight.describe(error)
         print(f"hajj-ledger: {line}", file=sys.stderr)
         return code
+
+
+def _archived(args: argparse.Namespace) -> None:
+    """A read of a closed season (`--archived`): the same command, on the season's archive opened (once, verified)
+    as a store of its own; `verify` checks the archive itself."""
+    from hajj_ledger.archive.seasons import opened
+    from hajj_ledger.audit.chain import signing_keys
+
+    keys = signing_keys(required=True, create=False)
+    assert keys is not None
+    args.archive_url, os.environ[DATABASE_URL_VARIABLE] = opened(args.season, keys.public)
+    if getattr(args, "verifies", False):
+        args.run = _verify_archived
+
+
+def _verify_archived(args: argparse.Namespace) -> int:
+    from hajj_ledger.archive.verification import verify_archive
+    from hajj_ledger.audit.chain import signing_keys
+
+    keys = signing_keys(required=True, create=False)
+    assert keys is not None
+    verdict = verify_archive(args.archive_url, keys.public)
+    print(verdict.told(args.archive_url, as_json=args.json))
+    return 0 if verdict.ok else 1
 
 
 def _wait_for_connections() -> None:
@@ -112,6 +139,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="every event of a journey, with both clocks and who recorded it")
     history.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     history.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    history.add_argument("--archived", action="store_true", help=ARCHIVED)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     history.set_defaults(run=_history, store=READ)
 
@@ -120,6 +148,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     trail.add_argument("id", type=UUID, nargs="?", help="a journey, a pilgrim (with --season) or a trip; else all")
     trail.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    trail.add_argument("--archived", action="store_true", help=ARCHIVED)
     trail.add_argument("--agency", help="recorded by this agency")
     trail.add_argument("--event", help="of this type, e.g. VisaIssued")
     trail.add_argument("--recorded-from", type=moment, metavar="TIME", help="recorded at or after (ISO 8601, zoned)")
@@ -136,6 +165,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     as_of.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
     as_of.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    as_of.add_argument("--archived", action="store_true", help=ARCHIVED)
     when = as_of.add_mutually_exclusive_group(required=True)
     when.add_argument("--position", type=int, metavar="N", help="what the ledger held up to this position")
     when.add_argument("--recorded-at", type=moment, metavar="TIME", help="what the ledger had recorded by then")

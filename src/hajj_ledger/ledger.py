@@ -80,6 +80,7 @@ from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
 from hajj_ledger.store.connections import StoreUnavailableError
 from hajj_ledger.store.recorders import LedgerRecorder, Receipt
+from hajj_ledger.store.seasons import season_of
 from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns, within_patience
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
@@ -290,7 +291,10 @@ class JourneyLedger(Application[UUID]):
             recover()
 
     def _save(self, unit: _Unit) -> list[Recording[UUID]]:
-        return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault) if unit.receipts else []
+        if not unit.receipts:
+            return []
+        seasons = {aggregate_id: season_of(a) for aggregate_id, a in unit.aggregates.items()}
+        return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault, seasons=seasons)
 
     def _recorded(
         self, unit: _Unit, results: list[Result | Receipt | _Repeat], recordings: list[Recording[UUID]]

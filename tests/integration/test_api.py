@@ -542,7 +542,7 @@ def test_probes_and_metrics(api: Api) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = api.client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["status"] == "ready" and ready.json()["migration"] == head() == "0008"
+    assert ready.json()["status"] == "ready" and ready.json()["migration"] == head() == "0009"
     api.register()
     answer = api.client.get("/metrics")
     assert answer.status_code == 200

@@ -96,7 +96,7 @@ def clean_rebuild(runner: Runner, projection: Projection) -> dict[str, list[tupl
 
 
 def test_migrations_reach_head_and_every_projection_catches_up(runner: Runner) -> None:
-    assert current(runner.engine) == head() == "0008"
+    assert current(runner.engine) == head() == "0009"
     runner.run(once=True)
     for status in runner.status():
         assert status.position == status.head == runner.ledger.head()

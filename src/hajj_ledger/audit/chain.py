@@ -104,6 +104,22 @@ class Chain:
         self.tables.add_checkpoint(self._sign(position, link))
         return self.tables.checkpoint_at_or_after(position)
 
+    def checkpoint_at(self, position: int) -> Checkpoint:
+        """A signed checkpoint at a sealed `position` (sealing up to the head first): a season's last event, say."""
+        if self.keys is None:
+            raise SigningKeyError("no signing key: checkpoints cannot be made")
+        self.seal_all()
+        sealed, _ = self.tables.seal_state()
+        if not 0 < position <= sealed:
+            raise NotFoundError(f"position {position} is not sealed (the seal is at {sealed})")
+        found = self.tables.checkpoint_at_or_after(position)
+        if found is not None and found.position == position:
+            return found
+        self.tables.add_checkpoint(self._sign(position, self.tables.link_at(position)))
+        made = self.tables.checkpoint_at_or_after(position)
+        assert made is not None
+        return made
+
     def follow(self, stop: threading.Event, seconds: float = 60.0) -> None:
         """Keep sealing as the log grows, waking when it does (see LogWatch); a checkpoint at least every `seconds`
         while new events arrive."""
@@ -149,6 +165,10 @@ class Chain:
         as stored, the link before it, the digests after it up to the first checkpoint covering it, and that
         checkpoint. A position not yet covered gets a checkpoint made on demand."""
         event = self.tables.event_at(position)
+        if event is None and (season := self.tables.archived_season(position)) is not None:
+            raise NotFoundError(
+                f"position {position} is in closed season {season}'s archive: ask with --season {season}"
+            )
         if event is None:
             raise NotFoundError(f"no event at position {position}")
         covering = self.tables.checkpoint_at_or_after(position)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
-from hajj_ledger.audit.links import GENESIS, Checkpoint, event_digest
+from hajj_ledger.audit.links import FIRST, GENESIS, Checkpoint, event_digest, next_link
 from hajj_ledger.audit.verification import Checked, Linked
 from hajj_ledger.ledger import JourneyLedger
 
@@ -25,6 +25,13 @@ READERS = 2  # pages read at once while one is linked
 
 EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 bytes), version, topic, state
 DigestedRow = tuple[int, bytes, int, str, bytes, bytes]  # an EventRow and its digest
+
+
+# The sealed digests of archived positions in (%s, %s]: what the verification links there in place of events.
+ARCHIVED_DIGESTS = (
+    "SELECT c.position, c.digest FROM {chain} AS c JOIN {archived} AS a ON c.position BETWEEN a.first AND a.last "
+    "WHERE c.position > %s AND c.position <= %s"
+)
 
 
 class Packed(NamedTuple):
@@ -97,6 +104,7 @@ class ChainTables:
                 "chain": f'"{schema}"."ledger_chain"',
                 "seal": f'"{schema}"."ledger_seal"',
                 "checkpoints": f'"{schema}"."ledger_checkpoints"',
+                "archived": f'"{schema}"."ledger_archived"',
                 "position": "notification_id",
                 "id": "uuid_send(originator_id)",
                 # event_digest in SQL, for reading at the pace of the store (verify, exports)
@@ -110,6 +118,7 @@ class ChainTables:
                 "chain": "ledger_chain",
                 "seal": "ledger_seal",
                 "checkpoints": "ledger_checkpoints",
+                "archived": "ledger_archived",
                 "position": "rowid",
                 "id": "originator_id",
                 "bytes": "BLOB",
@@ -135,6 +144,10 @@ class ChainTables:
             "position BIGINT NOT NULL, link {bytes} NOT NULL)",
             "CREATE TABLE IF NOT EXISTS {checkpoints} (position BIGINT PRIMARY KEY, head {bytes} NOT NULL, "
             "signed_at TEXT NOT NULL, key_id TEXT NOT NULL, signature {bytes} NOT NULL)",
+            # Runs of sealed positions whose events a closed season took to its archive (hajj_ledger.archive): the
+            # chain keeps their digests, and the log is verified through them.
+            "CREATE TABLE IF NOT EXISTS {archived} (first BIGINT PRIMARY KEY, last BIGINT NOT NULL, "
+            "season INTEGER NOT NULL)",
         ]
         with self.cursor(commit=True) as cursor:
             if self.postgres:  # ledgers starting together on an empty database would collide in the catalog
@@ -209,6 +222,8 @@ class ChainTables:
             cursor.execute(self.sql("SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s"),
                            (low, high))  # fmt: skip
             sealed = dict(cursor.fetchall())
+            cursor.execute(self.sql(ARCHIVED_DIGESTS), (low, high))
+            pieces = sorted([*pieces, *((at, at.to_bytes(8, "big", signed=True) + d) for at, d in cursor.fetchall())])
             rows: list[Checked] = []
             for at, piece in pieces:
                 expected = sealed.pop(at, None)
@@ -227,7 +242,7 @@ class ChainTables:
         there are some."""
         page = (
             "FROM (SELECT {position} AS at, {digest} AS digest FROM {events} WHERE {position} > %s "
-            "AND {position} <= %s) AS s "
+            "AND {position} <= %s UNION ALL " + ARCHIVED_DIGESTS + ") AS s "
             # The chain bounded too: unbounded, the planner hashed the whole chain for every page (a scan of the
             # season's digests a page: 0.3 s a page at a million events, growing with the log).
             "LEFT JOIN (SELECT position, digest FROM {chain} WHERE position > %s AND position <= %s) AS c "
@@ -238,7 +253,7 @@ class ChainTables:
                 "SELECT count(*), count(*) FILTER (WHERE c.position IS NULL OR c.digest <> s.digest), "
                 "coalesce(string_agg(int8send(s.at) || s.digest, ''::bytea ORDER BY s.at), ''::bytea) " + page
             ),
-            (low, high, low, high),
+            (low, high, low, high, low, high),
             binary=True,
         )
         events, odd, pieces = cursor.fetchone()
@@ -250,7 +265,7 @@ class ChainTables:
                     "SELECT s.at, int8send(s.at) || s.digest, CASE WHEN c.digest <> s.digest THEN c.digest END, "
                     "c.position IS NULL " + page + " ORDER BY s.at"
                 ),
-                (low, high, low, high),
+                (low, high, low, high, low, high),
                 binary=True,
             )
             checked: list[Checked] = cursor.fetchall()
@@ -261,7 +276,8 @@ class ChainTables:
             cursor.execute(
                 self.sql(
                     "SELECT position FROM {chain} AS c WHERE position > %s AND position <= %s AND NOT EXISTS "
-                    "(SELECT FROM {events} WHERE {position} = c.position) ORDER BY position"
+                    "(SELECT FROM {events} WHERE {position} = c.position) AND NOT EXISTS "
+                    "(SELECT FROM {archived} AS a WHERE c.position BETWEEN a.first AND a.last) ORDER BY position"
                 ),
                 (low, high),
             )
@@ -323,6 +339,22 @@ class ChainTables:
         )
         size, *columns = cursor.fetchone()
         return Packed(int(size), *map(bytes, columns))
+
+    def archived_season(self, position: int) -> int | None:
+        """The closed season whose archive holds the event at `position`, if one does."""
+        with self.cursor() as cursor:
+            cursor.execute(self.sql("SELECT season FROM {archived} WHERE first <= %s AND last >= %s"),
+                           (position, position))  # fmt: skip
+            found = cursor.fetchone()
+        return int(found[0]) if found else None
+
+    def link_at(self, position: int) -> bytes:
+        """The chain's link at a sealed `position`: from the checkpoint before it, through the digests."""
+        before = self.checkpoint_before(position)
+        link = before.head if before else GENESIS
+        for at, digest in self.digests(before.position if before else FIRST, position):
+            link = next_link(link, at, digest)
+        return link
 
     def event_at(self, position: int) -> EventRow | None:
         rows = self.events_after(position - 1, 1)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hajj_ledger import preflight
+from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
 from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
@@ -53,10 +54,14 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--export", type=Path, metavar="DIR", help="check an analysts' export instead of the store")
-    verify.set_defaults(run=_verify)
+    verify.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    verify.add_argument("--archived", action="store_true", help="check the closed season --season's archive")
+    verify.set_defaults(run=_verify, verifies=True)
 
     proof = commands.add_parser("proof", help="what an auditor needs to check one event offline (JSON)")
     proof.add_argument("position", type=int)
+    proof.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    proof.add_argument("--archived", action="store_true", help="from the closed season --season's archive")
     proof.set_defaults(run=_proof, store=READ)
 
     keys = commands.add_parser("signing-key", help="the Ed25519 keys that sign checkpoints")

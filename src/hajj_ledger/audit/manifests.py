@@ -44,6 +44,16 @@ def sign_manifest(manifest: dict[str, Any], keys: SigningKeys | None) -> None:
     manifest["signature"] = {"key_id": key_id, "value": base64.b64encode(signature).decode()}
 
 
+def manifest_signature_problem(manifest: dict[str, Any], public: PublicKeys) -> str | None:
+    """Why the manifest's signature does not check with `public`; None if it does."""
+    signature = manifest.get("signature") or {}
+    try:
+        value = base64.b64decode(signature["value"])
+    except (KeyError, TypeError, ValueError):
+        return "the manifest is not signed"
+    return public.check(str(signature.get("key_id", "?")), _signed_bytes(manifest), value)
+
+
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.exists() else None
@@ -74,8 +84,7 @@ def verify_export(directory: Path, public: PublicKeys) -> list[str]:
     if not path.exists():
         return [f"{path}: no manifest"]
     manifest: dict[str, Any] = json.loads(path.read_text())
-    signature = manifest.get("signature") or {}
-    why = public.check(signature.get("key_id", "?"), _signed_bytes(manifest), base64.b64decode(signature["value"]))
+    why = manifest_signature_problem(manifest, public)
     if why is not None:
         return [f"manifest: {why}"]
     problems = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -16,12 +16,21 @@ from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
 from psycopg.pq import ConnStatus
 from psycopg.rows import DictRow, dict_row, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 from psycopg_pool.base import AttemptWithBackoff
 
 from hajj_ledger.identity.vault import Sealed
 from hajj_ledger.store.connections import OutcomeUnknownError
-from hajj_ledger.store.recorders import Receipt, VaultChanges, Written, final_vault, sealed_from_row, vault_row
+from hajj_ledger.store.recorders import (
+    Receipt,
+    VaultChanges,
+    Written,
+    final_vault,
+    sealed_from_row,
+    season_in,
+    vault_row,
+)
+from hajj_ledger.store.seasons import NO_SEASON, season_partition
 
 log = logging.getLogger("hajj_ledger.store")
 
@@ -70,12 +79,35 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.receipts_table = Identifier(datastore.schema, "command_receipts")
         self.events_table = Identifier(datastore.schema, events_table_name)
-        self.sql_create_statements.append(
+        # The log and the receipts are partitioned by season (store.seasons): a closed season leaves the hot store
+        # as a partition detached and dropped, not as millions of rows deleted. A partition per season is made by
+        # the append function when a batch first names the season; season 0 (no season) is never closed. The keys
+        # take the season in (a partitioned table's must): an aggregate's season never changes, so they stay as
+        # unique as the library's.
+        statements = self.sql_create_statements
+        unique = next(i for i, s in enumerate(statements) if self.notification_id_index_name in repr(s))
+        statements[unique] = SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {events} (notification_id, season)"
+        ).format(index=Identifier(self.notification_id_index_name), events=self.events_table)
+        statements[self.create_table_statement_index : self.create_table_statement_index + 1] = [
             SQL(
-                "CREATE TABLE IF NOT EXISTS {} (command_id uuid PRIMARY KEY, "
-                "fingerprint text NOT NULL, outcome text NOT NULL)"
-            ).format(self.receipts_table)
-        )
+                "CREATE TABLE IF NOT EXISTS {events} (originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
+                "topic text, state bytea, notification_id bigserial, season integer NOT NULL DEFAULT 0, "
+                "PRIMARY KEY (originator_id, originator_version, season)) PARTITION BY LIST (season)"
+            ).format(events=self.events_table),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (command_id uuid NOT NULL, fingerprint text NOT NULL, "
+                "outcome text NOT NULL, season integer NOT NULL DEFAULT 0, PRIMARY KEY (command_id, season)) "
+                "PARTITION BY LIST (season)"
+            ).format(self.receipts_table),
+            *(
+                SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES IN (0)").format(
+                    Identifier(datastore.schema, season_partition(table, NO_SEASON)),
+                    Identifier(datastore.schema, table),
+                )
+                for table in (events_table_name, "command_receipts")
+            ),
+        ]
         self.vault_table = Identifier(datastore.schema, "identity_vault")
         self.sql_create_statements += [
             SQL(
@@ -113,26 +145,37 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self.append_function = Identifier(datastore.schema, f"{events_table_name}_append")
         self.create_append_function = SQL(
             "CREATE OR REPLACE FUNCTION {function}(ids uuid[], versions int8[], topics text[], states bytea[], "
-            "receipt_ids uuid[], fingerprints text[], outcomes text[]) RETURNS SETOF bigint "
-            "LANGUAGE plpgsql AS $body$ BEGIN "
-            "INSERT INTO {receipts} SELECT * FROM unnest(receipt_ids, fingerprints, outcomes); "
+            "seasons int4[], receipt_ids uuid[], fingerprints text[], outcomes text[], receipt_seasons int4[]) "
+            "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ DECLARE s int4; BEGIN "
+            # A season's first batch makes its partitions (one look at the catalogue per season a batch names).
+            "FOR s IN SELECT DISTINCT x FROM unnest(seasons || receipt_seasons) AS x LOOP "
+            "IF to_regclass(format('%I.%I', {schema}, {events_name} || '_s' || s)) IS NULL THEN "
+            "PERFORM pg_advisory_xact_lock(hashtext('hajj_ledger.partitions')); "
+            "EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I PARTITION OF {events} FOR VALUES IN (%s)', "
+            "{schema}, {events_name} || '_s' || s, s); "
+            "EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I PARTITION OF {receipts} FOR VALUES IN (%s)', "
+            "{schema}, 'command_receipts_s' || s, s); "
+            "END IF; END LOOP; "
+            "INSERT INTO {receipts} SELECT * FROM unnest(receipt_ids, fingerprints, outcomes, receipt_seasons); "
             "SET LOCAL lock_timeout = '{timeout}s'; "
             "LOCK TABLE {events} IN EXCLUSIVE MODE; "
             "NOTIFY {channel}; "
-            "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; "
+            "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state, season) "
+            "SELECT * FROM unnest(ids, versions, topics, states, seasons) RETURNING notification_id; "
             "END $body$"
         ).format(
             function=self.append_function,
             receipts=self.receipts_table,
             events=self.events_table,
+            schema=Literal(datastore.schema),
+            events_name=Literal(events_table_name),
             timeout=datastore.lock_timeout,
             channel=Identifier(self.channel_name),
         )
         self.sql_create_statements.append(self.create_append_function)
         self.append = SQL(
-            "SELECT * FROM {}(%b::uuid[], %b::int8[], %b::text[], %b::bytea[], %b::uuid[], %b::text[], %b::text[]) "
-            "AS appended(notification_id)"
+            "SELECT * FROM {}(%b::uuid[], %b::int8[], %b::text[], %b::bytea[], %b::int4[], %b::uuid[], %b::text[], "
+            "%b::text[], %b::int4[]) AS appended(notification_id)"
         ).format(self.append_function)
 
     def create_table(self) -> None:
@@ -168,6 +211,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         *,
         receipts: Sequence[Receipt] = (),
         vault: VaultChanges = (),
+        seasons: Mapping[UUID, int] | None = None,
         **_: Any,
     ) -> Sequence[int] | None:
         """The events and their commands' receipts, appended in one statement (one round trip, its own transaction),
@@ -191,9 +235,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
+            [season_in(seasons, e.originator_id) for e in stored_events],
             [r.command_id for r in receipts],
             [r.fingerprint for r in receipts],
             [r.outcome_json() for r in receipts],
+            [season_in(seasons, r.aggregate_id) for r in receipts],
         )
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from hajj_ledger.store.connections import (
     write_pool_overflow,
     write_pool_size,
 )
+from hajj_ledger.store.seasons import NO_SEASON, first_seasons
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,17 @@ VaultChanges = Sequence[tuple[UUID, Sealed | None]]
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS command_receipts ("
-            "command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, outcome TEXT NOT NULL)",
+            # The library's table with each event's season (store.seasons), which a season's close deletes by.
+            *(
+                statement.replace("state BLOB, ", "state BLOB, season INTEGER NOT NULL DEFAULT 0, ")
+                for statement in super().construct_create_table_statements()
+            ),
+            f"CREATE INDEX IF NOT EXISTS {self.events_table_name}_season ON {self.events_table_name} (season)",
+            "CREATE TABLE IF NOT EXISTS command_receipts (command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
+            "outcome TEXT NOT NULL, season INTEGER NOT NULL DEFAULT 0)",
+            # The highest position a closed season took out of the log: SQLite would otherwise give a position
+            # again once the events above it were deleted, and the chain has sealed it.
+            "CREATE TABLE IF NOT EXISTS log_floor (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS identity_vault (journey_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
             "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL, "
             "scope TEXT NOT NULL, name_index BLOB NOT NULL)",
@@ -120,6 +129,32 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "CREATE INDEX IF NOT EXISTS identity_names_journey ON identity_names (journey_id)",
         ]
 
+    def create_table(self) -> None:
+        """The library's tables; a store made before seasons were kept gets its season columns first, each event and
+        receipt its aggregate's season (store.seasons)."""
+        events = self.events_table_name
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (events,))
+            made = c.fetchone()[0]
+            c.execute("SELECT count(*) FROM pragma_table_info(?) WHERE name = 'season'", (events,))
+            if made and not c.fetchone()[0]:
+                c.execute(f"ALTER TABLE {events} ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute("ALTER TABLE command_receipts ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute(f"SELECT originator_id, topic, state FROM {events} WHERE originator_version = 1")
+                seasons = list(first_seasons(c.fetchall()))
+                c.execute("CREATE TEMPORARY TABLE aggregate_seasons (id TEXT PRIMARY KEY, season INTEGER NOT NULL)")
+                c.executemany("INSERT INTO aggregate_seasons VALUES (?, ?)", seasons)
+                c.execute(
+                    f"UPDATE {events} SET season = s.season FROM aggregate_seasons AS s "
+                    f"WHERE s.id = {events}.originator_id"
+                )
+                c.execute(
+                    "UPDATE command_receipts SET season = s.season FROM aggregate_seasons AS s "
+                    "WHERE s.id = json_extract(command_receipts.outcome, '$.aggregate_id')"
+                )
+                c.execute("DROP TABLE aggregate_seasons")
+        super().create_table()
+
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -127,20 +162,29 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         *,
         receipts: Sequence[Receipt] = (),
         vault: VaultChanges = (),
+        seasons: Mapping[UUID, int] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        # One executemany instead of the library's statement per event. The rowids are consecutive: this
-        # transaction holds SQLite's write lock from its first insert to its commit, and events are never deleted.
+        # One executemany instead of the library's statement per event, each at the position after the newest event
+        # and after any a closed season took out (log_floor). The rowids are consecutive: this transaction holds
+        # SQLite's write lock from its first insert (the first statement: a read first would be refused the lock
+        # while another writer holds it, "database is locked", rather than wait) to its commit.
+        events = self.events_table_name
         c.executemany(
-            self.insert_events_statement,
-            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events],  # type: ignore[union-attr]
+            f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) VALUES ("
+            f"max(coalesce((SELECT max(rowid) FROM {events}), 0), coalesce((SELECT position FROM log_floor), 0)) + 1, "
+            "?, ?, ?, ?, ?)",
+            [
+                (e.originator_id.hex, e.originator_version, e.topic, e.state, season_in(seasons, e.originator_id))  # type: ignore[union-attr]
+                for e in stored_events
+            ],
         )
         c.execute(self.select_max_notification_id_statement)
-        last = int(c.fetchone()[0])
+        last = int(c.fetchone()[0]) if stored_events else 0
         ids = list(range(last - len(stored_events) + 1, last + 1))
         c.executemany(
-            "INSERT INTO command_receipts VALUES (?, ?, ?)",
-            [(r.command_id.hex, r.fingerprint, r.outcome_json()) for r in receipts],
+            "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
+            [(r.command_id.hex, r.fingerprint, r.outcome_json(), season_in(seasons, r.aggregate_id)) for r in receipts],
         )
         if vault:
             kept, destroyed = final_vault(vault)
@@ -205,7 +249,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         marks = ",".join("?" * len(command_ids))
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT * FROM command_receipts WHERE command_id IN ({marks})",
+                f"SELECT command_id, fingerprint, outcome FROM command_receipts WHERE command_id IN ({marks})",
                 [i.hex for i in command_ids],
             )
             rows = c.fetchall()
@@ -255,6 +299,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 )
                 positions.append(int(c.fetchone()[0]))
             return positions
+
+
+def season_in(seasons: Mapping[UUID, int] | None, aggregate_id: object) -> int:
+    """An aggregate's season as the ledger gave it with a batch (store.seasons); of no season if not given."""
+    return seasons.get(aggregate_id, NO_SEASON) if seasons and isinstance(aggregate_id, UUID) else NO_SEASON
 
 
 def final_vault(vault: VaultChanges) -> tuple[list[Sealed], list[UUID]]:
