@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
+from hajj_ledger.domain.vocabulary import SIMULATED_SEASON
 from hajj_ledger.preflight import WRITE, invocation, master_key
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
         "demo", help="simulate a demo season into an empty store, then show what it holds and where to look"
     )
     demo.add_argument("--pilgrims", type=int, default=3000)
-    demo.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    demo.add_argument("--season", type=int, default=SIMULATED_SEASON)
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(run=_demo, store=WRITE, needs=(master_key,), batch=True)
 

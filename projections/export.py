@@ -69,7 +69,7 @@ KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonym
 DEMO_KEY_FILE = Path("var/demo-export-key")
 PAGE = 10_000
 # Ids that name no person: kept as they are.
-KEPT_UUIDS = frozenset({"trip_id", "offer_id", "contract_id", "building_id", "building_ids"})
+KEPT_UUIDS = frozenset({"trip_id", "offer_id", "contract_id", "building_id", "building_ids", "season_id"})
 
 
 class Pseudonyms:

@@ -3,13 +3,13 @@ closed, its archive; and the current season, which every read defaults to (`curr
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from hajj_ledger.domain.catalogue import SEASON_STEPS
-from hajj_ledger.domain.season import CALENDAR_FIELDS, Season
+from hajj_ledger.domain.season import CALENDAR_FIELDS, Season, current_of
 from hajj_ledger.domain.vocabulary import SeasonStage, makkah_day
 from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
 
@@ -67,7 +67,7 @@ def season_rows(connection: sa.Connection, now: datetime | None = None) -> list[
     today = makkah_day(now or datetime.now(UTC))
     view = seasons.view()
     found = [dict(row) for row in connection.execute(sa.select(view).order_by(view.c.season)).mappings()]
-    current = _current(found, today)
+    current = current_of(((r["season"], r["registration_from"], r["departures_until"]) for r in found), today)
     for row in found:
         if row["stage"] == SeasonStage.OPEN and today >= row["arrivals_from"]:
             row["stage"] = str(SeasonStage.RUNNING)
@@ -81,14 +81,5 @@ def current_season(connection: sa.Connection, now: datetime | None = None) -> in
     registration opens while the current one is in the Hajj); if none holds today, the latest that has begun; if none
     has begun, the first to begin; None when no season was ever opened."""
     view = seasons.view()
-    columns = (view.c.season, view.c.registration_from, view.c.departures_until)
-    found = [dict(row) for row in connection.execute(sa.select(*columns).order_by(view.c.season)).mappings()]
-    return _current(found, makkah_day(now or datetime.now(UTC)))
-
-
-def _current(rows: list[dict[str, Any]], today: date) -> int | None:
-    """`current_season` over the rows, ordered by season."""
-    holding = [r["season"] for r in rows if r["registration_from"] <= today <= r["departures_until"]]
-    begun = [r["season"] for r in rows if r["registration_from"] <= today]
-    chosen = holding[:1] or begun[-1:] or [r["season"] for r in rows][:1]
-    return chosen[0] if chosen else None
+    windows = connection.execute(sa.select(view.c.season, view.c.registration_from, view.c.departures_until))
+    return current_of(((season, opens, ends) for season, opens, ends in windows), makkah_day(now or datetime.now(UTC)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import random
 import signal
@@ -156,6 +157,7 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, stdin: str = "") -
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 OPENED_AT = datetime(2024, 1, 1, tzinfo=UTC)  # when the tests' seasons are opened: before anything else
+SEASON_OPENING = {"season": 1446, "occurred_at": OPENED_AT.isoformat()}  # `POST /v1/seasons`: 1446, its defaults
 MISSION_ID = "mission-IDN-1"
 COMPANY_ID = "company-1"
 TRIP_ID = UUID("00000000-0000-4000-8000-0000000000aa")
@@ -185,6 +187,11 @@ def registration(country: str = "EGY", identity: Mapping[str, Any] | None = None
 def registration_command(country: str = "EGY", **fields: Any) -> dict[str, Any]:
     """The same as a command (`hajj-ledger record`, a batch's item): with its event and a new command id."""
     return {"event": "Registered", "command_id": str(uuid4()), **registration(country, **fields)}
+
+
+def season_command(season: int = 1446) -> str:
+    """The opening of a season with its default calendar, as `hajj-ledger record --role ministry` takes it."""
+    return json.dumps({"event": "SeasonOpened", "command_id": str(uuid4()), **SEASON_OPENING, "season": season})
 
 
 def stamp(role: Role, agency_id: str | None = None, at: datetime = T0) -> Stamp:

@@ -23,7 +23,7 @@ from uuid import UUID, uuid4
 from hajj_ledger import preflight
 from hajj_ledger.audit import cli as audit_cli
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.domain.vocabulary import DEFAULT_SEASON, Role
+from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role
 from hajj_ledger.preflight import READ, WRITE, master_key
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.reads.MAX_LIMIT)
 CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 ARCHIVED = "read the closed season --season from its archive (`season close`), opened as a store of its own"
+CURRENT_SEASON = (
+    "the season (Hijri year) a pilgrim id is looked up in; default: the current season by the seasons' calendars "
+    "(the one whose registration-to-last-departures window holds today in Makkah)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +73,8 @@ def _archived(args: argparse.Namespace) -> None:
     from hajj_ledger.archive.seasons import opened
     from hajj_ledger.audit.chain import signing_keys
 
+    if args.season is None:
+        raise ValidationError("season", "--archived reads one closed season: name it with --season")
     keys = signing_keys(required=True, create=False)
     assert keys is not None
     args.archive_url, os.environ[DATABASE_URL_VARIABLE] = opened(args.season, keys.public)
@@ -138,7 +144,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     history = commands.add_parser("history", help="every event of a journey, with both clocks and who recorded it")
     history.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
-    history.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    history.add_argument("--season", type=int, help=CURRENT_SEASON)
     history.add_argument("--archived", action="store_true", help=ARCHIVED)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     history.set_defaults(run=_history, store=READ)
@@ -147,7 +153,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "trail", help="the audit trail: events with both clocks, who recorded them and their positions, filtered"
     )
     trail.add_argument("id", type=UUID, nargs="?", help="a journey, a pilgrim (with --season) or a trip; else all")
-    trail.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    trail.add_argument("--season", type=int, help=CURRENT_SEASON)
     trail.add_argument("--archived", action="store_true", help=ARCHIVED)
     trail.add_argument("--agency", help="recorded by this agency")
     trail.add_argument("--event", help="of this type, e.g. VisaIssued")
@@ -164,7 +170,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "as-of", help="a journey as the ledger knew it at a position or recorded time, or as it had happened by a time"
     )
     as_of.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
-    as_of.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    as_of.add_argument("--season", type=int, help=CURRENT_SEASON)
     as_of.add_argument("--archived", action="store_true", help=ARCHIVED)
     when = as_of.add_mutually_exclusive_group(required=True)
     when.add_argument("--position", type=int, metavar="N", help="what the ledger held up to this position")
@@ -179,7 +185,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "erase", help="destroy a pilgrim's identity (its key, record and index entries); the events stay"
     )
     erase.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
-    erase.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    erase.add_argument("--season", type=int, help=CURRENT_SEASON)
     erase.add_argument("--reason", required=True, help="a snake_case code, e.g. pilgrim_request")
     erase.add_argument("--agency", default="ledger-operator", help="the ministry office recording the erasure")
     erase.set_defaults(run=_erase, store=WRITE)
@@ -188,7 +194,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     actions = identity.add_subparsers(required=True, metavar="ACTION")
     show = actions.add_parser("show", help="who the pilgrim is, for a role allowed to know")
     show.add_argument("id", type=UUID, help="a pilgrim id (with --season) or a journey id")
-    show.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    show.add_argument("--season", type=int, help=CURRENT_SEASON)
     show.set_defaults(run=_identity_show, store=READ, needs=(master_key,))
     find = actions.add_parser("find", help="journeys by passport (blind index) or, for a mission, by name")
     how = find.add_mutually_exclusive_group(required=True)
@@ -217,8 +223,14 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "simulate", help="record a whole simulated season through the ledger's real commands"
     )
     simulate.add_argument("--pilgrims", type=int, required=True)
-    simulate.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    simulate.add_argument("--season", type=int, default=SIMULATED_SEASON, help="to simulate (default: %(default)s)")
     simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument(
+        "--next-season-pilgrims",
+        type=int,
+        default=0,
+        help="also simulate the next season with this many pilgrims, registering while this one is in the Hajj",
+    )
     simulate.set_defaults(run=_simulate, store=WRITE, needs=(master_key,), batch=True)
 
     publish = commands.add_parser(
@@ -465,7 +477,7 @@ def _retention(args: argparse.Namespace) -> int:
         return 0 if not report.refused else 1
 
 
-def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
+def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUID:
     """A journey (or a pilgrim's, in the season) or a trip."""
     try:
         return _journey_id(ledger, given, season)
@@ -474,19 +486,34 @@ def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
             return ledger.trip(given).id
         except NotFoundError:
             raise NotFoundError(
-                f"{given} is neither a journey, a pilgrim with a journey in season {season}, nor a trip"
+                f"{given} is neither a journey, a pilgrim with a journey in season {_season(ledger, season)}, nor a "
+                "trip"
             ) from None
 
 
-def _journey_id(ledger: JourneyLedger, given: UUID, season: int) -> UUID:
+def _journey_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUID:
+    """A journey's id, or the journey's of a pilgrim in `season` (None: the current season, asked only then)."""
     from hajj_ledger.domain.journey import Journey
 
-    for candidate in (given, Journey.create_id(season, given)):
-        try:
-            return ledger.journey(candidate).id
-        except NotFoundError:
-            continue
-    raise NotFoundError(f"{given} is neither a journey nor a pilgrim with a journey in season {season}")
+    try:
+        return ledger.journey(given).id
+    except NotFoundError:
+        pass
+    season = _season(ledger, season)
+    try:
+        return ledger.journey(Journey.create_id(season, given)).id
+    except NotFoundError:
+        raise NotFoundError(f"{given} is neither a journey nor a pilgrim with a journey in season {season}") from None
+
+
+def _season(ledger: JourneyLedger, given: int | None) -> int:
+    """The season given, else the current one by the calendars; refused, naming --season, when none was opened."""
+    if given is not None:
+        return given
+    current = ledger.current_season()
+    if current is None:
+        raise ValidationError("--season", "no season has been opened, so there is no current one: give --season")
+    return current
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -503,9 +530,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.pilgrims < 1:
         raise ValidationError("pilgrims", "must be at least 1")
+    if args.next_season_pilgrims < 0:
+        raise ValidationError("next_season_pilgrims", "must not be negative")
     with JourneyLedger() as ledger:
-        bar = progress_bar(sys.stderr, args.pilgrims)
-        summary = simulate(ledger, args.pilgrims, args.season, args.seed, progress=bar)
+        bar = progress_bar(sys.stderr, args.pilgrims + args.next_season_pilgrims)
+        summary = simulate(ledger, args.pilgrims, args.season, args.seed, bar, args.next_season_pilgrims)
         print("\n".join(summary.lines()))
         return 0 if not summary.refused else 1
 

@@ -72,9 +72,9 @@ from hajj_ledger.domain.errors import (
 )
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
-from hajj_ledger.domain.season import Calendar, Season
+from hajj_ledger.domain.season import Calendar, Season, current_of
 from hajj_ledger.domain.trip import Trip
-from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp
+from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp, makkah_day
 from hajj_ledger.identity.vault import MasterKeys, Sealed
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
@@ -194,6 +194,17 @@ class JourneyLedger(Application[UUID]):
 
     def season(self, season: int) -> Season:
         return self._get(Season.create_id(season), Season)
+
+    def seasons(self) -> list[Season]:
+        """Every season opened, oldest first: found by the ids every season may have, in one query."""
+        found = [s for s in self.load(Season.every_id()).values() if isinstance(s, Season)]
+        return sorted(found, key=lambda s: s.season)
+
+    def current_season(self, now: datetime | None = None) -> int | None:
+        """The season today (in Makkah) belongs to, by the seasons' calendars (`season.current_of`); None when no
+        season was ever opened. The write side's own answer, from the log: the read side's is the seasons view's."""
+        windows = [(s.season, s.calendar.registration_from, s.calendar.departures_until) for s in self.seasons()]
+        return current_of(windows, makkah_day(now or datetime.now(UTC)))
 
     def history(self, journey_id: UUID) -> list[Journey.Event]:
         """Every event of a journey, oldest first."""

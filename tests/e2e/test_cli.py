@@ -16,7 +16,16 @@ import pytest
 
 from hajj_ledger.domain.catalogue import TABLES, render_markdown
 from hajj_ledger.ledger import JourneyLedger
-from tests.support import COMPANY_ID, EXECUTABLE, T0, Ran, open_market, registration_command, run_cli
+from tests.support import (
+    COMPANY_ID,
+    EXECUTABLE,
+    T0,
+    Ran,
+    open_market,
+    registration_command,
+    run_cli,
+    season_command,
+)
 
 DOC = Path(__file__).parents[2] / "docs" / "journey.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
@@ -122,7 +131,9 @@ def test_refusals_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
     missing = run(url, "record", "--role", "jawazat", "--agency", "j", json.dumps(unknown))
     assert missing.returncode == 1 and json.loads(missing.stderr)["error"] == "not_found"
 
-    nobody = run(url, "history", str(uuid4()))
+    nobody = run(url, "history", str(uuid4()))  # no season opened: no current season to look a pilgrim up in
+    assert nobody.returncode == 1 and "no season has been opened" in nobody.stderr and "--season" in nobody.stderr
+    nobody = run(url, "history", str(uuid4()), "--season", "1446")
     assert nobody.returncode == 1 and "neither a journey nor a pilgrim" in nobody.stderr
 
 
@@ -246,6 +257,7 @@ def test_register_with_identity_then_erase(store_url: str) -> None:
         "passport_country": "TUR", "nationality": "TUR", "date_of_birth": "1955-07-01", "gender": "male",
     }  # fmt: skip
     registration = registration_command("TUR", pilgrim_id=str(pilgrim), identity=identity)
+    assert run(store_url, "record", "--role", "ministry", "--agency", "ministry", season_command()).returncode == 0
     recorded = run(store_url, "record", "--role", "mission", "--agency", "mission-TUR-1", json.dumps(registration))
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(recorded.stdout)["events"] == ["Registered"]

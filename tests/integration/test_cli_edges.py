@@ -20,7 +20,7 @@ from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.identity.vault import MasterKeys
 from hajj_ledger.ledger import JourneyLedger
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import registration_command
+from tests.support import open_season, registration_command
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL")
 MISSION = ("--role", "mission", "--agency", "mission-EGY-00001")
@@ -145,6 +145,7 @@ def test_an_error_midway_is_one_line(
 def recorded(store_url: str) -> str:
     """A store holding one registration, not sealed."""
     ledger = JourneyLedger(store_url)
+    open_season(ledger)
     ledger.record(parse_command_json(registration()), Actor("mission-EGY-00001", Role.MISSION))
     ledger.close()
     return store_url
@@ -157,7 +158,7 @@ def test_verify_never_says_ok_about_nothing(
     out = capsys.readouterr().out
     assert "NOT VERIFIED" in out and "OK" not in out
     assert cli(monkeypatch, recorded, "verify", "--grace", "0", "--json") == 3
-    assert json.loads(capsys.readouterr().out)["overdue"] == 1
+    assert json.loads(capsys.readouterr().out)["overdue"] == 2  # the season opened, and the registration
 
 
 def test_verify_needs_only_public_keys_and_says_when_it_had_none(
@@ -212,6 +213,7 @@ def test_verify_export_finds_its_keys_from_any_directory_and_never_makes_one(
     monkeypatch.delenv("HAJJ_LEDGER_DATABASE_URL", raising=False)
     monkeypatch.chdir(project)
     ledger = JourneyLedger()  # the demo store: var/hajj-ledger.sqlite3 here
+    open_season(ledger)
     ledger.record(parse_command_json(registration()), Actor("mission-EGY-00001", Role.MISSION))
     ledger.close()
     assert main(["export", "--out", "exp"]) == 0
@@ -272,10 +274,10 @@ def test_a_rerun_simulation_counts_repeats_apart(
     url = f"sqlite:///{tmp_path}/ledger.sqlite3"
     assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
     first = capsys.readouterr().out
-    assert "(538 new, 0 already recorded, 0 refused)" in first
+    assert "(539 new, 0 already recorded, 0 refused)" in first
     assert cli(monkeypatch, url, "simulate", "--pilgrims", "12") == 0
     second = capsys.readouterr().out
-    assert "(0 new, 538 already recorded, 0 refused)" in second and "events    0 " in second
+    assert "(0 new, 539 already recorded, 0 refused)" in second and "events    0 " in second
     assert os.environ["HAJJ_LEDGER_DATABASE_URL"] == url  # SQLite: nothing to wait for
 
 

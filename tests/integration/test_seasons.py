@@ -3,6 +3,7 @@ refusing what falls outside them; the `seasons` view, `current_season` and `GET 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,12 +20,14 @@ from hajj_ledger.domain.errors import (
     OutsideSeasonError,
     PermissionDeniedError,
 )
+from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.season import Calendar, Season
-from hajj_ledger.domain.vocabulary import Role, SeasonStage
+from hajj_ledger.domain.vocabulary import Role, SeasonStage, makkah_day
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.seasons import current_season, season_rows
+from hajj_ledger.simulation.season import simulate
 from tests.support import (
     MISSION_ID,
     T0,
@@ -35,6 +38,7 @@ from tests.support import (
     open_season,
     project,
     registered,
+    run_cli,
 )
 
 MINISTRY = actor(Role.MINISTRY)
@@ -235,3 +239,41 @@ def test_get_seasons_is_read_by_every_role(ledger: JourneyLedger, store_url: str
             headers={"Authorization": f"Bearer {keys[Role.MISSION]}"},
         )  # fmt: skip
         assert forbidden.status_code == 403
+
+
+def test_the_command_line_looks_pilgrims_up_in_the_current_season(store_url: str) -> None:
+    env = {"HAJJ_LEDGER_DATABASE_URL": store_url}
+    pilgrim = uuid4()
+    ledger = JourneyLedger(store_url)
+    try:
+        unopened = run_cli("history", str(pilgrim), env=env)
+        assert unopened.returncode == 1 and "no season has been opened" in unopened.stderr
+        assert '"field": "--season"' in unopened.stderr
+        open_season(ledger, 1446)
+        registration = command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN")
+        ledger.record(registration, actor(Role.MISSION))
+    finally:
+        ledger.close()
+    # Today (December 2026 or later) 1446 is the latest season begun: the current one.
+    found = run_cli("history", str(pilgrim), "--json", env=env)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout.splitlines()[0])["event"] == "Registered"
+    elsewhere = run_cli("history", str(pilgrim), "--season", "1447", env=env)
+    assert elsewhere.returncode == 1 and "season 1447" in elsewhere.stderr
+    assert "current season" in run_cli("history", "--help").stdout
+
+
+def test_two_overlapping_seasons_are_simulated(ledger: JourneyLedger) -> None:
+    summary = simulate(ledger, 150, 1446, seed=3, next_season_pilgrims=120)
+    assert summary.refused == 0 and summary.events_by_type["SeasonOpened"] == 2  # both opened
+    assert [s.season for s in ledger.seasons()] == [1446, 1447]
+    registered: dict[int, list[datetime]] = {1446: [], 1447: []}
+    for notification in ledger.recorder.select_notifications(1, 10**6):
+        event = ledger.mapper.to_domain_event(notification)
+        if isinstance(event, Journey.Registered):
+            registered[event.season].append(event.stamp.occurred_at)
+    assert (len(registered[1446]), len(registered[1447])) == (150, 120)
+    # 1447's pilgrims register while 1446 is in the Hajj or leaving.
+    hajj, last = CALENDAR_1446.hajj_from, CALENDAR_1446.departures_until
+    assert all(hajj <= makkah_day(at) <= last for at in registered[1447])
+    assert max(registered[1446]) < min(registered[1447])

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hajj_ledger import preflight
-from hajj_ledger.domain.vocabulary import DEFAULT_SEASON
 from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
 
@@ -54,13 +53,13 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--export", type=Path, metavar="DIR", help="check an analysts' export instead of the store")
-    verify.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    verify.add_argument("--season", type=int, help="with --archived: the closed season")
     verify.add_argument("--archived", action="store_true", help="check the closed season --season's archive")
     verify.set_defaults(run=_verify, verifies=True)
 
     proof = commands.add_parser("proof", help="what an auditor needs to check one event offline (JSON)")
     proof.add_argument("position", type=int)
-    proof.add_argument("--season", type=int, default=DEFAULT_SEASON)
+    proof.add_argument("--season", type=int, help="with --archived: the closed season holding the position")
     proof.add_argument("--archived", action="store_true", help="from the closed season --season's archive")
     proof.set_defaults(run=_proof, store=READ)
 

@@ -39,6 +39,7 @@ from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import (
     HOUSING,
     OFFER_SITES,
+    SEASONS,
     CancellationReason,
     City,
     Day,
@@ -155,7 +156,9 @@ class BuildingCommand(CommandBase):
     building_id: UUID
 
 
-SeasonNumber = Annotated[StrictInt, Field(ge=1400, le=1600, description="the Hijri year of the season")]
+SeasonNumber = Annotated[
+    StrictInt, Field(ge=SEASONS.start, le=SEASONS.stop - 1, description="the Hijri year of the season")
+]
 
 
 class SeasonCommand(CommandBase):
@@ -415,7 +418,7 @@ class PublishOffer(CommandBase):
 
     event: Literal["OfferPublished"] = "OfferPublished"
     offer_id: UUID | None = Field(default=None, description="derived from command_id when omitted")
-    season: StrictInt = Field(ge=1400, le=1600, description="the Hijri year of the season")
+    season: SeasonNumber
     kind: OfferKind
     site: OfferSite
     places: Places

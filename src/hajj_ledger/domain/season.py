@@ -16,6 +16,7 @@ no act of anyone marks it. Closing may begin only once the last day of departure
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from eventsourcing.domain import Aggregate, event
 
 from hajj_ledger.domain.catalogue import SEASON_STEPS, RecordedEvent, check_step
 from hajj_ledger.domain.errors import ValidationError
-from hajj_ledger.domain.vocabulary import SeasonStage, Stamp, hijri, makkah_day
+from hajj_ledger.domain.vocabulary import SEASONS, SeasonStage, Stamp, hijri, makkah_day
 
 SEASON_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/season")
 DHU_AL_QADAH, DHU_AL_HIJJAH, MUHARRAM = 11, 12, 1
@@ -100,6 +101,18 @@ class Calendar:
 CALENDAR_FIELDS = tuple(f.name for f in fields(Calendar))
 
 
+def current_of(windows: Iterable[tuple[int, date, date]], today: date) -> int | None:
+    """The current season, of those opened, each as (season, first day of registration, last day of departures):
+    the one whose window holds `today`, the earlier when two do (the next season's registration opens while the
+    current one is in the Hajj); if none does, the latest that has begun; if none has begun, the first to begin;
+    None when there is none."""
+    ordered = sorted(windows)
+    holding = [season for season, opens, ends in ordered if opens <= today <= ends]
+    begun = [season for season, opens, _ in ordered if opens <= today]
+    chosen = holding[:1] or begun[-1:] or [season for season, _, _ in ordered][:1]
+    return chosen[0] if chosen else None
+
+
 @dataclass(frozen=True)
 class Archive:
     """Where closing wrote the season's events, and what proves them: the manifest's digest, their positions."""
@@ -154,6 +167,11 @@ class Season(Aggregate):
     def create_id(season: int) -> UUID:
         """One aggregate a season: its id is the season's number's."""
         return uuid5(SEASON_NAMESPACE, str(season))
+
+    @staticmethod
+    def every_id() -> list[UUID]:
+        """The ids of every season there may be (SEASONS): the seasons opened are found by them."""
+        return [Season.create_id(season) for season in SEASONS]
 
     @event(SeasonOpened)
     def __init__(

@@ -13,7 +13,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-DEFAULT_SEASON = 1446  # the season (Hijri year) commands and simulations name when none is given
+SIMULATED_SEASON = 1446  # the season (Hijri year) the simulator and the demo simulate when none is given
+SEASONS = range(1400, 1601)  # the seasons (Hijri years) a command may name
 
 
 class Role(StrEnum):

@@ -65,6 +65,15 @@ class Draft:
         self.contract_id = self.uuid()
         self.trips: list[Planned] = []
         self.market: list[Planned] = []  # the buildings, the offer and the contract, before the pilgrims register
+        # When its pilgrims register, if not as planned: a next season's registering during the current one's Hajj.
+        self.registering: tuple[datetime, datetime] | None = None
+
+    def registered_at(self, planned: datetime) -> datetime:
+        """When a pilgrim registers: as planned, or early, within `registering`."""
+        if self.registering is None:
+            return planned
+        first, last = self.registering
+        return first + (last - first) * self.rng.random()
 
     def uuid(self) -> UUID:
         return UUID(int=self.rng.getrandbits(128), version=4)

@@ -58,9 +58,10 @@ class MissionPlanner(Draft):
     def before_arrival(self, p: Pilgrim) -> bool:
         """Registration to visa; False when the journey ends before travel."""
         m, rng = self.mission, self.rng
+        planned = self.day(-rng.uniform(120, 150))
         at = self.add(
             p,
-            self.day(-rng.uniform(120, 150)),
+            self.registered_at(planned),
             self.actor,
             "Registered",
             pilgrim_id=p.id,
@@ -71,7 +72,7 @@ class MissionPlanner(Draft):
         )
         at = self.add(
             p,
-            at + timedelta(days=rng.uniform(1, 5)),
+            max(at, planned) + timedelta(days=rng.uniform(1, 5)),  # its market open, however early it registered
             self.actor,
             "PackageContracted",
             journey_id=p.journey_id,

@@ -22,7 +22,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from hajj_ledger.domain.commands import OpenSeason
 from hajj_ledger.domain.errors import ConflictError, LedgerError, ValidationError
-from hajj_ledger.domain.vocabulary import Actor, Role
+from hajj_ledger.domain.vocabulary import MAKKAH_TIME, Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
 from hajj_ledger.progress import progress_bar as shared_progress_bar
 from hajj_ledger.simulation import calibration as cal
@@ -62,13 +62,18 @@ class Summary:
         return lines
 
 
-def chunks(pilgrims: int, seed: int, season: int) -> Iterator[tuple[int, list[Planned]]]:
-    """The season as chunks of whole missions, each sorted into the order things happened."""
+def chunks(
+    pilgrims: int, seed: int, season: int, registering: tuple[datetime, datetime] | None = None
+) -> Iterator[tuple[int, list[Planned]]]:
+    """The season as chunks of whole missions, each sorted into the order things happened (`registering`: when its
+    pilgrims register, if not as planned)."""
     sequence = iter(range(sys.maxsize))
     chunk: list[Planned] = []
     count = 0
     for mission in missions(pilgrims, seed, season):
-        chunk += MissionPlanner(mission, seed, season, sequence).plan()
+        planner = MissionPlanner(mission, seed, season, sequence)
+        planner.registering = registering
+        chunk += planner.plan()
         count += mission.size
         if count >= CHUNK:
             yield count, sorted(chunk, key=_when)
@@ -93,34 +98,55 @@ def simulate(
     season: int,
     seed: int,
     progress: Callable[[int, Summary], None] | None = None,
+    next_season_pilgrims: int = 0,
 ) -> Summary:
+    """The season, opened first; and with `next_season_pilgrims`, the next season's too, whose pilgrims register
+    while this one is in the Hajj or leaving (the two seasons overlap), then travel a year later."""
     check_season(season)
-    summary = Summary(pilgrims=pilgrims)
+    if next_season_pilgrims:
+        check_season(season + 1)
+    summary = Summary(pilgrims=pilgrims + next_season_pilgrims)
     started = time.perf_counter()
     done = 0
-    opened = open_season(ledger, season)
-    for count, planned in chunks(pilgrims, seed, season):
-        for start in range(0, len(planned), BATCH):
-            batch = planned[start : start + BATCH]
-            commands = [(step.command(), step.actor) for step in batch]
-            results = opened + patiently(partial(ledger.record_batch, commands), "simulate")
-            opened = []
-            for result in results:
-                summary.commands += 1
-                if isinstance(result, Outcome) and result.repeated:
-                    summary.repeated += 1
-                elif isinstance(result, Outcome):
-                    summary.events_by_type.update(result.events)
-                    summary.events += len(result.events)
-                else:
-                    summary.refused += 1
-                    summary.refusals[_reason(result)] += 1
-        done += count
-        summary.seconds = time.perf_counter() - started
-        if progress:
-            progress(done, summary)
+    for number, count_of in ((season, pilgrims), (season + 1, next_season_pilgrims)):
+        if not count_of:
+            continue
+        opened = open_season(ledger, number)
+        registering = _overlap(ledger, season) if number != season else None
+        for count, planned in chunks(count_of, seed, number, registering):
+            for start in range(0, len(planned), BATCH):
+                batch = planned[start : start + BATCH]
+                commands = [(step.command(), step.actor) for step in batch]
+                _count(summary, opened + patiently(partial(ledger.record_batch, commands), "simulate"))
+                opened = []
+            done += count
+            summary.seconds = time.perf_counter() - started
+            if progress:
+                progress(done, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _overlap(ledger: JourneyLedger, season: int) -> tuple[datetime, datetime]:
+    """From the first day of the season's Hajj to its last day of departures, in Makkah: when the next season's
+    pilgrims register."""
+    calendar = ledger.season(season).calendar
+    first = datetime.combine(calendar.hajj_from, datetime.min.time(), MAKKAH_TIME)
+    last = datetime.combine(calendar.departures_until + timedelta(days=1), datetime.min.time(), MAKKAH_TIME)
+    return first.astimezone(UTC), (last - timedelta(minutes=1)).astimezone(UTC)
+
+
+def _count(summary: Summary, results: list[Result]) -> None:
+    for result in results:
+        summary.commands += 1
+        if isinstance(result, Outcome) and result.repeated:
+            summary.repeated += 1
+        elif isinstance(result, Outcome):
+            summary.events_by_type.update(result.events)
+            summary.events += len(result.events)
+        else:
+            summary.refused += 1
+            summary.refusals[_reason(result)] += 1
 
 
 def open_season(ledger: JourneyLedger, season: int) -> list[Result]:
