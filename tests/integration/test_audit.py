@@ -432,7 +432,7 @@ def test_the_trail_over_http(audited: tuple[Api, JourneyLedger]) -> None:
             break
     assert [e["position"] for e in seen] == [e.position for e in log]
     assert seen[0]["occurred_at"] == log[0].occurred_at.isoformat().replace("+00:00", "Z")
-    assert seen[0]["agency_id"] == log[0].agency_id and seen[0]["aggregate"] == log[0].aggregate == "building"
+    assert seen[0]["agency_id"] == log[0].agency_id and seen[0]["aggregate"] == log[0].aggregate == "season"
     first = next(e for e in seen if e["event"] == "Registered")
     assert first["aggregate"] == "journey" and first["fields"]["season"] == 1446
     naqaba = http.get("ministry", "/v1/audit/events", agency_id="naqaba", event="Boarded", limit=1000).json()["items"]

@@ -286,7 +286,7 @@ def test_the_command_line_closes_reads_verifies_and_restores_a_season(
         ("trail", "--event", "VisaIssued", "--json"),
         ("as-of", str(journey), "--position", str(last)),
         ("proof", str(last)),
-        ("view", "journey_status", "--limit", "1000"),
+        ("view", "journey_status", "--limit", "1000", "--season", str(CLOSED)),
     ]
     before = [run(*read) for read in reads]
     assert "closed" in run("season", "close", str(CLOSED), "--to", url)
@@ -299,8 +299,7 @@ def test_the_command_line_closes_reads_verifies_and_restores_a_season(
     # The trail and the view over the whole store: the closed season's part of them.
     trail = [line for line in before[1].splitlines() if json.loads(line)["aggregate_id"] not in mine]
     assert after[1].splitlines() == trail
-    season_rows = [line for line in before[4].splitlines() if json.loads(line)["journey_id"] not in mine]
-    assert after[4].splitlines() == season_rows
+    assert after[4] == before[4] and before[4].strip()  # a view of one season: the closed season's rows, all there
 
     assert "restored" in run("season", "restore", str(CLOSED), "--from", url)
     assert [run(*read) for read in reads] == before
