@@ -33,6 +33,7 @@ from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
 from tests.support import (
     EXECUTABLE,
     NAMES,
+    SEASON_OPENING,
     TestClient,
     actor,
     eventually,
@@ -367,7 +368,7 @@ def test_a_write_while_the_database_is_away_is_answered_503_in_time_then_works_a
 def test_a_write_whose_commit_went_unconfirmed_is_answered_outcome_unknown_and_its_command_id_settles_it(
     postgres_url: str,
 ) -> None:
-    _, mission = _with_agencies(postgres_url)
+    ministry, mission = _with_agencies(postgres_url)
     proxy = Proxy(_port())
     url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}"
     writer = {"Authorization": f"Bearer {mission}"}
@@ -375,6 +376,8 @@ def test_a_write_whose_commit_went_unconfirmed_is_answered_outcome_unknown_and_i
     answers: list[Any] = []
     try:
         with TestClient(create_app(url, max_wait=0.5)) as client:
+            opening = client.post("/v1/seasons", json=SEASON_OPENING, headers={"Authorization": f"Bearer {ministry}"})
+            assert opening.status_code == 201, opening.text  # the season known: the write then reads nothing first
             for _ in range(4):  # each pooled connection has prepared the append: it is then sent in one piece
                 assert client.post("/v1/journeys", json=registration(), headers=writer).status_code == 201
             proxy.muted.set()  # the server runs what it is sent; its answers are lost
@@ -406,7 +409,7 @@ def test_a_write_whose_commit_went_unconfirmed_is_answered_outcome_unknown_and_i
     finally:
         proxy.close()
     with psycopg.connect(postgres_url) as connection:
-        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (5,)
+        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (6,)  # the opening, 5 more
 
 
 def test_readyz_answers_503_while_the_writer_is_started_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
