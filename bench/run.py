@@ -379,18 +379,23 @@ def _replicate(url: str, events: int) -> int:
             "SELECT max(notification_id), extract(epoch FROM max(t) - min(t)) + 1 "
             f"FROM (SELECT notification_id, {recorded} AS t FROM {events_table}) AS s"
         ).fetchone()  # type: ignore[misc]
-        copies = -(-events // base)
-        for copy in range(1, copies):
-            connection.execute(
+        total, copy = base, 0
+        while total < events:  # a season is opened once: its events are not copied
+            copy += 1
+            rows = connection.execute(
                 f"INSERT INTO {events_table} (originator_id, originator_version, topic, state) "
                 "SELECT md5(originator_id::text || %(copy)s)::uuid, originator_version, topic, "
                 'convert_to(regexp_replace(convert_from(state, \'UTF8\'), \'^\\{"timestamp":"[^"]*"\', '
                 "'{\"timestamp\":\"' || to_char((t + make_interval(secs => %(shift)s)) AT TIME ZONE 'UTC', "
                 "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') || '\"'), 'UTF8') "
-                f"FROM (SELECT *, {recorded} AS t FROM {events_table} WHERE notification_id "
-                "<= %(base)s ORDER BY notification_id LIMIT %(rows)s) AS s ORDER BY notification_id",
-                {"copy": str(copy), "shift": span * copy, "base": base, "rows": min(base, events - base * copy)},
-            )
+                f"FROM (SELECT *, {recorded} AS t FROM {events_table} WHERE notification_id <= %(base)s "
+                "AND topic NOT LIKE '%%:Season.%%' ORDER BY notification_id LIMIT %(rows)s) AS s "
+                "ORDER BY notification_id",
+                {"copy": str(copy), "shift": span * copy, "base": base, "rows": events - total},
+            ).rowcount
+            if rows <= 0:
+                break  # nothing left to copy: never loop for ever
+            total += rows
         [total] = connection.execute(f"SELECT count(*) FROM {events_table}").fetchone()  # type: ignore[misc]
     return int(total)
 
