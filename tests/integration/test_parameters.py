@@ -110,7 +110,8 @@ def _body(operation: dict[str, Any], schemas: dict[str, Any], used: str) -> dict
     return {**body, "command_id": used}
 
 
-EXAMPLES = ("x", "X1", "EGY", "SV123", "AB1234567", "file:///archive", "0" * 64)  # text: the first the field's pattern takes
+# Text: the first the field's pattern takes.
+EXAMPLES = ("x", "X1", "EGY", "SV123", "AB1234567", "file:///archive", "0" * 64)
 
 
 def _example(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
