@@ -239,6 +239,11 @@ class AgencyPublic(BaseModel):
     )
 
 
+def _stored_utc(value: Any) -> Any:
+    """SQLite gives back stored times without their zone: they were stored in UTC."""
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
 class SeasonPublic(BaseModel):
     """A season the ministry opened, with its calendar: days in Makkah, each window's first and last day included."""
 
@@ -253,7 +258,7 @@ class SeasonPublic(BaseModel):
     hajj_until: date = Field(description="13 Dhu al-Hijjah")
     hajj_days: str = Field(description="the days of the Hajj in the Hijri calendar (Umm al-Qura)")
     departures_until: date = Field(description="the last day of departures")
-    opened_at: datetime
+    opened_at: Annotated[datetime, BeforeValidator(_stored_utc)]
     archive_url: str | None = Field(description="once closed: where its events were archived")
     manifest_digest: str | None = Field(description="once closed: hex SHA-256 of the archive's manifest")
     first_position: int | None
