@@ -72,6 +72,7 @@ VERBS = {
     "SeasonClosed": "close",
     "SeasonArchived": "archive",
     "SeasonRestored": "restore",
+    "SeasonIdentitiesErased": "erase-identities",
     "OfferAmended": "amend",
     "OfferWithdrawn": "withdraw",
     "ContractSigned": "sign",

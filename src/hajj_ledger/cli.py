@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from hajj_ledger import preflight
 from hajj_ledger.audit import cli as audit_cli
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role
+from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role, SeasonStage
 from hajj_ledger.preflight import READ, WRITE, master_key
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
@@ -398,22 +398,13 @@ def past_journey_json(past: PastJourney) -> dict[str, Any]:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from hajj_ledger.domain.commands import parse_command
     from hajj_ledger.domain.vocabulary import Actor
+    from hajj_ledger.identities import erase_identity
     from hajj_ledger.ledger import JourneyLedger
 
     with JourneyLedger() as ledger:
-        journey_id = _journey_id(ledger, args.id, args.season)
-        command = parse_command(
-            {
-                "event": "IdentityErased",
-                "command_id": str(uuid4()),
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "journey_id": str(journey_id),
-                "reason": args.reason,
-            }
-        )
-        outcome = ledger.record(command, Actor(args.agency, Role.MINISTRY))
+        journey_id = _journey_id(ledger, args.id, args.season, archived=True)
+        outcome = erase_identity(ledger, journey_id, args.reason, Actor(args.agency, Role.MINISTRY))
         print(json.dumps(outcome_json(outcome)))
         return 0
 
@@ -491,8 +482,10 @@ def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUI
             ) from None
 
 
-def _journey_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUID:
-    """A journey's id, or the journey's of a pilgrim in `season` (None: the current season, asked only then)."""
+def _journey_id(ledger: JourneyLedger, given: UUID, season: int | None, *, archived: bool = False) -> UUID:
+    """A journey's id, or the journey's of a pilgrim in `season` (None: the current season, asked only then). With
+    `archived`, a pilgrim's journey in a season taken out of the hot store is named too (its id is the pilgrim's in
+    that season; whether it is in the archive is for the caller to find)."""
     from hajj_ledger.domain.journey import Journey
 
     try:
@@ -500,9 +493,12 @@ def _journey_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUID:
     except NotFoundError:
         pass
     season = _season(ledger, season)
+    journey_id = Journey.create_id(season, given)
     try:
-        return ledger.journey(Journey.create_id(season, given)).id
+        return ledger.journey(journey_id).id
     except NotFoundError:
+        if archived and ledger.season(season).stage is SeasonStage.ARCHIVED:
+            return journey_id if ledger.store.select_sealed(journey_id) is not None else given
         raise NotFoundError(f"{given} is neither a journey nor a pilgrim with a journey in season {season}") from None
 
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from hajj_ledger.domain.catalogue import SCOPE, check_identity_reader, check_name_searcher
-from hajj_ledger.domain.commands import Command, EraseIdentity, Identity
-from hajj_ledger.domain.errors import IdentityErasedError, NotFoundError, ValidationError
+from hajj_ledger.domain.commands import Command, EraseIdentity, EraseSeasonIdentities, Identity
+from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, NotFoundError, ValidationError
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.vocabulary import Actor
+from hajj_ledger.domain.season import Season
+from hajj_ledger.domain.vocabulary import Actor, SeasonStage
 from hajj_ledger.identity.spelling import name_keys
 from hajj_ledger.ledger import JourneyLedger, Outcome
 
@@ -29,11 +30,19 @@ class RetentionReport:
 
 def identity_of(ledger: JourneyLedger, journey_id: UUID, reader: Actor) -> Identity:
     """Who the pilgrim is, for a reader the identity table allows; says when and by whom it was erased."""
-    check_identity_reader(reader.role, reader.agency_id, ledger.journey(journey_id))
+    journey = ledger.journey(journey_id)
+    check_identity_reader(reader.role, reader.agency_id, journey)
     sealed = ledger.store.select_sealed(journey_id)
     if sealed is not None:
         return ledger.keys.open(sealed)
-    erased = [e for e in ledger.history(journey_id) if isinstance(e, Journey.IdentityErased)]
+    erased: list[Journey.IdentityErased | Season.SeasonIdentitiesErased] = [
+        e for e in ledger.history(journey_id) if isinstance(e, Journey.IdentityErased)
+    ]
+    erased += [  # erased while its season was archived (and since restored)
+        e
+        for e in ledger.events.get(Season.create_id(journey.season))
+        if isinstance(e, Season.SeasonIdentitiesErased) and str(journey_id) in e.journey_ids
+    ]
     if erased:
         last = erased[-1]
         raise IdentityErasedError(
@@ -73,24 +82,93 @@ def rotate_master_key(ledger: JourneyLedger) -> int:
 
 
 def apply_retention(ledger: JourneyLedger, ended_before: datetime, by: Actor) -> RetentionReport:
-    """Erase the identities of journeys that ended before `ended_before`, except those under a legal hold."""
+    """Erase the identities of journeys that ended before `ended_before`, except those under a legal hold: in the hot
+    store by each journey's `IdentityErased`; of an archived season, read from its archive and recorded on the
+    season (`SeasonIdentitiesErased`), its journeys' histories being out of the hot store."""
     report = RetentionReport()
     due: list[tuple[Command, Actor]] = []
+    archived: list[UUID] = []
     for journey_id in ledger.store.select_vault_journeys():
-        journey = ledger.journey(journey_id)
-        if journey.ended_at is None or journey.ended_at >= ended_before:
-            report.kept += 1
-        elif journey.holds:
-            report.held[journey_id] = list(journey.holds)
-        else:
-            erase = EraseIdentity(
-                command_id=uuid4(), occurred_at=datetime.now(UTC), journey_id=journey_id, reason="retention"
-            )
-            due.append((erase, by))
+        try:
+            journey = ledger.journey(journey_id)
+        except NotFoundError:
+            archived.append(journey_id)
+            continue
+        if _due(journey, ended_before, report):
+            due.append((_erase_command(journey_id, "retention"), by))
+    for season, journeys in _in_archives(ledger, archived, report).items():
+        ids = [journey.id for journey in journeys if _due(journey, ended_before, report)]
+        due.extend(
+            (_erase_archived_command(season, ids[at : at + 500], "retention"), by) for at in range(0, len(ids), 500)
+        )
     for start in range(0, len(due), 500):
-        for result in ledger.record_batch(due[start : start + 500]):
+        for (command, _), result in zip(
+            due[start : start + 500], ledger.record_batch(due[start : start + 500]), strict=True
+        ):
+            erased = len(command.journey_ids) if isinstance(command, EraseSeasonIdentities) else 1
             if isinstance(result, Outcome):
-                report.erased += 1
+                report.erased += erased
             else:
                 report.refused.append(str(result))
     return report
+
+
+def erase_identity(ledger: JourneyLedger, journey_id: UUID, reason: str, by: Actor) -> Outcome:
+    """Erase one journey's identity (a pilgrim's right): by the journey's own event, or, for a journey of an archived
+    season, on the season after its legal holds are read from the archive."""
+    if ledger.store.select_aggregate_notifications(journey_id):
+        return ledger.record(_erase_command(journey_id, reason), by)
+    report = RetentionReport()
+    for season, (journey, *_) in _in_archives(ledger, [journey_id], report).items():
+        if journey.holds:
+            holds = ", ".join(journey.holds)
+            why = f"refused while under legal hold: {holds} (its season is archived: restore it to lift a hold)"
+            raise IllegalStepError("IdentityErased", journey.stage, [], reason=why)
+        return ledger.record(_erase_archived_command(season, [journey_id], reason), by)
+    raise NotFoundError(" ".join(report.refused) or f"journey {journey_id} not found")
+
+
+def _due(journey: Journey, ended_before: datetime, report: RetentionReport) -> bool:
+    """Whether the journey's identity is due for erasure; counted in `report` if not."""
+    if journey.ended_at is None or journey.ended_at >= ended_before:
+        report.kept += 1
+        return False
+    if journey.holds:
+        report.held[journey.id] = list(journey.holds)
+        return False
+    return True
+
+
+def _erase_command(journey_id: UUID, reason: str) -> EraseIdentity:
+    return EraseIdentity(command_id=uuid4(), occurred_at=datetime.now(UTC), journey_id=journey_id, reason=reason)
+
+
+def _erase_archived_command(season: int, journey_ids: list[UUID], reason: str) -> EraseSeasonIdentities:
+    return EraseSeasonIdentities(
+        command_id=uuid4(), occurred_at=datetime.now(UTC), season=season, journey_ids=journey_ids, reason=reason
+    )
+
+
+def _in_archives(ledger: JourneyLedger, journey_ids: list[UUID], report: RetentionReport) -> dict[int, list[Journey]]:
+    """The journeys of `journey_ids` found in the archives of the seasons taken out of the hot store, by season;
+    each not found, or in an archive that cannot be opened, is named in `report.refused`."""
+    from hajj_ledger.archive.seasons import closed_seasons, open_season
+    from hajj_ledger.audit.chain import signing_keys
+
+    found: dict[int, list[Journey]] = {}
+    left = set(journey_ids)
+    closed = [c for c in closed_seasons(ledger) if left and ledger.season(c.season).stage is SeasonStage.ARCHIVED]
+    keys = signing_keys(ledger.database_url, required=False, create=False) if closed else None
+    for season in closed:
+        if keys is None:
+            report.refused.append(f"season {season.season}'s archive cannot be verified without the signing key")
+            continue
+        with JourneyLedger(open_season(season.season, season.url, keys.public), create_tables=False) as archive:
+            for journey_id in sorted(left):
+                try:
+                    found.setdefault(season.season, []).append(archive.journey(journey_id))
+                except NotFoundError:
+                    continue
+        left -= {journey.id for journey in found.get(season.season, [])}
+    report.refused.extend(f"journey {j} is neither in the store nor in a closed season's archive" for j in sorted(left))
+    return found

@@ -48,6 +48,7 @@ from hajj_ledger.domain.commands import (
     ContractPackage,
     CorrectIdentity,
     EraseIdentity,
+    EraseSeasonIdentities,
     JourneyCommand,
     LicenseBuilding,
     OfferCommand,
@@ -423,6 +424,11 @@ class JourneyLedger(Application[UUID]):
                 if unit.exists(Season.create_id(season)):
                     raise ConflictError(f"season {season} was opened already")
                 return [unit.add(Season.open(stamp, season, Calendar.of(season, **arguments)))]
+            case EraseSeasonIdentities():
+                season_aggregate = unit.get(Season.create_id(command.season), Season)
+                season_aggregate.erase_identities(stamp, [str(j) for j in command.journey_ids], command.reason)
+                unit.vault.extend((journey_id, None) for journey_id in command.journey_ids)
+                return [season_aggregate]
             case SeasonCommand():
                 season_aggregate = unit.get(Season.create_id(command.season), Season)
                 getattr(season_aggregate, command.method)(stamp, **command.arguments())

@@ -17,8 +17,9 @@ Reading a closed season (`open_season`): the archive is loaded once, verified, i
 local cache directory, with its events at their positions, its receipts, its stretch of the chain and its views'
 rows; the ledger's own reads (history, as-of, trail, proof, views) then run on it unchanged.
 
-The identity vault is not archived: identities stay in the vault, and its retention erases them as before, whether
-their season is closed or not (events carry no identity).
+The identity vault is not archived: identities stay in the vault, and its retention erases them whether their
+season is closed or not (events carry no identity); an archived season's erasures are recorded on the season
+(hajj_ledger.identities).
 """
 
 from __future__ import annotations

@@ -738,6 +738,13 @@ SEASON_STEPS: dict[str, Step] = {
             SeasonStage.CLOSED,
             note="back from the archive into the hot store",
         ),
+        _step(
+            "SeasonIdentitiesErased",
+            MIN,
+            [SeasonStage.ARCHIVED],
+            SeasonStage.ARCHIVED,
+            note="identities of its archived journeys erased from the vault (retention, a pilgrim's right)",
+        ),
     )
 }
 

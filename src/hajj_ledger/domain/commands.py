@@ -578,6 +578,16 @@ class RestoreSeason(SeasonCommand):
     method = "restore"
 
 
+class EraseSeasonIdentities(SeasonCommand):
+    """The identities of journeys of an archived season erased from the vault (retention, or a pilgrim's right):
+    their journeys' histories are in the season's archive, so the erasure is recorded on the season."""
+
+    event: Literal["SeasonIdentitiesErased"] = "SeasonIdentitiesErased"
+    method = "erase_identities"
+    journey_ids: list[UUID] = Field(min_length=1, max_length=1000, description="journeys of the archived season")
+    reason: Code
+
+
 class PassCheckpoint(TripCommand):
     event: Literal["CheckpointPassed"] = "CheckpointPassed"
     method = "pass_checkpoint"
@@ -653,7 +663,8 @@ Command = Annotated[
     | BeginSeasonClosing
     | CloseSeason
     | ArchiveSeason
-    | RestoreSeason,
+    | RestoreSeason
+    | EraseSeasonIdentities,
     Field(discriminator="event"),
 ]
 

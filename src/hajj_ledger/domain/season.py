@@ -158,6 +158,10 @@ class Season(Aggregate):
     class SeasonRestored(Event):
         pass
 
+    class SeasonIdentitiesErased(Event):
+        journey_ids: list[str]  # of the season's archived journeys (their identities left the vault), as text
+        reason: str
+
     @classmethod
     def open(cls, stamp: Stamp, season: int, calendar: Calendar) -> Season:
         check_step(SEASON_STEPS, "SeasonOpened", None, {"stamp": stamp})
@@ -252,4 +256,9 @@ class Season(Aggregate):
 
     @event(SeasonRestored)
     def restore(self, stamp: Stamp) -> None:
+        pass
+
+    @event(SeasonIdentitiesErased)
+    def erase_identities(self, stamp: Stamp, journey_ids: list[str], reason: str) -> None:
+        # Recorded on the season: its journeys' own histories are in the archive, out of the hot store.
         pass
