@@ -427,6 +427,8 @@ class JourneyLedger(Application[UUID]):
             case EraseSeasonIdentities():
                 season_aggregate = unit.get(Season.create_id(command.season), Season)
                 season_aggregate.erase_identities(stamp, [str(j) for j in command.journey_ids], command.reason)
+                if live := sorted(map(str, self.load(command.journey_ids))):  # theirs is IdentityErased, with history
+                    raise ValidationError("journey_ids", f"in the hot store, not archived: {', '.join(live[:5])}")
                 unit.vault.extend((journey_id, None) for journey_id in command.journey_ids)
                 return [season_aggregate]
             case SeasonCommand():

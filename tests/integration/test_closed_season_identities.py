@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from hajj_ledger.archive.seasons import close, open_season, restore
-from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError
+from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, ValidationError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.identities import apply_retention, erase_identity, identity_of
 from hajj_ledger.ledger import JourneyLedger
@@ -105,3 +105,19 @@ def test_the_command_line_erases_an_archived_pilgrims_identity_and_applies_reten
 def _open_season_journeys(ledger: JourneyLedger) -> set[UUID]:
     """The journeys of the season still open (in the hot store) with an identity in the vault."""
     return {j for j in ledger.store.select_vault_journeys() if _has(ledger, j) and ledger.journey(j).season == OPEN}
+
+
+def test_a_journey_still_in_the_hot_store_is_not_erased_as_archived(
+    seasons: JourneyLedger,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    live = next(j for j in seasons.store.select_vault_journeys() if seasons.journey(j).season == OPEN)
+    close(seasons, CLOSED, str(tmp_path / "archive"), _keys())
+    erase = command("SeasonIdentitiesErased", season=CLOSED, journey_ids=[live], reason="retention")
+
+    with pytest.raises(ValidationError, match=f"journey_ids: in the hot store, not archived: {live}"):
+        seasons.record(erase, actor(Role.MINISTRY))
+
+    assert seasons.store.select_sealed(live) is not None
+    erased = [e for e in seasons.events.get(seasons.season(CLOSED).id) if type(e).__name__ == "SeasonIdentitiesErased"]
+    assert erased == []
