@@ -2,9 +2,9 @@
 from the store for its archive, deleted with its events, and written back (a restore, or a closed season opened for
 reading in a store of its own).
 
-A view's rows are the season's by its key: a season column (`season_funnel`, `health_cases`), a journey, trip, offer
-or contract of the season (one row each), or a position of the season (the trail's index). Views counted across
-seasons by place or day (`port_arrivals`, `site_headcount`, `building_occupancy`) and the trail's blocks stay in the
+A view's rows are the season's by its key: a season column (`season_funnel`, `health_cases`, `port_arrivals`,
+`site_headcount`), a journey, trip, offer or contract of the season (one row each), or a position of the season (the
+trail's index). A licensed building's row (`building_occupancy`, of no season) and the trail's blocks stay in the
 hot store whole: they hold no row of one season alone.
 """
 
