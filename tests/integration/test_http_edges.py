@@ -24,6 +24,7 @@ from hajj_ledger.api import agencies, recording
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.api.routes.views import FILTERABLE
+from hajj_ledger.domain.commands import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
@@ -420,7 +421,7 @@ def test_a_batch_that_never_reached_the_ledger_in_time_is_answered_503_and_never
     http: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(recording, "WRITE_ANSWER_SECONDS", 0.3)
-    parse, batch, ended = recording.parse_command, recording.record_batch, threading.Event()
+    parse, batch, ended = parse_command, recording.record_batch, threading.Event()
     ledger: JourneyLedger = http.app.state.services.ledger
     asked: list[Any] = []
     monkeypatch.setattr(ledger, "record_batch", asked.append)

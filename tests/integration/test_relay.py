@@ -409,12 +409,10 @@ def test_the_database_lost_mid_run_leaves_every_position_once_in_order(
 ) -> None:
     """The primary lost (every connection cut, none taken) while the relay publishes, events recorded meanwhile
     elsewhere, then the database reached again: the relay goes on from its position, with no gap and no repeat."""
-    from psycopg.conninfo import conninfo_to_dict
-
     from hajj_ledger.store.connections import Postgres
     from tests.tcp_proxy import Proxy
 
-    proxy = Proxy(int(conninfo_to_dict(Postgres.from_url(postgres_url).conninfo)["port"]))
+    proxy = Proxy(Postgres.from_url(postgres_url).hosts[0][1])
     ledger = JourneyLedger(postgres_url)
     relayed = JourneyLedger(f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}")
     stop = threading.Event()
