@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from typing import Any, cast
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+import anyio
 import orjson
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -74,8 +76,58 @@ async def record_parsed(ledger: JourneyLedger, agency: Agency, command: Command)
     return _json(_public(outcome), 200 if outcome.repeated else 201)
 
 
-def record_batch(ledger: JourneyLedger, agency: Agency, items: list[dict[str, Any]], key: str | None) -> Response:
-    """Every command gets its own outcome; a bad one (malformed, refused) never fails its neighbours."""
+class BatchStart:
+    """Which comes first: the batch handed to the ledger in its thread, or its caller giving up on it. Decided under a
+    lock, so that a caller that gave up first knows nothing was recorded, and one that gave up after knows the
+    command ids whose outcome is unknown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = False
+        self.abandoned = False
+        self.command_ids: list[str] = []
+
+    def start(self, command_ids: list[str]) -> bool:
+        with self._lock:
+            self.started = not self.abandoned
+            self.command_ids = command_ids
+            return self.started
+
+    def abandon(self) -> bool:
+        """Gives the batch up; whether it had started (its outcome then unknown)."""
+        with self._lock:
+            self.abandoned = not self.started
+            return self.started
+
+
+async def record_batch_in_time(
+    ledger: JourneyLedger, agency: Agency, items: list[dict[str, Any]], key: str | None
+) -> Response:
+    """The batch's outcomes within WRITE_ANSWER_SECONDS, as a single command's: a batch waiting on a database away
+    (its patience, then a connection, behind other writers) could run past the server's shutdown grace, which cut
+    it off with a bare 500. Past the bound: 503, nothing recorded if it never reached the ledger, else the outcome
+    unknown with its command ids (its thread is left to end by itself: a batch under way cannot be called back)."""
+    start = BatchStart()
+    try:
+        with anyio.fail_after(WRITE_ANSWER_SECONDS):
+            return await anyio.to_thread.run_sync(
+                record_batch, ledger, agency, items, key, start, abandon_on_cancel=True
+            )
+    except TimeoutError:
+        if start.abandon():
+            raise outcome_unknown(start.command_ids) from None
+        raise unavailable("the database did not answer in time; nothing was recorded: retry shortly") from None
+
+
+def record_batch(
+    ledger: JourneyLedger,
+    agency: Agency,
+    items: list[dict[str, Any]],
+    key: str | None,
+    start: BatchStart | None = None,
+) -> Response:
+    """Every command gets its own outcome; a bad one (malformed, refused) never fails its neighbours. Given `start`,
+    the ledger is asked only if the caller has not given up meanwhile."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     parsed: list[tuple[int, Command]] = []
     fresh = iter(new_command_ids(len(items)) if key is None else ())
@@ -92,6 +144,8 @@ def record_batch(ledger: JourneyLedger, agency: Agency, items: list[dict[str, An
             results[index] = _refused(index, error)
     actor = Actor(agency.agency_id, agency.role)
     appended = 0
+    if parsed and start is not None and not start.start([str(c.command_id) for _, c in parsed]):
+        return Response(status_code=503)  # nobody hears it: the caller has been answered that nothing was recorded
     if parsed:
         try:
             outcomes: list[Result] = ledger.record_batch([(c, actor) for _, c in parsed])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from hajj_ledger.api.deps import Caller, IdempotencyKey, LedgerDep, allow, caller
-from hajj_ledger.api.recording import record_batch
+from hajj_ledger.api.recording import record_batch_in_time
 from hajj_ledger.api.schemas import BatchCreate, BatchPublic
 from hajj_ledger.domain.catalogue import RECORDERS
 
@@ -16,7 +16,10 @@ router = APIRouter(prefix="/v1", tags=["recording"], dependencies=[Depends(calle
 @router.post(
     "/commands:batch", openapi_extra=allow(RECORDERS), summary="Record up to 1,000 commands", response_model=BatchPublic
 )
-def batch(body: BatchCreate, agency: Caller, ledger: LedgerDep, idempotency_key: IdempotencyKey = None) -> Response:
+async def batch(
+    body: BatchCreate, agency: Caller, ledger: LedgerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Each command as its own endpoint takes it, plus its `event` and its `journey_id` or `trip_id`. They are
-    recorded together; a refused or malformed one gets its own problem and never fails the others."""
-    return record_batch(ledger, agency, body.commands, idempotency_key)
+    recorded together; a refused or malformed one gets its own problem and never fails the others. Answered
+    within a few seconds, as a single command is: past that, 503 (nothing recorded, or the outcome unknown)."""
+    return await record_batch_in_time(ledger, agency, body.commands, idempotency_key)

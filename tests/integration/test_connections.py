@@ -322,6 +322,28 @@ def test_a_url_naming_a_host_that_is_down_first_reaches_the_one_that_answers(pos
         ledger.close()
 
 
+def test_a_write_that_finds_its_pooled_connections_on_a_read_only_server_makes_them_again(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a switchover the pool's connections may be on a server that takes no writes (SQLSTATE 25006, as a
+    standby answers): they are dropped and made again through the URL, and the write is recorded, no error seen."""
+    ledger = JourneyLedger(postgres_url)
+    try:
+        assert ledger.record(parse_command(registration_command("IDN")), actor(Role.MISSION)).position == 1
+        pool = ledger.store.datastore.pool  # type: ignore[attr-defined]
+        idle = list(pool._pool)
+        assert idle
+        for connection in idle:  # each as a session on a standby would be
+            connection.execute("SET default_transaction_read_only = on")
+            connection.commit()
+        outcome = ledger.record(parse_command(registration_command("IDN")), actor(Role.MISSION))
+        assert outcome.position == 2
+        assert "the store's connections are dropped and made again" in caplog.text
+        assert not set(map(id, pool._pool)) & set(map(id, idle))
+    finally:
+        ledger.close()
+
+
 def test_a_write_while_the_database_is_away_is_answered_503_in_time_then_works_again(postgres_url: str) -> None:
     ministry, mission = _with_agencies(postgres_url)
     proxy = Proxy(_port())

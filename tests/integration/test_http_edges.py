@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.types import Message
 
-from hajj_ledger.api import agencies
+from hajj_ledger.api import agencies, recording
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.api.routes.views import FILTERABLE
+from hajj_ledger.domain.commands import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
@@ -383,3 +384,63 @@ def test_the_docs_and_their_assets_come_from_the_server(http: Api) -> None:
     # the libraries' own outside calls are switched off: the validator badge and the Redocly logo
     assert b"validatorUrl" in seen["/docs"]
     assert all(b"cdn.redoc.ly" not in body for body in seen.values())
+
+
+# 6. A batch answered within its bound, as a single command is (past it, the server's shutdown grace cut it off).
+
+
+def test_a_batch_the_ledger_is_slow_to_record_is_answered_503_outcome_unknown_and_settled_by_its_command_ids(
+    http: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recording, "WRITE_ANSWER_SECONDS", 0.3)
+    ledger: JourneyLedger = http.app.state.services.ledger
+    real, done = ledger.record_batch, threading.Event()
+
+    def slow(commands: Any) -> Any:
+        time.sleep(1.0)
+        try:
+            return real(commands)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(ledger, "record_batch", slow)
+    head = http.head()
+    commands = [{"event": "Registered", "command_id": str(uuid4()), **registration()} for _ in range(2)]
+    answer = http.post("mission", "/v1/commands:batch", {"commands": commands})
+    problem = is_problem(answer, 503)
+    assert problem["type"].endswith("/outcome-unknown") and answer.headers["retry-after"] == "1", problem
+    assert problem["command_ids"] == [c["command_id"] for c in commands]
+    assert done.wait(10)  # the batch, under way, ended by itself: recorded
+    monkeypatch.setattr(ledger, "record_batch", real)
+    again = http.post("mission", "/v1/commands:batch", {"commands": commands})
+    assert [r["status"] for r in again.json()["results"]] == [200, 200], again.text  # repeats: recorded once
+    assert http.head() == head + 2
+
+
+def test_a_batch_that_never_reached_the_ledger_in_time_is_answered_503_and_never_recorded(
+    http: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recording, "WRITE_ANSWER_SECONDS", 0.3)
+    parse, batch, ended = parse_command, recording.record_batch, threading.Event()
+    ledger: JourneyLedger = http.app.state.services.ledger
+    asked: list[Any] = []
+    monkeypatch.setattr(ledger, "record_batch", asked.append)
+
+    def slow(data: dict[str, Any]) -> Any:
+        time.sleep(1.0)
+        return parse(data)
+
+    def ending(*args: Any) -> Any:
+        try:
+            return batch(*args)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(recording, "parse_command", slow)
+    monkeypatch.setattr(recording, "record_batch", ending)
+    head = http.head()
+    answer = http.post("mission", "/v1/commands:batch", {"commands": [{"event": "Registered", **registration()}]})
+    problem = is_problem(answer, 503)
+    assert problem["type"].endswith("/unavailable") and "nothing was recorded" in problem["detail"], problem
+    assert ended.wait(10)  # the thread, told it was given up, asked the ledger nothing
+    assert asked == [] and http.head() == head

@@ -94,7 +94,8 @@ def _good(parameter: dict[str, Any], journey_id: str) -> str | None:
     if not parameter.get("required"):
         return None
     if parameter["in"] == "path":
-        return journey_id if parameter["name"] == "journey_id" else str(uuid4())
+        # A season's path takes its year: a uuid there was refused before any other parameter reached the handler.
+        return {"journey_id": journey_id, "season": "1446"}.get(parameter["name"], str(uuid4()))
     return GOOD[parameter["name"]]
 
 

@@ -366,9 +366,7 @@ def test_of_two_publishers_one_relays_and_the_other_takes_over_when_it_is_killed
         expected = positions_of(ledger, target)
         eventually(partial(_beyond, target, len(expected) - 1), 60, "the rest relayed by the other publisher")
         assert "leading: running relay" in logs[1 - leader].read_text()
-        messages = stored(target)
-        assert [m.position for m in messages] == expected
-        assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+        _once_in_order(target, expected)
     finally:
         for process in publishers:
             process.terminate()
@@ -397,15 +395,54 @@ def test_the_nats_server_killed_mid_run_and_started_again_leaves_every_position_
         assert any("starting again" in record.message for record in caplog.records), (
             "the relay finished before the server was killed: make the log longer"
         )
-        messages = stored(target)
-        assert [m.position for m in messages] == expected
-        assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
+        _once_in_order(target, expected)
     finally:
         stop.set()
         if relaying.is_alive():
             relaying.join(30)
         nats_server.kill()
         ledger.close()
+
+
+def test_the_database_lost_mid_run_leaves_every_position_once_in_order(
+    postgres_url: str, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The primary lost (every connection cut, none taken) while the relay publishes, events recorded meanwhile
+    elsewhere, then the database reached again: the relay goes on from its position, with no gap and no repeat."""
+    from hajj_ledger.store.connections import Postgres
+    from tests.tcp_proxy import Proxy
+
+    proxy = Proxy(Postgres.from_url(postgres_url).hosts[0][1])
+    ledger = JourneyLedger(postgres_url)
+    relayed = JourneyLedger(f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}")
+    stop = threading.Event()
+    relaying = threading.Thread(target=Relay(relayed, target).run, args=(stop, None))
+    try:
+        for _ in range(3):
+            arrive_and_clear(ledger, 1000)
+        relaying.start()
+        eventually(partial(_beyond, target, 100), 60, "the relay publishing")
+        proxy.down()
+        arrive_and_clear(ledger, 10)  # recorded while the relay cannot read the log
+        eventually(lambda: any("starting again" in r.message for r in caplog.records), 30, "the relay failed")
+        proxy.up()
+        expected = positions_of(ledger, target)
+        eventually(partial(_beyond, target, len(expected) - 1), 120, "the relay done after the database came back")
+        _once_in_order(target, expected)
+    finally:
+        stop.set()
+        if relaying.is_alive():
+            relaying.join(30)
+        proxy.close()
+        relayed.close()
+        ledger.close()
+
+
+def _once_in_order(target: Target, expected: list[int]) -> None:
+    """The stream holds a message for every position expected, in order, each once."""
+    messages = stored(target)
+    assert [m.position for m in messages] == expected
+    assert [m.sequence for m in messages] == list(range(1, len(expected) + 1))
 
 
 def test_an_event_over_the_server_s_max_payload_is_named_and_nothing_after_it_is_stored(

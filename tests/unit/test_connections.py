@@ -162,6 +162,16 @@ def test_what_needs_a_session_goes_to_the_direct_url(monkeypatch: pytest.MonkeyP
         direct_url(pooled)
 
 
+def test_a_direct_url_naming_several_hosts_reaches_the_one_that_takes_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader lock and LISTEN go through the direct URL: after a promotion they must find the new primary."""
+    pooled = "postgresql://ledger@pgbouncer:6432/hajj?pool_mode=transaction"
+    monkeypatch.setenv("HAJJ_LEDGER_DIRECT_DATABASE_URL", TWO)
+    assert conninfo_to_dict(Postgres.from_url(direct_url(pooled)).conninfo)["target_session_attrs"] == "read-write"
+    monkeypatch.setenv("HAJJ_LEDGER_DIRECT_DATABASE_URL", "postgresql://ledger@db-a:5432,db-b:x/hajj")
+    with pytest.raises(ValueError, match=r"^HAJJ_LEDGER_DIRECT_DATABASE_URL: port '5432,x' is not a port number"):
+        direct_url(pooled)
+
+
 def test_a_url_libpq_refuses_is_told_as_a_refusal_not_as_the_database_away() -> None:
     from hajj_ledger.preflight import describe
 
