@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+import numpy as np
 import pyarrow as pa
 
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.archive.verification import CHAIN, CHECKPOINTS, EVENTS, FORMAT, RECEIPTS, Verdict, verify_archive
 from hajj_ledger.audit.chain import Chain
-from hajj_ledger.audit.chain_sql import ChainTables
+from hajj_ledger.audit.chain_sql import ChainTables, Packed
 from hajj_ledger.audit.links import FIRST
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
@@ -170,26 +171,10 @@ class _Store:
             first, last, count = cursor.fetchone()
         return int(first or 0), int(last or 0), int(count)
 
-    def events(self, season: int) -> Iterator[pa.Table]:
-        after = 0
-        while True:
-            with self.cursor() as cursor:
-                query = self.sql(
-                    "SELECT {position}, {id}, originator_version, topic, state FROM {events} "
-                    "WHERE season = %s AND {position} > %s ORDER BY {position} LIMIT %s"
-                )
-                if self.postgres:
-                    cursor.execute(query, (season, after, PAGE), binary=True)
-                else:
-                    cursor.execute(query, (season, after, PAGE))
-                rows = cursor.fetchall()
-            if not rows:
-                return
-            positions, ids, versions, topics, states = zip(*rows, strict=True)
-            if not self.postgres:
-                ids = tuple(bytes.fromhex(i) for i in ids)
-            yield pa.table([list(positions), list(ids), list(versions), list(topics), list(states)], EVENTS_SCHEMA)
-            after = rows[-1][0]
+    def events(self, season: int, first: int, last: int) -> Iterator[pa.Table]:
+        """The season's events from `first` to `last`, a page of positions at a time, as the archive holds them."""
+        for page in self.tables.season_pages(season, first - 1, last, PAGE):
+            yield _events_table(page)
 
     def receipts(self, season: int) -> Iterator[pa.Table]:
         after = "" if not self.postgres else "00000000-0000-0000-0000-000000000000"
@@ -356,7 +341,7 @@ def close(
                 written.rows += table.num_rows
         files[name] = written.to_json()
 
-    write(EVENTS, EVENTS_SCHEMA, store.events(season))
+    write(EVENTS, EVENTS_SCHEMA, store.events(season, first, last))
     write(RECEIPTS, RECEIPTS_SCHEMA, store.receipts(season))
     write(CHAIN, CHAIN_SCHEMA, _chain(store.tables, start.position if start else FIRST, last))
     covering = [c for c in store.tables.checkpoints(start.position - 1 if start else FIRST, None) if c.position <= last]
@@ -423,19 +408,36 @@ def _record(ledger: JourneyLedger, command: type[SeasonStep], season: int, **fie
 
 
 def _chain(tables: ChainTables, after: int, last: int) -> Iterator[pa.Table]:
-    page: list[tuple[int, bytes]] = []
-    for row in tables.digests(after, last):
-        page.append(row)
-        if len(page) == PAGE:
-            yield _chain_table(page)
-            page = []
-    if page:
-        yield _chain_table(page)
+    for positions, digests in tables.digest_pages(after, last, PAGE):
+        count = len(positions) // 8
+        yield pa.table(
+            [
+                np.frombuffer(positions, ">i8").astype(np.int64),
+                pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), count, [None, pa.py_buffer(digests)]),
+            ],
+            CHAIN_SCHEMA,
+        )
 
 
-def _chain_table(rows: list[tuple[int, bytes]]) -> pa.Table:
-    positions, digests = zip(*rows, strict=True)
-    return pa.table([list(positions), list(digests)], CHAIN_SCHEMA)
+def _events_table(page: Packed) -> pa.Table:
+    """A page of the log, packed by column (numbers big-endian, texts after their lengths), as Arrow columns."""
+    count = page.size
+
+    def texts(kind: pa.DataType, lengths: bytes, values: bytes) -> pa.Array:
+        offsets = np.zeros(count + 1, np.int32)
+        np.cumsum(np.frombuffer(lengths, ">i4", count), out=offsets[1:])
+        return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
+
+    return pa.table(
+        [
+            np.frombuffer(page.positions, ">i8").astype(np.int64),
+            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), count, [None, pa.py_buffer(page.ids)]),
+            np.frombuffer(page.versions, ">i8").astype(np.int64),
+            texts(pa.string(), page.topic_lengths, page.topics),
+            texts(pa.binary(), page.state_lengths, page.states),
+        ],
+        EVENTS_SCHEMA,
+    )
 
 
 def _checkpoints_table(checkpoints: Sequence[Any]) -> pa.Table:
