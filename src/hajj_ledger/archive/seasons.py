@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -303,12 +304,19 @@ def _into_sqlite(cursor: Any, events: str, target: Target, season: int) -> None:
 
 
 def close(
-    ledger: JourneyLedger, season: int, url: str, keys: SigningKeys, views: Views | None = None
+    ledger: JourneyLedger,
+    season: int,
+    url: str,
+    keys: SigningKeys,
+    views: Views | None = None,
+    stages: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Archive `season` at `url`, verify the archive there, then take the season out of the hot store; returns the
     archive's manifest. Each stage is recorded on the season (hajj_ledger.domain.season) as the ministry: closing
     begun (refused, with the reason, before its calendar allows), closed (the archive written and verified),
-    archived (taken out). A close that stopped once the archive was verified takes up from there."""
+    archived (taken out). A close that stopped once the archive was verified takes up from there. Each stage's
+    seconds go into `stages`, if given (seal, write, verify, take_out)."""
+    clock = _Clock(stages)
     if season == NO_SEASON:
         raise ValidationError("season", "events of no season (licensed buildings) are never closed")
     url = archive_url(url)
@@ -321,7 +329,7 @@ def close(
     elif stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
         written = ledger.season(season).archive_written
         assert written is not None
-        return _take_out(ledger, store, season, written.url, keys, views)
+        return _take_out(ledger, store, season, written.url, keys, views, clock)
     elif stage is not SeasonStage.CLOSING:
         raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
     first, last, count = store.extent(season)
@@ -329,6 +337,7 @@ def close(
         raise NotFoundError(f"season {season} has no events in the store")
     chain = Chain(ledger, keys)
     checkpoint = chain.checkpoint_at(last)
+    clock.lap("seal")
     start = store.tables.checkpoint_before(first)
     target = Target(url)
     target.make()
@@ -368,15 +377,23 @@ def close(
     }
     sign_manifest(manifest, keys)
     target.write_json(MANIFEST, manifest)
-    return _take_out(ledger, store, season, url, keys, views)
+    clock.lap("write")
+    return _take_out(ledger, store, season, url, keys, views, clock)
 
 
 def _take_out(
-    ledger: JourneyLedger, store: _Store, season: int, url: str, keys: SigningKeys, views: Views | None
+    ledger: JourneyLedger,
+    store: _Store,
+    season: int,
+    url: str,
+    keys: SigningKeys,
+    views: Views | None,
+    clock: _Clock,
 ) -> dict[str, Any]:
     """The archive at `url` verified where it lies (read back, not from memory), the stage recorded, then the season
     out of the hot store."""
     verdict = verify_archive(url, keys.public)
+    clock.lap("verify")
     if not verdict.ok:
         problems = "; ".join(verdict.problems)
         raise ArchiveError(f"the archive at {url} does not verify, so season {season} stays: {problems}")
@@ -390,7 +407,22 @@ def _take_out(
     closed = Closed(season, url, digest, events["first"], events["last"], events["count"], manifest["closed_at"])
     store.take_out(season, closed, list(views.tables()) if views is not None else [])
     _record(ledger, ArchiveSeason, season)
+    clock.lap("take_out")
     return manifest
+
+
+class _Clock:
+    """The seconds of each stage of a close, into `stages` if there is one."""
+
+    def __init__(self, stages: dict[str, float] | None) -> None:
+        self.stages = stages
+        self.started = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stages is not None:
+            self.stages[stage] = now - self.started
+        self.started = now
 
 
 def archive_url(url: str) -> str:
