@@ -16,7 +16,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
     python bench/run.py --only season --stores postgres --season-keep hajj_season  # its store built once, kept
-    python bench/run.py --only seasons  # closing two seasons of 10 M events each, verify, append (--season-events N)
+    python bench/run.py --only seasons  # closing seasons of 10 M and 1 M events, verify, append (--season-events N)
     python bench/run.py --only failover  # a promotion under load: private primary and synchronous standby (root)
     python bench/run.py --only restore   # a pgBackRest restore drill, 10 M events, private cluster (--season-events N)
 """
@@ -1079,8 +1079,9 @@ def _season_bytes(url: str, season: int) -> int:
 def measure_closing(
     url: str, fresh: str, events: int, pilgrims: int, appended: int, keys: str, out: str
 ) -> dict[str, Any]:
-    """Close two seasons of `events` events, each timed, with the store's size before and after; verify an archive;
-    then the append rate (a simulated season of `appended` pilgrims) on this store and on a fresh one, in turn."""
+    """Close two seasons (the first of `events` events, the second of a tenth of that), each timed by stage, with
+    the store's size before and after; verify the first one's archive; then the append rate (a simulated season of
+    `appended` pilgrims) on this store and on a fresh one, in turn."""
     from hajj_ledger.archive.seasons import close
     from hajj_ledger.archive.verification import verify_archive
     from hajj_ledger.audit.chain import Chain, signing_keys
@@ -1093,25 +1094,31 @@ def measure_closing(
     for season in closed:
         simulate(ledger, pilgrims, season, SEED)
     ledger.close()
+    # The first season at full size; the second, closed too so that appending has two closed seasons behind it, at
+    # a tenth of it at most (growing and sealing a second 10 M would double the run for no other figure).
+    sizes = {closed[0]: events, closed[1]: min(events, max(events // 10, 1_000_000))}
     for season in closed:
-        _copy_season(url, season, events)
+        _copy_season(url, season, sizes[season])
     ledger = _ledger(url)
     signing = signing_keys(url, required=True)
     assert signing is not None
     started = time.perf_counter()
     Chain(ledger, signing).checkpoint()
-    seal_rate = 2 * events / (time.perf_counter() - started)
+    seal_rate = sum(sizes.values()) / (time.perf_counter() - started)
     with _postgres(url) as connection:
         connection.execute("VACUUM ANALYZE")
     closes = []
     for season in closed:
         before, season_bytes = _store_bytes(url), _season_bytes(url, season)
         started = time.perf_counter()
-        count = close(ledger, season, f"{out}/{season}", signing)["events"]["count"]
-        seconds = time.perf_counter() - started
+        stages: dict[str, float] = {}
+        extent = close(ledger, season, f"{out}/{season}", signing, stages=stages)["events"]
+        seconds, count = time.perf_counter() - started, extent["count"]
         closes.append({"season": season, "events": count, "seconds": seconds, "store_before": before,
-                       "store_after": _store_bytes(url), "season_bytes": season_bytes})  # fmt: skip
-    verdict = verify_archive(f"{out}/{closed[-1]}", signing.public)
+                       "span": extent["last"] - extent["first"] + 1,
+                       "store_after": _store_bytes(url), "season_bytes": season_bytes, "stages": stages,
+                       "load": os.getloadavg()[0]})  # fmt: skip
+    verdict = verify_archive(f"{out}/{closed[0]}", signing.public)  # the full-size season's
     assert verdict.ok, verdict.problems
     rates = {}
     for name, at in (("fresh", fresh), ("closed", url)):  # the same season appended to each, in turn
@@ -1149,12 +1156,21 @@ def _closing_rows(kind: str, f: dict[str, Any]) -> list[str]:
         return f"| {kind} | {label} | {value} |  | 1 |  |  | {target} | {'yes' if met else '**no**'} |  |"
 
     rows = []
+    largest = max(c["events"] for c in f["closes"])
     for c in f["closes"]:
         shrunk = c["store_before"] - c["store_after"]
         at_10m = c["seconds"] * 10_000_000 / c["events"] / 60  # the time grows with the events: all of it is per event
-        rows.append(line(f"closing season {c['season']} ({c['events']:,} events): archive, verify, take out, minutes "
-                         "(extrapolated to 10 M events)", f"{c['seconds'] / 60:.1f} ({at_10m:.1f})",
-                         "≤ 10 min at 10 M", at_10m <= 10))  # fmt: skip
+        stages = ", ".join(f"{name.replace('_', ' ')} {s:.0f} s" for name, s in c.get("stages", {}).items())
+        load = f"; load {c['load']:.1f} on {os.cpu_count()} cores" if "load" in c else ""
+        span = f" over {c['span']:,} positions" if "span" in c else ""
+        if c["events"] == largest:  # the target's season; a smaller one's chain may span the larger one's positions
+            rows.append(line(f"closing season {c['season']} ({c['events']:,} events{span}; {stages}{load}): archive, "
+                             "verify, take out, minutes (extrapolated to 10 M events)",
+                             f"{c['seconds'] / 60:.1f} ({at_10m:.1f})", "≤ 10 min at 10 M", at_10m <= 10))  # fmt: skip
+        else:
+            rows.append(f"| {kind} | closing season {c['season']} ({c['events']:,} events{span}, its archive's chain "
+                        f"from the checkpoint before its first event to its last; {stages}{load}), minutes | "
+                        f"{c['seconds'] / 60:.1f} |  | 1 |  |  |  |  |  |")  # fmt: skip
         rows.append(line(f"closing season {c['season']}: the store shrank by, MB (its partitions: "
                          f"{c['season_bytes'] / 2**20:,.0f} MB)", f"{shrunk / 2**20:,.0f}",
                          "its size", shrunk >= 0.95 * c["season_bytes"]))  # fmt: skip

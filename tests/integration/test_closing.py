@@ -16,10 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from hajj_ledger.archive import verification
 from hajj_ledger.archive.seasons import MINISTRY, SeasonClosedError, close, closed_seasons, open_season, restore
-from hajj_ledger.archive.target import MANIFEST, ArchiveError
-from hajj_ledger.archive.verification import EVENTS, verify_archive
+from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
+from hajj_ledger.archive.verification import CHAIN, CHECKPOINTS, EVENTS, verify_archive
 from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.reads import AsOf, TrailQuery, event_json, journey_as_of, trail
 from hajj_ledger.audit.signing import SigningKeys
 from hajj_ledger.domain.commands import OpenSeason
@@ -376,3 +378,59 @@ def test_a_season_is_not_closed_before_its_calendar_allows_and_its_stages_are_re
     assert archived.archive_written.event_count == closed_seasons(ledger)[0].events
     restore(ledger, CLOSED, str(tmp_path / "archive"), _keys().public)
     assert ledger.season(CLOSED).stage == SeasonStage.CLOSED
+
+
+def _forged(url: Path, name: str, column: str, row: int, change: Any) -> None:
+    """One value of an archived file changed by someone holding the signing key: the file's SHA-256 re-signed."""
+    table = pq.read_table(url / name)
+    values = table.column(column).to_pylist()
+    values[row] = change(values[row])
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, column, pa.array(values, table.schema.field(column).type)), url / name)
+    manifest = json.loads((url / MANIFEST).read_text())
+    manifest["files"][name]["sha256"] = _sha256(url / name)
+    sign_manifest(manifest, _keys())
+    (url / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("stretches", ["one", "several"])
+def test_an_archive_checked_in_stretches_names_an_event_or_a_link_that_was_forged(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stretches: str
+) -> None:
+    """Checked in one pass, or cut at signed checkpoints into stretches that worker processes link apart (each from
+    the head signed where it begins): the same events are counted, and a forged event or link is named."""
+    monkeypatch.setenv("HAJJ_LEDGER_SEASON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(verification, "PARALLEL_FROM", 0 if stretches == "several" else 10**9)
+    ledger = JourneyLedger(store_url)
+    simulate(ledger, 12, CLOSED, 4)
+    simulate(ledger, 6, OPEN, 5)
+    Chain(ledger, _keys(), every=40).checkpoint()  # checkpoints to cut at
+    url = tmp_path / "archive"
+    events = _season_events(ledger, CLOSED)
+    close(ledger, CLOSED, str(url), _keys())
+    ledger.close()
+    manifest = json.loads((url / MANIFEST).read_text())
+    signed = pq.read_table(url / CHECKPOINTS).column("position").to_pylist()
+    cut = verification._stretches(Target(url.as_uri()), None, bytes(32), dict.fromkeys(signed, bytes(32)))
+    assert len(cut) == 1 if stretches == "one" else len(cut) > 2
+
+    verdict = verify_archive(str(url), _keys().public)
+
+    assert verdict.ok and verdict.events == len(events) == manifest["events"]["count"], verdict.problems
+    forged_event = len(events) * 2 // 3  # in a later stretch than the first
+    position = events[forged_event][0]
+    _forged(url, EVENTS, "state", forged_event, lambda state: state.replace(b'"', b"'", 1))
+    assert verify_archive(str(url), _keys().public).problems == [
+        f"{EVENTS}: the event at position {position} differs from the one the chain sealed"
+    ]
+    _forged(url, EVENTS, "state", forged_event, lambda state: state.replace(b"'", b'"', 1))
+    assert verify_archive(str(url), _keys().public).ok
+    chain = pq.read_table(url / CHAIN).column("position").to_pylist()
+    links = len(chain) // 2
+    _forged(url, CHAIN, "digest", links, lambda digest: bytes(32))
+    problems = verify_archive(str(url), _keys().public).problems
+    reached = min(p for p in signed if p >= chain[links])
+    assert f"{CHAIN}: the links do not reach the head signed at position {reached}" in problems
+    assert (f"{EVENTS}: the event at position {chain[links]} differs from the one the chain sealed" in problems) == (
+        chain[links] in {p for p, _ in events}
+    )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -34,12 +35,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+import numpy as np
 import pyarrow as pa
 
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.archive.verification import CHAIN, CHECKPOINTS, EVENTS, FORMAT, RECEIPTS, Verdict, verify_archive
 from hajj_ledger.audit.chain import Chain
-from hajj_ledger.audit.chain_sql import ChainTables
+from hajj_ledger.audit.chain_sql import ChainTables, Packed
 from hajj_ledger.audit.links import FIRST
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
@@ -171,26 +173,10 @@ class _Store:
             first, last, count = cursor.fetchone()
         return int(first or 0), int(last or 0), int(count)
 
-    def events(self, season: int) -> Iterator[pa.Table]:
-        after = 0
-        while True:
-            with self.cursor() as cursor:
-                query = self.sql(
-                    "SELECT {position}, {id}, originator_version, topic, state FROM {events} "
-                    "WHERE season = %s AND {position} > %s ORDER BY {position} LIMIT %s"
-                )
-                if self.postgres:
-                    cursor.execute(query, (season, after, PAGE), binary=True)
-                else:
-                    cursor.execute(query, (season, after, PAGE))
-                rows = cursor.fetchall()
-            if not rows:
-                return
-            positions, ids, versions, topics, states = zip(*rows, strict=True)
-            if not self.postgres:
-                ids = tuple(bytes.fromhex(i) for i in ids)
-            yield pa.table([list(positions), list(ids), list(versions), list(topics), list(states)], EVENTS_SCHEMA)
-            after = rows[-1][0]
+    def events(self, season: int, first: int, last: int) -> Iterator[pa.Table]:
+        """The season's events from `first` to `last`, a page of positions at a time, as the archive holds them."""
+        for page in self.tables.season_pages(season, first - 1, last, PAGE):
+            yield _events_table(page)
 
     def receipts(self, season: int) -> Iterator[pa.Table]:
         after = "" if not self.postgres else "00000000-0000-0000-0000-000000000000"
@@ -319,12 +305,19 @@ def _into_sqlite(cursor: Any, events: str, target: Target, season: int) -> None:
 
 
 def close(
-    ledger: JourneyLedger, season: int, url: str, keys: SigningKeys, views: Views | None = None
+    ledger: JourneyLedger,
+    season: int,
+    url: str,
+    keys: SigningKeys,
+    views: Views | None = None,
+    stages: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Archive `season` at `url`, verify the archive there, then take the season out of the hot store; returns the
     archive's manifest. Each stage is recorded on the season (hajj_ledger.domain.season) as the ministry: closing
     begun (refused, with the reason, before its calendar allows), closed (the archive written and verified),
-    archived (taken out). A close that stopped once the archive was verified takes up from there."""
+    archived (taken out). A close that stopped once the archive was verified takes up from there. Each stage's
+    seconds go into `stages`, if given (seal, write, verify, take_out)."""
+    clock = _Clock(stages)
     if season == NO_SEASON:
         raise ValidationError("season", "events of no season (licensed buildings) are never closed")
     url = archive_url(url)
@@ -337,7 +330,7 @@ def close(
     elif stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
         written = ledger.season(season).archive_written
         assert written is not None
-        return _take_out(ledger, store, season, written.url, keys, views)
+        return _take_out(ledger, store, season, written.url, keys, views, clock)
     elif stage is not SeasonStage.CLOSING:
         raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
     first, last, count = store.extent(season)
@@ -345,6 +338,7 @@ def close(
         raise NotFoundError(f"season {season} has no events in the store")
     chain = Chain(ledger, keys)
     checkpoint = chain.checkpoint_at(last)
+    clock.lap("seal")
     start = store.tables.checkpoint_before(first)
     target = Target(url)
     target.make()
@@ -357,7 +351,7 @@ def close(
                 written.rows += table.num_rows
         files[name] = written.to_json()
 
-    write(EVENTS, EVENTS_SCHEMA, store.events(season))
+    write(EVENTS, EVENTS_SCHEMA, store.events(season, first, last))
     write(RECEIPTS, RECEIPTS_SCHEMA, store.receipts(season))
     write(CHAIN, CHAIN_SCHEMA, _chain(store.tables, start.position if start else FIRST, last))
     covering = [c for c in store.tables.checkpoints(start.position - 1 if start else FIRST, None) if c.position <= last]
@@ -384,15 +378,23 @@ def close(
     }
     sign_manifest(manifest, keys)
     target.write_json(MANIFEST, manifest)
-    return _take_out(ledger, store, season, url, keys, views)
+    clock.lap("write")
+    return _take_out(ledger, store, season, url, keys, views, clock)
 
 
 def _take_out(
-    ledger: JourneyLedger, store: _Store, season: int, url: str, keys: SigningKeys, views: Views | None
+    ledger: JourneyLedger,
+    store: _Store,
+    season: int,
+    url: str,
+    keys: SigningKeys,
+    views: Views | None,
+    clock: _Clock,
 ) -> dict[str, Any]:
     """The archive at `url` verified where it lies (read back, not from memory), the stage recorded, then the season
     out of the hot store."""
     verdict = verify_archive(url, keys.public)
+    clock.lap("verify")
     if not verdict.ok:
         problems = "; ".join(verdict.problems)
         raise ArchiveError(f"the archive at {url} does not verify, so season {season} stays: {problems}")
@@ -406,7 +408,22 @@ def _take_out(
     closed = Closed(season, url, digest, events["first"], events["last"], events["count"], manifest["closed_at"])
     store.take_out(season, closed, list(views.tables()) if views is not None else [])
     _record(ledger, ArchiveSeason, season)
+    clock.lap("take_out")
     return manifest
+
+
+class _Clock:
+    """The seconds of each stage of a close, into `stages` if there is one."""
+
+    def __init__(self, stages: dict[str, float] | None) -> None:
+        self.stages = stages
+        self.started = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stages is not None:
+            self.stages[stage] = now - self.started
+        self.started = now
 
 
 def archive_url(url: str) -> str:
@@ -424,19 +441,36 @@ def _record(ledger: JourneyLedger, command: type[SeasonStep], season: int, **fie
 
 
 def _chain(tables: ChainTables, after: int, last: int) -> Iterator[pa.Table]:
-    page: list[tuple[int, bytes]] = []
-    for row in tables.digests(after, last):
-        page.append(row)
-        if len(page) == PAGE:
-            yield _chain_table(page)
-            page = []
-    if page:
-        yield _chain_table(page)
+    for positions, digests in tables.digest_pages(after, last, PAGE):
+        count = len(positions) // 8
+        yield pa.table(
+            [
+                np.frombuffer(positions, ">i8").astype(np.int64),
+                pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), count, [None, pa.py_buffer(digests)]),
+            ],
+            CHAIN_SCHEMA,
+        )
 
 
-def _chain_table(rows: list[tuple[int, bytes]]) -> pa.Table:
-    positions, digests = zip(*rows, strict=True)
-    return pa.table([list(positions), list(digests)], CHAIN_SCHEMA)
+def _events_table(page: Packed) -> pa.Table:
+    """A page of the log, packed by column (numbers big-endian, texts after their lengths), as Arrow columns."""
+    count = page.size
+
+    def texts(kind: pa.DataType, lengths: bytes, values: bytes) -> pa.Array:
+        offsets = np.zeros(count + 1, np.int32)
+        np.cumsum(np.frombuffer(lengths, ">i4", count), out=offsets[1:])
+        return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
+
+    return pa.table(
+        [
+            np.frombuffer(page.positions, ">i8").astype(np.int64),
+            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), count, [None, pa.py_buffer(page.ids)]),
+            np.frombuffer(page.versions, ">i8").astype(np.int64),
+            texts(pa.string(), page.topic_lengths, page.topics),
+            texts(pa.binary(), page.state_lengths, page.states),
+        ],
+        EVENTS_SCHEMA,
+    )
 
 
 def _checkpoints_table(checkpoints: Sequence[Any]) -> pa.Table:

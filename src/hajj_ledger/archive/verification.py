@@ -10,16 +10,18 @@ chain's links must reach the head of every signed checkpoint on the way.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
@@ -33,8 +35,9 @@ RECEIPTS = "receipts.parquet"
 CHAIN = "chain.parquet"
 CHECKPOINTS = "checkpoints.parquet"
 PIECE = 40  # a link's input after the previous link: the position (8 bytes) and the digest (32)
-PARALLEL_FROM = 500_000  # events from which an archive's events are hashed by worker processes
+PARALLEL_FROM = 500_000  # positions of the chain from which an archive is checked by worker processes
 WORKERS = 2
+STRETCHES_PER_WORKER = 4  # stretches a worker: some finish early, the others take up the slack
 
 
 @dataclass
@@ -106,7 +109,8 @@ def _checkpoints(target: Target, public: PublicKeys, problems: list[str]) -> dic
 
 def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, problems: list[str]) -> int:
     """Link the chain's digests from the start to the season's checkpoint, each of the season's events checked
-    against the digest sealed at its position; returns the events checked."""
+    against the digest sealed at its position; returns the events checked. The chain is linked in stretches between
+    signed checkpoints, each from the head signed where it begins, by worker processes for a large archive."""
     chain = manifest["chain"]
     trusted = _checkpoints(target, public, problems)
     season_checkpoint = chain["checkpoint"]
@@ -122,36 +126,18 @@ def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, p
         problems.append(f"{CHECKPOINTS}: no signed checkpoint at the chain's start {start['position']}")
         return 0
     link = bytes.fromhex(start["head"]) if start["position"] is not None else GENESIS
-    due = sorted(p for p in trusted if start["position"] is None or p > start["position"])
-    events = _events(target)
-    pending: tuple[np.ndarray, np.ndarray] | None = next(events, None)
-    checked = last = 0
-    for batch in target.batches(CHAIN):
-        positions = batch.column(0).to_numpy()
-        digests = np.frombuffer(b"".join(batch.column(1).to_pylist()), np.uint8).reshape(-1, 32)
-        pieces = np.hstack((positions.astype(">i8").view(np.uint8).reshape(-1, 8), digests)).tobytes()
-        # The season's events in this stretch of the chain, each matched with the digest sealed at its position.
-        while pending is not None and len(pending[0]) and pending[0][0] <= positions[-1]:
-            at_positions, event_digests = pending
-            upto = int(np.searchsorted(at_positions, positions[-1], side="right"))
-            at = at_positions[:upto]
-            index = np.minimum(np.searchsorted(positions, at), len(positions) - 1)
-            sealed = positions[index] == at
-            same = sealed & (digests[index] == event_digests[:upto]).all(axis=1)
-            for k in np.flatnonzero(~same)[:100]:
-                problems.append(
-                    f"{EVENTS}: position {int(at[k])} is not in the chain" if not sealed[k] else
-                    f"{EVENTS}: the event at position {int(at[k])} differs from the one the chain sealed"
-                )  # fmt: skip
-            if len(problems) > 100:
-                return checked
-            checked += upto
-            rest = (at_positions[upto:], event_digests[upto:])
-            pending = rest if len(rest[0]) else next(events, None)
-        link, due = _link(link, pieces, positions, due, trusted, problems)
-        last = int(positions[-1])
-    if pending is not None and len(pending[0]):
-        problems.append(f"{EVENTS}: position {int(pending[0][0])} is beyond the chain archived")
+    heads = {p: c.head for p, c in trusted.items() if start["position"] is None or p > start["position"]}
+    stretches = _stretches(target, start["position"], link, heads)
+    checked, last = 0, None
+    for stretch, found in zip(stretches, _checked(target.url, stretches), strict=True):
+        problems.extend(found.problems[: max(0, 101 - len(problems))])
+        checked += found.checked
+        last = found.last if found.last is not None else last
+        link = found.link
+        if len(problems) > 100:
+            return checked
+        if stretch.until is None and found.beyond is not None:
+            problems.append(f"{EVENTS}: position {found.beyond} is beyond the chain archived")
     if last != end.position or link != end.head:
         problems.append(f"{CHAIN}: does not chain to the head signed at the season's last position {end.position}")
     events_entry = manifest["events"]
@@ -160,70 +146,164 @@ def _check_chain(target: Target, manifest: dict[str, Any], public: PublicKeys, p
     return checked
 
 
-def _link(
-    link: bytes,
-    pieces: bytes,
-    positions: np.ndarray,
-    due: list[int],
-    trusted: dict[int, Checkpoint],
-    problems: list[str],
-) -> tuple[bytes, list[int]]:
-    """`link` carried over a batch of the chain, checked against each signed checkpoint inside it."""
-    sha256 = hashlib.sha256
-    done = 0
-    while due and due[0] <= positions[-1]:
-        upto = int(np.searchsorted(positions, due[0], side="right"))
-        for offset in range(done * PIECE, upto * PIECE, PIECE):
-            link = sha256(link + pieces[offset : offset + PIECE]).digest()
-        done = upto
-        if link != trusted[due[0]].head:
-            problems.append(f"{CHAIN}: the links do not reach the head signed at position {due[0]}")
-        due = due[1:]
-    for offset in range(done * PIECE, len(positions) * PIECE, PIECE):
-        link = sha256(link + pieces[offset : offset + PIECE]).digest()
-    return link, due
+@dataclass(frozen=True)
+class Stretch:
+    """Positions of the archive linked apart: those after `after` (None: from the first) up to `until` (None: to
+    the last), from `link`, the head signed at `after` (or the chain's start), through the heads signed inside."""
+
+    after: int | None
+    until: int | None
+    link: bytes
+    heads: tuple[tuple[int, bytes], ...]
+
+    def overlaps(self, low: int, high: int) -> bool:
+        return (self.after is None or high > self.after) and (self.until is None or low <= self.until)
+
+    def mask(self, positions: np.ndarray) -> np.ndarray:
+        inside = np.ones(len(positions), bool)
+        if self.after is not None:
+            inside &= positions > self.after
+        if self.until is not None:
+            inside &= positions <= self.until
+        return inside
 
 
-def _events(target: Target) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The archived events a row group at a time: their positions and each one's digest of its stored bytes. A large
-    archive's are hashed by worker processes, a few row groups ahead, while this one links the chain."""
-    with target.fs.open_input_file(target.path(EVENTS)) as file:
+@dataclass
+class Found:
+    """What a stretch's check found: its events checked, its problems, the last position of the chain in it and
+    the link there, and the first event beyond its chain (which only the last stretch may have)."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    last: int | None = None
+    link: bytes = GENESIS
+    beyond: int | None = None
+
+
+def _stretches(target: Target, start: int | None, link: bytes, heads: dict[int, bytes]) -> list[Stretch]:
+    """The archive cut at signed checkpoints into stretches of about equal size, one if it is small."""
+    with target.fs.open_input_file(target.path(CHAIN)) as file:
         metadata = pq.ParquetFile(file).metadata
-    groups, rows = metadata.num_row_groups, metadata.num_rows
-    if rows < PARALLEL_FROM:
-        yield from (_digested(target.url, group) for group in range(groups))
+    due = sorted(heads)
+    cuts: list[int] = []
+    if metadata.num_rows >= PARALLEL_FROM:  # checkpoints come every so many positions: cut at every n-th
+        parts = STRETCHES_PER_WORKER * WORKERS
+        cuts = sorted({due[len(due) * k // parts] for k in range(1, parts)} - {due[-1]}) if due else []
+    stretches = []
+    for after, until in zip([start, *cuts], [*cuts, None], strict=True):
+        inside = tuple((p, heads[p]) for p in due if (after is None or p > after) and (until is None or p <= until))
+        stretches.append(Stretch(after, until, link if after == start else heads[after], inside))  # type: ignore[index]
+    return stretches
+
+
+def _checked(url: str, stretches: list[Stretch]) -> Iterator[Found]:
+    """Each stretch checked, in order: here if there is one, else by worker processes."""
+    if len(stretches) == 1:
+        yield _check_stretch(url, stretches[0])
         return
     with ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn")) as workers:
-        ahead: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
-        for group in range(groups):
-            ahead.append(workers.submit(_digested, target.url, group))
-            if len(ahead) > 2 * WORKERS:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
+        yield from workers.map(_check_stretch, [url] * len(stretches), stretches)
 
 
-def _digested(url: str, group: int) -> tuple[np.ndarray, np.ndarray]:
-    """One row group of the events: positions, and each event's digest (event_digest, by column where it can)."""
+def _check_stretch(url: str, stretch: Stretch) -> Found:
+    """A stretch: each event's digest against the one sealed at its position, and the links through it."""
     target = Target(url)
-    with target.fs.open_input_file(target.path(EVENTS)) as file:
-        batch = pq.ParquetFile(file).read_row_group(group)
-    positions = batch.column("position").to_numpy()
-    count = len(positions)
-    ids = batch.column("originator_id").combine_chunks()
-    id_bytes = np.frombuffer(ids.buffers()[1], np.uint8)[ids.offset * 16 : (ids.offset + count) * 16].tobytes()
-    versions = batch.column("originator_version").to_numpy().astype(">u8").tobytes()
-    prefixes: dict[str, bytes] = {}
-    for topic in batch.column("topic").unique().to_pylist():
-        name = topic.encode()
-        prefixes[topic] = len(name).to_bytes(2, "big") + name
+    positions, digests = _chain_rows(target, stretch)
+    found = Found(last=int(positions[-1]) if len(positions) else stretch.after, link=stretch.link)
+    for at, event_digests in _event_digests(target, stretch):
+        index = np.minimum(np.searchsorted(positions, at), max(len(positions) - 1, 0))
+        sealed = positions[index] == at if len(positions) else np.zeros(len(at), bool)
+        if stretch.until is None and len(positions):  # the last stretch: events after the chain's end
+            past = at > positions[-1]
+            if past.any():
+                found.beyond = int(at[past][0]) if found.beyond is None else found.beyond
+                at, event_digests, index, sealed = at[~past], event_digests[~past], index[~past], sealed[~past]
+        same = sealed & (digests[index] == event_digests).all(axis=1) if len(positions) else sealed
+        for k in np.flatnonzero(~same)[:101]:
+            found.problems.append(
+                f"{EVENTS}: position {int(at[k])} is not in the chain" if not sealed[k] else
+                f"{EVENTS}: the event at position {int(at[k])} differs from the one the chain sealed"
+            )  # fmt: skip
+        found.checked += len(at)
+        if len(found.problems) > 100:
+            return found
+    found.link = _link(stretch, positions, digests, found.problems)
+    return found
+
+
+def _link(stretch: Stretch, positions: np.ndarray, digests: np.ndarray, problems: list[str]) -> bytes:
+    """The links carried through the stretch, checked against each head signed inside it."""
+    pieces = np.hstack((positions.astype(">i8").view(np.uint8).reshape(-1, 8), digests)).tobytes()
     sha256 = hashlib.sha256
-    digests = b"".join(
-        [
-            sha256(prefixes[topic] + id_bytes[16 * k : 16 * k + 16] + versions[8 * k : 8 * k + 8] + state).digest()
-            for k, (topic, state) in enumerate(
-                zip(batch.column("topic").to_pylist(), batch.column("state").to_pylist(), strict=True)
-            )
-        ]
+    link, done = stretch.link, 0
+    for position, head in stretch.heads:
+        upto = int(np.searchsorted(positions, position, side="right"))
+        for offset in range(done * PIECE, upto * PIECE, PIECE):
+            link = sha256(link + pieces[offset : offset + PIECE]).digest()
+        done = max(done, upto)
+        if link != head:
+            problems.append(f"{CHAIN}: the links do not reach the head signed at position {position}")
+    for offset in range(done * PIECE, len(positions) * PIECE, PIECE):
+        link = sha256(link + pieces[offset : offset + PIECE]).digest()
+    return link
+
+
+def _groups(file: pq.ParquetFile, stretch: Stretch) -> list[int]:
+    """The row groups that may hold positions of the stretch, by their statistics (all of them, where none)."""
+    column = file.schema_arrow.get_field_index("position")
+    found = []
+    for group in range(file.metadata.num_row_groups):
+        statistics = file.metadata.row_group(group).column(column).statistics
+        known = statistics is not None and statistics.has_min_max
+        if known and not stretch.overlaps(statistics.min, statistics.max):
+            continue
+        found.append(group)
+    return found
+
+
+def _chain_rows(target: Target, stretch: Stretch) -> tuple[np.ndarray, np.ndarray]:
+    """The chain's positions in the stretch and the digest sealed at each."""
+    with target.fs.open_input_file(target.path(CHAIN)) as file:
+        parquet = pq.ParquetFile(file)
+        table = parquet.read_row_groups(_groups(parquet, stretch), use_threads=False)
+    positions = table.column("position").to_numpy()
+    inside = stretch.mask(positions)
+    column = table.column("digest").combine_chunks()
+    digests = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * 32 : (column.offset + len(column)) * 32]
+    return positions[inside], digests.reshape(-1, 32)[inside]
+
+
+def _event_digests(target: Target, stretch: Stretch) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The stretch's events a row group at a time: their positions and each one's digest of its stored bytes
+    (event_digest), the bytes put together by column and only hashed one by one."""
+    with target.fs.open_input_file(target.path(EVENTS)) as file:
+        parquet = pq.ParquetFile(file)
+        for group in _groups(parquet, stretch):
+            batch = parquet.read_row_group(group, use_threads=False)  # the workers are the threads
+            inside = stretch.mask(batch.column("position").to_numpy())
+            if not inside.all():
+                batch = batch.filter(pa.array(inside))
+            yield batch.column("position").to_numpy(), _digests(batch)
+
+
+def _digests(batch: pa.Table) -> np.ndarray:
+    count = batch.num_rows
+    topics = batch.column("topic").combine_chunks().dictionary_encode()
+    names = [name.encode() for name in topics.dictionary.to_pylist()]
+    prefixes = pa.array([len(name).to_bytes(2, "big") + name for name in names], pa.binary()).take(topics.indices)
+    versions = batch.column("originator_version").to_numpy().astype(">u8").tobytes()
+    large = pa.large_binary()  # 64-bit offsets: a row group's bytes may pass 2 GiB
+    stored = pc.binary_join_element_wise(
+        prefixes.cast(large),
+        batch.column("originator_id").combine_chunks().cast(large),
+        pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), count, [None, pa.py_buffer(versions)]).cast(large),
+        batch.column("state").combine_chunks().cast(large),
+        pa.scalar(b"", large),
     )
-    return positions, np.frombuffer(digests, np.uint8).reshape(-1, 32)
+    if stored.null_count:
+        raise ValueError("an event with a missing field")
+    offsets = np.frombuffer(stored.buffers()[1], np.int64)[stored.offset : stored.offset + count + 1].tolist()
+    data = memoryview(stored.buffers()[2])
+    sha256 = hashlib.sha256
+    digests = b"".join([sha256(data[a:b]).digest() for a, b in itertools.pairwise(offsets)])
+    return np.frombuffer(digests, np.uint8).reshape(-1, 32)
