@@ -34,7 +34,7 @@ from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.api.routes.views import Cursor, filters, keyed_page, page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, RefusedPublic, TrailPublic
 from hajj_ledger.audit import reads as audit
-from hajj_ledger.audit.reads import AsOf, Entry, PastJourney, TrailPage, TrailQuery, within_head
+from hajj_ledger.audit.reads import AsOf, Entry, TrailPage, TrailQuery, within_head
 from hajj_ledger.domain.access import AUDIT_READERS
 from hajj_ledger.domain.errors import NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Moment
@@ -123,21 +123,16 @@ def journey_as_of(
         try:
             past = reads.from_log(lambda ledger: audit.journey_as_of(ledger, journey_id, at))  # a standby's, if any
         except NotFoundError:
-            past = _archived_journey_as_of(reads.ledger, archives, journey_id, at)
+            archived = archives.holding(journey_id)  # a journey of a closed season: its archive's log
+            if archived is None:
+                raise
+            if at.position is not None:  # of the whole log, whose head the archive's last position is not
+                within_head(reads.ledger, at.position, "position")
+            past = audit.journey_as_of(archived.ledger, journey_id, archived.as_of(at))
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]
     return PastJourneyPublic(journey=past.state(), position=past.position, events=past.events, refused=refused)
-
-
-def _archived_journey_as_of(ledger: JourneyLedger, archives: ClosedSeasons, journey_id: UUID, at: AsOf) -> PastJourney:
-    """A journey of a closed season as of a moment, from its archive; a position within the whole log's head."""
-    archived = archives.holding(journey_id)
-    if archived is None:
-        raise NotFoundError(f"journey {journey_id} not found")
-    if at.position is not None:
-        within_head(ledger, at.position, "position")
-    return audit.journey_as_of(archived.ledger, journey_id, archived.as_of(at))
 
 
 def _add_view(name: str) -> None:

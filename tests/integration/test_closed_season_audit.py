@@ -17,6 +17,7 @@ from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.archive.seasons import close
 from hajj_ledger.audit.chain import Chain, signing_keys
+from hajj_ledger.audit.reads import Entry, TrailQuery, trail
 from hajj_ledger.audit.signing import SigningKeys
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
@@ -29,7 +30,7 @@ from hajj_ledger.simulation.season import simulate
 from tests.support import TestClient, project
 
 SEASON = 1446
-PILGRIMS = 30  # the simulator makes a journey for each pilgrim
+PILGRIMS = 1000  # the simulator makes a journey for each pilgrim
 SEASONAL_VIEWS = [p.name for p in PROJECTIONS if by_season(p.models[0])]
 Get = Callable[..., tuple[int, Any]]
 
@@ -40,13 +41,13 @@ def _keys() -> SigningKeys:
     return keys
 
 
-def _season_events(ledger: JourneyLedger) -> list[tuple[int, UUID, str]]:
-    """(position, aggregate, topic) of every event of the season in the hot store, in log order."""
+def _season_events(ledger: JourneyLedger, season: int = SEASON) -> list[tuple[int, UUID, str]]:
+    """(position, aggregate, topic) of every event of a season in the hot store, in log order."""
     postgres = ledger.database_url.startswith("postgres")
     events, position = ("journeyledger_events", "notification_id") if postgres else ("stored_events", "rowid")
     with ledger.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
         cursor.execute(
-            f"SELECT {position}, originator_id, topic FROM {events} WHERE season = {SEASON} ORDER BY {position}"
+            f"SELECT {position}, originator_id, topic FROM {events} WHERE season = {int(season)} ORDER BY {position}"
         )
         rows = [tuple(row.values() if isinstance(row, dict) else row) for row in cursor.fetchall()]
     return [(int(p), i if isinstance(i, UUID) else UUID(i), t) for p, i, t in rows]
@@ -269,3 +270,35 @@ def test_an_archive_that_is_not_the_one_closed_is_not_read(closed: tuple[Get, Pa
     status, problem = get("auditor", f"/v1/journeys/{journey}/history")
 
     assert status == 503 and "is not the one the season was closed with" in problem["reason"]
+
+
+def _whole_trail(ledger: JourneyLedger, query: TrailQuery) -> list[Entry]:
+    entries: list[Entry] = []
+    after: int | None = 0
+    while after is not None:
+        page = trail(ledger, query, after, 1000)
+        entries += page.entries
+        after = page.next_after
+    return entries
+
+
+def test_the_trail_of_a_season_holds_its_events_alone_read_through_the_index_or_the_log(store_url: str) -> None:
+    ledger = JourneyLedger(store_url)
+    simulate(ledger, 6, SEASON, 3)
+    simulate(ledger, 4, SEASON + 1, 4)
+    seasons = {s: [p for p, _, _ in _season_events(ledger, s)] for s in (SEASON, SEASON + 1)}
+    everything = _whole_trail(ledger, TrailQuery())
+    journey = next(i for _, i, t in _season_events(ledger) if t.endswith("Journey.Registered"))
+    for indexed in (False, True):  # the trail's index not built yet (the log read), then built
+        if indexed:
+            upgrade(engine := engine_for(store_url))
+            engine.dispose()
+            project(store_url)
+        for season, positions in seasons.items():
+            assert [e.position for e in _whole_trail(ledger, TrailQuery(season=season))] == positions
+            visas = _whole_trail(ledger, TrailQuery(season=season, event="VisaIssued"))
+            assert visas == [e for e in everything if e.event == "VisaIssued" and e.position in positions] != []
+        assert _whole_trail(ledger, TrailQuery(aggregate_id=journey, season=SEASON + 1)) == []
+        assert _whole_trail(ledger, TrailQuery(aggregate_id=journey, season=SEASON))
+    assert len(everything) > len(seasons[SEASON]) + len(seasons[SEASON + 1])  # the seasons' own events: of none
+    ledger.close()

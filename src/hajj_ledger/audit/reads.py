@@ -166,10 +166,9 @@ def trail(ledger: JourneyLedger, query: TrailQuery, after: int = 0, limit: int =
         raise ValidationError("after", "must not be negative")
     start = max(after, (query.from_position or 1) - 1)
     if query.aggregate_id is not None:
-        notifications = _aggregate(ledger, query.aggregate_id, start)
         if query.season is not None and not _of_season(ledger, query.aggregate_id, query.season):
-            notifications = []
-        return _scan(ledger, query, iter(notifications), [], limit)
+            return TrailPage([], None)  # not of the season (or of none): the same in a closed season's archive
+        return _scan(ledger, query, iter(_aggregate(ledger, query.aggregate_id, start)), [], limit)
     found: list[Entry] = []
     index = _Index(ledger) if query.indexed else None
     if index is not None and start < (reached := index.reached()):
