@@ -139,7 +139,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
         after = None if cursor is None else _after(cursor, view, model.key)
         if seasonal:  # one season's rows, never two
             filters[SEASON] = await season_or_current(reads.engine, filters.get(SEASON))
-        archived = await archives.of_season(filters[SEASON]) if model.name in ARCHIVED_VIEWS else None
+        archived = await archives.of_season(filters[SEASON]) if seasonal and model.name in ARCHIVED_VIEWS else None
         if archived is not None:  # a closed season's rows left the hot store with it: its archive's
             rows, reached = await run_in_threadpool(archived.page, model, agency, filters, after, limit)
         else:
