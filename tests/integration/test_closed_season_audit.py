@@ -302,3 +302,27 @@ def test_the_trail_of_a_season_holds_its_events_alone_read_through_the_index_or_
         assert _whole_trail(ledger, TrailQuery(aggregate_id=journey, season=SEASON))
     assert len(everything) > len(seasons[SEASON]) + len(seasons[SEASON + 1])  # the seasons' own events: of none
     ledger.close()
+
+
+def test_the_summary_of_a_closed_season_counts_what_it_counted_before(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HAJJ_LEDGER_SEASON_CACHE", str(tmp_path / "cache"))
+    ledger, keys = _prepared(store_url, 12)
+    # The figures of the season; trips on the road and beds are of now, of no season.
+    figures = ("season", "funnel", "arrivals", "in_kingdom", "cases", "overstays", "offers", "contracts")
+
+    def summaries() -> list[dict[str, Any]]:
+        with TestClient(create_app(store_url)) as client:
+            get = _getter(client, keys)
+            answers = [get(who, "/v1/summary", season=SEASON, day="2025-06-05") for who in ("ministry", "mission")]
+        assert all(status == 200 for status, _ in answers), answers
+        return [{name: body[name] for name in figures} for _, body in answers]
+
+    before = summaries()
+    close(ledger, SEASON, str(tmp_path / "archive"), _keys(), SeasonViews(store_url))
+    project(store_url)
+    ledger.close()
+
+    assert summaries() == before
+    assert sum(stage["reached"] for stage in before[0]["funnel"]) > 0 and before[1]["contracts"]["contracts"] > 0
