@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hajj_ledger.api import metrics, problems
 from hajj_ledger.api.agencies import Keys, Revocations
+from hajj_ledger.api.archives import ClosedSeasons
 from hajj_ledger.api.dashboard import add_dashboard
 from hajj_ledger.api.deps import Services, check_caller
 from hajj_ledger.api.docs import add_docs
@@ -74,7 +75,10 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         reads = Reads(ledger, database_url or store.database_url(), wait, engine, revocations, standbys=standby_urls())
         await reads.open()
         feed = Feed(ledger, revocations)
-        app.state.services = Services(ledger, engine, Keys(engine), wait, past, sealed, reads, feed, database_url)
+        archives = ClosedSeasons(engine, sealed.keys)
+        app.state.services = Services(
+            ledger, engine, Keys(engine), wait, past, sealed, reads, feed, archives, database_url
+        )
         lag = metrics.ProjectionLag(lambda: _lags(app.state.services))
         writes = metrics.WriteCounters(lambda: ledger.stats)
         metrics.REGISTRY.register(lag)
@@ -92,6 +96,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
             await asyncio.to_thread(feed.close)
             await asyncio.to_thread(revocations.close)
             past.close()
+            await asyncio.to_thread(archives.close)
             ledger.close(timeout=WRITER_CLOSE_SECONDS)
             engine.dispose()
 

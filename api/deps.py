@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency, Keys
+from hajj_ledger.api.archives import ClosedSeasons
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
@@ -54,6 +55,7 @@ class Services:
     chain: Chain  # the hash chain's checkpoints and proofs
     reads: Reads  # the hot reads: a journey's status, the views' pages
     feed: Feed  # the change feed's hub
+    archives: ClosedSeasons  # closed seasons, read from their archives
     database_url: str | None = None  # the store, for work done in threads of its own (exports)
 
 
@@ -120,6 +122,7 @@ ChainDep = Annotated[Chain, _service("chain")]
 ReadsDep = Annotated[Reads, _service("reads")]
 StoreUrlDep = Annotated[str | None, _service("database_url")]
 FeedDep = Annotated[Feed, _service("feed")]
+ArchivesDep = Annotated[ClosedSeasons, _service("archives")]
 _bearer = HTTPBearer(auto_error=False, description="the agency's API key (`hajj-ledger agency add`)")
 
 

@@ -87,7 +87,7 @@ class HotReads:
         position = _whole(query.get("min_position"))
         if "min_position" in query and position is None:
             return None
-        return await status(UUID(text), agency, services.reads, position)
+        return await status(UUID(text), agency, services.reads, services.archives, position)
 
     async def _page(self, services: Services, agency: Agency, view: APIRoute, query: dict[str, str]) -> Response | None:
         if not set(query) <= (PAGE_PARAMETERS | {SEASON} if view.path in self.by_season else PAGE_PARAMETERS):
@@ -104,7 +104,13 @@ class HotReads:
             return None
         seasons = {} if season is None else {SEASON: int(season)}
         page: Response = await view.endpoint(
-            agency=agency, reads=services.reads, cursor=cursor, limit=limit, min_position=position, **seasons
+            agency=agency,
+            reads=services.reads,
+            archives=services.archives,
+            cursor=cursor,
+            limit=limit,
+            min_position=position,
+            **seasons,
         )
         return page
 

@@ -409,16 +409,21 @@ class Reads:
         with self.engine.connect() as connection:
             self.await_position(connection, ["journey_status"], position, agency)
             found = connection.execute(journey_query(), {"journey_id": journey_id}).mappings().first()
-        return _plain(found) if found else None
+        return plain_row(found) if found else None
 
     def _page_sqlite(
         self, name: str, query: sa.Select[Any], parameters: dict[str, Any], position: int | None, agency: Agency
     ) -> Page:
         with self.engine.connect() as connection:
             self.await_position(connection, [name], position, agency)
-            rows = [_plain(r) for r in connection.execute(query, parameters).mappings()]
-            reached = connection.execute(position_query(), {"names": [name]}).scalar()
-        return rows, reached or 0
+            return read_page(connection, name, query, parameters)
+
+
+def read_page(connection: Connection, name: str, query: sa.Select[Any], parameters: dict[str, Any]) -> Page:
+    """A page of view `name` through SQLAlchemy, and the position the view had reached."""
+    rows = [plain_row(r) for r in connection.execute(query, parameters).mappings()]
+    reached = connection.execute(position_query(), {"names": [name]}).scalar()
+    return rows, reached or 0
 
 
 async def _reached(connection: psycopg.AsyncConnection[Any], names: Sequence[str]) -> int:
@@ -427,6 +432,6 @@ async def _reached(connection: psycopg.AsyncConnection[Any], names: Sequence[str
     return int(found[0] or 0) if found else 0
 
 
-def _plain(row: Any) -> Row:
+def plain_row(row: Any) -> Row:
     """A row with plain `str` keys (SQLAlchemy's are a subclass, which orjson refuses)."""
     return {str(k): v for k, v in row.items()}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from hajj_ledger.api.deps import ChainDep, Limit, Position, allow, caller
+from hajj_ledger.api.deps import ArchivesDep, ChainDep, Limit, Position, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.schemas import CheckpointPublic, CheckpointsPublic, ProofPublic, SigningKeysPublic
 from hajj_ledger.audit.signing import SigningKeyError
@@ -65,9 +65,17 @@ def keys(chain: ChainDep) -> SigningKeysPublic:
     summary="What an auditor needs to check one event offline against a signed checkpoint",
     description="Check it with the public keys alone: `check_proof.py` in docs/auditing.md does it in a few lines.",
 )
-def proof(chain: ChainDep, position: Annotated[Position, Query(description="the event's position")]) -> ProofPublic:
+def proof(
+    chain: ChainDep, archives: ArchivesDep, position: Annotated[Position, Query(description="the event's position")]
+) -> ProofPublic:
     try:
         return ProofPublic(**chain.proof(position))
+    except NotFoundError as error:
+        archived = archives.of(chain.tables.archived_season(position))  # a closed season's event: its archive's
+        if archived is None:
+            raise not_found(str(error)) from None
+    try:
+        return ProofPublic(**archived.chain.proof(position))
     except NotFoundError as error:
         raise not_found(str(error)) from None
     except SigningKeyError as error:

@@ -7,9 +7,10 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
+from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, LedgerDep, MinPosition, ReadsDep, allow, caller
+from hajj_ledger.api.deps import ArchivesDep, Caller, LedgerDep, MinPosition, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
@@ -37,8 +38,13 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
     "/{journey_id}", openapi_extra=allow(VIEW_READERS["journey_status"]), summary="A journey's status",
     response_model=dict[str, Any],
 )  # fmt: skip
-async def status(journey_id: UUID, agency: Caller, reads: ReadsDep, min_position: MinPosition = None) -> Response:
+async def status(
+    journey_id: UUID, agency: Caller, reads: ReadsDep, archives: ArchivesDep, min_position: MinPosition = None
+) -> Response:
     row = await reads.journey(journey_id, min_position, agency)
+    if row is None:  # a journey of a closed season, or none
+        archived = await run_in_threadpool(archives.holding, journey_id)
+        row = None if archived is None else await run_in_threadpool(archived.journey, journey_id)
     if row is None:
         raise journey_not_found(journey_id)
     check_scope(agency, row, journey_id)
@@ -46,7 +52,7 @@ async def status(journey_id: UUID, agency: Caller, reads: ReadsDep, min_position
 
 
 @router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
-def history(journey_id: UUID, agency: Caller, reads: ReadsDep) -> HistoryPublic:
+def history(journey_id: UUID, agency: Caller, reads: ReadsDep, archives: ArchivesDep) -> HistoryPublic:
     def read(ledger: JourneyLedger) -> list[Any]:
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
         return ledger.history(journey_id)
@@ -54,7 +60,10 @@ def history(journey_id: UUID, agency: Caller, reads: ReadsDep) -> HistoryPublic:
     try:
         events = reads.from_log(read)  # a standby's log, when there is one
     except NotFoundError:
-        raise journey_not_found(journey_id) from None
+        archived = archives.holding(journey_id)  # a journey of a closed season: its archive's log
+        if archived is None:
+            raise journey_not_found(journey_id) from None
+        events = read(archived.ledger)
     return HistoryPublic(journey_id=journey_id, events=[EventPublic(**event_json(e)) for e in events])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import Caller, MinPosition, ReadModelsDep, ReadsDep, SeasonQuery, allow, caller
+from hajj_ledger.api.deps import (
+    ArchivesDep,
+    Caller,
+    MinPosition,
+    ReadModelsDep,
+    ReadsDep,
+    SeasonQuery,
+    allow,
+    caller,
+)
 from hajj_ledger.api.reads import scope_column
 from hajj_ledger.domain.access import EVERY_AGENCY, SUMMARY_READERS, SUMMARY_VIEWS, VIEW_READERS
 from hajj_ledger.domain.catalogue import IN_KINGDOM
@@ -324,7 +334,8 @@ def _road(connection: Connection, agency: Agency, now: datetime) -> RoadPublic:
     "contracted, used and free (contracts), beds occupied and free (building_occupancy), trips on the road and "
     "overdue (trips_on_road). Every figure of journeys, offers and contracts is of one season: `season`, by default "
     "the current one (the same for every caller); trips and buildings are of no season, their figures are of now. "
-    "`day` defaults to today in Makkah. "
+    "`day` defaults to today in Makkah. A closed season's figures come from its archive, as they were before it "
+    "closed. "
     "With `min_position`, it answers once every view it counts for the caller has applied the log up to there, "
     "waiting (bounded) as the views do, else 503 with Retry-After.",
 )  # fmt: skip
@@ -332,6 +343,7 @@ def summary(
     agency: Caller,
     engine: ReadModelsDep,
     reads: ReadsDep,
+    archives: ArchivesDep,
     season: SeasonQuery = None,
     day: Annotated[Day | None, Query(description="the day whose movement 'today' shows (in Makkah)")] = None,
     min_position: MinPosition = None,
@@ -339,25 +351,30 @@ def summary(
     def readable(name: str, figure: Callable[[], Any]) -> Any:
         return figure() if agency.role in VIEW_READERS[name] else None
 
-    with engine.connect() as connection:
+    with ExitStack() as opened:
+        connection = opened.enter_context(engine.connect())
         counts = [name for name in SUMMARY_VIEWS if agency.role in VIEW_READERS[name]]
         reads.await_position(connection, counts, min_position, agency)
         now = datetime.now(UTC)
         day = day or makkah_day(now)
         chosen = chosen_season(connection, season)
         counted = chosen if chosen is not None else 0  # no season yet: every season's figures are empty
+        now_figures = connection  # trips and buildings are of no season: the hot store's, of now
+        archived = archives.of(chosen)
+        if archived is not None:  # a closed season's rows left the hot store with it: its archive's
+            connection = opened.enter_context(archived.engine.connect())
         return SummaryPublic(
             season=chosen,
-            seasons=seasons(connection),
+            seasons=seasons(now_figures),
             day=day,
             funnel=readable("season_funnel", lambda: _funnel(connection, agency, counted, day)),
             arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency, counted)),
             in_kingdom=readable("journey_status", lambda: _in_kingdom(connection, agency, counted)),
-            trips_on_the_road=readable("trip_manifest", lambda: _trips(connection, agency)),
+            trips_on_the_road=readable("trip_manifest", lambda: _trips(now_figures, agency)),
             cases=readable("journey_status", lambda: _cases(connection, agency, counted)),
             overstays=readable("overstay_watch", lambda: _overstays(connection, agency, counted, now)),
             offers=readable("service_offers", lambda: _offers(connection, agency, counted)),
             contracts=readable("contracts", lambda: _contracts(connection, agency, counted)),
-            beds=readable("building_occupancy", lambda: _beds(connection, agency)),
-            road=readable("trips_on_road", lambda: _road(connection, agency, now)),
+            beds=readable("building_occupancy", lambda: _beds(now_figures, agency)),
+            road=readable("trips_on_road", lambda: _road(now_figures, agency, now)),
         )

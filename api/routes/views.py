@@ -17,9 +17,12 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
+from hajj_ledger.api.archives import ARCHIVED_VIEWS
 from hajj_ledger.api.deps import (
+    ArchivesDep,
     Caller,
     Limit,
     MinPosition,
@@ -130,11 +133,17 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     view = model.view()
     seasonal = by_season(model)
 
-    async def handler(agency: Any, reads: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any) -> Response:
+    async def handler(
+        agency: Any, reads: Any, archives: Any, cursor: Any, limit: Any, min_position: Any, **filters: Any
+    ) -> Response:
         after = None if cursor is None else _after(cursor, view, model.key)
         if seasonal:  # one season's rows, never two
             filters[SEASON] = await season_or_current(reads.engine, filters.get(SEASON))
-        rows, reached = await reads.page(name, model, agency, filters, after, limit, min_position)
+        archived = await archives.of_season(filters[SEASON]) if seasonal and model.name in ARCHIVED_VIEWS else None
+        if archived is not None:  # a closed season's rows left the hot store with it: its archive's
+            rows, reached = await run_in_threadpool(archived.page, model, agency, filters, after, limit)
+        else:
+            rows, reached = await reads.page(name, model, agency, filters, after, limit, min_position)
         items, next_cursor = _cut(rows, model, limit)
         body = {"items": items, "next_cursor": next_cursor, "position": reached}
         return answer({**body, SEASON: filters[SEASON]} if seasonal else body)
@@ -143,6 +152,7 @@ def add_view(router: APIRouter, name: str, model: Model) -> None:
     parameters = [
         inspect.Parameter("agency", keyword, annotation=Caller),
         inspect.Parameter("reads", keyword, annotation=ReadsDep),
+        inspect.Parameter("archives", keyword, annotation=ArchivesDep),
         inspect.Parameter("cursor", keyword, default=None, annotation=Cursor),
         inspect.Parameter("limit", keyword, default=100, annotation=Limit),
         inspect.Parameter("min_position", keyword, default=None, annotation=MinPosition),

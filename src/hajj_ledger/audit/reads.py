@@ -110,7 +110,8 @@ def _aware(name: str, value: datetime | None) -> None:
 @dataclass(frozen=True)
 class TrailQuery:
     """Which events: of one journey or trip, by one agency, of one type, recorded within a time range and lying
-    within a position range (both ranges inclusive, each end optional)."""
+    within a position range (both ranges inclusive, each end optional), of one season's journeys, trips, offers and
+    contracts (the store's season of each event: a season's own events and buildings' are of none)."""
 
     aggregate_id: UUID | None = None
     agency_id: str | None = None
@@ -119,6 +120,7 @@ class TrailQuery:
     recorded_until: datetime | None = None
     from_position: int | None = None
     until_position: int | None = None
+    season: int | None = None
 
     def __post_init__(self) -> None:
         if self.event is not None and self.event not in STEPS:
@@ -136,7 +138,7 @@ class TrailQuery:
     @property
     def indexed(self) -> bool:
         """Whether the trail's index narrows this query down (an aggregate's own events need no index)."""
-        wanted = (self.agency_id, self.event, self.recorded_from, self.recorded_until)
+        wanted = (self.agency_id, self.event, self.recorded_from, self.recorded_until, self.season)
         return self.aggregate_id is None and any(v is not None for v in wanted)
 
     def admits(self, entry: Entry) -> bool:
@@ -164,6 +166,8 @@ def trail(ledger: JourneyLedger, query: TrailQuery, after: int = 0, limit: int =
         raise ValidationError("after", "must not be negative")
     start = max(after, (query.from_position or 1) - 1)
     if query.aggregate_id is not None:
+        if query.season is not None and not _of_season(ledger, query.aggregate_id, query.season):
+            return TrailPage([], None)  # not of the season (or of none): the same in a closed season's archive
         return _scan(ledger, query, iter(_aggregate(ledger, query.aggregate_id, start)), [], limit)
     found: list[Entry] = []
     index = _Index(ledger) if query.indexed else None
@@ -174,7 +178,11 @@ def trail(ledger: JourneyLedger, query: TrailQuery, after: int = 0, limit: int =
             return TrailPage(found[:limit], found[limit - 1].position)
         start = reached
     topics = [_topic(query.event)] if query.event else []
-    return _scan(ledger, query, _log(ledger, start, query.until_position, topics), found, limit)
+    if query.season is not None:
+        log = _season_log(ledger, query.season, start, query.until_position, topics)
+    else:
+        log = _log(ledger, start, query.until_position, topics)
+    return _scan(ledger, query, log, found, limit)
 
 
 def _scan(
@@ -253,9 +261,14 @@ class _Index:
             if value is not None:
                 conditions.append(condition)
                 parameters.append(value)
+        indexed = "{index}"
+        if query.season is not None:  # the season is the log's, beside each event
+            indexed = "{index} AS x JOIN {events} AS s ON s.{position} = x.position"
+            conditions.append("s.season = ?")
+            parameters.append(query.season)
         rows = self._rows(
             "SELECT i.position, e.originator_id, e.originator_version, e.topic, e.state FROM "
-            f"(SELECT position FROM {{index}} WHERE {' AND '.join(conditions)} ORDER BY position LIMIT ?) AS i "
+            f"(SELECT position FROM {indexed} WHERE {' AND '.join(conditions)} ORDER BY position LIMIT ?) AS i "
             "JOIN {events} AS e ON e.{position} = i.position ORDER BY i.position",
             *parameters,
             limit,
@@ -264,14 +277,15 @@ class _Index:
 
     def decoded(self, row: Any, at: str) -> Any:
         """A row of the log (originator, version, topic, state, and its position under `at`) as its domain event."""
-        return self.ledger.mapper.to_domain_event(
-            Notification(
-                id=row[at],
-                originator_id=row["originator_id"] if self.postgres else UUID(row["originator_id"]),
-                originator_version=row["originator_version"],
-                topic=row["topic"],
-                state=bytes(row["state"]),
-            )
+        return self.ledger.mapper.to_domain_event(self.notification(row, at))
+
+    def notification(self, row: Any, at: str) -> Notification:
+        return Notification(
+            id=row[at],
+            originator_id=row["originator_id"] if self.postgres else UUID(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
         )
 
     def _bounds(self, query: TrailQuery) -> tuple[int, int]:
@@ -357,6 +371,38 @@ def _log(ledger: JourneyLedger, after: int, stop: int | None, topics: list[str])
         if len(chunk) < _CHUNK:
             return
         after = chunk[-1].id
+
+
+def _of_season(ledger: JourneyLedger, aggregate_id: UUID, season: int) -> bool:
+    log = _Index(ledger)
+    rows = log._rows(
+        "SELECT count(*) AS n FROM {events} WHERE originator_id = ? AND season = ?",
+        aggregate_id if log.postgres else aggregate_id.hex,
+        season,
+    )
+    return bool(rows[0]["n"])
+
+
+def _season_log(
+    ledger: JourneyLedger, season: int, after: int, stop: int | None, topics: list[str]
+) -> Iterator[Notification]:
+    """`_log`, of one season's events: read by the season the store keeps beside each event."""
+    log = _Index(ledger)
+    conditions = "season = ? AND {position} > ?" + (" AND {position} <= ?" if stop is not None else "")
+    conditions += "".join(" AND topic = ?" for _ in topics[:1])
+    while True:
+        bounds = [after, *([stop] if stop is not None else []), *topics[:1]]
+        rows = log._rows(
+            "SELECT {position} AS at, originator_id, originator_version, topic, state FROM {events} "
+            f"WHERE {conditions} ORDER BY {{position}} LIMIT ?",
+            season,
+            *bounds,
+            _CHUNK,
+        )
+        yield from (log.notification(row, "at") for row in rows)
+        if len(rows) < _CHUNK:
+            return
+        after = rows[-1]["at"]
 
 
 def _topic(event: str) -> str:
