@@ -29,7 +29,6 @@ from hajj_ledger.domain.catalogue import (
     CONTRACT_STEPS,
     JOURNEY_STEPS,
     OFFER_STEPS,
-    SEASON_STEPS,
     TRIP_STEPS,
     check_season,
     check_step,
@@ -319,10 +318,10 @@ class JourneyLedger(Application[UUID]):
         except SeasonShutError as shut:
             # Another writer put the season into closing after this batch was decided (this copy of it was not yet
             # current): its commands are refused, and the batch runs again carefully, every aggregate read afresh.
-            stage = SEASON_STEPS[shut.event].to
+            stage = self.season(shut.season).stage
             for receipt in unit.receipts:
                 if any(seasons.get(aggregate_id) == shut.season for aggregate_id, _, _ in receipt.events):
-                    refused[receipt.command_id] = past_opening(receipt.event, shut.season, str(stage))
+                    refused[receipt.command_id] = past_opening(receipt.event, shut.season, stage)
             raise IntegrityError(str(shut)) from shut
 
     def _recorded(

@@ -33,7 +33,7 @@ from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration
+from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration, season_opened
 
 EGY, PAK, COMPANY, COMPANY_2 = "mission-EGY-1", "mission-PAK-2", "company-1", "company-2"
 HEARTBEAT = 0.2
@@ -108,7 +108,7 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
-    with serving(store_url, keys) as found:
+    with serving(season_opened(store_url), keys) as found:
         yield found
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing as closing_connection
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 import psycopg
@@ -347,15 +347,20 @@ def test_a_node_accepts_no_step_of_a_season_another_node_put_into_closing(
 def _taken_out(ledger: JourneyLedger, store_url: str, season: int) -> None:
     """The season's events and receipts out of the hot store as closing takes them (archive.seasons): on PostgreSQL
     its partitions detached and dropped, on SQLite its rows deleted."""
+    tables = (_events_table(ledger), "command_receipts")
     if store_url.startswith("sqlite"):
-        with closing_connection(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as connection, connection:
-            for table in (ledger.store.events_table_name, "command_receipts"):
-                connection.execute(f"DELETE FROM {table} WHERE season = ?", (season,))
+        with closing_connection(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as lite, lite:
+            for table in tables:
+                lite.execute(f"DELETE FROM {table} WHERE season = ?", (season,))
         return
     with psycopg.connect(store_url, autocommit=True) as connection:
-        for table in (ledger.store.events_table_name, "command_receipts"):
+        for table in tables:
             connection.execute(f"ALTER TABLE {table} DETACH PARTITION {season_partition(table, season)}")
             connection.execute(f"DROP TABLE {season_partition(table, season)}")
+
+
+def _events_table(ledger: JourneyLedger) -> str:
+    return str(cast(Any, ledger.store).events_table_name)
 
 
 def test_a_write_into_an_archived_season_is_refused_by_the_store(ledger: JourneyLedger, store_url: str) -> None:
@@ -388,6 +393,6 @@ def test_a_write_into_an_archived_season_is_refused_by_the_store(ledger: Journey
     if not store_url.startswith("sqlite"):
         with psycopg.connect(store_url) as connection:
             partition = connection.execute(
-                "SELECT to_regclass(%s)", (season_partition(ledger.store.events_table_name, 1446),)
+                "SELECT to_regclass(%s)", (season_partition(_events_table(ledger), 1446),)
             ).fetchone()
         assert partition == (None,)

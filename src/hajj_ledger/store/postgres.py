@@ -166,10 +166,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "LOCK TABLE {events} IN EXCLUSIVE MODE; "
             # A season put into closing (or later) by another writer takes no more events: its own aggregate (of no
             # season) has recorded more than its opening. Read under the lock, so nothing of it commits after.
-            "SELECT originator_id, topic INTO shut FROM {events} WHERE season = 0 AND originator_id = ANY(season_ids) "
-            "AND originator_version > 1 ORDER BY originator_version DESC LIMIT 1; "
+            "SELECT originator_id INTO shut FROM {events} WHERE season = 0 AND originator_id = ANY(season_ids) "
+            "AND originator_version > 1 LIMIT 1; "
             "IF FOUND THEN RAISE EXCEPTION 'a season past its opening takes no more events' USING "
-            "ERRCODE = '{shut_state}', DETAIL = shut.originator_id::text || ' ' || shut.topic; END IF; "
+            "ERRCODE = '{shut_state}', DETAIL = shut.originator_id::text; END IF; "
             "NOTIFY {channel}; "
             "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state, season) "
             "SELECT * FROM unnest(ids, versions, topics, states, seasons) RETURNING notification_id; "
@@ -273,8 +273,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 state = error.sqlstate or ""
                 if state == SEASON_SHUT_STATE:  # a refusal, not the store away: nothing was written
-                    season_id, _, topic = (error.diag.message_detail or "").partition(" ")
-                    raise season_shut(written, season_id, topic) from error
+                    raise season_shut(written, error.diag.message_detail or "") from error
                 if state and not state.startswith(("08", "57P")):  # the server refused it (a lock timeout, ...)
                     raise
                 raise OutcomeUnknownError(

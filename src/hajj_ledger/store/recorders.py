@@ -212,13 +212,13 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         if not written:
             return
         c.execute(
-            f"SELECT originator_id, topic FROM {self.events_table_name} WHERE originator_id IN "
-            f"({', '.join('?' * len(written))}) AND originator_version > 1 ORDER BY originator_version DESC LIMIT 1",
+            f"SELECT originator_id FROM {self.events_table_name} WHERE originator_id IN "
+            f"({', '.join('?' * len(written))}) AND originator_version > 1 LIMIT 1",
             [season_id.hex for season_id in written],
         )
         shut = c.fetchone()
         if shut is not None:
-            raise season_shut(written, shut[0], shut[1])
+            raise season_shut(written, shut[0])
 
     @staticmethod
     def _write_sealed(c: SQLiteCursor, sealed: Sequence[Sealed]) -> None:

@@ -84,12 +84,11 @@ def season_partition(table: str, season: int) -> str:
 class SeasonShutError(Exception):
     """The store refused a batch that writes into a season another writer has put into closing or later: the
     season's own aggregate has recorded more than its opening (read under the log's lock, so no write of the season
-    commits after its SeasonClosing). `event` is the season's latest, e.g. `SeasonClosing`; nothing was written."""
+    commits after its SeasonClosing). Nothing was written."""
 
-    def __init__(self, season: int, event: str) -> None:
-        super().__init__(f"season {season} takes no more events: its latest is {event}")
+    def __init__(self, season: int) -> None:
+        super().__init__(f"season {season} is past its opening: it takes no more events")
         self.season = season
-        self.event = event
 
 
 def seasons_written(seasons: Iterable[int]) -> dict[UUID, int]:
@@ -97,7 +96,6 @@ def seasons_written(seasons: Iterable[int]) -> dict[UUID, int]:
     return {Season.create_id(season): season for season in set(seasons) if season != NO_SEASON}
 
 
-def season_shut(written: dict[UUID, int], season_id: UUID | str, topic: str) -> SeasonShutError:
-    """The refusal for a season found past its opening: its aggregate's id and latest event's topic, as stored."""
-    season_id = season_id if isinstance(season_id, UUID) else UUID(season_id)
-    return SeasonShutError(written[season_id], topic.rpartition(".")[2])
+def season_shut(written: dict[UUID, int], season_id: UUID | str) -> SeasonShutError:
+    """The refusal for a season found past its opening, by its aggregate's id as stored."""
+    return SeasonShutError(written[season_id if isinstance(season_id, UUID) else UUID(season_id)])
