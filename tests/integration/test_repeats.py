@@ -18,7 +18,7 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.store.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE
-from tests.support import actor, command
+from tests.support import actor, command, open_season
 
 PAIRS = 150
 ROUNDS = 4
@@ -88,6 +88,7 @@ def test_a_batch_meeting_another_servers_receipt_is_answered_and_leaves_its_conn
     statement _pg3_N does not exist" on its next insert). One connection makes every round meet whatever the
     previous one left; the pause lets the other server's commit land first every time."""
     other = JourneyLedger(postgres_url)
+    open_season(other)
     monkeypatch.setenv(WRITE_POOL_SIZE_VARIABLE, "1")
     monkeypatch.setenv(WRITE_POOL_OVERFLOW_VARIABLE, "0")
     ledger = JourneyLedger(postgres_url)
