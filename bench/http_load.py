@@ -108,6 +108,7 @@ def serving(url: str, workers: int) -> Iterator[int]:
 
 def measure_api(url: str, commands: int, reads: int, batches: int, workers: int) -> dict[str, Any]:
     """Single steps from 64 clients; journey status reads from 64 clients; batches of 1,000 from 4 clients."""
+    from bench.season import open_season_now_in
     from hajj_ledger.api import agencies
     from hajj_ledger.domain.vocabulary import Role
     from hajj_ledger.migrations import upgrade
@@ -119,6 +120,7 @@ def measure_api(url: str, commands: int, reads: int, batches: int, workers: int)
         mission = agencies.add(connection, Role.MISSION, "bench mission", "mission-IDN-00001")[1]
         ministry = agencies.add(connection, Role.MINISTRY, "bench ministry")[1]
     engine.dispose()
+    open_season_now_in(url)
     now = datetime.now(UTC).isoformat()
 
     def registration() -> dict[str, Any]:

@@ -33,6 +33,7 @@ from uuid import UUID, uuid4
 import orjson
 
 from bench.http_load import LENGTH, request
+from bench.season import open_season_now
 from bench.serving import LEDGER, Server, free_port, servers
 
 SEASON, COUNTRY, PORT = 1446, "IDN", "JED-HAJJ"
@@ -72,6 +73,7 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
     now = datetime.now(UTC) - timedelta(minutes=1)
     missions = [Actor(f"mission-{COUNTRY}-{n:05d}", Role.MISSION) for n in range(racers + 1)]
     ledger = JourneyLedger(url)
+    open_season_now(ledger, SEASON)
 
     def record(*wave: tuple[Actor, str, dict[str, Any]]) -> list[UUID]:
         commands = [

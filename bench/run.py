@@ -93,6 +93,16 @@ def _ledger(url: str) -> Any:
     return JourneyLedger(url)
 
 
+def _simulated_ledger(url: str) -> Any:
+    """A ledger with the simulated season opened (as `simulate` opens it), for the workloads that record the
+    simulator's commands themselves: a season never opened takes no registration."""
+    from hajj_ledger.simulation.season import open_season
+
+    ledger = _ledger(url)
+    open_season(ledger, SEASON)
+    return ledger
+
+
 def _season(pilgrims: int) -> Iterator[list[tuple[Any, Any]]]:
     """The simulator's commands in the ledger's batches, built before the clock starts on each batch."""
     from hajj_ledger.simulation.season import BATCH, chunks
@@ -106,7 +116,7 @@ def measure_ingest(url: str, pilgrims: int) -> dict[str, Any]:
     """Batched ingest through the application: record_batch on the simulator's commands."""
     from hajj_ledger.ledger import Outcome
 
-    ledger = _ledger(url)
+    ledger = _simulated_ledger(url)
     market = _market_events()
     events = refused = of_market = 0
     seconds = 0.0
@@ -184,6 +194,7 @@ def measure_library_default(url: str, source_url: str) -> dict[str, Any]:
     from eventsourcing.application import Application
     from eventsourcing.persistence import JSONTranscoder, Transcoding
 
+    from hajj_ledger.domain.season import Season
     from hajj_ledger.domain.vocabulary import Role, Stamp
     from hajj_ledger.simulation.season import BATCH
 
@@ -208,7 +219,9 @@ def measure_library_default(url: str, source_url: str) -> dict[str, Any]:
     start = 1
     while start <= head:
         for notification in source.recorder.select_notifications(start=start, limit=10_000):
-            events.append(source.mapper.to_domain_event(notification))
+            event = source.mapper.to_domain_event(notification)
+            if not isinstance(event, Season.Event):  # the season's opening, recorded before ingest was timed
+                events.append(event)
             start = notification.id + 1
     source.close()
 
@@ -266,7 +279,7 @@ def measure_single(url: str, count: int, clients: int) -> dict[str, Any]:
     queues: list[list[tuple[Any, Any]]] = [[] for _ in range(clients)]
     for command, actor in commands:
         queues[hash(_journey_of(command)) % clients].append((command, actor))
-    ledger = _ledger(url)
+    ledger = _simulated_ledger(url)
     ledger.record_batch(market)  # before the clock starts: what the journeys contract on
     refused = 0
     lock = threading.Lock()
@@ -511,7 +524,7 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
 def steady_load(url: str, seconds: float, events_per_second: int) -> tuple[int, float]:
     """A simulated season recorded at `events_per_second` for `seconds`, in batches every 50 ms: the events recorded
     and the seconds it took."""
-    writer = _ledger(url)
+    writer = _simulated_ledger(url)
     # A command records 0.8 events on average in the simulated season (refusals, steps of the market): a season
     # with twice the pilgrims that rate needs, so that its commands never run out before the clock does.
     commands = [c for batch in _season(max(100, int(seconds * events_per_second / 14))) for c in batch]
@@ -727,6 +740,7 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     """Registration with identity against without; passport lookups in a vault of `vault` identities; erasure."""
     import random
 
+    from bench.season import open_season_now
     from hajj_ledger.domain.commands import EraseIdentity, Identity, Register
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.identities import find_by_name, find_by_passport
@@ -734,6 +748,7 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     from hajj_ledger.simulation import identities
 
     ledger = _ledger(url)
+    open_season_now(ledger, SEASON)
     rng = random.Random(5)
     mission = Actor("mission-EGY-00001", Role.MISSION)
     arafat = datetime(2025, 6, 5).date()

@@ -318,6 +318,7 @@ class Setup:
 def prepare(url: str, plan: Plan, logs: Path) -> Setup:
     """Migrate, add the agencies, put `plan.journeys` journeys in the Kingdom, project them."""
     from bench.bare_server import SCHEMA
+    from bench.season import open_season_now
     from hajj_ledger.api import agencies
     from hajj_ledger.domain.commands import parse_command
     from hajj_ledger.domain.journey import Journey
@@ -366,6 +367,7 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
     ]
     ledger = JourneyLedger(url)
     try:
+        open_season_now(ledger, SEASON)
 
         def command(event: str, **fields: Any) -> Any:
             return parse_command({"event": event, "command_id": uuid4(), "occurred_at": now, **fields})

@@ -19,6 +19,7 @@ import pytest
 
 from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
 from hajj_ledger.ledger import JourneyLedger
+from tests.support import open_season
 
 # The vault's master key for every test (tests that need another set their own).
 os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
@@ -111,15 +112,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def ledger(store_url: str) -> Iterator[JourneyLedger]:
+    """A ledger on a new store, season 1446 opened by the ministry (a registration needs its season open)."""
     app = JourneyLedger(store_url)
+    open_season(app)
     yield app
     app.close()
 
 
 @pytest.fixture
 def two_ledgers(store_url: str) -> Iterator[tuple[JourneyLedger, JourneyLedger]]:
-    """Two ledgers on one store, as two API nodes (processes) would be."""
+    """Two ledgers on one store, as two API nodes (processes) would be; season 1446 opened."""
     first, second = JourneyLedger(store_url), JourneyLedger(store_url)
+    open_season(first)
     yield first, second
     first.close()
     second.close()

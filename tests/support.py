@@ -496,7 +496,19 @@ def open_season(ledger: JourneyLedger, season: int = 1446, **calendar: Any) -> N
         ledger.record(command("SeasonOpened", season=season, occurred_at=OPENED_AT, **calendar), actor(Role.MINISTRY))
 
 
+def season_opened(url: str, season: int = 1446) -> str:
+    """The store at `url` with the season opened in it, as the ministry would before any registration (by a node
+    of its own: the servers' write caches learn of it from the log)."""
+    ledger = JourneyLedger(url)
+    try:
+        open_season(ledger, season)
+    finally:
+        ledger.close()
+    return url
+
+
 def _registered(ledger: JourneyLedger, pilgrims: list[UUID]) -> list[UUID]:
+    open_season(ledger)  # a registration needs its season open
     results = ledger.record_batch(
         [(command("Registered", pilgrim_id=p, season=1446, country="IDN"), actor(Role.MISSION)) for p in pilgrims]
     )

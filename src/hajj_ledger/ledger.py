@@ -20,7 +20,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, Recording
+from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
 from hajj_ledger.domain.aggregates import AGGREGATES
 from hajj_ledger.domain.building import Building
@@ -32,6 +32,7 @@ from hajj_ledger.domain.catalogue import (
     TRIP_STEPS,
     check_season,
     check_step,
+    past_opening,
 )
 from hajj_ledger.domain.commands import (
     AmendContract,
@@ -81,7 +82,7 @@ from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
 from hajj_ledger.store.connections import StoreUnavailableError
 from hajj_ledger.store.recorders import LedgerRecorder, Receipt
-from hajj_ledger.store.seasons import season_of
+from hajj_ledger.store.seasons import SeasonShutError, season_of
 from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns, within_patience
 
 TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
@@ -257,9 +258,14 @@ class JourneyLedger(Application[UUID]):
             with self._writing:
                 self.stats.batches += 1
 
+            refused: dict[UUID, LedgerError] = {}  # by the store, for their season's stage: re-runs answer so
+
             def attempt(after_away: bool) -> list[Result] | None:
-                return with_reruns(lambda careful: self._record_once(commands, careful=careful or after_away),
-                                   self.MAX_ATTEMPTS, self.stats)  # fmt: skip
+                return with_reruns(
+                    lambda careful: self._record_once(commands, careful=careful or after_away, refused=refused),
+                    self.MAX_ATTEMPTS,
+                    self.stats,
+                )
 
             results = within_patience(attempt, self._recover) if self._postgres else attempt(False)
         if results is not None:
@@ -270,7 +276,9 @@ class JourneyLedger(Application[UUID]):
         )
         return [conflict for _ in commands]
 
-    def _record_once(self, commands: Sequence[tuple[Command, Actor]], *, careful: bool) -> list[Result]:
+    def _record_once(
+        self, commands: Sequence[tuple[Command, Actor]], *, careful: bool, refused: dict[UUID, LedgerError]
+    ) -> list[Result]:
         # Trusting: no receipts looked up first; a repeated command either collides with its receipt's key at
         # save (the batch runs again, carefully), or is refused, and a refusal's receipt is looked up after.
         # A batch that only creates (registrations, trips) reads no cached aggregate: the store's keys judge a
@@ -285,15 +293,15 @@ class JourneyLedger(Application[UUID]):
             unit = _Unit(self, careful=careful)
             try:
                 unit.load(commands)
-                results = self._late_repeats(commands, self._decide_all(commands, receipts, unit))
-                recordings = None if creating else self._save(unit)
+                results = self._late_repeats(commands, self._decide_all(commands, receipts, unit, refused))
+                recordings = None if creating else self._save(unit, refused)
             except BaseException:
                 # The batch's aggregates were changed in place and their pending events are gone: forget them.
                 self._cache.forget(unit.aggregates)
                 raise
             if recordings is not None:
                 return self._recorded(unit, results, recordings)
-        recordings = self._save(unit)  # only what this batch created: nothing to forget if it fails
+        recordings = self._save(unit, refused)  # only what this batch created: nothing to forget if it fails
         with self._writing:
             return self._recorded(unit, results, recordings)
 
@@ -302,11 +310,20 @@ class JourneyLedger(Application[UUID]):
         if recover is not None:
             recover()
 
-    def _save(self, unit: _Unit) -> list[Recording[UUID]]:
+    def _save(self, unit: _Unit, refused: dict[UUID, LedgerError]) -> list[Recording[UUID]]:
         if not unit.receipts:
             return []
         seasons = {aggregate_id: season_of(a) for aggregate_id, a in unit.aggregates.items()}
-        return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault, seasons=seasons)
+        try:
+            return self.save(*unit.events, receipts=unit.receipts, vault=unit.vault, seasons=seasons)
+        except SeasonShutError as shut:
+            # Another writer put the season into closing after this batch was decided (this copy of it was not yet
+            # current): its commands are refused, and the batch runs again carefully, every aggregate read afresh.
+            stage = self.season(shut.season).stage
+            for receipt in unit.receipts:
+                if any(seasons.get(aggregate_id) == shut.season for aggregate_id, _, _ in receipt.events):
+                    refused[receipt.command_id] = past_opening(receipt.event, shut.season, stage)
+            raise IntegrityError(str(shut)) from shut
 
     def _recorded(
         self, unit: _Unit, results: list[Result | Receipt | _Repeat], recordings: list[Recording[UUID]]
@@ -329,7 +346,11 @@ class JourneyLedger(Application[UUID]):
         return found
 
     def _decide_all(
-        self, commands: Sequence[tuple[Command, Actor]], receipts: dict[UUID, Receipt], unit: _Unit
+        self,
+        commands: Sequence[tuple[Command, Actor]],
+        receipts: dict[UUID, Receipt],
+        unit: _Unit,
+        refused: dict[UUID, LedgerError],
     ) -> list[Result | Receipt | _Repeat]:
         results: list[Result | Receipt | _Repeat] = []
         new: dict[UUID, Receipt] = {}
@@ -337,6 +358,9 @@ class JourneyLedger(Application[UUID]):
             known = receipts.get(command.command_id) or new.get(command.command_id)
             if known is not None:  # recorded before, or earlier in this batch
                 results.append(self._repeat(known, command))
+                continue
+            if command.command_id in refused:  # by the store, for its season's stage, when the batch ran before
+                results.append(refused[command.command_id])
                 continue
             try:
                 touched = self._decide(command, self._stamp(command, actor), unit)

@@ -25,6 +25,7 @@ from tests.support import (
     registration_command,
     run_cli,
     season_command,
+    season_opened,
 )
 
 DOC = Path(__file__).parents[2] / "docs" / "journey.md"
@@ -63,10 +64,11 @@ def test_a_mistyped_command_gets_a_did_you_mean(tmp_path: Path, typed: list[str]
 def test_record_then_history(store_url: str) -> None:
     pilgrim = uuid4()
     registration = registration_command("NGA", pilgrim_id=str(pilgrim))
+    season_opened(store_url)
     first = run_process(store_url, "record", "--role", "mission", "--agency", "mission-NGA-1", json.dumps(registration))
     assert first.returncode == 0, first.stderr
     outcome = json.loads(first.stdout)
-    assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 1, False)
+    assert (outcome["event"], outcome["position"], outcome["repeated"]) == ("Registered", 2, False)
 
     ledger = JourneyLedger(store_url)
     try:
@@ -337,6 +339,7 @@ def test_a_market_recorded_from_the_command_line(store_url: str) -> None:
     """Every kind of aggregate of the market, each step by the role that records it, as JSON to `record`; then the
     rules and the views show it."""
     building, offer, contract, trip = (str(uuid4()) for _ in range(4))
+    season_opened(store_url)
 
     def record(role: str, agency: str, event: str, **fields: Any) -> Ran:
         body = {"event": event, "command_id": str(uuid4()), "occurred_at": T0.isoformat(), **fields}

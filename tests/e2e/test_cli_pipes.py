@@ -15,7 +15,7 @@ from hajj_ledger.cli import main
 from hajj_ledger.domain.commands import parse_command_json
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger
-from tests.support import EXECUTABLE, registration_command
+from tests.support import EXECUTABLE, open_season, registration_command, season_opened
 
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "pyarrow", "uvicorn", "hajj_ledger.projections.runner")
 
@@ -26,6 +26,7 @@ def sealed_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("HAJJ_LEDGER_DATABASE_URL", url)
     assert main(["migrate"]) == 0
     ledger = JourneyLedger(url)
+    open_season(ledger)
     ledger.record(parse_command_json(json.dumps(registration_command())), Actor("mission-EGY-00001", Role.MISSION))
     Chain(ledger, signing_keys(url, required=True)).seal_all()
     ledger.close()
@@ -63,6 +64,7 @@ def test_starting_imports_only_what_the_command_needs(command: str, store_url: s
     """Each of the commands that must start fast (< 0.5 s: `make bench`) imports only what it needs."""
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}
     subprocess.run([str(EXECUTABLE), "migrate"], env=env, capture_output=True, check=True)
+    season_opened(store_url)
     registration = registration_command()
     record = ["record", json.dumps(registration), "--role", "mission", "--agency", "mission-EGY-00001"]
     if command == "history":

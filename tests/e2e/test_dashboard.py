@@ -25,7 +25,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import IN_CI
-from tests.support import T0, as_json, building_fields, offer_fields, run_cli, serving
+from tests.support import T0, as_json, building_fields, offer_fields, run_cli, season_opened, serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` is never run
@@ -83,6 +83,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             keys[role] = agencies.add(connection, Role(role), f"dashboard {role}", SCOPES.get(role))[1]
         keys["other_mission"] = agencies.add(connection, Role.MISSION, "other", SCOPES["other_mission"])[1]
     engine.dispose()
+    season_opened(url)
     with serving({**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}, directory / "serve.log") as [base]:
         seeded = Store(base, keys, "", "", "", url=url)
         seeded.contract = _market(seeded)

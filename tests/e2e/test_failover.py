@@ -27,7 +27,7 @@ import pytest
 from tests.clusters import BIN, Cluster, primary_and_standby
 from tests.conftest import IN_CI
 from tests.e2e.test_leadership import Node, mission_key, reached, views_and_chain_hold
-from tests.support import eventually, registration
+from tests.support import eventually, registration, season_opened
 
 # The test's bounds: generous beside the targets (2 s and 5 s, measured by the benchmark alone), since the test runs
 # on a machine shared with two PostgreSQL clusters, two nodes and their clients.
@@ -136,6 +136,7 @@ def failover(tmp_path: Path, *, before: float = 3.0, after: float = 3.0) -> Meas
         nodes: list[Node] = []
         try:
             key = mission_key(env)
+            season_opened(url)
             nodes += [Node(env, tmp_path), Node(env, tmp_path)]
             eventually(lambda: [n.leads() for n in nodes].count(True) == 1, 20, "one leader")
             load = Load([n.base for n in nodes], key)

@@ -24,7 +24,7 @@ from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.runner import Runner
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.integration.test_projections import clean_rebuild, table_rows
-from tests.support import EXECUTABLE, eventually, free_port, ready, registration
+from tests.support import EXECUTABLE, eventually, free_port, ready, registration, season_opened
 
 SHUTDOWN_LIMIT = 10.0  # seconds from SIGTERM until a node and every process it started are gone
 TAKEOVER_LIMIT = 5.0  # seconds from a leader's kill -9 until another node runs the runner and the sealer
@@ -117,7 +117,7 @@ class Node:
 
 @pytest.fixture
 def env(postgres_url: str) -> dict[str, str]:
-    return {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
+    return {**os.environ, "HAJJ_LEDGER_DATABASE_URL": season_opened(postgres_url)}
 
 
 def mission_key(env: dict[str, str]) -> str:

@@ -18,7 +18,15 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import EXECUTABLE, T0, market_in, registration, registration_command, serving
+from tests.support import (
+    EXECUTABLE,
+    T0,
+    market_in,
+    registration,
+    registration_command,
+    season_opened,
+    serving,
+)
 
 pytestmark = pytest.mark.postgres
 MISSION = "mission-IDN-7"
@@ -28,7 +36,7 @@ PAIRS = 40
 
 @pytest.fixture
 def two_nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str], dict[str, str]]]:
-    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": postgres_url}
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": season_opened(postgres_url)}
     keys = {}
     for role in ("mission", "ministry"):
         scope = ["--scope", MISSION] if role == "mission" else []

@@ -28,7 +28,17 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.conftest import IN_CI, POSTGRES_AVAILABLE, POSTGRES_URL
-from tests.support import EXECUTABLE, T0, actor, command, free_port, open_market, registration, serving
+from tests.support import (
+    EXECUTABLE,
+    T0,
+    actor,
+    command,
+    free_port,
+    open_market,
+    registration,
+    season_opened,
+    serving,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -111,6 +121,7 @@ def served(pgbouncer: Pooled, tmp_path: Path) -> Iterator[tuple[str, str]]:
     run(pgbouncer.env, "migrate")
     added = run(pgbouncer.env, "agency", "add", "--role", "mission", "--name", "the mission", "--scope", MISSION)
     key = added.split("API key (shown once, keep it secret): ")[1].strip()
+    season_opened(pgbouncer.url)
     with serving(pgbouncer.env, tmp_path / "serve.log") as [base]:
         yield base, key
     assert "prepared statement" not in (tmp_path / "serve.log").read_text()

@@ -32,7 +32,7 @@ from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.clusters import BIN, Cluster, as_postgres, new_primary, private_root, running
 from tests.conftest import IN_CI
 from tests.e2e.test_leadership import views_and_chain_hold
-from tests.support import EXECUTABLE, actor, free_port, registration_command, run_cli
+from tests.support import EXECUTABLE, actor, free_port, open_season, registration_command, run_cli
 
 STANZA = "ledger"
 POINT = "drill"  # the named restore point
@@ -172,6 +172,7 @@ def drill(
             contextlib.closing(JourneyLedger(primary.url)) as ledger,
             psycopg.connect(primary.url, autocommit=True) as admin,
         ):
+            open_season(ledger)  # unless the store grown before has it opened
             writes = Writes(ledger, admin)
             before = set().union(*(writes.round(commands) for _ in range(rounds)))
             in_process("project", "--once", env=ledger_env)

@@ -21,7 +21,7 @@ from hajj_ledger.api import agencies
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, market_in, registration, serving
+from tests.support import T0, market_in, registration, season_opened, serving
 
 SCOPES = {"mission": "mission-IDN-7", "company": "company-9"}
 
@@ -36,6 +36,7 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
         for role in ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "ministry"):
             keys[role] = agencies.add(connection, Role(role), f"e2e {role}", SCOPES.get(role))[1]
     engine.dispose()
+    season_opened(postgres_url)
     with serving(env, tmp_path / "serve.log") as [base]:
         yield base, keys, env
 

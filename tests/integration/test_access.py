@@ -28,7 +28,17 @@ from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.conftest import STORES, new_postgres_database
 from tests.integration.test_api import COMPANY_1, EGY, operations, refused
-from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, project, registration
+from tests.support import (
+    NAMES,
+    T0,
+    as_json,
+    building_fields,
+    eventually,
+    offer_fields,
+    project,
+    registration,
+    season_opened,
+)
 
 pytestmark = pytest.mark.xdist_group("access")  # one worker builds each store and its server (a module fixture)
 
@@ -110,7 +120,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         engine.dispose()
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         patch.setenv(HEARTBEAT_VARIABLE, "0.1")  # the feed's first line comes at once
-        app = create_app(url)
+        app = create_app(season_opened(url))
         http = stack.enter_context(httpx.Client(base_url=_serve(app, stack), timeout=30))
         world = World(app, http, keys, UUID(int=0), "", 0)
 

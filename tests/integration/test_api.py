@@ -34,6 +34,7 @@ from tests.support import (
     project,
     registration,
     registration_command,
+    season_opened,
 )
 
 PROBLEM = "application/problem+json"
@@ -98,6 +99,17 @@ class Api:
 
 @pytest.fixture
 def api(store_url: str) -> Iterator[Api]:
+    """The app on a new store, its agencies' keys made, season 1446 opened by the ministry."""
+    yield from _api(store_url, opened=True)
+
+
+@pytest.fixture
+def empty_api(store_url: str) -> Iterator[Api]:
+    """The same on a store with nothing in its log."""
+    yield from _api(store_url, opened=False)
+
+
+def _api(store_url: str, *, opened: bool) -> Iterator[Api]:
     engine = engine_for(store_url)
     upgrade(engine)
     keys: dict[str, str] = {}
@@ -108,7 +120,7 @@ def api(store_url: str) -> Iterator[Api]:
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
-    app = create_app(store_url, max_wait=MAX_WAIT)
+    app = create_app(season_opened(store_url) if opened else store_url, max_wait=MAX_WAIT)
     with TestClient(app) as client:
         yield Api(client, app, store_url, keys)
 
@@ -568,9 +580,9 @@ def test_query_values_are_what_they_say(api: Api) -> None:
 # The hash chain: checkpoints published to every agency, made on demand by auditors, keys, proofs.
 
 
-def test_an_empty_ledger_has_nothing_to_checkpoint(api: Api) -> None:
-    is_problem(api.client.post("/v1/audit/checkpoints", headers=api.auth("auditor")), 409)
-    assert api.get("mission", "/v1/audit/checkpoints").json() == {"items": [], "next_after": None}
+def test_an_empty_ledger_has_nothing_to_checkpoint(empty_api: Api) -> None:
+    is_problem(empty_api.client.post("/v1/audit/checkpoints", headers=empty_api.auth("auditor")), 409)
+    assert empty_api.get("mission", "/v1/audit/checkpoints").json() == {"items": [], "next_after": None}
 
 
 def test_checkpoints_keys_and_a_proof_an_auditor_checks_offline(api: Api, tmp_path: Path) -> None:

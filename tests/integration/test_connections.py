@@ -38,9 +38,11 @@ from tests.support import (
     actor,
     eventually,
     free_port,
+    open_season,
     project,
     registration,
     registration_command,
+    season_opened,
 )
 from tests.tcp_proxy import Proxy
 
@@ -94,7 +96,7 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str, tmp_path:
         _, key = agencies.add(connection, Role.MISSION, "the mission", "mission-EGY-1")
     engine.dispose()
 
-    with TestClient(create_app(url, max_wait=5)) as client:
+    with TestClient(create_app(season_opened(url), max_wait=5)) as client:
         headers = {"Authorization": f"Bearer {key}"}
         answer = client.post("/v1/journeys", headers=headers, json=registration(identity=NAMES))
         assert answer.status_code == 201, answer.text
@@ -109,12 +111,12 @@ def test_a_whole_season_flow_in_a_schema_of_its_own(postgres_url: str, tmp_path:
 
     ledger = JourneyLedger(url, create_tables=False)
     try:
-        assert verified(ledger, url) == ledger.head() == 1
+        assert verified(ledger, url) == ledger.head() == 2  # the season's opening, the registration
     finally:
         ledger.close()
     assert {"ledger_chain", "ledger_seal", "ledger_checkpoints"} <= tables(postgres_url, "season_1446")
     manifest = export(tmp_path / "export", fmt="csv", url=url)
-    assert manifest["position"] == 1 and manifest["tables"]["events"]["rows"] == 1
+    assert manifest["position"] == 2 and manifest["tables"]["events"]["rows"] == 2
     assert manifest["tables"]["journey_status"]["rows"] == 1
     with psycopg.connect(postgres_url) as connection:
         assert connection.execute("SELECT count(*) FROM season_1446.identity_vault").fetchone() == (1,)
@@ -303,8 +305,9 @@ def test_a_url_naming_a_host_that_is_down_first_reaches_the_one_that_answers(pos
     assert dict(Postgres.from_url(url).parameters)["target_session_attrs"] == "read-write"
     ledger = JourneyLedger(url)
     try:
+        open_season(ledger)
         outcome = ledger.record(parse_command(registration_command("IDN")), actor(Role.MISSION))
-        assert outcome.position == 1
+        assert outcome.position == 2
         engine = engine_for(url)
         try:
             with engine.connect() as connection:
@@ -346,6 +349,7 @@ def test_a_write_that_finds_its_pooled_connections_on_a_read_only_server_makes_t
 
 def test_a_write_while_the_database_is_away_is_answered_503_in_time_then_works_again(postgres_url: str) -> None:
     ministry, mission = _with_agencies(postgres_url)
+    season_opened(postgres_url)
     proxy = Proxy(_port())
     url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{postgres_url.rsplit('/', 1)[1]}"
     writer = {"Authorization": f"Bearer {mission}"}
@@ -384,7 +388,8 @@ def test_a_write_while_the_database_is_away_is_answered_503_in_time_then_works_a
     finally:
         proxy.close()
     with psycopg.connect(postgres_url) as connection:
-        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (3,)
+        # The season's opening and the three registrations: nothing more, nothing twice.
+        assert connection.execute("SELECT count(*) FROM command_receipts").fetchone() == (4,)
 
 
 def test_a_write_whose_commit_went_unconfirmed_is_answered_outcome_unknown_and_its_command_id_settles_it(
@@ -438,6 +443,7 @@ def test_readyz_answers_503_while_the_writer_is_started_again(tmp_path: Path, mo
     monkeypatch.setattr(GroupCommit, "RESTART_SECONDS", 0.5)
     url = f"sqlite:///{tmp_path}/ledger.sqlite3"
     _, mission = _with_agencies(url)
+    season_opened(url)
     writer = {"Authorization": f"Bearer {mission}"}
     with TestClient(create_app(url)) as client:
         ledger: JourneyLedger = client.app.state.services.ledger  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration
+from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration, season_opened
 
 EGY, PAK, COMPANY, COMPANY_2 = "mission-EGY-1", "mission-PAK-2", "company-1", "company-2"
 HEARTBEAT = 0.2
@@ -108,7 +108,7 @@ def server(store_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
         _, keys[COMPANY_2] = agencies.add(connection, Role.COMPANY, "the second company", COMPANY_2)
     engine.dispose()
-    with serving(store_url, keys) as found:
+    with serving(season_opened(store_url), keys) as found:
         yield found
 
 
@@ -391,13 +391,14 @@ def test_a_client_that_stops_reading_slows_no_one(server: Server) -> None:
     reader = Client(server, "ministry")
     hub = server.app.state.services.feed
     eventually(lambda: len(hub.subscribers) == 2, 10, "both clients subscribed")
+    before = len(server.positions())  # the season's opening: before the clients came
     try:
         for _ in range(200):  # until the stalled client's buffer is full: the socket's buffers take some first
             body = {"commands": [{"event": "Registered", **registration("EGY", pre_cleared=True)} for _ in range(100)]}
             server.post(EGY, "/v1/commands:batch", body)
             if any(s.full for s in hub.subscribers):
                 break
-        total = len(server.positions())
+        total = len(server.positions()) - before
         eventually(lambda: reader.has(total), 30, "the reading client told of everything")
     finally:
         reader.close()

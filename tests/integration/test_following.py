@@ -84,10 +84,10 @@ def test_meeting_a_creation_event_again_keeps_the_owners_learned_since(ledger: J
     """A stretch read anew from before a journey's registration, ending before its contract (a client that left
     halfway through the past), meets its `Registered` again: what the reader learned since stays (the company, from
     the `PackageContracted`), and so does what it tells of the journey's later steps."""
-    journeys = arrive_and_clear(ledger, 1)  # registered first, at position 1, then the market and the contract
+    journeys = arrive_and_clear(ledger, 1)  # registered first, at position 2 (after the season's opening)
     following = Following(ledger)
     following.read(0, 10_000)
-    _, again = following.read(0, 1)
+    _, again = following.read(1, 1)
     head = ledger.head()
     ledger.record(command("HospitalAdmitted", journey_id=journeys[0], facility="JED-KFH"), actor(Role.MOH))
     _, later = following.read(head, 10)

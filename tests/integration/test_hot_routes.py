@@ -18,7 +18,7 @@ from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, TestClient, open_market, project, registration
+from tests.support import T0, TestClient, open_market, project, registration, season_opened
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -34,7 +34,7 @@ def keys_and_url(store_url: str) -> tuple[dict[str, str], str]:
             _, keys[str(role)] = agencies.add(connection, role, f"the {role}", scope)
         _, keys[PAK] = agencies.add(connection, Role.MISSION, "Pakistan's mission", PAK)
     engine.dispose()
-    return keys, store_url
+    return keys, season_opened(store_url)
 
 
 @pytest.fixture

@@ -381,3 +381,28 @@ def test_a_store_made_before_the_append_function_gets_it_and_keeps_recording(pos
         assert after.position == before.position + 1
     finally:
         later.close()
+
+
+@pytest.mark.postgres
+def test_a_store_whose_append_function_checks_no_season_gets_the_one_that_does(postgres_url: str) -> None:
+    """A store made before the append function checked the seasons written into: its function (one argument fewer)
+    is replaced when a ledger starts: one function is left, and the ledger records through it."""
+    first = JourneyLedger(postgres_url)
+    open_season(first)
+    first.close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP FUNCTION journeyledger_events_append")
+        connection.execute(
+            "CREATE FUNCTION journeyledger_events_append(uuid[], int8[], text[], bytea[], int4[], uuid[], text[], "
+            "text[], int4[]) RETURNS SETOF bigint LANGUAGE sql AS 'SELECT 0::bigint'"
+        )
+    later = JourneyLedger(postgres_url)
+    try:
+        later.record(command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
+        with psycopg.connect(postgres_url) as connection:
+            found = connection.execute(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'journeyledger_events_append'"
+            ).fetchone()
+        assert found == (1,)
+    finally:
+        later.close()

@@ -17,7 +17,7 @@ from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import current, head, upgrade
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.season_funnel import funnel
-from tests.support import T0, actor, command, journey_at, open_market, project, view_rows
+from tests.support import T0, actor, command, journey_at, open_market, open_season, project, view_rows
 
 EVENING = T0.replace(hour=22, minute=30)  # 22:30 UTC on 1 May 2025 is 01:30 on 2 May in Makkah
 NEXT_DAY, SAME_DAY = date(2025, 5, 2), date(2025, 5, 1)
@@ -41,6 +41,8 @@ def test_per_day_views_count_the_day_in_makkah_and_keep_seasons_apart(store_url:
     try:
         pilgrim = uuid4()
         journey = Journey.create_id(1446, pilgrim)
+        open_season(ledger, 1446)
+        open_season(ledger, 1447, registration_from=date(2025, 4, 1))  # registering while 1446 runs
         _record(ledger, Role.MISSION, "Registered", pilgrim_id=pilgrim, season=1446, country="IDN")
         _record(ledger, Role.MISSION, "Registered", pilgrim_id=uuid4(), season=1447, country="IDN")
         contract_id = open_market(ledger, 1).contract_id

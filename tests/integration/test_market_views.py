@@ -28,6 +28,7 @@ from tests.support import (
     arrive_and_clear,
     command,
     open_market,
+    open_season,
     run_cli,
     schedule_trip,
     view_rows,
@@ -60,6 +61,7 @@ def record_world(url: str) -> World:
     """Two companies' offers, buildings and contracts with two missions, journeys using a contract, and bus trips on
     the road: one late, one not yet due, one arrived, one with no expected time, one not left, one cancelled."""
     ledger = JourneyLedger(url)
+    open_season(ledger)
     rec = _recorder(ledger)
     amanah, defence, naqaba, road = Role.AMANAH, Role.CIVIL_DEFENCE, Role.NAQABA, Role.ROAD_SECURITY
     mission, company = Role.MISSION, Role.COMPANY

@@ -21,6 +21,7 @@ from hajj_ledger.api.feed import HEARTBEAT_VARIABLE
 from hajj_ledger.api.routes.exports import EXPORTS_VARIABLE
 from hajj_ledger.cli import main
 from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role, makkah_day
 from hajj_ledger.following import Following
 from hajj_ledger.ledger import JourneyLedger
@@ -31,7 +32,7 @@ from hajj_ledger.projections.read_season import by_season
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.integration.test_feed import Client, Server, serving
-from tests.support import T0, TestClient, actor, command, eventually, project
+from tests.support import T0, TestClient, actor, command, eventually, project, stamp
 
 CURRENT, NEXT = 1446, 1447
 PILGRIMS = 10
@@ -223,9 +224,9 @@ def test_a_store_where_no_season_was_opened_reads_the_newest(store_url: str) -> 
     """A store older than the calendar still shows something: the newest season its views hold, that one alone."""
     ledger = JourneyLedger(store_url)
     try:
-        for season in (CURRENT, NEXT, NEXT):
-            registered = command("Registered", pilgrim_id=uuid4(), season=season, country="IDN")
-            ledger.record(registered, actor(Role.MISSION))
+        for season in (CURRENT, NEXT, NEXT):  # straight to the store, as the ledger recorded them before calendars
+            journey = Journey.register(stamp(Role.MISSION), uuid4(), season, "IDN", False)
+            ledger.save(journey, seasons={journey.id: season})
     finally:
         ledger.close()
     engine = engine_for(store_url)

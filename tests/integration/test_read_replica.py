@@ -23,7 +23,7 @@ from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.clusters import BIN, Cluster, primary_and_standby
 from tests.conftest import IN_CI
-from tests.support import TestClient, actor, project, registration, registration_command
+from tests.support import TestClient, actor, project, registration, registration_command, season_opened
 from tests.tcp_proxy import Proxy
 
 MAX_WAIT = 1.0
@@ -70,7 +70,7 @@ def test_views_are_read_from_the_standby_and_read_your_writes_holds(
         assert answer.status_code == 201, answer.text
         return answer.json()["aggregate_id"], answer.json()["position"]
 
-    with TestClient(create_app(primary.url, max_wait=MAX_WAIT)) as client:
+    with TestClient(create_app(season_opened(primary.url), max_wait=MAX_WAIT)) as client:
         first, _ = register()
         project(primary.url)
         _caught_up(primary, standby)
@@ -146,7 +146,7 @@ def test_a_write_that_lands_on_a_standby_drops_the_pool_and_is_recorded_on_the_p
     first write they refuse, and made again to wherever the URL leads now: the write is recorded, no error seen.
     A proxy of the test's own stands for the address that moves (a virtual IP, a DNS name)."""
     primary, standby = clusters
-    JourneyLedger(primary.url).close()  # the event store's tables, replicated to the standby
+    season_opened(primary.url)  # the event store's tables and the season, replicated to the standby
     _caught_up(primary, standby)
     proxy = Proxy(standby.port)
     ledger = JourneyLedger(f"postgresql://postgres@127.0.0.1:{proxy.port}/ledger", create_tables=False)

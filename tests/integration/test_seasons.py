@@ -4,11 +4,14 @@ refusing what falls outside them; the `seasons` view, `current_season` and `GET 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing as closing_connection
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
+import psycopg
 import pytest
 
 from hajj_ledger.api import agencies
@@ -22,12 +25,13 @@ from hajj_ledger.domain.errors import (
 )
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.season import Calendar, Season
-from hajj_ledger.domain.vocabulary import Role, SeasonStage, makkah_day
-from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.domain.vocabulary import Mode, Port, Role, SeasonStage, Stage, makkah_day
+from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.seasons import current_season, season_rows
 from hajj_ledger.simulation.season import simulate
+from hajj_ledger.store.seasons import season_partition
 from tests.support import (
     MISSION_ID,
     T0,
@@ -35,9 +39,11 @@ from tests.support import (
     actor,
     arrive_and_clear,
     command,
+    journey_at,
     open_season,
     project,
     registered,
+    registration,
     run_cli,
 )
 
@@ -277,3 +283,116 @@ def test_two_overlapping_seasons_are_simulated(ledger: JourneyLedger) -> None:
     hajj, last = CALENDAR_1446.hajj_from, CALENDAR_1446.departures_until
     assert all(hajj <= makkah_day(at) <= last for at in registered[1447])
     assert max(registered[1446]) < min(registered[1447])
+
+
+def test_a_registration_for_a_season_never_opened_is_refused(ledger: JourneyLedger, store_url: str) -> None:
+    pilgrim = uuid4()
+    with pytest.raises(OutsideSeasonError) as refused:
+        ledger.record(command("Registered", pilgrim_id=pilgrim, season=1446, country="IDN"), actor(Role.MISSION))
+    assert "season 1446 has not been opened by the ministry" in str(refused.value)
+    assert refused.value.stage == "not opened"
+    engine = engine_for(store_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        mission = agencies.add(connection, Role.MISSION, "the mission", MISSION_ID)[1]
+    engine.dispose()
+    with TestClient(create_app(store_url)) as client:
+        answer = client.post("/v1/journeys", json=registration("IDN"), headers={"Authorization": f"Bearer {mission}"})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["current_stage"] == "not opened"
+    assert "season 1446 has not been opened by the ministry" in answer.json()["detail"]
+    assert ledger.head() == 0  # nothing stored
+    with pytest.raises(NotFoundError):
+        ledger.journey(Journey.create_id(1446, pilgrim))
+
+
+def test_a_journey_recorded_before_its_season_was_opened_keeps_its_steps(ledger: JourneyLedger) -> None:
+    journey = journey_at(Stage.VISA_ISSUED)  # recorded as stores before seasons were: no season opened
+    ledger.save(journey)
+    ledger.record(
+        command("ArrivedAtPort", journey_id=journey.id, port=Port.JED_HAJJ_TERMINAL, mode=Mode.AIR, flight="GA901"),
+        actor(Role.GACA),
+    )
+    assert ledger.journey(journey.id).stage is Stage.ARRIVED
+
+
+def test_a_node_accepts_no_step_of_a_season_another_node_put_into_closing(
+    two_ledgers: tuple[JourneyLedger, JourneyLedger],
+) -> None:
+    """The first node's write cache still holds season 1446 open when the second begins closing it; a batch that
+    only registers reads no cached aggregate afresh, and the store refuses what it writes into 1446 (the rest of
+    the batch is recorded)."""
+    first, second = two_ledgers
+    [journey] = registered(first, 1)
+    open_season(second, 1447)
+    closing(second)
+    late, next_season = uuid4(), uuid4()
+    head = first.head()
+    results = first.record_batch([
+        (command("Registered", pilgrim_id=late, season=1446, country="IDN"), actor(Role.MISSION)),
+        (command("Registered", pilgrim_id=next_season, season=1447, country="IDN", occurred_at=at(date(2025, 7, 1))),
+         actor(Role.MISSION)),
+    ])  # fmt: skip
+    refused, recorded = results
+    assert isinstance(refused, OutsideSeasonError), refused
+    assert refused.stage == "closing" and "season 1446 is 'closing'" in str(refused)
+    assert isinstance(recorded, Outcome) and recorded.position == head + 1
+    with pytest.raises(NotFoundError):
+        first.journey(Journey.create_id(1446, late))
+    with pytest.raises(OutsideSeasonError, match="season 1446 is 'closing'"):
+        first.record(command("HospitalAdmitted", journey_id=journey, facility="JED-KFH"), actor(Role.MOH))
+    assert first.head() == head + 1
+
+
+def _taken_out(ledger: JourneyLedger, store_url: str, season: int) -> None:
+    """The season's events and receipts out of the hot store as closing takes them (archive.seasons): on PostgreSQL
+    its partitions detached and dropped, on SQLite its rows deleted."""
+    tables = (_events_table(ledger), "command_receipts")
+    if store_url.startswith("sqlite"):
+        with closing_connection(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as lite, lite:
+            for table in tables:
+                lite.execute(f"DELETE FROM {table} WHERE season = ?", (season,))
+        return
+    with psycopg.connect(store_url, autocommit=True) as connection:
+        for table in tables:
+            connection.execute(f"ALTER TABLE {table} DETACH PARTITION {season_partition(table, season)}")
+            connection.execute(f"DROP TABLE {season_partition(table, season)}")
+
+
+def _events_table(ledger: JourneyLedger) -> str:
+    return str(cast(Any, ledger.store).events_table_name)
+
+
+def test_a_write_into_an_archived_season_is_refused_by_the_store(ledger: JourneyLedger, store_url: str) -> None:
+    """A node whose write cache still holds season 1446 open (its registrations read nothing afresh) writes into
+    it after the season was archived and taken out of the hot store: 409 naming the season and its stage, over
+    HTTP too, never a store error; nothing is written, and no partition of the season is made again."""
+    engine = engine_for(store_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        mission = agencies.add(connection, Role.MISSION, "the mission", MISSION_ID)[1]
+    engine.dispose()
+    headers = {"Authorization": f"Bearer {mission}"}
+    open_season(ledger, 1446)
+    with TestClient(create_app(store_url)) as client:
+        assert client.post("/v1/journeys", json=registration("IDN"), headers=headers).status_code == 201
+        when = closing(ledger)
+        step(ledger, "SeasonClosed", when=when, **CLOSED)
+        step(ledger, "SeasonArchived", when=when)
+        _taken_out(ledger, store_url, 1446)
+        head = ledger.head()
+        answer = client.post("/v1/journeys", json=registration("IDN"), headers=headers)
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["current_stage"] == "archived"
+        assert "season 1446 is 'archived'" in answer.json()["detail"]
+    refused = ledger.record_batch([
+        (command("Registered", pilgrim_id=uuid4(), season=1446, country="IDN"), actor(Role.MISSION))
+    ])  # fmt: skip
+    assert isinstance(refused[0], OutsideSeasonError) and refused[0].stage == "archived"
+    assert ledger.head() == head
+    if not store_url.startswith("sqlite"):
+        with psycopg.connect(store_url) as connection:
+            partition = connection.execute(
+                "SELECT to_regclass(%s)", (season_partition(_events_table(ledger), 1446),)
+            ).fetchone()
+        assert partition == (None,)

@@ -403,8 +403,8 @@ def _in_window(window: str, event: str) -> Condition:
         if "calendar" not in f:  # the aggregate recording its own event: the ledger asked already
             return True
         calendar = f["calendar"]
-        if calendar is None:  # a journey of a season never opened was recorded before seasons were: nothing to keep
-            return True
+        if calendar is None:  # a season never opened takes no new journey; one recorded before seasons were keeps
+            return j is not None  # its late corrections
         return bool(calendar.stage is SeasonStage.OPEN and calendar.within(window, _stamp(f).occurred_at))
 
     def refusal(j: Any, f: Mapping[str, Any]) -> LedgerError:
@@ -430,7 +430,12 @@ IN_ARRIVALS_WINDOW = _in_window("arrivals", "ArrivedAtPort")
 def check_season(event: str, season: int, calendar: Any) -> None:
     """Refuse any step of a journey whose season is closing or later: its history is being archived."""
     if calendar is not None and calendar.stage is not SeasonStage.OPEN:
-        raise OutsideSeasonError(event, season, calendar.stage, "its journeys take no more steps once closing begins")
+        raise past_opening(event, season, calendar.stage)
+
+
+def past_opening(event: str, season: int, stage: str) -> OutsideSeasonError:
+    """The refusal of a step of a season closing or later (as the ledger found it, or the store under its lock)."""
+    return OutsideSeasonError(event, season, stage, "its journeys take no more steps once closing begins")
 
 
 DEPARTURES_OVER = Condition(

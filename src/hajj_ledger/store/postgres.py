@@ -30,7 +30,7 @@ from hajj_ledger.store.recorders import (
     season_in,
     vault_row,
 )
-from hajj_ledger.store.seasons import NO_SEASON, season_partition
+from hajj_ledger.store.seasons import NO_SEASON, season_partition, season_shut, seasons_written
 
 log = logging.getLogger("hajj_ledger.store")
 
@@ -72,6 +72,11 @@ class LedgerPostgresFactory(PostgresFactory):
             check=given._check, timeout=given.timeout, max_waiting=given.max_waiting,
             max_lifetime=given.max_lifetime, name="ledger-writes",
         )  # fmt: skip
+
+
+# The append function's arguments: the events, their receipts, and the seasons written into (store.seasons).
+APPEND_ARGUMENTS = "uuid[], int8[], text[], bytea[], int4[], uuid[], text[], text[], int4[], uuid[]"
+SEASON_SHUT_STATE = "HL409"  # the SQLSTATE the append function refuses a season past its opening with
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -145,8 +150,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self.append_function = Identifier(datastore.schema, f"{events_table_name}_append")
         self.create_append_function = SQL(
             "CREATE OR REPLACE FUNCTION {function}(ids uuid[], versions int8[], topics text[], states bytea[], "
-            "seasons int4[], receipt_ids uuid[], fingerprints text[], outcomes text[], receipt_seasons int4[]) "
-            "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ DECLARE s int4; BEGIN "
+            "seasons int4[], receipt_ids uuid[], fingerprints text[], outcomes text[], receipt_seasons int4[], "
+            "season_ids uuid[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ DECLARE s int4; shut record; BEGIN "
             # A season's first batch makes its partitions (one look at the catalogue per season a batch names).
             "FOR s IN SELECT DISTINCT x FROM unnest(seasons || receipt_seasons) AS x LOOP "
             "IF to_regclass(format('%I.%I', {schema}, {events_name} || '_s' || s)) IS NULL THEN "
@@ -159,6 +164,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "INSERT INTO {receipts} SELECT * FROM unnest(receipt_ids, fingerprints, outcomes, receipt_seasons); "
             "SET LOCAL lock_timeout = '{timeout}s'; "
             "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+            # A season put into closing (or later) by another writer takes no more events: its own aggregate (of no
+            # season) has recorded more than its opening. Read under the lock, so nothing of it commits after.
+            "SELECT originator_id INTO shut FROM {events} WHERE season = 0 AND originator_id = ANY(season_ids) "
+            "AND originator_version > 1 LIMIT 1; "
+            "IF FOUND THEN RAISE EXCEPTION 'a season past its opening takes no more events' USING "
+            "ERRCODE = '{shut_state}', DETAIL = shut.originator_id::text; END IF; "
             "NOTIFY {channel}; "
             "RETURN QUERY INSERT INTO {events} (originator_id, originator_version, topic, state, season) "
             "SELECT * FROM unnest(ids, versions, topics, states, seasons) RETURNING notification_id; "
@@ -170,12 +181,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             schema=Literal(datastore.schema),
             events_name=Literal(events_table_name),
             timeout=datastore.lock_timeout,
+            shut_state=SQL(SEASON_SHUT_STATE),
             channel=Identifier(self.channel_name),
         )
         self.sql_create_statements.append(self.create_append_function)
         self.append = SQL(
             "SELECT * FROM {}(%b::uuid[], %b::int8[], %b::text[], %b::bytea[], %b::int4[], %b::uuid[], %b::text[], "
-            "%b::text[], %b::int4[]) AS appended(notification_id)"
+            "%b::text[], %b::int4[], %b::uuid[]) AS appended(notification_id)"
         ).format(self.append_function)
 
     def create_table(self) -> None:
@@ -186,19 +198,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         before the append function existed gets the function alone."""
         with self.datastore.get_connection() as connection:
             tables = [self.events_table, self.receipts_table, self.vault_table]
+            function = self.append_function.as_string(connection)
             found = connection.execute(
                 SQL(
-                    "SELECT bool_and(to_regclass(t) IS NOT NULL) AS tables, to_regproc(%s) IS NOT NULL AS function "
-                    "FROM unnest(%s::text[]) AS t"
+                    "SELECT bool_and(to_regclass(t) IS NOT NULL) AS tables, "
+                    "to_regprocedure(%s) IS NOT NULL AS function FROM unnest(%s::text[]) AS t"
                 ),
-                (self.append_function.as_string(connection), [t.as_string(connection) for t in tables]),
+                (f"{function}({APPEND_ARGUMENTS})", [t.as_string(connection) for t in tables]),
             ).fetchone()
             assert found is not None
             if found["tables"] and found["function"]:
                 return
             connection.execute("SELECT pg_advisory_lock(hashtext('hajj_ledger.create_table'))")
             try:
-                if found["tables"]:
+                if found["tables"]:  # the function as it was before it checked the seasons written into goes
+                    connection.execute(f"DROP FUNCTION IF EXISTS {function}({APPEND_ARGUMENTS.rpartition(',')[0]})")
                     connection.execute(self.create_append_function)
                 else:
                     super().create_table()
@@ -230,16 +244,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         """
         if not stored_events and not receipts and not vault:
             return []
+        event_seasons = [season_in(seasons, e.originator_id) for e in stored_events]
+        receipt_seasons = [season_in(seasons, r.aggregate_id) for r in receipts]
+        written = seasons_written(event_seasons + receipt_seasons)
         arguments = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
-            [season_in(seasons, e.originator_id) for e in stored_events],
+            event_seasons,
             [r.command_id for r in receipts],
             [r.fingerprint for r in receipts],
             [r.outcome_json() for r in receipts],
-            [season_in(seasons, r.aggregate_id) for r in receipts],
+            receipt_seasons,
+            list(written),
         )
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded
@@ -254,6 +272,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 return [row["notification_id"] for row in curs]
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 state = error.sqlstate or ""
+                if state == SEASON_SHUT_STATE:  # a refusal, not the store away: nothing was written
+                    raise season_shut(written, error.diag.message_detail or "") from error
                 if state and not state.startswith(("08", "57P")):  # the server refused it (a lock timeout, ...)
                     raise
                 raise OutcomeUnknownError(

@@ -36,7 +36,7 @@ from hajj_ledger.store.connections import (
     write_pool_overflow,
     write_pool_size,
 )
-from hajj_ledger.store.seasons import NO_SEASON, first_seasons
+from hajj_ledger.store.seasons import NO_SEASON, first_seasons, season_shut, seasons_written
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 for e in stored_events
             ],
         )
+        self._refuse_shut_seasons(c, seasons, stored_events, receipts)
         c.execute(self.select_max_notification_id_statement)
         last = int(c.fetchone()[0]) if stored_events else 0
         ids = list(range(last - len(stored_events) + 1, last + 1))
@@ -193,6 +194,31 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             c.executemany("DELETE FROM identity_vault WHERE journey_id = ?", [(j.hex,) for j in destroyed])
             self._write_sealed(c, kept)
         return ids
+
+    def _refuse_shut_seasons(
+        self,
+        c: SQLiteCursor,
+        seasons: Mapping[UUID, int] | None,
+        stored_events: Sequence[StoredEvent],
+        receipts: Sequence[Receipt],
+    ) -> None:
+        """Raise SeasonShutError if the batch writes into a season another writer has put into closing or later:
+        its own aggregate has recorded more than its opening. Read in this transaction, which holds SQLite's write
+        lock since its first insert: nothing of the season commits after its SeasonClosing."""
+        written = seasons_written(
+            [season_in(seasons, e.originator_id) for e in stored_events]
+            + [season_in(seasons, r.aggregate_id) for r in receipts]
+        )
+        if not written:
+            return
+        c.execute(
+            f"SELECT originator_id FROM {self.events_table_name} WHERE originator_id IN "
+            f"({', '.join('?' * len(written))}) AND originator_version > 1 LIMIT 1",
+            [season_id.hex for season_id in written],
+        )
+        shut = c.fetchone()
+        if shut is not None:
+            raise season_shut(written, shut[0])
 
     @staticmethod
     def _write_sealed(c: SQLiteCursor, sealed: Sequence[Sealed]) -> None:

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 from eventsourcing.utils import get_topic
@@ -78,3 +79,23 @@ def season_of_first(state: bytes) -> int:
 def season_partition(table: str, season: int) -> str:
     """The name of a season's partition of the log or of the receipts (PostgreSQL)."""
     return f"{table}_s{season}"
+
+
+class SeasonShutError(Exception):
+    """The store refused a batch that writes into a season another writer has put into closing or later: the
+    season's own aggregate has recorded more than its opening (read under the log's lock, so no write of the season
+    commits after its SeasonClosing). Nothing was written."""
+
+    def __init__(self, season: int) -> None:
+        super().__init__(f"season {season} is past its opening: it takes no more events")
+        self.season = season
+
+
+def seasons_written(seasons: Iterable[int]) -> dict[UUID, int]:
+    """The seasons a batch writes into, by their own aggregates' ids (what the store checks their stage by)."""
+    return {Season.create_id(season): season for season in set(seasons) if season != NO_SEASON}
+
+
+def season_shut(written: dict[UUID, int], season_id: UUID | str) -> SeasonShutError:
+    """The refusal for a season found past its opening, by its aggregate's id as stored."""
+    return SeasonShutError(written[season_id if isinstance(season_id, UUID) else UUID(season_id)])
