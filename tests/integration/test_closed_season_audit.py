@@ -180,7 +180,6 @@ def _cli_answers(
     }
 
 
-@pytest.mark.serial
 def test_a_closed_season_answers_as_it_did_before_over_http_and_on_the_command_line(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
