@@ -35,7 +35,7 @@ from eventsourcing.utils import resolve_topic
 from hajj_ledger.audit.reads import payload_fields, plain
 from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
 from hajj_ledger.domain.catalogue import SCOPES
-from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.domain.vocabulary import SEASONS, Role
 from hajj_ledger.store.codec import current_state
 
 if TYPE_CHECKING:
@@ -58,6 +58,14 @@ class Told:
     season: int | None  # its journey's, offer's or contract's; None for a trip's or a building's event
     owners: Mapping[str, str | None] | None  # its aggregate's SCOPES columns as of this event; None: a trip's, unknown
     body: bytes  # the event as JSON, as the trail gives it
+
+
+@functools.cache
+def _season_ids() -> dict[int, int]:
+    """Each season's aggregate's id (as an integer), to its season: ids are made from the season's number."""
+    from hajj_ledger.domain.season import Season
+
+    return {Season.create_id(season).int: season for season in SEASONS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +192,8 @@ class Following:
             owned = self._note(kind, aggregate_id.int, version, state)
             if owned is not None:  # an aggregate the store has no first event of has no owner to tell
                 season, owners = owned.season, owned.as_of(version)
+        else:  # a season's own events are of that season, whatever day they are recorded on
+            season = _season_ids().get(aggregate_id.int)
         stamp = state["stamp"]
         fields = {
             name: state[name] if default is dataclasses.MISSING else state.get(name, default)
