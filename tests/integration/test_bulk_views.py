@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections import runner as runner_module
 from hajj_ledger.projections.bulk import build
 from hajj_ledger.projections.framework import Projection
 from hajj_ledger.projections.runner import Runner
@@ -121,3 +123,30 @@ def test_bulk_to_a_cut_then_incremental_is_incremental_all_along(
         for projection in FOLLOWED:
             runner.catch_up(projection, "b")
             assert tables(runner, projection, "b") == tables(runner, projection, "a"), projection.name
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_runner_far_behind_and_a_rebuild_of_every_view_take_the_bulk_path(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[list[str]] = []
+
+    def counted(engine: Any, ledger: Any, targets: Any, **kwargs: Any) -> int:
+        builds.append([projection.name for projection, _ in targets])
+        return build(engine, ledger, targets, **kwargs)
+
+    monkeypatch.setattr(runner_module, "BULK_BEHIND", 500)
+    monkeypatch.setattr(runner_module.bulk, "build", counted)
+    with season_store(store, 40, seed=5) as runner:
+        runner.run(once=True)  # every view far behind: one bulk pass for all, then batches to the head
+        assert builds == [[p.name for p in FOLLOWED]]
+        followed = {p.name: tables(runner, p, "a") for p in FOLLOWED}
+        runner.rebuild(*FOLLOWED)  # generation b of every view in one bulk pass, then swapped in
+        assert len(builds) == 2
+        for projection in FOLLOWED:
+            runner.prepare(projection, "a")  # the incremental path alone, batch by batch, for reference
+            while runner.step(projection, "a"):
+                pass
+            incremental = tables(runner, projection, "a")
+            assert tables(runner, projection, "b") == incremental == followed[projection.name], projection.name
+            assert runner._position(projection)[0] == "b"
