@@ -14,13 +14,13 @@ a runner that gets there first wins, and the bulk path stops for that view.
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.ledger import JourneyLedger
@@ -42,6 +42,17 @@ CHUNK = 1_000_000  # events folded in memory before the rows are written: bounds
 PAGE = 20_000  # events read from the log at once
 
 
+class _Fresh(Rows):
+    """The rows of tables that held none: all of them are in memory and all are written, so putting and deleting
+    keep no record of what changed (a tenth of the time, profiled: a UUID hashes in Python)."""
+
+    def put(self, model: Model, key: Key, row: Row) -> None:
+        self.rows[model.name][key] = row
+
+    def delete(self, model: Model, key: Key) -> None:
+        self.rows[model.name].pop(key, None)
+
+
 @dataclass
 class _Building:
     """One view's generation being built: its committed position, and its rows over the current chunk."""
@@ -59,7 +70,7 @@ class _Building:
 
     def restart(self) -> None:
         names = [model.name for model in self.projection.models]
-        self.rows = Rows({name: {} for name in names})
+        self.rows = (_Fresh if self.fresh else Rows)({name: {} for name in names})
         self.looked_up = {name: set() for name in names}
 
     def apply(self, connection: Connection | None, events: Sequence[tuple[int, Any]]) -> None:
@@ -98,38 +109,42 @@ def build(
     stop = stop or threading.Event()
     at = _positions(engine, targets)
     buildings = [_Building(p, g, at[(p.name, g)], at[(p.name, g)] == 0) for p, g in targets]
-    wanted = frozenset().union(*(p.events for p, _ in targets))
+    readers: dict[str, list[_Building]] = {}  # event name: the buildings that read it
+    for building in buildings:
+        for name in building.projection.events:
+            readers.setdefault(name, []).append(building)
+    decode = ledger.mapper.to_domain_event
     reached = min((b.position for b in buildings), default=0)
     folded = 0
     while not stop.is_set():
-        page = ledger.recorder.select_notifications(start=reached + 1, limit=PAGE, stop=until)
+        # The log's tail as plain tuples in binary, not eventsourcing's notifications (a fifth of the time, profiled).
+        page = ledger.store.select_written_after(reached, PAGE)
+        if until is not None:
+            page = [row for row in page if row[0] <= until]
         if not page:
             break
-        ids = [row.id for row in page]
-        decoded = _decoded(ledger, page, wanted)
+        # Each event decoded once, and handed to the views that read it and have not applied it yet: one pass of
+        # the page, not one per view (a seventh of the time, profiled).
+        events: dict[int, list[tuple[int, Any]]] = {id(b): [] for b in buildings}
+        for position, aggregate_id, version, topic, state in page:
+            reading = readers.get(topic.rsplit(".", 1)[-1])
+            if reading:
+                event = decode(StoredEvent(aggregate_id, version, topic, state))
+                for building in reading:
+                    if position > building.position:
+                        events[id(building)].append((position, event))
         with engine.connect() as reader:  # for the rows of views that already have some
             for building in buildings:
-                after = bisect.bisect_right(ids, building.position)
-                reads = building.projection.events
-                events = [(ids[i], event) for i, (name, event) in enumerate(decoded) if i >= after and name in reads]
-                building.apply(None if building.fresh else reader, events)
-        reached = ids[-1]
+                building.apply(None if building.fresh else reader, events[id(building)])
+        reached = page[-1][0]
         folded += len(page)
         if folded >= chunk:
             _write(engine, buildings, reached)
             folded = 0
+        if until is not None and reached >= until:
+            break
     _write(engine, buildings, reached)
     return reached
-
-
-def _decoded(ledger: JourneyLedger, page: Sequence[Any], wanted: frozenset[str]) -> list[tuple[str, Any]]:
-    """Each event of the page that some view reads, decoded once: (its class name, the event or None)."""
-    decode = ledger.mapper.to_domain_event
-    found: list[tuple[str, Any]] = []
-    for row in page:
-        name = row.topic.rsplit(".", 1)[-1]
-        found.append((name, decode(row) if name in wanted else None))
-    return found
 
 
 def _write(engine: Engine, buildings: Sequence[_Building], reached: int) -> None:
