@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections import bulk as bulk_module
 from hajj_ledger.projections import runner as runner_module
 from hajj_ledger.projections.bulk import build
 from hajj_ledger.projections.framework import Projection
@@ -136,7 +137,7 @@ def test_a_runner_far_behind_and_a_rebuild_of_every_view_take_the_bulk_path(
         return build(engine, ledger, targets, **kwargs)
 
     monkeypatch.setattr(runner_module, "BULK_BEHIND", 500)
-    monkeypatch.setattr(runner_module.bulk, "build", counted)
+    monkeypatch.setattr(bulk_module, "build", counted)
     with season_store(store, 40, seed=5) as runner:
         runner.run(once=True)  # every view far behind: one bulk pass for all, then batches to the head
         assert builds == [[p.name for p in FOLLOWED]]
