@@ -73,6 +73,7 @@ class Sizes:
     export: int = 6_000  # pilgrims for the export figure
     trail: int = 3_000_000  # events in the store for the audit trail's filtered pages
     season: int = 10_000_000  # events in the store for a season's export, as-of reads and verify
+    rebuild: int = 1_000_000  # events in the store for every view from zero, in bulk and in batches
     racers: int = 64  # HTTP clients in each of the contract and bed races
     race_places: int = 5  # places left on the offer raced for
     race_beds: int = 3  # beds left in the building raced for
@@ -80,7 +81,7 @@ class Sizes:
 
 FULL = Sizes(pilgrims=3000, vault=1_000_000, single=3000, scale=100_000, raw_single=3000, runs=3)
 SMOKE = Sizes(pilgrims=60, vault=500, single=150, scale=120, raw_single=100, runs=1, chain=40, export=40,
-              trail=50_000, season=60_000, racers=8, race_places=2, race_beds=2)  # fmt: skip
+              trail=50_000, season=60_000, racers=8, race_places=2, race_beds=2, rebuild=20_000)  # fmt: skip
 SEASON_PILGRIMS = 1_800_000  # a whole season, for which the export's time is extrapolated
 
 
@@ -367,6 +368,40 @@ def measure_catchup(url: str, pilgrims: int) -> dict[str, Any]:
     slowest = min(rates, key=rates.__getitem__)
     return {"rate": rates[slowest], "slowest": slowest, "rates": rates, "events": head,
             "rss_at_fifth_mb": rss_fifth, "rss_growth": _rss_mb() / rss_fifth}  # fmt: skip
+
+
+def measure_rebuild(url: str, pilgrims: int, events: int) -> dict[str, Any]:
+    """Every view (and the trail's index) from position 0 on a simulated season grown to `events`: the incremental
+    runner's batches, then the bulk path for all of them together, then for each alone, in the same process."""
+    from hajj_ledger.projections import FOLLOWED
+    from hajj_ledger.projections import runner as runner_module
+    from hajj_ledger.projections.bulk import build
+    from hajj_ledger.projections.runner import Runner
+
+    _migrated_season(url, pilgrims)
+    _replicate(url, events)
+    runner = Runner(FOLLOWED, url)
+    head = runner.ledger.head()
+    runner_module.BULK_BEHIND = head  # the batches alone, as before the bulk path
+    started = time.perf_counter()
+    runner.run(once=True)
+    incremental = head / (time.perf_counter() - started)
+    rss_incremental = _rss_mb()
+    for projection in FOLLOWED:
+        runner.prepare(projection, "b")
+    started = time.perf_counter()
+    build(runner.engine, runner.ledger, [(p, "b") for p in FOLLOWED])
+    together = head / (time.perf_counter() - started)
+    rss_together = _rss_mb()
+    alone: dict[str, float] = {}
+    for projection in FOLLOWED:
+        runner.prepare(projection, "b")
+        started = time.perf_counter()
+        build(runner.engine, runner.ledger, [(projection, "b")])
+        alone[projection.name] = head / (time.perf_counter() - started)
+    runner.close()
+    return {"rate": together, "incremental": incremental, "alone": alone, "events": head,
+            "rss_incremental_mb": rss_incremental, "rss_together_mb": rss_together}  # fmt: skip
 
 
 def _postgres(url: str) -> psycopg.Connection[Any]:
@@ -1217,6 +1252,7 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "export": measure_export,
     "identity": measure_identity,
     "catchup": measure_catchup,
+    "rebuild": measure_rebuild,
     "trail": measure_trail,
     "lag": measure_lag,
     "feed": measure_feed,
@@ -1635,6 +1671,28 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _rebuild_rows(kind: str, figure: dict[str, Any]) -> list[str]:
+    """Every view from zero in bulk (`--only rebuild`, PostgreSQL), all together and each alone, beside the
+    incremental runner's batches in the same run. The targets are for a 10 M-event store; this one is smaller."""
+    run = figure["details"][0]
+    events, together, batches = run["events"], run["rate"], run["incremental"]
+
+    def line(label: str, value: float, target: float) -> str:
+        met = "yes" if value >= target else "**no**"
+        return (
+            f"| {kind} | {label} ({events:,} events) | {_fmt(value)} |  | 1 | {_fmt(batches)} (the batches, same "
+            f"run) | {value / batches:.2f}x | ≥ {_fmt(target)}/s (on 10 M events) | {met} |  |"
+        )
+
+    found = [line("every view from zero in bulk, together, events/s", together, 100_000)]
+    found += [line(f"{name} from zero in bulk, alone, events/s", rate, 150_000) for name, rate in run["alone"].items()]
+    found.append(
+        f"| {kind} | memory of the bulk path, all views together ({events:,} events) | "
+        f"{run['rss_together_mb']:.0f} MB peak |  | 1 | {run['rss_incremental_mb']:.0f} MB (the batches) |  |  |  |  |"
+    )
+    return found
+
+
 def table(figures: dict[str, Any], sizes: Sizes) -> str:
     rows = [
         "| store | figure | measured (median) | min-max | runs | baseline, same run | ratio | target | met "
@@ -1701,6 +1759,8 @@ def table(figures: dict[str, Any], sizes: Sizes) -> str:
                 f"| {kind} | catch-up, {name}, events/s | {_fmt(median)} | {_fmt(values[0])}-{_fmt(values[-1])} | "
                 f"{len(values)} |  |  | {target} | {met} |  |"
             )
+        if "rebuild" in f:
+            rows.extend(_rebuild_rows(kind, f["rebuild"]))
         growth = max(d["rss_growth"] for d in catch["details"])
         rows.append(
             f"| {kind} | projection runner memory over a catch-up | {catch['rss_mb']:.0f} MB peak |  |  |  |  | "
@@ -1987,6 +2047,7 @@ def main() -> None:
             "trail",
             "cli",
             "catchup",
+            "rebuild",
             "lag",
             "feed",
             "relay",
@@ -2033,6 +2094,9 @@ def main() -> None:
             "failover": failover_figure,
             "restore": lambda sizes, kind: restore_figure(sizes, kind, args.season_events),
             "catchup": lambda sizes, kind: summarise(repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)),
+            "rebuild": lambda sizes, kind: summarise(
+                repeat(1, kind, "rebuild", pilgrims=sizes.pilgrims, events=sizes.rebuild)
+            ),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
             ),
@@ -2052,7 +2116,7 @@ def main() -> None:
         }
         for kind in args.stores.split(","):
             for name in args.only:
-                postgres_only = ("serving", "trail", "season", "seasons", "races", "failover", "restore")
+                postgres_only = ("serving", "trail", "season", "seasons", "races", "failover", "restore", "rebuild")
                 if name in postgres_only and kind != "postgres":
                     continue  # a deployment's serving tier and races, the stores grown in SQL: PostgreSQL only
                 if name == "dashboard" and kind != "sqlite":

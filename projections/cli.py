@@ -35,8 +35,10 @@ def register(commands: Any) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=_status, store=READ)
 
-    rebuild = commands.add_parser("rebuild", help="rebuild a read model from position 0 beside the serving one")
-    rebuild.add_argument("name")
+    rebuild = commands.add_parser(
+        "rebuild", help="rebuild read models from position 0 beside the serving ones, together, then swap each"
+    )
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help="default: every read model")
     rebuild.set_defaults(run=_rebuild, store=WRITE, batch=True)
 
     replaying = commands.add_parser(
@@ -141,13 +143,13 @@ def _status(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     from hajj_ledger.projections.runner import Runner
 
-    [projection] = _projections([args.name])
-    runner = Runner([projection])
+    projections = _projections(args.names)
+    runner = Runner(projections)
     try:
-        runner.rebuild(projection)
+        runner.rebuild(*projections)
     finally:
         runner.close()
-    print(f"{projection.name} rebuilt and swapped in.")
+    print(f"{', '.join(p.name for p in projections)} rebuilt and swapped in.")
     return 0
 
 

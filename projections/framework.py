@@ -168,19 +168,35 @@ def apply_batch(
     events: Sequence[tuple[int, Any]],
 ) -> None:
     """Apply (position, event) pairs to the projection's rows; the caller commits."""
-    tables = {m.name: m.applied(generation) for m in projection.models}
+    rows = Rows(load_rows(connection, projection, generation, wanted_keys(projection, events)))
+    for position, event in events:
+        projection.apply(event, position, rows)
+    write_rows(connection, projection, generation, rows)
+
+
+def wanted_keys(projection: Projection, events: Sequence[tuple[int, Any]]) -> dict[str, set[Key]]:
+    """The keys of the rows the events touch, by table."""
     wanted: dict[str, set[Key]] = {m.name: set() for m in projection.models}
     for position, event in events:
         for model, key in projection.keys_at(event, position):
             wanted[model.name].add(key)
-    loaded = {
-        name: _load(connection, tables[name], _model(projection, name).key, keys) for name, keys in wanted.items()
+    return wanted
+
+
+def load_rows(
+    connection: Connection, projection: Projection, generation: str, wanted: dict[str, set[Key]]
+) -> dict[str, dict[Key, Row]]:
+    """The stored rows of those keys, by table (a key with no row is absent)."""
+    return {
+        name: _load(connection, _model(projection, name).applied(generation), _model(projection, name).key, keys)
+        for name, keys in wanted.items()
     }
-    rows = Rows(loaded)
-    for position, event in events:
-        projection.apply(event, position, rows)
+
+
+def write_rows(connection: Connection, projection: Projection, generation: str, rows: Rows) -> None:
+    """Write back what the batch changed: rows deleted, rows put, counters added."""
     for model in projection.models:
-        table = tables[model.name]
+        table = model.applied(generation)
         _delete(connection, table, model.key, rows.deleted[model.name])
         changed = [rows.rows[model.name][k] for k in rows.changed[model.name]]
         if changed:

@@ -15,12 +15,17 @@ from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections import bulk
 from hajj_ledger.projections import projection as named
 from hajj_ledger.projections.framework import PositionMovedError, Projection, advance, apply_batch
 from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions, replace_view
 from hajj_ledger.projections.status import NotInstalledError, Status, read
 
 BATCH = 20_000  # events per transaction when behind; catch-up measured 31k events/s at 1,000, 54k at 20,000
+# A projection further behind the head than this is caught up by the bulk path (projections/bulk.py), which keeps
+# rows in memory over a million events rather than loading and upserting them every batch; below it, batches
+# (bench/NOTES.md: the bulk path is ahead from a few batches on, and a batch's transaction stays short).
+BULK_BEHIND = 100_000
 log = logging.getLogger("hajj_ledger.projections")
 
 
@@ -183,10 +188,28 @@ class Runner:
         return last - position
 
     def catch_up(self, projection: Projection, generation: str | None = None) -> int:
+        """Bring one generation (by default the serving one) to the head; returns how far its position moved."""
+        generation, before, _ = self._retrying(lambda: self._position(projection, generation))
+        self._in_bulk([(projection, generation)], before)
         moved = 0
         while step := self._retrying(lambda: self.step(projection, generation)):
             moved += step
         return moved
+
+    def _in_bulk(self, targets: Sequence[tuple[Projection, str]], furthest_behind: int) -> None:
+        """The targets (projection, generation) brought near the head by the bulk path together, if the one
+        furthest behind is more than BULK_BEHIND behind it; the batches take the rest."""
+        head = self._retrying(self.ledger.head) if self.until is None else self.until
+        if targets and head - furthest_behind > BULK_BEHIND:
+            log.info("%d projection(s) in bulk, from %d to %d", len(targets), furthest_behind, head)
+            self._retrying(lambda: bulk.build(self.engine, self.ledger, targets, until=head, stop=self._stop))
+
+    def catch_up_far_behind(self) -> None:
+        """Every projection more than BULK_BEHIND behind the head, caught up in bulk, all in one pass of the log."""
+        at = self._retrying(lambda: self._serving(self.projections))
+        head = self._retrying(self.ledger.head) if self.until is None else self.until
+        behind = [p for p in self.projections if head - at[p.name][1] > BULK_BEHIND]
+        self._in_bulk([(p, at[p.name][0]) for p in behind], min((at[p.name][1] for p in behind), default=head))
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> None:
         """Catch every projection up; unless `once`, keep following the log until `stop` is set, waking when the
@@ -194,10 +217,11 @@ class Runner:
         self._stop = stop or threading.Event()
         watch = None if once else LogWatch(self.ledger, self._stop, self.database_url)
         try:
-            for projection in self.projections:
-                if self._retrying(lambda p=projection: self._position(p)[2]) != projection.version:
-                    log.info("%s: code version changed, rebuilding", projection.name)
-                    self.rebuild(projection)
+            changed = [p for p in self.projections if self._retrying(lambda p=p: self._position(p)[2]) != p.version]
+            if changed:
+                log.info("code version changed, rebuilding: %s", ", ".join(p.name for p in changed))
+                self.rebuild(*changed)
+            self.catch_up_far_behind()
             caught_up_at: int | None = -1  # following: the head of the log when no projection had anything to apply
             while not self._stop.is_set():
                 # While the log stands still, one query a wake instead of two per projection.
@@ -234,15 +258,21 @@ class Runner:
 
     # Rebuilding.
 
-    def rebuild(self, projection: Projection) -> None:
-        """Build the other generation from position 0 beside the serving one, then swap the views atomically."""
-        serving, _, _ = self._retrying(lambda: self._position(projection))
-        fresh = next(g for g in GENERATIONS if g != serving)
+    def rebuild(self, *projections: Projection) -> None:
+        """Build the other generation of each from position 0 beside the serving one, all in one pass of the log
+        (the bulk path), then swap each one's views atomically, its last events applied inside the swap."""
+        serving = {p.name: self._retrying(lambda p=p: self._position(p))[0] for p in projections}
+        fresh = {name: next(g for g in GENERATIONS if g != at) for name, at in serving.items()}
         # Every step through _retrying, like the live runner's: a locked or absent store is waited out.
-        self._retrying(lambda: self.prepare(projection, fresh))
-        self.catch_up(projection, fresh)
-        self._retrying(lambda: self._swap(projection, fresh))
-        self._retrying(lambda: self._drop(projection, serving))
+        for projection in projections:
+            self._retrying(lambda p=projection: self.prepare(p, fresh[p.name]))
+        self._retrying(
+            lambda: bulk.build(self.engine, self.ledger, [(p, fresh[p.name]) for p in projections], until=self.until)
+        )
+        for projection in projections:
+            self.catch_up(projection, fresh[projection.name])  # what was written meanwhile, in batches
+            self._retrying(lambda p=projection: self._swap(p, fresh[p.name]))
+            self._retrying(lambda p=projection: self._drop(p, serving[p.name]))
 
     def _swap(self, projection: Projection, fresh: str) -> None:
         with self.engine.begin() as connection:

@@ -242,6 +242,10 @@ def test_read_model_commands(store_url: str) -> None:
     assert run(store_url, "rebuild", "trail_index").returncode == 0
     trail = run(store_url, "trail", "--agency", "naqaba", "--event", "Boarded", "--limit", "3", "--json")
     assert [json.loads(line)["event"] for line in trail.stdout.splitlines()] == ["Boarded"] * 3, trail.stderr
+    before = {s["projection"]: s["generation"] for s in json.loads(run(store_url, "status", "--json").stdout)}
+    assert run(store_url, "rebuild").returncode == 0  # no name: every read model, in one pass of the log
+    everything = json.loads(run(store_url, "status", "--json").stdout)
+    assert all(s["generation"] != before[s["projection"]] and s["lag_events"] == 0 for s in everything)
     unknown = run(store_url, "rebuild", "nothing_here")
     assert unknown.returncode == 1 and "no projection 'nothing_here'" in unknown.stderr
 

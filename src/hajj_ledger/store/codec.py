@@ -108,11 +108,20 @@ def _plain(value: Any) -> dict[str, Any]:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _member_of(enum: type[Enum]) -> Convert:
+    """An enum's member by its stored value, looked up in a dict: calling the class costs a decode 3 µs an event
+    (profiled), and a stored value is always one of the members."""
+    return enum._value2member_map_.__getitem__
+
+
+_ROLE = _member_of(Role)
+
+
 def _stamp(data: dict[str, Any]) -> Stamp:
     correlation_id = data["correlation_id"]
     return Stamp(
         data["agency_id"],
-        Role(data["role"]),
+        _ROLE(data["role"]),
         datetime.fromisoformat(data["occurred_at"]),
         UUID(data["command_id"]),
         UUID(correlation_id) if correlation_id else None,
@@ -138,5 +147,5 @@ def _converter(hint: Any) -> Convert | None:
     if hint is Stamp:
         return _stamp
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint
+        return _member_of(hint)
     return None
