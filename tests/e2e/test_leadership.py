@@ -308,7 +308,7 @@ def test_sigterm_ends_a_node_and_everything_it_started(
     """On SQLite too the node projects and seals (its worker leads by a file lock), and SIGTERM ends it all, with a
     client still connected."""
     url = f"sqlite:///{tmp_path}/ledger.sqlite3" if store == "sqlite" else request.getfixturevalue("postgres_url")
-    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
+    env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": season_opened(url)}
     key = mission_key(env)
     nodes.append(Node(env, tmp_path))
     node = nodes[0]

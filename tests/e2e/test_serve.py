@@ -214,6 +214,7 @@ def test_a_node_stopped_while_writes_wait_on_a_dead_database_answers_no_bare_500
 
     proxy = Proxy(int(postgres_url.rsplit(":", 1)[1].split("/", 1)[0]))
     name = postgres_url.rsplit("/", 1)[1]
+    season_opened(postgres_url)
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}"}
     statuses: dict[str, list[int]] = {}
     stop = threading.Event()
