@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hajj_ledger.domain.commands import Identity
 from hajj_ledger.identity.spelling import name_keys
-from hajj_ledger.identity.vault import MasterKeys, _HMAC, generate_key
+from hajj_ledger.identity.vault import _HMAC, MasterKeys, generate_key
 
 
 @given(st.binary(min_size=32, max_size=32), st.binary(max_size=300))
