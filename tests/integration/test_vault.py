@@ -246,6 +246,33 @@ def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registratio
     assert ledger.head() == 0
 
 
+def test_a_batch_seals_each_registration_its_own_identity(ledger: JourneyLedger) -> None:
+    # The batch's identities are sealed ahead of deciding it (issue 29): each journey still gets exactly its own,
+    # a second registration of a pilgrim is refused without its identity taking the first's place, and the
+    # vault's rows of the batch are all written with its events.
+    mission = actor(Role.MISSION)
+    pilgrims = [uuid4() for _ in range(30)]
+    identities = [{**NAMES, "passport_number": f"A{1000000 + i}"} for i in range(len(pilgrims))]
+    twice = command("Registered", pilgrim_id=pilgrims[0], season=1446, country="IDN", identity=CORRECTED)
+    results = ledger.record_batch(
+        [
+            (command("Registered", pilgrim_id=p, season=1446, country="IDN", identity=i), mission)
+            for p, i in zip(pilgrims, identities, strict=True)
+        ]
+        + [(twice, mission)]
+    )
+    assert type(results[-1]).__name__ == "DuplicateRegistrationError"
+    assert len(ledger.store.select_all_sealed()) == len(pilgrims)
+    for pilgrim, identity in zip(pilgrims, identities, strict=True):
+        journey_id = Journey.create_id(1446, pilgrim)
+        assert identity_of(ledger, journey_id, mission) == Identity.model_validate(identity)
+        assert find_by_passport(ledger, identity["passport_number"], identity["passport_country"], mission) == [
+            journey_id
+        ]
+    found = find_by_name(ledger, NAMES["name_latin"], mission, limit=100)
+    assert set(found) == {Journey.create_id(1446, p) for p in pilgrims}
+
+
 def test_name_search_finds_every_spelling_within_the_mission_only(ledger: JourneyLedger) -> None:
     ours = register(ledger)
     fatima = register(ledger, {**NAMES, "name_arabic": "فاطمة الزهراء", "name_latin": "FATIMAH EZ-ZAHRAA"})
