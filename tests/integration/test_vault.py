@@ -79,6 +79,20 @@ def test_a_failure_between_events_and_vault_stores_neither(
     assert ledger.store.select_all_sealed() == []
 
 
+def test_a_batch_whose_events_are_refused_writes_none_of_its_vault_rows(ledger: JourneyLedger) -> None:
+    # PostgreSQL sends the vault's rows and the append in one round trip (issue 29): still one transaction.
+    first = register(ledger)
+    (stored,) = ledger.recorder.select_events(first)
+    other = uuid4()
+    sealed = ledger.keys.seal(other, Identity.model_validate(CORRECTED), "mission-IDN-00001")
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        ledger.recorder.insert_events([stored], vault=[(other, sealed)], seasons={first: 1446})  # stored already
+    assert ledger.store.select_sealed(other) is None
+    assert [s.journey_id for s in ledger.store.select_all_sealed()] == [first]
+    assert ledger.recorder.insert_events([], vault=[(other, sealed)]) == []  # the connection is fine after
+    assert ledger.store.select_sealed(other) == sealed
+
+
 def test_lookup_by_passport_uses_the_blind_index(ledger: JourneyLedger) -> None:
     journey_id = register(ledger)
     register(ledger, {**NAMES, "passport_number": "Q1111111"})

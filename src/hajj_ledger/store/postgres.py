@@ -245,10 +245,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded
                 raise psycopg.OperationalError("the connection was closed by the server before the batch was sent")
             try:
-                if vault:
-                    with connection.transaction():
+                if vault:  # BEGIN, the vault's rows, the append and COMMIT sent together: one round trip
+                    with connection.pipeline(), connection.transaction():
                         self._write_vault(curs, vault)
-                        curs.execute(self.append, arguments, prepare=True)
+                        curs.execute(self.append, arguments)
                 else:
                     curs.execute(self.append, arguments, prepare=True)
                 return [row["notification_id"] for row in curs]
