@@ -371,7 +371,7 @@ class JourneyLedger(Application[UUID]):
             keys = self.keys
         except VaultKeyError:
             return {}
-        sealed = {}
+        sealed: dict[UUID, Sealed] = {}
         for command, actor in given:
             assert command.identity is not None
             journey_id = Journey.create_id(command.season, command.pilgrim_id)
