@@ -85,11 +85,14 @@ def test_a_batch_whose_events_are_refused_writes_none_of_its_vault_rows(ledger: 
     (stored,) = ledger.recorder.select_events(first)
     other = uuid4()
     sealed = ledger.keys.seal(other, Identity.model_validate(CORRECTED), "mission-IDN-00001")
-    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
-        ledger.recorder.insert_events([stored], vault=[(other, sealed)], seasons={first: 1446})  # stored already
+    for _ in range(7):  # past psycopg's threshold for preparing a statement it runs often
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            ledger.recorder.insert_events([stored], vault=[(other, sealed)], seasons={first: 1446})  # stored already
     assert ledger.store.select_sealed(other) is None
-    assert [s.journey_id for s in ledger.store.select_all_sealed()] == [first]
-    assert ledger.recorder.insert_events([], vault=[(other, sealed)]) == []  # the connection is fine after
+    register(ledger, None)  # the connections are fine after: an append alone, then one with its vault row
+    register(ledger)
+    assert first in {s.journey_id for s in ledger.store.select_all_sealed()}
+    assert ledger.recorder.insert_events([], vault=[(other, sealed)]) == []
     assert ledger.store.select_sealed(other) == sealed
 
 
