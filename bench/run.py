@@ -12,6 +12,7 @@ min-max, because these machines are noisy; ratios compare figures measured in th
     python bench/run.py --only races    # the contract and bed races over HTTP, 1 and 2 nodes (PostgreSQL only)
     python bench/run.py --only catchup --only lag  # the projection runner's catch-up and live lag, both stores
     python bench/run.py --only ingest --stores postgres  # batched ingest beside its raw baseline, in one run
+    python bench/run.py --only identity  # registration with identity against without, vault lookups, both stores
     python bench/run.py --only feed --only relay   # the change feed's p99 to 50 clients, the relay to NATS
     python bench/run.py --only dashboard  # the dashboard's first paint on the demo store, in Chromium (SQLite)
     python bench/run.py --only season   # a season's scale: export, as-of, verify on 10 M events (--season-events N)
@@ -1608,6 +1609,11 @@ def ingest_figures(sizes: Sizes, kind: str) -> dict[str, Any]:
     return {"ingest": summarise(ingest), "raw_batched": summarise(raw_batched)}
 
 
+def identity_runs(sizes: Sizes, kind: str) -> list[dict[str, Any]]:
+    """Registration with and without identity, then the vault filled for lookups and erasures (`--only identity`)."""
+    return repeat(sizes.runs, kind, "identity", registrations=2000 if sizes is FULL else 100, vault=sizes.vault)
+
+
 def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for kind in stores:
@@ -1633,7 +1639,7 @@ def suite(sizes: Sizes, stores: list[str], plan: serving.Plan) -> dict[str, Any]
         catchup = repeat(sizes.runs, kind, "catchup", pilgrims=sizes.pilgrims)
         lag = repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
         say(f"identity vault, {sizes.vault:,} identities")
-        identity = repeat(sizes.runs, kind, "identity", registrations=2000 if sizes is FULL else 100, vault=sizes.vault)
+        identity = identity_runs(sizes, kind)
         say("HTTP API under load (a serve process, clients in this one)")
         api = repeat(sizes.runs, kind, "api", commands=sizes.single * 2, reads=sizes.single * 4,
                      batches=20 if sizes is FULL else 4, workers=2)  # fmt: skip
@@ -2065,6 +2071,7 @@ def main() -> None:
             "seasons",
             "races",
             "ingest",
+            "identity",
             "failover",
             "restore",
         ],
@@ -2106,6 +2113,7 @@ def main() -> None:
             "rebuild": lambda sizes, kind: summarise(
                 repeat(1, kind, "rebuild", pilgrims=sizes.pilgrims, events=sizes.rebuild)
             ),
+            "identity": lambda sizes, kind: summarise(identity_runs(sizes, kind)),
             "lag": lambda sizes, kind: summarise(
                 repeat(sizes.runs, kind, "lag", seconds=20 if sizes is FULL else 2, events_per_second=1000)
             ),

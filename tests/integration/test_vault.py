@@ -79,6 +79,23 @@ def test_a_failure_between_events_and_vault_stores_neither(
     assert ledger.store.select_all_sealed() == []
 
 
+def test_a_batch_whose_events_are_refused_writes_none_of_its_vault_rows(ledger: JourneyLedger) -> None:
+    # PostgreSQL sends the vault's rows and the append in one round trip (issue 29): still one transaction.
+    first = register(ledger)
+    (stored,) = ledger.recorder.select_events(first)
+    other = uuid4()
+    sealed = ledger.keys.seal(other, Identity.model_validate(CORRECTED), "mission-IDN-00001")
+    for _ in range(7):  # past psycopg's threshold for preparing a statement it runs often
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            ledger.recorder.insert_events([stored], vault=[(other, sealed)], seasons={first: 1446})  # stored already
+    assert ledger.store.select_sealed(other) is None
+    register(ledger, None)  # the connections are fine after: an append alone, then one with its vault row
+    register(ledger)
+    assert first in {s.journey_id for s in ledger.store.select_all_sealed()}
+    assert ledger.recorder.insert_events([], vault=[(other, sealed)]) == []
+    assert ledger.store.select_sealed(other) == sealed
+
+
 def test_lookup_by_passport_uses_the_blind_index(ledger: JourneyLedger) -> None:
     journey_id = register(ledger)
     register(ledger, {**NAMES, "passport_number": "Q1111111"})
@@ -244,6 +261,33 @@ def test_without_a_master_key_a_batch_records_nothing_of_the_refused_registratio
     )
     assert [type(r).__name__ for r in results] == ["VaultKeyError", "NotFoundError"]
     assert ledger.head() == 1  # the season's opening alone
+
+
+def test_a_batch_seals_each_registration_its_own_identity(ledger: JourneyLedger) -> None:
+    # The batch's identities are sealed ahead of deciding it (issue 29): each journey still gets exactly its own,
+    # a second registration of a pilgrim is refused without its identity taking the first's place, and the
+    # vault's rows of the batch are all written with its events.
+    mission = actor(Role.MISSION)
+    pilgrims = [uuid4() for _ in range(30)]
+    identities = [{**NAMES, "passport_number": f"A{1000000 + i}"} for i in range(len(pilgrims))]
+    twice = command("Registered", pilgrim_id=pilgrims[0], season=1446, country="IDN", identity=CORRECTED)
+    results = ledger.record_batch(
+        [
+            (command("Registered", pilgrim_id=p, season=1446, country="IDN", identity=i), mission)
+            for p, i in zip(pilgrims, identities, strict=True)
+        ]
+        + [(twice, mission)]
+    )
+    assert type(results[-1]).__name__ == "DuplicateRegistrationError"
+    assert len(ledger.store.select_all_sealed()) == len(pilgrims)
+    for pilgrim, identity in zip(pilgrims, identities, strict=True):
+        journey_id = Journey.create_id(1446, pilgrim)
+        assert identity_of(ledger, journey_id, mission) == Identity.model_validate(identity)
+        assert find_by_passport(ledger, identity["passport_number"], identity["passport_country"], mission) == [
+            journey_id
+        ]
+    found = find_by_name(ledger, NAMES["name_latin"], mission, limit=100)
+    assert set(found) == {Journey.create_id(1446, p) for p in pilgrims}
 
 
 def test_name_search_finds_every_spelling_within_the_mission_only(ledger: JourneyLedger) -> None:

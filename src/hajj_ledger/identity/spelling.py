@@ -19,6 +19,7 @@ STOP_WORDS = frozenset(
     | {"ال", "بن", "بنت", "ابن"}
 )
 ABD = re.compile(r"^(abdoul|abdul|abdel|abdal|abdur|abdar|abdou|abdu|abd)(?=.{2})")  # "servant of": ABDULRAHMAN
+ABD_WORDS = frozenset({"abd", "abdul", "abdel", "abdal", "abdu", "abdou", "abdoul", "عبد"})  # join the next word
 ARTICLE = re.compile(r"^(al|el)(?=.{3})")  # glued article: ALANSARI
 
 # Arabic, Persian and Urdu letters as the Latin letters the skeleton uses ("*" a vowel-like letter, "" dropped).
@@ -43,8 +44,23 @@ ARABIC_MARKS = re.compile(r"[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640
 
 def name_keys(name: str) -> set[str]:
     """The keys of every part of a full name, in Arabic script or Latin letters."""
-    words = [w for part in name.split() for w in _words(part)]
-    return {key for word in _joined_abd(words) if (key := _key(word))}
+    keys: set[str] = set()
+    for part in name.split():
+        part_keys = _part_keys(part)
+        if part_keys is None:  # "servant of" joins the word after it, maybe in the next part
+            words = [w for part in name.split() for w in _words(part)]
+            return {key for word in _joined_abd(words) if (key := _key(word))}
+        keys |= part_keys
+    return keys
+
+
+@lru_cache(maxsize=100_000)
+def _part_keys(part: str) -> frozenset[str] | None:
+    """The keys of one part of a name, worked out once; None when a word of it may join the next (ABD)."""
+    words = _words(part)
+    if any(word in ABD_WORDS for word in words):
+        return None
+    return frozenset(key for word in words if (key := _key(word)))
 
 
 # Names repeat (a season's two million pilgrims share a few thousand name parts): each part is worked out once.
@@ -80,7 +96,7 @@ def _joined_abd(words: list[str]) -> list[str]:
     """ABD AL-RAHMAN, ABDUL RAHMAN and عبد الرحمن are one name, as ABDULRAHMAN is."""
     joined: list[str] = []
     for word in words:
-        if joined and joined[-1] in {"abd", "abdul", "abdel", "abdal", "abdu", "abdou", "abdoul", "عبد"}:
+        if joined and joined[-1] in ABD_WORDS:
             joined[-1] += word
         else:
             joined.append(word)

@@ -115,12 +115,12 @@ class MasterKeys:
         return AESGCM(self.keys[self.current])
 
     @cached_property
-    def _index_key(self) -> bytes:
-        return hmac.new(self.keys[self.current], b"passport index", hashlib.sha256).digest()
+    def _index_hmac(self) -> _HMAC:
+        return _HMAC(hmac.new(self.keys[self.current], b"passport index", hashlib.sha256).digest())
 
     @cached_property
-    def _name_key(self) -> bytes:
-        return hmac.new(self.keys[self.current], b"name index", hashlib.sha256).digest()
+    def _name_hmac(self) -> _HMAC:
+        return _HMAC(hmac.new(self.keys[self.current], b"name index", hashlib.sha256).digest())
 
     def seal(self, journey_id: UUID, identity: Identity, scope: str) -> Sealed:
         data_key = os.urandom(32)
@@ -133,8 +133,8 @@ class MasterKeys:
         nonce = os.urandom(12)  # the master key wraps many data keys: a fresh nonce each time
         wrapped = nonce + self._current_cipher.encrypt(nonce, data_key, journey_id.bytes + self.current.encode())
         passport = self.passport_index(identity.passport_number, identity.passport_country)
-        names = name_keys(identity.name_arabic) | name_keys(identity.name_latin)
-        return Sealed(journey_id, self.current, wrapped, ciphertext, passport, scope, self.name_index(scope, names))
+        names = self._names_index(scope, identity.name_arabic) | self._names_index(scope, identity.name_latin)
+        return Sealed(journey_id, self.current, wrapped, ciphertext, passport, scope, tuple(sorted(names)))
 
     def open(self, sealed: Sealed) -> Identity:
         return self._opened(sealed)[1]
@@ -160,11 +160,27 @@ class MasterKeys:
 
     def passport_index(self, number: str, country: str) -> bytes:
         normalised = f"{passport_number(number)}|{country.upper()}"
-        return hmac.digest(self._index_key, normalised.encode(), "sha256")
+        return self._index_hmac.digest(normalised.encode())
 
     def name_index(self, scope: str, keys: set[str]) -> tuple[bytes, ...]:
         """Blind index entries of spelling keys: 8 bytes each, distinct per scope (no linking across missions)."""
         return tuple(sorted(self._name_entry(scope, key) for key in keys))
+
+    def _names_index(self, scope: str, name: str) -> frozenset[bytes]:
+        """The index entries of one whole name within a scope. Whole names repeat within a mission too (a season's
+        pilgrims share a few thousand names): each is worked out once, which was a third of a registration's
+        sealing (bench/NOTES.md, issue 29)."""
+        cached = self._names_indexes
+        entries = cached.get((scope, name))
+        if entries is None:
+            if len(cached) > 200_000:
+                cached.clear()
+            entries = cached[scope, name] = frozenset(self._name_entry(scope, key) for key in name_keys(name))
+        return entries
+
+    @cached_property
+    def _names_indexes(self) -> dict[tuple[str, str], frozenset[bytes]]:
+        return {}
 
     def _name_entry(self, scope: str, key: str) -> bytes:
         entries = self._name_entries
@@ -172,12 +188,29 @@ class MasterKeys:
         if entry is None:
             if len(entries) > 200_000:
                 entries.clear()
-            entry = entries[scope, key] = hmac.digest(self._name_key, f"{scope}\x00{key}".encode(), "sha256")[:8]
+            entry = entries[scope, key] = self._name_hmac.digest(f"{scope}\x00{key}".encode())[:8]
         return entry
 
     @cached_property
     def _name_entries(self) -> dict[tuple[str, str], bytes]:
         return {}  # a mission's pilgrims share names: each entry is computed once
+
+
+class _HMAC:
+    """HMAC-SHA256 under one key, its padded key hashed once: `hmac.digest` sets the key up on every call, which
+    cost twice the hashing of a short message (a blind index entry)."""
+
+    def __init__(self, key: bytes) -> None:
+        padded = key.ljust(64, b"\0")  # SHA-256's block; the keys here are 32 bytes, never longer than a block
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def generate_key() -> str:

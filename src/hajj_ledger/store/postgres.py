@@ -263,10 +263,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             if _peer_gone(connection):  # found broken before anything was sent: nothing was recorded
                 raise psycopg.OperationalError("the connection was closed by the server before the batch was sent")
             try:
-                if vault:
-                    with connection.transaction():
+                if vault:  # BEGIN, the vault's rows, the append and COMMIT sent together: one round trip.
+                    # Nothing is prepared in it: a statement after one that failed is skipped, its preparation too.
+                    with connection.pipeline(), connection.transaction():
                         self._write_vault(curs, vault)
-                        curs.execute(self.append, arguments, prepare=True)
+                        curs.execute(self.append, arguments, prepare=False)
                 else:
                     curs.execute(self.append, arguments, prepare=True)
                 return [row["notification_id"] for row in curs]
@@ -313,9 +314,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def _write_vault(self, curs: Cursor[DictRow], vault: VaultChanges) -> None:
         kept, destroyed = final_vault(vault)
         if destroyed:
-            curs.execute(SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table), (destroyed,))
+            delete = SQL("DELETE FROM {} WHERE journey_id = ANY(%s)").format(self.vault_table)
+            curs.execute(delete, (destroyed,), prepare=False)
         if kept:
-            curs.execute(self.upsert_vault, [list(column) for column in zip(*map(vault_row, kept), strict=True)])
+            rows = [list(column) for column in zip(*map(vault_row, kept), strict=True)]
+            curs.execute(self.upsert_vault, rows, prepare=False)
 
     def select_receipts(self, command_ids: Sequence[UUID]) -> dict[UUID, Receipt]:
         if not command_ids:
