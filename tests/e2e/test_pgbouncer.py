@@ -192,8 +192,9 @@ def test_the_ledger_behind_pgbouncer_in_transaction_mode(pgbouncer: Pooled, serv
     # The chain, sealed through the pooler by the server's sealer and by this checkpoint, verifies.
     run(pgbouncer.env, "checkpoint")
     report = json.loads(run(pgbouncer.env, "verify", "--json"))
-    # Each journey's registration and contracted package (with its place taken), and its market's seven events.
-    assert report["ok"] and report["sealed_head"] == head and report["events"] == 10 * len(journeys), report
+    # The season's opening; each journey's registration and contracted package (with its place taken), and its
+    # market's seven events.
+    assert report["ok"] and report["sealed_head"] == head and report["events"] == 1 + 10 * len(journeys), report
     with psycopg.connect(pgbouncer.direct.split("?")[0]) as connection:
         public = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert public.fetchone() == (0,), "nothing of the ledger outside its schema"
