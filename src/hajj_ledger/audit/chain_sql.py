@@ -6,6 +6,7 @@ style filled in for SQLite or PostgreSQL.
 from __future__ import annotations
 
 import sys
+import time
 from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
@@ -21,6 +23,7 @@ from hajj_ledger.audit.verification import Checked, Linked
 from hajj_ledger.ledger import JourneyLedger
 
 PAGE = 20_000
+SQLITE_CREATE_TRIES = 25  # about a minute of waiting in all, for processes starting together on a new file
 READERS = 2  # pages read at once while one is linked
 
 EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 bytes), version, topic, state
@@ -149,13 +152,35 @@ class ChainTables:
             "CREATE TABLE IF NOT EXISTS {archived} (first BIGINT PRIMARY KEY, last BIGINT NOT NULL, "
             "season INTEGER NOT NULL)",
         ]
-        with self.cursor(commit=True) as cursor:
-            if self.postgres:  # ledgers starting together on an empty database would collide in the catalog
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hajj_ledger.chain'))")
-            for statement in statements:
-                cursor.execute(self.sql(statement))
-            conflict = "ON CONFLICT DO NOTHING" if self.postgres else "ON CONFLICT (id) DO NOTHING"
-            cursor.execute(self.sql("INSERT INTO {seal} VALUES (1, 0, %s) " + conflict), (GENESIS,))
+        if self._made():  # a node's processes all start here: only the first to come writes
+            return
+        for attempt in range(SQLITE_CREATE_TRIES):
+            try:
+                with self.cursor(commit=True) as cursor:
+                    if self.postgres:  # ledgers starting together on an empty database would collide in the catalog
+                        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hajj_ledger.chain'))")
+                    for statement in statements:
+                        cursor.execute(self.sql(statement))
+                    conflict = "ON CONFLICT DO NOTHING" if self.postgres else "ON CONFLICT (id) DO NOTHING"
+                    cursor.execute(self.sql("INSERT INTO {seal} VALUES (1, 0, %s) " + conflict), (GENESIS,))
+                return
+            except OperationalError as error:
+                # SQLite: processes starting together on a new file wait on each other's write lock past its
+                # timeout on a loaded machine; the tables are made by whichever gets it, and this one tries again.
+                if self.postgres or "locked" not in str(error) or attempt == SQLITE_CREATE_TRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _made(self) -> bool:
+        """Whether the chain's tables and its seal row are there already (a read: no write lock taken)."""
+        try:
+            with self.cursor() as cursor:
+                cursor.execute(self.sql("SELECT count(*) FROM {seal}"))
+                seal_rows = cursor.fetchone()[0]
+                cursor.execute(self.sql("SELECT count(*) FROM {archived} WHERE first < 0"))
+        except Exception:  # not made yet (each store names a missing table its own way)
+            return False
+        return bool(seal_rows)
 
     def seal_state(self) -> tuple[int, bytes]:
         with self.cursor() as cursor:
