@@ -47,7 +47,7 @@ clean:
 
 # The documentation site (mkdocs.yml, docs/) into var/site; --strict: a broken link or a page left out fails it.
 docs: install
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The benchmark suite: writes BENCHMARKS.md and bench/results.json (about forty minutes; its serving tier needs wrk).
 bench: install
