@@ -32,8 +32,8 @@ DEMO_MISSION, DEMO_COMPANY = "mission-IDN-00013", "company-012"
 
 
 def hook() -> ModuleType:
-    """docs/hooks/site.py, the hooks mkdocs.yml names (a file of the docs, not a module of the package)."""
-    spec = importlib.util.spec_from_file_location("site_hooks", ROOT / "docs" / "hooks" / "site.py")
+    """docs/hooks/site_hooks.py, the hooks mkdocs.yml names (a file of the docs, not a module of the package)."""
+    spec = importlib.util.spec_from_file_location("site_hooks", ROOT / "docs" / "hooks" / "site_hooks.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
