@@ -4,14 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench install clean screenshots
+.PHONY: run test lint bench install clean screenshots docs
 
 install: $(STAMP)
 
+# The package is laid out from four folders, so setuptools installs it editable through an import finder and says so
+# on every install ("Editable installation"): a notice with nothing to act on, kept out of the quiet install.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -42,6 +44,10 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The documentation site (mkdocs.yml, docs/) into var/site; --strict: a broken link or a page left out fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The benchmark suite: writes BENCHMARKS.md and bench/results.json (about forty minutes; its serving tier needs wrk).
 bench: install

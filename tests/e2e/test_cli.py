@@ -14,7 +14,6 @@ from uuid import uuid4
 
 import pytest
 
-from hajj_ledger.domain.catalogue import TABLES, render_markdown
 from hajj_ledger.ledger import JourneyLedger
 from tests.support import (
     COMPANY_ID,
@@ -28,7 +27,6 @@ from tests.support import (
     season_opened,
 )
 
-DOC = Path(__file__).parents[2] / "docs" / "journey.md"
 JAWAZAT = ("--role", "jawazat", "--agency", "jawazat-IST")
 
 
@@ -215,11 +213,6 @@ def test_simulate_prints_a_summary(tmp_path: Path) -> None:
     assert "MovedToSite" in result.stdout
     future = run(f"sqlite:///{tmp_path}/l.db", "simulate", "--pilgrims", "10", "--season", "1460")
     assert future.returncode == 1 and "has not ended" in future.stderr
-
-
-@pytest.mark.parametrize("title", list(TABLES))
-def test_the_docs_show_the_catalogue_as_it_is(title: str) -> None:
-    assert render_markdown(TABLES[title]) in DOC.read_text()
 
 
 def test_read_model_commands(store_url: str) -> None:

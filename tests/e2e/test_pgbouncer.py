@@ -70,7 +70,7 @@ def pgbouncer(postgres_url: str) -> Iterator[Pooled]:
     directory = Path(tempfile.mkdtemp(prefix="hajj-pgbouncer-"))
     user = urlsplit(postgres_url).username or "postgres"
     # The pooler cannot pass a search path (it refuses the `options` startup parameter): its database entry sets it
-    # on each server connection, as the README tells operators to.
+    # on each server connection, as docs/operations.md ("PgBouncer") tells operators to.
     (directory / "pgbouncer.ini").write_text(
         f"[databases]\n"
         f"{database} = host=127.0.0.1 port=5432 dbname={database} connect_query='SET search_path = {SCHEMA}'\n"

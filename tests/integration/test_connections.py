@@ -278,7 +278,7 @@ def test_a_url_parameter_the_ledger_does_not_know_is_refused_by_name(postgres_ur
 # libpq's URLs, and a database that goes away: through a TCP proxy of the test's own (tests/tcp_proxy.py), so that
 # the shared PostgreSQL is never stopped.
 
-ANSWER_BOUND = 5.0  # seconds: while the database is unreachable, a request is answered 503 within this (README)
+ANSWER_BOUND = 5.0  # seconds: while the database is away, a request is answered 503 within this (docs/http-api.md)
 
 
 def _port() -> int:

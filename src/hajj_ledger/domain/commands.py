@@ -525,7 +525,7 @@ class FailInspection(BuildingCommand):
 
 class OpenSeason(CommandBase):
     """A season opened by the ministry with its calendar, days in Makkah: each day not given is worked out from the
-    Hijri year by the Umm al-Qura calendar (docs/journey.md says how)."""
+    Hijri year by the Umm al-Qura calendar (docs/seasons.md says how)."""
 
     event: Literal["SeasonOpened"] = "SeasonOpened"
     season: SeasonNumber
