@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from hajj_ledger.preflight import configured_url
+from hajj_ledger.store.season_files import LOG_HEAD, SeasonFiles
 
 # The library names the events' table and position column: eventsourcing.sqlite's and eventsourcing.postgres's
 # (`<application>_events`) application recorders.
@@ -62,7 +64,7 @@ def read(names: Sequence[str], database_url: str | None = None) -> list[Status]:
                 "SELECT projection, generation, position, code_version FROM projection_positions WHERE serving"
             )
         }
-        [(head,)] = rows(f"SELECT MAX({position}) FROM {events}")
+        [(head,)] = rows(LOG_HEAD if sqlite else f"SELECT MAX({position}) FROM {events}")
         head = head or 0
         found = []
         for name in names:
@@ -83,7 +85,10 @@ def _connect(url: str) -> Any:
     if url.startswith("sqlite:///"):
         import sqlite3
 
-        return sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        path = url.removeprefix("sqlite:///")
+        connection = sqlite3.connect(path, timeout=30)
+        SeasonFiles(Path(path)).follow(connection)  # the seasons kept in files of their own, as the store reads them
+        return connection
     import psycopg
 
     from hajj_ledger.store.connections import Postgres
