@@ -245,7 +245,11 @@ class _Store:
                     cursor.execute(f"DROP TABLE {partition}")
             else:
                 self.recorder.season_files.unregister(cursor, season)
-        if not self.postgres:  # once unregistered: a crash before this leaves a file nothing attaches
+        self.remove_file(season)  # once unregistered: a crash before this leaves a file nothing attaches
+
+    def remove_file(self, season: int) -> None:
+        """SQLite: the file of a season taken out, deleted."""
+        if not self.postgres:
             self.recorder.season_files.remove(season)
 
     def _exists(self, cursor: Any, table: str) -> bool:
@@ -340,7 +344,12 @@ def close(
     url = archive_url(url)
     store = _Store(ledger)
     if (found := store.closed(season)) is not None:
-        raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
+        if ledger.season(season).stage is not SeasonStage.CLOSED:
+            raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
+        # Taken out by a close that stopped before its last steps: its file (SQLite) deleted, its stage recorded.
+        store.remove_file(season)
+        _record(ledger, ArchiveSeason, season)
+        return Target(found.url).read_json(MANIFEST)  # type: ignore[no-any-return]
     stage = ledger.season(season).stage
     if stage in (SeasonStage.OPEN, SeasonStage.RUNNING):
         _record(ledger, BeginSeasonClosing, season)
