@@ -5,7 +5,6 @@ with the main file's rows through one view in position order."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -25,7 +24,7 @@ TABLES = (
 
 
 @pytest.fixture
-def main(tmp_path: Path) -> Iterator[Path]:
+def main(tmp_path: Path) -> Path:
     """A main file of ten events, the odd positions of season 1446 (each with a receipt), the even of none."""
     path = tmp_path / "ledger.sqlite3"
     with closing(sqlite3.connect(path, isolation_level=None)) as connection:
@@ -41,7 +40,7 @@ def main(tmp_path: Path) -> Iterator[Path]:
             )
             if season:
                 connection.execute("INSERT INTO command_receipts VALUES (?, 'f', 'o', ?)", (f"c{position}", season))
-    yield path
+    return path
 
 
 def _move(files: SeasonFiles, season: int) -> None:
