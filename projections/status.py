@@ -86,9 +86,9 @@ def _connect(url: str) -> Any:
         import sqlite3
 
         path = url.removeprefix("sqlite:///")
-        connection = sqlite3.connect(path, timeout=30)
-        SeasonFiles(Path(path)).follow(connection)  # the seasons kept in files of their own, as the store reads them
-        return connection
+        store = sqlite3.connect(path, timeout=30)
+        SeasonFiles(Path(path)).follow(store)  # the seasons kept in files of their own, as the store reads them
+        return store
     import psycopg
 
     from hajj_ledger.store.connections import Postgres

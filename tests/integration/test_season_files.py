@@ -82,7 +82,7 @@ def _reads(ledger: JourneyLedger) -> dict[str, Any]:
     histories and trails."""
     log = ledger.recorder.select_notifications(start=1, limit=1_000_000)
     registered = sorted(
-        (n.originator_id, n.id)
+        (UUID(str(n.originator_id)), n.id)
         for n in log
         if n.topic.endswith("Journey.Registered") and orjson.loads(n.state)["season"] == CLOSED
     )[:3]
@@ -109,7 +109,7 @@ def _stopped_after_the_move(ledger: JourneyLedger, tmp_path: Path) -> None:
         yield
 
     views = SeasonViews(ledger.database_url)
-    views.read = broken  # type: ignore[method-assign]
+    views.read = broken  # type: ignore[method-assign,assignment]
     with pytest.raises(ArchiveError, match="went away"):
         close(ledger, CLOSED, str(tmp_path / "half"), _keys(), views)
 

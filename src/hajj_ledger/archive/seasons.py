@@ -128,8 +128,8 @@ class _Store:
         self.tables = ChainTables(ledger)
         self.tables.create()
         self.postgres = self.tables.postgres
-        self.recorder: Any = ledger.recorder
-        recorder = self.recorder
+        recorder: Any = ledger.recorder
+        self.recorder = recorder
         self.events_name: str = recorder.events_table_name
         self.schema: str = recorder.datastore.schema if self.postgres else ""
         self.names = {
@@ -349,7 +349,7 @@ def close(
         # Taken out by a close that stopped before its last steps: its file (SQLite) deleted, its stage recorded.
         store.remove_file(season)
         _record(ledger, ArchiveSeason, season)
-        return Target(found.url).read_json(MANIFEST)  # type: ignore[no-any-return]
+        return Target(found.url).read_json(MANIFEST)
     stage = ledger.season(season).stage
     if stage in (SeasonStage.OPEN, SeasonStage.RUNNING):
         _record(ledger, BeginSeasonClosing, season)
