@@ -3,12 +3,12 @@ events: a catch-up page and an aggregate's history with every season in the main
 file of its own, attached; the move of that season into its file; its take-out (the file unregistered and deleted)
 against the DELETE of its rows that the take-out was before.
 
-    .venv/bin/python bench/season_files.py [--events 300000] [--rounds 7]
+    .venv/bin/python bench/season_files.py [--events 300000] [--rounds 31]
 
 The log is written straight into the main file, as the recorder lays it out: aggregates of ten events, season 1446's
 at the first 60% of the positions, season 1447's overlapping its last 10% and on to the end, a licensed building's
 (no season) every hundredth. Each read is timed on the ledger's own recorder; the two stores (every season in the main
-file, and the same with season 1446 in its file) are read in turn, `--rounds` rounds each, and medians compared.
+file, and the same with season 1446 in its file) are read in turn, `--rounds` times each, and medians compared.
 """
 
 from __future__ import annotations
@@ -74,31 +74,42 @@ def _fill(path: Path, events: int) -> list[UUID]:
     return [UUID(hex=r[1]) for r in rows if r[2] == 1]
 
 
-def _timed_us(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1e6
-
-
-def _round(url: str, events: int, aggregates: list[UUID]) -> dict[str, float]:
-    """Microseconds, once each: a catch-up page of 1,000 events (the runner's select_notifications, the relay's
-    tail) at the season's start, in the overlap and after it; an aggregate's history (a hundred, each)."""
+def _reads(ledger: JourneyLedger, events: int, aggregates: list[UUID]) -> dict[str, Callable[[], object]]:
+    """A catch-up page of 1,000 events (the runner's select_notifications, the relay's tail) at the season's start,
+    in the overlap and after it; a hundred aggregates' histories."""
+    recorder, store = ledger.recorder, ledger.store
     sample = random.Random(7).sample(aggregates, 100)
-    with JourneyLedger(url, create_tables=False) as ledger:
-        recorder, store = ledger.recorder, ledger.store
-        found: dict[str, float] = {}
-        for name, at in (("start", 1), ("overlap", int(events * 0.55)), ("after", int(events * 0.8))):
-            found[f"page at {name}"] = _timed_us(lambda at=at: recorder.select_notifications(at, PAGE))
-            found[f"tail at {name}"] = _timed_us(lambda at=at: store.select_written_after(at, PAGE))
-        found["history (each)"] = _timed_us(lambda: [store.select_aggregate_notifications(a) for a in sample]) / 100
-        assert len(recorder.select_notifications(int(events * 0.55), PAGE)) == PAGE
+    reads: dict[str, Callable[[], object]] = {}
+    for name, at in (("start", 1), ("overlap", int(events * 0.55)), ("after", int(events * 0.8))):
+        reads[f"page at {name}"] = lambda at=at: recorder.select_notifications(at, PAGE)
+        reads[f"tail at {name}"] = lambda at=at: store.select_written_after(at, PAGE)
+    reads["history (100)"] = lambda: [store.select_aggregate_notifications(a) for a in sample]
+    return reads
+
+
+def _compared(urls: tuple[str, str], events: int, aggregates: list[UUID], rounds: int) -> dict[str, list[float]]:
+    """Each read's median microseconds on the two stores, timed in turn (A, B, A, B, ...: the machine's load falls
+    on both alike), after one call each not timed."""
+    with JourneyLedger(urls[0], create_tables=False) as a, JourneyLedger(urls[1], create_tables=False) as b:
+        both = [_reads(a, events, aggregates), _reads(b, events, aggregates)]
+        found: dict[str, list[float]] = {}
+        for name in both[0]:
+            taken: list[list[float]] = [[], []]
+            for side in (0, 1):
+                both[side][name]()
+            for _ in range(rounds):
+                for side in (0, 1):
+                    started = time.perf_counter()
+                    both[side][name]()
+                    taken[side].append((time.perf_counter() - started) * 1e6)
+            found[name] = [statistics.median(t) for t in taken]
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=31)
     arguments = parser.parse_args()
     events, rounds = arguments.events, arguments.rounds
     with tempfile.TemporaryDirectory(prefix="sqliteseasons_") as directory:
@@ -118,11 +129,7 @@ def main() -> None:
             with datastore.transaction(commit=True) as cursor:
                 files.register(cursor, CLOSED, *moved)
             registered = time.perf_counter() - started
-        samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-        for _ in range(rounds):  # the two stores in turn, so that the machine's load falls on both alike
-            samples["before"].append(_round(f"sqlite:///{kept}", events, aggregates))
-            samples["after"].append(_round(url, events, aggregates))
-        before, after = ({n: statistics.median(r[n] for r in samples[s]) for n in samples[s][0]} for s in samples)
+        compared = _compared((f"sqlite:///{kept}", url), events, aggregates, rounds)
         with JourneyLedger(url, create_tables=False) as ledger:
             started = time.perf_counter()
             with ledger.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
@@ -139,8 +146,8 @@ def main() -> None:
 
     print(f"{events:,} events; season {CLOSED}: {moved[0]:,} events, {moved[1]:,} receipts; medians of {rounds}")
     print(f"{'read (µs)':<22}{'main file':>12}{'season file':>14}{'ratio':>8}")
-    for name, value in before.items():
-        print(f"{name:<22}{value:>12,.0f}{after[name]:>14,.0f}{after[name] / value:>8.2f}")
+    for name, (before, after) in compared.items():
+        print(f"{name:<22}{before:>12,.0f}{after:>14,.0f}{after / before:>8.2f}")
     print(f"move: file written {built:.2f} s, registered (rows deleted from the main file) {registered:.2f} s")
     print(f"take-out: unregistered and deleted {taken_out * 1000:.1f} ms; the DELETE it replaces {deleted:.2f} s")
 

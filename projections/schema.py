@@ -77,7 +77,8 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
         return engine
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # URIs enabled: the season files are attached by them (hajj_ledger.store.season_files).
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "uri": True})
         season_files = SeasonFiles(Path(url.removeprefix("sqlite:///")))
 
         # Python's sqlite3 commits before DDL on its own; a view swap must be one transaction, so SQLAlchemy

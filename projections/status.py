@@ -86,7 +86,7 @@ def _connect(url: str) -> Any:
         import sqlite3
 
         path = url.removeprefix("sqlite:///")
-        store = sqlite3.connect(path, timeout=30)
+        store = sqlite3.connect(path, timeout=30, uri=True)  # URIs: the season files are attached by them
         SeasonFiles(Path(path)).follow(store)  # the seasons kept in files of their own, as the store reads them
         return store
     import psycopg

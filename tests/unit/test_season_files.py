@@ -62,7 +62,7 @@ def test_a_season_file_is_named_after_the_main_file() -> None:
 
 def test_a_moved_season_is_read_through_the_view_at_its_positions_by_a_connection_that_follows(main: Path) -> None:
     files = SeasonFiles(main)
-    reader = sqlite3.connect(main, isolation_level=None)
+    reader = sqlite3.connect(main, isolation_level=None, uri=True)
     followed = files.follow(reader)
     before = _log(reader)
 
@@ -93,7 +93,7 @@ def test_a_move_that_would_lose_rows_registers_nothing(main: Path) -> None:
 def test_an_unregistered_file_is_detached_and_a_missing_one_is_not_made(main: Path) -> None:
     files = SeasonFiles(main)
     _move(files, 1446)
-    reader = sqlite3.connect(main, isolation_level=None)
+    reader = sqlite3.connect(main, isolation_level=None, uri=True)
     followed = files.follow(reader)
     with closing(sqlite3.connect(main, isolation_level=None)) as connection:
         connection.execute("BEGIN")

@@ -68,8 +68,9 @@ class SeasonFiles:
         return season_file(self.main, season)
 
     def follow(self, connection: sqlite3.Connection, followed: int | None = None) -> int:
-        """Attach the registered season files to `connection` (outside a transaction), each table read through its
-        view, unless `followed`, the generation it has attached, is current; returns the generation attached."""
+        """Attach the registered season files to `connection` (outside a transaction; opened with `uri=True`), each
+        table read through its view, unless `followed`, the generation it has attached, is current; returns the
+        generation attached."""
         for attempt in range(FOLLOW_TRIES):
             now = generation(connection)
             if now == followed:
@@ -92,7 +93,9 @@ class SeasonFiles:
             path = self.path(season)
             if not path.is_file():  # ATTACH would make an empty one
                 raise sqlite3.OperationalError(f"season {season}'s file {path} is not there")
-            connection.execute(f"ATTACH ? AS s{int(season)}", (str(path),))
+            # Immutable: nothing writes a registered file, so its reads take no lock and never look for changes
+            # (a URI: every connection to the store is opened with them enabled, `uri=True`).
+            connection.execute(f"ATTACH ? AS s{int(season)}", (f"{path.absolute().as_uri()}?immutable=1",))
         if seasons:
             schemas = ["main", *(f"s{int(s)}" for s in seasons)]
             for table, columns in SEASONED:
