@@ -146,18 +146,20 @@ class _Store:
                 )
             )
 
-    def move_out(self, season: int) -> None:
+    def move_out(self, season: int) -> bool:
         """SQLite: the season's events and receipts moved from the main file to a file of their own, unless they are
-        there already (a close taken up again, a restored season). Only once it takes no more writes (closing)."""
+        there already (a close taken up again, a restored season); whether they were moved now. Only once the
+        season takes no more writes (closing)."""
         if self.postgres:
-            return
+            return False
         files: SeasonFiles = self.recorder.season_files
         with self.cursor() as cursor:
             if season in registered(cursor):
-                return
+                return False
         events, receipts = files.build(season, files.copy_from_main(season))
         with self.cursor(commit=True) as cursor:
             files.register(cursor, season, events, receipts)
+        return True
 
     def _qualified(self, name: str) -> str:
         return f'"{self.schema}"."{name}"' if self.postgres else name
@@ -355,8 +357,8 @@ def close(
         _record(ledger, BeginSeasonClosing, season)
     elif stage not in (SeasonStage.CLOSING, SeasonStage.CLOSED):
         raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
-    store.move_out(season)  # it takes no more writes now
-    clock.lap("move")
+    if store.move_out(season):  # it takes no more writes now
+        clock.lap("move")
     if stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
         written = ledger.season(season).archive_written
         assert written is not None
