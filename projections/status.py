@@ -71,10 +71,13 @@ def read(names: Sequence[str], database_url: str | None = None) -> list[Status]:
             if name not in serving:
                 raise NotInstalledError(f"projection {name!r} is not installed: run `hajj-ledger migrate`")
             generation, at, version = serving[name]
-            behind = rows(f"SELECT state FROM {events} WHERE {position} > ? ORDER BY {position} LIMIT 1", at)
+            # The position selected too: SQLite then reads its season files' view as a merge, not a sort of the rest.
+            behind = rows(
+                f"SELECT {position}, state FROM {events} WHERE {position} > ? ORDER BY {position} LIMIT 1", at
+            )
             lag_seconds = 0.0
             if behind:
-                recorded = datetime.fromisoformat(orjson.loads(behind[0][0])["timestamp"])
+                recorded = datetime.fromisoformat(orjson.loads(behind[0][1])["timestamp"])
                 lag_seconds = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
             found.append(Status(name, generation, at, version, head, head - at, lag_seconds))
         return found

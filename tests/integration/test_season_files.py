@@ -24,7 +24,7 @@ from hajj_ledger.audit.signing import SigningKeys
 from hajj_ledger.domain.vocabulary import SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections import FOLLOWED, status
 from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
@@ -136,6 +136,8 @@ def test_a_season_out_of_the_writes_is_read_as_before_and_positions_go_on_from_t
     }
     assert _reads(other) == after
     other.close()
+    [lag] = status.read(["journey_status"], ledger.database_url)  # `hajj-ledger status`, on a connection of its own
+    assert lag.head == after["head"] and lag.lag_events == after["head"] - lag.position > 0 and lag.lag_seconds > 0
 
     simulate(ledger, 2, OPEN, 6)  # appending goes on after the last position, whichever file holds it
     positions = [n.id for n in ledger.recorder.select_notifications(start=1, limit=1_000_000)]
