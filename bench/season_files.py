@@ -14,6 +14,7 @@ file, and the same with season 1446 in its file) are read in turn, `--rounds` ti
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import shutil
 import sqlite3
@@ -81,8 +82,8 @@ def _reads(ledger: JourneyLedger, events: int, aggregates: list[UUID]) -> dict[s
     sample = random.Random(7).sample(aggregates, 100)
     reads: dict[str, Callable[[], object]] = {}
     for name, at in (("start", 1), ("overlap", int(events * 0.55)), ("after", int(events * 0.8))):
-        reads[f"page at {name}"] = lambda at=at: recorder.select_notifications(at, PAGE)
-        reads[f"tail at {name}"] = lambda at=at: store.select_written_after(at, PAGE)
+        reads[f"page at {name}"] = functools.partial(recorder.select_notifications, at, PAGE)
+        reads[f"tail at {name}"] = functools.partial(store.select_written_after, at, PAGE)
     reads["history (100)"] = lambda: [store.select_aggregate_notifications(a) for a in sample]
     return reads
 
