@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.store.connections import Postgres, unsupported_store
+from hajj_ledger.store.season_files import SeasonFiles
 
 metadata = sa.MetaData()
 GENERATIONS = ("a", "b")
@@ -75,7 +77,9 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
         return engine
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # URIs enabled: the season files are attached by them (hajj_ledger.store.season_files).
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "uri": True})
+        season_files = SeasonFiles(Path(url.removeprefix("sqlite:///")))
 
         # Python's sqlite3 commits before DDL on its own; a view swap must be one transaction, so SQLAlchemy
         # is left to begin every transaction itself (SQLAlchemy's documented recipe).
@@ -86,6 +90,10 @@ def engine_for(database_url: str | None = None, *, pool_size: int = 2, schema: s
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection):  # type: ignore[no-untyped-def]
+            # The store's season files attached as they are now (hajj_ledger.store.season_files): a season's view
+            # rows are found by its events when it closes.
+            pooled = connection.connection
+            pooled.info["seasons"] = season_files.follow(pooled.dbapi_connection, pooled.info.get("seasons", 0))
             connection.exec_driver_sql("BEGIN")
 
         return engine

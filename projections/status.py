@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from hajj_ledger.preflight import configured_url
+from hajj_ledger.store.season_files import LOG_HEAD, SeasonFiles
 
 # The library names the events' table and position column: eventsourcing.sqlite's and eventsourcing.postgres's
 # (`<application>_events`) application recorders.
@@ -62,17 +64,20 @@ def read(names: Sequence[str], database_url: str | None = None) -> list[Status]:
                 "SELECT projection, generation, position, code_version FROM projection_positions WHERE serving"
             )
         }
-        [(head,)] = rows(f"SELECT MAX({position}) FROM {events}")
+        [(head,)] = rows(LOG_HEAD if sqlite else f"SELECT MAX({position}) FROM {events}")
         head = head or 0
         found = []
         for name in names:
             if name not in serving:
                 raise NotInstalledError(f"projection {name!r} is not installed: run `hajj-ledger migrate`")
             generation, at, version = serving[name]
-            behind = rows(f"SELECT state FROM {events} WHERE {position} > ? ORDER BY {position} LIMIT 1", at)
+            # The position selected too: SQLite then reads its season files' view as a merge, not a sort of the rest.
+            behind = rows(
+                f"SELECT {position}, state FROM {events} WHERE {position} > ? ORDER BY {position} LIMIT 1", at
+            )
             lag_seconds = 0.0
             if behind:
-                recorded = datetime.fromisoformat(orjson.loads(behind[0][0])["timestamp"])
+                recorded = datetime.fromisoformat(orjson.loads(behind[0][1])["timestamp"])
                 lag_seconds = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
             found.append(Status(name, generation, at, version, head, head - at, lag_seconds))
         return found
@@ -83,7 +88,10 @@ def _connect(url: str) -> Any:
     if url.startswith("sqlite:///"):
         import sqlite3
 
-        return sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        path = url.removeprefix("sqlite:///")
+        store = sqlite3.connect(path, timeout=30, uri=True)  # URIs: the season files are attached by them
+        SeasonFiles(Path(path)).follow(store)  # the seasons kept in files of their own, as the store reads them
+        return store
     import psycopg
 
     from hajj_ledger.store.connections import Postgres

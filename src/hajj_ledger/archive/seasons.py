@@ -4,14 +4,15 @@ Closing (`close`): the log is sealed and a checkpoint signed at the season's las
 stored), its commands' receipts, the chain's digests and checkpoints from the last checkpoint before its first
 event to that one, and its rows of every view go to the archive as Parquet files, with a manifest signed with the
 ledger's key; the archive is read back from its place and verified; only then does the season leave the hot store,
-in one transaction: on PostgreSQL its partitions of the log and of the receipts are detached and dropped (metadata,
-not a DELETE of its rows); on SQLite (the embedded demo store, small) its rows are deleted. The chain keeps the
+in one transaction: on PostgreSQL its partitions of the log and of the receipts are detached and dropped; on SQLite
+its file (hajj_ledger.store.season_files: its rows moved there from the main file when closing began) is
+unregistered, then deleted. Either way a metadata operation, not a DELETE of its rows. The chain keeps the
 digests of the archived positions (`ledger_archived` lists their runs), so `verify` of the hot store still links
 the whole log and checks every signed checkpoint. A close that fails before that transaction leaves the hot store
 whole: the archive written so far is simply not used.
 
 Restoring (`restore`) verifies the archive first, then puts the events and receipts back at their positions, in
-one transaction, and the views' rows after.
+one transaction (on SQLite: the season's file written again and registered), and the views' rows after.
 
 Reading a closed season (`open_season`): the archive is loaded once, verified, into a SQLite store of its own in a
 local cache directory, with its events at their positions, its receipts, its stretch of the chain and its views'
@@ -49,6 +50,7 @@ from hajj_ledger.domain.commands import ArchiveSeason, BeginSeasonClosing, Close
 from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Actor, Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.store.season_files import SeasonFiles, registered
 from hajj_ledger.store.seasons import NO_SEASON, season_partition
 
 PAGE = 20_000
@@ -127,6 +129,7 @@ class _Store:
         self.tables.create()
         self.postgres = self.tables.postgres
         recorder: Any = ledger.recorder
+        self.recorder = recorder
         self.events_name: str = recorder.events_table_name
         self.schema: str = recorder.datastore.schema if self.postgres else ""
         self.names = {
@@ -142,6 +145,21 @@ class _Store:
                     "events BIGINT NOT NULL, closed_at TEXT NOT NULL)"
                 )
             )
+
+    def move_out(self, season: int) -> bool:
+        """SQLite: the season's events and receipts moved from the main file to a file of their own, unless they are
+        there already (a close taken up again, a restored season); whether they were moved now. Only once the
+        season takes no more writes (closing)."""
+        if self.postgres:
+            return False
+        files: SeasonFiles = self.recorder.season_files
+        with self.cursor() as cursor:
+            if season in registered(cursor):
+                return False
+        events, receipts = files.build(season, files.copy_from_main(season))
+        with self.cursor(commit=True) as cursor:
+            files.register(cursor, season, events, receipts)
+        return True
 
     def _qualified(self, name: str) -> str:
         return f'"{self.schema}"."{name}"' if self.postgres else name
@@ -228,13 +246,13 @@ class _Store:
                     cursor.execute(f"ALTER TABLE {self._qualified(name)} DETACH PARTITION {partition}")
                     cursor.execute(f"DROP TABLE {partition}")
             else:
-                cursor.execute(self.sql("DELETE FROM {events} WHERE season = %s"), (season,))
-                cursor.execute(self.sql("DELETE FROM {receipts} WHERE season = %s"), (season,))
-                cursor.execute(
-                    "INSERT INTO log_floor VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = "
-                    "max(position, excluded.position)",
-                    (closed.last_position,),
-                )
+                self.recorder.season_files.unregister(cursor, season)
+        self.remove_file(season)  # once unregistered: a crash before this leaves a file nothing attaches
+
+    def remove_file(self, season: int) -> None:
+        """SQLite: the file of a season taken out, deleted."""
+        if not self.postgres:
+            self.recorder.season_files.remove(season)
 
     def _exists(self, cursor: Any, table: str) -> bool:
         if self.postgres:
@@ -283,13 +301,18 @@ class _Store:
                         for c, f, o in zip(*(c.to_pylist() for c in batch.columns), strict=True):
                             writing.write_row((UUID(c), f, o, season))
             else:
-                _into_sqlite(cursor, events, target, season)
+                files: SeasonFiles = self.recorder.season_files
+                written = files.build(
+                    season,
+                    lambda file: _into_sqlite(file, "main.stored_events", target, season, "main.command_receipts"),
+                )
+                files.register(cursor, season, *written)
             cursor.execute(self.sql("DELETE FROM {archived} WHERE season = %s"), (season,))
             cursor.execute(self.sql("DELETE FROM {registry} WHERE season = %s"), (season,))
 
 
-def _into_sqlite(cursor: Any, events: str, target: Target, season: int) -> None:
-    """The archived events, at their positions, and receipts into a SQLite store."""
+def _into_sqlite(cursor: Any, events: str, target: Target, season: int, receipts: str = "command_receipts") -> None:
+    """The archived events, at their positions, and receipts into a SQLite store (or a season's file)."""
     for batch in target.batches(EVENTS):
         cursor.executemany(
             f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) "
@@ -299,7 +322,7 @@ def _into_sqlite(cursor: Any, events: str, target: Target, season: int) -> None:
         )  # fmt: skip
     for batch in target.batches(RECEIPTS):
         cursor.executemany(
-            "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
+            f"INSERT INTO {receipts} VALUES (?, ?, ?, ?)",
             [(UUID(c).hex, f, o, season) for c, f, o in zip(*(c.to_pylist() for c in batch.columns), strict=True)],
         )
 
@@ -316,23 +339,30 @@ def close(
     archive's manifest. Each stage is recorded on the season (hajj_ledger.domain.season) as the ministry: closing
     begun (refused, with the reason, before its calendar allows), closed (the archive written and verified),
     archived (taken out). A close that stopped once the archive was verified takes up from there. Each stage's
-    seconds go into `stages`, if given (seal, write, verify, take_out)."""
+    seconds go into `stages`, if given (move: SQLite's rows into the season's file; seal, write, verify, take_out)."""
     clock = _Clock(stages)
     if season == NO_SEASON:
         raise ValidationError("season", "events of no season (licensed buildings) are never closed")
     url = archive_url(url)
     store = _Store(ledger)
     if (found := store.closed(season)) is not None:
-        raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
+        if ledger.season(season).stage is not SeasonStage.CLOSED:
+            raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
+        # Taken out by a close that stopped before its last steps: its file (SQLite) deleted, its stage recorded.
+        store.remove_file(season)
+        _record(ledger, ArchiveSeason, season)
+        return Target(found.url).read_json(MANIFEST)
     stage = ledger.season(season).stage
     if stage in (SeasonStage.OPEN, SeasonStage.RUNNING):
         _record(ledger, BeginSeasonClosing, season)
-    elif stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
+    elif stage not in (SeasonStage.CLOSING, SeasonStage.CLOSED):
+        raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
+    if store.move_out(season):  # it takes no more writes now
+        clock.lap("move")
+    if stage is SeasonStage.CLOSED:  # its archive was written and verified: take the season out
         written = ledger.season(season).archive_written
         assert written is not None
         return _take_out(ledger, store, season, written.url, keys, views, clock)
-    elif stage is not SeasonStage.CLOSING:
-        raise SeasonClosedError(f"season {season} is {stage}: nothing to close")
     first, last, count = store.extent(season)
     if count == 0:
         raise NotFoundError(f"season {season} has no events in the store")

@@ -314,8 +314,11 @@ _REGISTRATIONS = f"originator_version = 1 AND topic = '{REGISTERED}'"  # literal
 def registrations_index(events: str, position: str) -> str:
     """The index of the journeys' registrations, by journey id, with their positions (migration 0006): a page of the
     journeys there were at any position is then one short read of it, however long the log."""
-    columns = "originator_id" if position == "rowid" else f"originator_id, {position}"  # SQLite's rowid comes along
-    return f"CREATE INDEX IF NOT EXISTS {events}_registrations ON {events} ({columns}) WHERE {_REGISTRATIONS}"
+    sqlite = position == "rowid"
+    columns = "originator_id" if sqlite else f"originator_id, {position}"  # SQLite's rowid comes along
+    # SQLite: in the main file, whose table a view of the same name may shadow (hajj_ledger.store.season_files).
+    index = f"main.{events}_registrations" if sqlite else f"{events}_registrations"
+    return f"CREATE INDEX IF NOT EXISTS {index} ON {events} ({columns}) WHERE {_REGISTRATIONS}"
 
 
 def journeys_at(ledger: JourneyLedger, position: int, after: UUID | None, limit: int) -> list[UUID]:

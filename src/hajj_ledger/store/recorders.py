@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 import orjson
-from eventsourcing.persistence import Notification, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.persistence import Notification, OperationalError, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.identity.vault import Sealed
@@ -36,6 +37,7 @@ from hajj_ledger.store.connections import (
     write_pool_overflow,
     write_pool_size,
 )
+from hajj_ledger.store.season_files import FOLLOW_TRIES, LOG_HEAD, REGISTRY, SeasonFiles, generation
 from hajj_ledger.store.seasons import NO_SEASON, first_seasons, season_shut, seasons_written
 
 
@@ -105,7 +107,45 @@ Written = tuple[int, UUID, int, str, bytes]
 VaultChanges = Sequence[tuple[UUID, Sealed | None]]
 
 
+class SeasonedDatastore(SQLiteDatastore):
+    """The library's SQLite datastore whose connections attach the store's season files (store.season_files)."""
+
+    season_files: SeasonFiles
+    followed: WeakKeyDictionary[SQLiteConnection, int]  # the registry's generation each connection has attached
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        """A transaction on a connection attached to the season files registered. A writer follows the registry
+        before it begins (its first statement must be its first write: SQLiteLedgerRecorder._insert_events) and
+        writes the main file only; a reader checks it in its transaction, whose snapshot is then what it reads."""
+        with self.get_connection(commit=commit) as connection:
+            raw = connection.cursor().sqlite_cursor.connection
+            if commit:
+                self.followed[connection] = self.season_files.follow(raw, self.followed.get(connection, 0))
+            for _ in range(FOLLOW_TRIES):
+                with connection.transaction(commit=commit) as cursor:
+                    if commit or generation(raw) == self.followed.get(connection, 0):
+                        yield cursor
+                        return
+                self.followed[connection] = self.season_files.follow(raw, self.followed.get(connection, 0))
+        raise OperationalError("the store's season files kept changing while a read began")
+
+
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        # The library made the datastore; its transactions become ones that follow the season files.
+        datastore.__class__ = SeasonedDatastore
+        assert isinstance(datastore, SeasonedDatastore)
+        datastore.season_files = SeasonFiles(Path(datastore.pool.db_name))
+        datastore.followed = WeakKeyDictionary()
+        super().__init__(datastore, **kwargs)
+        self.select_max_notification_id_statement = LOG_HEAD  # the view's max(rowid) would read it whole
+
+    @property
+    def season_files(self) -> SeasonFiles:
+        assert isinstance(self.datastore, SeasonedDatastore)
+        return self.datastore.season_files
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             # The library's table with each event's season (store.seasons), which a season's close deletes by.
@@ -119,6 +159,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             # The highest position a closed season took out of the log: SQLite would otherwise give a position
             # again once the events above it were deleted, and the chain has sealed it.
             "CREATE TABLE IF NOT EXISTS log_floor (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
+            # The seasons kept in files of their own, attached (store.season_files).
+            f"CREATE TABLE IF NOT EXISTS {REGISTRY} (season INTEGER PRIMARY KEY)",
             "CREATE TABLE IF NOT EXISTS identity_vault (journey_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
             "wrapped_key BLOB NOT NULL, ciphertext BLOB NOT NULL, passport_index BLOB NOT NULL, "
             "scope TEXT NOT NULL, name_index BLOB NOT NULL)",
@@ -136,20 +178,20 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (events,))
             made = c.fetchone()[0]
-            c.execute("SELECT count(*) FROM pragma_table_info(?) WHERE name = 'season'", (events,))
+            c.execute("SELECT count(*) FROM pragma_table_info(?, 'main') WHERE name = 'season'", (events,))
             if made and not c.fetchone()[0]:
-                c.execute(f"ALTER TABLE {events} ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
-                c.execute("ALTER TABLE command_receipts ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
-                c.execute(f"SELECT originator_id, topic, state FROM {events} WHERE originator_version = 1")
+                c.execute(f"ALTER TABLE main.{events} ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute("ALTER TABLE main.command_receipts ADD COLUMN season INTEGER NOT NULL DEFAULT 0")
+                c.execute(f"SELECT originator_id, topic, state FROM main.{events} WHERE originator_version = 1")
                 seasons = list(first_seasons(c.fetchall()))
                 c.execute("CREATE TEMPORARY TABLE aggregate_seasons (id TEXT PRIMARY KEY, season INTEGER NOT NULL)")
                 c.executemany("INSERT INTO aggregate_seasons VALUES (?, ?)", seasons)
                 c.execute(
-                    f"UPDATE {events} SET season = s.season FROM aggregate_seasons AS s "
+                    f"UPDATE main.{events} SET season = s.season FROM aggregate_seasons AS s "
                     f"WHERE s.id = {events}.originator_id"
                 )
                 c.execute(
-                    "UPDATE command_receipts SET season = s.season FROM aggregate_seasons AS s "
+                    "UPDATE main.command_receipts SET season = s.season FROM aggregate_seasons AS s "
                     "WHERE s.id = json_extract(command_receipts.outcome, '$.aggregate_id')"
                 )
                 c.execute("DROP TABLE aggregate_seasons")
@@ -166,14 +208,14 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         # One executemany instead of the library's statement per event, each at the position after the newest event
-        # and after any a closed season took out (log_floor). The rowids are consecutive: this transaction holds
+        # and after any that left the main file (log_floor). The rowids are consecutive: this transaction holds
         # SQLite's write lock from its first insert (the first statement: a read first would be refused the lock
-        # while another writer holds it, "database is locked", rather than wait) to its commit.
-        events = self.events_table_name
+        # while another writer holds it, "database is locked", rather than wait) to its commit. Everything goes to
+        # the main file, whatever its season (store.season_files).
+        events = f"main.{self.events_table_name}"
         c.executemany(
-            f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) VALUES ("
-            f"max(coalesce((SELECT max(rowid) FROM {events}), 0), coalesce((SELECT position FROM log_floor), 0)) + 1, "
-            "?, ?, ?, ?, ?)",
+            f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state, season) VALUES "
+            f"(({LOG_HEAD}) + 1, ?, ?, ?, ?, ?)",
             [
                 (e.originator_id.hex, e.originator_version, e.topic, e.state, season_in(seasons, e.originator_id))  # type: ignore[union-attr]
                 for e in stored_events
@@ -184,7 +226,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         last = int(c.fetchone()[0]) if stored_events else 0
         ids = list(range(last - len(stored_events) + 1, last + 1))
         c.executemany(
-            "INSERT INTO command_receipts VALUES (?, ?, ?, ?)",
+            "INSERT INTO main.command_receipts VALUES (?, ?, ?, ?)",
             [(r.command_id.hex, r.fingerprint, r.outcome_json(), season_in(seasons, r.aggregate_id)) for r in receipts],
         )
         if vault:
@@ -212,7 +254,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         if not written:
             return
         c.execute(
-            f"SELECT originator_id FROM {self.events_table_name} WHERE originator_id IN "
+            f"SELECT originator_id FROM main.{self.events_table_name} WHERE originator_id IN "
             f"({', '.join('?' * len(written))}) AND originator_version > 1 LIMIT 1",
             [season_id.hex for season_id in written],
         )
