@@ -122,7 +122,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     add_docs(app)
     add_dashboard(app)
     app.state.hot_reads = _hot_reads(view_router)  # asked by Guard before FastAPI's routing
-    app.state.hot_writes = hot_writes(step_router)
+    app.state.hot_writes = hot_writes(step_router, commands.router)
     problems.install(app, check_caller)
     app.state.routes = [  # the methods each path takes, for a 405's Allow
         r for router in (*routers, operations.router, app.router) for r in router.routes if isinstance(r, Route)

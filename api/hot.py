@@ -27,9 +27,11 @@ from starlette.types import Message, Receive, Scope
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import ROLES, IdempotencyKeyText, Services
 from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
-from hajj_ledger.api.recording import command_id, record_parsed
+from hajj_ledger.api.recording import command_id, record_batch_in_time, record_parsed
+from hajj_ledger.api.routes.commands import batch
 from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
+from hajj_ledger.api.schemas import BatchCreate
 from hajj_ledger.audit.reads import MAX_LIMIT
 from hajj_ledger.domain.commands import CommandBase, parse_command
 from hajj_ledger.domain.errors import LedgerError
@@ -143,18 +145,22 @@ def _whole(text: str | None) -> int | None:
 
 
 class HotWrites:
-    """The recording endpoints (one command each), answered before FastAPI when plainly valid: a key in the key cache
-    whose role the step allows, no query string, a JSON body of known length that makes a valid command with the
-    step's event and the path's canonical id. The command is validated once, by the same model the documented route
-    validates it with last; anything else (a refusal included) goes to the documented route with the body as read,
-    which answers exactly as the OpenAPI document says. The ledger's own refusals are the same either way."""
+    """The recording endpoints, answered before FastAPI when plainly valid: a key in the key cache whose role the
+    route allows, no query string, a plain Idempotency-Key if any, and a JSON body of known length that makes a valid
+    command with the step's event and the path's canonical id, or (the batch endpoint) a valid `BatchCreate`. The body
+    is validated once, by the same model the documented route validates it with last; anything else (a refusal
+    included) goes to the documented route with the body as read, which answers exactly as the OpenAPI document says.
+    The ledger's own refusals are the same either way."""
 
-    def __init__(self, routes: dict[str, tuple[APIRoute, type[CommandBase]]]) -> None:
+    def __init__(self, routes: dict[str, tuple[APIRoute, type[CommandBase]]], batch: APIRoute) -> None:
         self.routes = routes  # by path with `{id}` for the target: "/v1/journeys/{id}/visa-issued"
+        self.batch = batch
 
     async def take(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
         """An answer, or None with what the documented route reads the body from."""
         path: str = scope["path"]
+        if path == self.batch.path:
+            return await self._batch(scope, receive)
         parts = path.split("/")  # "", "v1", "journeys", id, step
         target_id = parts[3] if len(parts) == 5 else None
         key = path if target_id is None else "/".join([*parts[:3], "{id}", parts[4]])
@@ -162,26 +168,16 @@ class HotWrites:
         if step is None or (target_id is not None and not JOURNEY_ID.fullmatch(target_id)):
             return None, receive
         route, command = step
-        services: Services = scope["app"].state.services
-        agency = _agency(services, scope, route)
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length", b"")
-        if agency is None or b"transfer-encoding" in headers or not length.isdigit() or int(length) > MAX_BODY:
+        plain = await _plain_request(scope, receive, route)
+        if plain is None:
             return None, receive
-        body = await _read(receive)
+        services, agency, body, key_text = plain
         again = _replay(body)
-        idempotency_key = headers.get(b"idempotency-key")
         try:
-            key_text = None if idempotency_key is None else idempotency_key.decode("latin-1")
             data = orjson.loads(body)
-        except (UnicodeDecodeError, orjson.JSONDecodeError):
+        except orjson.JSONDecodeError:
             return None, again
-        if (
-            not isinstance(data, dict)
-            or "event" in data
-            or (command.target and command.target in data)
-            or (key_text is not None and not _plain_key(key_text))
-        ):
+        if not isinstance(data, dict) or "event" in data or (command.target and command.target in data):
             return None, again
         data["event"] = command.model_fields["event"].default
         if target_id is not None:
@@ -199,14 +195,56 @@ class HotWrites:
         except LedgerError as refusal:
             return from_ledger(refusal).response(), again
 
+    async def _batch(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
+        """`POST /v1/commands:batch`: the body parsed and validated in one pass by pydantic's own JSON parser, where
+        FastAPI decodes it with the standard library's first (a tenth of a batch request's CPU, profiled)."""
+        if scope["method"] != "POST" or scope["query_string"]:
+            return None, receive
+        plain = await _plain_request(scope, receive, self.batch)
+        if plain is None:
+            return None, receive
+        services, agency, body, key_text = plain
+        again = _replay(body)
+        try:
+            commands = BatchCreate.model_validate_json(body).commands
+        except ValidationError:
+            return None, again
+        scope["route"] = self.batch  # what the access log and the metrics name
+        scope.setdefault("state", {})["agency"] = agency.agency_id
+        return await record_batch_in_time(services.ledger, agency, commands, key_text), again
 
-def hot_writes(router: APIRouter) -> HotWrites:
+
+async def _plain_request(
+    scope: Scope, receive: Receive, route: APIRoute
+) -> tuple[Services, Agency, bytes, str | None] | None:
+    """A write's caller, body and Idempotency-Key, when a hot write may take it: a key in the key cache whose role the
+    route allows, a body of known length within the limit (then read), a plain key if any; otherwise None, with
+    nothing read."""
+    services: Services = scope["app"].state.services
+    agency = _agency(services, scope, route)
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length", b"")
+    idempotency_key = headers.get(b"idempotency-key")
+    key_text = None if idempotency_key is None else idempotency_key.decode("latin-1")
+    if (
+        agency is None
+        or b"transfer-encoding" in headers
+        or not length.isdigit()
+        or int(length) > MAX_BODY
+        or (key_text is not None and not _plain_key(key_text))
+    ):
+        return None
+    return services, agency, await _read(receive), key_text
+
+
+def hot_writes(router: APIRouter, batch_router: APIRouter) -> HotWrites:
     paths = dict(endpoints())
     routes = {}
     for route in router.routes:
         if isinstance(route, APIRoute) and route.path in paths:
             routes[re.sub(r"\{[a-z_]+\}", "{id}", route.path)] = (route, paths[route.path])
-    return HotWrites(routes)
+    batch_route = next(r for r in batch_router.routes if isinstance(r, APIRoute) and r.endpoint is batch)
+    return HotWrites(routes, batch_route)
 
 
 def _plain_key(text: str) -> bool:

@@ -80,7 +80,7 @@ TARGETS = {
     "read": 0.5,  # requests/s, at least
     "read_p99": 2.0,  # p99 over the baseline's, at most
     "write": 0.6,
-    "batch": 0.3,
+    "batch": 0.5,  # issue 29: the batch endpoint at half the bare 1,000-row server at least
     "nodes": 0.8,  # spread over pinned, at least
     "rerun_share": 0.05,  # re-run batches, below
     "connections_over_pools": 2,  # a node's connections above its configured pool sizes, at most

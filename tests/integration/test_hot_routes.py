@@ -18,7 +18,7 @@ from hajj_ledger.api.hot import HotReads, HotWrites
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
-from tests.support import T0, TestClient, open_market, project, registration, season_opened
+from tests.support import T0, TestClient, open_market, project, registration, registration_command, season_opened
 
 EGY, PAK = "mission-EGY-1", "mission-PAK-2"
 
@@ -208,6 +208,85 @@ def test_the_hot_step_answers_as_the_documented_routes(
     assert [a[0] for a in with_hot[:valid]] == [201, 201, 200, 409, 201, 404, 409], with_hot[:valid]
     assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
     assert all(a[3] for a in with_hot[valid:-1])  # the odd ones are handed on (the last matches no step at all)
+    assert all(a[0] < 500 for a in with_hot)
+
+    client.app.state.hot_writes = None  # type: ignore[attr-defined]
+    without = answers()
+    for number, (one, other) in enumerate(zip(with_hot, without, strict=True)):
+        assert one[:3] == other[:3], number
+
+
+def _batch_requests(keys: dict[str, str]) -> list[tuple[str, str, dict[str, str], bytes | Any]]:
+    """(key, path, extra headers, body) of plainly valid batches first (with a refused and a malformed command in
+    one), then odd ones; fresh pilgrims and keys each time."""
+    mission, path = keys["mission"], "/v1/commands:batch"
+    once = {"Idempotency-Key": str(uuid4())}
+    commands = [registration_command(), registration_command(), registration_command(country="PAK")]
+    keyed = {"event": "Registered", **registration()}  # its command id from the Idempotency-Key
+    valid: list[tuple[str, str, dict[str, str], Any]] = [
+        (mission, path, {}, {"commands": [*commands, {"event": "Registered"}]}),  # 201, 201, 403, 422 within
+        (mission, path, once, {"commands": [keyed]}),
+        (mission, path, once, {"commands": [keyed]}),  # the same key: answered as before (200)
+        (keys["mofa"], path, {}, {"commands": [registration_command()]}),  # not its step: 403 within
+    ]
+    odd: list[tuple[str, str, dict[str, str], Any]] = [
+        (mission, path, {}, {"commands": []}),
+        (mission, path, {}, {"commands": [registration_command()], "colour": "red"}),
+        (mission, path, {}, {"commands": [registration_command()] * 1001}),
+        (mission, path, {}, {"commands": {"event": "Registered"}}),
+        (mission, path, {}, b"{not json"),
+        (mission, path, {}, b"[1, 2]"),
+        (mission, f"{path}?x=1", {}, {"commands": [registration_command()]}),
+        (mission, path, {"Idempotency-Key": "k" * 201}, {"commands": [registration_command()]}),
+        (keys["auditor"], path, {}, {"commands": [registration_command()]}),  # a role that records nothing: 403
+    ]
+    return valid + odd
+
+
+def _same_anywhere(answer: Any) -> Any:
+    """`_same`, into lists too (a batch's results)."""
+    if isinstance(answer, list):
+        return [_same_anywhere(a) for a in answer]
+    if isinstance(answer, dict):
+        return {k: _same_anywhere(v) for k, v in _same(answer).items()}
+    return answer
+
+
+def test_the_hot_batch_answers_as_the_documented_route(
+    client: TestClient, keys_and_url: tuple[dict[str, str], str]
+) -> None:
+    keys = keys_and_url[0]
+    hot: HotWrites = client.app.state.hot_writes  # type: ignore[attr-defined]
+    handed_on: list[str] = []
+    handle = hot.batch.handle
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        handed_on.append(scope["path"])
+        await handle(scope, receive, send)
+
+    hot.batch.handle = counted  # type: ignore[method-assign]
+
+    def answers() -> list[tuple[int, str, Any, bool]]:
+        found = []
+        for key, path, headers, content in _batch_requests(keys):
+            before = len(handed_on)
+            raw = content if isinstance(content, bytes) else orjson.dumps(content)
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **headers}
+            answer = client.post(path, content=raw, headers=headers)
+            parsed = answer.json() if answer.headers["content-type"].endswith("json") else answer.text
+            found.append((answer.status_code, answer.headers["content-type"], _same_anywhere(parsed),
+                          len(handed_on) > before))  # fmt: skip
+        return found
+
+    answers()  # every key is in the cache from here on
+    with_hot = answers()
+    valid = 4
+    assert [a[0] for a in with_hot[:valid]] == [200, 200, 200, 200], with_hot[:valid]
+    assert [r["status"] for r in with_hot[0][2]["results"]] == [201, 201, 403, 422]
+    assert [r["status"] for r in with_hot[2][2]["results"]] == [200]
+    assert [r["status"] for r in with_hot[3][2]["results"]] == [403]
+    assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
+    assert all(a[3] for a in with_hot[valid:])  # the odd ones are handed on
     assert all(a[0] < 500 for a in with_hot)
 
     client.app.state.hot_writes = None  # type: ignore[attr-defined]

@@ -241,7 +241,7 @@ def test_a_concurrent_write_is_retried_on_fresh_state(
 ) -> None:
     [journey] = arrive_and_clear(ledger, 1)
     other = JourneyLedger(store_url)
-    original_save = ledger.save
+    original_save = ledger._save
     interruptions: list[Outcome] = []
 
     def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
@@ -254,7 +254,7 @@ def test_a_concurrent_write_is_retried_on_fresh_state(
             )
         return original_save(*args, **kwargs)
 
-    monkeypatch.setattr(ledger, "save", save_after_someone_else)
+    monkeypatch.setattr(ledger, "_save", save_after_someone_else)
     try:
         trip = schedule_trip(ledger)
         outcome = ledger.record(command("BusAssigned", journey_id=journey, trip_id=trip), actor(Role.NAQABA))
@@ -270,7 +270,7 @@ def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
 ) -> None:
     [journey] = arrive_and_clear(ledger, 1)
     other = JourneyLedger(store_url)
-    original_save = ledger.save
+    original_save = ledger._save
     facilities = iter(["A-1", "A-2"] * 10)
 
     def save_after_someone_else(*args: Any, **kwargs: Any) -> Any:
@@ -278,7 +278,7 @@ def test_a_write_that_always_conflicts_ends_in_a_clear_conflict_error(
         other.record(command(event, journey_id=journey, facility=next(facilities)), actor(Role.MOH))
         return original_save(*args, **kwargs)
 
-    monkeypatch.setattr(ledger, "save", save_after_someone_else)
+    monkeypatch.setattr(ledger, "_save", save_after_someone_else)
     try:
         with pytest.raises(ConflictError, match="concurrent writers"):
             ledger.record(command("ReportedMissing", journey_id=journey), actor(Role.COMPANY))

@@ -893,14 +893,15 @@ TIMED = ("Journey", "Trip")  # the kinds whose steps keep business time
 def check_time(event: str, aggregate: Any, stamp: Stamp) -> None:
     """Refuse a step that happened before the journey's registration, or more than LATE_TOLERANCE before the
     journey's (or the trip's) latest step, unless it is a late correction by an agency in the field."""
-    at, kind = stamp.occurred_at.isoformat(), type(aggregate).__name__.lower()
-    if kind == "journey" and stamp.occurred_at < aggregate.registered_at:
+    at = stamp.occurred_at  # spelled out only in a refusal: checked for every step of a journey or a trip
+    if type(aggregate).__name__ == "Journey" and at < aggregate.registered_at:
         raise OccurredTooEarlyError(
-            f"{at} is before the journey's registration at {aggregate.registered_at.isoformat()}"
+            f"{at.isoformat()} is before the journey's registration at {aggregate.registered_at.isoformat()}"
         )
-    if stamp.late_reason is None and stamp.occurred_at < aggregate.last_occurred_at - LATE_TOLERANCE:
+    if stamp.late_reason is None and at < aggregate.last_occurred_at - LATE_TOLERANCE:
+        kind = type(aggregate).__name__.lower()
         raise OccurredTooEarlyError(
-            f"{at} is {aggregate.last_occurred_at - stamp.occurred_at} before the {kind}'s latest step, at "
+            f"{at.isoformat()} is {aggregate.last_occurred_at - at} before the {kind}'s latest step, at "
             f"{aggregate.last_occurred_at.isoformat()}; a report more than {LATE_TOLERANCE} late is recorded as a "
             "late correction (late_correction: its reason)"
         )

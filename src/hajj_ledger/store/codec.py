@@ -47,18 +47,18 @@ class EventCodec(Mapper[UUID]):
         super().__init__(transcoder=JSONTranscoder())  # required by the base class, unused here
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
-        cls = type(domain_event)
-        state = {k: v for k, v in vars(domain_event).items() if k not in _ENVELOPE}
+        topic, class_version = _stored_as(type(domain_event))
+        state = vars(domain_event).copy()  # the fields in their order, less the envelope: the same bytes as ever
+        del state["originator_id"], state["originator_version"]
         if "originator_topic" in state:  # a created event names its aggregate's class
             state["originator_topic"] = stored_topic(state["originator_topic"])
-        class_version = getattr(cls, "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
         return StoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=stored_topic(get_topic(cls)),
-            state=orjson.dumps(state, default=_plain, option=orjson.OPT_PASSTHROUGH_DATACLASS),
+            domain_event.originator_id,
+            domain_event.originator_version,
+            topic,
+            orjson.dumps(state, default=_plain, option=orjson.OPT_PASSTHROUGH_DATACLASS),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
@@ -73,6 +73,12 @@ class EventCodec(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return cast(DomainEventProtocol[UUID], event)
+
+
+@cache
+def _stored_as(cls: type) -> tuple[str, int]:
+    """An event class's topic as stored, and its version: worked out once per class, not once per event."""
+    return stored_topic(get_topic(cls)), getattr(cls, "class_version", 1)
 
 
 def current_state(cls: type, stored: bytes) -> dict[str, Any]:
