@@ -136,6 +136,23 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SeasonRestored": {"occurred_at": "2025-09-05T08:00:00Z"},
 }  # fmt: skip
 
+# Two of the mission's commands in one request: another pilgrim of the season registered, and its visa asked for
+# too early (refused alone: 409 in its result, the registration recorded all the same).
+SECOND_PILGRIM = UUID("0e5a1c3e-7d0b-4c8e-9f41-5b1a2d3c4e06")
+BATCH: dict[str, Any] = {
+    "commands": [
+        {
+            "event": "Registered", "command_id": "0e5a1c3e-7d0b-4c8e-9f41-5b1a2d3c4e07",
+            "pilgrim_id": str(SECOND_PILGRIM), "season": SEASON, "country": "IDN",
+            "occurred_at": "2025-05-02T08:00:00Z",
+        },
+        {
+            "event": "VisaRequested", "command_id": "0e5a1c3e-7d0b-4c8e-9f41-5b1a2d3c4e08",
+            "journey_id": str(Journey.create_id(SEASON, SECOND_PILGRIM)), "occurred_at": "2025-05-02T09:00:00Z",
+        },
+    ]
+}  # fmt: skip
+
 # Each path parameter's example: the story's own aggregates.
 PATH_EXAMPLES: dict[str, Any] = {
     "journey_id": str(JOURNEY),
