@@ -120,7 +120,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "TripCancelled": {"occurred_at": "2025-06-21T08:00:00Z", "reason": _code("TripCancelled", "reason")},
     "ContractTerminated": {"occurred_at": "2025-06-21T08:00:00Z", "reason": _code("ContractTerminated", "reason")},
     "OfferWithdrawn": {"occurred_at": "2025-06-21T08:00:00Z", "reason": _code("OfferWithdrawn", "reason")},
-    # The pilgrim's right to erasure, after the end; then the season's close, once its departures are long over.
+    # The pilgrim's right to erasure, after the end; then the season's close, once its departures are long over
+    # (`hajj-ledger season close` records these as it archives; its identities are erased once it is archived).
     "IdentityErased": {"occurred_at": "2025-06-22T08:00:00Z", "reason": _code("IdentityErased", "reason")},
     "SeasonClosing": {"occurred_at": "2025-09-01T08:00:00Z"},
     "SeasonClosed": {
@@ -129,11 +130,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "last_position": 120, "event_count": 60,
     },
     "SeasonArchived": {"occurred_at": "2025-09-03T08:00:00Z"},
+    "SeasonRestored": {"occurred_at": "2025-09-05T08:00:00Z"},
     "SeasonIdentitiesErased": {
-        "occurred_at": "2025-09-04T08:00:00Z", "journey_ids": [str(JOURNEY)],
+        "occurred_at": "2025-09-06T08:00:00Z", "journey_ids": [str(JOURNEY)],
         "reason": _code("SeasonIdentitiesErased", "reason"),
     },
-    "SeasonRestored": {"occurred_at": "2025-09-05T08:00:00Z"},
 }  # fmt: skip
 
 # Two of the mission's commands in one request: another pilgrim of the season registered, and its visa asked for

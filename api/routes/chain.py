@@ -69,7 +69,9 @@ def keys(chain: ChainDep) -> SigningKeysPublic:
     description="Check it with the public keys alone: `check_proof.py` in docs/auditing.md does it in a few lines.",
 )
 def proof(
-    chain: ChainDep, archives: ArchivesDep, position: Annotated[Position, Query(description="the event's position")]
+    chain: ChainDep,
+    archives: ArchivesDep,
+    position: Annotated[Position, Query(description="the event's position", openapi_examples={"first": {"value": 1}})],
 ) -> ProofPublic:
     try:
         return ProofPublic(**chain.proof(position))
