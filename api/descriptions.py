@@ -24,7 +24,7 @@ def complete(routes: Iterable[APIRoute]) -> None:
         roles = (route.openapi_extra or {}).get(ROLES)
         if roles is None or "recording" in route.tags:  # the steps and the batch say it from the catalogue
             continue
-        names = [f"{method} {route.path}" for method in route.methods]
+        names = [f"{method} {route.path}" for method in route.methods or ()]
         read = next((_READ_OF[name] for name in names if name in _READ_OF), None)
         if read is None:
             who = ", ".join(f"`{role}`" for role in roles)

@@ -4,10 +4,12 @@ endpoint, its body schema and its permissions without anything written here."""
 import functools
 import inspect
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Path
+from fastapi.openapi.models import Example
 from fastapi.responses import Response
 
 from hajj_ledger.api.deps import Caller, IdempotencyKey, LedgerDep, allow, caller
@@ -25,6 +27,7 @@ from hajj_ledger.domain.commands import (
     SeasonCommand,
     TripCommand,
 )
+from hajj_ledger.domain.vocabulary import Role
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": OutcomePublic, "description": "recorded before: the first outcome, nothing stored"},
@@ -41,7 +44,9 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
         return await record(ledger, agency, data, idempotency_key)
 
     # An explicit example: the one Swagger UI would make up carries a random late_correction, refused (403).
-    example = {"story": {"summary": "the story of season 1446 (api/examples.py)", "value": EXAMPLES[event]}}
+    example: dict[str, Example] = {
+        "story": {"summary": "the story of season 1446 (api/examples.py)", "value": EXAMPLES[event]}
+    }
     parameters = [
         inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=Caller),
         inspect.Parameter("ledger", inspect.Parameter.KEYWORD_ONLY, annotation=LedgerDep),
@@ -63,10 +68,13 @@ def add_step(router: APIRouter, command: type[CommandBase], path: str) -> None:
     )  # fmt: skip
 
 
-def _listed(values: Iterable[Any]) -> str:
+def _declared_order(member: StrEnum) -> int:
+    return list(type(member)).index(member)
+
+
+def _listed(values: Iterable[StrEnum]) -> str:
     """Roles or stages in their declared order, as code."""
-    ordered = sorted(values, key=lambda value: list(type(value)).index(value))
-    return ", ".join(f"`{value}`" for value in ordered)
+    return ", ".join(f"`{value}`" for value in sorted(values, key=_declared_order))
 
 
 def describe(command: type[CommandBase]) -> str:
@@ -78,7 +86,7 @@ def describe(command: type[CommandBase]) -> str:
     scopes = EVENT_SCOPES[event] if step.from_ else {}  # a new one is nobody's yet
     who = ", ".join(
         f"`{role}`" + (f" (refused where {scopes[role][1]})" if role in scopes else "")
-        for role in sorted(step.roles, key=list(type(next(iter(step.roles)))).index)
+        for role in sorted(step.roles, key=list(Role).index)
     )
     lines = [(command.__doc__ or "").strip(), f"**Who may record it:** {who}."]
     if step.from_:
