@@ -72,7 +72,7 @@ class EventPublic(BaseModel):
     occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
     recorded_at: datetime = Field(description="when the ledger recorded it")
     agency_id: str
-    role: str
+    role: Role
     command_id: UUID
     correlation_id: UUID | None
     late_correction: str | None = Field(None, description="why it was reported late, when a late correction")
@@ -95,7 +95,7 @@ class EntryPublic(BaseModel):
     occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
     recorded_at: datetime = Field(description="when the ledger recorded it")
     agency_id: str
-    role: str
+    role: Role
     command_id: UUID
     correlation_id: UUID | None
     fields: dict[str, Any] = Field(description="the event's own fields (events carry no personal data)")
