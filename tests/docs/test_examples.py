@@ -17,7 +17,7 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
 from tests.docs.test_docs import DEMO_COMPANY, DEMO_MISSION, README, ROOT, example
-from tests.support import season_opened, serving
+from tests.support import EXECUTABLE, season_opened, serving
 
 EXAMPLES = ROOT / "docs" / "examples"
 CURL = ["market.sh", "pilgrim.sh", "bus.sh", "feed.sh", "proof.sh", "export.sh"]  # first-day.sh's order
@@ -47,7 +47,7 @@ def first_day(store_url: str, tmp_path: Path) -> dict[str, str]:
     engine.dispose()
     season_opened(store_url)
     signing = tmp_path / "signing.json"
-    subprocess.run([sys.executable.replace("python", "hajj-ledger"), "signing-key", "new", str(signing)], check=True)
+    subprocess.run([str(EXECUTABLE), "signing-key", "new", str(signing)], check=True, capture_output=True)
     return {
         **os.environ, **keys, "HAJJ_LEDGER_DATABASE_URL": store_url, "HAJJ_LEDGER_SIGNING_KEY_FILE": str(signing),
         "HAJJ_LEDGER_EXPORT_DIR": str(tmp_path / "exports"),
