@@ -28,6 +28,7 @@ from hajj_ledger.api.agencies import Keys, Revocations
 from hajj_ledger.api.archives import ClosedSeasons
 from hajj_ledger.api.dashboard import add_dashboard
 from hajj_ledger.api.deps import Services, check_caller
+from hajj_ledger.api.descriptions import complete
 from hajj_ledger.api.docs import add_docs
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.hot import HotReads, HotWrites, hot_writes
@@ -118,6 +119,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
+    complete([route for router in routers for route in router.routes if isinstance(route, APIRoute)])
     app.include_router(operations.router)
     add_docs(app)
     add_dashboard(app)

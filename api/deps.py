@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from pydantic.config import JsonDict
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.archives import ClosedSeasons
+from hajj_ledger.api.examples import PATH_EXAMPLES
 from hajj_ledger.api.feed import Feed
 from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
@@ -261,6 +263,10 @@ else:
     EventName = Literal[tuple(STEPS)]  # an event's name, such as VisaIssued: any other is refused, naming them
 MinPosition = Annotated[
     Position | None, Query(description="wait (bounded) until the views have applied the log up to here")
+]
+# A journey named in a path, with the example story's journey (api/examples.py) for "Try it out".
+JourneyId = Annotated[
+    UUID, Path(openapi_examples={"story": {"summary": "the story's journey", "value": PATH_EXAMPLES["journey_id"]}})
 ]
 IdempotencyKeyText = Annotated[Text, Field(min_length=1, max_length=200)]
 IdempotencyKey = Annotated[

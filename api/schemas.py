@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from hajj_ledger.domain.commands import CommandBase
-from hajj_ledger.domain.vocabulary import SeasonStage
+from hajj_ledger.domain.vocabulary import USUAL_CODES, Role, SeasonStage
 
 MAX_BATCH = 1000
 
@@ -70,7 +72,7 @@ class EventPublic(BaseModel):
     occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
     recorded_at: datetime = Field(description="when the ledger recorded it")
     agency_id: str
-    role: str
+    role: Role
     command_id: UUID
     correlation_id: UUID | None
     late_correction: str | None = Field(None, description="why it was reported late, when a late correction")
@@ -93,7 +95,7 @@ class EntryPublic(BaseModel):
     occurred_at: datetime = Field(description="when it happened, by the recording agency's account")
     recorded_at: datetime = Field(description="when the ledger recorded it")
     agency_id: str
-    role: str
+    role: Role
     command_id: UUID
     correlation_id: UUID | None
     fields: dict[str, Any] = Field(description="the event's own fields (events carry no personal data)")
@@ -146,6 +148,7 @@ def create_model_for(command: type[CommandBase]) -> type[BaseModel]:
     """The body of one step's endpoint: the command's fields without its event and target (those are in the path),
     its command_id optional (an Idempotency-Key header, or a fresh id, stands in)."""
     fields: dict[str, Any] = {}
+    event = command.model_fields["event"].default
     for name, info in command.model_fields.items():
         if name in ("event", command.target):
             continue
@@ -155,9 +158,19 @@ def create_model_for(command: type[CommandBase]) -> type[BaseModel]:
                 Field(default=None, description="repeating it repeats the first outcome (or use Idempotency-Key)"),
             )
         else:
-            fields[name] = (info.annotation, info)
-    event = command.model_fields["event"].default
+            fields[name] = (info.annotation, _with_usual_codes(event, name, info))
     return create_model(f"{event}Create", __config__=ConfigDict(extra="forbid"), __doc__=command.__doc__, **fields)
+
+
+def _with_usual_codes(event: str, name: str, info: FieldInfo) -> FieldInfo:
+    """A field taking a snake_case code, with the codes agencies usually give listed (vocabulary.USUAL_CODES)."""
+    usual = USUAL_CODES.get((event, name)) or USUAL_CODES.get(("*", name))
+    if usual is None:
+        return info
+    listed = copy.copy(info)
+    listed.description = f"{info.description}; usually one of: {', '.join(usual)} (another code is recorded as given)"
+    listed.examples = [usual[0]]
+    return listed
 
 
 def utc(row: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +245,7 @@ class ExportPublic(BaseModel):
 class AgencyPublic(BaseModel):
     agency_id: str
     name: str
-    role: str
+    role: Role
     scope: str | None = Field(
         description="for a role that reads and records only its own (a mission, a company): the column its rows are "
         "found by (`mission_id`, `company_id`), which holds its agency id; null: the role reads every agency's"

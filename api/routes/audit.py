@@ -20,6 +20,7 @@ from hajj_ledger.api.deps import (
     ArchivesDep,
     Caller,
     EventName,
+    JourneyId,
     Limit,
     PastViewsDep,
     Position,
@@ -111,12 +112,18 @@ def events(
     "happened); give exactly one",
 )
 def journey_as_of(
-    journey_id: UUID,
+    journey_id: JourneyId,
     reads: ReadsDep,
     archives: ArchivesDep,
     position: Annotated[Position | None, Query(description="what the ledger knew at this position")] = None,
     recorded_at: Annotated[Moment | None, Query(description="what the ledger had recorded by then")] = None,
-    occurred_at: Annotated[Moment | None, Query(description="what had happened by then, by agencies' clocks")] = None,
+    occurred_at: Annotated[
+        Moment | None,
+        Query(
+            description="what had happened by then, by agencies' clocks",
+            openapi_examples={"story": {"summary": "the story's pilgrim, housed", "value": "2025-05-11T00:00:00Z"}},
+        ),
+    ] = None,
 ) -> PastJourneyPublic:
     try:
         at = AsOf(position, recorded_at, occurred_at)
@@ -170,7 +177,9 @@ def _add_view(name: str) -> None:
         return PagePublic(items=rows, next_cursor=next_cursor, position=asked, season=filtered[SEASON])
 
     keyword = inspect.Parameter.KEYWORD_ONLY
-    as_of = Annotated[Position, Query(description="as of this position (at most the head)")]
+    as_of = Annotated[
+        Position, Query(description="as of this position (at most the head)", openapi_examples={"first": {"value": 1}})
+    ]
     view_as_of.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter("agency", keyword, annotation=Caller),

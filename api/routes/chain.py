@@ -43,6 +43,8 @@ def checkpoints(
     summary="Seal the log to its head and sign a checkpoint there, now",
 )
 def make_checkpoint(chain: ChainDep) -> CheckpointPublic:
+    """Seals every event recorded so far into the hash chain and signs a checkpoint at the head (it changes the chain's
+    checkpoints, never an event); 409 on a ledger with no events yet, 503 without a signing key."""
     try:
         made = chain.checkpoint()
     except SigningKeyError as error:
@@ -54,6 +56,7 @@ def make_checkpoint(chain: ChainDep) -> CheckpointPublic:
 
 @router.get("/keys", openapi_extra=allow(EVERY_AGENCY), summary="The public keys that check the checkpoints")
 def keys(chain: ChainDep) -> SigningKeysPublic:
+    """Each signing key's id and its Ed25519 public key: what checks a checkpoint's signature offline."""
     if chain.keys is None:
         raise _no_key(SigningKeyError("this ledger has no signing key configured"))
     return SigningKeysPublic(**chain.keys.public.to_json())
@@ -66,7 +69,9 @@ def keys(chain: ChainDep) -> SigningKeysPublic:
     description="Check it with the public keys alone: `check_proof.py` in docs/auditing.md does it in a few lines.",
 )
 def proof(
-    chain: ChainDep, archives: ArchivesDep, position: Annotated[Position, Query(description="the event's position")]
+    chain: ChainDep,
+    archives: ArchivesDep,
+    position: Annotated[Position, Query(description="the event's position", openapi_examples={"first": {"value": 1}})],
 ) -> ProofPublic:
     try:
         return ProofPublic(**chain.proof(position))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import FileResponse
 from pydantic import Field
 
@@ -88,7 +88,14 @@ def _public(export_id: UUID, directory: Path, status: dict[str, Any]) -> ExportP
 
 
 @router.post("", status_code=202, openapi_extra=allow(EXPORTERS), summary="Start an export; follow its progress")
-def start(body: ExportCreate, agency: Caller, store_url: StoreUrlDep) -> ExportPublic:
+def start(
+    body: Annotated[ExportCreate, Body(openapi_examples={"season": {"value": {"format": "parquet", "season": 1446}}})],
+    agency: Caller,
+    store_url: StoreUrlDep,
+) -> ExportPublic:
+    """Starts writing a pseudonymised, signed snapshot of the ledger as of `at` (default: the head): the events and
+    every read model of one season, in Parquet or CSV (docs/analysts.md). It changes nothing of the ledger; the
+    export is the caller's own, and answers 202 with its id at once: follow it at `GET /v1/exports/{export_id}`."""
     export_id = uuid4()
     directory = exports_dir() / export_id.hex
     directory.mkdir(parents=True)
@@ -102,6 +109,8 @@ def start(body: ExportCreate, agency: Caller, store_url: StoreUrlDep) -> ExportP
 
 @router.get("/{export_id}", openapi_extra=allow(EXPORTERS), summary="An export's progress, and its files when done")
 def progress(export_id: UUID, agency: Caller) -> ExportPublic:
+    """The export's state (`running`, `done`, `failed`), positions done of the total, and once done its files. Another
+    agency's export, or none, is a 404."""
     return _public(export_id, *_status(export_id, agency.agency_id))
 
 
@@ -112,6 +121,8 @@ def progress(export_id: UUID, agency: Caller) -> ExportPublic:
     response_class=FileResponse,
 )
 def download(export_id: UUID, name: Annotated[Text, Field(max_length=255)], agency: Caller) -> FileResponse:
+    """A file the export's manifest names (`manifest.json`, `events/part-….parquet`, a view's file), as written;
+    409 while the export is running, 404 for a name it does not list."""
     directory, status = _status(export_id, agency.agency_id)
     if status["state"] != "done":
         raise ProblemError(409, "not-ready", "Not ready", f"export {export_id} is {status['state']}")

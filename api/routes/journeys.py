@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import ArchivesDep, Caller, LedgerDep, MinPosition, ReadsDep, allow, caller
+from hajj_ledger.api.deps import ArchivesDep, Caller, JourneyId, LedgerDep, MinPosition, ReadsDep, allow, caller
 from hajj_ledger.api.problems import ProblemError, not_found
 from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import EventPublic, HistoryPublic, IdentityPublic, utc
@@ -39,7 +39,7 @@ def check_scope(agency: Agency, owners: Mapping[str, Any], journey_id: UUID) -> 
     response_model=dict[str, Any],
 )  # fmt: skip
 async def status(
-    journey_id: UUID, agency: Caller, reads: ReadsDep, archives: ArchivesDep, min_position: MinPosition = None
+    journey_id: JourneyId, agency: Caller, reads: ReadsDep, archives: ArchivesDep, min_position: MinPosition = None
 ) -> Response:
     row = await reads.journey(journey_id, min_position, agency)
     if row is None:  # a journey of a closed season, or none
@@ -52,7 +52,7 @@ async def status(
 
 
 @router.get("/{journey_id}/history", openapi_extra=allow(HISTORY_READERS), summary="Every event of a journey")
-def history(journey_id: UUID, agency: Caller, reads: ReadsDep, archives: ArchivesDep) -> HistoryPublic:
+def history(journey_id: JourneyId, agency: Caller, reads: ReadsDep, archives: ArchivesDep) -> HistoryPublic:
     def read(ledger: JourneyLedger) -> list[Any]:
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
         return ledger.history(journey_id)
@@ -68,7 +68,7 @@ def history(journey_id: UUID, agency: Caller, reads: ReadsDep, archives: Archive
 
 
 @router.get("/{journey_id}/identity", openapi_extra=allow(IDENTITY_READERS), summary="Who the pilgrim is")
-def identity(journey_id: UUID, agency: Caller, ledger: LedgerDep) -> IdentityPublic:
+def identity(journey_id: JourneyId, agency: Caller, ledger: LedgerDep) -> IdentityPublic:
     try:
         check_scope(agency, vars(ledger.journey(journey_id)), journey_id)
     except NotFoundError:

@@ -17,11 +17,14 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", summary="The process answers")
 def healthz() -> dict[str, str]:
+    """For a liveness probe, without a key: `{"status": "ok"}` while the process serves. It changes nothing."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="The database answers and its schema is at the migrations' head")
 def readyz(ledger: LedgerDep, read_models: ReadModelsDep) -> JSONResponse:
+    """For a readiness probe, without a key: 200 with the migration and the ledger's position; 503 (Retry-After) while
+    the database is away, the writer restarts or the schema is behind. It changes nothing."""
     checks: dict[str, Any] = {}
     if ledger.writer_down:  # ended, and started again within a second: no write would be recorded meanwhile
         return JSONResponse(
@@ -45,4 +48,6 @@ def readyz(ledger: LedgerDep, read_models: ReadModelsDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def prometheus() -> Response:
+    """For Prometheus, without a key: requests and latencies by route and status, events appended, each view's lag
+    in events (this worker's own, with several). It changes nothing."""
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

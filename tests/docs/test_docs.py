@@ -155,10 +155,3 @@ def test_the_readme_example_runs_as_printed(demo_server: tuple[str, dict[str, st
     block = example(README, "min_position")
     with serving({**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}, tmp_path / "serve.log") as (base,):
         assert_shown(block, run_as_printed(block, base, keys))
-
-
-def test_the_walk_to_a_visa_request_runs_as_printed(demo_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
-    store_url, keys = demo_server
-    block = example(ROOT / "docs" / "getting-started.md", "visa-requested")
-    with serving({**os.environ, "HAJJ_LEDGER_DATABASE_URL": store_url}, tmp_path / "serve.log") as (base,):
-        assert_shown(block, run_as_printed(block, base, keys))

@@ -75,7 +75,8 @@ def rebuild_under_load(mission: httpx.Client, ministry: httpx.Client, env: dict[
         assert answer.status_code == 200, answer.text
         statuses = {r["status"] for r in answer.json()["results"]}
         assert statuses == {201}, answer.text
-        return max(r["outcome"]["position"] for r in answer.json()["results"])
+        written: list[int] = [r["outcome"]["position"] for r in answer.json()["results"]]
+        return max(written)
 
     for _ in range(SEEDED):
         head = write(1000)

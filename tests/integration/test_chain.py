@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import random
-import re
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.simulation.season import simulate
 
 DOC = Path(__file__).parents[2] / "docs" / "auditing.md"
+PROOF_SCRIPT = DOC.parent / "examples" / "check_proof.py"
 TAMPERING = settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
 )
@@ -342,13 +342,13 @@ def test_the_sealer_follows_the_log_while_agencies_write(store_url: str, tmp_pat
     assert chain.verify(keys.public).ok
 
 
-# One event's proof, checked offline by the script in docs/auditing.md with nothing but the public keys.
+# One event's proof, checked offline by the script docs/auditing.md shows (docs/examples/check_proof.py, included in
+# the page) with nothing but the public keys.
 
 
 def proof_script() -> str:
-    match = re.search(r"```python\n(# check_proof\.py.*?)```", DOC.read_text(), re.S)
-    assert match, "docs/auditing.md shows no check_proof.py script"
-    return match.group(1)
+    assert '--8<-- "docs/examples/check_proof.py"' in DOC.read_text(), "docs/auditing.md shows no check_proof.py"
+    return PROOF_SCRIPT.read_text()
 
 
 def check_offline(tmp_path: Path, proof: dict[str, Any], public: dict[str, Any]) -> subprocess.CompletedProcess[str]:

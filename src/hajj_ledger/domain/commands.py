@@ -57,7 +57,7 @@ Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="a sh
 AgencyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _./-]{0,63}$")]
 FlightNumber = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,3}[0-9]{1,4}[A-Z]?$")]
-PlaceCode = Annotated[str, Field(description="a site (makkah, mina, ...) or a port code (JED-HAJJ, ...)")]
+PlaceCode = Annotated[str, Field(json_schema_extra={"enum": [*Site, *Port]}, description="a site or a port")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Checked as documents are (domain/documents.py); the schema shows the forms, the checks give the reasons.
 Country = Annotated[

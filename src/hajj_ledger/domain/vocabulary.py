@@ -196,6 +196,26 @@ class City(StrEnum):
     MADINAH = "madinah"
 
 
+# The codes agencies usually give where a step takes a short snake_case code (a reason, a finding, a hold), by
+# event and field. Any such code is recorded as given (a code, never free text: no personal data slips in); these
+# are the ones the API's document lists and its examples use, and the simulator draws from.
+USUAL_CODES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("InspectionPassed", "findings"): ("compliant", "compliant_with_remarks"),
+    ("InspectionFailed", "findings"): ("fire_exits_blocked", "alarms_faulty", "extinguishers_expired"),
+    ("LicenceSuspended", "reason"): ("inspection_failed", "overcrowded", "licence_conditions_breached"),
+    ("VisaRejected", "reason"): ("requirements_not_met", "documents_incomplete", "quota_exceeded"),
+    ("VisaRevoked", "reason"): ("security_review", "documents_invalid", "package_cancelled"),
+    ("BusAssignmentCancelled", "reason"): ("bus_breakdown", "pilgrim_unwell", "rerouted"),
+    ("TripCancelled", "reason"): ("bus_breakdown", "road_closed", "rerouted"),
+    ("OfferWithdrawn", "reason"): ("buildings_unavailable", "season_full", "company_decision"),
+    ("ContractTerminated", "reason"): ("mission_withdrew", "company_default", "mutual_agreement"),
+    ("IdentityErased", "reason"): ("pilgrim_request", "retention_expired", "registered_in_error"),
+    ("SeasonIdentitiesErased", "reason"): ("retention_expired", "pilgrim_request"),
+    ("LegalHoldPlaced", "hold"): ("overstay_investigation", "death_identification"),
+    ("LegalHoldLifted", "hold"): ("overstay_investigation", "death_identification"),
+    ("*", "late_correction"): ("device_offline", "paper_record", "clock_fault"),
+}
+
 # The housing kinds, and the city of their buildings: only they name buildings.
 HOUSING: dict[OfferKind, City] = {OfferKind.MAKKAH_HOUSING: City.MAKKAH, OfferKind.MADINAH_HOUSING: City.MADINAH}
 # Where each kind may be served.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from hajj_ledger.domain.vocabulary import Actor, City, Role, Site
+from hajj_ledger.domain.vocabulary import USUAL_CODES, Actor, City, Role, Site
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.drafting import Draft, Planned
 
@@ -35,9 +35,10 @@ def open_market(draft: Draft) -> None:
         at += timedelta(days=rng.uniform(3, 15))
         if rng.random() < cal.INSPECTION_FAILED:
             _add(draft, at, CIVIL_DEFENCE, "InspectionFailed", building_id=draft.building_ids[site],
-                 findings=rng.choice(["fire_exits_blocked", "alarms_faulty", "extinguishers_expired"]))  # fmt: skip
+                 findings=rng.choice(USUAL_CODES["InspectionFailed", "findings"]))  # fmt: skip
             at += timedelta(days=rng.uniform(5, 20))
-        _add(draft, at, CIVIL_DEFENCE, "InspectionPassed", building_id=draft.building_ids[site], findings="compliant")
+        _add(draft, at, CIVIL_DEFENCE, "InspectionPassed", building_id=draft.building_ids[site],
+             findings=USUAL_CODES["InspectionPassed", "findings"][0])  # fmt: skip
     opens = draft.day(-rng.uniform(200, 210))
     _add(draft, opens, draft.company, "OfferPublished", offer_id=draft.offer_id, season=draft.season,
          kind="makkah_housing", site="makkah", places=size + rng.randint(0, size // 5),
