@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from sqlalchemy.engine import Connection, Engine
 
+from hajj_ledger.domain.vocabulary import MAKKAH_TIME
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import InSql, PositionMovedError, Projection, advance
 
@@ -62,6 +63,20 @@ def literals(values: Iterable[object]) -> str:
 def values_of(rows: Iterable[Sequence[object]]) -> str:
     """`VALUES ('a', 1), ('b', 2)`: a table of literals, to join the staged events with."""
     return "VALUES " + ", ".join(f"({literals(row)})" for row in rows)
+
+
+def last_of(staged: str, events: Iterable[str]) -> str:
+    """The last staged event of those named, of each aggregate that has one: every staged column, as a subquery (what
+    `apply` keeps for most columns: the value of the last event of some kinds)."""
+    return (
+        f'(SELECT DISTINCT ON (aggregate_id) * FROM "{staged}" WHERE event IN ({literals(sorted(events))}) '
+        "ORDER BY aggregate_id, position DESC)"
+    )
+
+
+def makkah_day_sql(moment: str) -> str:
+    """The day in Makkah of an instant (a timestamptz expression), as `vocabulary.makkah_day` works it out."""
+    return f"({moment} AT TIME ZONE {literal(MAKKAH_TIME.utcoffset(None))})::date"
 
 
 def buildable(engine: Engine, ledger: JourneyLedger, targets: Sequence[tuple[Projection, str, int]]) -> list[int]:
@@ -141,8 +156,10 @@ def _insert(connection: Connection, projection: Projection, generation: str, sta
     """Each table's rows, into its empty table: its key and indexes dropped first and built once over all the rows
     (a duplicate key fails the transaction all the same), rather than kept up row by row: the trail's million rows
     took 14 s with its key and indexes in place, 7.5 s with them built after (bench/NOTES.md)."""
-    assert projection.in_sql is not None
-    for model, select in projection.in_sql.rows(staged).items():
+    in_sql = projection.in_sql
+    assert in_sql is not None
+    selects = in_sql.rows(staged, connection) if in_sql.reads else in_sql.rows(staged)
+    for model, select in selects.items():
         table = model.applied(generation)
         key = connection.execute(
             sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) AND contype = 'p'"),

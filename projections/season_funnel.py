@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
-from hajj_ledger.domain.vocabulary import MAKKAH_TIME, REGION_OF, Port, Stage, makkah_day
-from hajj_ledger.projections.bulk_sql import literal, values_of
+from hajj_ledger.domain.vocabulary import REGION_OF, Port, Stage, makkah_day
+from hajj_ledger.projections.bulk_sql import makkah_day_sql, values_of
 from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 season_funnel = Model(
@@ -60,14 +60,13 @@ def _rows(staged: str) -> dict[Model, str]:
     (array_agg(port ORDER BY position) FILTER (WHERE event = 'ArrivedAtPort'))[1] AS port,
     string_agg(stage, ' ' ORDER BY position) AS reached
   FROM firsts GROUP BY aggregate_id HAVING bool_or(event = 'Registered')"""
-    day = f"(f.occurred_at AT TIME ZONE {literal(MAKKAH_TIME.utcoffset(None))})::date"  # makkah_day
     return {
         origin: f"""
 WITH firsts AS ({firsts}), journeys AS ({journeys})
 SELECT aggregate_id, season, country, coalesce(port, ''), reached FROM journeys""",
         season_funnel: f"""
 WITH firsts AS ({firsts}), journeys AS ({journeys})
-SELECT j.season, {day}, f.stage, j.country, coalesce(r.region, 'other'),
+SELECT j.season, {makkah_day_sql("f.occurred_at")}, f.stage, j.country, coalesce(r.region, 'other'),
   CASE WHEN f.position >= j.arrived_at THEN j.port ELSE '' END, count(*)
 FROM firsts AS f JOIN journeys AS j USING (aggregate_id)
   LEFT JOIN ({values_of(REGION_OF.items())}) AS r(country, region) ON r.country = j.country
