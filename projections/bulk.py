@@ -24,6 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import Connection, Engine
 
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.projections import bulk_sql
 from hajj_ledger.projections.framework import (
     Key,
     Model,
@@ -105,9 +106,20 @@ def build(
     stop: threading.Event | None = None,
 ) -> int:
     """Apply the log, from each (projection, generation)'s own position to `until` (or the head as it stands when
-    read), to those generations together. Returns the position reached."""
+    read), to those generations together. Returns the position reached.
+
+    On PostgreSQL, the generations at position 0 of views with rows in SQL are built in SQL (bulk_sql.py) to `until`
+    (or the head when asked), and the rest folded here to the same position."""
     stop = stop or threading.Event()
     at = _positions(engine, targets)
+    in_sql = bulk_sql.buildable(engine, ledger, [(p, g, at[(p.name, g)]) for p, g in targets])
+    head = ledger.head() if until is None and in_sql else until
+    if in_sql and head and not stop.is_set():
+        bulk_sql.build(engine, ledger, [targets[i] for i in in_sql], head)
+        targets = [target for i, target in enumerate(targets) if i not in in_sql]
+        if not targets:
+            return head
+        until = head
     buildings = [_Building(p, g, at[(p.name, g)], at[(p.name, g)] == 0) for p, g in targets]
     readers: dict[str, list[_Building]] = {}  # event name: the buildings that read it
     for building in buildings:

@@ -121,6 +121,22 @@ class Rows:
         self.changed[model.name].discard(key)
 
 
+@dataclass(frozen=True)
+class InSql:
+    """A view built set-based on PostgreSQL from position 0 (projections/bulk_sql.py), beside its `apply`: the same
+    rules over the whole log at once.
+
+    `fields`: the event fields it reads, each with the SQL type it is staged as (`{"pilgrim_id": "uuid"}`), besides
+    the columns every staged event has (bulk_sql.ENVELOPE). `rows`: given the staged table's name, each of the view's
+    tables' rows as one SELECT over it, its columns in the model's column order. `reads`: `rows` reads the staged
+    table first, for a value only Python works out (a Hijri date), and is called as `rows(staged, connection)`, in
+    the transaction that inserts."""
+
+    fields: dict[str, str]
+    rows: Callable[..., dict[Model, str]]
+    reads: bool = False
+
+
 class Projection:
     """A read model kept current from the log. Subclasses name their events and models."""
 
@@ -129,6 +145,7 @@ class Projection:
     models: ClassVar[tuple[Model, ...]]
     events: ClassVar[frozenset[str]]  # event class names it reads; others are not even decoded
     by_aggregate: ClassVar[tuple[Model, ...]] = ()  # models with a row per journey (or trip), keyed by its id
+    in_sql: ClassVar[InSql | None] = None  # its rows from zero in SQL, on PostgreSQL; without it, `apply` folds them
 
     def keys(self, event: Any) -> Iterable[tuple[Model, Key]]:
         """The rows an event touches: by default, its aggregate's row in each of `by_aggregate`."""

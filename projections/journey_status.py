@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import sqlalchemy as sa
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
+from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Stage
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import literals, values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 PLACE_FIELDS = ("port", "site")  # events naming where the pilgrim now is
 
@@ -43,12 +46,90 @@ journey_status = Model(
 )
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over each journey's events at once: its last row, from one window over the journey in order.
+
+    Each column is the value of the last event of those that set it (`last`), except the stage around a bus: an
+    assignment cancelled puts back the stage before it. The ledger lets a cancellation follow only the assignment
+    it cancels (catalogue: from bus_assigned), so the stage then is that of the last event that changed it other than
+    an assignment, and the stage before a bus that of the last such event before the assignment."""
+    places = [n for n in JOURNEY_STEPS if n != "FlightBooked" and _fields(n) & set(PLACE_FIELDS)]
+    place = f"coalesce({', '.join(reversed(PLACE_FIELDS))})"  # the later field wins, as in `apply`
+    bus = literals(("BusAssigned", "BusAssignmentCancelled", "TransferCompleted"))
+
+    def each(value: str, events: str) -> str:  # the values of the events that set a column, in order
+        return f"array_agg({value}) FILTER (WHERE {events}) OVER journey"
+
+    def last(values: str) -> str:
+        return f"{values}[cardinality({values})]"
+
+    on_bus = f"{last('bus')} = 'BusAssigned'"
+    return {
+        journey_status: f"""
+SELECT aggregate_id, pilgrim_id, season, country, mission_id, {last("companies")},
+  CASE WHEN {last("changes")} = 'BusAssignmentCancelled' THEN {last("settled")} ELSE {last("stages")} END,
+  CASE WHEN {on_bus} THEN (SELECT u.stage FROM unnest(settled, settled_at) AS u(stage, at)
+    WHERE u.at < {last("bus_at")} ORDER BY u.at DESC LIMIT 1) END,
+  CASE WHEN {last("places")} = 'TransferCompleted' THEN (SELECT u.destination FROM unnest(destinations, bus_at)
+    AS u(destination, at) WHERE u.at < {last("places_at")} AND u.destination IS NOT NULL ORDER BY u.at DESC LIMIT 1)
+    ELSE {last("places")} END,
+  CASE WHEN {on_bus} THEN {last("trips")} END, CASE WHEN {on_bus} THEN {last("destinations")} END,
+  coalesce({last("hospital")}, false), coalesce({last("missing")}, false), deceased, {last("visas")},
+  event, occurred_at, recorded_at, position
+FROM (
+  SELECT e.aggregate_id, e.position, e.event, e.occurred_at, e.recorded_at,
+    lead(e.position) OVER journey AS next_position,
+    first_value(e.event) OVER journey AS first_event, first_value(e.pilgrim_id) OVER journey AS pilgrim_id,
+    first_value(e.season) OVER journey AS season, first_value(e.country) OVER journey AS country,
+    first_value(e.agency_id) OVER journey AS mission_id,
+    {each("e.company_id", "e.event = 'PackageContracted'")} AS companies,
+    {each("e.event", "to_stage.stage IS NOT NULL OR e.event = 'BusAssignmentCancelled'")} AS changes,
+    {each("to_stage.stage", "to_stage.stage IS NOT NULL")} AS stages,
+    {each("to_stage.stage", "to_stage.stage IS NOT NULL AND e.event <> 'BusAssigned'")} AS settled,
+    {each("e.position", "to_stage.stage IS NOT NULL AND e.event <> 'BusAssigned'")} AS settled_at,
+    {each("e.event", f"e.event IN ({bus})")} AS bus,
+    {each("e.position", f"e.event IN ({bus})")} AS bus_at,
+    {each("e.trip_id", f"e.event IN ({bus})")} AS trips,
+    {each("e.destination", f"e.event IN ({bus})")} AS destinations,
+    {
+            each(
+                f"CASE e.event WHEN 'TransferCompleted' THEN e.event WHEN 'Departed' THEN NULL ELSE {place} END",
+                f"e.event IN ({literals(places)}, 'TransferCompleted', 'Departed')",
+            )
+        } AS places,
+    {each("e.position", f"e.event IN ({literals(places)}, 'TransferCompleted', 'Departed')")} AS places_at,
+    {each("e.event = 'HospitalAdmitted'", "e.event IN ('HospitalAdmitted', 'HospitalDischarged', 'DeathRecorded')")}
+      AS hospital,
+    {each("e.event = 'ReportedMissing'", "e.event IN ('ReportedMissing', 'Found')")} AS missing,
+    coalesce(bool_or(e.event = 'DeathRecorded') OVER journey, false) AS deceased,
+    {each("e.valid_until", "e.event IN ('VisaIssued', 'VisaRejected', 'VisaRevoked', 'VisaRequested')")} AS visas
+  FROM "{staged}" AS e
+  LEFT JOIN ({values_of((n, str(s.to)) for n, s in JOURNEY_STEPS.items() if s.to)}) AS to_stage(event, stage)
+    ON to_stage.event = e.event
+  WHERE e.event IN ({literals(JOURNEY_STEPS)})
+  WINDOW journey AS (PARTITION BY e.aggregate_id ORDER BY e.position
+    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+) AS j
+WHERE next_position IS NULL AND first_event = 'Registered'
+"""
+    }
+
+
+def _fields(event: str) -> set[str]:
+    return set(typing.get_type_hints(getattr(Journey, event)))
+
+
 class JourneyStatus(Projection):
     name = "journey_status"
     version = 1
     models = (journey_status,)
     events = frozenset(JOURNEY_STEPS)
     by_aggregate = (journey_status,)
+    in_sql = InSql(
+        fields={"pilgrim_id": "uuid", "season": "integer", "country": "text", "company_id": "text",
+                "valid_until": "timestamptz", "port": "text", "site": "text", "trip_id": "uuid", "destination": "text"},
+        rows=_rows,
+    )  # fmt: skip
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
