@@ -7,7 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.projections.bulk_sql import literals
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows
+from hajj_ledger.projections.staged_sql import last_of
 
 overstay_watch = Model(
     "overstay_watch",
@@ -26,12 +28,29 @@ overstay_watch = Model(
 GONE = {"ExitCleared", "Departed", "DeathRecorded", "Cancelled"}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each journey registered and not gone, with its last visa's end (none
+    once revoked) and its last entry."""
+    return {
+        overstay_watch: f"""
+SELECT r.aggregate_id, r.season, r.agency_id, r.country, visa.valid_until, entry.occurred_at,
+  entry.position IS NOT NULL
+FROM "{staged}" AS r
+LEFT JOIN {last_of(staged, ("VisaIssued", "VisaRevoked"))} AS visa ON visa.aggregate_id = r.aggregate_id
+LEFT JOIN {last_of(staged, ("EntryCleared",))} AS entry ON entry.aggregate_id = r.aggregate_id
+WHERE r.event = 'Registered'
+  AND NOT EXISTS (SELECT FROM "{staged}" AS g WHERE g.aggregate_id = r.aggregate_id AND g.event IN ({literals(GONE)}))
+"""
+    }
+
+
 class OverstayWatch(Projection):
     name = "overstay_watch"
     version = 2  # 2: a season column
     models = (overstay_watch,)
     events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
     by_aggregate = (overstay_watch,)
+    in_sql = InSql(fields={"season": "integer", "country": "text", "valid_until": "timestamptz"}, rows=_rows)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
