@@ -128,10 +128,13 @@ class InSql:
 
     `fields`: the event fields it reads, each with the SQL type it is staged as (`{"pilgrim_id": "uuid"}`), besides
     the columns every staged event has (bulk_sql.ENVELOPE). `rows`: given the staged table's name, each of the view's
-    tables' rows as one SELECT over it, its columns in the model's column order."""
+    tables' rows as one SELECT over it, its columns in the model's column order. `reads`: `rows` reads the staged
+    table first, for a value only Python works out (a Hijri date), and is called as `rows(staged, connection)`, in
+    the transaction that inserts."""
 
     fields: dict[str, str]
-    rows: Callable[[str], dict[Model, str]]
+    rows: Callable[..., dict[Model, str]]
+    reads: bool = False
 
 
 class Projection:

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.domain.vocabulary import REGION_OF, Port, Stage, makkah_day
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import makkah_day_sql, values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 season_funnel = Model(
     "season_funnel",
@@ -43,12 +44,43 @@ origin = Model(
 STAGE_CHANGES = frozenset(name for name, step in JOURNEY_STEPS.items() if step.to is not None)
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each stage a journey reached, at the event that first reached it, counted
+    on that event's day with the journey's port then (its arrival's, from the arrival on)."""
+    stages = values_of((name, str(JOURNEY_STEPS[name].to)) for name in sorted(STAGE_CHANGES))
+    firsts = f"""
+  SELECT DISTINCT ON (e.aggregate_id, s.stage) e.aggregate_id, e.position, e.event, s.stage, e.occurred_at, e.port,
+    e.season, e.country
+  FROM "{staged}" AS e JOIN ({stages}) AS s(event, stage) ON s.event = e.event
+  ORDER BY e.aggregate_id, s.stage, e.position"""
+    journeys = """
+  SELECT aggregate_id, (array_agg(season) FILTER (WHERE event = 'Registered'))[1] AS season,
+    (array_agg(country) FILTER (WHERE event = 'Registered'))[1] AS country,
+    min(position) FILTER (WHERE event = 'ArrivedAtPort') AS arrived_at,
+    (array_agg(port ORDER BY position) FILTER (WHERE event = 'ArrivedAtPort'))[1] AS port,
+    string_agg(stage, ' ' ORDER BY position) AS reached
+  FROM firsts GROUP BY aggregate_id HAVING bool_or(event = 'Registered')"""
+    return {
+        origin: f"""
+WITH firsts AS ({firsts}), journeys AS ({journeys})
+SELECT aggregate_id, season, country, coalesce(port, ''), reached FROM journeys""",
+        season_funnel: f"""
+WITH firsts AS ({firsts}), journeys AS ({journeys})
+SELECT j.season, {makkah_day_sql("f.occurred_at")}, f.stage, j.country, coalesce(r.region, 'other'),
+  CASE WHEN f.position >= j.arrived_at THEN j.port ELSE '' END, count(*)
+FROM firsts AS f JOIN journeys AS j USING (aggregate_id)
+  LEFT JOIN ({values_of(REGION_OF.items())}) AS r(country, region) ON r.country = j.country
+GROUP BY 1, 2, 3, 4, 5, 6""",
+    }
+
+
 class SeasonFunnel(Projection):
     name = "season_funnel"
     version = 2  # 2: a season column; days in Makkah time
     models = (season_funnel, origin)
     events = STAGE_CHANGES
     by_aggregate = (origin,)
+    in_sql = InSql(fields={"season": "integer", "country": "text", "port": "text"}, rows=_rows)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from hajj_ledger.audit import reads as audit
 from hajj_ledger.audit.reads import BLOCKS_TABLE, INDEX_TABLE, microseconds
 from hajj_ledger.domain.catalogue import STEPS
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.projections.bulk_sql import literals
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows
 
 trail_index = Model(
     INDEX_TABLE,
@@ -41,11 +42,22 @@ trail_blocks = Model(
 )
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: a row per event, and each block's earliest and latest recorded time."""
+    recorded = "(extract(epoch FROM e.recorded_at) * 1000000)::bigint"  # `microseconds`: exact, numeric
+    events = f'"{staged}" AS e WHERE e.event IN ({literals(STEPS)})'
+    return {
+        trail_index: f"SELECT e.position, e.agency_id, e.event, {recorded} FROM {events}",
+        trail_blocks: f"SELECT e.position / {audit.BLOCK}, min({recorded}), max({recorded}) FROM {events} GROUP BY 1",
+    }
+
+
 class TrailIndex(Projection):
     name = "trail_index"
     version = 1
     models = (trail_index, trail_blocks)
     events = frozenset(STEPS)
+    in_sql = InSql(fields={}, rows=_rows)
 
     def keys_at(self, event: Any, position: int) -> list[tuple[Model, tuple[Any, ...]]]:
         return [(trail_blocks, (position // audit.BLOCK,))]

@@ -36,8 +36,6 @@ from tests.conftest import STORES, new_postgres_database
 from tests.integration.test_journey_machine import ROAD, JourneyMachine
 from tests.support import SEASON_OPENING, actor, command
 
-MACHINE = {"suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much]}
-
 
 @contextmanager
 def season_store(store: str, pilgrims: int, seed: int) -> Iterator[Runner]:
@@ -90,7 +88,7 @@ def in_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         built.extend(projection.name for projection, _ in targets)
         in_sql_build(engine, ledger, targets, head)
 
-    monkeypatch.setattr(bulk_module.bulk_sql, "build", counted)
+    monkeypatch.setattr(bulk_sql, "build", counted)  # bulk.py calls it through the module
     return built
 
 
@@ -343,5 +341,11 @@ def _copy_log(ledger: JourneyLedger, url: str) -> None:
 def test_random_logs_of_every_step_built_from_zero_are_the_batches(store: str, in_sql: list[str]) -> None:
     EveryStepMachine.store, EveryStepMachine.in_sql = store, in_sql
     run_state_machine_as_test(
-        EveryStepMachine, settings=settings(max_examples=6, stateful_step_count=80, deadline=None, **MACHINE)
+        EveryStepMachine,
+        settings=settings(
+            max_examples=6,
+            stateful_step_count=80,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
     )
