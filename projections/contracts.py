@@ -7,10 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.bulk_sql import values_of
+from hajj_ledger.projections.bulk_sql import last_of, values_of
 from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 from hajj_ledger.projections.service_offers import offered
-from hajj_ledger.projections.staged_sql import last_of
 
 STATUS = {"ContractProposed": "proposed", "ContractSigned": "signed", "ContractTerminated": "terminated"}
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.bulk_sql import literals
+from hajj_ledger.projections.bulk_sql import last_of, literals
 from hajj_ledger.projections.framework import InSql, Model, Projection, Rows
-from hajj_ledger.projections.staged_sql import last_of
 
 missing_persons = Model(
     "missing_persons",

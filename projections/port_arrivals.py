@@ -9,9 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.vocabulary import Port, makkah_day
-from hajj_ledger.projections.bulk_sql import literal, values_of
+from hajj_ledger.projections.bulk_sql import last_of, literal, makkah_day_sql, values_of
 from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
-from hajj_ledger.projections.staged_sql import last_of, makkah_day_sql
 
 COUNTS = ("booked", "arrived", "entry_cleared", "customs_cleared", "received")
 COUNTED = {"ArrivedAtPort": "arrived", "EntryCleared": "entry_cleared", "CustomsCleared": "customs_cleared",

@@ -7,9 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.vocabulary import TripStage
-from hajj_ledger.projections.bulk_sql import values_of
+from hajj_ledger.projections.bulk_sql import last_of, values_of
 from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
-from hajj_ledger.projections.staged_sql import last_of
 
 
 def route() -> list[sa.Column[Any]]:
