@@ -12,16 +12,22 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from hajj_ledger.archive.seasons import close, restore
+from hajj_ledger.audit.chain import Chain
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import bulk_sql, projection
 from hajj_ledger.projections.bulk import build
+from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
+from hajj_ledger.simulation.season import simulate
 from tests.conftest import STORES
 from tests.integration.test_bulk_views import _database, tables
+from tests.integration.test_closing import CLOSED, OPEN, _keys
 from tests.integration.test_market_views import HOUR, record_world
 from tests.support import (
     T0,
@@ -107,3 +113,44 @@ def test_each_view_built_in_sql_is_its_fold_over_a_log_of_corrections(store: str
                 assert runner._position(view, "b")[1] == head
         finally:
             runner.close()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_seasons_built_in_sql_through_a_close_and_a_restore_is_its_fold(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step of a season (opened, closing, closed with its archive, archived, restored) and its Hijri days
+    (worked out in Python from the staged rows)."""
+    monkeypatch.setenv("HAJJ_LEDGER_SEASON_CACHE", str(tmp_path / "cache"))
+    with _database(store, tmp_path) as url:
+        ledger = JourneyLedger(url)
+        simulate(ledger, 12, CLOSED, 4)
+        simulate(ledger, 6, OPEN, 5)
+        engine = engine_for(url)
+        upgrade(engine)
+        engine.dispose()
+        view = projection("seasons")
+        runner = Runner([view], url)
+
+        def built_in_sql_as_folded() -> None:
+            runner.catch_up(view, "a")  # the serving generation, batch by batch
+            runner.prepare(view, "b")
+            in_sql = bulk_sql.buildable(runner.engine, runner.ledger, [(view, "b", 0)])
+            assert in_sql == ([0] if store == "postgres" else [])
+            build(runner.engine, runner.ledger, [(view, "b")])
+            assert tables(runner, view, "b") == tables(runner, view, "a")
+
+        try:
+            built_in_sql_as_folded()
+            Chain(ledger, _keys()).checkpoint()
+            archive = str(tmp_path / "archive")
+            close(ledger, CLOSED, archive, _keys(), SeasonViews(url))
+            built_in_sql_as_folded()
+            restore(ledger, CLOSED, archive, _keys().public, SeasonViews(url))
+            built_in_sql_as_folded()
+            with runner.engine.connect() as connection:
+                stages = set(connection.execute(sa.text("SELECT stage FROM seasons")).scalars())
+            assert stages == {"closed", "open"}  # back from its archive, closed; the other one never closed
+        finally:
+            runner.close()
+            ledger.close()
