@@ -79,7 +79,7 @@ class SiteHeadcount(Projection):
     name = "site_headcount"
     version = 2  # 2: a season column
     models = (site_headcount, whereabouts)
-    events = frozenset({"Registered", "PackageContracted", *LEAVES, *ARRIVES})
+    events = frozenset({"Registered", *MOVES})
     by_aggregate = (whereabouts,)
     in_sql = InSql(fields={"season": "integer", "company_id": "text", "site": "text", "building": "text"}, rows=_rows)
 
