@@ -7,7 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.vocabulary import Port
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import last_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 awaiting_transport = Model(
     "awaiting_transport",
@@ -33,12 +34,30 @@ seasons = Model(
 GONE = {"Boarded", "DeathRecorded"}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: a registered journey waits from its last reception at a port, unless it
+    boarded or died since, on the trip of its last bus assignment since (none if that was cancelled)."""
+    return {
+        seasons: f"""SELECT aggregate_id, season FROM "{staged}" WHERE event = 'Registered'""",
+        awaiting_transport: f"""
+SELECT r.aggregate_id, j.season, r.port, r.occurred_at,
+  CASE WHEN bus.event = 'BusAssigned' AND bus.position > r.position THEN bus.trip_id END
+FROM {last_of(staged, ("ReceivedAtPort",))} AS r
+JOIN "{staged}" AS j ON j.aggregate_id = r.aggregate_id AND j.event = 'Registered'
+LEFT JOIN {last_of(staged, ("BusAssigned", "BusAssignmentCancelled"))} AS bus ON bus.aggregate_id = r.aggregate_id
+LEFT JOIN {last_of(staged, GONE)} AS gone ON gone.aggregate_id = r.aggregate_id
+WHERE gone.position IS NULL OR gone.position < r.position
+""",
+    }
+
+
 class AwaitingTransport(Projection):
     name = "awaiting_transport"
     version = 2  # 2: a season column
     models = (awaiting_transport, seasons)
     events = frozenset({"Registered", "ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", *GONE})
     by_aggregate = (awaiting_transport, seasons)
+    in_sql = InSql(fields={"season": "integer", "port": "text", "trip_id": "uuid"}, rows=_rows)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.vocabulary import City
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import last_of, values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 INSPECTION = {"InspectionPassed": "passed", "InspectionFailed": "failed"}
 
@@ -34,12 +35,44 @@ building_occupancy = Model(
 BEDS = {"BedTaken": 1, "BedFreed": -1}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each building licensed, its beds taken less those freed, its licence's
+    end as last renewed, suspended if its last licence event suspended it, and its last inspection."""
+    return {
+        building_occupancy: f"""
+SELECT b.aggregate_id, b.company_id, b.city, b.district, b.beds, coalesce(taken.beds, 0),
+  b.beds - coalesce(taken.beds, 0), coalesce(renewed.licence_valid_until, b.licence_valid_until),
+  CASE WHEN licence.event = 'LicenceSuspended' THEN 'suspended' ELSE 'valid' END,
+  coalesce(inspection.result, 'none')
+FROM "{staged}" AS b
+LEFT JOIN (
+  SELECT e.aggregate_id, sum(bed.change) AS beds
+  FROM "{staged}" AS e JOIN ({values_of(BEDS.items())}) AS bed(event, change) USING (event)
+  GROUP BY e.aggregate_id
+) AS taken ON taken.aggregate_id = b.aggregate_id
+LEFT JOIN {last_of(staged, ("LicenceRenewed",))} AS renewed ON renewed.aggregate_id = b.aggregate_id
+LEFT JOIN {last_of(staged, ("LicenceRenewed", "LicenceSuspended"))} AS licence ON licence.aggregate_id = b.aggregate_id
+LEFT JOIN (
+  SELECT latest.aggregate_id, named.result
+  FROM {last_of(staged, INSPECTION)} AS latest
+  JOIN ({values_of(INSPECTION.items())}) AS named(event, result) USING (event)
+) AS inspection ON inspection.aggregate_id = b.aggregate_id
+WHERE b.event = 'BuildingLicensed'
+"""
+    }
+
+
 class BuildingOccupancy(Projection):
     name = "building_occupancy"
     version = 1
     models = (building_occupancy,)
     events = frozenset({"BuildingLicensed", "LicenceSuspended", "LicenceRenewed", *INSPECTION, *BEDS})
     by_aggregate = (building_occupancy,)
+    in_sql = InSql(
+        fields={"company_id": "text", "city": "text", "district": "text", "beds": "integer",
+                "licence_valid_until": "timestamptz"},
+        rows=_rows,
+    )  # fmt: skip
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

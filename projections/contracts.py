@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import last_of, values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 from hajj_ledger.projections.service_offers import offered
 
 STATUS = {"ContractProposed": "proposed", "ContractSigned": "signed", "ContractTerminated": "terminated"}
@@ -31,12 +32,40 @@ contracts = Model(
 USING = {"PlaceTaken": 1, "PlaceFreed": -1}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each contract proposed, its places as last proposed or amended, the
+    places its journeys took less those freed, and its last status."""
+    return {
+        contracts: f"""
+SELECT p.aggregate_id, p.offer_id, p.mission_id, p.company_id, p.season, p.kind, p.site, places.places,
+  coalesce(used.places, 0), places.places - coalesce(used.places, 0), status.status
+FROM "{staged}" AS p
+JOIN {last_of(staged, ("ContractProposed", "ContractAmended"))} AS places ON places.aggregate_id = p.aggregate_id
+LEFT JOIN (
+  SELECT e.aggregate_id, sum(taking.change) AS places
+  FROM "{staged}" AS e JOIN ({values_of(USING.items())}) AS taking(event, change) USING (event)
+  GROUP BY e.aggregate_id
+) AS used ON used.aggregate_id = p.aggregate_id
+JOIN (
+  SELECT latest.aggregate_id, named.status
+  FROM {last_of(staged, STATUS)} AS latest JOIN ({values_of(STATUS.items())}) AS named(event, status) USING (event)
+) AS status ON status.aggregate_id = p.aggregate_id
+WHERE p.event = 'ContractProposed'
+"""
+    }
+
+
 class Contracts(Projection):
     name = "contracts"
     version = 1
     models = (contracts,)
     events = frozenset({"ContractAmended", *STATUS, *USING})
     by_aggregate = (contracts,)
+    in_sql = InSql(
+        fields={"offer_id": "uuid", "mission_id": "text", "company_id": "text", "season": "integer", "kind": "text",
+                "site": "text", "places": "integer"},
+        rows=_rows,
+    )  # fmt: skip
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.projections.bulk_sql import literal, literals
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows
 
 COUNTS = ("admitted", "discharged", "deaths")
 health_cases = Model(
@@ -33,12 +34,29 @@ nationality = Model(
 COUNTED = {"HospitalAdmitted": "admitted", "HospitalDischarged": "discharged", "DeathRecorded": "deaths"}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each journey's nationality, and each case counted against it."""
+    counting = {column: event for event, column in COUNTED.items()}
+    counts = ", ".join(f"count(*) FILTER (WHERE e.event = {literal(counting[column])})" for column in COUNTS)
+    return {
+        nationality: f"""SELECT aggregate_id, season, country FROM "{staged}" WHERE event = 'Registered'""",
+        health_cases: f"""
+SELECT coalesce(j.season, 0), coalesce(nullif(e.facility, ''), 'unknown'), coalesce(j.country, '???'), {counts}
+FROM "{staged}" AS e
+LEFT JOIN "{staged}" AS j ON j.aggregate_id = e.aggregate_id AND j.event = 'Registered'
+WHERE e.event IN ({literals(COUNTED)})
+GROUP BY 1, 2, 3
+""",
+    }
+
+
 class HealthCases(Projection):
     name = "health_cases"
     version = 2  # 2: a season column
     models = (health_cases, nationality)
     events = frozenset({"Registered", *COUNTED})
     by_aggregate = (nationality,)
+    in_sql = InSql(fields={"season": "integer", "country": "text", "facility": "text"}, rows=_rows)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

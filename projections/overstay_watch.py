@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Model, Projection, Rows
+from hajj_ledger.projections.bulk_sql import last_of, literals
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows
 
 overstay_watch = Model(
     "overstay_watch",
@@ -26,12 +27,35 @@ overstay_watch = Model(
 GONE = {"ExitCleared", "Departed", "DeathRecorded", "Cancelled"}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each journey registered and not gone, with its last visa's end (none
+    once revoked) and its last entry. The journeys registered and not gone are grouped rather than found by NOT
+    EXISTS: the planner estimates such an anti-join at one row and may nest the joins after it in a loop (it did, in
+    missing_persons, on 10 M events)."""
+    registered = ("season", "agency_id", "country")
+    return {
+        overstay_watch: f"""
+SELECT r.aggregate_id, r.season, r.agency_id, r.country, visa.valid_until, entry.occurred_at,
+  entry.position IS NOT NULL
+FROM (
+  SELECT aggregate_id, {", ".join(f"min({c}) FILTER (WHERE event = 'Registered') AS {c}" for c in registered)}
+  FROM "{staged}" WHERE event IN ('Registered', {literals(GONE)})
+  GROUP BY aggregate_id
+  HAVING bool_or(event = 'Registered') AND NOT bool_or(event IN ({literals(GONE)}))
+) AS r
+LEFT JOIN {last_of(staged, ("VisaIssued", "VisaRevoked"))} AS visa ON visa.aggregate_id = r.aggregate_id
+LEFT JOIN {last_of(staged, ("EntryCleared",))} AS entry ON entry.aggregate_id = r.aggregate_id
+"""
+    }
+
+
 class OverstayWatch(Projection):
     name = "overstay_watch"
     version = 2  # 2: a season column
     models = (overstay_watch,)
     events = frozenset({"Registered", "VisaIssued", "VisaRevoked", "EntryCleared", *GONE})
     by_aggregate = (overstay_watch,)
+    in_sql = InSql(fields={"season": "integer", "country": "text", "valid_until": "timestamptz"}, rows=_rows)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from hajj_ledger.domain.catalogue import SEASON_STEPS
 from hajj_ledger.domain.season import CALENDAR_FIELDS, Season, current_of
 from hajj_ledger.domain.vocabulary import SeasonStage, makkah_day
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import last_of, values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 ARCHIVE = ("archive_url", "manifest_digest", "first_position", "last_position", "event_count")
 
@@ -36,18 +37,54 @@ seasons = Model(
 )
 
 
+CALENDAR = (*CALENDAR_FIELDS, "hajj_until")  # a season's days, as opened
+
+
+def _rows(staged: str, connection: sa.Connection) -> dict[Model, str]:
+    """`apply` over the whole log at once: each season opened, with its days, its stage by its last step and its
+    archive as last closed. Its days of the Hajj in the Hijri calendar are worked out here, in Python
+    (`Season.hajj_days_of`, by hijridate), once for each first and last day opened: SQL has no Hijri calendar."""
+    opened = connection.exec_driver_sql(
+        f"""SELECT DISTINCT hajj_from, hajj_until FROM "{staged}" WHERE event = 'SeasonOpened'"""
+    ).all()
+    if not opened:
+        return {}  # no season opened: no rows
+    said = values_of((first, last, Season.hajj_days_of(first, last)) for first, last in opened)
+    return {
+        seasons: f"""
+SELECT o.aggregate_id, o.season, stage.stage, {", ".join(f"o.{c}" for c in CALENDAR)}, said.hajj_days,
+  o.occurred_at, {", ".join(f"closed.{c}" for c in ARCHIVE)}
+FROM "{staged}" AS o
+JOIN {last_of(staged, SEASON_STEPS)} AS latest ON latest.aggregate_id = o.aggregate_id
+JOIN ({values_of((name, str(step.to)) for name, step in SEASON_STEPS.items())}) AS stage(event, stage)
+  ON stage.event = latest.event
+JOIN ({said}) AS said(hajj_from, hajj_until, hajj_days)
+  ON said.hajj_from = o.hajj_from AND said.hajj_until = o.hajj_until
+LEFT JOIN {last_of(staged, ("SeasonClosed",))} AS closed ON closed.aggregate_id = o.aggregate_id
+WHERE o.event = 'SeasonOpened'
+"""
+    }
+
+
 class Seasons(Projection):
     name = "seasons"
     version = 1
     models = (seasons,)
     events = frozenset(SEASON_STEPS)
     by_aggregate = (seasons,)
+    in_sql = InSql(
+        fields={"season": "integer", **dict.fromkeys(CALENDAR, "date"), "archive_url": "text",
+                "manifest_digest": "text", "first_position": "bigint", "last_position": "bigint",
+                "event_count": "bigint"},
+        rows=_rows,
+        reads=True,
+    )  # fmt: skip
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)
         name = type(event).__name__
         if name == "SeasonOpened":
-            row = {c: getattr(event, c) for c in ("season", *CALENDAR_FIELDS, "hajj_until")}
+            row = {c: getattr(event, c) for c in ("season", *CALENDAR)}
             row.update(dict.fromkeys(ARCHIVE), season_id=key[0], opened_at=event.stamp.occurred_at)
             row["hajj_days"] = Season.hajj_days_of(event.hajj_from, event.hajj_until)
         else:

@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hajj_ledger.domain.vocabulary import OfferKind, OfferSite, OfferStage
-from hajj_ledger.projections.framework import Model, Projection, Rows, one_of
+from hajj_ledger.projections.bulk_sql import values_of
+from hajj_ledger.projections.framework import InSql, Model, Projection, Rows, one_of
 
 
 def offered() -> list[sa.Column[Any]]:
@@ -42,12 +43,47 @@ AMENDABLE = ("places", "price_sar", "valid_until")
 RESERVING = {"PlacesReserved": 1, "PlacesReleased": -1}
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each offer published, each amendable field as last given (an amendment
+    leaves out what it does not change), the places reserved less those released, withdrawn once withdrawn."""
+
+    def latest(column: str) -> str:
+        return f"(array_agg({column} ORDER BY position DESC) FILTER (WHERE {column} IS NOT NULL))[1] AS {column}"
+
+    return {
+        service_offers: f"""
+SELECT p.aggregate_id, p.company_id, p.season, p.kind, p.site, amended.places, coalesce(reserved.places, 0),
+  amended.places - coalesce(reserved.places, 0), amended.price_sar, p.valid_from, amended.valid_until,
+  CASE WHEN withdrawn.aggregate_id IS NULL THEN 'published' ELSE 'withdrawn' END
+FROM "{staged}" AS p
+JOIN (
+  SELECT aggregate_id, {", ".join(latest(column) for column in AMENDABLE)}
+  FROM "{staged}" WHERE event IN ('OfferPublished', 'OfferAmended') GROUP BY aggregate_id
+) AS amended ON amended.aggregate_id = p.aggregate_id
+LEFT JOIN (
+  SELECT e.aggregate_id, sum(reserving.change * e.places) AS places
+  FROM "{staged}" AS e JOIN ({values_of(RESERVING.items())}) AS reserving(event, change) USING (event)
+  GROUP BY e.aggregate_id
+) AS reserved ON reserved.aggregate_id = p.aggregate_id
+LEFT JOIN (
+  SELECT DISTINCT aggregate_id FROM "{staged}" WHERE event = 'OfferWithdrawn'
+) AS withdrawn ON withdrawn.aggregate_id = p.aggregate_id
+WHERE p.event = 'OfferPublished'
+"""
+    }
+
+
 class ServiceOffers(Projection):
     name = "service_offers"
     version = 1
     models = (service_offers,)
     events = frozenset({"OfferPublished", "OfferAmended", "OfferWithdrawn", *RESERVING})
     by_aggregate = (service_offers,)
+    in_sql = InSql(
+        fields={"company_id": "text", "season": "integer", "kind": "text", "site": "text", "places": "integer",
+                "price_sar": "integer", "valid_from": "timestamptz", "valid_until": "timestamptz"},
+        rows=_rows,
+    )  # fmt: skip
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hajj_ledger.projections.framework import Key, Model, Projection, Rows, one_of
+from hajj_ledger.projections.framework import InSql, Key, Model, Projection, Rows, one_of
 from hajj_ledger.projections.trip_manifest import route
 
 trips_on_road = Model(
@@ -43,11 +43,56 @@ scheduled = Model(
 ROUTE = ("operator", "bus_plate", "origin", "destination", "expected_arrival")
 
 
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: a trip waits until it is cancelled or leaves; it is on the road from its
+    first departure, unless cancelled before it, and arrived once it arrives after that. Its last checkpoint is the
+    latest by the reporter's clock of those passed after it left (of two at one moment, the later recorded)."""
+    route = ", ".join(f"s.{c}" for c in ROUTE)
+    on_road = ", ".join(f"s.{c}" for c in ROUTE if c != "expected_arrival")  # which it shows after when it left
+    departed = f"""(
+  SELECT DISTINCT ON (aggregate_id) aggregate_id, position, occurred_at FROM "{staged}"
+  WHERE event = 'TripDeparted' ORDER BY aggregate_id, position
+)"""
+    return {
+        scheduled: f"""
+SELECT s.aggregate_id, {route}
+FROM "{staged}" AS s
+WHERE s.event = 'TripScheduled' AND NOT EXISTS (
+  SELECT FROM "{staged}" AS e WHERE e.aggregate_id = s.aggregate_id AND e.event IN ('TripCancelled', 'TripDeparted')
+)
+""",
+        trips_on_road: f"""
+SELECT s.aggregate_id, {on_road}, d.occurred_at, s.expected_arrival, checkpoint.checkpoint, checkpoint.occurred_at,
+  CASE WHEN arrived.position IS NULL THEN 'on_road' ELSE 'arrived' END
+FROM "{staged}" AS s
+JOIN {departed} AS d ON d.aggregate_id = s.aggregate_id
+LEFT JOIN (
+  SELECT DISTINCT ON (c.aggregate_id) c.aggregate_id, c.checkpoint, c.occurred_at
+  FROM "{staged}" AS c JOIN {departed} AS d ON d.aggregate_id = c.aggregate_id AND d.position < c.position
+  WHERE c.event = 'CheckpointPassed'
+  ORDER BY c.aggregate_id, c.occurred_at DESC, c.position DESC
+) AS checkpoint ON checkpoint.aggregate_id = s.aggregate_id
+LEFT JOIN (
+  SELECT aggregate_id, max(position) AS position FROM "{staged}" WHERE event = 'TripArrived' GROUP BY aggregate_id
+) AS arrived ON arrived.aggregate_id = s.aggregate_id AND arrived.position > d.position
+WHERE s.event = 'TripScheduled' AND NOT EXISTS (
+  SELECT FROM "{staged}" AS e WHERE e.aggregate_id = s.aggregate_id AND e.event = 'TripCancelled'
+    AND e.position < d.position
+)
+""",
+    }
+
+
 class TripsOnRoad(Projection):
     name = "trips_on_road"
     version = 1
     models = (trips_on_road, scheduled)
     events = frozenset({"TripScheduled", "TripCancelled", "TripDeparted", "CheckpointPassed", "TripArrived"})
+    in_sql = InSql(
+        fields={"operator": "text", "bus_plate": "text", "origin": "text", "destination": "text",
+                "expected_arrival": "timestamptz", "checkpoint": "text"},
+        rows=_rows,
+    )  # fmt: skip
 
     def keys(self, event: Any) -> list[tuple[Model, Key]]:
         key = (event.originator_id,)
