@@ -26,7 +26,7 @@ from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import ENDED, Actor, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
-from tests.support import T0, command, open_market
+from tests.support import T0, command, open_market, open_season
 
 # The first agency of each kind acts most of the time, the second now and then (and is refused).
 MISSIONS = ["mission-IDN-A"] * 9 + ["mission-IDN-B"]
@@ -109,6 +109,7 @@ class JourneyMachine(RuleBasedStateMachine):
         self.capacity: dict[UUID, int] = {}
         self.departed: set[UUID] = set()  # trips on the road: their riders' transfers complete, no one boards
         self.known_journeys: list[UUID] = []
+        open_season(self.ledger)  # registrations for a season the ministry never opened are refused
         # Company A's building and offer, with a contract of each mission on it (mission B's refused to A's journeys).
         self.markets = [open_market(self.ledger, 4, 3, mission=m, company=COMPANIES[0]) for m in sorted(set(MISSIONS))]
         self.fields = {
@@ -133,7 +134,10 @@ class JourneyMachine(RuleBasedStateMachine):
     def start(self, data: st.DataObject) -> MultipleResults[UUID]:
         """Two journeys and a trip to begin with, so that the steps have something to work on."""
         self._schedule(2, data)
-        return multiple(self._register(data, Role.MISSION), self._register(data, Role.MISSION))
+        first, second = self._register(data, Role.MISSION), self._register(data, Role.MISSION)
+        for journey_id in (first, second):  # else every later step is refused and the invariants check nothing
+            assert self.ledger.journey(journey_id).stage == Stage.REGISTERED
+        return multiple(first, second)
 
     @precondition(lambda self: len(self.known_journeys) < 5)
     @rule(target=journeys, data=st.data())
