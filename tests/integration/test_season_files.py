@@ -178,11 +178,11 @@ def test_a_close_stopped_between_its_steps_reopens_and_closes_again(
     def crash(*_: Any, **__: Any) -> None:
         raise KeyboardInterrupt  # the process stopped here
 
-    with monkeypatch.context() as patch:  # the file written whole, not yet registered by the main file
+    with monkeypatch.context() as patch:  # the file written whole beside its place, not yet registered
         patch.setattr(SeasonFiles, "register", crash)
         with pytest.raises(KeyboardInterrupt):
             close(ledger, CLOSED, str(tmp_path / "first"), _keys())
-    assert path.is_file() and _in_main_file(ledger, "SELECT season FROM season_files") == []
+    assert not path.exists() and _in_main_file(ledger, "SELECT season FROM season_files") == []
     ledger.close()
     with JourneyLedger(url) as reopened:  # the file not attached: the season is read from the main file still
         read = _reads(reopened)
