@@ -146,6 +146,7 @@ def test_a_close_of_a_season_another_close_registered_meanwhile_moves_nothing(ma
     second.join(10)
 
     assert [str(e) for e in refused] == ["season 1446's file is registered already: nothing was moved"]
+    assert [p.name for p in main.parent.iterdir() if ".s1446." in p.name] == [season_file(main, 1446).name]
     files.follow(reader, followed)
     assert _log(reader) == before
     reader.close()

@@ -164,6 +164,7 @@ class SeasonFiles:
             "ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)"
         )  # first: the write lock is taken before anything is read, and held to the rename
         if season in registered(cursor):
+            self._building(season).unlink(missing_ok=True)
             raise SeasonFilesError(f"season {season}'s file is registered already: nothing was moved")
         cursor.execute("SELECT count(*) FROM main.stored_events WHERE season = ?", (season,))
         in_main = int(cursor.fetchone()[0])
