@@ -222,7 +222,9 @@ async def _plain_request(
     nothing read."""
     services: Services = scope["app"].state.services
     agency = _agency(services, scope, route)
-    headers = dict(scope["headers"])
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name, value)  # a header given twice: the first, as the documented routes read it
     length = headers.get(b"content-length", b"")
     idempotency_key = headers.get(b"idempotency-key")
     key_text = None if idempotency_key is None else idempotency_key.decode("latin-1")

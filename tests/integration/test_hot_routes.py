@@ -293,3 +293,23 @@ def test_the_hot_batch_answers_as_the_documented_route(
     without = answers()
     for number, (one, other) in enumerate(zip(with_hot, without, strict=True)):
         assert one[:3] == other[:3], number
+
+
+def test_a_header_given_twice_is_read_as_the_documented_routes_read_it(
+    client: TestClient, keys_and_url: tuple[dict[str, str], str]
+) -> None:
+    """Two Idempotency-Key headers: the documented routes take the first (Starlette's headers), so the hot ones must
+    too, or the same request stands for another command id depending on which route answers it."""
+    plain = [("Authorization", f"Bearer {keys_and_url[0]['mission']}"), ("Content-Type", "application/json")]
+    hot_writes = client.app.state.hot_writes  # type: ignore[attr-defined]
+    assert client.post("/v1/journeys", json=registration(), headers=plain).status_code == 201  # the key in the cache
+    for path, body in (("/v1/commands:batch", {"commands": [{"event": "Registered", **registration()}]}),
+                       ("/v1/journeys", registration())):  # fmt: skip
+        first, second = ("Idempotency-Key", str(uuid4())), ("Idempotency-Key", str(uuid4()))
+        hot = client.post(path, content=orjson.dumps(body), headers=[*plain, first, second])
+        assert hot.status_code in (200, 201), hot.text
+        client.app.state.hot_writes = None  # type: ignore[attr-defined]
+        again = client.post(path, content=orjson.dumps(body), headers=[*plain, first]).json()
+        client.app.state.hot_writes = hot_writes  # type: ignore[attr-defined]
+        # The first header's key: the command recorded above, answered again.
+        assert (again["results"][0]["outcome"] if "results" in again else again)["repeated"], again

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import pyarrow as pa
@@ -21,7 +21,8 @@ from hajj_ledger.archive.target import ArchiveError
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.audit.reads import TrailQuery, event_json, trail
 from hajj_ledger.audit.signing import SigningKeys
-from hajj_ledger.domain.vocabulary import SeasonStage
+from hajj_ledger.domain.errors import IdempotencyKeyReusedError
+from hajj_ledger.domain.vocabulary import Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections import FOLLOWED, status
@@ -30,6 +31,7 @@ from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from hajj_ledger.store.season_files import SeasonFiles, season_file
+from tests.support import actor, command
 
 CLOSED, OPEN = 1446, 1447
 
@@ -176,11 +178,11 @@ def test_a_close_stopped_between_its_steps_reopens_and_closes_again(
     def crash(*_: Any, **__: Any) -> None:
         raise KeyboardInterrupt  # the process stopped here
 
-    with monkeypatch.context() as patch:  # the file written whole, not yet registered by the main file
+    with monkeypatch.context() as patch:  # the file written whole beside its place, not yet registered
         patch.setattr(SeasonFiles, "register", crash)
         with pytest.raises(KeyboardInterrupt):
             close(ledger, CLOSED, str(tmp_path / "first"), _keys())
-    assert path.is_file() and _in_main_file(ledger, "SELECT season FROM season_files") == []
+    assert not path.exists() and _in_main_file(ledger, "SELECT season FROM season_files") == []
     ledger.close()
     with JourneyLedger(url) as reopened:  # the file not attached: the season is read from the main file still
         read = _reads(reopened)
@@ -246,3 +248,44 @@ def test_the_log_across_files_is_read_as_a_merge_of_index_scans(sqlite_seasons: 
         assert not any("TEMP B-TREE" in step or step.startswith("SCAN") for step in steps), steps
     assert f"SEARCH s{CLOSED}.stored_events USING INTEGER PRIMARY KEY (rowid>?)" in catch_up
     assert any(step.startswith(f"SEARCH s{CLOSED}.stored_events USING COVERING INDEX") for step in history)
+
+
+def test_a_process_started_while_a_season_is_in_its_file_opens_the_store_and_reads_it(
+    sqlite_seasons: JourneyLedger, tmp_path: Path
+) -> None:
+    """A server restarted, or `season close` run again, between the move and the take-out: its ledger makes the
+    store's tables and indexes as it starts, on a connection that already reads the log through the season's view
+    (an unqualified index on it was refused: "views may not be indexed")."""
+    ledger = sqlite_seasons
+    _stopped_after_the_move(ledger, tmp_path)
+    before = _reads(ledger)
+    started = JourneyLedger(ledger.database_url)
+    try:
+        assert _reads(started) == before
+    finally:
+        started.close()
+    engine = engine_for(ledger.database_url)  # `hajj-ledger migrate` in a process of its own
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_command_id_of_a_season_in_its_file_is_refused_for_a_different_command(
+    sqlite_seasons: JourneyLedger, tmp_path: Path
+) -> None:
+    """The main file's key on the receipts no longer sees the ids of a season moved to its file: a trusting batch
+    (no receipt looked up first) must still refuse a command that reuses one of them, as it did before the move."""
+    ledger = sqlite_seasons
+    _stopped_after_the_move(ledger, tmp_path)
+    with closing(sqlite3.connect(season_file(_main_path(ledger), CLOSED))) as moved:
+        [(used,)] = moved.execute("SELECT command_id FROM command_receipts LIMIT 1").fetchall()
+    fresh = JourneyLedger(ledger.database_url)  # a server started after the move: nothing in its write cache
+    try:
+        head = fresh.head()
+        reused = command("Registered", command_id=UUID(used), pilgrim_id=uuid4(), season=OPEN, country="IDN")
+        with pytest.raises(IdempotencyKeyReusedError, match="already used for a different command"):
+            fresh.record(reused, actor(Role.MISSION))
+        assert fresh.head() == head
+    finally:
+        fresh.close()

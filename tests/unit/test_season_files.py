@@ -5,6 +5,7 @@ with the main file's rows through one view in position order."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -111,4 +112,41 @@ def test_an_unregistered_file_is_detached_and_a_missing_one_is_not_made(main: Pa
     with pytest.raises(sqlite3.OperationalError, match="is not there"):
         files.follow(reader)
     assert not season_file(main, 1446).exists()
+    reader.close()
+
+
+def test_a_close_of_a_season_another_close_registered_meanwhile_moves_nothing(main: Path) -> None:
+    """Two closes of one season at once (two processes): each found it unregistered and built its file; the one that
+    registers second must neither replace the registered file (the main file no longer holds its rows) nor
+    register again."""
+    files = SeasonFiles(main)
+    reader = sqlite3.connect(main, isolation_level=None, uri=True)
+    followed = files.follow(reader)
+    before = _log(reader)
+    built, registered_first = threading.Event(), threading.Event()
+    refused: list[Exception] = []
+
+    def second_close() -> None:
+        events, receipts = files.build(1446, files.copy_from_main(1446))
+        built.set()
+        assert registered_first.wait(10)
+        with closing(sqlite3.connect(main, isolation_level=None)) as connection:
+            connection.execute("BEGIN")
+            try:
+                files.register(connection.cursor(), 1446, events, receipts)
+            except SeasonFilesError as error:
+                refused.append(error)
+            connection.execute("ROLLBACK")
+
+    second = threading.Thread(target=second_close)
+    second.start()
+    assert built.wait(10)
+    _move(files, 1446)  # the first close
+    registered_first.set()
+    second.join(10)
+
+    assert [str(e) for e in refused] == ["season 1446's file is registered already: nothing was moved"]
+    assert [p.name for p in main.parent.iterdir() if ".s1446." in p.name] == [season_file(main, 1446).name]
+    files.follow(reader, followed)
+    assert _log(reader) == before
     reader.close()

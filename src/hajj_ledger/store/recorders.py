@@ -153,7 +153,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 statement.replace("state BLOB, ", "state BLOB, season INTEGER NOT NULL DEFAULT 0, ")
                 for statement in super().construct_create_table_statements()
             ),
-            f"CREATE INDEX IF NOT EXISTS {self.events_table_name}_season ON {self.events_table_name} (season)",
+            # The index named in `main`, so that its table is the main file's: a connection reads the log through a
+            # TEMP VIEW of the same name once a season is in a file of its own, and views take no index.
+            f"CREATE INDEX IF NOT EXISTS main.{self.events_table_name}_season ON {self.events_table_name} (season)",
             "CREATE TABLE IF NOT EXISTS command_receipts (command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
             "outcome TEXT NOT NULL, season INTEGER NOT NULL DEFAULT 0)",
             # The highest position a closed season took out of the log: SQLite would otherwise give a position

@@ -6,9 +6,10 @@ several attached files atomically only in a rollback journal; in WAL mode (the s
 the writer) each file commits on its own (https://www.sqlite.org/lang_attach.html), and a crash between two of them
 would keep part of a batch and lose the rest, positions and receipts with it. So every batch writes one file, the
 main one. A season's rows move to its file when it begins closing, after which the store refuses any write into it
-(`SeasonShutError`): the file is written whole and renamed into place, then one transaction of the main file
-registers it (`season_files`), raises the log's floor past every position given so far, and deletes the season's
-rows from the main file. Taking the season out once its archive is verified is one transaction that unregisters the
+(`SeasonShutError`): the file is written whole beside its place, then one transaction of the main file, under its
+write lock, renames it into place unless the season is registered already (another process's close), registers it
+(`season_files`), raises the log's floor past every position given so far, and deletes the season's rows from the
+main file. Taking the season out once its archive is verified is one transaction that unregisters the
 file, and the file's removal: no row is deleted then. A restore writes the file again from the archive.
 
 How it is read: each connection attaches the registered files (schema `s<season>`) and reads the log and the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,11 +105,10 @@ class SeasonFiles:
                 connection.execute(f"CREATE TEMP VIEW {table} AS {arms}")
 
     def build(self, season: int, fill: Callable[[sqlite3.Connection], None]) -> tuple[int, int]:
-        """A season's file written whole, its tables made as the main file's are (with their indexes), `fill`ed in
-        one transaction, then renamed into place; returns its (events, receipts). A file left by a build that did
-        not finish, or by a close whose take-out stopped before the removal, is replaced."""
-        path = self.path(season)
-        building = path.with_name(path.name + ".building")
+        """A season's file written whole beside its place, its tables made as the main file's are (with their
+        indexes), `fill`ed in one transaction; returns its (events, receipts). `register` renames it into place. Under
+        a name of this process's and thread's own: two closes of one season at once each build their own."""
+        building = self._building(season)
         for stale in (building, Path(f"{building}-journal")):
             stale.unlink(missing_ok=True)
         connection = sqlite3.connect(building, isolation_level=None)
@@ -128,8 +129,11 @@ class SeasonFiles:
             connection.execute("DETACH ledger")
         finally:
             connection.close()
-        os.replace(building, path)
         return int(events), int(receipts)
+
+    def _building(self, season: int) -> Path:
+        path = self.path(season)
+        return path.with_name(f"{path.name}.building-{os.getpid()}-{threading.get_ident()}")
 
     def copy_from_main(self, season: int) -> Callable[[sqlite3.Connection], None]:
         """A `build`'s filling: the season's rows of the main file (attached as `ledger`), at their positions."""
@@ -150,13 +154,18 @@ class SeasonFiles:
         return fill
 
     def register(self, cursor: Any, season: int, events: int, receipts: int) -> None:
-        """In the main file's transaction: the season's file registered, the log's floor past every position given,
-        and the season's rows deleted from the main file, which must be exactly the `events` and `receipts` the
-        file holds (none, for a file restored from an archive)."""
+        """In the main file's transaction: the season's file this process built renamed into place and registered,
+        the log's floor past every position given, and the season's rows deleted from the main file, which must be
+        exactly the `events` and `receipts` the file holds (none, for a file restored from an archive). A file left
+        by a build that did not finish, or by a close whose take-out stopped before the removal, is replaced; a
+        registered one never (another process's close registered it first)."""
         cursor.execute(
             "INSERT INTO main.log_floor VALUES (1, coalesce((SELECT max(rowid) FROM main.stored_events), 0)) "
             "ON CONFLICT (id) DO UPDATE SET position = max(position, excluded.position)"
-        )  # first: the write lock is taken before anything is read
+        )  # first: the write lock is taken before anything is read, and held to the rename
+        if season in registered(cursor):
+            self._building(season).unlink(missing_ok=True)
+            raise SeasonFilesError(f"season {season}'s file is registered already: nothing was moved")
         cursor.execute("SELECT count(*) FROM main.stored_events WHERE season = ?", (season,))
         in_main = int(cursor.fetchone()[0])
         cursor.execute("SELECT count(*) FROM main.command_receipts WHERE season = ?", (season,))
@@ -166,6 +175,7 @@ class SeasonFiles:
                 f"season {season}'s file holds {events:,} events and {receipts:,} receipts, the main file "
                 f"{in_main:,} and {receipts_in_main:,}: nothing was moved"
             )
+        os.replace(self._building(season), self.path(season))  # a commit that fails leaves a file nothing attaches
         cursor.execute("DELETE FROM main.stored_events WHERE season = ?", (season,))
         cursor.execute("DELETE FROM main.command_receipts WHERE season = ?", (season,))
         cursor.execute(f"INSERT INTO main.{REGISTRY} VALUES (?)", (season,))
