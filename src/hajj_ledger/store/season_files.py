@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hajj_ledger.domain.errors import ConflictError
+
 REGISTRY = "season_files"
 # The tables a season's file holds, each read through a view of its name: (table, the view's columns).
 SEASONED = (
@@ -46,8 +48,9 @@ SCHEMA = re.compile(r"s\d+")  # an attached season's schema name
 FOLLOW_TRIES = 10
 
 
-class SeasonFilesError(Exception):
-    """A season's file did not match the rows it was to take from the main file: nothing was registered."""
+class SeasonFilesError(ConflictError):
+    """A season's file did not match the rows it was to take from the main file, or another close registered it
+    first: nothing was registered. A conflict, told as one (the CLI's refusal, not an unexpected error)."""
 
 
 def season_file(main: Path, season: int) -> Path:
