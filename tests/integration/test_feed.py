@@ -332,6 +332,20 @@ def test_resuming_after_a_disconnect_misses_nothing_and_repeats_nothing(server: 
     assert received + by_header.ids() == everything == received + by_query.ids()
 
 
+def test_a_backlog_starts_the_stream_that_many_positions_before_the_head(server: Server) -> None:
+    _journey_to_hospital(server)
+    everything = server.positions()
+    recent = Client(server, "ministry", backlog=3)
+    try:
+        eventually(lambda: recent.has(3), 10, "the last three events")
+        server.register(EGY)
+        eventually(lambda: recent.has(4), 10, "the next event, live")
+    finally:
+        recent.close()
+    assert recent.ids() == everything[-3:] + server.positions()[-1:]
+    assert Client(server, "ministry", backlog=0).status == 422
+
+
 def _caught_up(client: Client, received: list[int], everything: list[int]) -> bool:
     return received + client.ids() == everything
 
