@@ -601,6 +601,9 @@ def test_an_event_s_details_are_readable_in_both_languages(dashboard: Dashboard)
     assert "يسري حتى" in arabic and "هـ" in arabic and "T00:00" not in arabic and "valid_until" not in arabic
     contracted = page.locator("#timeline li[data-event=PackageContracted] .details").inner_text()
     assert "الباقة" in contracted and "PKG-1" in contracted and "=" not in contracted
+    company = page.locator("#timeline li[data-event=PackageContracted] [data-detail=company_id]").inner_text()
+    contract = page.locator("#timeline li[data-event=PackageContracted] [data-detail=contract_id] .ids")
+    assert company == "company-1" and contract.inner_text() == store.contract[:8]  # an agency's id whole, a uuid short
     registered = page.locator("#timeline li[data-event=Registered]")
     assert registered.locator("[data-detail=identity_digest]").count() == 0  # internal: left out
     arrived = page.locator("#timeline li[data-event=ArrivedAtPort] [data-detail=port]").inner_text()

@@ -307,6 +307,7 @@ function eventLine(received) {
 const INTERNAL = new Set(["identity_digest", "ciphertext_digest", "manifest_digest", "archive_url", "first_position",
   "last_position", "season", "pilgrim_id"]);
 const DETAIL_CODES = new Set([...CODES, "direction", "findings", "checkpoint", "hold"]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function details(fields) {
   const shown = Object.entries(fields || {}).filter(([name, value]) => !INTERNAL.has(name) && value !== null && value !== ""
@@ -324,7 +325,8 @@ function detail(name, value) {
   if (type === "timestamp") return element("time", { datetime: value, text: moment(value) });
   if (type === "date") return element("time", { datetime: value, text: dayText(value) });
   if (DETAIL_CODES.has(name)) return element("span", { "data-code": value, text: named(value) });
-  if (name.endsWith("_id") || name.endsWith("_ids")) return element("span", { class: "ids", title: value, text: String(value).slice(0, 8) });
+  if (UUID.test(value)) return element("span", { class: "ids", title: value, text: value.slice(0, 8) }); // as the list does
+  if (name.endsWith("_id")) return element("span", { class: "ids", text: value }); // an agency's, say
   return element("bdi", { text: String(value) });
 }
 
@@ -390,7 +392,8 @@ function viewTable(name, { filters = {}, editable = false, limit = 50, rowClass 
       const table = element("table", {},
         element("thead", {}, element("tr", {}, ...columns.map(([c]) => element("th", { scope: "col", "data-column": c, text: named(c) })))),
         element("tbody", {}, ...page.items.map((row) => element("tr", { class: rowClass(row) },
-          ...columns.map(([c, type]) => element("td", { class: type === "integer" ? "num" : null, "data-column": c }, cell(c, row[c], type)))))));
+          ...columns.map(([c, type]) => element("td", { class: type === "integer" ? "num" : long(row[c]) ? "long" : null, "data-column": c },
+            cell(c, row[c], type)))))));
       const pager = element("div", { class: "pager" },
         button(t("firstPage"), at > 0, () => { at = 0; load(); }),
         button(t("previousPage"), at > 0, () => { at -= 1; load(); }),
@@ -443,6 +446,9 @@ function typeOf(value) {
   if (typeof value === "string" && /^\d{4}-\d\d-\d\d$/.test(value)) return "date";
   return "text";
 }
+
+// A value with no place to wrap between words (a digest, an address): it wraps anywhere, so its table fits its card.
+const long = (value) => typeof value === "string" && value.length > 20 && !value.includes(" ");
 
 function cell(column, value, type) {
   if (value === null || value === undefined) return "—";

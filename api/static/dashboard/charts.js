@@ -55,7 +55,7 @@ export function capacity(rows, number, parts) {
     }
     grid.append(element("span", { text: row.label }), track,
       element("span", { class: "num", title: parts.free, "data-key": row.key, "data-value": row.free, "data-taken": row.taken }, number(row.free)),
-      row.note ? element("small", { class: "muted note", text: row.note }) : null);
+      ...(row.note ? [element("small", { class: "muted note", text: row.note })] : []));
   }
   return grid;
 }

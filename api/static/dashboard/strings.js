@@ -259,6 +259,8 @@ export const NAMES = {
     registration_until: "التسجيل حتى", arrivals_from: "الوصول من", arrivals_until: "الوصول حتى", hajj_from: "الحج من",
     hajj_until: "الحج حتى", departures_until: "المغادرة حتى", arrival: "قدوم", departure: "مغادرة",
     no_show: "لم يحضر", visa_refused: "رُفضت التأشيرة", quota: "الحصة", other: "سبب آخر", compliant: "مطابق",
+    season_id: "معرّف الموسم", hajj_days: "أيام الحج", opened_at: "فُتح في", archive_url: "الأرشيف",
+    manifest_digest: "بصمة البيان", first_position: "أول موضع", last_position: "آخر موضع",
   },
   en: {
     registered: "registered", contracted: "contracted", visa_requested: "visa requested", visa_issued: "visa issued",
@@ -331,5 +333,7 @@ export const NAMES = {
     hajj_from: "Hajj from", hajj_until: "Hajj until", departures_until: "departures until", arrival: "arrival",
     departure: "departure", no_show: "no show", visa_refused: "visa refused", quota: "quota", other: "other",
     compliant: "compliant",
+    season_id: "season id", hajj_days: "days of the Hajj", opened_at: "opened", archive_url: "archive",
+    manifest_digest: "manifest digest", first_position: "first position", last_position: "last position",
   },
 };
