@@ -260,8 +260,7 @@ async function glance(page) {
 
 function figure(key, label, value, alert) {
   return element("div", { class: alert && value ? "figure alert" : "figure", "data-figure": key },
-    value === null ? element("span", { class: "value unavailable", "data-refused": "null", title: t("notAvailable"), text: "—" })
-      : element("span", { class: "value", "data-value": value, text: number(value) }),
+    element("span", { class: "value", "data-value": value, text: number(value) }),
     element("span", { class: "label", text: label }));
 }
 
