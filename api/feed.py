@@ -40,6 +40,7 @@ BUFFER_VARIABLE, BUFFER = "HAJJ_LEDGER_FEED_BUFFER", 2000  # events a subscriber
 HEARTBEAT_VARIABLE, HEARTBEAT = "HAJJ_LEDGER_FEED_HEARTBEAT", 15.0  # seconds between comment lines
 PAGE = 1000  # events read from the log at once
 BACKLOG_KNOWN = 10 * PAGE  # aggregates a subscriber reading the past remembers the owners of (others: from the store)
+RECENT_PAGES = 20  # pages of the log looked back through for a subscriber's latest events: what opening one costs
 OPENING = b": following the log\r\n\r\n"
 FELL_BEHIND = b": this client fell behind: the stream ends here; resume with Last-Event-ID\r\n\r\n"
 REVOKED_EVENT = b"event: revoked\r\ndata: " + orjson.dumps({"reason": REVOKED}) + b"\r\n\r\n"
@@ -190,6 +191,22 @@ class Feed:
                     await subscriber.woken.wait()  # an event, or the key revoked
             finally:
                 self.subscribers.discard(subscriber)
+
+    def recent(self, agency: Agency, events: frozenset[str] | None, season: int | None, count: int) -> int:
+        """Where a stream that opens with the subscriber's latest `count` events starts: before the earliest of them
+        (fewer if the last RECENT_PAGES pages of the log hold fewer; none, the head). It reads the log backwards a
+        page at a time, each page with a `Following` of its own (owners are learned in log order); it blocks."""
+        subscriber = Subscriber(agency, events, 0, season)
+        head = end = self.ledger.head()
+        found: list[int] = []
+        for _ in range(RECENT_PAGES):
+            if end <= 0 or len(found) >= count:
+                break
+            start = max(0, end - PAGE)
+            _, stretch = Following(self.ledger, PAGE).read(start, PAGE, end)
+            found = [told.position for told in stretch if subscriber.admits(told)] + found
+            end = start
+        return found[-count:][0] - 1 if found else head
 
     def _join(self, subscriber: Subscriber, given: int) -> None:
         """From now on, the subscriber's queue takes the events past where the reader is; it reads alone only up to

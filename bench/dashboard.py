@@ -32,6 +32,9 @@ FIRST_PAINT_TARGET_MS = 1000
 PAGES = (
     ("dashboard-glance.png", "ministry", "#/", "ar"),
     ("dashboard-glance-en.png", "ministry", "#/", "en"),
+    ("dashboard-glance-mission.png", "mission", "#/", "ar"),  # each agency's season at a glance: what it may read
+    ("dashboard-glance-company.png", "company", "#/", "en"),
+    ("dashboard-glance-moh.png", "moh", "#/", "en"),
     ("dashboard-journey.png", "mission", "#/journey/{journey}", "ar"),
     ("dashboard-worklist.png", "jawazat", "#/work", "en"),
     ("dashboard-view.png", "ministry", "#/views/journey_status?stage=housed&limit=12", "en"),
@@ -142,6 +145,9 @@ def screenshots(base: str, keys: dict[str, dict[str, str]], out: Path) -> list[P
             ready = address.split("/")[1].split("?")[0] or "glance"
             page.wait_for_selector(f"#page[data-ready={ready}]")
             page.wait_for_function(TABLES_DRAWN)  # the worklists' and views' tables fill in after
+            if ready == "glance":  # the latest events: the feed's backlog is found before its stream opens
+                page.wait_for_selector("#live[data-state=live]")
+                page.wait_for_timeout(500)
             page.screenshot(path=str(out / name), full_page=name != "dashboard-journey.png")
             context.close()
             written.append(out / name)

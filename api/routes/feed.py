@@ -34,10 +34,12 @@ event as the audit trail gives it (both clocks, who recorded it, its fields; no 
 
 Resume after a disconnect with the `Last-Event-ID` header (a browser's EventSource sends it by itself) or `after`:
 the events after that position, none missed and none repeated; a position past the ledger's head is refused (422).
-Without either, the stream starts at the present. `event` takes only events the caller's role is told of (422
-names them). The stream is of one season: the events of the journeys, offers and contracts of `season` (by default
-the season current when the stream opens), and those of trips and buildings, which are of no season. The stream
-opens with a comment line, sent at once, and a comment line is sent while nothing happens (every 15 s by default).
+Without either, the stream starts at the present, or with `backlog`, with the caller's latest events, that many (as
+many as the last 20,000 positions of the log hold): what a page opened now lists. `event` takes only events the
+caller's role is told of (422 names them). The stream is of one season: the events of the journeys, offers and
+contracts of `season` (by default the season current when the stream opens), and those of trips and buildings,
+which are of no season. The stream opens with a comment line, sent at once, and a comment line is sent while
+nothing happens (every 15 s by default).
 A client that falls behind by more than its buffer (2,000 events by default) has its stream ended after the last
 event it was sent: resume from that id. Once the caller's key is revoked, the stream ends
 within seconds with a `revoked` event (its `data`: `{"reason": ...}`)."""
@@ -61,6 +63,9 @@ async def feed(
     engine: ReadModelsDep,
     after: Annotated[Position | None, Query(description="start after this position (an event's id)")] = None,
     season: SeasonQuery = None,
+    backlog: Annotated[
+        int | None, Query(ge=1, le=1000, description="without `after`: open with the caller's latest events, this many")
+    ] = None,
     event: Annotated[
         list[str] | None, Query(max_length=64, description="only events of these types; repeat for several")
     ] = None,
@@ -85,5 +90,8 @@ async def feed(
     if start is not None and start > (head := await asyncio.to_thread(hub.ledger.head)):
         raise beyond_head(start, head, "header.last-event-id" if last_event_id is not None else "query.after")
     season = await season_or_current(engine, season)
-    stream = hub.stream(agency, start, frozenset(event) if event else None, season)
+    events = frozenset(event) if event else None
+    if start is None and backlog is not None:
+        start = await asyncio.to_thread(hub.recent, agency, events, season, backlog)
+    stream = hub.stream(agency, start, events, season)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")

@@ -123,6 +123,11 @@ class StagePublic(BaseModel):
     today: int = Field(description="of those, journeys that reached it on the day")
 
 
+class StageNowPublic(BaseModel):
+    stage: str
+    journeys: int = Field(description="journeys of the season at that stage now")
+
+
 class ArrivalsPublic(BaseModel):
     day: date = Field(description="in Makkah")
     port: str
@@ -175,6 +180,7 @@ class SummaryPublic(BaseModel):
     seasons: list[int] = Field(description="the seasons the views hold, newest first: those there is a page of")
     day: date = Field(description="the day 'today' means, in Makkah")
     funnel: list[StagePublic] | None = Field(description="season_funnel; null when the role may not read it")
+    stages: list[StageNowPublic] | None = Field(description="journey_status: the season's journeys by stage now")
     arrivals: list[ArrivalsPublic] | None = Field(description="port_arrivals, per day, port and mode")
     in_kingdom: list[PlacePublic] | None = Field(description="journey_status: pilgrims in the Kingdom now, by place")
     trips_on_the_road: int | None = Field(description="trip_manifest: trips departed and not yet arrived")
@@ -216,6 +222,18 @@ def _funnel(connection: Connection, agency: Agency, season: int, day: date) -> l
 
 def _count_day(view: sa.Table, day: date) -> Any:
     return sa.func.coalesce(sa.func.sum(sa.case((view.c.day == day, view.c.reached), else_=0)), 0)
+
+
+def _stages(connection: Connection, agency: Agency, season: int) -> list[StageNowPublic]:
+    """The journeys by the stage they are at now: the funnel a role that reads journeys but not `season_funnel` sees
+    (a mission, its own)."""
+    view = _view("journey_status")
+    query = _scoped(
+        sa.select(view.c.stage, sa.func.count()).where(view.c.season == season).group_by(view.c.stage),
+        "journey_status", agency,
+    )  # fmt: skip
+    found = {stage: journeys for stage, journeys in connection.execute(query)}
+    return [StageNowPublic(stage=stage, journeys=found[stage]) for stage in Stage if stage in found]
 
 
 def _arrivals(connection: Connection, agency: Agency, season: int) -> list[ArrivalsPublic]:
@@ -368,6 +386,7 @@ def summary(
             seasons=seasons(now_figures),
             day=day,
             funnel=readable("season_funnel", lambda: _funnel(connection, agency, counted, day)),
+            stages=readable("journey_status", lambda: _stages(connection, agency, counted)),
             arrivals=readable("port_arrivals", lambda: _arrivals(connection, agency, counted)),
             in_kingdom=readable("journey_status", lambda: _in_kingdom(connection, agency, counted)),
             trips_on_the_road=readable("trip_manifest", lambda: _trips(now_figures, agency)),

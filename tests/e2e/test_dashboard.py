@@ -7,6 +7,7 @@ leaves 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from hajj_ledger.api import agencies
-from hajj_ledger.domain.access import VIEW_READERS
+from hajj_ledger.domain.access import FEED_READERS, VIEW_READERS
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for
@@ -37,7 +38,16 @@ SCOPES = {"mission": "mission-IDN-1", "company": "company-1", "other_mission": "
 # The market's figures in the summary (GET /v1/summary), each with the view it is counted in.
 MARKET = {"offers": "service_offers", "contracts": "contracts", "beds": "building_occupancy", "road": "trips_on_road"}
 ROLES = ("mission", "company", "mofa", "gaca", "jawazat", "customs", "wukala", "naqaba", "moh", "ministry", "amanah",
-         "civil_defence")  # fmt: skip
+         "civil_defence", "road_security", "auditor", "analyst")  # fmt: skip
+# Each figure of the summary, with where the glance page draws it: the page draws exactly those the summary gives.
+GLANCE = {
+    "funnel": "#funnel", "arrivals": "#arrivals", "in_kingdom": "#in-kingdom",
+    "cases": "#cases [data-figure=in_hospital]", "trips_on_the_road": "#cases [data-figure=trips]",
+    "overstays": "#cases [data-figure=overstays]",
+    **{figure: f"#market [data-market={figure}]" for figure in MARKET},
+}  # fmt: skip
+WIDTHS = (1366, 1920)  # the common laptop's and desktop's screens
+ARABIC_DOT = re.compile("[\u0660-\u0669]\\s*·|·\\s*[\u0660-\u0669]")  # "·" by an Arabic-Indic digit reads as a zero
 
 
 @dataclass
@@ -253,7 +263,10 @@ def test_each_agency_sees_what_the_api_lets_it_read(dashboard: Dashboard) -> Non
     dashboard.sign_in("mission")
     assert page.get_attribute("#agency", "data-agency") == "mission-IDN-1"
     assert page.get_attribute("#agency", "data-role") == "mission"
-    assert page.get_attribute("#funnel [data-refused]", "data-refused") == "null"  # the funnel is the ministry's
+    assert page.locator("#funnel").is_hidden()  # the season's funnel is the ministry's; its own journeys by stage:
+    for stage in store.get("mission", "/summary")["stages"]:
+        shown = page.locator(f"#stages [data-key={stage['stage']}]")
+        assert shown.get_attribute("data-value") == str(stage["journeys"])
     dashboard.open(f"#/journey/{store.received}", "journey")
     timeline = page.locator("#timeline li")
     assert timeline.count() == 8 and timeline.first.get_attribute("data-event") == "Registered"
@@ -503,3 +516,105 @@ def test_a_revoked_key_s_open_dashboard_returns_to_the_sign_in(dashboard: Dashbo
     assert page.evaluate(
         "[performance.getEntriesByType('navigation').length, sessionStorage.getItem('hajj-ledger.key')]"
     ) == [1, None]
+
+
+def _told(store: Store, role: str) -> list[int]:
+    """The positions of every event the feed tells the role of, read from the log's start until it goes quiet."""
+    told = []
+    headers = {"Authorization": f"Bearer {store.keys[role]}"}
+    try:
+        with httpx.stream("GET", f"{store.base}/v1/feed", params={"after": 0}, headers=headers, timeout=1) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("id:"):
+                    told.append(int(line[3:]))
+    except httpx.ReadTimeout:
+        pass
+    return told
+
+
+def _tables_wider_than_their_cards(page: Any) -> list[Any]:
+    return list(
+        page.evaluate(
+            """() => [...document.querySelectorAll('#page table')].filter(t => t.offsetParent).map(t => {
+                const card = t.closest('.card');
+                return [card.id, t.getBoundingClientRect().width, card.clientWidth];
+            }).filter(([, table, card]) => table > card)"""
+        )
+    )
+
+
+def test_every_role_s_glance_shows_what_it_may_read_and_its_latest_events(dashboard: Dashboard) -> None:
+    """Each role: the figures the summary gives it (those of the views VIEW_READERS lets it read, scoped), each drawn,
+    at least three, none refused; the latest events it is told of listed on load, from the feed's backlog; and no
+    table of its worklists wider than its card, at either width."""
+    store, page = dashboard.store, dashboard.page
+    for role in ROLES:
+        summary = store.get(role, "/summary")
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            dashboard.sign_in(role)
+            page.wait_for_selector("#page .card:not([hidden]) [data-value]")
+            for figure, selector in GLANCE.items():
+                assert page.locator(selector).is_visible() == (summary[figure] is not None), (role, figure)
+            if summary["funnel"] is None:  # the journeys by stage now stand in for the season's funnel
+                assert page.locator("#stages").is_visible() == (summary["stages"] is not None), role
+            figures = page.locator("#page .card:not([hidden]) [data-value]")
+            assert figures.count() >= 3, role
+            assert page.locator("#page [data-refused]").count() == 0, role
+            if Role(role) in FEED_READERS:  # on load, no event recorded since: the latest it is told of, newest first
+                latest = _told(store, role)[-30:][::-1]
+                listed = f"#ticker li[data-position]:nth-child({len(latest)})" if latest else "#ticker li.muted"
+                page.wait_for_selector(listed, timeout=5000)
+                shown = page.eval_on_selector_all("#ticker li[data-position]", "li => li.map(l => +l.dataset.position)")
+                assert shown == latest, role
+            else:
+                assert page.locator("#events").is_hidden(), role
+            dashboard.open("#/work", "work")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.view')].every(v => v.querySelector('.pager, [data-refused]'))"
+            )
+            assert _tables_wider_than_their_cards(page) == [], (role, width)
+            page.click("#sign-out")
+
+
+def test_no_view_s_table_is_wider_than_its_card(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.sign_in("ministry")
+    for language in ("ar", "en"):
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            for view in VIEW_READERS:
+                dashboard.open(f"#/views/{view}", "views")
+                page.wait_for_selector("#view .pager")
+                assert _tables_wider_than_their_cards(page) == [], (language, width, view)
+        page.click("#language")
+        dashboard.ready("views")
+
+
+def test_an_event_s_details_are_readable_in_both_languages(dashboard: Dashboard) -> None:
+    store, page = dashboard.store, dashboard.page
+    dashboard.sign_in("mission")
+    dashboard.open(f"#/journey/{store.received}", "journey")
+    visa = page.locator("#timeline li[data-event=VisaIssued] [data-detail=valid_until] time")
+    assert visa.get_attribute("datetime").startswith((T0 + timedelta(days=90)).date().isoformat())
+    arabic = page.locator("#timeline li[data-event=VisaIssued] .details").inner_text()
+    assert "يسري حتى" in arabic and "هـ" in arabic and "T00:00" not in arabic and "valid_until" not in arabic
+    contracted = page.locator("#timeline li[data-event=PackageContracted] .details").inner_text()
+    assert "الباقة" in contracted and "PKG-1" in contracted and "=" not in contracted
+    company = page.locator("#timeline li[data-event=PackageContracted] [data-detail=company_id]").inner_text()
+    contract = page.locator("#timeline li[data-event=PackageContracted] [data-detail=contract_id] .ids")
+    assert company == "company-1" and contract.inner_text() == store.contract[:8]  # an agency's id whole, a uuid short
+    registered = page.locator("#timeline li[data-event=Registered]")
+    assert registered.locator("[data-detail=identity_digest]").count() == 0  # internal: left out
+    arrived = page.locator("#timeline li[data-event=ArrivedAtPort] [data-detail=port]").inner_text()
+    assert arrived == "صالة الحجاج بجدة"
+    assert not ARABIC_DOT.search(page.inner_text("body"))
+    dashboard.open("#/", "glance")
+    page.locator("#ticker li[data-position] .details").first.wait_for()
+    assert not ARABIC_DOT.search(page.inner_text("body"))
+
+    page.click("#language")  # in English
+    dashboard.open(f"#/journey/{store.received}", "journey")
+    english = page.locator("#timeline li[data-event=VisaIssued] .details").inner_text()
+    assert "valid until" in english and " AH" in english and "+00:00" not in english
+    assert page.locator("#timeline li[data-event=ArrivedAtPort] [data-detail=mode]").inner_text() == "air"

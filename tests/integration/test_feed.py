@@ -332,6 +332,23 @@ def test_resuming_after_a_disconnect_misses_nothing_and_repeats_nothing(server: 
     assert received + by_header.ids() == everything == received + by_query.ids()
 
 
+def test_a_backlog_opens_the_stream_with_the_caller_s_latest_events(server: Server) -> None:
+    _, own = _journey_to_hospital(server)
+    server.register(PAK)  # another mission's: the ministry is told of it, EGY is not
+    everything = server.positions()
+    ministry, egy = Client(server, "ministry", backlog=3), Client(server, EGY, backlog=2)
+    try:
+        eventually(lambda: ministry.has(3) and egy.has(2), 10, "the latest events")
+        server.register(EGY)
+        eventually(lambda: ministry.has(4) and egy.has(3), 10, "the next event, live")
+    finally:
+        ministry.close()
+        egy.close()
+    assert ministry.ids() == everything[-3:] + server.positions()[-1:]
+    assert egy.ids() == own[-2:] + server.positions()[-1:]
+    assert Client(server, "ministry", backlog=0).status == 422
+
+
 def _caught_up(client: Client, received: list[int], everything: list[int]) -> bool:
     return received + client.ids() == everything
 

@@ -131,12 +131,15 @@ def test_the_summary_counts_what_each_role_may_read(client: tuple[TestClient, di
     assert other["in_kingdom"] == [] and other["overstays"] == 0
     assert own["overstays"] == 3
     assert other["cases"] == {"in_hospital": 0, "missing": 0, "deceased": 0}
+    # A mission's own funnel: its journeys by the stage they are at now (journey_status), not the season's funnel.
+    assert own["stages"] == ministry["stages"] == [{"stage": "received", "journeys": 3}] and other["stages"] == []
 
     naqaba = get(client, "naqaba", "/v1/summary")
     assert naqaba["trips_on_the_road"] == 2 and naqaba["funnel"] is None and naqaba["overstays"] is None
     analyst = get(client, "analyst", "/v1/summary", season=1446)
     assert analyst["funnel"] == ministry["funnel"] or analyst["day"] != day
     assert analyst["cases"] is None and analyst["in_kingdom"] is None and analyst["arrivals"] is None
+    assert analyst["stages"] is None
 
 
 def _market(summary: dict[str, Any]) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ const KEY = "hajj-ledger.key"; // sessionStorage: gone when the tab is closed
 const LANGUAGE = "hajj-ledger.language";
 const SEASON = "hajj-ledger.season"; // the season chosen; none: the current one, whichever the ledger says it is
 const MAKKAH = "Asia/Riyadh"; // UTC+3 all year
-const RECENT = 30; // feed events kept for the glance page's list
+const RECENT = 30; // feed events kept for the glance page's list, the feed's backlog when the page opens
 const CODES = new Set(["stage", "stage_before_bus", "place", "trip_destination", "last_event", "port", "site",
   "last_known_place", "origin", "destination", "status", "mode", "gender", "kind", "city", "licence", "inspection"]);
 
@@ -20,6 +20,7 @@ const state = {
   views: null, // the index of views (GET /v1/views), once signed in
   agency: null, // who the key belongs to (GET /v1/agency), once signed in
   recent: [],
+  untold: false, // the feed refused the role: it is told of no event
   listeners: new Set(),
   feed: null, // the AbortController of the open feed
   leave: [], // what the page shown undoes when another is shown
@@ -42,11 +43,13 @@ function formats() {
   };
 }
 
+// Between two figures: in Arabic a comma, since "·" beside Arabic-Indic digits reads as a zero (٠).
+const separator = () => (state.lang === "ar" ? "، " : " · ");
 const noonInMakkah = (day) => new Date(`${day}T12:00:00+03:00`);
-const dayText = (day) => { const f = formats(), d = noonInMakkah(day); return `${f.day.format(d)} · ${f.hijri.format(d)}`; };
+const dayText = (day) => { const f = formats(), d = noonInMakkah(day); return `${f.day.format(d)} (${f.hijri.format(d)})`; };
 function moment(iso) {
   const f = formats(), d = new Date(iso);
-  return `${f.day.format(d)} ${f.time.format(d)} · ${f.hijri.format(d)}`;
+  return `${f.day.format(d)} ${f.time.format(d)} (${f.hijri.format(d)})`;
 }
 
 // The API, as the signed-in agency.
@@ -102,15 +105,16 @@ function follow() {
       try {
         const headers = { Authorization: `Bearer ${state.key}`, Accept: "text/event-stream" };
         if (last !== null) headers["Last-Event-ID"] = last;
-        const response = await fetch(seasonal("/v1/feed"), { headers, signal: controller.signal, cache: "no-store" });
-        if (response.status === 403 || response.status === 404) { show("unavailable"); return; }
+        const address = seasonal(last === null ? `/v1/feed?backlog=${RECENT}` : "/v1/feed"); // the latest, then on
+        const response = await fetch(address, { headers, signal: controller.signal, cache: "no-store" });
+        if (response.status === 403 || response.status === 404) { show("unavailable"); state.untold = true; deliver([]); return; }
         if (response.status === 401) { signOut(t("keyRefused")); return; }
         if (response.ok && response.body) {
           show("live");
-          await readEvents(response.body, (message) => {
-            if (message.event === "revoked") return signOut(t("keyRefused")); // the stream's last message
-            last = message.id ?? last;
-            deliver(message);
+          await readEvents(response.body, (messages) => {
+            if (messages.some((m) => m.event === "revoked")) return signOut(t("keyRefused")); // the stream's last
+            last = messages.at(-1).id ?? last;
+            deliver(messages);
           });
         }
       } catch (error) {
@@ -132,6 +136,7 @@ async function readEvents(body, each) {
     const text = (held ? buffer.slice(0, -1) : buffer).replace(/\r\n?/g, "\n");
     const blocks = text.split("\n\n");
     buffer = blocks.pop() + held;
+    const messages = [];
     for (const block of blocks) {
       const message = { id: null, event: "message", data: [] };
       for (const line of block.split("\n")) {
@@ -143,20 +148,24 @@ async function readEvents(body, each) {
         else if (field === "id") message.id = content;
         else if (field === "event") message.event = content;
       }
-      if (message.data.length) each(message);
+      if (message.data.length) messages.push(message);
     }
+    if (messages.length) each(messages); // a chunk at once: the backlog draws the page once, not once an event
   }
 }
 
-function deliver(message) {
-  let data = null;
-  try {
-    data = JSON.parse(message.data.join("\n"));
-  } catch {
-    return;
+// The listeners hear the events of a chunk together, in log order.
+function deliver(messages) {
+  const received = [];
+  for (const message of messages) {
+    try {
+      received.push({ position: Number(message.id), event: message.event, data: JSON.parse(message.data.join("\n")) });
+    } catch {
+      continue;
+    }
   }
-  const received = { position: Number(message.id), event: message.event, data };
-  state.recent.unshift(received);
+  if (!received.length && !state.untold) return;
+  state.recent.unshift(...received.slice(-RECENT).reverse());
   state.recent.length = Math.min(state.recent.length, RECENT);
   for (const listener of state.listeners) listener(received);
 }
@@ -168,54 +177,62 @@ function listen(listener) {
 
 // Pages.
 
+// The season at a glance: the summary's figures, each panel shown when the summary gives the role any of its figures.
+// The summary gives a figure (not null) exactly when the role may read its view (VIEW_READERS, in the API), scoped as
+// the view is: a panel of figures it may not read is left out, never shown as refused, and the page asks for nothing
+// more. A role that reads journeys but not the season's funnel (a mission, its own) sees its journeys by stage now.
 async function glance(page) {
   const heading = element("p", { class: "muted", id: "season" });
   const grid = element("div", { class: "grid" });
   const ticker = element("ul", { class: "ticker", id: "ticker" });
   page.replaceChildren(heading, grid);
-  const slots = {};
+  const slots = {}, panels = {};
   const slot = (name, title, wide) => {
     slots[name] = element("div", { text: t("loading") });
-    return grid.appendChild(card(title, { id: name, class: wide ? "card wide" : "card" }, slots[name]));
+    panels[name] = grid.appendChild(card(title, { id: name, class: wide ? "card wide" : "card" }, slots[name]));
+    return panels[name];
   };
   slot("funnel", t("funnel"));
+  slot("stages", t("stagesNow"));
   slot("cases", t("cases"));
-  const market = slot("market", t("market"));
-  market.hidden = true; // shown once the summary gives the role any of the market's figures
+  slot("market", t("market"));
   slot("arrivals", t("arrivals"), true);
   slot("in-kingdom", t("inKingdom"));
   grid.append(card(t("latestEvents"), { id: "events" }, ticker));
+  const some = (items, draw) => (items.length === 0 ? t("nothingYet") : draw(items));
+  const show = (name, value, draw) => {
+    panels[name].hidden = value === null;
+    if (value !== null) slots[name].replaceChildren(draw(value));
+  };
 
   const fill = (summary) => {
-    heading.textContent = summary.season ? `${t("season")} ${year(summary.season)} · ${t("today")}: ${dayText(summary.day)}` : t("nothingYet");
-    const refused = () => element("p", { class: "unavailable", "data-refused": "null", text: t("notAvailable") });
-    slots.funnel.replaceChildren(summary.funnel === null ? refused() : summary.funnel.length === 0 ? t("nothingYet")
-      : bars(summary.funnel.map((s) => ({ key: s.stage, label: named(s.stage), value: s.reached, extra: s.today })), number, t("todayMovement")));
-    const cases = summary.cases || { in_hospital: null, missing: null, deceased: null };
-    slots.cases.replaceChildren(element("div", { class: "figures" },
-      figure("in_hospital", t("inHospital"), cases.in_hospital, true), figure("missing", t("missing"), cases.missing, true),
-      figure("deceased", t("deceased"), cases.deceased, true), figure("trips", t("tripsOnRoad"), summary.trips_on_the_road),
-      figure("overstays", t("overstays"), summary.overstays, true)));
+    heading.textContent = summary.season ? `${t("season")} ${year(summary.season)}${separator()}${t("today")}: ${dayText(summary.day)}` : t("nothingYet");
+    show("funnel", summary.funnel, (funnel) => some(funnel, () =>
+      bars(funnel.map((s) => ({ key: s.stage, label: named(s.stage), value: s.reached, extra: s.today })), number, t("todayMovement"))));
+    show("stages", summary.funnel === null ? summary.stages : null, (stages) => some(stages, () =>
+      bars(stages.map((s) => ({ key: s.stage, label: named(s.stage), value: s.journeys })), number)));
+    const cases = summary.cases || {};
+    const figures = [
+      ["in_hospital", t("inHospital"), cases.in_hospital, true], ["missing", t("missing"), cases.missing, true],
+      ["deceased", t("deceased"), cases.deceased, true], ["trips", t("tripsOnRoad"), summary.trips_on_the_road],
+      ["overstays", t("overstays"), summary.overstays, true],
+    ].filter(([, , value]) => value !== null && value !== undefined);
+    show("cases", figures.length ? figures : null, () => element("div", { class: "figures" }, ...figures.map((f) => figure(...f))));
     const parts = marketParts(summary);
-    market.hidden = parts.length === 0;
-    slots.market.replaceChildren(element("div", { class: "market" }, ...parts));
-    slots["in-kingdom"].replaceChildren(summary.in_kingdom === null ? refused() : summary.in_kingdom.length === 0 ? t("nothingYet")
-      : bars(summary.in_kingdom.map((p) => ({ key: p.place ?? "", label: named(p.place), value: p.pilgrims })), number));
-    if (summary.arrivals === null) {
-      slots.arrivals.replaceChildren(refused());
-    } else if (summary.arrivals.length === 0) {
-      slots.arrivals.replaceChildren(t("nothingYet"));
-    } else {
-      const days = [...new Set(summary.arrivals.map((a) => a.day))].sort();
+    show("market", parts.length ? parts : null, () => element("div", { class: "market" }, ...parts));
+    show("in-kingdom", summary.in_kingdom, (places) => some(places, () =>
+      bars(places.map((p) => ({ key: p.place ?? "", label: named(p.place), value: p.pilgrims })), number)));
+    show("arrivals", summary.arrivals, (arrivals) => some(arrivals, () => {
+      const days = [...new Set(arrivals.map((a) => a.day))].sort();
       const ports = new Map();
-      for (const a of summary.arrivals) {
+      for (const a of arrivals) {
         if (!ports.has(a.port)) ports.set(a.port, { key: a.port, label: `${named(a.port)} (${named(a.mode)})`, values: {} });
         ports.get(a.port).values[a.day] = a.arrived;
       }
       const series = [...ports.values()].sort((a, b) => sum(b.values) - sum(a.values));
       const f = formats();
-      slots.arrivals.replaceChildren(stackedDays(days, series, { rtl: state.lang === "ar", number, dayLabel: (d) => f.short.format(noonInMakkah(d)) }));
-    }
+      return stackedDays(days, series, { rtl: state.lang === "ar", number, dayLabel: (d) => f.short.format(noonInMakkah(d)) });
+    }));
   };
   const showTicker = () => ticker.replaceChildren(...(state.recent.length ? state.recent.map(eventLine) : [element("li", { class: "muted", text: t("nothingYet") })]));
   showTicker();
@@ -228,27 +245,31 @@ async function glance(page) {
     const result = await api(seasonal(position ? `/v1/summary?min_position=${position}` : "/v1/summary"));
     if (result.status === 200) { fill(result.body); learnSeasons([], result.body); }
     else if (result.status === 503) wanted = Math.max(wanted ?? 0, position);
-    else for (const name of Object.keys(slots)) slots[name].replaceChildren(outcome(result, () => null));
+    else for (const name of Object.keys(slots)) { panels[name].hidden = false; slots[name].replaceChildren(outcome(result, () => null)); }
     busy = false;
     if (wanted !== null) { const next = wanted; wanted = null; refresh(next); }
   };
-  listen((received) => { showTicker(); refresh(received.position); });
+  const events = grid.lastChild;
+  events.hidden = state.untold; // a role told of no event: no list of them
+  listen((received) => {
+    events.hidden = state.untold;
+    if (received.length) { showTicker(); refresh(received.at(-1).position); }
+  });
   await refresh(null);
 }
 
 function figure(key, label, value, alert) {
   return element("div", { class: alert && value ? "figure alert" : "figure", "data-figure": key },
-    value === null ? element("span", { class: "value unavailable", "data-refused": "null", title: t("notAvailable"), text: "—" })
-      : element("span", { class: "value", "data-value": value, text: number(value) }),
+    element("span", { class: "value", "data-value": value, text: number(value) }),
     element("span", { class: "label", text: label }));
 }
 
 // The market's figures that the summary gives the role: a figure of a view the role may not read is null, and is left
 // out (the page asks for nothing more); none given, no panel (an empty list).
 function marketParts(summary) {
-  const parts = { taken: t("taken"), free: t("free") };
+  const parts = { taken: t("taken"), free: t("free"), separator: separator() };
   const part = (key, title, content) => element("section", { "data-market": key }, element("h3", { text: title }), content);
-  const counted = (...pairs) => pairs.map(([label, value]) => `${t(label)}: ${number(value)}`).join(" · ");
+  const counted = (...pairs) => pairs.map(([label, value]) => `${t(label)}: ${number(value)}`).join(separator());
   const { offers, contracts: c, beds: b, road } = summary;
   const charts = [
     offers === null ? null : part("offers", t("offersByKind"), offers.length === 0 ? t("nothingYet")
@@ -256,11 +277,14 @@ function marketParts(summary) {
         note: counted(["offersCount", o.offers], ["placesCount", o.places]) })), number, parts)),
     c === null ? null : part("contracts", t("contractedPlaces"), capacity([{ key: "contracts", label: t("placesRow"),
       taken: c.used, free: c.free, note: counted(["contractsCount", c.contracts], ["usedCount", c.used], ["placesCount", c.places]) }], number, parts)),
-    b === null ? null : part("beds", t("housingBeds"), capacity([{ key: "beds", label: t("bedsRow"), taken: b.occupied,
-      free: b.free, note: counted(["buildingsCount", b.buildings], ["occupiedCount", b.occupied], ["bedsCount", b.beds]) }], number, parts)),
+    b === null ? null : part("beds", t("housingBeds"), element("div", {},
+      capacity([{ key: "beds", label: t("bedsRow"), taken: b.occupied, free: b.free }], number, parts),
+      element("div", { class: "figures" }, figure("buildings", t("buildingsCount"), b.buildings),
+        figure("beds", t("bedsCount"), b.beds), figure("occupied", t("occupiedCount"), b.occupied)))),
   ].filter(Boolean);
   const onRoad = road === null ? null : part("road", t("road"), element("div", { class: "figures" },
-    figure("on_the_road", t("busesOnRoad"), road.on_the_road), figure("overdue", t("overdueTrips"), road.overdue, true)));
+    figure("on_the_road", t("busesOnRoad"), road.on_the_road), figure("on_time", t("onTimeTrips"), road.on_the_road - road.overdue),
+    figure("overdue", t("overdueTrips"), road.overdue, true)));
   return [...charts, charts.length ? capacityLegend(parts) : null, onRoad].filter(Boolean);
 }
 
@@ -271,8 +295,38 @@ function eventLine(received) {
   return element("li", { "data-position": received.position, "data-event": received.event },
     element("time", { datetime: d.recorded_at, text: moment(d.recorded_at) }),
     element("strong", { text: named(received.event) }),
-    d.journey_id ? element("a", { href: `#/journey/${d.journey_id}`, class: "ids", text: d.journey_id.slice(0, 8) }) : null,
-    element("span", { class: "muted", text: `${named(d.role)} · ${d.agency_id}` }));
+    d.aggregate === "journey" ? element("a", { href: `#/journey/${d.aggregate_id}`, class: "ids", text: d.aggregate_id.slice(0, 8) }) : null,
+    element("span", { class: "muted", text: `${named(d.role)} · ${d.agency_id}` }),
+    details(d.fields));
+}
+
+// An event's fields as a reader reads them: each named in the page's language and its value by its kind (a time or a
+// day with its Hijri date, a code by its name, an id shortened, a number as the reader writes it); the empty ones
+// and those kept for the ledger's own checks (INTERNAL) left out. None left: nothing drawn.
+const INTERNAL = new Set(["identity_digest", "ciphertext_digest", "manifest_digest", "archive_url", "first_position",
+  "last_position", "season", "pilgrim_id"]);
+const DETAIL_CODES = new Set([...CODES, "direction", "findings", "checkpoint", "hold"]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function details(fields) {
+  const shown = Object.entries(fields || {}).filter(([name, value]) => !INTERNAL.has(name) && value !== null && value !== ""
+    && value !== false && !(Array.isArray(value) && value.length === 0));
+  if (!shown.length) return null;
+  return element("dl", { class: "details" }, ...shown.flatMap(([name, value]) => [
+    element("dt", { text: named(name) }), element("dd", { "data-detail": name }, detail(name, value))]));
+}
+
+function detail(name, value) {
+  if (Array.isArray(value)) return value.map((v, i) => [i ? separator() : null, detail(name, v)]).flat();
+  if (value === true) return t("yes");
+  if (typeof value === "number") return element("span", { "data-value": value, text: number(value) });
+  const type = typeOf(value);
+  if (type === "timestamp") return element("time", { datetime: value, text: moment(value) });
+  if (type === "date") return element("time", { datetime: value, text: dayText(value) });
+  if (DETAIL_CODES.has(name)) return element("span", { "data-code": value, text: named(value) });
+  if (UUID.test(value)) return element("span", { class: "ids", title: value, text: value.slice(0, 8) }); // as the list does
+  if (name.endsWith("_id")) return element("span", { class: "ids", text: value }); // an agency's, say
+  return element("bdi", { text: String(value) });
 }
 
 async function journey(page, id) {
@@ -308,10 +362,10 @@ async function journey(page, id) {
           element("span", { class: "muted", text: t("recorded") }), element("time", { datetime: e.recorded_at, "data-clock": "recorded", text: moment(e.recorded_at) }),
           element("span", { class: "muted", text: t("recordedBy") }), element("span", { "data-field": "agency" }, `${named(e.role)} · `, element("span", { class: "ids", text: e.agency_id }))),
         e.late_correction ? element("div", { class: "late", text: `${t("lateCorrection")}: ${e.late_correction}` }) : null,
-        Object.keys(e.details).length ? element("div", { class: "details" }, element("bdi", { dir: "ltr", text: Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join("  ") })) : null)))));
+        details(e.details))))));
     body.replaceChildren(element("div", { class: "grid" }, statusCard, identityCard, timeline));
   };
-  listen((received) => { if (received.data.journey_id === id) show(); });
+  listen((received) => { if (received.some((r) => r.data.aggregate_id === id)) show(); });
   await show();
 }
 
@@ -337,7 +391,8 @@ function viewTable(name, { filters = {}, editable = false, limit = 50, rowClass 
       const table = element("table", {},
         element("thead", {}, element("tr", {}, ...columns.map(([c]) => element("th", { scope: "col", "data-column": c, text: named(c) })))),
         element("tbody", {}, ...page.items.map((row) => element("tr", { class: rowClass(row) },
-          ...columns.map(([c, type]) => element("td", { class: type === "integer" ? "num" : null, "data-column": c }, cell(c, row[c], type)))))));
+          ...columns.map(([c, type]) => element("td", { class: type === "integer" ? "num" : long(row[c]) ? "long" : null, "data-column": c },
+            cell(c, row[c], type)))))));
       const pager = element("div", { class: "pager" },
         button(t("firstPage"), at > 0, () => { at = 0; load(); }),
         button(t("previousPage"), at > 0, () => { at -= 1; load(); }),
@@ -391,6 +446,9 @@ function typeOf(value) {
   return "text";
 }
 
+// A value with no place to wrap between words (a digest, an address): it wraps anywhere, so its table fits its card.
+const long = (value) => typeof value === "string" && value.length > 20 && !value.includes(" ");
+
 function cell(column, value, type) {
   if (value === null || value === undefined) return "—";
   if (column === "journey_id") return element("a", { href: `#/journey/${value}`, class: "ids", text: value });
@@ -407,8 +465,8 @@ function work(page) {
   const overdue = (row) => (row.visa_valid_until && new Date(row.visa_valid_until) < new Date() ? "overdue" : null);
   page.replaceChildren(element("div", { class: "grid" },
     card(t("worklistNaqaba"), { id: "work-naqaba", class: "card wide" }, viewTable("awaiting_transport")),
-    card(t("worklistCompanyMissing"), { id: "work-missing" }, viewTable("missing_persons")),
-    card(t("worklistCompanyHeadcount"), { id: "work-headcount" }, viewTable("site_headcount")),
+    card(t("worklistCompanyMissing"), { id: "work-missing", class: "card wide" }, viewTable("missing_persons")),
+    card(t("worklistCompanyHeadcount"), { id: "work-headcount", class: "card wide" }, viewTable("site_headcount")),
     card(t("worklistMoh"), { id: "work-moh", class: "card wide" }, viewTable("health_cases")),
     card(t("worklistJawazat"), { id: "work-jawazat", class: "card wide" }, viewTable("overstay_watch", { filters: { in_kingdom: "true" }, rowClass: overdue }))));
 }
@@ -483,7 +541,7 @@ function translate() {
 
 function tick() {
   const f = formats(), now = new Date();
-  document.getElementById("clock").textContent = `${f.time.format(now)} ${t("makkahTime")} · ${f.day.format(now)} · ${f.hijri.format(now)}`;
+  document.getElementById("clock").textContent = `${f.time.format(now)} ${t("makkahTime")}${separator()}${f.day.format(now)} (${f.hijri.format(now)})`;
 }
 
 function signOut(reason) {
@@ -493,6 +551,7 @@ function signOut(reason) {
   state.views = null;
   state.agency = null;
   state.recent = [];
+  state.untold = false;
   state.seasons = null;
   sessionStorage.removeItem(KEY);
   document.getElementById("sign-in-error").textContent = reason || "";

@@ -42,12 +42,12 @@ export function bars(rows, number, extraLabel) {
 
 // Places taken and free, a row a pool of them (the offers of a kind, the contracts, the beds):
 // [{key, label, note, taken, free}], each bar as long as its places against the largest, its free part in gold, the
-// note under it; the figure shown is the free places. `parts` names the two in the reader's language: {taken, free}.
+// note under it; the figure shown is the free places. `parts` names the two in the reader's language, and the separator between them: {taken, free, separator}.
 export function capacity(rows, number, parts) {
   const top = Math.max(1, ...rows.map((r) => r.taken + r.free));
   const grid = element("div", { class: "bars capacity" });
   for (const row of rows) {
-    const track = element("div", { class: "track", title: `${parts.taken}: ${number(row.taken)} · ${parts.free}: ${number(row.free)}` });
+    const track = element("div", { class: "track", title: `${parts.taken}: ${number(row.taken)}${parts.separator}${parts.free}: ${number(row.free)}` });
     for (const [part, value] of [["taken", row.taken], ["free", row.free]]) {
       const fill = element("div", { class: `fill ${part}` });
       fill.style.inlineSize = `${(100 * value) / top}%`;
@@ -55,7 +55,7 @@ export function capacity(rows, number, parts) {
     }
     grid.append(element("span", { text: row.label }), track,
       element("span", { class: "num", title: parts.free, "data-key": row.key, "data-value": row.free, "data-taken": row.taken }, number(row.free)),
-      row.note ? element("small", { class: "muted note", text: row.note }) : null);
+      ...(row.note ? [element("small", { class: "muted note", text: row.note })] : []));
   }
   return grid;
 }
