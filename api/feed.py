@@ -192,12 +192,23 @@ class Feed:
             finally:
                 self.subscribers.discard(subscriber)
 
-    def recent(self, agency: Agency, events: frozenset[str] | None, season: int | None, count: int) -> int:
+    def recent(
+        self, agency: Agency, events: frozenset[str] | None, season: int | None, count: int, latest: int | None = None
+    ) -> int:
         """Where a stream that opens with the subscriber's latest `count` events starts: before the earliest of them
-        (fewer if the last RECENT_PAGES pages of the log hold fewer; none, the head). It reads the log backwards a
-        page at a time, each page with a `Following` of its own (owners are learned in log order); it blocks."""
+        (fewer if the RECENT_PAGES pages read hold fewer; none, the head). It reads the log backwards a page at a
+        time, each page with a `Following` of its own (owners are learned in log order); it blocks. `latest`, the
+        last position of the subscriber's own journeys (journey_status), is where to look next when the last pages
+        hold too few: a mission's last events may lie far back, behind the other missions' departures."""
         subscriber = Subscriber(agency, events, 0, season)
-        head = end = self.ledger.head()
+        head = self.ledger.head()
+        found = self._back(subscriber, head, count)
+        if len(found) < count and latest is not None and latest < head - RECENT_PAGES * PAGE:
+            found = self._back(subscriber, latest, count - len(found)) + found
+        return found[-count:][0] - 1 if found else head
+
+    def _back(self, subscriber: Subscriber, end: int, count: int) -> list[int]:
+        """The positions of the last `count` events the subscriber is told of, up to `end`, within RECENT_PAGES."""
         found: list[int] = []
         for _ in range(RECENT_PAGES):
             if end <= 0 or len(found) >= count:
@@ -206,7 +217,7 @@ class Feed:
             _, stretch = Following(self.ledger, PAGE).read(start, PAGE, end)
             found = [told.position for told in stretch if subscriber.admits(told)] + found
             end = start
-        return found[-count:][0] - 1 if found else head
+        return found[-count:]
 
     def _join(self, subscriber: Subscriber, given: int) -> None:
         """From now on, the subscriber's queue takes the events past where the reader is; it reads alone only up to

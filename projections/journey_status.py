@@ -6,6 +6,7 @@ import typing
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS
 from hajj_ledger.domain.journey import Journey
@@ -177,3 +178,14 @@ class JourneyStatus(Projection):
             position=position,
         )  # fmt: skip
         rows.put(journey_status, key, row)
+
+
+def latest_position(connection: Connection, column: str, agency_id: str, season: int | None) -> int | None:
+    """The position of the last event of the journeys whose `column` (mission_id, company_id) is `agency_id`, of
+    one season or all: where that agency's own latest events end."""
+    view = journey_status.view()
+    query = sa.select(sa.func.max(view.c.position)).where(view.c[column] == agency_id)
+    if season is not None:
+        query = query.where(view.c.season == season)
+    found = connection.execute(query).scalar()
+    return int(found) if found is not None else None

@@ -7,8 +7,10 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
+from sqlalchemy.engine import Engine
 from sse_starlette import EventSourceResponse
 
+from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.deps import (
     Caller,
     FeedDep,
@@ -22,7 +24,8 @@ from hajj_ledger.api.deps import (
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
 from hajj_ledger.domain.access import FEED_READERS
-from hajj_ledger.domain.catalogue import FEED_EVENTS, STEPS
+from hajj_ledger.domain.catalogue import FEED_EVENTS, SCOPE, STEPS
+from hajj_ledger.projections.journey_status import latest_position
 
 router = APIRouter(prefix="/v1", tags=["feed"], dependencies=[Depends(caller)])
 
@@ -92,6 +95,15 @@ async def feed(
     season = await season_or_current(engine, season)
     events = frozenset(event) if event else None
     if start is None and backlog is not None:
-        start = await asyncio.to_thread(hub.recent, agency, events, season, backlog)
+        latest = await asyncio.to_thread(_latest_of_own_journeys, engine, agency, season)
+        start = await asyncio.to_thread(hub.recent, agency, events, season, backlog, latest)
     stream = hub.stream(agency, start, events, season)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")
+
+
+def _latest_of_own_journeys(engine: Engine, agency: Agency, season: int | None) -> int | None:
+    """For an agency scoped to its journeys (a mission, a company), the position of their last event."""
+    if agency.role not in SCOPE:
+        return None
+    with engine.connect() as connection:
+        return latest_position(connection, SCOPE[agency.role][0], agency.agency_id, season)

@@ -32,6 +32,8 @@ from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
+from hajj_ledger.projections import FOLLOWED
+from hajj_ledger.projections.runner import Runner
 from hajj_ledger.projections.schema import engine_for
 from tests.support import NAMES, T0, as_json, building_fields, eventually, offer_fields, registration, season_opened
 
@@ -347,6 +349,36 @@ def test_a_backlog_opens_the_stream_with_the_caller_s_latest_events(server: Serv
     assert ministry.ids() == everything[-3:] + server.positions()[-1:]
     assert egy.ids() == own[-2:] + server.positions()[-1:]
     assert Client(server, "ministry", backlog=0).status == 422
+
+
+def test_a_mission_s_backlog_is_found_behind_the_other_missions_events(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mission's latest events may lie far back (the other missions' departures came after): past the pages looked
+    back through, the stream looks on from its journeys' last event (journey_status). Without the view's word (not
+    yet built), it opens with what the last pages hold."""
+    monkeypatch.setattr(feed, "PAGE", 2)
+    monkeypatch.setattr(feed, "RECENT_PAGES", 1)
+    _, own = _journey_to_hospital(server)
+    for _ in range(3):
+        server.register(PAK)  # 3 positions of another mission's: past the one page of 2 looked through first
+    unbuilt = Client(server, EGY, backlog=2)  # answered: the stream has opened, its backlog would follow at once
+    try:
+        time.sleep(1)
+    finally:
+        unbuilt.close()
+    assert unbuilt.ids() == []
+    runner = Runner(FOLLOWED, server.url)
+    try:
+        runner.run(once=True)
+    finally:
+        runner.close()
+    egy = Client(server, EGY, backlog=2)
+    try:
+        eventually(lambda: egy.has(2), 10, "the mission's latest events, behind the other mission's")
+    finally:
+        egy.close()
+    assert egy.ids() == own[-2:]
 
 
 def _caught_up(client: Client, received: list[int], everything: list[int]) -> bool:
