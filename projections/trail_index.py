@@ -10,9 +10,11 @@ positions to read, whatever the order of the stamps.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from hajj_ledger.audit import reads as audit
 from hajj_ledger.audit.reads import BLOCKS_TABLE, INDEX_TABLE, microseconds
@@ -75,3 +77,10 @@ class TrailIndex(Projection):
             block["earliest_us"] = min(block["earliest_us"], recorded)
             block["latest_us"] = max(block["latest_us"], recorded)
         rows.put(trail_blocks, key, block)
+
+
+def latest_positions(connection: Connection, events: Collection[str], count: int) -> list[int]:
+    """The positions of the last `count` events of these types, newest first."""
+    view = trail_index.view()
+    query = sa.select(view.c.position).where(view.c.event.in_(sorted(events)))
+    return list(connection.execute(query.order_by(view.c.position.desc()).limit(count)).scalars())

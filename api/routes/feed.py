@@ -26,6 +26,7 @@ from hajj_ledger.api.reads import beyond_head
 from hajj_ledger.domain.access import FEED_READERS
 from hajj_ledger.domain.catalogue import FEED_EVENTS, SCOPE, STEPS
 from hajj_ledger.projections.journey_status import latest_position
+from hajj_ledger.projections.trail_index import latest_positions
 
 router = APIRouter(prefix="/v1", tags=["feed"], dependencies=[Depends(caller)])
 
@@ -97,6 +98,9 @@ async def feed(
     if start is None and backlog is not None:
         latest = await asyncio.to_thread(_latest_of_own_journeys, engine, agency, season)
         start = await asyncio.to_thread(hub.recent, agency, events, season, backlog, latest)
+        if agency.role not in SCOPE:  # told of every event of its types: where the last `backlog` of them begin
+            indexed = await asyncio.to_thread(_latest_of_types, engine, events or told, backlog)
+            start = min(start, indexed[-1] - 1) if indexed else start
     stream = hub.stream(agency, start, events, season)
     return EventSourceResponse(stream, ping=hub.heartbeat, sep="\r\n")
 
@@ -107,3 +111,10 @@ def _latest_of_own_journeys(engine: Engine, agency: Agency, season: int | None) 
         return None
     with engine.connect() as connection:
         return latest_position(connection, SCOPE[agency.role][0], agency.agency_id, season)
+
+
+def _latest_of_types(engine: Engine, events: frozenset[str], count: int) -> list[int]:
+    """The positions of the last `count` events of these types (trail_index), newest first: for a role told of
+    every one of them, whose few (a hospital's admissions) may be spread over much more than the pages read."""
+    with engine.connect() as connection:
+        return latest_positions(connection, events, count)

@@ -355,8 +355,9 @@ def test_a_mission_s_backlog_is_found_behind_the_other_missions_events(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A mission's latest events may lie far back (the other missions' departures came after): past the pages looked
-    back through, the stream looks on from its journeys' last event (journey_status). Without the view's word (not
-    yet built), it opens with what the last pages hold."""
+    back through, the stream looks on from its journeys' last event (journey_status); a role told of every event of
+    its types (the Ministry of Health) starts where the last of them begin (trail_index). Without the views' word
+    (not yet built), it opens with what the last pages hold."""
     monkeypatch.setattr(feed, "PAGE", 2)
     monkeypatch.setattr(feed, "RECENT_PAGES", 1)
     _, own = _journey_to_hospital(server)
@@ -373,12 +374,15 @@ def test_a_mission_s_backlog_is_found_behind_the_other_missions_events(
         runner.run(once=True)
     finally:
         runner.close()
-    egy = Client(server, EGY, backlog=2)
+    egy, health = Client(server, EGY, backlog=2), Client(server, "moh", backlog=1)
     try:
         eventually(lambda: egy.has(2), 10, "the mission's latest events, behind the other mission's")
+        eventually(lambda: health.has(1), 10, "the ministry of health's latest event, an admission far back")
     finally:
         egy.close()
+        health.close()
     assert egy.ids() == own[-2:]
+    assert [m.event for m in health.messages] == ["HospitalAdmitted"]
 
 
 def _caught_up(client: Client, received: list[int], everything: list[int]) -> bool:
