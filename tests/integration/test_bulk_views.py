@@ -34,7 +34,7 @@ from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
 from tests.conftest import STORES, new_postgres_database
 from tests.integration.test_journey_machine import ROAD, JourneyMachine
-from tests.support import SEASON_OPENING, actor, command
+from tests.support import command
 
 
 @contextmanager
@@ -274,12 +274,6 @@ class EveryStepMachine(JourneyMachine):
 
     store = "sqlite"
     in_sql: ClassVar[list[str]] = []
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Its season opened, so that its registrations are taken (the journey machine's own are refused: its season
-        # was never opened, a rule newer than the machine).
-        self.ledger.record(command("SeasonOpened", **SEASON_OPENING), actor(Role.MINISTRY))
 
     @rule(journey=JourneyMachine.journeys, data=st.data())
     def off_the_road(self, journey: UUID, data: st.DataObject) -> None:
