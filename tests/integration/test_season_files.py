@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,17 +42,17 @@ def _keys() -> SigningKeys:
     return keys
 
 
-@pytest.fixture
-def seasons(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JourneyLedger]:
+@contextmanager
+def _two_seasons(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JourneyLedger]:
     """Two simulated seasons in one store, its views current and its log sealed."""
     monkeypatch.setenv("HAJJ_LEDGER_SEASON_CACHE", str(tmp_path / "cache"))
-    ledger = JourneyLedger(store_url)
+    ledger = JourneyLedger(url)
     simulate(ledger, 8, CLOSED, 4)
     simulate(ledger, 4, OPEN, 5)
-    engine = engine_for(store_url)
+    engine = engine_for(url)
     upgrade(engine)
     engine.dispose()
-    runner = Runner(FOLLOWED, store_url)
+    runner = Runner(FOLLOWED, url)
     try:
         runner.run(once=True)
     finally:
@@ -63,10 +63,16 @@ def seasons(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def sqlite_seasons(seasons: JourneyLedger) -> JourneyLedger:
-    if not seasons.database_url.startswith("sqlite"):
-        pytest.skip("a season's file of its own is SQLite's (PostgreSQL keeps it in partitions)")
-    return seasons
+def seasons(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JourneyLedger]:
+    with _two_seasons(store_url, tmp_path, monkeypatch) as ledger:
+        yield ledger
+
+
+@pytest.fixture
+def sqlite_seasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JourneyLedger]:
+    """The same on SQLite alone: a season's file of its own is SQLite's (PostgreSQL keeps it in partitions)."""
+    with _two_seasons(f"sqlite:///{tmp_path}/ledger.sqlite3", tmp_path, monkeypatch) as ledger:
+        yield ledger
 
 
 def _main_path(ledger: JourneyLedger) -> Path:
