@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from hajj_ledger.domain.errors import IllegalStepError, OccurredTooEarlyError, TripFullError
 from hajj_ledger.domain.vocabulary import Role, Stamp, TripStage
+from hajj_ledger.store.seasons import NO_SEASON, season_on
 from tests.support import T0, stamp, trip
 
 NQ = Role.NAQABA
@@ -88,3 +89,17 @@ def test_a_trips_step_more_than_the_tolerance_before_its_latest_is_a_late_correc
 def late(role: Role, at: datetime) -> Stamp:
     """A late correction by `role`, of a step at `at`."""
     return Stamp(f"{role}-1", role, at, uuid4(), None, "paper_record")
+
+
+@pytest.mark.parametrize(
+    ("departs", "season"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), NO_SEASON),  # within sixty days of year 1: no day before it to count back to
+        (datetime(1800, 6, 1, tzinfo=UTC), NO_SEASON),  # before the Hijri calendar kept
+        (datetime(2025, 6, 6, tzinfo=UTC), 1446),
+        (datetime(2025, 7, 20, tzinfo=UTC), 1446),  # a departure in Muharram 1447 still carries season 1446's pilgrims
+        (datetime(9999, 12, 31, 23, 59, tzinfo=UTC), NO_SEASON),
+    ],
+)
+def test_a_trip_s_season_is_its_departure_s_or_none_outside_the_calendar(departs: datetime, season: int) -> None:
+    assert season_on(departs) == season

@@ -25,8 +25,12 @@ _SEASON_REACH = timedelta(days=60)  # a trip on 15 Muharram 1447 still carries p
 
 
 def season_on(moment: datetime) -> int:
-    """The season a trip departing at `moment` serves."""
-    return _hijri_year((moment - _SEASON_REACH).date())
+    """The season a trip departing at `moment` serves (none, outside the Hijri calendar kept: year 1, 9999)."""
+    try:
+        day = (moment - _SEASON_REACH).date()
+    except OverflowError:  # within sixty days of year 1
+        return NO_SEASON
+    return _hijri_year(day)
 
 
 @functools.cache
