@@ -10,19 +10,18 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from bench.harness import CLI
+from bench.servers import free_port
+
 LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
-EXECUTABLE = Path(sys.executable).parent / "hajj-ledger"
 
 
 def request(method: str, path: str, key: str, body: Any = None) -> bytes:
@@ -71,13 +70,6 @@ def load(port: int, per_client: list[list[bytes]]) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serving(url: str, workers: int) -> Iterator[int]:
     import httpx
@@ -86,7 +78,7 @@ def serving(url: str, workers: int) -> Iterator[int]:
     env = {**os.environ, "HAJJ_LEDGER_DATABASE_URL": url}
     log = open(os.environ.get("HAJJ_BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
-        [str(EXECUTABLE), "serve", "--port", str(port), "--workers", str(workers)],
+        [str(CLI), "serve", "--port", str(port), "--workers", str(workers)],
         env=env, stdout=log, stderr=log,
     )  # fmt: skip
     try:

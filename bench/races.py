@@ -32,9 +32,10 @@ from uuid import UUID, uuid4
 
 import orjson
 
+from bench.harness import CLI, Sizes, now, repeat, summarise
 from bench.http_load import LENGTH, request
 from bench.season import open_season_now
-from bench.serving import LEDGER, Server, free_port, servers
+from bench.servers import Server, free_port, servers
 
 SEASON, COUNTRY, PORT = 1446, "IDN", "JED-HAJJ"
 EARLIER = 100  # places of the offer, and beds of the building, taken before the race
@@ -258,7 +259,7 @@ def nodes(url: str, count: int, logs: Path) -> Iterator[list[int]]:
     started = []
     for n in range(count):
         port = free_port()
-        argv = [str(LEDGER), "serve", "--port", str(port), "--workers", workers] + (["--api-only"] if n else [])
+        argv = [str(CLI), "serve", "--port", str(port), "--workers", workers] + (["--api-only"] if n else [])
         started.append(Server(f"race-node{n + 1}", argv, port, url, logs, {}))
     with servers(*started):
         yield [s.port for s in started]
@@ -286,3 +287,9 @@ def measure_races(url: str, racers: int, places: int, beds: int) -> dict[str, An
         runs[f"over_capacity_{count}"] = views["rows_over_capacity"]
     slowest = max(r["seconds"] for r in runs.values() if isinstance(r, dict))
     return {"rate": slowest, "racers": racers, "places": places, "beds": beds, "runs": runs, "logs": str(logs)}
+
+
+def races_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """The contract and bed races, each run on a fresh store; the time is the slowest race's."""
+    runs = repeat(sizes.runs, kind, measure_races, racers=sizes.racers, places=sizes.race_places, beds=sizes.race_beds)
+    return {**summarise(runs), "when": now()}

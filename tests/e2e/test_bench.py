@@ -73,7 +73,9 @@ def _results(market_share: float, ingest: float) -> dict[str, Any]:
 
 
 def test_batched_ingest_with_the_market_is_judged_against_its_ratio_to_raw_before_the_market() -> None:
-    from bench.run import BEFORE_MARKET, Sizes, table
+    from bench.harness import Sizes
+    from bench.report.page import table
+    from bench.report.suite import BEFORE_MARKET
 
     raw = _results(0.05, 1.0)["figures"]["postgres"]["raw_batched"]["median"]
 
@@ -91,7 +93,7 @@ def test_batched_ingest_with_the_market_is_judged_against_its_ratio_to_raw_befor
 
 
 def test_a_race_with_a_give_up_or_one_winner_too_many_is_not_met_and_says_so() -> None:
-    from bench.run import race_rows
+    from bench.report.postgres import race_rows
 
     def run(winners: int, give_ups: int = 0, free: int = 0) -> dict[str, Any]:
         refused = 64 - winners - give_ups
@@ -134,7 +136,7 @@ def test_a_wrk_run_is_read_with_its_rate_and_is_left_out_beyond_one_percent_erro
 
 
 def test_the_write_counters_are_read_from_metrics_by_name_and_absent_ones_stay_unknown() -> None:
-    from bench.serving import counter_growth, rerun_share, write_counters
+    from bench.serving_nodes import counter_growth, rerun_share, write_counters
 
     before = write_counters(  # as the ledger publishes them, and what must not be taken for them
         "# HELP hajj_ledger_write_batches_total batches of commands recorded\n"
@@ -158,7 +160,8 @@ def test_the_write_counters_are_read_from_metrics_by_name_and_absent_ones_stay_u
 
 
 def test_targets_are_judged_on_medians_of_same_round_ratios() -> None:
-    from bench.serving import judge, median_ratio
+    from bench.report.serving import judge
+    from bench.serving_nodes import median_ratio
 
     assert median_ratio([(50.0, 100.0), (90.0, 100.0), (70.0, 100.0)]) == pytest.approx(0.7)
     assert median_ratio([]) is None
@@ -169,7 +172,10 @@ def test_targets_are_judged_on_medians_of_same_round_ratios() -> None:
 
 
 def test_the_serving_section_pairs_each_round_with_its_baseline_and_shows_each_target_met_or_not() -> None:
-    from bench.serving import FULL, compare, connections_summary, nodes_summary, render
+    from bench.report.serving import render
+    from bench.serving import compare
+    from bench.serving_nodes import connections_summary, nodes_summary
+    from bench.serving_setup import FULL
 
     def run(round_: int, side: str, scenario: str, rps: float, valid: bool = True) -> dict[str, Any]:
         return {"round": round_, "side": side, "scenario": scenario, "rps": rps, "p99_us": 1000 * rps, "valid": valid}
