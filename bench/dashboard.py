@@ -55,14 +55,18 @@ def demo_server(pilgrims: int) -> Iterator[tuple[str, dict[str, dict[str, str]],
     with tempfile.TemporaryDirectory(prefix="hajj-dashboard-") as folder:
         here = Path(folder)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAJJ_LEDGER_") or k.endswith("MASTER_KEYS")}
-        subprocess.run([str(CLI), "demo", "--pilgrims", str(pilgrims)], cwd=here, env=env, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [str(CLI), "demo", "--pilgrims", str(pilgrims)], cwd=here, env=env, check=True, stdout=subprocess.DEVNULL
+        )
         port = free_port()
         with (here / "serve.log").open("w") as log:
             server = subprocess.Popen(
-                [str(CLI), "serve", "--demo-keys", "--port", str(port)], cwd=here, env=env, stdout=log,
+                [str(CLI), "serve", "--demo-keys", "--port", str(port)],
+                cwd=here,
+                env=env,
+                stdout=log,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -164,8 +168,11 @@ def screenshots(base: str, keys: dict[str, dict[str, str]], out: Path) -> list[P
 
 def _a_whole_journey(base: str, key: str) -> str:
     """A journey of the demo mission that has departed (its timeline runs the whole way)."""
-    found = httpx.get(f"{base}/v1/views/journey_status", params={"stage": "departed", "limit": 1},
-                      headers={"Authorization": f"Bearer {key}"}).json()["items"]  # fmt: skip
+    found = httpx.get(
+        f"{base}/v1/views/journey_status",
+        params={"stage": "departed", "limit": 1},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()["items"]
     return str(found[0]["journey_id"])
 
 

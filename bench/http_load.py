@@ -79,8 +79,10 @@ def serving(url: str, workers: int) -> Iterator[int]:
     log = open(os.environ.get("HAJJ_BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
         [str(CLI), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=log,
-    )  # fmt: skip
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         for _ in range(300):
             try:
@@ -130,19 +132,25 @@ def measure_api(url: str, commands: int, reads: int, batches: int, workers: int)
         # Status reads of the journeys just registered, once the views have them.
         journeys = _journey_ids(port, ministry, single["requests"])
         reading = [
-            [request("GET", f"/v1/journeys/{journeys[(c * 7919 + i) % len(journeys)]}", ministry) for i in
-             range(reads // clients)]
+            [
+                request("GET", f"/v1/journeys/{journeys[(c * 7919 + i) % len(journeys)]}", ministry)
+                for i in range(reads // clients)
+            ]
             for c in range(clients)
-        ]  # fmt: skip
+        ]
         read = load(port, reading)
         batch_body = [
             [
-                request("POST", "/v1/commands:batch", mission,
-                        {"commands": [{"event": "Registered", **registration()} for _ in range(1000)]})
+                request(
+                    "POST",
+                    "/v1/commands:batch",
+                    mission,
+                    {"commands": [{"event": "Registered", **registration()} for _ in range(1000)]},
+                )
                 for _ in range(batches // 4)
             ]
             for _ in range(4)
-        ]  # fmt: skip
+        ]
         batch = load(port, batch_body)
     return {
         "rate": single["per_second"],
@@ -162,9 +170,11 @@ def _journey_ids(port: int, key: str, count: int) -> list[str]:
     while len(found) < count and time.monotonic() < deadline:
         params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
         page = httpx.get(
-            f"http://127.0.0.1:{port}/v1/views/journey_status", params=params,
-            headers={"Authorization": f"Bearer {key}"}, timeout=30,
-        ).json()  # fmt: skip
+            f"http://127.0.0.1:{port}/v1/views/journey_status",
+            params=params,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ).json()
         found += [row["journey_id"] for row in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None and len(found) < count:

@@ -92,8 +92,13 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
         return {"valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=90), "price_sar": 4000}
 
     def contract_race() -> Race:
-        [offer] = record((company, "OfferPublished", {"season": SEASON, "kind": "mashaer_camp", "site": "mina",
-                                                      "places": EARLIER + places, **valid()}))  # fmt: skip
+        [offer] = record(
+            (
+                company,
+                "OfferPublished",
+                {"season": SEASON, "kind": "mashaer_camp", "site": "mina", "places": EARLIER + places, **valid()},
+            )
+        )
         [earlier] = record((missions[0], "ContractProposed", {"offer_id": offer, "places": EARLIER}))
         record((company, "ContractSigned", {"contract_id": earlier}))
         proposed = record(*((m, "ContractProposed", {"offer_id": offer, "places": 1}) for m in missions[1:]))
@@ -104,13 +109,18 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
         [building] = record((Actor("amanah-makkah", Role.AMANAH), "BuildingLicensed", {
             "company_id": company.agency_id, **city, "beds": EARLIER + beds,
             "licence_valid_until": now + timedelta(days=365),
-        }))  # fmt: skip
-        record((Actor("civil_defence-makkah", Role.CIVIL_DEFENCE), "InspectionPassed",
-                {"building_id": building, "findings": "compliant"}))  # fmt: skip
+        }))  # fmt: skip # an event a line
+        record(
+            (
+                Actor("civil_defence-makkah", Role.CIVIL_DEFENCE),
+                "InspectionPassed",
+                {"building_id": building, "findings": "compliant"},
+            )
+        )
         pilgrims = [uuid4() for _ in range(EARLIER + racers)]
         [offer] = record((company, "OfferPublished", {"season": SEASON, "kind": "makkah_housing", "site": "makkah",
                                                       "places": len(pilgrims), "building_ids": [building],
-                                                      **valid()}))  # fmt: skip
+                                                      **valid()}))  # fmt: skip # an event a line
         [contract] = record((missions[0], "ContractProposed", {"offer_id": offer, "places": len(pilgrims)}))
         record((company, "ContractSigned", {"contract_id": contract}))
         trips = record(*(
@@ -119,10 +129,10 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
                 "departs_at": now, "capacity": 100,
             })
             for n in range(-(-len(pilgrims) // 100))
-        ))  # fmt: skip
-        journeys = record(*(
-            (missions[0], "Registered", {"pilgrim_id": p, "season": SEASON, "country": COUNTRY}) for p in pilgrims
-        ))  # fmt: skip
+        ))  # fmt: skip # an event a line
+        journeys = record(
+            *((missions[0], "Registered", {"pilgrim_id": p, "season": SEASON, "country": COUNTRY}) for p in pilgrims)
+        )
         port = {"port": PORT}
         steps: list[tuple[Role, str, dict[str, Any]]] = [
             (Role.MISSION, "PackageContracted", {"contract_id": contract}),
@@ -140,16 +150,21 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
             if event == "TransferCompleted":  # the buses leave first, as a transfer needs
                 record(*((Actor("naqaba-race", Role.NAQABA), "TripDeparted", {"trip_id": t}) for t in trips))
             actor = missions[0] if role is Role.MISSION else Actor(f"{role}-race", role)
-            record(*(
-                (actor, event, {"journey_id": j, **fields, **({"trip_id": trips[n // 100]} if role is Role.NAQABA
-                                                              else {})})
-                for n, j in enumerate(journeys)
-            ))  # fmt: skip
+            record(
+                *(
+                    (
+                        actor,
+                        event,
+                        {"journey_id": j, **fields, **({"trip_id": trips[n // 100]} if role is Role.NAQABA else {})},
+                    )
+                    for n, j in enumerate(journeys)
+                )
+            )
         housing = {"site": "makkah", "building": "RACE-1", "building_id": building}
         record(*((company, "HousingCheckedIn", {"journey_id": j, **housing}) for j in journeys[:EARLIER]))
-        return Race("bed", beds, building, [
-            (f"/v1/journeys/{j}/housing-checked-in", housing) for j in journeys[EARLIER:]
-        ])  # fmt: skip
+        return Race(
+            "bed", beds, building, [(f"/v1/journeys/{j}/housing-checked-in", housing) for j in journeys[EARLIER:]]
+        )
 
     races: dict[int, list[Race]] = {}
     try:
@@ -210,10 +225,15 @@ def judge(race: Race, answers: list[tuple[int, dict[str, Any]]]) -> dict[str, An
             give_ups += 1
     winners = sum(status == 201 for status, _ in answers)
     return {
-        "clients": len(answers), "room": race.room, "winners": winners, "refused_naming_numbers": named,
-        "give_ups": give_ups, "other": len(answers) - winners - named - give_ups, "statuses": statuses,
+        "clients": len(answers),
+        "room": race.room,
+        "winners": winners,
+        "refused_naming_numbers": named,
+        "give_ups": give_ups,
+        "other": len(answers) - winners - named - give_ups,
+        "statuses": statuses,
         "sample_refusal": next((b.get("detail") for s, b in answers if s == 409), None),
-    }  # fmt: skip
+    }
 
 
 def _views(url: str, races: list[Race]) -> dict[str, Any]:
@@ -239,10 +259,15 @@ def _views(url: str, races: list[Race]) -> dict[str, Any]:
             for race in races:
                 if race.kind == "contract":
                     row = connection.execute(sa.select(offers).where(offers.c.offer_id == race.aggregate)).one()
-                    signed = connection.execute(sa.select(sa.func.count()).where(
-                        held.c.offer_id == race.aggregate, held.c.status == "signed")).scalar_one()  # fmt: skip
-                    found[race.kind] = {"places": row.places, "contracted": row.contracted, "free": row.free,
-                                        "signed_contracts": signed - 1}  # fmt: skip
+                    signed = connection.execute(
+                        sa.select(sa.func.count()).where(held.c.offer_id == race.aggregate, held.c.status == "signed")
+                    ).scalar_one()
+                    found[race.kind] = {
+                        "places": row.places,
+                        "contracted": row.contracted,
+                        "free": row.free,
+                        "signed_contracts": signed - 1,
+                    }
                 else:
                     row = connection.execute(sa.select(beds).where(beds.c.building_id == race.aggregate)).one()
                     found[race.kind] = {"beds": row.beds, "occupied": row.occupied, "free": row.free}

@@ -56,8 +56,9 @@ class Server:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log.open("a") as log:
-            return subprocess.Popen(self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=self.env)  # fmt: skip
+            return subprocess.Popen(
+                self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env
+            )
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

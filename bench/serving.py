@@ -52,8 +52,9 @@ def parse_wrk(output: str) -> dict[str, Any]:
         raise RuntimeError(f"wrk printed no result:\n{output[-2000:]}")
     result: dict[str, Any] = json.loads(line.removeprefix("BENCH_RESULT "))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["errors"] = sum(result[k] for k in ("errors_connect", "errors_read", "errors_write", "errors_status",
-                                               "errors_timeout"))  # fmt: skip
+    result["errors"] = sum(
+        result[k] for k in ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout")
+    )
     result["valid"] = result["requests"] > 0 and result["errors"] <= 0.01 * result["requests"]
     return result
 
@@ -63,11 +64,15 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 def wrk(setup: Setup, scenario: str, port: int, seconds: float) -> dict[str, Any]:
     connections = setup.plan.batch_connections if scenario == "batch" else setup.plan.connections
-    env = {**os.environ, "BENCH_LUA_DIR": str(LUA), "BENCH_IDS": str(setup.ids),
-           "BENCH_KEY": setup.ministry_key if scenario == "read" else setup.mission_key,
-           "BENCH_SEED": str(random.randrange(1 << 30))}  # fmt: skip
+    env = {
+        **os.environ,
+        "BENCH_LUA_DIR": str(LUA),
+        "BENCH_IDS": str(setup.ids),
+        "BENCH_KEY": setup.ministry_key if scenario == "read" else setup.mission_key,
+        "BENCH_SEED": str(random.randrange(1 << 30)),
+    }
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
-            str(LUA / f"{scenario}.lua"), f"http://127.0.0.1:{port}"]  # fmt: skip
+            str(LUA / f"{scenario}.lua"), f"http://127.0.0.1:{port}"]  # fmt: skip # flag/value pairs
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)
     return parse_wrk(done.stdout + done.stderr)
 
@@ -92,8 +97,10 @@ def side_by_side(setup: Setup, say: Any) -> list[dict[str, Any]]:
                     wrk(setup, scenario, port, plan.warmup)
                     result = wrk(setup, scenario, port, seconds)
                     runs.append({"round": round_, "side": side, "scenario": scenario, **result})
-                    say(f"  round {round_ + 1} {side:<8} {scenario:<5} {result['rps']:9,.0f}/s  p99 "
-                        f"{result['p99_us'] / 1000:7.1f} ms  errors {result['errors']}")  # fmt: skip
+                    say(
+                        f"  round {round_ + 1} {side:<8} {scenario:<5} {result['rps']:9,.0f}/s  p99 "
+                        f"{result['p99_us'] / 1000:7.1f} ms  errors {result['errors']}"
+                    )
     return runs
 
 

@@ -101,8 +101,12 @@ def pg_connections(setup: Setup, nodes: list[Server], workers: int) -> list[dict
     """Each node's connections to this database, by the role of the process holding them (the node's processes'
     TCP sockets matched, by port, to pg_stat_activity's client ports), and what its pools allow."""
     name = setup.url.rsplit("/", 1)[1].split("?")[0]
-    backends = {int(row[0]) for row in setup.query(
-        f"SELECT client_port FROM pg_stat_activity WHERE datname = '{name}' AND client_port IS NOT NULL")}  # fmt: skip
+    backends = {
+        int(row[0])
+        for row in setup.query(
+            f"SELECT client_port FROM pg_stat_activity WHERE datname = '{name}' AND client_port IS NOT NULL"
+        )
+    }
     ports_by_inode = _tcp_ports_by_inode()
     found = []
     for node in nodes:
@@ -148,8 +152,10 @@ def journeys_file(setup: Setup, run: int) -> Path:
     must load into its write cache before it is warm, and later runs would measure ever longer histories."""
     size = setup.plan.node_journeys
     offset = run * size % max(1, setup.plan.journeys - size)
-    rows = setup.query("SELECT journey_id, in_hospital FROM journey_status WHERE stage = 'received' "
-                       f"ORDER BY journey_id LIMIT {size} OFFSET {offset}")  # fmt: skip
+    rows = setup.query(
+        "SELECT journey_id, in_hospital FROM journey_status WHERE stage = 'received' "
+        f"ORDER BY journey_id LIMIT {size} OFFSET {offset}"
+    )
     path = setup.logs / "journeys-in-kingdom.txt"
     path.write_text("".join(f"{journey} {'t' if hospital else 'f'}\n" for journey, hospital in rows))
     return path
@@ -165,7 +171,7 @@ def node_run(setup: Setup, count: int, mode: str, run: int = 0) -> dict[str, Any
     with servers(*started) as nodes:
         argv = [sys.executable, str(HERE / "spread_load.py"), "--ports", ",".join(map(str, ports)), "--mode", mode,
                 "--journeys", str(journeys), "--key", setup.moh_key, "--clients", str(plan.connections),
-                "--warmup", str(plan.node_warmup), "--seconds", str(plan.node_seconds)]  # fmt: skip
+                "--warmup", str(plan.node_warmup), "--seconds", str(plan.node_seconds)]  # fmt: skip # flag/value pairs
         load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             assert load.stdout is not None
@@ -191,9 +197,14 @@ def node_run(setup: Setup, count: int, mode: str, run: int = 0) -> dict[str, Any
             if node["total"] >= peak.get(node["node"], {"total": -1})["total"]:
                 peak[node["node"]] = node
     return {
-        "nodes": count, "mode": mode, **result, "counters": totals, "rerun_share": rerun_share(totals),
-        "connections": list(peak.values()), "api_only": setup.api_only,
-    }  # fmt: skip
+        "nodes": count,
+        "mode": mode,
+        **result,
+        "counters": totals,
+        "rerun_share": rerun_share(totals),
+        "connections": list(peak.values()),
+        "api_only": setup.api_only,
+    }
 
 
 def node_runs(setup: Setup, say: Any) -> list[dict[str, Any]]:
@@ -205,9 +216,11 @@ def node_runs(setup: Setup, say: Any) -> list[dict[str, Any]]:
                 run = {"round": round_, **node_run(setup, count, mode, len(runs))}
                 runs.append(run)
                 share = run["rerun_share"]
-                say(f"  round {round_ + 1} {count} nodes {mode:<6} {run['per_second']:8,.0f} commands/s  statuses "
+                say(
+                    f"  round {round_ + 1} {count} nodes {mode:<6} {run['per_second']:8,.0f} commands/s  statuses "
                     f"{run['statuses']}  re-run share {'n/a' if share is None else f'{share:.1%}'}  connections "
-                    f"{[c['total'] for c in run['connections']]}")  # fmt: skip
+                    f"{[c['total'] for c in run['connections']]}"
+                )
     return runs
 
 
@@ -256,9 +269,13 @@ def leaders(setup: Setup, nodes: list[Server]) -> tuple[list[Server], str]:
     if any(g is not None for g in gauges):
         return [n for n, g in zip(nodes, gauges, strict=True) if g], "hajj_ledger_leader gauge"
     name = setup.url.rsplit("/", 1)[1].split("?")[0]
-    holders = {row[0] for row in setup.query(
-        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        f"WHERE l.locktype = 'advisory' AND l.granted AND a.datname = '{name}'")}  # fmt: skip
+    holders = {
+        row[0]
+        for row in setup.query(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            f"WHERE l.locktype = 'advisory' AND l.granted AND a.datname = '{name}'"
+        )
+    }
     if holders:
         ports_by_inode = _tcp_ports_by_inode()
         holding = []
@@ -266,8 +283,11 @@ def leaders(setup: Setup, nodes: list[Server]) -> tuple[list[Server], str]:
             inodes = set()
             for pid in node.tree():
                 with contextlib.suppress(OSError):
-                    inodes |= {int(os.readlink(fd)[8:-1]) for fd in Path(f"/proc/{pid}/fd").iterdir()
-                               if os.readlink(fd).startswith("socket:[")}  # fmt: skip
+                    inodes |= {
+                        int(os.readlink(fd)[8:-1])
+                        for fd in Path(f"/proc/{pid}/fd").iterdir()
+                        if os.readlink(fd).startswith("socket:[")
+                    }
             if any(ports_by_inode.get(inode) in holders for inode in inodes):
                 holding.append(node)
         if holding:
@@ -278,10 +298,15 @@ def leaders(setup: Setup, nodes: list[Server]) -> tuple[list[Server], str]:
 
 def register(port: int, key: str) -> int | None:
     """One registration through a node; its position, or None if the node did not record it."""
-    body = json.dumps({"occurred_at": datetime.now(UTC).isoformat(), "pilgrim_id": str(uuid4()), "season": SEASON,
-                       "country": COUNTRY}).encode()  # fmt: skip
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/journeys", body, method="POST", headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+    body = json.dumps(
+        {"occurred_at": datetime.now(UTC).isoformat(), "pilgrim_id": str(uuid4()), "season": SEASON, "country": COUNTRY}
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/journeys",
+        body,
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             position: int = json.loads(answer.read())["position"]
@@ -304,8 +329,10 @@ def failover(setup: Setup, say: Any, nodes_count: int = 2, limit: float = 30.0) 
                 break
             time.sleep(0.5)
         if len(leading) != 1:
-            return {"seconds": None, "reason": f"{len(leading)} of {nodes_count} nodes lead (told by {how}): "
-                    "no single leader to kill"}  # fmt: skip
+            return {
+                "seconds": None,
+                "reason": f"{len(leading)} of {nodes_count} nodes lead (told by {how}): no single leader to kill",
+            }
         old = leading[0]
         survivor = next(n for n in nodes if n is not old)
         stop = threading.Event()
@@ -338,6 +365,12 @@ def failover(setup: Setup, say: Any, nodes_count: int = 2, limit: float = 30.0) 
         new, _ = leaders(setup, [survivor])
     seconds = None if projected is None or sealed is None else max(projected, sealed)
     say(f"  leader told by {how}; after kill -9: views in {projected} s, chain in {sealed} s")
-    return {"seconds": seconds, "projections_s": projected, "sealer_s": sealed, "told_by": how,
-            "survivor_leads": bool(new), "limit_s": limit,
-            "reason": None if seconds is not None else f"not within {limit:.0f} s"}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "projections_s": projected,
+        "sealer_s": sealed,
+        "told_by": how,
+        "survivor_leads": bool(new),
+        "limit_s": limit,
+        "reason": None if seconds is not None else f"not within {limit:.0f} s",
+    }

@@ -67,7 +67,7 @@ class Setup:
 
     def bare(self, port: int) -> Server:
         argv = [str(UVICORN), "bench.bare_server:app", "--workers", str(self.plan.workers), "--port", str(port),
-                "--no-access-log", "--log-level", "warning"]  # fmt: skip
+                "--no-access-log", "--log-level", "warning"]  # fmt: skip # flag/value pairs
         hashes = ",".join(hashlib.sha256(k.encode()).hexdigest() for k in (self.ministry_key, self.mission_key))
         env = {"BENCH_BARE_DB": self.url, "BENCH_BARE_KEY_HASHES": hashes}
         return Server("baseline", argv, port, self.url, self.logs, env)
@@ -76,8 +76,13 @@ class Setup:
         """A `hajj-ledger` command on the bench's database, tried three times (the server is shared: it may be full
         or restarting)."""
         for attempt in range(3):
-            done = subprocess.run([str(CLI), *args], env={**os.environ, "HAJJ_LEDGER_DATABASE_URL": self.url},
-                                  capture_output=True, text=True, check=False)  # fmt: skip
+            done = subprocess.run(
+                [str(CLI), *args],
+                env={**os.environ, "HAJJ_LEDGER_DATABASE_URL": self.url},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode == 0:
                 return
             time.sleep(3 * (attempt + 1))
@@ -141,7 +146,7 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
         }),
         (mission.actor, "ContractProposed", {"contract_id": contract, "offer_id": offer, "places": plan.journeys}),
         (company, "ContractSigned", {"contract_id": contract}),
-    ]  # fmt: skip
+    ]  # fmt: skip # an event a line
     steps: list[tuple[Role, str, dict[str, Any]]] = [
         (Role.MISSION, "PackageContracted", {"contract_id": contract}),
         (Role.MISSION, "VisaRequested", {}),

@@ -45,8 +45,9 @@ class Window:
         self.reconnects = 0
 
 
-async def client(ports: list[int], mode: str, journeys: list[tuple[int, str, bool]], key: str, stop: asyncio.Event,
-                 window: Window) -> None:  # fmt: skip
+async def client(
+    ports: list[int], mode: str, journeys: list[tuple[int, str, bool]], key: str, stop: asyncio.Event, window: Window
+) -> None:
     connections = [await asyncio.open_connection("127.0.0.1", port) for port in ports]
     visits = [0] * len(journeys)
     in_hospital = [hospital for _, _, hospital in journeys]

@@ -40,20 +40,40 @@ def render(serving: dict[str, Any]) -> str:
     def versus(label: str, figure: dict[str, Any], target: str, met: str, spec: str = ",.0f") -> None:
         rounds = ", ".join(f"{r:.2f}" for r in figure["round_ratios"])
         invalid = f"; {figure['invalid_runs']} run(s) left out (> 1% errors)" if figure.get("invalid_runs") else ""
-        rows.append(f"| {label} | {_fmt(figure['ledger'], spec)} | {_fmt(figure['baseline'], spec)} | "
-                    f"{_fmt(figure['ratio'], '.2f', 'x')} ({rounds}{invalid}) | {target} | {met} |")  # fmt: skip
+        rows.append(
+            f"| {label} | {_fmt(figure['ledger'], spec)} | {_fmt(figure['baseline'], spec)} | "
+            f"{_fmt(figure['ratio'], '.2f', 'x')} ({rounds}{invalid}) | {target} | {met} |"
+        )
 
     read, p99 = serving["read"], serving["read_p99_ms"]
-    versus(f"reads (journey status by id), requests/s, {plan['connections']} connections", read,
-           f"≥ {TARGETS['read']}x", judge(read["ratio"], TARGETS["read"], at_least=True))  # fmt: skip
-    versus("reads, p99 ms", p99, f"≤ {TARGETS['read_p99']:.0f}x the baseline's",
-           judge(p99["ratio"], TARGETS["read_p99"], at_least=False), ",.1f")  # fmt: skip
-    versus("single steps (a registration; baseline: a one-row INSERT), requests/s", serving["write"],
-           f"≥ {TARGETS['write']}x", judge(serving["write"]["ratio"], TARGETS["write"], at_least=True))  # fmt: skip
+    versus(
+        f"reads (journey status by id), requests/s, {plan['connections']} connections",
+        read,
+        f"≥ {TARGETS['read']}x",
+        judge(read["ratio"], TARGETS["read"], at_least=True),
+    )
+    versus(
+        "reads, p99 ms",
+        p99,
+        f"≤ {TARGETS['read_p99']:.0f}x the baseline's",
+        judge(p99["ratio"], TARGETS["read_p99"], at_least=False),
+        ",.1f",
+    )
+    versus(
+        "single steps (a registration; baseline: a one-row INSERT), requests/s",
+        serving["write"],
+        f"≥ {TARGETS['write']}x",
+        judge(serving["write"]["ratio"], TARGETS["write"], at_least=True),
+    )
     batch = serving["batch"]
-    versus(f"batch endpoint (1,000 registrations; baseline: a 1,000-row INSERT), requests/s, "
-           f"{plan['batch_connections']} connections, runner and sealer running", batch,
-           f"≥ {TARGETS['batch']}x", judge(batch["ratio"], TARGETS["batch"], at_least=True), ",.1f")  # fmt: skip
+    versus(
+        f"batch endpoint (1,000 registrations; baseline: a 1,000-row INSERT), requests/s, "
+        f"{plan['batch_connections']} connections, runner and sealer running",
+        batch,
+        f"≥ {TARGETS['batch']}x",
+        judge(batch["ratio"], TARGETS["batch"], at_least=True),
+        ",.1f",
+    )
     for count, figure in serving["nodes"].items():
         rounds = ", ".join(f"{r:.2f}" for r in figure["round_ratios"])
         rows.append(
@@ -88,8 +108,10 @@ def render(serving: dict[str, Any]) -> str:
     failed_over = serving["failover"]
     detail = ""
     if failed_over.get("told_by"):
-        detail = (f"views {_fmt(failed_over.get('projections_s'), '.2f')} s, chain "
-                  f"{_fmt(failed_over.get('sealer_s'), '.2f')} s; leader told by {failed_over['told_by']}")  # fmt: skip
+        detail = (
+            f"views {_fmt(failed_over.get('projections_s'), '.2f')} s, chain "
+            f"{_fmt(failed_over.get('sealer_s'), '.2f')} s; leader told by {failed_over['told_by']}"
+        )
     if failed_over.get("reason"):
         detail += ("; " if detail else "") + failed_over["reason"]
     rows.append(
