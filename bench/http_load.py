@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from bench.harness import CLI
+from bench.harness import CLI, FULL, Sizes, repeat, summarise
 from bench.servers import free_port
 
 LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
@@ -183,3 +183,12 @@ def _journey_ids(port: int, key: str, count: int) -> list[str]:
     if not found:
         raise RuntimeError("no journey reached the views")
     return found
+
+
+def api_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
+    """Single steps, status reads and batches through `hajj-ledger serve` (2 workers), each run on a fresh store."""
+    batches = 20 if sizes is FULL else 4
+    runs = repeat(
+        sizes.runs, kind, measure_api, commands=sizes.single * 2, reads=sizes.single * 4, batches=batches, workers=2
+    )
+    return summarise(runs)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from bench.harness import FULL, SEASON, Sizes, ledger, repeat
+from bench.harness import FULL, SEASON, Sizes, ledger, repeat, summarise
 
 
 def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def _insert_sealed(registry: Any, sealed: list[Any]) -> None:
         curs.execute(recorder.upsert_vault, [list(column) for column in zip(*map(vault_row, sealed), strict=True)])
 
 
-def identity_runs(sizes: Sizes, kind: str) -> list[dict[str, Any]]:
+def identity_figure(sizes: Sizes, kind: str) -> dict[str, Any]:
     """Registration with and without identity, then the vault filled for lookups and erasures."""
     registrations = 2000 if sizes is FULL else 100
-    return repeat(sizes.runs, kind, measure_identity, registrations=registrations, vault=sizes.vault)
+    return summarise(repeat(sizes.runs, kind, measure_identity, registrations=registrations, vault=sizes.vault))

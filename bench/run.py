@@ -47,9 +47,9 @@ from bench.closing import closing_figure  # noqa: E402
 from bench.dashboard import first_paint_figure  # noqa: E402
 from bench.export import export_figure  # noqa: E402
 from bench.following import feed_figure, relay_figure  # noqa: E402
-from bench.harness import FULL, SMOKE, Sizes, child, now, repeat, summarise  # noqa: E402
-from bench.http_load import measure_api  # noqa: E402
-from bench.identity import identity_runs  # noqa: E402
+from bench.harness import FULL, SMOKE, Sizes, child, now  # noqa: E402
+from bench.http_load import api_figure  # noqa: E402
+from bench.identity import identity_figure  # noqa: E402
 from bench.ingest import ingest_figures, recording_figures, scale_figure  # noqa: E402
 from bench.races import races_figure  # noqa: E402
 from bench.recovery import failover_figure, restore_figure  # noqa: E402
@@ -95,12 +95,9 @@ def suite(sizes: Sizes, stores: list[str], plan: Plan) -> dict[str, Any]:
         say("projection catch-up and live lag")
         catchup, lag = catchup_figure(sizes, kind), lag_figure(sizes, kind)
         say(f"identity vault, {sizes.vault:,} identities")
-        identity = summarise(identity_runs(sizes, kind))
+        identity = identity_figure(sizes, kind)
         say("HTTP API under load (a serve process, clients in this one)")
-        batches = 20 if sizes is FULL else 4
-        api = repeat(
-            sizes.runs, kind, measure_api, commands=sizes.single * 2, reads=sizes.single * 4, batches=batches, workers=2
-        )
+        api = api_figure(sizes, kind)
         say(f"hash chain: ingest with the sealer following, verify, proofs ({sizes.chain:,} pilgrims)")
         chain = chain_figure(sizes, kind)
         say(f"export to Parquet ({sizes.export:,} pilgrims)")
@@ -115,7 +112,7 @@ def suite(sizes: Sizes, stores: list[str], plan: Plan) -> dict[str, Any]:
             "catchup": catchup,
             "lag": lag,
             "identity": identity,
-            "api": summarise(api),
+            "api": api,
             "chain": chain,
             "export": exported,
             "cli": cli,
@@ -151,7 +148,7 @@ def only(args: argparse.Namespace, plan: Plan) -> dict[str, Figure]:
         "restore": lambda sizes, kind: restore_figure(sizes, kind, args.season_events),
         "catchup": catchup_figure,
         "rebuild": rebuild_figure,
-        "identity": lambda sizes, kind: summarise(identity_runs(sizes, kind)),
+        "identity": identity_figure,
         "lag": lag_figure,
         "feed": feed_figure,
         "relay": relay_figure,

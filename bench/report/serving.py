@@ -6,6 +6,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench.report.cells import verdict
+
 # The targets, in one place: ledger / baseline ratios, and the absolute ones.
 TARGETS = {
     "read": 0.5,  # requests/s, at least
@@ -22,7 +24,7 @@ TARGETS = {
 def judge(value: float | None, target: float, *, at_least: bool) -> str:
     if value is None:
         return "n/a"
-    return "yes" if (value >= target if at_least else value <= target) else "**no**"
+    return verdict(value >= target if at_least else value <= target)
 
 
 def _fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
