@@ -12,6 +12,7 @@ from typing import Any
 from bench.harness import (
     FULL,
     Sizes,
+    lag_quantiles,
     migrated_season,
     repeat,
     replicate,
@@ -120,11 +121,8 @@ def measure_lag(url: str, seconds: float, events_per_second: int) -> dict[str, A
     stop.set()
     follower.join()
     runner.close()
-    lags.sort()
-    p99 = lags[int(len(lags) * 0.99)] if lags else float("nan")
     return {
-        "rate": 1000 * p99,
-        "p50_ms": 1000 * lags[len(lags) // 2],
+        **lag_quantiles(lags),
         "events": len(lags),
         "load_events_per_s": recorded / elapsed,
     }

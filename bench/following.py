@@ -16,7 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 from bench.catchup import measure_steady
-from bench.harness import CLI, FULL, Sizes, ledger, migrated_season, repeat, run_child, summarise
+from bench.harness import CLI, FULL, Sizes, lag_quantiles, ledger, migrated_season, repeat, run_child, summarise
 from bench.servers import free_port
 
 NATS_URL = os.environ.get("HAJJ_LEDGER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
@@ -100,11 +100,8 @@ def measure_feed(url: str, seconds: float, events_per_second: int, subscribers: 
     finally:
         server.terminate()
         server.wait(30)
-    lags.sort()
-    p99 = lags[int(len(lags) * 0.99)] if lags else float("nan")
     return {
-        "rate": 1000 * p99,
-        "p50_ms": 1000 * lags[len(lags) // 2],
+        **lag_quantiles(lags),
         "received": len(lags),
         "subscribers": subscribers,
         "load_events_per_s": recorded / elapsed,

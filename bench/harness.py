@@ -92,6 +92,13 @@ def quantiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def lag_quantiles(lags: list[float]) -> dict[str, float]:
+    """Lags in seconds as a figure: its p99 in ms as the rate, and its p50."""
+    ordered = sorted(lags)
+    p99 = ordered[int(len(ordered) * 0.99)] if ordered else float("nan")
+    return {"rate": 1000 * p99, "p50_ms": 1000 * ordered[len(ordered) // 2]}
+
+
 # Stores: a fresh one for each measurement, dropped after.
 
 
