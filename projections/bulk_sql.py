@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,8 @@ ENVELOPE = {
     "agency_id": "text",
     "occurred_at": "timestamptz",
 }
+STAGED_PREFIX = "bulk_staged_"  # the staged tables' names: the prefix, then a build's own
+LOCKS = "hashtext('hajj_ledger.bulk_staged')"  # the advisory locks' class: one lock per staged table's name
 # Set for the build's own transactions: its sorts and hashes in memory, its staging scan parallel where it pays, and
 # no nested loop over the staged table, which has no index to loop on: one wrong estimate of a join's rows made a
 # view's INSERT re-sort millions of staged rows per outer row (over 2.5 min at 10 M events, i-sqlviews2's finding).
@@ -96,9 +99,23 @@ def build(engine: Engine, ledger: JourneyLedger, targets: Sequence[tuple[Project
     to `head`; one that another runner has moved meanwhile is left to it."""
     events = _events_table(ledger)
     assert events is not None, "a PostgreSQL ledger"
-    staged = f"bulk_staged_{uuid.uuid4().hex[:12]}"
+    staged = f"{STAGED_PREFIX}{uuid.uuid4().hex[:12]}"
     fields = _fields([p.in_sql for p, _ in targets if p.in_sql is not None])
     names = sorted({name for p, _ in targets for name in p.events})
+    with _staging_guard(ledger, staged):
+        _drop_leftovers(engine)
+        _build(engine, targets, staged, events, fields, names, head)
+
+
+def _build(
+    engine: Engine,
+    targets: Sequence[tuple[Projection, str]],
+    staged: str,
+    events: str,
+    fields: dict[str, str],
+    names: list[str],
+    head: int,
+) -> None:
     try:
         started = time.perf_counter()
         with engine.begin() as connection:
@@ -120,6 +137,33 @@ def build(engine: Engine, ledger: JourneyLedger, targets: Sequence[tuple[Project
     finally:
         with engine.begin() as connection:
             _execute(connection, f'DROP TABLE IF EXISTS "{staged}"')
+
+
+@contextmanager
+def _staging_guard(ledger: JourneyLedger, staged: str) -> Iterator[None]:
+    """A lock on the staged table's name, held while the build lives: by a transaction of the log's own pool (a
+    transaction, not a session, so that it holds through a transaction pooler too), open for the build's length.
+    A build that is killed loses it with its connection, and the next build knows its table for a leftover."""
+    with ledger.store.datastore.get_connection() as own, own.transaction():  # type: ignore[attr-defined]
+        own.execute(f"SELECT pg_advisory_xact_lock({LOCKS}, hashtext(%s))", (staged,))
+        yield
+
+
+def _drop_leftovers(engine: Engine) -> None:
+    """The staged tables of builds that were killed, dropped: each one whose name no live build holds (a live build
+    takes its lock before it makes its table, so a table found without one is a dead build's)."""
+    query = "SELECT relname FROM pg_class WHERE relname LIKE :like AND relkind = 'r' AND pg_table_is_visible(oid)"
+    with engine.connect() as connection:
+        found = connection.execute(sa.text(query), {"like": STAGED_PREFIX.replace("_", "\\_") + "%"})
+        leftovers = list(found.scalars())
+    for name in leftovers:
+        with engine.begin() as connection:
+            free = connection.execute(
+                sa.text(f"SELECT pg_try_advisory_xact_lock({LOCKS}, hashtext(:name))"), {"name": name}
+            ).scalar_one()
+            if free:
+                _execute(connection, f'DROP TABLE IF EXISTS "{name}"')
+                log.info("in SQL: %s, left by a build that did not finish, dropped", name)
 
 
 def _fields(declared: Sequence[InSql]) -> dict[str, str]:
