@@ -130,11 +130,14 @@ class InSql:
     the columns every staged event has (bulk_sql.ENVELOPE). `rows`: given the staged table's name, each of the view's
     tables' rows as one SELECT over it, its columns in the model's column order. `reads`: `rows` reads the staged
     table first, for a value only Python works out (a Hijri date), and is called as `rows(staged, connection)`, in
-    the transaction that inserts."""
+    the transaction that inserts. `shared`: given the staged table's name, named SELECTs that several of the
+    tables' SELECTs read (`{"firsts": "SELECT ..."}`, each may read those before it): each worked out once, into a
+    temporary table of that name, before the tables' SELECTs."""
 
     fields: dict[str, str]
     rows: Callable[..., dict[Model, str]]
     reads: bool = False
+    shared: Callable[[str], dict[str, str]] | None = None
 
 
 class Projection:

@@ -44,28 +44,32 @@ origin = Model(
 STAGE_CHANGES = frozenset(name for name, step in JOURNEY_STEPS.items() if step.to is not None)
 
 
-def _rows(staged: str) -> dict[Model, str]:
-    """`apply` over the whole log at once: each stage a journey reached, at the event that first reached it, counted
-    on that event's day with the journey's port then (its arrival's, from the arrival on)."""
+def _firsts(staged: str) -> dict[str, str]:
+    """Each stage a journey reached, at the event that first reached it; and each journey's registration, port and
+    stages so reached: worked out once for both tables."""
     stages = values_of((name, str(JOURNEY_STEPS[name].to)) for name in sorted(STAGE_CHANGES))
-    firsts = f"""
+    return {
+        "firsts": f"""
   SELECT DISTINCT ON (e.aggregate_id, s.stage) e.aggregate_id, e.position, e.event, s.stage, e.occurred_at, e.port,
     e.season, e.country
   FROM "{staged}" AS e JOIN ({stages}) AS s(event, stage) ON s.event = e.event
-  ORDER BY e.aggregate_id, s.stage, e.position"""
-    journeys = """
+  ORDER BY e.aggregate_id, s.stage, e.position""",
+        "journeys": """
   SELECT aggregate_id, (array_agg(season) FILTER (WHERE event = 'Registered'))[1] AS season,
     (array_agg(country) FILTER (WHERE event = 'Registered'))[1] AS country,
     min(position) FILTER (WHERE event = 'ArrivedAtPort') AS arrived_at,
     (array_agg(port ORDER BY position) FILTER (WHERE event = 'ArrivedAtPort'))[1] AS port,
     string_agg(stage, ' ' ORDER BY position) AS reached
-  FROM firsts GROUP BY aggregate_id HAVING bool_or(event = 'Registered')"""
+  FROM firsts GROUP BY aggregate_id HAVING bool_or(event = 'Registered')""",
+    }
+
+
+def _rows(staged: str) -> dict[Model, str]:
+    """`apply` over the whole log at once: each stage a journey reached counted on the day of the event that first
+    reached it, with the journey's port then (its arrival's, from the arrival on)."""
     return {
-        origin: f"""
-WITH firsts AS ({firsts}), journeys AS ({journeys})
-SELECT aggregate_id, season, country, coalesce(port, ''), reached FROM journeys""",
+        origin: "SELECT aggregate_id, season, country, coalesce(port, ''), reached FROM journeys",
         season_funnel: f"""
-WITH firsts AS ({firsts}), journeys AS ({journeys})
 SELECT j.season, {makkah_day_sql("f.occurred_at")}, f.stage, j.country, coalesce(r.region, 'other'),
   CASE WHEN f.position >= j.arrived_at THEN j.port ELSE '' END, count(*)
 FROM firsts AS f JOIN journeys AS j USING (aggregate_id)
@@ -80,7 +84,7 @@ class SeasonFunnel(Projection):
     models = (season_funnel, origin)
     events = STAGE_CHANGES
     by_aggregate = (origin,)
-    in_sql = InSql(fields={"season": "integer", "country": "text", "port": "text"}, rows=_rows)
+    in_sql = InSql(fields={"season": "integer", "country": "text", "port": "text"}, rows=_rows, shared=_firsts)
 
     def apply(self, event: Any, position: int, rows: Rows) -> None:
         key = (event.originator_id,)

@@ -5,7 +5,10 @@ its steps is taken up again, and a restore brings the file back."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -232,6 +235,28 @@ def test_a_restore_brings_the_file_back_and_a_second_close_takes_it_out_again(
     close(ledger, CLOSED, archive + "-again", _keys(), SeasonViews(ledger.database_url))
 
     assert not path.exists() and not ledger.store.select_events_of(list(before["histories"]))
+
+
+def test_a_close_removes_the_files_left_building_by_a_process_that_died(
+    sqlite_seasons: JourneyLedger, tmp_path: Path
+) -> None:
+    ledger = sqlite_seasons
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    main = _main_path(ledger)
+    left = [  # a close killed mid-build, of this season and another, with a journal
+        season_file(main, season).with_name(f"{season_file(main, season).name}.building-{int(dead.stdout)}-7{end}")
+        for season in (CLOSED, OPEN)
+        for end in ("", "-journal")
+    ]
+    alive = season_file(main, OPEN).with_name(f"{season_file(main, OPEN).name}.building-{os.getpid()}-0")
+    for path in (*left, alive):
+        path.write_bytes(b"half a season")
+
+    close(ledger, CLOSED, str(tmp_path / "archive"), _keys(), SeasonViews(ledger.database_url))
+
+    assert [path for path in left if path.exists()] == []
+    assert alive.read_bytes() == b"half a season"  # a live process's build (here, another thread's) is its own
+    assert ledger.season(CLOSED).stage is SeasonStage.ARCHIVED
 
 
 def test_the_log_across_files_is_read_as_a_merge_of_index_scans(sqlite_seasons: JourneyLedger, tmp_path: Path) -> None:

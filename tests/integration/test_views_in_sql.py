@@ -11,6 +11,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -154,3 +155,31 @@ def test_seasons_built_in_sql_through_a_close_and_a_restore_is_its_fold(
         finally:
             runner.close()
             ledger.close()
+
+
+def test_a_build_drops_the_staged_tables_of_builds_that_were_killed_and_leaves_a_live_ones(postgres_url: str) -> None:
+    ledger = JourneyLedger(postgres_url)
+    simulate(ledger, 6, OPEN, 3)
+    engine = engine_for(postgres_url)
+    upgrade(engine)
+    view = projection("journey_status")
+    runner = Runner([view], postgres_url)
+    killed, live = f"{bulk_sql.STAGED_PREFIX}0f0f0f0f0f0f", f"{bulk_sql.STAGED_PREFIX}1e1e1e1e1e1e"
+    try:
+        with engine.begin() as connection:
+            for name in (killed, live):  # as a build makes them: its lock, if it lives, taken first
+                connection.execute(sa.text(f'CREATE UNLOGGED TABLE "{name}" (position bigint)'))
+        with psycopg.connect(postgres_url) as other, other.transaction():  # the live build's guard, held
+            other.execute(f"SELECT pg_advisory_xact_lock({bulk_sql.LOCKS}, hashtext(%s))", (live,))
+            runner.prepare(view, "b")
+            build(runner.engine, runner.ledger, [(view, "b")])
+            with engine.connect() as connection:
+                left = connection.execute(
+                    sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'bulk\\_staged\\_%'")
+                )
+                assert sorted(left.scalars()) == [live]  # the killed one's dropped, and this build's own
+        assert runner._position(view, "b")[1] == ledger.head()
+    finally:
+        runner.close()
+        engine.dispose()
+        ledger.close()

@@ -45,6 +45,7 @@ LOG_HEAD = (
     "coalesce((SELECT position FROM main.log_floor), 0))"
 )
 SCHEMA = re.compile(r"s\d+")  # an attached season's schema name
+BUILDER = re.compile(r"\.building-(\d+)-")  # the process building a season's file, in the file's name
 FOLLOW_TRIES = 10
 
 
@@ -56,6 +57,16 @@ class SeasonFilesError(ConflictError):
 def season_file(main: Path, season: int) -> Path:
     """Where a season's file lies: beside the main file, named after it (`ledger.sqlite` → `ledger.s1446.sqlite`)."""
     return main.with_name(f"{main.stem}.s{int(season)}{main.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def generation(connection: sqlite3.Connection) -> int:
@@ -112,7 +123,7 @@ class SeasonFiles:
         indexes), `fill`ed in one transaction; returns its (events, receipts). `register` renames it into place. Under
         a name of this process's and thread's own: two closes of one season at once each build their own."""
         building = self._building(season)
-        for stale in (building, Path(f"{building}-journal")):
+        for stale in (building, Path(f"{building}-journal"), *self._left_by_dead_processes()):
             stale.unlink(missing_ok=True)
         connection = sqlite3.connect(building, isolation_level=None)
         try:
@@ -137,6 +148,14 @@ class SeasonFiles:
     def _building(self, season: int) -> Path:
         path = self.path(season)
         return path.with_name(f"{path.name}.building-{os.getpid()}-{threading.get_ident()}")
+
+    def _left_by_dead_processes(self) -> list[Path]:
+        """Season files being built (and their journals) by processes that are gone: a close killed mid-build
+        leaves its file, which nothing else would remove. A live process's, this one's other threads' included,
+        are its own."""
+        pattern = f"{self.main.stem}.s*{self.main.suffix}.building-*"
+        found = ((path, BUILDER.search(path.name)) for path in self.main.parent.glob(pattern))
+        return [path for path, builder in found if builder and not _alive(int(builder[1]))]
 
     def copy_from_main(self, season: int) -> Callable[[sqlite3.Connection], None]:
         """A `build`'s filling: the season's rows of the main file (attached as `ledger`), at their positions."""
