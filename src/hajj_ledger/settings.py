@@ -123,12 +123,9 @@ def _read(variables: frozenset[tuple[str, str]]) -> Settings:  # the variables: 
 
 
 def _problem(problem: ErrorDetails) -> str:
-    """`HAJJ_LEDGER_PORT: input should be a valid integer, ... (got 'x')`; a secret's value is never repeated."""
-    field = str(problem["loc"][0])
-    reason = str(problem["msg"])
-    reason = reason[:1].lower() + reason[1:]
-    secret = Settings.model_fields[field].annotation == SecretStr | None
-    return f"{variable_for(field)}: {reason}" + ("" if secret else f" (got {problem['input']!r})")
+    """`HAJJ_LEDGER_PORT: input should be a valid integer, ... (got 'x')` (a secret, a string, is never refused)."""
+    reason = problem["msg"][:1].lower() + problem["msg"][1:]
+    return f"{variable_for(str(problem['loc'][0]))}: {reason} (got {problem['input']!r})"
 
 
 def render_markdown() -> str:
