@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import threading
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from hajj_ledger.domain.catalogue import SCOPE, mission_country
 from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Actor, Role
+from hajj_ledger.settings import settings, variable_for
 
 agencies = sa.Table(
     "agencies",
@@ -38,7 +38,7 @@ agencies = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
-RECHECK_VARIABLE, RECHECK = "HAJJ_LEDGER_KEY_RECHECK", 2.0  # seconds between the looks at open answers' keys
+RECHECK_VARIABLE = variable_for("key_recheck")  # seconds between the looks at open answers' keys
 REVOKED = "the key was revoked"
 KEY = re.compile(r"^hl_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 AGENCY_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$", re.IGNORECASE)
@@ -150,7 +150,7 @@ class Revocations:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.every = float(os.environ.get(RECHECK_VARIABLE, RECHECK))
+        self.every = settings().key_recheck
         self.open: dict[str, set[Watched]] = {}  # the answers open, by agency
         self._lock = threading.Lock()
         self._looking: threading.Thread | None = None

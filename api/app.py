@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -56,6 +54,7 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import engine_for, positions
+from hajj_ledger.settings import settings
 from hajj_ledger.store import recorders as store
 
 access_log = logging.getLogger("hajj_ledger.access")
@@ -68,7 +67,7 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
         ledger = JourneyLedger(database_url)
         # Keys, probes and metrics only: the hot reads have their own pool (api/reads.py).
         engine = engine_for(database_url, pool_size=2)
-        wait = max_wait if max_wait is not None else float(os.environ.get("HAJJ_LEDGER_MAX_WAIT", "2"))
+        wait = max_wait if max_wait is not None else settings().max_wait
         past = PastViews(ledger, database_url)
         # The sealer runs beside the server (`serve`); the API reads the chain and makes checkpoints on demand.
         sealed = Chain(ledger, signing_keys(database_url, required=False))
@@ -289,13 +288,3 @@ def _problem_for(error: Exception) -> ProblemError:
         return unavailable("the database is not reachable; retry shortly")
     logging.getLogger("hajj_ledger.api").exception("unexpected error")
     return ProblemError(500, "internal", "Internal error", "an unexpected error; it has been logged")
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("hajj_ledger.access", "hajj_ledger.api"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -20,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from hajj_ledger.audit.cli import named_signing_key
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Role
+from hajj_ledger.logs import configure_logging
 from hajj_ledger.preflight import WRITE, SetupError
+from hajj_ledger.settings import settings, variable_for
 
 if TYPE_CHECKING:
     from hajj_ledger.audit.signing import SigningKeys
@@ -34,9 +35,10 @@ SHUTDOWN_SECONDS = 5  # requests still open this long after SIGTERM are cut off:
 
 def register(commands: Any) -> None:
     serve = commands.add_parser("serve", help="serve the HTTP API (migrates first, and keeps the views current)")
-    serve.add_argument("--host", default=os.environ.get("HAJJ_LEDGER_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("HAJJ_LEDGER_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("HAJJ_LEDGER_WORKERS", "1")))
+    # Unset, each is its variable's (HAJJ_LEDGER_HOST, _PORT, _WORKERS), read once the command starts.
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
     serve.add_argument(
         "--api-only", action="store_true", help="never run the background jobs here (`hajj-ledger worker` does)"
     )
@@ -116,8 +118,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hajj_ledger.api import metrics
-    from hajj_ledger.api.app import configure_logging
 
+    for name in ("host", "port", "workers"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(settings(), name))
     _check_port(args.host, args.port)
     _migrated()
     if args.demo_keys:
@@ -163,7 +167,7 @@ def _check_port(host: str, port: int) -> None:
             raise SetupError(
                 f"port {port} on {host} is in use (another server?): stop what listens there "
                 f"(`ss -ltnp 'sport = :{port}'` names it), or serve on another port: --port {port + 1} "
-                f"(or HAJJ_LEDGER_PORT)"
+                f"(or {variable_for('port')})"
             ) from None
         raise SetupError(f"cannot listen on {host}:{port}: {error.strerror or error} (--host, --port)") from None
     finally:
@@ -198,8 +202,7 @@ def _worker(args: argparse.Namespace) -> int:
     from hajj_ledger.audit.signing import KEY_FILE_VARIABLE
     from hajj_ledger.leadership import Job, lead, leader_lock, stop_on_signals, stop_with_parent
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     _migrated().dispose()
     jobs: dict[str, Job] = {}
     if not args.no_project:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Collection
@@ -35,9 +34,10 @@ from hajj_ledger.domain.catalogue import may_follow
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.settings import settings, variable_for
 
-BUFFER_VARIABLE, BUFFER = "HAJJ_LEDGER_FEED_BUFFER", 2000  # events a subscriber's queue holds
-HEARTBEAT_VARIABLE, HEARTBEAT = "HAJJ_LEDGER_FEED_HEARTBEAT", 15.0  # seconds between comment lines
+BUFFER_VARIABLE = variable_for("feed_buffer")  # events a subscriber's queue holds
+HEARTBEAT_VARIABLE = variable_for("feed_heartbeat")  # seconds between comment lines
 PAGE = 1000  # events read from the log at once
 BACKLOG_KNOWN = 10 * PAGE  # aggregates a subscriber reading the past remembers the owners of (others: from the store)
 RECENT_PAGES = 20  # pages of the log looked back through for a subscriber's latest events: what opening one costs
@@ -91,8 +91,8 @@ class Feed:
         self.ledger = ledger
         self.revocations = revocations
         self.following = Following(ledger)  # the reader's alone: what it learns decides what live subscribers hear
-        self.buffer = int(os.environ.get(BUFFER_VARIABLE, BUFFER))
-        self.heartbeat = float(os.environ.get(HEARTBEAT_VARIABLE, HEARTBEAT))
+        self.buffer = settings().feed_buffer
+        self.heartbeat = settings().feed_heartbeat
         self.position = 0  # how far the reader has handed the log to the subscribers (on the event loop)
         self.subscribers: set[Subscriber] = set()
         self._stop = threading.Event()

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -45,11 +44,11 @@ from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import AT_LEAST, Model
 from hajj_ledger.projections.journey_status import journey_status
 from hajj_ledger.projections.schema import positions
+from hajj_ledger.settings import settings, variable_for
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, Postgres, causes, split_urls, with_parameter
 
-READ_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_READ_POOL_SIZE"
-READ_URL_VARIABLE = "HAJJ_LEDGER_READ_DATABASE_URL"
-DEFAULT_POOL_SIZE = 8
+READ_POOL_SIZE_VARIABLE = variable_for("read_pool_size")
+READ_URL_VARIABLE = variable_for("read_database_url")
 LEFT_OUT_FOR = 5.0  # seconds a standby that failed is not asked
 STANDBY_TIMEOUT = 0.5  # seconds to wait for a standby's connection before asking another source
 PRIMARY_TIMEOUT = 4.0  # seconds to wait for the primary's: longer only while it is away (then 503, within the grace)
@@ -72,12 +71,12 @@ def database_away(error: BaseException) -> bool:
 
 
 def pool_size() -> int:
-    return int(os.environ.get(READ_POOL_SIZE_VARIABLE, str(DEFAULT_POOL_SIZE)))
+    return settings().read_pool_size
 
 
 def standby_urls() -> list[str]:
     """The standbys' URLs, comma-separated; a URL may itself name several hosts (libpq's `h1:5432,h2:5432`)."""
-    return split_urls(os.environ.get(READ_URL_VARIABLE, ""))
+    return split_urls(settings().read_database_url or "")
 
 
 # The queries, built once per shape with SQLAlchemy (the same SQL either store runs) and compiled once for psycopg.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.logs import configure_logging
 from hajj_ledger.preflight import READ, WRITE, invocation
 from hajj_ledger.projections import EXPORT_FORMATS, PAST_VIEWS, VIEWS
 
@@ -113,7 +113,7 @@ def _project(args: argparse.Namespace) -> int:
     from hajj_ledger.leadership import stop_on_signals
     from hajj_ledger.projections.runner import Runner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     runner = Runner(_projections(args.only))
     stop = threading.Event()
     stop_on_signals(stop)

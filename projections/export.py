@@ -59,13 +59,14 @@ from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.read_season import SEASON, by_season, default_season
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
+from hajj_ledger.settings import settings, variable_for
 from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
 from hajj_ledger.writing import collector_paused
 
 Progress = Callable[[int, int], None]  # (events written, events to write)
 
 FORMATS = EXPORT_FORMATS
-KEY_VARIABLE = "HAJJ_LEDGER_EXPORT_KEY"  # base64 of 32 bytes: the key pseudonyms are made with
+KEY_VARIABLE = variable_for("export_key")  # base64 of 32 bytes: the key pseudonyms are made with
 DEMO_KEY_FILE = Path("var/demo-export-key")
 PAGE = 10_000
 # Ids that name no person: kept as they are.
@@ -114,7 +115,8 @@ class Pseudonyms:
     def configured(cls, url: str) -> Pseudonyms:
         import base64
 
-        text = os.environ.get(KEY_VARIABLE)
+        given = settings().export_key
+        text = given.get_secret_value() if given is not None else None
         if not text and url == DEFAULT_DATABASE_URL:
             if not DEMO_KEY_FILE.exists():
                 DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)

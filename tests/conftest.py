@@ -2,13 +2,16 @@
 
 The PostgreSQL tests run whenever a server answers at HAJJ_LEDGER_TEST_POSTGRES_URL (default: the local one).
 Under CI=true they always run: an unreachable server fails them rather than skipping them.
+
+No test depends on the shell it runs in: the ledger's HAJJ_LEDGER_* variables are the suite's own (`ENVIRONMENT`)
+whatever the shell has set, for every test and every process a test starts; a test that needs another sets it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,12 +22,13 @@ import pytest
 
 from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.settings import PREFIX, variable_for
 from tests.support import open_season
 
-# The vault's master key for every test (tests that need another set their own).
-os.environ.setdefault("HAJJ_LEDGER_MASTER_KEYS", "test-1:" + "A" * 43)
-# Analysts' exports: the key pseudonyms are made with.
-os.environ.setdefault("HAJJ_LEDGER_EXPORT_KEY", "E" * 43 + "=")
+# What every test runs with (beside its own files, `own_files`): the vault's master key, and the key analysts'
+# exports make pseudonyms with.
+ENVIRONMENT = {variable_for("master_keys"): "test-1:" + "A" * 43, variable_for("export_key"): "E" * 43 + "="}
+SUITES_OWN = "HAJJ_LEDGER_TEST_"  # the suite's own variables (the servers it uses, below): never cleared
 
 POSTGRES_URL = os.environ.get("HAJJ_LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -75,13 +79,42 @@ needs_nats = pytest.mark.skipif(
 
 @pytest.fixture(scope="session", autouse=True)
 def own_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Files of this test process (each xdist worker its own): the checkpoints' signing key (tests that rotate keys
-    make their own), and where exports asked for over HTTP go."""
+    """The suite's environment alone, for this test process (each xdist worker its own), with its own files: the
+    checkpoints' signing key (tests that rotate keys make their own), and where exports asked for over HTTP go."""
     directory = tmp_path_factory.mktemp("own")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(KEY_FILE_VARIABLE, str(SigningKeys.create(directory / "signing.json").path))
-        env.setenv("HAJJ_LEDGER_EXPORT_DIR", str(directory / "exports"))
-        yield
+    shell = _ledger_variables()
+    _set_ledger_variables(
+        {
+            **ENVIRONMENT,
+            KEY_FILE_VARIABLE: str(SigningKeys.create(directory / "signing.json").path),
+            variable_for("export_dir"): str(directory / "exports"),
+        }
+    )
+    yield
+    _set_ledger_variables(shell)
+
+
+@pytest.fixture(autouse=True)
+def environment() -> Iterator[None]:
+    """Each test's HAJJ_LEDGER_* variables are the suite's and its fixtures' as it starts, and are again after it,
+    however it changed them (the command line, run in this process, points the store elsewhere)."""
+    before = _ledger_variables()
+    yield
+    _set_ledger_variables(before)
+
+
+def _ledger_variables() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper().startswith(PREFIX) and not name.upper().startswith(SUITES_OWN)
+    }
+
+
+def _set_ledger_variables(wanted: Mapping[str, str]) -> None:
+    for name in _ledger_variables():
+        del os.environ[name]
+    os.environ.update(wanted)
 
 
 @contextmanager

@@ -6,7 +6,6 @@ any worker answers for its progress; the files are served as written, never buil
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,14 +23,15 @@ from hajj_ledger.audit.manifests import MANIFEST
 from hajj_ledger.domain.access import EXPORTERS
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.projections.export import export
+from hajj_ledger.settings import settings, variable_for
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[Depends(caller)])
-EXPORTS_VARIABLE = "HAJJ_LEDGER_EXPORT_DIR"
+EXPORTS_VARIABLE = variable_for("export_dir")
 STATUS = "status.json"
 
 
 def exports_dir() -> Path:
-    return Path(os.environ.get(EXPORTS_VARIABLE) or "var/exports")
+    return settings().export_dir
 
 
 def _write_status(directory: Path, **status: Any) -> None:

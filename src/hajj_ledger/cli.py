@@ -25,6 +25,7 @@ from hajj_ledger.audit import cli as audit_cli
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role, SeasonStage
 from hajj_ledger.preflight import READ, WRITE, master_key
+from hajj_ledger.settings import SettingsError, settings, variable_for
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser(argv).parse_args(argv)
     try:
+        settings()  # a HAJJ_LEDGER_* variable the ledger cannot use is refused before anything starts
         if getattr(args, "batch", False):
             _wait_for_connections()
         if getattr(args, "archived", False):
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_error_json(error), ensure_ascii=False), file=sys.stderr)
         return 1
     except Exception as error:
-        if os.environ.get(preflight.DEBUG_VARIABLE) == "1":
+        if not isinstance(error, SettingsError) and settings().debug:
             raise
         line, code = preflight.describe(error)
         print(f"hajj-ledger: {line}", file=sys.stderr)
@@ -181,6 +183,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
 
+    documented = commands.add_parser("settings", help="the HAJJ_LEDGER_* variables: each one's default and meaning")
+    documented.set_defaults(run=_settings)
+
     erase = commands.add_parser(
         "erase", help="destroy a pilgrim's identity (its key, record and index entries); the events stay"
     )
@@ -213,8 +218,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     retention.add_argument("action", choices=["apply"])
     retention.add_argument(
-        "--after-days", type=int, default=int(os.environ.get("HAJJ_LEDGER_RETENTION_DAYS", "365")),
-        help="how long after a journey ends its identity is kept (HAJJ_LEDGER_RETENTION_DAYS, default 365)",
+        "--after-days", type=int,
+        help=f"how long after a journey ends its identity is kept (default: {variable_for('retention_days')}'s)",
     )  # fmt: skip
     retention.add_argument("--agency", default="ledger-operator")
     retention.set_defaults(run=_retention, store=WRITE)
@@ -269,13 +274,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    import logging
     import threading
 
     from hajj_ledger.leadership import lead, leader_lock, stop_on_signals
+    from hajj_ledger.logs import configure_logging
     from hajj_ledger.relay import publish
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     stop = threading.Event()
     stop_on_signals(stop)
     lead({"relay": publish}, stop, leader_lock(role="relay"))
@@ -454,10 +459,11 @@ def _retention(args: argparse.Namespace) -> int:
     from hajj_ledger.identities import apply_retention
     from hajj_ledger.ledger import JourneyLedger
 
-    if args.after_days < 0:
+    days = args.after_days if args.after_days is not None else settings().retention_days
+    if days < 0:
         raise ValidationError("after_days", "must not be negative")
     with JourneyLedger() as ledger:
-        cutoff = datetime.now(UTC) - timedelta(days=args.after_days)
+        cutoff = datetime.now(UTC) - timedelta(days=days)
         report = apply_retention(ledger, cutoff, Actor(args.agency, Role.MINISTRY))
         print(f"Identities of journeys ended before {cutoff:%Y-%m-%d}: {report.erased:,} erased.")
         print(f"Kept: {report.kept:,} not ended or ended since; {len(report.held):,} under a legal hold.")
@@ -517,6 +523,13 @@ def _rules(args: argparse.Namespace) -> int:
 
     for title, steps in TABLES.items():
         print(f"{title}\n\n" + render_markdown(steps))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from hajj_ledger.settings import render_markdown
+
+    print(render_markdown(), end="")
     return 0
 
 

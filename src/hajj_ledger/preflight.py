@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hajj_ledger.settings import SettingsError, settings, variable_for
 from hajj_ledger.store.connections import (
     AWAY,
     DATABASE_URL_VARIABLE,
@@ -23,8 +24,8 @@ from hajj_ledger.store.connections import (
     unsupported_store,
 )
 
-DEBUG_VARIABLE = "HAJJ_LEDGER_DEBUG"
-SIGNING_KEY_FILE_VARIABLE = "HAJJ_LEDGER_SIGNING_KEY_FILE"
+DEBUG_VARIABLE = variable_for("debug")
+SIGNING_KEY_FILE_VARIABLE = variable_for("signing_key_file")
 
 READ, WRITE = "read", "write"  # what a command does to the store
 # A key a command needs: given the store's URL, raises SetupError when it is not configured. Each is defined beside
@@ -52,7 +53,7 @@ def invocation() -> str:
 
 
 def configured_url() -> str:
-    return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+    return settings().database_url
 
 
 def check(access: str | None, keys: Sequence[KeyCheck] = (), url: str | None = None) -> None:
@@ -121,6 +122,8 @@ def unreachable(message: str, hosts: str, dbname: str) -> str:
 def describe(error: BaseException) -> tuple[str, int]:
     """One line for a command that failed, and its exit status: 2 when the store or a key cannot be used as
     configured, 1 for a file the command could not use, 70 for anything unexpected."""
+    if isinstance(error, SettingsError):  # before the store's URL is asked for: it may be the variable refused
+        return str(error), 2
     chain = list(causes(error))
     url = configured_url()
     if any(type(e).__name__ == "UndefinedTable" or "no such table" in str(e) for e in chain):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -47,15 +46,14 @@ from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS, STEPS
 from hajj_ledger.domain.vocabulary import Role, makkah_day
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
+from hajj_ledger.settings import settings, variable_for
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
     from hajj_ledger.ledger import JourneyLedger
 
-URL_VARIABLE, URL = "HAJJ_LEDGER_NATS_URL", "nats://127.0.0.1:4222"
-STREAM_VARIABLE, STREAM = "HAJJ_LEDGER_NATS_STREAM", "HAJJ_LEDGER"
-ROOT_VARIABLE, ROOT = "HAJJ_LEDGER_NATS_SUBJECT_ROOT", "hajj"
+URL_VARIABLE, STREAM_VARIABLE, ROOT_VARIABLE = map(variable_for, ("nats_url", "nats_stream", "nats_subject_root"))
 PAGE = 5000  # events read from the log, then published, at once
 ACK_SECONDS = 10.0  # a message not acknowledged by then ends the session (the server may have gone)
 RETRY_SECONDS = 1.0  # after a failure, the relay starts again from the stream's last message this much later
@@ -113,16 +111,14 @@ def trip_season(day: date) -> int:
 class Target:
     """Where the relay publishes: the server, its stream and the subjects' root."""
 
-    url: str = URL
-    stream: str = STREAM
-    root: str = ROOT
+    url: str
+    stream: str
+    root: str
 
     @classmethod
     def configured(cls) -> Target:
-        return cls(
-            os.environ.get(URL_VARIABLE, URL), os.environ.get(STREAM_VARIABLE, STREAM),
-            os.environ.get(ROOT_VARIABLE, ROOT),
-        )  # fmt: skip
+        given = settings()
+        return cls(given.nats_url, given.nats_stream, given.nats_subject_root)
 
     def subjects(self, told: Told) -> list[bytes]:
         """The subjects `told` is published to, one for each of its audiences, as the protocol writes them."""

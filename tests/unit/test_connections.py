@@ -141,7 +141,7 @@ def test_the_event_store_gets_the_pool_sizes_and_the_schema(monkeypatch: pytest.
     assert pooled["APPLICATION_RECORDER_TOPIC"] == "hajj_ledger.store.postgres:TransactionPooledLedgerRecorder"
     assert pooled["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"] == "0"  # a session setting: not through a pooler
     monkeypatch.setenv("HAJJ_LEDGER_WRITE_POOL_SIZE", "0")
-    with pytest.raises(ValueError, match="HAJJ_LEDGER_WRITE_POOL_SIZE: expected a whole number of at least 1"):
+    with pytest.raises(ValueError, match="HAJJ_LEDGER_WRITE_POOL_SIZE: input should be greater than or equal to 1"):
         store_env(URL)
 
 

@@ -25,7 +25,6 @@ season is closed or not (events carry no identity); an archived season's erasure
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -50,11 +49,12 @@ from hajj_ledger.domain.commands import ArchiveSeason, BeginSeasonClosing, Close
 from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Actor, Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.settings import settings, variable_for
 from hajj_ledger.store.season_files import SeasonFiles, registered
 from hajj_ledger.store.seasons import NO_SEASON, season_partition
 
 PAGE = 20_000
-CACHE_VARIABLE = "HAJJ_LEDGER_SEASON_CACHE"  # where closed seasons are opened for reading (default var/seasons)
+CACHE_VARIABLE = variable_for("season_cache")  # where closed seasons are opened for reading
 REGISTRY = "season_archives"
 MINISTRY = Actor("ministry", Role.MINISTRY)  # who closes, archives and restores a season
 
@@ -541,7 +541,7 @@ def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, vi
 
 
 def cache_directory() -> Path:
-    return Path(os.environ.get(CACHE_VARIABLE) or "var/seasons")
+    return settings().season_cache
 
 
 def season_url(season: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hajj_ledger import preflight
 from hajj_ledger.preflight import READ, WRITE, SetupError
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE as KEY_FILE_VARIABLE
+from hajj_ledger.settings import settings
 
 if TYPE_CHECKING:
     from hajj_ledger.audit.signing import PublicKeys
@@ -173,7 +173,7 @@ def _public_keys(given: Path | None, named: Path | None = None) -> tuple[PublicK
         if str(given) == "-":
             return PublicKeys.from_json(json.load(sys.stdin)), "the public keys read from stdin"
         return PublicKeys.read(given), f"the public keys of {given}"
-    if named is not None and not os.environ.get(KEY_FILE_VARIABLE):
+    if named is not None and settings().signing_key_file is None:
         return PublicKeys.read(named), f"the public keys of {named}, the key file the export names"
     keys = signing_keys(required=False, create=False)
     if keys is None:

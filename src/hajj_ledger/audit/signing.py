@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hajj_ledger.preflight import SIGNING_KEY_FILE_VARIABLE, invocation
+from hajj_ledger.settings import settings
 
 KEY_FILE_VARIABLE = SIGNING_KEY_FILE_VARIABLE
 DEMO_KEY_FILE = Path("var/demo-signing-keys.json")
@@ -151,9 +151,9 @@ class SigningKeys:
     def configured(cls, *, demo: bool, create: bool = True) -> SigningKeys:
         """From the file HAJJ_LEDGER_SIGNING_KEY_FILE names; the demo store alone gets one made on first use (unless
         not `create`: what only checks signatures never makes a key)."""
-        named = os.environ.get(KEY_FILE_VARIABLE)
-        if named:
-            return cls.read(Path(named))
+        named = settings().signing_key_file
+        if named is not None:
+            return cls.read(named)
         if demo and (create or DEMO_KEY_FILE.exists()):
             return cls.read(DEMO_KEY_FILE) if DEMO_KEY_FILE.exists() else cls.create(DEMO_KEY_FILE)
         raise NoSigningKeyError(

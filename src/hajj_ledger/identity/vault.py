@@ -26,9 +26,10 @@ from hajj_ledger.domain.commands import Identity
 from hajj_ledger.domain.documents import passport_number
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.identity.spelling import name_keys
+from hajj_ledger.settings import settings, variable_for
 
-KEYS_VARIABLE = "HAJJ_LEDGER_MASTER_KEYS"
-KEY_FILE_VARIABLE = "HAJJ_LEDGER_MASTER_KEY_FILE"
+KEYS_VARIABLE = variable_for("master_keys")
+KEY_FILE_VARIABLE = variable_for("master_key_file")
 DEMO_KEY_FILE = Path("var/master.keys")
 
 ONCE = bytes(12)  # the nonce of a key used once
@@ -90,13 +91,13 @@ class MasterKeys:
     def configured(cls, *, demo: bool) -> MasterKeys:
         """From HAJJ_LEDGER_MASTER_KEYS or the file HAJJ_LEDGER_MASTER_KEY_FILE names; the demo store alone
         gets a key file of its own made on first use."""
-        text = os.environ.get(KEYS_VARIABLE)
-        if text:
-            return cls.parse(text)
-        path = os.environ.get(KEY_FILE_VARIABLE)
-        if path:
+        given = settings()
+        if given.master_keys is not None:
+            return cls.parse(given.master_keys.get_secret_value())
+        path = given.master_key_file
+        if path is not None:
             try:
-                return cls.parse(Path(path).read_text())
+                return cls.parse(path.read_text())
             except OSError as error:
                 raise VaultKeyError(f"{KEY_FILE_VARIABLE}: cannot read {path}: {error.strerror}") from None
         if demo:

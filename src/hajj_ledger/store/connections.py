@@ -22,7 +22,6 @@ The ledger's own query parameters, taken out before libpq sees the URL:
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -31,16 +30,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from hajj_ledger.settings import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from hajj_ledger.settings import settings, variable_for
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///var/hajj-ledger.sqlite3"
-DIRECT_DATABASE_URL_VARIABLE = "HAJJ_LEDGER_DIRECT_DATABASE_URL"
-WRITE_POOL_SIZE_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_SIZE"
-WRITE_POOL_OVERFLOW_VARIABLE = "HAJJ_LEDGER_WRITE_POOL_OVERFLOW"
-WRITE_POOL_SIZE = 2
-WRITE_POOL_OVERFLOW = 8
+DATABASE_URL_VARIABLE = variable_for("database_url")
+DIRECT_DATABASE_URL_VARIABLE = variable_for("direct_database_url")
+WRITE_POOL_SIZE_VARIABLE = variable_for("write_pool_size")
+WRITE_POOL_OVERFLOW_VARIABLE = variable_for("write_pool_overflow")
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting anywhere, no case folding surprises
 POOL_MODES = ("session", "transaction")
@@ -278,24 +277,15 @@ def _positive(variable: str, name: str, text: str) -> int:
     return value
 
 
-def _count(variable: str, default: int, least: int) -> int:
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < least:
-        raise ValueError(f"{variable}: expected a whole number of at least {least}, got {text!r}")
-    return int(text)
-
-
 def write_pool_size() -> int:
     """Connections each event store pool keeps open (`HAJJ_LEDGER_WRITE_POOL_SIZE`, default 2)."""
-    return _count(WRITE_POOL_SIZE_VARIABLE, WRITE_POOL_SIZE, 1)
+    return settings().write_pool_size
 
 
 def write_pool_overflow() -> int:
     """Connections an event store pool may open beyond its size under a burst, closed again after ten idle minutes
     (`HAJJ_LEDGER_WRITE_POOL_OVERFLOW`, default 8)."""
-    return _count(WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_OVERFLOW, 0)
+    return settings().write_pool_overflow
 
 
 def direct_url(url: str) -> str:
@@ -304,7 +294,7 @@ def direct_url(url: str) -> str:
     else `url` itself, which then must not go through a transaction pooler."""
     if not url.startswith(("postgresql://", "postgres://")):
         return url
-    direct = os.environ.get(DIRECT_DATABASE_URL_VARIABLE, "")
+    direct = settings().direct_database_url
     if not direct:
         if Postgres.from_url(url).transaction_pooled:
             raise ValueError(

@@ -8,7 +8,6 @@ only for a PostgreSQL store.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -25,6 +24,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQ
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.identity.vault import Sealed
+from hajj_ledger.settings import settings
 from hajj_ledger.store.connections import (
     DATABASE_URL_VARIABLE as DATABASE_URL_VARIABLE,  # where it always was
 )
@@ -401,7 +401,7 @@ def sealed_from_row(row: Any) -> Sealed:
 
 
 def database_url() -> str:
-    return os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+    return settings().database_url
 
 
 def _use_wal(path: str) -> None:
