@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench install clean screenshots docs
+.PHONY: run test test-fast test-slow lint typecheck bench install clean screenshots docs
 
 install: $(STAMP)
 
@@ -21,20 +21,39 @@ run: install
 	$(BIN)/hajj-ledger demo
 	$(BIN)/hajj-ledger serve --demo-keys
 
-# The suite in two phases, then its duration: the tests spread over two workers (pytest-xdist; `xdist_group` keeps a
-# module's shared fixture on one worker), then, alone, the tests marked `serial` (they restart the shared PostgreSQL,
-# or hold a deadline that two cores shared with the rest of the suite would miss).
+PYTEST := $(BIN)/python -m pytest
+# A worker per core; `xdist_group` keeps a module's shared fixture on one worker.
+WORKERS := -n 2 --dist loadgroup
+
+# The suite in two phases, then its coverage and duration: the tests spread over two workers, then, alone, the
+# tests marked `serial` (they restart the shared PostgreSQL, or hold a deadline that two cores shared with the rest
+# of the suite would miss). The tests marked `slow` (soak and scale) are `make test-slow`'s. Coverage is of the
+# package (pyproject.toml's [tool.coverage]); the run fails below its floor, fail_under.
 test: install
-	@started=$$(date +%s); status=0; \
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial" || status=$$?; \
-	$(BIN)/python -m pytest -m serial || status=$$?; \
+	@started=$$(date +%s); status=0; rm -f .coverage .coverage.*; \
+	$(PYTEST) $(WORKERS) -m "not serial and not slow" --cov --cov-report= || status=$$?; \
+	$(PYTEST) -m "serial and not slow" --cov --cov-append --cov-report= || status=$$?; \
+	covered=$$($(BIN)/coverage report --format=total) || status=$$?; \
 	took=$$(( $$(date +%s) - started )); \
-	echo "make test: the suite took $$((took / 60)) min $$((took % 60)) s"; \
+	echo "make test: the suite took $$((took / 60)) min $$((took % 60)) s; it covered $$covered% of the package" \
+		"(the floor: fail_under in pyproject.toml; every file: .venv/bin/coverage report)"; \
 	exit $$status
+
+# The unit tests alone, in seconds, without coverage: what to run between two edits.
+test-fast: install
+	$(PYTEST) -q -p no:cacheprovider tests/unit
+
+# The soak and scale tests (marked `slow`): long runs of many commands, nodes or machines' steps. CI runs them.
+test-slow: install
+	$(PYTEST) $(WORKERS) -m "slow and not serial"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+# mypy strict on the package as installed (pre-commit's hook runs this too).
+typecheck: install
 	rm -rf .typecheck && mkdir -p .typecheck/hajj_ledger
 	ln -s $(CURDIR)/src/hajj_ledger/* .typecheck/hajj_ledger/
 	ln -s $(CURDIR)/projections .typecheck/hajj_ledger/projections
@@ -43,7 +62,7 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .typecheck .coverage .coverage.*
 
 # The documentation site (mkdocs.yml, docs/) into var/site; --strict: a broken link or a page left out fails it.
 docs: install

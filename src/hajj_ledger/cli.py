@@ -127,12 +127,32 @@ class _Parser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed package's, as pyproject.toml sets it; looked up only when asked (a fast start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import version
+
+        print(parser.prog, version("hajj-ledger"))
+        parser.exit()
+
+
 def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hajj-ledger",
         description="An event-sourced ledger of Hajj pilgrims' journeys. "
         f"The store is {DATABASE_URL_VARIABLE} (default {DEFAULT_DATABASE_URL}).",
     )
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     record = commands.add_parser(

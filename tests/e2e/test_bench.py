@@ -30,6 +30,7 @@ FIGURES = [
 ]
 
 
+@pytest.mark.slow  # minutes a store: every benchmark once, at its smallest
 @pytest.mark.parametrize("store", STORES)  # a run a store: the two side by side under xdist
 def test_a_smoke_run_writes_every_figure(store: str, tmp_path: Path) -> None:
     done = subprocess.run(

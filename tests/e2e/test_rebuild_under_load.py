@@ -56,6 +56,7 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
         yield base, keys, env
 
 
+@pytest.mark.slow  # a soak: a server under writes for the length of a rebuild of every view
 def test_a_rebuild_of_every_view_under_writes_is_never_seen_by_readers(
     server: tuple[str, dict[str, str], dict[str, str]],
 ) -> None:

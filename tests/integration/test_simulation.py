@@ -25,7 +25,10 @@ from hajj_ledger.simulation.missions import missions
 from hajj_ledger.simulation.planner import MissionPlanner
 from hajj_ledger.simulation.season import Summary, chunks, simulate
 
-pytestmark = pytest.mark.xdist_group("season")  # one worker simulates the season (a module fixture) for all the tests
+pytestmark = [
+    pytest.mark.xdist_group("season"),  # one worker simulates the season (a module fixture) for all the tests
+    pytest.mark.slow,  # a season of 3,000 pilgrims checked against its calibration: a scale test
+]
 PILGRIMS = 3000
 SEED = 5
 SEASON = 1446
