@@ -25,6 +25,7 @@ from hajj_ledger.domain.commands import (
     COMMANDS,
     AmendContract,
     AmendOffer,
+    ArriveAtPort,
     AssignBus,
     Board,
     BuildingCommand,
@@ -174,6 +175,15 @@ def register(command: Register, stamp: Stamp, unit: UnitOfWork) -> list[Aggregat
     journey = unit.add(Journey.register(stamp, **arguments, identity_digest=digest, calendar=calendar))
     if sealed is not None:
         unit.vault.append((journey.id, sealed))
+    return [journey]
+
+
+@handles(ArriveAtPort, reads=lambda c: (c.journey_id,))
+def arrive_at_port(command: ArriveAtPort, stamp: Stamp, unit: UnitOfWork) -> list[Aggregate]:
+    """Within its season's arrivals window."""
+    journey = unit.get(command.journey_id, Journey)
+    calendar = unit.find(Season.create_id(journey.season), Season)
+    step(journey, Journey.ArrivedAtPort, stamp, {"calendar": calendar}, **command.arguments())()
     return [journey]
 
 
