@@ -779,7 +779,8 @@ def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]
     import random
 
     from bench.season import open_season_now
-    from hajj_ledger.domain.commands import EraseIdentity, Identity, Register
+    from hajj_ledger.domain.command_base import Identity
+    from hajj_ledger.domain.commands import EraseIdentity, Register
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.identities import find_by_name, find_by_passport
     from hajj_ledger.ledger import Outcome

@@ -21,43 +21,44 @@ from eventsourcing.domain import Aggregate
 
 from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import JOURNEY_STEPS, RecordedEvent, check_season, check_step
+from hajj_ledger.domain.command_base import (
+    BuildingCommand,
+    CommandBase,
+    ContractCommand,
+    JourneyCommand,
+    OfferCommand,
+    SeasonCommand,
+    TripCommand,
+)
 from hajj_ledger.domain.commands import (
-    COMMANDS,
     AmendContract,
     AmendOffer,
     ArriveAtPort,
     AssignBus,
     Board,
-    BuildingCommand,
     Cancel,
     CancelBusAssignment,
     CheckInHousing,
     CheckOutHousing,
-    Command,
-    CommandBase,
     CompleteTransfer,
-    ContractCommand,
     ContractPackage,
     CorrectIdentity,
     EraseIdentity,
     EraseSeasonIdentities,
-    JourneyCommand,
     LicenseBuilding,
-    OfferCommand,
     OpenSeason,
     ProposeContract,
     PublishOffer,
     RecordIdentity,
     Register,
     ScheduleTrip,
-    SeasonCommand,
     SignContract,
     TerminateContract,
-    TripCommand,
 )
 from hajj_ledger.domain.errors import ConflictError, DuplicateRegistrationError, ValidationError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
+from hajj_ledger.domain.parsing import COMMANDS, Command
 from hajj_ledger.domain.season import Calendar, Season
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, Stamp
@@ -94,7 +95,7 @@ def handles(*kinds: type[CommandBase], reads: Ids = _nothing, creates: Ids = _no
 def decide(command: Command, stamp: Stamp, unit: UnitOfWork) -> list[Aggregate]:
     """Run one command on the unit's aggregates; returns those it changed, its subject first."""
     if isinstance(command, JourneyCommand):
-        _in_open_season(command, unit)
+        _in_open_season(command.event, command.journey_id, unit)
     return HANDLERS[type(command)].decide(command, stamp, unit)
 
 
@@ -121,10 +122,10 @@ def step(
     return partial(Aggregate.trigger_event, aggregate, event, stamp=stamp, **fields)
 
 
-def _in_open_season(command: JourneyCommand, unit: UnitOfWork) -> None:
+def _in_open_season(event: str, journey_id: UUID, unit: UnitOfWork) -> None:
     """Every step of a journey is refused once its season is closing or later."""
-    journey = unit.get(command.journey_id, Journey)
-    check_season(command.event, journey.season, unit.find(Season.create_id(journey.season), Season))
+    journey = unit.get(journey_id, Journey)
+    check_season(event, journey.season, unit.find(Season.create_id(journey.season), Season))
 
 
 # A command with no handler of its own: one step on the aggregate it names.
