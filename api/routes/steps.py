@@ -26,7 +26,7 @@ from hajj_ledger.domain.command_base import (
     SeasonCommand,
     TripCommand,
 )
-from hajj_ledger.domain.parsing import COMMANDS
+from hajj_ledger.domain.commands import COMMANDS
 from hajj_ledger.domain.vocabulary import Role
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

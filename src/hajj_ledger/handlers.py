@@ -31,6 +31,7 @@ from hajj_ledger.domain.command_base import (
     TripCommand,
 )
 from hajj_ledger.domain.commands import (
+    COMMANDS,
     AmendContract,
     AmendOffer,
     ArriveAtPort,
@@ -40,13 +41,12 @@ from hajj_ledger.domain.commands import (
     CancelBusAssignment,
     CheckInHousing,
     CheckOutHousing,
+    Command,
     CompleteTransfer,
     ContractPackage,
     CorrectIdentity,
     EraseIdentity,
-    EraseSeasonIdentities,
     LicenseBuilding,
-    OpenSeason,
     ProposeContract,
     PublishOffer,
     RecordIdentity,
@@ -58,8 +58,8 @@ from hajj_ledger.domain.commands import (
 from hajj_ledger.domain.errors import ConflictError, DuplicateRegistrationError, ValidationError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
-from hajj_ledger.domain.parsing import COMMANDS, Command
 from hajj_ledger.domain.season import Calendar, Season
+from hajj_ledger.domain.season_commands import EraseSeasonIdentities, OpenSeason
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, Stamp
 from hajj_ledger.unit_of_work import UnitOfWork

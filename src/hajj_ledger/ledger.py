@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, Recording
 from hajj_ledger.domain.aggregates import AGGREGATES
 from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import past_opening
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import (
     ConflictError,
     IdempotencyKeyReusedError,
@@ -34,7 +35,6 @@ from hajj_ledger.domain.errors import (
 )
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
-from hajj_ledger.domain.parsing import Command
 from hajj_ledger.domain.season import Season, current_of
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import Actor, Stamp, makkah_day

@@ -15,11 +15,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from hajj_ledger.domain.building import Building
-from hajj_ledger.domain.commands import Register
+from hajj_ledger.domain.commands import Command, Register
 from hajj_ledger.domain.errors import NotFoundError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
-from hajj_ledger.domain.parsing import Command
 from hajj_ledger.domain.season import Season
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import Actor

@@ -19,7 +19,7 @@ from hajj_ledger.api.app import create_app
 from hajj_ledger.api.examples import COMPANY, EXAMPLES, MISSION, PATH_EXAMPLES
 from hajj_ledger.api.routes.steps import endpoints
 from hajj_ledger.domain.catalogue import STEPS
-from hajj_ledger.domain.parsing import COMMANDS
+from hajj_ledger.domain.commands import COMMANDS
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pytest
 
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import (
     BuildingFullError,
     ContractFullError,
@@ -18,7 +19,6 @@ from hajj_ledger.domain.errors import (
     OfferFullError,
     TripFullError,
 )
-from hajj_ledger.domain.parsing import Command
 from hajj_ledger.domain.vocabulary import Actor, ContractStage, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.store.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import (
     ConflictError,
     DuplicateRegistrationError,
@@ -24,7 +25,6 @@ from hajj_ledger.domain.errors import (
     ValidationError,
 )
 from hajj_ledger.domain.journey import Journey
-from hajj_ledger.domain.parsing import Command
 from hajj_ledger.domain.vocabulary import Mode, Role, Stage
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.example_journeys import run_demo

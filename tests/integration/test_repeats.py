@@ -13,8 +13,8 @@ from uuid import uuid4
 import psycopg
 import pytest
 
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import LedgerError
-from hajj_ledger.domain.parsing import Command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from hajj_ledger.store.connections import WRITE_POOL_OVERFLOW_VARIABLE, WRITE_POOL_SIZE_VARIABLE

@@ -5,139 +5,20 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Annotated, Any, cast, get_args
+from typing import Any, cast
 
 import pydantic
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 
 from hajj_ledger.domain.catalogue import STEPS
-from hajj_ledger.domain.command_base import CommandBase
-from hajj_ledger.domain.commands import (
-    AdmitToHospital,
-    AmendContract,
-    AmendOffer,
-    ArchiveSeason,
-    ArriveAtPort,
-    ArriveTrip,
-    AssignBus,
-    BeginSeasonClosing,
-    Board,
-    BookFlight,
-    Cancel,
-    CancelBusAssignment,
-    CancelTrip,
-    CheckInHousing,
-    CheckOutHousing,
-    ClearCustoms,
-    ClearEntry,
-    ClearExit,
-    CloseSeason,
-    CompleteTransfer,
-    ContractPackage,
-    CorrectIdentity,
-    Depart,
-    DepartTrip,
-    DischargeFromHospital,
-    EraseIdentity,
-    EraseSeasonIdentities,
-    FailInspection,
-    IssueVisa,
-    LicenseBuilding,
-    LiftLegalHold,
-    MoveToSite,
-    OpenSeason,
-    PassCheckpoint,
-    PassInspection,
-    PlaceLegalHold,
-    ProposeContract,
-    PublishOffer,
-    ReceiveAtPort,
-    RecordDeath,
-    RecordFound,
-    RecordIdentity,
-    Register,
-    RejectVisa,
-    RenewLicence,
-    ReportMissing,
-    RequestVisa,
-    RestoreSeason,
-    RevokeVisa,
-    ScheduleTrip,
-    SignContract,
-    SuspendLicence,
-    TerminateContract,
-    WithdrawOffer,
-)
+from hajj_ledger.domain.commands import COMMANDS, Command
 from hajj_ledger.domain.errors import ValidationError
-
-Command = Annotated[
-    Register
-    | ContractPackage
-    | RequestVisa
-    | IssueVisa
-    | RejectVisa
-    | RevokeVisa
-    | BookFlight
-    | ArriveAtPort
-    | ClearEntry
-    | ClearCustoms
-    | ReceiveAtPort
-    | AssignBus
-    | CancelBusAssignment
-    | Board
-    | CompleteTransfer
-    | CheckInHousing
-    | CheckOutHousing
-    | MoveToSite
-    | AdmitToHospital
-    | DischargeFromHospital
-    | ReportMissing
-    | RecordFound
-    | RecordDeath
-    | Cancel
-    | ClearExit
-    | Depart
-    | RecordIdentity
-    | CorrectIdentity
-    | EraseIdentity
-    | PlaceLegalHold
-    | LiftLegalHold
-    | ScheduleTrip
-    | DepartTrip
-    | ArriveTrip
-    | CancelTrip
-    | PassCheckpoint
-    | PublishOffer
-    | AmendOffer
-    | WithdrawOffer
-    | ProposeContract
-    | SignContract
-    | AmendContract
-    | TerminateContract
-    | LicenseBuilding
-    | SuspendLicence
-    | RenewLicence
-    | PassInspection
-    | FailInspection
-    | OpenSeason
-    | BeginSeasonClosing
-    | CloseSeason
-    | ArchiveSeason
-    | RestoreSeason
-    | EraseSeasonIdentities,
-    Field(discriminator="event"),
-]
 
 
 @cache
 def _command() -> TypeAdapter[Command]:
     """Built on first use (as are the models, `defer_build`): a command line that records nothing starts faster."""
     return TypeAdapter(Command)
-
-
-COMMANDS: dict[str, type[CommandBase]] = {
-    model.model_fields["event"].default: model for model in get_args(get_args(Command)[0])
-}
 
 
 def parse_command(data: Any) -> Command:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from hajj_ledger.domain.parsing import COMMANDS, Command
+from hajj_ledger.domain.commands import COMMANDS, Command
 from hajj_ledger.domain.vocabulary import Actor, Mode, Role, Site
 from hajj_ledger.simulation import calibration as cal
 from hajj_ledger.simulation.missions import Mission
