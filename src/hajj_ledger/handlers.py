@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -64,7 +64,6 @@ from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import ENDED, Stamp
 from hajj_ledger.unit_of_work import UnitOfWork
 
-C = TypeVar("C", bound=CommandBase)
 Decide = Callable[[Any, Stamp, UnitOfWork], list[Aggregate]]
 Ids = Callable[[Any], tuple[UUID, ...]]
 
