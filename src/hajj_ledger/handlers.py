@@ -423,7 +423,7 @@ def erase_season_identities(command: EraseSeasonIdentities, stamp: Stamp, unit: 
     season = unit.get(Season.create_id(command.season), Season)
     journey_ids = [str(j) for j in command.journey_ids]
     erased = step(season, Season.SeasonIdentitiesErased, stamp, journey_ids=journey_ids, reason=command.reason)
-    if live := sorted(map(str, unit.stored(command.journey_ids))):
+    if live := sorted(map(str, unit.in_store(command.journey_ids))):
         raise ValidationError("journey_ids", f"in the hot store, not archived: {', '.join(live[:5])}")
     erased()
     unit.vault.extend((journey_id, None) for journey_id in command.journey_ids)

@@ -181,12 +181,15 @@ class JourneyLedger(Application[UUID]):
         """The position of the newest event in the ledger (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
-    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
-        aggregate: object
+    def stored(self, aggregate_id: UUID) -> Aggregate | None:
+        """One aggregate, as the store holds it (None: there is none)."""
         try:
-            aggregate = self.repository.get(aggregate_id, projector_func=_project)
+            return cast(Aggregate, self.repository.get(aggregate_id, projector_func=_project))
         except AggregateNotFoundError:
-            aggregate = None
+            return None
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        aggregate = self.stored(aggregate_id)
         if not isinstance(aggregate, kind):
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
         return aggregate

@@ -36,6 +36,10 @@ class AggregateSource(Protocol):
         """The aggregates of these ids that exist, from their events read in one query."""
         ...
 
+    def stored(self, aggregate_id: UUID) -> Aggregate | None:
+        """One aggregate, as the store holds it (None: there is none)."""
+        ...
+
     @property
     def keys(self) -> MasterKeys: ...
 
@@ -66,7 +70,7 @@ class UnitOfWork:
         aggregate = self.aggregates.get(aggregate_id)
         if aggregate is None and aggregate_id not in self.absent:
             cached = None if self.careful else self.cache.get(aggregate_id)
-            aggregate = cached or self.source.load([aggregate_id]).get(aggregate_id)
+            aggregate = cached or self.source.stored(aggregate_id)
             if aggregate is not None:
                 self.aggregates[aggregate_id] = aggregate
         if not isinstance(aggregate, kind):
@@ -86,9 +90,9 @@ class UnitOfWork:
             return True
         if not self.careful or aggregate_id in self.absent:
             return False
-        return bool(self.source.load([aggregate_id]))
+        return self.source.stored(aggregate_id) is not None
 
-    def stored(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
+    def in_store(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
         """Those of these aggregates the store holds, read from it (not kept in the unit)."""
         return self.source.load(aggregate_ids)
 
