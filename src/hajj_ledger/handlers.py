@@ -191,10 +191,8 @@ def arrive_at_port(command: ArriveAtPort, stamp: Stamp, unit: UnitOfWork) -> lis
 def contract_package(command: ContractPackage, stamp: Stamp, unit: UnitOfWork) -> list[Aggregate]:
     """A place taken on the contract."""
     journey, contract = unit.get(command.journey_id, Journey), unit.get(command.contract_id, Contract)
-    contracted = step(
-        journey, Journey.PackageContracted, stamp, {"contract": contract},
-        company_id=contract.company_id, package_id=command.package_id, contract_id=contract.id,
-    )  # fmt: skip
+    fields = {"company_id": contract.company_id, "package_id": command.package_id, "contract_id": contract.id}
+    contracted = step(journey, Journey.PackageContracted, stamp, {"contract": contract}, **fields)
     step(contract, Contract.PlaceTaken, stamp, journey_id=journey.id)()
     contracted()
     return [journey, contract]
