@@ -33,8 +33,9 @@ from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
 from hajj_ledger.api.schemas import BatchCreate
 from hajj_ledger.audit.reads import MAX_LIMIT
-from hajj_ledger.domain.commands import CommandBase, parse_command
+from hajj_ledger.domain.command_base import CommandBase
 from hajj_ledger.domain.errors import LedgerError
+from hajj_ledger.domain.parsing import parse_command
 
 JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse

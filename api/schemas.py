@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
-from hajj_ledger.domain.commands import CommandBase
+from hajj_ledger.domain.command_base import CommandBase
 from hajj_ledger.domain.vocabulary import USUAL_CODES, Role, SeasonStage
 
 MAX_BATCH = 1000

@@ -15,7 +15,8 @@ from bench.harness import FULL, SEASON, Sizes, ledger, repeat, summarise
 def measure_identity(url: str, registrations: int, vault: int) -> dict[str, Any]:
     """Registration with identity against without; passport lookups in a vault of `vault` identities; erasure."""
     from bench.season import open_season_now
-    from hajj_ledger.domain.commands import EraseIdentity, Identity, Register
+    from hajj_ledger.domain.command_base import Identity
+    from hajj_ledger.domain.commands import EraseIdentity, Register
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.identities import find_by_name, find_by_passport
     from hajj_ledger.ledger import Outcome

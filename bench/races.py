@@ -59,7 +59,7 @@ def prepare(url: str, racers: int, places: int, beds: int) -> tuple[str, dict[in
     """Migrate, add the racing company's key, and set up both races twice (for one node, for two nodes) through the
     ledger in process: nothing here is timed."""
     from hajj_ledger.api import agencies
-    from hajj_ledger.domain.commands import parse_command
+    from hajj_ledger.domain.parsing import parse_command
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.ledger import JourneyLedger, Outcome
     from hajj_ledger.migrations import upgrade

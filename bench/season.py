@@ -15,8 +15,8 @@ SEASON = 1446
 def open_season_now(ledger: Any, season: int = SEASON) -> None:
     """`season` opened in the ledger's store, its registration and arrivals windows holding today (in Makkah, a day
     either side); a season opened already is left as it is."""
-    from hajj_ledger.domain.commands import OpenSeason
     from hajj_ledger.domain.errors import ConflictError
+    from hajj_ledger.domain.season_commands import OpenSeason
     from hajj_ledger.domain.vocabulary import Actor, Role
 
     today = datetime.now(UTC).date()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from hajj_ledger.domain.commands import parse_command
+from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 

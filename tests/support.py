@@ -32,10 +32,11 @@ from hajj_ledger.api.routes.views import page
 from hajj_ledger.cli import main
 from hajj_ledger.domain.building import Building
 from hajj_ledger.domain.catalogue import PRE_ARRIVAL, STEPS
-from hajj_ledger.domain.commands import Command, parse_command
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import ConflictError, LedgerError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
+from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.trip import Trip
 from hajj_ledger.domain.vocabulary import (
     Actor,

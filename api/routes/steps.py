@@ -17,8 +17,7 @@ from hajj_ledger.api.examples import EXAMPLES, PATH_EXAMPLES
 from hajj_ledger.api.recording import record
 from hajj_ledger.api.schemas import OutcomePublic, create_model_for, slug
 from hajj_ledger.domain.catalogue import EVENT_SCOPES, LATE_REPORTERS, LATE_TOLERANCE, STEPS, TIMED
-from hajj_ledger.domain.commands import (
-    COMMANDS,
+from hajj_ledger.domain.command_base import (
     BuildingCommand,
     CommandBase,
     ContractCommand,
@@ -27,6 +26,7 @@ from hajj_ledger.domain.commands import (
     SeasonCommand,
     TripCommand,
 )
+from hajj_ledger.domain.commands import COMMANDS
 from hajj_ledger.domain.vocabulary import Role
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

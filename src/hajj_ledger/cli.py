@@ -332,7 +332,7 @@ def _nats_users(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from hajj_ledger.domain.commands import parse_command_json
+    from hajj_ledger.domain.parsing import parse_command_json
     from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.ledger import JourneyLedger
 

@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from hajj_ledger.domain.catalogue import SCOPE, check_identity_reader, check_name_searcher
-from hajj_ledger.domain.commands import Command, EraseIdentity, EraseSeasonIdentities, Identity
+from hajj_ledger.domain.command_base import Identity
+from hajj_ledger.domain.commands import Command, EraseIdentity
 from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, NotFoundError, ValidationError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.season import Season
+from hajj_ledger.domain.season_commands import EraseSeasonIdentities
 from hajj_ledger.domain.vocabulary import Actor, SeasonStage
 from hajj_ledger.identity.spelling import name_keys
 from hajj_ledger.ledger import JourneyLedger, Outcome

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, Self, TypeVar, cast
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
@@ -24,49 +24,10 @@ from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
 from hajj_ledger.domain.aggregates import AGGREGATES
 from hajj_ledger.domain.building import Building
-from hajj_ledger.domain.catalogue import (
-    BUILDING_STEPS,
-    CONTRACT_STEPS,
-    JOURNEY_STEPS,
-    OFFER_STEPS,
-    TRIP_STEPS,
-    check_season,
-    check_step,
-    past_opening,
-)
-from hajj_ledger.domain.commands import (
-    AmendContract,
-    AmendOffer,
-    AssignBus,
-    Board,
-    BuildingCommand,
-    CancelBusAssignment,
-    CheckInHousing,
-    Command,
-    CommandBase,
-    CompleteTransfer,
-    ContractCommand,
-    ContractPackage,
-    CorrectIdentity,
-    EraseIdentity,
-    EraseSeasonIdentities,
-    JourneyCommand,
-    LicenseBuilding,
-    OfferCommand,
-    OpenSeason,
-    ProposeContract,
-    PublishOffer,
-    RecordIdentity,
-    Register,
-    ScheduleTrip,
-    SeasonCommand,
-    SignContract,
-    TerminateContract,
-    TripCommand,
-)
+from hajj_ledger.domain.catalogue import past_opening
+from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import (
     ConflictError,
-    DuplicateRegistrationError,
     IdempotencyKeyReusedError,
     LedgerError,
     NotFoundError,
@@ -74,25 +35,19 @@ from hajj_ledger.domain.errors import (
 )
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
-from hajj_ledger.domain.season import Calendar, Season, current_of
+from hajj_ledger.domain.season import Season, current_of
 from hajj_ledger.domain.trip import Trip
-from hajj_ledger.domain.vocabulary import ENDED, Actor, Stamp, makkah_day
-from hajj_ledger.identity.vault import MasterKeys, Sealed, VaultKeyError
+from hajj_ledger.domain.vocabulary import Actor, Stamp, makkah_day
+from hajj_ledger.handlers import decide, subjects
+from hajj_ledger.identity.vault import MasterKeys
 from hajj_ledger.store import recorders as store
 from hajj_ledger.store.codec import EventCodec
 from hajj_ledger.store.connections import StoreUnavailableError
 from hajj_ledger.store.recorders import LedgerRecorder, Receipt
 from hajj_ledger.store.seasons import SeasonShutError, season_of
+from hajj_ledger.unit_of_work import UnitOfWork
 from hajj_ledger.writing import GroupCommit, WriteCache, WriteStats, collector_paused, with_reruns, within_patience
 
-TRIP_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/trip")
-# What a command creates, named by the caller or derived from its command id: the field and the namespace.
-CREATED: dict[type[CommandBase], tuple[str, UUID]] = {
-    ScheduleTrip: ("trip_id", TRIP_NAMESPACE),
-    PublishOffer: ("offer_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/offer")),
-    ProposeContract: ("contract_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/contract")),
-    LicenseBuilding: ("building_id", uuid5(NAMESPACE_URL, "https://hajj-ledger.example/building")),
-}
 A = TypeVar("A", Journey, Trip, ServiceOffer, Contract, Building, Season)
 
 
@@ -226,12 +181,15 @@ class JourneyLedger(Application[UUID]):
         """The position of the newest event in the ledger (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
-    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
-        aggregate: object
+    def stored(self, aggregate_id: UUID) -> Aggregate | None:
+        """One aggregate, as the store holds it (None: there is none)."""
         try:
-            aggregate = self.repository.get(aggregate_id, projector_func=_project)
+            return cast(Aggregate, self.repository.get(aggregate_id, projector_func=_project))
         except AggregateNotFoundError:
-            aggregate = None
+            return None
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        aggregate = self.stored(aggregate_id)
         if not isinstance(aggregate, kind):
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
         return aggregate
@@ -285,14 +243,14 @@ class JourneyLedger(Application[UUID]):
         # duplicate. It leaves the cache's mark where it was (the next batch that reads the cache brings it up to
         # date), and it is stored outside the writing lock, so that the next batch is decided while this one's
         # transaction commits: nothing it made is in the cache, or in the store, until it has committed.
-        creating = not careful and not any(_subjects(c, creations=False) for c, _ in commands)
+        creating = not careful and not any(subjects(c, False) for c, _ in commands)
         with self._writing:
             if not creating or self._cache.current_to is None:
                 self._cache.refresh(self.store, self.mapper, self.head)
             receipts = self.store.select_receipts([c.command_id for c, _ in commands]) if careful else {}
-            unit = _Unit(self, careful=careful)
+            unit = UnitOfWork(self, self._cache, careful=careful)
             try:
-                unit.load(commands)
+                unit.load(commands, subjects)
                 results = self._late_repeats(commands, self._decide_all(commands, receipts, unit, refused))
                 positions = None if creating else self._save(unit, refused)
             except BaseException:
@@ -310,7 +268,7 @@ class JourneyLedger(Application[UUID]):
         if recover is not None:
             recover()
 
-    def _save(self, unit: _Unit, refused: dict[UUID, LedgerError]) -> Sequence[int]:
+    def _save(self, unit: UnitOfWork, refused: dict[UUID, LedgerError]) -> Sequence[int]:
         """The batch's events stored with their receipts and the vault's changes: their positions, in order.
         Straight to the recorder: the library's `save` also makes a Recording and a Notification of each event,
         which the ledger never reads (5% of ingest, profiled)."""
@@ -332,7 +290,7 @@ class JourneyLedger(Application[UUID]):
         return positions
 
     def _recorded(
-        self, unit: _Unit, results: list[Result | Receipt | _Repeat], positions: Sequence[int]
+        self, unit: UnitOfWork, results: list[Result | Receipt | _Repeat], positions: Sequence[int]
     ) -> list[Result]:
         self._cache.remember(unit.aggregates.values())
         self._cache.saved(positions)
@@ -359,12 +317,12 @@ class JourneyLedger(Application[UUID]):
         self,
         commands: Sequence[tuple[Command, Actor]],
         receipts: dict[UUID, Receipt],
-        unit: _Unit,
+        unit: UnitOfWork,
         refused: dict[UUID, LedgerError],
     ) -> list[Result | Receipt | _Repeat]:
         results: list[Result | Receipt | _Repeat] = []
         new: dict[UUID, Receipt] = {}
-        unit.sealed = self._seal_registrations(commands)
+        unit.seal_ahead(commands)
         for command, actor in commands:
             known = receipts.get(command.command_id) or new.get(command.command_id)
             if known is not None:  # recorded before, or earlier in this batch
@@ -374,7 +332,7 @@ class JourneyLedger(Application[UUID]):
                 results.append(refused[command.command_id])
                 continue
             try:
-                touched = self._decide(command, self._stamp(command, actor), unit)
+                touched = decide(command, self._stamp(command, actor), unit)
             except LedgerError as refusal:
                 results.append(refusal)
                 continue
@@ -393,24 +351,6 @@ class JourneyLedger(Application[UUID]):
             unit.receipts.append(receipt)
             results.append(receipt)
         return results
-
-    def _seal_registrations(self, commands: Sequence[tuple[Command, Actor]]) -> dict[UUID, Sealed]:
-        """The identities the batch's registrations give, sealed one after the other before any is decided: in one
-        tight loop the sealing costs a third less than command by command between the deciding (bench/NOTES.md,
-        issue 29). Without a master key nothing is sealed here, and each registration is refused on its own."""
-        given = [(c, a) for c, a in commands if isinstance(c, Register) and c.identity is not None]
-        if not given:
-            return {}
-        try:
-            keys = self.keys
-        except VaultKeyError:
-            return {}
-        sealed: dict[UUID, Sealed] = {}
-        for command, actor in given:
-            assert command.identity is not None
-            journey_id = Journey.create_id(command.season, command.pilgrim_id)
-            sealed[command.command_id] = keys.seal(journey_id, command.identity, scope=actor.agency_id)
-        return sealed
 
     def _repeat(self, known: Receipt, command: Command) -> Result | _Repeat:
         if known.fingerprint != command.fingerprint():
@@ -460,186 +400,6 @@ class JourneyLedger(Application[UUID]):
             command.late_correction,
         )  # fmt: skip
 
-    def _decide(self, command: Command, stamp: Stamp, unit: _Unit) -> list[Aggregate]:
-        """Run one command on the unit's aggregates; returns those it changed, its subject first.
-
-        Commands that change two aggregates check both before changing either, so a refusal changes nothing.
-        """
-        _check_calendar(command, stamp, unit)
-        match command:
-            case Register():
-                return [self._register(command, stamp, unit)]
-            case OpenSeason():
-                arguments = command.arguments()
-                season = arguments.pop("season")
-                if unit.exists(Season.create_id(season)):
-                    raise ConflictError(f"season {season} was opened already")
-                return [unit.add(Season.open(stamp, season, Calendar.of(season, **arguments)))]
-            case EraseSeasonIdentities():
-                season_aggregate = unit.get(Season.create_id(command.season), Season)
-                season_aggregate.erase_identities(stamp, [str(j) for j in command.journey_ids], command.reason)
-                if live := sorted(map(str, self.load(command.journey_ids))):  # theirs is IdentityErased, with history
-                    raise ValidationError("journey_ids", f"in the hot store, not archived: {', '.join(live[:5])}")
-                unit.vault.extend((journey_id, None) for journey_id in command.journey_ids)
-                return [season_aggregate]
-            case SeasonCommand():
-                season_aggregate = unit.get(Season.create_id(command.season), Season)
-                getattr(season_aggregate, command.method)(stamp, **command.arguments())
-                return [season_aggregate]
-            case ScheduleTrip():
-                arguments = {**command.arguments(), "trip_id": self._new_id(command, unit)}
-                return [unit.add(Trip.schedule(stamp, **arguments))]
-            case LicenseBuilding():
-                arguments = {**command.arguments(), "building_id": self._new_id(command, unit)}
-                return [unit.add(Building.license(stamp, **arguments))]
-            case PublishOffer():
-                arguments = {**command.arguments(), "offer_id": self._new_id(command, unit)}
-                buildings = [unit.get(b, Building) for b in command.building_ids]
-                return [unit.add(ServiceOffer.publish(stamp, **arguments, buildings=buildings))]
-            case ProposeContract():
-                offer = unit.get(command.offer_id, ServiceOffer)
-                contract_id = self._new_id(command, unit)
-                check_step(OFFER_STEPS, "ContractNoted", offer, {"stamp": stamp, "contract_id": contract_id})
-                contract = unit.add(Contract.propose(stamp, contract_id, offer, command.places))
-                offer.note_contract(stamp, contract_id)
-                return [contract, offer]
-            case SignContract() | AmendContract() | TerminateContract():
-                return self._settle_contract(command, stamp, unit)
-            case AmendOffer():
-                offer = unit.get(command.offer_id, ServiceOffer)
-                buildings = [unit.get(b, Building) for b in command.building_ids or ()]
-                fields = {"stamp": stamp, **command.arguments(), "buildings": buildings}
-                check_step(OFFER_STEPS, "OfferAmended", offer, fields)
-                offer.amend(stamp, **command.arguments())
-                return [offer]
-            case ContractPackage():
-                journey, contract = unit.get(command.journey_id, Journey), unit.get(command.contract_id, Contract)
-                check_step(JOURNEY_STEPS, "PackageContracted", journey, {"stamp": stamp, "contract": contract})
-                contract.take_place(stamp, journey.id)
-                journey.contract_package(stamp, contract.company_id, command.package_id, contract.id)
-                return [journey, contract]
-            case CheckInHousing():
-                journey, building = unit.get(command.journey_id, Journey), unit.get(command.building_id, Building)
-                fields = {
-                    "stamp": stamp,
-                    **command.arguments(),
-                    "offer": _offer_of(journey, unit),
-                    "house": building,
-                }
-                check_step(JOURNEY_STEPS, "HousingCheckedIn", journey, fields)
-                returning = journey.building_id == building.id  # back from the holy sites to its own bed
-                if not returning:
-                    building.take_bed(stamp, journey.id)
-                journey.check_in_housing(stamp, **command.arguments())
-                return [journey] if returning else [journey, building]
-            case AssignBus():
-                journey, trip = (
-                    unit.get(command.journey_id, Journey),
-                    unit.get(command.trip_id, Trip),
-                )
-                check_step(JOURNEY_STEPS, "BusAssigned", journey, {"stamp": stamp})
-                trip.reserve_seat(stamp, journey.id)
-                journey.assign_bus(stamp, trip.id, trip.destination)
-                return [journey, trip]
-            case RecordIdentity() | CorrectIdentity():
-                journey = unit.get(command.journey_id, Journey)
-                check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp})
-                sealed = self.keys.seal(journey.id, command.identity, scope=journey.mission_id)
-                change = journey.record_identity if isinstance(command, RecordIdentity) else journey.correct_identity
-                change(stamp, sealed.fingerprint)
-                unit.vault.append((journey.id, sealed))
-                return [journey]
-            case EraseIdentity():
-                journey = unit.get(command.journey_id, Journey)
-                journey.erase_identity(stamp, command.reason)
-                unit.vault.append((journey.id, None))
-                return [journey]
-            case CancelBusAssignment():
-                journey, trip = (
-                    unit.get(command.journey_id, Journey),
-                    unit.get(command.trip_id, Trip),
-                )
-                fields = {"stamp": stamp, **command.arguments()}
-                check_step(JOURNEY_STEPS, "BusAssignmentCancelled", journey, fields)
-                check_step(TRIP_STEPS, "SeatReleased", trip, {"stamp": stamp, "journey_id": journey.id})
-                journey.cancel_bus_assignment(stamp, **command.arguments())
-                trip.release_seat(stamp, journey.id)
-                return [journey, trip]
-            case JourneyCommand():
-                journey = unit.get(command.journey_id, Journey)
-                held, read = _held(journey, command.event, unit), _read(journey, command.event, unit)
-                if held or read:  # checked against what it frees or reads, before any change is made
-                    check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments(), **read})
-                    for steps, event, aggregate, _ in held:
-                        check_step(steps, event, aggregate, {"stamp": stamp, "journey_id": journey.id})
-                getattr(journey, command.method)(stamp, **command.arguments())
-                for _, _, aggregate, free in held:
-                    free(aggregate, stamp, journey.id)
-                return [journey, *(aggregate for _, _, aggregate, _ in held)]
-            case TripCommand():
-                trip = unit.get(command.trip_id, Trip)
-                getattr(trip, command.method)(stamp, **command.arguments())
-                return [trip]
-            case OfferCommand():
-                offer = unit.get(command.offer_id, ServiceOffer)
-                getattr(offer, command.method)(stamp, **command.arguments())
-                return [offer]
-            case BuildingCommand():
-                building = unit.get(command.building_id, Building)
-                getattr(building, command.method)(stamp, **command.arguments())
-                return [building]
-        raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
-
-    def _settle_contract(
-        self, command: SignContract | AmendContract | TerminateContract, stamp: Stamp, unit: _Unit
-    ) -> list[Aggregate]:
-        """A contract's signing, amendment or termination, and its offer's places reserved or released with it."""
-        contract = unit.get(command.contract_id, Contract)
-        offer = unit.get(contract.offer_id, ServiceOffer)
-        check_step(CONTRACT_STEPS, command.event, contract, {"stamp": stamp, **command.arguments()})
-        match command:
-            case SignContract():
-                offer.reserve_places(stamp, contract.id, contract.places)
-                contract.sign(stamp)
-            case AmendContract():
-                change = command.places - contract.places
-                if change > 0:
-                    offer.reserve_places(stamp, contract.id, change)
-                elif change < 0:
-                    offer.release_places(stamp, contract.id, -change)
-                contract.amend(stamp, command.places)
-            case TerminateContract():
-                offer.release_places(stamp, contract.id, offer.reserved.get(contract.id, 0))
-                contract.terminate(stamp, command.reason)
-        return [contract, offer]
-
-    def _new_id(self, command: ScheduleTrip | PublishOffer | ProposeContract | LicenseBuilding, unit: _Unit) -> UUID:
-        created = _created_id(command)
-        if unit.exists(created):
-            raise ConflictError(f"{CREATED[type(command)][0].removesuffix('_id')} {created} already exists")
-        return created
-
-    def _register(self, command: Register, stamp: Stamp, unit: _Unit) -> Journey:
-        journey_id = Journey.create_id(command.season, command.pilgrim_id)
-        if unit.exists(journey_id):
-            raise DuplicateRegistrationError(
-                f"pilgrim {command.pilgrim_id} already has a journey in season {command.season}: {journey_id}"
-            )
-        arguments = command.arguments()
-        calendar = unit.find(Season.create_id(command.season), Season)
-        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp, **arguments, "calendar": calendar})
-        identity = arguments.pop("identity")
-        if identity is None:
-            return unit.add(Journey.register(stamp, **arguments))
-        # Sealed first: without a master key the command is refused before anything has changed. The Registered
-        # event itself says the identity was given (its digest): one event, as it is one act.
-        sealed = unit.sealed.pop(command.command_id, None) or self.keys.seal(
-            journey_id, identity, scope=stamp.agency_id
-        )
-        journey = unit.add(Journey.register(stamp, **arguments, identity_digest=sealed.fingerprint))
-        unit.vault.append((journey.id, sealed))
-        return journey
-
 
 def _queued_behind(error: BaseException) -> BaseException | None:
     """What the commands queued behind a batch that found the store away are told at once: they were not tried."""
@@ -661,146 +421,3 @@ class _Repeat:
     """A command recorded before, by this batch or an earlier one: answered with its first outcome."""
 
     receipt: Receipt
-
-
-class _Unit:
-    """The aggregates one batch works on, each loaded once.
-
-    Unless careful, it takes aggregates from the ledger's write cache (refreshed just before) and believes that one
-    a command would create, absent from the cache, is absent from the store: the store's keys catch it when that
-    was wrong.
-    """
-
-    def __init__(self, ledger: JourneyLedger, *, careful: bool) -> None:
-        self.ledger = ledger
-        self.careful = careful
-        self.aggregates: dict[UUID, Aggregate] = {}
-        self.absent: set[UUID] = set()  # looked for in the store (careful) and not there
-        self.events: list[Any] = []  # taken from the aggregates command by command, in the order recorded
-        self.receipts: list[Receipt] = []  # of the commands this batch records
-        self.vault: list[tuple[UUID, Sealed | None]] = []  # identities to keep or destroy, with the events
-        self.sealed: dict[UUID, Sealed] = {}  # by command id: the registrations' identities, sealed ahead
-
-    def load(self, commands: Sequence[tuple[Command, Actor]]) -> None:
-        """Load in one query what the commands will use and is not at hand: everything, when careful."""
-        cache = self.ledger._cache
-        wanted = {
-            i for c, _ in commands for i in _subjects(c, creations=self.careful) if self.careful or i not in cache
-        }
-        if wanted:
-            self.aggregates.update(self.ledger.load(wanted))
-            self.absent = wanted - self.aggregates.keys()
-
-    def get(self, aggregate_id: UUID, kind: type[A]) -> A:
-        aggregate = self.aggregates.get(aggregate_id)
-        if aggregate is None and aggregate_id in self.absent:
-            raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
-        if aggregate is None:
-            cached = None if self.careful else self.ledger._cache.get(aggregate_id)
-            aggregate = cached or self.ledger._get(aggregate_id, kind)
-            self.aggregates[aggregate_id] = aggregate
-        if not isinstance(aggregate, kind):
-            raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} not found")
-        return aggregate
-
-    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
-        """`get`, or None when there is none (remembered, for the rest of the batch)."""
-        try:
-            return self.get(aggregate_id, kind)
-        except NotFoundError:
-            self.absent.add(aggregate_id)
-            return None
-
-    def exists(self, aggregate_id: UUID) -> bool:
-        if aggregate_id in self.aggregates or aggregate_id in self.ledger._cache:
-            return True
-        if not self.careful or aggregate_id in self.absent:
-            return False
-        return aggregate_id in self.ledger.repository
-
-    def add(self, aggregate: A) -> A:
-        self.aggregates[aggregate.id] = aggregate
-        return aggregate
-
-
-def _check_calendar(command: Command, stamp: Stamp, unit: _Unit) -> None:
-    """Refuse a step of a journey whose season is closing or later, and an arrival outside the season's arrivals
-    window (a registration is checked against its season in `_register`)."""
-    if not isinstance(command, JourneyCommand):
-        return
-    journey = unit.get(command.journey_id, Journey)
-    calendar = unit.find(Season.create_id(journey.season), Season)
-    check_season(command.event, journey.season, calendar)
-    if command.event == "ArrivedAtPort":
-        check_step(JOURNEY_STEPS, command.event, journey, {"stamp": stamp, **command.arguments(), "calendar": calendar})
-
-
-def _offer_of(journey: Journey, unit: _Unit) -> ServiceOffer | None:
-    """The offer the journey is contracted under (None before contracts)."""
-    if journey.contract_id is None:
-        return None
-    return unit.get(unit.get(journey.contract_id, Contract).offer_id, ServiceOffer)
-
-
-def _held(journey: Journey, event: str, unit: _Unit) -> list[tuple[Any, str, Any, Any]]:
-    """What a journey's step frees: its bed when it checks out or ends, its contract's place when cancelled. Each
-    as (steps, event, aggregate, how to free it)."""
-    held: list[tuple[Any, str, Any, Any]] = []
-    ends = JOURNEY_STEPS[event].to in ENDED
-    if journey.building_id is not None and (event == "HousingCheckedOut" or ends):
-        held.append((BUILDING_STEPS, "BedFreed", unit.get(journey.building_id, Building), Building.free_bed))
-    if journey.contract_id is not None and event == "Cancelled":
-        held.append((CONTRACT_STEPS, "PlaceFreed", unit.get(journey.contract_id, Contract), Contract.free_place))
-    return held
-
-
-def _read(journey: Journey, event: str, unit: _Unit) -> dict[str, Any]:
-    """The other aggregates a journey's step is checked against, and changes not: the trip it rides (boarding,
-    transfer), as the catalogue's conditions name it."""
-    if event in ("Boarded", "TransferCompleted") and journey.trip_id is not None:
-        return {"trip": unit.get(journey.trip_id, Trip)}
-    return {}
-
-
-def _subjects(command: Command, *, creations: bool) -> tuple[UUID, ...]:
-    """The aggregates a command reads first (its journey and the trip, contract or building it takes a seat, a place
-    or a bed on, or rides; the buildings an offer names), and, if asked, the one it creates. What they lead to (a
-    contract's offer, a journey's contract) is loaded when reached."""
-    match command:
-        case Register():  # first: the commonest command in a batch of registrations, matched by no case above it
-            return (Journey.create_id(command.season, command.pilgrim_id),) if creations else ()
-        case AssignBus() | CancelBusAssignment() | Board() | CompleteTransfer():
-            return (command.journey_id, command.trip_id)
-        case ContractPackage():
-            return (command.journey_id, command.contract_id)
-        case CheckInHousing():
-            return (command.journey_id, command.building_id)
-        case JourneyCommand():
-            return (command.journey_id,)
-        case TripCommand():
-            return (command.trip_id,)
-        case AmendOffer():
-            return (command.offer_id, *(command.building_ids or ()))
-        case OfferCommand():
-            return (command.offer_id,)
-        case ContractCommand():
-            return (command.contract_id,)
-        case BuildingCommand():
-            return (command.building_id,)
-        case SeasonCommand():
-            return (Season.create_id(command.season),)
-        case ProposeContract():
-            return (command.offer_id, *((_created_id(command),) if creations else ()))
-        case PublishOffer():
-            return (*command.building_ids, *((_created_id(command),) if creations else ()))
-        case OpenSeason() if creations:
-            return (Season.create_id(command.season),)
-        case ScheduleTrip() | LicenseBuilding() if creations:
-            return (_created_id(command),)
-    return ()
-
-
-def _created_id(command: ScheduleTrip | PublishOffer | ProposeContract | LicenseBuilding) -> UUID:
-    name, namespace = CREATED[type(command)]
-    given: UUID | None = getattr(command, name)
-    return given or uuid5(namespace, command.command_id.hex)

@@ -78,31 +78,34 @@ def with_reruns(attempt: Callable[[bool], list[R]], attempts: int, stats: WriteS
 
 class WriteCache:
     """Recently saved aggregates, least recently used dropped first, and the position up to which they reflect
-    every event in the log. Changed in place by one batch at a time (the ledger's writing lock)."""
+    every event in the log. Changed in place by one batch at a time (the ledger's writing lock).
+
+    A unit of work asks it `get` and `in`; the ledger brings it up to date (`refresh`), then `remember`s what a batch
+    saved and where (`saved`), or `forget`s what a failed batch changed."""
 
     def __init__(self, size: int, tail_limit: int, stats: WriteStats) -> None:
         self.size = size
         self.tail_limit = tail_limit  # other writers' events read in one refresh; beyond that it is dropped whole
         self.stats = stats
-        self.aggregates: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._aggregates: OrderedDict[UUID, Aggregate] = OrderedDict()
         self.current_to: int | None = None  # every event up to this position is reflected
 
     def __contains__(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self.aggregates
+        return aggregate_id in self._aggregates
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
-        return self.aggregates.get(aggregate_id)
+        return self._aggregates.get(aggregate_id)
 
     def forget(self, aggregate_ids: Iterable[UUID]) -> None:
         for aggregate_id in aggregate_ids:
-            self.aggregates.pop(aggregate_id, None)
+            self._aggregates.pop(aggregate_id, None)
 
     def remember(self, aggregates: Iterable[Aggregate]) -> None:
         for aggregate in aggregates:
-            self.aggregates[aggregate.id] = aggregate
-            self.aggregates.move_to_end(aggregate.id)
-        while len(self.aggregates) > self.size:
-            self.aggregates.popitem(last=False)
+            self._aggregates[aggregate.id] = aggregate
+            self._aggregates.move_to_end(aggregate.id)
+        while len(self._aggregates) > self.size:
+            self._aggregates.popitem(last=False)
 
     def saved(self, positions: Iterable[int]) -> None:
         """This process's batch was stored at these positions: if nobody else wrote in between, the cache is
@@ -118,24 +121,24 @@ class WriteCache:
 
         The store's insert lock commits positions in order, so everything up to the newest position read here has
         been seen; this process's own events are recognised by their versions and passed over."""
-        if self.current_to is None or not self.aggregates:
+        if self.current_to is None or not self._aggregates:
             self.current_to = head()
             return
         written = store.select_written_after(self.current_to, self.tail_limit)
         if len(written) == self.tail_limit:
-            self.stats.stale += len(self.aggregates)
-            self.aggregates.clear()
+            self.stats.stale += len(self._aggregates)
+            self._aggregates.clear()
             self.current_to = head()
             return
         for position, aggregate_id, version, topic, state in written:
-            cached = self.aggregates.get(aggregate_id)
+            cached = self._aggregates.get(aggregate_id)
             if cached is not None and cached.version < version:
                 self.stats.stale += 1
                 if cached.version + 1 == version:
                     event = mapper.to_domain_event(StoredEvent(aggregate_id, version, topic, state))
                     event.mutate(cached)  # type: ignore[attr-defined]
                 else:
-                    del self.aggregates[aggregate_id]
+                    del self._aggregates[aggregate_id]
             self.current_to = position
 
 

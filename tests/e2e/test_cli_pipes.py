@@ -12,7 +12,7 @@ import pytest
 
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.cli import main
-from hajj_ledger.domain.commands import parse_command_json
+from hajj_ledger.domain.parsing import parse_command_json
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.ledger import JourneyLedger
 from tests.support import EXECUTABLE, open_season, registration_command, season_opened

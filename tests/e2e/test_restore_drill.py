@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from hajj_ledger.domain.commands import parse_command
+from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger, Outcome
 from tests.clusters import BIN, Cluster, as_postgres, new_primary, private_root, running

@@ -15,7 +15,7 @@ from psycopg_pool import PoolTimeout
 
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.cli import main
-from hajj_ledger.domain.commands import parse_command_json
+from hajj_ledger.domain.parsing import parse_command_json
 from hajj_ledger.domain.vocabulary import Actor, Role
 from hajj_ledger.identity.vault import MasterKeys
 from hajj_ledger.ledger import JourneyLedger

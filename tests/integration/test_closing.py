@@ -24,8 +24,8 @@ from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.reads import AsOf, TrailQuery, event_json, journey_as_of, trail
 from hajj_ledger.audit.signing import SigningKeys
-from hajj_ledger.domain.commands import OpenSeason
 from hajj_ledger.domain.errors import IllegalStepError
+from hajj_ledger.domain.season_commands import OpenSeason
 from hajj_ledger.domain.vocabulary import SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade

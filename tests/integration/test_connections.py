@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
 from hajj_ledger.audit.chain import Chain, signing_keys
-from hajj_ledger.domain.commands import parse_command
+from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.leadership import leader_lock
 from hajj_ledger.ledger import JourneyLedger

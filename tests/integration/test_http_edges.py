@@ -24,7 +24,7 @@ from hajj_ledger.api import agencies, recording
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.problems import MAX_BODY
 from hajj_ledger.api.routes.views import FILTERABLE
-from hajj_ledger.domain.commands import parse_command
+from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade

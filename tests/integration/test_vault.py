@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.command_base import Identity
 from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, PermissionDeniedError, ValidationError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role

@@ -9,8 +9,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from hajj_ledger.domain.commands import IssueVisa, _command, parse_command, parse_command_json, validation_error
+from hajj_ledger.domain.commands import IssueVisa
 from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.parsing import _command, parse_command, parse_command_json, validation_error
 from tests.support import T0
 
 # Fixed ids: the tests named after these values must be the same in every xdist worker.

@@ -9,7 +9,7 @@ from uuid import uuid4
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.command_base import Identity
 from hajj_ledger.identity.spelling import name_keys
 from hajj_ledger.identity.vault import _HMAC, MasterKeys, generate_key
 

@@ -45,8 +45,8 @@ from hajj_ledger.audit.chain_sql import ChainTables, Packed
 from hajj_ledger.audit.links import FIRST
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
-from hajj_ledger.domain.commands import ArchiveSeason, BeginSeasonClosing, CloseSeason, RestoreSeason
 from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationError
+from hajj_ledger.domain.season_commands import ArchiveSeason, BeginSeasonClosing, CloseSeason, RestoreSeason
 from hajj_ledger.domain.vocabulary import Actor, Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.settings import settings, variable_for

@@ -176,8 +176,10 @@ class Journey(Aggregate):
         country: str,
         pre_cleared: bool,
         identity_digest: str | None = None,
+        **context: Any,
     ) -> Journey:
-        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp, "country": country})
+        """`context`: what the catalogue's rules read beside the registration (its season's `calendar`)."""
+        check_step(JOURNEY_STEPS, "Registered", None, {"stamp": stamp, "season": season, "country": country, **context})
         # The library's own way in for a named "created" event, without matching positional arguments to names.
         return cls._create(
             cls.Registered, id=cls.create_id(season, pilgrim_id), stamp=stamp, pilgrim_id=pilgrim_id, season=season,

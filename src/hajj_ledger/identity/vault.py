@@ -22,7 +22,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hajj_ledger.domain.commands import Identity
+from hajj_ledger.domain.command_base import Identity
 from hajj_ledger.domain.documents import passport_number
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.identity.spelling import name_keys

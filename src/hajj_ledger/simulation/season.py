@@ -20,8 +20,8 @@ from functools import partial
 from typing import TextIO
 from uuid import NAMESPACE_URL, uuid5
 
-from hajj_ledger.domain.commands import OpenSeason
 from hajj_ledger.domain.errors import ConflictError, LedgerError, ValidationError
+from hajj_ledger.domain.season_commands import OpenSeason
 from hajj_ledger.domain.vocabulary import MAKKAH_TIME, Actor, Role
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
 from hajj_ledger.progress import progress_bar as shared_progress_bar
