@@ -111,8 +111,8 @@ def prepare(url: str, plan: Plan, logs: Path) -> Setup:
     from bench.bare_server import SCHEMA
     from bench.season import open_season_now
     from hajj_ledger.api import agencies
-    from hajj_ledger.domain.parsing import parse_command
     from hajj_ledger.domain.journey import Journey
+    from hajj_ledger.domain.parsing import parse_command
     from hajj_ledger.domain.vocabulary import Actor, Role
     from hajj_ledger.ledger import JourneyLedger, Outcome
     from hajj_ledger.migrations import upgrade
