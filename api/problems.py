@@ -151,17 +151,27 @@ def from_ledger(error: LedgerError) -> ProblemError:
     return ProblemError(400, error.kind, "Refused", error.message)
 
 
+def as_problem(error: BaseException) -> ProblemError | None:
+    """The problem an error of a route stands for, as the app answers it whichever way the request came in (FastAPI's
+    handlers below, or a hot route); None for any other error."""
+    if isinstance(error, ProblemError):
+        return error
+    if isinstance(error, LedgerError):
+        return from_ledger(error)
+    return None
+
+
 def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
     """The handlers that answer every error as a problem. `check_caller` refuses a caller as the routes would (the
     key, then the role): a request refused before its dependencies ran still checks them first."""
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, problem: ProblemError) -> JSONResponse:
+    async def _problem(request: Request, error: Exception) -> JSONResponse:
+        problem = as_problem(error)
+        assert problem is not None, "handles the errors as_problem knows"
         return problem.response()
 
-    @app.exception_handler(LedgerError)
-    async def _ledger(request: Request, error: LedgerError) -> JSONResponse:
-        return from_ledger(error).response()
+    app.add_exception_handler(ProblemError, _problem)
+    app.add_exception_handler(LedgerError, _problem)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
