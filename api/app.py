@@ -42,7 +42,7 @@ from hajj_ledger.api.routes import (
     seasons,
     steps,
     views,
-)  # fmt: skip
+)
 from hajj_ledger.api.routes import (
     feed as feed_route,
 )
@@ -109,9 +109,19 @@ def create_app(database_url: str | None = None, *, max_wait: float | None = None
     # route's own path, which the 403s and the metrics name).
     view_router, step_router = views.router(), steps.router()
     routers = (
-        step_router, commands.router, journeys.router, identities.router, view_router, audit.router,
-        chain.router, exports.router, feed_route.router, overview.router, agency.router, seasons.router,
-    )  # fmt: skip
+        step_router,
+        commands.router,
+        journeys.router,
+        identities.router,
+        view_router,
+        audit.router,
+        chain.router,
+        exports.router,
+        feed_route.router,
+        overview.router,
+        agency.router,
+        seasons.router,
+    )
     for router in routers:
         app.include_router(router, responses=problems.RESPONSES)
     complete([route for router in routers for route in router.routes if isinstance(route, APIRoute)])

@@ -67,9 +67,12 @@ class ProblemError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {
-            "type": TYPES + self.kind, "title": self.title, "status": self.status, "detail": self.detail,
+            "type": TYPES + self.kind,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
             **self.extra,
-        }  # fmt: skip
+        }
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
@@ -103,12 +106,11 @@ def outcome_unknown(command_ids: list[str], detail: str | None = None) -> Proble
     """A write whose commit may or may not have happened (the connection was lost after it was sent, or the answer
     did not come within the write's bound): sending the same command id again settles it, recorded once."""
     ids = ", ".join(command_ids[:3]) + (f" and {len(command_ids) - 3} more" if len(command_ids) > 3 else "")
-    problem = ProblemError(
-        503, "outcome-unknown", "Outcome unknown",
-        detail or f"the database did not confirm whether the command was recorded ({ids}): send it again with the "
-        "same command_id (or the same Idempotency-Key); it is recorded once, or answered as a repeat if it was",
-        command_ids=command_ids,
-    )  # fmt: skip
+    told = detail or (
+        f"the database did not confirm whether the command was recorded ({ids}): send it again with the same "
+        "command_id (or the same Idempotency-Key); it is recorded once, or answered as a repeat if it was"
+    )
+    problem = ProblemError(503, "outcome-unknown", "Outcome unknown", told, command_ids=command_ids)
     problem.headers["Retry-After"] = "1"
     return problem
 

@@ -201,9 +201,13 @@ def _refused(index: int, error: LedgerError) -> dict[str, Any]:
 def _public(outcome: Outcome) -> dict[str, Any]:
     """As `OutcomePublic` gives it."""
     return {
-        "command_id": outcome.command_id, "event": outcome.event, "aggregate_id": outcome.aggregate_id,
-        "position": outcome.position, "events": outcome.events, "repeated": outcome.repeated,
-    }  # fmt: skip
+        "command_id": outcome.command_id,
+        "event": outcome.event,
+        "aggregate_id": outcome.aggregate_id,
+        "position": outcome.position,
+        "events": outcome.events,
+        "repeated": outcome.repeated,
+    }
 
 
 def _json(content: Any, status: int) -> Response:

@@ -41,9 +41,11 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     commands: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_BATCH, description="commands as `POST /v1/journeys/...` takes them, each "
-        "with its `event` and its journey_id or trip_id"
-    )  # fmt: skip
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="commands as `POST /v1/journeys/...` takes them, each "
+        "with its `event` and its journey_id or trip_id",
+    )
 
 
 class BatchResultPublic(BaseModel):
