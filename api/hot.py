@@ -63,15 +63,17 @@ class HotRead:
         self.defaults, missing = request_params_to_args(route.dependant.query_params, {})
         assert not missing and all(isinstance(v, IMMUTABLE) for v in self.defaults.values()), route.path
 
-    async def call(self, services: Services, agency: Agency, path: Mapping[str, str], query: Mapping[str, str]) -> Any:
-        """The endpoint's answer, or None when a parameter is one its declaration refuses."""
-        path_values, path_errors = request_params_to_args(self.route.dependant.path_params, path)
-        query_values, query_errors = request_params_to_args([self.query[name] for name in query], query)
-        if path_errors or query_errors:
+    def arguments(
+        self, services: Services, agency: Agency, path: Mapping[str, str], query: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """What the endpoint is given, as FastAPI would give it; None when a parameter is one its declaration
+        refuses."""
+        path_values = _declared(self.route.dependant.path_params, path)
+        query_values = _declared([self.query[name] for name in query], query)
+        if path_values is None or query_values is None:
             return None
         given = {name: getattr(services, field) for name, field in self.services.items()}
-        arguments = {**self.defaults, **query_values, **path_values, **given, self.caller: agency}
-        return await self.route.endpoint(**arguments)
+        return {**self.defaults, **query_values, **path_values, **given, self.caller: agency}
 
 
 class HotReads:
@@ -95,9 +97,11 @@ class HotReads:
         query = _query(scope["query_string"])
         if agency is None or query is None or not query.keys() <= read.query.keys():
             return None
-        answer: Response | None = await read.call(services, agency, path, query)
-        if answer is not None:
-            _taken(scope, read.route, agency)
+        arguments = read.arguments(services, agency, path, query)
+        if arguments is None:
+            return None
+        _taken(scope, read.route, agency)
+        answer: Response = await read.route.endpoint(**arguments)
         return answer
 
     def _match(self, scope: Scope) -> tuple[HotRead, dict[str, str]] | None:

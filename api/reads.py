@@ -153,7 +153,7 @@ class Reads:
             rows = await cursor.fetchall()
             await cursor.execute(_postgres(position_query(one_array=True)), {"names": [name]})
             reached = await cursor.fetchone()
-            return rows, (reached or {}).get("min") or 0
+            return rows, (reached or {}).get("reached") or 0
 
         return await self._read([name], min_position, read, agency)
 

@@ -96,7 +96,7 @@ def position_query(*, one_array: bool = False) -> sa.Select[Any]:
         names = positions.c.projection == sa.any_(sa.bindparam("names", type_=postgresql.ARRAY(sa.String)))
     else:
         names = positions.c.projection.in_(sa.bindparam("names", expanding=True))
-    return sa.select(sa.func.min(positions.c.position)).where(names, positions.c.serving.is_(True))
+    return sa.select(sa.func.min(positions.c.position).label("reached")).where(names, positions.c.serving.is_(True))
 
 
 def read_page(connection: Connection, name: str, query: sa.Select[Any], parameters: dict[str, Any]) -> Page:
