@@ -23,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError
-from hajj_ledger.api.reads import Page, journey_query, page_parameters, plain_row, read_page
 from hajj_ledger.archive.seasons import open_season
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.audit.chain import Chain
@@ -34,6 +33,7 @@ from hajj_ledger.domain.vocabulary import SeasonStage
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.closing import SeasonViews
 from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.queries import Page, journey_query, page_parameters, plain_row, read_page
 from hajj_ledger.projections.replay import PastViews
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.projections.seasons import seasons
@@ -76,7 +76,7 @@ class Archived:
     def page(self, model: Model, agency: Agency, filters: dict[str, Any], after: list[Any] | None, limit: int) -> Page:
         """A page of one of the season's views, as `Reads.page` reads it, with nothing to wait for: the archive
         holds the season to its end (the position its views reached)."""
-        query, parameters = page_parameters(model, agency, filters, after, limit)
+        query, parameters = page_parameters(model, agency.actor, filters, after, limit)
         with self.engine.connect() as connection:
             return read_page(connection, model.name, query, parameters)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
@@ -27,12 +27,15 @@ from hajj_ledger.api.agencies import Agency, Keys
 from hajj_ledger.api.archives import ClosedSeasons
 from hajj_ledger.api.examples import PATH_EXAMPLES
 from hajj_ledger.api.feed import Feed
-from hajj_ledger.api.problems import ProblemError, invalid, unauthorized
+from hajj_ledger.api.front import answered_for, bearer_key
+from hajj_ledger.api.problems import from_ledger, invalid, unauthorized
 from hajj_ledger.api.reads import Reads
 from hajj_ledger.api.schemas import HIJRI_YEAR, QueryInt
 from hajj_ledger.audit.chain import Chain
 from hajj_ledger.audit.reads import MAX_LIMIT
+from hajj_ledger.domain import access
 from hajj_ledger.domain.catalogue import STEPS
+from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.vocabulary import Day, Moment, Role
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections.framework import ONE_OF
@@ -105,6 +108,11 @@ async def season_or_current(engine: Engine, season: int | None) -> int | None:
     return current.season if current.fresh else await run_in_threadpool(current.read)
 
 
+# Each service dependency's field in Services, by the function FastAPI calls for it: the hot routes give an
+# endpoint the same services without FastAPI (api/hot.py).
+SERVICE_FIELDS: dict[Callable[..., Any], str] = {}
+
+
 def _service(name: str) -> Any:
     """A route's dependency on one of the app's services, by its field in Services."""
 
@@ -112,6 +120,7 @@ def _service(name: str) -> Any:
         return getattr(request.app.state.services, name)
 
     service.__name__ = name
+    SERVICE_FIELDS[service] = name
     return Depends(service)
 
 
@@ -133,20 +142,18 @@ async def caller(  # async, as the key is nearly always in the cache: one thread
     keys: KeysDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Agency:
-    if credentials is None:
-        raise unauthorized()
-    return authorized(request, _agency(keys, credentials.scheme, credentials.credentials))
+    return authorized(request, _agency(keys, None if credentials is None else credentials.credentials))
 
 
 def check_caller(request: Request) -> None:
     """The caller check, for a request refused before its dependencies ran (a body that is not even JSON): the
     key and the role still come first, so that a caller the route refuses learns nothing of what it accepts."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    authorized(request, _agency(request.app.state.services.keys, scheme, key.strip()))
+    authorized(request, _agency(request.app.state.services.keys, bearer_key(request.headers.get("authorization"))))
 
 
-def _agency(keys: Keys, scheme: str, key: str) -> Agency:
-    if scheme.lower() != "bearer" or not key:
+def _agency(keys: Keys, key: str | None) -> Agency:
+    """The agency of a key (`bearer_key`'s); 401 without one, or for one unknown or revoked."""
+    if key is None:
         raise unauthorized()
     agency = keys.agency(key)
     if agency is None:
@@ -154,35 +161,47 @@ def _agency(keys: Keys, scheme: str, key: str) -> Agency:
     return agency
 
 
+def route_roles(route: Any) -> list[str]:
+    """The roles a route serves, as it declares them (`allow`); none for a route that declares none."""
+    roles: list[str] = (getattr(route, "openapi_extra", None) or {}).get(ROLES, [])
+    return roles
+
+
+def check_role(route: Any, method: str, agency: Agency) -> None:
+    """Refuse a caller whose role the route does not serve (403, naming the roles it does): the domain's one check
+    of a role, made alike by the documented routes (`caller`) and the hot ones."""
+    roles = route_roles(route)
+    try:
+        access.check_role(agency.role, roles, route.path, verb=method)
+    except PermissionDeniedError as refusal:
+        problem = from_ledger(refusal)
+        problem.extra["allowed_roles"] = roles
+        raise problem from None
+
+
 def authorized(request: Request, agency: Agency) -> Agency:
     route = request.scope.get("route")
-    allowed = (getattr(route, "openapi_extra", None) or {}).get(ROLES, [])
-    if agency.role not in allowed:
-        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
-        raise ProblemError(
-            403, "forbidden", "Forbidden", f"role '{agency.role}' may not {action}", role=str(agency.role),
-            action=action, allowed_roles=allowed,
-        )  # fmt: skip
+    check_role(route, request.method, agency)
     repeated = sorted(n for n in set(request.query_params) - _lists(route) if len(request.query_params.getlist(n)) > 1)
     if repeated:  # otherwise the last would silently win
         raise invalid(
             f"query parameters given more than once: {', '.join(repeated)}",
             [{"path": f"query.{name}", "reason": "given more than once"} for name in repeated],
         )
-    unknown = sorted(set(request.query_params) - _query_names(route))
+    unknown = sorted(set(request.query_params) - query_names(route))
     if unknown:
         raise invalid(
             f"unknown query parameters: {', '.join(unknown)}",
             [{"path": f"query.{name}", "reason": "unknown parameter"} for name in unknown],
         )
-    request.state.agency = agency.agency_id
+    answered_for(request.scope, agency)
     return agency
 
 
 _QUERY_NAMES: dict[int, frozenset[str]] = {}
 
 
-def _query_names(route: Any) -> frozenset[str]:
+def query_names(route: Any) -> frozenset[str]:
     """The query parameters a route declares: any other is refused (a misspelt filter would match everything)."""
     names = _QUERY_NAMES.get(id(route))
     if names is None:

@@ -1,135 +1,139 @@
-"""The hottest requests, a journey's status, a view's pages and a single step, answered before FastAPI (its
-middleware, routing and dependency injection) when the request is plainly valid; anything else goes the documented
-way.
+"""The hottest requests, a journey's status, a view's pages, a single step and a batch, answered before FastAPI (its
+middleware, routing and dependency injection) when plainly valid; anything else goes the documented way.
 
 Measured (py-spy, then cProfile): routing through the included routers and solving each route's dependencies cost
-more CPU than the query. The Guard middleware asks this first; it takes only requests whose every part it can judge
-at a glance: a canonical journey id, a key in the key cache whose role the route allows, and query parameters from a
-short list, each given once, with plain values (`min_position`, `limit`, `cursor`, a view's `season`; no filters).
-Those it answers itself, with the same reads, scope check and problems as the documented routes. Every other request
-(a filter, an odd value, an unknown key, a forbidden role) goes on to the documented route, which validates and
-refuses exactly as the OpenAPI document says.
+more CPU than a read's query; a batch's body was decoded by the standard library before it was validated
+(bench/NOTES.md, "The HTTP batch endpoint"). The Guard (api/front.py) asks these first, with the headers and the
+body as it read them. A hot route is the documented route taken a shorter way: its parameters are validated by
+FastAPI's own function against the route's own declarations, its caller is checked by the same function
+(`deps.check_role`), its endpoint is given what FastAPI would give it, and an error it raises is answered by the
+Guard with the problem the app's handlers give. A request it cannot judge at a glance (a key not in the key cache, a
+role the route does not serve, a parameter given twice or unknown, a value its declaration refuses, a body that is
+not a plain command) goes on to the documented route, which validates and refuses as the OpenAPI document says.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from inspect import iscoroutinefunction
+from typing import Any
 from urllib.parse import parse_qsl
-from uuid import UUID
 
 import orjson
 from fastapi import APIRouter
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope
+from starlette.routing import Match
+from starlette.types import Scope
 
 from hajj_ledger.api.agencies import Agency
-from hajj_ledger.api.deps import ROLES, IdempotencyKeyText, Services
-from hajj_ledger.api.problems import MAX_BODY, ProblemError, from_ledger
+from hajj_ledger.api.deps import SERVICE_FIELDS, Services, caller, check_role
+from hajj_ledger.api.front import answered_for, bearer_key
+from hajj_ledger.api.problems import ProblemError
 from hajj_ledger.api.recording import command_id, record_batch_in_time, record_parsed
 from hajj_ledger.api.routes.commands import batch
-from hajj_ledger.api.routes.journeys import status
 from hajj_ledger.api.routes.steps import endpoints
 from hajj_ledger.api.schemas import BatchCreate
-from hajj_ledger.audit.reads import MAX_LIMIT
 from hajj_ledger.domain.command_base import CommandBase
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.parsing import parse_command
 
-JOURNEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-WHOLE = re.compile(r"[0-9]{1,18}")  # within a database integer: nothing for validation to refuse
-CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}")
-HIJRI_YEAR = re.compile(r"[1-9][0-9]{0,3}")  # 1 to 9999, as `deps.Season` takes it
-SEASON = "season"
-PAGE_PARAMETERS = frozenset({"min_position", "limit", "cursor"})
-IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKeyText)  # as the documented routes take the header
-JOURNEYS, VIEWS = "/v1/journeys/", "/v1/views/"
+IMMUTABLE = (type(None), bool, int, str)  # a parameter's default shared by every call
+
+
+class HotRead:
+    """A documented GET route, as a hot read calls it: what its endpoint is given besides its parameters."""
+
+    def __init__(self, route: APIRoute) -> None:
+        assert iscoroutinefunction(route.endpoint), f"{route.path}: a hot read runs on the event loop"
+        self.route = route
+        self.caller = ""  # the endpoint's parameter taking the caller
+        self.services: dict[str, str] = {}  # the endpoint's parameters taking a service: their fields in Services
+        for dependency in route.dependant.dependencies:
+            if dependency.call is caller:
+                self.caller = dependency.name or self.caller  # unnamed: the router's own check of the caller
+            elif dependency.name is not None:
+                field = SERVICE_FIELDS.get(dependency.call) if dependency.call is not None else None
+                assert field is not None, f"{route.path}: {dependency.name} is none of the services"
+                self.services[dependency.name] = field
+        assert self.caller, f"{route.path}: a hot read is given its caller"
+        self.query = {field.alias: field for field in route.dependant.query_params}
+        self.defaults, missing = request_params_to_args(route.dependant.query_params, {})
+        assert not missing and all(isinstance(v, IMMUTABLE) for v in self.defaults.values()), route.path
+
+    def arguments(
+        self, services: Services, agency: Agency, path: Mapping[str, str], query: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """What the endpoint is given, as FastAPI would give it; None when a parameter is one its declaration
+        refuses."""
+        path_values = _declared(self.route.dependant.path_params, path)
+        query_values = _declared([self.query[name] for name in query], query)
+        if path_values is None or query_values is None:
+            return None
+        given = {name: getattr(services, field) for name, field in self.services.items()}
+        return {**self.defaults, **query_values, **path_values, **given, self.caller: agency}
 
 
 class HotReads:
-    """Answers a plainly valid hot read, or says it is not one (None), before the request reaches FastAPI: through
-    the documented route's own function, with the values it would have been given."""
+    """Answers a plainly valid GET of one of `routes`, or says it is not one (None), before the request reaches
+    FastAPI: through the documented route's own endpoint, with the values FastAPI would have given it."""
 
-    def __init__(self, status: APIRoute, views: dict[str, APIRoute]) -> None:
-        self.status = status
-        self.views = views
-        # The views by season, which take `season` here too.
-        self.by_season = {r.path for r in views.values() if SEASON in {p.alias for p in r.dependant.query_params}}
+    def __init__(self, routes: Iterable[APIRoute]) -> None:
+        self.reads = [HotRead(route) for route in routes]
+        self.by_path = {read.route.path: read for read in self.reads if not read.route.param_convertors}
+        self.by_pattern = [read for read in self.reads if read.route.param_convertors]
 
-    async def answer(self, scope: Scope) -> Response | None:
+    async def answer(self, scope: Scope, headers: Mapping[str, str]) -> Response | None:
         if scope["method"] != "GET":
             return None
-        path: str = scope["path"]
-        if path.startswith(JOURNEYS) and "/" not in path[len(JOURNEYS) :]:
-            route = self.status
-        elif path.startswith(VIEWS) and path[len(VIEWS) :] in self.views:
-            route = self.views[path[len(VIEWS) :]]
-        else:
+        found = self._match(scope)
+        if found is None:
             return None
+        read, path = found
         services: Services = scope["app"].state.services
-        agency = _agency(services, scope, route)
+        agency = cached_caller(services, headers, read.route, "GET")
         query = _query(scope["query_string"])
-        if agency is None or query is None:
+        if agency is None or query is None or not query.keys() <= read.query.keys():
             return None
-        try:
-            if route is self.status:
-                response = await self._status(services, agency, path[len(JOURNEYS) :], query)
-            else:
-                response = await self._page(services, agency, route, query)
-        except ProblemError as problem:
-            response = problem.response()
-        if response is not None:
-            scope["route"] = route  # what the access log and the metrics name
-            scope.setdefault("state", {})["agency"] = agency.agency_id
-        return response
+        arguments = read.arguments(services, agency, path, query)
+        if arguments is None:
+            return None
+        _taken(scope, read.route, agency)
+        answer: Response = await read.route.endpoint(**arguments)
+        return answer
 
-    async def _status(self, services: Services, agency: Agency, text: str, query: dict[str, str]) -> Response | None:
-        if not JOURNEY_ID.fullmatch(text) or not set(query) <= {"min_position"}:
-            return None
-        position = _whole(query.get("min_position"))
-        if "min_position" in query and position is None:
-            return None
-        return await status(UUID(text), agency, services.reads, services.archives, position)
-
-    async def _page(self, services: Services, agency: Agency, view: APIRoute, query: dict[str, str]) -> Response | None:
-        if not set(query) <= (PAGE_PARAMETERS | {SEASON} if view.path in self.by_season else PAGE_PARAMETERS):
-            return None
-        limit = _whole(query.get("limit", "100"))
-        cursor = query.get("cursor")
-        if limit is None or not 1 <= limit <= MAX_LIMIT or (cursor is not None and not CURSOR.fullmatch(cursor)):
-            return None
-        position = _whole(query.get("min_position"))
-        if "min_position" in query and position is None:
-            return None
-        season = query.get(SEASON)
-        if season is not None and not HIJRI_YEAR.fullmatch(season):
-            return None
-        seasons = {} if season is None else {SEASON: int(season)}
-        page: Response = await view.endpoint(
-            agency=agency,
-            reads=services.reads,
-            archives=services.archives,
-            cursor=cursor,
-            limit=limit,
-            min_position=position,
-            **seasons,
-        )
-        return page
+    def _match(self, scope: Scope) -> tuple[HotRead, dict[str, str]] | None:
+        """The route of the request's path and its path parameters, as Starlette's routing finds them."""
+        if (read := self.by_path.get(scope["path"])) is not None:
+            return read, {}
+        for read in self.by_pattern:
+            match, child = read.route.matches(scope)
+            if match is Match.FULL:
+                return read, child["path_params"]
+        return None
 
 
-def _agency(services: Services, scope: Scope, route: APIRoute) -> Agency | None:
-    """The caller, when its key is in the cache and its role may call the route; otherwise None."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            if scheme != "Bearer" or not key or " " in key:
-                return None
-            agency = services.keys.cached(key)
-            if agency is None or agency.role not in (route.openapi_extra or {}).get(ROLES, ()):
-                return None
-            return agency
-    return None
+def cached_caller(services: Services, headers: Mapping[str, str], route: APIRoute, method: str) -> Agency | None:
+    """The caller, when its key is in the key cache and its role may call the route; otherwise None (the documented
+    route looks the key up, or refuses the role, itself)."""
+    key = bearer_key(headers.get("authorization"))
+    agency = None if key is None else services.keys.cached(key)
+    if agency is None:
+        return None
+    try:
+        check_role(route, method, agency)
+    except ProblemError:
+        return None
+    return agency
+
+
+def _taken(scope: Scope, route: APIRoute, agency: Agency) -> None:
+    """The request taken by a hot route: the route and the caller, as the access log and the metrics name them."""
+    scope["route"] = route
+    answered_for(scope, agency)
 
 
 def _query(raw: bytes) -> dict[str, str] | None:
@@ -141,103 +145,86 @@ def _query(raw: bytes) -> dict[str, str] | None:
     return found if len(found) == len(pairs) else None
 
 
-def _whole(text: str | None) -> int | None:
-    return int(text) if text is not None and WHOLE.fullmatch(text) else None
-
-
 class HotWrites:
     """The recording endpoints, answered before FastAPI when plainly valid: a key in the key cache whose role the
-    route allows, no query string, a plain Idempotency-Key if any, and a JSON body of known length that makes a valid
-    command with the step's event and the path's canonical id, or (the batch endpoint) a valid `BatchCreate`. The body
-    is validated once, by the same model the documented route validates it with last; anything else (a refusal
-    included) goes to the documented route with the body as read, which answers exactly as the OpenAPI document says.
-    The ledger's own refusals are the same either way."""
+    route allows, no query string, the headers the route declares (an Idempotency-Key) as it takes them, and a JSON
+    body that makes a valid command with the step's event and the path's target, or (the batch endpoint) a valid
+    `BatchCreate`. The body is validated once, by the same model the documented route validates it with last;
+    anything else (a refusal included) goes to the documented route, which answers exactly as the OpenAPI document
+    says. The ledger's own refusals are the same either way."""
 
     def __init__(self, routes: dict[str, tuple[APIRoute, type[CommandBase]]], batch: APIRoute) -> None:
         self.routes = routes  # by path with `{id}` for the target: "/v1/journeys/{id}/visa-issued"
         self.batch = batch
 
-    async def take(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
-        """An answer, or None with what the documented route reads the body from."""
+    async def answer(self, scope: Scope, headers: Mapping[str, str], body: bytes) -> Response | None:
+        if scope["method"] != "POST" or scope["query_string"]:
+            return None
         path: str = scope["path"]
         if path == self.batch.path:
-            return await self._batch(scope, receive)
+            return await self._batch(scope, headers, body)
         parts = path.split("/")  # "", "v1", "journeys", id, step
-        target_id = parts[3] if len(parts) == 5 else None
-        key = path if target_id is None else "/".join([*parts[:3], "{id}", parts[4]])
-        step = self.routes.get(key) if scope["method"] == "POST" and not scope["query_string"] else None
-        if step is None or (target_id is not None and not JOURNEY_ID.fullmatch(target_id)):
-            return None, receive
+        target = parts[3] if len(parts) == 5 else None
+        step = self.routes.get(path if target is None else "/".join([*parts[:3], "{id}", parts[4]]))
+        if step is None:
+            return None
         route, command = step
-        plain = await _plain_request(scope, receive, route)
-        if plain is None:
-            return None, receive
-        services, agency, body, key_text = plain
-        again = _replay(body)
+        plain = _plain_request(scope, headers, route)
+        path_values = _declared(route.dependant.path_params, {command.target: target} if target else {})
+        if plain is None or path_values is None:
+            return None
+        services, agency, key = plain
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return None, again
+            return None
         if not isinstance(data, dict) or "event" in data or (command.target and command.target in data):
-            return None, again
+            return None  # fields the step's body does not take: refused by the documented route
         data["event"] = command.model_fields["event"].default
-        if target_id is not None:
-            data[command.target] = target_id
+        data.update(path_values)
         if data.get("command_id") is None:
-            data["command_id"] = command_id(agency, key_text)
+            data["command_id"] = command_id(agency, key)
         try:
             parsed = parse_command(data)
         except LedgerError:
-            return None, again
-        scope["route"] = route  # what the access log and the metrics name
-        scope.setdefault("state", {})["agency"] = agency.agency_id
-        try:
-            return await record_parsed(services.ledger, agency, parsed), again
-        except LedgerError as refusal:
-            return from_ledger(refusal).response(), again
+            return None
+        _taken(scope, route, agency)
+        return await record_parsed(services.ledger, agency, parsed)
 
-    async def _batch(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
+    async def _batch(self, scope: Scope, headers: Mapping[str, str], body: bytes) -> Response | None:
         """`POST /v1/commands:batch`: the body parsed and validated in one pass by pydantic's own JSON parser, where
         FastAPI decodes it with the standard library's first (a tenth of a batch request's CPU, profiled)."""
-        if scope["method"] != "POST" or scope["query_string"]:
-            return None, receive
-        plain = await _plain_request(scope, receive, self.batch)
+        plain = _plain_request(scope, headers, self.batch)
         if plain is None:
-            return None, receive
-        services, agency, body, key_text = plain
-        again = _replay(body)
+            return None
+        services, agency, key = plain
         try:
             commands = BatchCreate.model_validate_json(body).commands
         except ValidationError:
-            return None, again
-        scope["route"] = self.batch  # what the access log and the metrics name
-        scope.setdefault("state", {})["agency"] = agency.agency_id
-        return await record_batch_in_time(services.ledger, agency, commands, key_text), again
+            return None
+        _taken(scope, self.batch, agency)
+        return await record_batch_in_time(services.ledger, agency, commands, key)
 
 
-async def _plain_request(
-    scope: Scope, receive: Receive, route: APIRoute
-) -> tuple[Services, Agency, bytes, str | None] | None:
-    """A write's caller, body and Idempotency-Key, when a hot write may take it: a key in the key cache whose role the
-    route allows, a body of known length within the limit (then read), a plain key if any; otherwise None, with
-    nothing read."""
+def _plain_request(
+    scope: Scope, headers: Mapping[str, str], route: APIRoute
+) -> tuple[Services, Agency, str | None] | None:
+    """A write's services, caller and Idempotency-Key, when a hot write may take it: a key in the key cache whose
+    role the route allows, and the headers the route declares as it takes them; otherwise None."""
     services: Services = scope["app"].state.services
-    agency = _agency(services, scope, route)
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        headers.setdefault(name, value)  # a header given twice: the first, as the documented routes read it
-    length = headers.get(b"content-length", b"")
-    idempotency_key = headers.get(b"idempotency-key")
-    key_text = None if idempotency_key is None else idempotency_key.decode("latin-1")
-    if (
-        agency is None
-        or b"transfer-encoding" in headers
-        or not length.isdigit()
-        or int(length) > MAX_BODY
-        or (key_text is not None and not _plain_key(key_text))
-    ):
+    agency = cached_caller(services, headers, route, "POST")
+    declared = _declared(route.dependant.header_params, headers)
+    if agency is None or declared is None:
         return None
-    return services, agency, await _read(receive), key_text
+    key: str | None = declared.get("idempotency_key")
+    return services, agency, key
+
+
+def _declared(fields: Sequence[Any], given: Mapping[str, str | None]) -> dict[str, Any] | None:
+    """The values of a route's parameters, validated by FastAPI's own function against their declarations, as the
+    documented route gets them; None when one is refused."""
+    values, errors = request_params_to_args(fields, given)
+    return None if errors else values
 
 
 def hot_writes(router: APIRouter, batch_router: APIRouter) -> HotWrites:
@@ -248,34 +235,3 @@ def hot_writes(router: APIRouter, batch_router: APIRouter) -> HotWrites:
             routes[re.sub(r"\{[a-z_]+\}", "{id}", route.path)] = (route, paths[route.path])
     batch_route = next(r for r in batch_router.routes if isinstance(r, APIRoute) and r.endpoint is batch)
     return HotWrites(routes, batch_route)
-
-
-def _plain_key(text: str) -> bool:
-    try:
-        IDEMPOTENCY_KEY.validate_python(text)
-    except ValidationError:
-        return False
-    return True
-
-
-async def _read(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    """A receive that gives the body already read, then whatever the client sends next (a disconnect)."""
-    given = False
-
-    async def receive() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive

@@ -67,9 +67,12 @@ class ProblemError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {
-            "type": TYPES + self.kind, "title": self.title, "status": self.status, "detail": self.detail,
+            "type": TYPES + self.kind,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
             **self.extra,
-        }  # fmt: skip
+        }
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
@@ -103,12 +106,11 @@ def outcome_unknown(command_ids: list[str], detail: str | None = None) -> Proble
     """A write whose commit may or may not have happened (the connection was lost after it was sent, or the answer
     did not come within the write's bound): sending the same command id again settles it, recorded once."""
     ids = ", ".join(command_ids[:3]) + (f" and {len(command_ids) - 3} more" if len(command_ids) > 3 else "")
-    problem = ProblemError(
-        503, "outcome-unknown", "Outcome unknown",
-        detail or f"the database did not confirm whether the command was recorded ({ids}): send it again with the "
-        "same command_id (or the same Idempotency-Key); it is recorded once, or answered as a repeat if it was",
-        command_ids=command_ids,
-    )  # fmt: skip
+    told = detail or (
+        f"the database did not confirm whether the command was recorded ({ids}): send it again with the same "
+        "command_id (or the same Idempotency-Key); it is recorded once, or answered as a repeat if it was"
+    )
+    problem = ProblemError(503, "outcome-unknown", "Outcome unknown", told, command_ids=command_ids)
     problem.headers["Retry-After"] = "1"
     return problem
 
@@ -151,17 +153,27 @@ def from_ledger(error: LedgerError) -> ProblemError:
     return ProblemError(400, error.kind, "Refused", error.message)
 
 
+def as_problem(error: BaseException) -> ProblemError | None:
+    """The problem an error of a route stands for, as the app answers it whichever way the request came in (FastAPI's
+    handlers below, or a hot route); None for any other error."""
+    if isinstance(error, ProblemError):
+        return error
+    if isinstance(error, LedgerError):
+        return from_ledger(error)
+    return None
+
+
 def install(app: FastAPI, check_caller: Callable[[Request], None]) -> None:
     """The handlers that answer every error as a problem. `check_caller` refuses a caller as the routes would (the
     key, then the role): a request refused before its dependencies ran still checks them first."""
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, problem: ProblemError) -> JSONResponse:
+    async def _problem(request: Request, error: Exception) -> JSONResponse:
+        problem = as_problem(error)
+        assert problem is not None, "handles the errors as_problem knows"
         return problem.response()
 
-    @app.exception_handler(LedgerError)
-    async def _ledger(request: Request, error: LedgerError) -> JSONResponse:
-        return from_ledger(error).response()
+    app.add_exception_handler(ProblemError, _problem)
+    app.add_exception_handler(LedgerError, _problem)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

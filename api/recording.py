@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError, for_store_error, from_ledger, outcome_unknown, unavailable
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, RecordedEvent, may_record
+from hajj_ledger.domain.access import check_role
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, STEPS, RecordedEvent
 from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
 from hajj_ledger.domain.parsing import parse_command
@@ -138,8 +139,7 @@ def record_batch(
             data["command_id"] = next(fresh) if key is None else command_id(agency, key, index)
         try:
             command = parse_command(data)
-            if not may_record(agency.role, command.event):  # the role first, as each command's own endpoint does
-                raise PermissionDeniedError(agency.role, command.event)
+            check_role(agency.role, STEPS[command.event].roles, command.event)  # first, as its own endpoint does
             parsed.append((index, command))
         except LedgerError as error:
             results[index] = _refused(index, error)
@@ -184,8 +184,10 @@ def only_its_recorder(ledger: JourneyLedger, agency: Agency, command: Command, r
     recorder = cast(RecordedEvent, ledger.mapper.to_domain_event(stored[0])).stamp.agency_id
     if recorder == agency.agency_id:
         return result
-    if not may_record(agency.role, command.event):
-        return PermissionDeniedError(agency.role, command.event)
+    try:
+        check_role(agency.role, STEPS[command.event].roles, command.event)
+    except PermissionDeniedError as refusal:
+        return refusal
     scope = EVENT_SCOPES[command.event].get(agency.role)  # the scope of the command's kind of aggregate
     if scope is not None:
         return PermissionDeniedError(agency.role, command.event, scope[1])
@@ -200,9 +202,13 @@ def _refused(index: int, error: LedgerError) -> dict[str, Any]:
 def _public(outcome: Outcome) -> dict[str, Any]:
     """As `OutcomePublic` gives it."""
     return {
-        "command_id": outcome.command_id, "event": outcome.event, "aggregate_id": outcome.aggregate_id,
-        "position": outcome.position, "events": outcome.events, "repeated": outcome.repeated,
-    }  # fmt: skip
+        "command_id": outcome.command_id,
+        "event": outcome.event,
+        "aggregate_id": outcome.aggregate_id,
+        "position": outcome.position,
+        "events": outcome.events,
+        "repeated": outcome.repeated,
+    }
 
 
 def _json(content: Any, status: int) -> Response:

@@ -41,9 +41,11 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     commands: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_BATCH, description="commands as `POST /v1/journeys/...` takes them, each "
-        "with its `event` and its journey_id or trip_id"
-    )  # fmt: skip
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="commands as `POST /v1/journeys/...` takes them, each "
+        "with its `event` and its journey_id or trip_id",
+    )
 
 
 class BatchResultPublic(BaseModel):
@@ -277,3 +279,107 @@ class SeasonPublic(BaseModel):
     first_position: int | None
     last_position: int | None
     event_count: int | None
+
+
+# The views' index and the season at a glance (api/routes/overview.py).
+
+
+class ColumnPublic(BaseModel):
+    name: str
+    type: str = Field(description="integer, text, boolean, date, timestamp or uuid")
+    filter: bool = Field(description="whether `GET /v1/views/<name>` filters by it")
+    at_least: bool = Field(
+        default=False, description="whether it also takes `min_<column>`: rows with at least that value (free places)"
+    )
+    one_of: list[str] | None = Field(
+        default=None, description="the only values it holds (a stage, a status); a filter by any other is refused"
+    )
+
+
+class ViewPublic(BaseModel):
+    name: str
+    description: str
+    path: str = Field(description="where it is served")
+    key: list[str] = Field(description="the columns that identify a row, in the order pages follow")
+    columns: list[ColumnPublic]
+    readers: list[str] = Field(description="the roles that may read it (scoped roles see their own rows only)")
+    readable: bool = Field(description="whether the caller's role may read it")
+
+
+class ViewsPublic(BaseModel):
+    items: list[ViewPublic]
+
+
+class StagePublic(BaseModel):
+    stage: str
+    reached: int = Field(description="journeys of the season that have reached it")
+    today: int = Field(description="of those, journeys that reached it on the day")
+
+
+class StageNowPublic(BaseModel):
+    stage: str
+    journeys: int = Field(description="journeys of the season at that stage now")
+
+
+class ArrivalsPublic(BaseModel):
+    day: date = Field(description="in Makkah")
+    port: str
+    mode: str
+    arrived: int
+
+
+class PlacePublic(BaseModel):
+    place: str | None = Field(description="a port, a city or a holy site")
+    pilgrims: int
+
+
+class CasesPublic(BaseModel):
+    in_hospital: int
+    missing: int
+    deceased: int
+
+
+class OfferPlacesPublic(BaseModel):
+    kind: str
+    offers: int = Field(description="offers of the season published and not withdrawn")
+    places: int
+    free: int = Field(description="places not contracted")
+
+
+class ContractPlacesPublic(BaseModel):
+    contracts: int = Field(description="contracts of the season signed")
+    places: int
+    used: int = Field(description="places taken by journeys")
+    free: int
+
+
+class BedsPublic(BaseModel):
+    buildings: int = Field(description="licensed buildings, suspended or not")
+    beds: int
+    occupied: int
+    free: int
+
+
+class RoadPublic(BaseModel):
+    on_the_road: int = Field(description="trips departed and not arrived")
+    overdue: int = Field(description="of those, trips past their expected arrival")
+
+
+class SummaryPublic(BaseModel):
+    season: int | None = Field(
+        description="the one season every figure of journeys, offers and contracts counts: the one asked for, else "
+        "the current one (null: no season in the views yet)"
+    )
+    seasons: list[int] = Field(description="the seasons the views hold, newest first: those there is a page of")
+    day: date = Field(description="the day 'today' means, in Makkah")
+    funnel: list[StagePublic] | None = Field(description="season_funnel; null when the role may not read it")
+    stages: list[StageNowPublic] | None = Field(description="journey_status: the season's journeys by stage now")
+    arrivals: list[ArrivalsPublic] | None = Field(description="port_arrivals, per day, port and mode")
+    in_kingdom: list[PlacePublic] | None = Field(description="journey_status: pilgrims in the Kingdom now, by place")
+    trips_on_the_road: int | None = Field(description="trip_manifest: trips departed and not yet arrived")
+    cases: CasesPublic | None = Field(description="journey_status: pilgrims in hospital, missing, deceased")
+    overstays: int | None = Field(description="overstay_watch: in the Kingdom with their visa run out")
+    offers: list[OfferPlacesPublic] | None = Field(description="service_offers: the market's places, by kind")
+    contracts: ContractPlacesPublic | None = Field(description="contracts: places contracted, used and free")
+    beds: BedsPublic | None = Field(description="building_occupancy: beds occupied and free")
+    road: RoadPublic | None = Field(description="trips_on_road: trips on the road, and those overdue")

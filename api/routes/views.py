@@ -35,11 +35,12 @@ from hajj_ledger.api.deps import (
     season_or_current,
 )
 from hajj_ledger.api.problems import invalid
-from hajj_ledger.api.reads import answer, page_parameters
+from hajj_ledger.api.reads import answer
 from hajj_ledger.api.schemas import PagePublic, utc
 from hajj_ledger.domain.access import VIEW_READERS
 from hajj_ledger.projections import PROJECTIONS
 from hajj_ledger.projections.framework import AT_LEAST, Model
+from hajj_ledger.projections.queries import page_parameters
 from hajj_ledger.projections.read_season import SEASON, by_season
 
 FILTERABLE = (str, int, bool, UUID, date, datetime)
@@ -72,7 +73,7 @@ def page(
     """A page of a view on a SQLAlchemy connection (the auditors' past views)."""
 
     def read(after: list[Any] | None, count: int) -> list[dict[str, Any]]:
-        query, parameters = page_parameters(model, agency, filters, after, count - 1)
+        query, parameters = page_parameters(model, agency.actor, filters, after, count - 1)
         return [dict(r) for r in connection.execute(query, parameters).mappings()]
 
     return keyed_page(model, cursor, limit, read)

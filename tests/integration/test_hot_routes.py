@@ -55,18 +55,20 @@ def _requests(keys: dict[str, str], mine: str, theirs: str, head: int, cursor: s
         (keys["ministry"], view, {"limit": 1, "cursor": cursor, "min_position": 0}),
         (keys["ministry"], "/v1/views/season_funnel", {}),
         (keys["ministry"], view, {"season": 1446}), (keys["mission"], view, {"season": 1447, "limit": 1}),
+        # Values as the routes' declarations take them: any form of a uuid, a filter, a cursor refused by the view.
+        (keys["ministry"], f"/v1/journeys/{mine.upper()}", {}),
+        (keys["ministry"], f"/v1/journeys/{UUID(mine).hex}", {}),
+        (keys["ministry"], view, {"stage": "registered"}), (keys["mission"], view, {"stage": "registered"}),
+        (keys["ministry"], view, {"cursor": "!!"}),
     ]  # fmt: skip
     odd: list[tuple[str, str, Any]] = [
         (keys["ministry"], status, {"min_position": head + 1000}), (keys["ministry"], status, {"min_position": "1e3"}),
         (keys["ministry"], status, {"min_position": "-1"}), (keys["ministry"], status, {"min_position": ""}),
         (keys["ministry"], status, {"min_position": [1, 1]}), (keys["ministry"], status, {"limit": 1}),
-        (keys["ministry"], f"/v1/journeys/{mine.upper()}", {}),
-        (keys["ministry"], f"/v1/journeys/{UUID(mine).hex}", {}),
         (keys["ministry"], "/v1/journeys/not-a-uuid", {}), (keys["ministry"], f"/v1/journeys/{mine}/", {}),
         (keys["company"], status, {}), ("hl_000000000000_" + "x" * 43, status, {}),
         (keys["ministry"], view, {"limit": 0}), (keys["ministry"], view, {"limit": 1001}),
         (keys["ministry"], view, {"limit": "ten"}), (keys["ministry"], view, {"cursor": "garbage"}),
-        (keys["ministry"], view, {"cursor": "!!"}), (keys["ministry"], view, {"stage": "registered"}),
         (keys["ministry"], view, {"unknown": 1}), (keys["ministry"], view, {"limit": [1, 2]}),
         (keys["ministry"], view, {"min_position": head + 1000}), (keys["ministry"], "/v1/views/nothing", {}),
         (keys["ministry"], view, {"season": 0}), (keys["ministry"], view, {"season": "01446"}),
@@ -95,7 +97,7 @@ def test_the_hot_route_answers_as_the_documented_routes(
     mine, theirs = registered[0]["aggregate_id"], registered[1]["aggregate_id"]
     requests = _requests(keys, mine, theirs, head, cursor)
     hot: HotReads = client.app.state.hot_reads  # type: ignore[attr-defined]
-    documented = [hot.status, *hot.views.values()]
+    documented = [read.route for read in hot.reads]
     handed_on: list[str] = []
 
     def answers() -> list[tuple[int, str, Any, bool]]:
@@ -118,8 +120,9 @@ def test_the_hot_route_answers_as_the_documented_routes(
         route.handle = counted  # type: ignore[method-assign]
     answers()  # every key is in the cache from here on
     with_hot = answers()
-    valid = 12
-    assert [a[0] for a in with_hot[:valid]] == [200, 200, 200, 404, 404, 200, 200, 200, 200, 200, 200, 200]
+    valid = 17
+    statuses = [200, 200, 200, 404, 404, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 422]
+    assert [a[0] for a in with_hot[:valid]] == statuses
     assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
     assert sum(a[3] for a in with_hot[valid:]) >= 15  # most odd ones are handed on; a few it refuses alike
     assert all(a[0] < 500 for a in with_hot)
@@ -145,6 +148,9 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
         (mofa, f"{step}/visa-issued", {}, {**at, "valid_until": (T0 + timedelta(days=90)).isoformat()}),
         (mission, f"/v1/journeys/{uuid4()}/visa-requested", {}, at),  # no such journey (404)
         (keys["moh"], f"{step}/hospital-discharged", {}, {**at, "facility": "KFH"}),  # never admitted (409)
+        # A target as the route's declaration takes it: any form of the uuid, a season's number.
+        (mission, f"/v1/journeys/{journey.upper()}/visa-requested", {}, at),  # past it (409)
+        (keys["ministry"], "/v1/seasons/1500/begin-closing", {}, at),  # no such season (404)
     ]  # fmt: skip
     odd: list[tuple[str, str, dict[str, str], Any]] = [
         (mission, f"{step}/visa-requested", {}, {**at, "colour": "red"}),
@@ -152,7 +158,8 @@ def _write_requests(keys: dict[str, str], journey: str) -> list[tuple[str, str, 
         (mission, f"{step}/visa-requested", {}, {**at, "journey_id": journey}),
         (mission, f"{step}/visa-requested?x=1", {}, at),
         (mofa, f"{step}/visa-requested", {}, at),  # not the mission's step: 403
-        (mission, f"/v1/journeys/{journey.upper()}/visa-requested", {}, at),
+        (mission, "/v1/journeys/not-a-uuid/visa-requested", {}, at),
+        (keys["ministry"], "/v1/seasons/0/begin-closing", {}, at),  # not a Hijri year
         (mission, f"{step}/visa-requested", {}, b"{not json"),
         (mission, f"{step}/visa-requested", {}, b"[1, 2]"),
         (mission, f"{step}/visa-requested", {"Idempotency-Key": "k" * 201}, at),
@@ -204,8 +211,8 @@ def test_the_hot_step_answers_as_the_documented_routes(
 
     answers()  # every key is in the cache from here on
     with_hot = answers()
-    valid = 7
-    assert [a[0] for a in with_hot[:valid]] == [201, 201, 200, 409, 201, 404, 409], with_hot[:valid]
+    valid = 9
+    assert [a[0] for a in with_hot[:valid]] == [201, 201, 200, 409, 201, 404, 409, 409, 404], with_hot[:valid]
     assert not any(a[3] for a in with_hot[:valid])  # answered by the hot route itself
     assert all(a[3] for a in with_hot[valid:-1])  # the odd ones are handed on (the last matches no step at all)
     assert all(a[0] < 500 for a in with_hot)
@@ -313,3 +320,21 @@ def test_a_header_given_twice_is_read_as_the_documented_routes_read_it(
         client.app.state.hot_writes = hot_writes  # type: ignore[attr-defined]
         # The first header's key: the command recorded above, answered again.
         assert (again["results"][0]["outcome"] if "results" in again else again)["repeated"], again
+
+
+def test_a_key_is_read_alike_however_its_scheme_is_spelt(
+    client: TestClient, keys_and_url: tuple[dict[str, str], str]
+) -> None:
+    """`Authorization` as FastAPI's HTTPBearer reads it for the documented routes (the scheme in any case, the key
+    trimmed): the hot routes take the same key from it, and answer as the documented routes do."""
+    key = keys_and_url[0]["mission"]
+    path = "/v1/views/journey_status"
+    spellings = [f"Bearer {key}", f"bearer {key}", f"BEARER  {key}", f"Bearer {key} ", f"Basic {key}", "Bearer "]
+    client.get(path, headers={"Authorization": f"Bearer {key}"})  # the key in the cache
+    hot_reads = client.app.state.hot_reads  # type: ignore[attr-defined]
+    with_hot = [client.get(path, headers={"Authorization": given}) for given in spellings]
+    client.app.state.hot_reads = None  # type: ignore[attr-defined]
+    without = [client.get(path, headers={"Authorization": given}) for given in spellings]
+    client.app.state.hot_reads = hot_reads  # type: ignore[attr-defined]
+    assert [a.status_code for a in with_hot] == [200, 200, 200, 200, 401, 401]
+    assert [(a.status_code, a.json()) for a in with_hot] == [(a.status_code, a.json()) for a in without]

@@ -15,7 +15,7 @@ import pytest
 
 from hajj_ledger.api import agencies
 from hajj_ledger.api.app import create_app
-from hajj_ledger.api.reads import READ_URL_VARIABLE
+from hajj_ledger.api.sources import READ_URL_VARIABLE
 from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.ledger import JourneyLedger

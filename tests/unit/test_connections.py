@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from hajj_ledger.api.reads import READ_URL_VARIABLE, standby_urls
+from hajj_ledger.api.sources import READ_URL_VARIABLE, standby_urls
 from hajj_ledger.preflight import SetupError, check_store
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.store.connections import Postgres, direct_url, is_read_only, split_urls, with_parameter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hajj_ledger.api.reads import READ_URL_VARIABLE, standby_urls
+from hajj_ledger.api.sources import READ_URL_VARIABLE, standby_urls
 from hajj_ledger.store.connections import Postgres
 
 

@@ -13,7 +13,7 @@ only views with that column are granted to it; `whole` names the scoped roles th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Who follows the feed and who reads identities are the catalogue's, where the feed and the vault check them event
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from hajj_ledger.domain.catalogue import FEED_EVENTS
 from hajj_ledger.domain.catalogue import IDENTITY_READERS as IDENTITY_READERS
 from hajj_ledger.domain.catalogue import NAME_SEARCHERS as NAME_SEARCHERS
+from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.vocabulary import Role
 
 M, C = Role.MISSION, Role.COMPANY
@@ -268,6 +269,14 @@ AUDIT_READERS = READS["audit"].readers
 EXPORTERS = READS["exports"].readers
 SUMMARY_READERS = READS["summary"].readers
 FEED_READERS = READS["feed"].readers
+
+
+def check_role(role: Role, roles: Collection[str], action: str, *, verb: str = "record") -> None:
+    """Refuse a role that is not one of `roles`: the one check of a caller's role, the same refusal wherever it is
+    made, for a step (the catalogue's roles of it, `STEPS[event].roles`) or a route (the roles it serves, from the
+    tables here or the catalogue's; `verb` its method, `action` its path)."""
+    if role not in roles:
+        raise PermissionDeniedError(role, action, verb=verb)
 
 
 def _code(names: Iterable[str]) -> str:
