@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError, for_store_error, from_ledger, outcome_unknown, unavailable
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, RecordedEvent, may_record
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, may_record
 from hajj_ledger.domain.commands import Command, parse_command
 from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.vocabulary import Actor
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result
 from hajj_ledger.store.connections import StoreUnavailableError

@@ -513,7 +513,8 @@ def _season(ledger: JourneyLedger, given: int | None) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from hajj_ledger.domain.catalogue import TABLES, render_markdown
+    from hajj_ledger.domain.catalogue import TABLES
+    from hajj_ledger.domain.catalogue_doc import render_markdown
 
     for title, steps in TABLES.items():
         print(f"{title}\n\n" + render_markdown(steps))

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from hajj_ledger.domain.catalogue import SCOPE, check_identity_reader, check_name_searcher
+from hajj_ledger.domain.access import check_identity_reader, check_name_searcher
+from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.domain.commands import Command, EraseIdentity, EraseSeasonIdentities, Identity
 from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, NotFoundError, ValidationError
 from hajj_ledger.domain.journey import Journey

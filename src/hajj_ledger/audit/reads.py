@@ -26,8 +26,9 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, check_step
 from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role, hijri, makkah_day
 from hajj_ledger.store.codec import stored_topic
