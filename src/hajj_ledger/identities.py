@@ -153,7 +153,8 @@ def _erase_archived_command(season: int, journey_ids: list[UUID], reason: str) -
 def _in_archives(ledger: JourneyLedger, journey_ids: list[UUID], report: RetentionReport) -> dict[int, list[Journey]]:
     """The journeys of `journey_ids` found in the archives of the seasons taken out of the hot store, by season;
     each not found, or in an archive that cannot be opened, is named in `report.refused`."""
-    from hajj_ledger.archive.seasons import closed_seasons, open_season
+    from hajj_ledger.archive.reading import open_season
+    from hajj_ledger.archive.seasons import closed_seasons
     from hajj_ledger.audit.chain import signing_keys
 
     found: dict[int, list[Journey]] = {}
