@@ -23,10 +23,10 @@ from starlette.concurrency import run_in_threadpool
 
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError
-from hajj_ledger.archive.seasons import open_season
+from hajj_ledger.archive.reading import open_season
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
+from hajj_ledger.audit.as_of import AsOf
 from hajj_ledger.audit.chain import Chain
-from hajj_ledger.audit.reads import AsOf
 from hajj_ledger.audit.signing import SigningKeys
 from hajj_ledger.domain.errors import LedgerError
 from hajj_ledger.domain.vocabulary import SeasonStage

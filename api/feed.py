@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from hajj_ledger.api.agencies import REVOKED, Agency, Revocations
-from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.domain.access import may_follow
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch
 from hajj_ledger.ledger import JourneyLedger

@@ -20,9 +20,10 @@ from hajj_ledger.api import metrics
 from hajj_ledger.api.agencies import Agency
 from hajj_ledger.api.problems import ProblemError, for_store_error, from_ledger, outcome_unknown, unavailable
 from hajj_ledger.domain.access import check_role
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, STEPS, RecordedEvent
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, STEPS
 from hajj_ledger.domain.commands import Command
 from hajj_ledger.domain.errors import IdempotencyKeyReusedError, LedgerError, PermissionDeniedError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.parsing import parse_command
 from hajj_ledger.domain.vocabulary import Actor
 from hajj_ledger.ledger import JourneyLedger, Outcome, Result

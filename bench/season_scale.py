@@ -102,8 +102,8 @@ def measure_season_export(url: str, keys: str, out: str) -> dict[str, Any]:
 def measure_season_reads(url: str, keys: str, samples: int) -> dict[str, Any]:
     """`journey_status` as of random positions (a page of 100, from the start or from a random journey id on),
     a journey as of a random position after its registration, and `verify` of the whole store."""
+    from hajj_ledger.audit.as_of import AsOf, journey_as_of
     from hajj_ledger.audit.chain import Chain
-    from hajj_ledger.audit.reads import AsOf, journey_as_of
     from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
     from hajj_ledger.projections.replay import journey_status_at
 

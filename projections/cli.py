@@ -187,7 +187,7 @@ def _view(args: argparse.Namespace) -> int:
     from hajj_ledger.projections import projection
 
     if args.archived:  # the season's store is opened (hajj_ledger.cli); its views' rows are loaded once, here
-        from hajj_ledger.archive.seasons import open_season
+        from hajj_ledger.archive.reading import open_season
 
         if args.season is None:
             raise ValidationError("season", "--archived reads one closed season: name it with --season")
@@ -355,7 +355,7 @@ def _season_restore(args: Any) -> int:
 
 
 def _season_open(args: Any) -> int:
-    from hajj_ledger.archive.seasons import open_season, opened
+    from hajj_ledger.archive.reading import open_season, opened
     from hajj_ledger.projections.closing import SeasonViews
 
     public = public_keys(args.keys)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from hajj_ledger.archive.seasons import SeasonTable
 from hajj_ledger.audit.reads import BLOCK, BLOCKS_TABLE, INDEX_TABLE
 from hajj_ledger.projections import FOLLOWED
-from hajj_ledger.projections.export import _copied, _fetched, model_schema
+from hajj_ledger.projections.export_models import copied_pages, fetched_pages, model_schema
 from hajj_ledger.projections.framework import Model
 from hajj_ledger.projections.runner import install
 from hajj_ledger.projections.schema import GENERATIONS, engine_for, physical, positions
@@ -70,10 +70,10 @@ class SeasonViews:
                 query = sa.select(*(view.c[n] for n in table.schema.names)).where(sa.text(where))
                 query = query.order_by(*(view.c[k] for k in model.key))
                 if postgres:
-                    yield from _copied(connection, query, table.schema)
+                    yield from copied_pages(connection, query, table.schema)
                 else:
                     ids = {c.name: True for c in model.columns() if isinstance(c.type, sa.Uuid)}
-                    yield from _fetched(connection, query, table.schema, ids)
+                    yield from fetched_pages(connection, query, table.schema, ids)
         finally:
             engine.dispose()
 

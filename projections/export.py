@@ -9,231 +9,45 @@ only (trips and buildings are of no season: whole). The events are the whole log
 proof needs every one; an event names its journey, whose season the exported `journey_status` gives.
 `hajj-ledger verify --export DIR` checks all of it (`hajj_ledger.audit.manifests`).
 
-Pseudonymised: every pilgrim, journey, command and correlation id is replaced by a keyed hash (BLAKE2b keyed with
-the export key, shaped as a UUID), so exports made with one key join with each other and with nothing else; the
-identity digest a registration carries is dropped. Events carry no identity, and read models none either.
-
-The events are rewritten a page at a time as columns, never event by event: a pseudonym is as long as the UUID it
-replaces, so the ids are found in the stored JSON by pyarrow, overwritten in place in the page's one buffer of bytes
-(numpy), and the stamp's fields are read out by pyarrow's regular expressions. Python's share is one keyed hash an
-id. A page holding anything unusual (an escaped character, an id not spelled as the ledger writes one) is decoded
-event by event instead, with the same outcome.
+Pseudonymised (`pseudonyms.py`): every id that names a person or a command is replaced by a keyed hash. The events
+file is written by `export_events.py`, a page of the log at a time; the read models' files by `export_models.py`.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
-import io
 import json
-import os
 import tempfile
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-import numpy as np
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from eventsourcing.utils import resolve_topic
 from sqlalchemy.engine import Connection
 
 from hajj_ledger.audit.chain import Chain, signing_keys
-from hajj_ledger.audit.chain_sql import DigestedRow, Packed
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, file_sha256, sign_manifest
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.projections import EXPORT_FORMATS, PROJECTIONS
-from hajj_ledger.projections.framework import Model
+from hajj_ledger.projections.export_events import EVENTS_SCHEMA, events_table
+from hajj_ledger.projections.export_models import PAGE, copied_pages, fetched_pages, model_schema, pseudonymised
+from hajj_ledger.projections.pseudonyms import KEPT_UUIDS, KEY_VARIABLE, Pseudonyms
 from hajj_ledger.projections.read_season import SEASON, by_season, default_season
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for, positions
-from hajj_ledger.settings import settings, variable_for
-from hajj_ledger.store.recorders import DEFAULT_DATABASE_URL, database_url
-from hajj_ledger.writing import collector_paused
+from hajj_ledger.store.recorders import database_url
 
 Progress = Callable[[int, int], None]  # (events written, events to write)
 
+
 FORMATS = EXPORT_FORMATS
-KEY_VARIABLE = variable_for("export_key")  # base64 of 32 bytes: the key pseudonyms are made with
-DEMO_KEY_FILE = Path("var/demo-export-key")
-PAGE = 10_000
-# Ids that name no person: kept as they are.
-KEPT_UUIDS = frozenset({"trip_id", "offer_id", "contract_id", "building_id", "building_ids", "season_id"})
-
-
-class Pseudonyms:
-    """An id to a keyed hash of it (BLAKE2b keyed with the export key, 16 bytes, written as a UUID): the same id
-    gives the same pseudonym under one key, and nothing without the key leads back."""
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.key_id = hashlib.sha256(b"hajj-ledger export key id" + key).hexdigest()[:16]
-        self._made: dict[str, str] = {}
-
-    def __call__(self, value: str) -> str:
-        """For ids that recur (journeys, pilgrims): remembered, up to a bound, so memory stays flat."""
-        found = self._made.get(value)
-        if found is None:
-            if len(self._made) >= 200_000:
-                self._made.clear()
-            found = self._made[value] = self.once(value)
-        return found
-
-    def once(self, value: str) -> str:
-        """For ids seen once (commands): not remembered. `value` is a UUID as the ledger writes it (canonical)."""
-        return _uuid_text(hashlib.blake2b(value.encode(), key=self.key, digest_size=16).hexdigest())
-
-    def many(self, texts: np.ndarray) -> np.ndarray:
-        """`once` of each row of `texts`, UUIDs as text (n x 36 bytes): their pseudonyms, as text, n x 36 bytes. Each
-        distinct id is hashed once (a journey's recur in a page)."""
-        distinct, inverse = np.unique(np.ascontiguousarray(texts).view("V36").ravel(), return_inverse=True)
-        return self.each(distinct.view(np.uint8).reshape(-1, 36))[inverse.ravel()]
-
-    def each(self, texts: np.ndarray) -> np.ndarray:
-        """`many` without looking for repeats: for ids each seen once (commands')."""
-        flat, keyed = np.ascontiguousarray(texts).tobytes(), hashlib.blake2b(key=self.key, digest_size=16).copy
-        digests = []
-        for start in range(0, len(flat), 36):
-            digest = keyed()  # a copy of the keyed state: cheaper than keying anew
-            digest.update(flat[start : start + 36])
-            digests.append(digest.digest())
-        return uuid_texts(np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16))
-
-    @classmethod
-    def configured(cls, url: str) -> Pseudonyms:
-        import base64
-
-        given = settings().export_key
-        text = given.get_secret_value() if given is not None else None
-        if not text and url == DEFAULT_DATABASE_URL:
-            if not DEMO_KEY_FILE.exists():
-                DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-                DEMO_KEY_FILE.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-                DEMO_KEY_FILE.chmod(0o600)
-            text = DEMO_KEY_FILE.read_text()
-        if not text:
-            raise ValidationError(KEY_VARIABLE, "no export key: set it to base64 of 32 random bytes")
-        try:
-            key = base64.b64decode(text.strip(), validate=True)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise ValidationError(KEY_VARIABLE, "expected base64 of 32 bytes")
-        return cls(key)
-
-
-def _uuid_text(h: str) -> str:
-    """32 hex digits in a UUID's canonical spelling."""
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-_HYPHENS = np.array([8, 13, 18, 23])
-_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-_SPAN = np.arange(36)
-
-
-def uuid_texts(raw: np.ndarray) -> np.ndarray:
-    """UUIDs' 16 bytes (n x 16) in their canonical spelling (n x 36 bytes of text)."""
-    digits = np.empty((raw.shape[0], 32), np.uint8)
-    digits[:, 0::2] = _HEX[raw >> 4]
-    digits[:, 1::2] = _HEX[raw & 15]
-    texts = np.full((raw.shape[0], 36), ord("-"), np.uint8)
-    texts[:, _DIGITS] = digits
-    return texts
-
-
-def _is_uuid_text(texts: np.ndarray) -> bool:
-    """Whether every row (n x 36 bytes) is a UUID as the ledger writes one: lower-case hex digits and hyphens."""
-    digits = texts[:, _DIGITS]
-    hexadecimal = ((digits >= ord("0")) & (digits <= ord("9"))) | ((digits >= ord("a")) & (digits <= ord("f")))
-    return bool(hexadecimal.all() and (texts[:, _HYPHENS] == ord("-")).all())
-
-
-def _fixed_texts(texts: np.ndarray) -> pa.Array:
-    """Rows of n x 36 bytes of text as a string array, without a Python object a row."""
-    count = texts.shape[0]
-    offsets = np.arange(0, 36 * count + 1, 36, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(texts.tobytes())])
-
-
-@cache
-def _uuid_fields(topic: str) -> tuple[tuple[str, ...], bool]:
-    """The UUID-valued fields of an event class that name a person or a command, and whether it has a stamp."""
-    cls = resolve_topic(topic)
-    hints = typing.get_type_hints(cls)
-    names = []
-    for field in dataclasses.fields(cls):
-        hint = hints[field.name]
-        if field.name not in KEPT_UUIDS and (hint is UUID or UUID in typing.get_args(hint)):
-            names.append(field.name)
-    return tuple(n for n in names if n != "originator_id"), "stamp" in hints
-
-
-def pseudonymise_state(topic: str, state: bytes, pseudonyms: Pseudonyms) -> dict[str, Any]:
-    data: dict[str, Any] = orjson.loads(state)
-    names, stamped = _uuid_fields(topic)
-    for name in names:
-        if data.get(name):
-            data[name] = pseudonyms(data[name])
-    if stamped:
-        stamp = data["stamp"]
-        for name in ("command_id", "correlation_id"):
-            if stamp.get(name):
-                stamp[name] = pseudonyms.once(stamp[name])
-    if "identity_digest" in data:
-        data["identity_digest"] = None  # a keyed hash of the vault's ciphertext: a link back to the vault
-    return data
-
-
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("position", pa.int64()),
-        ("topic", pa.dictionary(pa.int32(), pa.string())),
-        ("aggregate_id", pa.string()),
-        ("version", pa.int64()),
-        ("event", pa.dictionary(pa.int32(), pa.string())),
-        ("occurred_at", pa.timestamp("us", tz="UTC")),
-        ("recorded_at", pa.timestamp("us", tz="UTC")),
-        ("agency_id", pa.dictionary(pa.int32(), pa.string())),
-        ("role", pa.dictionary(pa.int32(), pa.string())),
-        ("state", pa.string()),  # the event's fields, pseudonymised, as JSON: replayable into a fresh ledger
-        ("digest", pa.binary(32)),  # the chain's digest of the event as stored: what `verify --export` chains
-    ]
-)
-
-
-def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, sa.Uuid):
-        return pa.string()
-    if isinstance(kind, sa.DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(kind, sa.Date):
-        return pa.date32()
-    if isinstance(kind, sa.Boolean):
-        return pa.bool_()
-    if isinstance(kind, sa.BigInteger):
-        return pa.int64()
-    if isinstance(kind, sa.Integer):
-        return pa.int32()
-    return pa.dictionary(pa.int32(), pa.string())  # codes: stages, ports, agencies, countries
-
-
-def model_schema(model: Model) -> pa.Schema:
-    return pa.schema([pa.field(c.name, _arrow_type(c), nullable=bool(c.nullable)) for c in model.columns()])
 
 
 @dataclasses.dataclass
@@ -282,17 +96,6 @@ class Writer:
         else:
             self._file.close()
         return {"file": self.path.name, "rows": self.rows, "sha256": file_sha256(self.path)}
-
-
-def _table(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.Table:
-    arrays = []
-    for field in schema:
-        values = columns[field.name]
-        if pa.types.is_timestamp(field.type) and values and isinstance(next(iter(values)), str):
-            arrays.append(pa.array(values, pa.string()).cast(field.type))  # ISO 8601 text, parsed in C
-        else:
-            arrays.append(pa.array(values, field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _csv_value(value: Any) -> Any:
@@ -416,166 +219,6 @@ def _write_events(chain: Chain, run: Export, progress: Progress | None) -> None:
     entries["rows"] += entry["rows"]
 
 
-# An event's JSON as the codec writes it begins with the recorded time, the aggregate's topic (a created event) and
-# the stamp's fields in their order. Its strings hold no quote (a page with an escape is decoded event by event), so
-# the n-th quote of an event is the same field's in every event of that shape: the fields are read by counting
-# quotes, with every key checked where it must stand.
-_TOPIC_KEY = b'originator_topic":"'
-_STAMP_KEYS = ((0, b'stamp":{"agency_id":"'), (5, b'","role":"'), (9, b'","occurred_at":"'), (13, b'","command_id":"'))
-_CORRELATION_KEY = b'","correlation_id":'
-_DIGEST = '"identity_digest":"'
-
-
-def _expect(data: np.ndarray, at: np.ndarray, text: bytes) -> bool:
-    """Whether `text` stands at each of `at` in `data`."""
-    return all((data[at + offset] == byte).all() for offset, byte in enumerate(text))  # a byte at a time: no n x len
-
-
-def _strings(data: np.ndarray, begin: np.ndarray, end: np.ndarray) -> pa.Array:
-    """The text between each `begin` and `end` of `data`, as a string array."""
-    lengths = end - begin
-    offsets = np.zeros(begin.size + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    picked = data[np.repeat(begin - offsets[:-1], lengths) + np.arange(offsets[-1])]
-    return pa.Array.from_buffers(pa.string(), begin.size, [None, pa.py_buffer(offsets), pa.py_buffer(picked)])
-
-
-def _stamps(data: np.ndarray, starts: np.ndarray) -> dict[str, Any] | None:
-    """Each event's recorded time, the stamp's agency, role and time (string arrays), where its command id's value
-    begins, and where its correlation id's does (or -1: none); None if an event is not of the codec's shape."""
-    quotes = np.flatnonzero(data == ord('"')).astype(np.int32)
-    first = np.searchsorted(quotes, starts[:-1])
-    if not first.size or int(first.max()) + 3 >= quotes.size or not _expect(data, starts[:-1], b'{"timestamp":"'):
-        return None
-    created = data[quotes[first + 3] + 3] == ord("o")
-    base = first + np.where(created, 8, 4)  # the stamp's key
-    if int(base.max()) + 17 >= quotes.size or not _expect(data, quotes[first[created] + 4] + 1, _TOPIC_KEY):
-        return None
-    for offset, key in _STAMP_KEYS:
-        if not _expect(data, quotes[base + offset] + (offset == 0), key):
-            return None
-    command = quotes[base + 16] + 1
-    if not ((quotes[base + 17] == command + 36).all() and _expect(data, command + 36, _CORRELATION_KEY)):
-        return None
-    after = command + 36 + len(_CORRELATION_KEY)
-    return {
-        "recorded_at": _strings(data, quotes[first + 2] + 1, quotes[first + 3]),
-        "agency_id": _strings(data, quotes[base + 4] + 1, quotes[base + 5]),
-        "role": _strings(data, quotes[base + 8] + 1, quotes[base + 9]),
-        "occurred_at": _strings(data, quotes[base + 12] + 1, quotes[base + 13]),
-        "command": command,
-        "correlation": np.where(data[after] == ord('"'), after + 1, -1),
-    }
-
-
-def events_table(page: Packed, pseudonyms: Pseudonyms) -> pa.Table:
-    """A page of the log as the events file holds it: pseudonymised, with its digests."""
-    table = _rewritten(page, pseudonyms)
-    return table if table is not None else _decoded(page.rows(), pseudonyms)
-
-
-def _lengths(packed: bytes, count: int) -> np.ndarray:
-    """Offsets into a packed column of values of these lengths (4 bytes each, big-endian)."""
-    offsets = np.zeros(count + 1, np.int32)
-    np.cumsum(np.frombuffer(packed, ">i4", count), out=offsets[1:])
-    return offsets
-
-
-def _rewritten(page: Packed, pseudonyms: Pseudonyms) -> pa.Table | None:
-    """The page rewritten column by column; None if it holds anything this does not handle (then `_decoded`)."""
-    count = page.size
-    starts = _lengths(page.state_lengths, count)
-    state = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(page.states)])
-    data = np.frombuffer(page.states, np.uint8).copy()
-    if (data == ord("\\")).any():
-        return None
-    stamp = _stamps(data, starts)
-    if stamp is None:
-        return None
-    topics = _lengths(page.topic_lengths, count)
-    topic = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(topics), pa.py_buffer(page.topics)])
-    topic = topic.dictionary_encode()
-    names: list[str] = topic.dictionary.to_pylist()
-    which = np.asarray(topic.indices)
-    commands = stamp["command"]  # each command's id is its own: hashed without looking for repeats
-    spans = [stamp["correlation"][stamp["correlation"] >= 0]]
-    fields: dict[str, list[int]] = {}  # a person's id field: the topics (by index) that have it
-    for index, name in enumerate(names):
-        for field in _uuid_fields(name)[0]:
-            fields.setdefault(field, []).append(index)
-    for field, indexes in fields.items():
-        having = np.flatnonzero(np.isin(which, indexes))
-        pattern = f'"{field}":"'
-        found = np.asarray(pc.find_substring(state.take(having), pattern))
-        spans.append(starts[having[found >= 0]] + found[found >= 0] + len(pattern))
-    at = np.concatenate([commands, *spans])
-    if at.size and int(at.max()) + 36 >= data.size:
-        return None
-    span = at[:, None] + _SPAN
-    texts = data[span]
-    if not (_is_uuid_text(texts) and (data[at + 36] == ord('"')).all()):
-        return None
-    data[span[: commands.size]] = pseudonyms.each(texts[: commands.size])
-    data[span[commands.size :]] = pseudonyms.many(texts[commands.size :])
-    rewritten = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(starts), pa.py_buffer(data)])
-    dropping = np.isin(which, [i for i, name in enumerate(names) if _carries_digest(name)])
-    aggregates = uuid_texts(np.frombuffer(page.ids, np.uint8).reshape(count, 16))
-    journeys = np.isin(which, [i for i, name in enumerate(names) if ".journey:" in name])
-    aggregates[journeys] = pseudonyms.many(aggregates[journeys])
-    events = pa.array([name.rsplit(".", 1)[-1] for name in names], pa.string())
-    instant = EVENTS_SCHEMA.field("occurred_at").type
-    columns = {
-        "position": pa.array(np.frombuffer(page.positions, ">i8").astype(np.int64)),
-        "topic": topic,
-        "aggregate_id": _fixed_texts(aggregates),
-        "version": pa.array(np.frombuffer(page.versions, ">i8").astype(np.int64)),
-        "event": pc.take(events, topic.indices).dictionary_encode(),
-        "occurred_at": stamp["occurred_at"].cast(instant),
-        "recorded_at": stamp["recorded_at"].cast(instant),
-        "agency_id": stamp["agency_id"].dictionary_encode(),
-        "role": stamp["role"].dictionary_encode(),
-        "state": _digest_dropped(rewritten, dropping).cast(pa.string()),
-        "digest": pa.Array.from_buffers(pa.binary(32), count, [None, pa.py_buffer(page.digests)]),
-    }
-    return pa.Table.from_arrays([columns[name] for name in EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA)
-
-
-@cache
-def _carries_digest(topic: str) -> bool:
-    return any(field.name == "identity_digest" for field in dataclasses.fields(resolve_topic(topic)))
-
-
-def _digest_dropped(states: pa.Array, carrying: np.ndarray) -> pa.Array:
-    """The identity digest a registration carries, dropped (null), in the events that can carry one."""
-    if not carrying.any():
-        return states
-    dropped = pc.replace_substring_regex(states.filter(carrying), f'{_DIGEST}[^"]*"', '"identity_digest":null')
-    return pc.replace_with_mask(states, pa.array(carrying), dropped)
-
-
-def _decoded(rows: list[DigestedRow], pseudonyms: Pseudonyms) -> pa.Table:
-    """The page decoded and rewritten event by event."""
-    with collector_paused():
-        data = [pseudonymise_state(r[3], r[4], pseudonyms) for r in rows]
-    stamps = [d.get("stamp") or {} for d in data]
-    columns: dict[str, list[Any]] = {
-        "position": [r[0] for r in rows],
-        "topic": [r[3] for r in rows],
-        "aggregate_id": [
-            pseudonyms(_uuid_text(r[1].hex())) if ".journey:" in r[3] else _uuid_text(r[1].hex()) for r in rows
-        ],
-        "version": [r[2] for r in rows],
-        "event": [r[3].rsplit(".", 1)[-1] for r in rows],
-        "occurred_at": [s.get("occurred_at") for s in stamps],  # ISO text: parsed by the schema's cast
-        "recorded_at": [d["timestamp"] for d in data],
-        "agency_id": [s.get("agency_id") for s in stamps],
-        "role": [s.get("role") for s in stamps],
-        "state": [orjson.dumps(d).decode() for d in data],
-        "digest": [r[5] for r in rows],
-    }
-    return _table(EVENTS_SCHEMA, columns)
-
-
 def _write_models(url: str, run: Export) -> None:
     """Every read model as of `at`: the serving views if every projection stands exactly there (read in one
     snapshot), else rebuilt aside by the projection runner stopped at `at`."""
@@ -617,10 +260,10 @@ def _models_from(connection: Connection, run: Export) -> None:
             query = sa.select(*(view.c[n] for n in schema.names)).order_by(*(view.c[k] for k in model.key))
             if run.season is not None and by_season(model):  # one season's rows; trips and buildings have none
                 query = query.where(view.c[SEASON] == run.season)
-            pages = _copied(connection, query, schema) if copied else _fetched(connection, query, schema, ids)
+            pages = copied_pages(connection, query, schema) if copied else fetched_pages(connection, query, schema, ids)
             written = False
             for page in pages:
-                writer.write_table(_pseudonymised(page, ids, run.pseudonyms))
+                writer.write_table(pseudonymised(page, ids, run.pseudonyms))
                 written = True
             if not written:
                 writer.write_table(schema.empty_table())
@@ -629,96 +272,3 @@ def _models_from(connection: Connection, run: Export) -> None:
                 "rows": writer.rows,
                 "schema": _schema_json(schema),
             }
-
-
-def _fetched(
-    connection: Connection, query: sa.Select[Any], schema: pa.Schema, ids: dict[str, bool]
-) -> Iterator[pa.Table]:
-    """A read model's rows a page at a time, as rows of Python values (SQLite): ids as text, times in UTC (SQLite gives
-    them back without their zone: pyarrow takes a time without one as UTC)."""
-    for rows in connection.execute(query).yield_per(PAGE).partitions():
-        arrays = []
-        for field, values in zip(schema, zip(*rows, strict=True), strict=True):
-            arrays.append(_id_array(values) if field.name in ids else pa.array(values, field.type))
-        yield pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _copied(connection: Connection, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.Table]:
-    """A read model's rows streamed by PostgreSQL's COPY as CSV and parsed by pyarrow, a block at a time: no Python
-    object a row or a value (a third of the export's time at a season's scale went to making them). In the
-    export's transaction, so in its snapshot."""
-    text = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    options = pa_csv.ConvertOptions(
-        column_types={f.name: f.type for f in schema},  # codes straight into dictionaries
-        true_values=["t"],
-        false_values=["f"],
-        strings_can_be_null=True,  # an unquoted empty field is NULL; an empty string comes quoted
-        quoted_strings_can_be_null=False,
-    )
-    raw: Any = connection.connection.driver_connection  # psycopg's: its COPY
-    with raw.cursor() as cursor:
-        cursor.execute("SET LOCAL TimeZone = 'UTC'")
-        cursor.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-        with cursor.copy(f"COPY ({text}) TO STDOUT WITH (FORMAT csv)") as copy:
-            stream = io.BufferedReader(_CopyStream(copy), 1 << 20)
-            if not stream.peek(1):
-                return  # no rows (pyarrow takes an empty file for an error)
-            # Blocks of 512 KiB: pyarrow reads a few ahead, and with 4 MiB blocks a view of 300,000 journeys took
-            # the export's peak memory from 250 to 355 MB; as fast either way.
-            read = pa_csv.ReadOptions(column_names=schema.names, block_size=1 << 19, use_threads=False)
-            for batch in pa_csv.open_csv(stream, read_options=read, convert_options=options):
-                yield pa.Table.from_arrays(batch.columns, schema=schema)
-
-
-class _CopyStream(io.RawIOBase):
-    """The blocks of a COPY TO STDOUT as a file to read."""
-
-    def __init__(self, copy: Any) -> None:
-        self._blocks = iter(copy)
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._left = memoryview(block)
-        size = min(len(buffer), len(self._left))
-        buffer[:size] = self._left[:size]
-        self._left = self._left[size:]
-        return size
-
-
-def _pseudonymised(table: pa.Table, ids: dict[str, bool], pseudonyms: Pseudonyms) -> pa.Table:
-    """The id columns that name a person replaced by their pseudonyms; nulls stay null."""
-    for name, hidden in ids.items():
-        if hidden:
-            index = table.schema.get_field_index(name)
-            column = table.column(index).combine_chunks()
-            present = column.drop_null()
-            lengths = np.asarray(pc.binary_length(present))
-            if not (lengths == 36).all():
-                raise ValueError(f"{name}: an id not spelled as a UUID")
-            offsets = np.frombuffer(present.buffers()[1], np.int32, len(present) + 1, present.offset * 4)
-            texts = np.frombuffer(present.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 36)
-            made = _fixed_texts(pseudonyms.many(texts)) if len(present) else present
-            missing = np.asarray(column.is_null(), bool)
-            table = table.set_column(index, table.schema.field(index), _with_nulls(made, missing))
-    return table
-
-
-def _with_nulls(values: pa.Array, missing: np.ndarray) -> pa.Array:
-    """`values` (a column's non-null values, in order) spread out with a null wherever `missing` is true."""
-    if not missing.any():
-        return values
-    return values.take(pa.array(np.cumsum(~missing) - 1, mask=missing))
-
-
-def _id_array(values: tuple[UUID | None, ...]) -> pa.Array:
-    """UUIDs as text; None stays null."""
-    present = [v.bytes for v in values if v is not None]
-    texts = _fixed_texts(uuid_texts(np.frombuffer(b"".join(present), np.uint8).reshape(-1, 16)))
-    return _with_nulls(texts, np.fromiter((v is None for v in values), bool, len(values)))

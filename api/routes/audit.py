@@ -34,8 +34,10 @@ from hajj_ledger.api.deps import (
 from hajj_ledger.api.problems import ProblemError, invalid
 from hajj_ledger.api.routes.views import Cursor, filters, keyed_page, page
 from hajj_ledger.api.schemas import EntryPublic, PagePublic, PastJourneyPublic, RefusedPublic, TrailPublic
+from hajj_ledger.audit import as_of
 from hajj_ledger.audit import reads as audit
-from hajj_ledger.audit.reads import AsOf, Entry, TrailPage, TrailQuery, within_head
+from hajj_ledger.audit.as_of import AsOf
+from hajj_ledger.audit.reads import Entry, TrailPage, TrailQuery, within_head
 from hajj_ledger.domain.access import AUDIT_READERS
 from hajj_ledger.domain.errors import NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Moment
@@ -128,14 +130,14 @@ def journey_as_of(
     try:
         at = AsOf(position, recorded_at, occurred_at)
         try:
-            past = reads.from_log(lambda ledger: audit.journey_as_of(ledger, journey_id, at))  # a standby's, if any
+            past = reads.from_log(lambda ledger: as_of.journey_as_of(ledger, journey_id, at))  # a standby's, if any
         except NotFoundError:
             archived = archives.holding(journey_id)  # a journey of a closed season: its archive's log
             if archived is None:
                 raise
             if at.position is not None:  # of the whole log, whose head the archive's last position is not
                 within_head(reads.ledger, at.position, "position")
-            past = audit.journey_as_of(archived.ledger, journey_id, archived.as_of(at))
+            past = as_of.journey_as_of(archived.ledger, journey_id, archived.as_of(at))
     except ValidationError as error:
         raise _invalid(error) from None
     refused = [RefusedPublic(**_entry(e), reason=reason) for e, reason in past.refused]

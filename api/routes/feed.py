@@ -23,8 +23,8 @@ from hajj_ledger.api.deps import (
 )
 from hajj_ledger.api.problems import invalid
 from hajj_ledger.api.reads import beyond_head
-from hajj_ledger.domain.access import FEED_READERS
-from hajj_ledger.domain.catalogue import FEED_EVENTS, SCOPE, STEPS
+from hajj_ledger.domain.access import FEED_EVENTS, FEED_READERS
+from hajj_ledger.domain.catalogue import SCOPE, STEPS
 from hajj_ledger.projections.journey_status import latest_position
 from hajj_ledger.projections.trail_index import latest_positions
 

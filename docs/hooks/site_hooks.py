@@ -13,7 +13,8 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from hajj_ledger.domain.catalogue import TABLES, render_markdown
+from hajj_ledger.domain.catalogue import TABLES
+from hajj_ledger.domain.catalogue_doc import render_markdown
 
 MARKER = re.compile(r"^<!-- catalogue: (?P<title>[^>]+?) -->$", re.MULTILINE)
 # Read on GitHub from docs/ as ../NAME.md; in the site they sit beside the docs' own pages.

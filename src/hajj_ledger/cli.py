@@ -9,7 +9,6 @@ or failed (a refusal is one JSON line), 2 the store or a key cannot be used as c
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import json
 import os
@@ -22,15 +21,15 @@ from uuid import UUID
 
 from hajj_ledger import preflight
 from hajj_ledger.audit import cli as audit_cli
-from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
-from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role, SeasonStage
+from hajj_ledger.audit import reads_cli
+from hajj_ledger.domain.errors import LedgerError, ValidationError
+from hajj_ledger.domain.vocabulary import SIMULATED_SEASON, Role
 from hajj_ledger.preflight import READ, WRITE, master_key
 from hajj_ledger.settings import SettingsError, settings, variable_for
 from hajj_ledger.store.connections import DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
-    from hajj_ledger.audit.reads import Entry, PastJourney
-    from hajj_ledger.ledger import JourneyLedger, Outcome
+    from hajj_ledger.ledger import Outcome
 
 TRAIL_LIMIT = 1000  # the most `trail` shows at once (the ledger's own limit: hajj_ledger.audit.reads.MAX_LIMIT)
 CLOSED_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _archived(args: argparse.Namespace) -> None:
     """A read of a closed season (`--archived`): the same command, on the season's archive opened (once, verified)
     as a store of its own; `verify` checks the archive itself."""
-    from hajj_ledger.archive.seasons import opened
+    from hajj_ledger.archive.reading import opened
     from hajj_ledger.audit.chain import signing_keys
 
     if args.season is None:
@@ -169,7 +168,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     history.add_argument("--season", type=int, help=CURRENT_SEASON)
     history.add_argument("--archived", action="store_true", help=ARCHIVED)
     history.add_argument("--json", action="store_true", help="one JSON object per event")
-    history.set_defaults(run=_history, store=READ)
+    history.set_defaults(run=reads_cli.run_history, store=READ)
 
     trail = commands.add_parser(
         "trail", help="the audit trail: events with both clocks, who recorded them and their positions, filtered"
@@ -186,7 +185,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     trail.add_argument("--after", type=int, default=0, metavar="N", help="go on after this position (a page's cursor)")
     trail.add_argument("--limit", type=int, default=100, help=f"at most this many (1 to {TRAIL_LIMIT})")
     trail.add_argument("--json", action="store_true", help="one JSON object per event")
-    trail.set_defaults(run=_trail, store=READ)
+    trail.set_defaults(run=reads_cli.run_trail, store=READ)
 
     as_of = commands.add_parser(
         "as-of", help="a journey as the ledger knew it at a position or recorded time, or as it had happened by a time"
@@ -198,7 +197,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     when.add_argument("--position", type=int, metavar="N", help="what the ledger held up to this position")
     when.add_argument("--recorded-at", type=moment, metavar="TIME", help="what the ledger had recorded by then")
     when.add_argument("--occurred-at", type=moment, metavar="TIME", help="what had happened by then (agencies' clocks)")
-    as_of.set_defaults(run=_as_of, store=READ)
+    as_of.set_defaults(run=reads_cli.run_as_of, store=READ)
 
     rules = commands.add_parser("rules", help="the event catalogue: who records what, from where")
     rules.set_defaults(run=_rules)
@@ -344,16 +343,6 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _history(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit.reads import print_history
-    from hajj_ledger.ledger import JourneyLedger
-
-    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
-        events = ledger.history(_journey_id(ledger, args.id, args.season))
-        print_history(events, as_json=args.json)
-        return 0
-
-
 def moment(text: str) -> datetime:
     """A command-line time: ISO 8601 with its zone (a time without one is ambiguous by hours)."""
     try:
@@ -365,70 +354,13 @@ def moment(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _trail(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit.reads import TrailQuery, trail
-    from hajj_ledger.ledger import JourneyLedger
-
-    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
-        query = TrailQuery(
-            aggregate_id=_aggregate_id(ledger, args.id, args.season) if args.id else None, agency_id=args.agency,
-            event=args.event, recorded_from=args.recorded_from, recorded_until=args.recorded_until,
-            from_position=args.from_position, until_position=args.until_position,
-        )  # fmt: skip
-        page = trail(ledger, query, args.after, args.limit)
-        for entry in page.entries:
-            row = entry_json(entry)
-            if args.json:
-                print(json.dumps(row, ensure_ascii=False))
-            else:
-                details = " ".join(f"{k}={v}" for k, v in row["fields"].items())
-                print(
-                    f"{row['position']:>8}  {row['event']:<22} {row['aggregate']} {row['aggregate_id']} "
-                    f"v{row['version']}  happened {row['occurred_at']}  recorded {row['recorded_at']}  "
-                    f"by {row['role']}:{row['agency_id']}  command {row['command_id']}  "
-                    f"correlation {row['correlation_id'] or '-'}  {details}"
-                )
-        if page.next_after is not None:
-            print(f"more: --after {page.next_after}", file=sys.stderr)
-        return 0
-
-
-def entry_json(entry: Entry) -> dict[str, Any]:
-    from hajj_ledger.audit.reads import plain
-
-    return {k: v if k == "fields" else plain(v) for k, v in dataclasses.asdict(entry).items()}
-
-
-def _as_of(args: argparse.Namespace) -> int:
-    from hajj_ledger.audit.reads import AsOf, journey_as_of
-    from hajj_ledger.ledger import JourneyLedger
-
-    with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
-        at = AsOf(args.position, args.recorded_at, args.occurred_at)
-        past = journey_as_of(ledger, _journey_id(ledger, args.id, args.season), at)
-        print(json.dumps(past_journey_json(past), ensure_ascii=False))
-        return 0
-
-
-def past_journey_json(past: PastJourney) -> dict[str, Any]:
-    from hajj_ledger.audit.reads import plain
-
-    state = {k: v if isinstance(v, list | dict) else plain(v) for k, v in past.state().items()}
-    return {
-        "journey": state,
-        "position": past.position,
-        "events": past.events,
-        "refused": [{**entry_json(entry), "reason": reason} for entry, reason in past.refused],
-    }
-
-
 def _erase(args: argparse.Namespace) -> int:
     from hajj_ledger.domain.vocabulary import Actor
     from hajj_ledger.identities import erase_identity
     from hajj_ledger.ledger import JourneyLedger
 
     with JourneyLedger() as ledger:
-        journey_id = _journey_id(ledger, args.id, args.season, archived=True)
+        journey_id = reads_cli.journey_id(ledger, args.id, args.season, archived=True)
         outcome = erase_identity(ledger, journey_id, args.reason, Actor(args.agency, Role.MINISTRY))
         print(json.dumps(outcome_json(outcome)))
         return 0
@@ -440,7 +372,7 @@ def _identity_show(args: argparse.Namespace) -> int:
     from hajj_ledger.ledger import JourneyLedger
 
     with JourneyLedger(create_tables=False) as ledger:  # a reader creates nothing
-        journey_id = _journey_id(ledger, args.id, args.season)
+        journey_id = reads_cli.journey_id(ledger, args.id, args.season)
         identity = identity_of(ledger, journey_id, Actor(args.agency, Role(args.role)))
         print(json.dumps({"journey_id": str(journey_id), **identity.model_dump(mode="json")}, ensure_ascii=False))
         return 0
@@ -494,52 +426,9 @@ def _retention(args: argparse.Namespace) -> int:
         return 0 if not report.refused else 1
 
 
-def _aggregate_id(ledger: JourneyLedger, given: UUID, season: int | None) -> UUID:
-    """A journey (or a pilgrim's, in the season) or a trip."""
-    try:
-        return _journey_id(ledger, given, season)
-    except NotFoundError:
-        try:
-            return ledger.trip(given).id
-        except NotFoundError:
-            raise NotFoundError(
-                f"{given} is neither a journey, a pilgrim with a journey in season {_season(ledger, season)}, nor a "
-                "trip"
-            ) from None
-
-
-def _journey_id(ledger: JourneyLedger, given: UUID, season: int | None, *, archived: bool = False) -> UUID:
-    """A journey's id, or the journey's of a pilgrim in `season` (None: the current season, asked only then). With
-    `archived`, a pilgrim's journey in a season taken out of the hot store is named too (its id is the pilgrim's in
-    that season; whether it is in the archive is for the caller to find)."""
-    from hajj_ledger.domain.journey import Journey
-
-    try:
-        return ledger.journey(given).id
-    except NotFoundError:
-        pass
-    season = _season(ledger, season)
-    journey_id = Journey.create_id(season, given)
-    try:
-        return ledger.journey(journey_id).id
-    except NotFoundError:
-        if archived and ledger.season(season).stage is SeasonStage.ARCHIVED:
-            return journey_id if ledger.store.select_sealed(journey_id) is not None else given
-        raise NotFoundError(f"{given} is neither a journey nor a pilgrim with a journey in season {season}") from None
-
-
-def _season(ledger: JourneyLedger, given: int | None) -> int:
-    """The season given, else the current one by the calendars; refused, naming --season, when none was opened."""
-    if given is not None:
-        return given
-    current = ledger.current_season()
-    if current is None:
-        raise ValidationError("--season", "no season has been opened, so there is no current one: give --season")
-    return current
-
-
 def _rules(args: argparse.Namespace) -> int:
-    from hajj_ledger.domain.catalogue import TABLES, render_markdown
+    from hajj_ledger.domain.catalogue import TABLES
+    from hajj_ledger.domain.catalogue_doc import render_markdown
 
     for title, steps in TABLES.items():
         print(f"{title}\n\n" + render_markdown(steps))

@@ -20,7 +20,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from hajj_ledger.domain.building import Building
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, RecordedEvent, check_season, check_step
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, check_season, check_step
 from hajj_ledger.domain.command_base import (
     BuildingCommand,
     CommandBase,
@@ -56,6 +56,7 @@ from hajj_ledger.domain.commands import (
     TerminateContract,
 )
 from hajj_ledger.domain.errors import ConflictError, DuplicateRegistrationError, ValidationError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.market import Contract, ServiceOffer
 from hajj_ledger.domain.season import Calendar, Season

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from hajj_ledger.domain.catalogue import SCOPE, check_identity_reader, check_name_searcher
+from hajj_ledger.domain.access import check_identity_reader, check_name_searcher
+from hajj_ledger.domain.catalogue import SCOPE
 from hajj_ledger.domain.command_base import Identity
 from hajj_ledger.domain.commands import Command, EraseIdentity
 from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, NotFoundError, ValidationError
@@ -154,7 +155,8 @@ def _erase_archived_command(season: int, journey_ids: list[UUID], reason: str) -
 def _in_archives(ledger: JourneyLedger, journey_ids: list[UUID], report: RetentionReport) -> dict[int, list[Journey]]:
     """The journeys of `journey_ids` found in the archives of the seasons taken out of the hot store, by season;
     each not found, or in an archive that cannot be opened, is named in `report.refused`."""
-    from hajj_ledger.archive.seasons import closed_seasons, open_season
+    from hajj_ledger.archive.reading import open_season
+    from hajj_ledger.archive.seasons import closed_seasons
     from hajj_ledger.audit.chain import signing_keys
 
     found: dict[int, list[Journey]] = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.domain.catalogue import FEED_EVENTS
+from hajj_ledger.domain.access import FEED_EVENTS
 from hajj_ledger.domain.errors import ValidationError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.relay import ALL, Target, audience, hearers, token

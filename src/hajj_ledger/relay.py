@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS, STEPS
+from hajj_ledger.domain.access import FEED_EVENTS
+from hajj_ledger.domain.catalogue import EVENT_SCOPES, STEPS
 from hajj_ledger.domain.vocabulary import Role, makkah_day
 from hajj_ledger.following import Following, Told
 from hajj_ledger.leadership import LogWatch

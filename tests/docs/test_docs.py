@@ -15,7 +15,8 @@ from types import ModuleType
 import pytest
 
 from hajj_ledger.api import agencies
-from hajj_ledger.domain.catalogue import TABLES, render_markdown
+from hajj_ledger.domain.catalogue import TABLES
+from hajj_ledger.domain.catalogue_doc import render_markdown
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.migrations import upgrade
 from hajj_ledger.projections.schema import engine_for

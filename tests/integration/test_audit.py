@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hajj_ledger.audit import reads as audit
-from hajj_ledger.audit.reads import AsOf, Entry, TrailQuery
+from hajj_ledger.audit.as_of import AsOf, journey_as_of
+from hajj_ledger.audit.reads import Entry, TrailQuery
 from hajj_ledger.domain.errors import NotFoundError, ValidationError
 from hajj_ledger.domain.vocabulary import Mode, Port, Role
 from hajj_ledger.ledger import JourneyLedger
@@ -207,12 +208,12 @@ def test_as_of_a_position_is_a_ledger_of_the_events_up_to_there(
                         then = fresh.journey(journey_id)
                     except NotFoundError:
                         with pytest.raises(NotFoundError):
-                            audit.journey_as_of(season, journey_id, AsOf(position=position))
+                            journey_as_of(season, journey_id, AsOf(position=position))
                         continue
-                    known = audit.journey_as_of(season, journey_id, AsOf(position=position))
+                    known = journey_as_of(season, journey_id, AsOf(position=position))
                     assert vars(known.journey) == vars(then), (position, journey_id)
                     assert known.events == then.version and known.position <= position
-                    by_time = audit.journey_as_of(season, journey_id, AsOf(recorded_at=known.journey.modified_on))
+                    by_time = journey_as_of(season, journey_id, AsOf(recorded_at=known.journey.modified_on))
                     assert vars(by_time.journey) == vars(then)
             finally:
                 fresh.close()
@@ -227,7 +228,7 @@ def test_as_of_a_position_is_a_ledger_of_the_events_up_to_there(
         past.close()
     assert served_views(store_url, list(PROJECTIONS)) == serving
     with pytest.raises(ValidationError) as refused:
-        audit.journey_as_of(season, next(iter(journeys)), AsOf(position=head + 1))
+        journey_as_of(season, next(iter(journeys)), AsOf(position=head + 1))
     assert refused.value.field == "position" and f"({head})" in refused.value.reason
 
 
@@ -242,12 +243,12 @@ def test_as_of_a_business_time_in_agreeing_clocks_is_as_of_the_position(season: 
         if times != sorted(times) or len(set(times)) != len(times):
             continue
         for entry in trail:
-            happened = audit.journey_as_of(season, entry.aggregate_id, AsOf(occurred_at=entry.occurred_at))
-            known = audit.journey_as_of(season, entry.aggregate_id, AsOf(position=entry.position))
+            happened = journey_as_of(season, entry.aggregate_id, AsOf(occurred_at=entry.occurred_at))
+            known = journey_as_of(season, entry.aggregate_id, AsOf(position=entry.position))
             assert vars(happened.journey) == vars(known.journey) and happened.refused == []
             compared += 1
         with pytest.raises(NotFoundError):
-            audit.journey_as_of(season, registration.aggregate_id, AsOf(occurred_at=times[0] - timedelta(seconds=1)))
+            journey_as_of(season, registration.aggregate_id, AsOf(occurred_at=times[0] - timedelta(seconds=1)))
     assert compared > 100
 
 
@@ -285,21 +286,21 @@ def test_as_of_a_business_time_takes_late_reports_and_leaves_out_what_the_rules_
         actor(Role.MINISTRY),
     )
 
-    before = audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 + timedelta(hours=9.95)))
+    before = journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 + timedelta(hours=9.95)))
     assert before.journey.stage == "visa_issued"
     assert before.journey.holds == ["inquiry"]  # happened in the morning, recorded last
     [(refused, reason)] = before.refused
     assert refused.event == "EntryCleared" and "current stage 'visa_issued'" in reason
     assert before.position == late.position and before.events == 5
 
-    after = audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=at["arrived"]))
+    after = journey_as_of(ledger, journey_id, AsOf(occurred_at=at["arrived"]))
     assert after.journey.stage == "entry_cleared" and after.refused == [] and after.events == 7
     assert vars(after.journey) == vars(ledger.journey(journey_id))
 
-    recorded_then = audit.journey_as_of(ledger, journey_id, AsOf(position=late.position - 1))
+    recorded_then = journey_as_of(ledger, journey_id, AsOf(position=late.position - 1))
     assert recorded_then.journey.holds == [] and recorded_then.journey.stage == "entry_cleared"
     with pytest.raises(NotFoundError):
-        audit.journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 - timedelta(hours=1)))
+        journey_as_of(ledger, journey_id, AsOf(occurred_at=T0 - timedelta(hours=1)))
 
 
 @pytest.fixture
@@ -453,7 +454,7 @@ def test_the_past_over_http(audited: tuple[Api, JourneyLedger]) -> None:
     journey_id = everything(ledger, TrailQuery(event="Registered"))[0][0].aggregate_id
     then = http.get("auditor", f"/v1/audit/journeys/{journey_id}", position=position)
     assert then.status_code == 200, then.text
-    known = audit.journey_as_of(ledger, journey_id, AsOf(position=position))
+    known = journey_as_of(ledger, journey_id, AsOf(position=position))
     assert then.json()["journey"]["stage"] == known.journey.stage and then.json()["position"] == known.position
     happened = http.get("ministry", f"/v1/audit/journeys/{journey_id}", occurred_at="2025-04-01T00:00:00Z")
     assert happened.status_code == 200, happened.text

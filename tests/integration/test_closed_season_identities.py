@@ -9,7 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from hajj_ledger.archive.seasons import close, open_season, restore
+from hajj_ledger.archive.reading import open_season
+from hajj_ledger.archive.seasons import close, restore
 from hajj_ledger.domain.errors import IdentityErasedError, IllegalStepError, ValidationError
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.identities import apply_retention, erase_identity, identity_of

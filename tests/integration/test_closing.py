@@ -17,12 +17,14 @@ import pytest
 import sqlalchemy as sa
 
 from hajj_ledger.archive import verification
-from hajj_ledger.archive.seasons import MINISTRY, SeasonClosedError, close, closed_seasons, open_season, restore
+from hajj_ledger.archive.reading import open_season
+from hajj_ledger.archive.seasons import MINISTRY, SeasonClosedError, close, closed_seasons, restore
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.archive.verification import CHAIN, CHECKPOINTS, EVENTS, verify_archive
+from hajj_ledger.audit.as_of import AsOf, journey_as_of
 from hajj_ledger.audit.chain import Chain, signing_keys
 from hajj_ledger.audit.manifests import sign_manifest
-from hajj_ledger.audit.reads import AsOf, TrailQuery, event_json, journey_as_of, trail
+from hajj_ledger.audit.reads import TrailQuery, event_json, trail
 from hajj_ledger.audit.signing import SigningKeys
 from hajj_ledger.domain.errors import IllegalStepError
 from hajj_ledger.domain.season_commands import OpenSeason

@@ -27,13 +27,14 @@ import sqlalchemy as sa
 from eventsourcing.persistence import StoredEvent
 
 from hajj_ledger.audit.chain import Chain, signing_keys
-from hajj_ledger.audit.chain_sql import Packed
 from hajj_ledger.audit.manifests import EVENTS, MANIFEST, verify_export
+from hajj_ledger.audit.pages import Packed
 from hajj_ledger.ledger import JourneyLedger
 from hajj_ledger.migrations import upgrade
-from hajj_ledger.projections import PROJECTIONS
+from hajj_ledger.projections import PROJECTIONS, export_events, export_models
 from hajj_ledger.projections import export as exports
-from hajj_ledger.projections.export import Pseudonyms, export
+from hajj_ledger.projections.export import export
+from hajj_ledger.projections.pseudonyms import KEPT_UUIDS, Pseudonyms
 from hajj_ledger.projections.replay import replay
 from hajj_ledger.projections.schema import engine_for
 from hajj_ledger.simulation.season import simulate
@@ -295,15 +296,15 @@ def test_a_page_is_rewritten_by_column_exactly_as_event_by_event(season: str) ->
     pages = list(Chain(ledger).tables.pages_with_digests(0, ledger.head(), 500))
     ledger.close()
     for page in pages:
-        columns = exports._rewritten(page, pseudonyms)
-        assert columns is not None and columns.equals(exports._decoded(page.rows(), pseudonyms))
+        columns = export_events._rewritten(page, pseudonyms)
+        assert columns is not None and columns.equals(export_events._decoded(page.rows(), pseudonyms))
         assert Packed.of(page.rows()) == page
     rows = pages[0].rows()
     state = rows[3][4]
     escaped = state.replace(b'"role":"', b'"role":"\\u006d', 1)  # still the same JSON, spelled another way
     rows[3] = (*rows[3][:4], escaped, rows[3][5])
-    assert exports._rewritten(Packed.of(rows), pseudonyms) is None
-    assert exports.events_table(Packed.of(rows), pseudonyms).equals(exports._decoded(rows, pseudonyms))
+    assert export_events._rewritten(Packed.of(rows), pseudonyms) is None
+    assert export_events.events_table(Packed.of(rows), pseudonyms).equals(export_events._decoded(rows, pseudonyms))
 
 
 def test_an_export_made_event_by_event_goes_on_by_column_and_joins(
@@ -316,7 +317,7 @@ def test_an_export_made_event_by_event_goes_on_by_column_and_joins(
     first_at = ledger.head()
     out = tmp_path / "export"
     with monkeypatch.context() as patched:
-        patched.setattr(exports, "events_table", lambda page, made: exports._decoded(page.rows(), made))
+        patched.setattr(exports, "events_table", lambda page, made: export_events._decoded(page.rows(), made))
         export(out, url=season)
     simulate(ledger, 6, 1446, 9)
     head = ledger.head()
@@ -425,13 +426,17 @@ def test_the_read_models_copied_out_of_postgresql_equal_them_read_row_by_row(pos
     compared = 0
     with engine.connect() as connection, connection.begin():
         for model in MODELS:
-            schema = exports.model_schema(model)
-            ids = {c.name: c.name not in exports.KEPT_UUIDS for c in model.columns() if isinstance(c.type, sa.Uuid)}
+            schema = export_models.model_schema(model)
+            ids = {c.name: c.name not in KEPT_UUIDS for c in model.columns() if isinstance(c.type, sa.Uuid)}
             view = model.view()
             query = sa.select(*(view.c[n] for n in schema.names)).order_by(*(view.c[k] for k in model.key))
-            copied = [exports._pseudonymised(t, ids, pseudonyms) for t in exports._copied(connection, query, schema)]
+            copied = [
+                export_models.pseudonymised(t, ids, pseudonyms)
+                for t in export_models.copied_pages(connection, query, schema)
+            ]
             fetched = [
-                exports._pseudonymised(t, ids, pseudonyms) for t in exports._fetched(connection, query, schema, ids)
+                export_models.pseudonymised(t, ids, pseudonyms)
+                for t in export_models.fetched_pages(connection, query, schema, ids)
             ]
             as_copied = pa.concat_tables(copied).to_pylist() if copied else []
             as_fetched = pa.concat_tables(fetched).to_pylist() if fetched else []

@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from hajj_ledger.api import agencies, feed
 from hajj_ledger.api.app import create_app
 from hajj_ledger.api.feed import BUFFER_VARIABLE, HEARTBEAT_VARIABLE, OPENING
-from hajj_ledger.domain.catalogue import FEED_EVENTS, may_follow
+from hajj_ledger.domain.access import FEED_EVENTS, may_follow
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger

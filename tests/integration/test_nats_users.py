@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.domain.access import may_follow
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following, Told
 from hajj_ledger.ledger import JourneyLedger

@@ -20,7 +20,7 @@ from hajj_ledger.api.app import create_app
 from hajj_ledger.api.feed import HEARTBEAT_VARIABLE
 from hajj_ledger.api.routes.exports import EXPORTS_VARIABLE
 from hajj_ledger.cli import main
-from hajj_ledger.domain.catalogue import may_follow
+from hajj_ledger.domain.access import may_follow
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role, makkah_day
 from hajj_ledger.following import Following

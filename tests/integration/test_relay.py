@@ -22,7 +22,8 @@ from uuid import uuid4
 import orjson
 import pytest
 
-from hajj_ledger.domain.catalogue import EVENT_SCOPES, FEED_EVENTS, may_follow
+from hajj_ledger.domain.access import FEED_EVENTS, may_follow
+from hajj_ledger.domain.catalogue import EVENT_SCOPES
 from hajj_ledger.domain.vocabulary import Role
 from hajj_ledger.following import Following
 from hajj_ledger.ledger import JourneyLedger

@@ -14,8 +14,8 @@ from hajj_ledger.domain.catalogue import (
     JOURNEY_STEPS,
     OFFER_STEPS,
     check_step,
-    render_markdown,
 )
+from hajj_ledger.domain.catalogue_doc import render_markdown
 from hajj_ledger.domain.errors import IllegalStepError, OccurredTooEarlyError, PermissionDeniedError
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import ENDED, BuildingStage, ContractStage, Mode, OfferStage, Role, Stage

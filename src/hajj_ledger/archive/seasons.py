@@ -1,4 +1,4 @@
-"""Closing a season, restoring it, and opening its archive for reading.
+"""Closing a season and restoring it; reading a closed season is `reading.py`'s, its archive's files `files.py`'s.
 
 Closing (`close`): the log is sealed and a checkpoint signed at the season's last event; the season's events (as
 stored), its commands' receipts, the chain's digests and checkpoints from the last checkpoint before its first
@@ -14,10 +14,6 @@ whole: the archive written so far is simply not used.
 Restoring (`restore`) verifies the archive first, then puts the events and receipts back at their positions, in
 one transaction (on SQLite: the season's file written again and registered), and the views' rows after.
 
-Reading a closed season (`open_season`): the archive is loaded once, verified, into a SQLite store of its own in a
-local cache directory, with its events at their positions, its receipts, its stretch of the chain and its views'
-rows; the ledger's own reads (history, as-of, trail, proof, views) then run on it unchanged.
-
 The identity vault is not archived: identities stay in the vault, and its retention erases them whether their
 season is closed or not (events carry no identity); an archived season's erasures are recorded on the season
 (hajj_ledger.identities).
@@ -25,23 +21,30 @@ season is closed or not (events carry no identity); an archived season's erasure
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
-import numpy as np
 import pyarrow as pa
 
+from hajj_ledger.archive.files import (
+    CHAIN_SCHEMA,
+    CHECKPOINTS_SCHEMA,
+    EVENTS_SCHEMA,
+    PAGE,
+    RECEIPTS_SCHEMA,
+    chain_pages,
+    checkpoints_table,
+    events_table,
+)
 from hajj_ledger.archive.target import MANIFEST, ArchiveError, Target
 from hajj_ledger.archive.verification import CHAIN, CHECKPOINTS, EVENTS, FORMAT, RECEIPTS, Verdict, verify_archive
 from hajj_ledger.audit.chain import Chain
-from hajj_ledger.audit.chain_sql import ChainTables, Packed
+from hajj_ledger.audit.chain_sql import ChainTables
 from hajj_ledger.audit.links import FIRST
 from hajj_ledger.audit.manifests import sign_manifest
 from hajj_ledger.audit.signing import PublicKeys, SigningKeys
@@ -49,35 +52,11 @@ from hajj_ledger.domain.errors import ConflictError, NotFoundError, ValidationEr
 from hajj_ledger.domain.season_commands import ArchiveSeason, BeginSeasonClosing, CloseSeason, RestoreSeason
 from hajj_ledger.domain.vocabulary import Actor, Role, SeasonStage
 from hajj_ledger.ledger import JourneyLedger
-from hajj_ledger.settings import settings, variable_for
 from hajj_ledger.store.season_files import SeasonFiles, registered
 from hajj_ledger.store.seasons import NO_SEASON, season_partition
 
-PAGE = 20_000
-CACHE_VARIABLE = variable_for("season_cache")  # where closed seasons are opened for reading
 REGISTRY = "season_archives"
 MINISTRY = Actor("ministry", Role.MINISTRY)  # who closes, archives and restores a season
-
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("position", pa.int64()),
-        ("originator_id", pa.binary(16)),
-        ("originator_version", pa.int64()),
-        ("topic", pa.string()),
-        ("state", pa.binary()),
-    ]
-)
-RECEIPTS_SCHEMA = pa.schema([("command_id", pa.string()), ("fingerprint", pa.string()), ("outcome", pa.string())])
-CHAIN_SCHEMA = pa.schema([("position", pa.int64()), ("digest", pa.binary(32))])
-CHECKPOINTS_SCHEMA = pa.schema(
-    [
-        ("position", pa.int64()),
-        ("head", pa.binary(32)),
-        ("signed_at", pa.string()),
-        ("key_id", pa.string()),
-        ("signature", pa.binary()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -121,7 +100,7 @@ class Closed:
     closed_at: str
 
 
-class _Store:
+class HotStore:
     """The hot store's side of a close and a restore: the SQL on its log, receipts, chain and registry."""
 
     def __init__(self, ledger: JourneyLedger) -> None:
@@ -194,7 +173,7 @@ class _Store:
     def events(self, season: int, first: int, last: int) -> Iterator[pa.Table]:
         """The season's events from `first` to `last`, a page of positions at a time, as the archive holds them."""
         for page in self.tables.season_pages(season, first - 1, last, PAGE):
-            yield _events_table(page)
+            yield events_table(page)
 
     def receipts(self, season: int) -> Iterator[pa.Table]:
         after = "" if not self.postgres else "00000000-0000-0000-0000-000000000000"
@@ -304,14 +283,14 @@ class _Store:
                 files: SeasonFiles = self.recorder.season_files
                 written = files.build(
                     season,
-                    lambda file: _into_sqlite(file, "main.stored_events", target, season, "main.command_receipts"),
+                    lambda file: into_sqlite(file, "main.stored_events", target, season, "main.command_receipts"),
                 )
                 files.register(cursor, season, *written)
             cursor.execute(self.sql("DELETE FROM {archived} WHERE season = %s"), (season,))
             cursor.execute(self.sql("DELETE FROM {registry} WHERE season = %s"), (season,))
 
 
-def _into_sqlite(cursor: Any, events: str, target: Target, season: int, receipts: str = "command_receipts") -> None:
+def into_sqlite(cursor: Any, events: str, target: Target, season: int, receipts: str = "command_receipts") -> None:
     """The archived events, at their positions, and receipts into a SQLite store (or a season's file)."""
     for batch in target.batches(EVENTS):
         cursor.executemany(
@@ -344,7 +323,7 @@ def close(
     if season == NO_SEASON:
         raise ValidationError("season", "events of no season (licensed buildings) are never closed")
     url = archive_url(url)
-    store = _Store(ledger)
+    store = HotStore(ledger)
     if (found := store.closed(season)) is not None:
         if ledger.season(season).stage is not SeasonStage.CLOSED:
             raise SeasonClosedError(f"season {season} is closed already: its archive is {found.url}")
@@ -383,9 +362,9 @@ def close(
 
     write(EVENTS, EVENTS_SCHEMA, store.events(season, first, last))
     write(RECEIPTS, RECEIPTS_SCHEMA, store.receipts(season))
-    write(CHAIN, CHAIN_SCHEMA, _chain(store.tables, start.position if start else FIRST, last))
+    write(CHAIN, CHAIN_SCHEMA, chain_pages(store.tables, start.position if start else FIRST, last))
     covering = [c for c in store.tables.checkpoints(start.position - 1 if start else FIRST, None) if c.position <= last]
-    write(CHECKPOINTS, CHECKPOINTS_SCHEMA, iter([_checkpoints_table(covering)]))
+    write(CHECKPOINTS, CHECKPOINTS_SCHEMA, iter([checkpoints_table(covering)]))
     tables = list(views.tables()) if views is not None else []
     for table in tables:
         assert views is not None
@@ -414,7 +393,7 @@ def close(
 
 def _take_out(
     ledger: JourneyLedger,
-    store: _Store,
+    store: HotStore,
     season: int,
     url: str,
     keys: SigningKeys,
@@ -470,52 +449,14 @@ def _record(ledger: JourneyLedger, command: type[SeasonStep], season: int, **fie
     ledger.record(made, MINISTRY)
 
 
-def _chain(tables: ChainTables, after: int, last: int) -> Iterator[pa.Table]:
-    for positions, digests in tables.digest_pages(after, last, PAGE):
-        count = len(positions) // 8
-        yield pa.table(
-            [
-                np.frombuffer(positions, ">i8").astype(np.int64),
-                pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), count, [None, pa.py_buffer(digests)]),
-            ],
-            CHAIN_SCHEMA,
-        )
-
-
-def _events_table(page: Packed) -> pa.Table:
-    """A page of the log, packed by column (numbers big-endian, texts after their lengths), as Arrow columns."""
-    count = page.size
-
-    def texts(kind: pa.DataType, lengths: bytes, values: bytes) -> pa.Array:
-        offsets = np.zeros(count + 1, np.int32)
-        np.cumsum(np.frombuffer(lengths, ">i4", count), out=offsets[1:])
-        return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
-
-    return pa.table(
-        [
-            np.frombuffer(page.positions, ">i8").astype(np.int64),
-            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), count, [None, pa.py_buffer(page.ids)]),
-            np.frombuffer(page.versions, ">i8").astype(np.int64),
-            texts(pa.string(), page.topic_lengths, page.topics),
-            texts(pa.binary(), page.state_lengths, page.states),
-        ],
-        EVENTS_SCHEMA,
-    )
-
-
-def _checkpoints_table(checkpoints: Sequence[Any]) -> pa.Table:
-    columns = [[getattr(c, n) for c in checkpoints] for n in ("position", "head", "signed_at", "key_id", "signature")]
-    return pa.table(columns, CHECKPOINTS_SCHEMA)
-
-
 def closed_seasons(ledger: JourneyLedger) -> list[Closed]:
-    return _Store(ledger).all_closed()
+    return HotStore(ledger).all_closed()
 
 
 def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, views: Views | None = None) -> Verdict:
     """Bring a closed season back into the hot store from its archive, verified first; recorded on the season."""
     url = archive_url(url)
-    store = _Store(ledger)
+    store = HotStore(ledger)
     closed = store.closed(season)
     if closed is None:
         raise SeasonClosedError(f"season {season} is not closed in this store: nothing to restore")
@@ -535,82 +476,3 @@ def restore(ledger: JourneyLedger, season: int, url: str, public: PublicKeys, vi
         for table in views.tables():
             views.write(table, target.batches(f"views/{table.name}.parquet"), ledger.database_url)
     return verdict
-
-
-# Reading a closed season: its archive as a SQLite store of its own.
-
-
-def cache_directory() -> Path:
-    return settings().season_cache
-
-
-def season_url(season: int) -> str:
-    return f"sqlite:///{(cache_directory() / f'season-{season}.sqlite').absolute()}"
-
-
-def opened(season: int, public: PublicKeys) -> tuple[str, str]:
-    """A closed season of the configured store opened for reading: (its archive's URL, its store's URL)."""
-    with JourneyLedger(create_tables=False) as ledger:
-        found = {closed.season: closed for closed in closed_seasons(ledger)}
-    if season not in found:
-        closed = ", ".join(map(str, sorted(found))) or "none"
-        raise ValidationError("season", f"season {season} is not closed in this store (closed: {closed})")
-    return found[season].url, open_season(season, found[season].url, public)
-
-
-def open_season(season: int, url: str, public: PublicKeys, views: Views | None = None) -> str:
-    """The store URL of a closed season's archive opened for reading, loaded and verified on first use (and its
-    views' rows, once asked with `views`)."""
-    path = cache_directory() / f"season-{season}.sqlite"
-    if not path.exists():
-        _load(season, url, public, path)
-    store_url = season_url(season)
-    if views is not None and not _has_part(path, "views"):
-        target = Target(url)
-        for table in views.tables():
-            views.write(table, target.batches(f"views/{table.name}.parquet"), store_url)
-        views.settle(store_url, Target(url).read_json(MANIFEST)["events"]["last"])
-        with closing(sqlite3.connect(path)) as connection, connection:
-            connection.execute("INSERT INTO season_cache VALUES ('views')")
-    return store_url
-
-
-def _has_part(path: Path, part: str) -> bool:
-    with closing(sqlite3.connect(path)) as connection:
-        return bool(connection.execute("SELECT count(*) FROM season_cache WHERE part = ?", (part,)).fetchone()[0])
-
-
-def _load(season: int, url: str, public: PublicKeys, path: Path) -> None:
-    verdict = verify_archive(url, public)
-    if not verdict.ok:
-        raise ArchiveError(f"the archive at {url} does not verify, so it is not opened: {'; '.join(verdict.problems)}")
-    if verdict.season != season:
-        raise ValidationError("season", f"the archive at {url} is of season {verdict.season}, not {season}")
-    target = Target(url)
-    manifest = target.read_json(MANIFEST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    building = path.with_suffix(".loading")
-    building.unlink(missing_ok=True)
-    ledger = JourneyLedger(f"sqlite:///{building.absolute()}")
-    try:
-        store = _Store(ledger)
-    finally:
-        ledger.close()
-    with closing(sqlite3.connect(building)) as connection, connection:
-        connection.execute("CREATE TABLE season_cache (part TEXT PRIMARY KEY)")
-        _into_sqlite(connection, store.events_name, target, season)
-        for batch in target.batches(CHAIN):
-            connection.executemany(
-                "INSERT INTO ledger_chain VALUES (?, ?)", zip(*(c.to_pylist() for c in batch.columns), strict=True)
-            )
-        for batch in target.batches(CHECKPOINTS):
-            connection.executemany(
-                "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?, ?)",
-                zip(*(c.to_pylist() for c in batch.columns), strict=True),
-            )
-        checkpoint = manifest["chain"]["checkpoint"]
-        connection.execute(
-            "UPDATE ledger_seal SET position = ?, link = ?", (checkpoint["position"], bytes.fromhex(checkpoint["head"]))
-        )
-        connection.execute("INSERT INTO season_cache VALUES ('events')")
-    building.replace(path)

@@ -5,20 +5,19 @@ style filled in for SQLite or PostgreSQL.
 
 from __future__ import annotations
 
-import sys
 import time
-from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 
 from hajj_ledger.audit.links import FIRST, GENESIS, Checkpoint, event_digest, next_link
+from hajj_ledger.audit.pages import EventRow, Packed
 from hajj_ledger.audit.verification import Checked, Linked
 from hajj_ledger.ledger import JourneyLedger
 
@@ -26,70 +25,12 @@ PAGE = 20_000
 SQLITE_CREATE_TRIES = 25  # about a minute of waiting in all, for processes starting together on a new file
 READERS = 2  # pages read at once while one is linked
 
-EventRow = tuple[int, bytes, int, str, bytes]  # position, originator id (16 bytes), version, topic, state
-DigestedRow = tuple[int, bytes, int, str, bytes, bytes]  # an EventRow and its digest
-
 
 # The sealed digests of archived positions in (%s, %s]: what the verification links there in place of events.
 ARCHIVED_DIGESTS = (
     "SELECT c.position, c.digest FROM {chain} AS c JOIN {archived} AS a ON c.position BETWEEN a.first AND a.last "
     "WHERE c.position > %s AND c.position <= %s"
 )
-
-
-class Packed(NamedTuple):
-    """A page of DigestedRows by column, each column one byte string: numbers big-endian, 8 bytes (positions,
-    versions) or 4 (the lengths of the topics and of the states, which follow each other in `topics` and `states`);
-    ids of 16 bytes, digests of 32."""
-
-    size: int  # events
-    positions: bytes
-    ids: bytes
-    versions: bytes
-    topic_lengths: bytes
-    topics: bytes
-    state_lengths: bytes
-    states: bytes
-    digests: bytes
-
-    @classmethod
-    def of(cls, rows: Sequence[DigestedRow]) -> Packed:
-        topics = [r[3].encode() for r in rows]
-        return cls(
-            len(rows),
-            b"".join(r[0].to_bytes(8, "big", signed=True) for r in rows),
-            b"".join(r[1] for r in rows),
-            b"".join(r[2].to_bytes(8, "big") for r in rows),
-            b"".join(len(t).to_bytes(4, "big") for t in topics),
-            b"".join(topics),
-            b"".join(len(r[4]).to_bytes(4, "big") for r in rows),
-            b"".join(r[4] for r in rows),
-            b"".join(r[5] for r in rows),
-        )
-
-    def in_order(self) -> bool:
-        """Whether the positions rise from each event to the next."""
-        numbers = array("q", self.positions)
-        if sys.byteorder == "little":
-            numbers.byteswap()  # packed big-endian
-        listed = numbers.tolist()
-        return listed == sorted(listed)  # positions are unique: sorted is rising
-
-    def rows(self) -> list[DigestedRow]:
-        numbers = [int.from_bytes(self.positions[i : i + 8], "big", signed=True) for i in range(0, self.size * 8, 8)]
-        versions = [int.from_bytes(self.versions[i : i + 8], "big") for i in range(0, self.size * 8, 8)]
-        rows: list[DigestedRow] = []
-        topic_at = state_at = 0
-        for index in range(self.size):
-            topic_end = topic_at + int.from_bytes(self.topic_lengths[index * 4 : index * 4 + 4], "big")
-            state_end = state_at + int.from_bytes(self.state_lengths[index * 4 : index * 4 + 4], "big")
-            rows.append((
-                numbers[index], self.ids[index * 16 : index * 16 + 16], versions[index],
-                self.topics[topic_at:topic_end].decode(), self.states[state_at:state_end],
-                self.digests[index * 32 : index * 32 + 32],
-            ))  # fmt: skip
-            topic_at, state_at = topic_end, state_end
-        return rows
 
 
 class ChainTables:

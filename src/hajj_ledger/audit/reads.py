@@ -1,6 +1,5 @@
-"""What an auditor reads: the trail (every event with both clocks, who recorded it and its position in the log) and
-a journey as of a past moment: as the ledger knew it at a position or a recorded time, or as things had happened
-by a business time.
+"""What an auditor reads: the trail (every event with both clocks, who recorded it and its position in the log),
+the journeys there were at a position, and a journey's history; a journey as of a past moment is `as_of.py`'s.
 
 The agency and the recorded time live inside each event's stored payload, which the store does not index. A trail
 filtered by agency, event or recorded time is therefore answered from the trail's index (`trail_index`, kept from
@@ -17,7 +16,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -26,8 +25,9 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from hajj_ledger.domain.aggregates import AGGREGATE_OF, KIND
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, STEPS, RecordedEvent, check_step
-from hajj_ledger.domain.errors import LedgerError, NotFoundError, ValidationError
+from hajj_ledger.domain.catalogue import STEPS
+from hajj_ledger.domain.errors import NotFoundError, ValidationError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.journey import Journey
 from hajj_ledger.domain.vocabulary import Role, hijri, makkah_day
 from hajj_ledger.store.codec import stored_topic
@@ -102,7 +102,8 @@ class Entry:
         )  # fmt: skip
 
 
-def _aware(name: str, value: datetime | None) -> None:
+def zoned(name: str, value: datetime | None) -> None:
+    """Refuse a time without its zone: one without is ambiguous by hours."""
     if value is not None and value.utcoffset() is None:
         raise ValidationError(name, "needs a time zone (e.g. 2025-06-05T08:30:00Z)")
 
@@ -125,8 +126,8 @@ class TrailQuery:
     def __post_init__(self) -> None:
         if self.event is not None and self.event not in STEPS:
             raise ValidationError("event", f"no event {self.event!r}; known: {', '.join(STEPS)}")
-        _aware("recorded_from", self.recorded_from)
-        _aware("recorded_until", self.recorded_until)
+        zoned("recorded_from", self.recorded_from)
+        zoned("recorded_until", self.recorded_until)
         if self.recorded_from and self.recorded_until and self.recorded_until < self.recorded_from:
             raise ValidationError("recorded_until", "is before recorded_from")
         for name in ("from_position", "until_position"):
@@ -412,105 +413,12 @@ def _topic(event: str) -> str:
     return stored_topic(get_topic(getattr(AGGREGATE_OF[event], event)))
 
 
-@dataclass(frozen=True)
-class AsOf:
-    """A moment of the past, given one way: a position in the log or a recorded time (what the ledger knew then),
-    or a business time (what had happened by then, by the recording agencies' own clocks)."""
-
-    position: int | None = None
-    recorded_at: datetime | None = None
-    occurred_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        given = [n for n in ("position", "recorded_at", "occurred_at") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValidationError(
-                "as_of",
-                f"give exactly one of position, recorded_at and occurred_at (given: {', '.join(given) or 'none'})",
-            )
-        if self.position is not None and self.position < 0:
-            raise ValidationError("position", "must not be negative")
-        _aware("recorded_at", self.recorded_at)
-        _aware("occurred_at", self.occurred_at)
-
-    def __str__(self) -> str:
-        if self.position is not None:
-            return f"position {self.position}"
-        if self.recorded_at is not None:
-            return f"what was recorded by {self.recorded_at.isoformat()}"
-        assert self.occurred_at is not None
-        return f"what had happened by {self.occurred_at.isoformat()}"
-
-
-@dataclass(frozen=True)
-class PastJourney:
-    """A journey as of a moment: its state, the last event taken into account, and (business time only) the events
-    that had happened by then but that the journey's rules refuse on the state the others built, with why."""
-
-    journey: Journey
-    position: int
-    events: int
-    refused: list[tuple[Entry, str]] = field(default_factory=list)
-
-    def state(self) -> dict[str, Any]:
-        journey = self.journey
-        public = {k: v for k, v in vars(journey).items() if not k.startswith("_")}
-        return {"journey_id": journey.id, "version": journey.version, "recorded_at": journey.modified_on, **public}
-
-
 def within_head(ledger: JourneyLedger, position: int, field: str) -> None:
     """Refuse a position the ledger has not reached: the past only."""
     if position < 0:
         raise ValidationError(field, "must not be negative")
     if position > (head := ledger.head()):
         raise ValidationError(field, f"{position} is beyond the ledger's head ({head})")
-
-
-def journey_as_of(ledger: JourneyLedger, journey_id: UUID, at: AsOf) -> PastJourney:
-    if at.position is not None:
-        within_head(ledger, at.position, "position")
-    decode = ledger.mapper.to_domain_event
-    events: list[tuple[int, Any]] = [(n.id, decode(n)) for n in ledger.store.select_aggregate_notifications(journey_id)]
-    if not events or not isinstance(events[0][1], Journey.Registered):
-        raise NotFoundError(f"journey {journey_id} not found")
-    if at.occurred_at is None:
-        # A journey's events are recorded in version order, so these are a prefix of its history: the library's
-        # own replay, as when the ledger read it then.
-        known = [(p, e) for p, e in events if p <= at.position] if at.position is not None else [
-            (p, e) for p, e in events if e.recorded_at <= at.recorded_at
-        ]  # fmt: skip
-        if not known:
-            raise NotFoundError(f"journey {journey_id} was not yet recorded at {at}")
-        journey = None
-        for _, event in known:
-            journey = event.mutate(journey)
-        assert isinstance(journey, Journey)
-        return PastJourney(journey, known[-1][0], len(known))
-    return _happened(journey_id, [(p, e) for p, e in events if e.stamp.occurred_at <= at.occurred_at], at)
-
-
-def _happened(journey_id: UUID, happened: list[tuple[int, Any]], at: AsOf) -> PastJourney:
-    """Replay the events that had happened by a business time, in log order. They need not be a prefix: an agency
-    may report later what happened earlier. Each is checked against the journey's rules on the state the earlier
-    ones built (as the ledger checked it when recorded), and one the rules refuse there is left out and reported:
-    its agency's clock says it happened before an event it depends on."""
-    if not happened or not isinstance(happened[0][1], Journey.Registered):
-        raise NotFoundError(f"journey {journey_id} had not been registered by {at}")
-    (position, registered), *rest = happened
-    journey = registered.mutate(None)
-    applied, refused = 1, []
-    for at_position, event in rest:
-        try:
-            check_step(JOURNEY_STEPS, type(event).__name__, journey, vars(event))
-        except LedgerError as refusal:
-            refused.append((Entry.of(at_position, event), refusal.message))
-            continue
-        # The library's mutate would insist on consecutive versions; this subset has gaps by design.
-        event.apply(journey)
-        journey.version = event.originator_version
-        journey.modified_on = event.recorded_at
-        position, applied = at_position, applied + 1
-    return PastJourney(journey, position, applied, refused)
 
 
 def event_json(event: Journey.Event) -> dict[str, Any]:

@@ -4,8 +4,9 @@ that grant serves. Need-to-know (the PDPL): a role reads only what one of its du
 
 This one table decides every read: the routes declare their roles from it (`api/routes/`), the views' index and the
 summary count from it, and docs/access.md's roles tables are rendered from it (`render_markdown`). Who records
-what is the event catalogue's (`catalogue.py`); who is told of which event (`FEED_EVENTS`) and who reads identities
-(`IDENTITY_READERS`, `NAME_SEARCHERS`) are kept there too, and their grants here are made from them.
+what is the event catalogue's (`catalogue.py`). Who is told of which event (`FEED_EVENTS`, `may_follow`) and who
+reads identities (`IDENTITY_READERS`, `NAME_SEARCHERS`) are kept here too, where the feed and the vault check them
+event by event and journey by journey, and their grants below are made from them.
 
 A scoped role (SCOPE: a mission, a company) reads only its own rows of a view, by the view's column of that name, so
 only views with that column are granted to it; `whole` names the scoped roles that read a view's every row.
@@ -15,16 +16,97 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-# Who follows the feed and who reads identities are the catalogue's, where the feed and the vault check them event
-# by event and journey by journey; the routes take them from here, with the rest.
-from hajj_ledger.domain.catalogue import FEED_EVENTS
-from hajj_ledger.domain.catalogue import IDENTITY_READERS as IDENTITY_READERS
-from hajj_ledger.domain.catalogue import NAME_SEARCHERS as NAME_SEARCHERS
+from hajj_ledger.domain.catalogue import (
+    BUILDING_STEPS,
+    CONTRACT_STEPS,
+    EVENT_SCOPES,
+    JOURNEY_STEPS,
+    OFFER_STEPS,
+    SCOPE,
+    STEPS,
+    TRIP_STEPS,
+)
 from hajj_ledger.domain.errors import PermissionDeniedError
 from hajj_ledger.domain.vocabulary import Role
 
 M, C = Role.MISSION, Role.COMPANY
+
+# Who may read a pilgrim's identity, and how far. Auditors see that it was recorded and erased (the events), never
+# what it was; analysts never. Scoped roles read only their own journeys (SCOPE, the catalogue's).
+IDENTITY_READERS: dict[Role, str] = {
+    Role.MISSION: "its own pilgrims",
+    Role.COMPANY: "the pilgrims contracted to it",
+    Role.JAWAZAT: "every pilgrim (passport control)",
+    Role.MOH: "every pilgrim (patients)",
+    Role.MINISTRY: "every pilgrim",
+}
+
+
+# Who may search identities by name: only inside the caller's own scope (the vault's name index is keyed by it),
+# where one Arabic name's many Latin spellings all match. Others find a pilgrim by passport.
+NAME_SEARCHERS: dict[Role, str] = {Role.MISSION: "its own pilgrims"}
+
+
+def check_name_searcher(role: Role) -> None:
+    if role not in NAME_SEARCHERS:
+        raise PermissionDeniedError(
+            role, "names", "only a mission searches names, among its own pilgrims", verb="search"
+        )
+
+
+def check_identity_reader(role: Role, agency_id: str, journey: Any) -> None:
+    if role not in IDENTITY_READERS:
+        raise PermissionDeniedError(role, "identity", "this role never reads identities", verb="read")
+    if role in SCOPE and journey is not None:  # None: before a journey is known (a lookup filters by scope)
+        owner, refusal = SCOPE[role]
+        if getattr(journey, owner) != agency_id:
+            raise PermissionDeniedError(role, "identity", refusal, verb="read")
+
+
+# Who is told of which events as they are recorded (the change feed, `GET /v1/feed`, and the relay's subjects): each
+# agency what it acts on. A role scoped on an aggregate's kind (SCOPES, as when recording) hears only of its own: a
+# company of its offers, contracts, buildings and journeys (from the contract on), a mission of its contracts and
+# journeys; where SCOPES does not scope it, of every one (a mission hears of every company's offers, the market).
+# Events are rendered as the trail renders them, with no personal data. Auditors follow the log, analysts never an
+# aggregate.
+_VISA = frozenset({"VisaRequested", "VisaIssued", "VisaRejected", "VisaRevoked", "Cancelled"})
+_ARRIVAL = frozenset({"FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort"})
+_TRANSPORT = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", "Boarded", "TransferCompleted"})
+_HEALTH = frozenset({"HospitalAdmitted", "HospitalDischarged", "DeathRecorded"})
+_WHEREABOUTS = frozenset({"ReportedMissing", "Found", "DeathRecorded"})
+_EXIT = frozenset({"ExitCleared", "Departed", "LegalHoldPlaced", "LegalHoldLifted"})
+_MARKET = frozenset({"OfferPublished", "OfferAmended", "OfferWithdrawn"})
+_LICENSING = frozenset({"BuildingLicensed", "LicenceSuspended", "LicenceRenewed"})
+_ON_THE_ROAD = frozenset({"TripDeparted", "CheckpointPassed", "TripArrived"})
+FEED_EVENTS: dict[Role, frozenset[str]] = {
+    Role.MISSION: frozenset({**JOURNEY_STEPS, **CONTRACT_STEPS}) | _MARKET,
+    Role.COMPANY: frozenset({**JOURNEY_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}),
+    Role.MOFA: _VISA,
+    Role.GACA: _ARRIVAL | {"Departed"},
+    Role.JAWAZAT: _ARRIVAL | {"VisaIssued", "VisaRevoked"} | _WHEREABOUTS | _EXIT,
+    Role.CUSTOMS: _ARRIVAL,
+    Role.WUKALA: _ARRIVAL | _TRANSPORT | frozenset(TRIP_STEPS),
+    Role.NAQABA: _TRANSPORT | frozenset(TRIP_STEPS),
+    Role.MOH: _HEALTH | {"LegalHoldPlaced", "LegalHoldLifted"},
+    Role.AMANAH: _LICENSING,
+    Role.CIVIL_DEFENCE: frozenset({"InspectionPassed", "InspectionFailed"}),
+    Role.ROAD_SECURITY: _ON_THE_ROAD,
+    Role.MINISTRY: frozenset(STEPS),
+    Role.AUDITOR: frozenset(STEPS),
+}
+
+
+def may_follow(role: Role, agency_id: str, event: str, owners: Mapping[str, str | None] | None) -> bool:
+    """Whether an agency is told of `event`: its role hears of that event, and a role scoped on the event's kind of
+    aggregate only of its own (`owners`: the aggregate's SCOPES columns as of the event; None when unknown)."""
+    if event not in FEED_EVENTS.get(role, ()):
+        return False
+    scope = EVENT_SCOPES[event].get(role)
+    if scope is None:
+        return True
+    return owners is not None and owners.get(scope[0]) == agency_id
 
 
 @dataclass(frozen=True)
@@ -215,7 +297,7 @@ READS: dict[str, Read] = {
     "identity": Read(
         "who the pilgrim is (the vault), and the journeys of a passport",
         ("GET /v1/journeys/{journey_id}/identity", "GET /v1/identities/by-passport"),
-        IDENTITY_READERS,  # the catalogue's, which the vault enforces too
+        IDENTITY_READERS,  # above, which the vault enforces too
     ),
     "names": Read(
         "the journeys of a name, in any spelling, among the caller's own",

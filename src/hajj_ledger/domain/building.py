@@ -9,7 +9,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.domain.catalogue import BUILDING_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.catalogue import BUILDING_STEPS, check_step
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.vocabulary import BuildingStage, City, Stamp
 
 

@@ -1,8 +1,8 @@
 """The event catalogue: every step the ledger records, who may record it, and from where.
 
 This one table is the journey's rules and the permissions both. The aggregates enforce it before they create any
-event (`Journey.trigger_event`, `Trip.trigger_event`); docs/journey.md and the API docs render it with
-`render_markdown`.
+event (`Journey.trigger_event`, `Trip.trigger_event`); docs/journey.md and the API docs render it
+(`catalogue_doc.py`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, ClassVar
-
-from eventsourcing.domain import Aggregate
+from datetime import timedelta
+from typing import Any
 
 from hajj_ledger.domain.errors import (
     BuildingFullError,
@@ -576,38 +573,6 @@ IDENTITY_STEPS = frozenset(
     {"IdentityRecorded", "IdentityCorrected", "IdentityErased", "LegalHoldPlaced", "LegalHoldLifted"}
 )
 
-# Who may read a pilgrim's identity, and how far. Auditors see that it was recorded and erased (the events), never
-# what it was; analysts never. Scoped roles read only their own journeys (SCOPE above).
-IDENTITY_READERS: dict[Role, str] = {
-    Role.MISSION: "its own pilgrims",
-    Role.COMPANY: "the pilgrims contracted to it",
-    Role.JAWAZAT: "every pilgrim (passport control)",
-    Role.MOH: "every pilgrim (patients)",
-    Role.MINISTRY: "every pilgrim",
-}
-
-
-# Who may search identities by name: only inside the caller's own scope (the vault's name index is keyed by it),
-# where one Arabic name's many Latin spellings all match. Others find a pilgrim by passport.
-NAME_SEARCHERS: dict[Role, str] = {Role.MISSION: "its own pilgrims"}
-
-
-def check_name_searcher(role: Role) -> None:
-    if role not in NAME_SEARCHERS:
-        raise PermissionDeniedError(
-            role, "names", "only a mission searches names, among its own pilgrims", verb="search"
-        )
-
-
-def check_identity_reader(role: Role, agency_id: str, journey: Any) -> None:
-    if role not in IDENTITY_READERS:
-        raise PermissionDeniedError(role, "identity", "this role never reads identities", verb="read")
-    if role in SCOPE and journey is not None:  # None: before a journey is known (a lookup filters by scope)
-        owner, refusal = SCOPE[role]
-        if getattr(journey, owner) != agency_id:
-            raise PermissionDeniedError(role, "identity", refusal, verb="read")
-
-
 TRIP_STEPS: dict[str, Step] = {
     s.event: s
     for s in (
@@ -787,37 +752,6 @@ SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
 # Who reads what, and why: domain/access.py. Who records anything (the batch route's roles):
 RECORDERS = frozenset(role for step in STEPS.values() for role in step.roles)
 
-# Who is told of which events as they are recorded (the change feed, `GET /v1/feed`, and the relay's subjects): each
-# agency what it acts on. A role scoped on an aggregate's kind (SCOPES, as when recording) hears only of its own: a
-# company of its offers, contracts, buildings and journeys (from the contract on), a mission of its contracts and
-# journeys; where SCOPES does not scope it, of every one (a mission hears of every company's offers, the market).
-# Events are rendered as the trail renders them, with no personal data. Auditors follow the log, analysts never an
-# aggregate.
-_VISA = frozenset({"VisaRequested", "VisaIssued", "VisaRejected", "VisaRevoked", "Cancelled"})
-_ARRIVAL = frozenset({"FlightBooked", "ArrivedAtPort", "EntryCleared", "CustomsCleared", "ReceivedAtPort"})
-_TRANSPORT = frozenset({"ReceivedAtPort", "BusAssigned", "BusAssignmentCancelled", "Boarded", "TransferCompleted"})
-_HEALTH = frozenset({"HospitalAdmitted", "HospitalDischarged", "DeathRecorded"})
-_WHEREABOUTS = frozenset({"ReportedMissing", "Found", "DeathRecorded"})
-_EXIT = frozenset({"ExitCleared", "Departed", "LegalHoldPlaced", "LegalHoldLifted"})
-_MARKET = frozenset({"OfferPublished", "OfferAmended", "OfferWithdrawn"})
-_LICENSING = frozenset({"BuildingLicensed", "LicenceSuspended", "LicenceRenewed"})
-_ON_THE_ROAD = frozenset({"TripDeparted", "CheckpointPassed", "TripArrived"})
-FEED_EVENTS: dict[Role, frozenset[str]] = {
-    Role.MISSION: frozenset({**JOURNEY_STEPS, **CONTRACT_STEPS}) | _MARKET,
-    Role.COMPANY: frozenset({**JOURNEY_STEPS, **OFFER_STEPS, **CONTRACT_STEPS, **BUILDING_STEPS}),
-    Role.MOFA: _VISA,
-    Role.GACA: _ARRIVAL | {"Departed"},
-    Role.JAWAZAT: _ARRIVAL | {"VisaIssued", "VisaRevoked"} | _WHEREABOUTS | _EXIT,
-    Role.CUSTOMS: _ARRIVAL,
-    Role.WUKALA: _ARRIVAL | _TRANSPORT | frozenset(TRIP_STEPS),
-    Role.NAQABA: _TRANSPORT | frozenset(TRIP_STEPS),
-    Role.MOH: _HEALTH | {"LegalHoldPlaced", "LegalHoldLifted"},
-    Role.AMANAH: _LICENSING,
-    Role.CIVIL_DEFENCE: frozenset({"InspectionPassed", "InspectionFailed"}),
-    Role.ROAD_SECURITY: _ON_THE_ROAD,
-    Role.MINISTRY: frozenset(STEPS),
-    Role.AUDITOR: frozenset(STEPS),
-}
 # Each event's scopes: those of its aggregate's kind.
 EVENT_SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
     event: SCOPES[kind]
@@ -831,34 +765,6 @@ EVENT_SCOPES: dict[str, dict[Role, tuple[str, str]]] = {
     )
     for event in steps
 }
-
-
-def may_follow(role: Role, agency_id: str, event: str, owners: Mapping[str, str | None] | None) -> bool:
-    """Whether an agency is told of `event`: its role hears of that event, and a role scoped on the event's kind of
-    aggregate only of its own (`owners`: the aggregate's SCOPES columns as of the event; None when unknown)."""
-    if event not in FEED_EVENTS.get(role, ()):
-        return False
-    scope = EVENT_SCOPES[event].get(role)
-    if scope is None:
-        return True
-    return owners is not None and owners.get(scope[0]) == agency_id
-
-
-class RecordedEvent(Aggregate.Event):
-    """What every event of the ledger carries, and the stage change its catalogue row gives it."""
-
-    stamp: Stamp
-    steps: ClassVar[Mapping[str, Step]]
-
-    @property
-    def recorded_at(self) -> datetime:
-        """When the ledger recorded it: the library's own timestamp, set by the ledger's clock."""
-        return self.timestamp
-
-    def apply(self, aggregate: Any) -> None:
-        to = self.steps[type(self).__name__].to
-        if to is not None:
-            aggregate.stage = to
 
 
 def may_record(role: Role, event: str) -> bool:
@@ -937,27 +843,3 @@ def check_step(steps: Mapping[str, Step], event: str, aggregate: Any, fields: Ma
             )
     if aggregate is not None and type(aggregate).__name__ in TIMED:
         check_time(event, aggregate, stamp)
-
-
-def _declared_order(member: StrEnum) -> int:
-    return list(type(member)).index(member)
-
-
-def _cell(values: Iterable[StrEnum]) -> str:
-    """Enumeration members in their declared order (the journey's order, for stages)."""
-    ordered = sorted(values, key=_declared_order)
-    return ", ".join(str(v) for v in ordered) or "(new)"
-
-
-def render_markdown(steps: Mapping[str, Step] = JOURNEY_STEPS) -> str:
-    """The table as people read it (docs/journey.md, the API docs)."""
-    lines = [
-        "| event | recorded by | allowed from | leads to | also needs |",
-        "|---|---|---|---|---|",
-    ]
-    for step in steps.values():
-        needs = "; ".join([c.text for c in step.conditions] + ([step.note] if step.note else []))
-        lines.append(
-            f"| {step.event} | {_cell(step.roles)} | {_cell(step.from_)} | {step.to or 'unchanged'} | {needs} |"
-        )
-    return "\n".join(lines) + "\n"

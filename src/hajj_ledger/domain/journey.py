@@ -9,7 +9,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.domain.catalogue import JOURNEY_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.catalogue import JOURNEY_STEPS, check_step
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.vocabulary import (
     ENDED,
     PORT_MODES,

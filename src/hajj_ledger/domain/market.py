@@ -14,7 +14,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.domain.catalogue import CONTRACT_STEPS, OFFER_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.catalogue import CONTRACT_STEPS, OFFER_STEPS, check_step
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.vocabulary import ContractStage, OfferKind, OfferSite, OfferStage, Stamp
 
 

@@ -25,8 +25,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from hajj_ledger.domain.catalogue import SEASON_STEPS, RecordedEvent, check_step
+from hajj_ledger.domain.catalogue import SEASON_STEPS, check_step
 from hajj_ledger.domain.errors import ValidationError
+from hajj_ledger.domain.events import RecordedEvent
 from hajj_ledger.domain.vocabulary import SEASONS, SeasonStage, Stamp, hijri, makkah_day
 
 SEASON_NAMESPACE = uuid5(NAMESPACE_URL, "https://hajj-ledger.example/season")
