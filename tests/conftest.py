@@ -9,6 +9,7 @@ whatever the shell has set, for every test and every process a test starts; a te
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ import pytest
 
 from hajj_ledger.audit.signing import KEY_FILE_VARIABLE, SigningKeys
 from hajj_ledger.ledger import JourneyLedger
+from hajj_ledger.logs import AS_WRITTEN, QUIET
 from hajj_ledger.settings import PREFIX, variable_for
 from tests.support import open_season
 
@@ -92,6 +94,19 @@ def own_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     )
     yield
     _set_ledger_variables(shell)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """A command run in process sets up logging (`hajj_ledger.logs`), which stops the HTTP face's loggers passing
+    their records on: put them back after each test, so a later test's `caplog` sees every record."""
+    loggers = [logging.getLogger(name) for name in (*AS_WRITTEN, *QUIET)]
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True)
